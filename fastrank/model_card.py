@@ -1,0 +1,59 @@
+"""Model card (README.md) written next to every saved checkpoint: what it was trained from, on, and how well."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def _table(rows: dict[str, Any]) -> str:
+    lines = ["| key | value |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in rows.items()]
+    return "\n".join(lines)
+
+
+def render_model_card(model: Any) -> str:
+    """Render the card from ``model.card_data`` (filled by the trainer) and the model's config."""
+    data = dict(model.card_data)
+    parts = [
+        "---",
+        "library_name: fastrank",
+        "pipeline_tag: text-ranking",
+        "tags: [cross-encoder, reranker, fastrank]",
+        f"base_model: {data.get('base_model', 'unknown')}",
+        "---",
+        "",
+        "# Cross-encoder reranker",
+        "",
+        "Scores (query, document) pairs; higher means more relevant. Trained with "
+        "[fastrank](https://github.com/fastrank/fastrank); loads in `fastrank.CrossEncoder` and "
+        "sentence-transformers' `CrossEncoder` with identical scores.",
+        "",
+        "## Model",
+        _table({
+            "base model": data.get("base_model", "unknown"),
+            "architecture": ", ".join(model.config.architectures or []),
+            "max length (tokens)": model.max_length,
+            "num labels": model.num_labels,
+            "activation": model.activation,
+        }),
+        "",
+    ]
+    if "train_data" in data:
+        parts += ["## Training data", "", str(data["train_data"]), ""]
+    if "loss" in data:
+        parts += ["## Loss", "", str(data["loss"]), ""]
+    if "hyperparameters" in data:
+        parts += ["## Hyperparameters", _table(data["hyperparameters"]), ""]
+    if "evaluation" in data:
+        parts += ["## Evaluation", "", "```json", json.dumps(data["evaluation"], indent=2), "```", ""]
+    parts += [
+        "## Usage",
+        "```python",
+        "from fastrank import CrossEncoder",
+        "model = CrossEncoder('path/to/this/dir')",
+        "model.rank('how are glacier caves formed?', ['A glacier cave is a cave formed within the ice.', 'Paris.'])",
+        "```",
+        "",
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,35 @@
+"""Small frozen records shared by the model, evaluator, CLI and bench."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RankedDoc:
+    """One reranked document: its position in the caller's list, its score, and optionally its text."""
+
+    index: int
+    score: float
+    document: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": self.index, "score": self.score}
+        if self.document is not None:
+            out["document"] = self.document
+        return out
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Reranking metrics over a set of queries, with how many were evaluated and how many were skipped and why."""
+
+    metrics: dict[str, float]
+    num_queries: int
+    num_skipped_no_positive: int = 0
+    num_skipped_no_candidates: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
