@@ -263,15 +263,21 @@ class CrossEncoder(torch.nn.Module):
         Built in a temporary directory beside ``path`` and renamed into place, so an interrupted save never
         leaves a directory that looks like a finished model.
         """
-        from fastrank.model_card import render_model_card
-
         target = Path(path)
         with atomic_dir(target) as tmp:
-            self.model.config.sentence_transformers = {"activation_fn": _ST_ACTIVATION_PATHS[self.activation]}
-            self.model.save_pretrained(tmp, safe_serialization=True)
-            self.tokenizer.model_max_length = self.max_length
-            self.tokenizer.save_pretrained(tmp)
-            meta = {"activation_fn": _ST_ACTIVATION_PATHS[self.activation], "model_type": "CrossEncoder"}
-            (tmp / "config_sentence_transformers.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-            (tmp / "README.md").write_text(render_model_card(self), encoding="utf-8")
+            self.write_checkpoint(tmp)
         return target
+
+    def write_checkpoint(self, directory: str | Path) -> None:
+        """Write the checkpoint files into an existing directory (non-atomic; ``save`` wraps it atomically)."""
+        from fastrank.model_card import render_model_card
+
+        directory = Path(directory)
+        st_activation = _ST_ACTIVATION_PATHS[self.activation]
+        self.model.config.sentence_transformers = {"activation_fn": st_activation}
+        self.model.save_pretrained(directory, safe_serialization=True)
+        self.tokenizer.model_max_length = self.max_length
+        self.tokenizer.save_pretrained(directory)
+        meta = {"activation_fn": st_activation, "model_type": "CrossEncoder"}
+        (directory / "config_sentence_transformers.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        (directory / "README.md").write_text(render_model_card(self), encoding="utf-8")

@@ -1,0 +1,30 @@
+"""``fastrank`` command line: thin typer wrappers over functions that return data."""
+
+from __future__ import annotations
+
+import typer
+
+from fastrank.cli.evaluate import eval_command
+from fastrank.cli.train import demo_command, train_command
+
+app = typer.Typer(
+    name="fastrank",
+    help="Train, evaluate, export and serve cross-encoder rerankers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("train")(train_command)
+app.command("eval")(eval_command)
+app.command("demo")(demo_command)
+
+
+def main() -> None:
+    """Console-script entry point; bad input ends with a one-line error instead of a traceback."""
+    from fastrank.errors import FastrankError
+
+    try:
+        app()
+    except (FastrankError, ValueError, TypeError) as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise SystemExit(2) from None

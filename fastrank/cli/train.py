@@ -1,0 +1,87 @@
+"""``fastrank train`` and ``fastrank demo``: wrappers over ``fastrank.training.recipe.train``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fastrank.cli.output import metrics_table, print_json
+
+_DEFAULTS: dict[str, Any] = {}
+
+
+def _defaults() -> dict[str, Any]:
+    """TrainConfig's defaults, read from the dataclass so the CLI never restates them."""
+    if not _DEFAULTS:
+        import dataclasses
+
+        from fastrank.training.recipe import TrainConfig
+
+        _DEFAULTS.update({f.name: f.default for f in dataclasses.fields(TrainConfig)
+                          if f.default is not dataclasses.MISSING})
+    return _DEFAULTS
+
+
+def _report(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(result)
+        return
+    columns = {k: result[k]["metrics"] for k in ("eval_before", "eval_after") if k in result}
+    if columns:
+        typer.echo(metrics_table(columns))
+    typer.echo(
+        f"trained {result['train_rows']} rows in {result['train_seconds']} s "
+        f"({result['train_pairs_per_second']} pairs/s, bf16={result['bf16']}); saved to {result['output_dir']}"
+    )
+
+
+def train_command(
+    data: Annotated[str, typer.Option("--data", help="Training data: grouped JSONL, CSV/TSV, Parquet or hub id.")],
+    out: Annotated[Path, typer.Option("--out", help="Where the trained model directory is written.")],
+    base: Annotated[str | None, typer.Option("--base", help="Base model dir or id (default: all-MiniLM-L6-v2).")] = None,
+    loss: Annotated[str | None, typer.Option("--loss", help="Loss name, e.g. listnet, lambda, bce, mnrl.")] = None,
+    epochs: Annotated[float | None, typer.Option("--epochs")] = None,
+    lr: Annotated[float | None, typer.Option("--lr")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    max_length: Annotated[int | None, typer.Option("--max-length")] = None,
+    eval_data: Annotated[str | None, typer.Option("--eval-data", help="Grouped JSONL evaluated before/after.")] = None,
+    loss_options: Annotated[str | None, typer.Option("--loss-options", help="JSON dict of loss options.")] = None,
+    bf16: Annotated[str | None, typer.Option("--bf16", help="auto | true | false")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Resume from the last checkpoint.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Train a cross-encoder reranker (defaults: the recipe measured in bench/RESULTS.md)."""
+    from fastrank.training.recipe import TrainConfig, train
+
+    given = {"base": base, "loss": loss, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+             "max_length": max_length, "bf16": bf16, "seed": seed}
+    options = json.loads(loss_options) if loss_options else {}
+    if not isinstance(options, dict):
+        raise ValueError(f"--loss-options must be a JSON object, got {loss_options!r}")
+    config = TrainConfig(data=data, out=str(out), eval_data=eval_data, resume=resume, loss_options=options,
+                         **{k: v for k, v in given.items() if v is not None})
+    _report(train(config), as_json)
+
+
+def run_demo(workdir: str = "runs/demo", epochs: float | None = None) -> dict[str, Any]:
+    """Build the stdlib-docstring dataset, train the default recipe on it, evaluate before/after, save."""
+    from fastrank.demo import build_demo_data
+    from fastrank.training.recipe import TrainConfig, train
+
+    paths = build_demo_data(Path(workdir) / "data")
+    config = TrainConfig(data=str(paths["train"]), eval_data=str(paths["test"]), out=str(Path(workdir) / "model"),
+                         epochs=epochs if epochs is not None else _defaults()["epochs"])
+    return train(config)
+
+
+def demo_command(
+    workdir: Annotated[Path, typer.Option("--workdir", help="Where data and model are written.")] = Path("runs/demo"),
+    epochs: Annotated[float | None, typer.Option("--epochs")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Train a small reranker from the MiniLM base on Python's own docstrings and show before/after metrics."""
+    _report(run_demo(str(workdir), epochs), as_json)

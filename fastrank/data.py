@@ -1,0 +1,295 @@
+"""Read ranking data and convert it into the four training formats.
+
+Canonical on-disk format: grouped JSONL, one query per line:
+``{"query_id": ..., "query": str, "documents": [str, ...], "labels": [0/1 or float, ...]}``
+(``"scores"`` instead of / beside ``"labels"`` carries teacher scores for distillation).
+Readers accept JSONL, CSV/TSV, Parquet and Hugging Face ``datasets`` hub ids, grouped or flat
+(``query, document, label`` rows are grouped by query).
+
+Training formats (columns by name, the order the losses read them in):
+- ``pairs``: query, document, label
+- ``ntuples``: query, positive, negative_1 .. negative_n
+- ``lists``: query, documents, labels
+- ``distillation``: query, documents, scores
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastrank.errors import DataError
+
+FORMATS = ("pairs", "ntuples", "lists", "distillation")
+
+
+@dataclass
+class QueryGroup:
+    """One query with its candidate documents and their labels (and optional teacher scores)."""
+
+    query: str
+    documents: list[str]
+    labels: list[float]
+    query_id: str = ""
+    scores: list[float] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def positives(self) -> list[str]:
+        return [d for d, y in zip(self.documents, self.labels) if y > 0]
+
+    @property
+    def negatives(self) -> list[str]:
+        return [d for d, y in zip(self.documents, self.labels) if y <= 0]
+
+
+def _number(value: Any, where: str, what: str) -> float:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            out = float(value)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(out):
+                return out
+    raise DataError(f"{where}: {what} must be a finite number (e.g. 0, 1 or 0.7), got {value!r}")
+
+
+def _group_from_record(rec: dict[str, Any], where: str) -> QueryGroup:
+    if not isinstance(rec, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    missing = [c for c in ("query", "documents") if c not in rec]
+    if missing or ("labels" not in rec and "scores" not in rec):
+        raise DataError(
+            f"{where}: missing column(s) {missing or ['labels']}; a grouped record needs "
+            "'query', 'documents' (list of strings) and 'labels' (list of numbers) or 'scores'; "
+            f"found {sorted(rec)}"
+        )
+    query, docs = rec["query"], rec["documents"]
+    if not isinstance(query, str) or not query.strip():
+        raise DataError(f"{where}: 'query' must be a non-empty string, got {query!r}")
+    if not isinstance(docs, list) or not all(isinstance(d, str) for d in docs):
+        raise DataError(f"{where}: 'documents' must be a list of strings")
+    labels_raw = rec.get("labels")
+    scores_raw = rec.get("scores")
+    for name, values in (("labels", labels_raw), ("scores", scores_raw)):
+        if values is None:
+            continue
+        if not isinstance(values, list):
+            raise DataError(f"{where}: '{name}' must be a list of numbers, got {type(values).__name__}")
+        if len(values) != len(docs):
+            raise DataError(
+                f"{where}: 'documents' has {len(docs)} items but '{name}' has {len(values)}; they must be equal"
+            )
+    scores = [_number(v, where, "each score") for v in scores_raw] if scores_raw is not None else None
+    labels = [_number(v, where, "each label") for v in labels_raw] if labels_raw is not None else list(scores or [])
+    return QueryGroup(query, list(docs), labels, str(rec.get("query_id", "")), scores)
+
+
+def _group_flat_rows(rows: Iterable[dict[str, Any]], source: str) -> list[QueryGroup]:
+    """Group flat ``query, document, label`` rows by query, keeping first-seen order."""
+    groups: dict[str, QueryGroup] = {}
+    for i, row in enumerate(rows):
+        where = f"{source} row {i + 1}"
+        missing = [c for c in ("query", "document", "label") if c not in row]
+        if missing:
+            raise DataError(
+                f"{where}: missing column(s) {missing}; flat rows need 'query', 'document', 'label' "
+                f"(or grouped rows with 'documents'/'labels'); found {sorted(row)}"
+            )
+        q = row["query"]
+        if not isinstance(q, str) or not q.strip():
+            raise DataError(f"{where}: 'query' must be a non-empty string, got {q!r}")
+        if not isinstance(row["document"], str):
+            raise DataError(f"{where}: 'document' must be a string, got {type(row['document']).__name__}")
+        g = groups.setdefault(q, QueryGroup(q, [], [], str(row.get("query_id", ""))))
+        g.documents.append(row["document"])
+        g.labels.append(_number(row["label"], where, "'label'"))
+    return list(groups.values())
+
+
+def _records_to_groups(records: Sequence[dict[str, Any]], source: str) -> list[QueryGroup]:
+    if not records:
+        raise DataError(f"{source} is empty: no records to train or evaluate on")
+    if "documents" in records[0]:
+        return [_group_from_record(r, f"{source} line {i + 1}") for i, r in enumerate(records)]
+    return _group_flat_rows(records, source)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path} line {i}: not valid JSON ({exc.msg})") from exc
+    return records
+
+
+def _read_delimited(path: Path, delimiter: str) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter=delimiter))
+    for row in rows:
+        for key in ("documents", "labels", "scores"):
+            if isinstance(row.get(key), str) and row[key].startswith("["):
+                row[key] = json.loads(row[key])
+    return rows
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    from fastrank.errors import require
+
+    pq = require("pyarrow.parquet", "train", "reading Parquet files")
+    return [
+        {k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()}
+        for row in pq.read_table(path).to_pylist()
+    ]
+
+
+def _read_hub(name: str, split: str) -> list[dict[str, Any]]:
+    from fastrank.errors import require
+
+    datasets = require("datasets", "train", "loading Hugging Face hub datasets")
+    repo, _, config = name.partition(":")
+    ds = datasets.load_dataset(repo, config or None, split=split)
+    return [dict(r) for r in ds]
+
+
+def read_groups(source: str | Path, split: str = "train") -> list[QueryGroup]:
+    """Read a ranking dataset into query groups.
+
+    ``source`` is a path (``.jsonl``/``.json``, ``.csv``, ``.tsv``, ``.parquet``) or a Hugging Face hub id
+    (``org/name`` or ``org/name:config``; needs network). Rows may be grouped (``query, documents, labels``) or
+    flat (``query, document, label``).
+    """
+    text = str(source)
+    path = Path(text).expanduser()
+    suffix = path.suffix.lower()
+    if path.exists():
+        if path.is_dir():
+            raise DataError(f"{text} is a directory; expected a .jsonl, .csv, .tsv or .parquet file")
+        readers = {".jsonl": _read_jsonl, ".json": _read_jsonl, ".parquet": _read_parquet,
+                   ".csv": lambda p: _read_delimited(p, ","), ".tsv": lambda p: _read_delimited(p, "\t")}
+        if suffix not in readers:
+            raise DataError(f"{text}: unsupported file type {suffix!r}; accepted: {', '.join(sorted(readers))}")
+        return _records_to_groups(readers[suffix](path), text)
+    if suffix in (".jsonl", ".json", ".csv", ".tsv", ".parquet") or text.startswith(("/", ".", "~")):
+        raise DataError(f"data file {text!r} does not exist")
+    return _records_to_groups(_read_hub(text, split), text)
+
+
+def write_groups(groups: Iterable[QueryGroup], path: str | Path) -> Path:
+    """Write groups as grouped JSONL (the canonical format)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for i, g in enumerate(groups):
+            rec: dict[str, Any] = {"query_id": g.query_id or str(i), "query": g.query,
+                                   "documents": g.documents, "labels": g.labels}
+            if g.scores is not None:
+                rec["scores"] = g.scores
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def to_pairs(groups: Sequence[QueryGroup]) -> dict[str, list]:
+    """Flatten groups into ``query, document, label`` columns."""
+    cols: dict[str, list] = {"query": [], "document": [], "label": []}
+    for g in groups:
+        for d, y in zip(g.documents, g.labels):
+            cols["query"].append(g.query)
+            cols["document"].append(d)
+            cols["label"].append(y)
+    return cols
+
+
+def to_lists(groups: Sequence[QueryGroup], max_documents: int | None = None, seed: int = 0) -> dict[str, list]:
+    """``query, documents, labels`` columns; groups without a positive are dropped (nothing to rank up).
+
+    ``max_documents`` caps each list, keeping every positive and a random sample of negatives.
+    """
+    rng = random.Random(seed)
+    cols: dict[str, list] = {"query": [], "documents": [], "labels": []}
+    for g in groups:
+        if not any(y > 0 for y in g.labels):
+            continue
+        idx = list(range(len(g.documents)))
+        if max_documents is not None and len(idx) > max_documents:
+            pos = [i for i in idx if g.labels[i] > 0][:max_documents]
+            neg = [i for i in idx if g.labels[i] <= 0]
+            idx = sorted(pos + rng.sample(neg, min(len(neg), max_documents - len(pos))))
+        cols["query"].append(g.query)
+        cols["documents"].append([g.documents[i] for i in idx])
+        cols["labels"].append([g.labels[i] for i in idx])
+    return cols
+
+
+def to_ntuples(groups: Sequence[QueryGroup], num_negatives: int = 1, seed: int = 0) -> dict[str, list]:
+    """One row per positive: ``query, positive, negative_1..negative_n`` with negatives drawn from its group.
+
+    Groups with fewer negatives than ``num_negatives`` repeat theirs; groups with none are skipped (in-batch
+    negatives alone cannot stand in for the missing hard negatives column).
+    """
+    if num_negatives < 0:
+        raise ValueError(f"num_negatives must be >= 0, got {num_negatives}")
+    rng = random.Random(seed)
+    cols: dict[str, list] = {"query": [], "positive": []}
+    cols.update({f"negative_{i + 1}": [] for i in range(num_negatives)})
+    for g in groups:
+        negs = g.negatives
+        if num_negatives and not negs:
+            continue
+        for pos in g.positives:
+            cols["query"].append(g.query)
+            cols["positive"].append(pos)
+            picks = rng.sample(negs, num_negatives) if len(negs) >= num_negatives else [
+                negs[i % len(negs)] for i in range(num_negatives)]
+            for i, neg in enumerate(picks):
+                cols[f"negative_{i + 1}"].append(neg)
+    return cols
+
+
+def to_distillation(groups: Sequence[QueryGroup]) -> dict[str, list]:
+    """``query, documents, scores`` columns from groups that carry teacher scores."""
+    missing = [g.query_id or g.query for g in groups if g.scores is None]
+    if missing:
+        raise DataError(
+            f"distillation needs teacher 'scores' for every query; {len(missing)} have none (first: {missing[0]!r}). "
+            "Add a 'scores' list per record (e.g. from `fastrank mine --teacher`)."
+        )
+    return {"query": [g.query for g in groups], "documents": [g.documents for g in groups],
+            "scores": [g.scores for g in groups]}
+
+
+def convert(groups: Sequence[QueryGroup], data_format: str, **kwargs: Any) -> dict[str, list]:
+    """Convert groups into the columns of ``data_format`` (one of FORMATS)."""
+    converters = {"pairs": to_pairs, "lists": to_lists, "ntuples": to_ntuples, "distillation": to_distillation}
+    if data_format not in converters:
+        raise ValueError(f"unknown data format {data_format!r}; accepted: {', '.join(FORMATS)}")
+    cols = converters[data_format](groups, **kwargs)
+    if not cols["query"]:
+        raise DataError(f"no training rows left after converting to {data_format!r} (are there positives?)")
+    return cols
+
+
+def load_dataset(source: str | Path, data_format: str = "pairs", split: str = "train", **kwargs: Any):
+    """Read ``source`` and return a ``datasets.Dataset`` in ``data_format`` — ready for CrossEncoderTrainer."""
+    from fastrank.errors import require
+
+    datasets = require("datasets", "train", "building training datasets")
+    return datasets.Dataset.from_dict(convert(read_groups(source, split=split), data_format, **kwargs))

@@ -1,0 +1,43 @@
+"""Collate dataset rows into ``{"inputs": [column, ...], "label": ...}`` for the losses (they tokenize)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from fastrank.errors import DataError
+
+LABEL_COLUMNS = ("label", "labels", "score", "scores")
+
+
+class CrossEncoderCollator:
+    """Gathers text columns in dataset order and the label column (if any).
+
+    Scalar labels become a float tensor; list labels (listwise / distillation formats) stay lists of lists,
+    since the lists differ in length and the losses pad them.
+    """
+
+    def __init__(self, column_names: Sequence[str]) -> None:
+        labels = [c for c in column_names if c in LABEL_COLUMNS]
+        if len(labels) > 1:
+            raise DataError(f"dataset has several label columns {labels}; keep exactly one of {LABEL_COLUMNS}")
+        self.label_column = labels[0] if labels else None
+        self.text_columns = [c for c in column_names if c not in LABEL_COLUMNS]
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch: dict[str, Any] = {"inputs": [[f[c] for f in features] for c in self.text_columns]}
+        if self.label_column is not None:
+            values = [f[self.label_column] for f in features]
+            batch["label"] = values if isinstance(values[0], list) else torch.tensor(values, dtype=torch.float32)
+        return batch
+
+
+def row_length(row: dict[str, Any], text_columns: Sequence[str]) -> int:
+    """Characters of text in a row: the key for length-grouped batching."""
+    total = 0
+    for c in text_columns:
+        v = row[c]
+        total += sum(len(x) for x in v) if isinstance(v, list) else len(v)
+    return total

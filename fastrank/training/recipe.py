@@ -1,0 +1,149 @@
+"""The default training recipe behind ``fastrank train``: one function that returns what happened.
+
+``train(TrainConfig(...))`` loads the base model, converts the data into the loss's format, trains with the
+CrossEncoderTrainer, evaluates before and after on the eval data, and saves the model atomically (an
+interrupted run never leaves a directory at ``out`` that looks like a finished model).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def cpu_supports_bf16() -> bool:
+    """True when bf16 matmuls are fast here: a CUDA GPU with bf16, or a CPU with avx512_bf16 / AMX."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``fastrank train`` needs; defaults are the recipe measured in bench/RESULTS.md."""
+
+    data: str
+    out: str
+    base: str = "sentence-transformers/all-MiniLM-L6-v2"
+    loss: str = "listnet"
+    epochs: float = 3.0
+    lr: float = 5e-5
+    batch_size: int = 16
+    max_length: int = 256
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    scheduler: str = "linear"
+    max_documents: int | None = None
+    num_negatives: int = 1
+    loss_options: dict[str, Any] = field(default_factory=dict)
+    eval_data: str | None = None
+    eval_each_epoch: bool = False
+    bf16: str = "auto"
+    seed: int = 12
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    show_progress_bar: bool = True
+
+    def resolved_bf16(self) -> bool:
+        if self.bf16 not in ("auto", "true", "false", True, False):
+            raise ValueError(f"bf16 must be 'auto', 'true' or 'false', got {self.bf16!r}")
+        return cpu_supports_bf16() if self.bf16 == "auto" else self.bf16 in ("true", True)
+
+
+def _count_pairs(columns: dict[str, list], data_format: str) -> int:
+    if data_format in ("lists", "distillation") and "documents" in columns:
+        return sum(len(d) for d in columns["documents"])
+    text_cols = [c for c in columns if c not in ("label", "labels", "score", "scores")]
+    return len(columns["query"]) * (len(text_cols) - 1)
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Train a cross-encoder per ``config``; returns metrics before/after, wall time and throughput."""
+    import datasets
+    import torch
+    from transformers import set_seed
+
+    from fastrank.data import convert, read_groups
+    from fastrank.evaluation.evaluators import RerankingEvaluator
+    from fastrank.io import atomic_dir
+    from fastrank.losses import get_loss
+    from fastrank.model import CrossEncoder
+    from fastrank.training.args import CrossEncoderTrainingArguments
+    from fastrank.training.trainer import CrossEncoderTrainer
+
+    if config.epochs <= 0 or config.lr <= 0 or config.batch_size < 1:
+        raise ValueError("epochs and lr must be > 0 and batch_size >= 1")
+    set_seed(config.seed)
+    groups = read_groups(config.data)
+    model = CrossEncoder(config.base, max_length=config.max_length, num_labels=1)
+    loss = get_loss(config.loss, model, **config.loss_options)
+    fmt = loss.data_format
+    kwargs: dict[str, Any] = {}
+    if fmt == "lists":
+        kwargs = {"max_documents": config.max_documents, "seed": config.seed}
+    elif fmt == "ntuples":
+        kwargs = {"num_negatives": config.num_negatives, "seed": config.seed}
+    columns = convert(groups, fmt, **kwargs)
+    train_dataset = datasets.Dataset.from_dict(columns)
+    evaluator = RerankingEvaluator.from_jsonl(config.eval_data, name="eval") if config.eval_data else None
+
+    out = Path(config.out)
+    ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else out.with_name(out.name + ".checkpoints")
+    bf16 = config.resolved_bf16()
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=config.epochs,
+        learning_rate=config.lr,
+        per_device_train_batch_size=config.batch_size,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        lr_scheduler_type=config.scheduler,
+        bf16=bf16,
+        seed=config.seed,
+        data_seed=config.seed,
+        save_strategy="epoch",
+        save_total_limit=1,
+        eval_strategy="epoch" if (evaluator and config.eval_each_epoch) else "no",
+        logging_steps=max(1, math.ceil(len(train_dataset) / config.batch_size / 10)),
+        disable_tqdm=not config.show_progress_bar,
+        dataloader_drop_last=False,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    result: dict[str, Any] = {"config": asdict(config), "bf16": bf16, "train_rows": len(train_dataset),
+                              "train_pairs_per_epoch": _count_pairs(columns, fmt)}
+    if evaluator is not None:
+        result["eval_before"] = evaluator.evaluate(model).to_dict()
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator)
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=bool(config.resume) or None)
+    seconds = time.perf_counter() - start
+    result["train_seconds"] = round(seconds, 1)
+    result["train_loss"] = output.training_loss
+    result["train_pairs_per_second"] = round(result["train_pairs_per_epoch"] * config.epochs / seconds, 1)
+    model.card_data.update({
+        "base_model": config.base,
+        "train_data": f"{config.data} ({len(groups)} queries, {len(train_dataset)} {fmt} rows)",
+        "loss": f"{type(loss).__name__} {config.loss_options or ''}".strip(),
+        "hyperparameters": {k: v for k, v in asdict(config).items()
+                            if k in ("epochs", "lr", "batch_size", "max_length", "warmup_ratio", "weight_decay",
+                                     "scheduler", "max_documents", "num_negatives", "seed")} | {"bf16": bf16},
+    })
+    if evaluator is not None:
+        result["eval_after"] = evaluator.evaluate(model).to_dict()
+        model.card_data["evaluation"] = {"data": config.eval_data, **result["eval_after"]["metrics"]}
+    model.save(out)
+    result["output_dir"] = str(out)
+    return result
+

