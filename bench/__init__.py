@@ -1,0 +1,1 @@
+"""fastrank benchmarks: ``python -m bench <experiment>``; results land in bench/results/*.jsonl and RESULTS.md."""

@@ -1,0 +1,18 @@
+"""``python -m bench <experiment> [options]``: run one benchmark experiment."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    experiments = {"recipes": "bench.recipes", "report": "bench.report"}
+    if len(sys.argv) < 2 or sys.argv[1] not in experiments:
+        raise SystemExit(f"usage: python -m bench {{{'|'.join(experiments)}}} [options]")
+    import importlib
+
+    importlib.import_module(experiments[sys.argv[1]]).main(sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()

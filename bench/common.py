@@ -1,0 +1,55 @@
+"""Paths, machine description and JSONL result records shared by the bench experiments."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+RESULTS_DIR = ROOT / "bench" / "results"
+WIKIQA = SHARED_DATA / "wikiqa"
+
+
+def require_shared_data() -> Path:
+    if not WIKIQA.is_dir():
+        raise SystemExit(f"{WIKIQA} not found: this experiment needs ../shared/data beside the repository")
+    return SHARED_DATA
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on: CPU model, cores, threads and library versions."""
+    import torch
+    import transformers
+
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def append_record(name: str, record: dict[str, Any]) -> Path:
+    """Append one result record (with a timestamp and machine info) to bench/results/<name>.jsonl."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.jsonl"
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(), **record}
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record, default=str) + "\n")
+    return path
+
+
+def read_records(name: str) -> list[dict[str, Any]]:
+    path = RESULTS_DIR / f"{name}.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,0 +1,93 @@
+"""Training-recipe comparison on WikiQA: fastrank recipes and sentence-transformers' recipe, side by side.
+
+    python -m bench recipes --recipe default            # one fastrank recipe (see RECIPES)
+    python -m bench recipes --recipe st-bce-2e-5-1ep    # sentence-transformers' CrossEncoderTrainer reference
+
+Each run trains on ../shared/data/wikiqa/train.tokenized.jsonl only, evaluates on test.jsonl with fastrank's
+metrics and appends a record to bench/results/recipes.jsonl (MAP, MRR@10, NDCG@10, wall time, pairs/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from typing import Any
+
+from bench.common import WIKIQA, append_record, require_shared_data
+
+# name -> TrainConfig overrides (fastrank) or sentence-transformers settings ("st": True)
+RECIPES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "bce-2e-5-1ep": {"loss": "bce", "lr": 2e-5, "epochs": 1, "batch_size": 32},
+    "st-bce-2e-5-1ep": {"st": True, "lr": 2e-5, "epochs": 1, "batch_size": 32},
+}
+
+
+def _evaluate(model) -> dict[str, float]:
+    from fastrank.evaluation.evaluators import RerankingEvaluator
+
+    return RerankingEvaluator.from_jsonl(str(WIKIQA / "test.jsonl")).evaluate(model).metrics
+
+
+def run_fastrank(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    from fastrank.model import CrossEncoder
+    from fastrank.training.recipe import TrainConfig, train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = TrainConfig(data=str(WIKIQA / "train.tokenized.jsonl"), out=f"{tmp}/model",
+                             show_progress_bar=False, **overrides)
+        start = time.perf_counter()
+        result = train(config)
+        wall = time.perf_counter() - start
+        metrics = _evaluate(CrossEncoder(f"{tmp}/model"))
+    return {"recipe": name, "library": "fastrank", "overrides": overrides, "metrics": metrics,
+            "train_seconds": result["train_seconds"], "wall_seconds": round(wall, 1),
+            "train_pairs_per_second": result["train_pairs_per_second"], "bf16": result["bf16"]}
+
+
+def run_sentence_transformers(name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """sentence-transformers' documented CrossEncoder recipe (BCE on pairs) on the same data."""
+    import datasets
+    from sentence_transformers.cross_encoder import CrossEncoder as STCrossEncoder
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    from fastrank.data import read_groups, to_pairs
+    from fastrank.model import CrossEncoder, resolve_model_path
+
+    cols = to_pairs(read_groups(str(WIKIQA / "train.tokenized.jsonl")))
+    dataset = datasets.Dataset.from_dict(cols)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = STCrossEncoder(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2"), num_labels=1)
+        args = CrossEncoderTrainingArguments(
+            output_dir=f"{tmp}/ckpt", num_train_epochs=settings["epochs"], learning_rate=settings["lr"],
+            per_device_train_batch_size=settings["batch_size"], warmup_steps=0.1, save_strategy="no",
+            report_to="none", seed=12, disable_tqdm=True, use_cpu=True,
+        )
+        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset,
+                                      loss=BinaryCrossEntropyLoss(model))
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+        model.save(f"{tmp}/model")
+        metrics = _evaluate(CrossEncoder(f"{tmp}/model"))
+    return {"recipe": name, "library": "sentence-transformers", "overrides": settings, "metrics": metrics,
+            "train_seconds": round(seconds, 1), "wall_seconds": round(seconds, 1),
+            "train_pairs_per_second": round(len(dataset) * settings["epochs"] / seconds, 1), "bf16": False}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench recipes", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", action="append", choices=sorted(RECIPES), required=True)
+    args = parser.parse_args(argv)
+    require_shared_data()
+    for name in args.recipe:
+        settings = dict(RECIPES[name])
+        record = (run_sentence_transformers(name, settings) if settings.pop("st", False)
+                  else run_fastrank(name, settings))
+        path = append_record("recipes", record)
+        m = record["metrics"]
+        print(f"{name}: MAP {m['map']:.4f} MRR@10 {m['mrr@10']:.4f} NDCG@10 {m['ndcg@10']:.4f} "
+              f"train {record['train_seconds']} s, {record['train_pairs_per_second']} pairs/s -> {path}")

@@ -1,0 +1,111 @@
+"""Readers and format converters: values, and errors that name the problem."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fastrank.data import convert, read_groups, to_lists, to_ntuples, to_pairs, write_groups
+from fastrank.errors import DataError
+
+RECORDS = [
+    {"query_id": "a", "query": "q1", "documents": ["d1", "d2", "d3"], "labels": [0, 1, 0]},
+    {"query_id": "b", "query": "q2", "documents": ["e1", "e2"], "labels": [1, 0]},
+    {"query_id": "c", "query": "q3", "documents": ["f1"], "labels": [0]},
+]
+
+
+def _jsonl(tmp_path, records, name="data.jsonl"):
+    path = tmp_path / name
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    return path
+
+
+def test_grouped_jsonl_roundtrip(tmp_path):
+    groups = read_groups(_jsonl(tmp_path, RECORDS))
+    assert [g.query for g in groups] == ["q1", "q2", "q3"]
+    assert groups[0].positives == ["d2"] and groups[0].negatives == ["d1", "d3"]
+    again = read_groups(write_groups(groups, tmp_path / "out.jsonl"))
+    assert [(g.query, g.documents, g.labels) for g in again] == [(g.query, g.documents, g.labels) for g in groups]
+
+
+def test_flat_csv_tsv_and_parquet_are_grouped(tmp_path):
+    rows = [("q1", "d1", 0), ("q1", "d2", 1), ("q2", "e1", 1)]
+    (tmp_path / "p.csv").write_text("query,document,label\n" + "".join(f"{q},{d},{y}\n" for q, d, y in rows))
+    (tmp_path / "p.tsv").write_text("query\tdocument\tlabel\n" + "".join(f"{q}\t{d}\t{y}\n" for q, d, y in rows))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"query": [r[0] for r in rows], "document": [r[1] for r in rows],
+                             "label": [r[2] for r in rows]}), tmp_path / "p.parquet")
+    for name in ("p.csv", "p.tsv", "p.parquet"):
+        groups = read_groups(tmp_path / name)
+        assert [(g.query, g.documents, g.labels) for g in groups] == [
+            ("q1", ["d1", "d2"], [0.0, 1.0]), ("q2", ["e1"], [1.0])], name
+
+
+def test_converters():
+    groups = read_groups_from(RECORDS)
+    pairs = to_pairs(groups)
+    assert len(pairs["query"]) == 6 and pairs["label"] == [0, 1, 0, 1, 0, 0]
+    lists = to_lists(groups)
+    assert lists["query"] == ["q1", "q2"]  # q3 has no positive: nothing to rank up
+    tuples = to_ntuples(groups, num_negatives=2, seed=1)
+    assert list(tuples) == ["query", "positive", "negative_1", "negative_2"]
+    assert tuples["positive"] == ["d2", "e1"]
+    assert sorted([tuples["negative_1"][0], tuples["negative_2"][0]]) == ["d1", "d3"]
+    assert tuples["negative_1"][1] == tuples["negative_2"][1] == "e2"  # only one negative: repeated
+    capped = to_lists(groups, max_documents=2)
+    assert all(len(d) <= 2 for d in capped["documents"]) and all(1.0 in y for y in capped["labels"])
+
+
+def read_groups_from(records):
+    from fastrank.data import _records_to_groups
+
+    return _records_to_groups(records, "test")
+
+
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        ({"query": "q", "documents": ["a"]}, r"missing column\(s\) \['labels'\]"),
+        ({"query": "q", "documents": ["a", "b"], "labels": [1]}, "'documents' has 2 items but 'labels' has 1"),
+        ({"query": "q", "documents": ["a"], "labels": ["yes"]}, "label must be a finite number"),
+        ({"query": "", "documents": ["a"], "labels": [1]}, "non-empty string"),
+        ({"query": "q", "documents": "a", "labels": [1]}, "list of strings"),
+    ],
+)
+def test_bad_records_name_the_problem(tmp_path, record, message):
+    with pytest.raises(DataError, match=message):
+        read_groups(_jsonl(tmp_path, [record]))
+
+
+def test_empty_and_missing_files(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(DataError, match="is empty"):
+        read_groups(tmp_path / "empty.jsonl")
+    with pytest.raises(DataError, match="does not exist"):
+        read_groups(tmp_path / "missing.jsonl")
+    (tmp_path / "bad.jsonl").write_text('{"query": "q"\n')
+    with pytest.raises(DataError, match="line 1: not valid JSON"):
+        read_groups(tmp_path / "bad.jsonl")
+    (tmp_path / "x.xml").write_text("<a/>")
+    with pytest.raises(DataError, match="unsupported file type"):
+        read_groups(tmp_path / "x.xml")
+
+
+def test_flat_rows_missing_label(tmp_path):
+    (tmp_path / "p.csv").write_text("query,document\nq,d\n")
+    with pytest.raises(DataError, match=r"missing column\(s\) \['label'\]"):
+        read_groups(tmp_path / "p.csv")
+
+
+def test_convert_rejects_unknown_format_and_no_rows():
+    groups = read_groups_from(RECORDS[2:])
+    with pytest.raises(ValueError, match="accepted: pairs, ntuples, lists, distillation"):
+        convert(groups, "triples")
+    with pytest.raises(DataError, match="no training rows left"):
+        convert(groups, "lists")
+    with pytest.raises(DataError, match="teacher 'scores'"):
+        convert(groups, "distillation")

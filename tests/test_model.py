@@ -1,0 +1,128 @@
+"""CrossEncoder: scoring, ranking, save/load, and checkpoint compatibility with sentence-transformers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastrank.errors import ModelLoadError
+
+PAIRS = [
+    ("how are glacier caves formed?", "A glacier cave is a cave formed within the ice of a glacier."),
+    ("how are glacier caves formed?", "The ice facade is approximately 60 m high."),
+    ("what is the capital of france", "Paris is the capital and most populous city of France, " * 20),
+    ("x", "y"),
+]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    from fastrank import CrossEncoder
+
+    m = CrossEncoder(tiny_model_dir, device="cpu")
+    m.eval()
+    return m
+
+
+def test_import_is_light():
+    code = "import sys, fastrank; print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_predict_matches_unbatched_forward(model):
+    import torch
+
+    scores = model.predict(PAIRS, batch_size=2)
+    assert scores.shape == (len(PAIRS),) and scores.dtype == np.float32
+    with torch.no_grad():
+        ref = torch.cat([torch.sigmoid(model.score([q], [d])) for q, d in PAIRS]).view(-1).numpy()
+    np.testing.assert_allclose(scores, ref, atol=1e-5)
+    logits = model.predict(PAIRS, activation="identity")
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits)), scores, atol=1e-6)
+
+
+def test_rank_orders_by_score_and_respects_top_k(model):
+    docs = [d for _, d in PAIRS]
+    scores = model.predict([(PAIRS[0][0], d) for d in docs])
+    ranked = model.rank(PAIRS[0][0], docs, return_documents=True)
+    assert [r.index for r in ranked] == list(np.argsort(-scores, kind="stable"))
+    assert ranked[0].document == docs[ranked[0].index]
+    assert len(model.rank(PAIRS[0][0], docs, top_k=2)) == 2
+    assert model.rank("q", []) == []
+
+
+def test_bad_pairs_name_the_position(model):
+    with pytest.raises(TypeError, match="pair 1"):
+        model.predict([("q", "d"), ("q", 3)])
+    with pytest.raises(TypeError, match="pair 0"):
+        model.predict(["just a string"])
+
+
+def test_max_length_above_limit_is_rejected(tiny_model_dir):
+    from fastrank import CrossEncoder
+
+    with pytest.raises(ValueError, match=r"max_length must be an integer in \[8, 512\]"):
+        CrossEncoder(tiny_model_dir, max_length=4096)
+
+
+def test_missing_path_is_a_clear_error(tmp_path):
+    from fastrank import CrossEncoder
+
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        CrossEncoder(str(tmp_path / "nope"))
+
+
+def test_save_roundtrip_and_sentence_transformers_loads_it(model, tmp_path):
+    from sentence_transformers.cross_encoder import CrossEncoder as STCrossEncoder
+
+    from fastrank import CrossEncoder
+
+    out = model.save(tmp_path / "ckpt")
+    assert (out / "README.md").read_text().startswith("---")
+    ours = model.predict(PAIRS)
+    np.testing.assert_allclose(CrossEncoder(out, device="cpu").predict(PAIRS), ours, atol=1e-6)
+    st = STCrossEncoder(str(out), device="cpu")
+    assert st.max_seq_length == model.max_length
+    np.testing.assert_allclose(st.predict(PAIRS), ours, atol=1e-5)
+
+
+def test_loads_sentence_transformers_checkpoint(tiny_model_dir, tmp_path):
+    import torch
+    from sentence_transformers.cross_encoder import CrossEncoder as STCrossEncoder
+
+    from fastrank import CrossEncoder
+
+    st = STCrossEncoder(str(tiny_model_dir), device="cpu", max_length=64, activation_fn=torch.nn.Identity())
+    st.save(str(tmp_path / "st"))
+    ours = CrossEncoder(tmp_path / "st", device="cpu")
+    assert ours.activation == "identity" and ours.max_length == 64
+    np.testing.assert_allclose(ours.predict(PAIRS), st.predict(PAIRS), atol=1e-5)
+
+
+def test_interrupted_save_leaves_nothing(model, tmp_path, monkeypatch):
+    import fastrank.model_card
+
+    def boom(_model):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(fastrank.model_card, "render_model_card", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        model.save(tmp_path / "partial")
+    assert not (tmp_path / "partial").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_embedding_model_gets_a_fresh_head(caplog):
+    from fastrank import CrossEncoder
+
+    with caplog.at_level(logging.WARNING, logger="fastrank.model"):
+        m = CrossEncoder("sentence-transformers/all-MiniLM-L6-v2", device="cpu", max_length=128)
+    assert m.head_initialized and m.num_labels == 1 and m.activation == "sigmoid"
+    assert "freshly initialized" in caplog.text
+    assert json.loads((m.model.config.to_json_string()))["hidden_size"] == 384
