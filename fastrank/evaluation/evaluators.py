@@ -66,7 +66,9 @@ def _normalize_sample(sample: Any, where: str) -> _Query:
         )
     if has_list:
         if "documents" not in sample or "labels" not in sample:
-            raise DataError(f"{where}: 'documents' and 'labels' go together (one label per document); got {sorted(sample)}")
+            raise DataError(
+                f"{where}: 'documents' and 'labels' go together (one label per document); got {sorted(sample)}"
+            )
         documents = _text_list(sample["documents"], "documents", where)
         raw = sample["labels"]
         if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence) or not all(
@@ -75,7 +77,9 @@ def _normalize_sample(sample: Any, where: str) -> _Query:
             raise DataError(f"{where}: 'labels' must be a list of numbers (label > 0 = relevant)")
         labels = np.asarray(raw, dtype=np.float64)
         if labels.size != len(documents):
-            raise DataError(f"{where}: {len(documents)} documents but {labels.size} labels; give one label per document")
+            raise DataError(
+                f"{where}: {len(documents)} documents but {labels.size} labels; give one label per document"
+            )
         if np.isnan(labels).any():
             raise DataError(f"{where}: 'labels' contains NaN")
     elif "positive" in sample:
@@ -84,7 +88,9 @@ def _normalize_sample(sample: Any, where: str) -> _Query:
         documents = positive + negative
         labels = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
     else:
-        raise DataError(f"{where}: no candidates given (found keys {sorted(sample)}); accepted samples: {SAMPLE_FORMATS}")
+        raise DataError(
+            f"{where}: no candidates given (found keys {sorted(sample)}); accepted samples: {SAMPLE_FORMATS}"
+        )
     labels.setflags(write=False)
     return _Query(query_id, query, documents, labels)
 
@@ -135,12 +141,16 @@ class RerankingEvaluator:
             raise DataError("RerankingEvaluator needs at least one sample")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.queries = [s if isinstance(s, _Query) else _normalize_sample(s, f"sample {i}") for i, s in enumerate(samples)]
+        self.queries = [
+            s if isinstance(s, _Query) else _normalize_sample(s, f"sample {i}") for i, s in enumerate(samples)
+        ]
         self.name = name
         self.batch_size = batch_size
         self.show_progress_bar = show_progress_bar
         if metrics is not None and ks is not None:
-            raise ValueError("give either ks (cut-offs for the default metric set) or metrics (explicit names), not both")
+            raise ValueError(
+                "give either ks (cut-offs for the default metric set) or metrics (explicit names), not both"
+            )
         if metrics is not None:
             self.metric_names = list(dict.fromkeys(str(parse_metric(m)) for m in metrics))
             if not self.metric_names:
@@ -224,7 +234,7 @@ class RerankingEvaluator:
             scores,
             [q.labels for q in self.queries],
             metrics=self.metric_names,
-            query_ids=[q.query_id if q.query_id is not None else str(i) for i, q in enumerate(self.queries)],
+            query_ids=[q.query_id for q in self.queries],
         )
         extra = {**result.extra, "name": self.name, "num_pairs": len(pairs), "predict_seconds": seconds}
         return replace(result, extra=extra)

@@ -193,7 +193,9 @@ def query_metrics(scores: np.ndarray, labels: np.ndarray, metrics: Sequence[str 
 
 
 def _where(i: int, query_ids: Sequence[Any] | None) -> str:
-    return f"query {i}" if query_ids is None else f"query {i} (id {query_ids[i]!r})"
+    if query_ids is None or query_ids[i] is None:
+        return f"query {i}"
+    return f"query {i} (id {query_ids[i]!r})"
 
 
 def _as_vector(values: Any, what: str, i: int, query_ids: Sequence[Any] | None) -> np.ndarray:
@@ -235,7 +237,7 @@ def evaluate_rankings(
         labels: per query, one label per candidate; > 0 means relevant, larger = more relevant for NDCG.
         ks: cut-offs for the default metric set (``map`` + mrr/ndcg/recall/accuracy at each k); default DEFAULT_KS.
         metrics: explicit metric names instead (e.g. ``["map", "ndcg@10"]``); give ``ks`` or ``metrics``, not both.
-        query_ids: optional ids, used only to name queries in error messages.
+        query_ids: optional ids (None entries allowed), used only to name queries in error messages.
         per_query: also return each evaluated query's values in ``extra["per_query"]`` (metric -> list, aligned
             with ``extra["query_indices"]``), e.g. for bootstrap confidence intervals or paired tests.
 
