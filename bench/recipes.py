@@ -19,6 +19,10 @@ from bench.common import WIKIQA, append_record, require_shared_data
 # name -> TrainConfig overrides (fastrank) or sentence-transformers settings ("st": True)
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
+    "listnet-5e-5-3ep-bs8": {"loss": "listnet", "lr": 5e-5, "epochs": 3, "batch_size": 8},
+    "listnet-1e-4-3ep-bs8": {"loss": "listnet", "lr": 1e-4, "epochs": 3, "batch_size": 8},
+    "lambda-1e-4-3ep-bs8": {"loss": "lambda", "lr": 1e-4, "epochs": 3, "batch_size": 8},
+    "bce-5e-5-3ep-bs32": {"loss": "bce", "lr": 5e-5, "epochs": 3, "batch_size": 32},
     "bce-2e-5-1ep": {"loss": "bce", "lr": 2e-5, "epochs": 1, "batch_size": 32},
     "st-bce-2e-5-1ep": {"st": True, "lr": 2e-5, "epochs": 1, "batch_size": 32},
 }

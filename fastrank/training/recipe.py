@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -97,7 +98,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         kwargs = {"num_negatives": config.num_negatives, "seed": config.seed}
     columns = convert(groups, fmt, **kwargs)
     train_dataset = datasets.Dataset.from_dict(columns)
-    evaluator = RerankingEvaluator.from_jsonl(config.eval_data, name="eval") if config.eval_data else None
+    evaluator = RerankingEvaluator.from_jsonl(config.eval_data, ks=(10,)) if config.eval_data else None
 
     out = Path(config.out)
     ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else out.with_name(out.name + ".checkpoints")
@@ -144,6 +145,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         result["eval_after"] = evaluator.evaluate(model).to_dict()
         model.card_data["evaluation"] = {"data": config.eval_data, **result["eval_after"]["metrics"]}
     model.save(out)
+    if config.checkpoint_dir is None:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # only needed to resume an unfinished run
     result["output_dir"] = str(out)
     return result
 

@@ -87,10 +87,16 @@ class CrossEncoderTrainer(Trainer):
                 self._check_dataset(name, ds)
         columns = train_dataset.column_names if train_dataset is not None else eval_dataset.column_names
         collator = CrossEncoderCollator(columns)
-        super().__init__(
-            model=model, args=args, data_collator=collator, train_dataset=train_dataset,
-            eval_dataset=eval_dataset, callbacks=callbacks, optimizers=optimizers,
-        )
+        strategy = args.eval_strategy
+        if evaluator is not None and eval_dataset is None:
+            args.eval_strategy = "no"  # transformers insists on an eval_dataset; the evaluator stands in for it
+        try:
+            super().__init__(
+                model=model, args=args, data_collator=collator, train_dataset=train_dataset,
+                eval_dataset=eval_dataset, callbacks=callbacks, optimizers=optimizers,
+            )
+        finally:
+            args.eval_strategy = strategy
         self.model_accepts_loss_kwargs = False
         self.can_return_loss = True
 

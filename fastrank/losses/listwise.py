@@ -1,0 +1,309 @@
+"""Listwise losses: each row is a query with a list of documents and one label per document.
+
+Lists in a batch may differ in length: all pairs are scored flat, then padded into a ``(rows, max_docs)`` matrix
+with a mask, and padded positions never reach the loss value or its gradient. Reductions follow
+sentence-transformers: ListNet, ListMLE and PListMLE average per-query losses; LambdaLoss (and RankNet) average
+over every counted document pair of the batch, so a query with more pairs weighs more.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from fastrank.losses._utils import (
+    Activation,
+    ScoringModel,
+    check_document_lists,
+    check_option,
+    check_strings,
+    check_text_columns,
+    is_int,
+    is_positive_int,
+    list_labels,
+    pad_rows,
+    require_one_label,
+    resolve_activation,
+    score_lists,
+)
+
+LIST_COLUMNS = "query, documents list"
+
+
+class _ListwiseLoss(nn.Module):
+    """Shared constructor and batching of the listwise losses."""
+
+    data_format = "lists"
+
+    def __init__(
+        self, model: ScoringModel, activation_fn: str | Activation | None, mini_batch_size: int | None
+    ) -> None:
+        super().__init__()
+        require_one_label(self, model)
+        check_option(self, "mini_batch_size", mini_batch_size, mini_batch_size is None or is_int(mini_batch_size),
+                     "None or an integer (<= 0 scores the whole batch at once)")
+        self.model = model
+        self.activation_fn = resolve_activation(self, activation_fn)
+        self.mini_batch_size = mini_batch_size
+
+    def score_batch(self, inputs: Sequence[Any], labels: Any) -> tuple[Tensor, Tensor, Tensor]:
+        """Check the batch, score it and return padded ``(logits, labels, mask)``, each ``(rows, max_docs)``."""
+        queries, documents = check_text_columns(self, inputs, 2, LIST_COLUMNS)
+        check_strings(self, queries, "the query")
+        doc_lists = check_document_lists(self, documents)
+        label_rows = list_labels(self, doc_lists, labels)
+        logits, mask = score_lists(self.model, queries, doc_lists, self.mini_batch_size, self.activation_fn)
+        targets, _ = pad_rows(torch.cat(label_rows).to(logits.device), [len(d) for d in doc_lists])
+        return logits, targets, mask
+
+
+class ListNetLoss(_ListwiseLoss):
+    """ListNet: cross-entropy between the softmax of the labels and the softmax of the logits, per query.
+
+    Minimises the top-one probability mismatch of Cao et al.; the batch loss is the mean over queries.
+
+    Args:
+        model: the cross-encoder; must have one output label.
+        activation_fn: applied to the logits before the loss (name or callable); defaults to identity.
+        mini_batch_size: pairs scored per forward pass: None = as many as rows in the batch (as in
+            sentence-transformers), ``<= 0`` = all at once.
+
+    Inputs:
+        +--------------------------------+--------------------------------+---------------------+
+        | columns                        | labels                         | model output labels |
+        +================================+================================+=====================+
+        | (query, [doc1, ..., docN])     | [label1, ..., labelN]          | 1                   |
+        +--------------------------------+--------------------------------+---------------------+
+
+    References:
+        - Cao et al., Learning to Rank: From Pairwise Approach to Listwise Approach (ICML 2007)
+    """
+
+    def __init__(
+        self, model: ScoringModel, activation_fn: str | Activation | None = None, mini_batch_size: int | None = None
+    ) -> None:
+        super().__init__(model, activation_fn, mini_batch_size)
+
+    def forward(self, inputs: Sequence[Any], labels: Any) -> Tensor:
+        logits, targets, mask = self.score_batch(inputs, labels)
+
+        log_probs = logits.masked_fill(~mask, -math.inf).log_softmax(dim=1).masked_fill(~mask, 0.0)
+        target_probs = targets.masked_fill(~mask, -math.inf).softmax(dim=1)
+        return -(target_probs * log_probs).sum(dim=1).mean()
+
+
+class PListMLELoss(_ListwiseLoss):
+    """Position-aware ListMLE: weighted negative log-likelihood of the label order under a Plackett-Luce model.
+
+    Position ``r`` of a list of ``n`` documents gets weight ``2^(n - r) - 1`` (normalised to sum to 1 per list), so
+    getting the top of the ranking right matters most. The batch loss is the mean over queries.
+
+    Args:
+        model: the cross-encoder; must have one output label.
+        rank_discount_fn: maps the ``(rows, max_docs)`` bool mask of valid positions to position weights (zero at
+            padded positions); defaults to ``2^(n - r) - 1``.
+        activation_fn: applied to the logits before the loss (name or callable); defaults to identity.
+        mini_batch_size: pairs scored per forward pass: None = as many as rows in the batch (as in
+            sentence-transformers), ``<= 0`` = all at once.
+        respect_input_order: True: the documents are already in relevance order (labels only set the length);
+            False: sort each list by label, highest first (ties keep input order).
+
+    Inputs:
+        +--------------------------------+--------------------------------+---------------------+
+        | columns                        | labels                         | model output labels |
+        +================================+================================+=====================+
+        | (query, [doc1, ..., docN])     | [label1, ..., labelN]          | 1                   |
+        +--------------------------------+--------------------------------+---------------------+
+
+    References:
+        - Lan et al., Position-Aware ListMLE: A Sequential Learning Process for Ranking (UAI 2014)
+    """
+
+    weighted = True
+
+    def __init__(
+        self,
+        model: ScoringModel,
+        rank_discount_fn: Callable[[Tensor], Tensor] | None = None,
+        activation_fn: str | Activation | None = None,
+        mini_batch_size: int | None = None,
+        respect_input_order: bool = True,
+    ) -> None:
+        super().__init__(model, activation_fn, mini_batch_size)
+        self.rank_discount_fn = rank_discount_fn
+        self.respect_input_order = respect_input_order
+        self.eps = 1e-10
+
+    @staticmethod
+    def default_rank_discount(mask: Tensor) -> Tensor:
+        """``2^(n - r) - 1`` for ranks ``r = 1..n``, rescaled by a common factor for lists over 127 documents."""
+        num_docs = mask.sum(dim=1, keepdim=True)
+        ranks = torch.arange(1, mask.shape[1] + 1, device=mask.device)[None, :]
+        shift = (num_docs - 127).clamp_min(0)
+        return (torch.pow(2.0, num_docs - ranks - shift) - torch.pow(2.0, -shift)) * mask
+
+    def forward(self, inputs: Sequence[Any], labels: Any) -> Tensor:
+        logits, targets, mask = self.score_batch(inputs, labels)
+
+        if not self.respect_input_order:
+            order = targets.masked_fill(~mask, -math.inf).argsort(dim=1, descending=True, stable=True)
+            logits = logits.gather(1, order)
+        scores = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+        log_normalizers = scores.flip(1).logcumsumexp(dim=1).flip(1)
+        log_probs = logits - log_normalizers
+        if self.weighted:
+            weights = (self.rank_discount_fn or self.default_rank_discount)(mask)
+            log_probs = log_probs * weights / (weights.sum(dim=1, keepdim=True) + self.eps)
+        return -log_probs.masked_fill(~mask, 0.0).sum(dim=1).mean()
+
+
+class ListMLELoss(PListMLELoss):
+    """ListMLE: negative log-likelihood of the label order under a Plackett-Luce model of the logits.
+
+    Every position counts the same (PListMLE without position weights). The batch loss is the mean over queries.
+
+    Args:
+        model: the cross-encoder; must have one output label.
+        activation_fn: applied to the logits before the loss (name or callable); defaults to identity.
+        mini_batch_size: pairs scored per forward pass: None = as many as rows in the batch (as in
+            sentence-transformers), ``<= 0`` = all at once.
+        respect_input_order: True: the documents are already in relevance order (labels only set the length);
+            False: sort each list by label, highest first (ties keep input order).
+
+    Inputs:
+        +--------------------------------+--------------------------------+---------------------+
+        | columns                        | labels                         | model output labels |
+        +================================+================================+=====================+
+        | (query, [doc1, ..., docN])     | [label1, ..., labelN]          | 1                   |
+        +--------------------------------+--------------------------------+---------------------+
+
+    References:
+        - Xia et al., Listwise Approach to Learning to Rank: Theory and Algorithm (ICML 2008)
+    """
+
+    weighted = False
+
+    def __init__(
+        self,
+        model: ScoringModel,
+        activation_fn: str | Activation | None = None,
+        mini_batch_size: int | None = None,
+        respect_input_order: bool = True,
+    ) -> None:
+        super().__init__(model, None, activation_fn, mini_batch_size, respect_input_order)
+
+
+WeightingScheme = Callable[[Tensor, Tensor], Tensor]
+
+
+def _pair_distance_weights(gain: Tensor, discount: Tensor) -> Tensor:
+    """NDCG-Loss2: ``|1/D(|i-j|) - 1/D(|i-j|+1)| * |G_i - G_j|`` with ``D(r) = log2(1 + r)``, zero for ``i = j``."""
+    positions = torch.arange(gain.shape[1], device=gain.device)
+    distance = (positions[:, None] - positions[None, :]).abs()
+    step = distance.clamp(min=1).float()
+    delta = (1.0 / torch.log2(1.0 + step) - 1.0 / torch.log2(2.0 + step)).abs().masked_fill(distance == 0, 0.0)
+    return delta[None] * (gain[:, :, None] - gain[:, None, :]).abs()
+
+
+def _lambdarank_weights(gain: Tensor, discount: Tensor) -> Tensor:
+    """LambdaRank: ``|1/D_i - 1/D_j| * |G_i - G_j|``, the NDCG change of swapping the pair."""
+    inverse = 1.0 / discount
+    return (inverse[:, :, None] - inverse[:, None, :]).abs() * (gain[:, :, None] - gain[:, None, :]).abs()
+
+
+WEIGHTING_SCHEMES: dict[str, Callable[[float], WeightingScheme]] = {
+    "ndcg_loss2pp": lambda mu: lambda g, d: mu * _pair_distance_weights(g, d) + _lambdarank_weights(g, d),
+    "ndcg_loss2": lambda mu: _pair_distance_weights,
+    "lambdarank": lambda mu: _lambdarank_weights,
+    "ndcg_loss1": lambda mu: lambda g, d: (g / d)[:, :, None],
+    "none": lambda mu: lambda g, d: g.new_ones(()),
+}
+
+
+class LambdaLoss(_ListwiseLoss):
+    """LambdaLoss: pairwise logistic loss over misordered-able document pairs, weighted to bound NDCG.
+
+    For each query, documents are sorted by the model's logits; every pair ``(i, j)`` with ``label_i > label_j``
+    (every pair, for NDCG-Loss1) with at least one of the two in the top ``k`` adds
+    ``-weight_ij * log σ(sigma * (s_i - s_j))``. The batch loss is the mean over all counted pairs of the batch.
+
+    Args:
+        model: the cross-encoder; must have one output label.
+        weighting_scheme: ``"ndcg_loss2pp"`` (NDCG-Loss2++, default, best in the paper), ``"ndcg_loss2"``,
+            ``"lambdarank"``, ``"ndcg_loss1"``, ``"none"`` (= RankNet), or a callable ``(gain, discount) ->
+            weights`` on ``(rows, max_docs)`` tensors in predicted order.
+        k: NDCG@k cutoff: a pair counts if either document is in the model's top k. None = all documents.
+        sigma: steepness of the logistic on score differences.
+        eps: floor of the ideal DCG, so queries without relevant documents do not divide by zero.
+        reduction_log: ``"binary"`` (log2, as in the paper) or ``"natural"``.
+        mu: weight of the NDCG-Loss2 term in NDCG-Loss2++.
+        activation_fn: applied to the logits before the loss (name or callable); defaults to identity.
+        mini_batch_size: pairs scored per forward pass: None = as many as rows in the batch (as in
+            sentence-transformers), ``<= 0`` = all at once.
+
+    Inputs:
+        +--------------------------------+--------------------------------+---------------------+
+        | columns                        | labels                         | model output labels |
+        +================================+================================+=====================+
+        | (query, [doc1, ..., docN])     | [label1, ..., labelN]          | 1                   |
+        +--------------------------------+--------------------------------+---------------------+
+
+    References:
+        - Wang et al., The LambdaLoss Framework for Ranking Metric Optimization (CIKM 2018)
+        - Burges, From RankNet to LambdaRank to LambdaMART: An Overview (2010)
+    """
+
+    def __init__(
+        self,
+        model: ScoringModel,
+        weighting_scheme: str | WeightingScheme | None = "ndcg_loss2pp",
+        k: int | None = None,
+        sigma: float = 1.0,
+        eps: float = 1e-10,
+        reduction_log: Literal["natural", "binary"] = "binary",
+        mu: float = 10.0,
+        activation_fn: str | Activation | None = None,
+        mini_batch_size: int | None = None,
+    ) -> None:
+        super().__init__(model, activation_fn, mini_batch_size)
+        scheme = "none" if weighting_scheme is None else weighting_scheme
+        check_option(self, "weighting_scheme", scheme, callable(scheme) or scheme in WEIGHTING_SCHEMES,
+                     f"one of {', '.join(WEIGHTING_SCHEMES)} or a callable (gain, discount) -> weights")
+        check_option(self, "k", k, is_positive_int(k, allow_none=True), "None or an integer >= 1")
+        check_option(self, "sigma", sigma, isinstance(sigma, (int, float)) and sigma > 0, "a positive number")
+        check_option(self, "eps", eps, isinstance(eps, (int, float)) and eps > 0, "a positive number")
+        check_option(self, "reduction_log", reduction_log, reduction_log in ("natural", "binary"),
+                     "'natural' or 'binary'")
+        self.weighting_scheme = scheme
+        self.weights_fn = scheme if callable(scheme) else WEIGHTING_SCHEMES[scheme](mu)
+        self.k, self.sigma, self.eps, self.reduction_log, self.mu = k, sigma, eps, reduction_log, mu
+
+    def forward(self, inputs: Sequence[Any], labels: Any) -> Tensor:
+        logits, targets, mask = self.score_batch(inputs, labels)
+        max_docs = logits.shape[1]
+        k = self.k or max_docs
+
+        order = logits.masked_fill(~mask, -math.inf).argsort(dim=1, descending=True, stable=True)
+        scores, true, valid = logits.gather(1, order), targets.gather(1, order), mask.gather(1, order)
+        counted = valid[:, :, None] & valid[:, None, :]
+        if self.weighting_scheme != "ndcg_loss1":
+            counted = counted & (true[:, :, None] > true[:, None, :])
+        in_top_k = torch.arange(max_docs, device=logits.device) < k
+        counted = counted & (in_top_k[:, None] | in_top_k[None, :])
+
+        discount = torch.log2(2.0 + torch.arange(max_docs, device=logits.device, dtype=logits.dtype))[None, :]
+        ideal = targets.masked_fill(~mask, -math.inf).sort(dim=1, descending=True).values.clamp(min=0.0)
+        max_dcg = ((torch.pow(2.0, ideal) - 1.0) / discount)[:, :k].sum(dim=1).clamp(min=self.eps)
+        gain = (torch.pow(2.0, true.clamp(min=0.0)) - 1.0) / max_dcg[:, None]
+        weights = self.weights_fn(gain, discount)
+
+        pair_losses = -weights * F.logsigmoid(self.sigma * (scores[:, :, None] - scores[:, None, :]))
+        if self.reduction_log == "binary":
+            pair_losses = pair_losses / math.log(2.0)
+        return torch.where(counted, pair_losses, 0.0).sum() / counted.sum().clamp(min=1)
+
