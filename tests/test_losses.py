@@ -38,9 +38,11 @@ class TableScorer(torch.nn.Module):
         self.index = {pair: i for i, pair in enumerate(table)}
         self.values = torch.nn.Parameter(torch.tensor(list(table.values())).view(len(table), num_labels))
         self.seen: list[tuple[str, str]] = []
+        self.calls: list[int] = []
 
     def score(self, queries, documents) -> torch.Tensor:
         self.seen.extend(zip(queries, documents))
+        self.calls.append(len(queries))
         return self.values[[self.index[pair] for pair in zip(queries, documents)]]
 
 
@@ -180,6 +182,16 @@ def test_listmle_and_plistmle_match_formula(respect_input_order: bool) -> None:
     assert PListMLELoss(model, **options)([queries, docs], LIST_LABELS).item() == pytest.approx(weighted, rel=1e-6)
 
 
+def test_listmle_default_ranks_by_labels_not_by_document_order() -> None:
+    """fastrank.data keeps documents in file order, so the default must read the order from the labels."""
+    model, queries, docs = list_scorer(LIST_SCORES)
+    reversed_docs, reversed_labels = [d[::-1] for d in docs], [y[::-1] for y in LIST_LABELS]
+    for cls in (ListMLELoss, PListMLELoss):
+        forward = cls(model)([queries, docs], LIST_LABELS)
+        backward = cls(model)([queries, reversed_docs], reversed_labels)
+        assert forward.item() == pytest.approx(backward.item(), rel=1e-6)
+
+
 def _lambda_reference(scores, labels, scheme, k=None, sigma=1.0, mu=10.0) -> tuple[float, int]:
     """Summed pair losses and pair count of one query, written from the LambdaLoss paper's definitions."""
     n = len(scores)
@@ -224,6 +236,18 @@ def test_ranknet_matches_formula() -> None:
     assert got.item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_mini_batch_size_sets_the_pairs_per_forward_pass() -> None:
+    model, queries, docs = list_scorer(LIST_SCORES)  # 9 pairs in 3 rows
+    for size, calls in ((None, [3, 3, 3]), (2, [2, 2, 2, 2, 1]), (0, [9]), (-1, [9])):
+        model.calls.clear()
+        ListNetLoss(model, mini_batch_size=size)([queries, docs], LIST_LABELS)
+        assert model.calls == calls, size
+    model = TableScorer(_mnrl_table())
+    CachedMultipleNegativesRankingLoss(model, num_negatives=None, mini_batch_size=4)(
+        [MNRL_QUERIES, MNRL_POS, MNRL_NEG]).backward()
+    assert model.calls == [4, 4, 4, 4, 2] * 2  # 18 pairs, scored without and then with a graph
+
+
 # ---------------------------------------------------------------------------------------------- padding
 def _pairs_counted(labels: list[float], scheme: str) -> int:
     return len(labels) ** 2 if scheme == "ndcg_loss1" else sum(a > b for a in labels for b in labels)
@@ -231,7 +255,7 @@ def _pairs_counted(labels: list[float], scheme: str) -> int:
 
 PADDING_CASES = {
     "listnet": (lambda m: ListNetLoss(m), lambda y: 1),
-    "listmle": (lambda m: ListMLELoss(m, respect_input_order=False), lambda y: 1),
+    "listmle": (lambda m: ListMLELoss(m), lambda y: 1),
     "plistmle": (lambda m: PListMLELoss(m), lambda y: 1),
     "lambda": (lambda m: LambdaLoss(m), lambda y: _pairs_counted(y, "ndcg_loss2pp")),
     "lambda-ndcg1": (lambda m: LambdaLoss(m, weighting_scheme="ndcg_loss1"), lambda y: _pairs_counted(y, "ndcg_loss1")),
@@ -310,10 +334,10 @@ def _st_cases():
         "margin-mse-scores": (lambda m: MarginMSELoss(m), lambda m: st.MarginMSELoss(m),
                               [QUERIES, POSITIVES, NEGATIVES, NEGATIVES_2], torch.tensor(ntuple_scores)),
         "listnet": (lambda m: ListNetLoss(m), lambda m: st.ListNetLoss(m), lists, DOC_LABELS),
-        "listmle": (lambda m: ListMLELoss(m), lambda m: st.ListMLELoss(m), lists, DOC_LABELS),
-        "listmle-sorted": (lambda m: ListMLELoss(m, respect_input_order=False),
+        "listmle": (lambda m: ListMLELoss(m, respect_input_order=True), lambda m: st.ListMLELoss(m), lists, DOC_LABELS),
+        "listmle-sorted": (lambda m: ListMLELoss(m),
                            lambda m: st.ListMLELoss(m, respect_input_order=False), lists, DOC_LABELS),
-        "plistmle": (lambda m: PListMLELoss(m, mini_batch_size=2),
+        "plistmle": (lambda m: PListMLELoss(m, mini_batch_size=2, respect_input_order=True),
                      lambda m: st.PListMLELoss(m, mini_batch_size=2), lists, DOC_LABELS),
         "ranknet": (lambda m: RankNetLoss(m), lambda m: st.RankNetLoss(m), lists, DOC_LABELS),
         "lambda-k2": (lambda m: LambdaLoss(m, k=2, sigma=2.0), lambda m: st.LambdaLoss(m, k=2, sigma=2.0),

@@ -166,9 +166,13 @@ def score_pairs(
 
 
 def list_chunk(mini_batch_size: int | None, rows: int, pairs: int) -> int:
-    """sentence-transformers' rule: None -> as many pairs as rows per pass; <= 0 -> all pairs in one pass."""
-    chunk = mini_batch_size or rows
-    return pairs if chunk <= 0 else chunk
+    """sentence-transformers' documented rule: None -> as many pairs as rows per pass; <= 0 -> all in one pass.
+
+    (sentence-transformers itself treats 0 like None; here 0 means "all", as its docs say.)
+    """
+    if mini_batch_size is None:
+        return rows
+    return pairs if mini_batch_size <= 0 else mini_batch_size
 
 
 def pad_rows(flat: Tensor, lengths: Sequence[int]) -> tuple[Tensor, Tensor]:

@@ -110,8 +110,9 @@ class PListMLELoss(_ListwiseLoss):
         activation_fn: applied to the logits before the loss (name or callable); defaults to identity.
         mini_batch_size: pairs scored per forward pass: None = as many as rows in the batch (as in
             sentence-transformers), ``<= 0`` = all at once.
-        respect_input_order: True: the documents are already in relevance order (labels only set the length);
-            False: sort each list by label, highest first (ties keep input order).
+        respect_input_order: False (default): sort each list by label, highest first (ties keep input order);
+            True: the documents are already in relevance order and the labels only set the length.
+            sentence-transformers defaults to True, but ``fastrank.data`` keeps documents in file order.
 
     Inputs:
         +--------------------------------+--------------------------------+---------------------+
@@ -132,7 +133,7 @@ class PListMLELoss(_ListwiseLoss):
         rank_discount_fn: Callable[[Tensor], Tensor] | None = None,
         activation_fn: str | Activation | None = None,
         mini_batch_size: int | None = None,
-        respect_input_order: bool = True,
+        respect_input_order: bool = False,
     ) -> None:
         super().__init__(model, activation_fn, mini_batch_size)
         self.rank_discount_fn = rank_discount_fn
@@ -150,7 +151,7 @@ class PListMLELoss(_ListwiseLoss):
     def forward(self, inputs: Sequence[Any], labels: Any) -> Tensor:
         logits, targets, mask = self.score_batch(inputs, labels)
 
-        if not self.respect_input_order:
+        if not self.respect_input_order:  # padded entries sort last, so ``mask`` still marks the valid prefix
             order = targets.masked_fill(~mask, -math.inf).argsort(dim=1, descending=True, stable=True)
             logits = logits.gather(1, order)
         scores = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
@@ -172,8 +173,9 @@ class ListMLELoss(PListMLELoss):
         activation_fn: applied to the logits before the loss (name or callable); defaults to identity.
         mini_batch_size: pairs scored per forward pass: None = as many as rows in the batch (as in
             sentence-transformers), ``<= 0`` = all at once.
-        respect_input_order: True: the documents are already in relevance order (labels only set the length);
-            False: sort each list by label, highest first (ties keep input order).
+        respect_input_order: False (default): sort each list by label, highest first (ties keep input order);
+            True: the documents are already in relevance order and the labels only set the length.
+            sentence-transformers defaults to True, but ``fastrank.data`` keeps documents in file order.
 
     Inputs:
         +--------------------------------+--------------------------------+---------------------+
@@ -193,7 +195,7 @@ class ListMLELoss(PListMLELoss):
         model: ScoringModel,
         activation_fn: str | Activation | None = None,
         mini_batch_size: int | None = None,
-        respect_input_order: bool = True,
+        respect_input_order: bool = False,
     ) -> None:
         super().__init__(model, None, activation_fn, mini_batch_size, respect_input_order)
 

@@ -119,12 +119,16 @@ class CrossEncoderTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inner = self.accelerator.unwrap_model(model)
-        previous = self.loss.model
-        self.loss.model = _ModelView(model, inner) if model is not inner else inner
-        try:
+        if model is inner:
             loss = self.loss(inputs["inputs"], inputs.get("label"))
-        finally:
-            self.loss.model = previous
+        else:
+            # The loss holds the bare CrossEncoder as a submodule; for this call an instance attribute shadows it
+            # with a view that scores through the wrapper (DDP), so gradient-sync hooks run.
+            self.loss.__dict__["model"] = _ModelView(model, inner)
+            try:
+                loss = self.loss(inputs["inputs"], inputs.get("label"))
+            finally:
+                del self.loss.__dict__["model"]
         return (loss, {}) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
