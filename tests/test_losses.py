@@ -185,9 +185,10 @@ def test_listmle_and_plistmle_match_formula(respect_input_order: bool) -> None:
 def test_listmle_default_ranks_by_labels_not_by_document_order() -> None:
     """fastrank.data keeps documents in file order, so the default must read the order from the labels."""
     model, queries, docs = list_scorer(LIST_SCORES)
-    reversed_docs, reversed_labels = [d[::-1] for d in docs], [y[::-1] for y in LIST_LABELS]
+    labels = [[1.0, 0.0], [3.0, 0.0, 2.0, 1.0], [0.0, 2.0, 1.0]]  # no ties: the label order is unique
+    reversed_docs, reversed_labels = [d[::-1] for d in docs], [y[::-1] for y in labels]
     for cls in (ListMLELoss, PListMLELoss):
-        forward = cls(model)([queries, docs], LIST_LABELS)
+        forward = cls(model)([queries, docs], labels)
         backward = cls(model)([queries, reversed_docs], reversed_labels)
         assert forward.item() == pytest.approx(backward.item(), rel=1e-6)
 
@@ -399,6 +400,7 @@ def _grads(model: torch.nn.Module) -> list[torch.Tensor]:
 
 def test_cached_mnrl_gradients_equal_uncached(models) -> None:
     fr, _ = models
+    fr.zero_grad(set_to_none=True)
     inputs = [QUERIES, POSITIVES, NEGATIVES, NEGATIVES_2]
     plain = MultipleNegativesRankingLoss(fr, num_negatives=None)(inputs)
     plain.backward()
@@ -437,6 +439,7 @@ def test_bf16_autocast_gives_finite_loss_and_gradients(models, case: str) -> Non
         "lambda": ([QUERIES[:3], DOC_LISTS], DOC_LABELS),
         "cached-mnrl": ([QUERIES, POSITIVES, NEGATIVES], None),
     }
+    fr.zero_grad(set_to_none=True)
     options = {"cached-mnrl": {"mini_batch_size": 4}}.get(case, {})
     loss = get_loss(case, fr, **options)
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -70,6 +70,17 @@ def _count_pairs(columns: dict[str, list], data_format: str) -> int:
     return len(columns["query"]) * (len(text_cols) - 1)
 
 
+def _loss_options(config: TrainConfig) -> dict[str, Any]:
+    """The user's loss options; listwise losses score the whole batch in one forward pass unless told otherwise
+    (with length-grouped batches that is the fastest choice, and memory stays small for reranking lists)."""
+    from fastrank.losses import LOSSES
+
+    cls = LOSSES.get(config.loss.strip().lower().replace("_", "-"))
+    if cls is not None and getattr(cls, "data_format", None) == "lists":
+        return {"mini_batch_size": 0, **config.loss_options}
+    return dict(config.loss_options)
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train a cross-encoder per ``config``; returns metrics before/after, wall time and throughput."""
     import datasets
@@ -89,7 +100,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     set_seed(config.seed)
     groups = read_groups(config.data)
     model = CrossEncoder(config.base, max_length=config.max_length, num_labels=1)
-    loss = get_loss(config.loss, model, **config.loss_options)
+    loss = get_loss(config.loss, model, **_loss_options(config))
     fmt = loss.data_format
     kwargs: dict[str, Any] = {}
     if fmt == "lists":
