@@ -26,6 +26,7 @@ _LAZY = {
     "DataError": "fastrank.errors",
     "ModelLoadError": "fastrank.errors",
     "ParityError": "fastrank.errors",
+    "LossConfigError": "fastrank.errors",
     "RankedDoc": "fastrank.types",
     "EvalResult": "fastrank.types",
 }

@@ -27,6 +27,10 @@ class ModelLoadError(FastrankError, OSError):
     """A model directory or id could not be loaded (missing files, unsupported config)."""
 
 
+class LossConfigError(FastrankError, ValueError):
+    """A loss was configured wrongly: unknown name or option, bad option value, or a model that does not fit it."""
+
+
 class ParityError(FastrankError):
     """An accelerated model does not match the PyTorch reference within the allowed bounds."""
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +25,12 @@ def _defaults() -> dict[str, Any]:
         _DEFAULTS.update({f.name: f.default for f in dataclasses.fields(TrainConfig)
                           if f.default is not dataclasses.MISSING})
     return _DEFAULTS
+
+
+def _quiet_stdout(fn, *args: Any) -> Any:
+    """Run ``fn`` with its progress/log prints sent to stderr: stdout carries only the result."""
+    with contextlib.redirect_stdout(sys.stderr):
+        return fn(*args)
 
 
 def _report(result: dict[str, Any], as_json: bool) -> None:
@@ -64,7 +72,7 @@ def train_command(
         raise ValueError(f"--loss-options must be a JSON object, got {loss_options!r}")
     config = TrainConfig(data=data, out=str(out), eval_data=eval_data, resume=resume, loss_options=options,
                          **{k: v for k, v in given.items() if v is not None})
-    _report(train(config), as_json)
+    _report(_quiet_stdout(train, config), as_json)
 
 
 def run_demo(workdir: str = "runs/demo", epochs: float | None = None) -> dict[str, Any]:
@@ -84,4 +92,4 @@ def demo_command(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Train a small reranker from the MiniLM base on Python's own docstrings and show before/after metrics."""
-    _report(run_demo(str(workdir), epochs), as_json)
+    _report(_quiet_stdout(run_demo, str(workdir), epochs), as_json)

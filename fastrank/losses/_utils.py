@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from fastrank.errors import DataError, FastrankError
+from fastrank.errors import DataError, LossConfigError
 
 Activation = Callable[[Tensor], Tensor]
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"identity": nn.Identity, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
@@ -20,10 +20,6 @@ class ScoringModel(Protocol):
     num_labels: int
 
     def score(self, queries: Sequence[str], documents: Sequence[str]) -> Tensor: ...
-
-
-class LossConfigError(FastrankError, ValueError):
-    """A loss was configured wrongly: unknown name or option, bad option value, or a model that does not fit it."""
 
 
 def loss_name(loss: object) -> str:

@@ -22,3 +22,10 @@ class CrossEncoderTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False)
     prediction_loss_only: bool = field(default=True)
     report_to: str | list[str] | None = field(default="none")
+
+    def __post_init__(self) -> None:
+        import torch
+
+        if not self.use_cpu and not torch.cuda.is_available() and self.bf16:
+            self.use_cpu = True  # transformers refuses bf16 without a GPU unless told to train on the CPU
+        super().__post_init__()

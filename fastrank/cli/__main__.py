@@ -1,0 +1,5 @@
+"""``python -m fastrank.cli``: same as the ``fastrank`` console script."""
+
+from fastrank.cli import main
+
+main()

@@ -1,0 +1,76 @@
+"""CLI: typer wrappers print what the functions return; bad input exits 2 with a one-line message."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fastrank.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def eval_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "eval.jsonl"
+    rows = [
+        {"query_id": "1", "query": "glacier caves", "documents": ["ice cave in a glacier", "paris"], "labels": [1, 0]},
+        {"query_id": "2", "query": "capital of france", "documents": ["berlin", "paris", "rome"], "labels": [0, 1, 0]},
+        {"query_id": "3", "query": "no answer here", "documents": ["x", "y"], "labels": [0, 0]},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_eval_json_matches_library(tiny_model_dir, eval_file):
+    from fastrank import CrossEncoder
+    from fastrank.evaluation import evaluate_rankings
+
+    result = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(eval_file), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    model = CrossEncoder(tiny_model_dir, device="cpu")
+    s1 = model.predict([("glacier caves", "ice cave in a glacier"), ("glacier caves", "paris")])
+    s2 = model.predict([("capital of france", d) for d in ("berlin", "paris", "rome")])
+    ref = evaluate_rankings([s1, s2], [np.array([1, 0]), np.array([0, 1, 0])])
+    assert out["num_queries"] == 2 and out["num_skipped_no_positive"] == 1
+    assert out["metrics"]["map"] == pytest.approx(ref.metrics["map"], abs=1e-9)
+    assert out["metrics"]["ndcg@10"] == pytest.approx(ref.metrics["ndcg@10"], abs=1e-9)
+
+
+def test_eval_table(tiny_model_dir, eval_file):
+    result = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(eval_file)])
+    assert result.exit_code == 0, result.output
+    assert "| map |" in result.output and "skipped 1 without a positive" in result.output
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, eval_file):
+    cmd = [sys.executable, "-m", "fastrank.cli", "eval", str(tmp_path / "missing-model"), "--data", str(eval_file)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "error: model directory" in proc.stderr and "does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_train_rejects_bad_loss_options(tmp_path, eval_file):
+    cmd = [sys.executable, "-m", "fastrank.cli", "train", "--data", str(eval_file), "--out", str(tmp_path / "m"),
+           "--loss-options", "[1, 2]"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 2 and "--loss-options must be a JSON object" in proc.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_cli_end_to_end(tiny_model_dir, eval_file, tmp_path):
+    result = runner.invoke(app, ["train", "--data", str(eval_file), "--out", str(tmp_path / "m"), "--base",
+                                 str(tiny_model_dir), "--epochs", "1", "--bf16", "false", "--max-length", "32",
+                                 "--eval-data", str(eval_file), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["train_rows"] == 2 and out["output_dir"] == str(tmp_path / "m")
+    assert set(out["eval_after"]["metrics"]) >= {"map", "mrr@10", "ndcg@10"}
+    assert (tmp_path / "m" / "model.safetensors").is_file()
