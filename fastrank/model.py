@@ -97,6 +97,8 @@ class CrossEncoder(torch.nn.Module):
         device: torch device; defaults to CUDA when available.
     """
 
+    score_batch_size = 32  # pairs per forward pass inside score() (training); predict() takes batch_size
+
     def __init__(
         self,
         model_name_or_path: str | Path = DEFAULT_BASE,
@@ -168,11 +170,15 @@ class CrossEncoder(torch.nn.Module):
         return self.model.config
 
     def pair_encoder(self) -> PairEncoder:
-        """The shared length-aware tokenizer for this model (same truncation as ``tokenize``)."""
-        return PairEncoder(self.tokenizer.backend_tokenizer, self.max_length, self.tokenizer.pad_token_id or 0)
+        """The shared length-aware tokenizer for this model (same truncation as ``tokenize``), cached."""
+        cached = self.__dict__.get("_pair_encoder")
+        if cached is None or cached.max_length != self.max_length:
+            cached = PairEncoder(self.tokenizer.backend_tokenizer, self.max_length, self.tokenizer.pad_token_id or 0)
+            self.__dict__["_pair_encoder"] = cached
+        return cached
 
     def tokenize(self, queries: Sequence[str], documents: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Tokenize pairs into a padded batch on the model's device (pads to a multiple of 8)."""
+        """Tokenize pairs into one padded batch on the model's device (pads to a multiple of 8)."""
         enc = self.tokenizer(
             list(queries), list(documents), padding=True, truncation="longest_first",
             max_length=self.max_length, pad_to_multiple_of=8, return_tensors="pt",
@@ -183,9 +189,31 @@ class CrossEncoder(torch.nn.Module):
         """Raw logits of shape (batch, num_labels) for a tokenized batch."""
         return self.model(**features, return_dict=True).logits
 
-    def score(self, queries: Sequence[str], documents: Sequence[str]) -> torch.Tensor:
-        """Logits (batch, num_labels) with gradients: what the losses call."""
-        return self(**self.tokenize(queries, documents))
+    def _length_batches(self, pairs: Sequence[tuple[str, str]], batch_size: int, max_tokens: int | None = None):
+        """Yield (indices, features) for length-sorted batches, each padded only to its own longest pair."""
+        encoder = self.pair_encoder()
+        encoded = encoder.encode(pairs)
+        for idx in plan_batches(encoded.lengths, batch_size=batch_size, max_tokens=max_tokens):
+            batch = collate(encoded, idx, encoder.pad_token_id)
+            yield idx, {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
+
+    def score(self, queries: Sequence[str], documents: Sequence[str], forward=None) -> torch.Tensor:
+        """Logits (n, num_labels) with gradients, in input order: what the losses call.
+
+        Pairs are sorted by length and run ``score_batch_size`` at a time, each sub-batch padded to its own
+        longest pair: the same logits as one padded batch, with far less padding on mixed-length lists.
+        ``forward`` replaces ``self`` as the module that runs (the trainer passes its DDP wrapper).
+        """
+        forward = self if forward is None else forward
+        pairs = list(zip(queries, documents))
+        if not pairs:
+            return torch.zeros((0, self.num_labels), device=self.device)
+        parts, order = [], []
+        for idx, features in self._length_batches(pairs, self.score_batch_size):
+            parts.append(forward(**features))
+            order.append(idx)
+        inverse = torch.from_numpy(np.argsort(np.concatenate(order), kind="stable"))
+        return torch.cat(parts)[inverse.to(self.device)]
 
     def apply_activation(self, logits: torch.Tensor, activation: str | None) -> torch.Tensor:
         name = self.activation if activation is None else activation
@@ -215,19 +243,17 @@ class CrossEncoder(torch.nn.Module):
         n = len(pairs)
         if n == 0:
             return np.zeros((0,) if self.num_labels == 1 else (0, self.num_labels), dtype=np.float32)
-        encoder = self.pair_encoder()
-        encoded = encoder.encode(pairs)
-        batches = plan_batches(encoded.lengths, batch_size=batch_size, max_tokens=max_tokens)
         out = np.empty((n, self.num_labels), dtype=np.float32)
         was_training = self.model.training
         self.model.eval()
         if show_progress_bar is None:
             show_progress_bar = logger.isEnabledFor(logging.INFO) and n > 10 * batch_size
         try:
-            for idx in tqdm(batches, desc="Scoring", disable=not show_progress_bar):
-                batch = collate(encoded, idx, encoder.pad_token_id)
-                logits = self(**{k: torch.from_numpy(v).to(self.device) for k, v in batch.items()})
-                out[idx] = self.apply_activation(logits.float(), activation).cpu().numpy()
+            with tqdm(total=n, desc="Scoring", unit="pair", disable=not show_progress_bar) as bar:
+                for idx, features in self._length_batches(pairs, batch_size, max_tokens):
+                    logits = self(**features).float()
+                    out[idx] = self.apply_activation(logits, activation).cpu().numpy()
+                    bar.update(len(idx))
         finally:
             self.model.train(was_training)
         return out[:, 0] if self.num_labels == 1 else out

@@ -126,3 +126,17 @@ def test_embedding_model_gets_a_fresh_head(caplog):
     assert m.head_initialized and m.num_labels == 1 and m.activation == "sigmoid"
     assert "freshly initialized" in caplog.text
     assert json.loads((m.model.config.to_json_string()))["hidden_size"] == 384
+
+
+def test_score_sub_batches_by_length_but_keeps_order_and_values(model):
+    import torch
+
+    rng = np.random.default_rng(0)
+    words = "glacier cave ice water rock paris france city river mountain".split()
+    pairs = [(" ".join(rng.choice(words, 3)), " ".join(rng.choice(words, int(n)))) for n in rng.integers(1, 60, 70)]
+    q, d = [p[0] for p in pairs], [p[1] for p in pairs]
+    with torch.no_grad():
+        one_batch = model(**model.tokenize(q, d))
+        sub_batched = model.score(q, d)
+    assert sub_batched.shape == (70, 1)
+    torch.testing.assert_close(sub_batched, one_batch, atol=1e-5, rtol=0)

@@ -43,7 +43,7 @@ class _ModelView:
         return self._wrapped(**features)
 
     def score(self, queries, documents) -> torch.Tensor:
-        return self._wrapped(**self._inner.tokenize(queries, documents))
+        return self._inner.score(queries, documents, forward=self._wrapped)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
