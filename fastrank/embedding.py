@@ -1,0 +1,134 @@
+"""EmbeddingModel: a sentence-transformers-style bi-encoder loaded with transformers directly.
+
+Used for first-stage retrieval, hard-negative mining and as a baseline. It honours the directory's pooling config
+(``1_Pooling/config.json``: cls / mean / max / mean-sqrt-len), ``Normalize`` module and ``max_seq_length``, so
+embeddings equal sentence-transformers' ``encode`` without depending on sentence-transformers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from fastrank.batching import PairEncoder, collate, plan_batches
+from fastrank.errors import ModelLoadError
+from fastrank.model import DEFAULT_BASE, resolve_model_path
+
+logger = logging.getLogger(__name__)
+
+POOLING_MODES = ("cls", "mean", "max", "mean_sqrt_len")
+
+
+def _read_st_config(location: Path) -> tuple[str, bool, int | None]:
+    """(pooling mode, normalize, max_seq_length) from a sentence-transformers directory; mean/False/None if absent."""
+    pooling, normalize, max_len = "mean", False, None
+    modules_file = location / "modules.json"
+    if modules_file.is_file():
+        modules = json.loads(modules_file.read_text(encoding="utf-8"))
+        for mod in modules:
+            kind = mod.get("type", "")
+            if kind.endswith("Normalize"):
+                normalize = True
+            if kind.endswith("Pooling"):
+                cfg_file = location / mod.get("path", "") / "config.json"
+                if cfg_file.is_file():
+                    cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+                    modes = [m for m in POOLING_MODES if cfg.get(f"pooling_mode_{m}_token" if m == "cls" else
+                                                                 f"pooling_mode_{m}_tokens")]
+                    if len(modes) != 1:
+                        raise ModelLoadError(f"{cfg_file}: exactly one pooling mode is supported, found {modes}")
+                    pooling = modes[0]
+    st_cfg = location / "sentence_bert_config.json"
+    if st_cfg.is_file():
+        max_len = json.loads(st_cfg.read_text(encoding="utf-8")).get("max_seq_length")
+    return pooling, normalize, max_len
+
+
+class EmbeddingModel:
+    """Encode texts into fixed-size vectors with a bi-encoder (default: all-MiniLM-L6-v2, bundled offline)."""
+
+    def __init__(self, model_name_or_path: str | Path = DEFAULT_BASE, *, max_length: int | None = None,
+                 pooling: str | None = None, normalize: bool | None = None, device: str | None = None) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        location = resolve_model_path(model_name_or_path)
+        path = Path(location)
+        st_pooling, st_normalize, st_max = _read_st_config(path) if path.is_dir() else ("mean", False, None)
+        self.pooling = pooling or st_pooling
+        if self.pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
+        self.normalize = st_normalize if normalize is None else normalize
+        try:
+            self.model = AutoModel.from_pretrained(location)
+            self.tokenizer = AutoTokenizer.from_pretrained(location)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"could not load embedding model {str(model_name_or_path)!r}: {exc}") from exc
+        limit = int(min(self.model.config.max_position_embeddings, self.tokenizer.model_max_length))
+        self.max_length = min(max_length or st_max or limit, limit)
+        self.name_or_path = str(model_name_or_path)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.to(self.device).eval()
+        self._encoder = PairEncoder(self.tokenizer.backend_tokenizer, self.max_length, self.tokenizer.pad_token_id or 0)
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        if self.pooling == "max":
+            return hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
+        summed = (hidden * m).sum(dim=1)
+        counts = m.sum(dim=1).clamp(min=1e-9)
+        return summed / (counts if self.pooling == "mean" else counts.sqrt())
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool | None = None) -> np.ndarray:
+        """Float32 embeddings (n, dim) in input order; texts are length-sorted into batches."""
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"text {i} must be a string, got {type(t).__name__}")
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        encoded = self._encoder.encode(texts)
+        if show_progress_bar is None:
+            show_progress_bar = len(texts) > 20 * batch_size
+        with tqdm(total=len(texts), desc="Encoding", unit="text", disable=not show_progress_bar) as bar:
+            for idx in plan_batches(encoded.lengths, batch_size=batch_size):
+                batch = {k: torch.from_numpy(v).to(self.device)
+                         for k, v in collate(encoded, idx, self._encoder.pad_token_id).items()}
+                hidden = self.model(**batch).last_hidden_state
+                emb = self._pool(hidden.float(), batch["attention_mask"])
+                if self.normalize:
+                    emb = torch.nn.functional.normalize(emb, p=2, dim=-1)
+                out[idx] = emb.cpu().numpy()
+                bar.update(len(idx))
+        return out
+
+    def similarity(self, queries: Sequence[str], documents: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Cosine (or dot, if not normalized) similarity of each (query, document) pair, shape (n,)."""
+        q = self.encode(queries, batch_size)
+        d = self.encode(documents, batch_size)
+        return np.einsum("ij,ij->i", q, d)
+
+    def predict(self, pairs: Sequence[Sequence[str]], batch_size: int = 64,
+                show_progress_bar: bool | None = None, **_: object) -> np.ndarray:
+        """Score pairs by embedding similarity: lets the reranking evaluator measure the first stage alone."""
+        from fastrank.batching import check_pairs
+
+        pairs = check_pairs(pairs)
+        queries = sorted({q for q, _ in pairs})
+        docs = sorted({d for _, d in pairs})
+        qv = dict(zip(queries, self.encode(queries, batch_size, show_progress_bar)))
+        dv = dict(zip(docs, self.encode(docs, batch_size, show_progress_bar)))
+        return np.array([float(qv[q] @ dv[d]) for q, d in pairs], dtype=np.float32)

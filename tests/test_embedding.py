@@ -1,0 +1,42 @@
+"""EmbeddingModel equals sentence-transformers' encode for the bundled all-MiniLM-L6-v2."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+TEXTS = ["how are glacier caves formed?", "A glacier cave is a cave formed within the ice of a glacier.",
+         "Paris is the capital of France. " * 40, "x"]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    from fastrank.embedding import EmbeddingModel
+
+    return EmbeddingModel(device="cpu")
+
+
+def test_matches_sentence_transformers_encode(minilm):
+    from sentence_transformers import SentenceTransformer
+
+    from fastrank.model import resolve_model_path
+
+    st = SentenceTransformer(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2"), device="cpu")
+    ref = st.encode(TEXTS, convert_to_numpy=True)
+    ours = minilm.encode(TEXTS, batch_size=2)
+    assert minilm.pooling == "mean" and minilm.normalize and minilm.max_length == 256
+    cos = np.sum(ours * ref, axis=1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(ref, axis=1))
+    assert cos.min() > 1 - 1e-5
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_predict_is_pair_cosine(minilm):
+    emb = minilm.encode(TEXTS)
+    scores = minilm.predict([(TEXTS[0], TEXTS[1]), (TEXTS[0], TEXTS[2])])
+    np.testing.assert_allclose(scores, [emb[0] @ emb[1], emb[0] @ emb[2]], atol=1e-6)
+    assert scores[0] > scores[1]
+
+
+def test_bad_text_names_position(minilm):
+    with pytest.raises(TypeError, match="text 1"):
+        minilm.encode(["ok", None])
