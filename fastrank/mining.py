@@ -1,0 +1,216 @@
+"""Hard-negative mining with an embedding model.
+
+For every query, retrieve the corpus documents most similar to it, drop its positives and likely false negatives,
+and keep ``num_negatives`` of the rest as hard negatives. The result is a list of query groups (positives labelled 1,
+mined negatives 0, optional teacher scores) that ``fastrank.data.convert`` turns into any training format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastrank.data import QueryGroup
+from fastrank.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+SAMPLING = ("top", "random")
+
+
+@dataclass
+class MiningResult:
+    """Mined groups plus counts of everything that was dropped or fixed up, so nothing happens silently."""
+
+    groups: list[QueryGroup]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _fingerprint(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(repr(p).encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def corpus_embeddings(model, corpus: Sequence[str], cache_dir: str | Path | None = None,
+                      batch_size: int = 64, show_progress_bar: bool | None = None) -> tuple[np.ndarray, bool]:
+    """Embed ``corpus``, re-using ``cache_dir/<model+corpus hash>.npy`` when present; returns (matrix, cache_hit)."""
+    if cache_dir is None:
+        return model.encode(corpus, batch_size, show_progress_bar), False
+    key = _fingerprint(model.name_or_path, model.max_length, model.pooling, model.normalize,
+                       hashlib.sha256("\0".join(corpus).encode("utf-8")).hexdigest())
+    path = Path(cache_dir) / f"corpus-{key}.npy"
+    if path.is_file():
+        emb = np.load(path)
+        if emb.shape == (len(corpus), model.dimension):
+            return emb, True
+    emb = model.encode(corpus, batch_size, show_progress_bar)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, emb)
+    tmp.replace(path)
+    return emb, False
+
+
+def top_k_search(queries: np.ndarray, corpus: np.ndarray, k: int, use_faiss: bool | None = None,
+                 chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product top-k: (scores, indices), each (n_queries, k), best first. faiss when asked/installed."""
+    k = min(k, corpus.shape[0])
+    if use_faiss is not False:
+        try:
+            import faiss
+        except ModuleNotFoundError:
+            if use_faiss:
+                from fastrank.errors import MissingDependency
+
+                raise MissingDependency("faiss", "mining", "faiss search") from None
+        else:
+            index = faiss.IndexFlatIP(corpus.shape[1])
+            index.add(np.ascontiguousarray(corpus, dtype=np.float32))
+            scores, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+            return scores, idx
+    all_scores, all_idx = [], []
+    for start in range(0, queries.shape[0], chunk):
+        sims = queries[start : start + chunk] @ corpus.T
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        part_scores = np.take_along_axis(sims, part, axis=1)
+        order = np.argsort(-part_scores, axis=1, kind="stable")
+        all_idx.append(np.take_along_axis(part, order, axis=1))
+        all_scores.append(np.take_along_axis(part_scores, order, axis=1))
+    return np.concatenate(all_scores), np.concatenate(all_idx)
+
+
+def _dedup_corpus(corpus: Sequence[str], stats: dict[str, Any]) -> list[str]:
+    seen: dict[str, None] = {}
+    for i, doc in enumerate(corpus):
+        if not isinstance(doc, str):
+            raise DataError(f"corpus item {i} must be a string, got {type(doc).__name__}")
+        seen.setdefault(doc, None)
+    stats["duplicate_documents_removed"] = len(corpus) - len(seen)
+    return list(seen)
+
+
+def mine_hard_negatives(
+    groups: Sequence[QueryGroup],
+    embedding_model,
+    corpus: Sequence[str] | None = None,
+    *,
+    num_negatives: int = 5,
+    range_min: int = 0,
+    range_max: int | None = 50,
+    min_score: float | None = None,
+    max_score: float | None = None,
+    relative_margin: float | None = None,
+    absolute_margin: float | None = None,
+    sampling: str = "top",
+    keep_original_negatives: bool = False,
+    teacher=None,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 64,
+    use_faiss: bool | None = None,
+    seed: int = 0,
+    show_progress_bar: bool | None = None,
+) -> MiningResult:
+    """Mine ``num_negatives`` hard negatives per query from ``corpus`` (default: every document in ``groups``).
+
+    Args:
+        groups: queries with their positives (label > 0); their existing negatives are kept only with
+            ``keep_original_negatives``. Queries without a positive are skipped and counted.
+        embedding_model: an :class:`~fastrank.embedding.EmbeddingModel` (anything with encode/name_or_path).
+        range_min / range_max: rank window of the retrieved list to draw from (skip the very top, which is where
+            unlabelled positives hide; stop at ``range_max``).
+        min_score / max_score: similarity window for negatives.
+        relative_margin / absolute_margin: drop negatives scoring above ``pos * (1 - relative_margin)`` or
+            ``pos - absolute_margin``, where ``pos`` is the query's lowest positive similarity: likely false
+            negatives.
+        sampling: ``top`` takes the best-ranked survivors, ``random`` samples among them.
+        teacher: optional cross-encoder (anything with ``predict(pairs)``) whose raw scores are attached to every
+            document as ``scores`` for distillation.
+        cache_dir: where corpus embeddings are cached, keyed by model and corpus hash.
+    """
+    if num_negatives < 1:
+        raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
+    if sampling not in SAMPLING:
+        raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
+    if range_max is not None and range_max <= range_min:
+        raise ValueError(f"range_max ({range_max}) must be greater than range_min ({range_min})")
+    stats: dict[str, Any] = {}
+    usable = [g for g in groups if g.positives]
+    stats["queries_without_positive_skipped"] = len(groups) - len(usable)
+    if not usable:
+        raise DataError("no query has a positive document: nothing to mine negatives for")
+    docs = _dedup_corpus(corpus if corpus is not None else [d for g in groups for d in g.documents], stats)
+    known = set(docs)
+    missing = sorted({p for g in usable for p in g.positives if p not in known})
+    if missing:
+        logger.warning("%d positives are not in the corpus; adding them so they cannot be mined as negatives",
+                       len(missing))
+        docs += missing
+    stats["positives_added_to_corpus"] = len(missing)
+    if not docs:
+        raise DataError("the corpus is empty")
+    window = (range_max if range_max is not None else len(docs))
+    needed = window + max(len(g.positives) for g in usable)
+    if len(docs) < window:
+        logger.warning("corpus has %d documents, fewer than range_max=%d: searching all of it", len(docs), window)
+        stats["range_max_clamped_to"] = len(docs)
+
+    corpus_emb, cache_hit = corpus_embeddings(embedding_model, docs, cache_dir, batch_size, show_progress_bar)
+    stats["corpus_size"] = len(docs)
+    stats["corpus_cache_hit"] = cache_hit
+    query_emb = embedding_model.encode([g.query for g in usable], batch_size, show_progress_bar)
+    scores, indices = top_k_search(query_emb, corpus_emb, min(needed, len(docs)), use_faiss)
+    doc_index = {d: i for i, d in enumerate(docs)}
+    rng = random.Random(seed)
+    out: list[QueryGroup] = []
+    dropped_margin = short = 0
+    for qi, g in enumerate(usable):
+        positives = set(g.positives)
+        pos_sims = [float(query_emb[qi] @ corpus_emb[doc_index[p]]) for p in positives]
+        floor = min(pos_sims)
+        candidates = []
+        rank = 0
+        for s, j in zip(scores[qi], indices[qi]):
+            doc = docs[j]
+            if doc in positives:
+                continue
+            if rank >= window:
+                break
+            rank += 1
+            if rank - 1 < range_min:
+                continue
+            if (min_score is not None and s < min_score) or (max_score is not None and s > max_score):
+                continue
+            if (relative_margin is not None and s > floor * (1 - relative_margin)) or (
+                    absolute_margin is not None and s > floor - absolute_margin):
+                dropped_margin += 1
+                continue
+            candidates.append(doc)
+        picked = candidates[:num_negatives] if sampling == "top" else rng.sample(
+            candidates, min(num_negatives, len(candidates)))
+        short += len(picked) < num_negatives
+        negatives = ([d for d in g.negatives if d not in picked] if keep_original_negatives else []) + picked
+        documents = list(g.positives) + negatives
+        out.append(QueryGroup(g.query, documents, [1.0] * len(g.positives) + [0.0] * len(negatives), g.query_id))
+    stats["negatives_dropped_by_margin"] = dropped_margin
+    stats["queries_with_fewer_negatives"] = short
+    if short:
+        logger.warning("%d queries got fewer than %d negatives (window/margins too strict or corpus too small)",
+                       short, num_negatives)
+    if teacher is not None:
+        pairs = [(g.query, d) for g in out for d in g.documents]
+        flat = np.asarray(teacher.predict(pairs, activation="identity"), dtype=np.float64).reshape(-1)
+        pos = 0
+        for g in out:
+            g.scores = [float(x) for x in flat[pos : pos + len(g.documents)]]
+            pos += len(g.documents)
+    return MiningResult(out, stats)
