@@ -148,6 +148,8 @@ def mine_hard_negatives(
     stats["queries_without_positive_skipped"] = len(groups) - len(usable)
     if not usable:
         raise DataError("no query has a positive document: nothing to mine negatives for")
+    if corpus is not None and len(corpus) == 0:
+        raise DataError("the corpus is empty: pass documents to mine from, or corpus=None to use the dataset's own")
     docs = _dedup_corpus(corpus if corpus is not None else [d for g in groups for d in g.documents], stats)
     known = set(docs)
     missing = sorted({p for g in usable for p in g.positives if p not in known})
@@ -156,8 +158,6 @@ def mine_hard_negatives(
                        len(missing))
         docs += missing
     stats["positives_added_to_corpus"] = len(missing)
-    if not docs:
-        raise DataError("the corpus is empty")
     window = (range_max if range_max is not None else len(docs))
     needed = window + max(len(g.positives) for g in usable)
     if len(docs) < window:

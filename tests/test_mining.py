@@ -1,0 +1,111 @@
+"""mine_hard_negatives on a hand-built embedding space: every option changes the output as documented."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastrank.data import QueryGroup
+from fastrank.errors import DataError
+from fastrank.mining import mine_hard_negatives, top_k_search
+
+
+class FakeEmbedder:
+    """Texts map to fixed unit vectors; similarity to query 'q' is the number after 'd' divided by 10."""
+
+    name_or_path, max_length, pooling, normalize, dimension = "fake", 8, "mean", True, 2
+
+    def __init__(self):
+        self.calls = 0
+
+    def encode(self, texts, batch_size=64, show_progress_bar=None):
+        self.calls += 1
+        out = []
+        for t in texts:
+            s = 1.0 if t.startswith("q") else float(t.split("-")[0][1:]) / 10
+            out.append([s, np.sqrt(max(0.0, 1 - s * s))])
+        return np.asarray(out, dtype=np.float32)
+
+
+CORPUS = [f"d{i}-doc" for i in range(10)]  # similarity to the query: 0.0 .. 0.9
+
+
+def _groups():
+    return [QueryGroup("q-1", ["d5-doc", "d1-doc"], [1.0, 0.0], "1")]
+
+
+def test_top_sampling_takes_best_non_positive():
+    res = mine_hard_negatives(_groups(), FakeEmbedder(), CORPUS, num_negatives=3, use_faiss=False)
+    g = res.groups[0]
+    assert g.documents == ["d5-doc", "d9-doc", "d8-doc", "d7-doc"] and g.labels == [1, 0, 0, 0]
+
+
+def test_rank_window_score_window_and_margins():
+    emb = FakeEmbedder()
+    assert mine_hard_negatives(_groups(), emb, CORPUS, num_negatives=2, range_min=2,
+                               use_faiss=False).groups[0].documents[1:] == ["d7-doc", "d6-doc"]
+    assert mine_hard_negatives(_groups(), emb, CORPUS, num_negatives=2, max_score=0.75,
+                               use_faiss=False).groups[0].documents[1:] == ["d7-doc", "d6-doc"]
+    res = mine_hard_negatives(_groups(), emb, CORPUS, num_negatives=2, absolute_margin=0.15, use_faiss=False)
+    assert res.groups[0].documents[1:] == ["d3-doc", "d2-doc"]  # <= 0.5 - 0.15
+    assert res.stats["negatives_dropped_by_margin"] == 5  # d9, d8, d7, d6, d4
+    res = mine_hard_negatives(_groups(), emb, CORPUS, num_negatives=2, relative_margin=0.5, use_faiss=False)
+    assert res.groups[0].documents[1:] == ["d2-doc", "d1-doc"]  # <= 0.5 * 0.5
+
+
+def test_random_sampling_is_seeded_and_within_window():
+    a = mine_hard_negatives(_groups(), FakeEmbedder(), CORPUS, num_negatives=2, sampling="random", seed=1,
+                            range_max=4, use_faiss=False).groups[0].documents[1:]
+    b = mine_hard_negatives(_groups(), FakeEmbedder(), CORPUS, num_negatives=2, sampling="random", seed=1,
+                            range_max=4, use_faiss=False).groups[0].documents[1:]
+    assert a == b and set(a) <= {"d9-doc", "d8-doc", "d7-doc", "d6-doc"}
+
+
+def test_cache_reuses_corpus_embeddings(tmp_path):
+    emb = FakeEmbedder()
+    first = mine_hard_negatives(_groups(), emb, CORPUS, cache_dir=tmp_path, use_faiss=False)
+    calls = emb.calls
+    second = mine_hard_negatives(_groups(), emb, CORPUS, cache_dir=tmp_path, use_faiss=False)
+    assert not first.stats["corpus_cache_hit"] and second.stats["corpus_cache_hit"]
+    assert emb.calls == calls + 1  # only the queries were encoded again
+    assert first.groups[0].documents == second.groups[0].documents
+
+
+def test_bad_input_is_reported():
+    groups = _groups() + [QueryGroup("q-2", ["d3-doc"], [0.0], "2"), QueryGroup("q-3", ["x0-new"], [1.0], "3")]
+    res = mine_hard_negatives(groups, FakeEmbedder(), CORPUS + ["d9-doc"], num_negatives=1, use_faiss=False)
+    assert res.stats["queries_without_positive_skipped"] == 1
+    assert res.stats["duplicate_documents_removed"] == 1
+    assert res.stats["positives_added_to_corpus"] == 1
+    assert "x0-new" not in res.groups[0].documents[1:]
+    with pytest.raises(DataError, match="the corpus is empty"):
+        mine_hard_negatives(_groups(), FakeEmbedder(), [])
+    with pytest.raises(DataError, match="no query has a positive"):
+        mine_hard_negatives([QueryGroup("q-2", ["d3-doc"], [0.0])], FakeEmbedder(), CORPUS)
+    with pytest.raises(ValueError, match="range_max"):
+        mine_hard_negatives(_groups(), FakeEmbedder(), CORPUS, range_min=5, range_max=5)
+
+
+def test_small_corpus_gives_fewer_negatives_and_says_so(caplog):
+    res = mine_hard_negatives(_groups(), FakeEmbedder(), CORPUS[:3], num_negatives=5, use_faiss=False)
+    assert res.groups[0].documents[1:] == ["d2-doc", "d1-doc", "d0-doc"]
+    assert res.stats["queries_with_fewer_negatives"] == 1 and res.stats["range_max_clamped_to"] == 4
+    assert "fewer than 5 negatives" in caplog.text
+
+
+def test_teacher_scores_are_attached():
+    class Teacher:
+        def predict(self, pairs, activation=None):
+            return np.array([len(d) + (q == "q-1") for q, d in pairs], dtype=np.float32)
+
+    res = mine_hard_negatives(_groups(), FakeEmbedder(), CORPUS, num_negatives=1, teacher=Teacher(), use_faiss=False)
+    assert res.groups[0].scores == [7.0, 7.0]
+
+
+def test_numpy_search_matches_brute_force():
+    rng = np.random.default_rng(0)
+    q, c = rng.normal(size=(5, 8)).astype(np.float32), rng.normal(size=(40, 8)).astype(np.float32)
+    scores, idx = top_k_search(q, c, 7, use_faiss=False, chunk=2)
+    ref = np.argsort(-(q @ c.T), axis=1)[:, :7]
+    assert (idx == ref).all()
+    np.testing.assert_allclose(scores, np.take_along_axis(q @ c.T, ref, axis=1), rtol=1e-6)
