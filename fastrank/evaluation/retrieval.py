@@ -1,0 +1,123 @@
+"""Retrieve-then-rerank evaluation: how much a reranker lifts a first-stage retriever over a whole corpus.
+
+First stage: the embedding model's top-k (and BM25 when ``bm25s`` is installed). Second stage: the cross-encoder
+over that top-k. Metrics come from ``fastrank.evaluation.metrics`` (the one implementation); relevant documents the
+first stage did not retrieve are appended below the list so recall and NDCG count them as misses.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fastrank.data import QueryGroup
+from fastrank.errors import DataError
+from fastrank.evaluation.metrics import evaluate_rankings
+
+
+@dataclass
+class RetrievalTask:
+    """A corpus, queries and their relevant document indices (qrels)."""
+
+    corpus: list[str]
+    queries: list[str]
+    qrels: list[set[int]]
+
+    @classmethod
+    def from_groups(cls, groups: Sequence[QueryGroup]) -> RetrievalTask:
+        """Every distinct document of every group is a corpus entry; a query's positives are its qrels."""
+        index: dict[str, int] = {}
+        for g in groups:
+            for d in g.documents:
+                index.setdefault(d, len(index))
+        queries, qrels = [], []
+        for g in groups:
+            rel = {index[d] for d in g.positives}
+            if rel:
+                queries.append(g.query)
+                qrels.append(rel)
+        if not queries:
+            raise DataError("no query has a relevant document: nothing to evaluate")
+        return cls(list(index), queries, qrels)
+
+
+def _metrics(ranked: list[np.ndarray], scores: list[np.ndarray], task: RetrievalTask, ks: Sequence[int]):
+    all_scores, all_labels = [], []
+    for qi, (idx, s) in enumerate(zip(ranked, scores)):
+        rel = task.qrels[qi]
+        missing = sorted(rel - set(idx.tolist()))
+        floor = (float(s.min()) if len(s) else 0.0) - 1.0
+        all_scores.append(np.concatenate([s, np.full(len(missing), floor)]))
+        all_labels.append(np.concatenate([[1.0 if i in rel else 0.0 for i in idx], np.ones(len(missing))]))
+    names = [f"ndcg@{k}" for k in ks] + [f"mrr@{k}" for k in ks] + [f"recall@{k}" for k in ks]
+    return evaluate_rankings(all_scores, all_labels, metrics=names).metrics
+
+
+def evaluate_retrieve_rerank(
+    task: RetrievalTask,
+    embedding_model,
+    reranker=None,
+    top_k: int = 100,
+    ks: Sequence[int] = (10,),
+    batch_size: int = 64,
+    use_bm25: bool | None = None,
+) -> dict[str, Any]:
+    """Metrics and per-stage latency for the first stage alone and after reranking its top ``top_k``.
+
+    Returns ``{"first_stage": {...}, "reranked": {...}, "latency_s": {...}, "num_queries", "corpus_size"}``;
+    ``bm25`` and ``bm25_reranked`` are added when ``bm25s`` is installed (or ``use_bm25=True``).
+    """
+    from fastrank.mining import top_k_search
+
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    ks = sorted(set(ks) | {top_k})
+    out: dict[str, Any] = {"num_queries": len(task.queries), "corpus_size": len(task.corpus), "top_k": top_k,
+                           "latency_s": {}}
+    start = time.perf_counter()
+    corpus_emb = embedding_model.encode(task.corpus, batch_size)
+    out["latency_s"]["index_corpus"] = round(time.perf_counter() - start, 3)
+    start = time.perf_counter()
+    query_emb = embedding_model.encode(task.queries, batch_size)
+    scores, idx = top_k_search(query_emb, corpus_emb, top_k)
+    out["latency_s"]["first_stage_per_query"] = (time.perf_counter() - start) / len(task.queries)
+    stages = {"first_stage": (list(idx), list(scores))}
+    if use_bm25 is not False:
+        bm25 = _bm25_top_k(task, top_k, required=bool(use_bm25))
+        if bm25 is not None:
+            stages["bm25"] = bm25
+    for name, (ranked, first_scores) in list(stages.items()):
+        out[name] = _metrics(ranked, first_scores, task, ks)
+        if reranker is None:
+            continue
+        pairs = [(task.queries[q], task.corpus[j]) for q, row in enumerate(ranked) for j in row]
+        start = time.perf_counter()
+        flat = np.asarray(reranker.predict(pairs, batch_size=batch_size), dtype=np.float64).reshape(-1)
+        out["latency_s"][f"rerank_per_query_{name}"] = (time.perf_counter() - start) / len(task.queries)
+        reranked_scores, pos = [], 0
+        for row in ranked:
+            reranked_scores.append(flat[pos : pos + len(row)])
+            pos += len(row)
+        key = "reranked" if name == "first_stage" else f"{name}_reranked"
+        out[key] = _metrics(ranked, reranked_scores, task, ks)
+    return out
+
+
+def _bm25_top_k(task: RetrievalTask, top_k: int, required: bool):
+    try:
+        import bm25s
+    except ModuleNotFoundError:
+        if required:
+            from fastrank.errors import MissingDependency
+
+            raise MissingDependency("bm25s", "mining", "BM25 first-stage retrieval") from None
+        return None
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(task.corpus, show_progress=False), show_progress=False)
+    docs, scores = retriever.retrieve(bm25s.tokenize(task.queries, show_progress=False),
+                                      k=min(top_k, len(task.corpus)), show_progress=False)
+    return list(np.asarray(docs)), list(np.asarray(scores, dtype=np.float64))

@@ -1,0 +1,64 @@
+"""Retrieve-then-rerank evaluation: first-stage vs reranked metrics, misses counted against recall/NDCG."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastrank.data import QueryGroup
+from fastrank.evaluation.retrieval import RetrievalTask, evaluate_retrieve_rerank
+
+
+class Embedder:
+    """2-d vectors: queries point at (1, 0); document 'dK' has cosine K/10 with every query."""
+
+    def encode(self, texts, batch_size=64):
+        out = []
+        for t in texts:
+            s = 1.0 if t.startswith("q") else int(t[1:]) / 10
+            out.append([s, np.sqrt(1 - s * s)])
+        return np.asarray(out, dtype=np.float32)
+
+
+class OracleReranker:
+    def __init__(self, relevant):
+        self.relevant = relevant
+
+    def predict(self, pairs, batch_size=64):
+        return np.array([1.0 if (q, d) in self.relevant else 0.0 for q, d in pairs])
+
+
+def _task():
+    groups = [QueryGroup("q1", [f"d{i}" for i in range(10)], [1.0 if i in (2, 9) else 0.0 for i in range(10)]),
+              QueryGroup("q2", ["d5", "d0"], [1.0, 0.0])]
+    return RetrievalTask.from_groups(groups)
+
+
+def test_from_groups_builds_corpus_and_qrels():
+    task = _task()
+    assert len(task.corpus) == 10 and task.queries == ["q1", "q2"]
+    assert task.qrels == [{2, 9}, {5}]
+
+
+def test_first_stage_and_reranked_metrics():
+    task = _task()
+    relevant = {("q1", "d2"), ("q1", "d9"), ("q2", "d5")}
+    out = evaluate_retrieve_rerank(task, Embedder(), OracleReranker(relevant), top_k=3, ks=(1,), use_bm25=False)
+    # first stage ranks d9, d8, d7 for both queries: q1 finds d9 at rank 1 (d2 missed), q2 misses d5
+    assert out["first_stage"]["recall@3"] == pytest.approx((0.5 + 0.0) / 2)
+    assert out["first_stage"]["mrr@1"] == pytest.approx(0.5)
+    ideal_q1 = 1 + 1 / np.log2(3)
+    assert out["first_stage"]["ndcg@3"] == pytest.approx((1 / ideal_q1 + 0.0) / 2)
+    # reranking cannot recover what the first stage missed, but fixes the order inside the top 3
+    assert out["reranked"]["recall@3"] == pytest.approx(out["first_stage"]["recall@3"])
+    assert out["reranked"]["mrr@1"] == pytest.approx(0.5)
+    assert set(out["latency_s"]) >= {"first_stage_per_query", "rerank_per_query_first_stage"}
+
+
+def test_reranking_improves_a_bad_first_stage_order():
+    groups = [QueryGroup("q1", [f"d{i}" for i in range(1, 10)], [1.0 if i == 3 else 0.0 for i in range(1, 10)])]
+    task = RetrievalTask.from_groups(groups)
+    out = evaluate_retrieve_rerank(task, Embedder(), OracleReranker({("q1", "d3")}), top_k=9, ks=(1, 10),
+                                   use_bm25=False)
+    assert out["first_stage"]["mrr@10"] == pytest.approx(1 / 7)
+    assert out["reranked"]["mrr@10"] == 1.0 and out["reranked"]["ndcg@10"] == 1.0
