@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from fastrank.cli.evaluate import eval_command
+from fastrank.cli.mine import mine_command
 from fastrank.cli.train import demo_command, train_command
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
 app.command("train")(train_command)
 app.command("eval")(eval_command)
 app.command("demo")(demo_command)
+app.command("mine")(mine_command)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,14 +23,44 @@ def evaluate_model(model: str, data: str, batch_size: int = 64, max_length: int 
     return result
 
 
+def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | None = None,
+                       embedding_model: str | None = None, batch_size: int = 64) -> dict[str, Any]:
+    """First stage (embedding top-k) vs reranked by ``model``, over the corpus of every document in ``data``
+    (plus the documents of ``corpus`` files)."""
+    from fastrank.data import read_groups
+    from fastrank.embedding import EmbeddingModel
+    from fastrank.evaluation.retrieval import RetrievalTask, evaluate_retrieve_rerank
+    from fastrank.model import DEFAULT_BASE, CrossEncoder
+
+    extra = [d for path in corpus or [] for g in read_groups(path) for d in g.documents]
+    task = RetrievalTask.from_groups(read_groups(data), extra)
+    result = evaluate_retrieve_rerank(task, EmbeddingModel(embedding_model or DEFAULT_BASE), CrossEncoder(model),
+                                      top_k=top_k, ks=(10,), batch_size=batch_size)
+    return {"model": model, "data": data, **result}
+
+
 def eval_command(
     model: Annotated[str, typer.Argument(help="Cross-encoder checkpoint directory or hub id.")],
     data: Annotated[Path, typer.Option("--data", help="Grouped JSONL: query, documents, labels.")],
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     max_length: Annotated[int | None, typer.Option("--max-length", help="Override the model's max length.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    retrieve_top_k: Annotated[int | None, typer.Option(
+        "--retrieve-top-k", help="Retrieve-then-rerank: first stage = embedding top-k over every document.")] = None,
+    corpus: Annotated[list[str] | None, typer.Option("--corpus", help="Extra corpus files (with --retrieve-top-k).")] = None,
+    embedding_model: Annotated[str | None, typer.Option("--embedding-model")] = None,
 ) -> None:
-    """Evaluate a reranker on labelled candidate lists."""
+    """Evaluate a reranker on labelled candidate lists (or retrieve-then-rerank over a corpus)."""
+    if retrieve_top_k is not None:
+        result = evaluate_retrieval(model, str(data), retrieve_top_k, corpus, embedding_model, batch_size)
+        if as_json:
+            print_json(result)
+        else:
+            stages = {k: result[k] for k in ("first_stage", "reranked", "bm25", "bm25_reranked") if k in result}
+            typer.echo(metrics_table(stages))
+            typer.echo(f"{result['num_queries']} queries, corpus of {result['corpus_size']} documents; "
+                       f"latency {json.dumps(result['latency_s'])}")
+        return
     result = evaluate_model(model, str(data), batch_size=batch_size, max_length=max_length)
     if as_json:
         print_json(result)

@@ -28,12 +28,12 @@ class RetrievalTask:
     qrels: list[set[int]]
 
     @classmethod
-    def from_groups(cls, groups: Sequence[QueryGroup]) -> RetrievalTask:
-        """Every distinct document of every group is a corpus entry; a query's positives are its qrels."""
+    def from_groups(cls, groups: Sequence[QueryGroup], extra_corpus: Sequence[str] = ()) -> RetrievalTask:
+        """Every distinct document of every group (plus ``extra_corpus``) is a corpus entry; a query's positives
+        are its qrels."""
         index: dict[str, int] = {}
-        for g in groups:
-            for d in g.documents:
-                index.setdefault(d, len(index))
+        for d in [d for g in groups for d in g.documents] + list(extra_corpus):
+            index.setdefault(d, len(index))
         queries, qrels = [], []
         for g in groups:
             rel = {index[d] for d in g.positives}

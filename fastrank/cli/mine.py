@@ -1,0 +1,67 @@
+"""``fastrank mine``: hard negatives for a dataset from a corpus, written as grouped JSONL (or another format)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fastrank.cli.output import print_json
+
+
+def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_model: str | None = None,
+              teacher: str | None = None, **options: Any) -> dict[str, Any]:
+    """Mine negatives for ``data`` from the documents of ``corpus`` files (default: ``data`` itself); write ``out``."""
+    from fastrank.data import read_groups, write_groups
+    from fastrank.embedding import EmbeddingModel
+    from fastrank.mining import mine_hard_negatives
+    from fastrank.model import DEFAULT_BASE, CrossEncoder
+
+    groups = read_groups(data)
+    docs = [d for path in corpus for g in read_groups(path) for d in g.documents] if corpus else None
+    model = EmbeddingModel(embedding_model or DEFAULT_BASE)
+    start = time.perf_counter()
+    result = mine_hard_negatives(groups, model, docs, teacher=CrossEncoder(teacher) if teacher else None, **options)
+    seconds = time.perf_counter() - start
+    write_groups(result.groups, out)
+    return {"output": out, "queries": len(result.groups), "seconds": round(seconds, 1),
+            "documents_per_second": round(result.stats["corpus_size"] / seconds, 1), **result.stats}
+
+
+def mine_command(
+    data: Annotated[str, typer.Option("--data", help="Queries with positives (grouped JSONL, CSV, ...).")],
+    out: Annotated[Path, typer.Option("--out", help="Output grouped JSONL with mined negatives.")],
+    corpus: Annotated[list[str] | None, typer.Option("--corpus", help="Files whose documents form the corpus "
+                                                     "(repeatable; default: the data's own documents).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Embedding model (default all-MiniLM-L6-v2).")] = None,
+    num_negatives: Annotated[int, typer.Option("--num-negatives")] = 5,
+    range_min: Annotated[int, typer.Option("--range-min")] = 0,
+    range_max: Annotated[int, typer.Option("--range-max")] = 50,
+    min_score: Annotated[float | None, typer.Option("--min-score")] = None,
+    max_score: Annotated[float | None, typer.Option("--max-score")] = None,
+    relative_margin: Annotated[float | None, typer.Option("--relative-margin")] = None,
+    absolute_margin: Annotated[float | None, typer.Option("--absolute-margin")] = None,
+    sampling: Annotated[str, typer.Option("--sampling", help="top | random")] = "top",
+    keep_original_negatives: Annotated[bool, typer.Option("--keep-original-negatives")] = False,
+    teacher: Annotated[str | None, typer.Option("--teacher", help="Cross-encoder whose scores are attached.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir")] = Path(".fastrank-cache"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Mine hard negatives with an embedding model."""
+    result = mine_file(str(data), str(out), corpus, model, teacher, num_negatives=num_negatives,
+                       range_min=range_min, range_max=range_max, min_score=min_score, max_score=max_score,
+                       relative_margin=relative_margin, absolute_margin=absolute_margin, sampling=sampling,
+                       keep_original_negatives=keep_original_negatives,
+                       cache_dir=str(cache_dir) if cache_dir else None)
+    if as_json:
+        print_json(result)
+        return
+    typer.echo(f"mined negatives for {result['queries']} queries from {result['corpus_size']} documents in "
+               f"{result['seconds']} s ({result['documents_per_second']} documents/s); wrote {result['output']}")
+    notes = {k: v for k, v in result.items() if k.endswith(("skipped", "removed", "added_to_corpus", "by_margin",
+                                                            "fewer_negatives")) and v}
+    if notes:
+        typer.echo("notes: " + json.dumps(notes))
