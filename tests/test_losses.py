@@ -163,6 +163,17 @@ def test_listnet_matches_formula() -> None:
     assert ListNetLoss(model)([queries, docs], LIST_LABELS).item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_listnet_label_scale_sharpens_the_target() -> None:
+    model, queries, docs = list_scorer(LIST_SCORES)
+    expected = sum(-sum(p * lp for p, lp in zip(map(math.exp, log_softmax([10 * v for v in y])), log_softmax(s)))
+                   for s, y in zip(LIST_SCORES, LIST_LABELS)) / 3
+    loss = ListNetLoss(model, label_scale=10)([queries, docs], LIST_LABELS).item()
+    assert loss == pytest.approx(expected, rel=1e-6)
+    assert loss != pytest.approx(ListNetLoss(model)([queries, docs], LIST_LABELS).item(), rel=1e-3)
+    with pytest.raises(ValueError, match="label_scale must be a positive number"):
+        ListNetLoss(model, label_scale=0)
+
+
 def _plackett_luce(scores: list[float], weights: list[float]) -> float:
     """Weighted Plackett-Luce negative log-likelihood of the given order."""
     return -sum(w * (s - math.log(sum(math.exp(x) for x in scores[r:])))

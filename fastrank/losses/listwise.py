@@ -72,6 +72,10 @@ class ListNetLoss(_ListwiseLoss):
         activation_fn: applied to the logits before the loss (name or callable); defaults to identity.
         mini_batch_size: pairs scored per forward pass: None = as many as rows in the batch (as in
             sentence-transformers), ``<= 0`` = all at once.
+        label_scale: labels are multiplied by this before their softmax (fastrank addition; 1 = the original
+            ListNet and sentence-transformers). With 0/1 labels and scale 1 a positive among ten candidates gets
+            only 23% of the target mass, so the loss is satisfied once it leads by one logit; a large scale
+            (e.g. 10) makes the target put (nearly) all mass on the positives: softmax cross-entropy over the list.
 
     Inputs:
         +--------------------------------+--------------------------------+---------------------+
@@ -85,15 +89,19 @@ class ListNetLoss(_ListwiseLoss):
     """
 
     def __init__(
-        self, model: ScoringModel, activation_fn: str | Activation | None = None, mini_batch_size: int | None = None
+        self, model: ScoringModel, activation_fn: str | Activation | None = None, mini_batch_size: int | None = None,
+        label_scale: float = 1.0,
     ) -> None:
         super().__init__(model, activation_fn, mini_batch_size)
+        check_option(self, "label_scale", label_scale, isinstance(label_scale, (int, float)) and label_scale > 0,
+                     "a positive number")
+        self.label_scale = float(label_scale)
 
     def forward(self, inputs: Sequence[Any], labels: Any) -> Tensor:
         logits, targets, mask = self.score_batch(inputs, labels)
 
         log_probs = logits.masked_fill(~mask, -math.inf).log_softmax(dim=1).masked_fill(~mask, 0.0)
-        target_probs = targets.masked_fill(~mask, -math.inf).softmax(dim=1)
+        target_probs = (targets * self.label_scale).masked_fill(~mask, -math.inf).softmax(dim=1)
         return -(target_probs * log_probs).sum(dim=1).mean()
 
 
