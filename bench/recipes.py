@@ -23,6 +23,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     "listnet-1e-4-3ep-bs8": {"loss": "listnet", "lr": 1e-4, "epochs": 3, "batch_size": 8},
     "lambda-1e-4-3ep-bs8": {"loss": "lambda", "lr": 1e-4, "epochs": 3, "batch_size": 8},
     "bce-5e-5-3ep-bs32": {"loss": "bce", "lr": 5e-5, "epochs": 3, "batch_size": 32},
+    "listnet-s10-1e-4-3ep-bs8": {"loss": "listnet", "lr": 1e-4, "epochs": 3, "batch_size": 8,
+                                 "loss_options": {"label_scale": 10}},
+    "listnet-s10-5e-5-3ep-bs8": {"loss": "listnet", "lr": 5e-5, "epochs": 3, "batch_size": 8,
+                                 "loss_options": {"label_scale": 10}},
+    "bce-pw4-1e-4-3ep-bs32": {"loss": "bce", "lr": 1e-4, "epochs": 3, "batch_size": 32,
+                              "loss_options": {"pos_weight": 4}},
     "bce-2e-5-1ep": {"loss": "bce", "lr": 2e-5, "epochs": 1, "batch_size": 32},
     "st-bce-2e-5-1ep": {"st": True, "lr": 2e-5, "epochs": 1, "batch_size": 32},
 }

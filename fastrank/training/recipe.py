@@ -40,8 +40,8 @@ class TrainConfig:
     base: str = "sentence-transformers/all-MiniLM-L6-v2"
     loss: str = "listnet"
     epochs: float = 3.0
-    lr: float = 5e-5
-    batch_size: int = 16
+    lr: float = 1e-4
+    batch_size: int = 8
     max_length: int = 256
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
