@@ -19,6 +19,8 @@ from bench.common import WIKIQA, append_record, require_shared_data
 # name -> TrainConfig overrides (fastrank) or sentence-transformers settings ("st": True)
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
+    "baseline-cosine": {"baseline": "cosine"},
+    "baseline-input-order": {"baseline": "input-order"},
     "listnet-5e-5-3ep-bs8": {"loss": "listnet", "lr": 5e-5, "epochs": 3, "batch_size": 8},
     "listnet-1e-4-3ep-bs8": {"loss": "listnet", "lr": 1e-4, "epochs": 3, "batch_size": 8},
     "lambda-1e-4-3ep-bs8": {"loss": "lambda", "lr": 1e-4, "epochs": 3, "batch_size": 8},
@@ -51,7 +53,9 @@ def run_fastrank(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
         result = train(config)
         wall = time.perf_counter() - start
         metrics = _evaluate(CrossEncoder(f"{tmp}/model"))
-    return {"recipe": name, "library": "fastrank", "overrides": overrides, "metrics": metrics,
+    keys = ("loss", "lr", "epochs", "batch_size", "max_length", "loss_options", "seed")
+    settings = {k: result["config"][k] for k in keys}
+    return {"recipe": name, "library": "fastrank", "overrides": overrides, "settings": settings, "metrics": metrics,
             "train_seconds": result["train_seconds"], "wall_seconds": round(wall, 1),
             "train_pairs_per_second": result["train_pairs_per_second"], "bf16": result["bf16"]}
 
@@ -82,9 +86,31 @@ def run_sentence_transformers(name: str, settings: dict[str, Any]) -> dict[str, 
         seconds = time.perf_counter() - start
         model.save(f"{tmp}/model")
         metrics = _evaluate(CrossEncoder(f"{tmp}/model"))
-    return {"recipe": name, "library": "sentence-transformers", "overrides": settings, "metrics": metrics,
+    return {"recipe": name, "library": "sentence-transformers", "overrides": settings,
+            "settings": {"loss": "bce", **settings}, "metrics": metrics,
             "train_seconds": round(seconds, 1), "wall_seconds": round(seconds, 1),
             "train_pairs_per_second": round(len(dataset) * settings["epochs"] / seconds, 1), "bf16": False}
+
+
+def run_baseline(name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """No training: the embedding model's cosine similarity, or the dataset's own candidate order."""
+    import numpy as np
+
+    from fastrank.embedding import EmbeddingModel
+
+    class InputOrder:
+        def predict(self, pairs, **_):
+            out, last_query, pos = [], None, 0
+            for q, _d in pairs:
+                pos = pos + 1 if q == last_query else 0
+                last_query = q
+                out.append(-pos)
+            return np.asarray(out, dtype=np.float32)
+
+    model = EmbeddingModel() if settings["baseline"] == "cosine" else InputOrder()
+    return {"recipe": name, "library": "baseline", "overrides": settings, "settings": {"loss": settings["baseline"]},
+            "metrics": _evaluate(model), "train_seconds": 0, "wall_seconds": 0, "train_pairs_per_second": "",
+            "bf16": False}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -95,8 +121,12 @@ def main(argv: list[str] | None = None) -> None:
     require_shared_data()
     for name in args.recipe:
         settings = dict(RECIPES[name])
-        record = (run_sentence_transformers(name, settings) if settings.pop("st", False)
-                  else run_fastrank(name, settings))
+        if "baseline" in settings:
+            record = run_baseline(name, settings)
+        elif settings.pop("st", False):
+            record = run_sentence_transformers(name, settings)
+        else:
+            record = run_fastrank(name, settings)
         path = append_record("recipes", record)
         m = record["metrics"]
         print(f"{name}: MAP {m['map']:.4f} MRR@10 {m['mrr@10']:.4f} NDCG@10 {m['ndcg@10']:.4f} "

@@ -12,21 +12,6 @@ import typer
 
 from fastrank.cli.output import metrics_table, print_json
 
-_DEFAULTS: dict[str, Any] = {}
-
-
-def _defaults() -> dict[str, Any]:
-    """TrainConfig's defaults, read from the dataclass so the CLI never restates them."""
-    if not _DEFAULTS:
-        import dataclasses
-
-        from fastrank.training.recipe import TrainConfig
-
-        _DEFAULTS.update({f.name: f.default for f in dataclasses.fields(TrainConfig)
-                          if f.default is not dataclasses.MISSING})
-    return _DEFAULTS
-
-
 def _quiet_stdout(fn, *args: Any) -> Any:
     """Run ``fn`` with its progress/log prints sent to stderr: stdout carries only the result."""
     with contextlib.redirect_stdout(sys.stderr):
@@ -53,7 +38,8 @@ def train_command(
     loss: Annotated[str | None, typer.Option("--loss", help="Loss name, e.g. listnet, lambda, bce, mnrl.")] = None,
     epochs: Annotated[float | None, typer.Option("--epochs")] = None,
     lr: Annotated[float | None, typer.Option("--lr")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", help="Rows per step: queries for listwise losses, pairs for bce/mse.")] = None,
     max_length: Annotated[int | None, typer.Option("--max-length")] = None,
     eval_data: Annotated[str | None, typer.Option("--eval-data", help="Grouped JSONL evaluated before/after.")] = None,
     loss_options: Annotated[str | None, typer.Option("--loss-options", help="JSON dict of loss options.")] = None,
@@ -75,14 +61,21 @@ def train_command(
     _report(_quiet_stdout(train, config), as_json)
 
 
+DEMO_EPOCHS = 2.0
+DEMO_TRAIN_QUERIES = 500
+
+
 def run_demo(workdir: str = "runs/demo", epochs: float | None = None) -> dict[str, Any]:
-    """Build the stdlib-docstring dataset, train the default recipe on it, evaluate before/after, save."""
+    """Build the stdlib-docstring dataset, train the default recipe on it, evaluate before/after, save.
+
+    Smaller than a real run (500 training queries, 2 epochs, 192 tokens) so it ends in a few minutes on 2 cores.
+    """
     from fastrank.demo import build_demo_data
     from fastrank.training.recipe import TrainConfig, train
 
-    paths = build_demo_data(Path(workdir) / "data")
+    paths = build_demo_data(Path(workdir) / "data", max_train=DEMO_TRAIN_QUERIES)
     config = TrainConfig(data=str(paths["train"]), eval_data=str(paths["test"]), out=str(Path(workdir) / "model"),
-                         epochs=epochs if epochs is not None else _defaults()["epochs"])
+                         epochs=epochs if epochs is not None else DEMO_EPOCHS, max_length=192)
     return train(config)
 
 
