@@ -91,10 +91,11 @@ def stdlib_groups(max_negatives: int = 7, max_words: int = 80, seed: int = 0) ->
             except Exception:  # noqa: BLE001 - optional stdlib modules fail to import in many ways
                 continue
             entries = _module_entries(module)
-            if len(entries) < 3:
+            if len(entries) < 5:
                 continue
             for i, (qid, summary, body) in enumerate(entries):
-                others = [e for j, e in enumerate(entries) if j != i and e[1] != summary]
+                others = [e for j, e in enumerate(entries) if j != i and e[1] != summary
+                          and _clean(e[2], max_words) != _clean(body, max_words)]
                 negs = rng.sample(others, min(max_negatives, len(others)))
                 docs = [_clean(body, max_words)] + [_clean(e[2], max_words) for e in negs]
                 labels = [1.0] + [0.0] * len(negs)

@@ -1,0 +1,19 @@
+"""The demo dataset built from the standard library: well-formed, deterministic, split by module."""
+
+from __future__ import annotations
+
+from fastrank.data import read_groups
+from fastrank.demo import build_demo_data
+
+
+def test_demo_data_is_well_formed_and_split_by_module(tmp_path):
+    paths = build_demo_data(tmp_path / "a", max_train=300, max_test=100)
+    train, test = read_groups(paths["train"]), read_groups(paths["test"])
+    assert len(train) == 300 and 50 <= len(test) <= 100
+    for g in train + test:
+        assert sum(g.labels) == 1 and 3 <= len(g.documents) <= 8
+        assert g.positives[0] not in g.negatives
+    module = lambda g: g.query_id.split(".")[0]  # noqa: E731
+    assert not {module(g) for g in train} & {module(g) for g in test}
+    again = build_demo_data(tmp_path / "b", max_train=300, max_test=100)
+    assert paths["train"].read_text() == again["train"].read_text()
