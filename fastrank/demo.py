@@ -2,7 +2,7 @@
 
 Query = the one-line summary of a function/class docstring; the relevant document = the rest of that docstring;
 negatives = the docstrings of sibling objects in the same module (hard: same topic, same vocabulary).
-Modules are split into train and test by a stable hash, so the test queries come from unseen modules.
+Top-level modules are split into train and test by a stable hash, so test queries come from unseen modules.
 """
 
 from __future__ import annotations
@@ -116,8 +116,8 @@ def build_demo_data(out_dir: str | Path, max_train: int = 1200, max_test: int = 
     """Write ``train.jsonl`` and ``test.jsonl`` (grouped JSONL) under ``out_dir``; returns their paths."""
     groups = stdlib_groups(seed=seed)
     rng = random.Random(seed)
-    test = [g for g in groups if _is_test_module(g.meta["module"], test_fraction)]
-    train = [g for g in groups if not _is_test_module(g.meta["module"], test_fraction)]
+    test = [g for g in groups if _is_test_module(g.meta["module"].split(".")[0], test_fraction)]
+    train = [g for g in groups if not _is_test_module(g.meta["module"].split(".")[0], test_fraction)]
     rng.shuffle(train)
     rng.shuffle(test)
     out = Path(out_dir)
