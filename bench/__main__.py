@@ -6,7 +6,7 @@ import sys
 
 
 def main() -> None:
-    experiments = {"recipes": "bench.recipes", "report": "bench.report"}
+    experiments = {"recipes": "bench.recipes", "mining": "bench.mining", "report": "bench.report"}
     if len(sys.argv) < 2 or sys.argv[1] not in experiments:
         raise SystemExit(f"usage: python -m bench {{{'|'.join(experiments)}}} [options]")
     import importlib
