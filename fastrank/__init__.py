@@ -29,6 +29,8 @@ _LAZY = {
     "LossConfigError": "fastrank.errors",
     "RankedDoc": "fastrank.types",
     "EvalResult": "fastrank.types",
+    "Reranker": "fastrank.reranker",
+    "rerank": "fastrank.reranker",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
@@ -39,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fastrank.evaluation.evaluators import RerankingEvaluator
     from fastrank.evaluation.metrics import evaluate_rankings
     from fastrank.model import CrossEncoder
+    from fastrank.reranker import Reranker, rerank
     from fastrank.training.args import CrossEncoderTrainingArguments
     from fastrank.training.recipe import TrainConfig, train
     from fastrank.training.trainer import CrossEncoderTrainer

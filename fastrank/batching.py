@@ -54,10 +54,87 @@ class PairEncoder:
         self.pad_token_id = pad_token_id
 
     def encode(self, pairs: Sequence[Pair]) -> EncodedPairs:
-        encs = self.tokenizer.encode_batch(list(pairs))
-        ids = [np.asarray(e.ids, dtype=np.int64) for e in encs]
-        types = [np.asarray(e.type_ids, dtype=np.int64) for e in encs]
-        return EncodedPairs(ids, types, np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)))
+        items = list(pairs)
+        try:
+            encs = self.tokenizer.encode_batch(items)
+        except TypeError as exc:  # tokenizers says only "TextInputSequence must be str"; say which item and why
+            raise _explain_bad_text(items) or exc from exc
+        return _to_encoded(encs)
+
+    def encode_windows(self, pairs: Sequence[Pair], overlap: int) -> tuple[EncodedPairs, np.ndarray]:
+        """Cut every document into overlapping token windows, each paired with the (same) query.
+
+        Returns the encoded windows and ``owners`` (window -> index of its pair). Consecutive windows of a document
+        share ``overlap`` tokens (the ``stride`` of Hugging Face tokenizers). A document that fits gives one window
+        identical to ``encode``'s output; a query longer than half of ``max_length`` is cut to that half so every
+        window keeps room for document tokens. Needs ``0 <= overlap < max_window_overlap``.
+        """
+        limit = self.max_window_overlap
+        if not isinstance(overlap, int) or isinstance(overlap, bool) or not 0 <= overlap < limit:
+            raise ValueError(
+                f"window overlap must be an integer in [0, {limit}) tokens for max_length={self.max_length} "
+                f"(a query may take half of the window), got {overlap!r}"
+            )
+        items = list(pairs)
+        plain = self._plain_tokenizer()
+        queries = list(dict.fromkeys(q for q, _ in items))
+        try:
+            q_encs = dict(zip(queries, plain.encode_batch(queries, add_special_tokens=False)))
+            d_encs = plain.encode_batch([d for _, d in items], add_special_tokens=False)
+        except TypeError as exc:
+            raise _explain_bad_text(items) or exc from exc
+        room = self.max_length - self.tokenizer.num_special_tokens_to_add(True)
+        for enc in q_encs.values():
+            enc.truncate(room // 2)
+        windows, owners = [], []
+        for i, ((query, _), doc) in enumerate(zip(items, d_encs)):
+            q_enc = q_encs[query]
+            doc.truncate(room - len(q_enc.ids), stride=overlap)  # windows land in doc.overflowing
+            for part in [doc, *doc.overflowing]:
+                windows.append(plain.post_process(q_enc, part, add_special_tokens=True))
+                owners.append(i)
+        return _to_encoded(windows), np.asarray(owners, dtype=np.int64)
+
+    @property
+    def max_window_overlap(self) -> int:
+        """Exclusive upper bound on ``encode_windows``' overlap: the fewest document tokens a window can hold."""
+        room = self.max_length - self.tokenizer.num_special_tokens_to_add(True)
+        return room - room // 2
+
+    def _plain_tokenizer(self):
+        plain = self.__dict__.get("_plain")
+        if plain is None:
+            from tokenizers import Tokenizer
+
+            plain = Tokenizer.from_str(self.tokenizer.to_str())
+            plain.no_padding()
+            plain.no_truncation()
+            self.__dict__["_plain"] = plain
+        return plain
+
+
+def _to_encoded(encs) -> EncodedPairs:
+    ids = [np.asarray(e.ids, dtype=np.int64) for e in encs]
+    types = [np.asarray(e.type_ids, dtype=np.int64) for e in encs]
+    return EncodedPairs(ids, types, np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)))
+
+
+def _explain_bad_text(items: Sequence) -> TypeError | None:
+    """A TypeError naming the first item the tokenizer cannot read (non-str, or str that is not valid Unicode)."""
+    for i, item in enumerate(items):
+        parts = [("text", item)] if isinstance(item, (str, bytes)) else list(zip(("query", "document"), item))
+        for role, text in parts:
+            if not isinstance(text, str):
+                return TypeError(f"item {i}: {role} must be a str, got {type(text).__name__}")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return TypeError(
+                    f"item {i}: {role} is not valid Unicode text (lone surrogate {text[exc.start]!r} at character "
+                    f"{exc.start}, typically bytes decoded with errors='surrogateescape'); decode the bytes with "
+                    f"errors='replace' or fix the text"
+                )
+    return None
 
 
 def round_up(n: int, multiple: int) -> int:
@@ -106,3 +183,27 @@ def collate(
         token_type_ids[row, :length] = encoded.token_type_ids[i]
         attention_mask[row, :length] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+
+
+def run_batches(
+    encoded: EncodedPairs,
+    fn,
+    batch_size: int = 32,
+    max_tokens: int | None = None,
+    pad_token_id: int = 0,
+    width: int = 1,
+) -> np.ndarray:
+    """Run ``fn(batch) -> (b, width) array`` over length-sorted, padded batches; rows come back in input order.
+
+    This is the scoring loop every backend runs under (the reranker and export verification alike).
+    """
+    out = np.empty((len(encoded), width), dtype=np.float32)
+    for idx in plan_batches(encoded.lengths, batch_size=batch_size, max_tokens=max_tokens):
+        result = np.asarray(fn(collate(encoded, idx, pad_token_id)), dtype=np.float32)
+        if result.ndim == 1:
+            result = result[:, None]
+        if result.shape != (len(idx), width):
+            raise ValueError(f"a batch of {len(idx)} pairs gave outputs of shape {result.shape}, "
+                             f"expected {(len(idx), width)}")
+        out[idx] = result
+    return out

@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 from fastrank.cli.evaluate import eval_command
+from fastrank.cli.export import export_command
 from fastrank.cli.mine import mine_command
+from fastrank.cli.rerank import rerank_command
 from fastrank.cli.train import demo_command, train_command
 
 app = typer.Typer(
@@ -19,6 +21,8 @@ app.command("train")(train_command)
 app.command("eval")(eval_command)
 app.command("demo")(demo_command)
 app.command("mine")(mine_command)
+app.command("export")(export_command)
+app.command("rerank")(rerank_command)
 
 
 def main() -> None:

@@ -1,0 +1,145 @@
+"""onnxruntime backend: one InferenceSession over an exported ``model.onnx``; tokenizers + numpy, no torch."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastrank.backends.base import Backend
+from fastrank.errors import FastrankError, ModelLoadError, require
+
+logger = logging.getLogger(__name__)
+
+TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# Used by default when installed, best first. TensorRT is opt-in (providers=[...]): with dynamic shapes it builds
+# a new engine for every new padded length, which makes the first calls take minutes.
+DEFAULT_PROVIDER_ORDER = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def choose_providers(available: Sequence[str], requested: Sequence[str] | None = None) -> list[str]:
+    """Execution providers to use: ``requested`` (checked against ``available``) or the default order."""
+    if requested:
+        missing = [p for p in requested if p not in available]
+        if missing:
+            raise FastrankError(
+                f"onnxruntime execution provider(s) {missing} are not available here; available: {list(available)}"
+                " (CUDA/TensorRT providers come with pip install 'fastrank[gpu]')"
+            )
+        chosen = list(requested)
+    else:
+        chosen = [p for p in DEFAULT_PROVIDER_ORDER if p in available]
+    if "CPUExecutionProvider" not in chosen and "CPUExecutionProvider" in available:
+        chosen.append("CPUExecutionProvider")  # fallback for nodes the accelerator cannot run
+    return chosen
+
+
+class OnnxBackend(Backend):
+    """Scores batches with onnxruntime.
+
+    Args:
+        model_path: the ``.onnx`` file.
+        input_names: the inputs the tokenizer side will provide (from the manifest); the graph's inputs must be
+            exactly these, else ``ModelLoadError`` says which differ.
+        output_name: the logits output (``logits``).
+        num_threads: ``intra_op_num_threads`` of this session only (None = onnxruntime's default, all cores).
+        providers: execution providers, e.g. ``["CUDAExecutionProvider"]``; default: CUDA when installed, else CPU.
+        precision: recorded in ``describe()`` (the manifest's precision).
+    """
+
+    name = "onnx"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        input_names: Sequence[str] | None = None,
+        output_name: str = "logits",
+        num_threads: int | None = None,
+        providers: Sequence[str] | None = None,
+        precision: str | None = None,
+    ) -> None:
+        ort = require("onnxruntime", "onnx", "the ONNX backend")
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelLoadError(f"ONNX model file {str(path)!r} does not exist")
+        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+            raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if num_threads is not None:
+            options.intra_op_num_threads = num_threads
+            options.inter_op_num_threads = 1
+        chosen = choose_providers(ort.get_available_providers(), providers)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=chosen)
+        except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, NoSuchFile...)
+            raise ModelLoadError(f"onnxruntime could not load {str(path)!r}: {type(exc).__name__}: {exc}") from exc
+        self.path = path
+        self.num_threads = num_threads
+        self.precision = precision
+        self.output_name = output_name
+        self._check_io(input_names)
+
+    @classmethod
+    def from_artifact(cls, path: Path, manifest: dict[str, Any] | None, num_threads: int | None = None,
+                      providers: Sequence[str] | None = None) -> OnnxBackend:
+        """The ``model.onnx`` of an exported artifact directory, checked against its manifest."""
+        if manifest is None:
+            raise ModelLoadError(
+                f"{path} has no fastrank.json, so it is not an exported artifact; export it first: "
+                f"fastrank export {path} --out {Path(path).name}-onnx"
+            )
+        if manifest["format"] != "onnx":
+            raise ModelLoadError(f"{path} is a {manifest['format']} artifact; open it with backend='auto' or "
+                                 f"{manifest['format']!r}")
+        return cls(Path(path) / manifest.get("model_file", "model.onnx"), manifest["input_names"],
+                   manifest["output_name"], num_threads=num_threads, providers=providers,
+                   precision=manifest["precision"])
+
+    def _check_io(self, expected: Sequence[str] | None) -> None:
+        graph_inputs = {i.name: i.type for i in self.session.get_inputs()}
+        unknown = [n for n in graph_inputs if n not in TOKENIZER_OUTPUTS]
+        if expected is not None and set(expected) != set(graph_inputs):
+            unknown = unknown or sorted(set(graph_inputs) ^ set(expected))
+        if unknown or "input_ids" not in graph_inputs:
+            raise ModelLoadError(
+                f"{self.path}: the graph's inputs {sorted(graph_inputs)} do not match what the tokenizer provides "
+                f"({sorted(expected) if expected is not None else list(TOKENIZER_OUTPUTS)}); mismatched: {unknown or ['input_ids']}."
+                " Re-export the model with `fastrank export` so the graph and tokenizer agree"
+            )
+        wrong_type = {n: t for n, t in graph_inputs.items() if t != "tensor(int64)"}
+        if wrong_type:
+            raise ModelLoadError(f"{self.path}: inputs must be int64 token ids, got {wrong_type}")
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        if self.output_name not in outputs:
+            raise ModelLoadError(f"{self.path}: no output named {self.output_name!r}; outputs: {sorted(outputs)}")
+        shape = outputs[self.output_name].shape
+        self.num_labels = int(shape[-1]) if shape and isinstance(shape[-1], int) else 1
+        self.input_names = tuple(n for n in TOKENIZER_OUTPUTS if n in graph_inputs)
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        feed = {k: np.ascontiguousarray(v, dtype=np.int64) for k, v in self._select_inputs(batch).items()}
+        n = len(feed["input_ids"])
+        try:
+            (out,) = self.session.run([self.output_name], feed)
+        except Exception as exc:
+            shapes = {k: v.shape for k, v in feed.items()}
+            raise FastrankError(f"onnxruntime failed on a batch of shapes {shapes}: {type(exc).__name__}: {exc}") from exc
+        out = np.asarray(out, dtype=np.float32)
+        if out.ndim == 1:
+            out = out[:, None]
+        if out.shape[0] != n:
+            raise FastrankError(f"{self.path}: expected {n} rows of logits, got shape {out.shape}")
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "precision": self.precision, "providers": self.providers,
+                "num_threads": self.num_threads, "model_file": str(self.path)}

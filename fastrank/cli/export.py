@@ -1,0 +1,74 @@
+"""``fastrank export``: export a checkpoint to a verified ONNX (or torch bf16) artifact directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fastrank.cli.output import print_json
+
+FORMATS = ("onnx",)
+
+
+def export_artifact(
+    model: str, out: str, precision: str = "fp32", optimize: str = "O2", verify_data: str | None = None,
+    allow_parity_failure: bool = False, fmt: str = "onnx",
+) -> dict[str, Any]:
+    """Export ``model`` to ``out``; returns the manifest. ``verify_data`` is grouped JSONL (query, documents, labels)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)} (bf16 is written as a torch artifact by "
+                         f"--precision bf16), got {fmt!r}")
+    from fastrank.export import export_model
+
+    groups = None
+    if verify_data is not None:
+        from fastrank.data import read_groups
+
+        groups = read_groups(verify_data)
+    return export_model(model, out, precision=precision, optimize=optimize, verify_pairs=groups,
+                        allow_parity_failure=allow_parity_failure)
+
+
+def summary(manifest: dict[str, Any], out: str) -> str:
+    parity = manifest["parity"]
+    optimized = f", optimize {manifest['optimize_applied']}" if manifest["optimize_applied"] else ""
+    lines = [f"wrote {out}: {manifest['format']} {manifest['precision']} (rung {manifest['rung']}{optimized})"]
+    for entry in manifest["ladder"]:
+        if entry.get("skipped"):
+            lines.append(f"  skipped {entry['rung']}: {entry['skipped']}")
+        elif entry["failures"]:
+            lines.append(f"  {entry['rung']} failed: " + "; ".join(entry["failures"]))
+    if not parity.get("verified"):
+        lines.append(f"  parity NOT verified: {parity.get('reason')}")
+    else:
+        numbers = [f"max|dlogit| {parity['max_abs_logit']:.2e}", f"kendall tau min {parity['kendall_tau_min']:.4f}",
+                   f"top-1 agreement {parity['top1_agreement']:.3f}"]
+        if "delta_ndcg@10" in parity:
+            numbers.append(f"dNDCG@10 {parity['delta_ndcg@10']:.4f}")
+        lines.append(f"  parity on {parity['num_pairs']} pairs ({parity['data']}): " + ", ".join(numbers))
+    if manifest["parity_failed"]:
+        lines.append("  WARNING: verification failed; written because of --allow-parity-failure")
+    return "\n".join(lines)
+
+
+def export_command(
+    model: Annotated[str, typer.Argument(help="Checkpoint directory or hub id.")],
+    out: Annotated[Path, typer.Option("--out", help="Artifact directory to write (replaced atomically).")],
+    fmt: Annotated[str, typer.Option("--format", help="Artifact format.")] = "onnx",
+    precision: Annotated[str, typer.Option("--precision", help="fp32 | int8 | fp16 | bf16 | auto")] = "fp32",
+    optimize: Annotated[str, typer.Option("--optimize", help="O0 | O1 | O2 | O3")] = "O2",
+    verify_data: Annotated[Path | None, typer.Option(
+        "--verify-data", help="Grouped JSONL (query, documents, labels) to verify parity on.")] = None,
+    allow_parity_failure: Annotated[bool, typer.Option(
+        "--allow-parity-failure", help="Write the artifact even if verification fails (recorded).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Export a reranker to ONNX (fp32/int8/fp16) or bf16, verified against PyTorch before it is written."""
+    manifest = export_artifact(model, str(out), precision, optimize, None if verify_data is None else str(verify_data),
+                               allow_parity_failure, fmt)
+    if as_json:
+        print_json(manifest)
+    else:
+        typer.echo(summary(manifest, str(out)))

@@ -1,0 +1,198 @@
+"""Builds an artifact directory rung by rung (see ``fastrank.export.onnx.export_model``), verifying each."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fastrank.errors import FastrankError
+from fastrank.export import onnx as onnx_export
+from fastrank.export.onnx import MODEL_FILE, OUTPUT_NAME, TOKENIZER_OUTPUTS, Rung
+from fastrank.export.verify import merged_bounds, normalize_groups, score_groups, verify
+from fastrank.io import atomic_dir
+
+logger = logging.getLogger(__name__)
+
+
+class ArtifactBuilder:
+    """Holds what every rung shares: the model, its fp32 reference logits, and the exported graphs by level."""
+
+    def __init__(self, model: Any, *, optimize: str, opset: int, verify_pairs: Any,
+                 bounds: dict[str, dict[str, float]] | None, int8_config: dict[str, Any],
+                 num_threads: int | None) -> None:
+        from fastrank.model import CrossEncoder
+
+        if isinstance(model, CrossEncoder):
+            self.model, self.source_dir = model, None
+        elif isinstance(model, (str, Path)):
+            self.model = CrossEncoder(model)
+            self.source_dir = Path(model) if Path(model).is_dir() else None
+        else:
+            raise TypeError(f"model must be a checkpoint path, a hub id or a CrossEncoder, got {type(model).__name__}")
+        self.optimize, self.opset, self.bounds = optimize, opset, bounds
+        self.int8_config, self.num_threads = int8_config, num_threads
+        self.groups, self.groups_source = normalize_groups(verify_pairs)
+        self.encoder = self.model.pair_encoder()
+        names = set(getattr(self.model.tokenizer, "model_input_names", TOKENIZER_OUTPUTS))
+        self.input_names = tuple(n for n in TOKENIZER_OUTPUTS if n in names)
+        self._reference = None
+        self._graphs: dict[str, tuple[Path, dict[str, int]]] = {}
+        self.traced_shape: tuple[int, int] | None = None
+
+    # Pieces ------------------------------------------------------------------------------------------------------
+
+    @property
+    def reference(self):
+        """PyTorch fp32 logits per verification group, one pair per forward pass (no padding)."""
+        if self._reference is None:
+            from fastrank.backends.torch_backend import TorchBackend
+
+            backend = TorchBackend(self.model, "fp32")
+            self._reference, _ = score_groups(self.encoder, backend.logits, self.groups, self.model.num_labels, 1)
+        return self._reference
+
+    def graph(self, work: Path, level: str) -> tuple[Path, dict[str, int]]:
+        """The fp32 graph optimized at ``level`` (exported once, optimized once per level)."""
+        if level not in self._graphs:
+            raw = work / "raw.onnx"
+            if not raw.exists():
+                self.traced_shape = onnx_export.export_raw(self.model, raw, self.input_names, self.opset)
+            path = work / f"fp32-{level}.onnx"
+            self._graphs[level] = (path, onnx_export.optimize_graph(raw, path, level, self.model.config))
+        return self._graphs[level]
+
+    def build(self, rung: Rung, rung_dir: Path, work: Path) -> dict[str, Any]:
+        """Write the rung's model file(s) into ``rung_dir``; returns what was done (for the manifest)."""
+        if rung.format == "torch":
+            self.model.write_checkpoint(rung_dir)
+            return {"optimize_applied": None, "fused_ops": {}}
+        level = self.optimize
+        if rung.precision == "fp16" and level == "O3":
+            level = "O2"  # O3's extended fusions are CPU kernels; fp16 targets GPUs
+        src, fused = self.graph(work, level)
+        info: dict[str, Any] = {"optimize_applied": level, "fused_ops": fused}
+        dst = rung_dir / MODEL_FILE
+        if rung.precision == "int8":
+            info["quantization"] = onnx_export.quantize_int8(src, dst, self.int8_config, rung.keep_last_layer_fp32)
+        elif rung.precision == "fp16":
+            info["conversion"] = onnx_export.convert_fp16(src, dst)
+        else:
+            shutil.copyfile(src, dst)
+        return info
+
+    def candidate(self, rung: Rung, rung_dir: Path):
+        if rung.format == "torch":
+            from fastrank.backends.torch_backend import TorchBackend
+
+            return TorchBackend.load(rung_dir, rung.precision, device=str(self.model.device),
+                                     max_length=self.model.max_length)
+        from fastrank.backends.onnx_backend import OnnxBackend
+
+        return OnnxBackend(rung_dir / MODEL_FILE, self.input_names, OUTPUT_NAME, num_threads=self.num_threads,
+                           providers=["CPUExecutionProvider"], precision=rung.precision)
+
+    def check(self, rung: Rung, rung_dir: Path) -> dict[str, Any]:
+        bounds = merged_bounds(rung.precision, self.bounds)
+        try:
+            backend = self.candidate(rung, rung_dir)
+            return verify(self.encoder, self.reference, backend.logits, self.groups, rung.precision,
+                          self.model.num_labels, bounds)
+        except FastrankError as exc:
+            if rung.precision != "fp16":
+                raise
+            # fp16 graphs target GPUs; when onnxruntime's CPU provider cannot run one, say so instead of failing.
+            return {"verified": False, "precision": "fp16", "bounds": bounds, "failures": [], "passed": None,
+                    "reason": f"not verified: the fp16 graph does not run on onnxruntime's CPU provider ({exc})"}
+
+    # The artifact ----------------------------------------------------------------------------------------------
+
+    def write(self, out_dir: Path, ladder: list[tuple[Rung, str | None]], *, requested: str,
+              features: dict[str, Any], allow_parity_failure: bool) -> dict[str, Any]:
+        tried: list[dict[str, Any]] = []
+        with atomic_dir(out_dir) as tmp:
+            work = tmp / ".work"
+            work.mkdir()
+            shipped = None
+            for rung, skip in ladder:
+                if skip:
+                    tried.append({"rung": rung.name, "skipped": skip})
+                    continue
+                rung_dir = work / f"rung-{rung.name}"
+                rung_dir.mkdir()
+                info = self.build(rung, rung_dir, work)
+                parity = self.check(rung, rung_dir)
+                tried.append({"rung": rung.name, "passed": parity["passed"], "verified": parity["verified"],
+                              "failures": parity["failures"]})
+                shipped = (rung, rung_dir, info, parity)
+                if parity["passed"] is not False:
+                    break
+                logger.info("rung %s failed verification: %s", rung.name, "; ".join(parity["failures"]))
+            if shipped is None:
+                raise FastrankError(f"no rung to try: {tried}")
+            rung, rung_dir, info, parity = shipped
+            failed = parity["passed"] is False
+            if failed and not allow_parity_failure:
+                raise onnx_export.parity_error(requested, tried)
+            for item in rung_dir.iterdir():
+                item.rename(tmp / item.name)
+            shutil.rmtree(work)
+            if rung.format == "onnx":
+                self.model.tokenizer.save_pretrained(tmp)
+                self.model.model.config.save_pretrained(tmp)
+            manifest = self.manifest(rung, info, parity, tried, requested, features, failed, allow_parity_failure)
+            from fastrank.export.manifest import write_manifest
+
+            write_manifest(tmp, manifest)
+        return manifest
+
+    def manifest(self, rung: Rung, info: dict[str, Any], parity: dict[str, Any], tried: list[dict[str, Any]],
+                 requested: str, features: dict[str, Any], failed: bool, allowed: bool) -> dict[str, Any]:
+        import onnxruntime
+        import torch
+
+        import fastrank
+        from fastrank.export.manifest import MANIFEST_VERSION, source_sha256
+
+        sha, hashed = source_sha256(self.source_dir, self.model.model.state_dict())
+        max_length = int(self.model.max_length)
+        onnx_format = rung.format == "onnx"
+        return {
+            "fastrank_version": fastrank.__version__,
+            "manifest_version": MANIFEST_VERSION,
+            "format": rung.format,
+            "precision": rung.precision,
+            "rung": rung.name,
+            "requested_precision": requested,
+            "model_file": MODEL_FILE if onnx_format else None,
+            "opset": self.opset if onnx_format else None,
+            "optimize": self.optimize if onnx_format else None,
+            "optimize_applied": info["optimize_applied"],
+            "fused_ops": info["fused_ops"],
+            "quantization": info.get("quantization"),
+            "conversion": info.get("conversion"),
+            "input_names": list(self.input_names),
+            "output_name": OUTPUT_NAME,
+            "shape_profile": {"batch": [1, 32, 256], "sequence": [8, min(128, max_length), max_length]},
+            "traced_shape": list(self.traced_shape) if onnx_format and self.traced_shape else None,
+            "max_length": max_length,
+            "activation": self.model.activation,
+            "num_labels": int(self.model.num_labels),
+            "pad_token_id": int(self.encoder.pad_token_id),
+            "model_type": getattr(self.model.config, "model_type", None),
+            "source": self.model.name_or_path,
+            "source_checkpoint_sha256": sha,
+            "source_hashed": hashed,
+            "cpu_features": features,
+            "parity": {**parity, "reference": "PyTorch fp32, one pair per forward pass",
+                       "data": self.groups_source},
+            "ladder": tried,
+            "parity_failed": failed,
+            "allow_parity_failure": bool(allowed),
+            "exporter": {"method": "torch.onnx.export(dynamo=False), eager attention" if onnx_format
+                         else "checkpoint copy; run with torch.autocast(bfloat16)",
+                         "torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }

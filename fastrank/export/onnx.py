@@ -1,0 +1,284 @@
+"""Export a cross-encoder to a verified artifact directory: ONNX fp32 / int8 / fp16, or torch bf16.
+
+Pipeline: ``torch.onnx.export`` (TorchScript exporter, ``dynamo=False``, eager attention) -> optional graph
+optimization with onnxruntime's BERT optimizer -> optional int8 / fp16 conversion -> verification against the
+PyTorch fp32 model (``fastrank.export.verify``) -> ``fastrank.json`` manifest. Everything is built in a temporary
+directory beside the target and renamed into place only when verification passes (``fastrank.io.atomic_dir``).
+
+Why this exporter: the torch.export-based exporter (``dynamo=True``, torch's default since 2.9) needs the extra
+``onnxscript`` package, and the BERT optimizer fuses attention reliably only in TorchScript-exported graphs of
+*eager* attention; with ``sdpa`` attention no ``Attention`` node is fused at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastrank.errors import FastrankError, ParityError, require
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "int8", "fp16", "bf16", "auto")
+OPTIMIZE_LEVELS = ("O0", "O1", "O2", "O3")
+MODEL_FILE = "model.onnx"
+OUTPUT_NAME = "logits"
+TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+# Dynamic int8 (QInt8 weights, activations quantized per batch to uint8). reduce_range keeps weights in 7 bits:
+# CPUs without VNNI multiply u8*s8 with vpmaddubsw, which saturates int16 sums at full range; with VNNI (or on
+# arm64 dot-product instructions) there is no saturation and the 8th bit buys accuracy. Per-channel scales
+# halved the int8 logit error on the test model.
+INT8_CONFIGS: dict[str, dict[str, bool]] = {
+    "avx512_vnni": {"per_channel": True, "reduce_range": False},
+    "avx512": {"per_channel": True, "reduce_range": True},
+    "avx2": {"per_channel": True, "reduce_range": True},
+    "arm64": {"per_channel": True, "reduce_range": False},
+    "generic": {"per_channel": False, "reduce_range": True},
+}
+QUANTIZED_OP_TYPES = ("MatMul", "Attention")
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One way of building the artifact: the precision, the file format, and whether the last layer stays fp32."""
+
+    name: str
+    precision: str
+    format: str = "onnx"
+    keep_last_layer_fp32: bool = False
+
+
+RUNGS = {
+    "int8": Rung("int8", "int8"),
+    "int8-last-layer-fp32": Rung("int8-last-layer-fp32", "int8", keep_last_layer_fp32=True),
+    "bf16": Rung("bf16", "bf16", format="torch"),
+    "fp16": Rung("fp16", "fp16"),
+    "fp32": Rung("fp32", "fp32"),
+}
+AUTO_LADDER = ("int8", "int8-last-layer-fp32", "bf16", "fp32")
+
+
+def export_model(
+    model: Any,
+    out_dir: str | Path,
+    precision: str = "fp32",
+    optimize: str = "O2",
+    verify_pairs: Any = None,
+    opset: int = 17,
+    allow_parity_failure: bool = False,
+    *,
+    bounds: dict[str, dict[str, float]] | None = None,
+    int8_profile: str | None = None,
+    num_threads: int | None = None,
+) -> dict[str, Any]:
+    """Export, verify and write an artifact directory; returns its manifest.
+
+    Args:
+        model: a checkpoint directory / hub id, or a loaded ``fastrank.CrossEncoder``.
+        out_dir: the artifact directory (replaced atomically if it exists).
+        precision: ``fp32``, ``int8`` (dynamic, CPU), ``fp16`` (for GPUs), ``bf16`` (a torch artifact run with
+            bf16 autocast) or ``auto``: the first of int8 -> int8 with the last layer in fp32 -> bf16 (when the CPU
+            has bf16 instructions) -> fp32 that passes verification.
+        optimize: ``O0`` plain export; ``O1`` onnxruntime basic graph optimizations (constant folding, redundant
+            nodes); ``O2`` O1 + transformer fusions (Attention, EmbedLayerNormalization, SkipLayerNormalization,
+            BiasGelu); ``O3`` O2 + onnxruntime's extended CPU fusions (fp16 stops at O2: those target the CPU).
+        verify_pairs: verification groups ``(query, [docs], [labels])`` (labels optional); default: a built-in set.
+        opset: ONNX opset, >= 17 so LayerNormalization stays one op.
+        allow_parity_failure: write the artifact even when verification fails; the manifest records it.
+        bounds: override bounds per precision, e.g. ``{"int8": {"delta_ndcg@10": 0.02}}``.
+        int8_profile: force an ``INT8_CONFIGS`` entry instead of the one chosen from this CPU's flags.
+        num_threads: onnxruntime threads for verification (None = onnxruntime's default).
+
+    Raises:
+        ParityError: verification failed (every failed check, value vs bound); nothing is written.
+    """
+    from fastrank.export.manifest import cpu_features
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if optimize not in OPTIMIZE_LEVELS:
+        raise ValueError(f"optimize must be one of {', '.join(OPTIMIZE_LEVELS)}, got {optimize!r}")
+    if not isinstance(opset, int) or opset < 17:
+        raise ValueError(f"opset must be an integer >= 17 (LayerNormalization is one op from 17 on), got {opset!r}")
+    features = cpu_features()
+    profile = int8_profile or features["int8_profile"]
+    if profile not in INT8_CONFIGS:
+        raise ValueError(f"int8_profile must be one of {', '.join(INT8_CONFIGS)}, got {profile!r}")
+    require("onnx", "export", "ONNX export")
+    require("onnxruntime", "export", "ONNX export")
+    from fastrank.export.build import ArtifactBuilder
+
+    builder = ArtifactBuilder(model, optimize=optimize, opset=opset, verify_pairs=verify_pairs, bounds=bounds,
+                              int8_config={"profile": profile, **INT8_CONFIGS[profile]}, num_threads=num_threads)
+    ladder = _ladder(precision, features)
+    return builder.write(Path(out_dir), ladder, requested=precision, features=features,
+                         allow_parity_failure=allow_parity_failure)
+
+
+def _ladder(precision: str, features: dict[str, Any]) -> list[tuple[Rung, str | None]]:
+    """Rungs to try in order, each with the reason it is skipped (None = try it)."""
+    if precision != "auto":
+        return [(RUNGS[precision], None)]
+    out = []
+    for name in AUTO_LADDER:
+        skip = None
+        if name == "bf16" and not features.get("bf16"):
+            skip = "this CPU has no bf16 instructions (avx512_bf16 / amx_bf16): bf16 would run slower than fp32"
+        out.append((RUNGS[name], skip))
+    return out
+
+
+def parity_error(requested: str, tried: list[dict[str, Any]]) -> ParityError:
+    lines = [f"export with precision={requested!r} failed verification; nothing was written:"]
+    for entry in tried:
+        if entry.get("skipped"):
+            continue
+        for failure in entry["failures"]:
+            lines.append(f"  {entry['rung']}: {failure}")
+    lines.append("Pass allow_parity_failure=True (CLI: --allow-parity-failure) to write it anyway; the manifest "
+                 "records the failure.")
+    err = ParityError("\n".join(lines))
+    err.tried = tried
+    return err
+
+
+# Graph building blocks (used by fastrank.export.build) ------------------------------------------------------------
+
+
+def export_raw(model: Any, path: Path, input_names: tuple[str, ...], opset: int) -> tuple[int, int]:
+    """``torch.onnx.export`` with dynamic batch and sequence axes; returns the traced (batch, sequence) shape."""
+    import torch
+
+    from fastrank.batching import collate
+
+    encoder = model.pair_encoder()
+    # A padded batch of two, so the traced graph takes the masked path.
+    encoded = encoder.encode([("trace query", "a short document"),
+                              ("a longer trace query here", "a somewhat longer document to trace with padding")])
+    batch = collate(encoded, [0, 1], encoder.pad_token_id)
+    args = tuple(torch.from_numpy(batch[n]).to(model.device) for n in input_names)
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return self.inner(**dict(zip(input_names, tensors)), return_dict=True).logits.float()
+
+    hf = model.model
+    previous_attn, was_training = hf.config._attn_implementation, hf.training
+    _set_attention(hf, "eager")
+    hf.eval()
+    axes = {n: {0: "batch", 1: "sequence"} for n in input_names} | {OUTPUT_NAME: {0: "batch"}}
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")  # TracerWarnings on shape arithmetic and the legacy-exporter notice
+            torch.onnx.export(LogitsOnly(hf), args, str(path), input_names=list(input_names),
+                              output_names=[OUTPUT_NAME], dynamic_axes=axes, opset_version=opset,
+                              do_constant_folding=True, dynamo=False)
+    except Exception as exc:
+        raise FastrankError(f"torch.onnx.export failed (opset {opset}): {type(exc).__name__}: {exc}") from exc
+    finally:
+        _set_attention(hf, previous_attn)
+        hf.train(was_training)
+    return tuple(int(x) for x in args[0].shape)
+
+
+def _set_attention(hf_model: Any, implementation: str) -> None:
+    if hasattr(hf_model, "set_attn_implementation"):
+        hf_model.set_attn_implementation(implementation)
+    else:  # older transformers
+        hf_model.config._attn_implementation = implementation
+
+
+def optimize_graph(src: Path, dst: Path, level: str, config: Any) -> dict[str, int]:
+    """Write the ``level``-optimized graph of ``src`` to ``dst``; returns the fused-op counts (O2/O3)."""
+    if level == "O0":
+        shutil.copyfile(src, dst)
+        return {}
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    kwargs = {"O1": {"opt_level": 1, "only_onnxruntime": True}, "O2": {"opt_level": 1},
+              "O3": {"opt_level": 2}}[level]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optimized = optimize_model(str(src), model_type="bert", num_heads=getattr(config, "num_attention_heads", 0),
+                                   hidden_size=getattr(config, "hidden_size", 0), use_gpu=False, **kwargs)
+    optimized.save_model_to_file(str(dst))
+    if kwargs.get("only_onnxruntime"):
+        return {}
+    return {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
+
+
+def last_layer_nodes(model_proto: Any) -> list[str]:
+    """Names of the quantizable nodes of the last transformer layer and the head (kept fp32 on request)."""
+    import re
+
+    nodes = list(model_proto.graph.node)
+    attention = [i for i, n in enumerate(nodes) if n.op_type in ("Attention", "MultiHeadAttention")]
+    start = attention[-1] if attention else None
+    if start is None:  # unfused graph: layer index from torch's node names (".../layer.5/...")
+        found = [(int(m.group(1)), i) for i, n in enumerate(nodes)
+                 if (m := re.search(r"layers?[._/](\d+)", n.name))]
+        if found:
+            last = max(k for k, _ in found)
+            start = min(i for k, i in found if k == last)
+    if start is None:
+        return []
+    kept = [n.name for n in nodes[start:] if n.op_type in QUANTIZED_OP_TYPES + ("Gemm",)]
+    # the quantizer rewrites Gemm (pooler, classifier) as "<name>_MatMul" + Add before quantizing it
+    return kept + [f"{n.name}_MatMul" for n in nodes[start:] if n.op_type == "Gemm"]
+
+
+def quantize_int8(src: Path, dst: Path, config: dict[str, Any], keep_last_layer_fp32: bool) -> dict[str, Any]:
+    """Dynamic int8 quantization with ``config`` (an INT8_CONFIGS entry + its profile); returns what was done."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    excluded = last_layer_nodes(onnx.load(str(src), load_external_data=False)) if keep_last_layer_fp32 else []
+    with warnings.catch_warnings(), _drop_root_log("pre-processing before quantization"):
+        warnings.simplefilter("ignore")
+        quantize_dynamic(
+            str(src), str(dst), weight_type=QuantType.QInt8, per_channel=config["per_channel"],
+            reduce_range=config["reduce_range"], op_types_to_quantize=list(QUANTIZED_OP_TYPES),
+            nodes_to_exclude=excluded,
+            # fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference; their tensors are fp32
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    return {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8",
+            "activation_type": "QUInt8 (dynamic)", "op_types": list(QUANTIZED_OP_TYPES), **config,
+            "kept_fp32_nodes": excluded}
+
+
+class _drop_root_log:
+    """Drop one message that onnxruntime's quantizer logs on the root logger (advice we follow differently)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+    def __enter__(self) -> None:
+        logging.getLogger().addFilter(self)
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger().removeFilter(self)
+
+
+def convert_fp16(src: Path, dst: Path) -> dict[str, Any]:
+    """fp16 weights and compute with fp32 inputs/outputs (logits stay fp32)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        converted = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(converted, str(dst))
+    return {"method": "onnxruntime.transformers.float16.convert_float_to_float16", "keep_io_types": True}

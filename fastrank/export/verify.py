@@ -1,0 +1,313 @@
+"""Parity of an exported model with PyTorch fp32: logits, rankings and ranking metrics at several batch shapes.
+
+The reference is the PyTorch fp32 model scoring one pair at a time (no padding). The candidate scores the same
+pairs through the runtime's own batching (``fastrank.batching.run_batches``) at several batch sizes, so batches
+have (batch, sequence) shapes other than the one the graph was traced with, with and without padding. Every
+number lands in the manifest's ``parity`` section; ``failures`` lists each check that is out of bounds.
+
+Bounds (DESIGN.md "Quality bar"):
+
+=========  ==============================================================================================
+fp32       max |Δlogit| <= 1e-4 and identical rankings (no document pair whose reference scores differ by
+           more than 2e-4 swaps order; closer pairs are ties at fp32 precision)
+fp16       max |Δlogit| <= 2e-2 and |ΔNDCG@10| <= 0.002
+bf16       |ΔNDCG@10| <= 0.002 (bf16 keeps 8 mantissa bits: logits move ~1e-2 relative, by design)
+int8       |ΔNDCG@10| <= 0.01
+=========  ==============================================================================================
+
+NDCG@10 and MAP come from ``fastrank.evaluation.metrics`` on the labelled queries; when the caller's verification
+groups carry no labels, the built-in labelled set is added so the metric checks always run.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fastrank.batching import PairEncoder, run_batches
+from fastrank.evaluation.metrics import evaluate_rankings
+
+BOUNDS: dict[str, dict[str, float]] = {
+    "fp32": {"max_abs_logit": 1e-4, "discordant_pairs": 0},
+    "fp16": {"max_abs_logit": 2e-2, "delta_ndcg@10": 0.002},
+    "bf16": {"delta_ndcg@10": 0.002},
+    "int8": {"delta_ndcg@10": 0.01},
+}
+# Batch configurations the candidate is run at: batch 1 (no padding), odd sizes, and one large token-budget batch.
+VERIFY_CONFIGS: tuple[dict[str, Any], ...] = (
+    {"batch_size": 1},
+    {"batch_size": 3},
+    {"batch_size": 64, "max_tokens": 4096},
+)
+
+_FILLER = (
+    "The report covers regional weather, local elections, a new bridge over the river, and the results of the "
+    "county football league. Officials said the project would take several years to complete. "
+)
+
+# (query, documents, graded labels): small, varied lengths, some documents longer than 128 tokens.
+BUILTIN_GROUPS: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
+    ("how are glacier caves formed?", (
+        "A glacier cave is a cave formed within the ice of a glacier, usually by water running through it.",
+        "Glacier caves are often called ice caves, but the term properly describes bedrock caves with ice.",
+        "Paris is the capital and most populous city of France.",
+        _FILLER * 3 + "Meltwater carves tunnels through glaciers, forming caves.",
+        "Caves.",
+        "The stock market fell sharply on Tuesday after the announcement.",
+    ), (2, 1, 0, 1, 0, 0)),
+    ("what is the capital of france", (
+        "Paris is the capital of France.",
+        "Lyon is a large city in France known for its food.",
+        "Berlin is the capital of Germany.",
+        "France is a country in western Europe; its capital, Paris, lies on the Seine. " + _FILLER * 2,
+        "The Eiffel Tower was completed in 1889.",
+    ), (2, 0, 0, 1, 0)),
+    ("who wrote pride and prejudice", (
+        "Pride and Prejudice is an 1813 novel by Jane Austen.",
+        "Charles Dickens wrote Great Expectations.",
+        "Jane Austen was an English novelist known for six major novels.",
+        _FILLER * 4,
+        "Prejudice is a preconceived opinion not based on reason or experience.",
+        "The novel follows Elizabeth Bennet and Mr Darcy.",
+        "",
+    ), (2, 0, 1, 0, 0, 1, 0)),
+    ("symptoms of vitamin d deficiency", (
+        "Vitamin D deficiency can cause bone pain, muscle weakness and fatigue.",
+        "Vitamin C is found in citrus fruits.",
+        "Low vitamin D levels are linked to rickets in children and osteomalacia in adults. " + _FILLER,
+        "Sunlight helps the skin produce vitamin D.",
+        "A deficiency is a lack or shortage of something.",
+    ), (2, 0, 2, 1, 0)),
+    ("python sort list in place", (
+        "list.sort() sorts the list in place and returns None; sorted() returns a new list.",
+        "Pythons are large non-venomous snakes found in Africa and Asia.",
+        "Use the key argument to sort by a custom function, e.g. items.sort(key=len).",
+        "Sorting algorithms include quicksort, mergesort and heapsort. " * 6,
+        "Lists are mutable sequences in Python.",
+        "To reverse a list in place call list.reverse().",
+    ), (2, 0, 1, 0, 0, 0)),
+    ("boiling point of water at altitude", (
+        "At higher altitudes water boils at a lower temperature because air pressure is lower.",
+        "Water boils at 100 degrees Celsius at sea level.",
+        "Mount Everest is the highest mountain above sea level.",
+        _FILLER * 2 + "At 3,000 metres water boils at about 90 degrees Celsius.",
+        "Ice melts at zero degrees Celsius.",
+    ), (2, 1, 0, 1, 0)),
+    ("when did the berlin wall fall", (
+        "The Berlin Wall fell on 9 November 1989.",
+        "The wall divided East and West Berlin from 1961 to 1989.",
+        "Berlin is known for its museums and nightlife.",
+        "Walls are structures that define an area. " * 10,
+    ), (2, 1, 0, 0)),
+    ("how does photosynthesis work", (
+        "Photosynthesis converts light energy into chemical energy stored in glucose.",
+        "Plants take in carbon dioxide and release oxygen during photosynthesis in their chloroplasts.",
+        "Photography is the art of capturing light with a camera.",
+        _FILLER * 5,
+        "Chlorophyll absorbs mostly blue and red light.",
+        "Animals get energy by eating plants or other animals.",
+    ), (2, 2, 0, 0, 1, 0)),
+)
+
+
+@dataclass(frozen=True)
+class VerifyGroup:
+    query: str
+    documents: list[str]
+    labels: list[float] | None = None
+
+
+def builtin_groups() -> list[VerifyGroup]:
+    return [VerifyGroup(q, list(d), list(y)) for q, d, y in BUILTIN_GROUPS]
+
+
+def normalize_groups(verify_pairs: Any) -> tuple[list[VerifyGroup], str]:
+    """Read verification groups: ``(query, [docs])``, ``(query, [docs], [labels])``, dicts with ``query`` /
+    ``documents`` / ``labels``, or objects with those attributes (``fastrank.data.QueryGroup``).
+
+    Returns (groups, source); the built-in labelled set is used when ``verify_pairs`` is None, and added when no
+    given group has labels.
+    """
+    if verify_pairs is None:
+        return builtin_groups(), "builtin"
+    groups: list[VerifyGroup] = []
+    for i, item in enumerate(verify_pairs):
+        if isinstance(item, dict):
+            query, docs, labels = item.get("query"), item.get("documents"), item.get("labels")
+        elif hasattr(item, "query") and hasattr(item, "documents"):
+            query, docs, labels = item.query, item.documents, getattr(item, "labels", None)
+        elif isinstance(item, (tuple, list)) and len(item) in (2, 3):
+            query, docs, labels = item[0], item[1], item[2] if len(item) == 3 else None
+        else:
+            raise TypeError(
+                f"verification group {i} must be (query, [documents]) or (query, [documents], [labels]), "
+                f"got {type(item).__name__}"
+            )
+        if not isinstance(query, str) or isinstance(docs, str) or not all(isinstance(d, str) for d in docs or []):
+            raise TypeError(f"verification group {i} needs a query string and a list of document strings")
+        docs = list(docs or [])
+        if labels is not None and len(labels) != len(docs):
+            raise ValueError(f"verification group {i} has {len(docs)} documents but {len(labels)} labels")
+        if docs:
+            groups.append(VerifyGroup(query, docs, None if labels is None else [float(y) for y in labels]))
+    if not groups:
+        raise ValueError("verify_pairs holds no group with documents")
+    if not any(g.labels is not None for g in groups):
+        return groups + builtin_groups(), "caller (unlabelled) + builtin labelled set"
+    return groups, "caller"
+
+
+def merged_bounds(precision: str, overrides: dict[str, dict[str, float]] | None = None) -> dict[str, float]:
+    bounds = copy.deepcopy(BOUNDS[precision])
+    bounds.update((overrides or {}).get(precision, {}))
+    return bounds
+
+
+# Scoring ----------------------------------------------------------------------------------------------------------
+
+
+def score_groups(
+    encoder: PairEncoder, logits_fn: Callable[[dict[str, np.ndarray]], np.ndarray], groups: Sequence[VerifyGroup],
+    num_labels: int, batch_size: int, max_tokens: int | None = None,
+) -> tuple[list[np.ndarray], set[tuple[int, int]]]:
+    """Logits per group (docs x num_labels) through the runtime's batching, and the batch shapes that ran."""
+    pairs = [(g.query, d) for g in groups for d in g.documents]
+    shapes: set[tuple[int, int]] = set()
+
+    def run(batch: dict[str, np.ndarray]) -> np.ndarray:
+        shapes.add(tuple(int(x) for x in batch["input_ids"].shape))
+        return logits_fn(batch)
+
+    flat = run_batches(encoder.encode(pairs), run, batch_size, max_tokens, encoder.pad_token_id, num_labels)
+    bounds = np.cumsum([0] + [len(g.documents) for g in groups])
+    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])], shapes
+
+
+# Comparison -------------------------------------------------------------------------------------------------------
+
+
+def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
+    """Kendall's tau-b between two score vectors (1.0 for fewer than two items or two constant vectors)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.size < 2:
+        return 1.0
+    i, j = np.triu_indices(a.size, 1)
+    da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+    n0 = i.size
+    denom = np.sqrt(float(n0 - (da == 0).sum()) * float(n0 - (db == 0).sum()))
+    if denom == 0:
+        return 1.0 if (da == db).all() else 0.0
+    return float((da * db).sum() / denom)
+
+
+def discordant_pairs(reference: np.ndarray, candidate: np.ndarray, tolerance: float) -> int:
+    """Document pairs whose order differs although their reference scores differ by more than ``tolerance``."""
+    r, c = np.asarray(reference, dtype=np.float64), np.asarray(candidate, dtype=np.float64)
+    i, j = np.triu_indices(r.size, 1)
+    dr = r[i] - r[j]
+    swapped = np.sign(dr) != np.sign(c[i] - c[j])
+    return int((swapped & (np.abs(dr) > tolerance)).sum())
+
+
+def _ranking_column(logits: np.ndarray) -> np.ndarray:
+    """The score a document is ranked by: the one logit, or the last ("relevant") class of several."""
+    return logits[:, 0] if logits.shape[1] == 1 else logits[:, -1]
+
+
+def compare(
+    reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray], groups: Sequence[VerifyGroup],
+    tie_tolerance: float = 2e-4,
+) -> dict[str, Any]:
+    """Parity numbers of one candidate run against the reference (per-group logit arrays)."""
+    diffs = np.concatenate([np.abs(c - r).ravel() for r, c in zip(reference, candidate)])
+    ref_scores = [_ranking_column(r) for r in reference]
+    cand_scores = [_ranking_column(c) for c in candidate]
+    taus = [kendall_tau(r, c) for r, c in zip(ref_scores, cand_scores)]
+    top1 = [int(np.argmax(r) == np.argmax(c)) for r, c in zip(ref_scores, cand_scores)]
+    identical = [
+        np.array_equal(np.argsort(-r, kind="stable"), np.argsort(-c, kind="stable"))
+        for r, c in zip(ref_scores, cand_scores)
+    ]
+    report: dict[str, Any] = {
+        "max_abs_logit": float(diffs.max()),
+        "mean_abs_logit": float(diffs.mean()),
+        "kendall_tau_mean": float(np.mean(taus)),
+        "kendall_tau_min": float(np.min(taus)),
+        "top1_agreement": float(np.mean(top1)),
+        "rankings_identical": float(np.mean(identical)),
+        "discordant_pairs": sum(discordant_pairs(r, c, tie_tolerance) for r, c in zip(ref_scores, cand_scores)),
+    }
+    labelled = [i for i, g in enumerate(groups) if g.labels is not None and any(y > 0 for y in g.labels)]
+    if labelled:
+        labels = [groups[i].labels for i in labelled]
+        ref = evaluate_rankings([ref_scores[i] for i in labelled], labels, metrics=["ndcg@10", "map"]).metrics
+        got = evaluate_rankings([cand_scores[i] for i in labelled], labels, metrics=["ndcg@10", "map"]).metrics
+        for name in ("ndcg@10", "map"):
+            report[f"{name}_reference"] = ref[name]
+            report[name] = got[name]
+            report[f"delta_{name}"] = abs(got[name] - ref[name])
+    return report
+
+
+_WORST = {"kendall_tau_mean": min, "kendall_tau_min": min, "top1_agreement": min, "rankings_identical": min}
+
+
+def worst_of(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Combine the reports of several batch configurations, keeping the worst value of each number."""
+    out = dict(reports[0])
+    for report in reports[1:]:
+        for key, value in report.items():
+            if key in out and not key.endswith("_reference"):
+                out[key] = _WORST.get(key, max)(out[key], value)
+    for name in ("ndcg@10", "map"):  # the metric value of the configuration with the largest delta
+        if f"delta_{name}" in out:
+            out[name] = max(reports, key=lambda r: r[f"delta_{name}"])[name]
+    return out
+
+
+def check(report: dict[str, Any], bounds: dict[str, float]) -> list[str]:
+    """One line per check out of bounds (value vs bound); a missing number is a failure too."""
+    failures = []
+    for key, bound in bounds.items():
+        value = report.get(key)
+        if value is None:
+            failures.append(f"{key} was not measured (bound {bound:g}): give labelled verification data")
+        elif not value <= bound:
+            failures.append(f"{key} = {value:.3g} > bound {bound:g}")
+    return failures
+
+
+def verify(
+    encoder: PairEncoder,
+    reference: Sequence[np.ndarray],
+    logits_fn: Callable[[dict[str, np.ndarray]], np.ndarray],
+    groups: Sequence[VerifyGroup],
+    precision: str,
+    num_labels: int,
+    bounds: dict[str, float],
+    configs: Sequence[dict[str, Any]] = VERIFY_CONFIGS,
+) -> dict[str, Any]:
+    """Run the candidate at every batch configuration and report its parity with ``reference``."""
+    reports, shapes = [], set()
+    for config in configs:
+        candidate, ran = score_groups(encoder, logits_fn, groups, num_labels, **config)
+        reports.append(compare(reference, candidate, groups, tie_tolerance=2 * BOUNDS["fp32"]["max_abs_logit"]))
+        shapes |= ran
+    report = worst_of(reports)
+    failures = check(report, bounds)
+    return {
+        "verified": True,
+        "precision": precision,
+        **{k: (round(v, 8) if isinstance(v, float) else v) for k, v in report.items()},
+        "num_queries": len(groups),
+        "num_pairs": sum(len(g.documents) for g in groups),
+        "num_labelled_queries": sum(g.labels is not None for g in groups),
+        "shapes": sorted([list(s) for s in shapes]),
+        "bounds": bounds,
+        "failures": failures,
+        "passed": not failures,
+    }

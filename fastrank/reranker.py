@@ -1,0 +1,230 @@
+"""``Reranker``: score and rank documents for a query with any backend, through one batching path.
+
+Tokenization, length-sorted token-budget batching, long-document windows, activation, ordering and top-k live
+here, once; a backend only turns padded batches into logits (``fastrank.backends``). ``Reranker(path)`` reads an
+exported artifact's ``fastrank.json`` to pick its backend, or loads a plain checkpoint with PyTorch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastrank.backends.base import Backend, get_backend
+from fastrank.batching import PairEncoder, check_pairs, run_batches
+from fastrank.errors import FastrankError, ModelLoadError
+from fastrank.export.manifest import cpu_features, read_manifest
+from fastrank.types import RankedDoc
+
+logger = logging.getLogger(__name__)
+
+LONG_DOCUMENTS = ("truncate", "windows")
+
+
+def _activate(logits: np.ndarray, name: str) -> np.ndarray:
+    if name == "sigmoid":
+        return np.exp(-np.logaddexp(0.0, -logits)).astype(np.float32)  # overflow-free 1 / (1 + e^-x)
+    if name == "softmax":
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+    if name == "identity":
+        return logits
+    raise ValueError(f"activation must be sigmoid, softmax or identity, got {name!r}")
+
+
+def _artifact_encoder(path: Path, manifest: dict[str, Any]) -> PairEncoder:
+    from tokenizers import Tokenizer
+
+    file = path / "tokenizer.json"
+    try:
+        tokenizer = Tokenizer.from_file(str(file))
+    except Exception as exc:  # tokenizers raises a bare Exception for missing or malformed files
+        raise ModelLoadError(f"could not read the tokenizer {str(file)!r}: {exc}") from exc
+    return PairEncoder(tokenizer, int(manifest["max_length"]), int(manifest.get("pad_token_id", 0)))
+
+
+class Reranker:
+    """Scores (query, document) pairs with an exported artifact or a checkpoint.
+
+    Args:
+        path_or_id: an artifact directory from ``fastrank export`` (has ``fastrank.json``), a checkpoint directory,
+            or a hub id (loaded with PyTorch; may download).
+        backend: ``auto`` (the artifact's format, else ``torch``) or a registered backend name.
+        num_threads: threads of this model's backend (onnxruntime intra-op threads; for torch, set per call and
+            restored). None = the backend's default.
+        batch_size: pairs per forward pass at most.
+        max_tokens: padded tokens per batch at most (batch x padded length); None = no budget.
+        long_documents: ``truncate`` (a pair is cut at max_length) or ``windows``: a document longer than the
+            window is cut into overlapping windows, every window is scored with the query, and the document's score
+            is its best window's.
+        window_stride: tokens shared by consecutive windows (the ``stride`` of Hugging Face tokenizers: overlap,
+            not step); default a quarter of max_length, capped to what a window allows.
+        providers: onnxruntime execution providers (ONNX backend only), e.g. ``["CUDAExecutionProvider"]``.
+    """
+
+    def __init__(
+        self,
+        path_or_id: str | Path,
+        backend: str = "auto",
+        num_threads: int | None = None,
+        batch_size: int = 32,
+        max_tokens: int | None = None,
+        long_documents: str = "truncate",
+        window_stride: int | None = None,
+        providers: Sequence[str] | None = None,
+    ) -> None:
+        if long_documents not in LONG_DOCUMENTS:
+            raise ValueError(f"long_documents must be one of {LONG_DOCUMENTS}, got {long_documents!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+            raise ValueError(f"max_tokens must be a positive integer or None, got {max_tokens!r}")
+        self.path = str(path_or_id)
+        local = Path(path_or_id).expanduser()
+        self.manifest = read_manifest(local) if local.is_dir() else None
+        name = backend
+        if backend == "auto":
+            name = self.manifest["format"] if self.manifest else "torch"
+        options: dict[str, Any] = {"num_threads": num_threads}
+        if providers is not None:
+            options["providers"] = providers
+        cls = get_backend(name)
+        target = local if local.exists() else path_or_id
+        self.backend: Backend = cls.from_artifact(target, self.manifest, **options)
+        if self.manifest is not None:
+            self.encoder = _artifact_encoder(local, self.manifest)
+            self.activation = self.manifest["activation"]
+            self._warn_about(self.manifest)
+        elif hasattr(self.backend, "model"):  # a plain checkpoint: the CrossEncoder's own encoder and activation
+            self.encoder = self.backend.model.pair_encoder()
+            self.activation = self.backend.model.activation
+        else:
+            raise ModelLoadError(f"{self.path}: backend {name!r} needs an exported artifact (fastrank.json)")
+        self.num_labels = int(self.backend.num_labels)
+        self.batch_size, self.max_tokens = batch_size, max_tokens
+        self.long_documents = long_documents
+        if long_documents == "windows":
+            if self.num_labels != 1:
+                raise ValueError(f"long_documents='windows' needs a one-logit model; this one has {self.num_labels}")
+            limit = self.encoder.max_window_overlap
+            self.window_stride = min(self.encoder.max_length // 4, limit - 1) if window_stride is None else window_stride
+            if not isinstance(self.window_stride, int) or not 0 <= self.window_stride < limit:
+                raise ValueError(f"window_stride must be an integer in [0, {limit}) for max_length "
+                                 f"{self.encoder.max_length}, got {window_stride!r}")
+        else:
+            self.window_stride = None
+
+    def _warn_about(self, manifest: dict[str, Any]) -> None:
+        if manifest.get("parity_failed"):
+            logger.warning("%s was exported with allow_parity_failure and FAILED verification: %s", self.path,
+                           "; ".join(manifest.get("parity", {}).get("failures", [])))
+        quant = manifest.get("quantization") or {}
+        if quant and not quant.get("reduce_range", True):
+            here = cpu_features()["int8_profile"]
+            if here in ("avx2", "avx512", "generic"):
+                logger.warning("%s: int8 weights use the full 8-bit range (exported for %s); this CPU (%s) has no "
+                               "VNNI, so int8 products may saturate. Re-export on this machine for a reduce_range "
+                               "configuration.", self.path, quant.get("profile"), here)
+
+    @property
+    def max_length(self) -> int:
+        return self.encoder.max_length
+
+    def logits(self, pairs: Sequence[Sequence[str]]) -> np.ndarray:
+        """Raw float32 logits (n, num_labels) in the caller's order (windows: each document's best window)."""
+        pairs = check_pairs(pairs)
+        if not pairs:
+            return np.zeros((0, self.num_labels), dtype=np.float32)
+        if self.long_documents == "windows":
+            encoded, owners = self.encoder.encode_windows(pairs, self.window_stride)
+        else:
+            encoded, owners = self.encoder.encode(pairs), None
+        out = run_batches(encoded, self.backend.logits, self.batch_size, self.max_tokens,
+                          self.encoder.pad_token_id, self.num_labels)
+        if owners is not None:  # windows of one pair are contiguous: max over each run
+            starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+            out = np.maximum.reduceat(out, starts, axis=0)
+        return out
+
+    def predict(self, pairs: Sequence[Sequence[str]], activation: str | None = None) -> np.ndarray:
+        """Scores for (query, document) pairs: float32 (n,) for a one-logit model, (n, num_labels) otherwise.
+
+        The activation (the model's, or ``activation``: sigmoid / softmax / identity) is applied last, to fp32
+        logits.
+        """
+        scores = _activate(self.logits(pairs), activation or self.activation)
+        return scores[:, 0] if self.num_labels == 1 else scores
+
+    def rerank(
+        self, query: str, documents: Sequence[str], top_k: int | None = None, return_documents: bool = True,
+    ) -> list[dict[str, Any]]:
+        """``[{"index", "score", "document"}]`` best first (``document`` only with return_documents).
+
+        Empty ``documents`` gives ``[]``. Ties keep the caller's order.
+        """
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__}")
+        if not query.strip():
+            raise ValueError("query is empty: give the text to rank the documents against")
+        if isinstance(documents, (str, bytes)):
+            raise TypeError("documents must be a list of strings, got a single "
+                            f"{type(documents).__name__}; wrap it: [document]")
+        docs = list(documents)
+        for i, doc in enumerate(docs):
+            if not isinstance(doc, str):
+                hint = " (decode it first: doc.decode('utf-8', errors='replace'))" if isinstance(doc, bytes) else ""
+                raise TypeError(f"document {i} must be a str, got {type(doc).__name__}{hint}")
+        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
+            raise ValueError(f"top_k must be a non-negative integer or None, got {top_k!r}")
+        if not docs:
+            return []
+        if self.num_labels != 1:
+            raise FastrankError(f"rerank() needs a one-logit model; this one has {self.num_labels} labels")
+        scores = self.predict([(query, d) for d in docs])
+        order = np.argsort(-scores, kind="stable")[:top_k]
+        return [RankedDoc(int(i), float(scores[i]), docs[i] if return_documents else None).to_dict() for i in order]
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.path, **self.backend.describe(), "max_length": self.max_length,
+                "long_documents": self.long_documents, "window_stride": self.window_stride,
+                "batch_size": self.batch_size, "max_tokens": self.max_tokens}
+
+    def __repr__(self) -> str:
+        return f"Reranker({self.path!r}, backend={self.backend.name!r})"
+
+
+_CACHE: OrderedDict[tuple[Any, ...], Reranker] = OrderedDict()
+_CACHE_SIZE = 4
+_CACHE_LOCK = threading.Lock()
+
+
+def _cache_key(model: str | Path, backend: str) -> tuple[Any, ...]:
+    path = Path(model).expanduser()
+    if path.is_dir():
+        manifest = path / "fastrank.json"
+        stamp = manifest.stat().st_mtime_ns if manifest.is_file() else None  # a re-export gets a fresh Reranker
+        return (str(path.resolve()), stamp, backend)
+    return (str(model), None, backend)
+
+
+def rerank(
+    query: str, documents: Sequence[str], *, model: str | Path, top_k: int | None = None, backend: str = "auto",
+    return_documents: bool = True,
+) -> list[dict[str, Any]]:
+    """Rerank ``documents`` for ``query`` with ``model``; the loaded Reranker is cached per (model, backend)."""
+    key = _cache_key(model, backend)
+    with _CACHE_LOCK:
+        reranker = _CACHE.get(key)
+        if reranker is None:
+            reranker = Reranker(model, backend=backend)
+            _CACHE[key] = reranker
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        _CACHE.move_to_end(key)
+    return reranker.rerank(query, documents, top_k=top_k, return_documents=return_documents)

@@ -1,0 +1,226 @@
+"""Export to ONNX / int8 / fp16 / bf16 with verification: parity numbers, fused graphs, manifest, atomic failure."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from fastrank.errors import ModelLoadError, ParityError  # noqa: E402
+from fastrank.export import cpu_features, export_model, read_manifest  # noqa: E402
+from fastrank.export.onnx import INT8_CONFIGS, last_layer_nodes, quantize_int8  # noqa: E402
+
+FUSED = {"Attention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu"}
+
+
+def op_types(path) -> Counter:
+    return Counter(node.op_type for node in onnx.load(str(path)).graph.node)
+
+
+@pytest.fixture(scope="module")
+def fp32_o3(tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "fp32-o3"
+    return out, export_model(tiny_model_dir, out, precision="fp32", optimize="O3", num_threads=1)
+
+
+def test_fp32_parity_at_several_shapes(fp32_o3, tiny_model_dir):
+    out, manifest = fp32_o3
+    parity = manifest["parity"]
+    assert parity["verified"] and parity["passed"] and parity["failures"] == []
+    assert parity["max_abs_logit"] <= 1e-4
+    assert parity["discordant_pairs"] == 0 and parity["rankings_identical"] == 1.0
+    assert parity["kendall_tau_min"] == 1.0 and parity["top1_agreement"] == 1.0
+    assert parity["delta_ndcg@10"] == 0.0 and parity["delta_map"] == 0.0
+    shapes = {tuple(s) for s in parity["shapes"]}
+    assert len(shapes) >= 6 and tuple(manifest["traced_shape"]) not in shapes or len(shapes) > 1
+    assert {b for b, _ in shapes} >= {1, 3} and max(b for b, _ in shapes) > 3
+    assert len({s for _, s in shapes}) >= 4  # several padded sequence lengths, all multiples of 8
+    assert all(s % 8 == 0 for _, s in shapes)
+
+    # Independently of the manifest: the artifact against PyTorch on pairs the verification set never saw.
+    from fastrank import CrossEncoder, Reranker
+
+    pairs = [("rare query words", "doc " * n + "end") for n in (1, 7, 30, 90, 200)] + [("x", "")]
+    torch_logits = CrossEncoder(tiny_model_dir, device="cpu").predict(pairs, activation="identity", batch_size=1)
+    for batch_size in (1, 2, 6):
+        onnx_logits = Reranker(out, num_threads=1, batch_size=batch_size).predict(pairs, activation="identity")
+        assert np.abs(onnx_logits - torch_logits).max() <= 1e-4
+
+
+def test_o3_graph_is_fused_and_o0_is_plain(fp32_o3, tiny_model_dir, tmp_path):
+    out, manifest = fp32_o3
+    ops = op_types(out / "model.onnx")
+    assert FUSED <= set(ops), ops
+    assert ops["Attention"] == 2 and ops["SkipLayerNormalization"] == 4  # 2 layers: 1 attention, 2 skip-LN each
+    assert manifest["fused_ops"]["Attention"] == 2 and manifest["optimize_applied"] == "O3"
+
+    plain = export_model(tiny_model_dir, tmp_path / "o0", optimize="O0", num_threads=1)
+    plain_ops = op_types(tmp_path / "o0" / "model.onnx")
+    assert not FUSED & set(plain_ops)
+    assert plain_ops["LayerNormalization"] == 5  # opset 17: embeddings + 2 per layer, one op each
+    assert plain["fused_ops"] == {} and plain["parity"]["max_abs_logit"] <= 1e-4
+
+
+def test_manifest_fields(fp32_o3, tiny_model_dir):
+    out, manifest = fp32_o3
+    assert read_manifest(out) == json.loads((out / "fastrank.json").read_text())
+    assert manifest["manifest_version"] == 1 and manifest["format"] == "onnx" and manifest["precision"] == "fp32"
+    assert manifest["opset"] == 17 and manifest["optimize"] == "O3" and manifest["rung"] == "fp32"
+    assert manifest["input_names"] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert manifest["output_name"] == "logits" and manifest["num_labels"] == 1
+    assert manifest["max_length"] == 512 and manifest["activation"] == "sigmoid"
+    assert manifest["shape_profile"]["sequence"][-1] == 512 and len(manifest["shape_profile"]["batch"]) == 3
+    assert manifest["cpu_features"] == cpu_features()
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors"):
+        digest.update(name.encode())
+        digest.update((tiny_model_dir / name).read_bytes())
+    assert manifest["source_checkpoint_sha256"] == digest.hexdigest()
+    assert {"model.onnx", "tokenizer.json", "config.json", "fastrank.json"} <= {p.name for p in out.iterdir()}
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no scratch files shipped
+    # the ONNX graph: dynamic batch and sequence axes, fp32 logits
+    graph = onnx.load(str(out / "model.onnx")).graph
+    dims = [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input]
+    assert dims == [["batch", "sequence"]] * 3
+    assert graph.output[0].name == "logits" and graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_newer_or_broken_manifest_is_a_clear_error(fp32_o3, tmp_path):
+    out, manifest = fp32_o3
+    (tmp_path / "fastrank.json").write_text(json.dumps({**manifest, "manifest_version": 2}))
+    with pytest.raises(ModelLoadError, match="manifest_version 2, written by a newer fastrank"):
+        read_manifest(tmp_path)
+    (tmp_path / "fastrank.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="not valid JSON"):
+        read_manifest(tmp_path)
+
+
+def test_int8_within_bound(tiny_model_dir, tmp_path):
+    manifest = export_model(tiny_model_dir, tmp_path / "int8", precision="int8", num_threads=1)
+    parity, quant = manifest["parity"], manifest["quantization"]
+    assert manifest["precision"] == "int8" and parity["passed"]
+    assert parity["delta_ndcg@10"] <= 0.01 and parity["bounds"] == {"delta_ndcg@10": 0.01}
+    assert 0 < parity["max_abs_logit"] < 0.2  # quantized: not bit-exact, but close
+    assert quant["profile"] == cpu_features()["int8_profile"]
+    assert quant["reduce_range"] == INT8_CONFIGS[quant["profile"]]["reduce_range"]
+    ops = op_types(tmp_path / "int8" / "model.onnx")
+    assert ops["MatMulInteger"] > 0 and ops["QAttention"] == 2 and "MatMul" not in ops
+
+
+def test_keep_last_layer_fp32(fp32_o3, tmp_path):
+    out, _ = fp32_o3
+    kept = last_layer_nodes(onnx.load(str(out / "model.onnx")))
+    assert kept and any(name.startswith("Attention") for name in kept)
+    info = quantize_int8(out / "model.onnx", tmp_path / "q.onnx", {"profile": "avx2", **INT8_CONFIGS["avx2"]}, True)
+    nodes = {n.name: n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node}
+    assert info["kept_fp32_nodes"] == kept
+    assert all(nodes[name] in ("Attention", "MatMul") for name in kept if name in nodes)  # still fp32 ops
+    assert nodes["Attention_1"] == "Attention" and nodes["/inner/classifier/Gemm_MatMul"] == "MatMul"
+    assert sum(name in nodes for name in kept) >= 5  # attention, 3 MatMuls of the last layer, pooler, classifier
+    assert "QAttention" in nodes.values()  # the first layer is quantized
+
+
+def test_fp16_keeps_fp32_io(tiny_model_dir, tmp_path):
+    manifest = export_model(tiny_model_dir, tmp_path / "fp16", precision="fp16", optimize="O3", num_threads=1)
+    assert manifest["optimize_applied"] == "O2"  # O3's CPU fusions are not applied to a GPU graph
+    graph = onnx.load(str(tmp_path / "fp16" / "model.onnx")).graph
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
+    parity = manifest["parity"]
+    if parity["verified"]:  # onnxruntime's CPU provider ran it
+        assert parity["max_abs_logit"] <= 2e-2 and parity["delta_ndcg@10"] <= 0.002
+    else:
+        assert "not verified" in parity["reason"]
+
+
+def test_failed_verification_writes_nothing(tiny_model_dir, tmp_path):
+    target = tmp_path / "artifact"
+    target.mkdir()
+    (target / "keep.txt").write_text("previous artifact")
+    with pytest.raises(ParityError) as info:
+        export_model(tiny_model_dir, target, bounds={"fp32": {"max_abs_logit": -1.0, "discordant_pairs": -1}},
+                     num_threads=1)
+    message = str(info.value)
+    assert "max_abs_logit = " in message and "> bound -1" in message and "discordant_pairs = 0 > bound -1" in message
+    assert [p.name for p in tmp_path.iterdir()] == ["artifact"]  # no temp dir left behind
+    assert [p.name for p in target.iterdir()] == ["keep.txt"]  # the previous artifact is untouched
+
+    manifest = export_model(tiny_model_dir, target, bounds={"fp32": {"max_abs_logit": -1.0}},
+                            allow_parity_failure=True, num_threads=1)
+    assert manifest["parity_failed"] and manifest["allow_parity_failure"]
+    assert read_manifest(target)["parity"]["failures"][0].startswith("max_abs_logit")
+
+
+def test_auto_ladder_records_why(tiny_model_dir, tmp_path):
+    shipped = export_model(tiny_model_dir, tmp_path / "auto", precision="auto", num_threads=1)
+    assert shipped["rung"] == "int8" and shipped["requested_precision"] == "auto"
+
+    manifest = export_model(tiny_model_dir, tmp_path / "auto2", precision="auto", num_threads=1,
+                            bounds={"int8": {"delta_ndcg@10": -1.0}})
+    ladder = {entry["rung"]: entry for entry in manifest["ladder"]}
+    for rung in ("int8", "int8-last-layer-fp32"):
+        assert ladder[rung]["passed"] is False and "delta_ndcg@10" in ladder[rung]["failures"][0]
+    if cpu_features()["bf16"]:
+        assert manifest["rung"] == "bf16" and manifest["format"] == "torch"
+        assert manifest["parity"]["delta_ndcg@10"] <= 0.002
+        assert (tmp_path / "auto2" / "model.safetensors").is_file()
+        assert not (tmp_path / "auto2" / "model.onnx").exists()
+    else:
+        assert "bf16 instructions" in ladder["bf16"]["skipped"] and manifest["rung"] == "fp32"
+
+
+def test_cpu_features_choose_int8_profile():
+    vnni = cpu_features("flags\t: fpu avx2 avx512f avx512bw avx512_vnni avx512_bf16\n", "x86_64")
+    assert vnni["int8_profile"] == "avx512_vnni" and vnni["bf16"]
+    assert cpu_features("flags : fpu avx2 fma\n", "x86_64")["int8_profile"] == "avx2"
+    assert cpu_features("flags : avx2 avx512f avx512bw\n", "x86_64")["int8_profile"] == "avx512"
+    assert cpu_features("Features : fp asimd asimddp\n", "aarch64")["int8_profile"] == "arm64"
+    assert cpu_features("", "x86_64")["int8_profile"] == "generic"
+    assert INT8_CONFIGS["avx2"]["reduce_range"] and not INT8_CONFIGS["avx512_vnni"]["reduce_range"]
+
+
+def test_bad_arguments(tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="precision must be one of"):
+        export_model(tiny_model_dir, tmp_path / "x", precision="int4")
+    with pytest.raises(ValueError, match="optimize must be one of"):
+        export_model(tiny_model_dir, tmp_path / "x", optimize="O9")
+    with pytest.raises(ValueError, match="opset must be an integer >= 17"):
+        export_model(tiny_model_dir, tmp_path / "x", opset=13)
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_export_json(tiny_model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from fastrank.cli import app
+
+    data = tmp_path / "verify.jsonl"
+    data.write_text(json.dumps({"query": "capital of france", "documents": ["paris", "berlin", "rome is old"],
+                                "labels": [1, 0, 0]}) + "\n")
+    result = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--out", str(tmp_path / "cli"),
+                                      "--precision", "fp32", "--optimize", "O2", "--verify-data", str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.stdout)
+    assert manifest["parity"]["num_pairs"] == 3 and manifest["parity"]["data"] == "caller"
+    assert manifest["parity"]["max_abs_logit"] <= 1e-4
+    result = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--out", str(tmp_path / "cli2"),
+                                      "--format", "tensorrt"])
+    assert result.exit_code != 0 and not (tmp_path / "cli2").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_parity_on_wikiqa(tiny_model_dir, wikiqa_dir, tmp_path):
+    from fastrank.data import read_groups
+
+    groups = [g for g in read_groups(wikiqa_dir / "test.jsonl") if any(y > 0 for y in g.labels)][:40]
+    manifest = export_model(tiny_model_dir, tmp_path / "wikiqa", verify_pairs=groups, num_threads=1)
+    parity = manifest["parity"]
+    assert parity["data"] == "caller" and parity["num_queries"] == 40
+    assert parity["max_abs_logit"] <= 1e-4 and parity["discordant_pairs"] == 0 and parity["delta_ndcg@10"] == 0.0

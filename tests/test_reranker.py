@@ -1,0 +1,201 @@
+"""Reranker: torch vs ONNX agreement, order restoration, long-document windows, bad inputs, cache, CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from fastrank import Reranker  # noqa: E402
+from fastrank.batching import collate  # noqa: E402
+from fastrank.errors import ModelLoadError  # noqa: E402
+
+QUERY = "capital of france"
+DOCS = ["paris is the capital of france", "berlin", "the capital of france is paris, a big city " * 5, "",
+        "rome is in italy", "glacier caves form in ice", "baking bread at home takes time and patience"]
+
+
+@pytest.fixture(scope="module")
+def artifact(tiny_model_dir, tmp_path_factory):
+    """fp32 ONNX artifact of the tiny model with max_length 64 (so windows are cheap to exercise)."""
+    from fastrank import CrossEncoder
+    from fastrank.export import export_model
+
+    out = tmp_path_factory.mktemp("reranker") / "fp32-64"
+    export_model(CrossEncoder(tiny_model_dir, max_length=64, device="cpu"), out, num_threads=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def onnx_reranker(artifact):
+    return Reranker(artifact, num_threads=1)
+
+
+def test_torch_and_onnx_rank_identically(tiny_model_dir, artifact, onnx_reranker):
+    from fastrank import CrossEncoder
+
+    model = CrossEncoder(tiny_model_dir, max_length=64, device="cpu")
+    from fastrank.backends.torch_backend import TorchBackend
+
+    assert isinstance(Reranker(tiny_model_dir).backend, TorchBackend)  # a plain checkpoint runs on torch
+    from fastrank.export.verify import builtin_groups
+
+    for group in builtin_groups():
+        pairs = [(group.query, d) for d in group.documents]
+        expected = model.predict(pairs)
+        got = onnx_reranker.predict(pairs)
+        assert got.dtype == np.float32 and np.abs(got - expected).max() <= 1e-5
+        ranked = [r["index"] for r in onnx_reranker.rerank(group.query, group.documents)]
+        assert ranked == list(np.argsort(-expected, kind="stable"))
+
+
+def test_order_is_restored_with_shuffled_lengths(onnx_reranker, artifact):
+    rng = random.Random(0)
+    docs = [" ".join(f"w{rng.randint(0, 99)}" for _ in range(rng.randint(0, 60))) for _ in range(40)]
+    one_by_one = np.array([onnx_reranker.predict([(QUERY, d)])[0] for d in docs])
+    budgeted = Reranker(artifact, num_threads=1, batch_size=7, max_tokens=96)
+    for reranker in (onnx_reranker, budgeted):
+        scores = reranker.predict([(QUERY, d) for d in docs])
+        np.testing.assert_allclose(scores, one_by_one, atol=1e-5)
+    ranked = onnx_reranker.rerank(QUERY, docs)
+    assert [r["score"] for r in ranked] == sorted((r["score"] for r in ranked), reverse=True)
+    assert all(docs[r["index"]] == r["document"] for r in ranked)
+    assert sorted(r["index"] for r in ranked) == list(range(40))
+
+
+def test_windows_score_a_long_document_by_its_best_window(artifact, onnx_reranker):
+    windows = Reranker(artifact, num_threads=1, long_documents="windows", window_stride=0)
+    candidates = ["quantum physics lecture notes", "zebra xylophone quartz", "berlin is in germany",
+                  "paris is the capital of france", "the cat sat on the mat"]
+    target = candidates[int(np.argmax(onnx_reranker.predict([(QUERY, c) for c in candidates])))]
+    fillers = ["ok", "the", "weather", "river", "lorem"]  # one token each
+    filler = fillers[int(np.argmin(onnx_reranker.predict([(QUERY, (f + " ") * 60) for f in fillers])))]
+    tokenizer = windows.encoder.tokenizer
+    room = 64 - tokenizer.num_special_tokens_to_add(True) - len(tokenizer.encode(QUERY, add_special_tokens=False))
+    long_doc = (filler + " ") * room + target  # the target starts exactly where the first window ends
+
+    target_alone = onnx_reranker.predict([(QUERY, target)])[0]
+    filler_alone = onnx_reranker.predict([(QUERY, (filler + " ") * room)])[0]
+    truncated = onnx_reranker.predict([(QUERY, long_doc)])[0]
+    windowed = windows.predict([(QUERY, long_doc)])[0]
+    assert truncated == pytest.approx(filler_alone, abs=1e-6)  # truncation never sees the target
+    assert windowed == pytest.approx(target_alone, abs=1e-6)  # the second window is exactly (query, target)
+    assert windowed > truncated
+
+    # a short document scores the same in both modes; overlapping windows give the max over windows
+    short = "paris is the capital of france"
+    assert windows.predict([(QUERY, short)])[0] == pytest.approx(onnx_reranker.predict([(QUERY, short)])[0], abs=1e-6)
+    overlapping = Reranker(artifact, num_threads=1, long_documents="windows", window_stride=16)
+    longer = long_doc + (" " + filler) * 100
+    encoded, owners = overlapping.encoder.encode_windows([(QUERY, longer)], 16)
+    per_window = [overlapping.backend.logits(collate(encoded, [i], 0))[0, 0] for i in range(len(encoded))]
+    assert len(per_window) >= 4 and set(owners.tolist()) == {0}
+    best = 1 / (1 + np.exp(-max(per_window)))
+    assert overlapping.predict([(QUERY, longer)])[0] == pytest.approx(best, abs=1e-6)
+    with pytest.raises(ValueError, match="window_stride must be an integer"):
+        Reranker(artifact, long_documents="windows", window_stride=64)
+
+
+def test_rerank_output_and_bad_inputs(onnx_reranker):
+    ranked = onnx_reranker.rerank(QUERY, DOCS, top_k=3)
+    assert len(ranked) == 3 and set(ranked[0]) == {"index", "score", "document"}
+    assert ranked == onnx_reranker.rerank(QUERY, DOCS)[:3]
+    assert "document" not in onnx_reranker.rerank(QUERY, DOCS, return_documents=False)[0]
+    assert onnx_reranker.rerank(QUERY, []) == []
+    assert onnx_reranker.rerank(QUERY, DOCS, top_k=0) == []
+    with pytest.raises(ValueError, match="query is empty"):
+        onnx_reranker.rerank("  ", DOCS)
+    with pytest.raises(TypeError, match="document 2 must be a str, got bytes.*decode"):
+        onnx_reranker.rerank(QUERY, ["a", "b", b"caf\xe9"])
+    with pytest.raises(TypeError, match="document 1 must be a str, got NoneType"):
+        onnx_reranker.rerank(QUERY, ["a", None])
+    with pytest.raises(TypeError, match="single str"):
+        onnx_reranker.rerank(QUERY, "just one document")
+    with pytest.raises(TypeError, match="not valid Unicode text"):
+        onnx_reranker.rerank(QUERY, ["ok", "caf\udce9"])
+    with pytest.raises(ValueError, match="top_k must be"):
+        onnx_reranker.rerank(QUERY, DOCS, top_k=-1)
+
+
+def test_huge_and_many_documents(onnx_reranker):
+    huge = "word " * 20_000  # 100k characters
+    ranked = onnx_reranker.rerank(QUERY, [huge, "paris"])
+    assert len(ranked) == 2 and all(np.isfinite(r["score"]) for r in ranked)
+    many = [f"document number {i} " + "filler " * (i % 13) for i in range(3000)]
+    ranked = onnx_reranker.rerank(QUERY, many, top_k=10)
+    scores = onnx_reranker.predict([(QUERY, d) for d in many])
+    assert [r["index"] for r in ranked] == list(np.argsort(-scores, kind="stable")[:10])
+
+
+def test_broken_artifacts_are_clear_errors(artifact, tiny_model_dir, tmp_path):
+    import shutil
+
+    from fastrank.backends import UnknownBackendError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(artifact, broken)
+    (broken / "model.onnx").write_bytes(b"garbage")
+    with pytest.raises(ModelLoadError, match="onnxruntime could not load"):
+        Reranker(broken)
+    shutil.copy(artifact / "model.onnx", broken / "model.onnx")
+    (broken / "tokenizer.json").unlink()
+    with pytest.raises(ModelLoadError, match="could not read the tokenizer"):
+        Reranker(broken)
+    manifest = json.loads((artifact / "fastrank.json").read_text())
+    (broken / "fastrank.json").write_text(json.dumps({**manifest, "manifest_version": 99}))
+    with pytest.raises(ModelLoadError, match="newer fastrank"):
+        Reranker(broken)
+    with pytest.raises(ModelLoadError, match="not an exported artifact; export it first"):
+        Reranker(tiny_model_dir, backend="onnx")
+    with pytest.raises(UnknownBackendError, match="known backends: onnx, torch"):
+        Reranker(artifact, backend="tensorrt-llm")
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        Reranker(tmp_path / "nowhere")
+
+
+def test_module_level_rerank_caches(artifact):
+    import fastrank
+    from fastrank import reranker as module
+
+    module._CACHE.clear()
+    first = fastrank.rerank(QUERY, DOCS, model=artifact, top_k=2)
+    second = fastrank.rerank(QUERY, DOCS, model=str(artifact), top_k=2)
+    assert first == second and len(first) == 2 and len(module._CACHE) == 1
+    assert first == Reranker(artifact).rerank(QUERY, DOCS, top_k=2)
+
+
+def test_runtime_imports_no_torch():
+    code = "import sys, fastrank.reranker; print(sorted(m for m in ('torch', 'onnxruntime', 'transformers') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
+
+
+def test_cli_rerank(artifact, tmp_path):
+    from typer.testing import CliRunner
+
+    from fastrank.cli import app
+
+    runner = CliRunner()
+    docs = tmp_path / "docs.txt"
+    docs.write_text("\n".join(DOCS[:3]) + "\n")
+    result = runner.invoke(app, ["rerank", str(artifact), "--query", QUERY, "--docs-file", str(docs), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    expected = Reranker(artifact).rerank(QUERY, DOCS[:3])
+    assert [r["index"] for r in out["results"]] == [r["index"] for r in expected]
+    assert out["results"][0]["score"] == pytest.approx(expected[0]["score"], abs=1e-6)
+    stdin = "\n".join(json.dumps({"text": d}) for d in ["paris", "berlin", "rome"]) + "\n"
+    result = runner.invoke(app, ["rerank", str(artifact), "--query", QUERY, "--top-k", "2"], input=stdin)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("\n| ") == 3 and "| 1 |" in result.output  # header rule + 2 rows
+
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("café\n".encode("latin-1"))
+    proc = subprocess.run([sys.executable, "-m", "fastrank.cli", "rerank", str(artifact), "--query", "q",
+                           "--docs-file", str(latin1)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "is not UTF-8 text (byte 0xe9" in proc.stderr and "Traceback" not in proc.stderr
