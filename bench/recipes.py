@@ -42,17 +42,18 @@ def _evaluate(model) -> dict[str, float]:
     return RerankingEvaluator.from_jsonl(str(WIKIQA / "test.jsonl")).evaluate(model).metrics
 
 
-def run_fastrank(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+def run_fastrank(name: str, overrides: dict[str, Any], keep_model: str | None = None) -> dict[str, Any]:
     from fastrank.model import CrossEncoder
     from fastrank.training.recipe import TrainConfig, train
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = TrainConfig(data=str(WIKIQA / "train.tokenized.jsonl"), out=f"{tmp}/model",
-                             show_progress_bar=False, **overrides)
+        out = keep_model or f"{tmp}/model"
+        config = TrainConfig(data=str(WIKIQA / "train.tokenized.jsonl"), out=out, show_progress_bar=False,
+                             **overrides)
         start = time.perf_counter()
         result = train(config)
         wall = time.perf_counter() - start
-        metrics = _evaluate(CrossEncoder(f"{tmp}/model"))
+        metrics = _evaluate(CrossEncoder(out))
     keys = ("loss", "lr", "epochs", "batch_size", "max_length", "loss_options", "seed")
     settings = {k: result["config"][k] for k in keys}
     return {"recipe": name, "library": "fastrank", "overrides": overrides, "settings": settings, "metrics": metrics,
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench recipes", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", action="append", choices=sorted(RECIPES), required=True)
+    parser.add_argument("--keep-model", help="Save the (single) fastrank recipe's model here instead of a temp dir.")
     args = parser.parse_args(argv)
     require_shared_data()
     for name in args.recipe:
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         elif settings.pop("st", False):
             record = run_sentence_transformers(name, settings)
         else:
-            record = run_fastrank(name, settings)
+            record = run_fastrank(name, settings, args.keep_model)
         path = append_record("recipes", record)
         m = record["metrics"]
         print(f"{name}: MAP {m['map']:.4f} MRR@10 {m['mrr@10']:.4f} NDCG@10 {m['ndcg@10']:.4f} "
