@@ -192,7 +192,7 @@ class ArtifactBuilder:
             "parity_failed": failed,
             "allow_parity_failure": bool(allowed),
             "exporter": {"method": "torch.onnx.export(dynamo=False), eager attention" if onnx_format
-                         else "checkpoint copy; run with torch.autocast(bfloat16)",
+                         else "checkpoint copy; run with its weights cast to bfloat16",
                          "torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }

@@ -82,7 +82,7 @@ def export_model(
         model: a checkpoint directory / hub id, or a loaded ``fastrank.CrossEncoder``.
         out_dir: the artifact directory (replaced atomically if it exists).
         precision: ``fp32``, ``int8`` (dynamic, CPU), ``fp16`` (for GPUs), ``bf16`` (a torch artifact run with
-            bf16 autocast) or ``auto``: the first of int8 -> int8 with the last layer in fp32 -> bf16 (when the CPU
+            bf16 weights) or ``auto``: the first of int8 -> int8 with the last layer in fp32 -> bf16 (when the CPU
             has bf16 instructions) -> fp32 that passes verification.
         optimize: ``O0`` plain export; ``O1`` onnxruntime basic graph optimizations (constant folding, redundant
             nodes); ``O2`` O1 + transformer fusions (Attention, EmbedLayerNormalization, SkipLayerNormalization,
