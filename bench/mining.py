@@ -71,7 +71,8 @@ def _train_data(variant: str, tmp: str) -> str:
     return str(write_groups(result.groups, f"{tmp}/{variant}.jsonl"))
 
 
-def train_and_evaluate(variant: str) -> dict[str, Any]:
+def train_and_evaluate(variant: str, model_dir: str | None = None) -> dict[str, Any]:
+    """Train the default recipe on ``variant``'s negatives (or evaluate ``model_dir`` already trained on them)."""
     from fastrank.data import read_groups
     from fastrank.embedding import EmbeddingModel
     from fastrank.evaluation.evaluators import RerankingEvaluator
@@ -80,9 +81,13 @@ def train_and_evaluate(variant: str) -> dict[str, Any]:
     from fastrank.training.recipe import TrainConfig, train
 
     with tempfile.TemporaryDirectory() as tmp:
-        data = _train_data(variant, tmp)
-        result = train(TrainConfig(data=data, out=f"{tmp}/model", show_progress_bar=False))
-        model = CrossEncoder(f"{tmp}/model")
+        if model_dir is None:
+            data = _train_data(variant, tmp)
+            result = train(TrainConfig(data=data, out=f"{tmp}/model", show_progress_bar=False))
+            model_dir = f"{tmp}/model"
+        else:
+            result = {"train_seconds": f"reused {model_dir}", "train_pairs_per_epoch": 8672}
+        model = CrossEncoder(model_dir)
         rerank_map = RerankingEvaluator.from_jsonl(str(WIKIQA / "test.jsonl")).evaluate(model).metrics
         task = RetrievalTask.from_groups(read_groups(str(WIKIQA / "test.jsonl")), _corpus())
         retrieval = evaluate_retrieve_rerank(task, EmbeddingModel(), model, top_k=100, ks=(10,), use_bm25=False)
@@ -97,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--train", nargs="*", choices=("original", "mined", "combined"), default=[])
+    parser.add_argument("--original-model", help="Evaluate this default-recipe model as 'original' (no training).")
     args = parser.parse_args(argv)
     require_shared_data()
     if args.speed:
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         append_record("mining", record)
         print({k: v for k, v in record.items() if k != "stats"})
     for variant in args.train:
-        record = train_and_evaluate(variant)
+        record = train_and_evaluate(variant, args.original_model if variant == "original" else None)
         append_record("mining", record)
         r = record["retrieval"]
         print(f"{variant}: test MAP {record['test_rerank']['map']:.4f}; retrieve top-100 NDCG@10 first stage "
