@@ -30,8 +30,12 @@ def test_readme_has_two_setup_commands():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(SNIPPETS)))
-def test_snippet_runs(index, tmp_path, monkeypatch):
+def test_snippet_runs(index, tmp_path, monkeypatch, tiny_model_dir):
     monkeypatch.chdir(tmp_path)
     _toy(tmp_path / "train.jsonl", 8)
     _toy(tmp_path / "dev.jsonl", 4)
+    if "runs/wikiqa-onnx" in SNIPPETS[index]:  # the tour's exported artifact, made from the tiny test model
+        from fastrank.export import export_model
+
+        export_model(tiny_model_dir, tmp_path / "runs" / "wikiqa-onnx", precision="fp32", num_threads=1)
     exec(compile(SNIPPETS[index], f"README snippet {index}", "exec"), {"__name__": "__readme__"})
