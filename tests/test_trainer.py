@@ -132,3 +132,17 @@ def test_bad_inputs(toy_data, tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="known losses"):
         train(_config(toy_data, tiny_model_dir, tmp_path / "m", loss="nope"))
     assert not (tmp_path / "m").exists()
+
+
+def test_distillation_format_trains_toward_teacher(toy_data, tiny_model_dir, tmp_path):
+    """Teacher scores in the data (as fastrank mine --teacher writes them) + MarginMSE: the student learns them."""
+    from fastrank.data import read_groups, write_groups
+    from fastrank.training.recipe import train
+
+    groups = read_groups(toy_data / "train.jsonl")
+    for g in groups:
+        g.scores = [4.0 * y - 2.0 for y in g.labels]  # teacher: +2 for the relevant document, -2 otherwise
+    path = write_groups(groups, tmp_path / "distill.jsonl")
+    result = train(_config(toy_data, tiny_model_dir, tmp_path / "model", data=str(path), loss="margin-mse",
+                           epochs=6))
+    assert result["eval_after"]["metrics"]["map"] > result["eval_before"]["metrics"]["map"] + 0.2
