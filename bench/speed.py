@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -136,24 +138,26 @@ def run(model_dir: str, quick: bool, threads: int) -> list[dict[str, Any]]:
     artifacts = export_artifacts(model_dir, ROOT / "runs" / "bench-artifacts", threads)
     config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
     rates = matmul_rates(threads)
-    records = []
+    records, references = [], {}
     for wl_name, wl in data.items():
         pairs = wl["pairs"]
-        reference = None
         for row, (desc, fn) in _scorers(model_dir, artifacts, threads).items():
             timing = measure(lambda: fn(pairs), items=len(pairs), warmup=1, repeats=1 if quick else 3)
             logits = np.asarray(fn(pairs), dtype=np.float64).reshape(-1)
             if row == "fastrank torch fp32":
-                reference = logits
+                references[wl_name] = logits
             records.append({"workload": wl_name, "row": row, **desc, "threads": threads, "quick": quick,
                             "pairs": len(pairs), "timing": timing.summary(), "quality": quality(logits, wl["groups"]),
                             "logits": logits.tolist()})
-        tokens = _mean_tokens(model_dir, pairs)
+    records += peer_records(model_dir, threads, quick)
+    for wl_name, wl in data.items():
+        tokens = _mean_tokens(model_dir, wl["pairs"])
         flops = flops_per_pair(config, tokens)
         for r in records:
             if r["workload"] != wl_name:
                 continue
-            r["max_abs_dlogit_vs_torch_fp32"] = float(np.max(np.abs(np.asarray(r.pop("logits")) - reference)))
+            diff = np.asarray(r.pop("logits")) - references[wl_name]
+            r["max_abs_dlogit_vs_torch_fp32"] = float(np.max(np.abs(diff)))
             r["gflop_per_pair"] = round(flops / 1e9, 3)
             r["mean_tokens"] = round(tokens, 1)
             r["matmul_gflops"] = rates
@@ -161,6 +165,22 @@ def run(model_dir: str, quick: bool, threads: int) -> list[dict[str, Any]]:
             peak = rates["bf16"] if r["precision"] == "bf16" else rates["fp32"]
             r["pct_of_matmul_peak"] = round(100 * achieved / peak, 1)
     return records
+
+
+def peer_records(model_dir: str, threads: int, quick: bool) -> list[dict[str, Any]]:
+    """sentence-transformers ONNX rows from bench/peers.py in .venv-peers (skipped, with a note, when absent)."""
+    python = ROOT / ".venv-peers" / "bin" / "python"
+    if not python.is_file():
+        print(f"peer venv {python.parent.parent} not found: sentence-transformers ONNX rows skipped "
+              "(see bench/peers.py for the one-line set-up)")
+        return []
+    cmd = [str(python), "-m", "bench.peers", "--model", str(Path(model_dir).resolve()), "--threads", str(threads)]
+    proc = subprocess.run(cmd + (["--quick"] if quick else []), cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    if proc.returncode != 0:
+        print(f"peer run failed, rows skipped:\n{proc.stderr[-2000:]}")
+        return []
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
 def _mean_tokens(model_dir: str, pairs: list[tuple[str, str]]) -> float:

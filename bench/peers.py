@@ -1,0 +1,89 @@
+"""Peer rows for ``python -m bench speed``: sentence-transformers' ONNX backends (plain, O3, int8) and FlashRank.
+
+Runs in a separate virtual environment (sentence-transformers' ONNX backend needs optimum-onnx, which pins
+transformers < 4.58 while fastrank's training venv has transformers 5):
+
+    python3 -m venv .venv-peers && .venv-peers/bin/pip install torch==2.13.0 \\
+        "sentence-transformers>=5,<6" "optimum-onnx[onnxruntime]" "transformers<4.58" flashrank
+
+``bench.speed`` starts it as a subprocess in the same run (same data, same timing code) and merges its records;
+it prints one JSON record per line. It imports only numpy-level parts of fastrank (timing, metrics) from the tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.speed import quality, workloads
+
+
+def _st_models(model_dir: str, work: Path) -> dict[str, Any]:
+    from sentence_transformers import CrossEncoder, export_dynamic_quantized_onnx_model, export_optimized_onnx_model
+
+    src = work / "st-model"
+    if not src.exists():
+        shutil.copytree(model_dir, src)
+    plain = CrossEncoder(str(src), backend="onnx", device="cpu")
+    if not (src / "onnx" / "model_O3.onnx").exists():
+        export_optimized_onnx_model(plain, "O3", str(src))
+    if not (src / "onnx" / "model_qint8_avx512_vnni.onnx").exists():
+        export_dynamic_quantized_onnx_model(plain, "avx512_vnni", str(src))
+    return {
+        "sentence-transformers torch fp32 (peer venv)": (CrossEncoder(str(src), device="cpu"), "torch", "fp32"),
+        "sentence-transformers onnx fp32": (plain, "onnxruntime", "fp32"),
+        "sentence-transformers onnx O3": (CrossEncoder(str(src), backend="onnx", device="cpu",
+                                                      model_kwargs={"file_name": "onnx/model_O3.onnx"}),
+                                          "onnxruntime", "fp32"),
+        "sentence-transformers onnx int8": (CrossEncoder(str(src), backend="onnx", device="cpu",
+                                                        model_kwargs={"file_name": "onnx/model_qint8_avx512_vnni.onnx"}),
+                                            "onnxruntime", "int8"),
+    }
+
+
+def run(model_dir: str, threads: int, quick: bool, work: Path) -> list[dict[str, Any]]:
+    import torch
+
+    from fastrank.timing import measure
+
+    torch.set_num_threads(threads)
+    identity = torch.nn.Identity()
+    models = _st_models(model_dir, work)
+    records = []
+    for wl_name, wl in workloads(quick).items():
+        pairs = wl["pairs"]
+        reference = None
+        for row, (model, backend, precision) in models.items():
+            def fn(model=model):
+                return model.predict(pairs, batch_size=32, activation_fn=identity, show_progress_bar=False)
+
+            timing = measure(fn, items=len(pairs), warmup=1, repeats=1 if quick else 3)
+            logits = np.asarray(fn(), dtype=np.float64).reshape(-1)
+            reference = logits if reference is None else reference
+            records.append({"workload": wl_name, "row": row, "library": "sentence-transformers", "backend": backend,
+                            "provider": "cpu", "precision": precision, "threads": threads, "quick": quick,
+                            "pairs": len(pairs), "timing": timing.summary(), "quality": quality(logits, wl["groups"]),
+                            "logits": logits.tolist()})
+    return records
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--work", default="runs/bench-peers")
+    args = parser.parse_args(argv)
+    for record in run(args.model, args.threads, args.quick, Path(args.work)):
+        sys.stdout.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()
