@@ -19,6 +19,7 @@ from bench.common import WIKIQA, append_record, require_shared_data
 # name -> TrainConfig overrides (fastrank) or sentence-transformers settings ("st": True)
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
+    "default-mine5": {"mine_negatives": 5},
     "baseline-cosine": {"baseline": "cosine"},
     "baseline-input-order": {"baseline": "input-order"},
     "listnet-5e-5-3ep-bs8": {"loss": "listnet", "lr": 5e-5, "epochs": 3, "batch_size": 8},
@@ -54,7 +55,7 @@ def run_fastrank(name: str, overrides: dict[str, Any], keep_model: str | None = 
         result = train(config)
         wall = time.perf_counter() - start
         metrics = _evaluate(CrossEncoder(out))
-    keys = ("loss", "lr", "epochs", "batch_size", "max_length", "loss_options", "seed")
+    keys = ("loss", "lr", "epochs", "batch_size", "max_length", "loss_options", "seed", "mine_negatives")
     settings = {k: result["config"][k] for k in keys}
     return {"recipe": name, "library": "fastrank", "overrides": overrides, "settings": settings, "metrics": metrics,
             "train_seconds": result["train_seconds"], "wall_seconds": round(wall, 1),

@@ -146,3 +146,29 @@ def test_distillation_format_trains_toward_teacher(toy_data, tiny_model_dir, tmp
     result = train(_config(toy_data, tiny_model_dir, tmp_path / "model", data=str(path), loss="margin-mse",
                            epochs=6))
     assert result["eval_after"]["metrics"]["map"] > result["eval_before"]["metrics"]["map"] + 0.2
+
+
+def test_mined_negatives_are_added_to_the_training_lists(toy_data, tiny_model_dir, tmp_path, monkeypatch):
+    import numpy as np
+
+    import fastrank.embedding
+    from fastrank.training.recipe import train
+
+    class Embedder:  # deterministic stand-in for MiniLM: hashes words into 16 dims
+        name_or_path, max_length, pooling, normalize, dimension = "toy", 32, "mean", True, 16
+
+        def __init__(self, *a, **k):
+            pass
+
+        def encode(self, texts, batch_size=64, show_progress_bar=None):
+            out = np.zeros((len(texts), 16), dtype=np.float32)
+            for i, t in enumerate(texts):
+                for w in t.split():
+                    out[i, hash(w) % 16] += 1
+            return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+    monkeypatch.setattr(fastrank.embedding, "EmbeddingModel", Embedder)
+    result = train(_config(toy_data, tiny_model_dir, tmp_path / "m", epochs=1, mine_negatives=2,
+                           mining_options={"range_max": 20}))
+    assert 96 * 6 <= result["train_pairs_per_epoch"] <= 96 * (5 + 2)  # mined copies of a list's own negatives merge
+    assert result["mining"]["corpus_size"] > 5 and result["mining"]["queries_without_positive_skipped"] == 0

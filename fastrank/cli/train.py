@@ -45,6 +45,8 @@ def train_command(
     loss_options: Annotated[str | None, typer.Option("--loss-options", help="JSON dict of loss options.")] = None,
     bf16: Annotated[str | None, typer.Option("--bf16", help="auto | true | false")] = None,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
+    mine_negatives: Annotated[int | None, typer.Option(
+        "--mine-negatives", help="Add N hard negatives per query mined from the training data's documents.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Resume from the last checkpoint.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -52,7 +54,7 @@ def train_command(
     from fastrank.training.recipe import TrainConfig, train
 
     given = {"base": base, "loss": loss, "epochs": epochs, "lr": lr, "batch_size": batch_size,
-             "max_length": max_length, "bf16": bf16, "seed": seed}
+             "max_length": max_length, "bf16": bf16, "seed": seed, "mine_negatives": mine_negatives}
     options = json.loads(loss_options) if loss_options else {}
     if not isinstance(options, dict):
         raise ValueError(f"--loss-options must be a JSON object, got {loss_options!r}")

@@ -48,6 +48,8 @@ class TrainConfig:
     scheduler: str = "linear"
     max_documents: int | None = None
     num_negatives: int = 1
+    mine_negatives: int = 0
+    mining_options: dict[str, Any] = field(default_factory=lambda: {"range_max": 50, "relative_margin": 0.05})
     loss_options: dict[str, Any] = field(default_factory=dict)
     eval_data: str | None = None
     eval_each_epoch: bool = False
@@ -81,6 +83,22 @@ def _loss_options(config: TrainConfig) -> dict[str, Any]:
     return dict(config.loss_options)
 
 
+def _add_mined_negatives(groups: list, config: TrainConfig) -> dict[str, Any]:
+    """Add ``mine_negatives`` hard negatives per query, mined by the embedding model from every document of the
+    training data itself (other queries' candidates): teaches the reranker to reject off-topic passages that a
+    first-stage retriever brings, which candidate lists drawn from one source never show it."""
+    from fastrank.embedding import EmbeddingModel
+    from fastrank.mining import mine_hard_negatives
+
+    result = mine_hard_negatives(groups, EmbeddingModel(), None, num_negatives=config.mine_negatives,
+                                 keep_original_negatives=True, seed=config.seed, **config.mining_options)
+    mined = {g.query: g for g in result.groups}
+    for g in groups:
+        if g.query in mined:
+            g.documents, g.labels = mined[g.query].documents, mined[g.query].labels
+    return result.stats
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train a cross-encoder per ``config``; returns metrics before/after, wall time and throughput."""
     import datasets
@@ -99,6 +117,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         raise ValueError("epochs and lr must be > 0 and batch_size >= 1")
     set_seed(config.seed)
     groups = read_groups(config.data)
+    mining_stats = _add_mined_negatives(groups, config) if config.mine_negatives else None
     model = CrossEncoder(config.base, max_length=config.max_length, num_labels=1)
     loss = get_loss(config.loss, model, **_loss_options(config))
     fmt = loss.data_format
@@ -134,7 +153,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         use_cpu=not torch.cuda.is_available(),
     )
     result: dict[str, Any] = {"config": asdict(config), "bf16": bf16, "train_rows": len(train_dataset),
-                              "train_pairs_per_epoch": _count_pairs(columns, fmt)}
+                              "train_pairs_per_epoch": _count_pairs(columns, fmt), "mining": mining_stats}
     if evaluator is not None:
         result["eval_before"] = evaluator.evaluate(model).to_dict()
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator)
@@ -146,7 +165,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     result["train_pairs_per_second"] = round(result["train_pairs_per_epoch"] * config.epochs / seconds, 1)
     model.card_data.update({
         "base_model": config.base,
-        "train_data": f"{config.data} ({len(groups)} queries, {len(train_dataset)} {fmt} rows)",
+        "train_data": f"{config.data} ({len(groups)} queries, {len(train_dataset)} {fmt} rows"
+                      + (f", +{config.mine_negatives} mined negatives per query)" if config.mine_negatives else ")"),
         "loss": f"{type(loss).__name__} {config.loss_options or ''}".strip(),
         "hyperparameters": {k: v for k, v in asdict(config).items()
                             if k in ("epochs", "lr", "batch_size", "max_length", "warmup_ratio", "weight_decay",
