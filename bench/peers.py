@@ -31,6 +31,8 @@ def _st_models(model_dir: str, work: Path) -> dict[str, Any]:
     if not src.exists():
         shutil.copytree(model_dir, src)
     plain = CrossEncoder(str(src), backend="onnx", device="cpu")
+    if not (src / "onnx" / "model.onnx").exists():
+        plain.save_pretrained(str(src))  # keep the plain export so the next run does not redo it
     if not (src / "onnx" / "model_O3.onnx").exists():
         export_optimized_onnx_model(plain, "O3", str(src))
     if not (src / "onnx" / "model_qint8_avx512_vnni.onnx").exists():
