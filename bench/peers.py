@@ -49,7 +49,45 @@ def _st_models(model_dir: str, work: Path) -> dict[str, Any]:
     }
 
 
-def run(model_dir: str, threads: int, quick: bool, work: Path) -> list[dict[str, Any]]:
+class FlashRankScorer:
+    """FlashRank's Ranker over fastrank's exported fp32 ONNX file (FlashRank loads only names from its model map,
+    so the artifact is laid out in a cache dir under one of those names). One request per query, as FlashRank
+    is used; its sigmoid scores are mapped back to logits for the parity column."""
+
+    name = "ms-marco-TinyBERT-L-2-v2"
+
+    def __init__(self, onnx_artifact: Path, work: Path, threads: int, max_length: int) -> None:
+        from flashrank import Ranker
+        from flashrank.Config import model_file_map
+
+        target = work / "flashrank-cache" / self.name
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(onnx_artifact / "model.onnx", target / model_file_map[self.name])
+        for f in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(onnx_artifact / f, target / f)
+        tok = json.loads((onnx_artifact / "tokenizer_config.json").read_text(encoding="utf-8"))
+        specials = {k: tok[k] for k in ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token") if k in tok}
+        (target / "special_tokens_map.json").write_text(json.dumps(specials), encoding="utf-8")
+        self.ranker = Ranker(model_name=self.name, cache_dir=str(work / "flashrank-cache"), max_length=max_length)
+        self.ranker.session.set_providers(["CPUExecutionProvider"])
+
+    def predict(self, pairs, **_):
+        from flashrank import RerankRequest
+
+        out, start = np.empty(len(pairs)), 0
+        while start < len(pairs):
+            end = start
+            while end < len(pairs) and pairs[end][0] == pairs[start][0]:
+                end += 1
+            passages = [{"id": i, "text": pairs[i][1]} for i in range(start, end)]
+            for r in self.ranker.rerank(RerankRequest(query=pairs[start][0], passages=passages)):
+                p = min(max(float(r["score"]), 1e-7), 1 - 1e-7)
+                out[r["id"]] = np.log(p / (1 - p))
+            start = end
+        return out
+
+
+def run(model_dir: str, threads: int, quick: bool, work: Path, onnx_artifact: Path | None) -> list[dict[str, Any]]:
     import torch
 
     from fastrank.timing import measure
@@ -57,6 +95,10 @@ def run(model_dir: str, threads: int, quick: bool, work: Path) -> list[dict[str,
     torch.set_num_threads(threads)
     identity = torch.nn.Identity()
     models = _st_models(model_dir, work)
+    if onnx_artifact is not None:
+        max_length = json.loads((onnx_artifact / "fastrank.json").read_text(encoding="utf-8"))["max_length"]
+        models["flashrank on fastrank's fp32 ONNX"] = (FlashRankScorer(onnx_artifact, work, threads, max_length),
+                                                       "onnxruntime", "fp32")
     records = []
     for wl_name, wl in workloads(quick).items():
         pairs = wl["pairs"]
@@ -68,7 +110,8 @@ def run(model_dir: str, threads: int, quick: bool, work: Path) -> list[dict[str,
             timing = measure(fn, items=len(pairs), warmup=1, repeats=1 if quick else 3)
             logits = np.asarray(fn(), dtype=np.float64).reshape(-1)
             reference = logits if reference is None else reference
-            records.append({"workload": wl_name, "row": row, "library": "sentence-transformers", "backend": backend,
+            library = "flashrank" if row.startswith("flashrank") else "sentence-transformers"
+            records.append({"workload": wl_name, "row": row, "library": library, "backend": backend,
                             "provider": "cpu", "precision": precision, "threads": threads, "quick": quick,
                             "pairs": len(pairs), "timing": timing.summary(), "quality": quality(logits, wl["groups"]),
                             "logits": logits.tolist()})
@@ -82,8 +125,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--work", default="runs/bench-peers")
+    parser.add_argument("--onnx-artifact", help="fastrank fp32 ONNX artifact for the FlashRank row.")
     args = parser.parse_args(argv)
-    for record in run(args.model, args.threads, args.quick, Path(args.work)):
+    artifact = Path(args.onnx_artifact) if args.onnx_artifact else None
+    for record in run(args.model, args.threads, args.quick, Path(args.work), artifact):
         sys.stdout.write(json.dumps(record) + "\n")
 
 

@@ -149,7 +149,7 @@ def run(model_dir: str, quick: bool, threads: int) -> list[dict[str, Any]]:
             records.append({"workload": wl_name, "row": row, **desc, "threads": threads, "quick": quick,
                             "pairs": len(pairs), "timing": timing.summary(), "quality": quality(logits, wl["groups"]),
                             "logits": logits.tolist()})
-    records += peer_records(model_dir, threads, quick)
+    records += peer_records(model_dir, threads, quick, artifacts.get("onnx fp32 O3"))
     for wl_name, wl in data.items():
         tokens = _mean_tokens(model_dir, wl["pairs"])
         flops = flops_per_pair(config, tokens)
@@ -167,7 +167,7 @@ def run(model_dir: str, quick: bool, threads: int) -> list[dict[str, Any]]:
     return records
 
 
-def peer_records(model_dir: str, threads: int, quick: bool) -> list[dict[str, Any]]:
+def peer_records(model_dir: str, threads: int, quick: bool, onnx_artifact: Path | None) -> list[dict[str, Any]]:
     """sentence-transformers ONNX rows from bench/peers.py in .venv-peers (skipped, with a note, when absent)."""
     python = ROOT / ".venv-peers" / "bin" / "python"
     if not python.is_file():
@@ -175,6 +175,8 @@ def peer_records(model_dir: str, threads: int, quick: bool) -> list[dict[str, An
               "(see bench/peers.py for the one-line set-up)")
         return []
     cmd = [str(python), "-m", "bench.peers", "--model", str(Path(model_dir).resolve()), "--threads", str(threads)]
+    if onnx_artifact is not None:
+        cmd += ["--onnx-artifact", str(onnx_artifact)]
     proc = subprocess.run(cmd + (["--quick"] if quick else []), cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     if proc.returncode != 0:
