@@ -107,7 +107,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     from fastrank.data import convert, read_groups
     from fastrank.evaluation.evaluators import RerankingEvaluator
-    from fastrank.io import atomic_dir
     from fastrank.losses import get_loss
     from fastrank.model import CrossEncoder
     from fastrank.training.args import CrossEncoderTrainingArguments
