@@ -49,6 +49,16 @@ class QueryGroup:
         return [d for d, y in zip(self.documents, self.labels) if y <= 0]
 
 
+def dedup_key(text: str) -> str:
+    """Key under which two documents count as the same: case and whitespace ignored.
+
+    Datasets often hold one sentence twice, once as written and once tokenized/lowercased (WikiQA's
+    ``train.tokenized`` vs its raw dev/test files: "Paris." vs "paris ."); such twins must not be a positive and a
+    negative at once in a corpus.
+    """
+    return "".join(text.lower().split())
+
+
 def _number(value: Any, where: str, what: str) -> float:
     if isinstance(value, bool):
         return float(value)

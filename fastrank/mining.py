@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fastrank.data import QueryGroup
+from fastrank.data import QueryGroup, dedup_key
 from fastrank.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -90,13 +90,14 @@ def top_k_search(queries: np.ndarray, corpus: np.ndarray, k: int, use_faiss: boo
 
 
 def _dedup_corpus(corpus: Sequence[str], stats: dict[str, Any]) -> list[str]:
-    seen: dict[str, None] = {}
+    """Drop documents equal up to case and whitespace (``dedup_key``), keeping the first seen."""
+    seen: dict[str, str] = {}
     for i, doc in enumerate(corpus):
         if not isinstance(doc, str):
             raise DataError(f"corpus item {i} must be a string, got {type(doc).__name__}")
-        seen.setdefault(doc, None)
+        seen.setdefault(dedup_key(doc), doc)
     stats["duplicate_documents_removed"] = len(corpus) - len(seen)
-    return list(seen)
+    return list(seen.values())
 
 
 def mine_hard_negatives(
@@ -151,8 +152,8 @@ def mine_hard_negatives(
     if corpus is not None and len(corpus) == 0:
         raise DataError("the corpus is empty: pass documents to mine from, or corpus=None to use the dataset's own")
     docs = _dedup_corpus(corpus if corpus is not None else [d for g in groups for d in g.documents], stats)
-    known = set(docs)
-    missing = sorted({p for g in usable for p in g.positives if p not in known})
+    known = {dedup_key(d) for d in docs}
+    missing = sorted({p for g in usable for p in g.positives if dedup_key(p) not in known})
     if missing:
         logger.warning("%d positives are not in the corpus; adding them so they cannot be mined as negatives",
                        len(missing))
@@ -169,19 +170,19 @@ def mine_hard_negatives(
     stats["corpus_cache_hit"] = cache_hit
     query_emb = embedding_model.encode([g.query for g in usable], batch_size, show_progress_bar)
     scores, indices = top_k_search(query_emb, corpus_emb, min(needed, len(docs)), use_faiss)
-    doc_index = {d: i for i, d in enumerate(docs)}
+    doc_index = {dedup_key(d): i for i, d in enumerate(docs)}
     rng = random.Random(seed)
     out: list[QueryGroup] = []
     dropped_margin = short = 0
     for qi, g in enumerate(usable):
-        positives = set(g.positives)
+        positives = {dedup_key(p) for p in g.positives}
         pos_sims = [float(query_emb[qi] @ corpus_emb[doc_index[p]]) for p in positives]
         floor = min(pos_sims)
         candidates = []
         rank = 0
         for s, j in zip(scores[qi], indices[qi]):
             doc = docs[j]
-            if doc in positives:
+            if dedup_key(doc) in positives:  # the positive itself, or its twin in another spelling
                 continue
             if rank >= window:
                 break

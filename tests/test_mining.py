@@ -109,3 +109,10 @@ def test_numpy_search_matches_brute_force():
     ref = np.argsort(-(q @ c.T), axis=1)[:, :7]
     assert (idx == ref).all()
     np.testing.assert_allclose(scores, np.take_along_axis(q @ c.T, ref, axis=1), rtol=1e-6)
+
+
+def test_twin_of_a_positive_is_never_mined():
+    groups = [QueryGroup("q-1", ["d9-Doc"], [1.0], "1")]
+    res = mine_hard_negatives(groups, FakeEmbedder(), CORPUS + ["d9-doc "], num_negatives=2, use_faiss=False)
+    assert res.groups[0].documents == ["d9-Doc", "d8-doc", "d7-doc"]
+    assert res.stats["duplicate_documents_removed"] == 1

@@ -62,3 +62,10 @@ def test_reranking_improves_a_bad_first_stage_order():
                                    use_bm25=False)
     assert out["first_stage"]["mrr@10"] == pytest.approx(1 / 7)
     assert out["reranked"]["mrr@10"] == 1.0 and out["reranked"]["ndcg@10"] == 1.0
+
+
+def test_twins_differing_in_case_and_spacing_are_one_document():
+    """WikiQA holds sentences raw (dev/test) and tokenized (train): a positive's twin is not a negative."""
+    groups = [QueryGroup("q1", ["Paris is the capital.", "Lyon is a city."], [1.0, 0.0])]
+    task = RetrievalTask.from_groups(groups, extra_corpus=["paris is the capital .", "lyon is a city ."])
+    assert task.corpus == ["Paris is the capital.", "Lyon is a city."] and task.qrels == [{0}]

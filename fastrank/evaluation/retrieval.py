@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fastrank.data import QueryGroup
+from fastrank.data import QueryGroup, dedup_key
 from fastrank.errors import DataError
 from fastrank.evaluation.metrics import evaluate_rankings
 
@@ -30,19 +30,23 @@ class RetrievalTask:
     @classmethod
     def from_groups(cls, groups: Sequence[QueryGroup], extra_corpus: Sequence[str] = ()) -> RetrievalTask:
         """Every distinct document of every group (plus ``extra_corpus``) is a corpus entry; a query's positives
-        are its qrels."""
+        are its qrels. Documents equal up to case and whitespace are one entry (see ``fastrank.data.dedup_key``)."""
         index: dict[str, int] = {}
+        corpus: list[str] = []
         for d in [d for g in groups for d in g.documents] + list(extra_corpus):
-            index.setdefault(d, len(index))
+            key = dedup_key(d)
+            if key not in index:  # twins differing only in case/whitespace are one document (the first seen)
+                index[key] = len(corpus)
+                corpus.append(d)
         queries, qrels = [], []
         for g in groups:
-            rel = {index[d] for d in g.positives}
+            rel = {index[dedup_key(d)] for d in g.positives}
             if rel:
                 queries.append(g.query)
                 qrels.append(rel)
         if not queries:
             raise DataError("no query has a relevant document: nothing to evaluate")
-        return cls(list(index), queries, qrels)
+        return cls(corpus, queries, qrels)
 
 
 def _metrics(ranked: list[np.ndarray], scores: list[np.ndarray], task: RetrievalTask, ks: Sequence[int]):
