@@ -64,13 +64,13 @@ def train_command(
 
 
 DEMO_EPOCHS = 2.0
-DEMO_TRAIN_QUERIES = 500
+DEMO_TRAIN_QUERIES = 400
 
 
 def run_demo(workdir: str = "runs/demo", epochs: float | None = None) -> dict[str, Any]:
     """Build the stdlib-docstring dataset, train the default recipe on it, evaluate before/after, save.
 
-    Smaller than a real run (500 training queries, 2 epochs, 192 tokens) so it ends in a few minutes on 2 cores.
+    Smaller than a real run (400 training queries, 2 epochs, 192 tokens) so it ends in a few minutes on 2 cores.
     """
     from fastrank.demo import build_demo_data
     from fastrank.training.recipe import TrainConfig, train
