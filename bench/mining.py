@@ -91,7 +91,7 @@ def train_and_evaluate(variant: str, model_dir: str | None = None) -> dict[str, 
         rerank_map = RerankingEvaluator.from_jsonl(str(WIKIQA / "test.jsonl")).evaluate(model).metrics
         task = RetrievalTask.from_groups(read_groups(str(WIKIQA / "test.jsonl")), _corpus())
         retrieval = evaluate_retrieve_rerank(task, EmbeddingModel(), model, top_k=100, ks=(10,), use_bm25=False)
-    return {"experiment": "mining-train", "variant": variant, "options": {"original": {}, "mined": MINING,
+    return {"experiment": "mining-train", "variant": variant, "corpus_twins_merged": True, "options": {"original": {}, "mined": MINING,
                                                                            "combined": COMBINED}[variant],
             "train_seconds": result["train_seconds"], "train_pairs_per_epoch": result["train_pairs_per_epoch"],
             "test_rerank": rerank_map, "retrieval": retrieval}

@@ -59,13 +59,13 @@ def _mining_section(records: list[dict[str, Any]]) -> str:
             "the whole corpus instead (mined), or both (combined). MAP = reranking WikiQA test candidates; the "
             "retrieve columns rerank the embedding model's top-100 over every WikiQA sentence. Command: "
             "`python -m bench mining --train original mined combined`.", "",
-            "| training negatives | train pairs/epoch | train s | test MAP | test NDCG@10 | first stage NDCG@10 |"
+            "| training negatives | corpus twins merged | train pairs/epoch | train s | test MAP | test NDCG@10 | first stage NDCG@10 |"
             " reranked NDCG@10 | first stage MRR@10 | reranked MRR@10 | Recall@100 |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for r in trained:
             f, k = r["retrieval"]["first_stage"], r["retrieval"]["reranked"]
             lines.append(
-                f"| {r['variant']} | {r['train_pairs_per_epoch']} | {r['train_seconds']} | "
+                f"| {r['variant']} | {r.get('corpus_twins_merged', False)} | {r['train_pairs_per_epoch']} | {r['train_seconds']} | "
                 f"{r['test_rerank']['map']:.4f} | {r['test_rerank']['ndcg@10']:.4f} | {f['ndcg@10']:.4f} | "
                 f"{k['ndcg@10']:.4f} | {f['mrr@10']:.4f} | {k['mrr@10']:.4f} | {f['recall@100']:.4f} |")
     return "\n".join(lines) + "\n"
