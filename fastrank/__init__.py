@@ -31,11 +31,13 @@ _LAZY = {
     "EvalResult": "fastrank.types",
     "Reranker": "fastrank.reranker",
     "rerank": "fastrank.reranker",
+    "Client": "fastrank.client",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from fastrank.client import Client
     from fastrank.data import load_dataset
     from fastrank.errors import DataError, FastrankError, MissingDependency, ModelLoadError, ParityError
     from fastrank.evaluation.evaluators import RerankingEvaluator

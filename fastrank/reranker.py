@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from fastrank.backends.base import Backend, get_backend
-from fastrank.batching import PairEncoder, check_pairs, run_batches
+from fastrank.batching import EncodedPairs, PairEncoder, check_pairs, run_batches
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.export.manifest import cpu_features, read_manifest
 from fastrank.types import RankedDoc
@@ -47,6 +47,32 @@ def _artifact_encoder(path: Path, manifest: dict[str, Any]) -> PairEncoder:
     except Exception as exc:  # tokenizers raises a bare Exception for missing or malformed files
         raise ModelLoadError(f"could not read the tokenizer {str(file)!r}: {exc}") from exc
     return PairEncoder(tokenizer, int(manifest["max_length"]), int(manifest.get("pad_token_id", 0)))
+
+
+def check_rerank_input(query: str, documents: Sequence[str], top_k: int | None = None) -> list[str]:
+    """Validate a rerank request; bad input raises TypeError/ValueError saying what was wrong and what is accepted."""
+    if not isinstance(query, str):
+        raise TypeError(f"query must be a str, got {type(query).__name__}")
+    if not query.strip():
+        raise ValueError("query is empty: give the text to rank the documents against")
+    if isinstance(documents, (str, bytes)):
+        raise TypeError("documents must be a list of strings, got a single "
+                        f"{type(documents).__name__}; wrap it: [document]")
+    docs = list(documents)
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, str):
+            hint = " (decode it first: doc.decode('utf-8', errors='replace'))" if isinstance(doc, bytes) else ""
+            raise TypeError(f"document {i} must be a str, got {type(doc).__name__}{hint}")
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
+        raise ValueError(f"top_k must be a non-negative integer or None, got {top_k!r}")
+    return docs
+
+
+def ranked(scores: np.ndarray, docs: Sequence[str], top_k: int | None = None,
+           return_documents: bool = True) -> list[dict[str, Any]]:
+    """``[{"index", "score", "document"}]`` best first; ties keep the caller's order."""
+    order = np.argsort(-scores, kind="stable")[:top_k]
+    return [RankedDoc(int(i), float(scores[i]), docs[i] if return_documents else None).to_dict() for i in order]
 
 
 class Reranker:
@@ -136,21 +162,39 @@ class Reranker:
     def max_length(self) -> int:
         return self.encoder.max_length
 
+    def encode(self, pairs: Sequence[Sequence[str]]) -> tuple[EncodedPairs, np.ndarray | None]:
+        """Tokenize pairs the way this reranker scores them: ``(encoded rows, owners)``; ``owners`` maps each row
+        to its pair in ``windows`` mode (None when every pair is one row). Pass the scored rows to ``reduce``."""
+        pairs = check_pairs(pairs)
+        if self.long_documents == "windows" and pairs:
+            return self.encoder.encode_windows(pairs, self.window_stride)
+        return self.encoder.encode(pairs), None
+
+    def run(self, encoded: EncodedPairs, max_tokens: int | None = None) -> np.ndarray:
+        """Raw float32 logits of encoded rows, in their order, through the shared length-sorted batching."""
+        return run_batches(encoded, self.backend.logits, self.batch_size,
+                           self.max_tokens if max_tokens is None else max_tokens,
+                           self.encoder.pad_token_id, self.num_labels)
+
+    @staticmethod
+    def reduce(rows: np.ndarray, owners: np.ndarray | None) -> np.ndarray:
+        """One row of logits per pair: windows of a pair are contiguous, and a pair scores its best window."""
+        if owners is None or not len(rows):
+            return rows
+        starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+        return np.maximum.reduceat(rows, starts, axis=0)
+
     def logits(self, pairs: Sequence[Sequence[str]]) -> np.ndarray:
         """Raw float32 logits (n, num_labels) in the caller's order (windows: each document's best window)."""
-        pairs = check_pairs(pairs)
-        if not pairs:
+        encoded, owners = self.encode(pairs)
+        if not len(encoded):
             return np.zeros((0, self.num_labels), dtype=np.float32)
-        if self.long_documents == "windows":
-            encoded, owners = self.encoder.encode_windows(pairs, self.window_stride)
-        else:
-            encoded, owners = self.encoder.encode(pairs), None
-        out = run_batches(encoded, self.backend.logits, self.batch_size, self.max_tokens,
-                          self.encoder.pad_token_id, self.num_labels)
-        if owners is not None:  # windows of one pair are contiguous: max over each run
-            starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
-            out = np.maximum.reduceat(out, starts, axis=0)
-        return out
+        return self.reduce(self.run(encoded), owners)
+
+    def activate(self, logits: np.ndarray, activation: str | None = None) -> np.ndarray:
+        """Scores from fp32 logits: the model's activation (or ``activation``), flattened for one-logit models."""
+        scores = _activate(logits, activation or self.activation)
+        return scores[:, 0] if self.num_labels == 1 else scores
 
     def predict(self, pairs: Sequence[Sequence[str]], activation: str | None = None) -> np.ndarray:
         """Scores for (query, document) pairs: float32 (n,) for a one-logit model, (n, num_labels) otherwise.
@@ -158,8 +202,7 @@ class Reranker:
         The activation (the model's, or ``activation``: sigmoid / softmax / identity) is applied last, to fp32
         logits.
         """
-        scores = _activate(self.logits(pairs), activation or self.activation)
-        return scores[:, 0] if self.num_labels == 1 else scores
+        return self.activate(self.logits(pairs), activation)
 
     def rerank(
         self, query: str, documents: Sequence[str], top_k: int | None = None, return_documents: bool = True,
@@ -168,27 +211,13 @@ class Reranker:
 
         Empty ``documents`` gives ``[]``. Ties keep the caller's order.
         """
-        if not isinstance(query, str):
-            raise TypeError(f"query must be a str, got {type(query).__name__}")
-        if not query.strip():
-            raise ValueError("query is empty: give the text to rank the documents against")
-        if isinstance(documents, (str, bytes)):
-            raise TypeError("documents must be a list of strings, got a single "
-                            f"{type(documents).__name__}; wrap it: [document]")
-        docs = list(documents)
-        for i, doc in enumerate(docs):
-            if not isinstance(doc, str):
-                hint = " (decode it first: doc.decode('utf-8', errors='replace'))" if isinstance(doc, bytes) else ""
-                raise TypeError(f"document {i} must be a str, got {type(doc).__name__}{hint}")
-        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
-            raise ValueError(f"top_k must be a non-negative integer or None, got {top_k!r}")
+        docs = check_rerank_input(query, documents, top_k)
         if not docs:
             return []
         if self.num_labels != 1:
             raise FastrankError(f"rerank() needs a one-logit model; this one has {self.num_labels} labels")
         scores = self.predict([(query, d) for d in docs])
-        order = np.argsort(-scores, kind="stable")[:top_k]
-        return [RankedDoc(int(i), float(scores[i]), docs[i] if return_documents else None).to_dict() for i in order]
+        return ranked(scores, docs, top_k, return_documents)
 
     def describe(self) -> dict[str, Any]:
         return {"model": self.path, **self.backend.describe(), "max_length": self.max_length,

@@ -8,6 +8,7 @@ from fastrank.cli.evaluate import eval_command
 from fastrank.cli.export import export_command
 from fastrank.cli.mine import mine_command
 from fastrank.cli.rerank import rerank_command
+from fastrank.cli.serve import serve_command
 from fastrank.cli.train import demo_command, train_command
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app.command("demo")(demo_command)
 app.command("mine")(mine_command)
 app.command("export")(export_command)
 app.command("rerank")(rerank_command)
+app.command("serve")(serve_command)
 
 
 def main() -> None:

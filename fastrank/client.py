@@ -1,0 +1,74 @@
+"""``fastrank.Client``: a small, dependency-free client for a ``fastrank serve`` endpoint (or any service that speaks
+the same Cohere/Jina-style ``POST /rerank``).
+
+    client = fastrank.Client("http://localhost:8080")
+    client.rerank("what is a cross-encoder?", ["a model that reads both texts", "a bridge"], top_n=1)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+from fastrank.errors import FastrankError
+
+
+class ServiceError(FastrankError):
+    """The service answered with an error status; ``status`` and the server's ``detail`` are kept."""
+
+    def __init__(self, status: int, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status, self.detail, self.retry_after = status, detail, retry_after
+
+
+class Client:
+    """Calls ``POST {base_url}/rerank``; retries 503 (queue full) up to ``retries`` times after Retry-After."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8080", timeout: float = 60.0, retries: int = 3) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout, self.retries = timeout, retries
+
+    def rerank(self, query: str, documents: Sequence[str], top_n: int | None = None,
+               return_documents: bool = False) -> list[dict[str, Any]]:
+        """``[{"index", "relevance_score", "document"?}]`` best first, as the service returns them."""
+        if isinstance(documents, (str, bytes)):
+            raise TypeError("documents must be a list of strings; wrap a single document: [document]")
+        body: dict[str, Any] = {"query": query, "documents": list(documents), "return_documents": return_documents}
+        if top_n is not None:
+            body["top_n"] = top_n
+        return self._post("/rerank", body)["results"]
+
+    def health(self) -> dict[str, Any]:
+        return self._request(urllib.request.Request(self.base_url + "/health"))
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        data = json.dumps(body).encode("utf-8")
+        request = urllib.request.Request(self.base_url + path, data=data, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        for attempt in range(self.retries + 1):
+            try:
+                return self._request(request)
+            except ServiceError as exc:
+                if exc.status != 503 or attempt == self.retries:
+                    raise
+                time.sleep(exc.retry_after or 0.5)
+        raise AssertionError("unreachable")
+
+    def _request(self, request: urllib.request.Request) -> dict[str, Any]:
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            text = exc.read().decode("utf-8", errors="replace")
+            try:
+                detail = json.loads(text).get("detail", text)
+            except (json.JSONDecodeError, AttributeError):
+                detail = text
+            retry = exc.headers.get("Retry-After")
+            raise ServiceError(exc.code, str(detail), float(retry) if retry else None) from None
+        except urllib.error.URLError as exc:
+            raise FastrankError(f"cannot reach {request.full_url}: {exc.reason}") from None

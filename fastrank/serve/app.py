@@ -1,0 +1,219 @@
+"""The HTTP rerank service (FastAPI): ``POST /rerank``, ``GET /health``, ``GET /metrics``, OpenAPI at ``/docs``.
+
+``POST /rerank`` takes what Cohere, Jina, infinity and text-embeddings-inference clients send — ``query``,
+``documents`` (strings or ``{"text": ...}`` objects) or ``texts``, ``top_n``, ``return_documents`` (or TEI's
+``return_text``) — and answers ``{"results": [{"index", "relevance_score", "document"?}], "model", "usage"}``.
+Requests are scored by a ``BatchingEngine`` that batches pairs across concurrent requests. Importing this module
+imports FastAPI (the ``serve`` extra); ``import fastrank`` never does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from fastrank.errors import require
+
+require("fastapi", "serve", "the HTTP rerank service")
+
+from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.responses import JSONResponse, PlainTextResponse  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+
+from fastrank.reranker import Reranker, ranked  # noqa: E402
+from fastrank.serve.engine import BatchingConfig, BatchingEngine, EngineStopped, QueueFull  # noqa: E402
+from fastrank.serve.metrics import Metrics  # noqa: E402
+
+CONFIG_ENV = "FASTRANK_SERVE_CONFIG"
+
+
+@dataclass
+class ServeConfig:
+    """What ``fastrank serve`` runs: the model, its backend, the batcher and the request limits."""
+
+    model: str
+    backend: str = "auto"
+    num_threads: int | None = None
+    long_documents: str = "truncate"
+    max_batch_tokens: int = 8192
+    max_wait_ms: float = 5.0
+    max_queue: int = 256
+    max_batch_requests: int | None = None
+    max_documents: int = 1000
+    max_document_chars: int = 100_000
+    max_query_chars: int = 10_000
+    model_name: str | None = None
+
+    def batching(self) -> BatchingConfig:
+        return BatchingConfig(self.max_batch_tokens, self.max_wait_ms, self.max_queue, self.max_batch_requests)
+
+
+class Document(BaseModel):
+    text: str
+
+
+class RerankRequest(BaseModel):
+    """A rerank request in the shape the common rerank clients send; unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    query: str = Field(description="The text to rank the documents against.")
+    documents: list[str | Document] | None = Field(None, description="Documents (Cohere, Jina, infinity).")
+    texts: list[str] | None = Field(None, description="Documents (text-embeddings-inference).")
+    top_n: int | None = Field(None, ge=0, description="Return only the best N.")
+    return_documents: bool | None = Field(None, description="Echo each document's text in its result.")
+    return_text: bool | None = Field(None, description="text-embeddings-inference's name for return_documents.")
+    raw_scores: bool = Field(False, description="Return raw logits instead of the model's activation.")
+    model: str | None = Field(None, description="Accepted for client compatibility; the server has one model.")
+
+
+class RerankResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: Document | None = None
+
+
+class RerankResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    results: list[RerankResult]
+    model: str
+    usage: dict[str, int]
+
+
+class _LimitExceeded(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _documents(req: RerankRequest, config: ServeConfig) -> list[str]:
+    if req.documents is not None and req.texts is not None:
+        raise _LimitExceeded(422, "give either 'documents' or 'texts', not both")
+    raw = req.documents if req.documents is not None else req.texts
+    if raw is None:
+        raise _LimitExceeded(422, "the request needs 'documents' (a list of strings or {'text': ...} objects) "
+                                  "or 'texts' (a list of strings)")
+    docs = [d if isinstance(d, str) else d.text for d in raw]
+    if not req.query.strip():
+        raise _LimitExceeded(422, "query is empty: give the text to rank the documents against")
+    if len(req.query) > config.max_query_chars:
+        raise _LimitExceeded(413, f"query has {len(req.query)} characters; max_query_chars is "
+                                  f"{config.max_query_chars}")
+    if len(docs) > config.max_documents:
+        raise _LimitExceeded(413, f"{len(docs)} documents in one request; max_documents is {config.max_documents}")
+    for i, doc in enumerate(docs):
+        if len(doc) > config.max_document_chars:
+            raise _LimitExceeded(413, f"document {i} has {len(doc)} characters; max_document_chars is "
+                                      f"{config.max_document_chars}")
+    return docs
+
+
+async def _until_disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def create_app(config: ServeConfig, reranker: Reranker | None = None) -> FastAPI:
+    """The service for ``config``; pass a loaded ``reranker`` to skip loading ``config.model`` (tests)."""
+    reranker = reranker or Reranker(config.model, backend=config.backend, num_threads=config.num_threads,
+                                    long_documents=config.long_documents)
+    info = reranker.backend.describe()
+    metrics = Metrics({"backend": str(info.get("backend", "")), "precision": str(info.get("precision", "fp32"))})
+    engine = BatchingEngine(reranker, config.batching(), metrics)
+    metrics.gauges["fastrank_queue_depth"] = lambda: engine.pending
+    model_name = config.model_name or os.path.basename(os.path.normpath(config.model))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await engine.start()
+        yield
+        await engine.stop(drain=True)  # uvicorn has stopped accepting; answer what was accepted
+
+    app = FastAPI(title="fastrank", version=_version(), lifespan=lifespan,
+                  description="Cross-encoder reranking with cross-request batching.")
+    app.state.engine, app.state.reranker, app.state.config = engine, reranker, config
+
+    def error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        metrics.inc("fastrank_requests_total", code=str(status))
+        metrics.inc("fastrank_errors_total", kind=kind)
+        return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+    @app.post("/rerank", response_model=RerankResponse, response_model_exclude_none=True,
+              responses={413: {"description": "A request limit was exceeded (the message names it)."},
+                         503: {"description": "The queue is full or the server is stopping; retry later."}})
+    async def rerank(req: RerankRequest, request: Request):
+        started = time.perf_counter()
+        try:
+            docs = _documents(req, config)
+        except _LimitExceeded as exc:
+            return error(exc.status, str(exc), "limit" if exc.status == 413 else "invalid")
+        if not docs:
+            metrics.inc("fastrank_requests_total", code="200")
+            return {"results": [], "model": model_name, "usage": {"total_tokens": 0}}
+        work = asyncio.ensure_future(engine.submit([(req.query, d) for d in docs]))
+        watch = asyncio.ensure_future(_until_disconnected(request))
+        try:
+            await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+        if not work.done():  # the client went away: cancel its queued work and answer nobody
+            work.cancel()
+            metrics.inc("fastrank_requests_total", code="499")
+            return PlainTextResponse("client closed request", status_code=499)
+        try:
+            logits, tokens = work.result()
+        except QueueFull as exc:
+            return error(503, str(exc), "queue_full", {"Retry-After": "1"})
+        except EngineStopped as exc:
+            return error(503, str(exc), "stopping", {"Retry-After": "1"})
+        except (TypeError, ValueError) as exc:
+            return error(422, str(exc), "invalid")
+        except Exception as exc:  # an inference failure is a 500 for this request only
+            return error(500, f"inference failed: {exc}", "inference")
+        scores = logits[:, 0] if req.raw_scores else reranker.activate(logits)
+        echo = bool(req.return_documents if req.return_documents is not None else req.return_text)
+        results = response_body(ranked(scores, docs, req.top_n, echo))
+        metrics.inc("fastrank_requests_total", code="200")
+        metrics.observe("fastrank_request_seconds", time.perf_counter() - started)
+        return {"results": results, "model": model_name, "usage": {"total_tokens": tokens}}
+
+    @app.get("/health")
+    async def health():
+        body = {"status": "ok", "model": model_name, **info, "queued": engine.pending}
+        return JSONResponse(body, status_code=200)
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus_metrics():
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app
+
+
+def _version() -> str:
+    from fastrank import __version__
+
+    return __version__
+
+
+def create_app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory`` and multi-worker serving: the config comes from $FASTRANK_SERVE_CONFIG."""
+    text = os.environ.get(CONFIG_ENV)
+    if not text:
+        raise RuntimeError(f"${CONFIG_ENV} is not set; start the server with `fastrank serve MODEL`")
+    return create_app(ServeConfig(**json.loads(text)))
+
+
+def config_to_env(config: ServeConfig) -> str:
+    return json.dumps(asdict(config))
+
+
+def response_body(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Reranker.rerank results in the service's result shape (index, relevance_score, document)."""
+    return [{"index": r["index"], "relevance_score": r["score"],
+             **({"document": {"text": r["document"]}} if "document" in r else {})} for r in results]

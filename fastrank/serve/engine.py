@@ -1,0 +1,207 @@
+"""Cross-request batching: pairs from concurrent requests share token-budget batches on one inference thread.
+
+Each request is tokenized once (``Reranker.encode``) and queued as a job. The batching loop waits for the first
+job, then up to ``max_wait_ms`` for more, takes jobs first-in first-out until ``max_batch_tokens`` padded tokens,
+and scores all their rows in one ``Reranker.run`` call (the same length-sorted batching every backend uses), on a
+single worker thread so the event loop keeps accepting requests. Every job gets its own rows back, in its own
+order. The queue is bounded (``QueueFull`` → HTTP 503), a cancelled job that has not started is dropped, and
+``stop()`` drains what was accepted. It needs only asyncio, so it is tested without an HTTP server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fastrank.batching import EncodedPairs, round_up
+from fastrank.errors import FastrankError
+from fastrank.serve.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+
+class QueueFull(FastrankError):
+    """The bounded request queue is full; the caller should retry later (HTTP 503 with Retry-After)."""
+
+
+class EngineStopped(FastrankError):
+    """The engine is shutting down and takes no new work."""
+
+
+@dataclass
+class BatchingConfig:
+    """Knobs of the cross-request batcher.
+
+    max_batch_tokens: padded tokens (rows x padded length) per engine step; also the token budget of each forward
+        pass inside a step.
+    max_wait_ms: how long the first job of a step waits for others to join it.
+    max_queue: requests waiting or running at most; one more is refused with ``QueueFull``.
+    max_batch_requests: requests per step at most (1 = no cross-request batching, the reference for the bench).
+    """
+
+    max_batch_tokens: int = 8192
+    max_wait_ms: float = 5.0
+    max_queue: int = 256
+    max_batch_requests: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_batch_tokens, int) or self.max_batch_tokens < 8:
+            raise ValueError(f"max_batch_tokens must be an integer >= 8, got {self.max_batch_tokens!r}")
+        if self.max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms!r}")
+        if not isinstance(self.max_queue, int) or self.max_queue < 1:
+            raise ValueError(f"max_queue must be a positive integer, got {self.max_queue!r}")
+        if self.max_batch_requests is not None and self.max_batch_requests < 1:
+            raise ValueError(f"max_batch_requests must be >= 1 or None, got {self.max_batch_requests!r}")
+
+
+@dataclass
+class _Job:
+    encoded: EncodedPairs
+    owners: np.ndarray | None
+    future: asyncio.Future
+    tokens: int
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+def _concat(parts: list[EncodedPairs]) -> EncodedPairs:
+    if len(parts) == 1:
+        return parts[0]
+    return EncodedPairs([x for p in parts for x in p.input_ids], [x for p in parts for x in p.token_type_ids],
+                        np.concatenate([p.lengths for p in parts]))
+
+
+class BatchingEngine:
+    """Scores requests for one ``Reranker`` with cross-request batching (see the module docstring)."""
+
+    def __init__(self, reranker, config: BatchingConfig | None = None, metrics: Metrics | None = None) -> None:
+        self.reranker = reranker
+        self.config = config or BatchingConfig()
+        self.metrics = metrics or Metrics()
+        self._jobs: deque[_Job] = deque()
+        self._pending = 0  # accepted and not yet answered (waiting or running)
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._stopping = False
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastrank-infer")
+        self._stopping = False
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="fastrank-batcher")
+
+    async def stop(self, drain: bool = True) -> None:
+        """Stop taking work; with ``drain`` answer every accepted job first, else fail the waiting ones."""
+        self._stopping = True
+        if not drain:
+            while self._jobs:
+                job = self._jobs.popleft()
+                self._pending -= 1
+                if not job.future.done():
+                    job.future.set_exception(EngineStopped("the server is shutting down"))
+        if self._task is not None:
+            self._wakeup.set()
+            await self._task
+            self._task = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def submit(self, pairs) -> tuple[np.ndarray, int]:
+        """``(logits, tokens)``: raw fp32 logits, one row per pair in the caller's order, and the tokens scored.
+
+        Raises ``QueueFull`` when ``max_queue`` requests are already pending, ``EngineStopped`` after ``stop()``.
+        """
+        if self._task is None or self._stopping:
+            raise EngineStopped("the batching engine is not running")
+        if self._pending >= self.config.max_queue:
+            self.metrics.inc("fastrank_rejected_total")
+            raise QueueFull(f"{self._pending} requests are queued (max_queue={self.config.max_queue}); retry later")
+        encoded, owners = self.reranker.encode(pairs)
+        if not len(encoded):
+            return np.zeros((0, self.reranker.num_labels), dtype=np.float32), 0
+        job = _Job(encoded, owners, asyncio.get_running_loop().create_future(),
+                   int(sum(round_up(int(n), 8) for n in encoded.lengths)))
+        self._pending += 1
+        self._jobs.append(job)
+        self._wakeup.set()
+        try:
+            rows = await job.future
+        except asyncio.CancelledError:
+            if job in self._jobs:  # not started yet: drop it so nobody scores pairs nobody will read
+                self._jobs.remove(job)
+                self._pending -= 1
+                self.metrics.inc("fastrank_cancelled_total")
+            raise
+        return self.reranker.reduce(rows, owners), int(encoded.lengths.sum())
+
+    def _take(self) -> list[_Job]:
+        budget, cap = self.config.max_batch_tokens, self.config.max_batch_requests
+        taken, tokens = [], 0
+        while self._jobs and (not taken or tokens + self._jobs[0].tokens <= budget) and (cap is None or len(taken) < cap):
+            job = self._jobs.popleft()
+            if job.future.done():  # cancelled while queued
+                self._pending -= 1
+                continue
+            taken.append(job)
+            tokens += job.tokens
+        return taken
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._jobs:
+                if self._stopping:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            first = self._jobs[0].enqueued
+            deadline = first + self.config.max_wait_ms / 1000.0
+            while (not self._stopping and time.perf_counter() < deadline
+                   and sum(j.tokens for j in self._jobs) < self.config.max_batch_tokens
+                   and (self.config.max_batch_requests is None or len(self._jobs) < self.config.max_batch_requests)):
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), max(deadline - time.perf_counter(), 0.0))
+                except asyncio.TimeoutError:
+                    break
+            jobs = self._take()
+            if not jobs:
+                continue
+            started = time.perf_counter()
+            merged = _concat([j.encoded for j in jobs])
+            try:
+                rows = await loop.run_in_executor(self._executor, self.reranker.run, merged,
+                                                  self.config.max_batch_tokens)
+            except Exception as exc:  # a failed step fails its own jobs, never the loop
+                logger.exception("inference failed for a batch of %d requests", len(jobs))
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+            else:
+                offset = 0
+                for job in jobs:
+                    n = len(job.encoded)
+                    if not job.future.done():
+                        job.future.set_result(rows[offset:offset + n])
+                    offset += n
+            finally:
+                self._pending -= len(jobs)
+            done = time.perf_counter()
+            self.metrics.observe_step(
+                requests=len(jobs), pairs=len(merged), tokens=sum(j.tokens for j in jobs),
+                inference_s=done - started, queue_s=[started - j.enqueued for j in jobs])

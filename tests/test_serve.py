@@ -1,0 +1,221 @@
+"""The rerank service: cross-request batching returns each request its own scores, the queue is bounded, the HTTP
+API answers the Cohere/Jina/TEI request shapes with scores equal to ``Reranker.rerank``, limits name themselves,
+and /metrics is valid Prometheus text."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+
+from fastrank.reranker import Reranker  # noqa: E402
+from fastrank.serve.engine import BatchingConfig, BatchingEngine, EngineStopped, QueueFull  # noqa: E402
+
+WORDS = "the cross encoder reads query and document together so it ranks passages better than embeddings".split()
+
+
+def _docs(n: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 40)))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def reranker(tiny_model_dir) -> Reranker:
+    return Reranker(tiny_model_dir, backend="torch")
+
+
+class _Slow:
+    """A reranker whose inference blocks until released, to hold jobs in the queue."""
+
+    def __init__(self, inner: Reranker) -> None:
+        self.inner, self.release = inner, threading.Event()
+        self.num_labels, self.encode, self.reduce = inner.num_labels, inner.encode, inner.reduce
+        self.calls: list[int] = []
+
+    def run(self, encoded, max_tokens=None):
+        self.release.wait(10)
+        self.calls.append(len(encoded))
+        return self.inner.run(encoded, max_tokens)
+
+
+def test_concurrent_requests_share_batches_and_get_their_own_scores(reranker):
+    requests = [("query %d about ranking" % i, _docs(3 + i % 5, i)) for i in range(12)]
+
+    async def main(config):
+        engine = BatchingEngine(reranker, config)
+        await engine.start()
+        out = await asyncio.gather(*(engine.submit([(q, d) for d in docs]) for q, docs in requests))
+        await engine.stop()
+        return out, engine.metrics
+
+    batched, metrics = asyncio.run(main(BatchingConfig(max_wait_ms=50, max_batch_tokens=1 << 16)))
+    for (q, docs), (logits, tokens) in zip(requests, batched):
+        np.testing.assert_allclose(logits, reranker.logits([(q, d) for d in docs]), atol=1e-5)
+        assert tokens == int(reranker.encode([(q, d) for d in docs])[0].lengths.sum())
+    steps = metrics._hists["fastrank_batch_requests"]
+    assert sum(steps.counts) < len(requests)  # requests were merged into fewer steps
+    assert steps.sum == len(requests)
+
+    single, metrics = asyncio.run(main(BatchingConfig(max_wait_ms=50, max_batch_requests=1)))
+    assert sum(metrics._hists["fastrank_batch_requests"].counts) == len(requests)
+    for (logits, _), (ref, _) in zip(single, batched):
+        np.testing.assert_allclose(logits, ref, atol=1e-5)
+
+
+def test_token_budget_splits_steps(reranker):
+    async def main():
+        engine = BatchingEngine(reranker, BatchingConfig(max_wait_ms=50, max_batch_tokens=32))
+        await engine.start()
+        await asyncio.gather(*(engine.submit([("q", "a b c d")] * 2) for _ in range(6)))
+        await engine.stop()
+        return engine.metrics._hists["fastrank_batch_tokens"]
+
+    tokens = asyncio.run(main())
+    assert sum(tokens.counts) == 3 and tokens.sum == 6 * 2 * 8  # a pair pads to 8 tokens: 2 requests a step
+
+
+def test_queue_is_bounded_and_cancelled_jobs_are_dropped(reranker):
+    slow = _Slow(reranker)
+
+    async def main():
+        engine = BatchingEngine(slow, BatchingConfig(max_wait_ms=0, max_queue=3, max_batch_requests=1))
+        await engine.start()
+        first = asyncio.ensure_future(engine.submit([("q", "running")]))
+        await asyncio.sleep(0.05)  # the first job is on the inference thread now
+        queued = [asyncio.ensure_future(engine.submit([("q", f"doc {i}")])) for i in range(2)]
+        await asyncio.sleep(0.01)
+        with pytest.raises(QueueFull, match="max_queue=3"):
+            await engine.submit([("q", "one too many")])
+        queued[0].cancel()
+        await asyncio.sleep(0.01)
+        assert engine.pending == 2
+        slow.release.set()
+        results = await asyncio.gather(first, queued[1])
+        await engine.stop()
+        with pytest.raises(EngineStopped):
+            await engine.submit([("q", "late")])
+        return results, engine.metrics
+
+    (first, second), metrics = asyncio.run(main())
+    assert slow.calls == [1, 1]  # the cancelled job was never scored
+    assert metrics.counter("fastrank_rejected_total") == 1 and metrics.counter("fastrank_cancelled_total") == 1
+    np.testing.assert_allclose(second[0], reranker.logits([("q", "doc 1")]), atol=1e-5)
+
+
+def test_stop_drains_accepted_requests(reranker):
+    async def main():
+        engine = BatchingEngine(reranker, BatchingConfig(max_wait_ms=200))
+        await engine.start()
+        jobs = [asyncio.ensure_future(engine.submit([("q", d)])) for d in ("x y", "z")]
+        await asyncio.sleep(0)
+        await engine.stop(drain=True)
+        return [j.result()[0] for j in jobs]
+
+    out = asyncio.run(main())
+    np.testing.assert_allclose(np.vstack(out), reranker.logits([("q", "x y"), ("q", "z")]), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def client(reranker, tiny_model_dir):
+    from fastapi.testclient import TestClient
+
+    from fastrank.serve.app import ServeConfig, create_app
+
+    config = ServeConfig(model=str(tiny_model_dir), max_documents=5, max_document_chars=400, model_name="tiny")
+    with TestClient(create_app(config, reranker)) as test_client:
+        yield test_client
+
+
+def test_rerank_matches_reranker_for_every_request_shape(client, reranker):
+    query, docs = "which passage ranks best", _docs(5, 7)
+    expected = reranker.rerank(query, docs)
+    for body in ({"query": query, "documents": docs},
+                 {"query": query, "documents": [{"text": d} for d in docs], "model": "anything"},
+                 {"query": query, "texts": docs, "return_text": True}):
+        response = client.post("/rerank", json=body)
+        assert response.status_code == 200, response.text
+        payload = response.json()
+        assert payload["model"] == "tiny" and payload["usage"]["total_tokens"] > len(docs)
+        assert [r["index"] for r in payload["results"]] == [r["index"] for r in expected]
+        np.testing.assert_allclose([r["relevance_score"] for r in payload["results"]],
+                                   [r["score"] for r in expected], atol=1e-6)
+        assert ("document" in payload["results"][0]) == ("return_text" in body)
+    top = client.post("/rerank", json={"query": query, "documents": docs, "top_n": 2, "return_documents": True})
+    assert [(r["index"], r["document"]["text"]) for r in top.json()["results"]] == \
+        [(r["index"], r["document"]) for r in expected[:2]]
+    raw = client.post("/rerank", json={"query": query, "documents": docs, "raw_scores": True}).json()["results"]
+    np.testing.assert_allclose(sorted(r["relevance_score"] for r in raw),
+                               sorted(reranker.logits([(query, d) for d in docs])[:, 0]), atol=1e-5)
+    assert client.post("/rerank", json={"query": query, "documents": []}).json()["results"] == []
+
+
+def test_limits_and_bad_requests_name_the_problem(client):
+    too_many = client.post("/rerank", json={"query": "q", "documents": ["d"] * 6})
+    assert too_many.status_code == 413 and "max_documents is 5" in too_many.json()["detail"]
+    too_long = client.post("/rerank", json={"query": "q", "documents": ["ok", "x" * 401]})
+    assert too_long.status_code == 413 and "document 1 has 401 characters" in too_long.json()["detail"]
+    empty = client.post("/rerank", json={"query": "  ", "documents": ["d"]})
+    assert empty.status_code == 422 and "query is empty" in empty.json()["detail"]
+    missing = client.post("/rerank", json={"query": "q"})
+    assert missing.status_code == 422 and "'documents'" in missing.json()["detail"]
+    wrong_type = client.post("/rerank", json={"query": "q", "documents": [1, 2]})
+    assert wrong_type.status_code == 422
+    negative = client.post("/rerank", json={"query": "q", "documents": ["d"], "top_n": -1})
+    assert negative.status_code == 422
+
+
+def test_health_metrics_and_openapi(client):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client.post("/rerank", json={"query": "q", "documents": ["a", "b"]})
+    assert client.get("/health").json()["status"] == "ok"
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    ok = [s for s in families["fastrank_requests"].samples if s.labels.get("code") == "200"]
+    assert ok and ok[0].value >= 1 and ok[0].labels["backend"] == "torch"
+    pairs = [s for s in families["fastrank_batch_pairs"].samples if s.name.endswith("_count")]
+    assert pairs[0].value >= 1
+    assert "/rerank" in client.get("/openapi.json").json()["paths"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_client_against_a_live_server(reranker, tiny_model_dir):
+    import uvicorn
+
+    from fastrank.client import Client, ServiceError
+    from fastrank.serve.app import ServeConfig, create_app
+
+    port = _free_port()
+    config = ServeConfig(model=str(tiny_model_dir), max_documents=3)
+    server = uvicorn.Server(uvicorn.Config(create_app(config, reranker), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        client = Client(f"http://127.0.0.1:{port}", retries=0)
+        for _ in range(100):
+            try:
+                client.health()
+                break
+            except Exception:
+                time.sleep(0.05)
+        docs = ["ranking passages", "a b c"]
+        got = client.rerank("rank these", docs, return_documents=True)
+        want = reranker.rerank("rank these", docs)
+        assert [(r["index"], r["document"]["text"]) for r in got] == [(r["index"], r["document"]) for r in want]
+        np.testing.assert_allclose([r["relevance_score"] for r in got], [r["score"] for r in want], atol=1e-6)
+        with pytest.raises(ServiceError, match="max_documents is 3") as info:
+            client.rerank("q", ["d"] * 4)
+        assert info.value.status == 413
+    finally:
+        server.should_exit = True
+        thread.join(10)
