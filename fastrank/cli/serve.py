@@ -29,6 +29,9 @@ def serve_command(
     workers: Annotated[int, typer.Option("--workers", help="Server processes, each with its own model.")] = 1,
     threads: Annotated[int | None, typer.Option(
         "--threads", help="Inference threads per worker (default: cores / workers).")] = None,
+    ray_replicas: Annotated[int, typer.Option(
+        "--ray-replicas", help="Deploy N replicas on Ray Serve ($RAY_ADDRESS, else a local Ray); needs fastrank[ray]."
+    )] = 0,
     no_batching: Annotated[bool, typer.Option(
         "--no-batching", help="One request per batching step (the reference the bench compares with).")] = False,
 ) -> None:
@@ -47,6 +50,14 @@ def serve_command(
                          max_batch_requests=1 if no_batching else None, max_documents=max_documents,
                          max_document_chars=max_document_chars)
     config.batching()  # validate before any worker starts
+    if ray_replicas:
+        from fastrank.serve.ray_app import deploy
+
+        typer.echo(f"fastrank: {ray_replicas} Ray Serve replicas at {deploy(config, ray_replicas, host, port)}")
+        import signal
+
+        signal.pause()  # Ray serves; Ctrl-C stops the driver and its deployment
+        return
     if workers == 1:
         uvicorn.run(create_app(config), host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
         return
