@@ -49,6 +49,23 @@ def _artifact_encoder(path: Path, manifest: dict[str, Any]) -> PairEncoder:
     return PairEncoder(tokenizer, int(manifest["max_length"]), int(manifest.get("pad_token_id", 0)))
 
 
+def auto_backend(path: str, manifest: dict[str, Any] | None) -> str:
+    """``backend="auto"``: a TensorRT engine that fits this GPU and TensorRT, else the artifact's format (torch for
+    a plain checkpoint). Skipping an artifact's engines is logged with the reason."""
+    if manifest is None:
+        return "torch"
+    engines = (manifest.get("tensorrt") or {}).get("engines")
+    if engines:
+        from fastrank.backends.tensorrt_backend import gpu_info
+        from fastrank.export.tensorrt import select_engine
+
+        entry, reason = select_engine(engines, *gpu_info())
+        if entry is not None:
+            return "tensorrt"
+        logger.warning("%s: running the ONNX model instead of a TensorRT engine: %s", path, reason)
+    return manifest["format"]
+
+
 def check_rerank_input(query: str, documents: Sequence[str], top_k: int | None = None) -> list[str]:
     """Validate a rerank request; bad input raises TypeError/ValueError saying what was wrong and what is accepted."""
     if not isinstance(query, str):
@@ -116,7 +133,7 @@ class Reranker:
         self.manifest = read_manifest(local) if local.is_dir() else None
         name = backend
         if backend == "auto":
-            name = self.manifest["format"] if self.manifest else "torch"
+            name = auto_backend(self.path, self.manifest)
         options: dict[str, Any] = {"num_threads": num_threads}
         if providers is not None:
             options["providers"] = providers

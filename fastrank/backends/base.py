@@ -20,6 +20,8 @@ from fastrank.errors import FastrankError
 _REGISTRY: dict[str, str] = {
     "torch": "fastrank.backends.torch_backend:TorchBackend",
     "onnx": "fastrank.backends.onnx_backend:OnnxBackend",
+    "tensorrt": "fastrank.backends.tensorrt_backend:TensorRTBackend",
+    "torch-cuda": "fastrank.backends.torch_cuda_backend:TorchCudaBackend",
 }
 
 

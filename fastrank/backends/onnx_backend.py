@@ -11,6 +11,7 @@ import numpy as np
 
 from fastrank.backends.base import Backend
 from fastrank.errors import FastrankError, ModelLoadError, require
+from fastrank.export.profiles import Profile
 
 logger = logging.getLogger(__name__)
 
@@ -20,10 +21,15 @@ TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")
 DEFAULT_PROVIDER_ORDER = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
-def choose_providers(available: Sequence[str], requested: Sequence[str] | None = None) -> list[str]:
-    """Execution providers to use: ``requested`` (checked against ``available``) or the default order."""
+ProviderSpec = str | tuple[str, dict[str, Any]]
+
+
+def choose_providers(available: Sequence[str], requested: Sequence[ProviderSpec] | None = None) -> list[ProviderSpec]:
+    """Execution providers to use: ``requested`` (names or ``(name, options)``, checked against ``available``) or
+    the default order."""
     if requested:
-        missing = [p for p in requested if p not in available]
+        names = [p if isinstance(p, str) else p[0] for p in requested]
+        missing = [p for p in names if p not in available]
         if missing:
             raise FastrankError(
                 f"onnxruntime execution provider(s) {missing} are not available here; available: {list(available)}"
@@ -31,10 +37,41 @@ def choose_providers(available: Sequence[str], requested: Sequence[str] | None =
             )
         chosen = list(requested)
     else:
-        chosen = [p for p in DEFAULT_PROVIDER_ORDER if p in available]
-    if "CPUExecutionProvider" not in chosen and "CPUExecutionProvider" in available:
+        names = chosen = [p for p in DEFAULT_PROVIDER_ORDER if p in available]
+    if "CPUExecutionProvider" not in names and "CPUExecutionProvider" in available:
         chosen.append("CPUExecutionProvider")  # fallback for nodes the accelerator cannot run
     return chosen
+
+
+def _shapes_option(profiles: Sequence[Profile], input_names: Sequence[str], which: int) -> str:
+    """onnxruntime's profile-shape string: ``name:BxS`` per input, repeated once per profile, comma-separated."""
+    return ",".join(f"{name}:{p.shapes()[which][0]}x{p.shapes()[which][1]}" for p in profiles for name in input_names)
+
+
+def gpu_providers(kind: str, profiles: Sequence[Profile] = (), input_names: Sequence[str] = TOKENIZER_OUTPUTS,
+                  cache_dir: str | Path | None = None, fp16: bool = True, device_id: int = 0) -> list[ProviderSpec]:
+    """Provider list for onnxruntime-gpu. ``cuda``: the CUDA provider; ``tensorrt``: the TensorRT provider with
+    explicit optimization profiles (so it never rebuilds an engine for a new padded length), engine and timing
+    caches under ``cache_dir``, fp16 on request; both fall back to CUDA then CPU for unsupported nodes."""
+    cuda = ("CUDAExecutionProvider", {"device_id": device_id, "arena_extend_strategy": "kSameAsRequested",
+                                      "cudnn_conv_algo_search": "HEURISTIC", "do_copy_in_default_stream": True})
+    if kind == "cuda":
+        return [cuda, "CPUExecutionProvider"]
+    if kind != "tensorrt":
+        raise ValueError(f"kind must be 'cuda' or 'tensorrt', got {kind!r}")
+    if not profiles:
+        raise ValueError("the TensorRT provider needs optimization profiles (fastrank.export.profiles.plan_profiles)")
+    options: dict[str, Any] = {
+        "device_id": device_id, "trt_fp16_enable": bool(fp16),
+        "trt_profile_min_shapes": _shapes_option(profiles, input_names, 0),
+        "trt_profile_opt_shapes": _shapes_option(profiles, input_names, 1),
+        "trt_profile_max_shapes": _shapes_option(profiles, input_names, 2),
+        "trt_layer_norm_fp32_fallback": True,
+    }
+    if cache_dir is not None:
+        options.update({"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir),
+                        "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache_dir)})
+    return [("TensorrtExecutionProvider", options), cuda, "CPUExecutionProvider"]
 
 
 class OnnxBackend(Backend):
@@ -58,7 +95,7 @@ class OnnxBackend(Backend):
         input_names: Sequence[str] | None = None,
         output_name: str = "logits",
         num_threads: int | None = None,
-        providers: Sequence[str] | None = None,
+        providers: Sequence[ProviderSpec] | None = None,
         precision: str | None = None,
     ) -> None:
         ort = require("onnxruntime", "onnx", "the ONNX backend")
@@ -86,7 +123,7 @@ class OnnxBackend(Backend):
 
     @classmethod
     def from_artifact(cls, path: Path, manifest: dict[str, Any] | None, num_threads: int | None = None,
-                      providers: Sequence[str] | None = None) -> OnnxBackend:
+                      providers: Sequence[ProviderSpec] | None = None) -> OnnxBackend:
         """The ``model.onnx`` of an exported artifact directory, checked against its manifest."""
         if manifest is None:
             raise ModelLoadError(

@@ -9,24 +9,39 @@ import typer
 
 from fastrank.cli.output import print_json
 
-FORMATS = ("onnx",)
+FORMATS = ("onnx", "tensorrt", "triton")
 
 
 def export_artifact(
     model: str, out: str, precision: str = "fp32", optimize: str = "O2", verify_data: str | None = None,
-    allow_parity_failure: bool = False, fmt: str = "onnx",
+    allow_parity_failure: bool = False, fmt: str = "onnx", triton_backend: str = "onnxruntime",
+    max_batch_size: int = 64,
 ) -> dict[str, Any]:
-    """Export ``model`` to ``out``; returns the manifest. ``verify_data`` is grouped JSONL (query, documents, labels)."""
+    """Export ``model`` to ``out``; returns the manifest. ``verify_data`` is grouped JSONL (query, documents, labels).
+
+    ``onnx``: a verified ONNX (or bf16 torch) artifact. ``tensorrt``: that plus a verified TensorRT engine (GPU
+    machine). ``triton``: a Triton model repository built from ``model``, which must be an ONNX artifact directory.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)} (bf16 is written as a torch artifact by "
                          f"--precision bf16), got {fmt!r}")
-    from fastrank.export import export_model
+    if fmt == "triton":
+        from fastrank.export.manifest import read_manifest
+        from fastrank.export.triton import write_repository
 
+        write_repository(model, out, backend=triton_backend, max_batch_size=max_batch_size)
+        return {"format": "triton", "repository": out, "backend": triton_backend, "artifact": read_manifest(model)}
     groups = None
     if verify_data is not None:
         from fastrank.data import read_groups
 
         groups = read_groups(verify_data)
+    if fmt == "tensorrt":
+        from fastrank.export.tensorrt import export_tensorrt
+
+        return export_tensorrt(model, out, groups, max_batch=max_batch_size, allow_parity_failure=allow_parity_failure)
+    from fastrank.export import export_model
+
     return export_model(model, out, precision=precision, optimize=optimize, verify_pairs=groups,
                         allow_parity_failure=allow_parity_failure)
 
@@ -63,11 +78,19 @@ def export_command(
         "--verify-data", help="Grouped JSONL (query, documents, labels) to verify parity on.")] = None,
     allow_parity_failure: Annotated[bool, typer.Option(
         "--allow-parity-failure", help="Write the artifact even if verification fails (recorded).")] = False,
+    triton_backend: Annotated[str, typer.Option(
+        "--triton-backend", help="With --format triton: onnxruntime | tensorrt (the artifact's engine).")] = "onnxruntime",
+    max_batch_size: Annotated[int, typer.Option(
+        "--max-batch-size", help="tensorrt: largest profile batch; triton: max_batch_size.")] = 64,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
-    """Export a reranker to ONNX (fp32/int8/fp16) or bf16, verified against PyTorch before it is written."""
+    """Export a reranker to ONNX (fp32/int8/fp16), bf16, a TensorRT engine or a Triton repository, verified first."""
     manifest = export_artifact(model, str(out), precision, optimize, None if verify_data is None else str(verify_data),
-                               allow_parity_failure, fmt)
+                               allow_parity_failure, fmt, triton_backend, max_batch_size)
+    if fmt == "triton" and not as_json:
+        typer.echo(f"wrote Triton model repository {out} ({triton_backend}); serve it with "
+                   f"tritonserver --model-repository {out}")
+        return
     if as_json:
         print_json(manifest)
     else:

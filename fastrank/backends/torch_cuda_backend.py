@@ -1,0 +1,108 @@
+"""PyTorch CUDA backend: fp16/bf16/fp32 weights on a GPU, with one CUDA graph per (batch, length) bucket.
+
+Batches are padded up to bucket points (batch 1, 2, 4, ... ``max_batch``; lengths every ``seq_step`` tokens, see
+``fastrank.export.profiles.graph_buckets``) and each bucket's forward pass is captured once as a CUDA graph and
+replayed, which removes the per-kernel launch cost that dominates small reranking batches. A bucket whose capture
+fails (e.g. a model with data-dependent control flow) runs eagerly and ``describe()`` says so. Logits come back
+as fp32. Needs CUDA torch; verified by ``bench/gpu_check.sh`` only when a GPU machine is lent.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastrank.backends.base import Backend
+from fastrank.errors import FastrankError, require
+from fastrank.export.profiles import bucket_shape, graph_buckets, pad_batch
+
+logger = logging.getLogger(__name__)
+
+DTYPES = ("fp32", "fp16", "bf16")
+
+
+class TorchCudaBackend(Backend):
+    """A ``CrossEncoder`` on a CUDA device in ``precision``, optionally replaying CUDA graphs per bucket."""
+
+    name = "torch-cuda"
+
+    def __init__(self, model: Any, precision: str = "fp16", cuda_graphs: bool = True, max_batch: int = 64,
+                 seq_step: int = 64, device: str = "cuda") -> None:
+        self.torch = torch = require("torch", "train", "the torch CUDA backend")
+        if precision not in DTYPES:
+            raise ValueError(f"precision must be one of {DTYPES}, got {precision!r}")
+        if not torch.cuda.is_available():
+            raise FastrankError("the torch-cuda backend needs a CUDA GPU; none is visible (use backend='torch')")
+        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+        self.model = model
+        self.hf = model.model.to(device=device, dtype=dtype).eval()
+        self.precision, self.device, self.cuda_graphs = precision, device, cuda_graphs
+        self.num_labels = int(model.num_labels)
+        names = list(getattr(model.tokenizer, "model_input_names", ["input_ids", "attention_mask"]))
+        self.input_names = tuple(n for n in ("input_ids", "attention_mask", "token_type_ids") if n in names)
+        self.pad_token_id = int(getattr(model.tokenizer, "pad_token_id", 0) or 0)
+        self.batches, self.seqs = graph_buckets(max_batch, int(model.max_length), seq_step)
+        self.graphs: dict[tuple[int, int], Any] = {}
+        self.eager_buckets: set[tuple[int, int]] = set()
+
+    @classmethod
+    def from_artifact(cls, path: Path, manifest: dict[str, Any] | None, precision: str = "fp16",
+                      cuda_graphs: bool = True, **options: Any) -> TorchCudaBackend:
+        from fastrank.model import CrossEncoder
+
+        if manifest is not None and manifest["format"] != "torch":
+            raise FastrankError(f"{path} is a {manifest['format']} artifact; torch-cuda needs a checkpoint")
+        options.pop("num_threads", None)
+        return cls(CrossEncoder(path), precision=precision, cuda_graphs=cuda_graphs, **options)
+
+    def _forward(self, inputs: dict[str, Any]):
+        return self.hf(**inputs, return_dict=True).logits
+
+    def _capture(self, rows: int, width: int):
+        torch = self.torch
+        static = {n: torch.zeros((rows, width), dtype=torch.int64, device=self.device) for n in self.input_names}
+        static["attention_mask"][:, 0] = 1
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.inference_mode():
+            for _ in range(2):  # warm-up on a side stream, as capture requires
+                self._forward(static)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(graph):
+            out = self._forward(static)
+        return graph, static, out
+
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        torch = self.torch
+        inputs = self._select_inputs(batch)
+        rows, width = inputs["input_ids"].shape
+        if not self.cuda_graphs:
+            with torch.inference_mode():
+                out = self._forward({k: torch.from_numpy(v).to(self.device) for k, v in inputs.items()})
+            return out.float().cpu().numpy()
+        key = bucket_shape(rows, width, self.batches, self.seqs)
+        padded = pad_batch(inputs, *key, pad_token_id=self.pad_token_id)
+        if key not in self.graphs and key not in self.eager_buckets:
+            try:
+                self.graphs[key] = self._capture(*key)
+            except RuntimeError as exc:  # capture is not possible for this model/bucket: run it eagerly
+                logger.warning("CUDA graph capture failed for bucket %s (%s); running it eagerly", key, exc)
+                self.eager_buckets.add(key)
+        if key in self.eager_buckets:
+            with torch.inference_mode():
+                out = self._forward({k: torch.from_numpy(v).to(self.device) for k, v in padded.items()})
+            return out[:rows].float().cpu().numpy()
+        graph, static, out = self.graphs[key]
+        for name, array in padded.items():
+            static[name].copy_(torch.from_numpy(array), non_blocking=True)
+        graph.replay()
+        return out[:rows].float().cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "precision": self.precision, "device": self.device,
+                "cuda_graphs": self.cuda_graphs, "graphs_captured": len(self.graphs),
+                "eager_buckets": sorted(self.eager_buckets)}

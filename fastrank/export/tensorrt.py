@@ -1,0 +1,256 @@
+"""TensorRT engines for an exported ONNX artifact: optimization profiles, precision ladder, engine selection.
+
+``export_tensorrt`` writes a normal fp32 ONNX artifact (so the model still runs anywhere) plus ``tensorrt/``: one
+engine per (GPU compute capability, TensorRT version, precision) with its timing cache, listed in the manifest's
+``tensorrt`` section with the profiles it was built for and its parity against PyTorch. ``select_engine`` picks the
+engine that fits the GPU and TensorRT at hand or says why none does, and the loader falls back to ONNX.
+
+Two builder APIs are supported:
+- TensorRT 10: a weakly typed network; fp16 through ``BuilderFlag.FP16``, with LayerNorm/Softmax/reduction layers
+  pinned to fp32 (``OBEY_PRECISION_CONSTRAINTS``) on the "fp16-fp32-sensitive" rung.
+- TensorRT 11+: strongly typed networks only, no FP16 flag: precision comes from the ONNX file, so fp16 rungs are
+  built from a mixed-precision ONNX that keeps normalization, residual adds, softmax and the classifier in fp32.
+
+Code that needs a GPU (building, running) is marked so in the README's support matrix; everything that decides
+something (profiles, keys, selection, ladders, layer choices) runs on any machine and is unit-tested.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastrank.errors import FastrankError
+from fastrank.export.profiles import Profile
+
+logger = logging.getLogger(__name__)
+
+ENGINE_DIR = "tensorrt"
+GPU_LADDER = ("fp16", "fp16-fp32-sensitive", "bf16", "fp32")
+# Op types kept in fp32 on the sensitive rungs: normalization statistics, softmax and residual sums overflow or lose
+# precision in fp16; the classifier's single logit decides the ranking.
+SENSITIVE_OP_TYPES = ("LayerNormalization", "SkipLayerNormalization", "EmbedLayerNormalization", "Softmax",
+                      "ReduceMean", "Pow", "Sqrt", "Div", "Add")
+SENSITIVE_LAYER_WORDS = ("norm", "softmax", "classifier", "reduce", "pow", "sqrt")
+
+
+@dataclass(frozen=True)
+class EngineRung:
+    """A GPU precision rung: the builder precision and whether sensitive layers stay fp32."""
+
+    name: str
+    precision: str
+    keep_sensitive_fp32: bool = False
+
+
+GPU_RUNGS = {
+    "fp16": EngineRung("fp16", "fp16"),
+    "fp16-fp32-sensitive": EngineRung("fp16-fp32-sensitive", "fp16", keep_sensitive_fp32=True),
+    "bf16": EngineRung("bf16", "bf16"),
+    "fp32": EngineRung("fp32", "fp32"),
+}
+
+
+def trt_major(version: str) -> int:
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError as exc:
+        raise FastrankError(f"cannot read a TensorRT version from {version!r}") from exc
+
+
+def builder_api(version: str) -> str:
+    """``weakly-typed`` (TensorRT 8-10: builder flags choose precision) or ``strongly-typed`` (TensorRT 11+)."""
+    major = trt_major(version)
+    if major < 8:
+        raise FastrankError(f"TensorRT {version} is too old; fastrank supports TensorRT 10 and 11")
+    return "strongly-typed" if major >= 11 else "weakly-typed"
+
+
+def engine_file(compute_capability: str, trt_version: str, rung: str) -> str:
+    """Engine file name keyed by what makes an engine loadable: GPU compute capability, TensorRT version, rung."""
+    cc = str(compute_capability).replace(".", "")
+    return f"engine-sm{cc}-trt{trt_version}-{rung}.plan"
+
+
+def select_engine(entries: Sequence[dict[str, Any]], compute_capability: str | None,
+                  trt_version: str | None) -> tuple[dict[str, Any] | None, str]:
+    """The engine entry built for this GPU and TensorRT (serialized engines are tied to both), or None and why.
+
+    Among compatible entries the one that passed verification at the fastest rung wins (GPU_LADDER order).
+    """
+    if not entries:
+        return None, "the artifact has no TensorRT engines (export with --format tensorrt on a GPU machine)"
+    if trt_version is None:
+        return None, "TensorRT is not installed (pip install 'fastrank[tensorrt]')"
+    if compute_capability is None:
+        return None, "no CUDA GPU is visible"
+    cc = str(compute_capability)
+    fits = [e for e in entries if str(e["compute_capability"]) == cc and str(e["tensorrt_version"]) == trt_version]
+    if not fits:
+        built = ", ".join(f"sm{e['compute_capability']} / TensorRT {e['tensorrt_version']}" for e in entries)
+        return None, (f"no engine for this GPU (sm{cc}) with TensorRT {trt_version}; the artifact has engines for "
+                      f"{built}. Engines only load on the GPU architecture and TensorRT version that built them: "
+                      "re-run `fastrank export --format tensorrt` here")
+    fits.sort(key=lambda e: GPU_LADDER.index(e["rung"]) if e["rung"] in GPU_LADDER else len(GPU_LADDER))
+    return fits[0], "ok"
+
+
+def sensitive_layer(name: str, layer_type: str) -> bool:
+    """True for layers a TensorRT 10 "fp16-fp32-sensitive" build pins to fp32 (by type name or layer name)."""
+    text = f"{name} {layer_type}".lower()
+    return any(word in text for word in SENSITIVE_LAYER_WORDS)
+
+
+def classifier_nodes(model_proto: Any) -> list[str]:
+    """Nodes after the last LayerNormalization-like node: pooler and classifier, kept fp32 in mixed precision."""
+    nodes = list(model_proto.graph.node)
+    last = max((i for i, n in enumerate(nodes) if "LayerNormalization" in n.op_type), default=-1)
+    return [n.name for n in nodes[last + 1:]]
+
+
+def mixed_precision_onnx(src: Path, dst: Path) -> dict[str, Any]:
+    """fp16 ONNX with normalization, residual adds, softmax and the classifier kept fp32 (for strongly typed
+    TensorRT 11 builds and for onnxruntime's CUDA provider); inputs and logits stay fp32."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(src))
+    keep_nodes = classifier_nodes(model)
+    converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=list(SENSITIVE_OP_TYPES),
+                                         node_block_list=keep_nodes)
+    onnx.save(converted, str(dst))
+    return {"method": "convert_float_to_float16", "fp32_op_types": list(SENSITIVE_OP_TYPES),
+            "fp32_nodes": keep_nodes}
+
+
+def _add_profiles(builder, config, network, profiles: Sequence[Profile], input_names: Sequence[str]) -> None:
+    for profile in profiles:
+        p = builder.create_optimization_profile()
+        lo, opt, hi = profile.shapes()
+        for name in input_names:
+            p.set_shape(name, lo, opt, hi)
+        config.add_optimization_profile(p)
+
+
+def build_engine(onnx_path: Path, engine_path: Path, profiles: Sequence[Profile], rung: EngineRung,
+                 input_names: Sequence[str], timing_cache: Path | None = None, workspace_gib: float = 4.0,
+                 trt: Any = None) -> dict[str, Any]:
+    """Build and serialize one engine (needs a GPU and TensorRT). For TensorRT 11+ ``onnx_path`` must already hold
+    the rung's precision (see ``mixed_precision_onnx``); for 10 the builder flags set it."""
+    if trt is None:
+        from fastrank.errors import require
+
+        trt = require("tensorrt", "tensorrt", "TensorRT engines")
+    api = builder_api(trt.__version__)
+    trt_logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(trt_logger)
+    flags = 0
+    if api == "strongly-typed":
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    elif hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, trt_logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise FastrankError(f"TensorRT could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    pinned = 0
+    if api == "weakly-typed" and rung.precision in ("fp16", "bf16"):
+        config.set_flag(trt.BuilderFlag.FP16 if rung.precision == "fp16" else trt.BuilderFlag.BF16)
+        if rung.keep_sensitive_fp32:
+            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+            for i in range(network.num_layers):
+                layer = network.get_layer(i)
+                if sensitive_layer(layer.name, str(layer.type)):
+                    layer.precision = trt.float32
+                    for j in range(layer.num_outputs):
+                        layer.set_output_type(j, trt.float32)
+                    pinned += 1
+    cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache and timing_cache.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    _add_profiles(builder, config, network, profiles, input_names)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise FastrankError(f"TensorRT failed to build the {rung.name} engine (see the TensorRT log above)")
+    engine_path.write_bytes(bytes(serialized))
+    if timing_cache is not None:
+        timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+    return {"builder_api": api, "layers_pinned_fp32": pinned, "bytes": engine_path.stat().st_size}
+
+
+def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *, ladder: Sequence[str] = GPU_LADDER,
+                    max_batch: int = 64, num_profiles: int = 3, allow_parity_failure: bool = False) -> dict[str, Any]:
+    """Export ``model`` to a fp32 ONNX artifact plus the first TensorRT engine on ``ladder`` that passes the parity
+    gate (the CPU export's bounds: fp16/bf16 rungs as fp16). Needs a CUDA GPU and TensorRT."""
+    import shutil
+    import tempfile
+
+    from fastrank.backends.tensorrt_backend import TensorRTBackend, gpu_info
+    from fastrank.backends.torch_backend import TorchBackend
+    from fastrank.errors import ParityError
+    from fastrank.export.manifest import read_manifest, write_manifest
+    from fastrank.export.onnx import export_model
+    from fastrank.export.profiles import plan_profiles
+    from fastrank.export.verify import check, compare, merged_bounds, normalize_groups, score_groups
+    from fastrank.io import atomic_dir
+    from fastrank.reranker import Reranker
+
+    cc, trt_version = gpu_info()
+    if cc is None or trt_version is None:
+        raise FastrankError("--format tensorrt needs a CUDA GPU and TensorRT (pip install 'fastrank[tensorrt]'); "
+                            "--format onnx runs anywhere")
+    unknown = [r for r in ladder if r not in GPU_RUNGS]
+    if unknown:
+        raise ValueError(f"unknown GPU rungs {unknown}; known: {', '.join(GPU_LADDER)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "onnx"
+        manifest = export_model(model, base, precision="fp32", optimize="O1", verify_pairs=verify_pairs)
+        encoder = Reranker(base, backend="onnx").encoder
+        groups, _ = normalize_groups(verify_pairs)
+        lengths = encoder.encode([(g.query, d) for g in groups for d in g.documents]).lengths
+        profiles = plan_profiles(lengths, encoder.max_length, max_batch, num_profiles)
+        torch_ref = TorchBackend.load(model) if isinstance(model, (str, Path)) else TorchBackend(model)
+        reference, _ = score_groups(encoder, torch_ref.logits, groups, 1, max_batch)
+        engines_dir = base / ENGINE_DIR
+        engines_dir.mkdir()
+        tried, chosen = [], None
+        for name in ladder:
+            rung = GPU_RUNGS[name]
+            src = base / "model.onnx"
+            if builder_api(trt_version) == "strongly-typed" and rung.precision == "fp16":
+                src = Path(tmp) / f"{name}.onnx"
+                (mixed_precision_onnx if rung.keep_sensitive_fp32 else _plain_fp16)(base / "model.onnx", src)
+            file, cache = engine_file(cc, trt_version, name), f"timing-sm{cc}-trt{trt_version}.cache"
+            info = build_engine(src, engines_dir / file, profiles, rung, manifest["input_names"], engines_dir / cache)
+            backend = TensorRTBackend(engines_dir / file, manifest["input_names"], profiles)
+            candidate, _ = score_groups(encoder, backend.logits, groups, 1, max_batch)
+            report = compare(reference, candidate, groups)
+            failures = check(report, merged_bounds("fp32" if rung.precision == "fp32" else "fp16"))
+            tried.append({"rung": name, "failures": failures, **info})
+            if not failures or allow_parity_failure:
+                chosen = {"file": file, "rung": name, "precision": rung.precision, "compute_capability": cc,
+                          "tensorrt_version": trt_version, "timing_cache": cache, "parity": report,
+                          "parity_failed": bool(failures), **info}
+                break
+            (engines_dir / file).unlink()
+        if chosen is None:
+            raise ParityError("no TensorRT rung passed verification: "
+                              + "; ".join(f"{t['rung']}: {', '.join(t['failures'])}" for t in tried))
+        manifest = read_manifest(base)
+        manifest["tensorrt"] = {"profiles": [p.to_dict() for p in profiles], "engines": [chosen], "ladder": tried}
+        write_manifest(base, manifest)
+        with atomic_dir(out_dir) as target:
+            shutil.copytree(base, target, dirs_exist_ok=True)
+    return manifest
+
+
+def _plain_fp16(src: Path, dst: Path) -> dict[str, Any]:
+    from fastrank.export.onnx import convert_fp16
+
+    return convert_fp16(src, dst)
+

@@ -1,0 +1,182 @@
+"""A Triton Inference Server model repository for an exported artifact (``fastrank export --format triton``).
+
+Three models, so clients send text and get scores back:
+
+- ``<name>_tokenizer`` (Python backend): QUERY and DOCUMENT strings -> input_ids / attention_mask /
+  token_type_ids, with the artifact's own ``tokenizer.json`` and max_length (the same truncation as ``Reranker``);
+- ``<name>_model``: the ONNX model (``onnxruntime`` backend, optional TensorRT accelerator with fp16) or the
+  artifact's TensorRT engine (``tensorrt_plan``, one instance group per optimization profile), with dynamic
+  batching across requests;
+- ``<name>`` (ensemble): tokenizer -> model, inputs QUERY/DOCUMENT, output LOGITS (raw; apply the artifact's
+  activation client-side, or read ``fastrank.json``).
+
+Clients that tokenize themselves can call ``<name>_model`` directly. Configs are protobuf text; the tests parse
+them with Triton's own ``model_config.proto`` (from ``tritonclient``). Serving them needs a Triton server, which
+this project's machines do not have: the repository layout and configs are verified, not a live Triton.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fastrank.errors import FastrankError, ModelLoadError
+from fastrank.export.manifest import read_manifest
+from fastrank.io import atomic_dir
+
+BACKENDS = ("onnxruntime", "tensorrt")
+KINDS = ("KIND_GPU", "KIND_CPU")
+
+_TOKENIZER_MODEL = '''"""Triton Python backend: tokenize (QUERY, DOCUMENT) pairs the way fastrank's Reranker does."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from tokenizers import Tokenizer
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        here = Path(__file__).parent
+        manifest = json.loads((here / "fastrank.json").read_text())
+        self.tokenizer = Tokenizer.from_file(str(here / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(int(manifest["max_length"]), strategy="longest_first")
+        self.pad_id = int(manifest.get("pad_token_id", 0))
+        self.outputs = manifest["input_names"]
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            queries = pb_utils.get_input_tensor_by_name(request, "QUERY").as_numpy().reshape(-1)
+            docs = pb_utils.get_input_tensor_by_name(request, "DOCUMENT").as_numpy().reshape(-1)
+            pairs = [(q.decode("utf-8"), d.decode("utf-8")) for q, d in zip(queries, docs)]
+            encs = self.tokenizer.encode_batch(pairs)
+            width = -(-max(len(e.ids) for e in encs) // 8) * 8
+            arrays = {name: np.zeros((len(encs), width), dtype=np.int64) for name in self.outputs}
+            arrays["input_ids"][:] = self.pad_id
+            for row, enc in enumerate(encs):
+                n = len(enc.ids)
+                arrays["input_ids"][row, :n] = enc.ids
+                if "attention_mask" in arrays:
+                    arrays["attention_mask"][row, :n] = 1
+                if "token_type_ids" in arrays:
+                    arrays["token_type_ids"][row, :n] = enc.type_ids
+            tensors = [pb_utils.Tensor(name, arrays[name]) for name in self.outputs]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+        return responses
+'''
+
+
+def _dims(values: Sequence[int]) -> str:
+    return "[ " + ", ".join(str(v) for v in values) + " ]"
+
+
+def _tensor(kind: str, name: str, dtype: str, dims: Sequence[int]) -> str:
+    return f"{kind} {{\n  name: \"{name}\"\n  data_type: {dtype}\n  dims: {_dims(dims)}\n}}"
+
+
+def model_config(name: str, manifest: dict[str, Any], backend: str = "onnxruntime", max_batch_size: int = 64,
+                 instances: int = 1, kind: str = "KIND_GPU", max_queue_delay_us: int = 2000,
+                 preferred_batch_sizes: Sequence[int] = (16, 32, 64), fp16: bool = True,
+                 workspace_bytes: int = 4 << 30, engine_cache: str = "/tmp/fastrank_trt_cache") -> str:
+    """``config.pbtxt`` of the scoring model: token-id inputs, a fp32 logits output, dynamic batching, instance
+    groups, and for ``onnxruntime`` on GPU the TensorRT accelerator (precision, workspace, engine cache)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if max_batch_size < 1 or instances < 1:
+        raise ValueError(f"max_batch_size and instances must be >= 1, got {max_batch_size}, {instances}")
+    preferred = sorted({b for b in preferred_batch_sizes if 1 <= b <= max_batch_size}) or [max_batch_size]
+    lines = [f'name: "{name}"',
+             'backend: "onnxruntime"' if backend == "onnxruntime" else 'platform: "tensorrt_plan"',
+             f"max_batch_size: {max_batch_size}"]
+    lines += [_tensor("input", n, "TYPE_INT64", [-1]) for n in manifest["input_names"]]
+    lines.append(_tensor("output", manifest.get("output_name", "logits"), "TYPE_FP32", [int(manifest.get("num_labels", 1))]))
+    lines.append(f"dynamic_batching {{\n  preferred_batch_size: {_dims(preferred)}\n"
+                 f"  max_queue_delay_microseconds: {max_queue_delay_us}\n}}")
+    if backend == "tensorrt":
+        profiles = (manifest.get("tensorrt") or {}).get("profiles") or []
+        if not profiles:
+            raise ModelLoadError("the artifact has no TensorRT engine; export with --format tensorrt on a GPU first")
+        if kind != "KIND_GPU":
+            raise ValueError("TensorRT engines run on GPUs only: kind must be KIND_GPU")
+        for i in range(len(profiles)):  # one group per profile: a batch runs on an instance bound to its profile
+            lines.append(f'instance_group {{\n  count: {instances}\n  kind: KIND_GPU\n  profile: [ "{i}" ]\n}}')
+    else:
+        lines.append(f"instance_group {{\n  count: {instances}\n  kind: {kind}\n}}")
+        if kind == "KIND_GPU":
+            params = {"precision_mode": "FP16" if fp16 else "FP32", "max_workspace_size_bytes": str(workspace_bytes),
+                      "trt_engine_cache_enable": "1", "trt_engine_cache_path": engine_cache}
+            body = "\n".join(f'      parameters {{ key: "{k}" value: "{v}" }}' for k, v in params.items())
+            lines.append("optimization {\n  execution_accelerators {\n    gpu_execution_accelerator {\n"
+                         f'      name: "tensorrt"\n{body}\n    }}\n  }}\n}}')
+    return "\n".join(lines) + "\n"
+
+
+def tokenizer_config(name: str, manifest: dict[str, Any], max_batch_size: int, instances: int = 1) -> str:
+    lines = [f'name: "{name}"', 'backend: "python"', f"max_batch_size: {max_batch_size}",
+             _tensor("input", "QUERY", "TYPE_STRING", [1]), _tensor("input", "DOCUMENT", "TYPE_STRING", [1])]
+    lines += [_tensor("output", n, "TYPE_INT64", [-1]) for n in manifest["input_names"]]
+    lines.append(f"instance_group {{\n  count: {instances}\n  kind: KIND_CPU\n}}")
+    return "\n".join(lines) + "\n"
+
+
+def ensemble_config(name: str, tokenizer: str, model: str, manifest: dict[str, Any], max_batch_size: int) -> str:
+    output = manifest.get("output_name", "logits")
+    maps = "\n".join(f'      output_map {{ key: "{n}" value: "{n}" }}' for n in manifest["input_names"])
+    feeds = "\n".join(f'      input_map {{ key: "{n}" value: "{n}" }}' for n in manifest["input_names"])
+    return "\n".join([
+        f'name: "{name}"', 'platform: "ensemble"', f"max_batch_size: {max_batch_size}",
+        _tensor("input", "QUERY", "TYPE_STRING", [1]), _tensor("input", "DOCUMENT", "TYPE_STRING", [1]),
+        _tensor("output", "LOGITS", "TYPE_FP32", [int(manifest.get("num_labels", 1))]),
+        "ensemble_scheduling {",
+        f'  step {{\n      model_name: "{tokenizer}"\n      model_version: -1\n'
+        '      input_map { key: "QUERY" value: "QUERY" }\n      input_map { key: "DOCUMENT" value: "DOCUMENT" }\n'
+        f"{maps}\n  }}",
+        f'  step {{\n      model_name: "{model}"\n      model_version: -1\n{feeds}\n'
+        f'      output_map {{ key: "{output}" value: "LOGITS" }}\n  }}',
+        "}",
+    ]) + "\n"
+
+
+def write_repository(artifact: str | Path, out_dir: str | Path, name: str = "fastrank",
+                     backend: str = "onnxruntime", max_batch_size: int = 64, instances: int = 1,
+                     kind: str = "KIND_GPU", **options: Any) -> Path:
+    """Write the three-model repository for ``artifact`` (a ``fastrank export`` directory) atomically."""
+    artifact = Path(artifact)
+    manifest = read_manifest(artifact)
+    if manifest is None or manifest["format"] != "onnx":
+        raise ModelLoadError(f"{artifact} is not an ONNX artifact; run `fastrank export MODEL --out DIR` first")
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"model name must be letters, digits, '-' or '_', got {name!r}")
+    model_name, tok_name = f"{name}_model", f"{name}_tokenizer"
+    with atomic_dir(out_dir) as root:
+        (root / model_name / "1").mkdir(parents=True)
+        if backend == "tensorrt":
+            from fastrank.backends.tensorrt_backend import gpu_info
+            from fastrank.export.tensorrt import select_engine
+
+            entry, reason = select_engine((manifest.get("tensorrt") or {}).get("engines", []), *gpu_info())
+            if entry is None:
+                raise FastrankError(f"cannot put a TensorRT engine in the repository: {reason}")
+            shutil.copy(artifact / "tensorrt" / entry["file"], root / model_name / "1" / "model.plan")
+        else:
+            shutil.copy(artifact / manifest.get("model_file", "model.onnx"), root / model_name / "1" / "model.onnx")
+        (root / model_name / "config.pbtxt").write_text(
+            model_config(model_name, manifest, backend, max_batch_size, instances, kind, **options))
+        (root / tok_name / "1").mkdir(parents=True)
+        shutil.copy(artifact / "tokenizer.json", root / tok_name / "1" / "tokenizer.json")
+        (root / tok_name / "1" / "fastrank.json").write_text(json.dumps(manifest, indent=2, default=str))
+        (root / tok_name / "1" / "model.py").write_text(_TOKENIZER_MODEL)
+        (root / tok_name / "config.pbtxt").write_text(tokenizer_config(tok_name, manifest, max_batch_size))
+        (root / name / "1").mkdir(parents=True)
+        (root / name / "config.pbtxt").write_text(
+            ensemble_config(name, tok_name, model_name, manifest, max_batch_size))
+    return Path(out_dir)

@@ -1,0 +1,241 @@
+"""The GPU path's decisions, checked on the CPU: optimization profiles and CUDA-graph buckets from lengths, engine
+selection and ONNX fallback, the TensorRT 10/11 builder split, the mixed-precision ONNX for strongly typed builds,
+onnxruntime GPU provider options, and Triton configs parsed with Triton's own model_config.proto. Tests that need
+a GPU are marked ``gpu`` and skip without CUDA."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastrank.export.profiles import Profile, bucket_shape, graph_buckets, pad_batch, pick_profile, plan_profiles
+from fastrank.export.tensorrt import builder_api, engine_file, select_engine, sensitive_layer
+
+LENGTHS = np.r_[np.full(60, 27), np.full(30, 90), np.full(10, 250)]
+
+
+def test_profiles_follow_the_length_distribution():
+    profiles = plan_profiles(LENGTHS, max_length=256, max_batch=64, num_profiles=3)
+    assert [(p.min_seq, p.opt_seq, p.max_seq) for p in profiles] == [(8, 32, 32), (40, 96, 96), (104, 256, 256)]
+    assert all((p.min_batch, p.opt_batch, p.max_batch) == (1, 64, 64) for p in profiles)
+    for n in LENGTHS:  # every padded pair has a profile, and the tightest one is chosen
+        seq = -(-int(n) // 8) * 8
+        assert profiles[pick_profile(profiles, 64, seq)].covers(64, seq)
+    assert pick_profile(profiles, 3, 24) == 0 and pick_profile(profiles, 3, 200) == 2
+    with pytest.raises(ValueError, match="no optimization profile covers batch 65 x sequence 32"):
+        pick_profile(profiles, 65, 32)
+    one = plan_profiles([5, 9, 300], max_length=128, num_profiles=1)
+    assert one == [Profile(1, 64, 64, 8, 16, 128)]  # lengths above max_length are truncated, so they cap at it
+    with pytest.raises(ValueError, match="non-empty"):
+        plan_profiles([], 128)
+
+
+def test_graph_buckets_and_padding():
+    batches, seqs = graph_buckets(48, 200, seq_step=64)
+    assert batches == [1, 2, 4, 8, 16, 32, 48] and seqs == [64, 128, 192, 256]
+    assert bucket_shape(5, 65, batches, seqs) == (8, 128)
+    with pytest.raises(ValueError, match="above the largest bucket"):
+        bucket_shape(49, 10, batches, seqs)
+    batch = {"input_ids": np.array([[101, 7, 102]]), "attention_mask": np.ones((1, 3), dtype=np.int64)}
+    padded = pad_batch(batch, 2, 8, pad_token_id=0)
+    assert padded["input_ids"].tolist() == [[101, 7, 102, 0, 0, 0, 0, 0], [0] * 8]
+    assert padded["attention_mask"].tolist() == [[1, 1, 1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0, 0]]
+
+
+def test_engine_selection_and_builder_api():
+    entries = [{"file": engine_file("9.0", "10.5.0", r), "rung": r, "compute_capability": "9.0",
+                "tensorrt_version": "10.5.0"} for r in ("fp32", "fp16-fp32-sensitive")]
+    entry, reason = select_engine(entries, "9.0", "10.5.0")
+    assert entry["rung"] == "fp16-fp32-sensitive" and entry["file"] == "engine-sm90-trt10.5.0-fp16-fp32-sensitive.plan"
+    assert select_engine(entries, "8.0", "10.5.0")[0] is None
+    assert "no engine for this GPU (sm8.0)" in select_engine(entries, "8.0", "10.5.0")[1]
+    assert "TensorRT is not installed" in select_engine(entries, "9.0", None)[1]
+    assert "no CUDA GPU" in select_engine(entries, None, "10.5.0")[1]
+    assert "no TensorRT engines" in select_engine([], "9.0", "10.5.0")[1]
+    assert builder_api("10.13.0") == "weakly-typed" and builder_api("11.4.0.106") == "strongly-typed"
+    with pytest.raises(Exception, match="too old"):
+        builder_api("7.2.1")
+    assert sensitive_layer("/bert/encoder/layer.0/LayerNorm", "LayerType.NORMALIZATION")
+    assert sensitive_layer("/classifier/Gemm", "LayerType.MATRIX_MULTIPLY")
+    assert not sensitive_layer("/bert/encoder/layer.0/attention/self/query/MatMul", "LayerType.MATRIX_MULTIPLY")
+
+
+@pytest.fixture(scope="module")
+def artifact(tiny_model_dir, tmp_path_factory):
+    from fastrank import CrossEncoder
+    from fastrank.export import export_model
+
+    out = tmp_path_factory.mktemp("gpu-path") / "fp32"
+    export_model(CrossEncoder(tiny_model_dir, max_length=64, device="cpu"), out, optimize="O1", num_threads=1)
+    return out
+
+
+def test_mixed_precision_onnx_keeps_sensitive_ops_fp32(artifact, tmp_path):
+    import onnx
+
+    from fastrank.export.tensorrt import SENSITIVE_OP_TYPES, mixed_precision_onnx
+    from fastrank.reranker import Reranker
+
+    info = mixed_precision_onnx(artifact / "model.onnx", tmp_path / "mixed.onnx")
+    model = onnx.load(str(tmp_path / "mixed.onnx"))
+    fp16 = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
+    fp32 = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    norm_weights = {x for n in model.graph.node if n.op_type in SENSITIVE_OP_TYPES for x in n.input} & (fp16 | fp32)
+    assert fp16, "matmul weights should be fp16"
+    assert norm_weights and norm_weights <= fp32, "normalization weights must stay fp32"
+    assert info["fp32_nodes"], "the classifier nodes are kept fp32"
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # logits stay fp32
+    import shutil
+
+    mixed_dir = tmp_path / "artifact"
+    shutil.copytree(artifact, mixed_dir)
+    shutil.copy(tmp_path / "mixed.onnx", mixed_dir / "model.onnx")
+    pairs = [("what is the capital of france", d) for d in ("paris", "berlin is in germany", "ice caves")]
+    ref = Reranker(artifact, num_threads=1).logits(pairs)
+    got = Reranker(mixed_dir, num_threads=1).logits(pairs)
+    assert np.abs(got - ref).max() < 2e-2  # fp16 matmuls; the CPU kernels run the same graph
+
+
+def test_gpu_provider_options():
+    from fastrank.backends.onnx_backend import choose_providers, gpu_providers
+
+    profiles = plan_profiles(LENGTHS, 256, max_batch=32, num_profiles=2)
+    providers = gpu_providers("tensorrt", profiles, ("input_ids", "attention_mask"), cache_dir="/cache", fp16=True)
+    name, options = providers[0]
+    assert name == "TensorrtExecutionProvider" and providers[1][0] == "CUDAExecutionProvider"
+    assert options["trt_profile_min_shapes"] == "input_ids:1x8,attention_mask:1x8,input_ids:1x40,attention_mask:1x40"
+    assert options["trt_profile_max_shapes"] == ("input_ids:32x32,attention_mask:32x32,"
+                                                 "input_ids:32x256,attention_mask:32x256")
+    assert options["trt_engine_cache_path"] == "/cache" and options["trt_fp16_enable"] is True
+    with pytest.raises(ValueError, match="needs optimization profiles"):
+        gpu_providers("tensorrt")
+    with pytest.raises(Exception, match="not available here"):
+        choose_providers(["CPUExecutionProvider"], providers)
+
+
+def test_auto_falls_back_to_onnx_when_no_engine_fits(artifact, tmp_path, caplog):
+    import shutil
+
+    from fastrank.export.manifest import read_manifest, write_manifest
+    from fastrank.reranker import Reranker
+
+    target = tmp_path / "with-engine"
+    shutil.copytree(artifact, target)
+    manifest = read_manifest(target)
+    manifest["tensorrt"] = {"profiles": [Profile(1, 8, 8, 8, 64, 64).to_dict()],
+                            "engines": [{"file": "engine-sm90-trt10.5.0-fp16.plan", "rung": "fp16",
+                                         "compute_capability": "9.0", "tensorrt_version": "10.5.0"}]}
+    write_manifest(target, manifest)
+    with caplog.at_level(logging.WARNING):
+        reranker = Reranker(target, num_threads=1)
+    assert reranker.backend.name == "onnx"
+    assert "instead of a TensorRT engine" in caplog.text
+    with pytest.raises(Exception, match="TensorRT|tensorrt|CUDA"):
+        Reranker(target, backend="tensorrt")
+
+
+def _model_config_pb2():
+    pytest.importorskip("tritonclient", reason="tritonclient not installed (part of the dev extra)")
+    spec = importlib.util.find_spec("tritonclient")
+    path = Path(spec.submodule_search_locations[0]) / "grpc" / "model_config_pb2.py"
+    module_spec = importlib.util.spec_from_file_location("fastrank_test_model_config_pb2", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)  # by path: the tritonclient.grpc package itself would import grpcio
+    return module
+
+
+def test_triton_repository_configs_parse_with_tritons_proto(artifact, tmp_path):
+    from google.protobuf import text_format
+
+    from fastrank.export.triton import model_config, write_repository
+
+    pb2 = _model_config_pb2()
+    repo = write_repository(artifact, tmp_path / "repo", name="rr", max_batch_size=32, instances=2)
+    configs = {}
+    for name in ("rr", "rr_model", "rr_tokenizer"):
+        configs[name] = text_format.Parse((repo / name / "config.pbtxt").read_text(), pb2.ModelConfig())
+    model = configs["rr_model"]
+    assert model.backend == "onnxruntime" and model.max_batch_size == 32
+    assert [i.name for i in model.input] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert all(i.data_type == pb2.TYPE_INT64 and list(i.dims) == [-1] for i in model.input)
+    assert model.output[0].name == "logits" and list(model.output[0].dims) == [1]
+    assert list(model.dynamic_batching.preferred_batch_size) == [16, 32]
+    assert model.instance_group[0].count == 2 and model.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_GPU
+    accel = model.optimization.execution_accelerators.gpu_execution_accelerator[0]
+    assert accel.name == "tensorrt" and accel.parameters["precision_mode"] == "FP16"
+    ensemble = configs["rr"]
+    assert ensemble.platform == "ensemble"
+    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == ["rr_tokenizer", "rr_model"]
+    assert dict(ensemble.ensemble_scheduling.step[1].output_map) == {"logits": "LOGITS"}
+    assert (repo / "rr_model" / "1" / "model.onnx").read_bytes() == (artifact / "model.onnx").read_bytes()
+    cpu = text_format.Parse(model_config("m", json.loads((artifact / "fastrank.json").read_text()), kind="KIND_CPU"),
+                            pb2.ModelConfig())
+    assert not cpu.optimization.execution_accelerators.gpu_execution_accelerator
+    manifest = json.loads((artifact / "fastrank.json").read_text())
+    manifest["tensorrt"] = {"profiles": [Profile(1, 8, 8, 8, 32, 32).to_dict(), Profile(1, 8, 8, 40, 64, 64).to_dict()]}
+    trt = text_format.Parse(model_config("m", manifest, backend="tensorrt"), pb2.ModelConfig())
+    assert trt.platform == "tensorrt_plan" and [list(g.profile) for g in trt.instance_group] == [["0"], ["1"]]
+    with pytest.raises(text_format.ParseError):  # the parser is strict: it would catch a misspelt field
+        text_format.Parse("max_batch: 3", pb2.ModelConfig())
+
+
+def test_triton_tokenizer_model_matches_the_reranker(artifact, tmp_path, monkeypatch):
+    from fastrank.export.triton import write_repository
+    from fastrank.reranker import Reranker
+
+    repo = write_repository(artifact, tmp_path / "repo")
+
+    class Tensor:
+        def __init__(self, name, array):
+            self.name, self.array = name, array
+
+        def as_numpy(self):
+            return self.array
+
+    fake = types.SimpleNamespace(
+        Tensor=Tensor, InferenceResponse=lambda output_tensors: output_tensors,
+        get_input_tensor_by_name=lambda request, name: request[name])
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
+    spec = importlib.util.spec_from_file_location("triton_tok", repo / "fastrank_tokenizer" / "1" / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.TritonPythonModel()
+    model.initialize({})
+    docs = ["paris is the capital", "a much longer document " * 30]
+    request = {"QUERY": Tensor("QUERY", np.array([b"capital of france"] * 2, dtype=object)),
+               "DOCUMENT": Tensor("DOCUMENT", np.array([d.encode() for d in docs], dtype=object))}
+    (outputs,) = model.execute([request])
+    got = {t.name: t.array for t in outputs}
+    encoded = Reranker(artifact, num_threads=1).encoder.encode([("capital of france", d) for d in docs])
+    for row in range(2):
+        n = int(encoded.lengths[row])
+        assert got["input_ids"][row, :n].tolist() == encoded.input_ids[row].tolist()
+        assert got["attention_mask"][row].sum() == n
+    assert got["input_ids"].shape[1] % 8 == 0
+
+
+@pytest.mark.gpu
+def test_torch_cuda_backend_matches_cpu(tiny_model_dir):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    from fastrank.reranker import Reranker
+
+    pairs = [("q", "short doc"), ("a longer query here", "a much longer document " * 20)]
+    ref = Reranker(tiny_model_dir, backend="torch").logits(pairs)
+    for precision in ("fp32", "fp16", "bf16"):
+        from fastrank.backends.torch_cuda_backend import TorchCudaBackend
+        from fastrank.model import CrossEncoder
+
+        backend = TorchCudaBackend(CrossEncoder(tiny_model_dir), precision=precision)
+        reranker = Reranker(tiny_model_dir, backend="torch")
+        reranker.backend = backend
+        got = reranker.logits(pairs)
+        assert np.abs(got - ref).max() < (1e-4 if precision == "fp32" else 5e-2)
