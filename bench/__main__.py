@@ -6,7 +6,7 @@ import sys
 
 
 def main() -> None:
-    experiments = {"recipes": "bench.recipes", "mining": "bench.mining", "speed": "bench.speed",
+    experiments = {"recipes": "bench.recipes", "mining": "bench.mining", "run": "bench.run",
                    "serve": "bench.serve_load",
                    "report": "bench.report"}
     if len(sys.argv) < 2 or sys.argv[1] not in experiments:

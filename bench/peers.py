@@ -1,4 +1,4 @@
-"""Peer rows for ``python -m bench speed``: sentence-transformers' ONNX backends (plain, O3, int8) and FlashRank.
+"""Peer rows for ``python -m bench run`` (and ``speed``): sentence-transformers' ONNX backends (plain, O3, int8) and FlashRank.
 
 Runs in a separate virtual environment (sentence-transformers' ONNX backend needs optimum-onnx, which pins
 transformers < 4.58 while fastrank's training venv has transformers 5):
@@ -6,7 +6,7 @@ transformers < 4.58 while fastrank's training venv has transformers 5):
     python3 -m venv .venv-peers && .venv-peers/bin/pip install torch==2.13.0 \\
         "sentence-transformers>=5,<6" "optimum-onnx[onnxruntime]" "transformers<4.58" flashrank
 
-``bench.speed`` starts it as a subprocess in the same run (same data, same timing code) and merges its records;
+``bench.run`` starts it as a subprocess in the same run (same data, same timing code) and merges its records;
 it prints one JSON record per line. It imports only numpy-level parts of fastrank (timing, metrics) from the tree.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.speed import quality, workloads
+from bench.common import WIKIQA
 
 
 def _st_models(model_dir: str, work: Path) -> dict[str, Any]:
@@ -87,10 +87,11 @@ class FlashRankScorer:
         return out
 
 
-def run(model_dir: str, threads: int, quick: bool, work: Path, onnx_artifact: Path | None) -> list[dict[str, Any]]:
+def run(model_dir: str, threads: int, quick: bool, work: Path, onnx_artifact: Path | None,
+        data: Path) -> list[dict[str, Any]]:
     import torch
 
-    from fastrank.timing import measure
+    from fastrank.benchmark import LATENCY_SIZES, build_workloads, run_rows
 
     torch.set_num_threads(threads)
     identity = torch.nn.Identity()
@@ -99,23 +100,15 @@ def run(model_dir: str, threads: int, quick: bool, work: Path, onnx_artifact: Pa
         max_length = json.loads((onnx_artifact / "fastrank.json").read_text(encoding="utf-8"))["max_length"]
         models["flashrank on fastrank's fp32 ONNX"] = (FlashRankScorer(onnx_artifact, work, threads, max_length),
                                                        "onnxruntime", "fp32")
-    records = []
-    for wl_name, wl in workloads(quick).items():
-        pairs = wl["pairs"]
-        reference = None
-        for row, (model, backend, precision) in models.items():
-            def fn(model=model):
-                return model.predict(pairs, batch_size=32, activation_fn=identity, show_progress_bar=False)
-
-            timing = measure(fn, items=len(pairs), warmup=1, repeats=1 if quick else 3)
-            logits = np.asarray(fn(), dtype=np.float64).reshape(-1)
-            reference = logits if reference is None else reference
-            library = "flashrank" if row.startswith("flashrank") else "sentence-transformers"
-            records.append({"workload": wl_name, "row": row, "library": library, "backend": backend,
-                            "provider": "cpu", "precision": precision, "threads": threads, "quick": quick,
-                            "pairs": len(pairs), "timing": timing.summary(), "quality": quality(logits, wl["groups"]),
-                            "logits": logits.tolist()})
-    return records
+    rows = {}
+    for row, (model, backend, precision) in models.items():
+        library = "flashrank" if row.startswith("flashrank") else "sentence-transformers"
+        desc = {"library": library, "backend": backend, "provider": "cpu", "precision": precision}
+        rows[row] = (desc, lambda pairs, model=model: np.asarray(
+            model.predict(pairs, batch_size=32, activation_fn=identity, show_progress_bar=False)))
+    groups = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return run_rows(rows, build_workloads(groups, quick), threads=threads, quick=quick,
+                    latency_sizes=(10, 100) if quick else LATENCY_SIZES)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -126,9 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--work", default="runs/bench-peers")
     parser.add_argument("--onnx-artifact", help="fastrank fp32 ONNX artifact for the FlashRank row.")
+    parser.add_argument("--data", default=str(WIKIQA / "test.jsonl"), help="Grouped JSONL to score.")
     args = parser.parse_args(argv)
     artifact = Path(args.onnx_artifact) if args.onnx_artifact else None
-    for record in run(args.model, args.threads, args.quick, Path(args.work), artifact):
+    for record in run(args.model, args.threads, args.quick, Path(args.work), artifact, Path(args.data)):
         sys.stdout.write(json.dumps(record) + "\n")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from fastrank.cli.bench import bench_command
 from fastrank.cli.evaluate import eval_command
 from fastrank.cli.export import export_command
 from fastrank.cli.mine import mine_command
@@ -24,6 +25,7 @@ app.command("demo")(demo_command)
 app.command("mine")(mine_command)
 app.command("export")(export_command)
 app.command("rerank")(rerank_command)
+app.command("bench")(bench_command)
 app.command("serve")(serve_command)
 
 

@@ -1,0 +1,102 @@
+"""The RESULTS.md section of the latest ``python -m bench run``: speed, latency, quality, parity, sweeps, plots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastrank.benchmark import markdown_table
+
+
+def _latest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if not records:
+        return []
+    run_id = records[-1]["run_id"]
+    return [r for r in records if r.get("run_id") == run_id]
+
+
+def _ratio(records, workload: str, row: str, peer: str) -> float | None:
+    speed = {r["row"]: r["timing"]["items_per_s"] for r in records
+             if r.get("kind") == "throughput" and r["workload"] == workload}
+    return speed[row] / speed[peer] if row in speed and peer in speed else None
+
+
+def headline(records: list[dict[str, Any]]) -> list[str]:
+    """Ratios of fastrank rows against sentence-transformers rows on each workload."""
+    lines = []
+    peers = ("sentence-transformers torch fp32", "sentence-transformers onnx fp32", "sentence-transformers onnx int8")
+    ours = sorted({r["row"] for r in records if r.get("kind") == "throughput" and r["row"].startswith("fastrank")})
+    for workload in ("short", "long"):
+        for row in ours:
+            cells = []
+            for peer in peers:
+                ratio = _ratio(records, workload, row, peer)
+                if ratio is not None:
+                    cells.append(f"{ratio:.2f}x {peer.replace('sentence-transformers', 'ST')}")
+            if cells:
+                lines.append(f"- {workload}: **{row}** = " + ", ".join(cells))
+    return lines
+
+
+def section(all_records: list[dict[str, Any]]) -> str:
+    records = _latest(all_records)
+    if not records:
+        return ""
+    first = records[0]
+    env = first.get("environment", {})
+    rates = first.get("matmul_gflops", {})
+    tp = [r for r in records if r.get("kind") == "throughput"]
+    lines = [
+        "## Inference: every backend, precision and peer in one run",
+        "",
+        f"Command: `{first['command']}` ({first['run_seconds']} s in all, run {first['run_id']}). Model "
+        f"`{first['model']}`, data `{first['data']}`; {env.get('threads')} threads on {env.get('cpu')}; versions "
+        f"{env.get('versions')}.",
+        "",
+        "Workloads: *short* = every (query, candidate sentence) pair; *long* = (query, ~180-word passage) pairs, each "
+        "passage a candidate followed by the next sentences of its article. Pairs/s is end to end (tokenization "
+        "included): median of 3 timed runs after a warm-up. Latency = one request of N documents (the first test "
+        "query with N candidates), p50/p99 over repeated requests. Parity is against fastrank torch fp32 on the same "
+        "pairs (tau min = worst per-query Kendall tau; top-1 = share of queries with the same best document). % peak "
+        "= achieved GFLOP/s over this machine's measured 1024^3 matmul rate for the row's precision "
+        f"({rates} GFLOP/s; int8 = onnxruntime MatMulInteger GOP/s). GFLOP per pair: "
+        + ", ".join(f"{r['workload']} {r['gflop_per_pair']}" for r in tp if r["row"] == "fastrank torch fp32") + ".",
+        "",
+        markdown_table(records),
+        "",
+        "Throughput with its bootstrap 95% interval and spread (runs):",
+        "",
+        "| workload | row | pairs/s | 95% CI | runs | min s | median s |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for r in tp:
+        t = r["timing"]
+        lines.append(f"| {r['workload']} | {r['row']} | {t['items_per_s']:.1f} | {t['items_per_s_ci95'][0]:.1f}-"
+                     f"{t['items_per_s_ci95'][1]:.1f} | {t['runs']} | {t['min_s']:.2f} | {t['median_s']:.2f} |")
+    lines += ["", "Single-request latency (ms) p50 / p95 / p99 (runs):", "",
+              "| row | 10 docs | 100 docs | 1000 docs |", "| --- | ---: | ---: | ---: |"]
+    for r in tp:
+        if not r.get("latency"):
+            continue
+        cells = []
+        for n in ("10", "100", "1000"):
+            t = r["latency"].get(n)
+            cells.append(f"{t['p50_s'] * 1e3:.0f} / {t['p95_s'] * 1e3:.0f} / {t['p99_s'] * 1e3:.0f} ({t['runs']})"
+                         if t else "-")
+        lines.append(f"| {r['row']} | " + " | ".join(cells) + " |")
+    batch = [r for r in records if r.get("kind") == "sweep-batch"]
+    if batch:
+        lines += ["", "Batch size / token budget sweep (short workload, first 1,024 pairs):", "",
+                  "| row | batch size | max tokens | pairs/s |", "| --- | ---: | ---: | ---: |"]
+        lines += [f"| {r['row']} | {r['batch_size']} | {r['max_tokens'] or '-'} | {r['timing']['items_per_s']:.1f} |"
+                  for r in batch]
+    seq = [r for r in records if r.get("kind") == "sweep-seq"]
+    if seq:
+        lines += ["", "Sequence-length sweep (128 long-workload pairs, documents cut to N words):", "",
+                  "| row | document words | mean tokens | pairs/s |", "| --- | ---: | ---: | ---: |"]
+        lines += [f"| {r['row']} | {r['document_words']} | {r['mean_tokens']} | {r['timing']['items_per_s']:.1f} |"
+                  for r in seq]
+    lines += ["", "Plots: ![throughput vs batch](plots/throughput_vs_batch.png) "
+              "![throughput vs sequence](plots/throughput_vs_sequence.png) "
+              "![latency vs documents](plots/latency_vs_documents.png) ![quality vs speed](plots/quality_vs_speed.png)",
+              "", "Headline ratios (pairs/s, same run):", ""] + headline(records)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,364 @@
+"""Quality and speed of rerankers on the same data in one run: the engine behind ``fastrank bench`` and
+``python -m bench run``.
+
+A *row* is anything that turns (query, document) pairs into raw logits (a ``Reranker``, a sentence-transformers
+``CrossEncoder``, a peer library). For every row and workload it measures end-to-end throughput (tokenization
+included; warm-up, repeated runs, median with a bootstrap interval), quality (MAP, MRR@10, NDCG@10 from
+``fastrank.evaluation.metrics``), parity against a reference row (max |Δlogit|, Kendall τ per query, top-1
+agreement, tie rate, from ``fastrank.export.verify``), and latency of single requests of 10/100/1000 documents
+(p50/p95/p99). Sweeps over batch size / token budget and sequence length, the FLOPs of a pair and this machine's
+measured matmul rates (so each row shows its % of peak) complete the picture. Timing is ``fastrank.timing``.
+Only numpy is imported at module level.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastrank.timing import measure
+
+LogitsFn = Callable[[Sequence[tuple[str, str]]], np.ndarray]
+Group = tuple[int, int, list[float]]  # (start, end, labels) of one query's pairs in a workload
+
+PASSAGE_WORDS = 180
+LONG_PAIRS = 400
+LATENCY_SIZES = (10, 100, 1000)
+SEQUENCE_WORDS = (8, 32, 96, 200)
+
+
+def build_workloads(groups: Sequence[Any], quick: bool = False, passage_words: int = PASSAGE_WORDS,
+                    long_pairs: int = LONG_PAIRS) -> dict[str, dict[str, Any]]:
+    """``short``: every (query, candidate) pair; ``long``: (query, ~``passage_words``-word passage) pairs, each
+    passage a candidate followed by the next candidates of its list (for WikiQA: the next sentences of the article).
+
+    ``groups`` are ``QueryGroup``s or dicts with query / documents / labels. ``quick`` keeps about 600 short and
+    100 long pairs (whole queries only).
+    """
+    short_pairs, short_groups, long_, long_groups = [], [], [], []
+    for g in groups:
+        query, docs, labels = (g["query"], g["documents"], g["labels"]) if isinstance(g, dict) else \
+            (g.query, g.documents, g.labels)
+        start = len(short_pairs)
+        short_pairs += [(query, d) for d in docs]
+        short_groups.append((start, len(short_pairs), list(labels)))
+        start, kept = len(long_), []
+        for i, label in enumerate(labels):
+            words: list[str] = []
+            for sentence in docs[i:]:
+                words += sentence.split()
+                if len(words) >= passage_words:
+                    break
+            if len(words) >= passage_words and len(long_) < long_pairs:
+                long_.append((query, " ".join(words[: passage_words + 20])))
+                kept.append(label)
+        if kept:
+            long_groups.append((start, len(long_), kept))
+    out = {"short": {"pairs": short_pairs, "groups": short_groups}}
+    if long_:
+        out["long"] = {"pairs": long_, "groups": long_groups}
+    if quick:
+        for name, limit in (("short", 600), ("long", 100)):
+            if name in out:
+                wl = out[name]
+                kept_groups = [g for g in wl["groups"] if g[1] <= limit] or wl["groups"][:1]
+                wl["groups"], wl["pairs"] = kept_groups, wl["pairs"][: kept_groups[-1][1]]
+    return out
+
+
+def quality(scores: np.ndarray, groups: Sequence[Group]) -> dict[str, float]:
+    """MAP, MRR@10 and NDCG@10 of ``scores`` over a workload's labelled queries."""
+    from fastrank.evaluation.metrics import evaluate_rankings
+
+    result = evaluate_rankings([scores[s:e] for s, e, _ in groups], [np.asarray(y) for _, _, y in groups],
+                               metrics=["map", "mrr@10", "ndcg@10"])
+    return result.metrics
+
+
+def parity(reference: np.ndarray, scores: np.ndarray, groups: Sequence[Group]) -> dict[str, float]:
+    """Parity of ``scores`` against ``reference`` logits: max |Δlogit|, Kendall τ (mean/min over queries), top-1
+    agreement, share of identical rankings, and the tie rate (share of within-query document pairs scored equal)."""
+    from fastrank.export.verify import VerifyGroup, compare
+
+    spans = [(s, e) for s, e, _ in groups if e - s >= 2]
+    vgroups = [VerifyGroup("", [""] * (e - s), None) for s, e in spans]
+    report = compare([reference[s:e, None] for s, e in spans], [scores[s:e, None] for s, e in spans], vgroups)
+    ties = total = 0
+    for s, e in spans:
+        x = scores[s:e]
+        equal = np.abs(x[:, None] - x[None, :]) <= 1e-7
+        ties += int((equal.sum() - len(x)) // 2)
+        total += len(x) * (len(x) - 1) // 2
+    return {"max_abs_dlogit": report["max_abs_logit"], "kendall_tau_mean": report["kendall_tau_mean"],
+            "kendall_tau_min": report["kendall_tau_min"], "top1_agreement": report["top1_agreement"],
+            "rankings_identical": report["rankings_identical"], "tie_rate": ties / max(total, 1)}
+
+
+def latency_requests(pairs: Sequence[tuple[str, str]], sizes: Sequence[int] = LATENCY_SIZES):
+    """One request per size: the workload's first query with ``size`` documents (cycling through the workload)."""
+    query = pairs[0][0]
+    docs = [d for _, d in pairs]
+    return {n: [(query, docs[i % len(docs)]) for i in range(n)] for n in sizes}
+
+
+def measure_latency(fn: LogitsFn, pairs: Sequence[tuple[str, str]], sizes: Sequence[int] = LATENCY_SIZES,
+                    budget_s: float = 6.0, quick: bool = False) -> dict[str, dict[str, Any]]:
+    """p50/p95/p99 of single requests of each size: repeated for about ``budget_s`` seconds each (at least 3,
+    at most 200 runs), after one warm-up; ``quick``: 2 runs each."""
+    out = {}
+    for n, request in latency_requests(pairs, sizes).items():
+        timing = measure(lambda request=request: fn(request), items=n, warmup=1, repeats=2 if quick else 3,
+                         min_seconds=0.0 if quick else budget_s, max_repeats=200)
+        out[str(n)] = timing.summary()
+    return out
+
+
+def flops_per_pair(config: dict[str, Any], tokens: float) -> float:
+    """Multiply-add FLOPs of one BERT pair of ``tokens`` tokens (linear layers + attention scores/values)."""
+    h, inter, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    per_token = 2 * (4 * h * h + 2 * h * inter) + 4 * tokens * h
+    return layers * tokens * per_token
+
+
+def matmul_rates(threads: int, size: int = 1024) -> dict[str, float]:
+    """Measured GFLOP/s (GOP/s for int8) of a ``size``^3 matmul: fp32 and bf16 with torch, int8 (u8 x s8 -> s32)
+    with onnxruntime's MatMulInteger, the kernel family dynamic int8 models run. Missing libraries are skipped."""
+    out: dict[str, float] = {}
+    ops = 2 * size**3
+    try:
+        import torch
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+            out[name] = round(ops / measure(lambda a=a, b=b: a @ b, warmup=2, repeats=10).median / 1e9, 1)
+        torch.set_num_threads(previous)
+    except ImportError:
+        pass
+    try:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+
+        graph = helper.make_graph(
+            [helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "mm",
+            [helper.make_tensor_value_info("a", TensorProto.UINT8, [size, size]),
+             helper.make_tensor_value_info("b", TensorProto.INT8, [size, size])],
+            [helper.make_tensor_value_info("c", TensorProto.INT32, [size, size])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(0)
+        feed = {"a": rng.integers(0, 255, (size, size), dtype=np.uint8),
+                "b": rng.integers(-127, 127, (size, size), dtype=np.int8)}
+        out["int8"] = round(ops / measure(lambda: session.run(None, feed), warmup=2, repeats=10).median / 1e9, 1)
+    except ImportError:
+        pass
+    return out
+
+
+def peak_for(precision: str, rates: dict[str, float]) -> float | None:
+    return rates.get(precision) or rates.get("fp32")
+
+
+def sweep(make_fn: Callable[[int, int | None], LogitsFn], pairs: Sequence[tuple[str, str]],
+          settings: Sequence[tuple[int, int | None]], repeats: int = 2) -> list[dict[str, Any]]:
+    """Throughput of ``make_fn(batch_size, max_tokens)`` over ``pairs`` for each setting."""
+    out = []
+    for batch_size, max_tokens in settings:
+        fn = make_fn(batch_size, max_tokens)
+        timing = measure(lambda fn=fn: fn(pairs), items=len(pairs), warmup=1, repeats=repeats)
+        out.append({"batch_size": batch_size, "max_tokens": max_tokens, "timing": timing.summary()})
+    return out
+
+
+def sequence_workloads(long_pairs: Sequence[tuple[str, str]], words: Sequence[int] = SEQUENCE_WORDS,
+                       n: int = 128) -> dict[int, list[tuple[str, str]]]:
+    """Pairs whose documents are cut to ``w`` words, for a throughput-vs-sequence-length sweep."""
+    base = list(long_pairs[:n])
+    return {w: [(q, " ".join(d.split()[:w])) for q, d in base] for w in words}
+
+
+def run_rows(rows: dict[str, tuple[dict[str, Any], LogitsFn]], workloads: dict[str, dict[str, Any]], *,
+             threads: int, quick: bool, latency: bool = True, latency_sizes: Sequence[int] = LATENCY_SIZES,
+             progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Throughput, quality and (on the short workload) latency of every row; logits are kept for parity."""
+    records = []
+    for wl_name, wl in workloads.items():
+        pairs = wl["pairs"]
+        for row, (desc, fn) in rows.items():
+            if progress:
+                progress(f"{wl_name}: {row}")
+            timing = measure(lambda fn=fn: fn(pairs), items=len(pairs), warmup=1, repeats=1 if quick else 3)
+            logits = np.asarray(fn(pairs), dtype=np.float64).reshape(len(pairs), -1)[:, 0]
+            record = {"kind": "throughput", "workload": wl_name, "row": row, **desc, "threads": threads,
+                      "quick": quick, "pairs": len(pairs), "timing": timing.summary(),
+                      "quality": quality(logits, wl["groups"]), "logits": logits.tolist()}
+            if latency and wl_name == "short":
+                record["latency"] = measure_latency(fn, pairs, latency_sizes, quick=quick)
+            records.append(record)
+    return records
+
+
+def add_parity_and_peak(records: list[dict[str, Any]], reference_row: str, workloads: dict[str, dict[str, Any]],
+                        flops: dict[str, float], rates: dict[str, float]) -> None:
+    """Fill parity against ``reference_row`` and % of matmul peak into throughput records (drops their logits)."""
+    refs = {r["workload"]: np.asarray(r["logits"]) for r in records
+            if r.get("kind") == "throughput" and r["row"] == reference_row}
+    for r in records:
+        if r.get("kind") != "throughput":
+            continue
+        logits = np.asarray(r.pop("logits"))
+        if r["workload"] in refs:
+            r["parity"] = parity(refs[r["workload"]], logits, workloads[r["workload"]]["groups"])
+        r["gflop_per_pair"] = round(flops[r["workload"]] / 1e9, 3)
+        peak = peak_for(r.get("precision", "fp32"), rates)
+        if peak:
+            r["pct_of_peak"] = round(100 * r["timing"]["items_per_s"] * flops[r["workload"]] / 1e9 / peak, 1)
+
+
+def environment(threads: int) -> dict[str, Any]:
+    """Machine and library versions, recorded with every result."""
+    import importlib.metadata as md
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for package in ("fastrank", "torch", "transformers", "onnxruntime", "sentence-transformers", "flashrank"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            pass
+    import os
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "python": platform.python_version(),
+            "versions": versions, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def markdown_table(records: Sequence[dict[str, Any]]) -> str:
+    """One line per throughput record: speed, latency, quality and parity side by side."""
+    lines = ["| workload | row | precision | pairs/s | p50/p99 ms @10 | @100 | @1000 | MAP | MRR@10 | NDCG@10 | "
+             "max dlogit | tau min | top-1 | % peak |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in records:
+        if r.get("kind") != "throughput":
+            continue
+        lat = r.get("latency", {})
+
+        def cell(n: str, lat=lat) -> str:
+            t = lat.get(n)
+            return f"{t['p50_s'] * 1000:.0f}/{t['p99_s'] * 1000:.0f}" if t else "-"
+
+        p, q = r.get("parity", {}), r["quality"]
+        lines.append(
+            f"| {r['workload']} | {r['row']} | {r.get('precision', '')} | {r['timing']['items_per_s']:.1f} | "
+            f"{cell('10')} | {cell('100')} | {cell('1000')} | {q['map']:.4f} | {q['mrr@10']:.4f} | "
+            f"{q['ndcg@10']:.4f} | {p.get('max_abs_dlogit', float('nan')):.1e} | "
+            f"{p.get('kendall_tau_min', float('nan')):.3f} | {p.get('top1_agreement', float('nan')):.3f} | "
+            f"{r.get('pct_of_peak', '-')} |")
+    return "\n".join(lines)
+
+
+def write_jsonl(path: str | Path, records: Sequence[dict[str, Any]]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, default=str) + "\n")
+    return path
+
+
+def _reranker_row(reranker) -> tuple[dict[str, Any], LogitsFn]:
+    return {"library": "fastrank", **reranker.describe()}, lambda pairs: reranker.logits(pairs)[:, 0]
+
+
+def _sweeps(name: str, reranker, workloads: dict[str, dict[str, Any]], quick: bool) -> list[dict[str, Any]]:
+    """Batch-size / token-budget and sequence-length sweeps of one Reranker (its settings restored after)."""
+    saved = reranker.batch_size, reranker.max_tokens
+
+    def make(batch_size: int, max_tokens: int | None) -> LogitsFn:
+        def fn(pairs):
+            reranker.batch_size, reranker.max_tokens = batch_size, max_tokens
+            return reranker.logits(pairs)
+        return fn
+
+    short = workloads["short"]["pairs"][: 256 if quick else 1024]
+    settings = [(8, None), (32, None)] if quick else \
+        [(1, None), (8, None), (32, None), (128, None), (512, 4096), (512, 16384)]
+    records = []
+    try:
+        for point in sweep(make, short, settings, repeats=1 if quick else 2):
+            records.append({"kind": "sweep-batch", "row": name, "workload": "short", **point})
+        if "long" in workloads:
+            seqs = sequence_workloads(workloads["long"]["pairs"], (8, 96) if quick else SEQUENCE_WORDS,
+                                      32 if quick else 128)
+            for words, pairs in seqs.items():
+                tokens = float(reranker.encoder.encode(pairs).lengths.mean())
+                (point,) = sweep(make, pairs, [saved], repeats=1 if quick else 2)
+                records.append({"kind": "sweep-seq", "row": name, "document_words": words,
+                                "mean_tokens": round(tokens, 1), **point})
+    finally:
+        reranker.batch_size, reranker.max_tokens = saved
+    return records
+
+
+def benchmark_model(
+    model: str | Path,
+    groups: Sequence[Any],
+    artifacts: Sequence[str | Path] = (),
+    *,
+    extra_rows: dict[str, tuple[dict[str, Any], LogitsFn]] | None = None,
+    external_records: Callable[[], list[dict[str, Any]]] | None = None,
+    quick: bool = False,
+    threads: int = 2,
+    latency: bool = True,
+    sweeps: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Benchmark checkpoint ``model`` (PyTorch fp32, the parity reference) and its exported ``artifacts`` on
+    ``groups`` (grouped query/documents/labels), plus ``extra_rows`` (e.g. peers) and records computed elsewhere
+    (``external_records``, e.g. a peer virtualenv). Returns JSON-ready records (see ``markdown_table``)."""
+    from fastrank.reranker import Reranker
+
+    workloads = build_workloads(groups, quick)
+    reference = Reranker(model, backend="torch", num_threads=threads)
+    rerankers = {"fastrank torch fp32": reference}
+    for path in artifacts:
+        rr = Reranker(path, num_threads=threads)
+        info = rr.describe()
+        rerankers[f"fastrank {info['backend']} {info.get('precision') or 'fp32'}"] = rr
+    rows = {name: _reranker_row(rr) for name, rr in rerankers.items()}
+    rows.update(extra_rows or {})
+    records = run_rows(rows, workloads, threads=threads, quick=quick, latency=latency,
+                       latency_sizes=(10, 100) if quick else LATENCY_SIZES, progress=progress)
+    if external_records is not None:
+        records += external_records()
+    config = json.loads((Path(model) / "config.json").read_text(encoding="utf-8"))
+    flops = {name: flops_per_pair(config, float(reference.encoder.encode(wl["pairs"]).lengths.mean()))
+             for name, wl in workloads.items()}
+    rates = matmul_rates(threads)
+    add_parity_and_peak(records, "fastrank torch fp32", workloads, flops, rates)
+    if sweeps:
+        sweep_rows = [n for n in rerankers if n != "fastrank torch fp32"] or ["fastrank torch fp32"]
+        for name in sweep_rows:
+            if progress:
+                progress(f"sweeps: {name}")
+            records += _sweeps(name, rerankers[name], workloads, quick)
+    env = environment(threads)
+    for r in records:
+        r.setdefault("environment", env)
+        r.setdefault("matmul_gflops", rates)
+    return records

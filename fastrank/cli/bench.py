@@ -1,0 +1,63 @@
+"""``fastrank bench``: quality and speed of a model and its exported artifacts on your data, in one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fastrank.cli.output import print_json
+
+
+def _st_row(model: str, threads: int) -> dict[str, Any]:
+    """sentence-transformers' CrossEncoder on the same checkpoint, as a peer row (raw logits)."""
+    import torch
+    from sentence_transformers.cross_encoder import CrossEncoder as STCrossEncoder
+
+    torch.set_num_threads(threads)
+    st = STCrossEncoder(model, device="cpu")
+    identity = torch.nn.Identity()
+    desc = {"library": "sentence-transformers", "backend": "torch", "provider": "cpu", "precision": "fp32"}
+    return {"sentence-transformers torch fp32": (
+        desc, lambda pairs: st.predict(pairs, batch_size=32, activation_fn=identity, show_progress_bar=False))}
+
+
+def bench_command(
+    model: Annotated[str, typer.Argument(help="Checkpoint directory (the PyTorch fp32 reference row).")],
+    data: Annotated[Path, typer.Option("--data", help="Grouped JSONL/CSV/Parquet: query, documents, labels.")],
+    artifact: Annotated[list[Path] | None, typer.Option(
+        "--artifact", help="Exported artifact directory to bench (repeatable).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Small workloads, one timed run: a smoke test.")] = False,
+    threads: Annotated[int, typer.Option("--threads", help="Inference threads of every row.")] = 2,
+    peers: Annotated[bool, typer.Option(
+        "--peers", help="Add sentence-transformers' CrossEncoder on the same model (needs sentence-transformers).")
+    ] = False,
+    latency: Annotated[bool, typer.Option(" /--no-latency", help="Skip single-request latency.")] = True,
+    sweeps: Annotated[bool, typer.Option(" /--no-sweeps", help="Skip batch-size and sequence sweeps.")] = True,
+    out: Annotated[Path | None, typer.Option("--out", help="Append JSON records to this JSONL file.")] = None,
+    plots: Annotated[Path | None, typer.Option("--plots", help="Write PNG plots into this directory.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the records as JSON.")] = False,
+) -> None:
+    """Measure MAP/MRR@10/NDCG@10, parity vs PyTorch fp32, pairs/s, latency p50/p95/p99 and sweeps."""
+    from fastrank.benchmark import benchmark_model, markdown_table, write_jsonl
+    from fastrank.data import read_groups
+
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    groups = read_groups(str(data))
+    records = benchmark_model(model, groups, [str(a) for a in artifact or []],
+                              extra_rows=_st_row(model, threads) if peers else None, quick=quick, threads=threads,
+                              latency=latency, sweeps=sweeps,
+                              progress=lambda text: typer.echo(f"bench: {text}", err=True))
+    if out is not None:
+        write_jsonl(out, records)
+    if plots is not None:
+        from fastrank.plots import plot_records
+
+        for path in plot_records(records, plots):
+            typer.echo(f"wrote {path}", err=True)
+    if as_json:
+        print_json(records)
+    else:
+        typer.echo(markdown_table(records))
