@@ -1,0 +1,99 @@
+"""The benchmark engine behind ``fastrank bench`` / ``python -m bench run``: workloads, quality, parity (incl. tie
+rate), records of every kind, the CLI and the plots, on a tiny model and hand-built groups."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fastrank.benchmark import build_workloads, flops_per_pair, parity, quality
+
+WORDS = "the cross encoder reads query and document together so it ranks passages well".split()
+
+
+def _groups(n: int = 6, docs: int = 5, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for q in range(n):
+        documents = [" ".join(rng.choice(WORDS, size=60)) for _ in range(docs)]
+        labels = [1 if i == q % docs else 0 for i in range(docs)]
+        out.append({"query": f"query {q} ranks passages", "documents": documents, "labels": labels})
+    return out
+
+
+def test_workloads_short_and_long():
+    groups = _groups()
+    wl = build_workloads(groups, passage_words=100, long_pairs=1000)
+    assert len(wl["short"]["pairs"]) == 30 and wl["short"]["groups"][1] == (5, 10, [0, 1, 0, 0, 0])
+    # a passage needs 100 words: candidates 0..3 of each list (60 + next 60 words), not the last
+    assert len(wl["long"]["pairs"]) == 6 * 4
+    assert all(100 <= len(d.split()) <= 120 for _, d in wl["long"]["pairs"])
+    assert wl["long"]["groups"][0] == (0, 4, [1, 0, 0, 0])
+
+
+def test_quality_and_parity_values():
+    groups = [(0, 3, [0, 1, 0]), (3, 6, [1, 0, 0])]
+    scores = np.array([0.1, 0.9, 0.2, 0.3, 0.8, 0.1])
+    q = quality(scores, groups)
+    assert q["map"] == pytest.approx((1.0 + 0.5) / 2) and q["mrr@10"] == pytest.approx(0.75)
+    same = parity(scores, scores, groups)
+    assert same["max_abs_dlogit"] == 0 and same["kendall_tau_min"] == 1 and same["tie_rate"] == 0
+    reversed_ = parity(scores, -scores, groups)
+    assert reversed_["kendall_tau_mean"] == pytest.approx(-1) and reversed_["top1_agreement"] == 0
+    tied = parity(scores, np.array([0.5, 0.5, 0.5, 0.3, 0.8, 0.1]), groups)
+    assert tied["tie_rate"] == pytest.approx(3 / 6)  # 3 of the 6 within-query pairs are tied
+
+
+def test_flops_per_pair_minilm():
+    config = {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 6}
+    # 6 layers x 64 tokens x (2 x (4 x 384^2 + 2 x 384 x 1536) + 4 x 64 x 384)
+    assert flops_per_pair(config, 64) == 6 * 64 * (2 * (4 * 384**2 + 2 * 384 * 1536) + 4 * 64 * 384)
+
+
+@pytest.fixture(scope="module")
+def artifact(tiny_model_dir, tmp_path_factory):
+    from fastrank.export import export_model
+
+    out = tmp_path_factory.mktemp("bench") / "onnx"
+    export_model(str(tiny_model_dir), out, num_threads=1)
+    return out
+
+
+def test_benchmark_model_records(tiny_model_dir, artifact):
+    from fastrank.benchmark import benchmark_model, markdown_table
+
+    records = benchmark_model(str(tiny_model_dir), _groups(8), [artifact], quick=True, threads=1)
+    kinds = {r["kind"] for r in records}
+    assert kinds == {"throughput", "sweep-batch", "sweep-seq"}
+    tp = {(r["workload"], r["row"]): r for r in records if r["kind"] == "throughput"}
+    assert set(tp) == {(w, row) for w in ("short", "long") for row in ("fastrank torch fp32", "fastrank onnx fp32")}
+    ref, onnx = tp[("short", "fastrank torch fp32")], tp[("short", "fastrank onnx fp32")]
+    assert ref["parity"]["max_abs_dlogit"] == 0 and onnx["parity"]["max_abs_dlogit"] < 1e-4
+    assert onnx["parity"]["kendall_tau_min"] == 1 and onnx["quality"] == pytest.approx(ref["quality"])
+    assert set(ref["latency"]) == {"10", "100"} and ref["latency"]["100"]["items"] == 100
+    assert ref["timing"]["items"] == 40 and "versions" in ref["environment"]
+    assert "int8" in ref["matmul_gflops"] and ref["pct_of_peak"] > 0
+    assert {r["batch_size"] for r in records if r["kind"] == "sweep-batch"} == {8, 32}
+    table = markdown_table(records)
+    assert len(table.splitlines()) == 2 + 4 and "fastrank onnx fp32" in table
+
+
+def test_cli_bench_and_plots(tiny_model_dir, artifact, tmp_path):
+    from typer.testing import CliRunner
+
+    from fastrank.cli import app
+
+    data = tmp_path / "groups.jsonl"
+    data.write_text("\n".join(json.dumps(g) for g in _groups(4)))
+    result = CliRunner().invoke(app, ["bench", str(tiny_model_dir), "--data", str(data), "--artifact", str(artifact),
+                                      "--quick", "--threads", "1", "--no-sweeps", "--out", str(tmp_path / "r.jsonl"),
+                                      "--plots", str(tmp_path / "plots")])
+    assert result.exit_code == 0, result.output
+    assert "| short | fastrank onnx fp32 |" in result.output
+    lines = (tmp_path / "r.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and all(json.loads(x)["kind"] == "throughput" for x in lines)
+    pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
+    assert pngs == ["latency_vs_documents.png", "quality_vs_speed.png"]
+    assert all((tmp_path / "plots" / p).stat().st_size > 5000 for p in pngs)
