@@ -239,3 +239,24 @@ def test_torch_cuda_backend_matches_cpu(tiny_model_dir):
         reranker.backend = backend
         got = reranker.logits(pairs)
         assert np.abs(got - ref).max() < (1e-4 if precision == "fp32" else 5e-2)
+
+
+def test_torch_cuda_backend_bucket_padding_on_cpu(tiny_model_dir):
+    """The bucket padding and row slicing of the CUDA-graph path, run eagerly on the CPU: same logits as torch."""
+    from fastrank.backends.torch_cuda_backend import TorchCudaBackend
+    from fastrank.model import CrossEncoder
+    from fastrank.reranker import Reranker
+
+    pairs = [("q", "short doc"), ("a longer query here", "a much longer document " * 20), ("x", "y z")]
+    reranker = Reranker(tiny_model_dir, backend="torch")
+    ref = reranker.logits(pairs)
+    backend = TorchCudaBackend(CrossEncoder(tiny_model_dir, device="cpu"), precision="fp32", cuda_graphs=False,
+                               device="cpu", pad_to_buckets=True, max_batch=4, seq_step=32)
+    shapes = []
+    original = backend._forward
+    backend._forward = lambda inputs: (shapes.append(tuple(inputs["input_ids"].shape)), original(inputs))[1]
+    reranker.backend = backend
+    np.testing.assert_allclose(reranker.logits(pairs), ref, atol=1e-5)
+    assert shapes and all(b in (1, 2, 4) and s % 32 == 0 for b, s in shapes)  # every batch ran at a bucket point
+    with pytest.raises(Exception, match="CUDA"):
+        TorchCudaBackend(CrossEncoder(tiny_model_dir, device="cpu"), cuda_graphs=True, device="cpu")

@@ -30,16 +30,17 @@ class TorchCudaBackend(Backend):
     name = "torch-cuda"
 
     def __init__(self, model: Any, precision: str = "fp16", cuda_graphs: bool = True, max_batch: int = 64,
-                 seq_step: int = 64, device: str = "cuda") -> None:
+                 seq_step: int = 64, device: str = "cuda", pad_to_buckets: bool | None = None) -> None:
         self.torch = torch = require("torch", "train", "the torch CUDA backend")
         if precision not in DTYPES:
             raise ValueError(f"precision must be one of {DTYPES}, got {precision!r}")
-        if not torch.cuda.is_available():
+        if (device.startswith("cuda") or cuda_graphs) and not torch.cuda.is_available():
             raise FastrankError("the torch-cuda backend needs a CUDA GPU; none is visible (use backend='torch')")
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
         self.model = model
         self.hf = model.model.to(device=device, dtype=dtype).eval()
         self.precision, self.device, self.cuda_graphs = precision, device, cuda_graphs
+        self.pad_to_buckets = cuda_graphs if pad_to_buckets is None else pad_to_buckets
         self.num_labels = int(model.num_labels)
         names = list(getattr(model.tokenizer, "model_input_names", ["input_ids", "attention_mask"]))
         self.input_names = tuple(n for n in ("input_ids", "attention_mask", "token_type_ids") if n in names)
@@ -80,26 +81,22 @@ class TorchCudaBackend(Backend):
         torch = self.torch
         inputs = self._select_inputs(batch)
         rows, width = inputs["input_ids"].shape
-        if not self.cuda_graphs:
-            with torch.inference_mode():
-                out = self._forward({k: torch.from_numpy(v).to(self.device) for k, v in inputs.items()})
-            return out.float().cpu().numpy()
-        key = bucket_shape(rows, width, self.batches, self.seqs)
-        padded = pad_batch(inputs, *key, pad_token_id=self.pad_token_id)
-        if key not in self.graphs and key not in self.eager_buckets:
+        key = bucket_shape(rows, width, self.batches, self.seqs) if self.pad_to_buckets else (rows, width)
+        padded = pad_batch(inputs, *key, pad_token_id=self.pad_token_id) if self.pad_to_buckets else inputs
+        if self.cuda_graphs and key not in self.graphs and key not in self.eager_buckets:
             try:
                 self.graphs[key] = self._capture(*key)
             except RuntimeError as exc:  # capture is not possible for this model/bucket: run it eagerly
                 logger.warning("CUDA graph capture failed for bucket %s (%s); running it eagerly", key, exc)
                 self.eager_buckets.add(key)
-        if key in self.eager_buckets:
+        if key in self.graphs:
+            graph, static, out = self.graphs[key]
+            for name, array in padded.items():
+                static[name].copy_(torch.from_numpy(array), non_blocking=True)
+            graph.replay()
+        else:
             with torch.inference_mode():
                 out = self._forward({k: torch.from_numpy(v).to(self.device) for k, v in padded.items()})
-            return out[:rows].float().cpu().numpy()
-        graph, static, out = self.graphs[key]
-        for name, array in padded.items():
-            static[name].copy_(torch.from_numpy(array), non_blocking=True)
-        graph.replay()
         return out[:rows].float().cpu().numpy()
 
     def describe(self) -> dict[str, Any]:

@@ -1,0 +1,130 @@
+"""Every GPU check in one run; prints one table (and writes JSON to $OUT/gpu_check.json when $OUT is set).
+
+    bash bench/gpu_check.sh [MODEL_DIR]          # on a CUDA machine
+    python -m bench.gpu_check --device cpu --quick   # dry run of the same code path on a CPU (no numbers)
+
+Rows: torch CUDA fp32 eager (the reference), fp16 and bf16 eager, fp16 and bf16 with CUDA graphs per bucket
+(fastrank's torch-cuda backend), then TensorRT and onnxruntime-gpu when installed. For each: throughput at
+batch 64 x sequence 256 (synthetic ids, the issue's shape), throughput and quality (MAP, NDCG@10) on WikiQA test
+pairs through ``Reranker`` (so padding to buckets is included), ΔNDCG@10 and max |Δlogit| vs fp32 eager, and the
+speedup over fp32 eager at 64 x 256. Gate: ΔNDCG@10 <= 0.002 (fastrank's fp16/bf16 export bound).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+WIKIQA = ROOT.parent / "shared" / "data" / "wikiqa" / "test.jsonl"
+
+
+def _synthetic_rate(backend, batch: int, seq: int, repeats: int) -> float:
+    from fastrank.timing import measure
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1000, 20000, size=(batch, seq)).astype(np.int64)
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    import torch
+
+    def run():
+        backend.logits(feed)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    return batch / measure(run, warmup=3, repeats=repeats).median
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="Checkpoint dir (default runs/wikiqa, else the base model).")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--quick", action="store_true", help="Few queries and repeats (dry runs).")
+    args = parser.parse_args(argv)
+    import torch
+
+    from fastrank.backends.torch_backend import TorchBackend
+    from fastrank.backends.torch_cuda_backend import TorchCudaBackend
+    from fastrank.benchmark import parity, quality
+    from fastrank.data import read_groups
+    from fastrank.model import CrossEncoder, resolve_model_path
+    from fastrank.reranker import Reranker
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device visible: run on a GPU machine, or --device cpu for a dry run")
+    model_dir = args.model or (str(ROOT / "runs" / "wikiqa") if (ROOT / "runs" / "wikiqa").is_dir()
+                               else resolve_model_path("sentence-transformers/all-MiniLM-L6-v2"))
+    on_gpu = args.device.startswith("cuda")
+    groups = read_groups(str(WIKIQA))[: 20 if args.quick else None] if WIKIQA.is_file() else []
+    pairs = [(g.query, d) for g in groups for d in g.documents]
+    spans, start = [], 0
+    for g in groups:
+        spans.append((start, start + len(g.documents), g.labels))
+        start += len(g.documents)
+    configs = [("torch fp32 eager", "fp32", False), ("torch fp16 eager", "fp16", False),
+               ("torch bf16 eager", "bf16", False), ("torch fp16 + CUDA graphs", "fp16", True),
+               ("torch bf16 + CUDA graphs", "bf16", True)]
+    if not on_gpu:
+        configs = [(name, precision, False) for name, precision, graphs in configs if not graphs]
+    rows: list[dict[str, Any]] = []
+    reference = None
+    for name, precision, graphs in configs:
+        model = CrossEncoder(model_dir, device=args.device)
+        backend = TorchCudaBackend(model, precision=precision, cuda_graphs=graphs, device=args.device,
+                                   pad_to_buckets=graphs)
+        reranker = Reranker(model_dir, backend="torch")
+        reranker.backend, reranker.batch_size = backend, 64
+        row: dict[str, Any] = {"row": name, "precision": precision, "cuda_graphs": graphs}
+        row["pairs_per_s_64x256"] = round(_synthetic_rate(backend, 64, 256, 3 if args.quick else 20), 1)
+        if pairs:
+            start_t = time.perf_counter()
+            logits = reranker.logits(pairs)[:, 0].astype(np.float64)
+            row["wikiqa_pairs_per_s"] = round(len(pairs) / (time.perf_counter() - start_t), 1)
+            row.update({k: round(v, 4) for k, v in quality(logits, spans).items()})
+            if reference is None:
+                reference = (logits, row["ndcg@10"])
+            p = parity(reference[0], logits, spans)
+            row["max_abs_dlogit"] = float(f"{p['max_abs_dlogit']:.2e}")
+            row["delta_ndcg@10"] = round(abs(row["ndcg@10"] - reference[1]), 4)
+            row["gate_ok"] = row["delta_ndcg@10"] <= 0.002
+        row["describe"] = backend.describe()
+        rows.append(row)
+        del backend, model
+        if on_gpu:
+            torch.cuda.empty_cache()
+    base = rows[0]["pairs_per_s_64x256"]
+    for row in rows:
+        row["speedup_vs_fp32_eager_64x256"] = round(row["pairs_per_s_64x256"] / base, 2)
+    for name in ("tensorrt", "onnxruntime-gpu"):
+        try:
+            __import__("tensorrt" if name == "tensorrt" else "onnxruntime")
+            import onnxruntime
+
+            has = name == "tensorrt" or "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+        except ImportError:
+            has = False
+        rows.append({"row": name, "status": "installed: run `fastrank export --format tensorrt` / providers="
+                     "gpu_providers(...)" if has else "not installed on this machine: not run"})
+    device = torch.cuda.get_device_name() if on_gpu else "cpu (dry run)"
+    header = f"device: {device}; torch {torch.__version__}; model {model_dir}; WikiQA pairs {len(pairs)}"
+    print(header)
+    cols = ["row", "pairs_per_s_64x256", "speedup_vs_fp32_eager_64x256", "wikiqa_pairs_per_s", "map", "ndcg@10",
+            "delta_ndcg@10", "max_abs_dlogit", "gate_ok"]
+    print("| " + " | ".join(cols) + " |\n|" + " --- |" * len(cols))
+    for row in rows:
+        print("| " + " | ".join(str(row.get(c, row.get("status", "")) if c == "row" or c in row else "")
+                                for c in cols) + " |" + (f" {row['status']}" if "status" in row else ""))
+    if os.environ.get("OUT"):
+        Path(os.environ["OUT"], "gpu_check.json").write_text(json.dumps({"header": header, "rows": rows}, indent=2,
+                                                                        default=str))
+
+
+if __name__ == "__main__":
+    main()
