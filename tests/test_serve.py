@@ -153,6 +153,8 @@ def test_rerank_matches_reranker_for_every_request_shape(client, reranker):
     np.testing.assert_allclose(sorted(r["relevance_score"] for r in raw),
                                sorted(reranker.logits([(query, d) for d in docs])[:, 0]), atol=1e-5)
     assert client.post("/rerank", json={"query": query, "documents": []}).json()["results"] == []
+    v1 = client.post("/v1/rerank", json={"query": query, "documents": docs, "model": "rerank-v3.5", "top_n": 1})
+    assert v1.json()["results"][0]["index"] == expected[0]["index"]
 
 
 def test_limits_and_bad_requests_name_the_problem(client):

@@ -183,6 +183,9 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None) -> FastAPI
         metrics.observe("fastrank_request_seconds", time.perf_counter() - started)
         return {"results": results, "model": model_name, "usage": {"total_tokens": tokens}}
 
+    for alias in ("/v1/rerank", "/v2/rerank"):  # the paths Cohere's and Jina's SDKs call
+        app.post(alias, response_model=RerankResponse, response_model_exclude_none=True, include_in_schema=False)(rerank)
+
     @app.get("/health")
     async def health():
         body = {"status": "ok", "model": model_name, **info, "queued": engine.pending}
