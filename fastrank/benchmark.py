@@ -224,18 +224,21 @@ def add_parity_and_peak(records: list[dict[str, Any]], reference_row: str, workl
             r["pct_of_peak"] = round(100 * r["timing"]["items_per_s"] * flops[r["workload"]] / 1e9 / peak, 1)
 
 
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def environment(threads: int) -> dict[str, Any]:
     """Machine and library versions, recorded with every result."""
     import importlib.metadata as md
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     versions = {}
     for package in ("fastrank", "torch", "transformers", "onnxruntime", "sentence-transformers", "flashrank"):
         try:
@@ -244,7 +247,7 @@ def environment(threads: int) -> dict[str, Any]:
             pass
     import os
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "python": platform.python_version(),
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": threads, "python": platform.python_version(),
             "versions": versions, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
