@@ -6,7 +6,7 @@ behave identically everywhere. It needs only ``tokenizers`` and numpy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,10 +192,12 @@ def run_batches(
     max_tokens: int | None = None,
     pad_token_id: int = 0,
     width: int = 1,
+    on_batch: Callable[[int], object] | None = None,
 ) -> np.ndarray:
     """Run ``fn(batch) -> (b, width) array`` over length-sorted, padded batches; rows come back in input order.
 
-    This is the scoring loop every backend runs under (the reranker and export verification alike).
+    This is the scoring loop every backend runs under (the reranker, export verification, ``CrossEncoder.predict``
+    and ``EmbeddingModel.encode`` alike); ``on_batch(rows)`` is called after each batch (progress bars).
     """
     out = np.empty((len(encoded), width), dtype=np.float32)
     for idx in plan_batches(encoded.lengths, batch_size=batch_size, max_tokens=max_tokens):
@@ -206,4 +208,6 @@ def run_batches(
             raise ValueError(f"a batch of {len(idx)} pairs gave outputs of shape {result.shape}, "
                              f"expected {(len(idx), width)}")
         out[idx] = result
+        if on_batch is not None:
+            on_batch(len(idx))
     return out

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fastrank.batching import PairEncoder, collate, plan_batches
+from fastrank.batching import PairEncoder, run_batches
 from fastrank.errors import ModelLoadError
 from fastrank.model import DEFAULT_BASE, resolve_model_path
 
@@ -97,23 +97,21 @@ class EmbeddingModel:
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TypeError(f"text {i} must be a string, got {type(t).__name__}")
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         if not texts:
-            return out
+            return np.zeros((0, self.dimension), dtype=np.float32)
         encoded = self._encoder.encode(texts)
         if show_progress_bar is None:
             show_progress_bar = len(texts) > 20 * batch_size
+        def embed(arrays: dict[str, np.ndarray]) -> np.ndarray:
+            batch = {k: torch.from_numpy(v).to(self.device) for k, v in arrays.items()}
+            emb = self._pool(self.model(**batch).last_hidden_state.float(), batch["attention_mask"])
+            if self.normalize:
+                emb = torch.nn.functional.normalize(emb, p=2, dim=-1)
+            return emb.cpu().numpy()
+
         with tqdm(total=len(texts), desc="Encoding", unit="text", disable=not show_progress_bar) as bar:
-            for idx in plan_batches(encoded.lengths, batch_size=batch_size):
-                batch = {k: torch.from_numpy(v).to(self.device)
-                         for k, v in collate(encoded, idx, self._encoder.pad_token_id).items()}
-                hidden = self.model(**batch).last_hidden_state
-                emb = self._pool(hidden.float(), batch["attention_mask"])
-                if self.normalize:
-                    emb = torch.nn.functional.normalize(emb, p=2, dim=-1)
-                out[idx] = emb.cpu().numpy()
-                bar.update(len(idx))
-        return out
+            return run_batches(encoded, embed, batch_size, None, self._encoder.pad_token_id, self.dimension,
+                               on_batch=bar.update)
 
     def similarity(self, queries: Sequence[str], documents: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Cosine (or dot, if not normalized) similarity of each (query, document) pair, shape (n,)."""

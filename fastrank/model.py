@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fastrank.batching import PairEncoder, check_pairs, collate, plan_batches
+from fastrank.batching import PairEncoder, check_pairs, collate, plan_batches, run_batches
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.io import atomic_dir
 from fastrank.types import RankedDoc
@@ -243,17 +243,20 @@ class CrossEncoder(torch.nn.Module):
         n = len(pairs)
         if n == 0:
             return np.zeros((0,) if self.num_labels == 1 else (0, self.num_labels), dtype=np.float32)
-        out = np.empty((n, self.num_labels), dtype=np.float32)
         was_training = self.model.training
         self.model.eval()
         if show_progress_bar is None:
             show_progress_bar = logger.isEnabledFor(logging.INFO) and n > 10 * batch_size
+        encoder = self.pair_encoder()
+
+        def scores(batch: dict[str, np.ndarray]) -> np.ndarray:
+            logits = self(**{k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}).float()
+            return self.apply_activation(logits, activation).cpu().numpy()
+
         try:
             with tqdm(total=n, desc="Scoring", unit="pair", disable=not show_progress_bar) as bar:
-                for idx, features in self._length_batches(pairs, batch_size, max_tokens):
-                    logits = self(**features).float()
-                    out[idx] = self.apply_activation(logits, activation).cpu().numpy()
-                    bar.update(len(idx))
+                out = run_batches(encoder.encode(pairs), scores, batch_size, max_tokens, encoder.pad_token_id,
+                                  self.num_labels, on_batch=bar.update)
         finally:
             self.model.train(was_training)
         return out[:, 0] if self.num_labels == 1 else out
