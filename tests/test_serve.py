@@ -36,6 +36,7 @@ class _Slow:
     def __init__(self, inner: Reranker) -> None:
         self.inner, self.release = inner, threading.Event()
         self.num_labels, self.encode, self.reduce = inner.num_labels, inner.encode, inner.reduce
+        self.backend, self.activate = inner.backend, inner.activate
         self.calls: list[int] = []
 
     def run(self, encoded, max_tokens=None):
@@ -221,3 +222,78 @@ def test_client_against_a_live_server(reranker, tiny_model_dir):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_a_client_that_disconnects_has_its_queued_work_dropped(reranker, tiny_model_dir):
+    import httpx
+    import uvicorn
+
+    from fastrank.serve.app import ServeConfig, create_app
+
+    slow = _Slow(reranker)
+    port = _free_port()
+    config = ServeConfig(model=str(tiny_model_dir), max_wait_ms=0, max_batch_requests=1)
+    app = create_app(config, slow)
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(url + "/health")
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        holder = threading.Thread(target=lambda: httpx.post(url + "/rerank", timeout=30,
+                                                            json={"query": "q", "documents": ["running"]}))
+        holder.start()  # occupies the inference thread until released
+        time.sleep(0.3)
+        with pytest.raises(httpx.TimeoutException):
+            httpx.post(url + "/rerank", json={"query": "q", "documents": ["queued"]}, timeout=0.5)
+        time.sleep(0.3)
+        slow.release.set()
+        holder.join(10)
+        metrics = httpx.get(url + "/metrics").text
+        assert "fastrank_cancelled_total" in metrics
+        assert [line for line in metrics.splitlines() if line.startswith("fastrank_cancelled_total")][0].endswith(" 1")
+        assert slow.calls == [1]  # the disconnected request was never scored
+    finally:
+        slow.release.set()
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_shutdown_answers_in_flight_requests(reranker, tiny_model_dir):
+    import httpx
+    import uvicorn
+
+    from fastrank.serve.app import ServeConfig, create_app
+
+    slow = _Slow(reranker)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(ServeConfig(model=str(tiny_model_dir)), slow), port=port,
+                                           log_level="warning", timeout_graceful_shutdown=20))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            httpx.get(url + "/health")
+            break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    answers = []
+    request = threading.Thread(target=lambda: answers.append(httpx.post(
+        url + "/rerank", json={"query": "q", "documents": ["in flight"]}, timeout=30)))
+    request.start()
+    time.sleep(0.3)
+    server.should_exit = True  # what SIGTERM does: stop accepting, then drain
+    time.sleep(0.3)
+    slow.release.set()
+    request.join(20)
+    thread.join(20)
+    assert answers and answers[0].status_code == 200
+    want = reranker.rerank("q", ["in flight"])[0]["score"]
+    assert answers[0].json()["results"][0]["relevance_score"] == pytest.approx(want, abs=1e-6)
+    assert not thread.is_alive()
