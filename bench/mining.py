@@ -20,6 +20,56 @@ from bench.common import WIKIQA, append_record, require_shared_data
 
 MINING = {"num_negatives": 9, "range_max": 50, "relative_margin": 0.05}
 COMBINED = {"num_negatives": 5, "range_max": 50, "relative_margin": 0.05, "keep_original_negatives": True}
+# Original candidates + a few hard mined negatives + off-topic negatives sampled from a wide window of the ranking:
+# WikiQA's own candidates all come from the query's article, so without the wide window the reranker never sees the
+# off-topic sentences a first stage brings (issue #3).
+HARD_RANDOM = {"hard": {"num_negatives": 3, "range_max": 50, "relative_margin": 0.05, "keep_original_negatives": True},
+               "wide": {"num_negatives": 5, "range_min": 50, "range_max": 1000, "sampling": "random"}}
+# distill: the same lists, trained with ListNet on soft targets that carry the embedding model's topical signal:
+# target logit = label_weight * label + teacher_weight * cosine(query, document) (teacher: all-MiniLM-L6-v2).
+DISTILL = {**HARD_RANDOM, "teacher": "sentence-transformers/all-MiniLM-L6-v2", "label_weight": 4.0,
+           "teacher_weight": 10.0}
+VARIANTS = {"original": {}, "mined": MINING, "combined": COMBINED, "hard-random": HARD_RANDOM, "distill": DISTILL}
+FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+
+
+class _CachedEmbedding:
+    """An EmbeddingModel whose encode() remembers every text's vector: the corpus is embedded once per process
+    (mining, dev and test retrieval share it)."""
+
+    def __init__(self, model):
+        self._model, self._cache = model, {}
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def encode(self, texts, batch_size=64, show_progress_bar=None):
+        import numpy as np
+
+        texts = list(texts)
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if todo:
+            self._cache.update(zip(todo, self._model.encode(todo, batch_size, show_progress_bar)))
+        return np.stack([self._cache[t] for t in texts]) if texts else self._model.encode([], batch_size)
+
+    def predict(self, pairs, batch_size=64, show_progress_bar=None, **_):
+        import numpy as np
+
+        q = self.encode([p[0] for p in pairs], batch_size)
+        d = self.encode([p[1] for p in pairs], batch_size)
+        return np.einsum("ij,ij->i", q, d).astype(np.float32)
+
+
+_EMBEDDER = None
+
+
+def _embedder():
+    global _EMBEDDER
+    if _EMBEDDER is None:
+        from fastrank.embedding import EmbeddingModel
+
+        _EMBEDDER = _CachedEmbedding(EmbeddingModel())
+    return _EMBEDDER
 
 
 def _corpus() -> list[str]:
@@ -57,61 +107,128 @@ def speed() -> dict[str, Any]:
             "encode_speedup": round(st_s / ours_s, 2), "stats": result.stats, "options": MINING}
 
 
-def _train_data(variant: str, tmp: str) -> str:
+def _hard_random_groups(path: str, options: dict[str, Any]) -> tuple[list, dict[str, Any]]:
+    """Mine twice (hard top-ranked, then random from a wide window) and merge the negatives per query."""
+    from fastrank.data import QueryGroup, dedup_key, read_groups
+    from fastrank.mining import mine_hard_negatives
+
+    groups, corpus = read_groups(path), _corpus()
+    hard = mine_hard_negatives(groups, _embedder(), corpus, **options["hard"], show_progress_bar=False)
+    wide = mine_hard_negatives(groups, _embedder(), corpus, **options["wide"], show_progress_bar=False)
+    extra = {g.query: g.negatives for g in wide.groups}
+    out = []
+    for g in hard.groups:
+        seen = {dedup_key(d) for d in g.documents}
+        added = [d for d in extra.get(g.query, []) if dedup_key(d) not in seen]
+        out.append(QueryGroup(g.query, g.documents + added, g.labels + [0.0] * len(added), g.query_id))
+    return out, {"hard": hard.stats, "wide": wide.stats}
+
+
+def _train_data(variant: str, tmp: str) -> tuple[str, dict[str, Any] | None]:
     from fastrank.data import read_groups, write_groups
-    from fastrank.embedding import EmbeddingModel
     from fastrank.mining import mine_hard_negatives
 
     path = str(WIKIQA / "train.tokenized.jsonl")
     if variant == "original":
-        return path
-    options = MINING if variant == "mined" else COMBINED
-    result = mine_hard_negatives(read_groups(path), EmbeddingModel(), _corpus(), **options,
-                                 cache_dir=f"{tmp}/cache", show_progress_bar=False)
-    return str(write_groups(result.groups, f"{tmp}/{variant}.jsonl"))
+        return path, None
+    if variant in ("hard-random", "distill"):
+        groups, stats = _hard_random_groups(path, VARIANTS[variant])
+        if variant == "distill":
+            opts = VARIANTS[variant]
+            cos = _embedder().predict([(g.query, d) for g in groups for d in g.documents])
+            pos = 0
+            for g in groups:  # soft targets: ListNet's softmax over them is the teacher distribution
+                n = len(g.documents)
+                g.labels = [opts["label_weight"] * y + opts["teacher_weight"] * float(c)
+                            for y, c in zip(g.labels, cos[pos : pos + n])]
+                pos += n
+        stats["documents_per_query"] = round(sum(len(g.documents) for g in groups) / len(groups), 2)
+        return str(write_groups(groups, f"{tmp}/{variant}.jsonl")), stats
+    result = mine_hard_negatives(read_groups(path), _embedder(), _corpus(), **VARIANTS[variant],
+                                 show_progress_bar=False)
+    return str(write_groups(result.groups, f"{tmp}/{variant}.jsonl")), result.stats
 
 
-def train_and_evaluate(variant: str, model_dir: str | None = None) -> dict[str, Any]:
-    """Train the default recipe on ``variant``'s negatives (or evaluate ``model_dir`` already trained on them)."""
+def _retrieval(split: str, model, fusion: bool) -> dict[str, Any]:
     from fastrank.data import read_groups
-    from fastrank.embedding import EmbeddingModel
-    from fastrank.evaluation.evaluators import RerankingEvaluator
     from fastrank.evaluation.retrieval import RetrievalTask, evaluate_retrieve_rerank
+
+    task = RetrievalTask.from_groups(read_groups(str(WIKIQA / f"{split}.jsonl")), _corpus())
+    return evaluate_retrieve_rerank(task, _embedder(), model, top_k=100, ks=(10,), use_bm25=False,
+                                    fusion_weights=FUSION_WEIGHTS if fusion else ())
+
+
+def train_and_evaluate(variant: str, model_dir: str | None = None, save_dir: str | None = None,
+                       dev: bool = False, fusion: bool = False) -> dict[str, Any]:
+    """Train the default recipe on ``variant``'s negatives (or evaluate ``model_dir`` already trained on them).
+
+    ``dev``: also run retrieve-then-rerank on WikiQA dev (the split to choose options on). ``fusion``: also rank by
+    reranker + w * first-stage score (z-normalised per query) for each w in FUSION_WEIGHTS; w is chosen on dev.
+    """
+    from fastrank.evaluation.evaluators import RerankingEvaluator
     from fastrank.model import CrossEncoder
     from fastrank.training.recipe import TrainConfig, train
 
     with tempfile.TemporaryDirectory() as tmp:
+        mining_stats = None
         if model_dir is None:
-            data = _train_data(variant, tmp)
-            result = train(TrainConfig(data=data, out=f"{tmp}/model", show_progress_bar=False))
-            model_dir = f"{tmp}/model"
+            data, mining_stats = _train_data(variant, tmp)
+            model_dir = save_dir or f"{tmp}/model"
+            result = train(TrainConfig(data=data, out=model_dir, show_progress_bar=False))
         else:
-            result = {"train_seconds": f"reused {model_dir}", "train_pairs_per_epoch": 8672}
+            result = {"train_seconds": f"reused {model_dir}", "train_pairs_per_epoch": None}
+        kept_dir = None if model_dir.startswith(tmp) else model_dir
         model = CrossEncoder(model_dir)
         rerank_map = RerankingEvaluator.from_jsonl(str(WIKIQA / "test.jsonl")).evaluate(model).metrics
-        task = RetrievalTask.from_groups(read_groups(str(WIKIQA / "test.jsonl")), _corpus())
-        retrieval = evaluate_retrieve_rerank(task, EmbeddingModel(), model, top_k=100, ks=(10,), use_bm25=False)
-    return {"experiment": "mining-train", "variant": variant, "corpus_twins_merged": True, "options": {"original": {}, "mined": MINING,
-                                                                           "combined": COMBINED}[variant],
-            "train_seconds": result["train_seconds"], "train_pairs_per_epoch": result["train_pairs_per_epoch"],
-            "test_rerank": rerank_map, "retrieval": retrieval}
+        dev_retrieval = _retrieval("dev", model, fusion) if (dev or fusion) else None
+        retrieval = _retrieval("test", model, fusion)
+    record = {"experiment": "mining-train", "variant": variant, "corpus_twins_merged": True,
+              "options": VARIANTS[variant], "recipe": "default (listnet, lr 1e-4, 3 epochs, 8 queries/step)",
+              "model_dir": kept_dir,
+              "train_seconds": result["train_seconds"], "train_pairs_per_epoch": result["train_pairs_per_epoch"],
+              "mining": mining_stats, "test_rerank": rerank_map, "retrieval": retrieval}
+    if dev_retrieval is not None:
+        record["dev_retrieval"] = dev_retrieval
+    if fusion:
+        scores = dev_retrieval["reranked_fused"]
+        best = max(scores, key=lambda w: (scores[w]["ndcg@10"], -float(w)))
+        record["fusion"] = {"weights": list(FUSION_WEIGHTS), "chosen_on": "dev ndcg@10", "weight": float(best),
+                            "dev": scores[best], "test": retrieval["reranked_fused"][best]}
+    return record
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench mining", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--speed", action="store_true")
-    parser.add_argument("--train", nargs="*", choices=("original", "mined", "combined"), default=[])
+    parser.add_argument("--train", nargs="*", choices=tuple(VARIANTS), default=[])
     parser.add_argument("--original-model", help="Evaluate this default-recipe model as 'original' (no training).")
+    parser.add_argument("--model", action="append", default=[], metavar="VARIANT=DIR",
+                        help="Evaluate DIR, already trained on VARIANT, instead of training it.")
+    parser.add_argument("--save", metavar="DIR", help="Keep the trained model(s) in DIR/<variant>.")
+    parser.add_argument("--dev", action="store_true", help="Also evaluate retrieve-then-rerank on WikiQA dev.")
+    parser.add_argument("--fusion", action="store_true",
+                        help="Also report reranker + w * first-stage score fusion, w chosen on dev.")
     args = parser.parse_args(argv)
     require_shared_data()
     if args.speed:
         record = speed()
         append_record("mining", record)
         print({k: v for k, v in record.items() if k != "stats"})
+    reuse = dict(m.split("=", 1) for m in args.model)
+    if args.original_model:
+        reuse.setdefault("original", args.original_model)
     for variant in args.train:
-        record = train_and_evaluate(variant, args.original_model if variant == "original" else None)
+        save = f"{args.save}/{variant}" if (args.save and variant not in reuse) else None
+        record = train_and_evaluate(variant, reuse.get(variant), save, args.dev, args.fusion)
         append_record("mining", record)
         r = record["retrieval"]
-        print(f"{variant}: test MAP {record['test_rerank']['map']:.4f}; retrieve top-100 NDCG@10 first stage "
-              f"{r['first_stage']['ndcg@10']:.4f} -> reranked {r['reranked']['ndcg@10']:.4f}")
+        line = (f"{variant}: test MAP {record['test_rerank']['map']:.4f}; retrieve top-100 NDCG@10 first stage "
+                f"{r['first_stage']['ndcg@10']:.4f} -> reranked {r['reranked']['ndcg@10']:.4f}")
+        if "dev_retrieval" in record:
+            d = record["dev_retrieval"]
+            line += f"; dev {d['first_stage']['ndcg@10']:.4f} -> {d['reranked']['ndcg@10']:.4f}"
+        if "fusion" in record:
+            f = record["fusion"]
+            line += f"; fused w={f['weight']:g} dev {f['dev']['ndcg@10']:.4f} test {f['test']['ndcg@10']:.4f}"
+        print(line, flush=True)

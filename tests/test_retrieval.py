@@ -69,3 +69,36 @@ def test_twins_differing_in_case_and_spacing_are_one_document():
     groups = [QueryGroup("q1", ["Paris is the capital.", "Lyon is a city."], [1.0, 0.0])]
     task = RetrievalTask.from_groups(groups, extra_corpus=["paris is the capital .", "lyon is a city ."])
     assert task.corpus == ["Paris is the capital.", "Lyon is a city."] and task.qrels == [{0}]
+
+
+class ScoreReranker:
+    def __init__(self, scores):
+        self.scores = scores
+
+    def predict(self, pairs, batch_size=64):
+        return np.array([self.scores[d] for _, d in pairs])
+
+
+def test_score_fusion_is_opt_in_and_mixes_z_normalised_scores():
+    # first stage top 3: d9 (cos .9), d8 (.8), d7 (.7); relevant d8; the reranker prefers d7, then d8, then d9
+    groups = [QueryGroup("q1", [f"d{i}" for i in range(1, 10)], [1.0 if i == 8 else 0.0 for i in range(1, 10)])]
+    task = RetrievalTask.from_groups(groups)
+    reranker = ScoreReranker({"d9": 0.0, "d8": 0.9, "d7": 1.0})
+    plain = evaluate_retrieve_rerank(task, Embedder(), reranker, top_k=3, ks=(1,), use_bm25=False)
+    assert "reranked_fused" not in plain
+    out = evaluate_retrieve_rerank(task, Embedder(), reranker, top_k=3, ks=(1,), use_bm25=False,
+                                   fusion_weights=(0, 1, 10))
+    assert set(out["reranked_fused"]) == {"0", "1", "10"}
+    # z(rerank) = [-1.41, 0.59, 0.82], z(cos) = [1.22, 0, -1.22]: w=0 keeps the reranker's d7 first, w=1 puts
+    # d8 first (0.59 vs -0.18 and -0.41), w=10 is the first stage's order again (d9 first)
+    assert out["reranked_fused"]["0"]["mrr@1"] == out["reranked"]["mrr@1"] == 0.0
+    assert out["reranked_fused"]["1"]["mrr@1"] == 1.0
+    assert out["reranked_fused"]["10"]["mrr@1"] == out["first_stage"]["mrr@1"] == 0.0
+    assert out["reranked_fused"]["10"]["mrr@3"] == pytest.approx(0.5)
+
+
+def test_zscore_of_a_constant_list_is_zero():
+    from fastrank.evaluation.retrieval import _zscore
+
+    assert _zscore(np.array([2.0, 2.0])).tolist() == [0.0, 0.0]
+    assert _zscore(np.array([1.0, 3.0])).tolist() == [-1.0, 1.0]

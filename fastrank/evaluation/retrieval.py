@@ -69,11 +69,16 @@ def evaluate_retrieve_rerank(
     ks: Sequence[int] = (10,),
     batch_size: int = 64,
     use_bm25: bool | None = None,
+    fusion_weights: Sequence[float] = (),
 ) -> dict[str, Any]:
     """Metrics and per-stage latency for the first stage alone and after reranking its top ``top_k``.
 
     Returns ``{"first_stage": {...}, "reranked": {...}, "latency_s": {...}, "num_queries", "corpus_size"}``;
     ``bm25`` and ``bm25_reranked`` are added when ``bm25s`` is installed (or ``use_bm25=True``).
+
+    ``fusion_weights`` (opt-in, default none): for each weight ``w`` also rank by
+    ``z(reranker score) + w * z(first-stage score)``, each z-normalised over the query's top ``top_k``, reported as
+    ``reranked_fused`` (``bm25_reranked_fused``): ``{"<w>": metrics}``. Costs no extra model calls.
     """
     from fastrank.mining import top_k_search
 
@@ -108,7 +113,19 @@ def evaluate_retrieve_rerank(
             pos += len(row)
         key = "reranked" if name == "first_stage" else f"{name}_reranked"
         out[key] = _metrics(ranked, reranked_scores, task, ks)
+        if fusion_weights:
+            out[f"{key}_fused"] = {
+                f"{float(w):g}": _metrics(ranked, [_zscore(r) + float(w) * _zscore(np.asarray(f, dtype=np.float64))
+                                                   for r, f in zip(reranked_scores, first_scores)], task, ks)
+                for w in fusion_weights}
     return out
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    """Per-query standardisation (mean 0, std 1; a constant list becomes all zeros) so scores on different scales
+    can be added."""
+    std = float(x.std()) if len(x) else 0.0
+    return (x - x.mean()) / std if std > 0 else np.zeros_like(x, dtype=np.float64)
 
 
 def _bm25_top_k(task: RetrievalTask, top_k: int, required: bool):
