@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from bench import report_run, report_serve
 from bench.common import ROOT, read_records
 
 HEADER = """# Benchmark results
@@ -93,40 +94,15 @@ def _mining_section(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _speed_section(records: list[dict[str, Any]]) -> str:
+def _int8_section(records: list[dict[str, Any]]) -> str:
+    """int8 variants searched by bench/int8_search.py (quality vs fp32 and speed side by side), when present."""
     if not records:
         return ""
-    latest = max(r["time"] for r in records)
-    run = [r for r in records if r["time"][:13] == latest[:13] and not r.get("quick")] or records
-    lines = [
-        "## Inference speed and quality per backend and precision (one run, same model, same data)",
-        "",
-        f"Model: the default-recipe WikiQA reranker (`runs/wikiqa`); {run[0]['threads']} threads; workloads from "
-        "WikiQA test: *short* = all 2,351 (query, sentence) pairs, *long* = 400 (query, ~180-word passage) pairs. "
-        "Pairs/s is end to end (tokenization included), median of 3 timed runs after a warm-up, with a bootstrap "
-        "95% interval. MAP / NDCG@10 are on each workload's labels; max |Δlogit| is against fastrank torch fp32. "
-        "% of peak = achieved GFLOP/s over the measured 1024³ matmul rate of the row's precision (fp32 for int8 "
-        "rows). Command: `python -m bench speed --model runs/wikiqa`.",
-        "",
-        "| workload | row | backend | precision | pairs/s | 95% CI | x ST torch | MAP | NDCG@10 | max abs dlogit |"
-        " % of peak |",
-        "| --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for wl in ("short", "long"):
-        rows = [r for r in run if r["workload"] == wl]
-        base = next((r["timing"]["items_per_s"] for r in rows if r["library"] == "sentence-transformers"), None)
-        for r in rows:
-            t, q = r["timing"], r["quality"]
-            ratio = f"{t['items_per_s'] / base:.2f}" if base else ""
-            lines.append(
-                f"| {wl} | {r['row']} | {r['backend']} {r.get('provider', '')} | {r['precision']} | "
-                f"{t['items_per_s']:.1f} | {t['items_per_s_ci95'][0]:.0f}-{t['items_per_s_ci95'][1]:.0f} | {ratio} | "
-                f"{q['map']:.4f} | {q['ndcg@10']:.4f} | {r['max_abs_dlogit_vs_torch_fp32']:.2e} | "
-                f"{r['pct_of_matmul_peak']} |")
-    r0 = run[0]
-    lines += ["", f"GFLOP per pair: short {next(r['gflop_per_pair'] for r in run if r['workload'] == 'short')}, "
-              f"long {next(r['gflop_per_pair'] for r in run if r['workload'] == 'long')}; measured matmul "
-              f"GFLOP/s: {r0['matmul_gflops']}."]
+    keys = sorted({k for r in records for k in r if k not in ("time", "machine")})
+    lines = ["## int8 variants (bench/int8_search.py)", "", "| " + " | ".join(keys) + " |",
+             "|" + " --- |" * len(keys)]
+    for r in records:
+        lines.append("| " + " | ".join(str(r.get(k, "")) for k in keys) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -134,7 +110,8 @@ def render() -> str:
     recipes = read_records("recipes")
     machine = recipes[-1]["machine"] if recipes else {}
     desc = ", ".join(f"{k} {v}" for k, v in machine.items()) or "unknown"
-    sections = (HEADER.format(machine=desc), _recipes_section(recipes), _speed_section(read_records("speed")),
+    sections = (HEADER.format(machine=desc), _recipes_section(recipes), report_run.section(read_records("run")),
+                report_serve.section(read_records("serve")), _int8_section(read_records("int8")),
                 _mining_section(read_records("mining")))
     return "\n".join(s for s in sections if s)
 
