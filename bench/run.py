@@ -28,7 +28,7 @@ PLOTS = ROOT / "bench" / "plots"
 
 
 def export_artifacts(model_dir: str, out_root: Path, threads: int) -> dict[str, Path]:
-    """fp32 ONNX (O3), int8 ONNX, bf16 torch — each verified by export_model (on 60 WikiQA dev queries) before
+    """fp32 ONNX (O3), int8 ONNX (plain, and with the early FFN outputs fp32), bf16 torch — each verified by export_model (on 60 WikiQA dev queries) before
     it is written; an artifact already in ``out_root`` is re-used."""
     from fastrank.errors import ParityError
     from fastrank.export import export_model
@@ -37,6 +37,7 @@ def export_artifacts(model_dir: str, out_root: Path, threads: int) -> dict[str, 
               (json.loads(x) for x in (WIKIQA / "dev.jsonl").read_text(encoding="utf-8").splitlines()[:60])]
     out = {}
     for name, precision, optimize in (("onnx fp32 O3", "fp32", "O3"), ("onnx int8", "int8", "O2"),
+                                      ("onnx int8 early-ffn-fp32", "int8-early-ffn-out-fp32", "O3"),
                                       ("torch bf16", "bf16", "O0")):
         target = out_root / name.replace(" ", "-")
         if not (target / "fastrank.json").is_file():

@@ -342,7 +342,8 @@ def benchmark_model(
     for path in artifacts:
         rr = Reranker(path, num_threads=threads)
         info = rr.describe()
-        rerankers[f"fastrank {info['backend']} {info.get('precision') or 'fp32'}"] = rr
+        rung = (rr.manifest or {}).get("rung") or info.get("precision") or "fp32"
+        rerankers[f"fastrank {info['backend']} {rung}"] = rr
     rows = {name: _reranker_row(rr) for name, rr in rerankers.items()}
     rows.update(extra_rows or {})
     records = run_rows(rows, workloads, threads=threads, quick=quick, latency=latency,

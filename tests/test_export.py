@@ -14,7 +14,15 @@ pytest.importorskip("onnxruntime")
 
 from fastrank.errors import ModelLoadError, ParityError  # noqa: E402
 from fastrank.export import cpu_features, export_model, read_manifest  # noqa: E402
-from fastrank.export.onnx import INT8_CONFIGS, last_layer_nodes, quantize_int8  # noqa: E402
+from fastrank.export.onnx import (  # noqa: E402
+    AUTO_LADDER,
+    INT8_CONFIGS,
+    KEEP_FP32,
+    RUNGS,
+    ffn_output_nodes,
+    last_layer_nodes,
+    quantize_int8,
+)
 
 FUSED = {"Attention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu"}
 
@@ -126,6 +134,43 @@ def test_keep_last_layer_fp32(fp32_o3, tmp_path):
     assert "QAttention" in nodes.values()  # the first layer is quantized
 
 
+def test_keep_early_ffn_out_fp32(fp32_o3, tmp_path):
+    out, _ = fp32_o3
+    ffn = ffn_output_nodes(onnx.load(str(out / "model.onnx")))
+    assert [name.split("/")[-3:] for name in ffn] == [["output", "dense", "MatMul"]] * 2
+    assert "layer.0/" in ffn[0] and "layer.1/" in ffn[1]  # one per layer, in layer order
+    rung = RUNGS["int8-early-ffn-out-fp32"]
+    config = {"profile": "avx512_vnni", **INT8_CONFIGS["avx512_vnni"]}
+    info = quantize_int8(out / "model.onnx", tmp_path / "q.onnx", config, rung.keep_last_layer_fp32, rung.keep_fp32)
+    head = ["/inner/bert/pooler/dense/Gemm_MatMul", "/inner/classifier/Gemm_MatMul"]
+    assert [k["role"] for k in info["kept_fp32"]] == ["early_ffn_out", "head"]
+    # the first three layers' FFN output projections: both of the tiny model's two layers
+    assert info["kept_fp32"][0] == {"role": "early_ffn_out", "nodes": ffn, "why": KEEP_FP32["early_ffn_out"]}
+    assert set(ffn) <= set(info["kept_fp32_nodes"]) and set(head) <= set(info["kept_fp32_nodes"])
+
+    graph = onnx.load(str(tmp_path / "q.onnx")).graph
+    nodes = {n.name: n for n in graph.node}
+    floats = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    for name in [*ffn, *head]:  # kept: still a float MatMul with its float weight
+        assert nodes[name].op_type == "MatMul" and nodes[name].input[1] in floats, name
+    ops = Counter(n.op_type for n in graph.node)
+    assert ops["MatMul"] == 4 and ops["QAttention"] == 2  # everything else is quantized
+    assert ops["MatMulInteger"] == 4  # 2 layers x 3 projections, less the 2 kept
+
+
+def test_early_ffn_out_rung_in_the_ladder(tiny_model_dir, tmp_path, monkeypatch):
+    assert AUTO_LADDER.index("int8") < AUTO_LADDER.index("int8-early-ffn-out-fp32") < AUTO_LADDER.index("bf16")
+    monkeypatch.setattr("fastrank.export.onnx.AUTO_LADDER", ("int8-early-ffn-out-fp32", "fp32"))
+    manifest = export_model(tiny_model_dir, tmp_path / "auto", precision="auto", optimize="O3", num_threads=1)
+    assert manifest["rung"] == "int8-early-ffn-out-fp32" and manifest["precision"] == "int8"
+    assert manifest["parity"]["passed"] and 0 < manifest["parity"]["max_abs_logit"] < 0.2
+    kept = {k["role"]: k["nodes"] for k in manifest["quantization"]["kept_fp32"]}
+    graph = onnx.load(str(tmp_path / "auto" / "model.onnx")).graph
+    nodes = {n.name: n.op_type for n in graph.node}
+    assert len(kept["early_ffn_out"]) == 2 and all(nodes[n] == "MatMul" for n in kept["early_ffn_out"])
+    assert "MatMulInteger" in nodes.values() and "QAttention" in nodes.values()
+
+
 def test_fp16_keeps_fp32_io(tiny_model_dir, tmp_path):
     manifest = export_model(tiny_model_dir, tmp_path / "fp16", precision="fp16", optimize="O3", num_threads=1)
     assert manifest["optimize_applied"] == "O2"  # O3's CPU fusions are not applied to a GPU graph
@@ -165,7 +210,7 @@ def test_auto_ladder_records_why(tiny_model_dir, tmp_path):
     manifest = export_model(tiny_model_dir, tmp_path / "auto2", precision="auto", num_threads=1,
                             bounds={"int8": {"delta_ndcg@10": -1.0}, "bf16": {"delta_ndcg@10": 0.05}})
     ladder = {entry["rung"]: entry for entry in manifest["ladder"]}
-    for rung in ("int8", "int8-last-layer-fp32"):
+    for rung in ("int8", "int8-early-ffn-out-fp32"):
         assert ladder[rung]["passed"] is False and "delta_ndcg@10" in ladder[rung]["failures"][0]
     if cpu_features()["bf16"]:
         assert manifest["rung"] == "bf16" and manifest["format"] == "torch"

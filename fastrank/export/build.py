@@ -76,7 +76,8 @@ class ArtifactBuilder:
         info: dict[str, Any] = {"optimize_applied": level, "fused_ops": fused}
         dst = rung_dir / MODEL_FILE
         if rung.precision == "int8":
-            info["quantization"] = onnx_export.quantize_int8(src, dst, self.int8_config, rung.keep_last_layer_fp32)
+            info["quantization"] = onnx_export.quantize_int8(src, dst, self.int8_config, rung.keep_last_layer_fp32,
+                                                             rung.keep_fp32)
         elif rung.precision == "fp16":
             info["conversion"] = onnx_export.convert_fp16(src, dst)
         else:
