@@ -11,7 +11,7 @@ def section(records: list[dict[str, Any]]) -> str:
     last = records[-1]["time"]
     run = [r for r in records if r["time"][:13] == last[:13]]  # the records of the latest run (same hour)
     load = [r for r in run if r["experiment"] == "serve-load"]
-    over = [r for r in run if r["experiment"] == "serve-overload"]
+    over = [r for r in run if r["experiment"] == "serve-overload"][-1:]  # the latest overload run
     lines = [
         "## HTTP serving: cross-request batching and overload (loopback)",
         "",
