@@ -39,9 +39,9 @@ def batch(model):
 
 
 def test_registry_lists_known_names():
-    assert known_backends() == ["onnx", "torch"]
+    assert known_backends() == ["onnx", "tensorrt", "torch", "torch-cuda"]
     assert get_backend("onnx") is OnnxBackend
-    with pytest.raises(UnknownBackendError, match="unknown backend 'tensorflow'; known backends: onnx, torch"):
+    with pytest.raises(UnknownBackendError, match="unknown backend .tensorflow.; known backends: onnx, tensorrt, torch, torch-cuda"):
         get_backend("tensorflow")
 
 

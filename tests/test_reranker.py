@@ -153,7 +153,7 @@ def test_broken_artifacts_are_clear_errors(artifact, tiny_model_dir, tmp_path):
         Reranker(broken)
     with pytest.raises(ModelLoadError, match="not an exported artifact; export it first"):
         Reranker(tiny_model_dir, backend="onnx")
-    with pytest.raises(UnknownBackendError, match="known backends: onnx, torch"):
+    with pytest.raises(UnknownBackendError, match="known backends: onnx, tensorrt, torch, torch-cuda"):
         Reranker(artifact, backend="tensorrt-llm")
     with pytest.raises(ModelLoadError, match="does not exist"):
         Reranker(tmp_path / "nowhere")
