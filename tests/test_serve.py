@@ -192,25 +192,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_client_against_a_live_server(reranker, tiny_model_dir):
+def _start_server(app, **options):
+    """Run ``app`` under uvicorn in a daemon thread on a free port; returns (server, thread, base URL) once it
+    answers /health."""
+    import httpx
     import uvicorn
 
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", **options))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            httpx.get(url + "/health")
+            break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    return server, thread, url
+
+
+def test_client_against_a_live_server(reranker, tiny_model_dir):
     from fastrank.client import Client, ServiceError
     from fastrank.serve.app import ServeConfig, create_app
 
-    port = _free_port()
     config = ServeConfig(model=str(tiny_model_dir), max_documents=3)
-    server = uvicorn.Server(uvicorn.Config(create_app(config, reranker), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    server, thread, url = _start_server(create_app(config, reranker))
     try:
-        client = Client(f"http://127.0.0.1:{port}", retries=0)
-        for _ in range(100):
-            try:
-                client.health()
-                break
-            except Exception:
-                time.sleep(0.05)
+        client = Client(url, retries=0)
         docs = ["ranking passages", "a b c"]
         got = client.rerank("rank these", docs, return_documents=True)
         want = reranker.rerank("rank these", docs)
@@ -226,25 +235,13 @@ def test_client_against_a_live_server(reranker, tiny_model_dir):
 
 def test_a_client_that_disconnects_has_its_queued_work_dropped(reranker, tiny_model_dir):
     import httpx
-    import uvicorn
 
     from fastrank.serve.app import ServeConfig, create_app
 
     slow = _Slow(reranker)
-    port = _free_port()
     config = ServeConfig(model=str(tiny_model_dir), max_wait_ms=0, max_batch_requests=1)
-    app = create_app(config, slow)
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
+    server, thread, url = _start_server(create_app(config, slow))
     try:
-        for _ in range(100):
-            try:
-                httpx.get(url + "/health")
-                break
-            except httpx.HTTPError:
-                time.sleep(0.05)
         holder = threading.Thread(target=lambda: httpx.post(url + "/rerank", timeout=30,
                                                             json={"query": "q", "documents": ["running"]}))
         holder.start()  # occupies the inference thread until released
@@ -266,23 +263,12 @@ def test_a_client_that_disconnects_has_its_queued_work_dropped(reranker, tiny_mo
 
 def test_shutdown_answers_in_flight_requests(reranker, tiny_model_dir):
     import httpx
-    import uvicorn
 
     from fastrank.serve.app import ServeConfig, create_app
 
     slow = _Slow(reranker)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(ServeConfig(model=str(tiny_model_dir)), slow), port=port,
-                                           log_level="warning", timeout_graceful_shutdown=20))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(url + "/health")
-            break
-        except httpx.HTTPError:
-            time.sleep(0.05)
+    server, thread, url = _start_server(create_app(ServeConfig(model=str(tiny_model_dir)), slow),
+                                        timeout_graceful_shutdown=20)
     answers = []
     request = threading.Thread(target=lambda: answers.append(httpx.post(
         url + "/rerank", json={"query": "q", "documents": ["in flight"]}, timeout=30)))
