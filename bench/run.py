@@ -81,13 +81,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     require_shared_data()
     from fastrank.benchmark import benchmark_model, markdown_table, write_jsonl
-    from fastrank.cli.bench import _st_row
+    from fastrank.cli.bench import sentence_transformers_row
     from fastrank.data import read_groups
 
     started = time.perf_counter()
     artifacts = export_artifacts(args.model, ROOT / "runs" / "bench-artifacts", args.threads)
     records = benchmark_model(
-        args.model, read_groups(args.data), list(artifacts.values()), extra_rows=_st_row(args.model, args.threads),
+        args.model, read_groups(args.data), list(artifacts.values()), extra_rows=sentence_transformers_row(args.model, args.threads),
         external_records=None if args.no_peers else lambda: peer_records(
             args.model, Path(args.data), args.threads, args.quick, artifacts.get("onnx fp32 O3")),
         quick=args.quick, threads=args.threads, progress=lambda text: print(f"bench: {text}", flush=True))

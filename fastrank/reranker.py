@@ -38,7 +38,8 @@ def _activate(logits: np.ndarray, name: str) -> np.ndarray:
     raise ValueError(f"activation must be sigmoid, softmax or identity, got {name!r}")
 
 
-def _artifact_encoder(path: Path, manifest: dict[str, Any]) -> PairEncoder:
+def artifact_encoder(path: Path, manifest: dict[str, Any]) -> PairEncoder:
+    """The pair encoder of an exported artifact: its tokenizer.json with the manifest's max_length and pad id."""
     from tokenizers import Tokenizer
 
     file = path / "tokenizer.json"
@@ -141,7 +142,7 @@ class Reranker:
         target = local if local.exists() else path_or_id
         self.backend: Backend = cls.from_artifact(target, self.manifest, **options)
         if self.manifest is not None:
-            self.encoder = _artifact_encoder(local, self.manifest)
+            self.encoder = artifact_encoder(local, self.manifest)
             self.activation = self.manifest["activation"]
             self._warn_about(self.manifest)
         elif hasattr(self.backend, "model"):  # a plain checkpoint: the CrossEncoder's own encoder and activation

@@ -37,7 +37,8 @@ def choose_providers(available: Sequence[str], requested: Sequence[ProviderSpec]
             )
         chosen = list(requested)
     else:
-        names = chosen = [p for p in DEFAULT_PROVIDER_ORDER if p in available]
+        chosen = [p for p in DEFAULT_PROVIDER_ORDER if p in available]
+    names = [p if isinstance(p, str) else p[0] for p in chosen]
     if "CPUExecutionProvider" not in names and "CPUExecutionProvider" in available:
         chosen.append("CPUExecutionProvider")  # fallback for nodes the accelerator cannot run
     return chosen

@@ -10,7 +10,7 @@ import typer
 from fastrank.cli.output import print_json
 
 
-def _st_row(model: str, threads: int) -> dict[str, Any]:
+def sentence_transformers_row(model: str, threads: int) -> dict[str, Any]:
     """sentence-transformers' CrossEncoder on the same checkpoint, as a peer row (raw logits)."""
     import torch
     from sentence_transformers.cross_encoder import CrossEncoder as STCrossEncoder
@@ -47,7 +47,7 @@ def bench_command(
         raise ValueError(f"--threads must be >= 1, got {threads}")
     groups = read_groups(str(data))
     records = benchmark_model(model, groups, [str(a) for a in artifact or []],
-                              extra_rows=_st_row(model, threads) if peers else None, quick=quick, threads=threads,
+                              extra_rows=sentence_transformers_row(model, threads) if peers else None, quick=quick, threads=threads,
                               latency=latency, sweeps=sweeps,
                               progress=lambda text: typer.echo(f"bench: {text}", err=True))
     if out is not None:

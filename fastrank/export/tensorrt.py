@@ -193,12 +193,12 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
     from fastrank.backends.tensorrt_backend import TensorRTBackend, gpu_info
     from fastrank.backends.torch_backend import TorchBackend
     from fastrank.errors import ParityError
-    from fastrank.export.manifest import read_manifest, write_manifest
+    from fastrank.export.manifest import write_manifest
     from fastrank.export.onnx import export_model
     from fastrank.export.profiles import plan_profiles
     from fastrank.export.verify import check, compare, merged_bounds, normalize_groups, score_groups
     from fastrank.io import atomic_dir
-    from fastrank.reranker import Reranker
+    from fastrank.reranker import artifact_encoder
 
     cc, trt_version = gpu_info()
     if cc is None or trt_version is None:
@@ -210,7 +210,7 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "onnx"
         manifest = export_model(model, base, precision="fp32", optimize="O1", verify_pairs=verify_pairs)
-        encoder = Reranker(base, backend="onnx").encoder
+        encoder = artifact_encoder(base, manifest)
         groups, _ = normalize_groups(verify_pairs)
         lengths = encoder.encode([(g.query, d) for g in groups for d in g.documents]).lengths
         profiles = plan_profiles(lengths, encoder.max_length, max_batch, num_profiles)
@@ -241,7 +241,6 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
         if chosen is None:
             raise ParityError("no TensorRT rung passed verification: "
                               + "; ".join(f"{t['rung']}: {', '.join(t['failures'])}" for t in tried))
-        manifest = read_manifest(base)
         manifest["tensorrt"] = {"profiles": [p.to_dict() for p in profiles], "engines": [chosen], "ladder": tried}
         write_manifest(base, manifest)
         with atomic_dir(out_dir) as target:

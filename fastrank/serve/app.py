@@ -25,7 +25,7 @@ from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import JSONResponse, PlainTextResponse  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
-from fastrank.reranker import Reranker, ranked  # noqa: E402
+from fastrank.reranker import Reranker, check_rerank_input, ranked  # noqa: E402
 from fastrank.serve.engine import BatchingConfig, BatchingEngine, EngineStopped, QueueFull  # noqa: E402
 from fastrank.serve.metrics import Metrics  # noqa: E402
 
@@ -86,7 +86,9 @@ class RerankResponse(BaseModel):
     usage: dict[str, int]
 
 
-class _LimitExceeded(Exception):
+class _RequestError(Exception):
+    """A request the service refuses before scoring: 413 (a limit) or 422 (malformed)."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
@@ -94,22 +96,23 @@ class _LimitExceeded(Exception):
 
 def _documents(req: RerankRequest, config: ServeConfig) -> list[str]:
     if req.documents is not None and req.texts is not None:
-        raise _LimitExceeded(422, "give either 'documents' or 'texts', not both")
+        raise _RequestError(422, "give either 'documents' or 'texts', not both")
     raw = req.documents if req.documents is not None else req.texts
     if raw is None:
-        raise _LimitExceeded(422, "the request needs 'documents' (a list of strings or {'text': ...} objects) "
+        raise _RequestError(422, "the request needs 'documents' (a list of strings or {'text': ...} objects) "
                                   "or 'texts' (a list of strings)")
-    docs = [d if isinstance(d, str) else d.text for d in raw]
-    if not req.query.strip():
-        raise _LimitExceeded(422, "query is empty: give the text to rank the documents against")
+    try:
+        docs = check_rerank_input(req.query, [d if isinstance(d, str) else d.text for d in raw], req.top_n)
+    except (TypeError, ValueError) as exc:  # the checks Reranker.rerank makes, with the same messages
+        raise _RequestError(422, str(exc)) from exc
     if len(req.query) > config.max_query_chars:
-        raise _LimitExceeded(413, f"query has {len(req.query)} characters; max_query_chars is "
+        raise _RequestError(413, f"query has {len(req.query)} characters; max_query_chars is "
                                   f"{config.max_query_chars}")
     if len(docs) > config.max_documents:
-        raise _LimitExceeded(413, f"{len(docs)} documents in one request; max_documents is {config.max_documents}")
+        raise _RequestError(413, f"{len(docs)} documents in one request; max_documents is {config.max_documents}")
     for i, doc in enumerate(docs):
         if len(doc) > config.max_document_chars:
-            raise _LimitExceeded(413, f"document {i} has {len(doc)} characters; max_document_chars is "
+            raise _RequestError(413, f"document {i} has {len(doc)} characters; max_document_chars is "
                                       f"{config.max_document_chars}")
     return docs
 
@@ -151,7 +154,7 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None) -> FastAPI
         started = time.perf_counter()
         try:
             docs = _documents(req, config)
-        except _LimitExceeded as exc:
+        except _RequestError as exc:
             return error(exc.status, str(exc), "limit" if exc.status == 413 else "invalid")
         if not docs:
             metrics.inc("fastrank_requests_total", code="200")
