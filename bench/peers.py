@@ -1,4 +1,4 @@
-"""Peer rows for ``python -m bench run`` (and ``speed``): sentence-transformers' ONNX backends (plain, O3, int8) and FlashRank.
+"""Peer rows for ``python -m bench run``: sentence-transformers' ONNX backends (plain, O3, int8) and FlashRank.
 
 Runs in a separate virtual environment (sentence-transformers' ONNX backend needs optimum-onnx, which pins
 transformers < 4.58 while fastrank's training venv has transformers 5):
@@ -38,7 +38,6 @@ def _st_models(model_dir: str, work: Path) -> dict[str, Any]:
     if not (src / "onnx" / "model_qint8_avx512_vnni.onnx").exists():
         export_dynamic_quantized_onnx_model(plain, "avx512_vnni", str(src))
     return {
-        "sentence-transformers torch fp32 (peer venv)": (CrossEncoder(str(src), device="cpu"), "torch", "fp32"),
         "sentence-transformers onnx fp32": (plain, "onnxruntime", "fp32"),
         "sentence-transformers onnx O3": (CrossEncoder(str(src), backend="onnx", device="cpu",
                                                       model_kwargs={"file_name": "onnx/model_O3.onnx"}),

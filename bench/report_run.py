@@ -54,8 +54,10 @@ def section(all_records: list[dict[str, Any]]) -> str:
         "",
         "Workloads: *short* = every (query, candidate sentence) pair; *long* = (query, ~180-word passage) pairs, each "
         "passage a candidate followed by the next sentences of its article. Pairs/s is end to end (tokenization "
-        "included): median of 3 timed runs after a warm-up. Latency = one request of N documents (the first test "
-        "query with N candidates), p50/p99 over repeated requests. Parity is against fastrank torch fp32 on the same "
+        "included): median of the timed runs (see *runs* below) after a warm-up on every tenth pair; fastrank rows use "
+        "their defaults (batch 32, at most 2048 padded tokens), peers batch 32. Latency = one request of N documents "
+        "(the first test query with N candidates), p50/p99 over requests repeated for about 2 s (at least 3); 1000 "
+        "documents only for each library's fastest row. Parity is against fastrank torch fp32 on the same "
         "pairs (tau min = worst per-query Kendall tau; top-1 = share of queries with the same best document). % peak "
         "= achieved GFLOP/s over this machine's measured 1024^3 matmul rate for the row's precision "
         f"({rates} GFLOP/s; int8 = onnxruntime MatMulInteger GOP/s). GFLOP per pair: "
@@ -85,7 +87,7 @@ def section(all_records: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['row']} | " + " | ".join(cells) + " |")
     batch = [r for r in records if r.get("kind") == "sweep-batch"]
     if batch:
-        lines += ["", "Batch size / token budget sweep (short workload, first 1,024 pairs):", "",
+        lines += ["", f"Batch size / token budget sweep (short workload, first {batch[0]['timing']['items']:,} pairs):", "",
                   "| row | batch size | max tokens | pairs/s |", "| --- | ---: | ---: | ---: |"]
         lines += [f"| {r['row']} | {r['batch_size']} | {r['max_tokens'] or '-'} | {r['timing']['items_per_s']:.1f} |"
                   for r in batch]

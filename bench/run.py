@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         args.model, read_groups(args.data), list(artifacts.values()), extra_rows=sentence_transformers_row(args.model, args.threads),
         external_records=None if args.no_peers else lambda: peer_records(
             args.model, Path(args.data), args.threads, args.quick, artifacts.get("onnx fp32 O3")),
-        quick=args.quick, threads=args.threads, progress=lambda text: print(f"bench: {text}", flush=True))
+        quick=args.quick, threads=args.threads, sweeps=["fp32", "int8"], progress=lambda text: print(f"bench: {text}", flush=True))
     run_id = time.strftime("%Y-%m-%dT%H:%M:%S")
     command = "python -m bench run " + " ".join(argv if argv is not None else sys.argv[2:])
     wall = round(time.perf_counter() - started, 1)

@@ -108,7 +108,7 @@ def latency_requests(pairs: Sequence[tuple[str, str]], sizes: Sequence[int] = LA
 
 
 def measure_latency(fn: LogitsFn, pairs: Sequence[tuple[str, str]], sizes: Sequence[int] = LATENCY_SIZES,
-                    budget_s: float = 6.0, quick: bool = False) -> dict[str, dict[str, Any]]:
+                    budget_s: float = 2.0, quick: bool = False) -> dict[str, dict[str, Any]]:
     """p50/p95/p99 of single requests of each size: repeated for about ``budget_s`` seconds each (at least 3,
     at most 200 runs), after one warm-up; ``quick``: 2 runs each."""
     out = {}
@@ -170,11 +170,13 @@ def peak_for(precision: str, rates: dict[str, float]) -> float | None:
 
 def sweep(make_fn: Callable[[int, int | None], LogitsFn], pairs: Sequence[tuple[str, str]],
           settings: Sequence[tuple[int, int | None]], repeats: int = 2) -> list[dict[str, Any]]:
-    """Throughput of ``make_fn(batch_size, max_tokens)`` over ``pairs`` for each setting."""
+    """Throughput of ``make_fn(batch_size, max_tokens)`` over ``pairs`` for each setting (warmed up on every tenth
+    pair, which has the setting's batch shapes)."""
     out = []
     for batch_size, max_tokens in settings:
         fn = make_fn(batch_size, max_tokens)
-        timing = measure(lambda fn=fn: fn(pairs), items=len(pairs), warmup=1, repeats=repeats)
+        fn(pairs[::10])
+        timing = measure(lambda fn=fn: fn(pairs), items=len(pairs), warmup=0, repeats=repeats)
         out.append({"batch_size": batch_size, "max_tokens": max_tokens, "timing": timing.summary()})
     return out
 
@@ -188,22 +190,44 @@ def sequence_workloads(long_pairs: Sequence[tuple[str, str]], words: Sequence[in
 
 def run_rows(rows: dict[str, tuple[dict[str, Any], LogitsFn]], workloads: dict[str, dict[str, Any]], *,
              threads: int, quick: bool, latency: bool = True, latency_sizes: Sequence[int] = LATENCY_SIZES,
-             progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Throughput, quality and (on the short workload) latency of every row; logits are kept for parity."""
+             repeats: int | None = None, progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Throughput and quality of every row on every workload, then single-request latency on the short workload.
+
+    Each row is warmed up on every tenth pair (all the workload's shapes, a tenth of the time), then timed
+    ``repeats`` times (default 2, ``quick`` 1); the first timed run's logits are kept for quality and parity.
+    Latency covers every size below 1000 for every row; requests of 1000 or more documents are timed only for each
+    library's fastest row (by short-workload pairs/s), which is what a reader compares there.
+    """
+    repeats = repeats or (1 if quick else 2)
     records = []
     for wl_name, wl in workloads.items():
         pairs = wl["pairs"]
         for row, (desc, fn) in rows.items():
             if progress:
                 progress(f"{wl_name}: {row}")
-            timing = measure(lambda fn=fn: fn(pairs), items=len(pairs), warmup=1, repeats=1 if quick else 3)
-            logits = np.asarray(fn(pairs), dtype=np.float64).reshape(len(pairs), -1)[:, 0]
-            record = {"kind": "throughput", "workload": wl_name, "row": row, **desc, "threads": threads,
-                      "quick": quick, "pairs": len(pairs), "timing": timing.summary(),
-                      "quality": quality(logits, wl["groups"]), "logits": logits.tolist()}
-            if latency and wl_name == "short":
-                record["latency"] = measure_latency(fn, pairs, latency_sizes, quick=quick)
-            records.append(record)
+            fn(pairs[::10])
+            kept: list[Any] = []
+
+            def timed(fn=fn, kept=kept) -> None:
+                out = fn(pairs)
+                if not kept:
+                    kept.append(out)
+
+            timing = measure(timed, items=len(pairs), warmup=0, repeats=repeats)
+            logits = np.asarray(kept[0], dtype=np.float64).reshape(len(pairs), -1)[:, 0]
+            records.append({"kind": "throughput", "workload": wl_name, "row": row, **desc, "threads": threads,
+                            "quick": quick, "pairs": len(pairs), "timing": timing.summary(),
+                            "quality": quality(logits, wl["groups"]), "logits": logits.tolist()})
+    if latency and "short" in workloads:
+        short = [r for r in records if r["workload"] == "short"]
+        fastest: dict[str, str] = {}
+        for r in sorted(short, key=lambda r: -r["timing"]["items_per_s"]):
+            fastest.setdefault(r.get("library", r["row"]), r["row"])
+        for r in short:
+            sizes = [n for n in latency_sizes if n < 1000 or fastest.get(r.get("library", r["row"])) == r["row"]]
+            if progress:
+                progress(f"latency: {r['row']} ({', '.join(map(str, sizes))} documents)")
+            r["latency"] = measure_latency(rows[r["row"]][1], workloads["short"]["pairs"], sizes, quick=quick)
     return records
 
 
@@ -298,9 +322,9 @@ def _sweeps(name: str, reranker, workloads: dict[str, dict[str, Any]], quick: bo
             return reranker.logits(pairs)
         return fn
 
-    short = workloads["short"]["pairs"][: 256 if quick else 1024]
+    short = workloads["short"]["pairs"][: 256 if quick else 512]
     settings = [(8, None), (32, None)] if quick else \
-        [(1, None), (8, None), (32, None), (128, None), (512, 4096), (512, 16384)]
+        [(1, None), (8, None), (32, None), (128, None), (32, 2048), (512, 4096)]
     records = []
     try:
         for point in sweep(make, short, settings, repeats=1 if quick else 2):
@@ -328,22 +352,27 @@ def benchmark_model(
     quick: bool = False,
     threads: int = 2,
     latency: bool = True,
-    sweeps: bool = True,
+    sweeps: bool | Sequence[str] = True,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Benchmark checkpoint ``model`` (PyTorch fp32, the parity reference) and its exported ``artifacts`` on
     ``groups`` (grouped query/documents/labels), plus ``extra_rows`` (e.g. peers) and records computed elsewhere
-    (``external_records``, e.g. a peer virtualenv). Returns JSON-ready records (see ``markdown_table``)."""
+    (``external_records``, e.g. a peer virtualenv). Returns JSON-ready records (see ``markdown_table``).
+
+    ``sweeps``: True sweeps batch size and sequence length for every artifact (the reference when there is none);
+    a list of rung names (e.g. ``["fp32", "int8"]``) sweeps only the artifacts shipped at those rungs."""
     from fastrank.reranker import Reranker
 
     workloads = build_workloads(groups, quick)
     reference = Reranker(model, backend="torch", num_threads=threads)
     rerankers = {"fastrank torch fp32": reference}
+    rungs = {"fastrank torch fp32": "fp32"}
     for path in artifacts:
         rr = Reranker(path, num_threads=threads)
         info = rr.describe()
         rung = (rr.manifest or {}).get("rung") or info.get("precision") or "fp32"
         rerankers[f"fastrank {info['backend']} {rung}"] = rr
+        rungs[f"fastrank {info['backend']} {rung}"] = rung
     rows = {name: _reranker_row(rr) for name, rr in rerankers.items()}
     rows.update(extra_rows or {})
     records = run_rows(rows, workloads, threads=threads, quick=quick, latency=latency,
@@ -357,6 +386,8 @@ def benchmark_model(
     add_parity_and_peak(records, "fastrank torch fp32", workloads, flops, rates)
     if sweeps:
         sweep_rows = [n for n in rerankers if n != "fastrank torch fp32"] or ["fastrank torch fp32"]
+        if not isinstance(sweeps, bool):
+            sweep_rows = [n for n in sweep_rows if rungs[n] in sweeps]
         for name in sweep_rows:
             if progress:
                 progress(f"sweeps: {name}")

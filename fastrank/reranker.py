@@ -93,6 +93,9 @@ def ranked(scores: np.ndarray, docs: Sequence[str], top_k: int | None = None,
     return [RankedDoc(int(i), float(scores[i]), docs[i] if return_documents else None).to_dict() for i in order]
 
 
+DEFAULT_MAX_TOKENS = 2048
+
+
 class Reranker:
     """Scores (query, document) pairs with an exported artifact or a checkpoint.
 
@@ -103,7 +106,10 @@ class Reranker:
         num_threads: threads of this model's backend (onnxruntime intra-op threads; for torch, set per call and
             restored). None = the backend's default.
         batch_size: pairs per forward pass at most.
-        max_tokens: padded tokens per batch at most (batch x padded length); None = no budget.
+        max_tokens: padded tokens per batch at most (batch x padded length); None = no budget. The default 2048
+            keeps long-passage batches small enough to stay in cache (measured on 2 cores: +7% pairs/s on
+            ~250-token pairs, +2% on ~40-token pairs against no budget); a pair longer than the budget still runs,
+            alone.
         long_documents: ``truncate`` (a pair is cut at max_length) or ``windows``: a document longer than the
             window is cut into overlapping windows, every window is scored with the query, and the document's score
             is its best window's.
@@ -118,7 +124,7 @@ class Reranker:
         backend: str = "auto",
         num_threads: int | None = None,
         batch_size: int = 32,
-        max_tokens: int | None = None,
+        max_tokens: int | None = DEFAULT_MAX_TOKENS,
         long_documents: str = "truncate",
         window_stride: int | None = None,
         providers: Sequence[str] | None = None,

@@ -97,3 +97,29 @@ def test_cli_bench_and_plots(tiny_model_dir, artifact, tmp_path):
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert pngs == ["latency_vs_documents.png", "quality_vs_speed.png"]
     assert all((tmp_path / "plots" / p).stat().st_size > 5000 for p in pngs)
+
+
+def test_run_rows_keeps_first_run_logits_and_times_1000_docs_only_for_the_fastest_row_of_a_library():
+    import time
+
+    from fastrank.benchmark import run_rows
+
+    calls = {"fast": 0, "slow": 0}
+
+    def row(name: str, delay: float):
+        def fn(pairs):
+            calls[name] += 1
+            time.sleep(delay)
+            return np.arange(len(pairs), dtype=np.float32) * (1 + calls[name])  # differs on every call
+        return {"library": "lib", "precision": "fp32"}, fn
+
+    wl = build_workloads(_groups(4, docs=5), passage_words=100, long_pairs=0)
+    records = run_rows({"fast": row("fast", 0.0), "slow": row("slow", 0.02)}, wl, threads=1, quick=False,
+                       latency_sizes=(10, 1000))
+    by_row = {r["row"]: r for r in records}
+    assert by_row["fast"]["timing"]["runs"] == 2
+    # call 1 is the warm-up on every tenth pair, call 2 the first timed run: its logits are the kept ones
+    assert by_row["fast"]["logits"] == (np.arange(20) * 3.0).tolist()
+    assert set(by_row["fast"]["latency"]) == {"10", "1000"}
+    assert set(by_row["slow"]["latency"]) == {"10"}
+    assert by_row["fast"]["latency"]["1000"]["items"] == 1000
