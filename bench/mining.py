@@ -29,7 +29,11 @@ HARD_RANDOM = {"hard": {"num_negatives": 3, "range_max": 50, "relative_margin": 
 # target logit = label_weight * label + teacher_weight * cosine(query, document) (teacher: all-MiniLM-L6-v2).
 DISTILL = {**HARD_RANDOM, "teacher": "sentence-transformers/all-MiniLM-L6-v2", "label_weight": 4.0,
            "teacher_weight": 10.0}
-VARIANTS = {"original": {}, "mined": MINING, "combined": COMBINED, "hard-random": HARD_RANDOM, "distill": DISTILL}
+# residual: the combined lists, trained and scored as logit + 10 * first-stage cosine (fastrank.losses.prior): the
+# reranker learns the correction to the embedding model rather than its topical matching.
+RESIDUAL = {**COMBINED, "first_stage_weight": 10.0}
+VARIANTS = {"original": {}, "mined": MINING, "combined": COMBINED, "hard-random": HARD_RANDOM, "distill": DISTILL,
+            "residual": RESIDUAL}
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
 
@@ -144,8 +148,8 @@ def _train_data(variant: str, tmp: str) -> tuple[str, dict[str, Any] | None]:
                 pos += n
         stats["documents_per_query"] = round(sum(len(g.documents) for g in groups) / len(groups), 2)
         return str(write_groups(groups, f"{tmp}/{variant}.jsonl")), stats
-    result = mine_hard_negatives(read_groups(path), _embedder(), _corpus(), **VARIANTS[variant],
-                                 show_progress_bar=False)
+    options = {k: v for k, v in VARIANTS[variant].items() if k != "first_stage_weight"}
+    result = mine_hard_negatives(read_groups(path), _embedder(), _corpus(), **options, show_progress_bar=False)
     return str(write_groups(result.groups, f"{tmp}/{variant}.jsonl")), result.stats
 
 
@@ -166,19 +170,24 @@ def train_and_evaluate(variant: str, model_dir: str | None = None, save_dir: str
     reranker + w * first-stage score (z-normalised per query) for each w in FUSION_WEIGHTS; w is chosen on dev.
     """
     from fastrank.evaluation.evaluators import RerankingEvaluator
+    from fastrank.losses.prior import EmbeddingPrior, PriorReranker
     from fastrank.model import CrossEncoder
     from fastrank.training.recipe import TrainConfig, train
+
+    weight = VARIANTS[variant].get("first_stage_weight", 0.0)
 
     with tempfile.TemporaryDirectory() as tmp:
         mining_stats = None
         if model_dir is None:
             data, mining_stats = _train_data(variant, tmp)
             model_dir = save_dir or f"{tmp}/model"
-            result = train(TrainConfig(data=data, out=model_dir, show_progress_bar=False))
+            result = train(TrainConfig(data=data, out=model_dir, show_progress_bar=False, first_stage_weight=weight))
         else:
             result = {"train_seconds": f"reused {model_dir}", "train_pairs_per_epoch": None}
         kept_dir = None if model_dir.startswith(tmp) else model_dir
         model = CrossEncoder(model_dir)
+        if weight:  # scored as trained: logit + weight * first-stage score
+            model = PriorReranker(model, EmbeddingPrior(_embedder()), weight)
         rerank_map = RerankingEvaluator.from_jsonl(str(WIKIQA / "test.jsonl")).evaluate(model).metrics
         dev_retrieval = _retrieval("dev", model, fusion) if (dev or fusion) else None
         retrieval = _retrieval("test", model, fusion)

@@ -527,3 +527,54 @@ def test_registry_and_option_errors() -> None:
     with pytest.raises(LossConfigError, match="weighting_scheme must be one of ndcg_loss2pp"):
         get_loss("lambda", model, weighting_scheme="ndcg")
     assert get_loss("Cached_MNRL", model, mini_batch_size=3).mini_batch_size == 3
+
+
+class _PriorEmbedder:
+    """Unit vectors whose inner product with any query is the number after 'd' divided by 10 (q*-d3 -> 0.3)."""
+
+    def __init__(self) -> None:
+        self.encoded: list[str] = []
+
+    def encode(self, texts, batch_size=64, show_progress_bar=None):
+        import numpy as np
+
+        self.encoded += list(texts)
+        out = []
+        for t in texts:
+            s = 1.0 if "-" not in t else int(t.split("-d")[1]) / 10
+            out.append([s, math.sqrt(max(0.0, 1 - s * s))])
+        return np.asarray(out, dtype=np.float32)
+
+
+def test_listnet_with_first_stage_prior_ranks_logit_plus_weighted_prior() -> None:
+    from fastrank.losses.prior import EmbeddingPrior
+
+    model, queries, docs = list_scorer(LIST_SCORES)
+    embedder = _PriorEmbedder()
+    loss = ListNetLoss(model)
+    loss.set_prior(EmbeddingPrior(embedder), 3.0)
+    shifted = [[s + 3.0 * j / 10 for j, s in enumerate(row)] for row in LIST_SCORES]
+    expected = sum(-sum(p * lp for p, lp in zip(map(math.exp, log_softmax(y)), log_softmax(s)))
+                   for s, y in zip(shifted, LIST_LABELS)) / 3
+    assert loss([queries, docs], LIST_LABELS).item() == pytest.approx(expected, rel=1e-5)
+    n_texts = len(embedder.encoded)
+    loss([queries, docs], LIST_LABELS)  # second epoch: every text already embedded
+    assert len(embedder.encoded) == n_texts == len(queries) + sum(map(len, docs))
+    loss.set_prior(None, 0.0)
+    assert loss([queries, docs], LIST_LABELS).item() == pytest.approx(ListNetLoss(model)([queries, docs], LIST_LABELS).item())
+    with pytest.raises(ValueError, match="prior weight must be a number >= 0"):
+        loss.set_prior(EmbeddingPrior(embedder), -1.0)
+
+
+def test_prior_reranker_scores_logit_plus_weighted_prior() -> None:
+    import numpy as np
+
+    from fastrank.losses.prior import EmbeddingPrior, PriorReranker
+
+    class Logits:
+        def predict(self, pairs, batch_size=32, activation=None, show_progress_bar=None):
+            assert activation == "identity"  # the prior is added to raw logits, as in training
+            return np.array([float(len(d)) for _, d in pairs], dtype=np.float32)
+
+    scored = PriorReranker(Logits(), EmbeddingPrior(_PriorEmbedder()), 2.0).predict([("q0", "q0-d5"), ("q1", "q1-d10")])
+    assert scored.tolist() == pytest.approx([5 + 2 * 0.5, 6 + 2 * 1.0])

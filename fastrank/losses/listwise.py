@@ -50,6 +50,14 @@ class _ListwiseLoss(nn.Module):
         self.model = model
         self.activation_fn = resolve_activation(self, activation_fn)
         self.mini_batch_size = mini_batch_size
+        self.prior: Callable[[Sequence[str], Sequence[Sequence[str]]], list[Tensor]] | None = None
+        self.prior_weight = 0.0
+
+    def set_prior(self, prior: Callable[[Sequence[str], Sequence[Sequence[str]]], list[Tensor]] | None,
+                  weight: float) -> None:
+        """Rank by ``logit + weight * prior`` in the loss (see ``fastrank.losses.prior``); None removes it."""
+        check_option(self, "prior weight", weight, isinstance(weight, (int, float)) and weight >= 0, "a number >= 0")
+        self.prior, self.prior_weight = prior, float(weight)
 
     def score_batch(self, inputs: Sequence[Any], labels: Any) -> tuple[Tensor, Tensor, Tensor]:
         """Check the batch, score it and return padded ``(logits, labels, mask)``, each ``(rows, max_docs)``."""
@@ -58,7 +66,11 @@ class _ListwiseLoss(nn.Module):
         doc_lists = check_document_lists(self, documents)
         label_rows = list_labels(self, doc_lists, labels)
         logits, mask = score_lists(self.model, queries, doc_lists, self.mini_batch_size, self.activation_fn)
-        targets, _ = pad_rows(torch.cat(label_rows).to(logits.device), [len(d) for d in doc_lists])
+        lengths = [len(d) for d in doc_lists]
+        targets, _ = pad_rows(torch.cat(label_rows).to(logits.device), lengths)
+        if self.prior is not None and self.prior_weight:
+            prior, _ = pad_rows(torch.cat(self.prior(queries, doc_lists)).to(logits.device), lengths)
+            logits = logits + self.prior_weight * prior
         return logits, targets, mask
 
 

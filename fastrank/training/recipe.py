@@ -51,6 +51,8 @@ class TrainConfig:
     mine_negatives: int = 0
     mining_options: dict[str, Any] = field(default_factory=lambda: {"range_max": 50, "relative_margin": 0.05})
     loss_options: dict[str, Any] = field(default_factory=dict)
+    first_stage_weight: float = 0.0
+    first_stage_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     eval_data: str | None = None
     eval_each_epoch: bool = False
     bf16: str = "auto"
@@ -99,6 +101,19 @@ def _add_mined_negatives(groups: list, config: TrainConfig) -> dict[str, Any]:
     return result.stats
 
 
+def _set_first_stage_prior(loss, config: TrainConfig) -> None:
+    """Train against ``logit + first_stage_weight * embedding score`` (``fastrank.losses.prior``)."""
+    from fastrank.embedding import EmbeddingModel
+    from fastrank.losses.prior import EmbeddingPrior
+
+    if not hasattr(loss, "set_prior"):
+        raise ValueError(f"first_stage_weight needs a listwise loss (listnet, listmle, plistmle, lambdaloss); "
+                         f"{config.loss!r} is not one")
+    if config.first_stage_weight < 0:
+        raise ValueError(f"first_stage_weight must be >= 0, got {config.first_stage_weight}")
+    loss.set_prior(EmbeddingPrior(EmbeddingModel(config.first_stage_model)), config.first_stage_weight)
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train a cross-encoder per ``config``; returns metrics before/after, wall time and throughput."""
     import datasets
@@ -119,6 +134,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     mining_stats = _add_mined_negatives(groups, config) if config.mine_negatives else None
     model = CrossEncoder(config.base, max_length=config.max_length, num_labels=1)
     loss = get_loss(config.loss, model, **_loss_options(config))
+    if config.first_stage_weight:
+        _set_first_stage_prior(loss, config)
     fmt = loss.data_format
     kwargs: dict[str, Any] = {}
     if fmt == "lists":
@@ -167,6 +184,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "train_data": f"{config.data} ({len(groups)} queries, {len(train_dataset)} {fmt} rows"
                       + (f", +{config.mine_negatives} mined negatives per query)" if config.mine_negatives else ")"),
         "loss": f"{type(loss).__name__} {config.loss_options or ''}".strip(),
+        **({"first_stage_prior": {"model": config.first_stage_model, "weight": config.first_stage_weight,
+                                  "score": "logit + weight * first-stage score"}} if config.first_stage_weight else {}),
         "hyperparameters": {k: v for k, v in asdict(config).items()
                             if k in ("epochs", "lr", "batch_size", "max_length", "warmup_ratio", "weight_decay",
                                      "scheduler", "max_documents", "num_negatives", "seed")} | {"bf16": bf16},

@@ -1,0 +1,58 @@
+"""First-stage prior for listwise training: learn what the retriever misses instead of re-learning what it knows.
+
+A reranker trained on few queries (WikiQA: 873) cannot learn the topical matching a bi-encoder learnt from a billion
+pairs; ranked alone over a retriever's top-k it loses to that retriever (bench/RESULTS.md, issue #3). With a prior,
+a listwise loss ranks by ``logit + weight * first_stage_score`` during training, so the gradient only asks the
+cross-encoder for the correction the first stage needs; at inference the same sum is the score
+(``PriorReranker``, which every evaluator takes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class EmbeddingPrior:
+    """First-stage scores (inner product of an ``EmbeddingModel``'s embeddings, as ``top_k_search`` ranks) of each
+    (query, document) of a batch. Every text is embedded once and cached, so later epochs cost only a lookup."""
+
+    def __init__(self, embedding_model) -> None:
+        self.model = embedding_model
+        self._cache: dict[str, np.ndarray] = {}
+
+    def _embed(self, texts: Sequence[str]) -> None:
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if todo:
+            self._cache.update(zip(todo, self.model.encode(todo, show_progress_bar=False)))
+
+    def __call__(self, queries: Sequence[str], doc_lists: Sequence[Sequence[str]]) -> list[Tensor]:
+        """One float32 tensor of first-stage scores per row, aligned with its documents."""
+        self._embed(list(queries) + [d for docs in doc_lists for d in docs])
+        return [torch.tensor([float(self._cache[q] @ self._cache[d]) for d in docs], dtype=torch.float32)
+                for q, docs in zip(queries, doc_lists)]
+
+
+class PriorReranker:
+    """A cross-encoder trained with a first-stage prior, scored as it was trained: ``logit + weight * prior``.
+
+    Has the ``predict(pairs, batch_size=..., show_progress_bar=...)`` every evaluator takes (reranking lists,
+    retrieve-then-rerank), so a model trained with ``TrainConfig.first_stage_weight`` is judged by the score it
+    learnt to produce.
+    """
+
+    def __init__(self, reranker, prior: EmbeddingPrior, weight: float) -> None:
+        self.reranker, self.prior, self.weight = reranker, prior, float(weight)
+
+    def predict(self, pairs: Sequence[Sequence[str]], batch_size: int = 32, show_progress_bar: bool | None = None,
+                **_) -> np.ndarray:
+        pairs = [(q, d) for q, d in pairs]
+        logits = np.asarray(self.reranker.predict(pairs, batch_size=batch_size, activation="identity",
+                                                  show_progress_bar=show_progress_bar), dtype=np.float32)
+        if not pairs:
+            return logits
+        prior = torch.cat(self.prior([q for q, _ in pairs], [[d] for _, d in pairs])).numpy()
+        return logits + self.weight * prior
