@@ -43,6 +43,12 @@ def render_model_card(model: Any) -> str:
         parts += ["## Training data", "", str(data["train_data"]), ""]
     if "loss" in data:
         parts += ["## Loss", "", str(data["loss"]), ""]
+    if "first_stage_prior" in data:
+        prior = data["first_stage_prior"]
+        parts += ["## First-stage prior", "",
+                  f"Trained to correct a first stage: score = logit + {prior['weight']} * the inner product of "
+                  f"`{prior['model']}` embeddings. Score it that way (`fastrank.losses.prior.PriorReranker`); the "
+                  "logit alone is only the correction.", "", "```json", json.dumps(prior), "```", ""]
     if "hyperparameters" in data:
         parts += ["## Hyperparameters", _table(data["hyperparameters"]), ""]
     if "evaluation" in data:

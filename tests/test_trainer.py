@@ -172,3 +172,21 @@ def test_mined_negatives_are_added_to_the_training_lists(toy_data, tiny_model_di
                            mining_options={"range_max": 20}))
     assert 96 * 6 <= result["train_pairs_per_epoch"] <= 96 * (5 + 2)  # mined copies of a list's own negatives merge
     assert result["mining"]["corpus_size"] > 5 and result["mining"]["queries_without_positive_skipped"] == 0
+
+
+def test_first_stage_prior_changes_training_and_is_recorded(toy_data, tiny_model_dir, tmp_path):
+    from fastrank import CrossEncoder
+    from fastrank.training.recipe import train
+
+    pairs = [("tiger", "the tiger is good"), ("tiger", "the apple is bad")]
+    train(_config(toy_data, tiny_model_dir, tmp_path / "plain", epochs=1, eval_data=None))
+    train(_config(toy_data, tiny_model_dir, tmp_path / "prior", epochs=1, eval_data=None,
+                  first_stage_weight=5.0, first_stage_model=str(tiny_model_dir)))
+    plain = CrossEncoder(tmp_path / "plain", device="cpu").predict(pairs, activation="identity")
+    prior = CrossEncoder(tmp_path / "prior", device="cpu").predict(pairs, activation="identity")
+    assert np.abs(plain - prior).max() > 1e-4  # same seed and data: only the prior differs
+    card = (tmp_path / "prior" / "README.md").read_text()
+    assert "## First-stage prior" in card and "score = logit + 5.0 * the inner product" in card
+    with pytest.raises(ValueError, match="first_stage_weight needs a listwise loss"):
+        train(_config(toy_data, tiny_model_dir, tmp_path / "bce", loss="bce", first_stage_weight=1.0,
+                      first_stage_model=str(tiny_model_dir)))
