@@ -31,9 +31,12 @@ DISTILL = {**HARD_RANDOM, "teacher": "sentence-transformers/all-MiniLM-L6-v2", "
            "teacher_weight": 10.0}
 # residual: the combined lists, trained and scored as logit + 10 * first-stage cosine (fastrank.losses.prior): the
 # reranker learns the correction to the embedding model rather than its topical matching.
+# residual-hard-random: the hard-random lists (their off-topic negatives bound the logits of low-cosine documents)
+# with a weaker prior, logit + 2 * cosine.
 RESIDUAL = {**COMBINED, "first_stage_weight": 10.0}
+RESIDUAL_HARD_RANDOM = {**HARD_RANDOM, "first_stage_weight": 2.0}
 VARIANTS = {"original": {}, "mined": MINING, "combined": COMBINED, "hard-random": HARD_RANDOM, "distill": DISTILL,
-            "residual": RESIDUAL}
+            "residual": RESIDUAL, "residual-hard-random": RESIDUAL_HARD_RANDOM}
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
 
@@ -135,7 +138,7 @@ def _train_data(variant: str, tmp: str) -> tuple[str, dict[str, Any] | None]:
     path = str(WIKIQA / "train.tokenized.jsonl")
     if variant == "original":
         return path, None
-    if variant in ("hard-random", "distill"):
+    if variant in ("hard-random", "distill", "residual-hard-random"):
         groups, stats = _hard_random_groups(path, VARIANTS[variant])
         if variant == "distill":
             opts = VARIANTS[variant]
