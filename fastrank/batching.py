@@ -193,6 +193,7 @@ def run_batches(
     pad_token_id: int = 0,
     width: int = 1,
     on_batch: Callable[[int], object] | None = None,
+    pad_to_multiple_of: int = 8,
 ) -> np.ndarray:
     """Run ``fn(batch) -> (b, width) array`` over length-sorted, padded batches; rows come back in input order.
 
@@ -200,8 +201,9 @@ def run_batches(
     and ``EmbeddingModel.encode`` alike); ``on_batch(rows)`` is called after each batch (progress bars).
     """
     out = np.empty((len(encoded), width), dtype=np.float32)
-    for idx in plan_batches(encoded.lengths, batch_size=batch_size, max_tokens=max_tokens):
-        result = np.asarray(fn(collate(encoded, idx, pad_token_id)), dtype=np.float32)
+    for idx in plan_batches(encoded.lengths, batch_size=batch_size, max_tokens=max_tokens,
+                            pad_to_multiple_of=pad_to_multiple_of):
+        result = np.asarray(fn(collate(encoded, idx, pad_token_id, pad_to_multiple_of)), dtype=np.float32)
         if result.ndim == 1:
             result = result[:, None]
         if result.shape != (len(idx), width):

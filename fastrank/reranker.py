@@ -198,7 +198,8 @@ class Reranker:
         """Raw float32 logits of encoded rows, in their order, through the shared length-sorted batching."""
         return run_batches(encoded, self.backend.logits, self.batch_size,
                            self.max_tokens if max_tokens is None else max_tokens,
-                           self.encoder.pad_token_id, self.num_labels)
+                           self.encoder.pad_token_id, self.num_labels,
+                           pad_to_multiple_of=getattr(self.backend, "pad_multiple", 8))
 
     @staticmethod
     def reduce(rows: np.ndarray, owners: np.ndarray | None) -> np.ndarray:

@@ -199,3 +199,22 @@ def test_cli_rerank(artifact, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fastrank.cli", "rerank", str(artifact), "--query", "q",
                            "--docs-file", str(latin1)], capture_output=True, text=True)
     assert proc.returncode == 2 and "is not UTF-8 text (byte 0xe9" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cpu_backends_pad_batches_to_their_longest_pair_only(onnx_reranker, tiny_model_dir):
+    widths = []
+    inner = onnx_reranker.backend.logits
+    onnx_reranker.backend.logits = lambda batch: (widths.append(batch["input_ids"].shape[1]), inner(batch))[1]
+    try:
+        docs = ["alpha", "alpha beta gamma", "alpha beta gamma delta epsilon zeta eta"]
+        encoded, _ = onnx_reranker.encode([(QUERY, d) for d in docs])
+        padded = onnx_reranker.run(encoded)
+    finally:
+        onnx_reranker.backend.logits = inner
+    assert onnx_reranker.backend.pad_multiple == 1 and widths == [int(encoded.lengths.max())]
+    assert int(encoded.lengths.max()) % 8 != 0  # else the test would not tell 1 from 8
+    from fastrank.batching import run_batches
+
+    rounded = run_batches(encoded, inner, pad_token_id=onnx_reranker.encoder.pad_token_id, pad_to_multiple_of=8)
+    np.testing.assert_allclose(padded, rounded, atol=1e-5)  # padding never changes a score
+    assert Reranker(tiny_model_dir, backend="torch").backend.pad_multiple == 1

@@ -117,6 +117,8 @@ class OnnxBackend(Backend):
         except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, NoSuchFile...)
             raise ModelLoadError(f"onnxruntime could not load {str(path)!r}: {type(exc).__name__}: {exc}") from exc
         self.path = path
+        if self.session.get_providers() == ["CPUExecutionProvider"]:
+            self.pad_multiple = 1
         self.num_threads = num_threads
         self.precision = precision
         self.output_name = output_name

@@ -50,6 +50,8 @@ class TorchBackend(Backend):
             model = copy.deepcopy(model)  # never change the caller's model
             model.model.to(self.torch.bfloat16)
         self.model = model
+        if str(model.device).startswith("cpu"):
+            self.pad_multiple = 1
         model.model.eval()
 
     @classmethod
