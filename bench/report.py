@@ -122,11 +122,31 @@ def _int8_section(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _runtime_ab_section(records: list[dict[str, Any]]) -> str:
+    """bench/runtime_ab.py: the batching defaults A/B, interleaved in one process (latest record per row)."""
+    if not records:
+        return ""
+    latest = {(r["artifact"], r["workload"]): r for r in records}
+    lines = ["## Runtime batching defaults, A/B in one process (bench/runtime_ab.py)", "",
+             "Same artifact, same pairs, settings interleaved within each repeat (median of the repeats). *before* = "
+             "no token budget, pad to a multiple of 8; *budget* = at most 2048 padded tokens per batch; *now* = the "
+             "budget and CPU backends pad to the longest pair only (the defaults since 2026-11-29). Command: "
+             "`python -m bench runtime-ab --repeats 3`.", "",
+             "| artifact | workload | before pairs/s | budget | now | now / before |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for (artifact, workload), r in latest.items():
+        p = r["pairs_per_s"]
+        lines.append(f"| {artifact.rsplit('/', 1)[-1]} | {workload} | {p['before']} | {p['budget']} | {p['now']} | "
+                     f"{r['ratio_vs_before']['now']:.3f}x |")
+    return "\n".join(lines) + "\n"
+
+
 def render() -> str:
     recipes = read_records("recipes")
     machine = recipes[-1]["machine"] if recipes else {}
     desc = ", ".join(f"{k} {v}" for k, v in machine.items()) or "unknown"
     sections = (HEADER.format(machine=desc), _recipes_section(recipes), report_run.section(read_records("run")),
+                _runtime_ab_section(read_records("runtime_ab")),
                 report_serve.section(read_records("serve")), _int8_section(read_records("int8")),
                 _mining_section(read_records("mining")))
     return "\n".join(s for s in sections if s)

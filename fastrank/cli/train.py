@@ -49,7 +49,8 @@ def train_command(
         "--mine-negatives", help="Add N hard negatives per query mined from the training data's documents.")] = None,
     first_stage_weight: Annotated[float | None, typer.Option(
         "--first-stage-weight", help="Train as a correction to the embedding model: rank by logit + W * its score "
-        "(listwise losses; score the result with fastrank.losses.prior.PriorReranker).")] = None,
+        "(listwise losses; score the result with fastrank.losses.prior.PriorReranker). Experimental: it did not "
+        "help on WikiQA, see bench/RESULTS.md.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Resume from the last checkpoint.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:

@@ -5,6 +5,11 @@ pairs; ranked alone over a retriever's top-k it loses to that retriever (bench/R
 a listwise loss ranks by ``logit + weight * first_stage_score`` during training, so the gradient only asks the
 cross-encoder for the correction the first stage needs; at inference the same sum is the score
 (``PriorReranker``, which every evaluator takes).
+
+Experimental: on WikiQA it did not pay off. Reranked NDCG@10 over the embedding model's top-100 was 0.245 with
+weight 10 and 0.583 with weight 2, against 0.734 for the first stage alone; low-cosine documents get almost no
+gradient, so their logits drift. ``python -m bench mining --train residual residual-hard-random`` reproduces it
+(bench/RESULTS.md).
 """
 
 from __future__ import annotations
