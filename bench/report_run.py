@@ -54,7 +54,9 @@ def section(all_records: list[dict[str, Any]]) -> str:
         "",
         "Workloads: *short* = every (query, candidate sentence) pair; *long* = (query, ~180-word passage) pairs, each "
         "passage a candidate followed by the next sentences of its article. Pairs/s is end to end (tokenization "
-        "included): median of the timed runs (see *runs* below) after a warm-up on every tenth pair; fastrank rows use "
+        "included): median of the timed runs (see *runs* below) after a warm-up on every tenth pair; the in-process rows "
+        "take their timed runs in turn (round-robin, since 2026-11-29 15:50), the peer-venv rows likewise among "
+        "themselves; fastrank rows use "
         "their defaults (batch 32, at most 2048 padded tokens), peers batch 32. Latency = one request of N documents "
         "(the first test query with N candidates), p50/p99 over requests repeated for about 2 s (at least 3); 1000 "
         "documents only for each library's fastest row. Rows run one after another, and this is a shared VM: between "

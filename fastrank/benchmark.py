@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from fastrank.timing import measure
+from fastrank.timing import Timing, measure
 
 LogitsFn = Callable[[Sequence[tuple[str, str]]], np.ndarray]
 Group = tuple[int, int, list[float]]  # (start, end, labels) of one query's pairs in a workload
@@ -195,6 +195,8 @@ def run_rows(rows: dict[str, tuple[dict[str, Any], LogitsFn]], workloads: dict[s
 
     Each row is warmed up on every tenth pair (all the workload's shapes, a tenth of the time), then timed
     ``repeats`` times (default 2, ``quick`` 1); the first timed run's logits are kept for quality and parity.
+    Timed runs go round-robin over the rows (row 1, row 2, ..., row 1, row 2, ...), so drift on a shared machine
+    falls on every row alike instead of on whichever rows ran last.
     Latency covers every size below 1000 for every row; requests of 1000 or more documents are timed only for each
     library's fastest row (by short-workload pairs/s), which is what a reader compares there.
     """
@@ -202,21 +204,22 @@ def run_rows(rows: dict[str, tuple[dict[str, Any], LogitsFn]], workloads: dict[s
     records = []
     for wl_name, wl in workloads.items():
         pairs = wl["pairs"]
-        for row, (desc, fn) in rows.items():
-            if progress:
-                progress(f"{wl_name}: {row}")
+        for row, (_, fn) in rows.items():
             fn(pairs[::10])
-            kept: list[Any] = []
-
-            def timed(fn=fn, kept=kept) -> None:
+        seconds: dict[str, list[float]] = {row: [] for row in rows}
+        kept: dict[str, Any] = {}
+        for rep in range(repeats):
+            for row, (_, fn) in rows.items():
+                if progress:
+                    progress(f"{wl_name}: {row} (run {rep + 1}/{repeats})")
+                start = time.perf_counter()
                 out = fn(pairs)
-                if not kept:
-                    kept.append(out)
-
-            timing = measure(timed, items=len(pairs), warmup=0, repeats=repeats)
-            logits = np.asarray(kept[0], dtype=np.float64).reshape(len(pairs), -1)[:, 0]
+                seconds[row].append(time.perf_counter() - start)
+                kept.setdefault(row, out)
+        for row, (desc, _) in rows.items():
+            logits = np.asarray(kept[row], dtype=np.float64).reshape(len(pairs), -1)[:, 0]
             records.append({"kind": "throughput", "workload": wl_name, "row": row, **desc, "threads": threads,
-                            "quick": quick, "pairs": len(pairs), "timing": timing.summary(),
+                            "quick": quick, "pairs": len(pairs), "timing": Timing(seconds[row], len(pairs)).summary(),
                             "quality": quality(logits, wl["groups"]), "logits": logits.tolist()})
     if latency and "short" in workloads:
         short = [r for r in records if r["workload"] == "short"]

@@ -105,10 +105,12 @@ def test_run_rows_keeps_first_run_logits_and_times_1000_docs_only_for_the_fastes
     from fastrank.benchmark import run_rows
 
     calls = {"fast": 0, "slow": 0}
+    order: list[str] = []
 
     def row(name: str, delay: float):
         def fn(pairs):
             calls[name] += 1
+            order.append(name)
             time.sleep(delay)
             return np.arange(len(pairs), dtype=np.float32) * (1 + calls[name])  # differs on every call
         return {"library": "lib", "precision": "fp32"}, fn
@@ -118,6 +120,7 @@ def test_run_rows_keeps_first_run_logits_and_times_1000_docs_only_for_the_fastes
                        latency_sizes=(10, 1000))
     by_row = {r["row"]: r for r in records}
     assert by_row["fast"]["timing"]["runs"] == 2
+    assert order[:6] == ["fast", "slow", "fast", "slow", "fast", "slow"]  # warm-ups, then timed runs round-robin
     # call 1 is the warm-up on every tenth pair, call 2 the first timed run: its logits are the kept ones
     assert by_row["fast"]["logits"] == (np.arange(20) * 3.0).tolist()
     assert set(by_row["fast"]["latency"]) == {"10", "1000"}
