@@ -59,13 +59,6 @@ class _CachedEmbedding:
             self._cache.update(zip(todo, self._model.encode(todo, batch_size, show_progress_bar)))
         return np.stack([self._cache[t] for t in texts]) if texts else self._model.encode([], batch_size)
 
-    def predict(self, pairs, batch_size=64, show_progress_bar=None, **_):
-        import numpy as np
-
-        q = self.encode([p[0] for p in pairs], batch_size)
-        d = self.encode([p[1] for p in pairs], batch_size)
-        return np.einsum("ij,ij->i", q, d).astype(np.float32)
-
 
 _EMBEDDER = None
 
@@ -141,14 +134,13 @@ def _train_data(variant: str, tmp: str) -> tuple[str, dict[str, Any] | None]:
     if variant in ("hard-random", "distill", "residual-hard-random"):
         groups, stats = _hard_random_groups(path, VARIANTS[variant])
         if variant == "distill":
+            from fastrank.losses.prior import EmbeddingPrior
+
             opts = VARIANTS[variant]
-            cos = _embedder().predict([(g.query, d) for g in groups for d in g.documents])
-            pos = 0
-            for g in groups:  # soft targets: ListNet's softmax over them is the teacher distribution
-                n = len(g.documents)
+            cosines = EmbeddingPrior(_embedder())([g.query for g in groups], [g.documents for g in groups])
+            for g, cos in zip(groups, cosines):  # soft targets: ListNet's softmax over them is the teacher distribution
                 g.labels = [opts["label_weight"] * y + opts["teacher_weight"] * float(c)
-                            for y, c in zip(g.labels, cos[pos : pos + n])]
-                pos += n
+                            for y, c in zip(g.labels, cos)]
         stats["documents_per_query"] = round(sum(len(g.documents) for g in groups) / len(groups), 2)
         return str(write_groups(groups, f"{tmp}/{variant}.jsonl")), stats
     options = {k: v for k, v in VARIANTS[variant].items() if k != "first_stage_weight"}

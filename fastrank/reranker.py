@@ -199,7 +199,7 @@ class Reranker:
         return run_batches(encoded, self.backend.logits, self.batch_size,
                            self.max_tokens if max_tokens is None else max_tokens,
                            self.encoder.pad_token_id, self.num_labels,
-                           pad_to_multiple_of=getattr(self.backend, "pad_multiple", 8))
+                           pad_to_multiple_of=self.backend.pad_multiple)
 
     @staticmethod
     def reduce(rows: np.ndarray, owners: np.ndarray | None) -> np.ndarray:
