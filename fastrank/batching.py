@@ -6,6 +6,7 @@ behave identically everywhere. It needs only ``tokenizers`` and numpy.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -146,14 +147,18 @@ def plan_batches(
     batch_size: int = 32,
     max_tokens: int | None = None,
     pad_to_multiple_of: int = 8,
+    min_batches: int = 1,
 ) -> list[np.ndarray]:
     """Group indices by length into batches of at most ``batch_size`` pairs and ``max_tokens`` padded tokens.
 
     Longest first, so a too-large batch fails at the start rather than at the end. A stable sort keeps equal
-    lengths in input order, which makes results reproducible.
+    lengths in input order, which makes results reproducible. ``min_batches``: cut smaller batches when there are
+    few pairs, so that many workers all get one (10 pairs for 2 workers: 5 + 5, not 10 + 0).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if min_batches > 1:
+        batch_size = max(1, min(batch_size, -(-len(lengths) // min_batches)))
     order = np.argsort(-np.asarray(lengths), kind="stable")
     batches: list[np.ndarray] = []
     start = 0
@@ -187,7 +192,7 @@ def collate(
 
 def run_batches(
     encoded: EncodedPairs,
-    fn,
+    fn: Callable[[dict[str, np.ndarray]], np.ndarray] | Sequence[Callable[[dict[str, np.ndarray]], np.ndarray]],
     batch_size: int = 32,
     max_tokens: int | None = None,
     pad_token_id: int = 0,
@@ -199,17 +204,63 @@ def run_batches(
 
     This is the scoring loop every backend runs under (the reranker, export verification, ``CrossEncoder.predict``
     and ``EmbeddingModel.encode`` alike); ``on_batch(rows)`` is called after each batch (progress bars).
+
+    ``fn`` may be a list of callables that can run at the same time (e.g. one onnxruntime session each, see
+    ``Backend.scorers``): each gets a thread that takes the next batch, longest first, until none is left. The
+    first error stops the others and is raised here.
     """
+    fns = list(fn) if isinstance(fn, Sequence) else [fn]
+    if not fns:
+        raise ValueError("run_batches needs at least one scoring function")
     out = np.empty((len(encoded), width), dtype=np.float32)
-    for idx in plan_batches(encoded.lengths, batch_size=batch_size, max_tokens=max_tokens,
-                            pad_to_multiple_of=pad_to_multiple_of):
-        result = np.asarray(fn(collate(encoded, idx, pad_token_id, pad_to_multiple_of)), dtype=np.float32)
+    batches = plan_batches(encoded.lengths, batch_size=batch_size, max_tokens=max_tokens,
+                           pad_to_multiple_of=pad_to_multiple_of, min_batches=len(fns))
+
+    def score(run: Callable[[dict[str, np.ndarray]], np.ndarray], idx: np.ndarray) -> None:
+        result = np.asarray(run(collate(encoded, idx, pad_token_id, pad_to_multiple_of)), dtype=np.float32)
         if result.ndim == 1:
             result = result[:, None]
         if result.shape != (len(idx), width):
             raise ValueError(f"a batch of {len(idx)} pairs gave outputs of shape {result.shape}, "
                              f"expected {(len(idx), width)}")
         out[idx] = result
-        if on_batch is not None:
-            on_batch(len(idx))
+
+    if len(fns) == 1 or len(batches) == 1:
+        for idx in batches:
+            score(fns[0], idx)
+            if on_batch is not None:
+                on_batch(len(idx))
+        return out
+    _run_concurrently(fns, batches, score, on_batch)
     return out
+
+
+def _run_concurrently(fns, batches: list[np.ndarray], score, on_batch) -> None:
+    """One thread per scoring function, each taking the next batch in order; the first error is re-raised."""
+    lock = threading.Lock()
+    state = {"next": 0, "error": None}
+
+    def worker(run) -> None:
+        while True:
+            with lock:
+                i = state["next"]
+                if i >= len(batches) or state["error"] is not None:
+                    return
+                state["next"] = i + 1
+            try:
+                score(run, batches[i])
+            except BaseException as exc:  # handed to the caller's thread below
+                with lock:
+                    state["error"] = state["error"] or exc
+                return
+            if on_batch is not None:
+                with lock:
+                    on_batch(len(batches[i]))
+
+    threads = [threading.Thread(target=worker, args=(run,), daemon=True) for run in fns[: len(batches)]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if state["error"] is not None:
+        raise state["error"]

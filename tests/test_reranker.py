@@ -6,6 +6,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -204,13 +205,14 @@ def test_cli_rerank(artifact, tmp_path):
 def test_cpu_backends_pad_batches_to_their_longest_pair_only(onnx_reranker, tiny_model_dir):
     widths = []
     inner = onnx_reranker.backend.logits
-    onnx_reranker.backend.logits = lambda batch: (widths.append(batch["input_ids"].shape[1]), inner(batch))[1]
+    assert len(onnx_reranker.scorers) == 1  # num_threads=1: one worker
+    onnx_reranker.scorers = [lambda batch: (widths.append(batch["input_ids"].shape[1]), inner(batch))[1]]
     try:
         docs = ["alpha", "alpha beta gamma", "alpha beta gamma delta epsilon zeta eta"]
         encoded, _ = onnx_reranker.encode([(QUERY, d) for d in docs])
         padded = onnx_reranker.run(encoded)
     finally:
-        onnx_reranker.backend.logits = inner
+        onnx_reranker.scorers = onnx_reranker.backend.scorers()
     assert onnx_reranker.backend.pad_multiple == 1 and widths == [int(encoded.lengths.max())]
     assert int(encoded.lengths.max()) % 8 != 0  # else the test would not tell 1 from 8
     from fastrank.batching import run_batches
@@ -218,3 +220,60 @@ def test_cpu_backends_pad_batches_to_their_longest_pair_only(onnx_reranker, tiny
     rounded = run_batches(encoded, inner, pad_token_id=onnx_reranker.encoder.pad_token_id, pad_to_multiple_of=8)
     np.testing.assert_allclose(padded, rounded, atol=1e-5)  # padding never changes a score
     assert Reranker(tiny_model_dir, backend="torch").backend.pad_multiple == 1
+
+
+def test_run_batches_spreads_batches_over_workers_in_input_order():
+    from fastrank.batching import EncodedPairs, run_batches
+
+    lengths = np.array([3, 9, 5, 7, 2, 8, 4, 6, 1, 10])
+    encoded = EncodedPairs([np.arange(n) + 1 for n in lengths], [np.zeros(n, dtype=np.int64) for n in lengths],
+                           lengths)
+    calls = {"a": 0, "b": 0}
+
+    def worker(name):
+        def fn(batch):
+            calls[name] += 1
+            time.sleep(0.02)  # like a session run: the GIL is released, so the other worker takes the next batch
+            return batch["attention_mask"].sum(axis=1, keepdims=True).astype(np.float32)  # the pair's length
+        return fn
+
+    seen = []
+    out = run_batches(encoded, [worker("a"), worker("b")], batch_size=2, on_batch=seen.append)
+    np.testing.assert_array_equal(out[:, 0], lengths)  # every row back in its place
+    assert calls["a"] + calls["b"] == 5 and calls["a"] >= 1 and calls["b"] >= 1 and sorted(seen) == [2] * 5
+    calls.update(a=0, b=0)
+    out = run_batches(encoded, [worker("a"), worker("b")], batch_size=32)  # 10 pairs, 2 workers: 5 + 5, not 10 + 0
+    np.testing.assert_array_equal(out[:, 0], lengths)
+    assert calls == {"a": 1, "b": 1}
+
+    def broken(batch):
+        raise RuntimeError("session failed")
+
+    with pytest.raises(RuntimeError, match="session failed"):
+        run_batches(encoded, [worker("a"), broken], batch_size=1)
+    with pytest.raises(ValueError, match="at least one scoring function"):
+        run_batches(encoded, [], batch_size=1)
+
+
+def test_onnx_workers_score_like_one_session(artifact):
+    from fastrank.backends.onnx_backend import auto_workers
+
+    pairs = [(QUERY, d) for d in DOCS * 5]
+    one = Reranker(artifact, num_threads=1, workers=1)
+    two = Reranker(artifact, num_threads=2, workers=2)
+    assert (len(one.scorers), one.batch_size) == (1, 32) and (len(two.scorers), two.batch_size) == (2, 8)
+    assert two.describe()["workers"] == 2 and two.describe()["num_threads"] == 2
+    sessions = {id(f.__defaults__[0]) for f in two.scorers}
+    assert len(sessions) == 2  # two sessions, not one shared
+    np.testing.assert_allclose(two.predict(pairs), one.predict(pairs), atol=1e-6)
+    assert two.rerank(QUERY, DOCS) == one.rerank(QUERY, DOCS)
+    assert auto_workers(num_threads=1) == 1 and auto_workers(num_threads=4) == 2
+    assert len(Reranker(artifact, num_threads=2).scorers) == 2  # "auto" on a 2-thread CPU: 2 workers
+
+
+def test_workers_are_checked(artifact, tiny_model_dir):
+    with pytest.raises(ValueError, match="workers must be 'auto' or a positive integer, got 0"):
+        Reranker(artifact, workers=0)
+    with pytest.raises(ValueError, match="workers=2 needs the onnx backend on a CPU; the torch backend"):
+        Reranker(tiny_model_dir, backend="torch", workers=2)
+    assert len(Reranker(tiny_model_dir, backend="torch").scorers) == 1  # "auto" is one worker off onnx

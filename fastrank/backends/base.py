@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -52,6 +53,11 @@ class Backend(ABC):
         """Open the model in ``path`` (an artifact directory with its ``manifest``, or a plain checkpoint when the
         manifest is None) with backend ``options`` such as ``num_threads``."""
         raise NotImplementedError(f"the {cls.name} backend cannot open model directories")
+
+    def scorers(self) -> list[Callable[[dict[str, np.ndarray]], np.ndarray]]:
+        """Functions like ``logits`` that may run at the same time, one thread each (``run_batches`` spreads the
+        batches over them). One by default; the onnx backend gives one per session when it has several workers."""
+        return [self.logits]
 
     def describe(self) -> dict[str, Any]:
         """What runs, in words a benchmark or log can record (name, precision, providers...)."""
