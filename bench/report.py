@@ -123,21 +123,43 @@ def _int8_section(records: list[dict[str, Any]]) -> str:
 
 
 def _runtime_ab_section(records: list[dict[str, Any]]) -> str:
-    """bench/runtime_ab.py: the batching defaults A/B, interleaved in one process (latest record per row)."""
+    """bench/runtime_ab.py: runtime defaults A/B, interleaved in one process (latest record per row)."""
     if not records:
         return ""
-    latest = {(r["artifact"], r["workload"]): r for r in records}
-    lines = ["## Runtime batching defaults, A/B in one process (bench/runtime_ab.py)", "",
-             "Same artifact, same pairs, settings interleaved within each repeat (median of the repeats). *before* = "
-             "no token budget, pad to a multiple of 8; *budget* = at most 2048 padded tokens per batch; *now* = the "
-             "budget and CPU backends pad to the longest pair only (the defaults since 2026-11-29). Command: "
-             "`python -m bench runtime-ab --repeats 3`.", "",
-             "| artifact | workload | before pairs/s | budget | now | now / before |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
-    for (artifact, workload), r in latest.items():
-        p = r["pairs_per_s"]
-        lines.append(f"| {artifact.rsplit('/', 1)[-1]} | {workload} | {p['before']} | {p['budget']} | {p['now']} | "
-                     f"{r['ratio_vs_before']['now']:.3f}x |")
+    padding = {(r["artifact"], r["workload"]): r for r in records if r.get("ab", "padding") == "padding"}
+    workers = {(r["artifact"], r["workload"]): r for r in records if r.get("ab") == "workers"}
+    lines = ["## Runtime defaults, A/B in one process (bench/runtime_ab.py)", "",
+             "Same artifact, same pairs, settings interleaved within each repeat (median of the repeats), 2 threads "
+             "in all.", ""]
+    if workers:
+        names = list(next(iter(workers.values()))["pairs_per_s"])
+        lines += ["**Workers.** *one session* = one onnxruntime session with 2 intra-op threads, batch 32 (the "
+                  "default until 2026-11-29); *2 workers* = two one-thread sessions scoring different batches at the "
+                  "same time; batch 8 with 2 workers is the default since (`workers=\"auto\"`). Command: "
+                  "`python -m bench runtime-ab --experiment workers --repeats 5`.", "",
+                  "| artifact | workload | " + " pairs/s | ".join(names) + " pairs/s | last / first |",
+                  "| --- | --- | " + "---: | " * (len(names) + 1)]
+        for (artifact, workload), r in workers.items():
+            p = r["pairs_per_s"]
+            lines.append(f"| {artifact.rsplit('/', 1)[-1]} | {workload} | " + " | ".join(str(p[n]) for n in names)
+                         + f" | {r['ratio_vs_first'][names[-1]]:.3f}x |")
+        lat = [(a, r["latency_10_docs_p50_ms"]) for (a, _), r in workers.items() if "latency_10_docs_p50_ms" in r]
+        if lat:
+            lines += ["", "p50 latency of one 10-document request, ms: " + "; ".join(
+                f"{a.rsplit('/', 1)[-1]}: " + ", ".join(f"{n} {v}" for n, v in d.items()) for a, d in lat) + "."]
+        lines.append("")
+    if padding:
+        lines += ["**Padding and token budget** (one session, batch 32). *before* = no token budget, pad to a "
+                  "multiple of 8; *budget* = at most 2048 padded tokens per batch; *now* = the budget and CPU backends "
+                  "pad to the longest pair only (the defaults since 2026-11-29). Command: "
+                  "`python -m bench runtime-ab --experiment padding --repeats 3`.", "",
+                  "| artifact | workload | before pairs/s | budget | now | now / before |",
+                  "| --- | --- | ---: | ---: | ---: | ---: |"]
+        for (artifact, workload), r in padding.items():
+            p = r["pairs_per_s"]
+            ratio = (r.get("ratio_vs_first") or r["ratio_vs_before"])["now"]
+            lines.append(f"| {artifact.rsplit('/', 1)[-1]} | {workload} | {p['before']} | {p['budget']} | "
+                         f"{p['now']} | {ratio:.3f}x |")
     return "\n".join(lines) + "\n"
 
 

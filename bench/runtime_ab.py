@@ -1,65 +1,110 @@
-"""Runtime batching defaults, A/B in one process: the same artifact and pairs under alternating settings.
+"""Runtime defaults, A/B in one process: the same artifact and pairs under alternating settings.
 
-    python -m bench runtime-ab [--model-dir runs/bench-artifacts] [--repeats 2]
+    python -m bench runtime-ab [--experiment padding|workers] [--model-dir runs/bench-artifacts] [--repeats 3]
 
-Settings, all batch size 32:
+``padding`` (one session, batch size 32):
 - *before*: no token budget, padded to a multiple of 8 (the defaults until 2026-11-29);
 - *budget*: at most 2048 padded tokens per batch;
 - *now*: the budget, and CPU backends pad to their longest pair only (``Backend.pad_multiple`` = 1).
 
-They run interleaved: each repeat runs every setting once, so drift on a shared machine hits them alike. The median
-of the repeats is reported, and the ratio to *before* is the number to read. Records go to
+``workers`` (all with the budget and longest-pair padding):
+- *one session*: one onnxruntime session with 2 intra-op threads, batch 32 (``workers=1``);
+- *2 workers, batch 32*: two one-thread sessions scoring different batches at the same time;
+- *2 workers, batch 8*: the same with batches of 8 (the default since 2026-11-29: ``workers="auto"``);
+plus the p50 latency of one 10-document request (a WikiQA test query's first 10 candidates, cycled).
+
+Settings run interleaved: each repeat runs every setting once, so drift on a shared machine hits them alike. The
+median of the repeats is reported, and the ratio to the first setting is the number to read. Records go to
 bench/results/runtime_ab.jsonl; ``python -m bench report`` puts them in RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from bench.common import ROOT, WIKIQA, append_record, require_shared_data
 
-SETTINGS = {"before": (None, 8), "budget": (2048, 8), "now": (2048, 1)}  # (max_tokens, pad multiple)
+PADDING = {"before": (None, 8), "budget": (2048, 8), "now": (2048, 1)}  # (max_tokens, pad multiple)
+WORKERS = {"one session": (1, 32), "2 workers, batch 32": (2, 32), "2 workers, batch 8": (2, 8)}  # (workers, batch)
 
 
-def run(artifact: str, repeats: int, threads: int = 2) -> list[dict]:
+def _settings(experiment: str, artifact: str, threads: int) -> dict[str, Callable[[list], Any]]:
+    """Setting name -> a function scoring a list of pairs under that setting."""
+    from fastrank.reranker import Reranker
+
+    if experiment == "workers":
+        rerankers = {name: Reranker(artifact, num_threads=threads, workers=w, batch_size=b)
+                     for name, (w, b) in WORKERS.items()}
+        return {name: r.logits for name, r in rerankers.items()}
+    reranker = Reranker(artifact, num_threads=threads, workers=1, batch_size=32)
+
+    def setting(max_tokens, multiple):
+        def logits(pairs):
+            reranker.max_tokens, reranker.backend.pad_multiple = max_tokens, multiple
+            return reranker.logits(pairs)
+        return logits
+
+    return {name: setting(*values) for name, values in PADDING.items()}
+
+
+def run(artifact: str, repeats: int, experiment: str = "padding", threads: int = 2) -> list[dict]:
     from fastrank.benchmark import build_workloads
     from fastrank.data import read_groups
-    from fastrank.reranker import Reranker
     from fastrank.timing import measure
 
-    workloads = build_workloads(read_groups(str(WIKIQA / "test.jsonl")))
-    reranker = Reranker(artifact, num_threads=threads)
+    groups = read_groups(str(WIKIQA / "test.jsonl"))
+    workloads = build_workloads(groups)
+    settings = _settings(experiment, artifact, threads)
+    first = next(iter(settings))
     out = []
     for name, wl in workloads.items():
         pairs = wl["pairs"]
-        reranker.logits(pairs[::10])
-        seconds: dict[str, list[float]] = {s: [] for s in SETTINGS}
+        for fn in settings.values():
+            fn(pairs[::10])
+        seconds: dict[str, list[float]] = {s: [] for s in settings}
         for _ in range(repeats):
-            for setting, (max_tokens, multiple) in SETTINGS.items():
-                reranker.max_tokens, reranker.backend.pad_multiple = max_tokens, multiple
-                seconds[setting] += measure(lambda: reranker.logits(pairs), items=len(pairs), warmup=0,
-                                            repeats=1).seconds
+            for setting, fn in settings.items():
+                seconds[setting] += measure(lambda: fn(pairs), items=len(pairs), warmup=0, repeats=1).seconds
         rates = {s: round(len(pairs) / float(np.median(v)), 1) for s, v in seconds.items()}
-        out.append({"experiment": "runtime-ab", "artifact": artifact, "workload": name, "pairs": len(pairs),
-                    "repeats": repeats, "pairs_per_s": rates, "seconds": seconds,
-                    "ratio_vs_before": {s: round(r / rates["before"], 3) for s, r in rates.items()}})
+        out.append({"experiment": "runtime-ab", "ab": experiment, "artifact": artifact, "workload": name,
+                    "pairs": len(pairs), "repeats": repeats, "pairs_per_s": rates, "seconds": seconds,
+                    "ratio_vs_first": {s: round(r / rates[first], 3) for s, r in rates.items()}})
+    if experiment == "workers":
+        out[0]["latency_10_docs_p50_ms"] = _latency(settings, groups, repeats)
     return out
+
+
+def _latency(settings: dict[str, Callable[[list], Any]], groups, repeats: int, requests: int = 30) -> dict[str, float]:
+    """p50 of one 10-document request per setting, settings interleaved request by request."""
+    reqs = [[(g.query, d) for d in g.documents[:10]] for g in groups if len(g.documents) >= 10]
+    times: dict[str, list[float]] = {s: [] for s in settings}
+    for i in range(requests * repeats):
+        for setting, fn in settings.items():
+            start = time.perf_counter()
+            fn(reqs[i % len(reqs)])
+            times[setting].append(time.perf_counter() - start)
+    return {s: round(1000 * float(np.median(v)), 1) for s, v in times.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench runtime-ab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", choices=("padding", "workers"), default="workers")
     parser.add_argument("--model-dir", default=str(ROOT / "runs" / "bench-artifacts"),
                         help="Holds onnx-fp32-O3 and onnx-int8 (written by python -m bench run).")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     require_shared_data()
     for sub in ("onnx-fp32-O3", "onnx-int8"):
-        for record in run(f"{args.model_dir}/{sub}", args.repeats):
+        for record in run(f"{args.model_dir}/{sub}", args.repeats, args.experiment):
             append_record("runtime_ab", record)
-            print(record["workload"], sub, record["pairs_per_s"], record["ratio_vs_before"], flush=True)
+            print(record["workload"], sub, record["pairs_per_s"], record["ratio_vs_first"],
+                  record.get("latency_10_docs_p50_ms", ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -108,7 +108,8 @@ class Reranker:
         num_threads: threads of this model's backend (onnxruntime intra-op threads; for torch, set per call and
             restored). None = the backend's default.
         workers: onnx on CPU only: sessions that score different batches at the same time, sharing ``num_threads``
-            (see ``OnnxBackend``). ``auto``: 2 when the model runs on a CPU with 2 or more threads, else 1.
+            (see ``OnnxBackend``). ``auto``: 2 for an int8 model on a CPU with 2 or more threads, else 1 (measured:
+            ``fastrank.backends.onnx_backend.auto_workers``).
         batch_size: pairs per forward pass at most; None = 32 with one worker, 8 per batch with several (small
             batches keep the workers evenly busy: measured +3-4% pairs/s against 32 on 2 cores).
         max_tokens: padded tokens per batch at most (batch x padded length); None = no budget. The default 2048
@@ -155,7 +156,8 @@ class Reranker:
         if name == "onnx":
             from fastrank.backends.onnx_backend import auto_workers
 
-            options["workers"] = auto_workers(num_threads, providers) if workers == "auto" else workers
+            precision = (self.manifest or {}).get("precision")
+            options["workers"] = auto_workers(num_threads, providers, precision) if workers == "auto" else workers
         elif workers not in ("auto", 1):
             raise ValueError(f"workers={workers} needs the onnx backend on a CPU; the {name} backend runs one batch "
                              "at a time (use workers=1 or 'auto')")

@@ -267,8 +267,9 @@ def test_onnx_workers_score_like_one_session(artifact):
     assert len(sessions) == 2  # two sessions, not one shared
     np.testing.assert_allclose(two.predict(pairs), one.predict(pairs), atol=1e-6)
     assert two.rerank(QUERY, DOCS) == one.rerank(QUERY, DOCS)
-    assert auto_workers(num_threads=1) == 1 and auto_workers(num_threads=4) == 2
-    assert len(Reranker(artifact, num_threads=2).scorers) == 2  # "auto" on a 2-thread CPU: 2 workers
+    assert auto_workers(num_threads=1) == 1 and auto_workers(num_threads=4, precision="int8") == 2
+    assert auto_workers(num_threads=4, precision="fp32") == 1
+    assert len(Reranker(artifact, num_threads=2).scorers) == 1  # "auto" keeps one session for an fp32 model
 
 
 def test_workers_are_checked(artifact, tiny_model_dir):

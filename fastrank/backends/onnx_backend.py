@@ -92,8 +92,8 @@ class OnnxBackend(Backend):
         workers: CPU only: this many sessions of the same model, each with its share of the threads, that score
             different batches at the same time (``scorers()``). Small batches of short pairs keep one or two threads
             busier than onnxruntime's intra-op pool does: on 2 cores, 2 one-thread sessions scored 13% more int8
-            pairs/s than one two-thread session (``python -m bench runtime-ab``). Each worker holds its own copy of
-            the weights.
+            pairs/s than one two-thread session (``python -m bench runtime-ab``; see ``auto_workers``). Each worker
+            holds its own copy of the weights.
     """
 
     name = "onnx"
@@ -215,12 +215,18 @@ class OnnxBackend(Backend):
                 "num_threads": self.num_threads, "workers": self.workers, "model_file": str(self.path)}
 
 
-def auto_workers(num_threads: int | None = None, providers: Sequence[ProviderSpec] | None = None) -> int:
-    """``workers="auto"``: 2 sessions when onnxruntime would run on the CPU with at least 2 threads, else 1.
+def auto_workers(num_threads: int | None = None, providers: Sequence[ProviderSpec] | None = None,
+                 precision: str | None = "int8") -> int:
+    """``workers="auto"``: 2 sessions for an int8 model that onnxruntime runs on the CPU with at least 2 threads,
+    else 1.
 
-    Measured on 2 cores only (2 one-thread sessions vs one two-thread session: +13% int8 / +6% fp32 pairs/s on short
-    pairs, +4% / +0% on long ones); on bigger CPUs each of the 2 sessions gets half of the threads.
+    Measured on 2 cores (2 one-thread sessions with batches of 8 vs one two-thread session with batches of 32,
+    interleaved, ``python -m bench runtime-ab``): int8 +14% pairs/s on short pairs, +2% on long ones; fp32 +5% short
+    but -3% long (its 4x larger weights, held twice, crowd the cache), so fp32 keeps one session. On bigger CPUs each
+    of the 2 sessions gets half of the threads.
     """
+    if precision != "int8":
+        return 1
     ort = require("onnxruntime", "onnx", "the ONNX backend")
     chosen = choose_providers(ort.get_available_providers(), providers)
     first = chosen[0] if isinstance(chosen[0], str) else chosen[0][0]
