@@ -33,10 +33,14 @@ DISTILL = {**HARD_RANDOM, "teacher": "sentence-transformers/all-MiniLM-L6-v2", "
 # reranker learns the correction to the embedding model rather than its topical matching.
 # residual-hard-random: the hard-random lists (their off-topic negatives bound the logits of low-cosine documents)
 # with a weaker prior, logit + 2 * cosine.
+# distill-from-original: the distill lists and targets, but fine-tuning the default-recipe model (runs/wikiqa,
+# strong within an article) for one epoch at a lower lr, to add topicality without losing that.
+DISTILL_FROM_ORIGINAL = {**DISTILL, "train": {"base": "runs/wikiqa", "epochs": 1.0, "lr": 2e-5}}
 RESIDUAL = {**COMBINED, "first_stage_weight": 10.0}
 RESIDUAL_HARD_RANDOM = {**HARD_RANDOM, "first_stage_weight": 2.0}
 VARIANTS = {"original": {}, "mined": MINING, "combined": COMBINED, "hard-random": HARD_RANDOM, "distill": DISTILL,
-            "residual": RESIDUAL, "residual-hard-random": RESIDUAL_HARD_RANDOM}
+            "distill-from-original": DISTILL_FROM_ORIGINAL, "residual": RESIDUAL,
+            "residual-hard-random": RESIDUAL_HARD_RANDOM}
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
 
@@ -131,9 +135,9 @@ def _train_data(variant: str, tmp: str) -> tuple[str, dict[str, Any] | None]:
     path = str(WIKIQA / "train.tokenized.jsonl")
     if variant == "original":
         return path, None
-    if variant in ("hard-random", "distill", "residual-hard-random"):
+    if "hard" in VARIANTS[variant]:
         groups, stats = _hard_random_groups(path, VARIANTS[variant])
-        if variant == "distill":
+        if "teacher" in VARIANTS[variant]:
             from fastrank.losses.prior import EmbeddingPrior
 
             opts = VARIANTS[variant]
@@ -143,7 +147,7 @@ def _train_data(variant: str, tmp: str) -> tuple[str, dict[str, Any] | None]:
                             for y, c in zip(g.labels, cos)]
         stats["documents_per_query"] = round(sum(len(g.documents) for g in groups) / len(groups), 2)
         return str(write_groups(groups, f"{tmp}/{variant}.jsonl")), stats
-    options = {k: v for k, v in VARIANTS[variant].items() if k != "first_stage_weight"}
+    options = {k: v for k, v in VARIANTS[variant].items() if k not in ("first_stage_weight", "train")}
     result = mine_hard_negatives(read_groups(path), _embedder(), _corpus(), **options, show_progress_bar=False)
     return str(write_groups(result.groups, f"{tmp}/{variant}.jsonl")), result.stats
 
@@ -155,6 +159,43 @@ def _retrieval(split: str, model, fusion: bool) -> dict[str, Any]:
     task = RetrievalTask.from_groups(read_groups(str(WIKIQA / f"{split}.jsonl")), _corpus())
     return evaluate_retrieve_rerank(task, _embedder(), model, top_k=100, ks=(10,), use_bm25=False,
                                     fusion_weights=FUSION_WEIGHTS if fusion else ())
+
+
+def diagnose(models: dict[str, str], split: str = "test", top_k: int = 100) -> dict[str, Any]:
+    """Why a reranker does or does not lift the first stage: how often each ranking puts a sentence of the query's
+    own article (its WikiQA candidate list) first, and NDCG@10 when only the own article's sentences may rank
+    (every other one pushed below them), for the first stage and for each model in ``models`` (name -> dir)."""
+    import numpy as np
+
+    from fastrank.data import dedup_key, read_groups
+    from fastrank.evaluation.retrieval import RetrievalTask, _metrics
+    from fastrank.mining import top_k_search
+    from fastrank.model import CrossEncoder
+
+    groups = [g for g in read_groups(str(WIKIQA / f"{split}.jsonl")) if g.positives]
+    task = RetrievalTask.from_groups(groups, _corpus())
+    index = {dedup_key(d): i for i, d in enumerate(task.corpus)}
+    embedder = _embedder()
+    first, ranked = top_k_search(embedder.encode(task.queries), embedder.encode(task.corpus), top_k)
+    own = np.array([[j in {index[dedup_key(d)] for d in g.documents} for j in row] for g, row in zip(groups, ranked)])
+
+    def summary(scores: list[np.ndarray]) -> dict[str, float]:
+        top1 = np.array([int(np.argmax(s)) for s in scores])
+        only_own = [np.where(o, s, s.min() - 1e3) for o, s in zip(own, scores)]
+        return {"ndcg@10": round(_metrics(list(ranked), scores, task, (10,))["ndcg@10"], 4),
+                "top1_own_article": round(float(own[np.arange(len(own)), top1].mean()), 4),
+                "median_first_stage_rank_of_top1": float(np.median(top1)),
+                "ndcg@10_own_article_only": round(_metrics(list(ranked), only_own, task, (10,))["ndcg@10"], 4)}
+
+    out = {"experiment": "mining-diagnosis", "split": split, "queries": len(groups), "top_k": top_k,
+           "own_article_share": {"top10": round(float(own[:, :10].mean()), 4),
+                                 f"top{top_k}": round(float(own.mean()), 4)},
+           "first_stage": summary([np.asarray(s, dtype=np.float64) for s in first])}
+    for name, path in models.items():
+        pairs = [(task.queries[q], task.corpus[j]) for q, row in enumerate(ranked) for j in row]
+        flat = np.asarray(CrossEncoder(path).predict(pairs, batch_size=64), dtype=np.float64)
+        out[name] = summary(list(flat.reshape(len(ranked), -1)))
+    return out
 
 
 def train_and_evaluate(variant: str, model_dir: str | None = None, save_dir: str | None = None,
@@ -176,7 +217,9 @@ def train_and_evaluate(variant: str, model_dir: str | None = None, save_dir: str
         if model_dir is None:
             data, mining_stats = _train_data(variant, tmp)
             model_dir = save_dir or f"{tmp}/model"
-            result = train(TrainConfig(data=data, out=model_dir, show_progress_bar=False, first_stage_weight=weight))
+            overrides = VARIANTS[variant].get("train", {})
+            result = train(TrainConfig(data=data, out=model_dir, show_progress_bar=False, first_stage_weight=weight,
+                                       **overrides))
         else:
             result = {"train_seconds": f"reused {model_dir}", "train_pairs_per_epoch": None}
         kept_dir = None if model_dir.startswith(tmp) else model_dir
@@ -187,7 +230,8 @@ def train_and_evaluate(variant: str, model_dir: str | None = None, save_dir: str
         dev_retrieval = _retrieval("dev", model, fusion) if (dev or fusion) else None
         retrieval = _retrieval("test", model, fusion)
     record = {"experiment": "mining-train", "variant": variant, "corpus_twins_merged": True,
-              "options": VARIANTS[variant], "recipe": "default (listnet, lr 1e-4, 3 epochs, 8 queries/step)",
+              "options": VARIANTS[variant], "recipe": "default (listnet, lr 1e-4, 3 epochs, 8 queries/step)"
+              + (f", overridden: {VARIANTS[variant]['train']}" if "train" in VARIANTS[variant] else ""),
               "model_dir": kept_dir,
               "train_seconds": result["train_seconds"], "train_pairs_per_epoch": result["train_pairs_per_epoch"],
               "mining": mining_stats, "test_rerank": rerank_map, "retrieval": retrieval}
@@ -205,6 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench mining", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--speed", action="store_true")
+    parser.add_argument("--diagnose", action="append", default=[], metavar="NAME=DIR",
+                        help="Own-article analysis of the test top-100 for these models (repeatable).")
     parser.add_argument("--train", nargs="*", choices=tuple(VARIANTS), default=[])
     parser.add_argument("--original-model", help="Evaluate this default-recipe model as 'original' (no training).")
     parser.add_argument("--model", action="append", default=[], metavar="VARIANT=DIR",
@@ -219,6 +265,10 @@ def main(argv: list[str] | None = None) -> None:
         record = speed()
         append_record("mining", record)
         print({k: v for k, v in record.items() if k != "stats"})
+    if args.diagnose:
+        record = diagnose(dict(m.split("=", 1) for m in args.diagnose))
+        append_record("mining", record)
+        print(record)
     reuse = dict(m.split("=", 1) for m in args.model)
     if args.original_model:
         reuse.setdefault("original", args.original_model)

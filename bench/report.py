@@ -95,6 +95,25 @@ def _mining_section(records: list[dict[str, Any]]) -> str:
                     f"{num(df.get('ndcg@10'))} | {fu['dev']['ndcg@10']:.4f} | {f['ndcg@10']:.4f} | "
                     f"{fu['test']['ndcg@10']:.4f} | {f['mrr@10']:.4f} | {fu['test']['mrr@10']:.4f} | "
                     f"{f['recall@100']:.4f} |")
+    diagnoses = [r for r in records if r["experiment"] == "mining-diagnosis"]
+    if diagnoses:
+        r = diagnoses[-1]
+        share = r["own_article_share"]
+        top_share = share[f"top{r['top_k']}"]
+        names = [k for k in r if isinstance(r[k], dict) and "top1_own_article" in r[k]]
+        lines += [
+            "", f"**Why the reranker alone falls behind** (WikiQA {r['split']}, {r['queries']} queries, the first "
+            f"stage's top-{r['top_k']}). A query's own article is its WikiQA candidate list; its sentences are "
+            f"{100 * share['top10']:.0f}% of the first stage's top 10 and {100 * top_share:.1f}% "
+            "of the top 100. *own article only* ranks those sentences by the same scores and every other sentence "
+            "below them. Command: `python -m bench mining --diagnose original=runs/wikiqa "
+            "--diagnose distill=runs/mining/distill ...`.", "",
+            "| ranking | top-1 from the own article | median first-stage rank of the top-1 | NDCG@10 | "
+            "NDCG@10, own article only |", "| --- | ---: | ---: | ---: | ---: |"]
+        for name in names:
+            d = r[name]
+            lines.append(f"| {name} | {100 * d['top1_own_article']:.1f}% | {d['median_first_stage_rank_of_top1']:g} | "
+                         f"{d['ndcg@10']:.4f} | {d['ndcg@10_own_article_only']:.4f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -127,23 +146,23 @@ def _runtime_ab_section(records: list[dict[str, Any]]) -> str:
     if not records:
         return ""
     padding = {(r["artifact"], r["workload"]): r for r in records if r.get("ab", "padding") == "padding"}
-    workers = {(r["artifact"], r["workload"]): r for r in records if r.get("ab") == "workers"}
+    sessions = {(r["artifact"], r["workload"]): r for r in records if r.get("ab") == "sessions"}
     lines = ["## Runtime defaults, A/B in one process (bench/runtime_ab.py)", "",
              "Same artifact, same pairs, settings interleaved within each repeat (median of the repeats), 2 threads "
              "in all.", ""]
-    if workers:
-        names = list(next(iter(workers.values()))["pairs_per_s"])
-        lines += ["**Workers.** *one session* = one onnxruntime session with 2 intra-op threads, batch 32 (the "
-                  "default until 2026-11-29); *2 workers* = two one-thread sessions scoring different batches at the "
-                  "same time; batch 8 with 2 workers is the default since (`workers=\"auto\"`). Command: "
-                  "`python -m bench runtime-ab --experiment workers --repeats 5`.", "",
+    if sessions:
+        names = list(next(iter(sessions.values()))["pairs_per_s"])
+        lines += ["**Sessions.** *one session* = one onnxruntime session with 2 intra-op threads, batch 32 (the "
+                  "default until 2026-11-29); *2 sessions* = two one-thread sessions scoring different batches at the "
+                  "same time; 2 sessions with batch 8 is the default for int8 models since (`sessions=\"auto\"`). Command: "
+                  "`python -m bench runtime-ab --experiment sessions --repeats 5`.", "",
                   "| artifact | workload | " + " pairs/s | ".join(names) + " pairs/s | last / first |",
                   "| --- | --- | " + "---: | " * (len(names) + 1)]
-        for (artifact, workload), r in workers.items():
+        for (artifact, workload), r in sessions.items():
             p = r["pairs_per_s"]
             lines.append(f"| {artifact.rsplit('/', 1)[-1]} | {workload} | " + " | ".join(str(p[n]) for n in names)
                          + f" | {r['ratio_vs_first'][names[-1]]:.3f}x |")
-        lat = [(a, r["latency_10_docs_p50_ms"]) for (a, _), r in workers.items() if "latency_10_docs_p50_ms" in r]
+        lat = [(a, r["latency_10_docs_p50_ms"]) for (a, _), r in sessions.items() if "latency_10_docs_p50_ms" in r]
         if lat:
             lines += ["", "p50 latency of one 10-document request, ms: " + "; ".join(
                 f"{a.rsplit('/', 1)[-1]}: " + ", ".join(f"{n} {v}" for n, v in d.items()) for a, d in lat) + "."]

@@ -1,16 +1,17 @@
 """Runtime defaults, A/B in one process: the same artifact and pairs under alternating settings.
 
-    python -m bench runtime-ab [--experiment padding|workers] [--model-dir runs/bench-artifacts] [--repeats 3]
+    python -m bench runtime-ab [--experiment padding|sessions] [--model-dir runs/bench-artifacts] [--repeats 3]
 
 ``padding`` (one session, batch size 32):
 - *before*: no token budget, padded to a multiple of 8 (the defaults until 2026-11-29);
 - *budget*: at most 2048 padded tokens per batch;
 - *now*: the budget, and CPU backends pad to their longest pair only (``Backend.pad_multiple`` = 1).
 
-``workers`` (all with the budget and longest-pair padding):
-- *one session*: one onnxruntime session with 2 intra-op threads, batch 32 (``workers=1``);
-- *2 workers, batch 32*: two one-thread sessions scoring different batches at the same time;
-- *2 workers, batch 8*: the same with batches of 8 (the default since 2026-11-29: ``workers="auto"``);
+``sessions`` (all with the budget and longest-pair padding):
+- *one session*: one onnxruntime session with 2 intra-op threads, batch 32 (``sessions=1``);
+- *2 sessions, batch 32*: two one-thread sessions scoring different batches at the same time;
+- *2 sessions, batch 8*: the same with batches of 8 (the default for int8 models since 2026-11-29:
+  ``sessions="auto"``);
 plus the p50 latency of one 10-document request (a WikiQA test query's first 10 candidates, cycled).
 
 Settings run interleaved: each repeat runs every setting once, so drift on a shared machine hits them alike. The
@@ -30,18 +31,18 @@ import numpy as np
 from bench.common import ROOT, WIKIQA, append_record, require_shared_data
 
 PADDING = {"before": (None, 8), "budget": (2048, 8), "now": (2048, 1)}  # (max_tokens, pad multiple)
-WORKERS = {"one session": (1, 32), "2 workers, batch 32": (2, 32), "2 workers, batch 8": (2, 8)}  # (workers, batch)
+SESSIONS = {"one session": (1, 32), "2 sessions, batch 32": (2, 32), "2 sessions, batch 8": (2, 8)}  # (sessions, batch)
 
 
 def _settings(experiment: str, artifact: str, threads: int) -> dict[str, Callable[[list], Any]]:
     """Setting name -> a function scoring a list of pairs under that setting."""
     from fastrank.reranker import Reranker
 
-    if experiment == "workers":
-        rerankers = {name: Reranker(artifact, num_threads=threads, workers=w, batch_size=b)
-                     for name, (w, b) in WORKERS.items()}
+    if experiment == "sessions":
+        rerankers = {name: Reranker(artifact, num_threads=threads, sessions=n, batch_size=b)
+                     for name, (n, b) in SESSIONS.items()}
         return {name: r.logits for name, r in rerankers.items()}
-    reranker = Reranker(artifact, num_threads=threads, workers=1, batch_size=32)
+    reranker = Reranker(artifact, num_threads=threads, sessions=1, batch_size=32)
 
     def setting(max_tokens, multiple):
         def logits(pairs):
@@ -74,7 +75,7 @@ def run(artifact: str, repeats: int, experiment: str = "padding", threads: int =
         out.append({"experiment": "runtime-ab", "ab": experiment, "artifact": artifact, "workload": name,
                     "pairs": len(pairs), "repeats": repeats, "pairs_per_s": rates, "seconds": seconds,
                     "ratio_vs_first": {s: round(r / rates[first], 3) for s, r in rates.items()}})
-    if experiment == "workers":
+    if experiment == "sessions":
         out[0]["latency_10_docs_p50_ms"] = _latency(settings, groups, repeats)
     return out
 
@@ -94,7 +95,7 @@ def _latency(settings: dict[str, Callable[[list], Any]], groups, repeats: int, r
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench runtime-ab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--experiment", choices=("padding", "workers"), default="workers")
+    parser.add_argument("--experiment", choices=("padding", "sessions"), default="sessions")
     parser.add_argument("--model-dir", default=str(ROOT / "runs" / "bench-artifacts"),
                         help="Holds onnx-fp32-O3 and onnx-int8 (written by python -m bench run).")
     parser.add_argument("--repeats", type=int, default=3)

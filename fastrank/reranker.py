@@ -95,7 +95,7 @@ def ranked(scores: np.ndarray, docs: Sequence[str], top_k: int | None = None,
 
 DEFAULT_MAX_TOKENS = 2048
 DEFAULT_BATCH_SIZE = 32
-DEFAULT_WORKER_BATCH_SIZE = 8
+DEFAULT_SESSIONS_BATCH_SIZE = 8
 
 
 class Reranker:
@@ -107,11 +107,11 @@ class Reranker:
         backend: ``auto`` (the artifact's format, else ``torch``) or a registered backend name.
         num_threads: threads of this model's backend (onnxruntime intra-op threads; for torch, set per call and
             restored). None = the backend's default.
-        workers: onnx on CPU only: sessions that score different batches at the same time, sharing ``num_threads``
+        sessions: onnx on CPU only: sessions that score different batches at the same time, sharing ``num_threads``
             (see ``OnnxBackend``). ``auto``: 2 for an int8 model on a CPU with 2 or more threads, else 1 (measured:
-            ``fastrank.backends.onnx_backend.auto_workers``).
+            ``fastrank.backends.onnx_backend.auto_sessions``).
         batch_size: pairs per forward pass at most; None = 32 with one worker, 8 per batch with several (small
-            batches keep the workers evenly busy: measured +3-4% pairs/s against 32 on 2 cores).
+            batches keep the sessions evenly busy: measured +3-4% pairs/s against 32 on 2 cores).
         max_tokens: padded tokens per batch at most (batch x padded length); None = no budget. The default 2048
             keeps long-passage batches small enough to stay in cache (measured on 2 cores: +7% pairs/s on
             ~250-token pairs, +2% on ~40-token pairs against no budget); a pair longer than the budget still runs,
@@ -129,7 +129,7 @@ class Reranker:
         path_or_id: str | Path,
         backend: str = "auto",
         num_threads: int | None = None,
-        workers: int | str = "auto",
+        sessions: int | str = "auto",
         batch_size: int | None = None,
         max_tokens: int | None = DEFAULT_MAX_TOKENS,
         long_documents: str = "truncate",
@@ -140,8 +140,8 @@ class Reranker:
             raise ValueError(f"long_documents must be one of {LONG_DOCUMENTS}, got {long_documents!r}")
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-        if workers != "auto" and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
-            raise ValueError(f"workers must be 'auto' or a positive integer, got {workers!r}")
+        if sessions != "auto" and (not isinstance(sessions, int) or isinstance(sessions, bool) or sessions < 1):
+            raise ValueError(f"sessions must be 'auto' or a positive integer, got {sessions!r}")
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
             raise ValueError(f"max_tokens must be a positive integer or None, got {max_tokens!r}")
         self.path = str(path_or_id)
@@ -154,13 +154,13 @@ class Reranker:
         if providers is not None:
             options["providers"] = providers
         if name == "onnx":
-            from fastrank.backends.onnx_backend import auto_workers
+            from fastrank.backends.onnx_backend import auto_sessions
 
             precision = (self.manifest or {}).get("precision")
-            options["workers"] = auto_workers(num_threads, providers, precision) if workers == "auto" else workers
-        elif workers not in ("auto", 1):
-            raise ValueError(f"workers={workers} needs the onnx backend on a CPU; the {name} backend runs one batch "
-                             "at a time (use workers=1 or 'auto')")
+            options["sessions"] = auto_sessions(num_threads, providers, precision) if sessions == "auto" else sessions
+        elif sessions not in ("auto", 1):
+            raise ValueError(f"sessions={sessions} needs the onnx backend on a CPU; the {name} backend runs one batch "
+                             "at a time (use sessions=1 or 'auto')")
         cls = get_backend(name)
         target = local if local.exists() else path_or_id
         self.backend: Backend = cls.from_artifact(target, self.manifest, **options)
@@ -176,7 +176,7 @@ class Reranker:
         self.num_labels = int(self.backend.num_labels)
         self.scorers = self.backend.scorers()
         if batch_size is None:
-            batch_size = DEFAULT_BATCH_SIZE if len(self.scorers) == 1 else DEFAULT_WORKER_BATCH_SIZE
+            batch_size = DEFAULT_BATCH_SIZE if len(self.scorers) == 1 else DEFAULT_SESSIONS_BATCH_SIZE
         self.batch_size, self.max_tokens = batch_size, max_tokens
         self.long_documents = long_documents
         if long_documents == "windows":

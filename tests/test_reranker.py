@@ -205,7 +205,7 @@ def test_cli_rerank(artifact, tmp_path):
 def test_cpu_backends_pad_batches_to_their_longest_pair_only(onnx_reranker, tiny_model_dir):
     widths = []
     inner = onnx_reranker.backend.logits
-    assert len(onnx_reranker.scorers) == 1  # num_threads=1: one worker
+    assert len(onnx_reranker.scorers) == 1  # num_threads=1: one session
     onnx_reranker.scorers = [lambda batch: (widths.append(batch["input_ids"].shape[1]), inner(batch))[1]]
     try:
         docs = ["alpha", "alpha beta gamma", "alpha beta gamma delta epsilon zeta eta"]
@@ -255,26 +255,26 @@ def test_run_batches_spreads_batches_over_workers_in_input_order():
         run_batches(encoded, [], batch_size=1)
 
 
-def test_onnx_workers_score_like_one_session(artifact):
-    from fastrank.backends.onnx_backend import auto_workers
+def test_onnx_sessions_score_like_one_session(artifact):
+    from fastrank.backends.onnx_backend import auto_sessions
 
     pairs = [(QUERY, d) for d in DOCS * 5]
-    one = Reranker(artifact, num_threads=1, workers=1)
-    two = Reranker(artifact, num_threads=2, workers=2)
+    one = Reranker(artifact, num_threads=1, sessions=1)
+    two = Reranker(artifact, num_threads=2, sessions=2)
     assert (len(one.scorers), one.batch_size) == (1, 32) and (len(two.scorers), two.batch_size) == (2, 8)
-    assert two.describe()["workers"] == 2 and two.describe()["num_threads"] == 2
+    assert two.describe()["sessions"] == 2 and two.describe()["num_threads"] == 2
     sessions = {id(f.__defaults__[0]) for f in two.scorers}
     assert len(sessions) == 2  # two sessions, not one shared
     np.testing.assert_allclose(two.predict(pairs), one.predict(pairs), atol=1e-6)
     assert two.rerank(QUERY, DOCS) == one.rerank(QUERY, DOCS)
-    assert auto_workers(num_threads=1) == 1 and auto_workers(num_threads=4, precision="int8") == 2
-    assert auto_workers(num_threads=4, precision="fp32") == 1
+    assert auto_sessions(num_threads=1) == 1 and auto_sessions(num_threads=4, precision="int8") == 2
+    assert auto_sessions(num_threads=4, precision="fp32") == 1
     assert len(Reranker(artifact, num_threads=2).scorers) == 1  # "auto" keeps one session for an fp32 model
 
 
-def test_workers_are_checked(artifact, tiny_model_dir):
-    with pytest.raises(ValueError, match="workers must be 'auto' or a positive integer, got 0"):
-        Reranker(artifact, workers=0)
-    with pytest.raises(ValueError, match="workers=2 needs the onnx backend on a CPU; the torch backend"):
-        Reranker(tiny_model_dir, backend="torch", workers=2)
-    assert len(Reranker(tiny_model_dir, backend="torch").scorers) == 1  # "auto" is one worker off onnx
+def test_sessions_are_checked(artifact, tiny_model_dir):
+    with pytest.raises(ValueError, match="sessions must be 'auto' or a positive integer, got 0"):
+        Reranker(artifact, sessions=0)
+    with pytest.raises(ValueError, match="sessions=2 needs the onnx backend on a CPU; the torch backend"):
+        Reranker(tiny_model_dir, backend="torch", sessions=2)
+    assert len(Reranker(tiny_model_dir, backend="torch").scorers) == 1  # "auto" is one session off onnx

@@ -283,3 +283,10 @@ def test_shutdown_answers_in_flight_requests(reranker, tiny_model_dir):
     want = reranker.rerank("q", ["in flight"])[0]["score"]
     assert answers[0].json()["results"][0]["relevance_score"] == pytest.approx(want, abs=1e-6)
     assert not thread.is_alive()
+
+
+def test_serve_passes_sessions_to_the_reranker(tiny_model_dir):
+    from fastrank.serve.app import ServeConfig, create_app
+
+    with pytest.raises(ValueError, match="sessions=2 needs the onnx backend on a CPU; the torch backend"):
+        create_app(ServeConfig(model=str(tiny_model_dir), sessions=2))

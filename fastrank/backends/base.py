@@ -56,7 +56,7 @@ class Backend(ABC):
 
     def scorers(self) -> list[Callable[[dict[str, np.ndarray]], np.ndarray]]:
         """Functions like ``logits`` that may run at the same time, one thread each (``run_batches`` spreads the
-        batches over them). One by default; the onnx backend gives one per session when it has several workers."""
+        batches over them). One by default; the onnx backend gives one per session when it has several."""
         return [self.logits]
 
     def describe(self) -> dict[str, Any]:

@@ -85,14 +85,13 @@ class OnnxBackend(Backend):
             exactly these, else ``ModelLoadError`` says which differ.
         output_name: the logits output (``logits``).
         num_threads: ``intra_op_num_threads`` of this session only (None = onnxruntime's default, all cores). With
-            several workers, the threads are shared out among their sessions (None = every core this process may
-            use).
+            several sessions, the threads are shared out among them (None = every core this process may use).
         providers: execution providers, e.g. ``["CUDAExecutionProvider"]``; default: CUDA when installed, else CPU.
         precision: recorded in ``describe()`` (the manifest's precision).
-        workers: CPU only: this many sessions of the same model, each with its share of the threads, that score
+        sessions: CPU only: this many sessions of the same model, each with its share of the threads, that score
             different batches at the same time (``scorers()``). Small batches of short pairs keep one or two threads
-            busier than onnxruntime's intra-op pool does: on 2 cores, 2 one-thread sessions scored 13% more int8
-            pairs/s than one two-thread session (``python -m bench runtime-ab``; see ``auto_workers``). Each worker
+            busier than onnxruntime's intra-op pool does: on 2 cores, 2 one-thread sessions scored 14% more int8
+            pairs/s than one two-thread session (``python -m bench runtime-ab``; see ``auto_sessions``). Each session
             holds its own copy of the weights.
     """
 
@@ -106,7 +105,7 @@ class OnnxBackend(Backend):
         num_threads: int | None = None,
         providers: Sequence[ProviderSpec] | None = None,
         precision: str | None = None,
-        workers: int = 1,
+        sessions: int = 1,
     ) -> None:
         ort = require("onnxruntime", "onnx", "the ONNX backend")
         path = Path(model_path)
@@ -114,22 +113,22 @@ class OnnxBackend(Backend):
             raise ModelLoadError(f"ONNX model file {str(path)!r} does not exist")
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
             raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
-        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        if not isinstance(sessions, int) or isinstance(sessions, bool) or sessions < 1:
+            raise ValueError(f"sessions must be a positive integer, got {sessions!r}")
         self.path = path
         chosen = choose_providers(ort.get_available_providers(), providers)
         threads = num_threads
-        if workers > 1:
-            threads = max(1, (num_threads or available_cores()) // workers)
+        if sessions > 1:
+            threads = max(1, (num_threads or available_cores()) // sessions)
         self.session = self._session(ort, threads, chosen)
         cpu_only = self.session.get_providers() == ["CPUExecutionProvider"]
-        if workers > 1 and not cpu_only:
-            raise ValueError(f"workers={workers} needs the CPU execution provider; this session runs on "
-                             f"{self.session.get_providers()[0]} (use one worker on a GPU)")
-        self._sessions = [self.session] + [self._session(ort, threads, chosen) for _ in range(workers - 1)]
+        if sessions > 1 and not cpu_only:
+            raise ValueError(f"sessions={sessions} needs the CPU execution provider; this session runs on "
+                             f"{self.session.get_providers()[0]} (use one session on a GPU)")
+        self._sessions = [self.session] + [self._session(ort, threads, chosen) for _ in range(sessions - 1)]
         if cpu_only:
             self.pad_multiple = 1
-        self.workers = workers
+        self.sessions = sessions
         self.num_threads = num_threads
         self.precision = precision
         self.output_name = output_name
@@ -149,7 +148,7 @@ class OnnxBackend(Backend):
 
     @classmethod
     def from_artifact(cls, path: Path, manifest: dict[str, Any] | None, num_threads: int | None = None,
-                      providers: Sequence[ProviderSpec] | None = None, workers: int = 1) -> OnnxBackend:
+                      providers: Sequence[ProviderSpec] | None = None, sessions: int = 1) -> OnnxBackend:
         """The ``model.onnx`` of an exported artifact directory, checked against its manifest."""
         if manifest is None:
             raise ModelLoadError(
@@ -161,7 +160,7 @@ class OnnxBackend(Backend):
                                  f"{manifest['format']!r}")
         return cls(Path(path) / manifest.get("model_file", "model.onnx"), manifest["input_names"],
                    manifest["output_name"], num_threads=num_threads, providers=providers,
-                   precision=manifest["precision"], workers=workers)
+                   precision=manifest["precision"], sessions=sessions)
 
     def _check_io(self, expected: Sequence[str] | None) -> None:
         graph_inputs = {i.name: i.type for i in self.session.get_inputs()}
@@ -212,12 +211,12 @@ class OnnxBackend(Backend):
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "precision": self.precision, "providers": self.providers,
-                "num_threads": self.num_threads, "workers": self.workers, "model_file": str(self.path)}
+                "num_threads": self.num_threads, "sessions": self.sessions, "model_file": str(self.path)}
 
 
-def auto_workers(num_threads: int | None = None, providers: Sequence[ProviderSpec] | None = None,
+def auto_sessions(num_threads: int | None = None, providers: Sequence[ProviderSpec] | None = None,
                  precision: str | None = "int8") -> int:
-    """``workers="auto"``: 2 sessions for an int8 model that onnxruntime runs on the CPU with at least 2 threads,
+    """``sessions="auto"``: 2 sessions for an int8 model that onnxruntime runs on the CPU with at least 2 threads,
     else 1.
 
     Measured on 2 cores (2 one-thread sessions with batches of 8 vs one two-thread session with batches of 32,

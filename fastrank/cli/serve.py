@@ -29,6 +29,9 @@ def serve_command(
     workers: Annotated[int, typer.Option("--workers", help="Server processes, each with its own model.")] = 1,
     threads: Annotated[int | None, typer.Option(
         "--threads", help="Inference threads per worker (default: cores / workers).")] = None,
+    sessions: Annotated[str, typer.Option(
+        "--sessions", help="onnx on CPU: sessions per worker scoring batches side by side, sharing its threads "
+                           "(auto: 2 for int8 models).")] = "auto",
     ray_replicas: Annotated[int, typer.Option(
         "--ray-replicas", help="Deploy N replicas on Ray Serve ($RAY_ADDRESS, else a local Ray); needs fastrank[ray]."
     )] = 0,
@@ -45,7 +48,10 @@ def serve_command(
         raise ValueError(f"--workers must be >= 1, got {workers}")
     if threads is None:
         threads = max(1, (os.cpu_count() or 1) // workers)
-    config = ServeConfig(model=model, backend=backend, num_threads=threads, long_documents=long_documents,
+    if sessions != "auto" and not sessions.isdigit():
+        raise typer.BadParameter(f"--sessions must be 'auto' or a positive integer, got {sessions!r}")
+    config = ServeConfig(model=model, backend=backend, num_threads=threads,
+                         sessions=sessions if sessions == "auto" else int(sessions), long_documents=long_documents,
                          max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms, max_queue=max_queue,
                          max_batch_requests=1 if no_batching else None, max_documents=max_documents,
                          max_document_chars=max_document_chars)

@@ -39,6 +39,7 @@ class ServeConfig:
     model: str
     backend: str = "auto"
     num_threads: int | None = None
+    sessions: int | str = "auto"
     long_documents: str = "truncate"
     max_batch_tokens: int = 8192
     max_wait_ms: float = 5.0
@@ -125,7 +126,7 @@ async def _until_disconnected(request: Request) -> None:
 def create_app(config: ServeConfig, reranker: Reranker | None = None) -> FastAPI:
     """The service for ``config``; pass a loaded ``reranker`` to skip loading ``config.model`` (tests)."""
     reranker = reranker or Reranker(config.model, backend=config.backend, num_threads=config.num_threads,
-                                    long_documents=config.long_documents)
+                                    sessions=config.sessions, long_documents=config.long_documents)
     info = reranker.backend.describe()
     metrics = Metrics({"backend": str(info.get("backend", "")), "precision": str(info.get("precision", "fp32"))})
     engine = BatchingEngine(reranker, config.batching(), metrics)
