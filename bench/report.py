@@ -141,12 +141,20 @@ def _int8_section(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _sessions_names(record: dict[str, Any]) -> dict[str, Any]:
+    """A sessions A/B record with the option's current name (the first runs called the sessions "workers")."""
+    def rename(d):
+        return {k.replace("workers", "sessions"): v for k, v in d.items()} if isinstance(d, dict) else d
+    return {k: rename(v) for k, v in record.items()}
+
+
 def _runtime_ab_section(records: list[dict[str, Any]]) -> str:
     """bench/runtime_ab.py: runtime defaults A/B, interleaved in one process (latest record per row)."""
     if not records:
         return ""
     padding = {(r["artifact"], r["workload"]): r for r in records if r.get("ab", "padding") == "padding"}
-    sessions = {(r["artifact"], r["workload"]): r for r in records if r.get("ab") == "sessions"}
+    every = [_sessions_names(r) for r in records if r.get("ab") in ("sessions", "workers")]  # "workers": first name
+    sessions = {(r["artifact"], r["workload"]): r for r in every}
     lines = ["## Runtime defaults, A/B in one process (bench/runtime_ab.py)", "",
              "Same artifact, same pairs, settings interleaved within each repeat (median of the repeats), 2 threads "
              "in all.", ""]
@@ -156,16 +164,30 @@ def _runtime_ab_section(records: list[dict[str, Any]]) -> str:
                   "default until 2026-11-29); *2 sessions* = two one-thread sessions scoring different batches at the "
                   "same time; 2 sessions with batch 8 is the default for int8 models since (`sessions=\"auto\"`). Command: "
                   "`python -m bench runtime-ab --experiment sessions --repeats 5`.", "",
-                  "| artifact | workload | " + " pairs/s | ".join(names) + " pairs/s | last / first |",
-                  "| --- | --- | " + "---: | " * (len(names) + 1)]
+                  "| artifact | workload | " + " pairs/s | ".join(names) + " pairs/s | last / first | every run |",
+                  "| --- | --- | " + "---: | " * (len(names) + 1) + "--- |"]
         for (artifact, workload), r in sessions.items():
             p = r["pairs_per_s"]
+            runs = ", ".join(f"{e['ratio_vs_first'][names[-1]]:.3f}x" for e in every
+                             if (e["artifact"], e["workload"]) == (artifact, workload))
             lines.append(f"| {artifact.rsplit('/', 1)[-1]} | {workload} | " + " | ".join(str(p[n]) for n in names)
-                         + f" | {r['ratio_vs_first'][names[-1]]:.3f}x |")
+                         + f" | {r['ratio_vs_first'][names[-1]]:.3f}x | {runs} |")
         lat = [(a, r["latency_10_docs_p50_ms"]) for (a, _), r in sessions.items() if "latency_10_docs_p50_ms" in r]
         if lat:
             lines += ["", "p50 latency of one 10-document request, ms: " + "; ".join(
                 f"{a.rsplit('/', 1)[-1]}: " + ", ".join(f"{n} {v}" for n, v in d.items()) for a, d in lat) + "."]
+        lines.append("")
+    quality = {(r["artifact"], r["split"]): r for r in records if r.get("ab") == "batch-quality"}
+    if quality:
+        sizes = list(next(iter(quality.values()))["map_by_batch_size"])
+        lines += ["**MAP by batch size** (WikiQA, the artifact's default sessions). Dynamic int8 scales activations "
+                  "per batch, so its scores depend on which pairs share a batch; fp32's do not. Command: "
+                  "`python -m bench runtime-ab --experiment batch-quality`.", "",
+                  "| artifact | split | " + " | ".join(f"batch {b}" for b in sizes) + " |",
+                  "| --- | --- | " + "---: | " * len(sizes)]
+        for (artifact, split), r in quality.items():
+            lines.append(f"| {artifact.rsplit('/', 1)[-1]} | {split} | "
+                         + " | ".join(f"{r['map_by_batch_size'][b]:.4f}" for b in sizes) + " |")
         lines.append("")
     if padding:
         lines += ["**Padding and token budget** (one session, batch 32). *before* = no token budget, pad to a "

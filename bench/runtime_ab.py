@@ -1,6 +1,7 @@
 """Runtime defaults, A/B in one process: the same artifact and pairs under alternating settings.
 
-    python -m bench runtime-ab [--experiment padding|sessions] [--model-dir runs/bench-artifacts] [--repeats 3]
+    python -m bench runtime-ab [--experiment padding|sessions|batch-quality] [--model-dir runs/bench-artifacts]
+                               [--repeats 3]
 
 ``padding`` (one session, batch size 32):
 - *before*: no token budget, padded to a multiple of 8 (the defaults until 2026-11-29);
@@ -13,6 +14,10 @@
 - *2 sessions, batch 8*: the same with batches of 8 (the default for int8 models since 2026-11-29:
   ``sessions="auto"``);
 plus the p50 latency of one 10-document request (a WikiQA test query's first 10 candidates, cycled).
+
+``batch-quality``: MAP of each artifact on WikiQA test and dev at batch sizes 8, 16, 32 and 64 (2 sessions where
+its default has 2). Dynamic int8 scales activations per batch, so its scores depend on which pairs share a batch;
+fp32's do not.
 
 Settings run interleaved: each repeat runs every setting once, so drift on a shared machine hits them alike. The
 median of the repeats is reported, and the ratio to the first setting is the number to read. Records go to
@@ -92,16 +97,39 @@ def _latency(settings: dict[str, Callable[[list], Any]], groups, repeats: int, r
     return {s: round(1000 * float(np.median(v)), 1) for s, v in times.items()}
 
 
+def batch_quality(artifact: str, batch_sizes=(8, 16, 32, 64), threads: int = 2) -> list[dict]:
+    """MAP on WikiQA test and dev at each batch size (the artifact's default sessions)."""
+    from fastrank.benchmark import build_workloads, quality
+    from fastrank.data import read_groups
+    from fastrank.reranker import Reranker
+
+    out = []
+    for split in ("test", "dev"):
+        wl = build_workloads(read_groups(str(WIKIQA / f"{split}.jsonl")))["short"]
+        maps = {}
+        for size in batch_sizes:
+            reranker = Reranker(artifact, num_threads=threads, batch_size=size)
+            maps[str(size)] = round(quality(reranker.logits(wl["pairs"])[:, 0], wl["groups"])["map"], 4)
+        out.append({"experiment": "runtime-ab", "ab": "batch-quality", "artifact": artifact, "split": split,
+                    "sessions": len(reranker.scorers), "map_by_batch_size": maps})
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench runtime-ab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--experiment", choices=("padding", "sessions"), default="sessions")
+    parser.add_argument("--experiment", choices=("padding", "sessions", "batch-quality"), default="sessions")
     parser.add_argument("--model-dir", default=str(ROOT / "runs" / "bench-artifacts"),
                         help="Holds onnx-fp32-O3 and onnx-int8 (written by python -m bench run).")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     require_shared_data()
     for sub in ("onnx-fp32-O3", "onnx-int8"):
+        if args.experiment == "batch-quality":
+            for record in batch_quality(f"{args.model_dir}/{sub}"):
+                append_record("runtime_ab", record)
+                print(sub, record["split"], record["map_by_batch_size"], flush=True)
+            continue
         for record in run(f"{args.model_dir}/{sub}", args.repeats, args.experiment):
             append_record("runtime_ab", record)
             print(record["workload"], sub, record["pairs_per_s"], record["ratio_vs_first"],

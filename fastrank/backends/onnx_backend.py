@@ -90,9 +90,9 @@ class OnnxBackend(Backend):
         precision: recorded in ``describe()`` (the manifest's precision).
         sessions: CPU only: this many sessions of the same model, each with its share of the threads, that score
             different batches at the same time (``scorers()``). Small batches of short pairs keep one or two threads
-            busier than onnxruntime's intra-op pool does: on 2 cores, 2 one-thread sessions scored 14% more int8
-            pairs/s than one two-thread session (``python -m bench runtime-ab``; see ``auto_sessions``). Each session
-            holds its own copy of the weights.
+            busier than onnxruntime's intra-op pool does: on 2 cores, 2 one-thread sessions scored 8-14% more int8
+            pairs/s on short pairs than one two-thread session (``python -m bench runtime-ab``; see
+            ``auto_sessions``). Each session holds its own copy of the weights.
     """
 
     name = "onnx"
@@ -220,9 +220,9 @@ def auto_sessions(num_threads: int | None = None, providers: Sequence[ProviderSp
     else 1.
 
     Measured on 2 cores (2 one-thread sessions with batches of 8 vs one two-thread session with batches of 32,
-    interleaved, ``python -m bench runtime-ab``): int8 +14% pairs/s on short pairs, +2% on long ones; fp32 +5% short
-    but -3% long (its 4x larger weights, held twice, crowd the cache), so fp32 keeps one session. On bigger CPUs each
-    of the 2 sessions gets half of the threads.
+    interleaved, ``python -m bench runtime-ab``, two runs): int8 +14% / +8% pairs/s on short pairs, +2% / -0.5% on
+    long ones; fp32 +5% / +3% short but -3% / -2% long (its 4x larger weights, held twice, crowd the cache), so fp32
+    keeps one session. On bigger CPUs each of the 2 sessions gets half of the threads.
     """
     if precision != "int8":
         return 1
