@@ -111,7 +111,7 @@ def batch_quality(artifact: str, batch_sizes=(8, 16, 32, 64), threads: int = 2) 
             reranker = Reranker(artifact, num_threads=threads, batch_size=size)
             maps[str(size)] = round(quality(reranker.logits(wl["pairs"])[:, 0], wl["groups"])["map"], 4)
         out.append({"experiment": "runtime-ab", "ab": "batch-quality", "artifact": artifact, "split": split,
-                    "sessions": len(reranker.scorers), "map_by_batch_size": maps})
+                    "sessions": len(reranker.backend.scorers()), "map_by_batch_size": maps})
     return out
 
 

@@ -174,9 +174,9 @@ class Reranker:
         else:
             raise ModelLoadError(f"{self.path}: backend {name!r} needs an exported artifact (fastrank.json)")
         self.num_labels = int(self.backend.num_labels)
-        self.scorers = self.backend.scorers()
         if batch_size is None:
-            batch_size = DEFAULT_BATCH_SIZE if len(self.scorers) == 1 else DEFAULT_SESSIONS_BATCH_SIZE
+            several = len(self.backend.scorers()) > 1
+            batch_size = DEFAULT_SESSIONS_BATCH_SIZE if several else DEFAULT_BATCH_SIZE
         self.batch_size, self.max_tokens = batch_size, max_tokens
         self.long_documents = long_documents
         if long_documents == "windows":
@@ -216,7 +216,7 @@ class Reranker:
 
     def run(self, encoded: EncodedPairs, max_tokens: int | None = None) -> np.ndarray:
         """Raw float32 logits of encoded rows, in their order, through the shared length-sorted batching."""
-        return run_batches(encoded, self.scorers, self.batch_size,
+        return run_batches(encoded, self.backend.scorers(), self.batch_size,
                            self.max_tokens if max_tokens is None else max_tokens,
                            self.encoder.pad_token_id, self.num_labels,
                            pad_to_multiple_of=self.backend.pad_multiple)

@@ -205,14 +205,14 @@ def test_cli_rerank(artifact, tmp_path):
 def test_cpu_backends_pad_batches_to_their_longest_pair_only(onnx_reranker, tiny_model_dir):
     widths = []
     inner = onnx_reranker.backend.logits
-    assert len(onnx_reranker.scorers) == 1  # num_threads=1: one session
-    onnx_reranker.scorers = [lambda batch: (widths.append(batch["input_ids"].shape[1]), inner(batch))[1]]
+    assert onnx_reranker.backend.scorers() == [inner]  # num_threads=1: one session
+    onnx_reranker.backend.logits = lambda batch: (widths.append(batch["input_ids"].shape[1]), inner(batch))[1]
     try:
         docs = ["alpha", "alpha beta gamma", "alpha beta gamma delta epsilon zeta eta"]
         encoded, _ = onnx_reranker.encode([(QUERY, d) for d in docs])
         padded = onnx_reranker.run(encoded)
     finally:
-        onnx_reranker.scorers = onnx_reranker.backend.scorers()
+        onnx_reranker.backend.logits = inner
     assert onnx_reranker.backend.pad_multiple == 1 and widths == [int(encoded.lengths.max())]
     assert int(encoded.lengths.max()) % 8 != 0  # else the test would not tell 1 from 8
     from fastrank.batching import run_batches
@@ -261,15 +261,15 @@ def test_onnx_sessions_score_like_one_session(artifact):
     pairs = [(QUERY, d) for d in DOCS * 5]
     one = Reranker(artifact, num_threads=1, sessions=1)
     two = Reranker(artifact, num_threads=2, sessions=2)
-    assert (len(one.scorers), one.batch_size) == (1, 32) and (len(two.scorers), two.batch_size) == (2, 8)
+    assert (len(one.backend.scorers()), one.batch_size) == (1, 32) and (len(two.backend.scorers()), two.batch_size) == (2, 8)
     assert two.describe()["sessions"] == 2 and two.describe()["num_threads"] == 2
-    sessions = {id(f.__defaults__[0]) for f in two.scorers}
+    sessions = {id(f.__defaults__[0]) for f in two.backend.scorers()}
     assert len(sessions) == 2  # two sessions, not one shared
     np.testing.assert_allclose(two.predict(pairs), one.predict(pairs), atol=1e-6)
     assert two.rerank(QUERY, DOCS) == one.rerank(QUERY, DOCS)
     assert auto_sessions(num_threads=1) == 1 and auto_sessions(num_threads=4, precision="int8") == 2
     assert auto_sessions(num_threads=4, precision="fp32") == 1
-    assert len(Reranker(artifact, num_threads=2).scorers) == 1  # "auto" keeps one session for an fp32 model
+    assert len(Reranker(artifact, num_threads=2).backend.scorers()) == 1  # "auto" keeps one session for an fp32 model
 
 
 def test_sessions_are_checked(artifact, tiny_model_dir):
@@ -277,4 +277,4 @@ def test_sessions_are_checked(artifact, tiny_model_dir):
         Reranker(artifact, sessions=0)
     with pytest.raises(ValueError, match="sessions=2 needs the onnx backend on a CPU; the torch backend"):
         Reranker(tiny_model_dir, backend="torch", sessions=2)
-    assert len(Reranker(tiny_model_dir, backend="torch").scorers) == 1  # "auto" is one session off onnx
+    assert len(Reranker(tiny_model_dir, backend="torch").backend.scorers()) == 1  # "auto" is one session off onnx

@@ -191,7 +191,10 @@ class OnnxBackend(Backend):
         return self._run(self.session, batch)
 
     def scorers(self) -> list[Callable[[dict[str, np.ndarray]], np.ndarray]]:
-        """One scoring function per worker session (``run_batches`` runs them on their own threads)."""
+        """One scoring function per session (``run_batches`` runs them on their own threads); ``[logits]`` when
+        there is one."""
+        if len(self._sessions) == 1:
+            return [self.logits]
         return [lambda batch, s=session: self._run(s, batch) for session in self._sessions]
 
     def _run(self, session, batch: dict[str, np.ndarray]) -> np.ndarray:
