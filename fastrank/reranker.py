@@ -110,7 +110,7 @@ class Reranker:
         sessions: onnx on CPU only: sessions that score different batches at the same time, sharing ``num_threads``
             (see ``OnnxBackend``). ``auto``: 2 for an int8 model on a CPU with 2 or more threads, else 1 (measured:
             ``fastrank.backends.onnx_backend.auto_sessions``).
-        batch_size: pairs per forward pass at most; None = 32 with one worker, 8 per batch with several (small
+        batch_size: pairs per forward pass at most; None = 32 with one session, 8 with several (small
             batches keep the sessions evenly busy: measured +3-4% pairs/s against 32 on 2 cores).
         max_tokens: padded tokens per batch at most (batch x padded length); None = no budget. The default 2048
             keeps long-passage batches small enough to stay in cache (measured on 2 cores: +7% pairs/s on
