@@ -44,35 +44,15 @@ VARIANTS = {"original": {}, "mined": MINING, "combined": COMBINED, "hard-random"
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
 
-class _CachedEmbedding:
-    """An EmbeddingModel whose encode() remembers every text's vector: the corpus is embedded once per process
-    (mining, dev and test retrieval share it)."""
-
-    def __init__(self, model):
-        self._model, self._cache = model, {}
-
-    def __getattr__(self, name):
-        return getattr(self._model, name)
-
-    def encode(self, texts, batch_size=64, show_progress_bar=None):
-        import numpy as np
-
-        texts = list(texts)
-        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if todo:
-            self._cache.update(zip(todo, self._model.encode(todo, batch_size, show_progress_bar)))
-        return np.stack([self._cache[t] for t in texts]) if texts else self._model.encode([], batch_size)
-
-
 _EMBEDDER = None
 
 
 def _embedder():
     global _EMBEDDER
     if _EMBEDDER is None:
-        from fastrank.embedding import EmbeddingModel
+        from fastrank.embedding import CachedEmbedding, EmbeddingModel
 
-        _EMBEDDER = _CachedEmbedding(EmbeddingModel())
+        _EMBEDDER = CachedEmbedding(EmbeddingModel())  # the corpus is embedded once per process
     return _EMBEDDER
 
 

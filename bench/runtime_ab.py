@@ -61,7 +61,7 @@ def _settings(experiment: str, artifact: str, threads: int) -> dict[str, Callabl
 def run(artifact: str, repeats: int, experiment: str = "padding", threads: int = 2) -> list[dict]:
     from fastrank.benchmark import build_workloads
     from fastrank.data import read_groups
-    from fastrank.timing import measure
+    from fastrank.timing import measure_round_robin
 
     groups = read_groups(str(WIKIQA / "test.jsonl"))
     workloads = build_workloads(groups)
@@ -72,11 +72,10 @@ def run(artifact: str, repeats: int, experiment: str = "padding", threads: int =
         pairs = wl["pairs"]
         for fn in settings.values():
             fn(pairs[::10])
-        seconds: dict[str, list[float]] = {s: [] for s in settings}
-        for _ in range(repeats):
-            for setting, fn in settings.items():
-                seconds[setting] += measure(lambda: fn(pairs), items=len(pairs), warmup=0, repeats=1).seconds
-        rates = {s: round(len(pairs) / float(np.median(v)), 1) for s, v in seconds.items()}
+        timings, _ = measure_round_robin({s: (lambda fn=fn: fn(pairs)) for s, fn in settings.items()},
+                                         items=len(pairs), repeats=repeats)
+        seconds = {s: t.seconds for s, t in timings.items()}
+        rates = {s: round(len(pairs) / t.median, 1) for s, t in timings.items()}
         out.append({"experiment": "runtime-ab", "ab": experiment, "artifact": artifact, "workload": name,
                     "pairs": len(pairs), "repeats": repeats, "pairs_per_s": rates, "seconds": seconds,
                     "ratio_vs_first": {s: round(r / rates[first], 3) for s, r in rates.items()}})

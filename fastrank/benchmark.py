@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from fastrank.timing import Timing, measure
+from fastrank.timing import measure, measure_round_robin
 
 LogitsFn = Callable[[Sequence[tuple[str, str]]], np.ndarray]
 Group = tuple[int, int, list[float]]  # (start, end, labels) of one query's pairs in a workload
@@ -206,20 +206,13 @@ def run_rows(rows: dict[str, tuple[dict[str, Any], LogitsFn]], workloads: dict[s
         pairs = wl["pairs"]
         for row, (_, fn) in rows.items():
             fn(pairs[::10])
-        seconds: dict[str, list[float]] = {row: [] for row in rows}
-        kept: dict[str, Any] = {}
-        for rep in range(repeats):
-            for row, (_, fn) in rows.items():
-                if progress:
-                    progress(f"{wl_name}: {row} (run {rep + 1}/{repeats})")
-                start = time.perf_counter()
-                out = fn(pairs)
-                seconds[row].append(time.perf_counter() - start)
-                kept.setdefault(row, out)
+        timings, kept = measure_round_robin(
+            {row: (lambda fn=fn: fn(pairs)) for row, (_, fn) in rows.items()}, items=len(pairs), repeats=repeats,
+            before=(lambda row, run: progress(f"{wl_name}: {row} (run {run + 1}/{repeats})")) if progress else None)
         for row, (desc, _) in rows.items():
             logits = np.asarray(kept[row], dtype=np.float64).reshape(len(pairs), -1)[:, 0]
             records.append({"kind": "throughput", "workload": wl_name, "row": row, **desc, "threads": threads,
-                            "quick": quick, "pairs": len(pairs), "timing": Timing(seconds[row], len(pairs)).summary(),
+                            "quick": quick, "pairs": len(pairs), "timing": timings[row].summary(),
                             "quality": quality(logits, wl["groups"]), "logits": logits.tolist()})
     if latency and "short" in workloads:
         short = [r for r in records if r["workload"] == "short"]

@@ -130,3 +130,28 @@ class EmbeddingModel:
         qv = dict(zip(queries, self.encode(queries, batch_size, show_progress_bar)))
         dv = dict(zip(docs, self.encode(docs, batch_size, show_progress_bar)))
         return np.array([float(qv[q] @ dv[d]) for q, d in pairs], dtype=np.float32)
+
+
+class CachedEmbedding:
+    """An embedding model whose ``encode`` remembers every text's vector, so a text is embedded once however often it
+    comes back (a corpus searched for several query sets, a training list's documents in every epoch). Everything
+    else is the wrapped model's."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __getattr__(self, name: str):
+        if name in ("model", "_cache"):  # not set yet (copy / unpickling): no recursion through __getattr__
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool | None = None) -> np.ndarray:
+        """Float32 embeddings (n, dim) in input order; only texts not seen before reach the model."""
+        texts = list(texts)
+        if not texts or not all(isinstance(t, str) for t in texts):  # the model's own empty result / type error
+            return self.model.encode(texts, batch_size, show_progress_bar)
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if todo:
+            self._cache.update(zip(todo, self.model.encode(todo, batch_size, show_progress_bar)))
+        return np.stack([self._cache[t] for t in texts])

@@ -66,3 +66,23 @@ def measure(fn: Callable[[], Any], items: int = 1, warmup: int = 1, repeats: int
         seconds.append(elapsed)
         total += elapsed
     return Timing(seconds, items)
+
+
+def measure_round_robin(calls: dict[str, Callable[[], Any]], items: int = 1, repeats: int = 2,
+                        before: Callable[[str, int], None] | None = None) -> tuple[dict[str, Timing], dict[str, Any]]:
+    """Time several calls ``repeats`` times each, in turn (a, b, ..., a, b, ...), so drift on a shared machine
+    falls on every call alike; returns each call's ``Timing`` and its first run's output. ``before(name, run)`` is
+    called before each run (progress)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    first: dict[str, Any] = {}
+    for run in range(repeats):
+        for name, fn in calls.items():
+            if before is not None:
+                before(name, run)
+            start = time.perf_counter()
+            out = fn()
+            seconds[name].append(time.perf_counter() - start)
+            first.setdefault(name, out)
+    return {name: Timing(s, items) for name, s in seconds.items()}, first

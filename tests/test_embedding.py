@@ -51,3 +51,30 @@ def test_cosine_baseline_on_wikiqa_test(minilm, wikiqa_dir):
     assert result.num_queries == 243
     assert result.metrics["map"] == pytest.approx(0.7219, abs=5e-4)
     assert result.metrics["ndcg@10"] == pytest.approx(0.7890, abs=5e-4)
+
+
+def test_cached_embedding_embeds_each_text_once_and_keeps_the_models_errors():
+    from fastrank.embedding import CachedEmbedding
+
+    class Counting:
+        dimension = 2
+
+        def __init__(self):
+            self.seen = []
+
+        def encode(self, texts, batch_size=64, show_progress_bar=None):
+            for i, t in enumerate(texts):
+                if not isinstance(t, str):
+                    raise TypeError(f"text {i} must be a string, got {type(t).__name__}")
+            self.seen += list(texts)
+            return np.array([[len(t), 1.0] for t in texts], dtype=np.float32).reshape(len(texts), 2)
+
+    inner = Counting()
+    cached = CachedEmbedding(inner)
+    first = cached.encode(["a", "bb", "a"])
+    np.testing.assert_array_equal(first, [[1, 1], [2, 1], [1, 1]])
+    np.testing.assert_array_equal(cached.encode(["bb", "ccc"]), [[2, 1], [3, 1]])
+    assert inner.seen == ["a", "bb", "ccc"] and cached.dimension == 2  # attributes are the model's
+    assert cached.encode([]).shape == (0, 2)
+    with pytest.raises(TypeError, match="text 1 must be a string, got list"):
+        cached.encode(["a", ["not", "text"]])

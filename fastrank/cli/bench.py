@@ -47,9 +47,8 @@ def bench_command(
         raise ValueError(f"--threads must be >= 1, got {threads}")
     groups = read_groups(str(data))
     records = benchmark_model(model, groups, [str(a) for a in artifact or []],
-                              extra_rows=sentence_transformers_row(model, threads) if peers else None, quick=quick,
-                              threads=threads,
-                              latency=latency, sweeps=sweeps,
+                              extra_rows=sentence_transformers_row(model, threads) if peers else None,
+                              quick=quick, threads=threads, latency=latency, sweeps=sweeps,
                               progress=lambda text: typer.echo(f"bench: {text}", err=True))
     if out is not None:
         write_jsonl(out, records)

@@ -23,22 +23,25 @@ from torch import Tensor
 
 class EmbeddingPrior:
     """First-stage scores (inner product of an ``EmbeddingModel``'s embeddings, as ``top_k_search`` ranks) of each
-    (query, document) of a batch. Every text is embedded once and cached, so later epochs cost only a lookup."""
+    (query, document) of a batch. Every text is embedded once (``CachedEmbedding``), so later epochs cost only a
+    lookup."""
 
     def __init__(self, embedding_model) -> None:
-        self.model = embedding_model
-        self._cache: dict[str, np.ndarray] = {}
+        from fastrank.embedding import CachedEmbedding
 
-    def _embed(self, texts: Sequence[str]) -> None:
-        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if todo:
-            self._cache.update(zip(todo, self.model.encode(todo, show_progress_bar=False)))
+        cached = isinstance(embedding_model, CachedEmbedding)
+        self.model = embedding_model if cached else CachedEmbedding(embedding_model)
 
     def __call__(self, queries: Sequence[str], doc_lists: Sequence[Sequence[str]]) -> list[Tensor]:
         """One float32 tensor of first-stage scores per row, aligned with its documents."""
-        self._embed(list(queries) + [d for docs in doc_lists for d in docs])
-        return [torch.tensor([float(self._cache[q] @ self._cache[d]) for d in docs], dtype=torch.float32)
-                for q, docs in zip(queries, doc_lists)]
+        docs = [d for row in doc_lists for d in row]
+        vectors = self.model.encode(list(queries) + docs, show_progress_bar=False)
+        q, d = vectors[: len(queries)], vectors[len(queries):]
+        out, start = [], 0
+        for qv, row in zip(q, doc_lists):
+            out.append(torch.from_numpy(np.asarray(d[start : start + len(row)] @ qv, dtype=np.float32)))
+            start += len(row)
+        return out
 
 
 class PriorReranker:
