@@ -75,7 +75,7 @@ def select(groups: dict[str, list[str]], patterns: list[str]) -> list[str]:
 class Variant:
     name: str
     source: str = "O3"  # fp32 graph level quantized
-    method: str = "dynamic"  # dynamic | static-qdq | static-qop | rung (fastrank.export.onnx.quantize_int8)
+    method: str = "dynamic"  # dynamic | static-qdq | static-qop | nbits | rung (fastrank.export.onnx.quantize_int8)
     per_channel: bool = True
     reduce_range: bool = False
     exclude: tuple[str, ...] = ()  # group patterns kept fp32
@@ -109,6 +109,21 @@ VARIANTS = {v.name: v for v in [
     Variant("int8-qkv-fp32", exclude=(r"L\d+\.qkv", "head")),
     Variant("int8-ffn-in-fp32", exclude=(r"L\d+\.ffn_in", "head")),
     Variant("int8-outs-fp32", exclude=(r"L\d+\.attn_out", r"L\d+\.ffn_out", "head")),
+    Variant("nbits8-b32", method="nbits", extra={"block_size": 32},
+            note="MatMulNBits 8-bit (blocks of 32 along K), int8 compute: activations quantized per row and block, "
+                 "so a pair's score does not depend on its batch; QKV stays fp32 inside Attention"),
+    Variant("nbits8-b128", method="nbits", extra={"block_size": 128}, note="as nbits8-b32, blocks of 128"),
+    Variant("nbits8-b32-qattn", method="nbits", extra={"block_size": 32, "attention": True},
+            note="nbits8-b32, then the fused Attention's QKV dynamic int8 (per batch) as in the int8 rung"),
+    Variant("nbits8-b128-qattn", method="nbits", extra={"block_size": 128, "attention": True}),
+    Variant("rowwise", extra={"rowwise": True},
+            note="dynamic int8, MatMul inputs scaled per row (fastrank.export.rewrite); QAttention per batch"),
+    Variant("rowwise-qkv-fp32", exclude=(r"L\d+\.qkv",), extra={"rowwise": True},
+            note="rowwise with the fused Attention fp32: no scale depends on the batch"),
+    Variant("int8-unfused", extra={"unfuse": True}, note="int8 with SkipLayerNormalization unfused"),
+    Variant("rowwise-unfused", extra={"rowwise": True, "unfuse": True}),
+    Variant("rung:int8-early-ffn-out-fp32-unfused", method="rung", rung="int8-early-ffn-out-fp32",
+            extra={"unfuse": True}),
     Variant("static-qdq-minmax", method="static-qdq", exclude=("head",)),
     Variant("static-qdq-percentile", method="static-qdq", calibrate="Percentile", exclude=("head",)),
     Variant("static-qdq-entropy", method="static-qdq", calibrate="Entropy", exclude=("head",)),
@@ -193,6 +208,27 @@ def build_variant(v: Variant, sources: dict[str, Path], encoder: Any = None, inp
                              reduce_range=v.reduce_range, op_types_to_quantize=["MatMul", "Attention"],
                              nodes_to_exclude=excluded, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT,
                                                                        **v.extra.get("extra_options", {})})
+        if v.extra.get("rowwise"):
+            from fastrank.export.rewrite import per_row_activation_scales
+
+            model = onnx.load(str(dst))
+            info["rowwise_matmuls"] = per_row_activation_scales(model)
+            onnx.save(model, str(dst))
+    elif v.method == "nbits":
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        model = onnx.load(str(src))
+        quantizer = MatMulNBitsQuantizer(model, bits=8, block_size=v.extra["block_size"], is_symmetric=True,
+                                         accuracy_level=4, nodes_to_exclude=excluded, op_types_to_quantize=("MatMul",))
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(dst))
+        if v.extra.get("attention"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                quantize_dynamic(str(dst), str(dst), weight_type=QuantType.QInt8, per_channel=v.per_channel,
+                                 reduce_range=v.reduce_range, op_types_to_quantize=["Attention"],
+                                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        info.update({"bits": 8, "accuracy_level": 4, **v.extra})
     else:
         reader = Calibration(encoder, list(input_names), v.extra.get("calib_pairs", 200))
         with warnings.catch_warnings():
@@ -205,6 +241,12 @@ def build_variant(v: Variant, sources: dict[str, Path], encoder: Any = None, inp
                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT,
                                            "ActivationSymmetric": False, "WeightSymmetric": True})
         info.update({"calibrate": v.calibrate, "calib_pairs": len(reader.batches) * 8, "op_types": ["MatMul"]})
+    if v.extra.get("unfuse"):
+        from fastrank.export.rewrite import unfuse_skip_layer_norm
+
+        model = onnx.load(str(dst))
+        info["skip_layer_norms_unfused"] = unfuse_skip_layer_norm(model)
+        onnx.save(model, str(dst))
     info["quantize_seconds"] = round(time.perf_counter() - start, 1)
     return dst, info
 

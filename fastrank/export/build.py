@@ -64,6 +64,15 @@ class ArtifactBuilder:
             self._graphs[level] = (path, onnx_export.optimize_graph(raw, path, level, self.model.config))
         return self._graphs[level]
 
+    def cpu_graph(self, work: Path, level: str) -> tuple[Path, dict[str, int]]:
+        """The ``level`` graph rewritten for onnxruntime's CPU provider (``fastrank.export.rewrite``), once."""
+        src, _ = self.graph(work, level)
+        path = work / f"fp32-{level}-cpu.onnx"
+        key = f"{level}-cpu"
+        if key not in self._graphs:
+            self._graphs[key] = (path, onnx_export.rewrite_for_cpu(src, path))
+        return self._graphs[key]
+
     def build(self, rung: Rung, rung_dir: Path, work: Path) -> dict[str, Any]:
         """Write the rung's model file(s) into ``rung_dir``; returns what was done (for the manifest)."""
         if rung.format == "torch":
@@ -74,6 +83,8 @@ class ArtifactBuilder:
             level = "O2"  # O3's extended fusions are CPU kernels; fp16 targets GPUs
         src, fused = self.graph(work, level)
         info: dict[str, Any] = {"optimize_applied": level, "fused_ops": fused}
+        if rung.precision in ("fp32", "int8"):
+            src, info["rewrites"] = self.cpu_graph(work, level)
         dst = rung_dir / MODEL_FILE
         if rung.precision == "int8":
             info["quantization"] = onnx_export.quantize_int8(src, dst, self.int8_config, rung.keep_last_layer_fp32,
@@ -172,6 +183,7 @@ class ArtifactBuilder:
             "optimize": self.optimize if onnx_format else None,
             "optimize_applied": info["optimize_applied"],
             "fused_ops": info["fused_ops"],
+            "rewrites": info.get("rewrites"),
             "quantization": info.get("quantization"),
             "conversion": info.get("conversion"),
             "input_names": list(self.input_names),

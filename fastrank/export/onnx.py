@@ -239,6 +239,19 @@ def optimize_graph(src: Path, dst: Path, level: str, config: Any) -> dict[str, i
     return {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
 
 
+def rewrite_for_cpu(src: Path, dst: Path) -> dict[str, int]:
+    """Write ``src`` rewritten for onnxruntime's CPU provider to ``dst``; returns what was rewritten (see
+    ``fastrank.export.rewrite``: SkipLayerNormalization unfused, a same-function rewrite)."""
+    import onnx
+
+    from fastrank.export.rewrite import unfuse_skip_layer_norm
+
+    model = onnx.load(str(src))
+    counts = {"skip_layer_norm_unfused": unfuse_skip_layer_norm(model)}
+    onnx.save(model, str(dst))
+    return counts
+
+
 def last_layer_nodes(model_proto: Any) -> list[str]:
     """Names of the quantizable nodes of the last transformer layer and the head (kept fp32 on request)."""
     import re
@@ -299,11 +312,14 @@ def kept_fp32_nodes(model_proto: Any, roles: tuple[str, ...]) -> dict[str, list[
 
 
 def quantize_int8(src: Path, dst: Path, config: dict[str, Any], keep_last_layer_fp32: bool = False,
-                  keep_fp32: tuple[str, ...] = ()) -> dict[str, Any]:
+                  keep_fp32: tuple[str, ...] = (), per_row: bool = True) -> dict[str, Any]:
     """Dynamic int8 quantization with ``config`` (an INT8_CONFIGS entry + its profile); returns what was done.
 
     ``keep_last_layer_fp32`` keeps the last layer and the head fp32; ``keep_fp32`` names ``KEEP_FP32`` roles kept
-    fp32 (recorded with their nodes and reasons under ``kept_fp32``).
+    fp32 (recorded with their nodes and reasons under ``kept_fp32``). ``per_row`` scales each MatMul input per
+    token instead of per batch (``fastrank.export.rewrite.per_row_activation_scales``): on the WikiQA MiniLM-L6
+    model it halved the mean |Δlogit| (0.022 -> 0.012) and the ranking flips against fp32, and it no longer lets a
+    pair's score depend on the MatMuls' batch mates (the fused QAttention keeps its per-batch input scale).
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -324,7 +340,14 @@ def quantize_int8(src: Path, dst: Path, config: dict[str, Any], keep_last_layer_
         )
     info = {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8",
             "activation_type": "QUInt8 (dynamic)", "op_types": list(QUANTIZED_OP_TYPES), **config,
-            "kept_fp32_nodes": excluded}
+            "kept_fp32_nodes": excluded, "activation_scales": "per batch"}
+    if per_row:
+        from fastrank.export.rewrite import per_row_activation_scales
+
+        model = onnx.load(str(dst))
+        info["per_row_matmuls"] = per_row_activation_scales(model)
+        onnx.save(model, str(dst))
+        info["activation_scales"] = "per row (token) for MatMul inputs; per batch for QAttention inputs"
     if keep_fp32:
         info["kept_fp32"] = [{"role": role, "nodes": names, "why": KEEP_FP32[role]} for role, names in by_role.items()]
     return info
