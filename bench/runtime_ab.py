@@ -1,7 +1,7 @@
 """Runtime defaults, A/B in one process: the same artifact and pairs under alternating settings.
 
-    python -m bench runtime-ab [--experiment padding|sessions|batch-quality] [--model-dir runs/bench-artifacts]
-                               [--repeats 3]
+    python -m bench runtime-ab [--experiment padding|sessions|rewrite|batch-quality]
+                               [--model-dir runs/bench-artifacts] [--baseline-dir runs/old-artifacts] [--repeats 3]
 
 ``padding`` (one session, batch size 32):
 - *before*: no token budget, padded to a multiple of 8 (the defaults until 2026-11-29);
@@ -14,6 +14,12 @@
 - *2 sessions, batch 8*: the same with batches of 8 (the default for int8 models since 2026-11-29:
   ``sessions="auto"``);
 plus the p50 latency of one 10-document request (a WikiQA test query's first 10 candidates, cycled).
+
+``rewrite`` (each artifact with its default sessions and batch size):
+- *before*: the artifact as exported until 2026-11-29 (fused SkipLayerNormalization; int8 activations scaled per
+  batch), kept in ``--baseline-dir``;
+- *now*: the same model exported now (SkipLayerNormalization unfused; int8 MatMul inputs scaled per row,
+  ``fastrank.export.rewrite``).
 
 ``batch-quality``: MAP of each artifact on WikiQA test and dev at batch sizes 8, 16, 32 and 64 (2 sessions where
 its default has 2). Dynamic int8 scales activations per batch, so its scores depend on which pairs share a batch;
@@ -39,9 +45,13 @@ PADDING = {"before": (None, 8), "budget": (2048, 8), "now": (2048, 1)}  # (max_t
 SESSIONS = {"one session": (1, 32), "2 sessions, batch 32": (2, 32), "2 sessions, batch 8": (2, 8)}  # (sessions, batch)
 
 
-def _settings(experiment: str, artifact: str, threads: int) -> dict[str, Callable[[list], Any]]:
+def _settings(experiment: str, artifact: str, threads: int, baseline: str | None = None) -> dict[str, Callable[[list], Any]]:
     """Setting name -> a function scoring a list of pairs under that setting."""
     from fastrank.reranker import Reranker
+
+    if experiment == "rewrite":
+        return {"before": Reranker(baseline, num_threads=threads).logits,
+                "now": Reranker(artifact, num_threads=threads).logits}
 
     if experiment == "sessions":
         rerankers = {name: Reranker(artifact, num_threads=threads, sessions=n, batch_size=b)
@@ -58,14 +68,15 @@ def _settings(experiment: str, artifact: str, threads: int) -> dict[str, Callabl
     return {name: setting(*values) for name, values in PADDING.items()}
 
 
-def run(artifact: str, repeats: int, experiment: str = "padding", threads: int = 2) -> list[dict]:
+def run(artifact: str, repeats: int, experiment: str = "padding", threads: int = 2,
+        baseline: str | None = None) -> list[dict]:
     from fastrank.benchmark import build_workloads
     from fastrank.data import read_groups
     from fastrank.timing import measure_round_robin
 
     groups = read_groups(str(WIKIQA / "test.jsonl"))
     workloads = build_workloads(groups)
-    settings = _settings(experiment, artifact, threads)
+    settings = _settings(experiment, artifact, threads, baseline)
     first = next(iter(settings))
     out = []
     for name, wl in workloads.items():
@@ -110,16 +121,19 @@ def batch_quality(artifact: str, batch_sizes=(8, 16, 32, 64), threads: int = 2) 
             reranker = Reranker(artifact, num_threads=threads, batch_size=size)
             maps[str(size)] = round(quality(reranker.logits(wl["pairs"])[:, 0], wl["groups"])["map"], 4)
         out.append({"experiment": "runtime-ab", "ab": "batch-quality", "artifact": artifact, "split": split,
-                    "sessions": len(reranker.backend.scorers()), "map_by_batch_size": maps})
+                    "sessions": len(reranker.backend.scorers()), "map_by_batch_size": maps,
+                    "activation_scales": (reranker.manifest.get("quantization") or {}).get("activation_scales")})
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench runtime-ab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--experiment", choices=("padding", "sessions", "batch-quality"), default="sessions")
+    parser.add_argument("--experiment", choices=("padding", "sessions", "rewrite", "batch-quality"), default="sessions")
     parser.add_argument("--model-dir", default=str(ROOT / "runs" / "bench-artifacts"),
                         help="Holds onnx-fp32-O3 and onnx-int8 (written by python -m bench run).")
+    parser.add_argument("--baseline-dir", default=str(ROOT / "runs" / "old-artifacts"),
+                        help="rewrite: the same artifacts as exported before (fused SkipLayerNorm, per-batch int8).")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     require_shared_data()
@@ -129,7 +143,8 @@ def main(argv: list[str] | None = None) -> None:
                 append_record("runtime_ab", record)
                 print(sub, record["split"], record["map_by_batch_size"], flush=True)
             continue
-        for record in run(f"{args.model_dir}/{sub}", args.repeats, args.experiment):
+        for record in run(f"{args.model_dir}/{sub}", args.repeats, args.experiment,
+                          baseline=f"{args.baseline_dir}/{sub}"):
             append_record("runtime_ab", record)
             print(record["workload"], sub, record["pairs_per_s"], record["ratio_vs_first"],
                   record.get("latency_10_docs_p50_ms", ""), flush=True)
