@@ -179,16 +179,35 @@ def _runtime_ab_section(records: list[dict[str, Any]]) -> str:
             lines += ["", "p50 latency of one 10-document request, ms: " + "; ".join(
                 f"{a.rsplit('/', 1)[-1]}: " + ", ".join(f"{n} {v}" for n, v in d.items()) for a, d in lat) + "."]
         lines.append("")
-    quality = {(r["artifact"], r["split"]): r for r in records if r.get("ab") == "batch-quality"}
+    rewrite = {(r["artifact"], r["workload"]): r for r in records if r.get("ab") == "rewrite"}
+    if rewrite:
+        lines += ["**CPU graph rewrites** (`fastrank.export.rewrite`, each artifact with its default sessions and "
+                  "batch size). *before* = the artifact as exported until 2026-11-29: onnxruntime's fused "
+                  "SkipLayerNormalization, int8 activations scaled per batch; *now* = the same model exported with "
+                  "SkipLayerNormalization unfused into Add + LayerNormalization, and int8 MatMul inputs scaled per "
+                  "row (token). Command: `python -m bench runtime-ab --experiment rewrite --repeats 5`.", "",
+                  "| artifact | workload | before pairs/s | now pairs/s | now / before |", "| --- | --- | ---: | ---: | ---: |"]
+        for (artifact, workload), r in rewrite.items():
+            p = r["pairs_per_s"]
+            lines.append(f"| {artifact.rsplit('/', 1)[-1]} | {workload} | {p['before']} | {p['now']} | "
+                         f"{r['ratio_vs_first']['now']:.3f}x |")
+        lines.append("")
+    quality = {(r["artifact"], r["split"], r.get("activation_scales") or "-"): r for r in records
+               if r.get("ab") == "batch-quality"}
     if quality:
         sizes = list(next(iter(quality.values()))["map_by_batch_size"])
-        lines += ["**MAP by batch size** (WikiQA, the artifact's default sessions). Dynamic int8 scales activations "
-                  "per batch, so its scores depend on which pairs share a batch; fp32's do not. Command: "
+        lines += ["**MAP by batch size** (WikiQA, the artifact's default sessions). Dynamic int8 quantizes "
+                  "activations at run time: scaled per batch (the int8 export until 2026-11-29), a pair's scores "
+                  "depend on which pairs share its batch; scaled per row (now), only the fused attention's input "
+                  "scale still does. fp32's scores never do. Command: "
                   "`python -m bench runtime-ab --experiment batch-quality`.", "",
-                  "| artifact | split | " + " | ".join(f"batch {b}" for b in sizes) + " |",
-                  "| --- | --- | " + "---: | " * len(sizes)]
-        for (artifact, split), r in quality.items():
-            lines.append(f"| {artifact.rsplit('/', 1)[-1]} | {split} | "
+                  "| artifact | int8 activation scales | split | " + " | ".join(f"batch {b}" for b in sizes) + " |",
+                  "| --- | --- | --- | " + "---: | " * len(sizes)]
+        for (artifact, split, _), r in quality.items():
+            name = artifact.rsplit("/", 1)[-1]
+            scales = "per batch" if name.startswith("onnx-int8") and not r.get("activation_scales") else (
+                "per row (MatMul), per batch (attention)" if r.get("activation_scales") else "-")
+            lines.append(f"| {name} | {scales} | {split} | "
                          + " | ".join(f"{r['map_by_batch_size'][b]:.4f}" for b in sizes) + " |")
         lines.append("")
     if padding:
