@@ -36,10 +36,15 @@ DISTILL = {**HARD_RANDOM, "teacher": "sentence-transformers/all-MiniLM-L6-v2", "
 # distill-from-original: the distill lists and targets, but fine-tuning the default-recipe model (runs/wikiqa,
 # strong within an article) for one epoch at a lower lr, to add topicality without losing that.
 DISTILL_FROM_ORIGINAL = {**DISTILL, "train": {"base": "runs/wikiqa", "epochs": 1.0, "lr": 2e-5}}
+# distill-top20: the distill model fine-tuned (1 epoch, lr 2e-5) on lists shaped like the retrieve-then-rerank test:
+# the original candidates + the first stage's top 20 (relative margin 0.05) + 5 random from ranks 50-1000, with the
+# distill targets, so the reranker is trained on exactly the competition it meets after retrieval.
+DISTILL_TOP20 = {**DISTILL, "hard": {**HARD_RANDOM["hard"], "num_negatives": 20, "range_max": 20},
+                 "train": {"base": "runs/mining/distill", "epochs": 1.0, "lr": 2e-5}}
 RESIDUAL = {**COMBINED, "first_stage_weight": 10.0}
 RESIDUAL_HARD_RANDOM = {**HARD_RANDOM, "first_stage_weight": 2.0}
 VARIANTS = {"original": {}, "mined": MINING, "combined": COMBINED, "hard-random": HARD_RANDOM, "distill": DISTILL,
-            "distill-from-original": DISTILL_FROM_ORIGINAL, "residual": RESIDUAL,
+            "distill-from-original": DISTILL_FROM_ORIGINAL, "distill-top20": DISTILL_TOP20, "residual": RESIDUAL,
             "residual-hard-random": RESIDUAL_HARD_RANDOM}
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
