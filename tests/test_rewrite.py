@@ -22,9 +22,9 @@ def run(model, **inputs) -> list[np.ndarray]:
     return session.run(None, inputs)
 
 
-def make_model(nodes, inputs, outputs, initializers):
+def make_model(nodes, inputs, outputs, initializers, opset: int = 17):
     graph = helper.make_graph(nodes, "g", inputs, outputs, [numpy_helper.from_array(v, k) for k, v in initializers.items()])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("com.microsoft", 1)])
 
 
 def test_unfused_skip_layer_norm_computes_the_same():
@@ -55,20 +55,21 @@ def test_unfused_skip_layer_norm_computes_the_same():
     np.testing.assert_allclose(got[0], ref, atol=1e-4)
 
 
-def quantized_matmul(tmp_path, k: int = 32, n: int = 8):
+def quantized_matmul(tmp_path, opset: int, k: int = 32, n: int = 8):
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     w = RNG.standard_normal((k, n)).astype(np.float32)
     model = make_model([helper.make_node("MatMul", ["x", "w"], ["y"])],
                        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "s", k])],
-                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], {"w": w})
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], {"w": w}, opset)
     onnx.save(model, str(tmp_path / "f.onnx"))
     quantize_dynamic(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), weight_type=QuantType.QInt8, per_channel=True)
     return onnx.load(str(tmp_path / "q.onnx")), w
 
 
-def test_per_row_scales_match_a_numpy_reference_and_ignore_batch_mates(tmp_path):
-    model, w = quantized_matmul(tmp_path)
+@pytest.mark.parametrize("opset", [17, 18])  # ReduceMax's axes: attribute before 18, input since
+def test_per_row_scales_match_a_numpy_reference_and_ignore_batch_mates(tmp_path, opset):
+    model, w = quantized_matmul(tmp_path, opset)
     per_batch = onnx.ModelProto()
     per_batch.CopyFrom(model)
     assert per_row_activation_scales(model) == 1

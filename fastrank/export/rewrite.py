@@ -65,11 +65,13 @@ def per_row_activation_scales(model: Any) -> int:
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
+    all_nodes = list(graph.node)  # one list of node objects, so identities below stay valid
     inits = {t.name: t for t in graph.initializer}
     consumers: dict[str, list[Any]] = defaultdict(list)
-    for node in graph.node:
+    for node in all_nodes:
         for name in node.input:
             consumers[name].append(node)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
 
     def only(name: str, op_type: str) -> Any | None:
         users = consumers.get(name, [])
@@ -88,8 +90,8 @@ def per_row_activation_scales(model: Any) -> int:
     tiny = const("rowwise_tiny", np.array(1e-12, np.float32))
     inv127 = const("rowwise_inv127", np.array(1 / 127, np.float32))
     flat = const("rowwise_flat", np.array([-1], np.int64))
-    for dq in [n for n in graph.node if n.op_type == "DynamicQuantizeLinear"]:
-        x, (q, s, z) = dq.input[0], dq.output
+    for dq in [n for n in all_nodes if n.op_type == "DynamicQuantizeLinear"]:
+        x, (q, s, _) = dq.input[0], dq.output
         matmuls = consumers.get(q, [])
         plans = []
         for mm in matmuls:
@@ -109,7 +111,10 @@ def per_row_activation_scales(model: Any) -> int:
         nodes = [
             helper.make_node("Reshape", [x, const(f"rowwise_shape_{k}", np.array([-1, k], np.int64))], [f"{p}_2d"]),
             helper.make_node("Abs", [f"{p}_2d"], [f"{p}_abs"]),
-            helper.make_node("ReduceMax", [f"{p}_abs"], [f"{p}_amax"], axes=[1], keepdims=1),
+            # opset 18 moved ReduceMax's axes from an attribute to an input
+            helper.make_node("ReduceMax", [f"{p}_abs"], [f"{p}_amax"], axes=[1], keepdims=1) if opset < 18 else
+            helper.make_node("ReduceMax", [f"{p}_abs", const("rowwise_axis_1", np.array([1], np.int64))],
+                             [f"{p}_amax"], keepdims=1),
             helper.make_node("Max", [f"{p}_amax", tiny], [f"{p}_amax_pos"]),
             helper.make_node("Mul", [f"{p}_amax_pos", inv127], [f"{p}_row_scale"]),
             helper.make_node("Reshape", [f"{p}_row_scale", flat], [f"{p}_row_scale_1d"]),
@@ -126,7 +131,8 @@ def per_row_activation_scales(model: Any) -> int:
             n_out = w.shape[1]
             m = mm.name or mm.output[0]
             nodes += [
-                helper.make_node("MatMulIntegerToFloat", [f"{p}_q", mm.input[1], one, w_scale, zp, mm.input[3]],
+                helper.make_node("MatMulIntegerToFloat", [f"{p}_q", mm.input[1], one, w_scale, zp,
+                                                          mm.input[3] if len(mm.input) > 3 else ""],
                                  [f"{m}_f"], domain=MS_DOMAIN),
                 helper.make_node("Mul", [f"{m}_f", f"{p}_row_scale"], [f"{m}_scaled"]),
                 helper.make_node("Concat", [f"{p}_lead", const(f"rowwise_n_{n_out}", np.array([n_out], np.int64))],
@@ -143,7 +149,7 @@ def per_row_activation_scales(model: Any) -> int:
         return 0
     first_of = {id(dq): new for dq, new in added}
     kept = []
-    for node in graph.node:
+    for node in all_nodes:
         kept += first_of.get(id(node), [])
         if id(node) not in removed:
             kept.append(node)
