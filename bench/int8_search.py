@@ -215,7 +215,10 @@ def build_variant(v: Variant, sources: dict[str, Path], encoder: Any = None, inp
             info["rowwise_matmuls"] = per_row_activation_scales(model)
             onnx.save(model, str(dst))
     elif v.method == "nbits":
-        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+        try:
+            from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+        except ImportError as exc:  # the quantizer needs the onnx-ir package, which fastrank does not install
+            raise SystemExit(f"{v.name}: onnxruntime's MatMulNBits quantizer needs `pip install onnx-ir` ({exc})")
 
         model = onnx.load(str(src))
         quantizer = MatMulNBitsQuantizer(model, bits=8, block_size=v.extra["block_size"], is_symmetric=True,
