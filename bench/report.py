@@ -119,27 +119,49 @@ def _mining_section(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _int8_scales(record: dict[str, Any]) -> str:
+    """How a variant scaled its activations: per batch (DynamicQuantizeLinear), per row, or per row and block."""
+    q = record.get("quantization") or {}
+    if q.get("method") == "nbits":
+        return "per row and block (MatMulNBits)" + (", QAttention per batch" if q.get("attention") else "")
+    if q.get("rowwise_matmuls") or q.get("per_row_matmuls"):
+        qkv_fp32 = any("qkv" in g for g in q.get("excluded_groups", []))
+        return "per row, QKV fp32" if qkv_fp32 else "per row, QAttention per batch"
+    return "per batch"
+
+
 def _int8_section(records: list[dict[str, Any]]) -> str:
     """int8 variants searched by bench/int8_search.py: quality against fp32 per batch size, and speed ratios."""
-    variants = [r for r in records if r.get("stage") == "variants" and isinstance(r.get("test"), dict)]
+    variants = {(r["variant"], r.get("batch_size", 32), _int8_scales(r)): r for r in records
+                if r.get("stage") == "variants" and isinstance(r.get("test"), dict)}  # latest of each
     speed = [r for r in records if r.get("stage") == "speed" and r.get("speedup_vs_fp32_o3") and r.get("ratio")]
     if not variants:
         return ""
     lines = ["## int8 variants (bench/int8_search.py)", "",
-             "Dynamic int8 with some nodes kept fp32, on the WikiQA model; ΔMAP against fp32 O3 (test MAP 0.7940). "
-             "Dynamic quantization scales activations per batch, so ΔMAP moves with the batch size. Commands: "
+             "Dynamic int8 variants of the WikiQA model; ΔMAP against fp32 O3 (test MAP 0.7940, dev 0.7803). Scales: "
+             "*per batch* = onnxruntime's DynamicQuantizeLinear, one activation scale per batch tensor, so ΔMAP moves "
+             "with the batch size; *per row* = `fastrank.export.rewrite.per_row_activation_scales` (the int8 export's "
+             "default since 2026-11-29); *per row and block* = MatMulNBits 8-bit with int8 compute (accurate but "
+             "0.5-0.7x the speed of int8). *unfused* = SkipLayerNormalization unfused. Flips = (relevant, irrelevant) "
+             "pairs of a test query ordered differently than by fp32, harmful / helpful. Commands: "
              "`python -m bench.int8_search --stage variants [--batch-size N] --variants ...`, `--stage speed`.", "",
-             "| variant | batch size | test ΔMAP | dev ΔMAP | test mean abs Δlogit | test max abs Δlogit |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for r in variants:
+             "| variant | scales | batch size | test ΔMAP | dev ΔMAP | test flips -/+ | test mean abs Δlogit | "
+             "test max abs Δlogit |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for (name, batch, scales), r in variants.items():
         t, d = r["test"], r.get("dev") or {}
-        lines.append(f"| {r['variant']} | {r.get('batch_size', 32)} | {t.get('delta_map', float('nan')):+.4f} | "
-                     f"{d.get('delta_map', float('nan')):+.4f} | {t.get('mean_abs_dlogit', float('nan')):.4f} | "
+        flips = f"{t['harmful_flips']}/{t['helpful_flips']}" if "harmful_flips" in t else ""
+        lines.append(f"| {name} | {scales} | {batch} | {t.get('delta_map', float('nan')):+.4f} | "
+                     f"{d.get('delta_map', float('nan')):+.4f} | {flips} | {t.get('mean_abs_dlogit', float('nan')):.4f} | "
                      f"{t.get('max_abs_dlogit', float('nan')):.3f} |")
     if speed:
-        lines += ["", "| variant | x fp32 O3 | x bf16 | x int8 |", "| --- | ---: | ---: | ---: |"]
-        lines += [f"| {r['model']} | {r['speedup_vs_fp32_o3']:.2f} | {r.get('speedup_vs_bf16') or float('nan'):.2f} | "
-                  f"{r.get('speedup_vs_int8') or float('nan'):.2f} |" for r in speed]
+        lines += ["", "Speed: `Reranker.predict` on the 2,351 test pairs, one session, batch 32, models round-robin in "
+                  "one process; ratios are medians over rounds of per-round time ratios. *int8 (existing)* is "
+                  "runs/bench-artifacts/onnx-int8 as it was at that run's time.", "",
+                  "| run | variant | x fp32 O3 | x bf16 | x int8 (existing) |", "| --- | --- | ---: | ---: | ---: |"]
+        for r in speed:
+            bf16 = f"{r['speedup_vs_bf16']:.2f}" if r.get("speedup_vs_bf16") else "-"
+            lines.append(f"| {r.get('time', '')[:16]} | {r['model']} | {r['speedup_vs_fp32_o3']:.2f} | {bf16} | "
+                         f"{r.get('speedup_vs_int8') or float('nan'):.2f} |")
     return "\n".join(lines) + "\n"
 
 
