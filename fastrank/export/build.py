@@ -54,21 +54,23 @@ class ArtifactBuilder:
             self._reference, _ = score_groups(self.encoder, backend.logits, self.groups, self.model.num_labels, 1)
         return self._reference
 
-    def graph(self, work: Path, level: str) -> tuple[Path, dict[str, int]]:
-        """The fp32 graph optimized at ``level`` (exported once, optimized once per level)."""
-        if level not in self._graphs:
+    def graph(self, work: Path, level: str, fuse_attention: bool = True) -> tuple[Path, dict[str, int]]:
+        """The fp32 graph optimized at ``level`` (exported once, optimized once per level and attention choice)."""
+        key = level if fuse_attention else f"{level}-attention-unfused"
+        if key not in self._graphs:
             raw = work / "raw.onnx"
             if not raw.exists():
                 self.traced_shape = onnx_export.export_raw(self.model, raw, self.input_names, self.opset)
-            path = work / f"fp32-{level}.onnx"
-            self._graphs[level] = (path, onnx_export.optimize_graph(raw, path, level, self.model.config))
-        return self._graphs[level]
+            path = work / f"fp32-{key}.onnx"
+            self._graphs[key] = (path, onnx_export.optimize_graph(raw, path, level, self.model.config,
+                                                                   fuse_attention=fuse_attention))
+        return self._graphs[key]
 
-    def cpu_graph(self, work: Path, level: str) -> tuple[Path, dict[str, int]]:
-        """The ``level`` graph rewritten for onnxruntime's CPU provider (``fastrank.export.rewrite``), once."""
-        src, _ = self.graph(work, level)
-        path = work / f"fp32-{level}-cpu.onnx"
-        key = f"{level}-cpu"
+    def cpu_graph(self, work: Path, level: str, fuse_attention: bool = True) -> tuple[Path, dict[str, int]]:
+        """The graph rewritten for onnxruntime's CPU provider (``fastrank.export.rewrite``), once."""
+        src, _ = self.graph(work, level, fuse_attention)
+        key = f"{level}-cpu" if fuse_attention else f"{level}-attention-unfused-cpu"
+        path = work / f"fp32-{key}.onnx"
         if key not in self._graphs:
             self._graphs[key] = (path, onnx_export.rewrite_for_cpu(src, path))
         return self._graphs[key]
@@ -81,10 +83,13 @@ class ArtifactBuilder:
         level = self.optimize
         if rung.precision == "fp16" and level == "O3":
             level = "O2"  # O3's extended fusions are CPU kernels; fp16 targets GPUs
-        src, fused = self.graph(work, level)
+        # int8 quantizes the attention projections as plain MatMuls, each input token scaled alone
+        # (onnx_export.INT8_FUSE_ATTENTION says why)
+        fuse_attention = rung.precision != "int8" or onnx_export.INT8_FUSE_ATTENTION
+        src, fused = self.graph(work, level, fuse_attention)
         info: dict[str, Any] = {"optimize_applied": level, "fused_ops": fused}
         if rung.precision in ("fp32", "int8"):
-            src, info["rewrites"] = self.cpu_graph(work, level)
+            src, info["rewrites"] = self.cpu_graph(work, level, fuse_attention)
         dst = rung_dir / MODEL_FILE
         if rung.precision == "int8":
             info["quantization"] = onnx_export.quantize_int8(src, dst, self.int8_config, rung.keep_last_layer_fp32,
