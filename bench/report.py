@@ -212,8 +212,9 @@ def _runtime_ab_section(records: list[dict[str, Any]]) -> str:
         lines += ["**CPU graph rewrites** (`fastrank.export.rewrite`, each artifact with its default sessions and "
                   "batch size). *before* = the artifact as exported until 2026-11-29: onnxruntime's fused "
                   "SkipLayerNormalization, int8 activations scaled per batch; *now* = the same model exported with "
-                  "SkipLayerNormalization unfused into Add + LayerNormalization, and int8 MatMul inputs scaled per "
-                  "row (token). Command: `python -m bench runtime-ab --experiment rewrite --repeats 5`.", "",
+                  "SkipLayerNormalization unfused into Add + LayerNormalization, and for int8 attention unfused and "
+                  "every projection's input scaled per row (token). Latest run per row. Command: "
+                  "`python -m bench runtime-ab --experiment rewrite --repeats 5`.", "",
                   "| artifact | workload | before pairs/s | now pairs/s | now / before |", "| --- | --- | ---: | ---: | ---: |"]
         for (artifact, workload), r in rewrite.items():
             p = r["pairs_per_s"]
@@ -226,15 +227,18 @@ def _runtime_ab_section(records: list[dict[str, Any]]) -> str:
         sizes = list(next(iter(quality.values()))["map_by_batch_size"])
         lines += ["**MAP by batch size** (WikiQA, the artifact's default sessions). Dynamic int8 quantizes "
                   "activations at run time: scaled per batch (the int8 export until 2026-11-29), a pair's scores "
-                  "depend on which pairs share its batch; scaled per row (now), only the fused attention's input "
-                  "scale still does. fp32's scores never do. Command: "
+                  "depend on which pairs share its batch; scaled per row with the fused QAttention (per batch) "
+                  "they still do a little; scaled per row with attention unfused (the int8 export now) they do not, "
+                  "like fp32's. Command: "
                   "`python -m bench runtime-ab --experiment batch-quality`.", "",
                   "| artifact | int8 activation scales | split | " + " | ".join(f"batch {b}" for b in sizes) + " |",
                   "| --- | --- | --- | " + "---: | " * len(sizes)]
         for (artifact, split, _), r in quality.items():
             name = artifact.rsplit("/", 1)[-1]
-            scales = "per batch" if name.startswith("onnx-int8") and not r.get("activation_scales") else (
-                "per row (MatMul), per batch (attention)" if r.get("activation_scales") else "-")
+            recorded = r.get("activation_scales") or ""
+            scales = ("-" if not name.startswith("onnx-int8") else "per batch" if not recorded
+                      else "per row, attention unfused" if "no scale depends" in recorded
+                      else "per row (MatMul), per batch (QAttention)")
             lines.append(f"| {name} | {scales} | {split} | "
                          + " | ".join(f"{r['map_by_batch_size'][b]:.4f}" for b in sizes) + " |")
         lines.append("")
