@@ -72,6 +72,8 @@ def test_per_row_scales_match_a_numpy_reference_and_ignore_batch_mates(tmp_path,
     model, w = quantized_matmul(tmp_path, opset)
     per_batch = onnx.ModelProto()
     per_batch.CopyFrom(model)
+    plain = make_model([helper.make_node("MatMul", ["x", "w"], ["y"])], [], [], {"w": w})
+    assert per_row_activation_scales(plain) == 0 and len(plain.graph.initializer) == 1  # nothing to do: untouched
     assert per_row_activation_scales(model) == 1
     ops = [n.op_type for n in model.graph.node]
     assert "DynamicQuantizeLinear" not in ops and "MatMulIntegerToFloat" in ops and "QuantizeLinear" in ops

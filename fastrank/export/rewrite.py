@@ -85,11 +85,6 @@ def per_row_activation_scales(model: Any) -> int:
 
     removed: set[int] = set()
     added: list[tuple[Any, list[Any]]] = []  # (node the new ones replace, new nodes)
-    one = const("rowwise_one", np.array(1.0, np.float32))
-    zp = const("rowwise_zero_point", np.array(128, np.uint8))
-    tiny = const("rowwise_tiny", np.array(1e-12, np.float32))
-    inv127 = const("rowwise_inv127", np.array(1 / 127, np.float32))
-    flat = const("rowwise_flat", np.array([-1], np.int64))
     for dq in [n for n in all_nodes if n.op_type == "DynamicQuantizeLinear"]:
         x, (q, s, _) = dq.input[0], dq.output
         matmuls = consumers.get(q, [])
@@ -107,6 +102,11 @@ def per_row_activation_scales(model: Any) -> int:
         if not plans or len(plans) != len(matmuls):
             continue
         p = dq.name or x
+        one = const("rowwise_one", np.array(1.0, np.float32))  # shared constants, added on first use
+        zp = const("rowwise_zero_point", np.array(128, np.uint8))
+        tiny = const("rowwise_tiny", np.array(1e-12, np.float32))
+        inv127 = const("rowwise_inv127", np.array(1 / 127, np.float32))
+        flat = const("rowwise_flat", np.array([-1], np.int64))
         k = numpy_helper.to_array(inits[plans[0][0].input[1]]).shape[0]
         nodes = [
             helper.make_node("Reshape", [x, const(f"rowwise_shape_{k}", np.array([-1, k], np.int64))], [f"{p}_2d"]),
