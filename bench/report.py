@@ -192,7 +192,7 @@ def _runtime_ab_section(records: list[dict[str, Any]]) -> str:
         names = list(next(iter(sessions.values()))["pairs_per_s"])
         lines += ["**Sessions.** *one session* = one onnxruntime session with 2 intra-op threads, batch 32 (the "
                   "default until 2026-11-29); *2 sessions* = two one-thread sessions scoring different batches at the "
-                  "same time; 2 sessions with batch 8 is the default for int8 models since (`sessions=\"auto\"`). Command: "
+                  "same time; 2 sessions with batch 8 is the default for int8 models since 2026-11-29 (`sessions=\"auto\"`). Command: "
                   "`python -m bench runtime-ab --experiment sessions --repeats 5`.", "",
                   "| artifact | workload | " + " pairs/s | ".join(names) + " pairs/s | last / first | every run |",
                   "| --- | --- | " + "---: | " * (len(names) + 1) + "--- |"]
