@@ -245,11 +245,9 @@ def build_variant(v: Variant, sources: dict[str, Path], encoder: Any = None, inp
                                            "ActivationSymmetric": False, "WeightSymmetric": True})
         info.update({"calibrate": v.calibrate, "calib_pairs": len(reader.batches) * 8, "op_types": ["MatMul"]})
     if v.extra.get("unfuse"):
-        from fastrank.export.rewrite import unfuse_skip_layer_norm
+        from fastrank.export.onnx import rewrite_for_cpu
 
-        model = onnx.load(str(dst))
-        info["skip_layer_norms_unfused"] = unfuse_skip_layer_norm(model)
-        onnx.save(model, str(dst))
+        info["rewrites"] = rewrite_for_cpu(dst, dst)
     info["quantize_seconds"] = round(time.perf_counter() - start, 1)
     return dst, info
 

@@ -18,12 +18,12 @@ plus the p50 latency of one 10-document request (a WikiQA test query's first 10 
 ``rewrite`` (each artifact with its default sessions and batch size):
 - *before*: the artifact as exported until 2026-11-29 (fused SkipLayerNormalization; int8 activations scaled per
   batch), kept in ``--baseline-dir``;
-- *now*: the same model exported now (SkipLayerNormalization unfused; int8 MatMul inputs scaled per row,
-  ``fastrank.export.rewrite``).
+- *now*: the same model exported now (SkipLayerNormalization unfused; int8 with attention unfused and every
+  projection's input scaled per row, ``fastrank.export.rewrite``).
 
 ``batch-quality``: MAP of each artifact on WikiQA test and dev at batch sizes 8, 16, 32 and 64 (2 sessions where
-its default has 2). Dynamic int8 scales activations per batch, so its scores depend on which pairs share a batch;
-fp32's do not.
+its default has 2). int8 activations scaled per batch (the export until 2026-11-29) make a pair's score depend on
+which pairs share its batch; scaled per row, as now, they do not, like fp32's.
 
 Settings run interleaved: each repeat runs every setting once, so drift on a shared machine hits them alike. The
 median of the repeats is reported, and the ratio to the first setting is the number to read. Records go to

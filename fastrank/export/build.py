@@ -69,11 +69,10 @@ class ArtifactBuilder:
     def cpu_graph(self, work: Path, level: str, fuse_attention: bool = True) -> tuple[Path, dict[str, int]]:
         """The graph rewritten for onnxruntime's CPU provider (``fastrank.export.rewrite``), once."""
         src, _ = self.graph(work, level, fuse_attention)
-        key = f"{level}-cpu" if fuse_attention else f"{level}-attention-unfused-cpu"
-        path = work / f"fp32-{key}.onnx"
-        if key not in self._graphs:
-            self._graphs[key] = (path, onnx_export.rewrite_for_cpu(src, path))
-        return self._graphs[key]
+        path = src.with_name(f"{src.stem}-cpu.onnx")
+        if path.stem not in self._graphs:
+            self._graphs[path.stem] = (path, onnx_export.rewrite_for_cpu(src, path))
+        return self._graphs[path.stem]
 
     def build(self, rung: Rung, rung_dir: Path, work: Path) -> dict[str, Any]:
         """Write the rung's model file(s) into ``rung_dir``; returns what was done (for the manifest)."""

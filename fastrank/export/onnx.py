@@ -337,32 +337,31 @@ def quantize_int8(src: Path, dst: Path, config: dict[str, Any], keep_last_layer_
     fp32 (recorded with their nodes and reasons under ``kept_fp32``). ``per_row`` scales each MatMul input per
     token instead of per batch (``fastrank.export.rewrite.per_row_activation_scales``): on the WikiQA MiniLM-L6
     model it halved the mean |Δlogit| (0.022 -> 0.012) and the ranking flips against fp32, and it no longer lets a
-    pair's score depend on the MatMuls' batch mates (the fused QAttention keeps its per-batch input scale).
+    pair's score depend on the MatMuls' batch mates (a fused QAttention keeps its per-batch input scale, which is
+    why int8 graphs leave attention unfused: ``INT8_FUSE_ATTENTION``).
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     proto = onnx.load(str(src), load_external_data=False)
-    excluded = last_layer_nodes(proto) if keep_last_layer_fp32 else []
     # products of two activations (attention scores and context in an unfused graph) stay fp32: quantized
     # dynamically they lose the most accuracy for the least compute
     weights = {t.name for t in proto.graph.initializer}
     activation_products = [n.name for n in proto.graph.node
                            if n.op_type == "MatMul" and not weights.intersection(n.input[:2])]
-    excluded += activation_products
+    kept = [n for n in (last_layer_nodes(proto) if keep_last_layer_fp32 else []) if n not in activation_products]
     by_role = kept_fp32_nodes(proto, tuple(keep_fp32))
     for names in by_role.values():
-        excluded += [n for n in names if n not in excluded]
+        kept += [n for n in names if n not in kept]
     with warnings.catch_warnings(), _drop_root_log("pre-processing before quantization"):
         warnings.simplefilter("ignore")
         quantize_dynamic(
             str(src), str(dst), weight_type=QuantType.QInt8, per_channel=config["per_channel"],
             reduce_range=config["reduce_range"], op_types_to_quantize=list(QUANTIZED_OP_TYPES),
-            nodes_to_exclude=excluded,
+            nodes_to_exclude=kept + activation_products,
             # fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference; their tensors are fp32
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
-    kept = [n for n in excluded if n not in activation_products]
     info = {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8",
             "activation_type": "QUInt8 (dynamic)", "op_types": list(QUANTIZED_OP_TYPES), **config,
             "kept_fp32_nodes": kept, "fp32_activation_products": len(activation_products),

@@ -16,7 +16,8 @@ gives every row (token) its own symmetric scale instead (``amax / 127``, zero po
 
 so each token is quantized alone: scores no longer depend on batching, and the error is that of one token's range.
 Only ``DynamicQuantizeLinear`` nodes that feed ``MatMulInteger`` alone are rewritten; ``QAttention`` keeps its
-per-tensor input scale (its kernel takes a scalar).
+per-tensor input scale (its kernel takes a scalar), so the int8 export leaves attention unfused
+(``fastrank.export.onnx.INT8_FUSE_ATTENTION``).
 """
 
 from __future__ import annotations
