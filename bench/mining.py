@@ -41,11 +41,24 @@ DISTILL_FROM_ORIGINAL = {**DISTILL, "train": {"base": "runs/wikiqa", "epochs": 1
 # distill targets, so the reranker is trained on exactly the competition it meets after retrieval.
 DISTILL_TOP20 = {**DISTILL, "hard": {**HARD_RANDOM["hard"], "num_negatives": 20, "range_max": 20},
                  "train": {"base": "runs/mining/distill", "epochs": 1.0, "lr": 2e-5}}
+# graded: graded relevance instead of a teacher. Lists: the original candidates + up to 10 of the first stage's top 20
+# (relative margin 0.05) + 5 random from ranks 50-1000; target logit = label_weight * label + own_weight * [the sentence is one
+# of the query's own WikiQA candidates]: answer > on-topic non-answer (its own article) > everything mined. The
+# reranker learns topicality from the judged pool itself, without the cosine teacher that cost distill its
+# within-article skill.
+GRADED = {**HARD_RANDOM, "hard": {**HARD_RANDOM["hard"], "num_negatives": 10, "range_max": 20},
+          "label_weight": 4.0, "own_weight": 2.0}
+# graded-answers: the graded lists + 5 positives of other train queries as negatives (grade 0): the 3 closest to
+# the query by cosine (relative margin 0.05 against its own positive) and 2 at random. The reranker's typical error
+# after retrieval is an answer-shaped sentence about another subject ("how many days are in a leap year" -> "each
+# period consists of 12 hours numbered ..."); other queries' answers are exactly such sentences.
+GRADED_ANSWERS = {**GRADED, "answer_negatives": {"closest": 3, "random": 2, "relative_margin": 0.05}}
 RESIDUAL = {**COMBINED, "first_stage_weight": 10.0}
 RESIDUAL_HARD_RANDOM = {**HARD_RANDOM, "first_stage_weight": 2.0}
 VARIANTS = {"original": {}, "mined": MINING, "combined": COMBINED, "hard-random": HARD_RANDOM, "distill": DISTILL,
-            "distill-from-original": DISTILL_FROM_ORIGINAL, "distill-top20": DISTILL_TOP20, "residual": RESIDUAL,
-            "residual-hard-random": RESIDUAL_HARD_RANDOM}
+            "distill-from-original": DISTILL_FROM_ORIGINAL, "distill-top20": DISTILL_TOP20, "graded": GRADED,
+            "graded-answers": GRADED_ANSWERS,
+            "residual": RESIDUAL, "residual-hard-random": RESIDUAL_HARD_RANDOM}
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
 
@@ -113,6 +126,40 @@ def _hard_random_groups(path: str, options: dict[str, Any]) -> tuple[list, dict[
     return out, {"hard": hard.stats, "wide": wide.stats}
 
 
+def _add_answer_negatives(groups: list, options: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+    """Append other queries' positives to each group as negatives (label 0), in place: the ``closest`` by the
+    embedding model's cosine to the query that stay below ``(1 - relative_margin)`` x its own positive's cosine
+    (likely false negatives dropped), then ``random`` more. Positives that are one of the query's own documents
+    (queries sharing an article) are skipped."""
+    import random
+
+    import numpy as np
+
+    from fastrank.data import dedup_key
+
+    pool = list(dict.fromkeys(p for g in groups for p in g.positives))
+    emb = _embedder()
+    pool_emb = emb.encode(pool)
+    query_emb = emb.encode([g.query for g in groups])
+    key_of = [dedup_key(p) for p in pool]
+    rng = random.Random(seed)
+    added = dropped = 0
+    for g, q in zip(groups, query_emb):
+        own = {dedup_key(d) for d in g.documents}
+        sims = pool_emb @ q
+        floor = min(float(sims[pool.index(p)]) for p in g.positives)
+        ok = [i for i in np.argsort(-sims) if key_of[i] not in own]
+        close = [i for i in ok if sims[i] <= floor * (1 - options["relative_margin"])]
+        dropped += len(ok) - len(close)
+        picked = close[: options["closest"]]
+        rest = [i for i in close[options["closest"]:]]
+        picked += rng.sample(rest, min(options["random"], len(rest)))
+        g.documents = g.documents + [pool[i] for i in picked]
+        g.labels = g.labels + [0.0] * len(picked)
+        added += len(picked)
+    return {"answer_negatives_added": added, "dropped_by_margin": dropped, "pool": len(pool)}
+
+
 def _train_data(variant: str, tmp: str) -> tuple[str, dict[str, Any] | None]:
     from fastrank.data import read_groups, write_groups
     from fastrank.mining import mine_hard_negatives
@@ -122,6 +169,8 @@ def _train_data(variant: str, tmp: str) -> tuple[str, dict[str, Any] | None]:
         return path, None
     if "hard" in VARIANTS[variant]:
         groups, stats = _hard_random_groups(path, VARIANTS[variant])
+        if "answer_negatives" in VARIANTS[variant]:
+            stats["answers"] = _add_answer_negatives(groups, VARIANTS[variant]["answer_negatives"])
         if "teacher" in VARIANTS[variant]:
             from fastrank.losses.prior import EmbeddingPrior
 
@@ -130,6 +179,14 @@ def _train_data(variant: str, tmp: str) -> tuple[str, dict[str, Any] | None]:
             for g, cos in zip(groups, cosines):  # soft targets: ListNet's softmax over them is the teacher distribution
                 g.labels = [opts["label_weight"] * y + opts["teacher_weight"] * float(c)
                             for y, c in zip(g.labels, cos)]
+        elif "own_weight" in VARIANTS[variant]:
+            from fastrank.data import dedup_key
+
+            opts = VARIANTS[variant]
+            own = {g.query_id: {dedup_key(d) for d in g.documents} for g in read_groups(path)}
+            for g in groups:
+                g.labels = [opts["label_weight"] * y + opts["own_weight"] * (dedup_key(d) in own[g.query_id])
+                            for y, d in zip(g.labels, g.documents)]
         stats["documents_per_query"] = round(sum(len(g.documents) for g in groups) / len(groups), 2)
         return str(write_groups(groups, f"{tmp}/{variant}.jsonl")), stats
     options = {k: v for k, v in VARIANTS[variant].items() if k not in ("first_stage_weight", "train")}
