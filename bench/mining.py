@@ -53,11 +53,13 @@ GRADED = {**HARD_RANDOM, "hard": {**HARD_RANDOM["hard"], "num_negatives": 10, "r
 # after retrieval is an answer-shaped sentence about another subject ("how many days are in a leap year" -> "each
 # period consists of 12 hours numbered ..."); other queries' answers are exactly such sentences.
 GRADED_ANSWERS = {**GRADED, "answer_negatives": {"closest": 3, "random": 2, "relative_margin": 0.05}}
+# graded-answers-12: the same with 8 closest + 4 random other queries' positives.
+GRADED_ANSWERS_12 = {**GRADED, "answer_negatives": {"closest": 8, "random": 4, "relative_margin": 0.05}}
 RESIDUAL = {**COMBINED, "first_stage_weight": 10.0}
 RESIDUAL_HARD_RANDOM = {**HARD_RANDOM, "first_stage_weight": 2.0}
 VARIANTS = {"original": {}, "mined": MINING, "combined": COMBINED, "hard-random": HARD_RANDOM, "distill": DISTILL,
             "distill-from-original": DISTILL_FROM_ORIGINAL, "distill-top20": DISTILL_TOP20, "graded": GRADED,
-            "graded-answers": GRADED_ANSWERS,
+            "graded-answers": GRADED_ANSWERS, "graded-answers-12": GRADED_ANSWERS_12,
             "residual": RESIDUAL, "residual-hard-random": RESIDUAL_HARD_RANDOM}
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
@@ -126,40 +128,6 @@ def _hard_random_groups(path: str, options: dict[str, Any]) -> tuple[list, dict[
     return out, {"hard": hard.stats, "wide": wide.stats}
 
 
-def _add_answer_negatives(groups: list, options: dict[str, Any], seed: int = 0) -> dict[str, Any]:
-    """Append other queries' positives to each group as negatives (label 0), in place: the ``closest`` by the
-    embedding model's cosine to the query that stay below ``(1 - relative_margin)`` x its own positive's cosine
-    (likely false negatives dropped), then ``random`` more. Positives that are one of the query's own documents
-    (queries sharing an article) are skipped."""
-    import random
-
-    import numpy as np
-
-    from fastrank.data import dedup_key
-
-    pool = list(dict.fromkeys(p for g in groups for p in g.positives))
-    emb = _embedder()
-    pool_emb = emb.encode(pool)
-    query_emb = emb.encode([g.query for g in groups])
-    key_of = [dedup_key(p) for p in pool]
-    rng = random.Random(seed)
-    added = dropped = 0
-    for g, q in zip(groups, query_emb):
-        own = {dedup_key(d) for d in g.documents}
-        sims = pool_emb @ q
-        floor = min(float(sims[pool.index(p)]) for p in g.positives)
-        ok = [i for i in np.argsort(-sims) if key_of[i] not in own]
-        close = [i for i in ok if sims[i] <= floor * (1 - options["relative_margin"])]
-        dropped += len(ok) - len(close)
-        picked = close[: options["closest"]]
-        rest = [i for i in close[options["closest"]:]]
-        picked += rng.sample(rest, min(options["random"], len(rest)))
-        g.documents = g.documents + [pool[i] for i in picked]
-        g.labels = g.labels + [0.0] * len(picked)
-        added += len(picked)
-    return {"answer_negatives_added": added, "dropped_by_margin": dropped, "pool": len(pool)}
-
-
 def _train_data(variant: str, tmp: str) -> tuple[str, dict[str, Any] | None]:
     from fastrank.data import read_groups, write_groups
     from fastrank.mining import mine_hard_negatives
@@ -170,7 +138,12 @@ def _train_data(variant: str, tmp: str) -> tuple[str, dict[str, Any] | None]:
     if "hard" in VARIANTS[variant]:
         groups, stats = _hard_random_groups(path, VARIANTS[variant])
         if "answer_negatives" in VARIANTS[variant]:
-            stats["answers"] = _add_answer_negatives(groups, VARIANTS[variant]["answer_negatives"])
+            from fastrank.mining import add_answer_negatives
+
+            o = VARIANTS[variant]["answer_negatives"]
+            answers = add_answer_negatives(groups, _embedder(), closest=o["closest"], random_count=o["random"],
+                                           relative_margin=o["relative_margin"], show_progress_bar=False)
+            groups, stats["answers"] = answers.groups, answers.stats
         if "teacher" in VARIANTS[variant]:
             from fastrank.losses.prior import EmbeddingPrior
 

@@ -208,10 +208,73 @@ def mine_hard_negatives(
         logger.warning("%d queries got fewer than %d negatives (window/margins too strict or corpus too small)",
                        short, num_negatives)
     if teacher is not None:
-        pairs = [(g.query, d) for g in out for d in g.documents]
-        flat = np.asarray(teacher.predict(pairs, activation="identity"), dtype=np.float64).reshape(-1)
-        pos = 0
-        for g in out:
-            g.scores = [float(x) for x in flat[pos : pos + len(g.documents)]]
-            pos += len(g.documents)
+        attach_teacher_scores(out, teacher)
+    return MiningResult(out, stats)
+
+
+def attach_teacher_scores(groups: Sequence[QueryGroup], teacher) -> None:
+    """Set every group's ``scores`` to ``teacher``'s raw scores (anything with ``predict(pairs)``), in place."""
+    pairs = [(g.query, d) for g in groups for d in g.documents]
+    flat = np.asarray(teacher.predict(pairs, activation="identity"), dtype=np.float64).reshape(-1)
+    pos = 0
+    for g in groups:
+        g.scores = [float(x) for x in flat[pos : pos + len(g.documents)]]
+        pos += len(g.documents)
+
+
+def add_answer_negatives(
+    groups: Sequence[QueryGroup],
+    embedding_model,
+    *,
+    closest: int = 3,
+    random_count: int = 2,
+    relative_margin: float | None = 0.05,
+    batch_size: int = 64,
+    seed: int = 0,
+    show_progress_bar: bool | None = None,
+) -> MiningResult:
+    """Add other queries' positives to every group as negatives (label 0).
+
+    A reranker trained on candidates that all share the query's topic learns what an answer looks like, and after
+    retrieval it then prefers an answer-shaped sentence about another subject to the right one ("how many days are in
+    a leap year" -> "each period consists of 12 hours numbered ..."). Other queries' answers are such sentences: the
+    ``closest`` of them by the embedding model (dropping any above ``(1 - relative_margin)`` x the query's lowest
+    positive similarity: likely false negatives), then ``random_count`` drawn from the rest. A positive that is
+    already one of the query's documents (queries sharing a source) is never added. Queries without a positive are
+    returned unchanged and counted.
+    """
+    if closest < 0 or random_count < 0 or closest + random_count == 0:
+        raise ValueError(f"closest and random_count must be >= 0 and not both 0, got {closest} and {random_count}")
+    first_seen: dict[str, str] = {}
+    for g in groups:
+        for p in g.positives:
+            first_seen.setdefault(dedup_key(p), p)
+    pool = list(first_seen.values())
+    if len(pool) < 2:
+        raise DataError(f"answer negatives need positives from at least two queries; the data has {len(pool)}")
+    if any(g.scores is not None for g in groups):
+        raise ValueError("the groups carry teacher scores, which the added documents would lack: add answer "
+                         "negatives first, then attach_teacher_scores")
+    key_index = {dedup_key(p): i for i, p in enumerate(pool)}
+    pool_emb = embedding_model.encode(pool, batch_size, show_progress_bar)
+    usable = [i for i, g in enumerate(groups) if g.positives]
+    query_emb = embedding_model.encode([groups[i].query for i in usable], batch_size, show_progress_bar)
+    rng = random.Random(seed)
+    out = list(groups)
+    stats = {"answer_pool": len(pool), "answer_negatives_added": 0, "answer_negatives_dropped_by_margin": 0,
+             "queries_without_positive_unchanged": len(groups) - len(usable), "queries_with_fewer_answer_negatives": 0}
+    for gi, q in zip(usable, query_emb):
+        g = groups[gi]
+        own = {dedup_key(d) for d in g.documents}
+        sims = pool_emb @ q
+        floor = min(float(sims[key_index[dedup_key(p)]]) for p in g.positives)
+        order = [int(i) for i in np.argsort(-sims, kind="stable") if dedup_key(pool[i]) not in own]
+        kept = order if relative_margin is None else [i for i in order if sims[i] <= floor * (1 - relative_margin)]
+        stats["answer_negatives_dropped_by_margin"] += len(order) - len(kept)
+        picked = kept[:closest]
+        picked += rng.sample(kept[closest:], min(random_count, len(kept) - len(picked)))
+        stats["queries_with_fewer_answer_negatives"] += len(picked) < closest + random_count
+        stats["answer_negatives_added"] += len(picked)
+        out[gi] = QueryGroup(g.query, g.documents + [pool[i] for i in picked], g.labels + [0.0] * len(picked),
+                             g.query_id, meta=dict(g.meta))
     return MiningResult(out, stats)

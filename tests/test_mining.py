@@ -7,7 +7,7 @@ import pytest
 
 from fastrank.data import QueryGroup
 from fastrank.errors import DataError
-from fastrank.mining import mine_hard_negatives, top_k_search
+from fastrank.mining import add_answer_negatives, mine_hard_negatives, top_k_search
 
 
 class FakeEmbedder:
@@ -116,3 +116,36 @@ def test_twin_of_a_positive_is_never_mined():
     res = mine_hard_negatives(groups, FakeEmbedder(), CORPUS + ["d9-doc "], num_negatives=2, use_faiss=False)
     assert res.groups[0].documents == ["d9-Doc", "d8-doc", "d7-doc"]
     assert res.stats["duplicate_documents_removed"] == 1
+
+
+def _answer_groups():
+    return [QueryGroup("q-1", ["d5-a", "d1-a"], [1.0, 0.0], "1"), QueryGroup("q-2", ["d9-b"], [1.0], "2"),
+            QueryGroup("q-3", ["d4-c"], [1.0], "3"), QueryGroup("q-4", ["d2-d"], [1.0], "4"),
+            QueryGroup("q-5", ["d3-e", "d4-c"], [1.0, 0.0], "5"), QueryGroup("q-6", ["d6-f"], [0.0], "6")]
+
+
+def test_answer_negatives_closest_then_random_below_the_margin():
+    res = add_answer_negatives(_answer_groups(), FakeEmbedder(), closest=2, random_count=1, relative_margin=0.05)
+    g1 = res.groups[0]
+    # floor 0.5: d9-b (0.9) is above 0.475, a likely false negative; then the closest two, then the last one left
+    assert g1.documents == ["d5-a", "d1-a", "d4-c", "d3-e", "d2-d"] and g1.labels == [1, 0, 0, 0, 0]
+    # q-5 already holds d4-c, and d5-a / d9-b are above its floor 0.3 * 0.95: only d2-d is left
+    assert res.groups[4].documents[2:] == ["d2-d"] and res.groups[4].labels[2:] == [0.0]
+    assert res.groups[5].documents == ["d6-f"]  # no positive: unchanged
+    assert res.stats["queries_with_fewer_answer_negatives"] == 3  # q-3 (2 left under 0.38), q-4 (none), q-5
+    assert res.groups[3].documents == ["d2-d"]
+    assert res.stats["queries_without_positive_unchanged"] == 1 and res.stats["answer_pool"] == 5
+    unfiltered = add_answer_negatives(_answer_groups(), FakeEmbedder(), closest=1, random_count=0,
+                                      relative_margin=None)
+    assert unfiltered.groups[0].documents[2:] == ["d9-b"]
+
+
+def test_answer_negatives_bad_input():
+    with pytest.raises(ValueError, match="not both 0"):
+        add_answer_negatives(_answer_groups(), FakeEmbedder(), closest=0, random_count=0)
+    with pytest.raises(DataError, match="at least two queries"):
+        add_answer_negatives(_answer_groups()[:1], FakeEmbedder())
+    scored = _answer_groups()
+    scored[0].scores = [1.0, 0.0]
+    with pytest.raises(ValueError, match="teacher scores"):
+        add_answer_negatives(scored, FakeEmbedder())

@@ -13,22 +13,33 @@ from fastrank.cli.output import print_json
 
 
 def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_model: str | None = None,
-              teacher: str | None = None, **options: Any) -> dict[str, Any]:
-    """Mine negatives for ``data`` from the documents of ``corpus`` files (default: ``data`` itself); write ``out``."""
+              teacher: str | None = None, answer_closest: int = 0, answer_random: int = 0,
+              **options: Any) -> dict[str, Any]:
+    """Mine negatives for ``data`` from the documents of ``corpus`` files (default: ``data`` itself), optionally add
+    other queries' positives as negatives (``answer_closest`` + ``answer_random``), then teacher scores; write
+    ``out``."""
     from fastrank.data import read_groups, write_groups
     from fastrank.embedding import EmbeddingModel
-    from fastrank.mining import mine_hard_negatives
+    from fastrank.mining import add_answer_negatives, attach_teacher_scores, mine_hard_negatives
     from fastrank.model import DEFAULT_BASE, CrossEncoder
 
     groups = read_groups(data)
     docs = [d for path in corpus for g in read_groups(path) for d in g.documents] if corpus else None
     model = EmbeddingModel(embedding_model or DEFAULT_BASE)
     start = time.perf_counter()
-    result = mine_hard_negatives(groups, model, docs, teacher=CrossEncoder(teacher) if teacher else None, **options)
+    result = mine_hard_negatives(groups, model, docs, **options)
+    stats = dict(result.stats)
+    if answer_closest or answer_random:
+        answers = add_answer_negatives(result.groups, model, closest=answer_closest, random_count=answer_random,
+                                       relative_margin=options.get("relative_margin"),
+                                       show_progress_bar=options.get("show_progress_bar"))
+        result, stats = answers, {**stats, **answers.stats}
+    if teacher:
+        attach_teacher_scores(result.groups, CrossEncoder(teacher))
     seconds = time.perf_counter() - start
     write_groups(result.groups, out)
     return {"output": out, "queries": len(result.groups), "seconds": round(seconds, 1),
-            "documents_per_second": round(result.stats["corpus_size"] / seconds, 1), **result.stats}
+            "documents_per_second": round(stats["corpus_size"] / seconds, 1), **stats}
 
 
 def mine_command(
@@ -46,12 +57,16 @@ def mine_command(
     absolute_margin: Annotated[float | None, typer.Option("--absolute-margin")] = None,
     sampling: Annotated[str, typer.Option("--sampling", help="top | random")] = "top",
     keep_original_negatives: Annotated[bool, typer.Option("--keep-original-negatives")] = False,
+    answer_closest: Annotated[int, typer.Option("--answer-closest", help="Also add this many other queries' "
+                                                "positives as negatives: the closest to the query.")] = 0,
+    answer_random: Annotated[int, typer.Option("--answer-random", help="... and this many more at random.")] = 0,
     teacher: Annotated[str | None, typer.Option("--teacher", help="Cross-encoder whose scores are attached.")] = None,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir")] = Path(".fastrank-cache"),
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Mine hard negatives with an embedding model."""
-    result = mine_file(str(data), str(out), corpus, model, teacher, num_negatives=num_negatives,
+    result = mine_file(str(data), str(out), corpus, model, teacher, answer_closest, answer_random,
+                       num_negatives=num_negatives,
                        range_min=range_min, range_max=range_max, min_score=min_score, max_score=max_score,
                        relative_margin=relative_margin, absolute_margin=absolute_margin, sampling=sampling,
                        keep_original_negatives=keep_original_negatives,
@@ -62,6 +77,6 @@ def mine_command(
     typer.echo(f"mined negatives for {result['queries']} queries from {result['corpus_size']} documents in "
                f"{result['seconds']} s ({result['documents_per_second']} documents/s); wrote {result['output']}")
     notes = {k: v for k, v in result.items() if k.endswith(("skipped", "removed", "added_to_corpus", "by_margin",
-                                                            "fewer_negatives")) and v}
+                                                            "fewer_negatives", "fewer_answer_negatives")) and v}
     if notes:
         typer.echo("notes: " + json.dumps(notes))
