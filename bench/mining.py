@@ -41,9 +41,9 @@ DISTILL_FROM_ORIGINAL = {**DISTILL, "train": {"base": "runs/wikiqa", "epochs": 1
 # distill targets, so the reranker is trained on exactly the competition it meets after retrieval.
 DISTILL_TOP20 = {**DISTILL, "hard": {**HARD_RANDOM["hard"], "num_negatives": 20, "range_max": 20},
                  "train": {"base": "runs/mining/distill", "epochs": 1.0, "lr": 2e-5}}
-# graded: graded relevance instead of a teacher. Lists: the original candidates + up to 10 of the first stage's top 20
-# (relative margin 0.05) + 5 random from ranks 50-1000; target logit = label_weight * label + own_weight * [the sentence is one
-# of the query's own WikiQA candidates]: answer > on-topic non-answer (its own article) > everything mined. The
+# graded: graded relevance instead of a teacher. Lists: the original candidates + up to 10 of the first stage's top
+# 20 (relative margin 0.05) + 5 random from ranks 50-1000; target logit = label_weight * label + own_weight * [the
+# sentence is one of the query's own WikiQA candidates]: answer > on-topic non-answer (its own article) > mined. The
 # reranker learns topicality from the judged pool itself, without the cosine teacher that cost distill its
 # within-article skill.
 GRADED = {**HARD_RANDOM, "hard": {**HARD_RANDOM["hard"], "num_negatives": 10, "range_max": 20},
@@ -53,6 +53,9 @@ GRADED = {**HARD_RANDOM, "hard": {**HARD_RANDOM["hard"], "num_negatives": 10, "r
 # after retrieval is an answer-shaped sentence about another subject ("how many days are in a leap year" -> "each
 # period consists of 12 hours numbered ..."); other queries' answers are exactly such sentences.
 GRADED_ANSWERS = {**GRADED, "answer_negatives": {"closest": 3, "random": 2, "relative_margin": 0.05}}
+# graded-answers-from-original: the graded-answers lists fine-tuning the default-recipe model (runs/wikiqa, the
+# best within an article) for one epoch at lr 2e-5.
+GRADED_ANSWERS_FROM_ORIGINAL = {**GRADED_ANSWERS, "train": {"base": "runs/wikiqa", "epochs": 1.0, "lr": 2e-5}}
 # graded-answers-12: the same with 8 closest + 4 random other queries' positives.
 GRADED_ANSWERS_12 = {**GRADED, "answer_negatives": {"closest": 8, "random": 4, "relative_margin": 0.05}}
 RESIDUAL = {**COMBINED, "first_stage_weight": 10.0}
@@ -60,6 +63,7 @@ RESIDUAL_HARD_RANDOM = {**HARD_RANDOM, "first_stage_weight": 2.0}
 VARIANTS = {"original": {}, "mined": MINING, "combined": COMBINED, "hard-random": HARD_RANDOM, "distill": DISTILL,
             "distill-from-original": DISTILL_FROM_ORIGINAL, "distill-top20": DISTILL_TOP20, "graded": GRADED,
             "graded-answers": GRADED_ANSWERS, "graded-answers-12": GRADED_ANSWERS_12,
+            "graded-answers-from-original": GRADED_ANSWERS_FROM_ORIGINAL,
             "residual": RESIDUAL, "residual-hard-random": RESIDUAL_HARD_RANDOM}
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 

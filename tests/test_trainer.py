@@ -172,6 +172,10 @@ def test_mined_negatives_are_added_to_the_training_lists(toy_data, tiny_model_di
                            mining_options={"range_max": 20}))
     assert 96 * 6 <= result["train_pairs_per_epoch"] <= 96 * (5 + 2)  # mined copies of a list's own negatives merge
     assert result["mining"]["corpus_size"] > 5 and result["mining"]["queries_without_positive_skipped"] == 0
+    answers = train(_config(toy_data, tiny_model_dir, tmp_path / "a", epochs=1, answer_negatives=3))
+    # every toy query has 5 documents; 3 other queries' positives each (the margin leaves enough of them)
+    assert answers["train_pairs_per_epoch"] == 96 * (5 + 3)
+    assert answers["mining"]["answer_negatives_added"] == 96 * 3 and answers["mining"]["answer_pool"] == len(WORDS)
 
 
 def test_first_stage_prior_changes_training_and_is_recorded(toy_data, tiny_model_dir, tmp_path):

@@ -47,6 +47,9 @@ def train_command(
     seed: Annotated[int | None, typer.Option("--seed")] = None,
     mine_negatives: Annotated[int | None, typer.Option(
         "--mine-negatives", help="Add N hard negatives per query mined from the training data's documents.")] = None,
+    answer_negatives: Annotated[int | None, typer.Option(
+        "--answer-negatives", help="Add N other queries' positives per query as negatives (closer half by the "
+        "embedding model, rest random): teaches topicality after retrieval.")] = None,
     first_stage_weight: Annotated[float | None, typer.Option(
         "--first-stage-weight", help="Train as a correction to the embedding model: rank by logit + W * its score "
         "(listwise losses; score the result with fastrank.losses.prior.PriorReranker). Experimental: it did not "
@@ -59,7 +62,7 @@ def train_command(
 
     given = {"base": base, "loss": loss, "epochs": epochs, "lr": lr, "batch_size": batch_size,
              "max_length": max_length, "bf16": bf16, "seed": seed, "mine_negatives": mine_negatives,
-             "first_stage_weight": first_stage_weight}
+             "answer_negatives": answer_negatives, "first_stage_weight": first_stage_weight}
     options = json.loads(loss_options) if loss_options else {}
     if not isinstance(options, dict):
         raise ValueError(f"--loss-options must be a JSON object, got {loss_options!r}")

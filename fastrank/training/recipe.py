@@ -49,6 +49,7 @@ class TrainConfig:
     max_documents: int | None = None
     num_negatives: int = 1
     mine_negatives: int = 0
+    answer_negatives: int = 0
     mining_options: dict[str, Any] = field(default_factory=lambda: {"range_max": 50, "relative_margin": 0.05})
     loss_options: dict[str, Any] = field(default_factory=dict)
     first_stage_weight: float = 0.0
@@ -101,6 +102,21 @@ def _add_mined_negatives(groups: list, config: TrainConfig) -> dict[str, Any]:
     return result.stats
 
 
+def _add_answer_negatives(groups: list, config: TrainConfig) -> dict[str, Any]:
+    """Add ``answer_negatives`` other queries' positives per query as negatives (the closer half by the embedding
+    model, the rest at random; ``fastrank.mining.add_answer_negatives``): after retrieval a reranker trained only on
+    same-topic candidates prefers an answer-shaped sentence about another subject to the right one."""
+    from fastrank.embedding import EmbeddingModel
+    from fastrank.mining import add_answer_negatives
+
+    n = config.answer_negatives
+    result = add_answer_negatives(groups, EmbeddingModel(), closest=(n + 1) // 2, random_count=n // 2,
+                                  relative_margin=config.mining_options.get("relative_margin", 0.05),
+                                  seed=config.seed, show_progress_bar=config.show_progress_bar)
+    groups[:] = result.groups
+    return result.stats
+
+
 def _set_first_stage_prior(loss, config: TrainConfig) -> None:
     """Train against ``logit + first_stage_weight * embedding score`` (``fastrank.losses.prior``)."""
     from fastrank.embedding import EmbeddingModel
@@ -129,9 +145,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     if config.epochs <= 0 or config.lr <= 0 or config.batch_size < 1:
         raise ValueError("epochs and lr must be > 0 and batch_size >= 1")
+    if config.mine_negatives < 0 or config.answer_negatives < 0:
+        raise ValueError(f"mine_negatives and answer_negatives must be >= 0, got {config.mine_negatives} and "
+                         f"{config.answer_negatives}")
     set_seed(config.seed)
     groups = read_groups(config.data)
     mining_stats = _add_mined_negatives(groups, config) if config.mine_negatives else None
+    if config.answer_negatives:
+        mining_stats = {**(mining_stats or {}), **_add_answer_negatives(groups, config)}
     model = CrossEncoder(config.base, max_length=config.max_length, num_labels=1)
     loss = get_loss(config.loss, model, **_loss_options(config))
     if config.first_stage_weight:
@@ -182,13 +203,16 @@ def train(config: TrainConfig) -> dict[str, Any]:
     model.card_data.update({
         "base_model": config.base,
         "train_data": f"{config.data} ({len(groups)} queries, {len(train_dataset)} {fmt} rows"
-                      + (f", +{config.mine_negatives} mined negatives per query)" if config.mine_negatives else ")"),
+                      + (f", +{config.mine_negatives} mined negatives per query" if config.mine_negatives else "")
+                      + (f", +{config.answer_negatives} answer negatives per query" if config.answer_negatives else "")
+                      + ")",
         "loss": f"{type(loss).__name__} {config.loss_options or ''}".strip(),
         **({"first_stage_prior": {"model": config.first_stage_model, "weight": config.first_stage_weight,
                                   "score": "logit + weight * first-stage score"}} if config.first_stage_weight else {}),
         "hyperparameters": {k: v for k, v in asdict(config).items()
                             if k in ("epochs", "lr", "batch_size", "max_length", "warmup_ratio", "weight_decay",
-                                     "scheduler", "max_documents", "num_negatives", "seed")} | {"bf16": bf16},
+                                     "scheduler", "max_documents", "num_negatives", "mine_negatives",
+                                     "answer_negatives", "seed")} | {"bf16": bf16},
     })
     if evaluator is not None:
         result["eval_after"] = evaluator.evaluate(model).to_dict()
