@@ -251,17 +251,27 @@ class Reranker:
 
     def rerank(
         self, query: str, documents: Sequence[str], top_k: int | None = None, return_documents: bool = True,
+        first_stage_scores: Sequence[float] | None = None, fusion_weight: float = 0.0,
     ) -> list[dict[str, Any]]:
         """``[{"index", "score", "document"}]`` best first (``document`` only with return_documents).
 
-        Empty ``documents`` gives ``[]``. Ties keep the caller's order.
+        With ``first_stage_scores`` (one per document, e.g. the retriever's cosines) and ``fusion_weight`` > 0 the
+        score is ``z(reranker) + fusion_weight * z(first stage)`` per query (``fastrank.fusion``): the retriever's
+        topicality kept where the reranker was trained on same-topic candidates only. Empty ``documents`` gives
+        ``[]``. Ties keep the caller's order.
         """
         docs = check_rerank_input(query, documents, top_k)
+        if fusion_weight and first_stage_scores is None:
+            raise ValueError("fusion_weight needs first_stage_scores: one retriever score per document")
         if not docs:
             return []
         if self.num_labels != 1:
             raise FastrankError(f"rerank() needs a one-logit model; this one has {self.num_labels} labels")
         scores = self.predict([(query, d) for d in docs])
+        if first_stage_scores is not None:
+            from fastrank.fusion import fuse_scores
+
+            scores = fuse_scores(scores, first_stage_scores, fusion_weight)
         return ranked(scores, docs, top_k, return_documents)
 
     def describe(self) -> dict[str, Any]:
@@ -289,9 +299,10 @@ def _cache_key(model: str | Path, backend: str) -> tuple[Any, ...]:
 
 def rerank(
     query: str, documents: Sequence[str], *, model: str | Path, top_k: int | None = None, backend: str = "auto",
-    return_documents: bool = True,
+    return_documents: bool = True, first_stage_scores: Sequence[float] | None = None, fusion_weight: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """Rerank ``documents`` for ``query`` with ``model``; the loaded Reranker is cached per (model, backend)."""
+    """Rerank ``documents`` for ``query`` with ``model``; the loaded Reranker is cached per (model, backend).
+    ``first_stage_scores`` + ``fusion_weight``: see :meth:`Reranker.rerank`."""
     key = _cache_key(model, backend)
     with _CACHE_LOCK:
         reranker = _CACHE.get(key)
@@ -301,4 +312,5 @@ def rerank(
             while len(_CACHE) > _CACHE_SIZE:
                 _CACHE.popitem(last=False)
         _CACHE.move_to_end(key)
-    return reranker.rerank(query, documents, top_k=top_k, return_documents=return_documents)
+    return reranker.rerank(query, documents, top_k=top_k, return_documents=return_documents,
+                           first_stage_scores=first_stage_scores, fusion_weight=fusion_weight)

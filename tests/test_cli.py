@@ -49,6 +49,26 @@ def test_eval_table(tiny_model_dir, eval_file):
     assert "| map |" in result.output and "skipped 1 without a positive" in result.output
 
 
+def test_eval_retrieve_with_fusion_matches_library(tiny_model_dir, eval_file):
+    from fastrank import CrossEncoder, EmbeddingModel
+    from fastrank.data import read_groups
+    from fastrank.evaluation.retrieval import RetrievalTask, evaluate_retrieve_rerank
+
+    args = ["eval", str(tiny_model_dir), "--data", str(eval_file), "--retrieve-top-k", "3"]
+    result = runner.invoke(app, args + ["--fusion-weight", "0.5", "--fusion-weight", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    ref = evaluate_retrieve_rerank(RetrievalTask.from_groups(read_groups(str(eval_file))), EmbeddingModel(),
+                                   CrossEncoder(tiny_model_dir), top_k=3, ks=(10,), fusion_weights=(0.5, 2.0))
+    assert set(out["reranked_fused"]) == {"0.5", "2"}
+    for w in ("0.5", "2"):
+        assert out["reranked_fused"][w]["ndcg@10"] == pytest.approx(ref["reranked_fused"][w]["ndcg@10"], abs=1e-9)
+    table = runner.invoke(app, args + ["--fusion-weight", "2"])
+    assert table.exit_code == 0 and "reranked + 2 x first_stage" in table.output
+    bad = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(eval_file), "--fusion-weight", "1"])
+    assert bad.exit_code != 0 and "needs --retrieve-top-k" in bad.output
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, eval_file):
     cmd = [sys.executable, "-m", "fastrank.cli", "eval", str(tmp_path / "missing-model"), "--data", str(eval_file)]
     proc = subprocess.run(cmd, capture_output=True, text=True)

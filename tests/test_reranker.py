@@ -124,6 +124,26 @@ def test_rerank_output_and_bad_inputs(onnx_reranker):
         onnx_reranker.rerank(QUERY, DOCS, top_k=-1)
 
 
+def test_rerank_fuses_first_stage_scores(onnx_reranker):
+    raw = np.array([r["score"] for r in sorted(onnx_reranker.rerank(QUERY, DOCS), key=lambda r: r["index"])])
+    first = np.linspace(1.0, 0.0, len(DOCS))  # the retriever's order: DOCS as given
+    z = lambda x: (x - x.mean()) / x.std()  # noqa: E731
+    for w in (0.0, 0.7, 50.0):
+        fused = onnx_reranker.rerank(QUERY, DOCS, first_stage_scores=first.tolist(), fusion_weight=w)
+        expected = z(raw.astype(np.float64)) + w * z(first)
+        assert [r["index"] for r in fused] == np.argsort(-expected, kind="stable").tolist()
+        np.testing.assert_allclose([r["score"] for r in fused], np.sort(expected)[::-1], rtol=1e-6, atol=1e-6)
+    assert [r["index"] for r in fused] == list(range(len(DOCS)))  # a huge weight is the first stage's order
+    with pytest.raises(ValueError, match="needs first_stage_scores"):
+        onnx_reranker.rerank(QUERY, DOCS, fusion_weight=1.0)
+    with pytest.raises(ValueError, match="one per document"):
+        onnx_reranker.rerank(QUERY, DOCS, first_stage_scores=[1.0], fusion_weight=1.0)
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        onnx_reranker.rerank(QUERY, DOCS, first_stage_scores=first.tolist(), fusion_weight=-1.0)
+    with pytest.raises(ValueError, match="must be finite"):
+        onnx_reranker.rerank(QUERY, DOCS, first_stage_scores=[float("nan")] * len(DOCS), fusion_weight=1.0)
+
+
 def test_huge_and_many_documents(onnx_reranker):
     huge = "word " * 20_000  # 100k characters
     ranked = onnx_reranker.rerank(QUERY, [huge, "paris"])

@@ -98,7 +98,7 @@ def test_score_fusion_is_opt_in_and_mixes_z_normalised_scores():
 
 
 def test_zscore_of_a_constant_list_is_zero():
-    from fastrank.evaluation.retrieval import _zscore
+    from fastrank.fusion import zscore as _zscore
 
     assert _zscore(np.array([2.0, 2.0])).tolist() == [0.0, 0.0]
     assert _zscore(np.array([1.0, 3.0])).tolist() == [-1.0, 1.0]

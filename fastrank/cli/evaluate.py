@@ -24,9 +24,10 @@ def evaluate_model(model: str, data: str, batch_size: int = 64, max_length: int 
 
 
 def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | None = None,
-                       embedding_model: str | None = None, batch_size: int = 64) -> dict[str, Any]:
+                       embedding_model: str | None = None, batch_size: int = 64,
+                       fusion_weights: list[float] | None = None) -> dict[str, Any]:
     """First stage (embedding top-k) vs reranked by ``model``, over the corpus of every document in ``data``
-    (plus the documents of ``corpus`` files)."""
+    (plus the documents of ``corpus`` files); ``fusion_weights``: also z(reranker) + w * z(first stage)."""
     from fastrank.data import read_groups
     from fastrank.embedding import EmbeddingModel
     from fastrank.evaluation.retrieval import RetrievalTask, evaluate_retrieve_rerank
@@ -35,7 +36,8 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
     extra = [d for path in corpus or [] for g in read_groups(path) for d in g.documents]
     task = RetrievalTask.from_groups(read_groups(data), extra)
     result = evaluate_retrieve_rerank(task, EmbeddingModel(embedding_model or DEFAULT_BASE), CrossEncoder(model),
-                                      top_k=top_k, ks=(10,), batch_size=batch_size)
+                                      top_k=top_k, ks=(10,), batch_size=batch_size,
+                                      fusion_weights=tuple(fusion_weights or ()))
     return {"model": model, "data": data, **result}
 
 
@@ -49,14 +51,21 @@ def eval_command(
         "--retrieve-top-k", help="Retrieve-then-rerank: first stage = embedding top-k over every document.")] = None,
     corpus: Annotated[list[str] | None, typer.Option("--corpus", help="Extra corpus files (with --retrieve-top-k).")] = None,
     embedding_model: Annotated[str | None, typer.Option("--embedding-model")] = None,
+    fusion_weight: Annotated[list[float] | None, typer.Option(
+        "--fusion-weight", help="With --retrieve-top-k: also rank by z(reranker) + W * z(first stage) "
+        "(repeatable; choose W on held-out queries).")] = None,
 ) -> None:
     """Evaluate a reranker on labelled candidate lists (or retrieve-then-rerank over a corpus)."""
+    if fusion_weight and retrieve_top_k is None:
+        raise typer.BadParameter("--fusion-weight needs --retrieve-top-k (fusion re-weighs a first stage's scores)")
     if retrieve_top_k is not None:
-        result = evaluate_retrieval(model, str(data), retrieve_top_k, corpus, embedding_model, batch_size)
+        result = evaluate_retrieval(model, str(data), retrieve_top_k, corpus, embedding_model, batch_size,
+                                    fusion_weight)
         if as_json:
             print_json(result)
         else:
             stages = {k: result[k] for k in ("first_stage", "reranked", "bm25", "bm25_reranked") if k in result}
+            stages.update({f"reranked + {w} x first_stage": m for w, m in result.get("reranked_fused", {}).items()})
             typer.echo(metrics_table(stages))
             typer.echo(f"{result['num_queries']} queries, corpus of {result['corpus_size']} documents; "
                        f"latency {json.dumps(result['latency_s'])}")

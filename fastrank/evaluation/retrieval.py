@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from fastrank.data import QueryGroup, dedup_key
+from fastrank.fusion import fuse_scores
 from fastrank.errors import DataError
 from fastrank.evaluation.metrics import evaluate_rankings
 
@@ -115,17 +116,10 @@ def evaluate_retrieve_rerank(
         out[key] = _metrics(ranked, reranked_scores, task, ks)
         if fusion_weights:
             out[f"{key}_fused"] = {
-                f"{float(w):g}": _metrics(ranked, [_zscore(r) + float(w) * _zscore(np.asarray(f, dtype=np.float64))
+                f"{float(w):g}": _metrics(ranked, [fuse_scores(r, f, float(w))
                                                    for r, f in zip(reranked_scores, first_scores)], task, ks)
                 for w in fusion_weights}
     return out
-
-
-def _zscore(x: np.ndarray) -> np.ndarray:
-    """Per-query standardisation (mean 0, std 1; a constant list becomes all zeros) so scores on different scales
-    can be added."""
-    std = float(x.std()) if len(x) else 0.0
-    return (x - x.mean()) / std if std > 0 else np.zeros_like(x, dtype=np.float64)
 
 
 def _bm25_top_k(task: RetrievalTask, top_k: int, required: bool):
