@@ -18,6 +18,7 @@ _LAZY = {
     "EmbeddingModel": "fastrank.embedding",
     "mine_hard_negatives": "fastrank.mining",
     "add_answer_negatives": "fastrank.mining",
+    "fuse_scores": "fastrank.fusion",
     "evaluate_rankings": "fastrank.evaluation.metrics",
     "CrossEncoderTrainer": "fastrank.training.trainer",
     "CrossEncoderTrainingArguments": "fastrank.training.args",

@@ -158,6 +158,23 @@ def test_rerank_matches_reranker_for_every_request_shape(client, reranker):
     assert v1.json()["results"][0]["index"] == expected[0]["index"]
 
 
+def test_rerank_fuses_first_stage_scores_like_the_reranker(client, reranker):
+    query, docs = "which passage ranks best", _docs(5, 7)
+    first = [0.9, 0.1, 0.5, 0.3, 0.7]
+    expected = reranker.rerank(query, docs, first_stage_scores=first, fusion_weight=1.5)
+    body = {"query": query, "documents": docs, "first_stage_scores": first, "fusion_weight": 1.5}
+    results = client.post("/rerank", json=body).json()["results"]
+    assert [r["index"] for r in results] == [r["index"] for r in expected]
+    np.testing.assert_allclose([r["relevance_score"] for r in results], [r["score"] for r in expected], atol=1e-5)
+    assert [r["index"] for r in client.post("/rerank", json={**body, "fusion_weight": 1e6}).json()["results"]] == \
+        [0, 4, 2, 3, 1]  # a huge weight is the first stage's order
+    missing = client.post("/rerank", json={"query": query, "documents": docs, "fusion_weight": 1.0})
+    assert missing.status_code == 422 and "needs first_stage_scores" in missing.json()["detail"]
+    short = client.post("/rerank", json={**body, "first_stage_scores": [1.0]})
+    assert short.status_code == 422 and "1 scores for 5 documents" in short.json()["detail"]
+    assert client.post("/rerank", json={**body, "fusion_weight": -1}).status_code == 422
+
+
 def test_limits_and_bad_requests_name_the_problem(client):
     too_many = client.post("/rerank", json={"query": "q", "documents": ["d"] * 6})
     assert too_many.status_code == 413 and "max_documents is 5" in too_many.json()["detail"]
