@@ -56,13 +56,15 @@ GRADED_ANSWERS = {**GRADED, "answer_negatives": {"closest": 3, "random": 2, "rel
 # graded-answers-from-original: the graded-answers lists fine-tuning the default-recipe model (runs/wikiqa, the
 # best within an article) for one epoch at lr 2e-5.
 GRADED_ANSWERS_FROM_ORIGINAL = {**GRADED_ANSWERS, "train": {"base": "runs/wikiqa", "epochs": 1.0, "lr": 2e-5}}
-# graded-answers-12: the same with 8 closest + 4 random other queries' positives.
+# graded-answers-12 / -24: the same with 8 closest + 4 random / 16 closest + 8 random other queries' positives.
 GRADED_ANSWERS_12 = {**GRADED, "answer_negatives": {"closest": 8, "random": 4, "relative_margin": 0.05}}
+GRADED_ANSWERS_24 = {**GRADED, "answer_negatives": {"closest": 16, "random": 8, "relative_margin": 0.05}}
 RESIDUAL = {**COMBINED, "first_stage_weight": 10.0}
 RESIDUAL_HARD_RANDOM = {**HARD_RANDOM, "first_stage_weight": 2.0}
 VARIANTS = {"original": {}, "mined": MINING, "combined": COMBINED, "hard-random": HARD_RANDOM, "distill": DISTILL,
             "distill-from-original": DISTILL_FROM_ORIGINAL, "distill-top20": DISTILL_TOP20, "graded": GRADED,
             "graded-answers": GRADED_ANSWERS, "graded-answers-12": GRADED_ANSWERS_12,
+            "graded-answers-24": GRADED_ANSWERS_24,
             "graded-answers-from-original": GRADED_ANSWERS_FROM_ORIGINAL,
             "residual": RESIDUAL, "residual-hard-random": RESIDUAL_HARD_RANDOM}
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -182,12 +184,14 @@ def _retrieval(split: str, model, fusion: bool) -> dict[str, Any]:
 
 def diagnose(models: dict[str, str], split: str = "test", top_k: int = 100) -> dict[str, Any]:
     """Why a reranker does or does not lift the first stage: how often each ranking puts a sentence of the query's
-    own article (its WikiQA candidate list) first, and NDCG@10 when only the own article's sentences may rank
-    (every other one pushed below them), for the first stage and for each model in ``models`` (name -> dir)."""
+    own article (its WikiQA candidate list) first, whether that first sentence is an answer, and NDCG@10 when only
+    the own article's sentences may rank (every other one pushed below them), for the first stage and for each model
+    in ``models`` (name -> dir, or dir@W to also diagnose z(model) + W * z(first stage))."""
     import numpy as np
 
     from fastrank.data import dedup_key, read_groups
     from fastrank.evaluation.retrieval import RetrievalTask, _metrics
+    from fastrank.fusion import fuse_scores
     from fastrank.mining import top_k_search
     from fastrank.model import CrossEncoder
 
@@ -197,23 +201,33 @@ def diagnose(models: dict[str, str], split: str = "test", top_k: int = 100) -> d
     embedder = _embedder()
     first, ranked = top_k_search(embedder.encode(task.queries), embedder.encode(task.corpus), top_k)
     own = np.array([[j in {index[dedup_key(d)] for d in g.documents} for j in row] for g, row in zip(groups, ranked)])
+    relevant = np.array([[j in task.qrels[q] for j in row] for q, row in enumerate(ranked)])
 
     def summary(scores: list[np.ndarray]) -> dict[str, float]:
         top1 = np.array([int(np.argmax(s)) for s in scores])
+        rows = np.arange(len(own))
         only_own = [np.where(o, s, s.min() - 1e3) for o, s in zip(own, scores)]
         return {"ndcg@10": round(_metrics(list(ranked), scores, task, (10,))["ndcg@10"], 4),
-                "top1_own_article": round(float(own[np.arange(len(own)), top1].mean()), 4),
+                "top1_own_article": round(float(own[rows, top1].mean()), 4),
+                "top1_answer": round(float(relevant[rows, top1].mean()), 4),
+                "top1_own_article_non_answer": round(float((own & ~relevant)[rows, top1].mean()), 4),
                 "median_first_stage_rank_of_top1": float(np.median(top1)),
                 "ndcg@10_own_article_only": round(_metrics(list(ranked), only_own, task, (10,))["ndcg@10"], 4)}
 
+    first_scores = [np.asarray(s, dtype=np.float64) for s in first]
     out = {"experiment": "mining-diagnosis", "split": split, "queries": len(groups), "top_k": top_k,
            "own_article_share": {"top10": round(float(own[:, :10].mean()), 4),
                                  f"top{top_k}": round(float(own.mean()), 4)},
-           "first_stage": summary([np.asarray(s, dtype=np.float64) for s in first])}
-    for name, path in models.items():
+           "first_stage": summary(first_scores)}
+    for name, spec in models.items():
+        path, _, weight = spec.partition("@")
         pairs = [(task.queries[q], task.corpus[j]) for q, row in enumerate(ranked) for j in row]
-        flat = np.asarray(CrossEncoder(path).predict(pairs, batch_size=64), dtype=np.float64)
-        out[name] = summary(list(flat.reshape(len(ranked), -1)))
+        scores = list(np.asarray(CrossEncoder(path).predict(pairs, batch_size=64), dtype=np.float64)
+                      .reshape(len(ranked), -1))
+        out[name] = summary(scores)
+        if weight:
+            out[f"{name} + fusion (w={float(weight):g})"] = summary(
+                [fuse_scores(s, f, float(weight)) for s, f in zip(scores, first_scores)])
     return out
 
 
@@ -269,7 +283,8 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--diagnose", action="append", default=[], metavar="NAME=DIR",
-                        help="Own-article analysis of the test top-100 for these models (repeatable).")
+                        help="Own-article analysis of the test top-100 for this model, NAME=DIR or NAME=DIR@W to add "
+                             "its fusion with weight W (repeatable).")
     parser.add_argument("--train", nargs="*", choices=tuple(VARIANTS), default=[])
     parser.add_argument("--original-model", help="Evaluate this default-recipe model as 'original' (no training).")
     parser.add_argument("--model", action="append", default=[], metavar="VARIANT=DIR",

@@ -66,13 +66,20 @@ def _mining_section(records: list[dict[str, Any]]) -> str:
             "prior weight 2; distill-from-original = the distill lists and targets, fine-tuning the original model "
             "(runs/wikiqa) for 1 epoch at lr 2e-5; distill-top20 = the distill model fine-tuned for 1 epoch at lr "
             "2e-5 on lists shaped like the retrieve-then-rerank test (original candidates + the first stage's top 20 "
-            "+ 5 random from ranks 50-1000) with the distill targets. MAP = reranking WikiQA test "
+            "+ 5 random from ranks 50-1000) with the distill targets; graded = original candidates + up to 10 of the "
+            "first stage's top 20 + 5 random from ranks 50-1000, ListNet targets 4 * label + 2 * [one of the query's "
+            "own candidates] (answer > own-article non-answer > mined; no teacher); graded-answers(-12, -24) = the "
+            "graded lists + 5 (12, 24) other train queries' positives as negatives: the closest 3 (8, 16) by cosine "
+            "below the margin, the rest random (`fastrank.mining.add_answer_negatives`, `fastrank train "
+            "--answer-negatives`); graded-answers-from-original = those lists fine-tuning runs/wikiqa for 1 epoch at "
+            "lr 2e-5. MAP = reranking WikiQA test "
             "candidates; the retrieve columns rerank the embedding model's top-100 over every WikiQA sentence (dev "
             "columns: the same on WikiQA dev, the split options are chosen on). *+ fusion* rows rank by "
             "z(reranker) + w * z(first-stage cosine), z-normalised per query, w chosen on dev "
             "(`--fusion`; no training change). Issue #3 target: reranked NDCG@10 >= first stage + 0.05. Command: "
             "`python -m bench mining --train original mined combined hard-random distill distill-from-original residual "
-            "residual-hard-random distill-top20 --dev --fusion "
+            "residual-hard-random distill-top20 graded graded-answers graded-answers-12 graded-answers-24 "
+            "graded-answers-from-original --dev --fusion "
             "[--save runs/mining] [--model VARIANT=DIR]`.", "",
             "| training negatives | corpus twins merged | train pairs/epoch | train s | test MAP | test NDCG@10 |"
             " dev first stage NDCG@10 | dev reranked NDCG@10 | first stage NDCG@10 |"
@@ -113,14 +120,21 @@ def _mining_section(records: list[dict[str, Any]]) -> str:
             f"stage's top-{r['top_k']}). A query's own article is its WikiQA candidate list; its sentences are "
             f"{100 * share['top10']:.0f}% of the first stage's top 10 and {100 * top_share:.1f}% "
             "of the top 100. *own article only* ranks those sentences by the same scores and every other sentence "
-            "below them. Command: `python -m bench mining --diagnose original=runs/wikiqa "
-            "--diagnose distill=runs/mining/distill --diagnose distill-from-original=runs/mining/distill-from-original "
-            "--diagnose distill-top20=runs/mining/distill-top20` (one `--diagnose` per run is enough: rows merge).",
+            "below them; *+ fusion* rows diagnose z(reranker) + w * z(first stage) at the dev-chosen w. Command: "
+            "`python -m bench mining --diagnose original=runs/wikiqa@1.5 "
+            "--diagnose distill=runs/mining/distill --diagnose distill-top20=runs/mining/distill-top20 "
+            "--diagnose graded-answers-12=runs/mining/graded-answers-12@2` (NAME=DIR[@W]; rows merge across runs).",
             "",
-            "| ranking | top-1 from the own article | median first-stage rank of the top-1 | NDCG@10 | "
-            "NDCG@10, own article only |", "| --- | ---: | ---: | ---: | ---: |"]
+            "| ranking | top-1 from the own article | top-1 is an answer | top-1 own-article non-answer | "
+            "median first-stage rank of the top-1 | NDCG@10 | NDCG@10, own article only |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+
+        def pct(x):
+            return "" if x is None else f"{100 * x:.1f}%"
+
         for name, d in rows.items():
-            lines.append(f"| {name} | {100 * d['top1_own_article']:.1f}% | {d['median_first_stage_rank_of_top1']:g} | "
+            lines.append(f"| {name} | {pct(d['top1_own_article'])} | {pct(d.get('top1_answer'))} | "
+                         f"{pct(d.get('top1_own_article_non_answer'))} | {d['median_first_stage_rank_of_top1']:g} | "
                          f"{d['ndcg@10']:.4f} | {d['ndcg@10_own_article_only']:.4f} |")
     return "\n".join(lines) + "\n"
 

@@ -48,8 +48,8 @@ def train_command(
     mine_negatives: Annotated[int | None, typer.Option(
         "--mine-negatives", help="Add N hard negatives per query mined from the training data's documents.")] = None,
     answer_negatives: Annotated[int | None, typer.Option(
-        "--answer-negatives", help="Add N other queries' positives per query as negatives (closer half by the "
-        "embedding model, rest random): teaches topicality after retrieval.")] = None,
+        "--answer-negatives", help="Add N other queries' positives per query as negatives (closest two thirds "
+        "by the embedding model, rest random): teaches topicality after retrieval.")] = None,
     first_stage_weight: Annotated[float | None, typer.Option(
         "--first-stage-weight", help="Train as a correction to the embedding model: rank by logit + W * its score "
         "(listwise losses; score the result with fastrank.losses.prior.PriorReranker). Experimental: it did not "

@@ -103,14 +103,16 @@ def _add_mined_negatives(groups: list, config: TrainConfig) -> dict[str, Any]:
 
 
 def _add_answer_negatives(groups: list, config: TrainConfig) -> dict[str, Any]:
-    """Add ``answer_negatives`` other queries' positives per query as negatives (the closer half by the embedding
-    model, the rest at random; ``fastrank.mining.add_answer_negatives``): after retrieval a reranker trained only on
-    same-topic candidates prefers an answer-shaped sentence about another subject to the right one."""
+    """Add ``answer_negatives`` other queries' positives per query as negatives: the closest two thirds by the
+    embedding model, the rest at random, as measured in bench/RESULTS.md (``fastrank.mining.add_answer_negatives``).
+    After retrieval, a reranker trained only on same-topic candidates prefers an answer-shaped sentence about
+    another subject to the right one."""
     from fastrank.embedding import EmbeddingModel
     from fastrank.mining import add_answer_negatives
 
     n = config.answer_negatives
-    result = add_answer_negatives(groups, EmbeddingModel(), closest=(n + 1) // 2, random_count=n // 2,
+    closest = (2 * n + 1) // 3  # 5 -> 3 + 2, 12 -> 8 + 4, 24 -> 16 + 8
+    result = add_answer_negatives(groups, EmbeddingModel(), closest=closest, random_count=n - closest,
                                   relative_margin=config.mining_options.get("relative_margin", 0.05),
                                   seed=config.seed, show_progress_bar=config.show_progress_bar)
     groups[:] = result.groups
