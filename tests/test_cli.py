@@ -69,6 +69,19 @@ def test_eval_retrieve_with_fusion_matches_library(tiny_model_dir, eval_file):
     assert bad.exit_code != 0 and "needs --retrieve-top-k" in bad.output
 
 
+def test_mine_adds_answer_negatives(eval_file, tmp_path):
+    out = tmp_path / "mined.jsonl"
+    result = runner.invoke(app, ["mine", "--data", str(eval_file), "--out", str(out), "--num-negatives", "1",
+                                 "--keep-original-negatives", "--answer-closest", "1", "--cache-dir", str(tmp_path / "cache"), "--json"])
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.stdout)
+    rows = {r["query_id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    # query 1 already holds "paris" (query 2's answer); query 2 gets query 1's answer as a negative
+    assert rows["2"]["documents"][-1] == "ice cave in a glacier" and rows["2"]["labels"][-1] == 0
+    assert rows["1"]["documents"].count("paris") == 1
+    assert stats["answer_negatives_added"] == 1 and stats["queries_with_fewer_answer_negatives"] == 1
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, eval_file):
     cmd = [sys.executable, "-m", "fastrank.cli", "eval", str(tmp_path / "missing-model"), "--data", str(eval_file)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
