@@ -68,8 +68,8 @@ def _mining_section(records: list[dict[str, Any]]) -> str:
             "2e-5 on lists shaped like the retrieve-then-rerank test (original candidates + the first stage's top 20 "
             "+ 5 random from ranks 50-1000) with the distill targets; graded = original candidates + up to 10 of the "
             "first stage's top 20 + 5 random from ranks 50-1000, ListNet targets 4 * label + 2 * [one of the query's "
-            "own candidates] (answer > own-article non-answer > mined; no teacher); graded-answers(-12, -24) = the "
-            "graded lists + 5 (12, 24) other train queries' positives as negatives: the closest 3 (8, 16) by cosine "
+            "own candidates] (answer > own-article non-answer > mined; no teacher); graded-answers(-12) = the "
+            "graded lists + 5 (12) other train queries' positives as negatives: the closest 3 (8) by cosine "
             "below the margin, the rest random (`fastrank.mining.add_answer_negatives`, `fastrank train "
             "--answer-negatives`); graded-answers-from-original = those lists fine-tuning runs/wikiqa for 1 epoch at "
             "lr 2e-5. MAP = reranking WikiQA test "
@@ -78,7 +78,7 @@ def _mining_section(records: list[dict[str, Any]]) -> str:
             "z(reranker) + w * z(first-stage cosine), z-normalised per query, w chosen on dev "
             "(`--fusion`; no training change). Issue #3 target: reranked NDCG@10 >= first stage + 0.05. Command: "
             "`python -m bench mining --train original mined combined hard-random distill distill-from-original residual "
-            "residual-hard-random distill-top20 graded graded-answers graded-answers-12 graded-answers-24 "
+            "residual-hard-random distill-top20 graded graded-answers graded-answers-12 "
             "graded-answers-from-original --dev --fusion "
             "[--save runs/mining] [--model VARIANT=DIR]`.", "",
             "| training negatives | corpus twins merged | train pairs/epoch | train s | test MAP | test NDCG@10 |"
@@ -121,9 +121,12 @@ def _mining_section(records: list[dict[str, Any]]) -> str:
             f"{100 * share['top10']:.0f}% of the first stage's top 10 and {100 * top_share:.1f}% "
             "of the top 100. *own article only* ranks those sentences by the same scores and every other sentence "
             "below them; *+ fusion* rows diagnose z(reranker) + w * z(first stage) at the dev-chosen w. Command: "
-            "`python -m bench mining --diagnose original=runs/wikiqa@1.5 "
-            "--diagnose distill=runs/mining/distill --diagnose distill-top20=runs/mining/distill-top20 "
-            "--diagnose graded-answers-12=runs/mining/graded-answers-12@2` (NAME=DIR[@W]; rows merge across runs).",
+            "`python -m bench mining --diagnose original=runs/wikiqa@0.75 --diagnose graded=runs/mining/graded@1.5 "
+            "--diagnose graded-answers=runs/mining/graded-answers@1.5 "
+            "--diagnose graded-answers-12=runs/mining/graded-answers-12@2 "
+            "--diagnose graded-answers-from-original=runs/mining/graded-answers-from-original@2` (NAME=DIR[@W], "
+            "W = the dev-chosen weight of the table above; rows merge across runs, so the distill rows come from "
+            "an earlier `--diagnose distill=runs/mining/distill ...`).",
             "",
             "| ranking | top-1 from the own article | top-1 is an answer | top-1 own-article non-answer | "
             "median first-stage rank of the top-1 | NDCG@10 | NDCG@10, own article only |",

@@ -111,7 +111,7 @@ def _add_answer_negatives(groups: list, config: TrainConfig) -> dict[str, Any]:
     from fastrank.mining import add_answer_negatives
 
     n = config.answer_negatives
-    closest = (2 * n + 1) // 3  # 5 -> 3 + 2, 12 -> 8 + 4, 24 -> 16 + 8
+    closest = (2 * n + 1) // 3  # 5 -> 3 + 2, 12 -> 8 + 4
     result = add_answer_negatives(groups, EmbeddingModel(), closest=closest, random_count=n - closest,
                                   relative_margin=config.mining_options.get("relative_margin", 0.05),
                                   seed=config.seed, show_progress_bar=config.show_progress_bar)
