@@ -249,13 +249,13 @@ def add_answer_negatives(
     for g in groups:
         for p in g.positives:
             first_seen.setdefault(dedup_key(p), p)
-    pool = list(first_seen.values())
+    pool, pool_keys = list(first_seen.values()), list(first_seen)
     if len(pool) < 2:
         raise DataError(f"answer negatives need positives from at least two queries; the data has {len(pool)}")
     if any(g.scores is not None for g in groups):
         raise ValueError("the groups carry teacher scores, which the added documents would lack: add answer "
                          "negatives first, then attach_teacher_scores")
-    key_index = {dedup_key(p): i for i, p in enumerate(pool)}
+    key_index = {k: i for i, k in enumerate(pool_keys)}
     pool_emb = embedding_model.encode(pool, batch_size, show_progress_bar)
     usable = [i for i, g in enumerate(groups) if g.positives]
     query_emb = embedding_model.encode([groups[i].query for i in usable], batch_size, show_progress_bar)
@@ -268,7 +268,7 @@ def add_answer_negatives(
         own = {dedup_key(d) for d in g.documents}
         sims = pool_emb @ q
         floor = min(float(sims[key_index[dedup_key(p)]]) for p in g.positives)
-        order = [int(i) for i in np.argsort(-sims, kind="stable") if dedup_key(pool[i]) not in own]
+        order = [int(i) for i in np.argsort(-sims, kind="stable") if pool_keys[i] not in own]
         kept = order if relative_margin is None else [i for i in order if sims[i] <= floor * (1 - relative_margin)]
         stats["answer_negatives_dropped_by_margin"] += len(order) - len(kept)
         picked = kept[:closest]

@@ -268,10 +268,11 @@ class Reranker:
         if self.num_labels != 1:
             raise FastrankError(f"rerank() needs a one-logit model; this one has {self.num_labels} labels")
         scores = self.predict([(query, d) for d in docs])
-        if first_stage_scores is not None:
+        if first_stage_scores is not None:  # checked even at weight 0; the scores change only above it
             from fastrank.fusion import fuse_scores
 
-            scores = fuse_scores(scores, first_stage_scores, fusion_weight)
+            fused = fuse_scores(scores, first_stage_scores, fusion_weight)
+            scores = fused if fusion_weight else scores
         return ranked(scores, docs, top_k, return_documents)
 
     def describe(self) -> dict[str, Any]:

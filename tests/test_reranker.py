@@ -130,7 +130,7 @@ def test_rerank_fuses_first_stage_scores(onnx_reranker):
     z = lambda x: (x - x.mean()) / x.std()  # noqa: E731
     for w in (0.0, 0.7, 50.0):
         fused = onnx_reranker.rerank(QUERY, DOCS, first_stage_scores=first.tolist(), fusion_weight=w)
-        expected = z(raw.astype(np.float64)) + w * z(first)
+        expected = z(raw.astype(np.float64)) + w * z(first) if w else raw  # weight 0: the reranker's own scores
         assert [r["index"] for r in fused] == np.argsort(-expected, kind="stable").tolist()
         np.testing.assert_allclose([r["score"] for r in fused], np.sort(expected)[::-1], rtol=1e-6, atol=1e-6)
     assert [r["index"] for r in fused] == list(range(len(DOCS)))  # a huge weight is the first stage's order
@@ -140,8 +140,9 @@ def test_rerank_fuses_first_stage_scores(onnx_reranker):
         onnx_reranker.rerank(QUERY, DOCS, first_stage_scores=[1.0], fusion_weight=1.0)
     with pytest.raises(ValueError, match="finite number >= 0"):
         onnx_reranker.rerank(QUERY, DOCS, first_stage_scores=first.tolist(), fusion_weight=-1.0)
-    with pytest.raises(ValueError, match="must be finite"):
-        onnx_reranker.rerank(QUERY, DOCS, first_stage_scores=[float("nan")] * len(DOCS), fusion_weight=1.0)
+    for w in (0.0, 1.0):  # bad scores are refused even where they would not change the ranking
+        with pytest.raises(ValueError, match="must be finite"):
+            onnx_reranker.rerank(QUERY, DOCS, first_stage_scores=[float("nan")] * len(DOCS), fusion_weight=w)
 
 
 def test_huge_and_many_documents(onnx_reranker):

@@ -191,11 +191,12 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None) -> FastAPI
         except Exception as exc:  # an inference failure is a 500 for this request only
             return error(500, f"inference failed: {exc}", "inference")
         scores = logits[:, 0] if req.raw_scores else reranker.activate(logits)
-        if req.first_stage_scores is not None:
+        if req.first_stage_scores is not None:  # checked even at weight 0; the scores change only above it
             try:
-                scores = fuse_scores(scores, req.first_stage_scores, req.fusion_weight)
+                fused = fuse_scores(scores, req.first_stage_scores, req.fusion_weight)
             except ValueError as exc:
                 return error(422, str(exc), "invalid")
+            scores = fused if req.fusion_weight else scores
         echo = bool(req.return_documents if req.return_documents is not None else req.return_text)
         results = response_body(ranked(scores, docs, req.top_n, echo))
         metrics.inc("fastrank_requests_total", code="200")
