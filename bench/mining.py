@@ -58,12 +58,14 @@ GRADED_ANSWERS = {**GRADED, "answer_negatives": {"closest": 3, "random": 2, "rel
 GRADED_ANSWERS_FROM_ORIGINAL = {**GRADED_ANSWERS, "train": {"base": "runs/wikiqa", "epochs": 1.0, "lr": 2e-5}}
 # graded-answers-12: the same with 8 closest + 4 random other queries' positives.
 GRADED_ANSWERS_12 = {**GRADED, "answer_negatives": {"closest": 8, "random": 4, "relative_margin": 0.05}}
+GRADED_ANSWERS_12_FROM_ORIGINAL = {**GRADED_ANSWERS_12, "train": GRADED_ANSWERS_FROM_ORIGINAL["train"]}
 RESIDUAL = {**COMBINED, "first_stage_weight": 10.0}
 RESIDUAL_HARD_RANDOM = {**HARD_RANDOM, "first_stage_weight": 2.0}
 VARIANTS = {"original": {}, "mined": MINING, "combined": COMBINED, "hard-random": HARD_RANDOM, "distill": DISTILL,
             "distill-from-original": DISTILL_FROM_ORIGINAL, "distill-top20": DISTILL_TOP20, "graded": GRADED,
             "graded-answers": GRADED_ANSWERS, "graded-answers-12": GRADED_ANSWERS_12,
             "graded-answers-from-original": GRADED_ANSWERS_FROM_ORIGINAL,
+            "graded-answers-12-from-original": GRADED_ANSWERS_12_FROM_ORIGINAL,
             "residual": RESIDUAL, "residual-hard-random": RESIDUAL_HARD_RANDOM}
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
