@@ -219,9 +219,9 @@ def diagnose(models: dict[str, str], split: str = "test", top_k: int = 100) -> d
            "own_article_share": {"top10": round(float(own[:, :10].mean()), 4),
                                  f"top{top_k}": round(float(own.mean()), 4)},
            "first_stage": summary(first_scores)}
+    pairs = [(task.queries[q], task.corpus[j]) for q, row in enumerate(ranked) for j in row]
     for name, spec in models.items():
         path, _, weight = spec.partition("@")
-        pairs = [(task.queries[q], task.corpus[j]) for q, row in enumerate(ranked) for j in row]
         scores = list(np.asarray(CrossEncoder(path).predict(pairs, batch_size=64), dtype=np.float64)
                       .reshape(len(ranked), -1))
         out[name] = summary(scores)

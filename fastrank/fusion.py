@@ -20,15 +20,29 @@ def zscore(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / std if std > 0 else np.zeros_like(x)
 
 
+def check_fusion_input(first_stage_scores: Sequence[float] | np.ndarray | None, num_documents: int,
+                       weight: float) -> np.ndarray | None:
+    """The first-stage scores as float64 (None when not given), after checking them and ``weight``: one finite
+    score per document, a finite weight >= 0, and scores present whenever the weight is above 0. Call it before
+    scoring, so bad input costs no inference."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+        raise ValueError(f"fusion weight must be a finite number >= 0, got {weight!r}")
+    if first_stage_scores is None:
+        if weight:
+            raise ValueError("fusion_weight needs first_stage_scores: one retriever score per document")
+        return None
+    first = np.asarray(first_stage_scores, dtype=np.float64).reshape(-1)
+    if first.size != num_documents:
+        raise ValueError(f"first_stage_scores has {first.size} scores for {num_documents} documents; give one per "
+                         "document")
+    if not np.isfinite(first).all():
+        raise ValueError("first_stage_scores must be finite numbers")
+    return first
+
+
 def fuse_scores(reranker_scores: Sequence[float] | np.ndarray, first_stage_scores: Sequence[float] | np.ndarray,
                 weight: float) -> np.ndarray:
     """``z(reranker_scores) + weight * z(first_stage_scores)`` for one query's candidates (float64)."""
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
-        raise ValueError(f"fusion weight must be a finite number >= 0, got {weight!r}")
-    first = np.asarray(first_stage_scores, dtype=np.float64).reshape(-1)
     rer = np.asarray(reranker_scores, dtype=np.float64).reshape(-1)
-    if first.shape != rer.shape:
-        raise ValueError(f"first_stage_scores has {first.size} scores for {rer.size} documents; give one per document")
-    if not np.isfinite(first).all():
-        raise ValueError("first_stage_scores must be finite numbers")
+    first = check_fusion_input(first_stage_scores, rer.size, weight)
     return zscore(rer) + float(weight) * zscore(first)

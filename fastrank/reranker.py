@@ -20,6 +20,7 @@ from fastrank.backends.base import Backend, get_backend
 from fastrank.batching import EncodedPairs, PairEncoder, check_pairs, run_batches
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.export.manifest import cpu_features, read_manifest
+from fastrank.fusion import check_fusion_input, fuse_scores
 from fastrank.types import RankedDoc
 
 logger = logging.getLogger(__name__)
@@ -261,18 +262,14 @@ class Reranker:
         ``[]``. Ties keep the caller's order.
         """
         docs = check_rerank_input(query, documents, top_k)
-        if fusion_weight and first_stage_scores is None:
-            raise ValueError("fusion_weight needs first_stage_scores: one retriever score per document")
+        first = check_fusion_input(first_stage_scores, len(docs), fusion_weight)  # checked even at weight 0
         if not docs:
             return []
         if self.num_labels != 1:
             raise FastrankError(f"rerank() needs a one-logit model; this one has {self.num_labels} labels")
         scores = self.predict([(query, d) for d in docs])
-        if first_stage_scores is not None:  # checked even at weight 0; the scores change only above it
-            from fastrank.fusion import fuse_scores
-
-            fused = fuse_scores(scores, first_stage_scores, fusion_weight)
-            scores = fused if fusion_weight else scores
+        if fusion_weight:
+            scores = fuse_scores(scores, first, fusion_weight)
         return ranked(scores, docs, top_k, return_documents)
 
     def describe(self) -> dict[str, Any]:

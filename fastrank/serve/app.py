@@ -25,7 +25,7 @@ from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import JSONResponse, PlainTextResponse  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
-from fastrank.fusion import fuse_scores  # noqa: E402
+from fastrank.fusion import check_fusion_input, fuse_scores  # noqa: E402
 from fastrank.reranker import Reranker, check_rerank_input, ranked  # noqa: E402
 from fastrank.serve.engine import BatchingConfig, BatchingEngine, EngineStopped, QueueFull  # noqa: E402
 from fastrank.serve.metrics import Metrics  # noqa: E402
@@ -120,11 +120,10 @@ def _documents(req: RerankRequest, config: ServeConfig) -> list[str]:
         if len(doc) > config.max_document_chars:
             raise _RequestError(413, f"document {i} has {len(doc)} characters; max_document_chars is "
                                       f"{config.max_document_chars}")
-    if req.fusion_weight and req.first_stage_scores is None:
-        raise _RequestError(422, "fusion_weight needs first_stage_scores: one retriever score per document")
-    if req.first_stage_scores is not None and len(req.first_stage_scores) != len(docs):
-        raise _RequestError(422, f"first_stage_scores has {len(req.first_stage_scores)} scores for {len(docs)} "
-                                  "documents; give one per document")
+    try:  # the checks Reranker.rerank makes, before any inference
+        check_fusion_input(req.first_stage_scores, len(docs), req.fusion_weight)
+    except ValueError as exc:
+        raise _RequestError(422, str(exc)) from exc
     return docs
 
 
@@ -191,12 +190,8 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None) -> FastAPI
         except Exception as exc:  # an inference failure is a 500 for this request only
             return error(500, f"inference failed: {exc}", "inference")
         scores = logits[:, 0] if req.raw_scores else reranker.activate(logits)
-        if req.first_stage_scores is not None:  # checked even at weight 0; the scores change only above it
-            try:
-                fused = fuse_scores(scores, req.first_stage_scores, req.fusion_weight)
-            except ValueError as exc:
-                return error(422, str(exc), "invalid")
-            scores = fused if req.fusion_weight else scores
+        if req.fusion_weight:
+            scores = fuse_scores(scores, req.first_stage_scores, req.fusion_weight)
         echo = bool(req.return_documents if req.return_documents is not None else req.return_text)
         results = response_body(ranked(scores, docs, req.top_n, echo))
         metrics.inc("fastrank_requests_total", code="200")
