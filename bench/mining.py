@@ -59,13 +59,23 @@ GRADED_ANSWERS_FROM_ORIGINAL = {**GRADED_ANSWERS, "train": {"base": "runs/wikiqa
 # graded-answers-12: the same with 8 closest + 4 random other queries' positives.
 GRADED_ANSWERS_12 = {**GRADED, "answer_negatives": {"closest": 8, "random": 4, "relative_margin": 0.05}}
 GRADED_ANSWERS_12_FROM_ORIGINAL = {**GRADED_ANSWERS_12, "train": GRADED_ANSWERS_FROM_ORIGINAL["train"]}
+# split-answers-12: two lists per query instead of one graded list, so the two skills do not compete inside one
+# softmax. List 1: the query's own WikiQA candidates, as in the default recipe (which answer within the article).
+# List 2: its answers against the graded-answers-12 negatives from other articles only (mined top 20, random ranks
+# 50-1000, 12 other queries' answers): an answer beats any off-topic sentence. Own-article non-answers against
+# off-topic sentences are left to the first stage, whose fusion settles exactly that.
+SPLIT_ANSWERS_12 = {**GRADED_ANSWERS_12, "split": True}
+# graded-answers-12-lr3e-5: the same lists and targets at lr 3e-5 instead of 1e-4, in case the default lr (chosen
+# for MAP within the candidate lists) wipes out what the bi-encoder base knows about topics.
+GRADED_ANSWERS_12_LOW_LR = {**GRADED_ANSWERS_12, "train": {"lr": 3e-5}}
 RESIDUAL = {**COMBINED, "first_stage_weight": 10.0}
 RESIDUAL_HARD_RANDOM = {**HARD_RANDOM, "first_stage_weight": 2.0}
 VARIANTS = {"original": {}, "mined": MINING, "combined": COMBINED, "hard-random": HARD_RANDOM, "distill": DISTILL,
             "distill-from-original": DISTILL_FROM_ORIGINAL, "distill-top20": DISTILL_TOP20, "graded": GRADED,
             "graded-answers": GRADED_ANSWERS, "graded-answers-12": GRADED_ANSWERS_12,
             "graded-answers-from-original": GRADED_ANSWERS_FROM_ORIGINAL,
-            "graded-answers-12-from-original": GRADED_ANSWERS_12_FROM_ORIGINAL,
+            "graded-answers-12-from-original": GRADED_ANSWERS_12_FROM_ORIGINAL, "split-answers-12": SPLIT_ANSWERS_12,
+            "graded-answers-12-lr3e-5": GRADED_ANSWERS_12_LOW_LR,
             "residual": RESIDUAL, "residual-hard-random": RESIDUAL_HARD_RANDOM}
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
@@ -158,6 +168,16 @@ def _train_data(variant: str, tmp: str) -> tuple[str, dict[str, Any] | None]:
             for g, cos in zip(groups, cosines):  # soft targets: ListNet's softmax over them is the teacher distribution
                 g.labels = [opts["label_weight"] * y + opts["teacher_weight"] * float(c)
                             for y, c in zip(g.labels, cos)]
+        elif VARIANTS[variant].get("split"):
+            from fastrank.data import QueryGroup, dedup_key
+
+            originals = read_groups(path)
+            own = {g.query_id: {dedup_key(d) for d in g.documents} for g in originals}
+            topical = []
+            for g in groups:
+                keep = [(d, y) for d, y in zip(g.documents, g.labels) if y > 0 or dedup_key(d) not in own[g.query_id]]
+                topical.append(QueryGroup(g.query, [d for d, _ in keep], [y for _, y in keep], g.query_id))
+            groups = originals + topical
         elif "own_weight" in VARIANTS[variant]:
             from fastrank.data import dedup_key
 
