@@ -74,7 +74,7 @@ def _mining_section(records: list[dict[str, Any]]) -> str:
             "--answer-negatives`); graded-answers(-12)-from-original = those lists fine-tuning runs/wikiqa for 1 epoch "
             "at lr 2e-5; split-answers-12 = two lists per query instead of one graded list: its own candidates (as in "
             "original) and its positives against the graded-answers-12 negatives from other articles only, binary "
-            "targets; graded-answers-12-lr3e-5 = graded-answers-12 at lr 3e-5. MAP = reranking WikiQA test "
+            "targets; graded-answers-12-lr3e-5 / -5ep = graded-answers-12 at lr 3e-5 / for 5 epochs. MAP = reranking WikiQA test "
             "candidates; the retrieve columns rerank the embedding model's top-100 over every WikiQA sentence (dev "
             "columns: the same on WikiQA dev, the split options are chosen on). *+ fusion* rows rank by "
             "z(reranker) + w * z(first-stage cosine), z-normalised per query, w chosen on dev "
@@ -82,6 +82,7 @@ def _mining_section(records: list[dict[str, Any]]) -> str:
             "`python -m bench mining --train original mined combined hard-random distill distill-from-original residual "
             "residual-hard-random distill-top20 graded graded-answers graded-answers-12 "
             "graded-answers-from-original graded-answers-12-from-original split-answers-12 graded-answers-12-lr3e-5 "
+            "graded-answers-12-5ep "
             "--dev --fusion "
             "[--save runs/mining] [--model VARIANT=DIR]`.", "",
             "| training negatives | corpus twins merged | train pairs/epoch | train s | test MAP | test NDCG@10 |"
