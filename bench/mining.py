@@ -71,6 +71,12 @@ GRADED_ANSWERS_12_LOW_LR = {**GRADED_ANSWERS_12, "train": {"lr": 3e-5}}
 # graded-answers-12-5ep: the same at the default lr for 5 epochs instead of 3 (lr 3e-5 scored lower on every
 # measure, so the recipe may be short of training rather than forgetting the base model's topics).
 GRADED_ANSWERS_12_5EP = {**GRADED_ANSWERS_12, "train": {"epochs": 5.0}}
+# score-text-answers-12: the graded-answers-12 lists and targets, with the first stage's cosine written into every
+# document as text ("62 [SEP] <sentence>", cosine x 100 rounded), in training and in scoring (after Askari et al.,
+# "Injecting the BM25 Score as Text Improves BERT-Based Re-rankers", ECIR 2023): the cross-encoder learns how far to
+# trust the retriever per pair instead of one fusion weight for all.
+SCORE_TEXT_ANSWERS_12 = {**GRADED_ANSWERS_12, "score_text": True}
+SCORE_TEXT_ANSWERS_12_5EP = {**SCORE_TEXT_ANSWERS_12, "train": {"epochs": 5.0}}
 RESIDUAL = {**COMBINED, "first_stage_weight": 10.0}
 RESIDUAL_HARD_RANDOM = {**HARD_RANDOM, "first_stage_weight": 2.0}
 VARIANTS = {"original": {}, "mined": MINING, "combined": COMBINED, "hard-random": HARD_RANDOM, "distill": DISTILL,
@@ -79,6 +85,7 @@ VARIANTS = {"original": {}, "mined": MINING, "combined": COMBINED, "hard-random"
             "graded-answers-from-original": GRADED_ANSWERS_FROM_ORIGINAL,
             "graded-answers-12-from-original": GRADED_ANSWERS_12_FROM_ORIGINAL, "split-answers-12": SPLIT_ANSWERS_12,
             "graded-answers-12-lr3e-5": GRADED_ANSWERS_12_LOW_LR, "graded-answers-12-5ep": GRADED_ANSWERS_12_5EP,
+            "score-text-answers-12": SCORE_TEXT_ANSWERS_12, "score-text-answers-12-5ep": SCORE_TEXT_ANSWERS_12_5EP,
             "residual": RESIDUAL, "residual-hard-random": RESIDUAL_HARD_RANDOM}
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
@@ -189,11 +196,39 @@ def _train_data(variant: str, tmp: str) -> tuple[str, dict[str, Any] | None]:
             for g in groups:
                 g.labels = [opts["label_weight"] * y + opts["own_weight"] * (dedup_key(d) in own[g.query_id])
                             for y, d in zip(g.labels, g.documents)]
+        if VARIANTS[variant].get("score_text"):
+            from fastrank.losses.prior import EmbeddingPrior
+
+            cosines = EmbeddingPrior(_embedder())([g.query for g in groups], [g.documents for g in groups])
+            for g, cos in zip(groups, cosines):
+                g.documents = [_score_text(float(c), d) for c, d in zip(cos, g.documents)]
         stats["documents_per_query"] = round(sum(len(g.documents) for g in groups) / len(groups), 2)
         return str(write_groups(groups, f"{tmp}/{variant}.jsonl")), stats
     options = {k: v for k, v in VARIANTS[variant].items() if k not in ("first_stage_weight", "train")}
     result = mine_hard_negatives(read_groups(path), _embedder(), _corpus(), **options, show_progress_bar=False)
     return str(write_groups(result.groups, f"{tmp}/{variant}.jsonl")), result.stats
+
+
+def _score_text(cosine: float, document: str) -> str:
+    return f"{round(100 * cosine)} [SEP] {document}"
+
+
+class _ScoreTextReranker:
+    """Scores (query, document) as the score-text variants were trained: the first stage's cosine written into the
+    document. Has the ``predict`` every evaluator takes."""
+
+    def __init__(self, reranker, prior) -> None:
+        self.reranker, self.prior = reranker, prior
+
+    def predict(self, pairs, batch_size: int = 32, show_progress_bar: bool | None = None, **kwargs):
+        import torch
+
+        pairs = [(q, d) for q, d in pairs]
+        if not pairs:
+            return self.reranker.predict(pairs, batch_size=batch_size, **kwargs)
+        cosines = torch.cat(self.prior([q for q, _ in pairs], [[d] for _, d in pairs])).tolist()
+        return self.reranker.predict([(q, _score_text(c, d)) for (q, d), c in zip(pairs, cosines)],
+                                     batch_size=batch_size, show_progress_bar=show_progress_bar, **kwargs)
 
 
 def _retrieval(split: str, model, fusion: bool) -> dict[str, Any]:
@@ -282,6 +317,8 @@ def train_and_evaluate(variant: str, model_dir: str | None = None, save_dir: str
         model = CrossEncoder(model_dir)
         if weight:  # scored as trained: logit + weight * first-stage score
             model = PriorReranker(model, EmbeddingPrior(_embedder()), weight)
+        elif VARIANTS[variant].get("score_text"):
+            model = _ScoreTextReranker(model, EmbeddingPrior(_embedder()))
         rerank_map = RerankingEvaluator.from_jsonl(str(WIKIQA / "test.jsonl")).evaluate(model).metrics
         dev_retrieval = _retrieval("dev", model, fusion) if (dev or fusion) else None
         retrieval = _retrieval("test", model, fusion)
