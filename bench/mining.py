@@ -76,6 +76,9 @@ SCORE_TEXT_ANSWERS_12 = {**GRADED_ANSWERS_12, "score_text": True}
 # score-text-answers-12-5ep: the same for 5 epochs instead of 3 (lr 3e-5 had scored lower on every measure, so the
 # recipe might be short of training).
 SCORE_TEXT_ANSWERS_12_5EP = {**SCORE_TEXT_ANSWERS_12, "train": {"epochs": 5.0}}
+# score-text-answers-12-from-original: the score-text lists fine-tuning the default-recipe model (runs/wikiqa, the
+# best within an article) for one epoch at lr 2e-5.
+SCORE_TEXT_ANSWERS_12_FROM_ORIGINAL = {**SCORE_TEXT_ANSWERS_12, "train": GRADED_ANSWERS_FROM_ORIGINAL["train"]}
 RESIDUAL = {**COMBINED, "first_stage_weight": 10.0}
 RESIDUAL_HARD_RANDOM = {**HARD_RANDOM, "first_stage_weight": 2.0}
 VARIANTS = {"original": {}, "mined": MINING, "combined": COMBINED, "hard-random": HARD_RANDOM, "distill": DISTILL,
@@ -85,6 +88,7 @@ VARIANTS = {"original": {}, "mined": MINING, "combined": COMBINED, "hard-random"
             "graded-answers-12-from-original": GRADED_ANSWERS_12_FROM_ORIGINAL, "split-answers-12": SPLIT_ANSWERS_12,
             "graded-answers-12-lr3e-5": GRADED_ANSWERS_12_LOW_LR,
             "score-text-answers-12": SCORE_TEXT_ANSWERS_12, "score-text-answers-12-5ep": SCORE_TEXT_ANSWERS_12_5EP,
+            "score-text-answers-12-from-original": SCORE_TEXT_ANSWERS_12_FROM_ORIGINAL,
             "residual": RESIDUAL, "residual-hard-random": RESIDUAL_HARD_RANDOM}
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 

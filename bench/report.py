@@ -75,7 +75,8 @@ def _mining_section(records: list[dict[str, Any]]) -> str:
             "at lr 2e-5; split-answers-12 = two lists per query instead of one graded list: its own candidates (as in "
             "original) and its positives against the graded-answers-12 negatives from other articles only, binary "
             "targets; graded-answers-12-lr3e-5 = graded-answers-12 at lr 3e-5; "
-            "score-text-answers-12(-5ep) = graded-answers-12 (for 5 epochs) with the first stage's cosine written "
+            "score-text-answers-12(-5ep, -from-original) = graded-answers-12 (for 5 epochs; fine-tuning runs/wikiqa "
+            "for 1 epoch at lr 2e-5) with the first stage's cosine written "
             "into every document as text, '62 [SEP] <sentence>' (cosine x 100), in training and in scoring (Askari "
             "et al., ECIR 2023), so the reranker alone sees the retriever's score. MAP = reranking "
             "WikiQA test candidates; the retrieve columns rerank the embedding model's top-100 over every WikiQA sentence (dev "
@@ -85,7 +86,7 @@ def _mining_section(records: list[dict[str, Any]]) -> str:
             "`python -m bench mining --train original mined combined hard-random distill distill-from-original residual "
             "residual-hard-random distill-top20 graded graded-answers graded-answers-12 "
             "graded-answers-from-original graded-answers-12-from-original split-answers-12 graded-answers-12-lr3e-5 "
-            "score-text-answers-12 score-text-answers-12-5ep "
+            "score-text-answers-12 score-text-answers-12-5ep score-text-answers-12-from-original "
             "--dev --fusion "
             "[--save runs/mining] [--model VARIANT=DIR]`.", "",
             "| training negatives | corpus twins merged | train pairs/epoch | train s | test MAP | test NDCG@10 |"
