@@ -140,12 +140,13 @@ def speed() -> dict[str, Any]:
             "encode_speedup": round(st_s / ours_s, 2), "stats": result.stats, "options": MINING}
 
 
-def _hard_random_groups(path: str, options: dict[str, Any]) -> tuple[list, dict[str, Any]]:
-    """Mine twice (hard top-ranked, then random from a wide window) and merge the negatives per query."""
-    from fastrank.data import QueryGroup, dedup_key, read_groups
+def _hard_random_groups(groups: list, options: dict[str, Any]) -> tuple[list, dict[str, Any]]:
+    """Mine twice (hard top-ranked, then random from a wide window) and merge the negatives per query (new groups;
+    ``groups`` stay as they are)."""
+    from fastrank.data import QueryGroup, dedup_key
     from fastrank.mining import mine_hard_negatives
 
-    groups, corpus = read_groups(path), _corpus()
+    corpus = _corpus()
     hard = mine_hard_negatives(groups, _embedder(), corpus, **options["hard"], show_progress_bar=False)
     wide = mine_hard_negatives(groups, _embedder(), corpus, **options["wide"], show_progress_bar=False)
     extra = {g.query: g.negatives for g in wide.groups}
@@ -165,7 +166,11 @@ def _train_data(variant: str, tmp: str) -> tuple[str, dict[str, Any] | None]:
     if variant == "original":
         return path, None
     if "hard" in VARIANTS[variant]:
-        groups, stats = _hard_random_groups(path, VARIANTS[variant])
+        from fastrank.data import QueryGroup, dedup_key
+
+        originals = read_groups(path)
+        own = {g.query_id: {dedup_key(d) for d in g.documents} for g in originals}  # each query's WikiQA candidates
+        groups, stats = _hard_random_groups(originals, VARIANTS[variant])
         if "answer_negatives" in VARIANTS[variant]:
             from fastrank.mining import add_answer_negatives
 
@@ -182,20 +187,13 @@ def _train_data(variant: str, tmp: str) -> tuple[str, dict[str, Any] | None]:
                 g.labels = [opts["label_weight"] * y + opts["teacher_weight"] * float(c)
                             for y, c in zip(g.labels, cos)]
         elif VARIANTS[variant].get("split"):
-            from fastrank.data import QueryGroup, dedup_key
-
-            originals = read_groups(path)
-            own = {g.query_id: {dedup_key(d) for d in g.documents} for g in originals}
             topical = []
             for g in groups:
                 keep = [(d, y) for d, y in zip(g.documents, g.labels) if y > 0 or dedup_key(d) not in own[g.query_id]]
                 topical.append(QueryGroup(g.query, [d for d, _ in keep], [y for _, y in keep], g.query_id))
             groups = originals + topical
         elif "own_weight" in VARIANTS[variant]:
-            from fastrank.data import dedup_key
-
             opts = VARIANTS[variant]
-            own = {g.query_id: {dedup_key(d) for d in g.documents} for g in read_groups(path)}
             for g in groups:
                 g.labels = [opts["label_weight"] * y + opts["own_weight"] * (dedup_key(d) in own[g.query_id])
                             for y, d in zip(g.labels, g.documents)]

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from fastrank.data import QueryGroup, dedup_key
-from fastrank.fusion import fuse_scores
 from fastrank.errors import DataError
 from fastrank.evaluation.metrics import evaluate_rankings
+from fastrank.fusion import fuse_scores
 
 
 @dataclass
