@@ -78,7 +78,10 @@ def _mining_section(records: list[dict[str, Any]]) -> str:
             "score-text-answers-12(-5ep, -from-original) = graded-answers-12 (for 5 epochs; fine-tuning runs/wikiqa "
             "for 1 epoch at lr 2e-5) with the first stage's cosine written "
             "into every document as text, '62 [SEP] <sentence>' (cosine x 100), in training and in scoring (Askari "
-            "et al., ECIR 2023), so the reranker alone sees the retriever's score. MAP = reranking "
+            "et al., ECIR 2023), so the reranker alone sees the retriever's score; context-answers-12(-seed13) = "
+            "graded-answers-12 (training seed 13) with every sentence preceded by the first sentence of its WikiQA "
+            "article, '<lead> [SEP] <sentence>', in training and in scoring (corpus and first stage unchanged), so "
+            "the reranker sees what a lone sentence is about. MAP = reranking "
             "WikiQA test candidates; the retrieve columns rerank the embedding model's top-100 over every WikiQA sentence (dev "
             "columns: the same on WikiQA dev, the split options are chosen on). *+ fusion* rows rank by "
             "z(reranker) + w * z(first-stage cosine), z-normalised per query, w chosen on dev "
@@ -87,7 +90,7 @@ def _mining_section(records: list[dict[str, Any]]) -> str:
             "residual-hard-random distill-top20 graded graded-answers graded-answers-12 "
             "graded-answers-from-original graded-answers-12-from-original split-answers-12 graded-answers-12-lr3e-5 "
             "score-text-answers-12 score-text-answers-12-5ep score-text-answers-12-from-original "
-            "--dev --fusion "
+            "context-answers-12 context-answers-12-seed13 --dev --fusion "
             "[--save runs/mining] [--model VARIANT=DIR]`.", "",
             "| training negatives | corpus twins merged | train pairs/epoch | train s | test MAP | test NDCG@10 |"
             " dev first stage NDCG@10 | dev reranked NDCG@10 | first stage NDCG@10 |"
@@ -113,6 +116,16 @@ def _mining_section(records: list[dict[str, Any]]) -> str:
                     f"{num(df.get('ndcg@10'))} | {fu['dev']['ndcg@10']:.4f} | {f['ndcg@10']:.4f} | "
                     f"{fu['test']['ndcg@10']:.4f} | {f['mrr@10']:.4f} | {fu['test']['mrr@10']:.4f} | "
                     f"{f['recall@100']:.4f} |")
+    for r in [r for r in records if r["experiment"] == "mining-context-first-stage"][-1:]:
+        c = r["chosen"]
+        lines += [
+            "", "**A first stage with the same context** (the fair baseline for the context variants): the embedding "
+            f"model over lead-prefixed sentences scores NDCG@10 {r['test']['lead_prefixed_corpus']:.4f} on test "
+            f"({r['dev']['lead_prefixed_corpus']:.4f} dev) against {r['test']['first_stage']:.4f} "
+            f"({r['dev']['first_stage']:.4f}) over plain sentences; its plain top-100 reordered by cosine(sentence) "
+            f"+ a * cosine(lead-prefixed sentence), a chosen on dev from {r['weights']}, scores "
+            f"{c['test']:.4f} on test (a = {c['a']:g}, dev {c['dev']:.4f}). Command: "
+            "`python -m bench mining --context-first-stage`."]
     diagnoses = [r for r in records if r["experiment"] == "mining-diagnosis"]
     if diagnoses:
         r = diagnoses[-1]
