@@ -145,7 +145,10 @@ def _mining_section(records: list[dict[str, Any]]) -> str:
             "`python -m bench mining --diagnose original=runs/wikiqa@0.75 --diagnose graded=runs/mining/graded@1.5 "
             "--diagnose graded-answers=runs/mining/graded-answers@1.5 "
             "--diagnose graded-answers-12=runs/mining/graded-answers-12@2 "
-            "--diagnose graded-answers-from-original=runs/mining/graded-answers-from-original@2` (NAME=DIR[@W], "
+            "--diagnose graded-answers-from-original=runs/mining/graded-answers-from-original@2 "
+            "--diagnose context-answers-12=runs/mining/context-answers-12@0.5 "
+            "--diagnose context-answers-12-seed13=runs/mining/context-answers-12-seed13@1` (NAME=DIR[@W], "
+            "a variant's NAME scores as that variant was trained, "
             "W = the dev-chosen weight of the table above; rows merge across runs, so the distill rows come from "
             "an earlier `--diagnose distill=runs/mining/distill ...`).",
             "",
