@@ -207,16 +207,11 @@ def _train_data(variant: str, tmp: str) -> tuple[str, dict[str, Any] | None]:
             for g in groups:
                 g.labels = [opts["label_weight"] * y + opts["own_weight"] * (dedup_key(d) in own[g.query_id])
                             for y, d in zip(g.labels, g.documents)]
-        if VARIANTS[variant].get("score_text"):
-            from fastrank.losses.prior import EmbeddingPrior
-
-            cosines = EmbeddingPrior(_embedder())([g.query for g in groups], [g.documents for g in groups])
-            for g, cos in zip(groups, cosines):
-                g.documents = [_score_text(float(c), d) for c, d in zip(cos, g.documents)]
-        if VARIANTS[variant].get("context"):
-            leads = _article_leads()
+        rewrite = _rewrite(variant)
+        if rewrite is not None:  # the documents as scoring will write them (score text, context)
+            documents = iter(rewrite([(g.query, d) for g in groups for d in g.documents]))
             for g in groups:
-                g.documents = [_with_lead(leads, d) for d in g.documents]
+                g.documents = [next(documents) for _ in g.documents]
         stats["documents_per_query"] = round(sum(len(g.documents) for g in groups) / len(groups), 2)
         return str(write_groups(groups, f"{tmp}/{variant}.jsonl")), stats
     options = {k: v for k, v in VARIANTS[variant].items() if k not in ("first_stage_weight", "train")}
@@ -244,8 +239,9 @@ def _article_leads() -> dict[str, str]:
 def _with_lead(leads: dict[str, str], document: str) -> str:
     from fastrank.data import dedup_key
 
-    lead = leads.get(dedup_key(document))
-    return document if lead is None or dedup_key(lead) == dedup_key(document) else f"{lead} [SEP] {document}"
+    key = dedup_key(document)
+    lead = leads.get(key)
+    return document if lead is None or dedup_key(lead) == key else f"{lead} [SEP] {document}"
 
 
 class _RewritingReranker:
@@ -277,18 +273,28 @@ def _context_rewrite():
     return lambda pairs: [_with_lead(leads, d) for _, d in pairs]
 
 
+def _rewrite(variant: str):
+    """How ``variant`` writes each (query, document) pair's document, in training and in scoring alike:
+    ``rewrite(pairs) -> documents`` (score text, context), or None for the documents as they are."""
+    from fastrank.losses.prior import EmbeddingPrior
+
+    options = VARIANTS.get(variant, {})
+    if options.get("score_text"):
+        return _score_text_rewrite(EmbeddingPrior(_embedder()))
+    if options.get("context"):
+        return _context_rewrite()
+    return None
+
+
 def _as_trained(variant: str, model):
     """``model`` scoring pairs the way ``variant`` was trained: with its first-stage prior, score text or context."""
     from fastrank.losses.prior import EmbeddingPrior, PriorReranker
 
-    options = VARIANTS.get(variant, {})
-    if options.get("first_stage_weight"):  # logit + weight * first-stage score
-        return PriorReranker(model, EmbeddingPrior(_embedder()), options["first_stage_weight"])
-    if options.get("score_text"):
-        return _RewritingReranker(model, _score_text_rewrite(EmbeddingPrior(_embedder())))
-    if options.get("context"):
-        return _RewritingReranker(model, _context_rewrite())
-    return model
+    weight = VARIANTS.get(variant, {}).get("first_stage_weight")
+    if weight:  # logit + weight * first-stage score
+        return PriorReranker(model, EmbeddingPrior(_embedder()), weight)
+    rewrite = _rewrite(variant)
+    return model if rewrite is None else _RewritingReranker(model, rewrite)
 
 
 def _retrieval(split: str, model, fusion: bool) -> dict[str, Any]:
@@ -308,7 +314,7 @@ def diagnose(models: dict[str, str], split: str = "test", top_k: int = 100) -> d
     import numpy as np
 
     from fastrank.data import dedup_key, read_groups
-    from fastrank.evaluation.retrieval import RetrievalTask, _metrics
+    from fastrank.evaluation.retrieval import RetrievalTask
     from fastrank.fusion import fuse_scores
     from fastrank.mining import top_k_search
     from fastrank.model import CrossEncoder
@@ -325,12 +331,12 @@ def diagnose(models: dict[str, str], split: str = "test", top_k: int = 100) -> d
         top1 = np.array([int(np.argmax(s)) for s in scores])
         rows = np.arange(len(own))
         only_own = [np.where(o, s, s.min() - 1e3) for o, s in zip(own, scores)]
-        return {"ndcg@10": round(_metrics(list(ranked), scores, task, (10,))["ndcg@10"], 4),
+        return {"ndcg@10": _ndcg10(task, ranked, scores),
                 "top1_own_article": round(float(own[rows, top1].mean()), 4),
                 "top1_answer": round(float(relevant[rows, top1].mean()), 4),
                 "top1_own_article_non_answer": round(float((own & ~relevant)[rows, top1].mean()), 4),
                 "median_first_stage_rank_of_top1": float(np.median(top1)),
-                "ndcg@10_own_article_only": round(_metrics(list(ranked), only_own, task, (10,))["ndcg@10"], 4)}
+                "ndcg@10_own_article_only": _ndcg10(task, ranked, only_own)}
 
     first_scores = [np.asarray(s, dtype=np.float64) for s in first]
     out = {"experiment": "mining-diagnosis", "split": split, "queries": len(groups), "top_k": top_k,
