@@ -23,16 +23,17 @@ LENGTHS = np.r_[np.full(60, 27), np.full(30, 90), np.full(10, 250)]
 
 def test_profiles_follow_the_length_distribution():
     profiles = plan_profiles(LENGTHS, max_length=256, max_batch=64, num_profiles=3)
-    assert [(p.min_seq, p.opt_seq, p.max_seq) for p in profiles] == [(8, 32, 32), (40, 96, 96), (104, 256, 256)]
+    assert [(p.min_seq, p.opt_seq, p.max_seq) for p in profiles] == [(1, 32, 32), (33, 96, 96), (97, 256, 256)]
     assert all((p.min_batch, p.opt_batch, p.max_batch) == (1, 64, 64) for p in profiles)
     for n in LENGTHS:  # every padded pair has a profile, and the tightest one is chosen
         seq = -(-int(n) // 8) * 8
         assert profiles[pick_profile(profiles, 64, seq)].covers(64, seq)
     assert pick_profile(profiles, 3, 24) == 0 and pick_profile(profiles, 3, 200) == 2
+    assert all(sum(p.covers(1, w) for p in profiles) == 1 for w in range(1, 257))  # contiguous, no overlap
     with pytest.raises(ValueError, match="no optimization profile covers batch 65 x sequence 32"):
         pick_profile(profiles, 65, 32)
     one = plan_profiles([5, 9, 300], max_length=128, num_profiles=1)
-    assert one == [Profile(1, 64, 64, 8, 16, 128)]  # lengths above max_length are truncated, so they cap at it
+    assert one == [Profile(1, 64, 64, 1, 16, 128)]  # lengths above max_length are truncated, so they cap at it
     with pytest.raises(ValueError, match="non-empty"):
         plan_profiles([], 128)
 
@@ -110,7 +111,7 @@ def test_gpu_provider_options():
     providers = gpu_providers("tensorrt", profiles, ("input_ids", "attention_mask"), cache_dir="/cache", fp16=True)
     name, options = providers[0]
     assert name == "TensorrtExecutionProvider" and providers[1][0] == "CUDAExecutionProvider"
-    assert options["trt_profile_min_shapes"] == "input_ids:1x8,attention_mask:1x8,input_ids:1x40,attention_mask:1x40"
+    assert options["trt_profile_min_shapes"] == "input_ids:1x1,attention_mask:1x1,input_ids:1x33,attention_mask:1x33"
     assert options["trt_profile_max_shapes"] == ("input_ids:32x32,attention_mask:32x32,"
                                                  "input_ids:32x256,attention_mask:32x256")
     assert options["trt_engine_cache_path"] == "/cache" and options["trt_fp16_enable"] is True

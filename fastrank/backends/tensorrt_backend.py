@@ -1,16 +1,19 @@
 """TensorRT backend: runs a serialized engine from a ``fastrank export --format tensorrt`` artifact on one stream.
 
 One execution context per optimization profile (each bound to its profile once); for a batch the tightest profile
-covering (batch, sequence) is chosen, inputs are copied through pinned host buffers, shapes are set with
-``set_input_shape`` and tensors bound by address (``set_tensor_address``), then ``execute_async_v3`` on the
-backend's stream. Buffers are torch CUDA tensors, so no extra CUDA binding is needed. Needs a GPU, TensorRT and
-CUDA torch: not run on this project's machines (see the README support matrix).
+covering (batch, sequence) is chosen, inputs are copied through pinned host buffers into device buffers allocated
+once at the largest profile shape, shapes are set with ``set_input_shape``, tensors bound by address
+(``set_tensor_address``), then ``execute_async_v3`` runs on the backend's stream. Tensor dtypes are read from the
+engine (a parser may keep int64 token ids or narrow them to int32). Buffers are torch CUDA tensors (``CudaIO``), so
+no extra CUDA binding is needed. A real engine needs a GPU, TensorRT and CUDA torch: not run on this project's
+machines (see the README support matrix); the tests drive this class with a stand-in engine on host memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +46,52 @@ def gpu_info() -> tuple[str | None, str | None]:
     return cc, trt_version
 
 
+class CudaIO:
+    """Where the engine's buffers live and how copies are ordered: pinned host staging buffers, device buffers and
+    one CUDA stream (its handle is what TensorRT enqueues on)."""
+
+    device = "cuda"
+
+    def __init__(self, torch: Any) -> None:
+        if not torch.cuda.is_available():
+            raise FastrankError("the TensorRT backend needs a CUDA GPU; none is visible")
+        self.torch = torch
+        self.stream = torch.cuda.Stream()
+        self.handle = self.stream.cuda_stream
+
+    def host(self, size: int, dtype: Any) -> Any:
+        return self.torch.empty(size, dtype=dtype).pin_memory()
+
+    def buffer(self, size: int, dtype: Any) -> Any:
+        return self.torch.empty(size, dtype=dtype, device=self.device)
+
+    @contextlib.contextmanager
+    def ordered(self) -> Iterator[None]:
+        with self.torch.cuda.stream(self.stream):
+            yield
+
+    def synchronize(self) -> None:
+        self.stream.synchronize()
+
+
 class TensorRTBackend(Backend):
-    """Scores batches with a TensorRT engine built with ``profiles`` (see ``fastrank.export.profiles``)."""
+    """Scores batches with a TensorRT engine built with ``profiles`` (see ``fastrank.export.profiles``).
+
+    ``trt`` and ``io`` default to the installed ``tensorrt`` module and ``CudaIO``; they are parameters so the
+    decisions here (profile per batch, shapes, dtypes, buffer reuse) can be tested without a GPU.
+    """
 
     name = "tensorrt"
 
     def __init__(self, engine_path: str | Path, input_names: Sequence[str], profiles: Sequence[Profile],
-                 output_name: str = "logits") -> None:
-        trt = require("tensorrt", "tensorrt", "the TensorRT backend")
-        self.torch = require("torch", "train", "the TensorRT backend's CUDA buffers")
-        if not self.torch.cuda.is_available():
-            raise FastrankError("the TensorRT backend needs a CUDA GPU; none is visible")
+                 output_name: str = "logits", *, trt: Any = None, io: Any = None) -> None:
+        trt = trt or require("tensorrt", "tensorrt", "the TensorRT backend")
+        self.torch = torch = require("torch", "train", "the TensorRT backend's CUDA buffers")
+        self.io = io or CudaIO(torch)
         self.input_names, self.output_name = tuple(input_names), output_name
         self.profiles = list(profiles)
+        if not self.profiles:
+            raise ModelLoadError(f"{engine_path}: the manifest lists no optimization profiles for the engine")
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self.engine is None:
@@ -63,15 +99,21 @@ class TensorRTBackend(Backend):
         if self.engine.num_optimization_profiles != len(self.profiles):
             raise ModelLoadError(f"{engine_path} has {self.engine.num_optimization_profiles} optimization profiles; "
                                  f"the manifest lists {len(self.profiles)}")
-        self.stream = self.torch.cuda.Stream()
+        self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n)))
+                       for n in (*self.input_names, output_name)}
+        self.num_labels = int(self.engine.get_tensor_shape(output_name)[-1])
         self.contexts = []
         for i in range(len(self.profiles)):
             context = self.engine.create_execution_context()
-            context.set_optimization_profile_async(i, self.stream.cuda_stream)
+            context.set_optimization_profile_async(i, self.io.handle)
             self.contexts.append(context)
-        self.stream.synchronize()
-        largest = max((p.max_batch * p.max_seq for p in self.profiles), default=0)
-        self.pinned = {n: self.torch.empty(largest, dtype=self.torch.int64).pin_memory() for n in self.input_names}
+        self.io.synchronize()
+        self.max_batch = max(p.max_batch for p in self.profiles)
+        largest = max(p.max_batch * p.max_seq for p in self.profiles)
+        as_torch = {n: torch.from_numpy(np.empty(0, dtype=d)).dtype for n, d in self.dtypes.items()}
+        self.staging = {n: self.io.host(largest, as_torch[n]) for n in self.input_names}
+        self.buffers = {n: self.io.buffer(largest, as_torch[n]) for n in self.input_names}
+        self.output = self.io.buffer(self.max_batch * self.num_labels, as_torch[output_name])
 
     @classmethod
     def from_artifact(cls, path: Path, manifest: dict[str, Any] | None, **options: Any) -> TensorRTBackend:
@@ -88,27 +130,28 @@ class TensorRTBackend(Backend):
                    manifest.get("output_name", "logits"))
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        torch = self.torch
         inputs = self._select_inputs(batch)
         rows, width = inputs[self.input_names[0]].shape
-        index = pick_profile(self.profiles, rows, width)
-        context = self.contexts[index]
-        with torch.cuda.stream(self.stream):
-            device_inputs = {}
+        context = self.contexts[pick_profile(self.profiles, rows, width)]
+        size = rows * width
+        with self.io.ordered():
             for name, array in inputs.items():
-                host = self.pinned[name][: array.size].view(rows, width)
-                host.copy_(torch.from_numpy(np.ascontiguousarray(array)))
-                device_inputs[name] = host.to("cuda", non_blocking=True)
+                staged = np.ascontiguousarray(array, dtype=self.dtypes[name]).reshape(-1)
+                self.staging[name][:size].copy_(self.torch.from_numpy(staged))
+                self.buffers[name][:size].copy_(self.staging[name][:size], non_blocking=True)
                 context.set_input_shape(name, (rows, width))
-                context.set_tensor_address(name, device_inputs[name].data_ptr())
+                context.set_tensor_address(name, self.buffers[name].data_ptr())
             shape = tuple(context.get_tensor_shape(self.output_name))
-            output = torch.empty(shape, dtype=torch.float32, device="cuda")
-            context.set_tensor_address(self.output_name, output.data_ptr())
-            if not context.execute_async_v3(self.stream.cuda_stream):
+            if shape != (rows, self.num_labels):
+                raise FastrankError(f"the engine's {self.output_name!r} has shape {shape} for a {rows}x{width} "
+                                    f"batch; expected ({rows}, {self.num_labels})")
+            context.set_tensor_address(self.output_name, self.output.data_ptr())
+            if not context.execute_async_v3(self.io.handle):
                 raise FastrankError(f"TensorRT execution failed for a {rows}x{width} batch")
-            result = output.float().cpu()
-        self.stream.synchronize()
-        return result.numpy().reshape(rows, -1).astype(np.float32, copy=False)
+            result = self.output[: rows * self.num_labels].float().cpu()
+        self.io.synchronize()
+        return result.numpy().reshape(rows, self.num_labels)
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "device": "cuda", "profiles": len(self.profiles)}
+        return {"backend": self.name, "device": self.io.device, "profiles": len(self.profiles),
+                "input_dtypes": {n: str(self.dtypes[n]) for n in self.input_names}}

@@ -46,9 +46,10 @@ def plan_profiles(
 ) -> list[Profile]:
     """Length buckets at the data's quantiles (e.g. 50%, 90%, 100% for three), each a profile.
 
-    Bucket ``i`` covers sequences from just above bucket ``i-1``'s maximum up to its quantile (rounded up to
-    ``multiple``, the runtime's padding), the last bucket always reaching ``max_length`` so any pair fits. Each
-    profile is tuned (``opt``) for a full batch at the median length of the pairs that fall in it.
+    Bucket ``i`` covers sequences from one token above bucket ``i-1``'s maximum up to its quantile (rounded up to
+    ``multiple``, the runtime's padding), the first starting at 1 and the last always reaching ``max_length``: the
+    ranges are contiguous, so every width has a profile whatever padding the caller uses. Each profile is tuned
+    (``opt``) for a full batch at the median length of the pairs that fall in it.
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     if lengths.ndim != 1 or not len(lengths):
@@ -59,14 +60,12 @@ def plan_profiles(
     padded = np.minimum(np.asarray([round_up(int(n), multiple) for n in lengths]), round_up(max_length, multiple))
     quantiles = np.quantile(padded, np.linspace(0, 1, num_profiles + 1)[1:], method="higher")
     tops = sorted({round_up(int(q), multiple) for q in quantiles[:-1]} | {round_up(max_length, multiple)})
-    profiles, low = [], multiple
+    profiles, low = [], 1
     for top in tops:
-        if top < low:
-            continue
         inside = padded[(padded >= low) & (padded <= top)]
         opt = round_up(int(np.median(inside)), multiple) if len(inside) else top
         profiles.append(Profile(1, max_batch, max_batch, low, min(max(opt, low), top), top))
-        low = top + multiple
+        low = top + 1
     return profiles
 
 

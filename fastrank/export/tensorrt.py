@@ -10,6 +10,7 @@ Two builder APIs are supported:
   pinned to fp32 (``OBEY_PRECISION_CONSTRAINTS``) on the "fp16-fp32-sensitive" rung.
 - TensorRT 11+: strongly typed networks only, no FP16 flag: precision comes from the ONNX file, so fp16 rungs are
   built from a mixed-precision ONNX that keeps normalization, residual adds, softmax and the classifier in fp32.
+  The bf16 rung is skipped there (fastrank writes no bf16 ONNX), and the manifest says so.
 
 Code that needs a GPU (building, running) is marked so in the README's support matrix; everything that decides
 something (profiles, keys, selection, ladders, layer choices) runs on any machine and is unit-tested.
@@ -147,12 +148,11 @@ def build_engine(onnx_path: Path, engine_path: Path, profiles: Sequence[Profile]
     api = builder_api(trt.__version__)
     trt_logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(trt_logger)
-    flags = 0
-    if api == "strongly-typed":
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    elif hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
+    # TensorRT 11 keeps STRONGLY_TYPED as an ignored flag (every network is strongly typed); 10 deprecates and
+    # ignores EXPLICIT_BATCH. Set what exists, so a later release that drops either still builds.
+    flag_name = "STRONGLY_TYPED" if api == "strongly-typed" else "EXPLICIT_BATCH"
+    flag = getattr(trt.NetworkDefinitionCreationFlag, flag_name, None)
+    network = builder.create_network(0 if flag is None else 1 << int(flag))
     parser = trt.OnnxParser(network, trt_logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -184,9 +184,17 @@ def build_engine(onnx_path: Path, engine_path: Path, profiles: Sequence[Profile]
 
 
 def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *, ladder: Sequence[str] = GPU_LADDER,
-                    max_batch: int = 64, num_profiles: int = 3, allow_parity_failure: bool = False) -> dict[str, Any]:
+                    max_batch: int = 64, num_profiles: int = 3, allow_parity_failure: bool = False,
+                    trt: Any = None) -> dict[str, Any]:
     """Export ``model`` to a fp32 ONNX artifact plus the first TensorRT engine on ``ladder`` that passes the parity
-    gate (the CPU export's bounds: fp16/bf16 rungs as fp16). Needs a CUDA GPU and TensorRT."""
+    gate (the CPU export's bounds: fp16/bf16 rungs as fp16). Needs a CUDA GPU and TensorRT (``trt``: the module,
+    default the installed one).
+
+    Every rung tried is recorded in the manifest (``tensorrt.ladder``) with its parity failures. With
+    ``allow_parity_failure`` and no rung passing, the last rung tried is kept and marked ``parity_failed``.
+    Strongly typed TensorRT (11+) takes its precision from the ONNX file; fastrank writes fp16 and mixed fp16
+    ONNX itself but has no bf16 conversion, so the bf16 rung is skipped there (recorded with the reason).
+    """
     import shutil
     import tempfile
 
@@ -205,8 +213,9 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
         raise FastrankError("--format tensorrt needs a CUDA GPU and TensorRT (pip install 'fastrank[tensorrt]'); "
                             "--format onnx runs anywhere")
     unknown = [r for r in ladder if r not in GPU_RUNGS]
-    if unknown:
-        raise ValueError(f"unknown GPU rungs {unknown}; known: {', '.join(GPU_LADDER)}")
+    if unknown or not ladder:
+        raise ValueError(f"unknown GPU rungs {unknown or list(ladder)}; known: {', '.join(GPU_LADDER)}")
+    strongly_typed = builder_api(trt_version) == "strongly-typed"
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "onnx"
         manifest = export_model(model, base, precision="fp32", optimize="O1", verify_pairs=verify_pairs)
@@ -218,29 +227,40 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
         reference, _ = score_groups(encoder, torch_ref.logits, groups, 1, max_batch)
         engines_dir = base / ENGINE_DIR
         engines_dir.mkdir()
-        tried, chosen = [], None
+        cache = f"timing-sm{cc}-trt{trt_version}.cache"
+        runnable = [n for n in ladder if not (strongly_typed and GPU_RUNGS[n].precision == "bf16")]
+        tried: list[dict[str, Any]] = []
+        chosen = None
         for name in ladder:
             rung = GPU_RUNGS[name]
+            if name not in runnable:
+                tried.append({"rung": name, "skipped": "strongly typed TensorRT needs a bf16 ONNX, which fastrank "
+                                                       "does not write"})
+                continue
             src = base / "model.onnx"
-            if builder_api(trt_version) == "strongly-typed" and rung.precision == "fp16":
+            if strongly_typed and rung.precision == "fp16":
                 src = Path(tmp) / f"{name}.onnx"
                 (mixed_precision_onnx if rung.keep_sensitive_fp32 else _plain_fp16)(base / "model.onnx", src)
-            file, cache = engine_file(cc, trt_version, name), f"timing-sm{cc}-trt{trt_version}.cache"
-            info = build_engine(src, engines_dir / file, profiles, rung, manifest["input_names"], engines_dir / cache)
-            backend = TensorRTBackend(engines_dir / file, manifest["input_names"], profiles)
+            file = engine_file(cc, trt_version, name)
+            info = build_engine(src, engines_dir / file, profiles, rung, manifest["input_names"], engines_dir / cache,
+                                trt=trt)
+            backend = TensorRTBackend(engines_dir / file, manifest["input_names"], profiles,
+                                      manifest.get("output_name", "logits"), trt=trt)
             candidate, _ = score_groups(encoder, backend.logits, groups, 1, max_batch)
+            del backend  # free its device buffers before the next build
             report = compare(reference, candidate, groups)
             failures = check(report, merged_bounds("fp32" if rung.precision == "fp32" else "fp16"))
-            tried.append({"rung": name, "failures": failures, **info})
-            if not failures or allow_parity_failure:
+            tried.append({"rung": name, "failures": failures, "parity": report, **info})
+            last = name == runnable[-1]
+            if not failures or (allow_parity_failure and last):
                 chosen = {"file": file, "rung": name, "precision": rung.precision, "compute_capability": cc,
                           "tensorrt_version": trt_version, "timing_cache": cache, "parity": report,
                           "parity_failed": bool(failures), **info}
                 break
             (engines_dir / file).unlink()
         if chosen is None:
-            raise ParityError("no TensorRT rung passed verification: "
-                              + "; ".join(f"{t['rung']}: {', '.join(t['failures'])}" for t in tried))
+            raise ParityError("no TensorRT rung passed verification: " + "; ".join(
+                f"{t['rung']}: {t.get('skipped') or ', '.join(t['failures'])}" for t in tried))
         manifest["tensorrt"] = {"profiles": [p.to_dict() for p in profiles], "engines": [chosen], "ladder": tried}
         write_manifest(base, manifest)
         with atomic_dir(out_dir) as target:
