@@ -112,7 +112,8 @@ class Reranker:
             (see ``OnnxBackend``). ``auto``: 2 for an int8 model on a CPU with 2 or more threads, else 1 (measured:
             ``fastrank.backends.onnx_backend.auto_sessions``).
         batch_size: pairs per forward pass at most; None = 32 with one session, 8 with several (small
-            batches keep the sessions evenly busy: measured +3-4% pairs/s against 32 on 2 cores).
+            batches keep the sessions evenly busy: measured +3-4% pairs/s against 32 on 2 cores), capped at what a
+            shape-bound backend (a TensorRT engine's profiles) was built for; a larger explicit value is an error.
         max_tokens: padded tokens per batch at most (batch x padded length); None = no budget. The default 2048
             keeps long-passage batches small enough to stay in cache (measured on 2 cores: +7% pairs/s on
             ~250-token pairs, +2% on ~40-token pairs against no budget); a pair longer than the budget still runs,
@@ -175,9 +176,14 @@ class Reranker:
         else:
             raise ModelLoadError(f"{self.path}: backend {name!r} needs an exported artifact (fastrank.json)")
         self.num_labels = int(self.backend.num_labels)
+        limit = self.backend.max_batch
         if batch_size is None:
             several = len(self.backend.scorers()) > 1
             batch_size = DEFAULT_SESSIONS_BATCH_SIZE if several else DEFAULT_BATCH_SIZE
+            batch_size = batch_size if limit is None else min(batch_size, limit)
+        elif limit is not None and batch_size > limit:
+            raise ValueError(f"batch_size={batch_size} is above the largest batch the {name} backend was built for "
+                             f"({limit}); use batch_size <= {limit}, or re-export with --max-batch-size {batch_size}")
         self.batch_size, self.max_tokens = batch_size, max_tokens
         self.long_documents = long_documents
         if long_documents == "windows":

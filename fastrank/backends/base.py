@@ -43,6 +43,8 @@ class Backend(ABC):
     # Batches are padded to a multiple of this many tokens. 8 suits GPUs (aligned shapes, few distinct ones); a CPU
     # backend sets 1, since on CPU the rounding is only wasted work (+10.5% tokens on WikiQA's short pairs).
     pad_multiple: int = 8
+    # The largest batch the backend can run (a TensorRT engine's profiles, CUDA-graph buckets); None = no limit.
+    max_batch: int | None = None
 
     @abstractmethod
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:

@@ -132,14 +132,17 @@ class TensorRTBackend(Backend):
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         inputs = self._select_inputs(batch)
         rows, width = inputs[self.input_names[0]].shape
-        context = self.contexts[pick_profile(self.profiles, rows, width)]
+        index = pick_profile(self.profiles, rows, width)
+        context = self.contexts[index]
         size = rows * width
         with self.io.ordered():
             for name, array in inputs.items():
                 staged = np.ascontiguousarray(array, dtype=self.dtypes[name]).reshape(-1)
                 self.staging[name][:size].copy_(self.torch.from_numpy(staged))
                 self.buffers[name][:size].copy_(self.staging[name][:size], non_blocking=True)
-                context.set_input_shape(name, (rows, width))
+                if not context.set_input_shape(name, (rows, width)):
+                    raise FastrankError(f"TensorRT rejected shape {rows}x{width} for {name!r} "
+                                        f"(profile {self.profiles[index]})")
                 context.set_tensor_address(name, self.buffers[name].data_ptr())
             shape = tuple(context.get_tensor_shape(self.output_name))
             if shape != (rows, self.num_labels):

@@ -46,6 +46,7 @@ class TorchCudaBackend(Backend):
         self.input_names = tuple(n for n in ("input_ids", "attention_mask", "token_type_ids") if n in names)
         self.pad_token_id = int(getattr(model.tokenizer, "pad_token_id", 0) or 0)
         self.batches, self.seqs = graph_buckets(max_batch, int(model.max_length), seq_step)
+        self.max_batch = self.batches[-1] if self.pad_to_buckets else None
         self.graphs: dict[tuple[int, int], Any] = {}
         self.eager_buckets: set[tuple[int, int]] = set()
 

@@ -100,7 +100,8 @@ def select_engine(entries: Sequence[dict[str, Any]], compute_capability: str | N
 
 
 def sensitive_layer(name: str, layer_type: str) -> bool:
-    """True for layers a TensorRT 10 "fp16-fp32-sensitive" build pins to fp32 (by type name or layer name)."""
+    """True for layers a TensorRT 10 "fp16-fp32-sensitive" build pins to fp32 (by type name or layer name); the
+    build also pins the head (pooler and classifier, ``classifier_nodes``), as the mixed-precision ONNX keeps it."""
     text = f"{name} {layer_type}".lower()
     return any(word in text for word in SENSITIVE_LAYER_WORDS)
 
@@ -163,10 +164,13 @@ def build_engine(onnx_path: Path, engine_path: Path, profiles: Sequence[Profile]
     if api == "weakly-typed" and rung.precision in ("fp16", "bf16"):
         config.set_flag(trt.BuilderFlag.FP16 if rung.precision == "fp16" else trt.BuilderFlag.BF16)
         if rung.keep_sensitive_fp32:
+            import onnx
+
+            head = set(classifier_nodes(onnx.load(str(onnx_path), load_external_data=False)))
             config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
             for i in range(network.num_layers):
                 layer = network.get_layer(i)
-                if sensitive_layer(layer.name, str(layer.type)):
+                if sensitive_layer(layer.name, str(layer.type)) or layer.name in head:
                     layer.precision = trt.float32
                     for j in range(layer.num_outputs):
                         layer.set_output_type(j, trt.float32)
@@ -187,7 +191,7 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
                     max_batch: int = 64, num_profiles: int = 3, allow_parity_failure: bool = False,
                     trt: Any = None) -> dict[str, Any]:
     """Export ``model`` to a fp32 ONNX artifact plus the first TensorRT engine on ``ladder`` that passes the parity
-    gate (the CPU export's bounds: fp16/bf16 rungs as fp16). Needs a CUDA GPU and TensorRT (``trt``: the module,
+    gate (the CPU export's bounds for the rung's precision). Needs a CUDA GPU and TensorRT (``trt``: the module,
     default the installed one).
 
     Every rung tried is recorded in the manifest (``tensorrt.ladder``) with its parity failures. With
@@ -249,7 +253,7 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
             candidate, _ = score_groups(encoder, backend.logits, groups, 1, max_batch)
             del backend  # free its device buffers before the next build
             report = compare(reference, candidate, groups)
-            failures = check(report, merged_bounds("fp32" if rung.precision == "fp32" else "fp16"))
+            failures = check(report, merged_bounds(rung.precision))
             tried.append({"rung": name, "failures": failures, "parity": report, **info})
             last = name == runnable[-1]
             if not failures or (allow_parity_failure and last):

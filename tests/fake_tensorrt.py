@@ -1,0 +1,292 @@
+"""A stand-in for the ``tensorrt`` module, so the TensorRT builder and runtime code runs on a CPU.
+
+It keeps the parts of the TensorRT 10/11 Python API fastrank calls and checks how they are called:
+
+- The builder parses the ONNX file into layers (one per node), records creation flags, builder flags, per-layer
+  precision, optimization profiles and the timing cache. Its "engine" is a JSON header plus the ONNX bytes.
+- TensorRT 11 has no weak-typing API. ``BuilderFlag.FP16``, ``OBEY_PRECISION_CONSTRAINTS`` and the others are
+  absent, and setting ``layer.precision`` raises, as in a strongly typed network.
+- Precision is emulated by one rule: a build that computes normalization, softmax or the classifier in 16 bits
+  adds a 0.1 error to every logit. On TensorRT 10 these are layers left unpinned under the FP16/BF16 flag; on
+  TensorRT 11, normalization weights stored in fp16 in the ONNX. Otherwise the ONNX runs unchanged on
+  onnxruntime's CPU provider. So the precision ladder passes or fails as it would with a real engine.
+- The runtime reads inputs from, and writes logits to, the raw addresses bound with ``set_tensor_address``
+  (host memory here), with the engine's input dtype (int32 by default, as a parser may narrow token ids). It
+  rejects shapes outside the context's profile, as TensorRT does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+NORM_OPS = ("LayerNormalization", "SkipLayerNormalization")
+# ONNX op -> the TensorRT layer type the parser makes of it (others become ELEMENTWISE here; only these matter).
+LAYER_TYPES = {"LayerNormalization": "NORMALIZATION", "SkipLayerNormalization": "NORMALIZATION",
+               "Softmax": "SOFTMAX", "MatMul": "MATRIX_MULTIPLY", "Gemm": "MATRIX_MULTIPLY"}
+HEADER_END = b"\n--onnx--\n"
+NOISE = 0.1
+
+
+class _Enum:
+    def __init__(self, **members: int) -> None:
+        self.__dict__.update(members)
+
+
+class _Layer:
+    def __init__(self, name: str, op_type: str, strongly_typed: bool) -> None:
+        self.name, self.type, self.num_outputs = name, f"LayerType.{LAYER_TYPES.get(op_type, 'ELEMENTWISE')}", 1
+        self._strong, self._precision, self.output_types = strongly_typed, None, {}
+
+    @property
+    def precision(self) -> Any:
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: Any) -> None:
+        if self._strong:
+            raise RuntimeError("cannot set layer precision in a strongly typed network")
+        self._precision = value
+
+    def set_output_type(self, index: int, dtype: Any) -> None:
+        if self._strong:
+            raise RuntimeError("cannot set output types in a strongly typed network")
+        self.output_types[index] = dtype
+
+
+class _Network:
+    def __init__(self, flags: int, strongly_typed: bool) -> None:
+        self.flags, self.strongly_typed, self.layers, self.onnx_path = flags, strongly_typed, [], None
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def get_layer(self, i: int) -> _Layer:
+        return self.layers[i]
+
+
+class _Parser:
+    def __init__(self, network: _Network, logger: Any) -> None:
+        self.network, self.num_errors = network, 0
+
+    def parse_from_file(self, path: str) -> bool:
+        import onnx
+
+        model = onnx.load(path)
+        self.network.onnx_path = path
+        self.network.layers = [_Layer(n.name or f"node{i}", n.op_type, self.network.strongly_typed)
+                               for i, n in enumerate(model.graph.node)]
+        self.network.fp16_norm_weights = _fp16_norm_weights(model)
+        return True
+
+    def get_error(self, i: int) -> str:
+        return ""
+
+
+def _fp16_norm_weights(model: Any) -> bool:
+    import onnx
+
+    fp16 = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
+    return any(x in fp16 for n in model.graph.node if n.op_type in NORM_OPS for x in n.input)
+
+
+class _Profile:
+    def __init__(self) -> None:
+        self.shapes: dict[str, tuple] = {}
+
+    def set_shape(self, name: str, lo: tuple, opt: tuple, hi: tuple) -> None:
+        self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
+
+
+class _Cache:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def serialize(self) -> bytes:
+        return self.data
+
+
+class _Config:
+    def __init__(self) -> None:
+        self.flags: set[str] = set()
+        self.profiles: list[_Profile] = []
+        self.cache: _Cache | None = None
+        self.workspace = None
+
+    def set_memory_pool_limit(self, pool: Any, size: int) -> None:
+        self.workspace = size
+
+    def set_flag(self, flag: str) -> None:
+        self.flags.add(flag)
+
+    def create_timing_cache(self, data: bytes) -> _Cache:
+        return _Cache(bytes(data))
+
+    def set_timing_cache(self, cache: _Cache, ignore_mismatch: bool) -> bool:
+        self.cache = cache
+        return True
+
+    def get_timing_cache(self) -> _Cache:
+        return self.cache
+
+    def add_optimization_profile(self, profile: _Profile) -> int:
+        self.profiles.append(profile)
+        return len(self.profiles) - 1
+
+
+class _Context:
+    def __init__(self, engine: _Engine) -> None:
+        self.engine, self.profile, self.shapes, self.addresses, self.runs = engine, 0, {}, {}, []
+
+    def set_optimization_profile_async(self, index: int, stream: int) -> bool:
+        self.profile = index
+        return True
+
+    def set_input_shape(self, name: str, shape: tuple) -> bool:
+        lo, _, hi = self.engine.profiles[self.profile][name]
+        if not all(a <= s <= b for a, s, b in zip(lo, shape, hi)):
+            return False
+        self.shapes[name] = tuple(shape)
+        return True
+
+    def set_tensor_address(self, name: str, address: int) -> bool:
+        self.addresses[name] = address
+        return True
+
+    def get_tensor_shape(self, name: str) -> tuple:
+        rows = next(iter(self.shapes.values()))[0]
+        return (rows, 1)
+
+    def execute_async_v3(self, stream: int) -> bool:
+        feed = {}
+        for name in self.engine.inputs:
+            shape, dtype = self.shapes[name], self.engine.input_dtype
+            raw = (ctypes.c_char * (int(np.prod(shape)) * dtype.itemsize)).from_address(self.addresses[name])
+            feed[name] = np.frombuffer(raw, dtype=dtype).reshape(shape).astype(np.int64)
+        logits = self.engine.session.run(["logits"], feed)[0].astype(np.float32)
+        if self.engine.noisy:
+            logits = logits + NOISE * np.cos(np.arange(logits.size, dtype=np.float32)).reshape(logits.shape)
+        out = np.ascontiguousarray(logits)
+        ctypes.memmove(self.addresses["logits"], out.ctypes.data, out.nbytes)
+        self.runs.append((self.profile, self.shapes[self.engine.inputs[0]]))
+        return True
+
+
+class _Engine:
+    def __init__(self, header: dict[str, Any], onnx_bytes: bytes, input_dtype: np.dtype) -> None:
+        import onnxruntime as ort
+
+        self.header, self.profiles, self.noisy = header, header["profiles"], header["noisy"]
+        self.inputs, self.input_dtype = header["inputs"], input_dtype
+        self.session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+        self.num_optimization_profiles = len(self.profiles)
+        self.contexts: list[_Context] = []
+
+    def get_tensor_dtype(self, name: str) -> str:
+        return "INT32" if name in self.inputs and self.input_dtype == np.int32 else (
+            "INT64" if name in self.inputs else "FLOAT")
+
+    def get_tensor_shape(self, name: str) -> tuple:
+        return (-1, -1) if name in self.inputs else (-1, 1)
+
+    def create_execution_context(self) -> _Context:
+        self.contexts.append(_Context(self))
+        return self.contexts[-1]
+
+
+def make_tensorrt(version: str = "10.5.0", input_dtype: Any = np.int32) -> types.ModuleType:
+    """A ``tensorrt`` stand-in of ``version`` (10.x: weak typing available; 11.x: strongly typed only)."""
+    strong_only = int(version.split(".")[0]) >= 11
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+    trt.float32 = "float32"
+    trt.built: list[dict[str, Any]] = []  # what each build saw, for assertions
+    trt.engines: list[_Engine] = []
+    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level=2: None})
+    trt.MemoryPoolType = _Enum(WORKSPACE=0)
+    flags = {"STRONGLY_TYPED": 5} if strong_only else {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 5}
+    trt.NetworkDefinitionCreationFlag = _Enum(**flags)
+    trt.BuilderFlag = _Enum(TF32=6) if strong_only else _Enum(
+        FP16="FP16", BF16="BF16", OBEY_PRECISION_CONSTRAINTS="OBEY_PRECISION_CONSTRAINTS", TF32=6)
+    dtypes = {"INT32": np.int32, "INT64": np.int64, "FLOAT": np.float32}
+    trt.nptype = lambda name: dtypes[name]
+
+    class Builder:
+        def __init__(self, logger: Any) -> None:
+            pass
+
+        def create_network(self, flags: int) -> _Network:
+            return _Network(flags, strong_only or bool(flags & (1 << 5)))
+
+        def create_builder_config(self) -> _Config:
+            return _Config()
+
+        def create_optimization_profile(self) -> _Profile:
+            return _Profile()
+
+        def build_serialized_network(self, network: _Network, config: _Config) -> bytes:
+            reduced = config.flags & {"FP16", "BF16"}
+            unpinned = [layer for layer in network.layers if _is_sensitive(layer) and layer.precision != "float32"]
+            noisy = bool(network.fp16_norm_weights) if network.strongly_typed else bool(reduced and unpinned)
+            header = {"version": version, "inputs": sorted({n for p in config.profiles for n in p.shapes},
+                                                           key=["input_ids", "attention_mask",
+                                                                "token_type_ids"].index),
+                      "profiles": [p.shapes for p in config.profiles], "noisy": noisy}
+            trt.built.append({"network_flags": network.flags, "builder_flags": set(config.flags), "noisy": noisy,
+                              "pinned": [layer.name for layer in network.layers if layer.precision == "float32"],
+                              "profiles": [p.shapes for p in config.profiles], "workspace": config.workspace,
+                              "cache_in": config.cache.data, "onnx": network.onnx_path})
+            config.cache = _Cache(config.cache.data + b"t")  # the build adds timings to the cache
+            return json.dumps(header).encode() + HEADER_END + Path(network.onnx_path).read_bytes()
+
+    class Runtime:
+        def __init__(self, logger: Any) -> None:
+            pass
+
+        def deserialize_cuda_engine(self, data: bytes) -> _Engine | None:
+            head, _, onnx_bytes = bytes(data).partition(HEADER_END)
+            header = json.loads(head)
+            if header["version"] != version:
+                return None  # an engine from another TensorRT does not load
+            engine = _Engine(header, onnx_bytes, np.dtype(input_dtype))
+            trt.engines.append(engine)
+            return engine
+
+    trt.Builder, trt.Runtime, trt.OnnxParser = Builder, Runtime, _Parser
+    return trt
+
+
+def _is_sensitive(layer: _Layer) -> bool:
+    """Layers whose 16-bit computation the stand-in punishes: normalization, softmax, the classifier."""
+    return layer.type in ("LayerType.NORMALIZATION", "LayerType.SOFTMAX") or "classifier" in layer.name
+
+
+class HostIO:
+    """``CudaIO`` on host memory: the stand-in engine reads and writes plain CPU tensors by address."""
+
+    device, handle = "cpu", 0
+
+    def __init__(self, torch: Any = None) -> None:
+        import torch as torch_module
+
+        self.torch = torch or torch_module
+
+    def host(self, size: int, dtype: Any) -> Any:
+        return self.torch.empty(size, dtype=dtype)
+
+    def buffer(self, size: int, dtype: Any) -> Any:
+        return self.torch.zeros(size, dtype=dtype)
+
+    def ordered(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def synchronize(self) -> None:
+        pass

@@ -1,0 +1,157 @@
+"""The TensorRT builder, runtime and export ladder, driven on the CPU by a stand-in ``tensorrt`` module
+(``tests/fake_tensorrt.py``): which flags and per-layer precisions each API version gets, which profile a batch
+runs on, tensor dtypes, the timing cache, the precision ladder and what the manifest records. A real engine is not
+built here (no GPU); the stand-in runs the same ONNX on onnxruntime and fails the rungs that compute
+normalization in 16 bits."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from fake_tensorrt import HostIO, make_tensorrt
+
+import fastrank.backends.tensorrt_backend as trt_backend
+from fastrank.errors import ModelLoadError, ParityError
+from fastrank.export.profiles import Profile, pick_profile
+from fastrank.export.tensorrt import GPU_RUNGS, build_engine, classifier_nodes, engine_file, export_tensorrt
+
+PAIRS = [("what is the capital of france", d) for d in
+         ("paris", "berlin is in germany", "ice caves form in glaciers " * 6, "the capital of france is paris")]
+PROFILES = [Profile(1, 4, 4, 1, 16, 16), Profile(1, 4, 4, 17, 48, 64)]
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@pytest.fixture(scope="module")
+def artifact(tiny_model_dir, tmp_path_factory):
+    from fastrank import CrossEncoder
+    from fastrank.export import export_model
+
+    out = tmp_path_factory.mktemp("trt") / "fp32"
+    export_model(CrossEncoder(tiny_model_dir, max_length=64, device="cpu"), out, optimize="O1", num_threads=1)
+    return out
+
+
+@pytest.fixture
+def on_fake_gpu(monkeypatch):
+    """Install a stand-in ``tensorrt`` of a given version on a pretend sm90 GPU with host-memory buffers."""
+
+    def install(version: str):
+        trt = make_tensorrt(version)
+        monkeypatch.setitem(sys.modules, "tensorrt", trt)
+        monkeypatch.setattr(trt_backend, "gpu_info", lambda: ("9.0", version))
+        monkeypatch.setattr(trt_backend, "CudaIO", HostIO)
+        return trt
+
+    return install
+
+
+def test_tensorrt10_build_pins_sensitive_layers_and_carries_the_timing_cache(artifact, tmp_path):
+    import onnx
+
+    trt = make_tensorrt("10.5.0")
+    cache = tmp_path / "timing.cache"
+    for name in ("fp16", "fp16-fp32-sensitive"):
+        info = build_engine(artifact / "model.onnx", tmp_path / f"{name}.plan", PROFILES, GPU_RUNGS[name], INPUTS,
+                            cache, trt=trt)
+        assert info["builder_api"] == "weakly-typed" and info["bytes"] == (tmp_path / f"{name}.plan").stat().st_size
+    plain, sensitive = trt.built
+    assert plain["network_flags"] == 1 << 0  # EXPLICIT_BATCH where it still exists
+    assert plain["builder_flags"] == {"FP16"} and plain["pinned"] == [] and plain["noisy"]
+    assert sensitive["builder_flags"] == {"FP16", "OBEY_PRECISION_CONSTRAINTS"} and not sensitive["noisy"]
+    nodes = onnx.load(str(artifact / "model.onnx")).graph.node
+    expected = {n.name for n in nodes if n.op_type in ("LayerNormalization", "Softmax")}
+    expected |= set(classifier_nodes(onnx.load(str(artifact / "model.onnx"))))
+    assert set(sensitive["pinned"]) == expected and "/inner/classifier/Gemm" in expected
+    assert not any("MatMul" in name for name in sensitive["pinned"])  # matmuls stay fp16: that is the speed-up
+    assert sensitive["profiles"] == [{n: ((1, 1), (4, 16), (4, 16)) for n in INPUTS},
+                                     {n: ((1, 17), (4, 48), (4, 64)) for n in INPUTS}]
+    assert plain["cache_in"] == b"" and sensitive["cache_in"] == b"t" and cache.read_bytes() == b"tt"
+    assert plain["workspace"] == 4 << 30
+
+
+def test_tensorrt11_build_is_strongly_typed_without_precision_flags(artifact, tmp_path):
+    trt = make_tensorrt("11.1.0")
+    assert not hasattr(trt.BuilderFlag, "FP16")  # a call to a removed weak-typing API would raise here
+    info = build_engine(artifact / "model.onnx", tmp_path / "e.plan", PROFILES, GPU_RUNGS["fp16-fp32-sensitive"],
+                        INPUTS, trt=trt)
+    (built,) = trt.built
+    assert info == {"builder_api": "strongly-typed", "layers_pinned_fp32": 0, "bytes": info["bytes"]}
+    assert built["network_flags"] == 1 << 5 and built["builder_flags"] == set() and built["pinned"] == []
+
+
+def test_backend_runs_each_batch_on_its_profile_with_the_engine_dtypes(artifact, tmp_path):
+    from fastrank.reranker import Reranker
+
+    trt = make_tensorrt("10.5.0", input_dtype=np.int32)
+    build_engine(artifact / "model.onnx", tmp_path / "e.plan", PROFILES, GPU_RUNGS["fp32"], INPUTS, trt=trt)
+    backend = trt_backend.TensorRTBackend(tmp_path / "e.plan", INPUTS, PROFILES, trt=trt, io=HostIO())
+    assert backend.describe()["input_dtypes"] == {n: "int32" for n in INPUTS} and backend.max_batch == 4
+    reranker = Reranker(artifact, num_threads=1, batch_size=4)
+    reference = reranker.logits(PAIRS * 3)
+    reranker.backend = backend
+    np.testing.assert_allclose(reranker.logits(PAIRS * 3), reference, atol=1e-5)
+    runs = [run for engine in trt.engines for context in engine.contexts for run in context.runs]
+    assert {profile for profile, _ in runs} == {0, 1}  # short pairs on the short profile, long ones on the other
+    assert all(profile == pick_profile(PROFILES, rows, width) for profile, (rows, width) in runs)
+    with pytest.raises(ValueError, match="no optimization profile covers batch 5"):
+        backend.logits({n: np.ones((5, 8), dtype=np.int64) for n in INPUTS})
+    with pytest.raises(ModelLoadError, match="2 optimization profiles; the manifest lists 1"):
+        trt_backend.TensorRTBackend(tmp_path / "e.plan", INPUTS, PROFILES[:1], trt=trt, io=HostIO())
+    with pytest.raises(ModelLoadError, match="built for another GPU or TensorRT"):
+        trt_backend.TensorRTBackend(tmp_path / "e.plan", INPUTS, PROFILES, trt=make_tensorrt("10.6.0"), io=HostIO())
+
+
+def test_export_ladder_on_tensorrt10_keeps_the_first_rung_that_passes(tiny_model_dir, tmp_path, on_fake_gpu):
+    from fastrank.reranker import Reranker
+
+    trt = on_fake_gpu("10.5.0")
+    manifest = export_tensorrt(str(tiny_model_dir), tmp_path / "out", max_batch=8, num_profiles=2)
+    section = manifest["tensorrt"]
+    assert [(t["rung"], bool(t["failures"])) for t in section["ladder"]] == [("fp16", True),
+                                                                            ("fp16-fp32-sensitive", False)]
+    assert any("max_abs_logit" in f for f in section["ladder"][0]["failures"])
+    (engine,) = section["engines"]
+    assert engine["rung"] == "fp16-fp32-sensitive" and engine["compute_capability"] == "9.0"
+    assert engine["layers_pinned_fp32"] > 0 and not engine["parity_failed"]
+    files = sorted(p.name for p in (tmp_path / "out" / "tensorrt").iterdir())
+    assert files == [engine_file("9.0", "10.5.0", "fp16-fp32-sensitive"), "timing-sm9.0-trt10.5.0.cache"]
+    assert len(section["profiles"]) == 2 and section["profiles"][-1]["max_seq"] >= 64
+    assert [b["builder_flags"] for b in trt.built] == [{"FP16"}, {"FP16", "OBEY_PRECISION_CONSTRAINTS"}]
+
+    auto = Reranker(tmp_path / "out", num_threads=1)  # the engine fits this (pretend) GPU and TensorRT
+    assert auto.backend.name == "tensorrt" and auto.batch_size == 8  # capped at the profiles' batch
+    onnx = Reranker(tmp_path / "out", backend="onnx", num_threads=1)
+    np.testing.assert_allclose(auto.logits(PAIRS), onnx.logits(PAIRS), atol=1e-5)
+    with pytest.raises(ValueError, match="batch_size=16 is above the largest batch the tensorrt backend"):
+        Reranker(tmp_path / "out", batch_size=16)
+
+
+def test_export_ladder_on_tensorrt11_uses_the_mixed_precision_onnx(tiny_model_dir, tmp_path, on_fake_gpu):
+    trt = on_fake_gpu("11.1.0")
+    manifest = export_tensorrt(str(tiny_model_dir), tmp_path / "out", max_batch=8, num_profiles=2)
+    ladder = manifest["tensorrt"]["ladder"]
+    assert [(t["rung"], bool(t["failures"])) for t in ladder] == [("fp16", True), ("fp16-fp32-sensitive", False)]
+    assert [b["noisy"] for b in trt.built] == [True, False]  # plain fp16 ONNX has fp16 LayerNorm weights
+    assert all(b["builder_flags"] == set() and b["network_flags"] == 1 << 5 for b in trt.built)
+    assert manifest["tensorrt"]["engines"][0]["parity"]["max_abs_logit"] < 2e-2
+
+    manifest = export_tensorrt(str(tiny_model_dir), tmp_path / "bf16", ladder=("bf16", "fp32"), max_batch=8)
+    ladder = manifest["tensorrt"]["ladder"]
+    assert ladder[0]["rung"] == "bf16" and "bf16 ONNX" in ladder[0]["skipped"]
+    assert manifest["tensorrt"]["engines"][0]["rung"] == "fp32"
+
+
+def test_export_parity_failure_is_an_error_unless_allowed(tiny_model_dir, tmp_path, on_fake_gpu):
+    on_fake_gpu("10.5.0")
+    with pytest.raises(ParityError, match="no TensorRT rung passed verification: fp16: max_abs_logit"):
+        export_tensorrt(str(tiny_model_dir), tmp_path / "out", ladder=("fp16",), max_batch=8)
+    assert not (tmp_path / "out").exists()  # nothing half-written
+    manifest = export_tensorrt(str(tiny_model_dir), tmp_path / "out", ladder=("fp16",), max_batch=8,
+                               allow_parity_failure=True)
+    assert manifest["tensorrt"]["engines"][0]["rung"] == "fp16" and manifest["tensorrt"]["engines"][0]["parity_failed"]
+    shutil.rmtree(tmp_path / "out")
+    with pytest.raises(ValueError, match="unknown GPU rungs"):
+        export_tensorrt(str(tiny_model_dir), tmp_path / "out", ladder=("int4",))
