@@ -6,6 +6,7 @@ normalization in 16 bits."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 
@@ -155,3 +156,24 @@ def test_export_parity_failure_is_an_error_unless_allowed(tiny_model_dir, tmp_pa
     shutil.rmtree(tmp_path / "out")
     with pytest.raises(ValueError, match="unknown GPU rungs"):
         export_tensorrt(str(tiny_model_dir), tmp_path / "out", ladder=("int4",))
+
+
+def test_cli_export_tensorrt_and_a_triton_repository_of_the_engine(tiny_model_dir, tmp_path, on_fake_gpu):
+    from typer.testing import CliRunner
+
+    from fastrank.cli import app
+
+    on_fake_gpu("10.5.0")
+    result = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--out", str(tmp_path / "trt"),
+                                      "--format", "tensorrt", "--max-batch-size", "8"])
+    assert result.exit_code == 0, result.output
+    assert "TensorRT engine engine-sm90-trt10.5.0-fp16-fp32-sensitive.plan: rung fp16-fp32-sensitive" in result.output
+    assert "TensorRT fp16 failed: max_abs_logit" in result.output
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "trt"), "--out", str(tmp_path / "repo"),
+                                      "--format", "triton", "--triton-backend", "tensorrt", "--max-batch-size", "8"])
+    assert result.exit_code == 0, result.output
+    engine = tmp_path / "trt" / "tensorrt" / engine_file("9.0", "10.5.0", "fp16-fp32-sensitive")
+    assert (tmp_path / "repo" / "fastrank_model" / "1" / "model.plan").read_bytes() == engine.read_bytes()
+    config = (tmp_path / "repo" / "fastrank_model" / "config.pbtxt").read_text()
+    profiles = json.loads((tmp_path / "trt" / "fastrank.json").read_text())["tensorrt"]["profiles"]
+    assert 'platform: "tensorrt_plan"' in config and config.count("instance_group") == len(profiles)  # one each

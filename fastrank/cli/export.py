@@ -65,7 +65,27 @@ def summary(manifest: dict[str, Any], out: str) -> str:
         lines.append(f"  parity on {parity['num_pairs']} pairs ({parity['data']}): " + ", ".join(numbers))
     if manifest["parity_failed"]:
         lines.append("  WARNING: verification failed; written because of --allow-parity-failure")
+    if manifest.get("tensorrt"):
+        lines += _tensorrt_summary(manifest["tensorrt"])
     return "\n".join(lines)
+
+
+def _tensorrt_summary(section: dict[str, Any]) -> list[str]:
+    engine = section["engines"][0]
+    shapes = ", ".join(f"{p['max_batch']}x{p['min_seq']}-{p['max_seq']}" for p in section["profiles"])
+    lines = [f"  TensorRT engine {engine['file']}: rung {engine['rung']} (sm{engine['compute_capability']}, "
+             f"TensorRT {engine['tensorrt_version']}, {engine['builder_api']}), profiles batch x seq {shapes}"]
+    for entry in section["ladder"]:
+        if entry.get("skipped"):
+            lines.append(f"  TensorRT skipped {entry['rung']}: {entry['skipped']}")
+        elif entry["failures"]:
+            lines.append(f"  TensorRT {entry['rung']} failed: " + "; ".join(entry["failures"]))
+    parity = engine["parity"]
+    lines.append(f"  TensorRT parity: max|dlogit| {parity['max_abs_logit']:.2e}"
+                 + (f", dNDCG@10 {parity['delta_ndcg@10']:.4f}" if "delta_ndcg@10" in parity else ""))
+    if engine["parity_failed"]:
+        lines.append("  WARNING: the engine failed verification; kept because of --allow-parity-failure")
+    return lines
 
 
 def export_command(
