@@ -1,7 +1,13 @@
 """Every GPU check in one run; prints one table (and writes JSON to $OUT/gpu_check.json when $OUT is set).
 
-    bash bench/gpu_check.sh [MODEL_DIR]          # on a CUDA machine
+    python -m bench.gpu_check --prepare .gpu [--model runs/wikiqa]   # here: what the GPU machine needs, < 64 MiB
+    bash bench/gpu_check.sh                      # on a CUDA machine (uses .gpu/ when present)
     python -m bench.gpu_check --device cpu --quick   # dry run of the same code path on a CPU (no numbers)
+
+The GPU machine has CUDA torch, transformers and tokenizers but neither ``../shared`` nor the bundled base model, so
+``--prepare`` writes the model as a fp16 checkpoint (about 45 MB for MiniLM-L6; the fp32 reference row upcasts
+the same weights, so parity compares compute precision only) and a copy of WikiQA test into an ignored folder
+that the device call carries: ``run(command="bash bench/gpu_check.sh", carry=[".gpu"])``.
 
 Rows: torch CUDA fp32 eager (the reference), fp16 and bf16 eager, fp16 and bf16 with CUDA graphs per bucket
 (fastrank's torch-cuda backend), then TensorRT and onnxruntime-gpu when installed. For each: throughput at
@@ -23,6 +29,26 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 WIKIQA = ROOT.parent / "shared" / "data" / "wikiqa" / "test.jsonl"
+CARRIED = ROOT / ".gpu"  # what --prepare writes and the device call carries
+
+
+def prepare(target: Path, model_dir: str | None) -> None:
+    """Write ``target/model`` (the model as a fp16 checkpoint) and ``target/wikiqa/test.jsonl`` for a GPU run."""
+    import shutil
+
+    import torch
+
+    from fastrank.model import CrossEncoder, resolve_model_path
+
+    source = model_dir or (str(ROOT / "runs" / "wikiqa") if (ROOT / "runs" / "wikiqa").is_dir()
+                           else resolve_model_path("sentence-transformers/all-MiniLM-L6-v2"))
+    model = CrossEncoder(source, device="cpu")
+    model.model.to(torch.float16)
+    model.save(target / "model")
+    (target / "wikiqa").mkdir(parents=True, exist_ok=True)
+    shutil.copy(WIKIQA, target / "wikiqa" / "test.jsonl")
+    size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+    print(f"wrote {target} from {source}: {size / 2**20:.1f} MiB")
 
 
 def _synthetic_rate(backend, batch: int, seq: int, repeats: int) -> float:
@@ -47,7 +73,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=None, help="Checkpoint dir (default runs/wikiqa, else the base model).")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true", help="Few queries and repeats (dry runs).")
+    parser.add_argument("--data", default=None, help="Grouped JSONL to score (default .gpu/wikiqa, else ../shared).")
+    parser.add_argument("--prepare", type=Path, default=None, help="Write the carry folder for a GPU run and stop.")
     args = parser.parse_args(argv)
+    if args.prepare is not None:
+        prepare(args.prepare, args.model)
+        return
     import torch
 
     from fastrank.backends.torch_backend import TorchBackend
@@ -59,10 +90,13 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA device visible: run on a GPU machine, or --device cpu for a dry run")
-    model_dir = args.model or (str(ROOT / "runs" / "wikiqa") if (ROOT / "runs" / "wikiqa").is_dir()
-                               else resolve_model_path("sentence-transformers/all-MiniLM-L6-v2"))
+    candidates = [args.model, CARRIED / "model", ROOT / "runs" / "wikiqa"]
+    found = next((str(c) for c in candidates if c is not None and Path(c).is_dir()), None)
+    model_dir = found or resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")
     on_gpu = args.device.startswith("cuda")
-    groups = read_groups(str(WIKIQA))[: 20 if args.quick else None] if WIKIQA.is_file() else []
+    data = Path(args.data) if args.data else next((p for p in (CARRIED / "wikiqa" / "test.jsonl", WIKIQA)
+                                                   if p.is_file()), WIKIQA)
+    groups = read_groups(str(data))[: 20 if args.quick else None] if data.is_file() else []
     pairs = [(g.query, d) for g in groups for d in g.documents]
     spans, start = [], 0
     for g in groups:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +14,8 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a temporary directory beside ``target``; on success it replaces ``target``, on error it is removed."""
     target = Path(target).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()  # the umask's permissions (mkdtemp's 0700 would make every written model private to its writer)
     try:
         yield tmp
     except BaseException:
