@@ -54,7 +54,11 @@ def gpu_providers(kind: str, profiles: Sequence[Profile] = (), input_names: Sequ
                   cache_dir: str | Path | None = None, fp16: bool = True, device_id: int = 0) -> list[ProviderSpec]:
     """Provider list for onnxruntime-gpu. ``cuda``: the CUDA provider; ``tensorrt``: the TensorRT provider with
     explicit optimization profiles (so it never rebuilds an engine for a new padded length), engine and timing
-    caches under ``cache_dir``, fp16 on request; both fall back to CUDA then CPU for unsupported nodes."""
+    caches under ``cache_dir``, fp16 on request; both fall back to CUDA then CPU for unsupported nodes.
+
+    ``fp16`` maps to the provider's ``trt_fp16_enable``, a TensorRT 10 builder flag. TensorRT 11 removed weak typing
+    (strongly typed networks take precision from the graph), so there give the session the mixed-precision ONNX
+    (``fastrank.export.tensorrt.mixed_precision_onnx``) rather than relying on the flag."""
     cuda = ("CUDAExecutionProvider", {"device_id": device_id, "arena_extend_strategy": "kSameAsRequested",
                                       "cudnn_conv_algo_search": "HEURISTIC", "do_copy_in_default_stream": True})
     if kind == "cuda":
