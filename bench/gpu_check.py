@@ -81,11 +81,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     import torch
 
-    from fastrank.backends.torch_backend import TorchBackend
-    from fastrank.backends.torch_cuda_backend import TorchCudaBackend
     from fastrank.benchmark import parity, quality
     from fastrank.data import read_groups
-    from fastrank.model import CrossEncoder, resolve_model_path
+    from fastrank.model import resolve_model_path
     from fastrank.reranker import Reranker
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -110,11 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict[str, Any]] = []
     reference = None
     for name, precision, graphs in configs:
-        model = CrossEncoder(model_dir, device=args.device)
-        backend = TorchCudaBackend(model, precision=precision, cuda_graphs=graphs, device=args.device,
-                                   pad_to_buckets=graphs)
-        reranker = Reranker(model_dir, backend="torch")
-        reranker.backend, reranker.batch_size = backend, 64
+        reranker = Reranker(model_dir, backend="torch-cuda", batch_size=64, backend_options={
+            "precision": precision, "cuda_graphs": graphs, "device": args.device, "pad_to_buckets": graphs})
+        backend = reranker.backend
         row: dict[str, Any] = {"row": name, "precision": precision, "cuda_graphs": graphs}
         row["pairs_per_s_64x256"] = round(_synthetic_rate(backend, 64, 256, 3 if args.quick else 20), 1)
         if pairs:
@@ -130,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
             row["gate_ok"] = row["delta_ndcg@10"] <= 0.002
         row["describe"] = backend.describe()
         rows.append(row)
-        del backend, model
+        del backend, reranker
         if on_gpu:
             torch.cuda.empty_cache()
     base = rows[0]["pairs_per_s_64x256"]

@@ -124,6 +124,8 @@ class Reranker:
         window_stride: tokens shared by consecutive windows (the ``stride`` of Hugging Face tokenizers: overlap,
             not step); default a quarter of max_length, capped to what a window allows.
         providers: onnxruntime execution providers (ONNX backend only), e.g. ``["CUDAExecutionProvider"]``.
+        backend_options: further keyword arguments of the backend's ``from_artifact``, e.g. for ``torch-cuda``
+            ``{"precision": "bf16", "cuda_graphs": False}`` (see each backend's constructor).
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class Reranker:
         long_documents: str = "truncate",
         window_stride: int | None = None,
         providers: Sequence[str] | None = None,
+        backend_options: dict[str, Any] | None = None,
     ) -> None:
         if long_documents not in LONG_DOCUMENTS:
             raise ValueError(f"long_documents must be one of {LONG_DOCUMENTS}, got {long_documents!r}")
@@ -155,6 +158,9 @@ class Reranker:
         options: dict[str, Any] = {"num_threads": num_threads}
         if providers is not None:
             options["providers"] = providers
+        if backend_options is not None and not isinstance(backend_options, dict):
+            raise TypeError(f"backend_options must be a dict of keyword arguments, got {type(backend_options).__name__}")
+        options.update(backend_options or {})
         if name == "onnx":
             from fastrank.backends.onnx_backend import auto_sessions
 

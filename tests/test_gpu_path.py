@@ -232,32 +232,34 @@ def test_torch_cuda_backend_matches_cpu(tiny_model_dir):
     pairs = [("q", "short doc"), ("a longer query here", "a much longer document " * 20)]
     ref = Reranker(tiny_model_dir, backend="torch").logits(pairs)
     for precision in ("fp32", "fp16", "bf16"):
-        from fastrank.backends.torch_cuda_backend import TorchCudaBackend
-        from fastrank.model import CrossEncoder
-
-        backend = TorchCudaBackend(CrossEncoder(tiny_model_dir), precision=precision)
-        reranker = Reranker(tiny_model_dir, backend="torch")
-        reranker.backend = backend
+        reranker = Reranker(tiny_model_dir, backend="torch-cuda", backend_options={"precision": precision})
         got = reranker.logits(pairs)
         assert np.abs(got - ref).max() < (1e-4 if precision == "fp32" else 5e-2)
+        assert reranker.backend.describe()["graphs_captured"] > 0 and not reranker.backend.describe()["eager_buckets"]
 
 
 def test_torch_cuda_backend_bucket_padding_on_cpu(tiny_model_dir):
-    """The bucket padding and row slicing of the CUDA-graph path, run eagerly on the CPU: same logits as torch."""
+    """The bucket padding and row slicing of the CUDA-graph path, run eagerly on the CPU through the public
+    ``Reranker(backend="torch-cuda", backend_options=...)``: same logits as torch, batches capped at the buckets."""
     from fastrank.backends.torch_cuda_backend import TorchCudaBackend
     from fastrank.model import CrossEncoder
     from fastrank.reranker import Reranker
 
-    pairs = [("q", "short doc"), ("a longer query here", "a much longer document " * 20), ("x", "y z")]
-    reranker = Reranker(tiny_model_dir, backend="torch")
-    ref = reranker.logits(pairs)
-    backend = TorchCudaBackend(CrossEncoder(tiny_model_dir, device="cpu"), precision="fp32", cuda_graphs=False,
-                               device="cpu", pad_to_buckets=True, max_batch=4, seq_step=32)
+    pairs = [("q", "short doc"), ("a longer query here", "a much longer document " * 20), ("x", "y z")] * 3
+    ref = Reranker(tiny_model_dir, backend="torch").logits(pairs)
+    reranker = Reranker(tiny_model_dir, backend="torch-cuda", backend_options={
+        "precision": "fp32", "cuda_graphs": False, "device": "cpu", "pad_to_buckets": True, "max_batch": 4,
+        "seq_step": 32})
+    assert reranker.batch_size == 4 and reranker.backend.describe()["precision"] == "fp32"
     shapes = []
-    original = backend._forward
-    backend._forward = lambda inputs: (shapes.append(tuple(inputs["input_ids"].shape)), original(inputs))[1]
-    reranker.backend = backend
+    original = reranker.backend._forward
+    reranker.backend._forward = lambda inputs: (shapes.append(tuple(inputs["input_ids"].shape)), original(inputs))[1]
     np.testing.assert_allclose(reranker.logits(pairs), ref, atol=1e-5)
     assert shapes and all(b in (1, 2, 4) and s % 32 == 0 for b, s in shapes)  # every batch ran at a bucket point
+    with pytest.raises(ValueError, match="batch_size=8 is above the largest batch the torch-cuda backend"):
+        Reranker(tiny_model_dir, backend="torch-cuda", batch_size=8, backend_options={
+            "cuda_graphs": False, "device": "cpu", "pad_to_buckets": True, "max_batch": 4})
+    with pytest.raises(TypeError, match="backend_options must be a dict"):
+        Reranker(tiny_model_dir, backend="torch", backend_options=["fp16"])
     with pytest.raises(Exception, match="CUDA"):
         TorchCudaBackend(CrossEncoder(tiny_model_dir, device="cpu"), cuda_graphs=True, device="cpu")

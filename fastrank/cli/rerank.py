@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from fastrank.cli.output import print_json
+from fastrank.cli.output import BACKEND_HELP, print_json
 from fastrank.errors import DataError
 
 
@@ -58,7 +58,7 @@ def rerank_command(
     docs_file: Annotated[Path | None, typer.Option(
         "--docs-file", help="Documents: one per line, or JSONL. Default: read stdin.")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", help="Return only the best K.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="auto | torch | onnx")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Rank documents for a query, best first."""

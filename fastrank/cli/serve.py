@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from fastrank.cli.output import BACKEND_HELP
 from fastrank.errors import require
 
 
@@ -14,7 +15,7 @@ def serve_command(
     model: Annotated[str, typer.Argument(help="Artifact directory (fastrank export), checkpoint dir or hub id.")],
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8080,
-    backend: Annotated[str, typer.Option("--backend", help="auto | torch | onnx")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
     max_batch_tokens: Annotated[int, typer.Option(
         "--max-batch-tokens", help="Padded tokens per batching step, shared by concurrent requests.")] = 8192,
     max_wait_ms: Annotated[float, typer.Option(
