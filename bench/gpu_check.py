@@ -13,7 +13,9 @@ Rows: torch CUDA fp32 eager (the reference), fp16 and bf16 eager, fp16 and bf16 
 (fastrank's torch-cuda backend), then TensorRT and onnxruntime-gpu when installed. For each: throughput at
 batch 64 x sequence 256 (synthetic ids, the issue's shape), throughput and quality (MAP, NDCG@10) on WikiQA test
 pairs through ``Reranker`` (so padding to buckets is included), ΔNDCG@10 and max |Δlogit| vs fp32 eager, and the
-speedup over fp32 eager at 64 x 256. Gate: ΔNDCG@10 <= 0.002 (fastrank's fp16/bf16 export bound).
+speedup over fp32 eager at 64 x 256, and for the graph rows the time to capture every bucket up front
+(``Reranker.warmup``, as ``fastrank serve`` does at start-up). Gate: ΔNDCG@10 <= 0.002 (fastrank's fp16/bf16
+export bound).
 """
 
 from __future__ import annotations
@@ -112,6 +114,9 @@ def main(argv: list[str] | None = None) -> None:
             "precision": precision, "cuda_graphs": graphs, "device": args.device, "pad_to_buckets": graphs})
         backend = reranker.backend
         row: dict[str, Any] = {"row": name, "precision": precision, "cuda_graphs": graphs}
+        start_t = time.perf_counter()
+        row["warmup_graphs"] = reranker.warmup()  # what `fastrank serve` does before taking traffic
+        row["warmup_s"] = round(time.perf_counter() - start_t, 2)
         row["pairs_per_s_64x256"] = round(_synthetic_rate(backend, 64, 256, 3 if args.quick else 20), 1)
         if pairs:
             start_t = time.perf_counter()
@@ -146,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     header = f"device: {device}; torch {torch.__version__}; model {model_dir}; WikiQA pairs {len(pairs)}"
     print(header)
     cols = ["row", "pairs_per_s_64x256", "speedup_vs_fp32_eager_64x256", "wikiqa_pairs_per_s", "map", "ndcg@10",
-            "delta_ndcg@10", "max_abs_dlogit", "gate_ok"]
+            "delta_ndcg@10", "max_abs_dlogit", "gate_ok", "warmup_graphs", "warmup_s"]
     print("| " + " | ".join(cols) + " |\n|" + " --- |" * len(cols))
     for row in rows:
         print("| " + " | ".join(str(row.get(c, row.get("status", "")) if c == "row" or c in row else "")

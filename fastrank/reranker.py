@@ -284,6 +284,12 @@ class Reranker:
             scores = fuse_scores(scores, first, fusion_weight)
         return ranked(scores, docs, top_k, return_documents)
 
+    def warmup(self) -> int:
+        """Prepare the backend's shapes now (CUDA graphs per bucket, one run per TensorRT profile) so the first
+        requests are not slowed by it; ``fastrank serve`` calls this before it takes traffic. Returns the shapes
+        prepared (0 on CPU backends, which have none)."""
+        return self.backend.warmup()
+
     def describe(self) -> dict[str, Any]:
         return {"model": self.path, **self.backend.describe(), "max_length": self.max_length,
                 "long_documents": self.long_documents, "window_stride": self.window_stride,

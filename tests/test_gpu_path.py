@@ -236,6 +236,9 @@ def test_torch_cuda_backend_matches_cpu(tiny_model_dir):
         got = reranker.logits(pairs)
         assert np.abs(got - ref).max() < (1e-4 if precision == "fp32" else 5e-2)
         assert reranker.backend.describe()["graphs_captured"] > 0 and not reranker.backend.describe()["eager_buckets"]
+        backend = reranker.backend
+        assert reranker.warmup() == len(backend.batches) * len(backend.seqs)  # every bucket, one shared pool
+        np.testing.assert_allclose(reranker.logits(pairs), got, atol=1e-6)  # replays after the others' captures
 
 
 def test_torch_cuda_backend_bucket_padding_on_cpu(tiny_model_dir):

@@ -36,7 +36,7 @@ class _Slow:
     def __init__(self, inner: Reranker) -> None:
         self.inner, self.release = inner, threading.Event()
         self.num_labels, self.encode, self.reduce = inner.num_labels, inner.encode, inner.reduce
-        self.backend, self.activate = inner.backend, inner.activate
+        self.backend, self.activate, self.warmup = inner.backend, inner.activate, inner.warmup
         self.calls: list[int] = []
 
     def run(self, encoded, max_tokens=None):

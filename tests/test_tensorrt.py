@@ -90,6 +90,10 @@ def test_backend_runs_each_batch_on_its_profile_with_the_engine_dtypes(artifact,
     build_engine(artifact / "model.onnx", tmp_path / "e.plan", PROFILES, GPU_RUNGS["fp32"], INPUTS, trt=trt)
     backend = trt_backend.TensorRTBackend(tmp_path / "e.plan", INPUTS, PROFILES, trt=trt, io=HostIO())
     assert backend.describe()["input_dtypes"] == {n: "int32" for n in INPUTS} and backend.max_batch == 4
+    assert backend.warmup() == 2  # each profile's context runs once, at its opt shape
+    assert [c.runs for c in trt.engines[0].contexts] == [[(0, (4, 16))], [(1, (4, 48))]]
+    for context in trt.engines[0].contexts:
+        context.runs.clear()
     reranker = Reranker(artifact, num_threads=1, batch_size=4)
     reference = reranker.logits(PAIRS * 3)
     reranker.backend = backend
@@ -128,6 +132,13 @@ def test_export_ladder_on_tensorrt10_keeps_the_first_rung_that_passes(tiny_model
     np.testing.assert_allclose(auto.logits(PAIRS), onnx.logits(PAIRS), atol=1e-5)
     with pytest.raises(ValueError, match="batch_size=16 is above the largest batch the tensorrt backend"):
         Reranker(tmp_path / "out", batch_size=16)
+
+    from fastrank.serve.app import ServeConfig, create_app
+
+    trt.engines.clear()
+    create_app(ServeConfig(model=str(tmp_path / "out")))  # the service warms every profile before taking traffic
+    (served,) = trt.engines
+    assert [len(c.runs) for c in served.contexts] == [1] * len(section["profiles"])
 
 
 def test_export_ladder_on_tensorrt11_uses_the_mixed_precision_onnx(tiny_model_dir, tmp_path, on_fake_gpu):

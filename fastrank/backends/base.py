@@ -61,6 +61,11 @@ class Backend(ABC):
         batches over them). One by default; the onnx backend gives one per session when it has several."""
         return [self.logits]
 
+    def warmup(self) -> int:
+        """Prepare every shape the backend will run (CUDA graphs, TensorRT contexts) before traffic arrives, so no
+        request pays for it; returns how many shapes were prepared (0 for backends with nothing to prepare)."""
+        return 0
+
     def describe(self) -> dict[str, Any]:
         """What runs, in words a benchmark or log can record (name, precision, providers...)."""
         return {"backend": self.name}

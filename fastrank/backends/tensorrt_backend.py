@@ -155,6 +155,17 @@ class TensorRTBackend(Backend):
         self.io.synchronize()
         return result.numpy().reshape(rows, self.num_labels)
 
+    def warmup(self) -> int:
+        """Run each profile's context once at its ``opt`` shape (TensorRT sets up a context's kernels and memory on
+        its first execution); returns the number of profiles warmed."""
+        for profile in self.profiles:
+            ids = np.zeros((profile.opt_batch, profile.opt_seq), dtype=np.int64)
+            batch = {n: ids.copy() for n in self.input_names}
+            if "attention_mask" in batch:
+                batch["attention_mask"][:, 0] = 1
+            self.logits(batch)
+        return len(self.profiles)
+
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "device": self.io.device, "profiles": len(self.profiles),
                 "input_dtypes": {n: str(self.dtypes[n]) for n in self.input_names}}

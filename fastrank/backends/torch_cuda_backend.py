@@ -48,6 +48,7 @@ class TorchCudaBackend(Backend):
         self.batches, self.seqs = graph_buckets(max_batch, int(model.max_length), seq_step)
         self.max_batch = self.batches[-1] if self.pad_to_buckets else None
         self.graphs: dict[tuple[int, int], Any] = {}
+        self._pool: Any = None
         self.eager_buckets: set[tuple[int, int]] = set()
 
     @classmethod
@@ -73,10 +74,33 @@ class TorchCudaBackend(Backend):
             for _ in range(2):  # warm-up on a side stream, as capture requires
                 self._forward(static)
         torch.cuda.current_stream().wait_stream(side)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(graph):
+        # One memory pool for every bucket's graph: replays run one at a time on one stream and each output is
+        # copied out before the next replay, so graphs may reuse each other's intermediates. Memory is then the
+        # largest bucket's, not the sum over buckets.
+        with torch.inference_mode(), torch.cuda.graph(graph, pool=self._pool):
             out = self._forward(static)
         return graph, static, out
+
+    def _graph(self, key: tuple[int, int]) -> Any:
+        """Bucket ``key``'s (graph, static inputs, output), captured on first use; None where capture failed."""
+        if key not in self.graphs and key not in self.eager_buckets:
+            try:
+                self.graphs[key] = self._capture(*key)
+            except RuntimeError as exc:  # capture is not possible for this model/bucket: run it eagerly
+                logger.warning("CUDA graph capture failed for bucket %s (%s); running it eagerly", key, exc)
+                self.eager_buckets.add(key)
+        return self.graphs.get(key)
+
+    def warmup(self) -> int:
+        """Capture every bucket's CUDA graph now, so no request pays a capture; returns the graphs ready."""
+        if self.cuda_graphs:
+            for rows in self.batches:
+                for width in self.seqs:
+                    self._graph((rows, width))
+        return len(self.graphs)
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         torch = self.torch
@@ -84,14 +108,9 @@ class TorchCudaBackend(Backend):
         rows, width = inputs["input_ids"].shape
         key = bucket_shape(rows, width, self.batches, self.seqs) if self.pad_to_buckets else (rows, width)
         padded = pad_batch(inputs, *key, pad_token_id=self.pad_token_id) if self.pad_to_buckets else inputs
-        if self.cuda_graphs and key not in self.graphs and key not in self.eager_buckets:
-            try:
-                self.graphs[key] = self._capture(*key)
-            except RuntimeError as exc:  # capture is not possible for this model/bucket: run it eagerly
-                logger.warning("CUDA graph capture failed for bucket %s (%s); running it eagerly", key, exc)
-                self.eager_buckets.add(key)
-        if key in self.graphs:
-            graph, static, out = self.graphs[key]
+        captured = self._graph(key) if self.cuda_graphs else None
+        if captured is not None:
+            graph, static, out = captured
             for name, array in padded.items():
                 static[name].copy_(torch.from_numpy(array), non_blocking=True)
             graph.replay()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 from contextlib import asynccontextmanager
@@ -29,6 +30,8 @@ from fastrank.fusion import check_fusion_input, fuse_scores  # noqa: E402
 from fastrank.reranker import Reranker, check_rerank_input, ranked  # noqa: E402
 from fastrank.serve.engine import BatchingConfig, BatchingEngine, EngineStopped, QueueFull  # noqa: E402
 from fastrank.serve.metrics import Metrics  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 CONFIG_ENV = "FASTRANK_SERVE_CONFIG"
 
@@ -136,6 +139,9 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None) -> FastAPI
     """The service for ``config``; pass a loaded ``reranker`` to skip loading ``config.model`` (tests)."""
     reranker = reranker or Reranker(config.model, backend=config.backend, num_threads=config.num_threads,
                                     sessions=config.sessions, long_documents=config.long_documents)
+    prepared = reranker.warmup()  # CUDA graphs / TensorRT contexts before the first request, not during it
+    if prepared:
+        logger.info("warmed %d shapes of the %s backend", prepared, reranker.backend.name)
     info = reranker.backend.describe()
     metrics = Metrics({"backend": str(info.get("backend", "")), "precision": str(info.get("precision", "fp32"))})
     engine = BatchingEngine(reranker, config.batching(), metrics)
