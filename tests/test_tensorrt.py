@@ -121,6 +121,7 @@ def test_export_ladder_on_tensorrt10_keeps_the_first_rung_that_passes(tiny_model
     (engine,) = section["engines"]
     assert engine["rung"] == "fp16-fp32-sensitive" and engine["compute_capability"] == "9.0"
     assert engine["layers_pinned_fp32"] > 0 and not engine["parity_failed"]
+    assert {rows for rows, _ in engine["parity"]["shapes"]} >= {1, 3, 8}  # the CPU export's batch configurations
     files = sorted(p.name for p in (tmp_path / "out" / "tensorrt").iterdir())
     assert files == [engine_file("9.0", "10.5.0", "fp16-fp32-sensitive"), "timing-sm9.0-trt10.5.0.cache"]
     assert len(section["profiles"]) == 2 and section["profiles"][-1]["max_seq"] >= 64

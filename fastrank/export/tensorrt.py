@@ -208,7 +208,7 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
     from fastrank.export.manifest import write_manifest
     from fastrank.export.onnx import export_model
     from fastrank.export.profiles import plan_profiles
-    from fastrank.export.verify import check, compare, merged_bounds, normalize_groups, score_groups
+    from fastrank.export.verify import VERIFY_CONFIGS, merged_bounds, normalize_groups, score_groups, verify
     from fastrank.io import atomic_dir
     from fastrank.reranker import artifact_encoder
 
@@ -228,7 +228,10 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
         lengths = encoder.encode([(g.query, d) for g in groups for d in g.documents]).lengths
         profiles = plan_profiles(lengths, encoder.max_length, max_batch, num_profiles)
         torch_ref = TorchBackend.load(model) if isinstance(model, (str, Path)) else TorchBackend(model)
-        reference, _ = score_groups(encoder, torch_ref.logits, groups, 1, max_batch)
+        num_labels = int(manifest.get("num_labels", 1))
+        reference, _ = score_groups(encoder, torch_ref.logits, groups, num_labels, max_batch)
+        # the CPU export's batch configurations (1, 3, a large token-budget batch), within the profiles' batch
+        configs = [{**c, "batch_size": min(c["batch_size"], max_batch)} for c in VERIFY_CONFIGS]
         engines_dir = base / ENGINE_DIR
         engines_dir.mkdir()
         cache = f"timing-sm{cc}-trt{trt_version}.cache"
@@ -250,10 +253,10 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
                                 trt=trt)
             backend = TensorRTBackend(engines_dir / file, manifest["input_names"], profiles,
                                       manifest.get("output_name", "logits"), trt=trt)
-            candidate, _ = score_groups(encoder, backend.logits, groups, 1, max_batch)
+            report = verify(encoder, reference, backend.logits, groups, rung.precision, num_labels,
+                            merged_bounds(rung.precision), configs)
             del backend  # free its device buffers before the next build
-            report = compare(reference, candidate, groups)
-            failures = check(report, merged_bounds(rung.precision))
+            failures = report["failures"]
             tried.append({"rung": name, "failures": failures, "parity": report, **info})
             last = name == runnable[-1]
             if not failures or (allow_parity_failure and last):
