@@ -171,7 +171,16 @@ class Reranker:
                              "at a time (use sessions=1 or 'auto')")
         cls = get_backend(name)
         target = local if local.exists() else path_or_id
-        self.backend: Backend = cls.from_artifact(target, self.manifest, **options)
+        try:
+            self.backend: Backend = cls.from_artifact(target, self.manifest, **options)
+        except FastrankError as exc:
+            if not (backend == "auto" and name == "tensorrt"):
+                raise
+            # the engine matched this GPU and TensorRT on paper but does not load (driver, CUDA torch, a damaged
+            # file): "auto" promises a working model, so run the artifact's ONNX model and say why
+            logger.warning("%s: running the ONNX model instead of a TensorRT engine: %s", self.path, exc)
+            name = self.manifest["format"]
+            self.backend = get_backend(name).from_artifact(target, self.manifest, **options)
         if self.manifest is not None:
             self.encoder = artifact_encoder(local, self.manifest)
             self.activation = self.manifest["activation"]

@@ -189,3 +189,20 @@ def test_cli_export_tensorrt_and_a_triton_repository_of_the_engine(tiny_model_di
     config = (tmp_path / "repo" / "fastrank_model" / "config.pbtxt").read_text()
     profiles = json.loads((tmp_path / "trt" / "fastrank.json").read_text())["tensorrt"]["profiles"]
     assert 'platform: "tensorrt_plan"' in config and config.count("instance_group") == len(profiles)  # one each
+
+
+def test_auto_falls_back_to_onnx_when_a_matching_engine_does_not_load(tiny_model_dir, tmp_path, on_fake_gpu,
+                                                                      monkeypatch, caplog):
+    import logging
+
+    from fastrank.reranker import Reranker
+
+    on_fake_gpu("10.5.0")
+    export_tensorrt(str(tiny_model_dir), tmp_path / "out", ladder=("fp32",), max_batch=8)
+    monkeypatch.setitem(sys.modules, "tensorrt", make_tensorrt("10.6.0"))  # the runtime refuses the 10.5.0 engine
+    with caplog.at_level(logging.WARNING):
+        reranker = Reranker(tmp_path / "out", num_threads=1)
+    assert reranker.backend.name == "onnx" and "instead of a TensorRT engine: TensorRT could not load" in caplog.text
+    assert reranker.logits(PAIRS).shape == (len(PAIRS), 1)
+    with pytest.raises(ModelLoadError, match="TensorRT could not load"):
+        Reranker(tmp_path / "out", backend="tensorrt")  # asked for by name: no silent fallback
