@@ -115,10 +115,10 @@ def test_export_ladder_on_tensorrt10_keeps_the_first_rung_that_passes(tiny_model
     trt = on_fake_gpu("10.5.0")
     manifest = export_tensorrt(str(tiny_model_dir), tmp_path / "out", max_batch=8, num_profiles=2)
     section = manifest["tensorrt"]
-    assert [(t["rung"], bool(t["failures"])) for t in section["ladder"]] == [("fp16", True),
-                                                                            ("fp16-fp32-sensitive", False)]
-    assert any("max_abs_logit" in f for f in section["ladder"][0]["failures"])
     (engine,) = section["engines"]
+    assert [(t["rung"], bool(t["failures"])) for t in engine["ladder"]] == [("fp16", True),
+                                                                           ("fp16-fp32-sensitive", False)]
+    assert any("max_abs_logit" in f for f in engine["ladder"][0]["failures"])
     assert engine["rung"] == "fp16-fp32-sensitive" and engine["compute_capability"] == "9.0"
     assert engine["layers_pinned_fp32"] > 0 and not engine["parity_failed"]
     assert {rows for rows, _ in engine["parity"]["shapes"]} >= {1, 3, 8}  # the CPU export's batch configurations
@@ -145,14 +145,14 @@ def test_export_ladder_on_tensorrt10_keeps_the_first_rung_that_passes(tiny_model
 def test_export_ladder_on_tensorrt11_uses_the_mixed_precision_onnx(tiny_model_dir, tmp_path, on_fake_gpu):
     trt = on_fake_gpu("11.1.0")
     manifest = export_tensorrt(str(tiny_model_dir), tmp_path / "out", max_batch=8, num_profiles=2)
-    ladder = manifest["tensorrt"]["ladder"]
+    ladder = manifest["tensorrt"]["engines"][0]["ladder"]
     assert [(t["rung"], bool(t["failures"])) for t in ladder] == [("fp16", True), ("fp16-fp32-sensitive", False)]
     assert [b["noisy"] for b in trt.built] == [True, False]  # plain fp16 ONNX has fp16 LayerNorm weights
     assert all(b["builder_flags"] == set() and b["network_flags"] == 1 << 5 for b in trt.built)
     assert manifest["tensorrt"]["engines"][0]["parity"]["max_abs_logit"] < 2e-2
 
     manifest = export_tensorrt(str(tiny_model_dir), tmp_path / "bf16", ladder=("bf16", "fp32"), max_batch=8)
-    ladder = manifest["tensorrt"]["ladder"]
+    ladder = manifest["tensorrt"]["engines"][0]["ladder"]
     assert ladder[0]["rung"] == "bf16" and "bf16 ONNX" in ladder[0]["skipped"]
     assert manifest["tensorrt"]["engines"][0]["rung"] == "fp32"
 
@@ -206,3 +206,36 @@ def test_auto_falls_back_to_onnx_when_a_matching_engine_does_not_load(tiny_model
     assert reranker.logits(PAIRS).shape == (len(PAIRS), 1)
     with pytest.raises(ModelLoadError, match="TensorRT could not load"):
         Reranker(tmp_path / "out", backend="tensorrt")  # asked for by name: no silent fallback
+
+
+def test_one_artifact_carries_engines_for_several_gpus(tiny_model_dir, tmp_path, on_fake_gpu, monkeypatch):
+    from fastrank.export.manifest import read_manifest, write_manifest
+    from fastrank.reranker import Reranker
+
+    on_fake_gpu("10.5.0")  # built first on an sm90 GPU
+    art = tmp_path / "art"
+    export_tensorrt(str(tiny_model_dir), art, ladder=("fp32",), max_batch=8)
+    onnx_model = (art / "model.onnx").read_bytes()
+    monkeypatch.setattr(trt_backend, "gpu_info", lambda: ("8.0", "10.5.0"))  # then on an sm80 one, into the same
+    manifest = export_tensorrt(str(art), art, ladder=("fp16", "fp16-fp32-sensitive"))
+    engines = manifest["tensorrt"]["engines"]
+    assert [(e["compute_capability"], e["rung"]) for e in engines] == [("9.0", "fp32"), ("8.0", "fp16-fp32-sensitive")]
+    assert engines[1]["parity"]["max_abs_logit"] < 1e-5  # verified against the artifact's ONNX model
+    assert (art / "model.onnx").read_bytes() == onnx_model
+    assert sorted(p.name for p in (art / "tensorrt").iterdir()) == sorted(
+        [engine_file("9.0", "10.5.0", "fp32"), engine_file("8.0", "10.5.0", "fp16-fp32-sensitive"),
+         "timing-sm9.0-trt10.5.0.cache", "timing-sm8.0-trt10.5.0.cache"])
+    for cc, rung in (("8.0", "fp16-fp32-sensitive"), ("9.0", "fp32")):  # each GPU loads its own engine
+        monkeypatch.setattr(trt_backend, "gpu_info", lambda cc=cc: (cc, "10.5.0"))
+        assert Reranker(art, num_threads=1).describe()["engine"] == engine_file(cc, "10.5.0", rung)
+
+    manifest = export_tensorrt(str(art), art, ladder=("fp32",))  # a rebuild on sm90 replaces sm90's engine only
+    assert [(e["compute_capability"], e["rung"]) for e in manifest["tensorrt"]["engines"]] == [
+        ("8.0", "fp16-fp32-sensitive"), ("9.0", "fp32")]
+    assert len(list((art / "tensorrt").glob("*.plan"))) == 2
+
+    int8 = tmp_path / "int8"
+    shutil.copytree(art, int8)
+    write_manifest(int8, {**read_manifest(int8), "precision": "int8"})
+    with pytest.raises(Exception, match="onnx int8 artifact; TensorRT engines are built from a fp32 ONNX"):
+        export_tensorrt(str(int8), tmp_path / "x")

@@ -88,6 +88,7 @@ class TensorRTBackend(Backend):
         trt = trt or require("tensorrt", "tensorrt", "the TensorRT backend")
         self.torch = torch = require("torch", "train", "the TensorRT backend's CUDA buffers")
         self.io = io or CudaIO(torch)
+        self.engine_path = Path(engine_path)
         self.input_names, self.output_name = tuple(input_names), output_name
         self.profiles = list(profiles)
         if not self.profiles:
@@ -167,5 +168,6 @@ class TensorRTBackend(Backend):
         return len(self.profiles)
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "device": self.io.device, "profiles": len(self.profiles),
+        return {"backend": self.name, "device": self.io.device, "engine": self.engine_path.name,
+                "profiles": len(self.profiles),
                 "input_dtypes": {n: str(self.dtypes[n]) for n in self.input_names}}

@@ -71,11 +71,14 @@ def summary(manifest: dict[str, Any], out: str) -> str:
 
 
 def _tensorrt_summary(section: dict[str, Any]) -> list[str]:
-    engine = section["engines"][0]
+    *others, engine = section["engines"]  # the engine just built is the last
     shapes = ", ".join(f"{p['max_batch']}x{p['min_seq']}-{p['max_seq']}" for p in section["profiles"])
     lines = [f"  TensorRT engine {engine['file']}: rung {engine['rung']} (sm{engine['compute_capability']}, "
              f"TensorRT {engine['tensorrt_version']}, {engine['builder_api']}), profiles batch x seq {shapes}"]
-    for entry in section["ladder"]:
+    if others:
+        lines.append("  the artifact also has engines for " + ", ".join(
+            f"sm{e['compute_capability']} / TensorRT {e['tensorrt_version']}" for e in others))
+    for entry in engine["ladder"]:
         if entry.get("skipped"):
             lines.append(f"  TensorRT skipped {entry['rung']}: {entry['skipped']}")
         elif entry["failures"]:
@@ -89,7 +92,8 @@ def _tensorrt_summary(section: dict[str, Any]) -> list[str]:
 
 
 def export_command(
-    model: Annotated[str, typer.Argument(help="Checkpoint directory or hub id.")],
+    model: Annotated[str, typer.Argument(help="Checkpoint directory or hub id; with --format tensorrt also a fp32 "
+                                               "ONNX artifact to add this GPU's engine to.")],
     out: Annotated[Path, typer.Option("--out", help="Artifact directory to write (replaced atomically).")],
     fmt: Annotated[str, typer.Option("--format", help="Artifact format.")] = "onnx",
     precision: Annotated[str, typer.Option("--precision", help="fp32 | int8 | fp16 | bf16 | auto")] = "fp32",

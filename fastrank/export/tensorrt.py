@@ -191,22 +191,25 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
                     max_batch: int = 64, num_profiles: int = 3, allow_parity_failure: bool = False,
                     trt: Any = None) -> dict[str, Any]:
     """Export ``model`` to a fp32 ONNX artifact plus the first TensorRT engine on ``ladder`` that passes the parity
-    gate (the CPU export's bounds for the rung's precision). Needs a CUDA GPU and TensorRT (``trt``: the module,
-    default the installed one).
+    gate (the CPU export's bounds and batch configurations, for the rung's precision). Needs a CUDA GPU and TensorRT
+    (``trt``: the module, default the installed one).
 
-    Every rung tried is recorded in the manifest (``tensorrt.ladder``) with its parity failures. With
-    ``allow_parity_failure`` and no rung passing, the last rung tried is kept and marked ``parity_failed``.
-    Strongly typed TensorRT (11+) takes its precision from the ONNX file; fastrank writes fp16 and mixed fp16
-    ONNX itself but has no bf16 conversion, so the bf16 rung is skipped there (recorded with the reason).
+    ``model`` may also be a fp32 ONNX artifact (a directory with ``fastrank.json``): an engine for this GPU and
+    TensorRT is then added to the ones it has (replacing one built for the same pair), with the artifact's
+    profiles, and verified against the artifact's ONNX model, itself verified against PyTorch when written. So one
+    artifact can carry engines for several GPU generations; the loader picks the one that fits.
+
+    Each engine records the rungs tried (``ladder``) with their parity failures. With ``allow_parity_failure`` and
+    no rung passing, the last rung tried is kept and marked ``parity_failed``. Strongly typed TensorRT (11+) takes
+    its precision from the ONNX file; fastrank writes fp16 and mixed fp16 ONNX itself but has no bf16 conversion,
+    so the bf16 rung is skipped there (recorded with the reason).
     """
     import shutil
     import tempfile
 
     from fastrank.backends.tensorrt_backend import TensorRTBackend, gpu_info
-    from fastrank.backends.torch_backend import TorchBackend
     from fastrank.errors import ParityError
     from fastrank.export.manifest import write_manifest
-    from fastrank.export.onnx import export_model
     from fastrank.export.profiles import plan_profiles
     from fastrank.export.verify import VERIFY_CONFIGS, merged_bounds, normalize_groups, score_groups, verify
     from fastrank.io import atomic_dir
@@ -222,18 +225,21 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
     strongly_typed = builder_api(trt_version) == "strongly-typed"
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "onnx"
-        manifest = export_model(model, base, precision="fp32", optimize="O1", verify_pairs=verify_pairs)
+        manifest, reference_logits = _onnx_base(model, base, verify_pairs)
         encoder = artifact_encoder(base, manifest)
         groups, _ = normalize_groups(verify_pairs)
-        lengths = encoder.encode([(g.query, d) for g in groups for d in g.documents]).lengths
-        profiles = plan_profiles(lengths, encoder.max_length, max_batch, num_profiles)
-        torch_ref = TorchBackend.load(model) if isinstance(model, (str, Path)) else TorchBackend(model)
+        section = manifest.get("tensorrt") or {}
+        if section.get("profiles"):  # engines already in the artifact: the new one serves the same shapes
+            profiles = [Profile(**p) for p in section["profiles"]]
+        else:
+            lengths = encoder.encode([(g.query, d) for g in groups for d in g.documents]).lengths
+            profiles = plan_profiles(lengths, encoder.max_length, max_batch, num_profiles)
+        max_batch = max(p.max_batch for p in profiles)
         num_labels = int(manifest.get("num_labels", 1))
-        reference, _ = score_groups(encoder, torch_ref.logits, groups, num_labels, max_batch)
-        # the CPU export's batch configurations (1, 3, a large token-budget batch), within the profiles' batch
+        reference, _ = score_groups(encoder, reference_logits, groups, num_labels, max_batch)
         configs = [{**c, "batch_size": min(c["batch_size"], max_batch)} for c in VERIFY_CONFIGS]
         engines_dir = base / ENGINE_DIR
-        engines_dir.mkdir()
+        engines_dir.mkdir(exist_ok=True)
         cache = f"timing-sm{cc}-trt{trt_version}.cache"
         runnable = [n for n in ladder if not (strongly_typed and GPU_RUNGS[n].precision == "bf16")]
         tried: list[dict[str, Any]] = []
@@ -249,30 +255,61 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
                 src = Path(tmp) / f"{name}.onnx"
                 (mixed_precision_onnx if rung.keep_sensitive_fp32 else _plain_fp16)(base / "model.onnx", src)
             file = engine_file(cc, trt_version, name)
-            info = build_engine(src, engines_dir / file, profiles, rung, manifest["input_names"], engines_dir / cache,
+            info = build_engine(src, Path(tmp) / file, profiles, rung, manifest["input_names"], engines_dir / cache,
                                 trt=trt)
-            backend = TensorRTBackend(engines_dir / file, manifest["input_names"], profiles,
+            backend = TensorRTBackend(Path(tmp) / file, manifest["input_names"], profiles,
                                       manifest.get("output_name", "logits"), trt=trt)
             report = verify(encoder, reference, backend.logits, groups, rung.precision, num_labels,
                             merged_bounds(rung.precision), configs)
             del backend  # free its device buffers before the next build
             failures = report["failures"]
             tried.append({"rung": name, "failures": failures, "parity": report, **info})
-            last = name == runnable[-1]
-            if not failures or (allow_parity_failure and last):
+            if not failures or (allow_parity_failure and name == runnable[-1]):
                 chosen = {"file": file, "rung": name, "precision": rung.precision, "compute_capability": cc,
                           "tensorrt_version": trt_version, "timing_cache": cache, "parity": report,
                           "parity_failed": bool(failures), **info}
                 break
-            (engines_dir / file).unlink()
         if chosen is None:
             raise ParityError("no TensorRT rung passed verification: " + "; ".join(
                 f"{t['rung']}: {t.get('skipped') or ', '.join(t['failures'])}" for t in tried))
-        manifest["tensorrt"] = {"profiles": [p.to_dict() for p in profiles], "engines": [chosen], "ladder": tried}
+        chosen["ladder"] = tried
+        kept = []
+        for entry in section.get("engines", []):  # one engine per (GPU, TensorRT): a rebuild replaces the old one
+            if (str(entry["compute_capability"]), str(entry["tensorrt_version"])) == (cc, trt_version):
+                (engines_dir / entry["file"]).unlink(missing_ok=True)
+            else:
+                kept.append(entry)
+        shutil.move(str(Path(tmp) / chosen["file"]), engines_dir / chosen["file"])
+        manifest["tensorrt"] = {"profiles": [p.to_dict() for p in profiles], "engines": kept + [chosen]}
         write_manifest(base, manifest)
         with atomic_dir(out_dir) as target:
             shutil.copytree(base, target, dirs_exist_ok=True)
     return manifest
+
+
+def _onnx_base(model: Any, base: Path, verify_pairs: Any) -> tuple[dict[str, Any], Any]:
+    """Write the fp32 ONNX artifact the engines are built from into ``base``: exported from ``model`` (a checkpoint
+    or CrossEncoder; PyTorch is the parity reference) or copied from ``model`` when it already is one (its ONNX
+    model is the reference). Returns (manifest, reference logits function)."""
+    import shutil
+
+    from fastrank.export.manifest import read_manifest
+
+    existing = read_manifest(model) if isinstance(model, (str, Path)) and Path(model).is_dir() else None
+    if existing is None:
+        from fastrank.backends.torch_backend import TorchBackend
+        from fastrank.export.onnx import export_model
+
+        manifest = export_model(model, base, precision="fp32", optimize="O1", verify_pairs=verify_pairs)
+        torch_ref = TorchBackend.load(model) if isinstance(model, (str, Path)) else TorchBackend(model)
+        return manifest, torch_ref.logits
+    if existing["format"] != "onnx" or existing["precision"] != "fp32":
+        raise FastrankError(f"{model} is a {existing['format']} {existing['precision']} artifact; TensorRT engines "
+                            "are built from a fp32 ONNX artifact (or from the checkpoint itself)")
+    from fastrank.backends.onnx_backend import OnnxBackend
+
+    shutil.copytree(model, base)
+    return existing, OnnxBackend.from_artifact(base, existing).logits
 
 
 def _plain_fp16(src: Path, dst: Path) -> dict[str, Any]:
