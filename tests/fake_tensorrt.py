@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,7 @@ class _Context:
         return (rows, 1)
 
     def execute_async_v3(self, stream: int) -> bool:
+        time.sleep(self.engine.delay)
         feed = {}
         for name in self.engine.inputs:
             shape, dtype = self.shapes[name], self.engine.input_dtype
@@ -183,7 +185,7 @@ class _Engine:
         import onnxruntime as ort
 
         self.header, self.profiles, self.noisy = header, header["profiles"], header["noisy"]
-        self.inputs, self.input_dtype = header["inputs"], input_dtype
+        self.inputs, self.input_dtype, self.delay = header["inputs"], input_dtype, 0.0
         self.session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
         self.num_optimization_profiles = len(self.profiles)
         self.contexts: list[_Context] = []
@@ -200,11 +202,13 @@ class _Engine:
         return self.contexts[-1]
 
 
-def make_tensorrt(version: str = "10.5.0", input_dtype: Any = np.int32) -> types.ModuleType:
-    """A ``tensorrt`` stand-in of ``version`` (10.x: weak typing available; 11.x: strongly typed only)."""
+def make_tensorrt(version: str = "10.5.0", input_dtype: Any = np.int32, delay: float = 0.0) -> types.ModuleType:
+    """A ``tensorrt`` stand-in of ``version`` (10.x: weak typing available; 11.x: strongly typed only). ``delay``:
+    seconds an execution waits before reading its inputs, as a GPU still busy with earlier work would."""
     strong_only = int(version.split(".")[0]) >= 11
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
+    trt.delay = delay
     trt.float32 = "float32"
     trt.built: list[dict[str, Any]] = []  # what each build saw, for assertions
     trt.engines: list[_Engine] = []
@@ -255,6 +259,7 @@ def make_tensorrt(version: str = "10.5.0", input_dtype: Any = np.int32) -> types
             if header["version"] != version:
                 return None  # an engine from another TensorRT does not load
             engine = _Engine(header, onnx_bytes, np.dtype(input_dtype))
+            engine.delay = trt.delay
             trt.engines.append(engine)
             return engine
 

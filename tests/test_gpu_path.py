@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import types
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +240,9 @@ def test_torch_cuda_backend_matches_cpu(tiny_model_dir):
         backend = reranker.backend
         assert reranker.warmup() == len(backend.batches) * len(backend.seqs)  # every bucket, one shared pool
         np.testing.assert_allclose(reranker.logits(pairs), got, atol=1e-6)  # replays after the others' captures
+        with ThreadPoolExecutor(4) as pool:  # concurrent callers share the static buffers one batch at a time
+            for i, have in enumerate(pool.map(reranker.logits, [pairs, pairs[::-1]] * 4)):
+                np.testing.assert_allclose(have, got if i % 2 == 0 else got[::-1], atol=1e-6)
 
 
 def test_torch_cuda_backend_bucket_padding_on_cpu(tiny_model_dir):

@@ -239,3 +239,21 @@ def test_one_artifact_carries_engines_for_several_gpus(tiny_model_dir, tmp_path,
     write_manifest(int8, {**read_manifest(int8), "precision": "int8"})
     with pytest.raises(Exception, match="onnx int8 artifact; TensorRT engines are built from a fp32 ONNX"):
         export_tensorrt(str(int8), tmp_path / "x")
+
+
+def test_backend_scores_concurrent_callers_one_batch_at_a_time(artifact, tmp_path):
+    """Callers on several threads (a web app's workers) share the engine's buffers: each must get its own logits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastrank.reranker import Reranker
+
+    trt = make_tensorrt("10.5.0", delay=0.01)
+    build_engine(artifact / "model.onnx", tmp_path / "e.plan", PROFILES, GPU_RUNGS["fp32"], INPUTS, trt=trt)
+    reranker = Reranker(artifact, num_threads=1, batch_size=4)
+    batches = [[PAIRS[i % 4], PAIRS[(i + 1) % 4], (f"query {i}", f"document number {i}")] for i in range(12)]
+    expected = [reranker.logits(b) for b in batches]
+    reranker.backend = trt_backend.TensorRTBackend(tmp_path / "e.plan", INPUTS, PROFILES, trt=trt, io=HostIO())
+    with ThreadPoolExecutor(6) as pool:
+        got = list(pool.map(reranker.logits, batches))
+    for want, have in zip(expected, got):
+        np.testing.assert_allclose(have, want, atol=1e-5)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,7 @@ class TensorRTBackend(Backend):
         self.staging = {n: self.io.host(largest, as_torch[n]) for n in self.input_names}
         self.buffers = {n: self.io.buffer(largest, as_torch[n]) for n in self.input_names}
         self.output = self.io.buffer(self.max_batch * self.num_labels, as_torch[output_name])
+        self._lock = threading.Lock()
 
     @classmethod
     def from_artifact(cls, path: Path, manifest: dict[str, Any] | None, **options: Any) -> TensorRTBackend:
@@ -136,7 +138,7 @@ class TensorRTBackend(Backend):
         index = pick_profile(self.profiles, rows, width)
         context = self.contexts[index]
         size = rows * width
-        with self.io.ordered():
+        with self._lock, self.io.ordered():  # one batch at a time: the buffers and contexts are shared
             for name, array in inputs.items():
                 staged = np.ascontiguousarray(array, dtype=self.dtypes[name]).reshape(-1)
                 self.staging[name][:size].copy_(self.torch.from_numpy(staged))
@@ -153,7 +155,7 @@ class TensorRTBackend(Backend):
             if not context.execute_async_v3(self.io.handle):
                 raise FastrankError(f"TensorRT execution failed for a {rows}x{width} batch")
             result = self.output[: rows * self.num_labels].float().cpu()
-        self.io.synchronize()
+            self.io.synchronize()
         return result.numpy().reshape(rows, self.num_labels)
 
     def warmup(self) -> int:

@@ -10,6 +10,7 @@ as fp32. Needs CUDA torch; verified by ``bench/gpu_check.sh`` only when a GPU ma
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ class TorchCudaBackend(Backend):
         self.max_batch = self.batches[-1] if self.pad_to_buckets else None
         self.graphs: dict[tuple[int, int], Any] = {}
         self._pool: Any = None
+        self._lock = threading.Lock()  # graphs replay into shared static buffers: one batch at a time
         self.eager_buckets: set[tuple[int, int]] = set()
 
     @classmethod
@@ -97,10 +99,15 @@ class TorchCudaBackend(Backend):
     def warmup(self) -> int:
         """Capture every bucket's CUDA graph now, so no request pays a capture; returns the graphs ready."""
         if self.cuda_graphs:
-            for rows in self.batches:
-                for width in self.seqs:
-                    self._graph((rows, width))
+            with self._lock:
+                for rows in self.batches:
+                    for width in self.seqs:
+                        self._graph((rows, width))
         return len(self.graphs)
+
+    def _eager(self, padded: dict[str, np.ndarray]) -> Any:
+        with self.torch.inference_mode():
+            return self._forward({k: self.torch.from_numpy(v).to(self.device) for k, v in padded.items()})
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         torch = self.torch
@@ -108,16 +115,18 @@ class TorchCudaBackend(Backend):
         rows, width = inputs["input_ids"].shape
         key = bucket_shape(rows, width, self.batches, self.seqs) if self.pad_to_buckets else (rows, width)
         padded = pad_batch(inputs, *key, pad_token_id=self.pad_token_id) if self.pad_to_buckets else inputs
-        captured = self._graph(key) if self.cuda_graphs else None
-        if captured is not None:
-            graph, static, out = captured
-            for name, array in padded.items():
-                static[name].copy_(torch.from_numpy(array), non_blocking=True)
-            graph.replay()
-        else:
-            with torch.inference_mode():
-                out = self._forward({k: torch.from_numpy(v).to(self.device) for k, v in padded.items()})
-        return out[:rows].float().cpu().numpy()
+        if not self.cuda_graphs:
+            return self._eager(padded)[:rows].float().cpu().numpy()
+        with self._lock:
+            captured = self._graph(key)
+            if captured is None:  # this bucket could not be captured
+                out = self._eager(padded)
+            else:
+                graph, static, out = captured
+                for name, array in padded.items():
+                    static[name].copy_(torch.from_numpy(array), non_blocking=True)
+                graph.replay()
+            return out[:rows].float().cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "precision": self.precision, "device": self.device,
