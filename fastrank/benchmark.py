@@ -338,11 +338,21 @@ def _sweeps(name: str, reranker, workloads: dict[str, dict[str, Any]], quick: bo
     return records
 
 
+def parse_backend_row(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"torch-cuda:bf16"`` -> ``("torch-cuda", {"precision": "bf16"})``: a backend run on the checkpoint itself,
+    optionally at a precision (``fastrank bench --backend``)."""
+    name, _, precision = spec.partition(":")
+    if not name:
+        raise ValueError(f"a backend row is NAME or NAME:PRECISION (e.g. torch-cuda:fp16), got {spec!r}")
+    return name, ({"precision": precision} if precision else {})
+
+
 def benchmark_model(
     model: str | Path,
     groups: Sequence[Any],
     artifacts: Sequence[str | Path] = (),
     *,
+    backends: Sequence[str] = (),
     extra_rows: dict[str, tuple[dict[str, Any], LogitsFn]] | None = None,
     external_records: Callable[[], list[dict[str, Any]]] | None = None,
     quick: bool = False,
@@ -352,8 +362,9 @@ def benchmark_model(
     progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Benchmark checkpoint ``model`` (PyTorch fp32, the parity reference) and its exported ``artifacts`` on
-    ``groups`` (grouped query/documents/labels), plus ``extra_rows`` (e.g. peers) and records computed elsewhere
-    (``external_records``, e.g. a peer virtualenv). Returns JSON-ready records (see ``markdown_table``).
+    ``groups`` (grouped query/documents/labels), plus ``backends`` run on the checkpoint itself (``NAME[:PRECISION]``,
+    e.g. ``torch:bf16`` on a CPU, ``torch-cuda:fp16`` on a GPU), ``extra_rows`` (e.g. peers) and records computed
+    elsewhere (``external_records``, e.g. a peer virtualenv). Returns JSON-ready records (see ``markdown_table``).
 
     ``sweeps``: True sweeps batch size and sequence length for every artifact (the reference when there is none);
     a list of rung names (e.g. ``["fp32", "int8"]``) sweeps only the artifacts shipped at those rungs."""
@@ -363,6 +374,12 @@ def benchmark_model(
     reference = Reranker(model, backend="torch", num_threads=threads)
     rerankers = {"fastrank torch fp32": reference}
     rungs = {"fastrank torch fp32": "fp32"}
+    for spec in backends:
+        name, options = parse_backend_row(spec)
+        rr = Reranker(model, backend=name, num_threads=threads, backend_options=options)
+        rung = options.get("precision") or rr.describe().get("precision") or "fp32"
+        rerankers[f"fastrank {name} {rung}"] = rr
+        rungs[f"fastrank {name} {rung}"] = rung
     for path in artifacts:
         rr = Reranker(path, num_threads=threads)
         info = rr.describe()

@@ -126,3 +126,24 @@ def test_run_rows_keeps_first_run_logits_and_times_1000_docs_only_for_the_fastes
     assert set(by_row["fast"]["latency"]) == {"10", "1000"}
     assert set(by_row["slow"]["latency"]) == {"10"}
     assert by_row["fast"]["latency"]["1000"]["items"] == 1000
+
+
+def test_backend_rows_on_the_checkpoint(tiny_model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from fastrank.benchmark import benchmark_model, parse_backend_row
+    from fastrank.cli import app
+
+    assert parse_backend_row("torch-cuda:bf16") == ("torch-cuda", {"precision": "bf16"})
+    assert parse_backend_row("onnx") == ("onnx", {})
+    records = benchmark_model(str(tiny_model_dir), _groups(6), backends=["torch:bf16"], quick=True, threads=1,
+                              latency=False, sweeps=False)
+    tp = {r["row"]: r for r in records if r["kind"] == "throughput" and r["workload"] == "short"}
+    assert set(tp) == {"fastrank torch fp32", "fastrank torch bf16"} and tp["fastrank torch bf16"]["precision"] == "bf16"
+    assert 0 < tp["fastrank torch bf16"]["parity"]["max_abs_dlogit"] < 0.1  # bf16 ran, close to the fp32 reference
+    data = tmp_path / "groups.jsonl"
+    data.write_text("\n".join(json.dumps(g) for g in _groups(4)))
+    for spec, message in (("torch-cuda:fp16", "needs a CUDA GPU"), ("nope", "unknown backend 'nope'")):
+        result = CliRunner().invoke(app, ["bench", str(tiny_model_dir), "--data", str(data), "--backend", spec,
+                                          "--quick", "--no-sweeps", "--no-latency"])
+        assert result.exit_code != 0 and message in str(result.exception)  # `fastrank` prints it as one line, exit 2

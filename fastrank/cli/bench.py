@@ -28,6 +28,9 @@ def bench_command(
     data: Annotated[Path, typer.Option("--data", help="Grouped JSONL/CSV/Parquet: query, documents, labels.")],
     artifact: Annotated[list[Path] | None, typer.Option(
         "--artifact", help="Exported artifact directory to bench (repeatable).")] = None,
+    backend: Annotated[list[str] | None, typer.Option(
+        "--backend", help="Backend on the checkpoint itself, NAME[:PRECISION] (repeatable): torch:bf16, "
+                          "torch-cuda:fp16, torch-cuda:bf16.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Small workloads, one timed run: a smoke test.")] = False,
     threads: Annotated[int, typer.Option("--threads", help="Inference threads of every row.")] = 2,
     peers: Annotated[bool, typer.Option(
@@ -46,7 +49,7 @@ def bench_command(
     if threads < 1:
         raise ValueError(f"--threads must be >= 1, got {threads}")
     groups = read_groups(str(data))
-    records = benchmark_model(model, groups, [str(a) for a in artifact or []],
+    records = benchmark_model(model, groups, [str(a) for a in artifact or []], backends=backend or (),
                               extra_rows=sentence_transformers_row(model, threads) if peers else None,
                               quick=quick, threads=threads, latency=latency, sweeps=sweeps,
                               progress=lambda text: typer.echo(f"bench: {text}", err=True))
