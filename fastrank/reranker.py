@@ -159,7 +159,8 @@ class Reranker:
         if providers is not None:
             options["providers"] = providers
         if backend_options is not None and not isinstance(backend_options, dict):
-            raise TypeError(f"backend_options must be a dict of keyword arguments, got {type(backend_options).__name__}")
+            raise TypeError("backend_options must be a dict of keyword arguments, got "
+                            f"{type(backend_options).__name__}")
         options.update(backend_options or {})
         if name == "onnx":
             from fastrank.backends.onnx_backend import auto_sessions
@@ -198,7 +199,8 @@ class Reranker:
             batch_size = batch_size if limit is None else min(batch_size, limit)
         elif limit is not None and batch_size > limit:
             raise ValueError(f"batch_size={batch_size} is above the largest batch the {name} backend was built for "
-                             f"({limit}); use batch_size <= {limit}, or re-export with --max-batch-size {batch_size}")
+                             f"({limit}); use batch_size <= {limit}, or build it for larger batches (TensorRT: "
+                             f"fastrank export --max-batch-size {batch_size}; torch-cuda: max_batch)")
         self.batch_size, self.max_tokens = batch_size, max_tokens
         self.long_documents = long_documents
         if long_documents == "windows":

@@ -139,7 +139,8 @@ def test_backend_rows_on_the_checkpoint(tiny_model_dir, tmp_path):
     records = benchmark_model(str(tiny_model_dir), _groups(6), backends=["torch:bf16"], quick=True, threads=1,
                               latency=False, sweeps=False)
     tp = {r["row"]: r for r in records if r["kind"] == "throughput" and r["workload"] == "short"}
-    assert set(tp) == {"fastrank torch fp32", "fastrank torch bf16"} and tp["fastrank torch bf16"]["precision"] == "bf16"
+    assert set(tp) == {"fastrank torch fp32", "fastrank torch bf16"}
+    assert tp["fastrank torch bf16"]["precision"] == "bf16"
     assert 0 < tp["fastrank torch bf16"]["parity"]["max_abs_dlogit"] < 0.1  # bf16 ran, close to the fp32 reference
     data = tmp_path / "groups.jsonl"
     data.write_text("\n".join(json.dumps(g) for g in _groups(4)))

@@ -11,7 +11,8 @@ import typer
 from fastrank.backends.base import known_backends
 
 # --backend help of the commands that load a model (names from the registry, so a new backend is listed).
-BACKEND_HELP = "auto (a TensorRT engine that fits this GPU, else the artifact's format) | " + " | ".join(known_backends())
+BACKEND_HELP = ("auto (a TensorRT engine that fits this GPU, else the artifact's format) | "
+                + " | ".join(known_backends()))
 
 
 def print_json(data: Any) -> None:
