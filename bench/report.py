@@ -298,6 +298,30 @@ def _runtime_ab_section(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+GPU_RESULTS = ROOT / "bench" / "results" / "gpu_check.json"  # $OUT/gpu_check.json of a device run, copied here
+GPU_COLUMNS = ("row", "pairs_per_s_64x256", "speedup_vs_fp32_eager_64x256", "wikiqa_pairs_per_s", "ndcg@10",
+               "delta_ndcg@10", "max_abs_dlogit", "gate_ok", "warmup_s")
+
+
+def _gpu_section() -> str:
+    lines = ["## GPU: torch CUDA fp16/bf16, CUDA graphs (bench/gpu_check.sh)", ""]
+    if not GPU_RESULTS.is_file():
+        return "\n".join(lines + [
+            "**Not run yet**: no session of this project has been lent a GPU. The check is one device call: "
+            "`python -m bench.gpu_check --prepare .gpu` here, then `bash bench/gpu_check.sh` on the GPU machine "
+            "with `.gpu` carried; copy its `gpu_check.json` to `bench/results/` and run `python -m bench report`. "
+            "Gate: ΔNDCG@10 <= 0.002 against torch fp32 eager; aim: >= 3x its pairs/s at batch 64 x 256.", ""])
+    import json
+
+    run = json.loads(GPU_RESULTS.read_text(encoding="utf-8"))
+    lines += [f"Command: `bash bench/gpu_check.sh`. {run['header']}.", "",
+              "| " + " | ".join(GPU_COLUMNS) + " |", "|" + " --- |" * len(GPU_COLUMNS)]
+    for r in run["rows"]:  # rows that did not run (no TensorRT there) carry a status instead of numbers
+        row = {**r, "row": f"{r['row']}: {r['status']}" if "status" in r else r["row"]}
+        lines.append("| " + " | ".join(str(row.get(c, "")) for c in GPU_COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def render() -> str:
     recipes = read_records("recipes")
     machine = recipes[-1]["machine"] if recipes else {}
@@ -305,7 +329,7 @@ def render() -> str:
     sections = (HEADER.format(machine=desc), _recipes_section(recipes), report_run.section(read_records("run")),
                 _runtime_ab_section(read_records("runtime_ab")),
                 report_serve.section(read_records("serve")), _int8_section(read_records("int8")),
-                _mining_section(read_records("mining")))
+                _mining_section(read_records("mining")), _gpu_section())
     return "\n".join(s for s in sections if s)
 
 

@@ -1,0 +1,22 @@
+"""bench/RESULTS.md's GPU section: says plainly that the check has not run, or renders the device run's rows."""
+
+from __future__ import annotations
+
+import json
+
+import bench.report as report
+
+
+def test_gpu_section_before_and_after_a_device_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "GPU_RESULTS", tmp_path / "gpu_check.json")
+    assert "**Not run yet**" in report._gpu_section()
+    rows = [{"row": "torch fp32 eager", "pairs_per_s_64x256": 1000.0, "speedup_vs_fp32_eager_64x256": 1.0,
+             "ndcg@10": 0.81, "delta_ndcg@10": 0.0, "gate_ok": True},
+            {"row": "torch fp16 + CUDA graphs", "pairs_per_s_64x256": 4200.0, "speedup_vs_fp32_eager_64x256": 4.2,
+             "ndcg@10": 0.8105, "delta_ndcg@10": 0.0005, "gate_ok": True, "warmup_s": 3.1},
+            {"row": "tensorrt", "status": "not installed on this machine: not run"}]
+    (tmp_path / "gpu_check.json").write_text(json.dumps({"header": "device: NVIDIA H200", "rows": rows}))
+    text = report._gpu_section()
+    assert "device: NVIDIA H200" in text and "Not run yet" not in text
+    assert "| torch fp16 + CUDA graphs | 4200.0 | 4.2 |  | 0.8105 | 0.0005 |  | True | 3.1 |" in text
+    assert "| tensorrt: not installed on this machine: not run |" in text
