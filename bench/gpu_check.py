@@ -7,7 +7,8 @@
 The GPU machine has CUDA torch, transformers and tokenizers but neither ``../shared`` nor the bundled base model, so
 ``--prepare`` writes the model as a fp16 checkpoint (about 45 MB for MiniLM-L6; the fp32 reference row upcasts
 the same weights, so parity compares compute precision only) and a copy of WikiQA test into an ignored folder
-that the device call carries: ``run(command="bash bench/gpu_check.sh", carry=[".gpu"])``.
+that the device call carries: ``run(command="bash bench/gpu_check.sh", carry=[".gpu"])``. Copy the returned
+``gpu_check.json`` to ``bench/results/`` and ``python -m bench report`` puts its table in bench/RESULTS.md.
 
 Rows: torch CUDA fp32 eager (the reference), fp16 and bf16 eager, fp16 and bf16 with CUDA graphs per bucket
 (fastrank's torch-cuda backend), then TensorRT and onnxruntime-gpu when installed. For each: throughput at
