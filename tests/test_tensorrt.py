@@ -257,3 +257,35 @@ def test_backend_scores_concurrent_callers_one_batch_at_a_time(artifact, tmp_pat
         got = list(pool.map(reranker.logits, batches))
     for want, have in zip(expected, got):
         np.testing.assert_allclose(have, want, atol=1e-5)
+
+
+def test_triton_repository_of_an_int32_engine_passes_int32_token_ids(tiny_model_dir, tmp_path, on_fake_gpu,
+                                                                      monkeypatch):
+    """An engine that takes int32 ids (as a parser may make it) gets int32 in its Triton config and from the
+    tokenizer model, so the ensemble's two steps agree (Triton refuses mismatched types)."""
+    import types
+
+    from fastrank.export.triton import write_repository
+
+    on_fake_gpu("10.5.0")  # the stand-in engine takes int32 token ids
+    manifest = export_tensorrt(str(tiny_model_dir), tmp_path / "trt", ladder=("fp32",), max_batch=8)
+    assert manifest["tensorrt"]["engines"][0]["input_dtypes"] == {n: "int32" for n in INPUTS}
+    repo = write_repository(tmp_path / "trt", tmp_path / "repo", backend="tensorrt", max_batch_size=8)
+    for model in ("fastrank_model", "fastrank_tokenizer"):
+        config = (repo / model / "config.pbtxt").read_text()
+        assert config.count("TYPE_INT32") == 3 and "TYPE_INT64" not in config
+    fake = types.SimpleNamespace(Tensor=lambda name, array: (name, array),
+                                 InferenceResponse=lambda output_tensors: output_tensors,
+                                 get_input_tensor_by_name=lambda request, name: request[name])
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tok32", repo / "fastrank_tokenizer" / "1" / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tokenizer = module.TritonPythonModel()
+    tokenizer.initialize({})
+    text = types.SimpleNamespace(as_numpy=lambda: np.array([b"capital of france"], dtype=object))
+    doc = types.SimpleNamespace(as_numpy=lambda: np.array([b"paris"], dtype=object))
+    (outputs,) = tokenizer.execute([{"QUERY": text, "DOCUMENT": doc}])
+    assert {name: array.dtype for name, array in outputs} == {n: np.dtype(np.int32) for n in INPUTS}

@@ -261,6 +261,7 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
                                       manifest.get("output_name", "logits"), trt=trt)
             report = verify(encoder, reference, backend.logits, groups, rung.precision, num_labels,
                             merged_bounds(rung.precision), configs)
+            info["input_dtypes"] = {n: str(backend.dtypes[n]) for n in manifest["input_names"]}
             del backend  # free its device buffers before the next build
             failures = report["failures"]
             tried.append({"rung": name, "failures": failures, "parity": report, **info})

@@ -29,6 +29,7 @@ from fastrank.io import atomic_dir
 
 BACKENDS = ("onnxruntime", "tensorrt")
 KINDS = ("KIND_GPU", "KIND_CPU")
+TOKEN_TYPES = {"int64": "TYPE_INT64", "int32": "TYPE_INT32"}  # token-id dtypes a model may take, as Triton names them
 
 _TOKENIZER_MODEL = '''"""Triton Python backend: tokenize (QUERY, DOCUMENT) pairs the way fastrank's Reranker does."""
 
@@ -49,6 +50,7 @@ class TritonPythonModel:
         self.tokenizer.enable_truncation(int(manifest["max_length"]), strategy="longest_first")
         self.pad_id = int(manifest.get("pad_token_id", 0))
         self.outputs = manifest["input_names"]
+        self.dtype = np.dtype(manifest.get("triton_token_dtype", "int64"))  # what the scoring model takes
 
     def execute(self, requests):
         responses = []
@@ -58,7 +60,7 @@ class TritonPythonModel:
             pairs = [(q.decode("utf-8"), d.decode("utf-8")) for q, d in zip(queries, docs)]
             encs = self.tokenizer.encode_batch(pairs)
             width = -(-max(len(e.ids) for e in encs) // 8) * 8
-            arrays = {name: np.zeros((len(encs), width), dtype=np.int64) for name in self.outputs}
+            arrays = {name: np.zeros((len(encs), width), dtype=self.dtype) for name in self.outputs}
             arrays["input_ids"][:] = self.pad_id
             for row, enc in enumerate(encs):
                 n = len(enc.ids)
@@ -84,9 +86,11 @@ def _tensor(kind: str, name: str, dtype: str, dims: Sequence[int]) -> str:
 def model_config(name: str, manifest: dict[str, Any], backend: str = "onnxruntime", max_batch_size: int = 64,
                  instances: int = 1, kind: str = "KIND_GPU", max_queue_delay_us: int = 2000,
                  preferred_batch_sizes: Sequence[int] = (16, 32, 64), fp16: bool = True,
-                 workspace_bytes: int = 4 << 30, engine_cache: str = "/tmp/fastrank_trt_cache") -> str:
-    """``config.pbtxt`` of the scoring model: token-id inputs, a fp32 logits output, dynamic batching, instance
-    groups, and for ``onnxruntime`` on GPU the TensorRT accelerator (precision, workspace, engine cache)."""
+                 workspace_bytes: int = 4 << 30, engine_cache: str = "/tmp/fastrank_trt_cache",
+                 token_dtype: str = "int64") -> str:
+    """``config.pbtxt`` of the scoring model: token-id inputs (``token_dtype``: what the model takes; a TensorRT
+    engine may take int32), a fp32 logits output, dynamic batching, instance groups, and for ``onnxruntime`` on
+    GPU the TensorRT accelerator (precision, workspace, engine cache)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if kind not in KINDS:
@@ -97,7 +101,7 @@ def model_config(name: str, manifest: dict[str, Any], backend: str = "onnxruntim
     lines = [f'name: "{name}"',
              'backend: "onnxruntime"' if backend == "onnxruntime" else 'platform: "tensorrt_plan"',
              f"max_batch_size: {max_batch_size}"]
-    lines += [_tensor("input", n, "TYPE_INT64", [-1]) for n in manifest["input_names"]]
+    lines += [_tensor("input", n, TOKEN_TYPES[token_dtype], [-1]) for n in manifest["input_names"]]
     lines.append(_tensor("output", manifest.get("output_name", "logits"), "TYPE_FP32", [int(manifest.get("num_labels", 1))]))
     lines.append(f"dynamic_batching {{\n  preferred_batch_size: {_dims(preferred)}\n"
                  f"  max_queue_delay_microseconds: {max_queue_delay_us}\n}}")
@@ -120,10 +124,11 @@ def model_config(name: str, manifest: dict[str, Any], backend: str = "onnxruntim
     return "\n".join(lines) + "\n"
 
 
-def tokenizer_config(name: str, manifest: dict[str, Any], max_batch_size: int, instances: int = 1) -> str:
+def tokenizer_config(name: str, manifest: dict[str, Any], max_batch_size: int, instances: int = 1,
+                     token_dtype: str = "int64") -> str:
     lines = [f'name: "{name}"', 'backend: "python"', f"max_batch_size: {max_batch_size}",
              _tensor("input", "QUERY", "TYPE_STRING", [1]), _tensor("input", "DOCUMENT", "TYPE_STRING", [1])]
-    lines += [_tensor("output", n, "TYPE_INT64", [-1]) for n in manifest["input_names"]]
+    lines += [_tensor("output", n, TOKEN_TYPES[token_dtype], [-1]) for n in manifest["input_names"]]
     lines.append(f"instance_group {{\n  count: {instances}\n  kind: KIND_CPU\n}}")
     return "\n".join(lines) + "\n"
 
@@ -157,6 +162,7 @@ def write_repository(artifact: str | Path, out_dir: str | Path, name: str = "fas
     if not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"model name must be letters, digits, '-' or '_', got {name!r}")
     model_name, tok_name = f"{name}_model", f"{name}_tokenizer"
+    token_dtype = "int64"
     with atomic_dir(out_dir) as root:
         (root / model_name / "1").mkdir(parents=True)
         if backend == "tensorrt":
@@ -167,16 +173,29 @@ def write_repository(artifact: str | Path, out_dir: str | Path, name: str = "fas
             if entry is None:
                 raise FastrankError(f"cannot put a TensorRT engine in the repository: {reason}")
             shutil.copy(artifact / "tensorrt" / entry["file"], root / model_name / "1" / "model.plan")
+            token_dtype = _engine_token_dtype(entry)
         else:
             shutil.copy(artifact / manifest.get("model_file", "model.onnx"), root / model_name / "1" / "model.onnx")
         (root / model_name / "config.pbtxt").write_text(
-            model_config(model_name, manifest, backend, max_batch_size, instances, kind, **options))
+            model_config(model_name, manifest, backend, max_batch_size, instances, kind, token_dtype=token_dtype,
+                         **options))
         (root / tok_name / "1").mkdir(parents=True)
         shutil.copy(artifact / "tokenizer.json", root / tok_name / "1" / "tokenizer.json")
-        (root / tok_name / "1" / "fastrank.json").write_text(json.dumps(manifest, indent=2, default=str))
+        tokenizer_manifest = {**manifest, "triton_token_dtype": token_dtype}
+        (root / tok_name / "1" / "fastrank.json").write_text(json.dumps(tokenizer_manifest, indent=2, default=str))
         (root / tok_name / "1" / "model.py").write_text(_TOKENIZER_MODEL)
-        (root / tok_name / "config.pbtxt").write_text(tokenizer_config(tok_name, manifest, max_batch_size))
+        (root / tok_name / "config.pbtxt").write_text(
+            tokenizer_config(tok_name, manifest, max_batch_size, token_dtype=token_dtype))
         (root / name / "1").mkdir(parents=True)
         (root / name / "config.pbtxt").write_text(
             ensemble_config(name, tok_name, model_name, manifest, max_batch_size))
     return Path(out_dir)
+
+
+def _engine_token_dtype(entry: dict[str, Any]) -> str:
+    """The token-id dtype a TensorRT engine takes (recorded at export; int64 for engines recorded without it)."""
+    dtypes = set((entry.get("input_dtypes") or {"input_ids": "int64"}).values())
+    if len(dtypes) != 1 or not dtypes <= set(TOKEN_TYPES):
+        raise FastrankError(f"the engine {entry['file']} takes token ids as {sorted(dtypes)}; the Triton "
+                            f"tokenizer writes one of {sorted(TOKEN_TYPES)} for every input")
+    return dtypes.pop()
