@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from bench.common import ROOT, WIKIQA, RESULTS_DIR, require_shared_data
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import sys
-import types
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from triton_stub import Tensor, load_tokenizer_model
 
 from fastrank.export.profiles import Profile, bucket_shape, graph_buckets, pad_batch, pick_profile, plan_profiles
 from fastrank.export.tensorrt import builder_api, engine_file, select_engine, sensitive_layer
@@ -193,23 +193,7 @@ def test_triton_tokenizer_model_matches_the_reranker(artifact, tmp_path, monkeyp
     from fastrank.reranker import Reranker
 
     repo = write_repository(artifact, tmp_path / "repo")
-
-    class Tensor:
-        def __init__(self, name, array):
-            self.name, self.array = name, array
-
-        def as_numpy(self):
-            return self.array
-
-    fake = types.SimpleNamespace(
-        Tensor=Tensor, InferenceResponse=lambda output_tensors: output_tensors,
-        get_input_tensor_by_name=lambda request, name: request[name])
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
-    spec = importlib.util.spec_from_file_location("triton_tok", repo / "fastrank_tokenizer" / "1" / "model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    model = module.TritonPythonModel()
-    model.initialize({})
+    model = load_tokenizer_model(repo, monkeypatch)
     docs = ["paris is the capital", "a much longer document " * 30]
     request = {"QUERY": Tensor("QUERY", np.array([b"capital of france"] * 2, dtype=object)),
                "DOCUMENT": Tensor("DOCUMENT", np.array([d.encode() for d in docs], dtype=object))}

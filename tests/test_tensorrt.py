@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 from fake_tensorrt import HostIO, make_tensorrt
+from triton_stub import Tensor, load_tokenizer_model
 
 import fastrank.backends.tensorrt_backend as trt_backend
 from fastrank.errors import ModelLoadError, ParityError
@@ -263,8 +264,6 @@ def test_triton_repository_of_an_int32_engine_passes_int32_token_ids(tiny_model_
                                                                       monkeypatch):
     """An engine that takes int32 ids (as a parser may make it) gets int32 in its Triton config and from the
     tokenizer model, so the ensemble's two steps agree (Triton refuses mismatched types)."""
-    import types
-
     from fastrank.export.triton import write_repository
 
     on_fake_gpu("10.5.0")  # the stand-in engine takes int32 token ids
@@ -274,18 +273,8 @@ def test_triton_repository_of_an_int32_engine_passes_int32_token_ids(tiny_model_
     for model in ("fastrank_model", "fastrank_tokenizer"):
         config = (repo / model / "config.pbtxt").read_text()
         assert config.count("TYPE_INT32") == 3 and "TYPE_INT64" not in config
-    fake = types.SimpleNamespace(Tensor=lambda name, array: (name, array),
-                                 InferenceResponse=lambda output_tensors: output_tensors,
-                                 get_input_tensor_by_name=lambda request, name: request[name])
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake)
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("tok32", repo / "fastrank_tokenizer" / "1" / "model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    tokenizer = module.TritonPythonModel()
-    tokenizer.initialize({})
-    text = types.SimpleNamespace(as_numpy=lambda: np.array([b"capital of france"], dtype=object))
-    doc = types.SimpleNamespace(as_numpy=lambda: np.array([b"paris"], dtype=object))
-    (outputs,) = tokenizer.execute([{"QUERY": text, "DOCUMENT": doc}])
-    assert {name: array.dtype for name, array in outputs} == {n: np.dtype(np.int32) for n in INPUTS}
+    tokenizer = load_tokenizer_model(repo, monkeypatch)
+    request = {"QUERY": Tensor("QUERY", np.array([b"capital of france"], dtype=object)),
+               "DOCUMENT": Tensor("DOCUMENT", np.array([b"paris"], dtype=object))}
+    (outputs,) = tokenizer.execute([request])
+    assert {t.name: t.array.dtype for t in outputs} == {n: np.dtype(np.int32) for n in INPUTS}
