@@ -178,7 +178,8 @@ def test_cli_export_tensorrt_and_a_triton_repository_of_the_engine(tiny_model_di
 
     on_fake_gpu("10.5.0")
     result = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--out", str(tmp_path / "trt"),
-                                      "--format", "tensorrt", "--max-batch-size", "8"])
+                                      "--format", "tensorrt", "--max-batch-size", "8",
+                                      "--tensorrt-rungs", "fp16, fp16-fp32-sensitive", "--profiles", "2"])
     assert result.exit_code == 0, result.output
     assert "TensorRT engine engine-sm90-trt10.5.0-fp16-fp32-sensitive.plan: rung fp16-fp32-sensitive" in result.output
     assert "TensorRT fp16 failed: max_abs_logit" in result.output
@@ -189,6 +190,7 @@ def test_cli_export_tensorrt_and_a_triton_repository_of_the_engine(tiny_model_di
     assert (tmp_path / "repo" / "fastrank_model" / "1" / "model.plan").read_bytes() == engine.read_bytes()
     config = (tmp_path / "repo" / "fastrank_model" / "config.pbtxt").read_text()
     profiles = json.loads((tmp_path / "trt" / "fastrank.json").read_text())["tensorrt"]["profiles"]
+    assert len(profiles) <= 2 and all(p["max_batch"] == 8 for p in profiles)
     assert 'platform: "tensorrt_plan"' in config and config.count("instance_group") == len(profiles)  # one each
 
 

@@ -15,7 +15,7 @@ FORMATS = ("onnx", "tensorrt", "triton")
 def export_artifact(
     model: str, out: str, precision: str = "fp32", optimize: str = "O2", verify_data: str | None = None,
     allow_parity_failure: bool = False, fmt: str = "onnx", triton_backend: str = "onnxruntime",
-    max_batch_size: int = 64,
+    max_batch_size: int = 64, tensorrt_rungs: str | None = None, profiles: int = 3,
 ) -> dict[str, Any]:
     """Export ``model`` to ``out``; returns the manifest. ``verify_data`` is grouped JSONL (query, documents, labels).
 
@@ -37,9 +37,11 @@ def export_artifact(
 
         groups = read_groups(verify_data)
     if fmt == "tensorrt":
-        from fastrank.export.tensorrt import export_tensorrt
+        from fastrank.export.tensorrt import GPU_LADDER, export_tensorrt
 
-        return export_tensorrt(model, out, groups, max_batch=max_batch_size, allow_parity_failure=allow_parity_failure)
+        ladder = GPU_LADDER if tensorrt_rungs is None else tuple(r.strip() for r in tensorrt_rungs.split(",") if r)
+        return export_tensorrt(model, out, groups, ladder=ladder, max_batch=max_batch_size, num_profiles=profiles,
+                               allow_parity_failure=allow_parity_failure)
     from fastrank.export import export_model
 
     return export_model(model, out, precision=precision, optimize=optimize, verify_pairs=groups,
@@ -106,11 +108,17 @@ def export_command(
         "--triton-backend", help="With --format triton: onnxruntime | tensorrt (the artifact's engine).")] = "onnxruntime",
     max_batch_size: Annotated[int, typer.Option(
         "--max-batch-size", help="tensorrt: largest profile batch; triton: max_batch_size.")] = 64,
+    tensorrt_rungs: Annotated[str | None, typer.Option(
+        "--tensorrt-rungs", help="tensorrt: the precision ladder, fastest first, comma-separated "
+                                 "(default fp16,fp16-fp32-sensitive,bf16,fp32); the first rung that passes is kept.")
+    ] = None,
+    profiles: Annotated[int, typer.Option(
+        "--profiles", help="tensorrt: optimization profiles (length buckets at the data's quantiles).")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Export a reranker to ONNX (fp32/int8/fp16), bf16, a TensorRT engine or a Triton repository, verified first."""
     manifest = export_artifact(model, str(out), precision, optimize, None if verify_data is None else str(verify_data),
-                               allow_parity_failure, fmt, triton_backend, max_batch_size)
+                               allow_parity_failure, fmt, triton_backend, max_batch_size, tensorrt_rungs, profiles)
     if fmt == "triton" and not as_json:
         typer.echo(f"wrote Triton model repository {out} ({triton_backend}); serve it with "
                    f"tritonserver --model-repository {out}")
