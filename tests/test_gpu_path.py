@@ -172,6 +172,11 @@ def test_triton_repository_configs_parse_with_tritons_proto(artifact, tmp_path):
     assert model.instance_group[0].count == 2 and model.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_GPU
     accel = model.optimization.execution_accelerators.gpu_execution_accelerator[0]
     assert accel.name == "tensorrt" and accel.parameters["precision_mode"] == "FP16"
+    params = dict(accel.parameters)  # gpu_providers' TensorRT options under Triton's names, one 1..64 profile here
+    assert params["trt_layer_norm_fp32_fallback"] == "1" and params["trt_timing_cache_enable"] == "1"
+    assert params["trt_profile_min_shapes"] == "input_ids:1x1,attention_mask:1x1,token_type_ids:1x1"
+    assert params["trt_profile_max_shapes"] == "input_ids:32x64,attention_mask:32x64,token_type_ids:32x64"
+    assert "trt_fp16_enable" not in params and "device_id" not in params
     ensemble = configs["rr"]
     assert ensemble.platform == "ensemble"
     assert [s.model_name for s in ensemble.ensemble_scheduling.step] == ["rr_tokenizer", "rr_model"]
@@ -182,8 +187,14 @@ def test_triton_repository_configs_parse_with_tritons_proto(artifact, tmp_path):
     assert not cpu.optimization.execution_accelerators.gpu_execution_accelerator
     manifest = json.loads((artifact / "fastrank.json").read_text())
     manifest["tensorrt"] = {"profiles": [Profile(1, 8, 8, 8, 32, 32).to_dict(), Profile(1, 8, 8, 40, 64, 64).to_dict()]}
-    trt = text_format.Parse(model_config("m", manifest, backend="tensorrt"), pb2.ModelConfig())
-    assert trt.platform == "tensorrt_plan" and [list(g.profile) for g in trt.instance_group] == [["0"], ["1"]]
+    trt = text_format.Parse(model_config("m", manifest, backend="tensorrt", max_batch_size=8), pb2.ModelConfig())
+    # one group listing every profile: Triton picks the profile that fits each batch's shape
+    assert trt.platform == "tensorrt_plan" and [list(g.profile) for g in trt.instance_group] == [["0", "1"]]
+    with pytest.raises(ValueError, match="max_batch_size 64 is above the engine's profiles' batch \\(8\\)"):
+        model_config("m", manifest, backend="tensorrt")
+    onnx_with_engine = text_format.Parse(model_config("m", manifest, max_batch_size=16), pb2.ModelConfig())
+    engine_params = onnx_with_engine.optimization.execution_accelerators.gpu_execution_accelerator[0].parameters
+    assert engine_params["trt_profile_max_shapes"].startswith("input_ids:16x32,attention_mask:16x32,")
     with pytest.raises(text_format.ParseError):  # the parser is strict: it would catch a misspelt field
         text_format.Parse("max_batch: 3", pb2.ModelConfig())
 

@@ -4,9 +4,9 @@ Three models, so clients send text and get scores back:
 
 - ``<name>_tokenizer`` (Python backend): QUERY and DOCUMENT strings -> input_ids / attention_mask /
   token_type_ids, with the artifact's own ``tokenizer.json`` and max_length (the same truncation as ``Reranker``);
-- ``<name>_model``: the ONNX model (``onnxruntime`` backend, optional TensorRT accelerator with fp16) or the
-  artifact's TensorRT engine (``tensorrt_plan``, one instance group per optimization profile), with dynamic
-  batching across requests;
+- ``<name>_model``: the ONNX model (``onnxruntime`` backend, optional TensorRT accelerator with fp16 and explicit
+  profiles) or the artifact's TensorRT engine (``tensorrt_plan``, an instance group listing every optimization
+  profile, so Triton picks the one that fits each batch), with dynamic batching across requests;
 - ``<name>`` (ensemble): tokenizer -> model, inputs QUERY/DOCUMENT, output LOGITS (raw; apply the artifact's
   activation client-side, or read ``fastrank.json``).
 
@@ -89,8 +89,12 @@ def model_config(name: str, manifest: dict[str, Any], backend: str = "onnxruntim
                  workspace_bytes: int = 4 << 30, engine_cache: str = "/tmp/fastrank_trt_cache",
                  token_dtype: str = "int64") -> str:
     """``config.pbtxt`` of the scoring model: token-id inputs (``token_dtype``: what the model takes; a TensorRT
-    engine may take int32), a fp32 logits output, dynamic batching, instance groups, and for ``onnxruntime`` on
-    GPU the TensorRT accelerator (precision, workspace, engine cache)."""
+    engine may take int32), a fp32 logits output, dynamic batching and instance groups.
+
+    ``tensorrt``: the artifact's engine; its instance group lists every optimization profile, so Triton picks the
+    one that fits each batch's shape. ``onnxruntime`` on GPU: the TensorRT accelerator with the same options as
+    ``gpu_providers`` (precision, workspace, engine and timing caches, LayerNorm in fp32, and explicit profiles,
+    the artifact's length buckets or one 1..max_length bucket, so no engine is built for a new padded length)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if kind not in KINDS:
@@ -105,23 +109,46 @@ def model_config(name: str, manifest: dict[str, Any], backend: str = "onnxruntim
     lines.append(_tensor("output", manifest.get("output_name", "logits"), "TYPE_FP32", [int(manifest.get("num_labels", 1))]))
     lines.append(f"dynamic_batching {{\n  preferred_batch_size: {_dims(preferred)}\n"
                  f"  max_queue_delay_microseconds: {max_queue_delay_us}\n}}")
+    profiles = (manifest.get("tensorrt") or {}).get("profiles") or []
     if backend == "tensorrt":
-        profiles = (manifest.get("tensorrt") or {}).get("profiles") or []
         if not profiles:
             raise ModelLoadError("the artifact has no TensorRT engine; export with --format tensorrt on a GPU first")
         if kind != "KIND_GPU":
             raise ValueError("TensorRT engines run on GPUs only: kind must be KIND_GPU")
-        for i in range(len(profiles)):  # one group per profile: a batch runs on an instance bound to its profile
-            lines.append(f'instance_group {{\n  count: {instances}\n  kind: KIND_GPU\n  profile: [ "{i}" ]\n}}')
+        largest = min(int(p["max_batch"]) for p in profiles)
+        if max_batch_size > largest:
+            raise ValueError(f"max_batch_size {max_batch_size} is above the engine's profiles' batch ({largest}); "
+                             f"use --max-batch-size {largest} or re-export the engine with a larger one")
+        listed = ", ".join(f'"{i}"' for i in range(len(profiles)))
+        lines.append(f"instance_group {{\n  count: {instances}\n  kind: KIND_GPU\n  profile: [ {listed} ]\n}}")
     else:
         lines.append(f"instance_group {{\n  count: {instances}\n  kind: {kind}\n}}")
         if kind == "KIND_GPU":
-            params = {"precision_mode": "FP16" if fp16 else "FP32", "max_workspace_size_bytes": str(workspace_bytes),
-                      "trt_engine_cache_enable": "1", "trt_engine_cache_path": engine_cache}
+            params = _accelerator_parameters(manifest, profiles, max_batch_size, fp16, workspace_bytes, engine_cache)
             body = "\n".join(f'      parameters {{ key: "{k}" value: "{v}" }}' for k, v in params.items())
             lines.append("optimization {\n  execution_accelerators {\n    gpu_execution_accelerator {\n"
                          f'      name: "tensorrt"\n{body}\n    }}\n  }}\n}}')
     return "\n".join(lines) + "\n"
+
+
+def _accelerator_parameters(manifest: dict[str, Any], profiles: Sequence[dict[str, int]], max_batch_size: int,
+                            fp16: bool, workspace_bytes: int, engine_cache: str) -> dict[str, str]:
+    """The onnxruntime backend's TensorRT accelerator parameters: ``gpu_providers``' TensorRT options under
+    Triton's names, with every profile's batch range set to 1..max_batch_size (what the dynamic batcher sends)."""
+    from fastrank.backends.onnx_backend import gpu_providers
+    from fastrank.batching import round_up
+    from fastrank.export.profiles import Profile
+
+    length = int(manifest["max_length"])
+    seqs = [(int(p["min_seq"]), int(p["opt_seq"]), int(p["max_seq"])) for p in profiles] or \
+        [(1, round_up(length // 2, 8), length)]
+    shaped = [Profile(1, max_batch_size, max_batch_size, *seq) for seq in seqs]
+    (_, options), *_ = gpu_providers("tensorrt", shaped, manifest["input_names"], cache_dir=engine_cache, fp16=fp16)
+    params = {"precision_mode": "FP16" if fp16 else "FP32", "max_workspace_size_bytes": str(workspace_bytes)}
+    for key, value in options.items():
+        if key.startswith("trt_") and key != "trt_fp16_enable":
+            params[key] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+    return params
 
 
 def tokenizer_config(name: str, manifest: dict[str, Any], max_batch_size: int, instances: int = 1,
