@@ -183,6 +183,8 @@ def test_cli_export_tensorrt_and_a_triton_repository_of_the_engine(tiny_model_di
     assert result.exit_code == 0, result.output
     assert "TensorRT engine engine-sm90-trt10.5.0-fp16-fp32-sensitive.plan: rung fp16-fp32-sensitive" in result.output
     assert "TensorRT fp16 failed: max_abs_logit" in result.output
+    assert "export: fp16: building the engine for sm9.0 with TensorRT 10.5.0" in result.output  # progress, stderr
+    assert "export: fp16-fp32-sensitive: passed verification" in result.output
     result = CliRunner().invoke(app, ["export", str(tmp_path / "trt"), "--out", str(tmp_path / "repo"),
                                       "--format", "triton", "--triton-backend", "tensorrt", "--max-batch-size", "8"])
     assert result.exit_code == 0, result.output

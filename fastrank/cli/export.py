@@ -41,7 +41,8 @@ def export_artifact(
 
         ladder = GPU_LADDER if tensorrt_rungs is None else tuple(r.strip() for r in tensorrt_rungs.split(",") if r)
         return export_tensorrt(model, out, groups, ladder=ladder, max_batch=max_batch_size, num_profiles=profiles,
-                               allow_parity_failure=allow_parity_failure)
+                               allow_parity_failure=allow_parity_failure,
+                               progress=lambda text: typer.echo(f"export: {text}", err=True))
     from fastrank.export import export_model
 
     return export_model(model, out, precision=precision, optimize=optimize, verify_pairs=groups,

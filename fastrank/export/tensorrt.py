@@ -19,7 +19,7 @@ something (profiles, keys, selection, ladders, layer choices) runs on any machin
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,7 +189,7 @@ def build_engine(onnx_path: Path, engine_path: Path, profiles: Sequence[Profile]
 
 def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *, ladder: Sequence[str] = GPU_LADDER,
                     max_batch: int = 64, num_profiles: int = 3, allow_parity_failure: bool = False,
-                    trt: Any = None) -> dict[str, Any]:
+                    trt: Any = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Export ``model`` to a fp32 ONNX artifact plus the first TensorRT engine on ``ladder`` that passes the parity
     gate (the CPU export's bounds and batch configurations, for the rung's precision). Needs a CUDA GPU and TensorRT
     (``trt``: the module, default the installed one).
@@ -202,7 +202,8 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
     Each engine records the rungs tried (``ladder``) with their parity failures. With ``allow_parity_failure`` and
     no rung passing, the last rung tried is kept and marked ``parity_failed``. Strongly typed TensorRT (11+) takes
     its precision from the ONNX file; fastrank writes fp16 and mixed fp16 ONNX itself but has no bf16 conversion,
-    so the bf16 rung is skipped there (recorded with the reason).
+    so the bf16 rung is skipped there (recorded with the reason). ``progress(text)`` hears of each step (a build
+    takes minutes).
     """
     import shutil
     import tempfile
@@ -223,6 +224,7 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
     if unknown or not ladder:
         raise ValueError(f"unknown GPU rungs {unknown or list(ladder)}; known: {', '.join(GPU_LADDER)}")
     strongly_typed = builder_api(trt_version) == "strongly-typed"
+    say = progress or (lambda text: None)
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "onnx"
         manifest, reference_logits = _onnx_base(model, base, verify_pairs)
@@ -255,6 +257,7 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
                 src = Path(tmp) / f"{name}.onnx"
                 (mixed_precision_onnx if rung.keep_sensitive_fp32 else _plain_fp16)(base / "model.onnx", src)
             file = engine_file(cc, trt_version, name)
+            say(f"{name}: building the engine for sm{cc} with TensorRT {trt_version} ({len(profiles)} profiles)")
             info = build_engine(src, Path(tmp) / file, profiles, rung, manifest["input_names"], engines_dir / cache,
                                 trt=trt)
             backend = TensorRTBackend(Path(tmp) / file, manifest["input_names"], profiles,
@@ -264,6 +267,8 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
             info["input_dtypes"] = {n: str(backend.dtypes[n]) for n in manifest["input_names"]}
             del backend  # free its device buffers before the next build
             failures = report["failures"]
+            say(f"{name}: " + ("failed verification: " + "; ".join(failures) if failures else
+                               f"passed verification (max |dlogit| {report['max_abs_logit']:.2e})"))
             tried.append({"rung": name, "failures": failures, "parity": report, **info})
             if not failures or (allow_parity_failure and name == runnable[-1]):
                 chosen = {"file": file, "rung": name, "precision": rung.precision, "compute_capability": cc,
