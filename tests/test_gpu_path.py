@@ -106,7 +106,7 @@ def test_mixed_precision_onnx_keeps_sensitive_ops_fp32(artifact, tmp_path):
 
 
 def test_gpu_provider_options():
-    from fastrank.backends.onnx_backend import choose_providers, gpu_providers
+    from fastrank.backends.onnx_backend import choose_providers, gpu_providers, profile_batch_limit
 
     profiles = plan_profiles(LENGTHS, 256, max_batch=32, num_profiles=2)
     providers = gpu_providers("tensorrt", profiles, ("input_ids", "attention_mask"), cache_dir="/cache", fp16=True)
@@ -116,6 +116,7 @@ def test_gpu_provider_options():
     assert options["trt_profile_max_shapes"] == ("input_ids:32x32,attention_mask:32x32,"
                                                  "input_ids:32x256,attention_mask:32x256")
     assert options["trt_engine_cache_path"] == "/cache" and options["trt_fp16_enable"] is True
+    assert profile_batch_limit(providers) == 32 and profile_batch_limit(gpu_providers("cuda")) is None
     with pytest.raises(ValueError, match="needs optimization profiles"):
         gpu_providers("tensorrt")
     with pytest.raises(Exception, match="not available here"):

@@ -80,6 +80,17 @@ def gpu_providers(kind: str, profiles: Sequence[Profile] = (), input_names: Sequ
     return [("TensorrtExecutionProvider", options), cuda, "CPUExecutionProvider"]
 
 
+def profile_batch_limit(providers: Sequence[ProviderSpec]) -> int | None:
+    """The largest batch the TensorRT provider's explicit profiles (``trt_profile_max_shapes``) cover, so the
+    reranker never sends a batch that would make it build another engine; None without explicit profiles."""
+    for spec in providers:
+        if isinstance(spec, tuple) and spec[0] == "TensorrtExecutionProvider":
+            shapes = str(spec[1].get("trt_profile_max_shapes") or "")
+            batches = [int(item.rsplit(":", 1)[1].split("x")[0]) for item in shapes.split(",") if ":" in item]
+            return min(batches) if batches else None
+    return None
+
+
 class OnnxBackend(Backend):
     """Scores batches with onnxruntime.
 
@@ -132,6 +143,8 @@ class OnnxBackend(Backend):
         self._sessions = [self.session] + [self._session(ort, threads, chosen) for _ in range(sessions - 1)]
         if cpu_only:
             self.pad_multiple = 1
+        if "TensorrtExecutionProvider" in self.session.get_providers():
+            self.max_batch = profile_batch_limit(chosen)
         self.sessions = sessions
         self.num_threads = num_threads
         self.precision = precision
