@@ -90,7 +90,8 @@ class TorchCudaBackend(Backend):
         """Bucket ``key``'s (graph, static inputs, output), captured on first use; None where capture failed."""
         if key not in self.graphs and key not in self.eager_buckets:
             try:
-                self.graphs[key] = self._capture(*key)
+                with self.torch.cuda.device(self.device):  # streams and capture on the model's GPU, e.g. cuda:1
+                    self.graphs[key] = self._capture(*key)
             except RuntimeError as exc:  # capture is not possible for this model/bucket: run it eagerly
                 logger.warning("CUDA graph capture failed for bucket %s (%s); running it eagerly", key, exc)
                 self.eager_buckets.add(key)
@@ -123,9 +124,10 @@ class TorchCudaBackend(Backend):
                 out = self._eager(padded)
             else:
                 graph, static, out = captured
-                for name, array in padded.items():
-                    static[name].copy_(torch.from_numpy(array), non_blocking=True)
-                graph.replay()
+                with torch.cuda.device(self.device):
+                    for name, array in padded.items():
+                        static[name].copy_(torch.from_numpy(array), non_blocking=True)
+                    graph.replay()
             return out[:rows].float().cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
