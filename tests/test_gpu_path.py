@@ -16,7 +16,8 @@ import pytest
 
 from triton_stub import Tensor, load_tokenizer_model
 
-from fastrank.export.profiles import Profile, bucket_shape, graph_buckets, pad_batch, pick_profile, plan_profiles
+from fastrank.export.profiles import (Profile, batch_limit, bucket_shape, graph_buckets, pad_batch, pick_profile,
+                                      plan_profiles)
 from fastrank.export.tensorrt import builder_api, engine_file, select_engine, sensitive_layer
 
 LENGTHS = np.r_[np.full(60, 27), np.full(30, 90), np.full(10, 250)]
@@ -31,6 +32,7 @@ def test_profiles_follow_the_length_distribution():
         assert profiles[pick_profile(profiles, 64, seq)].covers(64, seq)
     assert pick_profile(profiles, 3, 24) == 0 and pick_profile(profiles, 3, 200) == 2
     assert all(sum(p.covers(1, w) for p in profiles) == 1 for w in range(1, 257))  # contiguous, no overlap
+    assert batch_limit(profiles) == 64 and batch_limit([Profile(1, 8, 8, 1, 8, 8), Profile(1, 4, 4, 9, 16, 16)]) == 4
     with pytest.raises(ValueError, match="no optimization profile covers batch 65 x sequence 32"):
         pick_profile(profiles, 65, 32)
     one = plan_profiles([5, 9, 300], max_length=128, num_profiles=1)

@@ -22,7 +22,7 @@ import numpy as np
 
 from fastrank.backends.base import Backend
 from fastrank.errors import FastrankError, ModelLoadError, require
-from fastrank.export.profiles import Profile, pick_profile
+from fastrank.export.profiles import Profile, batch_limit, pick_profile
 
 logger = logging.getLogger(__name__)
 
@@ -110,12 +110,12 @@ class TensorRTBackend(Backend):
             context.set_optimization_profile_async(i, self.io.handle)
             self.contexts.append(context)
         self.io.synchronize()
-        self.max_batch = max(p.max_batch for p in self.profiles)
+        self.max_batch = batch_limit(self.profiles)
         largest = max(p.max_batch * p.max_seq for p in self.profiles)
         as_torch = {n: torch.from_numpy(np.empty(0, dtype=d)).dtype for n, d in self.dtypes.items()}
         self.staging = {n: self.io.host(largest, as_torch[n]) for n in self.input_names}
         self.buffers = {n: self.io.buffer(largest, as_torch[n]) for n in self.input_names}
-        self.output = self.io.buffer(self.max_batch * self.num_labels, as_torch[output_name])
+        self.output = self.io.buffer(max(p.max_batch for p in self.profiles) * self.num_labels, as_torch[output_name])
         self._lock = threading.Lock()
 
     @classmethod

@@ -69,6 +69,12 @@ def plan_profiles(
     return profiles
 
 
+def batch_limit(profiles: Sequence[Profile]) -> int:
+    """The largest batch every profile covers (the smallest ``max_batch``): a batch this size runs at any length,
+    since each length falls in one profile only."""
+    return min(p.max_batch for p in profiles)
+
+
 def pick_profile(profiles: Sequence[Profile], batch: int, seq: int) -> int:
     """Index of the first (tightest) profile covering ``(batch, seq)``; ValueError naming the planned ranges."""
     for i, profile in enumerate(profiles):

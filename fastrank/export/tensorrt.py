@@ -211,7 +211,7 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
     from fastrank.backends.tensorrt_backend import TensorRTBackend, gpu_info
     from fastrank.errors import ParityError
     from fastrank.export.manifest import write_manifest
-    from fastrank.export.profiles import plan_profiles
+    from fastrank.export.profiles import batch_limit, plan_profiles
     from fastrank.export.verify import VERIFY_CONFIGS, merged_bounds, normalize_groups, score_groups, verify
     from fastrank.io import atomic_dir
     from fastrank.reranker import artifact_encoder
@@ -236,7 +236,7 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
         else:
             lengths = encoder.encode([(g.query, d) for g in groups for d in g.documents]).lengths
             profiles = plan_profiles(lengths, encoder.max_length, max_batch, num_profiles)
-        max_batch = max(p.max_batch for p in profiles)
+        max_batch = batch_limit(profiles)
         num_labels = int(manifest.get("num_labels", 1))
         reference, _ = score_groups(encoder, reference_logits, groups, num_labels, max_batch)
         configs = [{**c, "batch_size": min(c["batch_size"], max_batch)} for c in VERIFY_CONFIGS]

@@ -25,6 +25,7 @@ from typing import Any
 
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.export.manifest import read_manifest
+from fastrank.export.profiles import Profile, batch_limit
 from fastrank.io import atomic_dir
 
 BACKENDS = ("onnxruntime", "tensorrt")
@@ -115,10 +116,10 @@ def model_config(name: str, manifest: dict[str, Any], backend: str = "onnxruntim
             raise ModelLoadError("the artifact has no TensorRT engine; export with --format tensorrt on a GPU first")
         if kind != "KIND_GPU":
             raise ValueError("TensorRT engines run on GPUs only: kind must be KIND_GPU")
-        largest = min(int(p["max_batch"]) for p in profiles)
-        if max_batch_size > largest:
-            raise ValueError(f"max_batch_size {max_batch_size} is above the engine's profiles' batch ({largest}); "
-                             f"use --max-batch-size {largest} or re-export the engine with a larger one")
+        limit = batch_limit([Profile(**p) for p in profiles])
+        if max_batch_size > limit:
+            raise ValueError(f"max_batch_size {max_batch_size} is above the engine's profiles' batch ({limit}); "
+                             f"use --max-batch-size {limit} or re-export the engine with a larger one")
         listed = ", ".join(f'"{i}"' for i in range(len(profiles)))
         lines.append(f"instance_group {{\n  count: {instances}\n  kind: KIND_GPU\n  profile: [ {listed} ]\n}}")
     else:
@@ -137,7 +138,6 @@ def _accelerator_parameters(manifest: dict[str, Any], profiles: Sequence[dict[st
     Triton's names, with every profile's batch range set to 1..max_batch_size (what the dynamic batcher sends)."""
     from fastrank.backends.onnx_backend import gpu_providers
     from fastrank.batching import round_up
-    from fastrank.export.profiles import Profile
 
     length = int(manifest["max_length"])
     seqs = [(int(p["min_seq"]), int(p["opt_seq"]), int(p["max_seq"])) for p in profiles] or \
