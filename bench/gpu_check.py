@@ -36,6 +36,20 @@ WIKIQA = ROOT.parent / "shared" / "data" / "wikiqa" / "test.jsonl"
 CARRIED = ROOT / ".gpu"  # what --prepare writes and the device call carries
 
 
+COLUMNS = ("row", "pairs_per_s_64x256", "speedup_vs_fp32_eager_64x256", "wikiqa_pairs_per_s", "map", "ndcg@10",
+           "delta_ndcg@10", "max_abs_dlogit", "gate_ok", "warmup_graphs", "warmup_s")
+
+
+def table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    """Markdown table of result rows (printed here, and rendered into bench/RESULTS.md by ``bench.report``); a row
+    that did not run carries a status, shown after its name."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    for r in rows:
+        row = {**r, "row": f"{r['row']}: {r['status']}" if "status" in r else r["row"]}
+        lines.append("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines)
+
+
 def prepare(target: Path, model_dir: str | None) -> None:
     """Write ``target/model`` (the model as a fp16 checkpoint) and ``target/wikiqa/test.jsonl`` for a GPU run."""
     import shutil
@@ -163,12 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.cuda.get_device_name() if on_gpu else "cpu (dry run)"
     header = f"device: {device}; torch {torch.__version__}; model {model_dir}; WikiQA pairs {len(pairs)}"
     print(header)
-    cols = ["row", "pairs_per_s_64x256", "speedup_vs_fp32_eager_64x256", "wikiqa_pairs_per_s", "map", "ndcg@10",
-            "delta_ndcg@10", "max_abs_dlogit", "gate_ok", "warmup_graphs", "warmup_s"]
-    print("| " + " | ".join(cols) + " |\n|" + " --- |" * len(cols))
-    for row in rows:
-        print("| " + " | ".join(str(row.get(c, row.get("status", "")) if c == "row" or c in row else "")
-                                for c in cols) + " |" + (f" {row['status']}" if "status" in row else ""))
+    print(table(rows, COLUMNS))
     if os.environ.get("OUT"):
         Path(os.environ["OUT"], "gpu_check.json").write_text(json.dumps({"header": header, "rows": rows}, indent=2,
                                                                         default=str))

@@ -313,12 +313,10 @@ def _gpu_section() -> str:
             "Gate: ΔNDCG@10 <= 0.002 against torch fp32 eager; aim: >= 3x its pairs/s at batch 64 x 256.", ""])
     import json
 
+    from bench.gpu_check import table
+
     run = json.loads(GPU_RESULTS.read_text(encoding="utf-8"))
-    lines += [f"Command: `bash bench/gpu_check.sh`. {run['header']}.", "",
-              "| " + " | ".join(GPU_COLUMNS) + " |", "|" + " --- |" * len(GPU_COLUMNS)]
-    for r in run["rows"]:  # rows that did not run (no TensorRT there) carry a status instead of numbers
-        row = {**r, "row": f"{r['row']}: {r['status']}" if "status" in r else r["row"]}
-        lines.append("| " + " | ".join(str(row.get(c, "")) for c in GPU_COLUMNS) + " |")
+    lines += [f"Command: `bash bench/gpu_check.sh`. {run['header']}.", "", table(run["rows"], GPU_COLUMNS)]
     return "\n".join(lines) + "\n"
 
 
