@@ -54,6 +54,11 @@ class _Layer:
             raise RuntimeError("cannot set layer precision in a strongly typed network")
         self._precision = value
 
+    @property
+    def pinned(self) -> bool:
+        """Computed and written in fp32: both the layer's precision and its output's type were set."""
+        return self._precision == "float32" and self.output_types.get(0) == "float32"
+
     def set_output_type(self, index: int, dtype: Any) -> None:
         if self._strong:
             raise RuntimeError("cannot set output types in a strongly typed network")
@@ -181,11 +186,11 @@ class _Context:
 
 
 class _Engine:
-    def __init__(self, header: dict[str, Any], onnx_bytes: bytes, input_dtype: np.dtype) -> None:
+    def __init__(self, header: dict[str, Any], onnx_bytes: bytes, input_dtype: np.dtype, delay: float) -> None:
         import onnxruntime as ort
 
-        self.header, self.profiles, self.noisy = header, header["profiles"], header["noisy"]
-        self.inputs, self.input_dtype, self.delay = header["inputs"], input_dtype, 0.0
+        self.profiles, self.noisy = header["profiles"], header["noisy"]
+        self.inputs, self.input_dtype, self.delay = header["inputs"], input_dtype, delay
         self.session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
         self.num_optimization_profiles = len(self.profiles)
         self.contexts: list[_Context] = []
@@ -208,7 +213,6 @@ def make_tensorrt(version: str = "10.5.0", input_dtype: Any = np.int32, delay: f
     strong_only = int(version.split(".")[0]) >= 11
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
-    trt.delay = delay
     trt.float32 = "float32"
     trt.built: list[dict[str, Any]] = []  # what each build saw, for assertions
     trt.engines: list[_Engine] = []
@@ -236,14 +240,14 @@ def make_tensorrt(version: str = "10.5.0", input_dtype: Any = np.int32, delay: f
 
         def build_serialized_network(self, network: _Network, config: _Config) -> bytes:
             reduced = config.flags & {"FP16", "BF16"}
-            unpinned = [layer for layer in network.layers if _is_sensitive(layer) and layer.precision != "float32"]
+            unpinned = [layer for layer in network.layers if _is_sensitive(layer) and not layer.pinned]
             noisy = bool(network.fp16_norm_weights) if network.strongly_typed else bool(reduced and unpinned)
             header = {"version": version, "inputs": sorted({n for p in config.profiles for n in p.shapes},
                                                            key=["input_ids", "attention_mask",
                                                                 "token_type_ids"].index),
                       "profiles": [p.shapes for p in config.profiles], "noisy": noisy}
             trt.built.append({"network_flags": network.flags, "builder_flags": set(config.flags), "noisy": noisy,
-                              "pinned": [layer.name for layer in network.layers if layer.precision == "float32"],
+                              "pinned": [layer.name for layer in network.layers if layer.pinned],
                               "profiles": [p.shapes for p in config.profiles], "workspace": config.workspace,
                               "cache_in": config.cache.data, "onnx": network.onnx_path})
             config.cache = _Cache(config.cache.data + b"t")  # the build adds timings to the cache
@@ -258,8 +262,7 @@ def make_tensorrt(version: str = "10.5.0", input_dtype: Any = np.int32, delay: f
             header = json.loads(head)
             if header["version"] != version:
                 return None  # an engine from another TensorRT does not load
-            engine = _Engine(header, onnx_bytes, np.dtype(input_dtype))
-            engine.delay = trt.delay
+            engine = _Engine(header, onnx_bytes, np.dtype(input_dtype), delay)
             trt.engines.append(engine)
             return engine
 
