@@ -42,11 +42,13 @@ COLUMNS = ("row", "pairs_per_s_64x256", "speedup_vs_fp32_eager_64x256", "wikiqa_
 
 def table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     """Markdown table of result rows (printed here, and rendered into bench/RESULTS.md by ``bench.report``); a row
-    that did not run carries a status, shown after its name."""
+    that did not run carries a status, shown after its name. Cells are kept to one line (an error message can span
+    several) and their pipes escaped, so the table stays a table."""
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for r in rows:
         row = {**r, "row": f"{r['row']}: {r['status']}" if "status" in r else r["row"]}
-        lines.append("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
+        cells = (" ".join(str(row.get(c, "")).split()).replace("|", "\\|") for c in columns)
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

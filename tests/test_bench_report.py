@@ -20,3 +20,13 @@ def test_gpu_section_before_and_after_a_device_run(tmp_path, monkeypatch):
     assert "device: NVIDIA H200" in text and "Not run yet" not in text
     assert "| torch fp16 + CUDA graphs | 4200.0 | 4.2 |  | 0.8105 | 0.0005 |  | True | 3.1 |" in text
     assert "| tensorrt: not installed on this machine: not run |" in text
+
+
+def test_gpu_table_keeps_a_multiline_error_in_one_cell():
+    from bench.gpu_check import table
+
+    rows = [{"row": "torch fp16 eager", "status": "FAILED: OSError: no model\nsee the docs | or not"},
+            {"row": "torch fp32 eager", "ndcg@10": 0.5}]
+    lines = table(rows, ("row", "ndcg@10")).splitlines()
+    assert lines[2:] == ["| torch fp16 eager: FAILED: OSError: no model see the docs \\| or not |  |",
+                         "| torch fp32 eager | 0.5 |"]
