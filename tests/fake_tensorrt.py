@@ -2,14 +2,17 @@
 
 It keeps the parts of the TensorRT 10/11 Python API fastrank calls and checks how they are called:
 
-- The builder parses the ONNX file into layers (one per node), records creation flags, builder flags, per-layer
-  precision, optimization profiles and the timing cache. Its "engine" is a JSON header plus the ONNX bytes.
+- The builder parses the ONNX file into layers (one per node, with the node's output dtypes), records creation
+  flags, builder flags, per-layer precision, optimization profiles and the timing cache. Its "engine" is a JSON
+  header plus the ONNX bytes. Ops outside the standard ONNX domain (onnxruntime's fused contrib ops) fail the
+  parse, as in TensorRT.
 - TensorRT 11 has no weak-typing API. ``BuilderFlag.FP16``, ``OBEY_PRECISION_CONSTRAINTS`` and the others are
   absent, and setting ``layer.precision`` raises, as in a strongly typed network.
 - Precision is emulated by one rule: a build that computes normalization, softmax or the classifier in 16 bits
   adds a 0.1 error to every logit. On TensorRT 10 these are layers left unpinned under the FP16/BF16 flag; on
   TensorRT 11, normalization weights stored in fp16 in the ONNX. Otherwise the ONNX runs unchanged on
   onnxruntime's CPU provider. So the precision ladder passes or fails as it would with a real engine.
+- A build that asks fp32 of a layer with integer or shape-tensor outputs fails, as TensorRT refuses it.
 - The runtime reads inputs from, and writes logits to, the raw addresses bound with ``set_tensor_address``
   (host memory here), with the engine's input dtype (int32 by default, as a parser may narrow token ids). It
   rejects shapes outside the context's profile, as TensorRT does.
@@ -32,6 +35,7 @@ LAYER_TYPES = {"LayerNormalization": "NORMALIZATION", "SkipLayerNormalization": 
                "Softmax": "SOFTMAX", "MatMul": "MATRIX_MULTIPLY", "Gemm": "MATRIX_MULTIPLY"}
 HEADER_END = b"\n--onnx--\n"
 NOISE = 0.1
+FLOAT_DTYPES = ("float32", "float16", "bfloat16")
 
 
 class _Enum:
@@ -39,10 +43,26 @@ class _Enum:
         self.__dict__.update(members)
 
 
+class _Tensor:
+    def __init__(self, dtype: str, is_shape_tensor: bool) -> None:
+        self.dtype, self.is_shape_tensor = dtype, is_shape_tensor
+
+
 class _Layer:
-    def __init__(self, name: str, op_type: str, strongly_typed: bool) -> None:
-        self.name, self.type, self.num_outputs = name, f"LayerType.{LAYER_TYPES.get(op_type, 'ELEMENTWISE')}", 1
-        self._strong, self._precision, self.output_types = strongly_typed, None, {}
+    def __init__(self, name: str, op_type: str, strongly_typed: bool, outputs: list[_Tensor]) -> None:
+        self.name, self.type = name, f"LayerType.{LAYER_TYPES.get(op_type, 'ELEMENTWISE')}"
+        self._strong, self._precision, self.output_types, self.outputs = strongly_typed, None, {}, outputs
+        self.num_outputs = len(outputs)
+
+    def get_output(self, index: int) -> _Tensor:
+        return self.outputs[index]
+
+    @property
+    def int_pinned_float(self) -> bool:
+        """fp32 asked of a layer with integer or shape outputs, which TensorRT refuses ("cannot use precision
+        Float with weights of type Int32", "A shape layer can only run in INT32 precision")."""
+        asked = self._precision == "float32" or "float32" in self.output_types.values()
+        return asked and any(o.dtype not in FLOAT_DTYPES or o.is_shape_tensor for o in self.outputs)
 
     @property
     def precision(self) -> Any:
@@ -85,14 +105,34 @@ class _Parser:
         import onnx
 
         model = onnx.load(path)
+        self.errors = [f"UNSUPPORTED_NODE: no importer for {n.domain}::{n.op_type} ({n.name})"
+                       for n in model.graph.node if n.domain not in ("", "ai.onnx")]
+        self.num_errors = len(self.errors)
+        if self.errors:
+            return False
         self.network.onnx_path = path
-        self.network.layers = [_Layer(n.name or f"node{i}", n.op_type, self.network.strongly_typed)
-                               for i, n in enumerate(model.graph.node)]
+        types = _output_dtypes(model)
+        self.network.layers = [
+            _Layer(n.name or f"node{i}", n.op_type, self.network.strongly_typed,
+                   [_Tensor(types.get(o, "float32"), n.op_type == "Shape") for o in n.output])
+            for i, n in enumerate(model.graph.node)]
         self.network.fp16_norm_weights = _fp16_norm_weights(model)
         return True
 
     def get_error(self, i: int) -> str:
-        return ""
+        return self.errors[i]
+
+
+def _output_dtypes(model: Any) -> dict[str, str]:
+    """Each tensor's element type, from ONNX shape inference, in the stand-in's names for TensorRT dtypes."""
+    import onnx
+
+    names = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
+             onnx.TensorProto.BFLOAT16: "bfloat16", onnx.TensorProto.INT32: "int32", onnx.TensorProto.INT64: "int64",
+             onnx.TensorProto.BOOL: "bool"}
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    return {v.name: names.get(v.type.tensor_type.elem_type, "int64")
+            for v in [*graph.value_info, *graph.output, *graph.input]}
 
 
 def _fp16_norm_weights(model: Any) -> bool:
@@ -213,7 +253,7 @@ def make_tensorrt(version: str = "10.5.0", input_dtype: Any = np.int32, delay: f
     strong_only = int(version.split(".")[0]) >= 11
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
-    trt.float32 = "float32"
+    trt.float32, trt.float16, trt.bfloat16, trt.int32, trt.int64 = "float32", "float16", "bfloat16", "int32", "int64"
     trt.built: list[dict[str, Any]] = []  # what each build saw, for assertions
     trt.engines: list[_Engine] = []
     trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level=2: None})
@@ -238,13 +278,17 @@ def make_tensorrt(version: str = "10.5.0", input_dtype: Any = np.int32, delay: f
         def create_optimization_profile(self) -> _Profile:
             return _Profile()
 
-        def build_serialized_network(self, network: _Network, config: _Config) -> bytes:
+        def build_serialized_network(self, network: _Network, config: _Config) -> bytes | None:
+            refused = [layer.name for layer in network.layers if layer.int_pinned_float]
+            if refused:
+                trt.built.append({"refused": refused})
+                return None  # TensorRT logs the error and builds nothing
             reduced = config.flags & {"FP16", "BF16"}
             unpinned = [layer for layer in network.layers if _is_sensitive(layer) and not layer.pinned]
             noisy = bool(network.fp16_norm_weights) if network.strongly_typed else bool(reduced and unpinned)
+            order = ["input_ids", "attention_mask", "token_type_ids"]
             header = {"version": version, "inputs": sorted({n for p in config.profiles for n in p.shapes},
-                                                           key=["input_ids", "attention_mask",
-                                                                "token_type_ids"].index),
+                                                           key=lambda n: (order + [n]).index(n)),
                       "profiles": [p.shapes for p in config.profiles], "noisy": noisy}
             trt.built.append({"network_flags": network.flags, "builder_flags": set(config.flags), "noisy": noisy,
                               "pinned": [layer.name for layer in network.layers if layer.pinned],

@@ -16,7 +16,7 @@ from fake_tensorrt import HostIO, make_tensorrt
 from triton_stub import Tensor, load_tokenizer_model
 
 import fastrank.backends.tensorrt_backend as trt_backend
-from fastrank.errors import ModelLoadError, ParityError
+from fastrank.errors import FastrankError, ModelLoadError, ParityError
 from fastrank.export.profiles import Profile, pick_profile
 from fastrank.export.tensorrt import GPU_RUNGS, build_engine, classifier_nodes, engine_file, export_tensorrt
 
@@ -245,6 +245,42 @@ def test_one_artifact_carries_engines_for_several_gpus(tiny_model_dir, tmp_path,
     write_manifest(int8, {**read_manifest(int8), "precision": "int8"})
     with pytest.raises(Exception, match="onnx int8 artifact; TensorRT engines are built from a fp32 ONNX"):
         export_tensorrt(str(int8), tmp_path / "x")
+
+
+def test_an_artifact_with_onnxruntime_fused_ops_is_refused_before_any_build(tiny_model_dir, tmp_path, on_fake_gpu):
+    from fastrank import CrossEncoder
+    from fastrank.export import export_model
+
+    trt = on_fake_gpu("10.5.0")
+    fused = tmp_path / "o2"  # the CLI's default level: Attention / SkipLayerNormalization, which TensorRT can't parse
+    export_model(CrossEncoder(tiny_model_dir, max_length=64, device="cpu"), fused, optimize="O2", num_threads=1)
+    with pytest.raises(FastrankError, match=r"fused ops \(com.microsoft:.*optimize level O2.*--optimize O1"):
+        export_tensorrt(str(fused), tmp_path / "out", ladder=("fp32",))
+    assert trt.built == [] and not (tmp_path / "out").exists()
+    with pytest.raises(FastrankError, match="TensorRT could not parse .*UNSUPPORTED_NODE: no importer for com.micro"):
+        build_engine(fused / "model.onnx", tmp_path / "e.plan", PROFILES, GPU_RUNGS["fp32"], INPUTS, trt=trt)
+
+
+def test_fp32_pinning_skips_layers_with_integer_or_shape_outputs(tmp_path):
+    """A node named like a sensitive layer, or in the head, that makes a shape tensor is not pinned: TensorRT
+    refuses fp32 there and the build would fail (the stand-in fails it too)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("LayerNormalization", ["x", "scale", "bias"], ["h"], name="/enc/LayerNorm/LayerNorm"),
+             helper.make_node("Shape", ["h"], ["s"], name="/enc/LayerNorm/Shape"),
+             helper.make_node("Reshape", ["h", "s"], ["r"], name="/classifier/Reshape"),
+             helper.make_node("Softmax", ["r"], ["logits"], name="/classifier/Softmax")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 4])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", 4])],
+                              [helper.make_tensor("scale", TensorProto.FLOAT, [4], [1.0] * 4),
+                               helper.make_tensor("bias", TensorProto.FLOAT, [4], [0.0] * 4)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+    trt = make_tensorrt("10.5.0")
+    info = build_engine(tmp_path / "m.onnx", tmp_path / "e.plan", [Profile(1, 2, 4, 4, 4, 4)],
+                        GPU_RUNGS["fp16-fp32-sensitive"], ["x"], trt=trt)
+    assert trt.built[-1]["pinned"] == ["/enc/LayerNorm/LayerNorm", "/classifier/Reshape", "/classifier/Softmax"]
+    assert info["layers_pinned_fp32"] == 3
 
 
 def test_backend_scores_concurrent_callers_one_batch_at_a_time(artifact, tmp_path):

@@ -128,6 +128,15 @@ def mixed_precision_onnx(src: Path, dst: Path) -> dict[str, Any]:
             "fp32_nodes": keep_nodes}
 
 
+def _float_layer(layer: Any, trt: Any) -> bool:
+    """True when every output of ``layer`` is a floating-point data tensor. Only these can be pinned to fp32:
+    TensorRT refuses fp32 for layers that make integer or shape tensors (constants holding indices, the shape
+    arithmetic a parser adds around a node), and their names can still match the sensitive words or the head."""
+    floats = {getattr(trt, name) for name in ("float32", "float16", "bfloat16") if hasattr(trt, name)}
+    outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
+    return bool(outputs) and all(o.dtype in floats and not getattr(o, "is_shape_tensor", False) for o in outputs)
+
+
 def _add_profiles(builder, config, network, profiles: Sequence[Profile], input_names: Sequence[str]) -> None:
     for profile in profiles:
         p = builder.create_optimization_profile()
@@ -170,7 +179,7 @@ def build_engine(onnx_path: Path, engine_path: Path, profiles: Sequence[Profile]
             config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
             for i in range(network.num_layers):
                 layer = network.get_layer(i)
-                if sensitive_layer(layer.name, str(layer.type)) or layer.name in head:
+                if (sensitive_layer(layer.name, str(layer.type)) or layer.name in head) and _float_layer(layer, trt):
                     layer.precision = trt.float32
                     for j in range(layer.num_outputs):
                         layer.set_output_type(j, trt.float32)
@@ -312,6 +321,14 @@ def _onnx_base(model: Any, base: Path, verify_pairs: Any) -> tuple[dict[str, Any
     if existing["format"] != "onnx" or existing["precision"] != "fp32":
         raise FastrankError(f"{model} is a {existing['format']} {existing['precision']} artifact; TensorRT engines "
                             "are built from a fp32 ONNX artifact (or from the checkpoint itself)")
+    import onnx
+
+    graph = onnx.load(str(Path(model) / existing["model_file"]), load_external_data=False).graph
+    fused = sorted({f"{n.domain}:{n.op_type}" for n in graph.node if n.domain not in ("", "ai.onnx")})
+    if fused:
+        raise FastrankError(f"{model} holds onnxruntime's fused ops ({', '.join(fused)}; optimize level "
+                            f"{existing.get('optimize_applied')}), which TensorRT cannot parse. Export the engine "
+                            "from an artifact made with --optimize O1 (or O0), or from the checkpoint itself")
     from fastrank.backends.onnx_backend import OnnxBackend
 
     shutil.copytree(model, base)
