@@ -268,3 +268,24 @@ def test_torch_cuda_backend_bucket_padding_on_cpu(tiny_model_dir):
         Reranker(tiny_model_dir, backend="torch", backend_options=["fp16"])
     with pytest.raises(Exception, match="CUDA"):
         TorchCudaBackend(CrossEncoder(tiny_model_dir, device="cpu"), cuda_graphs=True, device="cpu")
+
+
+def test_torch_cuda_forward_has_no_host_sync_while_capturing(tiny_model_dir, monkeypatch):
+    """CUDA-graph capture fails on any device-to-host read (``.item()``, ``bool(tensor)``). transformers reads the
+    attention mask on the host to skip it when nothing is padded, except while a stream is capturing. The backend's
+    own forward pass, run on meta tensors (where any host read raises), checks both, without a GPU."""
+    torch = pytest.importorskip("torch")
+    from fastrank.backends.torch_cuda_backend import TorchCudaBackend
+    from fastrank.model import CrossEncoder
+
+    backend = TorchCudaBackend(CrossEncoder(tiny_model_dir, device="cpu"), precision="fp16", cuda_graphs=False,
+                               device="meta")
+    ids = torch.zeros((4, 64), dtype=torch.int64, device="meta")
+    static = {name: ids.clone() for name in backend.input_names}
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    with pytest.raises(RuntimeError, match="meta"), torch.inference_mode():  # eager: the mask is read on the host
+        backend._forward(static)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    with torch.inference_mode():
+        logits = backend._forward(static)
+    assert tuple(logits.shape) == (4, 1) and logits.dtype == torch.float16
