@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from fastrank.batching import PairEncoder, run_batches
 from fastrank.errors import ModelLoadError
-from fastrank.model import DEFAULT_BASE, resolve_model_path
+from fastrank.model import DEFAULT_BASE, resolve_model_path, weight_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +54,11 @@ class EmbeddingModel:
     """Encode texts into fixed-size vectors with a bi-encoder (default: all-MiniLM-L6-v2, bundled offline)."""
 
     def __init__(self, model_name_or_path: str | Path = DEFAULT_BASE, *, max_length: int | None = None,
-                 pooling: str | None = None, normalize: bool | None = None, device: str | None = None) -> None:
+                 pooling: str | None = None, normalize: bool | None = None, device: str | None = None,
+                 dtype: str = "float32") -> None:
         from transformers import AutoModel, AutoTokenizer
 
+        cast = weight_dtype(dtype)  # float32 | float16 | bfloat16 | auto (the checkpoint's), as for CrossEncoder
         location = resolve_model_path(model_name_or_path)
         path = Path(location)
         st_pooling, st_normalize, st_max = _read_st_config(path) if path.is_dir() else ("mean", False, None)
@@ -73,7 +75,7 @@ class EmbeddingModel:
         self.max_length = min(max_length or st_max or limit, limit)
         self.name_or_path = str(model_name_or_path)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model.to(self.device).eval()
+        self.model.to(device=self.device, dtype=cast).eval()
         self._encoder = PairEncoder(self.tokenizer.backend_tokenizer, self.max_length, self.tokenizer.pad_token_id or 0)
 
     @property

@@ -84,6 +84,17 @@ def _saved_activation(location: str, config: Any) -> str | None:
     return _activation_from_path(found)
 
 
+DTYPES = ("float32", "float16", "bfloat16", "auto")
+
+
+def weight_dtype(dtype: str) -> torch.dtype | None:
+    """The torch dtype to cast loaded weights to (None for ``auto``: keep the checkpoint's). transformers 5 loads
+    weights in the dtype they were saved in; fastrank loads fp32 unless asked, as training and CPUs need."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return None if dtype == "auto" else getattr(torch, dtype)
+
+
 class CrossEncoder(torch.nn.Module):
     """Scores (query, document) pairs with a transformer over the concatenated pair.
 
@@ -95,6 +106,9 @@ class CrossEncoder(torch.nn.Module):
         activation: ``sigmoid`` | ``identity`` | ``softmax`` applied by ``predict``; defaults to the checkpoint's
             (sigmoid for one label, identity otherwise).
         device: torch device; defaults to CUDA when available.
+        dtype: weight dtype, ``float32`` (default: what training needs, and the fast path on a CPU), ``float16``,
+            ``bfloat16``, or ``auto`` to keep the checkpoint's. transformers 5 loads a checkpoint in the dtype it was
+            saved in, so a fp16-saved model would otherwise train in fp16 (and fail) or run at fp16 speed on a CPU.
     """
 
     score_batch_size = 32  # pairs per forward pass inside score() (training); predict() takes batch_size
@@ -108,10 +122,12 @@ class CrossEncoder(torch.nn.Module):
         activation: str | None = None,
         device: str | None = None,
         local_files_only: bool = False,
+        dtype: str = "float32",
     ) -> None:
         super().__init__()
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+        cast = weight_dtype(dtype)
         location = resolve_model_path(model_name_or_path)
         kwargs = {"local_files_only": local_files_only}
         try:
@@ -147,7 +163,7 @@ class CrossEncoder(torch.nn.Module):
         self.card_data: dict[str, Any] = {"base_model": self.name_or_path}
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.to(device)
+        self.to(device=device, dtype=cast)
 
     def _check_max_length(self, max_length: int) -> int:
         if not isinstance(max_length, int) or max_length < 8 or max_length > self.limit:

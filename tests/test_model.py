@@ -92,6 +92,30 @@ def test_save_roundtrip_and_sentence_transformers_loads_it(model, tmp_path):
     np.testing.assert_allclose(st.predict(PAIRS), ours, atol=1e-5)
 
 
+def test_a_half_precision_checkpoint_loads_in_fp32_unless_asked(model, tmp_path):
+    """transformers 5 loads weights in the dtype they were saved in; a fp16 checkpoint then failed to train
+    ("mixed dtype (CPU)") and ran at fp16 speed on a CPU. fastrank loads fp32 unless ``dtype`` says otherwise."""
+    import torch
+
+    from fastrank import CrossEncoder
+
+    half = CrossEncoder(model.name_or_path, device="cpu")
+    half.model.to(torch.float16)
+    out = half.save(tmp_path / "fp16")
+    loaded = CrossEncoder(out, device="cpu")
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    half.model.float()  # the same fp16-rounded weights, computed in fp32
+    np.testing.assert_allclose(loaded.predict(PAIRS), half.predict(PAIRS), atol=1e-6)
+    loaded.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the trainer's bf16 step on a CPU
+        logits = loaded.model(**loaded.tokenize(*zip(*PAIRS[:2]))).logits
+    logits.float().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in loaded.parameters() if p.requires_grad)
+    assert {p.dtype for p in CrossEncoder(out, device="cpu", dtype="auto").parameters()} == {torch.float16}
+    with pytest.raises(ValueError, match="dtype must be one of float32, float16, bfloat16, auto, got 'fp16'"):
+        CrossEncoder(out, device="cpu", dtype="fp16")
+
+
 def test_loads_sentence_transformers_checkpoint(tiny_model_dir, tmp_path):
     import torch
     from sentence_transformers.cross_encoder import CrossEncoder as STCrossEncoder
