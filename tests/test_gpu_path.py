@@ -230,7 +230,7 @@ def test_torch_cuda_backend_matches_cpu(tiny_model_dir):
 
     pairs = [("q", "short doc"), ("a longer query here", "a much longer document " * 20)]
     ref = Reranker(tiny_model_dir, backend="torch").logits(pairs)
-    for precision in ("fp32", "fp16", "bf16"):
+    for precision in ("fp32", "fp16", "bf16", "fp16-mixed", "bf16-mixed"):
         reranker = Reranker(tiny_model_dir, backend="torch-cuda", backend_options={"precision": precision})
         got = reranker.logits(pairs)
         assert np.abs(got - ref).max() < (1e-4 if precision == "fp32" else 5e-2)
@@ -289,3 +289,28 @@ def test_torch_cuda_forward_has_no_host_sync_while_capturing(tiny_model_dir, mon
     with torch.inference_mode():
         logits = backend._forward(static)
     assert tuple(logits.shape) == (4, 1) and logits.dtype == torch.float16
+
+
+def test_torch_cuda_mixed_precision_keeps_fp32_weights_and_16_bit_matmuls(tiny_model_dir):
+    """``bf16-mixed`` runs the fp32 weights under autocast: the matmuls' outputs are bf16, the weights stay fp32
+    (run on the CPU's autocast here). Whether that ranks closer to fp32 is measured on a real model by
+    ``bench.gpu_check``, not on this tiny random one."""
+    torch = pytest.importorskip("torch")
+    from fastrank.reranker import Reranker
+
+    pairs = [("q", "short doc"), ("a longer query here", "a much longer document " * 20), ("x", "y z")] * 3
+    ref = Reranker(tiny_model_dir, backend="torch").logits(pairs)
+    errors = {}
+    for precision, weights in (("bf16", torch.bfloat16), ("bf16-mixed", torch.float32)):
+        reranker = Reranker(tiny_model_dir, backend="torch-cuda", backend_options={
+            "precision": precision, "cuda_graphs": False, "device": "cpu"})
+        linear = next(m for m in reranker.backend.hf.modules() if isinstance(m, torch.nn.Linear))
+        seen = []
+        linear.register_forward_hook(lambda module, args, out: seen.append((module.weight.dtype, out.dtype)))
+        errors[precision] = float(np.abs(reranker.logits(pairs) - ref).max())
+        assert seen and set(seen) == {(weights, torch.bfloat16)}
+        assert reranker.backend.describe()["precision"] == precision
+    assert max(errors.values()) < 5e-2, errors
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Reranker(tiny_model_dir, backend="torch-cuda", backend_options={"precision": "int8", "cuda_graphs": False,
+                                                                         "device": "cpu"})
