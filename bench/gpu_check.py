@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true", help="Few queries and repeats (dry runs).")
     parser.add_argument("--data", default=None, help="Grouped JSONL to score (default .gpu/wikiqa, else ../shared).")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="Write the rows as JSON here (default: $OUT/gpu_check.json when $OUT is set).")
     parser.add_argument("--prepare", type=Path, default=None, help="Write the carry folder for a GPU run and stop.")
     args = parser.parse_args(argv)
     if args.prepare is not None:
@@ -182,9 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     header = f"device: {device}; torch {torch.__version__}; model {model_dir}; WikiQA pairs {len(pairs)}"
     print(header)
     print(table(rows, COLUMNS))
-    if os.environ.get("OUT"):
-        Path(os.environ["OUT"], "gpu_check.json").write_text(json.dumps({"header": header, "rows": rows}, indent=2,
-                                                                        default=str))
+    target = args.json or (Path(os.environ["OUT"], "gpu_check.json") if os.environ.get("OUT") else None)
+    if target is not None:
+        target.write_text(json.dumps({"header": header, "rows": rows}, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -299,6 +299,7 @@ def _runtime_ab_section(records: list[dict[str, Any]]) -> str:
 
 
 GPU_RESULTS = ROOT / "bench" / "results" / "gpu_check.json"  # $OUT/gpu_check.json of a device run, copied here
+CPU_DRY_RUN = ROOT / "bench" / "results" / "gpu_check_cpu.json"  # the same rows computed on this CPU
 GPU_COLUMNS = ("row", "pairs_per_s_64x256", "speedup_vs_fp32_eager_64x256", "wikiqa_pairs_per_s", "ndcg@10",
                "delta_ndcg@10", "max_abs_dlogit", "gate_ok", "warmup_s")
 
@@ -320,6 +321,24 @@ def _gpu_section() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cpu_dry_run_section() -> str:
+    """The GPU check's rows computed on the CPU: parity of each precision (CPU kernels, not CUDA's), no GPU speed."""
+    if not CPU_DRY_RUN.is_file():
+        return ""
+    import json
+
+    from bench.gpu_check import table
+
+    run = json.loads(CPU_DRY_RUN.read_text(encoding="utf-8"))
+    return "\n".join([
+        "### The same precisions on the CPU (parity only)", "",
+        "The torch-cuda backend's precisions run eagerly on this CPU over the whole of WikiQA test with the GPU "
+        "check's model (the base model with an untrained head, saved in fp16 by `--prepare`). The parity columns "
+        "show what each precision does to the ranking with CPU kernels; speeds are this CPU's and say nothing of "
+        "a GPU's. Command: `python -m bench.gpu_check --prepare .gpu && python -m bench.gpu_check --device cpu "
+        "--json bench/results/gpu_check_cpu.json`. " + run["header"] + ".", "", table(run["rows"], GPU_COLUMNS)]) + "\n"
+
+
 def render() -> str:
     recipes = read_records("recipes")
     machine = recipes[-1]["machine"] if recipes else {}
@@ -327,7 +346,7 @@ def render() -> str:
     sections = (HEADER.format(machine=desc), _recipes_section(recipes), report_run.section(read_records("run")),
                 _runtime_ab_section(read_records("runtime_ab")),
                 report_serve.section(read_records("serve")), _int8_section(read_records("int8")),
-                _mining_section(read_records("mining")), _gpu_section())
+                _mining_section(read_records("mining")), _gpu_section(), _cpu_dry_run_section())
     return "\n".join(s for s in sections if s)
 
 

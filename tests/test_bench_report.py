@@ -30,3 +30,13 @@ def test_gpu_table_keeps_a_multiline_error_in_one_cell():
     lines = table(rows, ("row", "ndcg@10")).splitlines()
     assert lines[2:] == ["| torch fp16 eager: FAILED: OSError: no model see the docs \\| or not |  |",
                          "| torch fp32 eager | 0.5 |"]
+
+
+def test_cpu_dry_run_section_only_when_its_results_exist(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "CPU_DRY_RUN", tmp_path / "gpu_check_cpu.json")
+    assert report._cpu_dry_run_section() == ""
+    rows = [{"row": "torch bf16-mixed eager", "ndcg@10": 0.4889, "delta_ndcg@10": 0.0005, "gate_ok": True}]
+    (tmp_path / "gpu_check_cpu.json").write_text(json.dumps({"header": "device: cpu (dry run)", "rows": rows}))
+    text = report._cpu_dry_run_section()
+    assert text.startswith("### The same precisions on the CPU (parity only)") and "device: cpu (dry run)." in text
+    assert "| torch bf16-mixed eager |  |  |  | 0.4889 | 0.0005 |  | True |  |" in text
