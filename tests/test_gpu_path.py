@@ -314,3 +314,37 @@ def test_torch_cuda_mixed_precision_keeps_fp32_weights_and_16_bit_matmuls(tiny_m
     with pytest.raises(ValueError, match="precision must be one of"):
         Reranker(tiny_model_dir, backend="torch-cuda", backend_options={"precision": "int8", "cuda_graphs": False,
                                                                          "device": "cpu"})
+
+
+@pytest.mark.gpu
+def test_listnet_training_steps_on_cuda_with_bf16_autocast(tiny_model_dir):
+    """The training core on a GPU without the trainer (the GPU image has no ``datasets``): the ListNet loss of a
+    CUDA model under bf16 autocast, as the trainer's bf16 step computes it, matches the CPU fp32 loss, and AdamW
+    steps on one batch bring it down."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    from fastrank import CrossEncoder
+    from fastrank.losses import ListNetLoss
+
+    queries = ["how are glacier caves formed?", "what is the capital of france"]
+    docs = [["A glacier cave is a cave formed within the ice of a glacier.", "The facade is 60 m high.", "x"],
+            ["Paris is the capital of France.", "Berlin is in Germany."]]
+    labels = [[1, 0, 0], [1, 0]]
+    cpu = CrossEncoder(tiny_model_dir, device="cpu")
+    with torch.no_grad():
+        reference = ListNetLoss(cpu)([queries, docs], labels).item()
+    model = CrossEncoder(tiny_model_dir, device="cuda")
+    loss_fn = ListNetLoss(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(8):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = loss_fn([queries, docs], labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(reference, abs=2e-2) and all(np.isfinite(losses))
+    assert losses[-1] < losses[0] - 0.05, losses
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
