@@ -66,6 +66,18 @@ def tiny_model_dir(tiny_model_factory: Callable[[int], Path]) -> Path:
 
 
 @pytest.fixture(scope="session")
+def o1_artifact(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """fp32 ONNX artifact of the tiny model (max_length 64) at optimize level O1: standard ONNX ops only, what
+    TensorRT parses and the GPU-path tests build engines, profiles and Triton repositories from. Read-only."""
+    from fastrank import CrossEncoder
+    from fastrank.export import export_model
+
+    out = tmp_path_factory.mktemp("o1") / "fp32"
+    export_model(CrossEncoder(tiny_model_dir, max_length=64, device="cpu"), out, optimize="O1", num_threads=1)
+    return out
+
+
+@pytest.fixture(scope="session")
 def wikiqa_dir() -> Path:
     """``../shared/data/wikiqa`` (grouped JSONL: dev.jsonl, test.jsonl); skips the test when it is absent."""
     path = SHARED_DATA / "wikiqa"

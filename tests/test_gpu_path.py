@@ -71,23 +71,13 @@ def test_engine_selection_and_builder_api():
     assert not sensitive_layer("/bert/encoder/layer.0/attention/self/query/MatMul", "LayerType.MATRIX_MULTIPLY")
 
 
-@pytest.fixture(scope="module")
-def artifact(tiny_model_dir, tmp_path_factory):
-    from fastrank import CrossEncoder
-    from fastrank.export import export_model
-
-    out = tmp_path_factory.mktemp("gpu-path") / "fp32"
-    export_model(CrossEncoder(tiny_model_dir, max_length=64, device="cpu"), out, optimize="O1", num_threads=1)
-    return out
-
-
-def test_mixed_precision_onnx_keeps_sensitive_ops_fp32(artifact, tmp_path):
+def test_mixed_precision_onnx_keeps_sensitive_ops_fp32(o1_artifact, tmp_path):
     import onnx
 
     from fastrank.export.tensorrt import SENSITIVE_OP_TYPES, mixed_precision_onnx
     from fastrank.reranker import Reranker
 
-    info = mixed_precision_onnx(artifact / "model.onnx", tmp_path / "mixed.onnx")
+    info = mixed_precision_onnx(o1_artifact / "model.onnx", tmp_path / "mixed.onnx")
     model = onnx.load(str(tmp_path / "mixed.onnx"))
     fp16 = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
     fp32 = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
@@ -99,10 +89,10 @@ def test_mixed_precision_onnx_keeps_sensitive_ops_fp32(artifact, tmp_path):
     import shutil
 
     mixed_dir = tmp_path / "artifact"
-    shutil.copytree(artifact, mixed_dir)
+    shutil.copytree(o1_artifact, mixed_dir)
     shutil.copy(tmp_path / "mixed.onnx", mixed_dir / "model.onnx")
     pairs = [("what is the capital of france", d) for d in ("paris", "berlin is in germany", "ice caves")]
-    ref = Reranker(artifact, num_threads=1).logits(pairs)
+    ref = Reranker(o1_artifact, num_threads=1).logits(pairs)
     got = Reranker(mixed_dir, num_threads=1).logits(pairs)
     assert np.abs(got - ref).max() < 2e-2  # fp16 matmuls; the CPU kernels run the same graph
 
@@ -125,14 +115,14 @@ def test_gpu_provider_options():
         choose_providers(["CPUExecutionProvider"], providers)
 
 
-def test_auto_falls_back_to_onnx_when_no_engine_fits(artifact, tmp_path, caplog):
+def test_auto_falls_back_to_onnx_when_no_engine_fits(o1_artifact, tmp_path, caplog):
     import shutil
 
     from fastrank.export.manifest import read_manifest, write_manifest
     from fastrank.reranker import Reranker
 
     target = tmp_path / "with-engine"
-    shutil.copytree(artifact, target)
+    shutil.copytree(o1_artifact, target)
     manifest = read_manifest(target)
     manifest["tensorrt"] = {"profiles": [Profile(1, 8, 8, 8, 64, 64).to_dict()],
                             "engines": [{"file": "engine-sm90-trt10.5.0-fp16.plan", "rung": "fp16",
@@ -156,13 +146,13 @@ def _model_config_pb2():
     return module
 
 
-def test_triton_repository_configs_parse_with_tritons_proto(artifact, tmp_path):
+def test_triton_repository_configs_parse_with_tritons_proto(o1_artifact, tmp_path):
     from google.protobuf import text_format
 
     from fastrank.export.triton import model_config, write_repository
 
     pb2 = _model_config_pb2()
-    repo = write_repository(artifact, tmp_path / "repo", name="rr", max_batch_size=32, instances=2)
+    repo = write_repository(o1_artifact, tmp_path / "repo", name="rr", max_batch_size=32, instances=2)
     configs = {}
     for name in ("rr", "rr_model", "rr_tokenizer"):
         configs[name] = text_format.Parse((repo / name / "config.pbtxt").read_text(), pb2.ModelConfig())
@@ -184,11 +174,11 @@ def test_triton_repository_configs_parse_with_tritons_proto(artifact, tmp_path):
     assert ensemble.platform == "ensemble"
     assert [s.model_name for s in ensemble.ensemble_scheduling.step] == ["rr_tokenizer", "rr_model"]
     assert dict(ensemble.ensemble_scheduling.step[1].output_map) == {"logits": "LOGITS"}
-    assert (repo / "rr_model" / "1" / "model.onnx").read_bytes() == (artifact / "model.onnx").read_bytes()
-    cpu = text_format.Parse(model_config("m", json.loads((artifact / "fastrank.json").read_text()), kind="KIND_CPU"),
+    assert (repo / "rr_model" / "1" / "model.onnx").read_bytes() == (o1_artifact / "model.onnx").read_bytes()
+    cpu = text_format.Parse(model_config("m", json.loads((o1_artifact / "fastrank.json").read_text()), kind="KIND_CPU"),
                             pb2.ModelConfig())
     assert not cpu.optimization.execution_accelerators.gpu_execution_accelerator
-    manifest = json.loads((artifact / "fastrank.json").read_text())
+    manifest = json.loads((o1_artifact / "fastrank.json").read_text())
     manifest["tensorrt"] = {"profiles": [Profile(1, 8, 8, 8, 32, 32).to_dict(), Profile(1, 8, 8, 40, 64, 64).to_dict()]}
     trt = text_format.Parse(model_config("m", manifest, backend="tensorrt", max_batch_size=8), pb2.ModelConfig())
     # one group listing every profile: Triton picks the profile that fits each batch's shape
@@ -202,18 +192,18 @@ def test_triton_repository_configs_parse_with_tritons_proto(artifact, tmp_path):
         text_format.Parse("max_batch: 3", pb2.ModelConfig())
 
 
-def test_triton_tokenizer_model_matches_the_reranker(artifact, tmp_path, monkeypatch):
+def test_triton_tokenizer_model_matches_the_reranker(o1_artifact, tmp_path, monkeypatch):
     from fastrank.export.triton import write_repository
     from fastrank.reranker import Reranker
 
-    repo = write_repository(artifact, tmp_path / "repo")
+    repo = write_repository(o1_artifact, tmp_path / "repo")
     model = load_tokenizer_model(repo, monkeypatch)
     docs = ["paris is the capital", "a much longer document " * 30]
     request = {"QUERY": Tensor("QUERY", np.array([b"capital of france"] * 2, dtype=object)),
                "DOCUMENT": Tensor("DOCUMENT", np.array([d.encode() for d in docs], dtype=object))}
     (outputs,) = model.execute([request])
     got = {t.name: t.array for t in outputs}
-    encoded = Reranker(artifact, num_threads=1).encoder.encode([("capital of france", d) for d in docs])
+    encoded = Reranker(o1_artifact, num_threads=1).encoder.encode([("capital of france", d) for d in docs])
     for row in range(2):
         n = int(encoded.lengths[row])
         assert got["input_ids"][row, :n].tolist() == encoded.input_ids[row].tolist()

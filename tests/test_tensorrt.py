@@ -26,16 +26,6 @@ PROFILES = [Profile(1, 4, 4, 1, 16, 16), Profile(1, 4, 4, 17, 48, 64)]
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-@pytest.fixture(scope="module")
-def artifact(tiny_model_dir, tmp_path_factory):
-    from fastrank import CrossEncoder
-    from fastrank.export import export_model
-
-    out = tmp_path_factory.mktemp("trt") / "fp32"
-    export_model(CrossEncoder(tiny_model_dir, max_length=64, device="cpu"), out, optimize="O1", num_threads=1)
-    return out
-
-
 @pytest.fixture
 def on_fake_gpu(monkeypatch):
     """Install a stand-in ``tensorrt`` of a given version on a pretend sm90 GPU with host-memory buffers."""
@@ -50,22 +40,22 @@ def on_fake_gpu(monkeypatch):
     return install
 
 
-def test_tensorrt10_build_pins_sensitive_layers_and_carries_the_timing_cache(artifact, tmp_path):
+def test_tensorrt10_build_pins_sensitive_layers_and_carries_the_timing_cache(o1_artifact, tmp_path):
     import onnx
 
     trt = make_tensorrt("10.5.0")
     cache = tmp_path / "timing.cache"
     for name in ("fp16", "fp16-fp32-sensitive"):
-        info = build_engine(artifact / "model.onnx", tmp_path / f"{name}.plan", PROFILES, GPU_RUNGS[name], INPUTS,
+        info = build_engine(o1_artifact / "model.onnx", tmp_path / f"{name}.plan", PROFILES, GPU_RUNGS[name], INPUTS,
                             cache, trt=trt)
         assert info["builder_api"] == "weakly-typed" and info["bytes"] == (tmp_path / f"{name}.plan").stat().st_size
     plain, sensitive = trt.built
     assert plain["network_flags"] == 1 << 0  # EXPLICIT_BATCH where it still exists
     assert plain["builder_flags"] == {"FP16"} and plain["pinned"] == [] and plain["noisy"]
     assert sensitive["builder_flags"] == {"FP16", "OBEY_PRECISION_CONSTRAINTS"} and not sensitive["noisy"]
-    nodes = onnx.load(str(artifact / "model.onnx")).graph.node
+    nodes = onnx.load(str(o1_artifact / "model.onnx")).graph.node
     expected = {n.name for n in nodes if n.op_type in ("LayerNormalization", "Softmax")}
-    expected |= set(classifier_nodes(onnx.load(str(artifact / "model.onnx"))))
+    expected |= set(classifier_nodes(onnx.load(str(o1_artifact / "model.onnx"))))
     assert set(sensitive["pinned"]) == expected and "/inner/classifier/Gemm" in expected
     assert not any("MatMul" in name for name in sensitive["pinned"])  # matmuls stay fp16: that is the speed-up
     assert sensitive["profiles"] == [{n: ((1, 1), (4, 16), (4, 16)) for n in INPUTS},
@@ -74,28 +64,28 @@ def test_tensorrt10_build_pins_sensitive_layers_and_carries_the_timing_cache(art
     assert plain["workspace"] == 4 << 30
 
 
-def test_tensorrt11_build_is_strongly_typed_without_precision_flags(artifact, tmp_path):
+def test_tensorrt11_build_is_strongly_typed_without_precision_flags(o1_artifact, tmp_path):
     trt = make_tensorrt("11.1.0")
     assert not hasattr(trt.BuilderFlag, "FP16")  # a call to a removed weak-typing API would raise here
-    info = build_engine(artifact / "model.onnx", tmp_path / "e.plan", PROFILES, GPU_RUNGS["fp16-fp32-sensitive"],
+    info = build_engine(o1_artifact / "model.onnx", tmp_path / "e.plan", PROFILES, GPU_RUNGS["fp16-fp32-sensitive"],
                         INPUTS, trt=trt)
     (built,) = trt.built
     assert info == {"builder_api": "strongly-typed", "layers_pinned_fp32": 0, "bytes": info["bytes"]}
     assert built["network_flags"] == 1 << 5 and built["builder_flags"] == set() and built["pinned"] == []
 
 
-def test_backend_runs_each_batch_on_its_profile_with_the_engine_dtypes(artifact, tmp_path):
+def test_backend_runs_each_batch_on_its_profile_with_the_engine_dtypes(o1_artifact, tmp_path):
     from fastrank.reranker import Reranker
 
     trt = make_tensorrt("10.5.0", input_dtype=np.int32)
-    build_engine(artifact / "model.onnx", tmp_path / "e.plan", PROFILES, GPU_RUNGS["fp32"], INPUTS, trt=trt)
+    build_engine(o1_artifact / "model.onnx", tmp_path / "e.plan", PROFILES, GPU_RUNGS["fp32"], INPUTS, trt=trt)
     backend = trt_backend.TensorRTBackend(tmp_path / "e.plan", INPUTS, PROFILES, trt=trt, io=HostIO())
     assert backend.describe()["input_dtypes"] == {n: "int32" for n in INPUTS} and backend.max_batch == 4
     assert backend.warmup() == 2  # each profile's context runs once, at its opt shape
     assert [c.runs for c in trt.engines[0].contexts] == [[(0, (4, 16))], [(1, (4, 48))]]
     for context in trt.engines[0].contexts:
         context.runs.clear()
-    reranker = Reranker(artifact, num_threads=1, batch_size=4)
+    reranker = Reranker(o1_artifact, num_threads=1, batch_size=4)
     reference = reranker.logits(PAIRS * 3)
     reranker.backend = backend
     np.testing.assert_allclose(reranker.logits(PAIRS * 3), reference, atol=1e-5)
@@ -283,15 +273,15 @@ def test_fp32_pinning_skips_layers_with_integer_or_shape_outputs(tmp_path):
     assert info["layers_pinned_fp32"] == 3
 
 
-def test_backend_scores_concurrent_callers_one_batch_at_a_time(artifact, tmp_path):
+def test_backend_scores_concurrent_callers_one_batch_at_a_time(o1_artifact, tmp_path):
     """Callers on several threads (a web app's workers) share the engine's buffers: each must get its own logits."""
     from concurrent.futures import ThreadPoolExecutor
 
     from fastrank.reranker import Reranker
 
     trt = make_tensorrt("10.5.0", delay=0.01)
-    build_engine(artifact / "model.onnx", tmp_path / "e.plan", PROFILES, GPU_RUNGS["fp32"], INPUTS, trt=trt)
-    reranker = Reranker(artifact, num_threads=1, batch_size=4)
+    build_engine(o1_artifact / "model.onnx", tmp_path / "e.plan", PROFILES, GPU_RUNGS["fp32"], INPUTS, trt=trt)
+    reranker = Reranker(o1_artifact, num_threads=1, batch_size=4)
     batches = [[PAIRS[i % 4], PAIRS[(i + 1) % 4], (f"query {i}", f"document number {i}")] for i in range(12)]
     expected = [reranker.logits(b) for b in batches]
     reranker.backend = trt_backend.TensorRTBackend(tmp_path / "e.plan", INPUTS, PROFILES, trt=trt, io=HostIO())
