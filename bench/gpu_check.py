@@ -56,15 +56,11 @@ def prepare(target: Path, model_dir: str | None) -> None:
     """Write ``target/model`` (the model as a fp16 checkpoint) and ``target/wikiqa/test.jsonl`` for a GPU run."""
     import shutil
 
-    import torch
-
     from fastrank.model import CrossEncoder, resolve_model_path
 
     source = model_dir or (str(ROOT / "runs" / "wikiqa") if (ROOT / "runs" / "wikiqa").is_dir()
                            else resolve_model_path("sentence-transformers/all-MiniLM-L6-v2"))
-    model = CrossEncoder(source, device="cpu")
-    model.model.to(torch.float16)
-    model.save(target / "model")
+    CrossEncoder(source, device="cpu", dtype="float16").save(target / "model")
     (target / "wikiqa").mkdir(parents=True, exist_ok=True)
     shutil.copy(WIKIQA, target / "wikiqa" / "test.jsonl")
     size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())

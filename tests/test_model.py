@@ -99,8 +99,7 @@ def test_a_half_precision_checkpoint_loads_in_fp32_unless_asked(model, tmp_path)
 
     from fastrank import CrossEncoder
 
-    half = CrossEncoder(model.name_or_path, device="cpu")
-    half.model.to(torch.float16)
+    half = CrossEncoder(model.name_or_path, device="cpu", dtype="float16")
     out = half.save(tmp_path / "fp16")
     loaded = CrossEncoder(out, device="cpu")
     assert {p.dtype for p in loaded.parameters()} == {torch.float32}
