@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from bench import report_run, report_serve
@@ -304,6 +305,16 @@ GPU_COLUMNS = ("row", "pairs_per_s_64x256", "speedup_vs_fp32_eager_64x256", "wik
                "delta_ndcg@10", "max_abs_dlogit", "gate_ok", "warmup_s")
 
 
+def _gpu_check_run(path: Path) -> tuple[str, str]:
+    """(header, Markdown table) of a ``bench.gpu_check --json`` file."""
+    import json
+
+    from bench.gpu_check import table
+
+    run = json.loads(path.read_text(encoding="utf-8"))
+    return run["header"], table(run["rows"], GPU_COLUMNS)
+
+
 def _gpu_section() -> str:
     lines = ["## GPU: torch CUDA fp16/bf16, CUDA graphs (bench/gpu_check.sh)", ""]
     if not GPU_RESULTS.is_file():
@@ -312,12 +323,8 @@ def _gpu_section() -> str:
             "`python -m bench.gpu_check --prepare .gpu` here, then `bash bench/gpu_check.sh` on the GPU machine "
             "with `.gpu` carried; copy its `gpu_check.json` to `bench/results/` and run `python -m bench report`. "
             "Gate: ΔNDCG@10 <= 0.002 against torch fp32 eager; aim: >= 3x its pairs/s at batch 64 x 256.", ""])
-    import json
-
-    from bench.gpu_check import table
-
-    run = json.loads(GPU_RESULTS.read_text(encoding="utf-8"))
-    lines += [f"Command: `bash bench/gpu_check.sh`. {run['header']}.", "", table(run["rows"], GPU_COLUMNS)]
+    header, rows = _gpu_check_run(GPU_RESULTS)
+    lines += [f"Command: `bash bench/gpu_check.sh`. {header}.", "", rows]
     return "\n".join(lines) + "\n"
 
 
@@ -325,18 +332,14 @@ def _cpu_dry_run_section() -> str:
     """The GPU check's rows computed on the CPU: parity of each precision (CPU kernels, not CUDA's), no GPU speed."""
     if not CPU_DRY_RUN.is_file():
         return ""
-    import json
-
-    from bench.gpu_check import table
-
-    run = json.loads(CPU_DRY_RUN.read_text(encoding="utf-8"))
+    header, rows = _gpu_check_run(CPU_DRY_RUN)
     return "\n".join([
         "### The same precisions on the CPU (parity only)", "",
         "The torch-cuda backend's precisions run eagerly on this CPU over the whole of WikiQA test with the GPU "
         "check's model (the base model with an untrained head, saved in fp16 by `--prepare`). The parity columns "
         "show what each precision does to the ranking with CPU kernels; speeds are this CPU's and say nothing of "
         "a GPU's. Command: `python -m bench.gpu_check --prepare .gpu && python -m bench.gpu_check --device cpu "
-        "--json bench/results/gpu_check_cpu.json`. " + run["header"] + ".", "", table(run["rows"], GPU_COLUMNS)]) + "\n"
+        f"--json bench/results/gpu_check_cpu.json`. {header}.", "", rows]) + "\n"
 
 
 def render() -> str:
