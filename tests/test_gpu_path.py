@@ -20,6 +20,8 @@ from fastrank.export.profiles import (Profile, batch_limit, bucket_shape, graph_
                                       plan_profiles)
 from fastrank.export.tensorrt import builder_api, engine_file, select_engine, sensitive_layer
 
+# short and long pairs, repeated so batches span several CUDA-graph buckets
+CUDA_PAIRS = [("q", "short doc"), ("a longer query here", "a much longer document " * 20), ("x", "y z")] * 3
 LENGTHS = np.r_[np.full(60, 27), np.full(30, 90), np.full(10, 250)]
 
 
@@ -218,7 +220,7 @@ def test_torch_cuda_backend_matches_cpu(tiny_model_dir):
         pytest.skip("no CUDA GPU")
     from fastrank.reranker import Reranker
 
-    pairs = [("q", "short doc"), ("a longer query here", "a much longer document " * 20)]
+    pairs = CUDA_PAIRS[:2]  # a short and a long pair
     ref = Reranker(tiny_model_dir, backend="torch").logits(pairs)
     for precision in ("fp32", "fp16", "bf16", "fp16-mixed", "bf16-mixed"):
         reranker = Reranker(tiny_model_dir, backend="torch-cuda", backend_options={"precision": precision})
@@ -240,7 +242,7 @@ def test_torch_cuda_backend_bucket_padding_on_cpu(tiny_model_dir):
     from fastrank.model import CrossEncoder
     from fastrank.reranker import Reranker
 
-    pairs = [("q", "short doc"), ("a longer query here", "a much longer document " * 20), ("x", "y z")] * 3
+    pairs = CUDA_PAIRS
     ref = Reranker(tiny_model_dir, backend="torch").logits(pairs)
     reranker = Reranker(tiny_model_dir, backend="torch-cuda", backend_options={
         "precision": "fp32", "cuda_graphs": False, "device": "cpu", "pad_to_buckets": True, "max_batch": 4,
@@ -288,7 +290,7 @@ def test_torch_cuda_mixed_precision_keeps_fp32_weights_and_16_bit_matmuls(tiny_m
     torch = pytest.importorskip("torch")
     from fastrank.reranker import Reranker
 
-    pairs = [("q", "short doc"), ("a longer query here", "a much longer document " * 20), ("x", "y z")] * 3
+    pairs = CUDA_PAIRS
     ref = Reranker(tiny_model_dir, backend="torch").logits(pairs)
     errors = {}
     for precision, weights in (("bf16", torch.bfloat16), ("bf16-mixed", torch.float32)):
