@@ -51,6 +51,7 @@ class TorchCudaBackend(Backend):
         self.model = model
         self.hf = model.model.to(device=device, dtype=dtype).eval()
         self.precision, self.device, self.cuda_graphs = precision, device, cuda_graphs
+        self.device_type = torch.device(device).type  # "cuda" for "cuda:1": what autocast takes
         self.pad_to_buckets = cuda_graphs if pad_to_buckets is None else pad_to_buckets
         self.num_labels = int(model.num_labels)
         names = list(getattr(model.tokenizer, "model_input_names", ["input_ids", "attention_mask"]))
@@ -76,8 +77,7 @@ class TorchCudaBackend(Backend):
     def _forward(self, inputs: dict[str, Any]):
         if self.autocast is None:
             return self.hf(**inputs, return_dict=True).logits
-        device_type = self.torch.device(self.device).type
-        with self.torch.autocast(device_type=device_type, dtype=self.autocast, cache_enabled=False):
+        with self.torch.autocast(device_type=self.device_type, dtype=self.autocast, cache_enabled=False):
             return self.hf(**inputs, return_dict=True).logits
 
     def _capture(self, rows: int, width: int):
