@@ -53,11 +53,7 @@ def summary(manifest: dict[str, Any], out: str) -> str:
     parity = manifest["parity"]
     optimized = f", optimize {manifest['optimize_applied']}" if manifest["optimize_applied"] else ""
     lines = [f"wrote {out}: {manifest['format']} {manifest['precision']} (rung {manifest['rung']}{optimized})"]
-    for entry in manifest["ladder"]:
-        if entry.get("skipped"):
-            lines.append(f"  skipped {entry['rung']}: {entry['skipped']}")
-        elif entry["failures"]:
-            lines.append(f"  {entry['rung']} failed: " + "; ".join(entry["failures"]))
+    lines += _ladder_lines(manifest["ladder"])
     if not parity.get("verified"):
         lines.append(f"  parity NOT verified: {parity.get('reason')}")
     else:
@@ -73,6 +69,17 @@ def summary(manifest: dict[str, Any], out: str) -> str:
     return "\n".join(lines)
 
 
+def _ladder_lines(ladder: list[dict[str, Any]], label: str = "") -> list[str]:
+    """One line per rung of a precision ladder that was skipped or failed verification, with why."""
+    lines = []
+    for entry in ladder:
+        if entry.get("skipped"):
+            lines.append(f"  {label}skipped {entry['rung']}: {entry['skipped']}")
+        elif entry["failures"]:
+            lines.append(f"  {label}{entry['rung']} failed: " + "; ".join(entry["failures"]))
+    return lines
+
+
 def _tensorrt_summary(section: dict[str, Any]) -> list[str]:
     *others, engine = section["engines"]  # the engine just built is the last
     shapes = ", ".join(f"{p['max_batch']}x{p['min_seq']}-{p['max_seq']}" for p in section["profiles"])
@@ -81,11 +88,7 @@ def _tensorrt_summary(section: dict[str, Any]) -> list[str]:
     if others:
         lines.append("  the artifact also has engines for " + ", ".join(
             f"sm{e['compute_capability']} / TensorRT {e['tensorrt_version']}" for e in others))
-    for entry in engine["ladder"]:
-        if entry.get("skipped"):
-            lines.append(f"  TensorRT skipped {entry['rung']}: {entry['skipped']}")
-        elif entry["failures"]:
-            lines.append(f"  TensorRT {entry['rung']} failed: " + "; ".join(entry["failures"]))
+    lines += _ladder_lines(engine["ladder"], "TensorRT ")
     parity = engine["parity"]
     lines.append(f"  TensorRT parity: max|dlogit| {parity['max_abs_logit']:.2e}"
                  + (f", dNDCG@10 {parity['delta_ndcg@10']:.4f}" if "delta_ndcg@10" in parity else ""))
