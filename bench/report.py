@@ -284,6 +284,28 @@ def _runtime_ab_section(records: list[dict[str, Any]]) -> str:
             lines.append(f"| {name} | {scales} | {split} | "
                          + " | ".join(f"{r['map_by_batch_size'][b]:.4f}" for b in sizes) + " |")
         lines.append("")
+    precision = {r["workload"]: r for r in records if r.get("ab") == "torch-precision"}
+    if precision:
+        names = list(next(iter(precision.values()))["pairs_per_s"])
+        lines += ["**Torch precisions on the CPU** (the torch backend on the trained checkpoint, batch 32, the token "
+                  "budget). *bf16* = a bf16 copy of the weights, the whole pass in bf16; *bf16-mixed* = fp32 weights "
+                  "under `torch.autocast(bfloat16)`: matmuls and attention in bf16, LayerNorm and the residual stream "
+                  "in fp32. Quality on the same workload; Δlogit against fp32. The noise column adds Gaussian noise with "
+                  "the std of the precision's Δlogit to the fp32 logits (200 draws): a ΔNDCG@10 inside that band is "
+                  "what any perturbation of this size does to near-tied scores, not a loss peculiar to the precision. "
+                  "Command: `python -m bench runtime-ab --experiment torch-precision --repeats 3`.", "",
+                  "| workload | precision | pairs/s | vs fp32 | NDCG@10 | MAP | max abs Δlogit | ΔNDCG@10 from noise "
+                  "of that size, p5 / p50 / p95 |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+        for workload, r in precision.items():
+            for name in names:
+                q = r["quality"][name]
+                noise = " / ".join(f"{v:+.4f}" for v in r["noise_delta_ndcg@10"].get(name, []))
+                lines.append(f"| {workload} | {name} | {r['pairs_per_s'][name]} | {r['ratio_vs_first'][name]:.3f}x | "
+                             f"{q['ndcg@10']:.4f} | {q['map']:.4f} | {r['max_abs_dlogit_vs_first'][name]:.1e} | "
+                             f"{noise or '-'} |")
+        lines += ["", "Queries and near-tied neighbours (fp32 scores of a query closer than 0.01): " + "; ".join(
+            f"{w} {r['queries']} queries, {100 * r['near_ties']:.0f}%" for w, r in precision.items()) + ".", ""]
     if padding:
         lines += ["**Padding and token budget** (one session, batch 32). *before* = no token budget, pad to a "
                   "multiple of 8; *budget* = at most 2048 padded tokens per batch; *now* = the budget and CPU backends "

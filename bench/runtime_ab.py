@@ -1,7 +1,8 @@
 """Runtime defaults, A/B in one process: the same artifact and pairs under alternating settings.
 
-    python -m bench runtime-ab [--experiment padding|sessions|rewrite|batch-quality]
+    python -m bench runtime-ab [--experiment padding|sessions|rewrite|batch-quality|torch-precision]
                                [--model-dir runs/bench-artifacts] [--baseline-dir runs/old-artifacts] [--repeats 3]
+                               [--model runs/wikiqa]
 
 ``padding`` (one session, batch size 32):
 - *before*: no token budget, padded to a multiple of 8 (the defaults until 2026-11-29);
@@ -25,6 +26,12 @@ plus the p50 latency of one 10-document request (a WikiQA test query's first 10 
 its default has 2). int8 activations scaled per batch (the export until 2026-11-29) make a pair's score depend on
 which pairs share its batch; scaled per row, as now, they do not, like fp32's.
 
+``torch-precision``: the torch backend on the checkpoint ``--model`` (batch 32, the token budget) in ``fp32``,
+``bf16`` (a bf16 copy of the weights) and ``bf16-mixed`` (fp32 weights under bf16 autocast), with each one's
+NDCG@10 / MAP on the workload and largest |Δlogit| against fp32; beside them, the ΔNDCG@10 that Gaussian noise
+of the same size as each precision's Δlogit gives fp32's logits (200 draws), and the share of near-tied neighbours
+(sorted scores of a query closer than 0.01), to tell a precision's error from the workload's tie sensitivity.
+
 Settings run interleaved: each repeat runs every setting once, so drift on a shared machine hits them alike. The
 median of the repeats is reported, and the ratio to the first setting is the number to read. Records go to
 bench/results/runtime_ab.jsonl; ``python -m bench report`` puts them in RESULTS.md.
@@ -42,6 +49,7 @@ import numpy as np
 from bench.common import ROOT, WIKIQA, append_record, require_shared_data
 
 PADDING = {"before": (None, 8), "budget": (2048, 8), "now": (2048, 1)}  # (max_tokens, pad multiple)
+TORCH_PRECISIONS = ("fp32", "bf16", "bf16-mixed")
 SESSIONS = {"one session": (1, 32), "2 sessions, batch 32": (2, 32), "2 sessions, batch 8": (2, 8)}  # (sessions, batch)
 
 
@@ -53,6 +61,9 @@ def _settings(experiment: str, artifact: str, threads: int, baseline: str | None
         return {"before": Reranker(baseline, num_threads=threads).logits,
                 "now": Reranker(artifact, num_threads=threads).logits}
 
+    if experiment == "torch-precision":
+        return {p: Reranker(artifact, backend="torch", num_threads=threads, batch_size=32,
+                            backend_options={"precision": p}).logits for p in TORCH_PRECISIONS}
     if experiment == "sessions":
         rerankers = {name: Reranker(artifact, num_threads=threads, sessions=n, batch_size=b)
                      for name, (n, b) in SESSIONS.items()}
@@ -70,7 +81,7 @@ def _settings(experiment: str, artifact: str, threads: int, baseline: str | None
 
 def run(artifact: str, repeats: int, experiment: str = "padding", threads: int = 2,
         baseline: str | None = None) -> list[dict]:
-    from fastrank.benchmark import build_workloads
+    from fastrank.benchmark import build_workloads, quality
     from fastrank.data import read_groups
     from fastrank.timing import measure_round_robin
 
@@ -83,16 +94,44 @@ def run(artifact: str, repeats: int, experiment: str = "padding", threads: int =
         pairs = wl["pairs"]
         for fn in settings.values():
             fn(pairs[::10])
-        timings, _ = measure_round_robin({s: (lambda fn=fn: fn(pairs)) for s, fn in settings.items()},
-                                         items=len(pairs), repeats=repeats)
+        timings, logits = measure_round_robin({s: (lambda fn=fn: fn(pairs)) for s, fn in settings.items()},
+                                              items=len(pairs), repeats=repeats)
         seconds = {s: t.seconds for s, t in timings.items()}
         rates = {s: round(len(pairs) / t.median, 1) for s, t in timings.items()}
-        out.append({"experiment": "runtime-ab", "ab": experiment, "artifact": artifact, "workload": name,
-                    "pairs": len(pairs), "repeats": repeats, "pairs_per_s": rates, "seconds": seconds,
-                    "ratio_vs_first": {s: round(r / rates[first], 3) for s, r in rates.items()}})
+        record = {"experiment": "runtime-ab", "ab": experiment, "artifact": artifact, "workload": name,
+                  "pairs": len(pairs), "repeats": repeats, "pairs_per_s": rates, "seconds": seconds,
+                  "ratio_vs_first": {s: round(r / rates[first], 3) for s, r in rates.items()}}
+        if experiment == "torch-precision":
+            record["quality"] = {s: {k: round(v, 4) for k, v in quality(scores[:, 0], wl["groups"]).items()}
+                                 for s, scores in logits.items()}
+            record["max_abs_dlogit_vs_first"] = {s: float(np.abs(scores - logits[first]).max())
+                                                 for s, scores in logits.items()}
+            record["noise_delta_ndcg@10"] = {s: _noise_delta(logits[first][:, 0], scores[:, 0] - logits[first][:, 0],
+                                                             wl["groups"]) for s, scores in logits.items() if s != first}
+            record["near_ties"] = _near_ties(logits[first][:, 0], wl["groups"])
+            record["queries"] = len(wl["groups"])
+        out.append(record)
     if experiment == "sessions":
         out[0]["latency_10_docs_p50_ms"] = _latency(settings, groups, repeats)
     return out
+
+
+def _noise_delta(reference: np.ndarray, delta: np.ndarray, groups, draws: int = 200) -> list[float]:
+    """ΔNDCG@10 (5th, 50th, 95th percentile) when ``reference`` gets Gaussian noise as large as ``delta`` (same
+    std): how far quality moves from perturbations of that size alone on this workload's near-ties."""
+    from fastrank.benchmark import quality
+
+    rng = np.random.default_rng(0)
+    base = quality(reference, groups)["ndcg@10"]
+    moved = [quality(reference + rng.normal(0.0, delta.std(), len(reference)), groups)["ndcg@10"] - base
+             for _ in range(draws)]
+    return [round(float(np.percentile(moved, q)), 4) for q in (5, 50, 95)]
+
+
+def _near_ties(scores: np.ndarray, groups, gap: float = 0.01) -> float:
+    """Share of a query's neighbouring scores (sorted) closer than ``gap``."""
+    gaps = np.concatenate([np.diff(np.sort(scores[s:e])) for s, e, _ in groups])
+    return round(float((gaps < gap).mean()), 3)
 
 
 def _latency(settings: dict[str, Callable[[list], Any]], groups, repeats: int, requests: int = 30) -> dict[str, float]:
@@ -129,14 +168,23 @@ def batch_quality(artifact: str, batch_sizes=(8, 16, 32, 64), threads: int = 2) 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench runtime-ab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--experiment", choices=("padding", "sessions", "rewrite", "batch-quality"), default="sessions")
+    parser.add_argument("--experiment", choices=("padding", "sessions", "rewrite", "batch-quality", "torch-precision"),
+                        default="sessions")
     parser.add_argument("--model-dir", default=str(ROOT / "runs" / "bench-artifacts"),
                         help="Holds onnx-fp32-O3 and onnx-int8 (written by python -m bench run).")
     parser.add_argument("--baseline-dir", default=str(ROOT / "runs" / "old-artifacts"),
                         help="rewrite: the same artifacts as exported before (fused SkipLayerNorm, per-batch int8).")
+    parser.add_argument("--model", default=str(ROOT / "runs" / "wikiqa"),
+                        help="torch-precision: the checkpoint (written by fastrank train).")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     require_shared_data()
+    if args.experiment == "torch-precision":
+        for record in run(args.model, args.repeats, args.experiment):
+            append_record("runtime_ab", record)
+            print(record["workload"], record["pairs_per_s"], record["ratio_vs_first"], record["quality"],
+                  record["max_abs_dlogit_vs_first"], flush=True)
+        return
     for sub in ("onnx-fp32-O3", "onnx-int8"):
         if args.experiment == "batch-quality":
             for record in batch_quality(f"{args.model_dir}/{sub}"):

@@ -107,3 +107,26 @@ def test_torch_bf16_is_close_and_restores_threads(model, batch):
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="precision must be one of"):
         TorchBackend(model, "int8")
+
+
+def test_torch_bf16_mixed_keeps_fp32_weights_and_fp32_normalization(model, batch):
+    import torch
+
+    from fastrank.backends.torch_backend import TorchBackend
+
+    fp32 = TorchBackend(model, "fp32").logits(batch)
+    backend = TorchBackend(model, "bf16-mixed")
+    assert backend.model is model and {p.dtype for p in model.model.parameters()} == {torch.float32}
+    seen: dict[str, set] = {"linear": set(), "layernorm": set()}
+    hooks = [m.register_forward_hook(lambda mod, args, out, kind=kind: seen[kind].add(out.dtype))
+             for m in model.model.modules()
+             for kind in [{torch.nn.Linear: "linear", torch.nn.LayerNorm: "layernorm"}.get(type(m))] if kind]
+    try:
+        mixed = backend.logits(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert seen == {"linear": {torch.bfloat16}, "layernorm": {torch.float32}}  # matmuls bf16, normalization fp32
+    assert mixed.dtype == np.float32 and 0 < np.abs(mixed - fp32).max() < 0.05
+    assert backend.describe()["precision"] == "bf16-mixed"
+    assert np.array_equal(TorchBackend(model, "fp32").logits(batch), fp32)  # the caller's model is unchanged

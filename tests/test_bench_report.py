@@ -1,4 +1,5 @@
-"""bench/RESULTS.md's GPU section: says plainly that the check has not run, or renders the device run's rows."""
+"""bench/RESULTS.md sections: the GPU section says plainly that the check has not run, or renders the device run's
+rows; the torch-precision A/B renders quality beside the noise reference it is read against."""
 
 from __future__ import annotations
 
@@ -40,3 +41,28 @@ def test_cpu_dry_run_section_only_when_its_results_exist(tmp_path, monkeypatch):
     text = report._cpu_dry_run_section()
     assert text.startswith("### The same precisions on the CPU (parity only)") and "device: cpu (dry run)." in text
     assert "| torch bf16-mixed eager |  |  |  | 0.4889 | 0.0005 |  | True |  |" in text
+
+
+def test_torch_precision_rows_and_their_noise_reference():
+    import numpy as np
+
+    from bench.runtime_ab import _near_ties, _noise_delta
+
+    groups = [(0, 3, [1, 0, 0]), (3, 5, [0, 1])]
+    scores = np.array([2.0, 2.005, -1.0, 0.5, 0.3])
+    assert _near_ties(scores, groups) == round(1 / 3, 3)  # gaps 0.005, 2.995 and 0.2: one of three under 0.01
+    assert _noise_delta(scores, np.zeros(5), groups) == [0.0, 0.0, 0.0]  # no perturbation, no change
+    p5, p50, p95 = _noise_delta(scores, np.array([0.01, -0.01, 0.0, 0.0, 0.0]), groups)
+    # the relevant document trails an irrelevant one by 0.005: noise of this size lifts it first in some draws
+    # (about 3 in 10), never the second query's (0.2 apart)
+    assert p5 == p50 == 0.0 < p95
+
+    record = {"ab": "torch-precision", "workload": "long", "queries": 62, "near_ties": 0.265,
+              "pairs_per_s": {"fp32": 25.1, "bf16": 56.2}, "ratio_vs_first": {"fp32": 1.0, "bf16": 2.239},
+              "quality": {"fp32": {"ndcg@10": 0.7828, "map": 0.7118}, "bf16": {"ndcg@10": 0.7742, "map": 0.7001}},
+              "max_abs_dlogit_vs_first": {"fp32": 0.0, "bf16": 0.0067},
+              "noise_delta_ndcg@10": {"bf16": [-0.0172, -0.0031, 0.0041]}}
+    text = report._runtime_ab_section([record])
+    assert "| long | fp32 | 25.1 | 1.000x | 0.7828 | 0.7118 | 0.0e+00 | - |" in text
+    assert "| long | bf16 | 56.2 | 2.239x | 0.7742 | 0.7001 | 6.7e-03 | -0.0172 / -0.0031 / +0.0041 |" in text
+    assert "long 62 queries, 26%." in text

@@ -30,7 +30,7 @@ def bench_command(
         "--artifact", help="Exported artifact directory to bench (repeatable).")] = None,
     backend: Annotated[list[str] | None, typer.Option(
         "--backend", help="Backend on the checkpoint itself, NAME[:PRECISION] (repeatable): torch:bf16, "
-                          "torch-cuda:fp16, torch-cuda:bf16, torch-cuda:bf16-mixed.")] = None,
+                          "torch:bf16-mixed, torch-cuda:fp16, torch-cuda:bf16, torch-cuda:bf16-mixed.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Small workloads, one timed run: a smoke test.")] = False,
     threads: Annotated[int, typer.Option("--threads", help="Inference threads of every row.")] = 2,
     peers: Annotated[bool, typer.Option(
