@@ -324,7 +324,7 @@ def _runtime_ab_section(records: list[dict[str, Any]]) -> str:
 GPU_RESULTS = ROOT / "bench" / "results" / "gpu_check.json"  # $OUT/gpu_check.json of a device run, copied here
 CPU_DRY_RUN = ROOT / "bench" / "results" / "gpu_check_cpu.json"  # the same rows computed on this CPU
 GPU_COLUMNS = ("row", "pairs_per_s_64x256", "speedup_vs_fp32_eager_64x256", "wikiqa_pairs_per_s", "ndcg@10",
-               "delta_ndcg@10", "max_abs_dlogit", "gate_ok", "warmup_s")
+               "delta_ndcg@10", "noise_delta_ndcg@10", "max_abs_dlogit", "gate_ok", "warmup_s")
 
 
 def _gpu_check_run(path: Path) -> tuple[str, str]:

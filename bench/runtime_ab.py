@@ -81,7 +81,7 @@ def _settings(experiment: str, artifact: str, threads: int, baseline: str | None
 
 def run(artifact: str, repeats: int, experiment: str = "padding", threads: int = 2,
         baseline: str | None = None) -> list[dict]:
-    from fastrank.benchmark import build_workloads, quality
+    from fastrank.benchmark import build_workloads, near_ties, noise_band, quality
     from fastrank.data import read_groups
     from fastrank.timing import measure_round_robin
 
@@ -106,32 +106,14 @@ def run(artifact: str, repeats: int, experiment: str = "padding", threads: int =
                                  for s, scores in logits.items()}
             record["max_abs_dlogit_vs_first"] = {s: float(np.abs(scores - logits[first]).max())
                                                  for s, scores in logits.items()}
-            record["noise_delta_ndcg@10"] = {s: _noise_delta(logits[first][:, 0], scores[:, 0] - logits[first][:, 0],
-                                                             wl["groups"]) for s, scores in logits.items() if s != first}
-            record["near_ties"] = _near_ties(logits[first][:, 0], wl["groups"])
+            record["noise_delta_ndcg@10"] = {s: noise_band(logits[first][:, 0], scores[:, 0] - logits[first][:, 0],
+                                                           wl["groups"]) for s, scores in logits.items() if s != first}
+            record["near_ties"] = near_ties(logits[first][:, 0], wl["groups"])
             record["queries"] = len(wl["groups"])
         out.append(record)
     if experiment == "sessions":
         out[0]["latency_10_docs_p50_ms"] = _latency(settings, groups, repeats)
     return out
-
-
-def _noise_delta(reference: np.ndarray, delta: np.ndarray, groups, draws: int = 200) -> list[float]:
-    """ΔNDCG@10 (5th, 50th, 95th percentile) when ``reference`` gets Gaussian noise as large as ``delta`` (same
-    std): how far quality moves from perturbations of that size alone on this workload's near-ties."""
-    from fastrank.benchmark import quality
-
-    rng = np.random.default_rng(0)
-    base = quality(reference, groups)["ndcg@10"]
-    moved = [quality(reference + rng.normal(0.0, delta.std(), len(reference)), groups)["ndcg@10"] - base
-             for _ in range(draws)]
-    return [round(float(np.percentile(moved, q)), 4) for q in (5, 50, 95)]
-
-
-def _near_ties(scores: np.ndarray, groups, gap: float = 0.01) -> float:
-    """Share of a query's neighbouring scores (sorted) closer than ``gap``."""
-    gaps = np.concatenate([np.diff(np.sort(scores[s:e])) for s, e, _ in groups])
-    return round(float((gaps < gap).mean()), 3)
 
 
 def _latency(settings: dict[str, Callable[[list], Any]], groups, repeats: int, requests: int = 30) -> dict[str, float]:

@@ -100,6 +100,24 @@ def parity(reference: np.ndarray, scores: np.ndarray, groups: Sequence[Group]) -
             "rankings_identical": report["rankings_identical"], "tie_rate": ties / max(total, 1)}
 
 
+def noise_band(reference: np.ndarray, delta: np.ndarray, groups: Sequence[Group], draws: int = 200,
+               seed: int = 0) -> list[float]:
+    """ΔNDCG@10 (5th, 50th and 95th percentile over ``draws``) when ``reference`` logits get Gaussian noise with the
+    std of ``delta`` (a precision's Δlogit): what perturbations of that size alone do to a workload's near-ties, the
+    yardstick for a precision's own ΔNDCG@10."""
+    rng = np.random.default_rng(seed)
+    base = quality(reference, groups)["ndcg@10"]
+    moved = [quality(reference + rng.normal(0.0, float(np.std(delta)), len(reference)), groups)["ndcg@10"] - base
+             for _ in range(draws)]
+    return [round(float(np.percentile(moved, q)), 4) for q in (5, 50, 95)]
+
+
+def near_ties(scores: np.ndarray, groups: Sequence[Group], gap: float = 0.01) -> float:
+    """Share of neighbouring scores of a query (sorted) closer than ``gap``."""
+    gaps = np.concatenate([np.diff(np.sort(scores[s:e])) for s, e, _ in groups])
+    return round(float((gaps < gap).mean()), 3)
+
+
 def latency_requests(pairs: Sequence[tuple[str, str]], sizes: Sequence[int] = LATENCY_SIZES):
     """One request per size: the workload's first query with ``size`` documents (cycling through the workload)."""
     query = pairs[0][0]

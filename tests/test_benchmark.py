@@ -148,3 +148,16 @@ def test_backend_rows_on_the_checkpoint(tiny_model_dir, tmp_path):
         result = CliRunner().invoke(app, ["bench", str(tiny_model_dir), "--data", str(data), "--backend", spec,
                                           "--quick", "--no-sweeps", "--no-latency"])
         assert result.exit_code != 0 and message in str(result.exception)  # `fastrank` prints it as one line, exit 2
+
+
+def test_noise_band_and_near_ties_on_hand_made_scores():
+    from fastrank.benchmark import near_ties, noise_band
+
+    groups = [(0, 3, [1, 0, 0]), (3, 5, [0, 1])]
+    scores = np.array([2.0, 2.005, -1.0, 0.5, 0.3])
+    assert near_ties(scores, groups) == round(1 / 3, 3)  # gaps 0.005, 2.995 and 0.2: one of three under 0.01
+    assert noise_band(scores, np.zeros(5), groups) == [0.0, 0.0, 0.0]  # no perturbation, no change
+    p5, p50, p95 = noise_band(scores, np.array([0.01, -0.01, 0.0, 0.0, 0.0]), groups)
+    # the relevant document trails an irrelevant one by 0.005: noise of this size lifts it first in some draws
+    # (about 3 in 10), never the second query's (0.2 apart)
+    assert p5 == p50 == 0.0 < p95
