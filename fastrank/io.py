@@ -5,14 +5,51 @@ from __future__ import annotations
 import contextlib
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from fastrank.errors import FastrankError
+
+# What fastrank writes at the top of an output directory: an artifact's manifest, a checkpoint's config, a Triton
+# repository's model configs. A non-empty directory with none of these is not ours to replace.
+OUTPUT_MARKERS = ("fastrank.json", "config.json", "*/config.pbtxt")
+
+
+def check_output_dir(target: str | Path, keep: Iterable[str | Path] = ()) -> Path:
+    """Refuse an output path whose replacement would destroy something that is not a fastrank output.
+
+    Refused: the current directory or one holding it; a path equal to or holding any of ``keep`` (the inputs, e.g.
+    the checkpoint being exported); an existing file; a non-empty directory holding no fastrank artifact,
+    checkpoint or Triton repository (``OUTPUT_MARKERS``). Returns the resolved path. Call it before long work, so a
+    bad ``--out`` fails at once rather than after training or an export.
+    """
+    target = Path(target).expanduser().resolve()
+    cwd = Path.cwd().resolve()
+    if target == cwd or target in cwd.parents:
+        raise FastrankError(f"refusing to write over {target}: it is the current directory or holds it (the output "
+                            "directory is replaced as a whole); choose a new directory")
+    for item in keep:
+        source = Path(item).expanduser().resolve()
+        if target == source or target in source.parents:
+            raise FastrankError(f"refusing to write over {target}: it holds the input {source}, which would be "
+                                "replaced; choose another output directory")
+    if not target.exists():
+        return target
+    if not target.is_dir():
+        raise FastrankError(f"{target} exists and is not a directory; the output is a directory: choose another "
+                            "path or remove it")
+    if any(target.iterdir()) and not any(any(target.glob(marker)) for marker in OUTPUT_MARKERS):
+        raise FastrankError(f"refusing to replace {target}: it is a non-empty directory without a fastrank artifact, "
+                            f"checkpoint or Triton repository in it (none of {', '.join(OUTPUT_MARKERS)}); choose "
+                            "a new or empty directory, or remove it first")
+    return target
 
 
 @contextlib.contextmanager
-def atomic_dir(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside ``target``; on success it replaces ``target``, on error it is removed."""
-    target = Path(target).resolve()
+def atomic_dir(target: str | Path, keep: Iterable[str | Path] = ()) -> Iterator[Path]:
+    """Yield a temporary directory beside ``target``; on success it replaces ``target``, on error it is removed.
+    ``target`` must pass ``check_output_dir`` (with ``keep``, the inputs it must not replace)."""
+    target = check_output_dir(target, keep)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()  # the umask's permissions (mkdtemp's 0700 would make every written model private to its writer)

@@ -12,7 +12,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from fastrank.errors import ModelLoadError, ParityError  # noqa: E402
+from fastrank.errors import FastrankError, ModelLoadError, ParityError  # noqa: E402
 from fastrank.export import cpu_features, export_model, read_manifest  # noqa: E402
 from fastrank.export.onnx import (  # noqa: E402
     AUTO_LADDER,
@@ -203,14 +203,14 @@ def test_fp16_keeps_fp32_io(tiny_model_dir, tmp_path):
 def test_failed_verification_writes_nothing(tiny_model_dir, tmp_path):
     target = tmp_path / "artifact"
     target.mkdir()
-    (target / "keep.txt").write_text("previous artifact")
+    (target / "fastrank.json").write_text("previous artifact")
     with pytest.raises(ParityError) as info:
         export_model(tiny_model_dir, target, bounds={"fp32": {"max_abs_logit": -1.0, "discordant_pairs": -1}},
                      num_threads=1)
     message = str(info.value)
     assert "max_abs_logit = " in message and "> bound -1" in message and "discordant_pairs = 0 > bound -1" in message
     assert [p.name for p in tmp_path.iterdir()] == ["artifact"]  # no temp dir left behind
-    assert [p.name for p in target.iterdir()] == ["keep.txt"]  # the previous artifact is untouched
+    assert [p.name for p in target.iterdir()] == ["fastrank.json"]  # the previous artifact is untouched
 
     manifest = export_model(tiny_model_dir, target, bounds={"fp32": {"max_abs_logit": -1.0}},
                             allow_parity_failure=True, num_threads=1)
@@ -286,3 +286,12 @@ def test_parity_on_wikiqa(tiny_model_dir, wikiqa_dir, tmp_path):
     parity = manifest["parity"]
     assert parity["data"] == "caller" and parity["num_queries"] == 40
     assert parity["max_abs_logit"] <= 1e-4 and parity["discordant_pairs"] == 0 and parity["delta_ndcg@10"] == 0.0
+
+
+def test_export_over_its_own_checkpoint_is_refused_before_any_work(tiny_model_dir):
+    before = sorted(p.name for p in tiny_model_dir.iterdir())
+    with pytest.raises(FastrankError, match="holds the input"):
+        export_model(tiny_model_dir, tiny_model_dir, num_threads=1)
+    with pytest.raises(FastrankError, match="holds the input"):
+        export_model(tiny_model_dir, tiny_model_dir.parent, num_threads=1)
+    assert sorted(p.name for p in tiny_model_dir.iterdir()) == before

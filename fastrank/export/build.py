@@ -32,6 +32,8 @@ class ArtifactBuilder:
             self.source_dir = Path(model) if Path(model).is_dir() else None
         else:
             raise TypeError(f"model must be a checkpoint path, a hub id or a CrossEncoder, got {type(model).__name__}")
+        loaded_from = Path(self.model.name_or_path)
+        self.inputs = [loaded_from] if loaded_from.is_dir() else []  # what the artifact must not replace
         self.optimize, self.opset, self.bounds = optimize, opset, bounds
         self.int8_config, self.num_threads = int8_config, num_threads
         self.groups, self.groups_source = normalize_groups(verify_pairs)
@@ -128,7 +130,7 @@ class ArtifactBuilder:
     def write(self, out_dir: Path, ladder: list[tuple[Rung, str | None]], *, requested: str,
               features: dict[str, Any], allow_parity_failure: bool) -> dict[str, Any]:
         tried: list[dict[str, Any]] = []
-        with atomic_dir(out_dir) as tmp:
+        with atomic_dir(out_dir, keep=self.inputs) as tmp:
             work = tmp / ".work"
             work.mkdir()
             shipped = None

@@ -219,10 +219,10 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
 
     from fastrank.backends.tensorrt_backend import TensorRTBackend, gpu_info
     from fastrank.errors import ParityError
-    from fastrank.export.manifest import write_manifest
+    from fastrank.export.manifest import read_manifest, write_manifest
     from fastrank.export.profiles import batch_limit, plan_profiles
     from fastrank.export.verify import VERIFY_CONFIGS, merged_bounds, normalize_groups, score_groups, verify
-    from fastrank.io import atomic_dir
+    from fastrank.io import atomic_dir, check_output_dir
     from fastrank.reranker import artifact_encoder
 
     cc, trt_version = gpu_info()
@@ -232,6 +232,10 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
     unknown = [r for r in ladder if r not in GPU_RUNGS]
     if unknown or not ladder:
         raise ValueError(f"unknown GPU rungs {unknown or list(ladder)}; known: {', '.join(GPU_LADDER)}")
+    # adding an engine to an artifact in place is meant; replacing the checkpoint it came from is not
+    local = isinstance(model, (str, Path)) and Path(model).is_dir()
+    keep = [model] if local and read_manifest(model) is None else []
+    check_output_dir(out_dir, keep)  # before minutes of engine builds
     strongly_typed = builder_api(trt_version) == "strongly-typed"
     say = progress or (lambda text: None)
     with tempfile.TemporaryDirectory() as tmp:
@@ -297,7 +301,7 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
         shutil.move(str(Path(tmp) / chosen["file"]), engines_dir / chosen["file"])
         manifest["tensorrt"] = {"profiles": [p.to_dict() for p in profiles], "engines": kept + [chosen]}
         write_manifest(base, manifest)
-        with atomic_dir(out_dir) as target:
+        with atomic_dir(out_dir, keep) as target:
             shutil.copytree(base, target, dirs_exist_ok=True)
     return manifest
 

@@ -190,7 +190,7 @@ def write_repository(artifact: str | Path, out_dir: str | Path, name: str = "fas
         raise ValueError(f"model name must be letters, digits, '-' or '_', got {name!r}")
     model_name, tok_name = f"{name}_model", f"{name}_tokenizer"
     token_dtype = "int64"
-    with atomic_dir(out_dir) as root:
+    with atomic_dir(out_dir, keep=[artifact]) as root:
         (root / model_name / "1").mkdir(parents=True)
         if backend == "tensorrt":
             from fastrank.backends.tensorrt_backend import gpu_info

@@ -140,6 +140,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     from fastrank.data import convert, read_groups
     from fastrank.evaluation.evaluators import RerankingEvaluator
+    from fastrank.io import check_output_dir
     from fastrank.losses import get_loss
     from fastrank.model import CrossEncoder
     from fastrank.training.args import CrossEncoderTrainingArguments
@@ -150,6 +151,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if config.mine_negatives < 0 or config.answer_negatives < 0:
         raise ValueError(f"mine_negatives and answer_negatives must be >= 0, got {config.mine_negatives} and "
                          f"{config.answer_negatives}")
+    check_output_dir(config.out)  # a bad --out fails now, not after training
     set_seed(config.seed)
     groups = read_groups(config.data)
     mining_stats = _add_mined_negatives(groups, config) if config.mine_negatives else None
