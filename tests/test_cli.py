@@ -69,6 +69,23 @@ def test_eval_retrieve_with_fusion_matches_library(tiny_model_dir, eval_file):
     assert bad.exit_code != 0 and "needs --retrieve-top-k" in bad.output
 
 
+def test_eval_retrieve_passes_max_length_to_the_reranker(tiny_model_dir, eval_file, monkeypatch):
+    import fastrank.model
+
+    loaded = []
+
+    class Recording(fastrank.model.CrossEncoder):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            loaded.append(self.max_length)
+
+    monkeypatch.setattr(fastrank.model, "CrossEncoder", Recording)
+    args = ["eval", str(tiny_model_dir), "--data", str(eval_file), "--retrieve-top-k", "3", "--max-length", "24"]
+    result = runner.invoke(app, args + ["--json"])
+    assert result.exit_code == 0, result.output
+    assert loaded == [24]
+
+
 def test_mine_adds_answer_negatives(eval_file, tmp_path):
     out = tmp_path / "mined.jsonl"
     result = runner.invoke(app, ["mine", "--data", str(eval_file), "--out", str(out), "--num-negatives", "1",

@@ -55,6 +55,16 @@ def test_first_stage_and_reranked_metrics():
     assert set(out["latency_s"]) >= {"first_stage_per_query", "rerank_per_query_first_stage"}
 
 
+def test_a_cutoff_beyond_the_retrieved_depth_does_not_find_what_was_not_retrieved():
+    task = _task()
+    relevant = {("q1", "d2"), ("q1", "d9"), ("q2", "d5")}
+    out = evaluate_retrieve_rerank(task, Embedder(), OracleReranker(relevant), top_k=3, ks=(3, 10), use_bm25=False)
+    for stage in ("first_stage", "reranked"):  # d2 and d5 were never retrieved: @10 knows no more than @3
+        assert out[stage]["recall@10"] == out[stage]["recall@3"] == pytest.approx(0.25)
+        assert out[stage]["mrr@10"] == out[stage]["mrr@3"] == pytest.approx(0.5)
+        assert out[stage]["ndcg@10"] == pytest.approx(out[stage]["ndcg@3"])
+
+
 def test_reranking_improves_a_bad_first_stage_order():
     groups = [QueryGroup("q1", [f"d{i}" for i in range(1, 10)], [1.0 if i == 3 else 0.0 for i in range(1, 10)])]
     task = RetrievalTask.from_groups(groups)

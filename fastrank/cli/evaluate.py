@@ -25,7 +25,7 @@ def evaluate_model(model: str, data: str, batch_size: int = 64, max_length: int 
 
 def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | None = None,
                        embedding_model: str | None = None, batch_size: int = 64,
-                       fusion_weights: list[float] | None = None) -> dict[str, Any]:
+                       fusion_weights: list[float] | None = None, max_length: int | None = None) -> dict[str, Any]:
     """First stage (embedding top-k) vs reranked by ``model``, over the corpus of every document in ``data``
     (plus the documents of ``corpus`` files); ``fusion_weights``: also z(reranker) + w * z(first stage)."""
     from fastrank.data import read_groups
@@ -35,9 +35,9 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
 
     extra = [d for path in corpus or [] for g in read_groups(path) for d in g.documents]
     task = RetrievalTask.from_groups(read_groups(data), extra)
-    result = evaluate_retrieve_rerank(task, EmbeddingModel(embedding_model or DEFAULT_BASE), CrossEncoder(model),
-                                      top_k=top_k, ks=(10,), batch_size=batch_size,
-                                      fusion_weights=tuple(fusion_weights or ()))
+    reranker = CrossEncoder(model, max_length=max_length)
+    result = evaluate_retrieve_rerank(task, EmbeddingModel(embedding_model or DEFAULT_BASE), reranker, top_k=top_k,
+                                      ks=(10,), batch_size=batch_size, fusion_weights=tuple(fusion_weights or ()))
     return {"model": model, "data": data, **result}
 
 
@@ -60,7 +60,7 @@ def eval_command(
         raise typer.BadParameter("--fusion-weight needs --retrieve-top-k (fusion re-weighs a first stage's scores)")
     if retrieve_top_k is not None:
         result = evaluate_retrieval(model, str(data), retrieve_top_k, corpus, embedding_model, batch_size,
-                                    fusion_weight)
+                                    fusion_weight, max_length)
         if as_json:
             print_json(result)
         else:

@@ -51,13 +51,19 @@ class RetrievalTask:
 
 
 def _metrics(ranked: list[np.ndarray], scores: list[np.ndarray], task: RetrievalTask, ks: Sequence[int]):
+    """Metrics of each query's retrieved ranking. Relevant documents that were not retrieved count as missed at
+    every cutoff: they are ranked after filler non-relevant entries that pad the list to the largest k, so a
+    cutoff beyond the retrieved depth never finds them (they still count in recall's and NDCG's denominators)."""
     all_scores, all_labels = [], []
+    depth = max(ks)
     for qi, (idx, s) in enumerate(zip(ranked, scores)):
         rel = task.qrels[qi]
         missing = sorted(rel - set(idx.tolist()))
         floor = (float(s.min()) if len(s) else 0.0) - 1.0
-        all_scores.append(np.concatenate([s, np.full(len(missing), floor)]))
-        all_labels.append(np.concatenate([[1.0 if i in rel else 0.0 for i in idx], np.ones(len(missing))]))
+        filler = max(0, depth - len(idx)) if missing else 0
+        all_scores.append(np.concatenate([s, np.full(filler, floor), np.full(len(missing), floor - 1.0)]))
+        all_labels.append(np.concatenate([[1.0 if i in rel else 0.0 for i in idx], np.zeros(filler),
+                                          np.ones(len(missing))]))
     names = [f"ndcg@{k}" for k in ks] + [f"mrr@{k}" for k in ks] + [f"recall@{k}" for k in ks]
     return evaluate_rankings(all_scores, all_labels, metrics=names).metrics
 
