@@ -16,6 +16,7 @@ Training formats (columns by name, the order the losses read them in):
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import random
@@ -136,21 +137,34 @@ def _records_to_groups(records: Sequence[dict[str, Any]], source: str) -> list[Q
     return _group_flat_rows(records, source)
 
 
+def decode_utf8(data: bytes, source: str) -> str:
+    """``data`` as UTF-8 text; anything else is a DataError naming ``source`` and the first bad byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{source} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                        "convert it, e.g. iconv -f latin1 -t utf-8") from exc
+
+
+def read_utf8(path: str | Path) -> str:
+    """A text file's contents, decoded with ``decode_utf8`` (every data reader goes through here)."""
+    return decode_utf8(Path(path).read_bytes(), str(path))
+
+
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     records = []
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path} line {i}: not valid JSON ({exc.msg})") from exc
+    for i, line in enumerate(read_utf8(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path} line {i}: not valid JSON ({exc.msg})") from exc
     return records
 
 
 def _read_delimited(path: Path, delimiter: str) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8", newline="") as f:
+    with io.StringIO(read_utf8(path), newline="") as f:
         rows = list(csv.DictReader(f, delimiter=delimiter))
     for row in rows:
         for key in ("documents", "labels", "scores"):

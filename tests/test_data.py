@@ -109,3 +109,19 @@ def test_convert_rejects_unknown_format_and_no_rows():
         convert(groups, "lists")
     with pytest.raises(DataError, match="teacher 'scores'"):
         convert(groups, "distillation")
+
+
+def test_a_file_that_is_not_utf8_is_named_with_its_first_bad_byte(tmp_path):
+    from fastrank.evaluation.evaluators import RerankingEvaluator
+
+    record = {"query": "café?", "documents": ["crème", "tea"], "labels": [1, 0]}
+    for name in ("data.jsonl", "data.tsv"):
+        path = tmp_path / name
+        text = json.dumps(record, ensure_ascii=False) if name.endswith("jsonl") else "query\tdocument\tlabel\ncafé?\tcrème\t1"
+        path.write_bytes(text.encode("latin-1"))
+        with pytest.raises(DataError, match=rf"{name} is not UTF-8 text \(byte 0xe9 at offset \d+\)"):
+            read_groups(str(path))
+    with pytest.raises(DataError, match=r"data.jsonl is not UTF-8 text \(byte 0xe9"):
+        RerankingEvaluator.from_jsonl(tmp_path / "data.jsonl")
+    (tmp_path / "ok.jsonl").write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert read_groups(str(tmp_path / "ok.jsonl"))[0].documents == ["crème", "tea"]

@@ -223,6 +223,24 @@ def test_cli_rerank(artifact, tmp_path):
     assert proc.returncode == 2 and "is not UTF-8 text (byte 0xe9" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_documents_text_is_jsonl_only_when_its_first_line_is_a_json_document():
+    from fastrank.cli.rerank import parse_documents
+    from fastrank.errors import DataError
+
+    plain = '"Ice caves" are often confused with glacier caves.\n{ice} is a word\n\nlast line\n'
+    assert parse_documents(plain, "f") == ['"Ice caves" are often confused with glacier caves.', "{ice} is a word",
+                                           "last line"]
+    jsonl = '"a string"\n{"text": "an object"}\n{"document": "another"}\n'
+    assert parse_documents(jsonl, "f") == ["a string", "an object", "another"]
+    assert parse_documents(jsonl, "f", "lines") == ['"a string"', '{"text": "an object"}', '{"document": "another"}']
+    with pytest.raises(DataError, match=r"f line 2: expected a JSON string .* --docs-format lines"):
+        parse_documents('"json first"\nthen plain text\n', "f")
+    with pytest.raises(DataError, match="f line 1: expected a JSON string"):
+        parse_documents(plain, "f", "jsonl")
+    with pytest.raises(ValueError, match="docs format must be one of auto, lines, jsonl"):
+        parse_documents(plain, "f", "csv")
+
+
 def test_cpu_backends_pad_batches_to_their_longest_pair_only(onnx_reranker, tiny_model_dir):
     widths = []
     inner = onnx_reranker.backend.logits

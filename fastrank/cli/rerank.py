@@ -10,36 +10,42 @@ from typing import Annotated, Any
 import typer
 
 from fastrank.cli.output import BACKEND_HELP, print_json
+from fastrank.data import decode_utf8, read_utf8
 from fastrank.errors import DataError
 
 
-def parse_documents(text: str, source: str) -> list[str]:
-    """Documents from text: JSONL (each line a JSON string or an object with ``text`` / ``document``) when the
-    first non-empty line starts with ``"`` or ``{``, else one document per non-empty line."""
+DOCS_FORMATS = ("auto", "lines", "jsonl")
+
+
+def parse_documents(text: str, source: str, fmt: str = "auto") -> list[str]:
+    """Documents from text, one per non-empty line: ``lines`` takes each line as it is; ``jsonl`` reads each line
+    as a JSON string or an object with ``text`` / ``document``; ``auto`` reads JSONL when the first non-empty line
+    is such a JSON value, else lines (so plain text that starts with a quote or a brace stays text)."""
+    if fmt not in DOCS_FORMATS:
+        raise ValueError(f"docs format must be one of {', '.join(DOCS_FORMATS)}, got {fmt!r}")
     lines = [line for line in text.splitlines() if line.strip()]
-    if not lines or lines[0].lstrip()[:1] not in ('"', "{"):
+    if not lines or fmt == "lines" or (fmt == "auto" and _json_document(lines[0]) is None):
         return lines
     docs = []
     for n, line in enumerate(lines, 1):
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{source} line {n} is not valid JSON: {exc}") from exc
-        if isinstance(value, dict):
-            value = value.get("text", value.get("document"))
-        if not isinstance(value, str):
+        value = _json_document(line)
+        if value is None:
+            hint = " (or pass --docs-format lines to take every line as a document)" if fmt == "auto" else ""
             raise DataError(f"{source} line {n}: expected a JSON string or an object with a 'text' or 'document' "
-                            f"string, got {line[:80]!r}")
+                            f"string, got {line[:80]!r}{hint}")
         docs.append(value)
     return docs
 
 
-def decode(data: bytes, source: str) -> str:
+def _json_document(line: str) -> str | None:
+    """The document a JSONL line holds (a JSON string, or an object's ``text`` / ``document``), else None."""
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{source} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-                        "convert it, e.g. iconv -f latin1 -t utf-8") from exc
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(value, dict):
+        value = value.get("text", value.get("document"))
+    return value if isinstance(value, str) else None
 
 
 def rerank_documents(model: str, query: str, documents: list[str], top_k: int | None = None,
@@ -57,6 +63,9 @@ def rerank_command(
     query: Annotated[str, typer.Option("--query", help="The query to rank documents for.")],
     docs_file: Annotated[Path | None, typer.Option(
         "--docs-file", help="Documents: one per line, or JSONL. Default: read stdin.")] = None,
+    docs_format: Annotated[str, typer.Option(
+        "--docs-format", help="auto (JSONL when the first line is a JSON string or {\"text\": ...}, else lines) | "
+                              "lines | jsonl.")] = "auto",
     top_k: Annotated[int | None, typer.Option("--top-k", help="Return only the best K.")] = None,
     backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -65,11 +74,11 @@ def rerank_command(
     if docs_file is not None:
         if not docs_file.is_file():
             raise DataError(f"documents file {str(docs_file)!r} does not exist")
-        text, source = decode(docs_file.read_bytes(), str(docs_file)), str(docs_file)
+        text, source = read_utf8(docs_file), str(docs_file)
     else:
-        text, source = decode(sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else
-                              sys.stdin.read().encode("utf-8"), "stdin"), "stdin"
-    result = rerank_documents(model, query, parse_documents(text, source), top_k, backend)
+        text, source = decode_utf8(sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else
+                                   sys.stdin.read().encode("utf-8"), "stdin"), "stdin"
+    result = rerank_documents(model, query, parse_documents(text, source, docs_format), top_k, backend)
     if as_json:
         print_json(result)
         return

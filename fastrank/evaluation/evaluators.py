@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from fastrank.data import read_utf8
 from fastrank.errors import DataError, FastrankError
 from fastrank.evaluation.metrics import DEFAULT_KS, default_metrics, evaluate_rankings, parse_metric
 from fastrank.types import EvalResult
@@ -172,7 +173,7 @@ class RerankingEvaluator:
         are skipped). A bad line raises DataError naming the file and line number."""
         path = Path(path)
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = read_utf8(path).splitlines()
         except OSError as exc:
             raise DataError(f"cannot read evaluation file {path}: {exc}") from exc
         queries = []
