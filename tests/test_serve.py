@@ -138,7 +138,7 @@ def test_rerank_matches_reranker_for_every_request_shape(client, reranker):
     expected = reranker.rerank(query, docs)
     for body in ({"query": query, "documents": docs},
                  {"query": query, "documents": [{"text": d} for d in docs], "model": "anything"},
-                 {"query": query, "texts": docs, "return_text": True}):
+                 {"query": query, "documents": docs, "return_documents": True}):
         response = client.post("/rerank", json=body)
         assert response.status_code == 200, response.text
         payload = response.json()
@@ -146,10 +146,19 @@ def test_rerank_matches_reranker_for_every_request_shape(client, reranker):
         assert [r["index"] for r in payload["results"]] == [r["index"] for r in expected]
         np.testing.assert_allclose([r["relevance_score"] for r in payload["results"]],
                                    [r["score"] for r in expected], atol=1e-6)
-        assert ("document" in payload["results"][0]) == ("return_text" in body)
+        assert ("document" in payload["results"][0]) == ("return_documents" in body)
+    # text-embeddings-inference sends `texts` and reads a bare list of {index, score, text?}
+    tei = client.post("/rerank", json={"query": query, "texts": docs, "return_text": True}).json()
+    assert [(r["index"], r["text"]) for r in tei] == [(r["index"], docs[r["index"]]) for r in expected]
+    np.testing.assert_allclose([r["score"] for r in tei], [r["score"] for r in expected], atol=1e-6)
+    assert set(client.post("/rerank", json={"query": query, "texts": docs}).json()[0]) == {"index", "score"}
     top = client.post("/rerank", json={"query": query, "documents": docs, "top_n": 2, "return_documents": True})
     assert [(r["index"], r["document"]["text"]) for r in top.json()["results"]] == \
         [(r["index"], r["document"]) for r in expected[:2]]
+    top_k = client.post("/rerank", json={"query": query, "documents": docs, "top_k": 2}).json()["results"]
+    assert [r["index"] for r in top_k] == [r["index"] for r in expected[:2]]
+    both = client.post("/rerank", json={"query": query, "documents": docs, "top_k": 2, "top_n": 3})
+    assert both.status_code == 422 and "top_n=3 and top_k=2 disagree" in both.json()["detail"]
     raw = client.post("/rerank", json={"query": query, "documents": docs, "raw_scores": True}).json()["results"]
     np.testing.assert_allclose(sorted(r["relevance_score"] for r in raw),
                                sorted(reranker.logits([(query, d) for d in docs])[:, 0]), atol=1e-5)
@@ -193,6 +202,17 @@ def test_limits_and_bad_requests_name_the_problem(client):
 def test_health_metrics_and_openapi(client):
     from prometheus_client.parser import text_string_to_metric_families
 
+    def count(name: str, **labels) -> float:
+        families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+        return sum(s.value for s in families[name].samples if s.name.endswith("_total")
+                   and all(s.labels.get(k) == v for k, v in labels.items())) if name in families else 0.0
+
+    before = count("fastrank_requests", code="422"), count("fastrank_errors", kind="invalid")
+    bad = client.post("/rerank", content=b"{not json", headers={"content-type": "application/json"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["type"] == "json_invalid"  # FastAPI's own body
+    assert client.post("/rerank", json={"documents": ["a"]}).status_code == 422  # no query
+    assert (count("fastrank_requests", code="422"), count("fastrank_errors", kind="invalid")) == \
+        (before[0] + 2, before[1] + 2)
     client.post("/rerank", json={"query": "q", "documents": ["a", "b"]})
     assert client.get("/health").json()["status"] == "ok"
     families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
@@ -307,3 +327,19 @@ def test_serve_passes_sessions_to_the_reranker(tiny_model_dir):
 
     with pytest.raises(ValueError, match="sessions=2 needs the onnx backend on a CPU; the torch backend"):
         create_app(ServeConfig(model=str(tiny_model_dir), sessions=2))
+
+
+def test_serve_command_checks_the_port_and_says_where_it_serves(tiny_model_dir, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from fastrank.cli import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["serve", str(tiny_model_dir), "--port", "99999"])
+    assert bad.exit_code != 0 and "--port must be a TCP port, 0-65535" in bad.output and "Traceback" not in bad.output
+    ran = []
+    monkeypatch.setattr(uvicorn, "run", lambda app_, **kw: ran.append(kw))
+    ok = runner.invoke(app, ["serve", str(tiny_model_dir), "--port", "8123", "--threads", "1"])
+    assert ok.exit_code == 0, ok.output
+    assert ran[0]["port"] == 8123 and "serving" in ok.output and "http://127.0.0.1:8123" in ok.output

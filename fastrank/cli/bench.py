@@ -36,8 +36,10 @@ def bench_command(
     peers: Annotated[bool, typer.Option(
         "--peers", help="Add sentence-transformers' CrossEncoder on the same model (needs sentence-transformers).")
     ] = False,
-    latency: Annotated[bool, typer.Option(" /--no-latency", help="Skip single-request latency.")] = True,
-    sweeps: Annotated[bool, typer.Option(" /--no-sweeps", help="Skip batch-size and sequence sweeps.")] = True,
+    latency: Annotated[bool, typer.Option(" /--no-latency", help="Skip single-request latency (measured unless "
+                                                             "given).", show_default=False)] = True,
+    sweeps: Annotated[bool, typer.Option(" /--no-sweeps", help="Skip batch-size and sequence sweeps (run unless "
+                                                           "given).", show_default=False)] = True,
     out: Annotated[Path | None, typer.Option("--out", help="Append JSON records to this JSONL file.")] = None,
     plots: Annotated[Path | None, typer.Option("--plots", help="Write PNG plots into this directory.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the records as JSON.")] = False,

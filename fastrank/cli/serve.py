@@ -34,8 +34,8 @@ def serve_command(
         "--sessions", help="onnx on CPU: sessions per worker scoring batches side by side, sharing its threads "
                            "(auto: 2 for int8 models).")] = "auto",
     ray_replicas: Annotated[int, typer.Option(
-        "--ray-replicas", help="Deploy N replicas on Ray Serve ($RAY_ADDRESS, else a local Ray); needs fastrank[ray]."
-    )] = 0,
+        "--ray-replicas", help="Deploy N replicas on Ray Serve ($RAY_ADDRESS, else a local Ray); needs "
+                               "pip install 'fastrank\\[ray]'.")] = 0,
     no_batching: Annotated[bool, typer.Option(
         "--no-batching", help="One request per batching step (the reference the bench compares with).")] = False,
 ) -> None:
@@ -47,6 +47,8 @@ def serve_command(
 
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
+    if not 0 <= port <= 65535:
+        raise typer.BadParameter(f"--port must be a TCP port, 0-65535 (0: any free port), got {port}")
     if threads is None:
         threads = max(1, (os.cpu_count() or 1) // workers)
     if sessions != "auto" and not sessions.isdigit():
@@ -65,9 +67,13 @@ def serve_command(
 
         signal.pause()  # Ray serves; Ctrl-C stops the driver and its deployment
         return
+    where = f"http://{host}:{port}: POST /rerank, GET /health, GET /metrics (Ctrl-C stops)"
     if workers == 1:
-        uvicorn.run(create_app(config), host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
+        app = create_app(config)  # loads the model
+        typer.echo(f"fastrank: serving {model} on {where}", err=True)
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
         return
     os.environ[CONFIG_ENV] = config_to_env(config)
+    typer.echo(f"fastrank: {workers} workers loading {model}, serving on {where}", err=True)
     uvicorn.run("fastrank.serve.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", timeout_graceful_shutdown=30)

@@ -2,7 +2,8 @@
 
 ``POST /rerank`` takes what Cohere, Jina, infinity and text-embeddings-inference clients send — ``query``,
 ``documents`` (strings or ``{"text": ...}`` objects) or ``texts``, ``top_n``, ``return_documents`` (or TEI's
-``return_text``) — and answers ``{"results": [{"index", "relevance_score", "document"?}], "model", "usage"}``.
+``return_text``) — and answers ``{"results": [{"index", "relevance_score", "document"?}], "model", "usage"}``; a
+request that sends ``texts`` (text-embeddings-inference's field) gets TEI's answer, ``[{"index", "score", "text"?}]``.
 Requests are scored by a ``BatchingEngine`` that batches pairs across concurrent requests. Importing this module
 imports FastAPI (the ``serve`` extra); ``import fastrank`` never does.
 """
@@ -23,6 +24,8 @@ from fastrank.errors import require
 require("fastapi", "serve", "the HTTP rerank service")
 
 from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.exception_handlers import request_validation_exception_handler  # noqa: E402
+from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, PlainTextResponse  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
@@ -71,6 +74,7 @@ class RerankRequest(BaseModel):
     documents: list[str | Document] | None = Field(None, description="Documents (Cohere, Jina, infinity).")
     texts: list[str] | None = Field(None, description="Documents (text-embeddings-inference).")
     top_n: int | None = Field(None, ge=0, description="Return only the best N.")
+    top_k: int | None = Field(None, ge=0, description="Another name for top_n (mixedbread, fastrank's CLI).")
     return_documents: bool | None = Field(None, description="Echo each document's text in its result.")
     return_text: bool | None = Field(None, description="text-embeddings-inference's name for return_documents.")
     raw_scores: bool = Field(False, description="Return raw logits instead of the model's activation.")
@@ -106,12 +110,14 @@ class _RequestError(Exception):
 def _documents(req: RerankRequest, config: ServeConfig) -> list[str]:
     if req.documents is not None and req.texts is not None:
         raise _RequestError(422, "give either 'documents' or 'texts', not both")
+    if req.top_k is not None and req.top_n is not None and req.top_k != req.top_n:
+        raise _RequestError(422, f"top_n={req.top_n} and top_k={req.top_k} disagree; give one of them")
     raw = req.documents if req.documents is not None else req.texts
     if raw is None:
         raise _RequestError(422, "the request needs 'documents' (a list of strings or {'text': ...} objects) "
                                   "or 'texts' (a list of strings)")
     try:
-        docs = check_rerank_input(req.query, [d if isinstance(d, str) else d.text for d in raw], req.top_n)
+        docs = check_rerank_input(req.query, [d if isinstance(d, str) else d.text for d in raw], _top(req))
     except (TypeError, ValueError) as exc:  # the checks Reranker.rerank makes, with the same messages
         raise _RequestError(422, str(exc)) from exc
     if len(req.query) > config.max_query_chars:
@@ -128,6 +134,10 @@ def _documents(req: RerankRequest, config: ServeConfig) -> list[str]:
     except ValueError as exc:
         raise _RequestError(422, str(exc)) from exc
     return docs
+
+
+def _top(req: RerankRequest) -> int | None:
+    return req.top_n if req.top_n is not None else req.top_k
 
 
 async def _until_disconnected(request: Request) -> None:
@@ -162,6 +172,13 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None) -> FastAPI
         metrics.inc("fastrank_requests_total", code=str(status))
         metrics.inc("fastrank_errors_total", kind=kind)
         return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, exc: RequestValidationError):
+        """A body FastAPI rejects (bad JSON, a missing or mistyped field): FastAPI's 422, counted like ours."""
+        metrics.inc("fastrank_requests_total", code="422")
+        metrics.inc("fastrank_errors_total", kind="invalid")
+        return await request_validation_exception_handler(request, exc)
 
     @app.post("/rerank", response_model=RerankResponse, response_model_exclude_none=True,
               responses={413: {"description": "A request limit was exceeded (the message names it)."},
@@ -199,10 +216,13 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None) -> FastAPI
         if req.fusion_weight:
             scores = fuse_scores(scores, req.first_stage_scores, req.fusion_weight)
         echo = bool(req.return_documents if req.return_documents is not None else req.return_text)
-        results = response_body(ranked(scores, docs, req.top_n, echo))
+        results = ranked(scores, docs, _top(req), echo)
         metrics.inc("fastrank_requests_total", code="200")
         metrics.observe("fastrank_request_seconds", time.perf_counter() - started)
-        return {"results": results, "model": model_name, "usage": {"total_tokens": tokens}}
+        if req.texts is not None:  # a text-embeddings-inference client: its answer is a bare list
+            return JSONResponse([{"index": r["index"], "score": r["score"],
+                                  **({"text": r["document"]} if "document" in r else {})} for r in results])
+        return {"results": response_body(results), "model": model_name, "usage": {"total_tokens": tokens}}
 
     for alias in ("/v1/rerank", "/v2/rerank"):  # the paths Cohere's and Jina's SDKs call
         app.post(alias, response_model=RerankResponse, response_model_exclude_none=True, include_in_schema=False)(rerank)
