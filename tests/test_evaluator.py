@@ -103,6 +103,8 @@ def test_bad_samples_are_rejected_with_their_position():
         RerankingEvaluator([{"query": "q", "documents": ["x"], "labels": [1], "positive": ["x"]}])
     with pytest.raises(DataError, match="sample 0: 'query' must be a string"):
         RerankingEvaluator([{"documents": ["x"], "labels": [1]}])
+    with pytest.raises(DataError, match="sample 1: 'query' is empty"):  # as train, export, rerank and serve say
+        RerankingEvaluator([SAMPLES[0], {"query": "  ", "documents": ["x"], "labels": [1]}])
     with pytest.raises(DataError, match="at least one sample"):
         RerankingEvaluator([])
 

@@ -76,6 +76,21 @@ def test_missing_path_is_a_clear_error(tmp_path):
 
     with pytest.raises(ModelLoadError, match="does not exist"):
         CrossEncoder(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="is a directory without config.json, so not a model checkpoint"):
+        CrossEncoder(str(tmp_path / "empty"))
+
+
+def test_an_exported_artifact_is_not_taken_for_a_checkpoint(tmp_path):
+    from fastrank import CrossEncoder
+
+    artifact = tmp_path / "onnx"
+    artifact.mkdir()
+    (artifact / "config.json").write_text('{"model_type": "bert"}')
+    (artifact / "fastrank.json").write_text('{"format": "onnx", "precision": "int8"}')
+    with pytest.raises(ModelLoadError, match=r"is an exported onnx int8 artifact, not a PyTorch checkpoint: score "
+                                             r"it with Reranker\("):
+        CrossEncoder(str(artifact))
 
 
 def test_save_roundtrip_and_sentence_transformers_loads_it(model, tmp_path):

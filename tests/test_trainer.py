@@ -194,3 +194,23 @@ def test_first_stage_prior_changes_training_and_is_recorded(toy_data, tiny_model
     with pytest.raises(ValueError, match="first_stage_weight needs a listwise loss"):
         train(_config(toy_data, tiny_model_dir, tmp_path / "bce", loss="bce", first_stage_weight=1.0,
                       first_stage_model=str(tiny_model_dir)))
+
+
+def test_bad_settings_fail_before_the_model_loads(toy_data, tiny_model_dir, tmp_path, monkeypatch):
+    import fastrank.model
+    from fastrank.errors import FastrankError
+    from fastrank.training.recipe import train
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the settings were checked")
+
+    monkeypatch.setattr(fastrank.model, "CrossEncoder", no_load)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep")
+    for kw, error, message in (({"loss": "nosuchloss"}, ValueError, "unknown loss 'nosuchloss'"),
+                               ({"loss_options": {"temperature": 2}}, ValueError, "has no option.* temperature"),
+                               ({"bf16": "maybe"}, ValueError, "bf16 must be 'auto', 'true' or 'false'"),
+                               ({"out": str(tmp_path / "notes")}, FastrankError, "non-empty directory")):
+        with pytest.raises(error, match=message):
+            train(_config(toy_data, tiny_model_dir, kw.pop("out", tmp_path / "out"), **kw))
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "keep" and not (tmp_path / "out").exists()

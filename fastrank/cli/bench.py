@@ -50,6 +50,10 @@ def bench_command(
 
     if threads < 1:
         raise ValueError(f"--threads must be >= 1, got {threads}")
+    missing = [str(a) for a in artifact or [] if not (a / "fastrank.json").is_file()]
+    if missing:
+        raise typer.BadParameter(f"--artifact {', '.join(missing)}: not an exported artifact (no fastrank.json in "
+                                 "it); write one with `fastrank export CHECKPOINT --out DIR`")
     groups = read_groups(str(data))
     records = benchmark_model(model, groups, [str(a) for a in artifact or []], backends=backend or (),
                               extra_rows=sentence_transformers_row(model, threads) if peers else None,

@@ -63,7 +63,11 @@ def train_command(
     given = {"base": base, "loss": loss, "epochs": epochs, "lr": lr, "batch_size": batch_size,
              "max_length": max_length, "bf16": bf16, "seed": seed, "mine_negatives": mine_negatives,
              "answer_negatives": answer_negatives, "first_stage_weight": first_stage_weight}
-    options = json.loads(loss_options) if loss_options else {}
+    try:
+        options = json.loads(loss_options) if loss_options else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--loss-options is not valid JSON ({exc.msg}, column {exc.colno}): {loss_options!r}; "
+                         "give a JSON object, e.g. '{\"label_scale\": 10}'") from exc
     if not isinstance(options, dict):
         raise ValueError(f"--loss-options must be a JSON object, got {loss_options!r}")
     config = TrainConfig(data=data, out=str(out), eval_data=eval_data, resume=resume, loss_options=options,

@@ -56,6 +56,8 @@ def _normalize_sample(sample: Any, where: str) -> _Query:
     query = sample.get("query")
     if not isinstance(query, str):
         raise DataError(f"{where}: 'query' must be a string, got {type(query).__name__}; accepted: {SAMPLE_FORMATS}")
+    if not query.strip():
+        raise DataError(f"{where}: 'query' is empty; every sample needs a query to rank its documents for")
     query_id = sample.get("query_id")
     query_id = None if query_id is None else str(query_id)
     has_list = "documents" in sample or "labels" in sample

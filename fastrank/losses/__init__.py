@@ -15,6 +15,7 @@ Its ``data_format`` class attribute names the training format it reads (see :mod
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable
 from typing import Any
 
 from torch import nn
@@ -41,8 +42,9 @@ LOSSES: dict[str, type[nn.Module]] = {
 }
 
 
-def get_loss(name: str, model: ScoringModel, **options: Any) -> nn.Module:
-    """Build the loss registered as ``name`` (a key of ``LOSSES``) for ``model`` with ``options``.
+def loss_class(name: str, options: Iterable[str] = ()) -> type[nn.Module]:
+    """The loss class registered as ``name`` (case, ``_`` and ``-`` alike), checked to take every option named in
+    ``options``; needs no model, so a bad name or option fails before one is loaded.
 
     Raises LossConfigError (a ValueError) naming the known losses for an unknown name, or the accepted options
     for an unknown option.
@@ -57,7 +59,13 @@ def get_loss(name: str, model: ScoringModel, **options: Any) -> nn.Module:
         raise LossConfigError(
             f"{cls.__name__} ({key!r}) has no option(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}"
         )
-    return cls(model, **options)
+    return cls
+
+
+def get_loss(name: str, model: ScoringModel, **options: Any) -> nn.Module:
+    """Build the loss registered as ``name`` (a key of ``LOSSES``) for ``model`` with ``options`` (checked by
+    ``loss_class``)."""
+    return loss_class(name, options)(model, **options)
 
 
 __all__ = [

@@ -76,14 +76,16 @@ def _count_pairs(columns: dict[str, list], data_format: str) -> int:
 
 
 def _loss_options(config: TrainConfig) -> dict[str, Any]:
-    """The user's loss options; listwise losses score the whole batch in one forward pass unless told otherwise
-    (with length-grouped batches that is the fastest choice, and memory stays small for reranking lists)."""
-    from fastrank.losses import LOSSES
+    """The user's loss options, checked against the loss (``loss_class``); listwise losses score the whole batch in
+    one forward pass unless told otherwise (with length-grouped batches that is the fastest choice, and memory
+    stays small for reranking lists)."""
+    from fastrank.losses import loss_class
 
-    cls = LOSSES.get(config.loss.strip().lower().replace("_", "-"))
-    if cls is not None and getattr(cls, "data_format", None) == "lists":
-        return {"mini_batch_size": 0, **config.loss_options}
-    return dict(config.loss_options)
+    options = dict(config.loss_options)
+    if getattr(loss_class(config.loss), "data_format", None) == "lists":
+        options = {"mini_batch_size": 0, **options}
+    loss_class(config.loss, options)
+    return options
 
 
 def _add_mined_negatives(groups: list, config: TrainConfig) -> dict[str, Any]:
@@ -151,14 +153,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if config.mine_negatives < 0 or config.answer_negatives < 0:
         raise ValueError(f"mine_negatives and answer_negatives must be >= 0, got {config.mine_negatives} and "
                          f"{config.answer_negatives}")
-    check_output_dir(config.out)  # a bad --out fails now, not after training
+    check_output_dir(config.out)  # a bad --out, loss, loss option or bf16 fails now, not after loading or training
+    options, bf16 = _loss_options(config), config.resolved_bf16()
     set_seed(config.seed)
     groups = read_groups(config.data)
     mining_stats = _add_mined_negatives(groups, config) if config.mine_negatives else None
     if config.answer_negatives:
         mining_stats = {**(mining_stats or {}), **_add_answer_negatives(groups, config)}
     model = CrossEncoder(config.base, max_length=config.max_length, num_labels=1)
-    loss = get_loss(config.loss, model, **_loss_options(config))
+    loss = get_loss(config.loss, model, **options)
     if config.first_stage_weight:
         _set_first_stage_prior(loss, config)
     fmt = loss.data_format
@@ -173,7 +176,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     out = Path(config.out)
     ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else out.with_name(out.name + ".checkpoints")
-    bf16 = config.resolved_bf16()
     args = CrossEncoderTrainingArguments(
         output_dir=str(ckpt_dir),
         num_train_epochs=config.epochs,
