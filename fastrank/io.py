@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
@@ -58,6 +59,7 @@ def atomic_dir(target: str | Path, keep: Iterable[str | Path] = ()) -> Iterator[
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _umask_permissions(tmp)
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
@@ -65,3 +67,13 @@ def atomic_dir(target: str | Path, keep: Iterable[str | Path] = ()) -> Iterator[
     tmp.rename(target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _umask_permissions(root: Path) -> None:
+    """Give every file under ``root`` the umask's permissions: safetensors writes its files 0600, which would make
+    a saved model unreadable to anyone but its writer (a serving user, a shared cache)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o666 & ~umask)

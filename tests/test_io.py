@@ -25,6 +25,10 @@ def test_atomic_dir_replaces_on_success_and_keeps_the_old_on_failure(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700: others may read a saved model
+    with atomic_dir(target) as tmp:
+        (tmp / "fastrank.json").write_text("v3")
+        (tmp / "fastrank.json").chmod(0o600)  # as safetensors writes its weights
+    assert (target / "fastrank.json").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_output_paths_that_would_destroy_other_files_are_refused(tmp_path, monkeypatch):

@@ -214,3 +214,14 @@ def test_bad_settings_fail_before_the_model_loads(toy_data, tiny_model_dir, tmp_
         with pytest.raises(error, match=message):
             train(_config(toy_data, tiny_model_dir, kw.pop("out", tmp_path / "out"), **kw))
     assert (tmp_path / "notes" / "mine.txt").read_text() == "keep" and not (tmp_path / "out").exists()
+
+
+def test_a_run_of_a_few_steps_is_warned_about(toy_data, tiny_model_dir, tmp_path, caplog):
+    import logging
+
+    from fastrank.training.recipe import train
+
+    with caplog.at_level(logging.WARNING, logger="fastrank.training.recipe"):
+        train(_config(toy_data, tiny_model_dir, tmp_path / "short", epochs=0.5, eval_data=None))
+    (record,) = [r for r in caplog.records if "optimizer steps" in r.getMessage()]
+    assert record.getMessage().startswith("only 6 optimizer steps (96 lists rows, batch 8, 0.5 epochs)")

@@ -68,6 +68,9 @@ class TrainConfig:
         return cpu_supports_bf16() if self.bf16 == "auto" else self.bf16 in ("true", True)
 
 
+MIN_USEFUL_STEPS = 10  # below this a run is mostly warm-up: warn
+
+
 def _count_pairs(columns: dict[str, list], data_format: str) -> int:
     if data_format in ("lists", "distillation") and "documents" in columns:
         return sum(len(d) for d in columns["documents"])
@@ -195,6 +198,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
         dataloader_drop_last=False,
         use_cpu=not torch.cuda.is_available(),
     )
+    steps = math.ceil(len(train_dataset) / config.batch_size) * config.epochs
+    if steps < MIN_USEFUL_STEPS:
+        logger.warning("only %d optimizer steps (%d %s rows, batch %d, %s epochs), the first %d%% of them warming the "
+                       "learning rate up from 0: the model will barely change; train on more data or for more epochs",
+                       math.ceil(steps), len(train_dataset), fmt, config.batch_size, config.epochs,
+                       round(100 * config.warmup_ratio))
     result: dict[str, Any] = {"config": asdict(config), "bf16": bf16, "train_rows": len(train_dataset),
                               "train_pairs_per_epoch": _count_pairs(columns, fmt), "mining": mining_stats}
     if evaluator is not None:
