@@ -269,7 +269,7 @@ def test_cli_export_json(tiny_model_dir, tmp_path):
                                       "--precision", "fp32", "--optimize", "O2", "--verify-data", str(data), "--json"])
     assert result.exit_code == 0, result.output
     manifest = json.loads(result.stdout)
-    assert manifest["parity"]["num_pairs"] == 3 and manifest["parity"]["data"] == "caller"
+    assert manifest["parity"]["num_pairs"] == 3 and manifest["parity"]["data"] == str(data)  # the file, named
     assert manifest["parity"]["max_abs_logit"] <= 1e-4
     result = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--out", str(tmp_path / "cli2"),
                                       "--format", "tensorrt"])

@@ -17,7 +17,8 @@ def export_artifact(
     allow_parity_failure: bool = False, fmt: str = "onnx", triton_backend: str = "onnxruntime",
     max_batch_size: int = 64, tensorrt_rungs: str | None = None, profiles: int = 3,
 ) -> dict[str, Any]:
-    """Export ``model`` to ``out``; returns the manifest. ``verify_data`` is grouped JSONL (query, documents, labels).
+    """Export ``model`` to ``out``; returns the manifest. ``verify_data`` is grouped JSONL (query, documents, labels),
+    read by the export and named in the manifest's parity section.
 
     ``onnx``: a verified ONNX (or bf16 torch) artifact. ``tensorrt``: that plus a verified TensorRT engine (GPU
     machine). ``triton``: a Triton model repository built from ``model``, which must be an ONNX artifact directory.
@@ -31,21 +32,16 @@ def export_artifact(
 
         write_repository(model, out, backend=triton_backend, max_batch_size=max_batch_size)
         return {"format": "triton", "repository": out, "backend": triton_backend, "artifact": read_manifest(model)}
-    groups = None
-    if verify_data is not None:
-        from fastrank.data import read_groups
-
-        groups = read_groups(verify_data)
     if fmt == "tensorrt":
         from fastrank.export.tensorrt import GPU_LADDER, export_tensorrt
 
         ladder = GPU_LADDER if tensorrt_rungs is None else tuple(r.strip() for r in tensorrt_rungs.split(",") if r)
-        return export_tensorrt(model, out, groups, ladder=ladder, max_batch=max_batch_size, num_profiles=profiles,
+        return export_tensorrt(model, out, verify_data, ladder=ladder, max_batch=max_batch_size, num_profiles=profiles,
                                allow_parity_failure=allow_parity_failure,
                                progress=lambda text: typer.echo(f"export: {text}", err=True))
     from fastrank.export import export_model
 
-    return export_model(model, out, precision=precision, optimize=optimize, verify_pairs=groups,
+    return export_model(model, out, precision=precision, optimize=optimize, verify_pairs=verify_data,
                         allow_parity_failure=allow_parity_failure)
 
 

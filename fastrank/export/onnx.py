@@ -119,7 +119,8 @@ def export_model(
             BiasGelu); ``O3`` O2 + onnxruntime's extended CPU fusions (fp16 stops at O2: those target the CPU).
             CPU artifacts (fp32, int8) then get ``rewrite_for_cpu``; int8 keeps attention unfused
             (``INT8_FUSE_ATTENTION``) and scales every quantized MatMul input per token.
-        verify_pairs: verification groups ``(query, [docs], [labels])`` (labels optional); default: a built-in set.
+        verify_pairs: verification groups ``(query, [docs], [labels])`` (labels optional), or a data file's path;
+            default: a built-in set.
         opset: ONNX opset, >= 17 so LayerNormalization stays one op.
         allow_parity_failure: write the artifact even when verification fails; the manifest records it.
         bounds: override bounds per precision, e.g. ``{"int8": {"delta_ndcg@10": 0.02}}``.

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -127,13 +128,19 @@ def builtin_groups() -> list[VerifyGroup]:
 
 def normalize_groups(verify_pairs: Any) -> tuple[list[VerifyGroup], str]:
     """Read verification groups: ``(query, [docs])``, ``(query, [docs], [labels])``, dicts with ``query`` /
-    ``documents`` / ``labels``, or objects with those attributes (``fastrank.data.QueryGroup``).
+    ``documents`` / ``labels``, or objects with those attributes (``fastrank.data.QueryGroup``); or the path of a
+    data file ``fastrank.data.read_groups`` reads, named as the source.
 
     Returns (groups, source); the built-in labelled set is used when ``verify_pairs`` is None, and added when no
     given group has labels.
     """
     if verify_pairs is None:
         return builtin_groups(), "builtin"
+    if isinstance(verify_pairs, (str, Path)):
+        from fastrank.data import read_groups
+
+        groups, source = normalize_groups(read_groups(str(verify_pairs)))
+        return groups, source.replace("caller", str(verify_pairs))
     groups: list[VerifyGroup] = []
     for i, item in enumerate(verify_pairs):
         if isinstance(item, dict):
