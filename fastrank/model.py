@@ -150,7 +150,9 @@ class CrossEncoder(torch.nn.Module):
         try:
             config = AutoConfig.from_pretrained(location, **kwargs)
         except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"could not load a model config from {str(model_name_or_path)!r}: {exc}") from exc
+            where = "" if Path(location).is_dir() else " (no local directory of that name; tried the Hugging Face hub)"
+            raise ModelLoadError(
+                f"could not load a model config from {str(model_name_or_path)!r}{where}: {exc}") from exc
         archs = getattr(config, "architectures", None) or []
         self.head_initialized = not any(a.endswith("ForSequenceClassification") for a in archs)
         if num_labels is None:

@@ -76,6 +76,8 @@ def test_missing_path_is_a_clear_error(tmp_path):
 
     with pytest.raises(ModelLoadError, match="does not exist"):
         CrossEncoder(str(tmp_path / "nope"))
+    with pytest.raises(ModelLoadError, match=r"'nope-model-xyz' \(no local directory of that name; tried the Hugging"):
+        CrossEncoder("nope-model-xyz", local_files_only=True)  # a hub id as far as fastrank can tell
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelLoadError, match="is a directory without config.json, so not a model checkpoint"):
         CrossEncoder(str(tmp_path / "empty"))
