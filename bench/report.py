@@ -358,9 +358,12 @@ def _cpu_dry_run_section() -> str:
     return "\n".join([
         "### The same precisions on the CPU (parity only)", "",
         "The torch-cuda backend's precisions run eagerly on this CPU over the whole of WikiQA test with the GPU "
-        "check's model (the base model with an untrained head, saved in fp16 by `--prepare`). The parity columns "
-        "show what each precision does to the ranking with CPU kernels; speeds are this CPU's and say nothing of "
-        "a GPU's. Command: `python -m bench.gpu_check --prepare .gpu && python -m bench.gpu_check --device cpu "
+        "check's model (`--prepare` takes runs/wikiqa, the README's trained model, when it exists, else the base "
+        "model with an untrained head, and saves it in fp16; the fp32 row upcasts the same weights). The "
+        "parity columns show what each precision does to the ranking with CPU kernels; *noise_delta_ndcg@10* is the "
+        "5th..95th percentile ΔNDCG@10 that Gaussian noise with the std of the row's Δlogit gives fp32's logits, so "
+        "a ΔNDCG@10 inside it is near-tie noise. Speeds are this CPU's (eager, 2 threads) and say nothing of a "
+        "GPU's. Command: `python -m bench.gpu_check --prepare .gpu && python -m bench.gpu_check --device cpu "
         f"--json bench/results/gpu_check_cpu.json`. {header}.", "", rows]) + "\n"
 
 
