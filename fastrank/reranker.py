@@ -316,10 +316,12 @@ _CACHE_LOCK = threading.Lock()
 
 
 def _cache_key(model: str | Path, backend: str) -> tuple[Any, ...]:
+    """A model directory is keyed by its identity and its files' modification times, so a re-export or a checkpoint
+    saved over it (fastrank renames a new directory into place) gets a fresh Reranker."""
     path = Path(model).expanduser()
     if path.is_dir():
-        manifest = path / "fastrank.json"
-        stamp = manifest.stat().st_mtime_ns if manifest.is_file() else None  # a re-export gets a fresh Reranker
+        stamp = (path.stat().st_ino, tuple(sorted((f.name, f.stat().st_mtime_ns) for f in path.iterdir()
+                                                  if f.is_file())))
         return (str(path.resolve()), stamp, backend)
     return (str(model), None, backend)
 

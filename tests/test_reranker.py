@@ -192,6 +192,23 @@ def test_module_level_rerank_caches(artifact):
     assert first == Reranker(artifact).rerank(QUERY, DOCS, top_k=2)
 
 
+def test_module_level_rerank_sees_a_checkpoint_saved_over_its_path(tiny_model_dir, tmp_path):
+    import torch
+
+    import fastrank
+    from fastrank import CrossEncoder
+
+    model = CrossEncoder(tiny_model_dir)
+    model.save(tmp_path / "swap")
+    before = fastrank.rerank(QUERY, DOCS, model=tmp_path / "swap")
+    with torch.no_grad():
+        model.model.classifier.bias += 1.0  # a different model, saved over the same path
+    model.save(tmp_path / "swap")
+    after = fastrank.rerank(QUERY, DOCS, model=tmp_path / "swap")
+    assert after == Reranker(tmp_path / "swap").rerank(QUERY, DOCS)
+    assert [r["score"] for r in after] != pytest.approx([r["score"] for r in before])
+
+
 def test_runtime_imports_no_torch():
     code = "import sys, fastrank.reranker; print(sorted(m for m in ('torch', 'onnxruntime', 'transformers') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
