@@ -8,6 +8,7 @@ trades them off (bench/RESULTS.md, issue #3).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,7 +26,7 @@ def check_fusion_input(first_stage_scores: Sequence[float] | np.ndarray | None, 
     """The first-stage scores as float64 (None when not given), after checking them and ``weight``: one finite
     score per document, a finite weight >= 0, and scores present whenever the weight is above 0. Call it before
     scoring, so bad input costs no inference."""
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight) or weight < 0:
         raise ValueError(f"fusion weight must be a finite number >= 0, got {weight!r}")
     if first_stage_scores is None:
         if weight:

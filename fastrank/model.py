@@ -305,18 +305,17 @@ class CrossEncoder(torch.nn.Module):
         batch_size: int = 32,
         activation: str | None = None,
     ) -> list[RankedDoc]:
-        """Score every document against ``query`` and return them best first (ties keep no input-order bias)."""
-        if not isinstance(query, str):
-            raise TypeError(f"query must be a string, got {type(query).__name__}")
-        docs = list(documents)
+        """Score every document against ``query`` and return them best first (ties keep no input-order bias). Input
+        is checked as ``Reranker.rerank`` checks it (a non-empty query, a list of strings, ``top_k`` >= 0)."""
+        from fastrank.reranker import check_rerank_input
+
+        docs = check_rerank_input(query, documents, top_k)
         if self.num_labels != 1:
             raise FastrankError(f"rank() needs a one-logit model; this one has {self.num_labels} labels")
         if not docs:
             return []
         scores = self.predict([(query, d) for d in docs], batch_size=batch_size, activation=activation)
-        order = np.argsort(-scores, kind="stable")
-        if top_k is not None:
-            order = order[: max(0, int(top_k))]
+        order = np.argsort(-scores, kind="stable")[:top_k]
         return [
             RankedDoc(int(i), float(scores[i]), docs[i] if return_documents else None) for i in order
         ]

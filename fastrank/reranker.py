@@ -8,6 +8,7 @@ exported artifact's ``fastrank.json`` to pick its backend, or loads a plain chec
 from __future__ import annotations
 
 import logging
+import numbers
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -82,7 +83,7 @@ def check_rerank_input(query: str, documents: Sequence[str], top_k: int | None =
         if not isinstance(doc, str):
             hint = " (decode it first: doc.decode('utf-8', errors='replace'))" if isinstance(doc, bytes) else ""
             raise TypeError(f"document {i} must be a str, got {type(doc).__name__}{hint}")
-    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
+    if top_k is not None and (not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool) or top_k < 0):
         raise ValueError(f"top_k must be a non-negative integer or None, got {top_k!r}")
     return docs
 

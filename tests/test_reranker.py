@@ -143,6 +143,11 @@ def test_rerank_fuses_first_stage_scores(onnx_reranker):
     for w in (0.0, 1.0):  # bad scores are refused even where they would not change the ranking
         with pytest.raises(ValueError, match="must be finite"):
             onnx_reranker.rerank(QUERY, DOCS, first_stage_scores=[float("nan")] * len(DOCS), fusion_weight=w)
+    # NumPy numbers are numbers: a weight and a top_k taken from arrays work as Python's do
+    as_numpy = onnx_reranker.rerank(QUERY, DOCS, first_stage_scores=first, fusion_weight=np.float32(0.5),
+                                    top_k=np.int64(2))
+    assert as_numpy == onnx_reranker.rerank(QUERY, DOCS, first_stage_scores=first.tolist(), fusion_weight=0.5,
+                                            top_k=2)
 
 
 def test_huge_and_many_documents(onnx_reranker):
