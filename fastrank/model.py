@@ -61,6 +61,19 @@ def resolve_model_path(name_or_path: str | Path) -> str:
     return text
 
 
+# Models whose position ids start after the padding index (fairseq's convention): max_position_embeddings counts
+# padding_idx + 1 positions no token can use.
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer", "bart", "mpnet")
+
+
+def _position_limit(config: Any) -> int:
+    """Tokens per sequence the model's position embeddings allow (512 when the config does not say)."""
+    positions = int(getattr(config, "max_position_embeddings", None) or 512)
+    if getattr(config, "model_type", "") in _OFFSET_POSITIONS:
+        positions -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+    return positions
+
+
 def _refuse_artifact(location: str) -> None:
     """An exported ONNX/TensorRT artifact is not a checkpoint: say so instead of transformers' missing-weights error."""
     manifest = Path(location) / "fastrank.json"
@@ -173,8 +186,11 @@ class CrossEncoder(torch.nn.Module):
                 model_name_or_path, archs or "unknown", num_labels,
             )
         self.name_or_path = str(model_name_or_path)
-        self.limit = int(min(getattr(config, "max_position_embeddings", 512), self.tokenizer.model_max_length))
-        self.max_length = self.limit if max_length is None else self._check_max_length(max_length)
+        # the hard limit is the position embeddings; the tokenizer's model_max_length is the default (``save``
+        # writes the chosen max_length there, as sentence-transformers reads it), not a cap
+        self.limit = _position_limit(config)
+        default = min(self.limit, int(self.tokenizer.model_max_length))
+        self.max_length = default if max_length is None else self._check_max_length(max_length)
         chosen = activation or _saved_activation(location, config)
         self.activation = chosen or ("sigmoid" if num_labels == 1 else "identity")
         if self.activation not in ACTIVATIONS:
@@ -188,7 +204,7 @@ class CrossEncoder(torch.nn.Module):
         if not isinstance(max_length, int) or max_length < 8 or max_length > self.limit:
             raise ValueError(
                 f"max_length must be an integer in [8, {self.limit}] for this model "
-                f"(its position embeddings/tokenizer allow {self.limit}), got {max_length!r}"
+                f"(its position embeddings allow {self.limit}), got {max_length!r}"
             )
         return max_length
 

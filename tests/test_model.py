@@ -79,6 +79,24 @@ def test_max_length_above_limit_is_rejected(tiny_model_dir):
         CrossEncoder(tiny_model_dir, max_length=4096)
 
 
+def test_a_saved_max_length_is_the_default_not_a_cap(tiny_model_dir, tmp_path):
+    from fastrank import CrossEncoder
+
+    CrossEncoder(tiny_model_dir, max_length=32).save(tmp_path / "short")
+    assert CrossEncoder(tmp_path / "short").max_length == 32  # the saved length comes back as the default
+    assert CrossEncoder(tmp_path / "short", max_length=256).max_length == 256  # the position embeddings allow 512
+
+
+def test_position_limit_leaves_out_the_padding_offset():
+    from types import SimpleNamespace
+
+    from fastrank.model import _position_limit
+
+    assert _position_limit(SimpleNamespace(model_type="bert", max_position_embeddings=512, pad_token_id=0)) == 512
+    assert _position_limit(SimpleNamespace(model_type="xlm-roberta", max_position_embeddings=514, pad_token_id=1)) \
+        == 512
+
+
 def test_missing_path_is_a_clear_error(tmp_path):
     from fastrank import CrossEncoder
 
