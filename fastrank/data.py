@@ -215,6 +215,44 @@ def read_groups(source: str | Path, split: str = "train") -> list[QueryGroup]:
     return _records_to_groups(_read_hub(text, split), text)
 
 
+def json_document(line: str) -> str | None:
+    """The document a JSONL line holds (a JSON string, or an object's ``text`` / ``document``), else None."""
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(value, dict):
+        value = value.get("text", value.get("document"))
+    return value if isinstance(value, str) else None
+
+
+def read_corpus(source: str | Path) -> list[str]:
+    """The documents of a corpus file: ``.txt`` one per non-empty line; ``.jsonl`` / ``.json`` lines that are each
+    a JSON string or an object with ``text`` / ``document``; or any dataset ``read_groups`` reads (every document
+    of every query, labelled or not)."""
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise DataError(f"corpus file {str(source)!r} does not exist")
+    if path.suffix.lower() == ".txt":
+        return [line for line in read_utf8(path).splitlines() if line.strip()]
+    if path.suffix.lower() in (".jsonl", ".json"):
+        lines = [line for line in read_utf8(path).split("\n") if line.strip()]
+        try:
+            first = json.loads(lines[0]) if lines else None
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{source} line 1: not valid JSON ({exc.msg})") from exc
+        if not (isinstance(first, dict) and {"documents", "query"} & set(first)):  # else: dataset rows, below
+            docs = []
+            for n, line in enumerate(lines, 1):
+                doc = json_document(line)
+                if doc is None:
+                    raise DataError(f"{source} line {n}: expected a JSON string, an object with a 'text' or "
+                                    f"'document' string, or dataset rows with 'query'; got {line[:80]!r}")
+                docs.append(doc)
+            return docs
+    return [d for g in read_groups(path) for d in g.documents]
+
+
 def write_groups(groups: Iterable[QueryGroup], path: str | Path) -> Path:
     """Write groups as grouped JSONL (the canonical format)."""
     path = Path(path)

@@ -23,6 +23,7 @@ from fastrank.errors import DataError
 logger = logging.getLogger(__name__)
 
 SAMPLING = ("top", "random")
+ANSWER_MARGIN = 0.05  # answer negatives' default relative margin: other queries' answers can be near-duplicates
 
 
 @dataclass
@@ -100,6 +101,15 @@ def _dedup_corpus(corpus: Sequence[str], stats: dict[str, Any]) -> list[str]:
     return list(seen.values())
 
 
+def check_margins(relative_margin: float | None, absolute_margin: float | None) -> None:
+    """A relative margin in [0, 1) (1 or more would drop every candidate), an absolute margin >= 0."""
+    if relative_margin is not None and not 0 <= relative_margin < 1:
+        raise ValueError(f"relative_margin must be in [0, 1): negatives above (1 - margin) x the lowest positive's "
+                         f"similarity are dropped; got {relative_margin}")
+    if absolute_margin is not None and absolute_margin < 0:
+        raise ValueError(f"absolute_margin must be >= 0, got {absolute_margin}")
+
+
 def mine_hard_negatives(
     groups: Sequence[QueryGroup],
     embedding_model,
@@ -142,8 +152,13 @@ def mine_hard_negatives(
         raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
     if sampling not in SAMPLING:
         raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
+    if range_min < 0:
+        raise ValueError(f"range_min must be >= 0 (ranks to skip at the top), got {range_min}")
     if range_max is not None and range_max <= range_min:
         raise ValueError(f"range_max ({range_max}) must be greater than range_min ({range_min})")
+    if min_score is not None and max_score is not None and min_score > max_score:
+        raise ValueError(f"min_score ({min_score}) is above max_score ({max_score}): no similarity is in between")
+    check_margins(relative_margin, absolute_margin)
     stats: dict[str, Any] = {}
     usable = [g for g in groups if g.positives]
     stats["queries_without_positive_skipped"] = len(groups) - len(usable)
@@ -199,9 +214,11 @@ def mine_hard_negatives(
         picked = candidates[:num_negatives] if sampling == "top" else rng.sample(
             candidates, min(num_negatives, len(candidates)))
         short += len(picked) < num_negatives
-        negatives = ([d for d in g.negatives if d not in picked] if keep_original_negatives else []) + picked
-        documents = list(g.positives) + negatives
-        out.append(QueryGroup(g.query, documents, [1.0] * len(g.positives) + [0.0] * len(negatives), g.query_id))
+        mined = {dedup_key(d) for d in picked}  # an original negative in another spelling is the same document
+        negatives = ([d for d in g.negatives if dedup_key(d) not in mined] if keep_original_negatives else []) + picked
+        kept = [(d, y) for d, y in zip(g.documents, g.labels) if y > 0]  # positives keep their graded labels
+        out.append(QueryGroup(g.query, [d for d, _ in kept] + negatives,
+                              [float(y) for _, y in kept] + [0.0] * len(negatives), g.query_id))
     stats["negatives_dropped_by_margin"] = dropped_margin
     stats["queries_with_fewer_negatives"] = short
     if short:
@@ -228,7 +245,7 @@ def add_answer_negatives(
     *,
     closest: int = 3,
     random_count: int = 2,
-    relative_margin: float | None = 0.05,
+    relative_margin: float | None = ANSWER_MARGIN,
     batch_size: int = 64,
     seed: int = 0,
     show_progress_bar: bool | None = None,
@@ -245,6 +262,7 @@ def add_answer_negatives(
     """
     if closest < 0 or random_count < 0 or closest + random_count == 0:
         raise ValueError(f"closest and random_count must be >= 0 and not both 0, got {closest} and {random_count}")
+    check_margins(relative_margin, None)
     first_seen: dict[str, str] = {}
     for g in groups:
         for p in g.positives:

@@ -99,6 +99,23 @@ def test_mine_adds_answer_negatives(eval_file, tmp_path):
     assert stats["answer_negatives_added"] == 1 and stats["queries_with_fewer_answer_negatives"] == 1
 
 
+def test_mine_reads_a_plain_text_corpus(eval_file, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("madrid is the capital of spain\n\"lyon\" is a french city\nglaciers are slow rivers of ice\n")
+    out = tmp_path / "mined.jsonl"
+    result = runner.invoke(app, ["mine", "--data", str(eval_file), "--out", str(out), "--num-negatives", "2",
+                                 "--corpus", str(corpus), "--cache-dir", str(tmp_path / "cache"), "--json"])
+    assert result.exit_code == 0, result.output
+    corpus_docs = set(corpus.read_text().splitlines())
+    positives = {d for r in map(json.loads, eval_file.read_text().splitlines())
+                 for d, y in zip(r["documents"], r["labels"]) if y > 0}  # they join the corpus: another query's
+    rows = list(map(json.loads, out.read_text().splitlines()))  # positive may be mined as a negative
+    for row in rows:
+        negatives = [d for d, y in zip(row["documents"], row["labels"]) if y == 0]
+        assert len(negatives) == 2 and set(negatives) <= corpus_docs | positives
+    assert {d for r in rows for d in r["documents"]} & corpus_docs  # the text file's lines, one document each
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, eval_file):
     cmd = [sys.executable, "-m", "fastrank.cli", "eval", str(tmp_path / "missing-model"), "--data", str(eval_file)]
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -125,3 +125,19 @@ def test_a_file_that_is_not_utf8_is_named_with_its_first_bad_byte(tmp_path):
         RerankingEvaluator.from_jsonl(tmp_path / "data.jsonl")
     (tmp_path / "ok.jsonl").write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
     assert read_groups(str(tmp_path / "ok.jsonl"))[0].documents == ["crème", "tea"]
+
+
+def test_read_corpus_takes_plain_text_jsonl_documents_and_datasets(tmp_path):
+    from fastrank.data import read_corpus
+
+    (tmp_path / "c.txt").write_text('"Quoted" first line\n\n{brace} second\n', encoding="utf-8")
+    assert read_corpus(tmp_path / "c.txt") == ['"Quoted" first line', "{brace} second"]
+    (tmp_path / "c.jsonl").write_text('"a string"\n{"text": "an object"}\n{"document": "another"}\n')
+    assert read_corpus(tmp_path / "c.jsonl") == ["a string", "an object", "another"]
+    _jsonl(tmp_path, [{"query": "q", "documents": ["x", "y"], "labels": [1, 0]}], name="groups.jsonl")
+    assert read_corpus(tmp_path / "groups.jsonl") == ["x", "y"]
+    (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{"title": "no text"}\n')
+    with pytest.raises(DataError, match="bad.jsonl line 2: expected a JSON string"):
+        read_corpus(tmp_path / "bad.jsonl")
+    with pytest.raises(DataError, match="corpus file .* does not exist"):
+        read_corpus(tmp_path / "missing.txt")

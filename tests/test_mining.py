@@ -84,6 +84,23 @@ def test_bad_input_is_reported():
         mine_hard_negatives([QueryGroup("q-2", ["d3-doc"], [0.0])], FakeEmbedder(), CORPUS)
     with pytest.raises(ValueError, match="range_max"):
         mine_hard_negatives(_groups(), FakeEmbedder(), CORPUS, range_min=5, range_max=5)
+    for options, message in (({"range_min": -3}, "range_min must be >= 0"),
+                             ({"min_score": 0.9, "max_score": 0.1}, r"min_score \(0.9\) is above max_score"),
+                             ({"relative_margin": 1.5}, r"relative_margin must be in \[0, 1\)"),
+                             ({"relative_margin": -0.5}, r"relative_margin must be in \[0, 1\)"),
+                             ({"absolute_margin": -1.0}, "absolute_margin must be >= 0")):
+        with pytest.raises(ValueError, match=message):  # each would silently mine nothing, or mine past the top
+            mine_hard_negatives(_groups(), FakeEmbedder(), CORPUS, **options)
+
+
+def test_kept_negatives_are_not_mined_again_and_positives_keep_their_grades():
+    groups = [QueryGroup("q-1", ["d5-doc", "D9-DOC", "d2-doc", "d4-doc"], [2.0, 0.0, 0.0, 1.0], "1")]
+    res = mine_hard_negatives(groups, FakeEmbedder(), CORPUS + ["d9-doc"], num_negatives=2, use_faiss=False,
+                              keep_original_negatives=True)
+    g = res.groups[0]
+    # d9-doc is mined; the kept 'D9-DOC' is the same document in another spelling, so it is not added twice
+    assert g.documents == ["d5-doc", "d4-doc", "d2-doc", "d9-doc", "d8-doc"]
+    assert g.labels == [2.0, 1.0, 0.0, 0.0, 0.0]
 
 
 def test_small_corpus_gives_fewer_negatives_and_says_so(caplog):

@@ -18,20 +18,21 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
     """Mine negatives for ``data`` from the documents of ``corpus`` files (default: ``data`` itself), optionally add
     other queries' positives as negatives (``answer_closest`` + ``answer_random``), then teacher scores; write
     ``out``."""
-    from fastrank.data import read_groups, write_groups
+    from fastrank.data import read_corpus, read_groups, write_groups
     from fastrank.embedding import EmbeddingModel
-    from fastrank.mining import add_answer_negatives, attach_teacher_scores, mine_hard_negatives
+    from fastrank.mining import ANSWER_MARGIN, add_answer_negatives, attach_teacher_scores, mine_hard_negatives
     from fastrank.model import DEFAULT_BASE, CrossEncoder
 
     groups = read_groups(data)
-    docs = [d for path in corpus for g in read_groups(path) for d in g.documents] if corpus else None
+    docs = [d for path in corpus for d in read_corpus(path)] if corpus else None
     model = EmbeddingModel(embedding_model or DEFAULT_BASE)
     start = time.perf_counter()
     result = mine_hard_negatives(groups, model, docs, **options)
     stats = dict(result.stats)
     if answer_closest or answer_random:
         answers = add_answer_negatives(result.groups, model, closest=answer_closest, random_count=answer_random,
-                                       relative_margin=options.get("relative_margin"),
+                                       relative_margin=ANSWER_MARGIN if options.get("relative_margin") is None
+                                       else options["relative_margin"],
                                        show_progress_bar=options.get("show_progress_bar"))
         result, stats = answers, {**stats, **answers.stats}
     if teacher:
@@ -46,15 +47,21 @@ def mine_command(
     data: Annotated[str, typer.Option("--data", help="Queries with positives (grouped JSONL, CSV, ...).")],
     out: Annotated[Path, typer.Option("--out", help="Output grouped JSONL with mined negatives.")],
     corpus: Annotated[list[str] | None, typer.Option("--corpus", help="Files whose documents form the corpus "
-                                                     "(repeatable; default: the data's own documents).")] = None,
+                                                     "(repeatable): .txt one per line, JSONL of strings or "
+                                                     "{\"text\": ...}, or datasets; default: the data's own "
+                                                     "documents.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Embedding model (default all-MiniLM-L6-v2).")] = None,
     num_negatives: Annotated[int, typer.Option("--num-negatives")] = 5,
     range_min: Annotated[int, typer.Option("--range-min")] = 0,
     range_max: Annotated[int, typer.Option("--range-max")] = 50,
     min_score: Annotated[float | None, typer.Option("--min-score")] = None,
     max_score: Annotated[float | None, typer.Option("--max-score")] = None,
-    relative_margin: Annotated[float | None, typer.Option("--relative-margin")] = None,
-    absolute_margin: Annotated[float | None, typer.Option("--absolute-margin")] = None,
+    relative_margin: Annotated[float | None, typer.Option(
+        "--relative-margin", help="Drop negatives above (1 - M) x the lowest positive's similarity (likely false "
+                                  "negatives); in [0, 1). Default: none for mined negatives, 0.05 for answer "
+                                  "negatives.")] = None,
+    absolute_margin: Annotated[float | None, typer.Option(
+        "--absolute-margin", help="Drop negatives above the lowest positive's similarity minus M (>= 0).")] = None,
     sampling: Annotated[str, typer.Option("--sampling", help="top | random")] = "top",
     keep_original_negatives: Annotated[bool, typer.Option("--keep-original-negatives")] = False,
     answer_closest: Annotated[int, typer.Option("--answer-closest", help="Also add this many other queries' "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from fastrank.cli.output import BACKEND_HELP, print_json
-from fastrank.data import decode_utf8, read_utf8
+from fastrank.data import decode_utf8, json_document, read_utf8
 from fastrank.errors import DataError
 
 
@@ -24,28 +23,17 @@ def parse_documents(text: str, source: str, fmt: str = "auto") -> list[str]:
     if fmt not in DOCS_FORMATS:
         raise ValueError(f"docs format must be one of {', '.join(DOCS_FORMATS)}, got {fmt!r}")
     lines = [line for line in text.splitlines() if line.strip()]
-    if not lines or fmt == "lines" or (fmt == "auto" and _json_document(lines[0]) is None):
+    if not lines or fmt == "lines" or (fmt == "auto" and json_document(lines[0]) is None):
         return lines
     docs = []
     for n, line in enumerate(lines, 1):
-        value = _json_document(line)
+        value = json_document(line)
         if value is None:
             hint = " (or pass --docs-format lines to take every line as a document)" if fmt == "auto" else ""
             raise DataError(f"{source} line {n}: expected a JSON string or an object with a 'text' or 'document' "
                             f"string, got {line[:80]!r}{hint}")
         docs.append(value)
     return docs
-
-
-def _json_document(line: str) -> str | None:
-    """The document a JSONL line holds (a JSON string, or an object's ``text`` / ``document``), else None."""
-    try:
-        value = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    if isinstance(value, dict):
-        value = value.get("text", value.get("document"))
-    return value if isinstance(value, str) else None
 
 
 def rerank_documents(model: str, query: str, documents: list[str], top_k: int | None = None,
