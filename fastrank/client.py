@@ -33,13 +33,20 @@ class Client:
         self.timeout, self.retries = timeout, retries
 
     def rerank(self, query: str, documents: Sequence[str], top_n: int | None = None,
-               return_documents: bool = False) -> list[dict[str, Any]]:
-        """``[{"index", "relevance_score", "document"?}]`` best first, as the service returns them."""
+               return_documents: bool = False, first_stage_scores: Sequence[float] | None = None,
+               fusion_weight: float = 0.0) -> list[dict[str, Any]]:
+        """``[{"index", "relevance_score", "document"?}]`` best first, as the service returns them.
+        ``first_stage_scores`` + ``fusion_weight``: rank by z(reranker) + weight x z(first stage), as
+        ``Reranker.rerank`` does."""
         if isinstance(documents, (str, bytes)):
             raise TypeError("documents must be a list of strings; wrap a single document: [document]")
         body: dict[str, Any] = {"query": query, "documents": list(documents), "return_documents": return_documents}
         if top_n is not None:
             body["top_n"] = top_n
+        if first_stage_scores is not None:
+            body["first_stage_scores"] = [float(s) for s in first_stage_scores]
+        if fusion_weight:
+            body["fusion_weight"] = float(fusion_weight)
         return self._post("/rerank", body)["results"]
 
     def health(self) -> dict[str, Any]:

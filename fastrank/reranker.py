@@ -282,8 +282,9 @@ class Reranker:
 
         With ``first_stage_scores`` (one per document, e.g. the retriever's cosines) and ``fusion_weight`` > 0 the
         score is ``z(reranker) + fusion_weight * z(first stage)`` per query (``fastrank.fusion``): the retriever's
-        topicality kept where the reranker was trained on same-topic candidates only. Empty ``documents`` gives
-        ``[]``. Ties keep the caller's order.
+        topicality kept where the reranker was trained on same-topic candidates only. Those scores are z-scores
+        within the request (a single document scores 0): they order one query's documents and cannot be compared
+        across queries or thresholded. Empty ``documents`` gives ``[]``. Ties keep the caller's order.
         """
         docs = check_rerank_input(query, documents, top_k)
         first = check_fusion_input(first_stage_scores, len(docs), fusion_weight)  # checked even at weight 0

@@ -17,3 +17,13 @@ def test_demo_data_is_well_formed_and_split_by_module(tmp_path):
     assert not {module(g) for g in train} & {module(g) for g in test}
     again = build_demo_data(tmp_path / "b", max_train=300, max_test=100)
     assert paths["train"].read_text() == again["train"].read_text()
+
+
+def test_demo_refuses_zero_epochs_before_writing_anything(tmp_path):
+    from typer.testing import CliRunner
+
+    from fastrank.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--epochs", "0", "--workdir", str(tmp_path / "demo")])
+    assert result.exit_code != 0 and "--epochs must be > 0, got 0.0" in str(result.exception)
+    assert not (tmp_path / "demo").exists()

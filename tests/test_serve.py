@@ -262,6 +262,9 @@ def test_client_against_a_live_server(reranker, tiny_model_dir):
         want = reranker.rerank("rank these", docs)
         assert [(r["index"], r["document"]["text"]) for r in got] == [(r["index"], r["document"]) for r in want]
         np.testing.assert_allclose([r["relevance_score"] for r in got], [r["score"] for r in want], atol=1e-6)
+        fused = client.rerank("rank these", docs, first_stage_scores=[0.0, 1.0], fusion_weight=50.0)
+        want = reranker.rerank("rank these", docs, first_stage_scores=[0.0, 1.0], fusion_weight=50.0)
+        assert [r["index"] for r in fused] == [r["index"] for r in want] == [1, 0]  # the first stage's order
         with pytest.raises(ServiceError, match="max_documents is 3") as info:
             client.rerank("q", ["d"] * 4)
         assert info.value.status == 413

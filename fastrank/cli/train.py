@@ -26,7 +26,8 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
     if columns:
         typer.echo(metrics_table(columns))
     typer.echo(
-        f"trained {result['train_rows']} rows in {result['train_seconds']} s "
+        f"trained on {result['train_rows']} rows for {result['config']['epochs']:g} epochs in "
+        f"{result['train_seconds']} s "
         f"({result['train_pairs_per_second']} pairs/s, bf16={result['bf16']}); saved to {result['output_dir']}"
     )
 
@@ -87,6 +88,8 @@ def run_demo(workdir: str = "runs/demo", epochs: float | None = None) -> dict[st
     from fastrank.demo import build_demo_data
     from fastrank.training.recipe import TrainConfig, train
 
+    if epochs is not None and not epochs > 0:
+        raise ValueError(f"--epochs must be > 0, got {epochs}")
     paths = build_demo_data(Path(workdir) / "data", max_train=DEMO_TRAIN_QUERIES)
     config = TrainConfig(data=str(paths["train"]), eval_data=str(paths["test"]), out=str(Path(workdir) / "model"),
                          epochs=epochs if epochs is not None else DEMO_EPOCHS, max_length=192)
