@@ -57,6 +57,10 @@ def _mining_section(records: list[dict[str, Any]]) -> str:
     trained = [r for r in records if r["experiment"] == "mining-train"]
     if trained:
         lines += [
+            "Rows recorded before 2026-12-02 that keep the original candidates (combined, hard-random and the rows "
+            "built on them) mined with the query's own candidates counted among the mined ones, so a query got fewer "
+            "new negatives than asked; `mine_hard_negatives(keep_original_negatives=True)` now mines that many new "
+            "ones (not re-run here). "
             "Default recipe (ListNet, lr 1e-4, 3 epochs, 8 queries/step) trained on WikiQA train with its own "
             "candidates (original), with negatives mined from the whole corpus instead (mined), or both (combined); "
             "hard-random = original candidates + 3 hard mined negatives (ranks 0-50, relative margin 0.05) + 5 random "

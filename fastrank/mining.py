@@ -138,7 +138,8 @@ def mine_hard_negatives(
             ``keep_original_negatives``. Queries without a positive are skipped and counted.
         embedding_model: an :class:`~fastrank.embedding.EmbeddingModel` (anything with encode/name_or_path).
         range_min / range_max: rank window of the retrieved list to draw from (skip the very top, which is where
-            unlabelled positives hide; stop at ``range_max``).
+            unlabelled positives hide; stop at ``range_max``). The query's positives, and with
+            ``keep_original_negatives`` its own negatives, are not counted: ``num_negatives`` new ones are mined.
         min_score / max_score: similarity window for negatives.
         relative_margin / absolute_margin: drop negatives scoring above ``pos * (1 - relative_margin)`` or
             ``pos - absolute_margin``, where ``pos`` is the query's lowest positive similarity: likely false
@@ -191,14 +192,15 @@ def mine_hard_negatives(
     dropped_margin = short = 0
     for qi, g in enumerate(usable):
         positives = {dedup_key(p) for p in g.positives}
+        own = {dedup_key(d) for d in g.negatives} if keep_original_negatives else set()  # kept anyway: mine others
         pos_sims = [float(query_emb[qi] @ corpus_emb[doc_index[p]]) for p in positives]
         floor = min(pos_sims)
         candidates = []
         rank = 0
         for s, j in zip(scores[qi], indices[qi]):
             doc = docs[j]
-            if dedup_key(doc) in positives:  # the positive itself, or its twin in another spelling
-                continue
+            if dedup_key(doc) in positives or dedup_key(doc) in own:  # the positive itself (or its twin in another
+                continue  # spelling), or a negative the query keeps: neither is a new negative
             if rank >= window:
                 break
             rank += 1
@@ -214,8 +216,7 @@ def mine_hard_negatives(
         picked = candidates[:num_negatives] if sampling == "top" else rng.sample(
             candidates, min(num_negatives, len(candidates)))
         short += len(picked) < num_negatives
-        mined = {dedup_key(d) for d in picked}  # an original negative in another spelling is the same document
-        negatives = ([d for d in g.negatives if dedup_key(d) not in mined] if keep_original_negatives else []) + picked
+        negatives = (list(g.negatives) if keep_original_negatives else []) + picked
         kept = [(d, y) for d, y in zip(g.documents, g.labels) if y > 0]  # positives keep their graded labels
         out.append(QueryGroup(g.query, [d for d, _ in kept] + negatives,
                               [float(y) for _, y in kept] + [0.0] * len(negatives), g.query_id))

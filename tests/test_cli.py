@@ -93,10 +93,12 @@ def test_mine_adds_answer_negatives(eval_file, tmp_path):
     assert result.exit_code == 0, result.output
     stats = json.loads(result.stdout)
     rows = {r["query_id"]: r for r in map(json.loads, out.read_text().splitlines())}
-    # query 1 already holds "paris" (query 2's answer); query 2 gets query 1's answer as a negative
-    assert rows["2"]["documents"][-1] == "ice cave in a glacier" and rows["2"]["labels"][-1] == 0
-    assert rows["1"]["documents"].count("paris") == 1
-    assert stats["answer_negatives_added"] == 1 and stats["queries_with_fewer_answer_negatives"] == 1
+    # mining adds one new document per query from the others' candidates, after the kept originals: query 2 gets
+    # query 1's answer; query 1 already holds query 2's ("paris"), so the answer stage has nothing left to add
+    assert rows["1"]["documents"][:2] == ["ice cave in a glacier", "paris"] and len(rows["1"]["documents"]) == 3
+    assert rows["2"]["documents"] == ["paris", "berlin", "rome", "ice cave in a glacier"]
+    assert rows["2"]["labels"] == [1.0, 0.0, 0.0, 0.0] and stats["queries_with_fewer_negatives"] == 0
+    assert stats["answer_negatives_added"] == 0 and stats["queries_with_fewer_answer_negatives"] == 2
 
 
 def test_mine_reads_a_plain_text_corpus(eval_file, tmp_path):

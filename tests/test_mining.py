@@ -98,9 +98,9 @@ def test_kept_negatives_are_not_mined_again_and_positives_keep_their_grades():
     res = mine_hard_negatives(groups, FakeEmbedder(), CORPUS + ["d9-doc"], num_negatives=2, use_faiss=False,
                               keep_original_negatives=True)
     g = res.groups[0]
-    # d9-doc is mined; the kept 'D9-DOC' is the same document in another spelling, so it is not added twice
-    assert g.documents == ["d5-doc", "d4-doc", "d2-doc", "d9-doc", "d8-doc"]
-    assert g.labels == [2.0, 1.0, 0.0, 0.0, 0.0]
+    # d9-doc is the kept 'D9-DOC' in another spelling: two new negatives are mined after it, not one
+    assert g.documents == ["d5-doc", "d4-doc", "D9-DOC", "d2-doc", "d8-doc", "d7-doc"]
+    assert g.labels == [2.0, 1.0, 0.0, 0.0, 0.0, 0.0] and res.stats["queries_with_fewer_negatives"] == 0
 
 
 def test_small_corpus_gives_fewer_negatives_and_says_so(caplog):
