@@ -398,12 +398,17 @@ def benchmark_model(
         rung = options.get("precision") or rr.describe().get("precision") or "fp32"
         rerankers[f"fastrank {name} {rung}"] = rr
         rungs[f"fastrank {name} {rung}"] = rung
+    if len({Path(p).resolve() for p in artifacts}) < len(artifacts):
+        raise ValueError(f"an artifact is given twice: {[str(p) for p in artifacts]}")
     for path in artifacts:
         rr = Reranker(path, num_threads=threads)
         info = rr.describe()
         rung = (rr.manifest or {}).get("rung") or info.get("precision") or "fp32"
-        rerankers[f"fastrank {info['backend']} {rung}"] = rr
-        rungs[f"fastrank {info['backend']} {rung}"] = rung
+        name = f"fastrank {info['backend']} {rung}"
+        if name in rerankers:  # two artifacts at one rung (say O0 and O3): one row each, told apart by directory
+            name = f"{name} ({path})"
+        rerankers[name] = rr
+        rungs[name] = rung
     rows = {name: _reranker_row(rr) for name, rr in rerankers.items()}
     rows.update(extra_rows or {})
     records = run_rows(rows, workloads, threads=threads, quick=quick, latency=latency,

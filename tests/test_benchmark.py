@@ -80,6 +80,20 @@ def test_benchmark_model_records(tiny_model_dir, artifact):
     assert len(table.splitlines()) == 2 + 4 and "fastrank onnx fp32" in table
 
 
+def test_two_artifacts_at_one_rung_get_a_row_each(tiny_model_dir, artifact, tmp_path):
+    import shutil
+
+    from fastrank.benchmark import benchmark_model
+
+    shutil.copytree(artifact, tmp_path / "again")
+    records = benchmark_model(str(tiny_model_dir), _groups(4), [artifact, tmp_path / "again"], quick=True, threads=1,
+                              latency=False, sweeps=False)
+    rows = {r["row"] for r in records if r["workload"] == "short"}
+    assert rows == {"fastrank torch fp32", "fastrank onnx fp32", f"fastrank onnx fp32 ({tmp_path / 'again'})"}
+    with pytest.raises(ValueError, match="given twice"):
+        benchmark_model(str(tiny_model_dir), _groups(4), [artifact, artifact], quick=True, threads=1)
+
+
 def test_cli_bench_and_plots(tiny_model_dir, artifact, tmp_path):
     from typer.testing import CliRunner
 
