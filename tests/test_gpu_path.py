@@ -166,7 +166,7 @@ def test_triton_repository_configs_parse_with_tritons_proto(o1_artifact, tmp_pat
     assert list(model.dynamic_batching.preferred_batch_size) == [16, 32]
     assert model.instance_group[0].count == 2 and model.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_GPU
     accel = model.optimization.execution_accelerators.gpu_execution_accelerator[0]
-    assert accel.name == "tensorrt" and accel.parameters["precision_mode"] == "FP16"
+    assert accel.name == "tensorrt" and accel.parameters["precision_mode"] == "FP32"  # the fp32 artifact's precision
     params = dict(accel.parameters)  # gpu_providers' TensorRT options under Triton's names, one 1..64 profile here
     assert params["trt_layer_norm_fp32_fallback"] == "1" and params["trt_timing_cache_enable"] == "1"
     assert params["trt_profile_min_shapes"] == "input_ids:1x1,attention_mask:1x1,token_type_ids:1x1"
@@ -181,6 +181,16 @@ def test_triton_repository_configs_parse_with_tritons_proto(o1_artifact, tmp_pat
                             pb2.ModelConfig())
     assert not cpu.optimization.execution_accelerators.gpu_execution_accelerator
     manifest = json.loads((o1_artifact / "fastrank.json").read_text())
+    fast = text_format.Parse(model_config("m", manifest, fp16=True), pb2.ModelConfig())  # asked for: fp16 on TensorRT
+    assert fast.optimization.execution_accelerators.gpu_execution_accelerator[0].parameters["precision_mode"] == "FP16"
+    for precision, mode in (("fp16", "FP16"), ("fp32", "FP32")):  # the accelerator follows the artifact
+        config = text_format.Parse(model_config("m", {**manifest, "precision": precision}), pb2.ModelConfig())
+        assert config.optimization.execution_accelerators.gpu_execution_accelerator[0].parameters[
+            "precision_mode"] == mode
+    int8 = text_format.Parse(model_config("m", {**manifest, "precision": "int8"}), pb2.ModelConfig())
+    assert int8.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_CPU  # CPU integer kernels: a CPU instance
+    with pytest.raises(ValueError, match="int8 artifact runs onnxruntime's CPU integer kernels"):
+        model_config("m", {**manifest, "precision": "int8"}, kind="KIND_GPU")
     manifest["tensorrt"] = {"profiles": [Profile(1, 8, 8, 8, 32, 32).to_dict(), Profile(1, 8, 8, 40, 64, 64).to_dict()]}
     trt = text_format.Parse(model_config("m", manifest, backend="tensorrt", max_batch_size=8), pb2.ModelConfig())
     # one group listing every profile: Triton picks the profile that fits each batch's shape

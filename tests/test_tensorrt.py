@@ -186,6 +186,14 @@ def test_cli_export_tensorrt_and_a_triton_repository_of_the_engine(tiny_model_di
     assert len(profiles) <= 2 and all(p["max_batch"] == 8 for p in profiles)
     listed = ", ".join(f'"{i}"' for i in range(len(profiles)))
     assert 'platform: "tensorrt_plan"' in config and f"profile: [ {listed} ]" in config  # every profile, one group
+    onnx = CliRunner().invoke(app, ["export", str(tmp_path / "trt"), "--out", str(tmp_path / "repo2"), "--format",
+                                    "triton", "--triton-kind", "KIND_CPU"])
+    assert onnx.exit_code == 0, onnx.output
+    assert "kind: KIND_CPU" in (tmp_path / "repo2" / "fastrank_model" / "config.pbtxt").read_text()
+    ignored = CliRunner().invoke(app, ["export", str(tmp_path / "trt"), "--out", str(tmp_path / "repo3"), "--format",
+                                       "triton", "--precision", "int8"])
+    message = " ".join(ignored.output.replace("│", " ").split())
+    assert ignored.exit_code == 2 and "a Triton repository serves an exported artifact as it is" in message
 
 
 def test_auto_falls_back_to_onnx_when_a_matching_engine_does_not_load(tiny_model_dir, tmp_path, on_fake_gpu,

@@ -15,7 +15,8 @@ FORMATS = ("onnx", "tensorrt", "triton")
 def export_artifact(
     model: str, out: str, precision: str = "fp32", optimize: str = "O2", verify_data: str | None = None,
     allow_parity_failure: bool = False, fmt: str = "onnx", triton_backend: str = "onnxruntime",
-    max_batch_size: int = 64, tensorrt_rungs: str | None = None, profiles: int = 3,
+    max_batch_size: int = 64, tensorrt_rungs: str | None = None, profiles: int = 3, triton_kind: str = "auto",
+    triton_precision: str = "auto",
 ) -> dict[str, Any]:
     """Export ``model`` to ``out``; returns the manifest. ``verify_data`` is grouped JSONL (query, documents, labels),
     read by the export and named in the manifest's parity section.
@@ -30,7 +31,11 @@ def export_artifact(
         from fastrank.export.manifest import read_manifest
         from fastrank.export.triton import write_repository
 
-        write_repository(model, out, backend=triton_backend, max_batch_size=max_batch_size)
+        if triton_precision not in ("auto", "fp16", "fp32"):
+            raise ValueError(f"--triton-precision must be auto, fp16 or fp32, got {triton_precision!r}")
+        write_repository(model, out, backend=triton_backend, max_batch_size=max_batch_size,
+                         kind=None if triton_kind == "auto" else triton_kind,
+                         fp16=None if triton_precision == "auto" else triton_precision == "fp16")
         return {"format": "triton", "repository": out, "backend": triton_backend, "artifact": read_manifest(model)}
     if fmt == "tensorrt":
         from fastrank.export.tensorrt import GPU_LADDER, export_tensorrt
@@ -114,11 +119,22 @@ def export_command(
     ] = None,
     profiles: Annotated[int, typer.Option(
         "--profiles", help="tensorrt: optimization profiles (length buckets at the data's quantiles).")] = 3,
+    triton_kind: Annotated[str, typer.Option(
+        "--triton-kind", help="triton: instance kind, auto (KIND_CPU for int8 artifacts, else KIND_GPU) | KIND_GPU | "
+                              "KIND_CPU.")] = "auto",
+    triton_precision: Annotated[str, typer.Option(
+        "--triton-precision", help="triton, onnxruntime on GPU: the TensorRT accelerator's precision, auto (the "
+                                   "artifact's: fp16 only for a fp16 artifact) | fp16 | fp32.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Export a reranker to ONNX (fp32/int8/fp16), bf16, a TensorRT engine or a Triton repository, verified first."""
+    if fmt == "triton" and (precision != "fp32" or optimize != "O2" or verify_data or allow_parity_failure):
+        raise typer.BadParameter("--precision, --optimize, --verify-data and --allow-parity-failure shape an "
+                                 "export; a Triton repository serves an exported artifact as it is (choose "
+                                 "--triton-kind / --triton-precision instead)")
     manifest = export_artifact(model, str(out), precision, optimize, None if verify_data is None else str(verify_data),
-                               allow_parity_failure, fmt, triton_backend, max_batch_size, tensorrt_rungs, profiles)
+                               allow_parity_failure, fmt, triton_backend, max_batch_size, tensorrt_rungs, profiles,
+                               triton_kind, triton_precision)
     if fmt == "triton" and not as_json:
         typer.echo(f"wrote Triton model repository {out} ({triton_backend}); serve it with "
                    f"tritonserver --model-repository {out}")

@@ -85,8 +85,8 @@ def _tensor(kind: str, name: str, dtype: str, dims: Sequence[int]) -> str:
 
 
 def model_config(name: str, manifest: dict[str, Any], backend: str = "onnxruntime", max_batch_size: int = 64,
-                 instances: int = 1, kind: str = "KIND_GPU", max_queue_delay_us: int = 2000,
-                 preferred_batch_sizes: Sequence[int] = (16, 32, 64), fp16: bool = True,
+                 instances: int = 1, kind: str | None = None, max_queue_delay_us: int = 2000,
+                 preferred_batch_sizes: Sequence[int] = (16, 32, 64), fp16: bool | None = None,
                  workspace_bytes: int = 4 << 30, engine_cache: str = "/tmp/fastrank_trt_cache",
                  token_dtype: str = "int64") -> str:
     """``config.pbtxt`` of the scoring model: token-id inputs (``token_dtype``: what the model takes; a TensorRT
@@ -95,9 +95,20 @@ def model_config(name: str, manifest: dict[str, Any], backend: str = "onnxruntim
     ``tensorrt``: the artifact's engine; its instance group lists every optimization profile, so Triton picks the
     one that fits each batch's shape. ``onnxruntime`` on GPU: the TensorRT accelerator with the same options as
     ``gpu_providers`` (precision, workspace, engine and timing caches, LayerNorm in fp32, and explicit profiles,
-    the artifact's length buckets or one 1..max_length bucket, so no engine is built for a new padded length)."""
+    the artifact's length buckets or one 1..max_length bucket, so no engine is built for a new padded length).
+
+    ``kind`` and ``fp16`` default to what the artifact was verified as: an int8 artifact (onnxruntime's CPU integer
+    kernels) on ``KIND_CPU``, others on ``KIND_GPU``; the TensorRT accelerator in fp16 only for a fp16 artifact, so
+    a fp32 artifact is served at the precision its parity was checked at (pass ``fp16=True`` to trade that for
+    speed)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    int8 = manifest.get("precision") == "int8"
+    kind = kind or ("KIND_CPU" if int8 and backend == "onnxruntime" else "KIND_GPU")
+    fp16 = manifest.get("precision") == "fp16" if fp16 is None else fp16
+    if int8 and kind == "KIND_GPU" and backend == "onnxruntime":
+        raise ValueError("an int8 artifact runs onnxruntime's CPU integer kernels (MatMulInteger): serve it with "
+                         "kind KIND_CPU, or export fp32/fp16 for a GPU")
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if max_batch_size < 1 or instances < 1:
@@ -180,8 +191,9 @@ def ensemble_config(name: str, tokenizer: str, model: str, manifest: dict[str, A
 
 def write_repository(artifact: str | Path, out_dir: str | Path, name: str = "fastrank",
                      backend: str = "onnxruntime", max_batch_size: int = 64, instances: int = 1,
-                     kind: str = "KIND_GPU", **options: Any) -> Path:
-    """Write the three-model repository for ``artifact`` (a ``fastrank export`` directory) atomically."""
+                     kind: str | None = None, **options: Any) -> Path:
+    """Write the three-model repository for ``artifact`` (a ``fastrank export`` directory) atomically; ``kind`` and
+    the accelerator's precision default to the artifact's (see ``model_config``)."""
     artifact = Path(artifact)
     manifest = read_manifest(artifact)
     if manifest is None or manifest["format"] != "onnx":
