@@ -170,7 +170,7 @@ def test_mined_negatives_are_added_to_the_training_lists(toy_data, tiny_model_di
     monkeypatch.setattr(fastrank.embedding, "EmbeddingModel", Embedder)
     result = train(_config(toy_data, tiny_model_dir, tmp_path / "m", epochs=1, mine_negatives=2,
                            mining_options={"range_max": 20}))
-    assert 96 * 6 <= result["train_pairs_per_epoch"] <= 96 * (5 + 2)  # mined copies of a list's own negatives merge
+    assert result["train_pairs_per_epoch"] == 96 * (5 + 2)  # 2 new negatives per list, none of its own again
     assert result["mining"]["corpus_size"] > 5 and result["mining"]["queries_without_positive_skipped"] == 0
     answers = train(_config(toy_data, tiny_model_dir, tmp_path / "a", epochs=1, answer_negatives=3))
     # every toy query has 5 documents; 3 other queries' positives each (the margin leaves enough of them)
@@ -184,8 +184,17 @@ def test_first_stage_prior_changes_training_and_is_recorded(toy_data, tiny_model
 
     pairs = [("tiger", "the tiger is good"), ("tiger", "the apple is bad")]
     train(_config(toy_data, tiny_model_dir, tmp_path / "plain", epochs=1, eval_data=None))
-    train(_config(toy_data, tiny_model_dir, tmp_path / "prior", epochs=1, eval_data=None,
-                  first_stage_weight=5.0, first_stage_model=str(tiny_model_dir)))
+    result = train(_config(toy_data, tiny_model_dir, tmp_path / "prior", epochs=1,
+                           first_stage_weight=5.0, first_stage_model=str(tiny_model_dir)))
+    from fastrank.embedding import EmbeddingModel
+    from fastrank.evaluation.evaluators import RerankingEvaluator
+    from fastrank.losses.prior import EmbeddingPrior, PriorReranker
+
+    # the report judges the score the model was trained for: logit + 5 x the first stage's score
+    as_trained = PriorReranker(CrossEncoder(tmp_path / "prior", device="cpu"),
+                               EmbeddingPrior(EmbeddingModel(str(tiny_model_dir))), 5.0)
+    expected = RerankingEvaluator.from_jsonl(toy_data / "test.jsonl", ks=(10,)).evaluate(as_trained).metrics
+    assert result["eval_after"]["metrics"] == pytest.approx(expected, abs=1e-6)
     plain = CrossEncoder(tmp_path / "plain", device="cpu").predict(pairs, activation="identity")
     prior = CrossEncoder(tmp_path / "prior", device="cpu").predict(pairs, activation="identity")
     assert np.abs(plain - prior).max() > 1e-4  # same seed and data: only the prior differs

@@ -25,6 +25,10 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
     columns = {k: result[k]["metrics"] for k in ("eval_before", "eval_after") if k in result}
     if columns:
         typer.echo(metrics_table(columns))
+    weight = result["config"].get("first_stage_weight")
+    if weight:
+        typer.echo(f"note: evaluated as logit + {weight:g} x first-stage score, the score it was trained for "
+                   "(fastrank.losses.prior.PriorReranker); fastrank eval / export / Reranker score the model alone")
     typer.echo(
         f"trained on {result['train_rows']} rows for {result['config']['epochs']:g} epochs in "
         f"{result['train_seconds']} s "

@@ -124,17 +124,20 @@ def _add_answer_negatives(groups: list, config: TrainConfig) -> dict[str, Any]:
     return result.stats
 
 
-def _set_first_stage_prior(loss, config: TrainConfig) -> None:
-    """Train against ``logit + first_stage_weight * embedding score`` (``fastrank.losses.prior``)."""
+def _set_first_stage_prior(loss, config: TrainConfig) -> Any:
+    """Train against ``logit + first_stage_weight * embedding score`` (``fastrank.losses.prior``); returns the prior."""
     from fastrank.embedding import EmbeddingModel
+    from fastrank.losses import LOSSES
     from fastrank.losses.prior import EmbeddingPrior
 
     if not hasattr(loss, "set_prior"):
-        raise ValueError(f"first_stage_weight needs a listwise loss (listnet, listmle, plistmle, lambdaloss); "
-                         f"{config.loss!r} is not one")
+        accepted = ", ".join(name for name, cls in LOSSES.items() if hasattr(cls, "set_prior"))
+        raise ValueError(f"first_stage_weight needs a listwise loss ({accepted}); {config.loss!r} is not one")
     if config.first_stage_weight < 0:
         raise ValueError(f"first_stage_weight must be >= 0, got {config.first_stage_weight}")
-    loss.set_prior(EmbeddingPrior(EmbeddingModel(config.first_stage_model)), config.first_stage_weight)
+    prior = EmbeddingPrior(EmbeddingModel(config.first_stage_model))
+    loss.set_prior(prior, config.first_stage_weight)
+    return prior
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
@@ -165,8 +168,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
         mining_stats = {**(mining_stats or {}), **_add_answer_negatives(groups, config)}
     model = CrossEncoder(config.base, max_length=config.max_length, num_labels=1)
     loss = get_loss(config.loss, model, **options)
+    scorer: Any = model  # what the evaluator judges: the score the model is trained to produce
     if config.first_stage_weight:
-        _set_first_stage_prior(loss, config)
+        from fastrank.losses.prior import PriorReranker
+
+        scorer = PriorReranker(model, _set_first_stage_prior(loss, config), config.first_stage_weight)
     fmt = loss.data_format
     kwargs: dict[str, Any] = {}
     if fmt == "lists":
@@ -207,7 +213,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     result: dict[str, Any] = {"config": asdict(config), "bf16": bf16, "train_rows": len(train_dataset),
                               "train_pairs_per_epoch": _count_pairs(columns, fmt), "mining": mining_stats}
     if evaluator is not None:
-        result["eval_before"] = evaluator.evaluate(model).to_dict()
+        result["eval_before"] = evaluator.evaluate(scorer).to_dict()
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=bool(config.resume) or None)
@@ -230,7 +236,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                                      "answer_negatives", "seed")} | {"bf16": bf16},
     })
     if evaluator is not None:
-        result["eval_after"] = evaluator.evaluate(model).to_dict()
+        result["eval_after"] = evaluator.evaluate(scorer).to_dict()
         model.card_data["evaluation"] = {"data": config.eval_data, **result["eval_after"]["metrics"]}
     model.save(out)
     if config.checkpoint_dir is None:
