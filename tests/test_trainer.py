@@ -234,3 +234,13 @@ def test_a_run_of_a_few_steps_is_warned_about(toy_data, tiny_model_dir, tmp_path
         train(_config(toy_data, tiny_model_dir, tmp_path / "short", epochs=0.5, eval_data=None))
     (record,) = [r for r in caplog.records if "optimizer steps" in r.getMessage()]
     assert record.getMessage().startswith("only 6 optimizer steps (96 lists rows, batch 8, 0.5 epochs)")
+
+
+def test_a_resumed_run_counts_only_the_steps_it_trained(toy_data, tiny_model_dir, tmp_path):
+    from fastrank.training.recipe import train
+
+    ckpt = tmp_path / "ckpt"
+    train(_config(toy_data, tiny_model_dir, tmp_path / "first", epochs=1, eval_data=None, checkpoint_dir=str(ckpt)))
+    resumed = train(_config(toy_data, tiny_model_dir, tmp_path / "second", epochs=2, eval_data=None,
+                            checkpoint_dir=str(ckpt), resume=True))
+    assert resumed["resumed_from_step"] == 12  # 96 lists / batch 8 = 12 steps per epoch: the second epoch only

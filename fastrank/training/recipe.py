@@ -7,6 +7,7 @@ interrupted run never leaves a directory at ``out`` that looks like a finished m
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
@@ -69,6 +70,15 @@ class TrainConfig:
 
 
 MIN_USEFUL_STEPS = 10  # below this a run is mostly warm-up: warn
+
+
+def _resumed_step(ckpt_dir: Path) -> int:
+    """The optimizer step a resumed run starts from: its last checkpoint's (0 when there is none)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    state = Path(last) / "trainer_state.json" if last else None
+    return int(json.loads(state.read_text()).get("global_step", 0)) if state and state.is_file() else 0
 
 
 def _count_pairs(columns: dict[str, list], data_format: str) -> int:
@@ -216,11 +226,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
         result["eval_before"] = evaluator.evaluate(scorer).to_dict()
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator)
     start = time.perf_counter()
+    resumed_at = _resumed_step(ckpt_dir) if config.resume else 0
     output = trainer.train(resume_from_checkpoint=bool(config.resume) or None)
     seconds = time.perf_counter() - start
     result["train_seconds"] = round(seconds, 1)
     result["train_loss"] = output.training_loss
-    result["train_pairs_per_second"] = round(result["train_pairs_per_epoch"] * config.epochs / seconds, 1)
+    done = 1.0 - resumed_at / max(output.global_step, 1)  # the share of the run trained in this call
+    result["train_pairs_per_second"] = round(result["train_pairs_per_epoch"] * config.epochs * done / seconds, 1)
+    if resumed_at:
+        result["resumed_from_step"] = resumed_at
     model.card_data.update({
         "base_model": config.base,
         "train_data": f"{config.data} ({len(groups)} queries, {len(train_dataset)} {fmt} rows"
