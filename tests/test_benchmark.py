@@ -179,3 +179,11 @@ def test_noise_band_and_near_ties_on_hand_made_scores():
     # the relevant document trails an irrelevant one by 0.005: noise of this size lifts it first in some draws
     # (about 3 in 10), never the second query's (0.2 apart)
     assert p5 == p50 == 0.0 < p95
+
+
+def test_mixed_precision_rows_are_compared_with_their_matmul_rate():
+    from fastrank.benchmark import peak_for
+
+    rates = {"fp32": 180.0, "bf16": 420.0}
+    assert peak_for("bf16-mixed", rates) == peak_for("bf16", rates) == 420.0
+    assert peak_for("fp16", rates) == 180.0  # no fp16 rate measured: fp32's
