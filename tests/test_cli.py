@@ -41,6 +41,13 @@ def test_eval_json_matches_library(tiny_model_dir, eval_file):
     assert out["num_queries"] == 2 and out["num_skipped_no_positive"] == 1
     assert out["metrics"]["map"] == pytest.approx(ref.metrics["map"], abs=1e-9)
     assert out["metrics"]["ndcg@10"] == pytest.approx(ref.metrics["ndcg@10"], abs=1e-9)
+    flat = eval_file.with_name("eval.csv")  # the same data as flat CSV rows, labels as the strings csv gives
+    rows = [json.loads(line) for line in eval_file.read_text().splitlines()]
+    flat.write_text("query,document,label\n" + "".join(f'"{r["query"]}","{d}",{y}\n' for r in rows
+                                                       for d, y in zip(r["documents"], r["labels"])))
+    from_csv = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(flat), "--json"])
+    assert from_csv.exit_code == 0, from_csv.output
+    assert json.loads(from_csv.stdout)["metrics"] == pytest.approx(out["metrics"], abs=1e-9)
 
 
 def test_eval_table(tiny_model_dir, eval_file):

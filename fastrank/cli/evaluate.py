@@ -16,7 +16,7 @@ def evaluate_model(model: str, data: str, batch_size: int = 64, max_length: int 
     from fastrank.evaluation.evaluators import RerankingEvaluator
     from fastrank.model import CrossEncoder
 
-    evaluator = RerankingEvaluator.from_jsonl(data, batch_size=batch_size)
+    evaluator = RerankingEvaluator.from_file(data, batch_size=batch_size)
     result = evaluator.evaluate(CrossEncoder(model, max_length=max_length)).to_dict()
     result["model"] = model
     result["data"] = data
@@ -43,7 +43,8 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
 
 def eval_command(
     model: Annotated[str, typer.Argument(help="Cross-encoder checkpoint directory or hub id.")],
-    data: Annotated[Path, typer.Option("--data", help="Grouped JSONL: query, documents, labels.")],
+    data: Annotated[Path, typer.Option("--data", help="Labelled data: grouped JSONL (query, documents, labels), "
+                                                      "flat or grouped CSV / TSV, Parquet.")],
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     max_length: Annotated[int | None, typer.Option("--max-length", help="Override the model's max length.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,

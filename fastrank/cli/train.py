@@ -46,7 +46,8 @@ def train_command(
     batch_size: Annotated[int | None, typer.Option(
         "--batch-size", help="Rows per step: queries for listwise losses, pairs for bce/mse.")] = None,
     max_length: Annotated[int | None, typer.Option("--max-length")] = None,
-    eval_data: Annotated[str | None, typer.Option("--eval-data", help="Grouped JSONL evaluated before/after.")] = None,
+    eval_data: Annotated[str | None, typer.Option(
+        "--eval-data", help="Labelled data evaluated before/after (JSONL, CSV, TSV, Parquet).")] = None,
     loss_options: Annotated[str | None, typer.Option("--loss-options", help="JSON dict of loss options.")] = None,
     bf16: Annotated[str | None, typer.Option("--bf16", help="auto | true | false")] = None,
     seed: Annotated[int | None, typer.Option("--seed")] = None,

@@ -192,6 +192,17 @@ class RerankingEvaluator:
             raise DataError(f"{path} holds no samples (empty file)")
         return cls(queries, **kwargs)
 
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> RerankingEvaluator:
+        """Load any dataset file ``fastrank.data.read_groups`` reads: grouped JSONL (through ``from_jsonl``, which
+        also takes sentence-transformers' sample shapes), flat or grouped CSV / TSV, Parquet."""
+        if Path(path).suffix.lower() in (".jsonl", ".json"):
+            return cls.from_jsonl(path, **kwargs)
+        from fastrank.data import read_groups
+
+        groups = read_groups(str(path))
+        return cls([{"query": g.query, "documents": g.documents, "labels": g.labels} for g in groups], **kwargs)
+
     def _prefix(self, metric: str) -> str:
         return f"{self.name}_{metric}" if self.name else metric
 

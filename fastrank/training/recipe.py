@@ -171,6 +171,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                          f"{config.answer_negatives}")
     check_output_dir(config.out)  # a bad --out, loss, loss option or bf16 fails now, not after loading or training
     options, bf16 = _loss_options(config), config.resolved_bf16()
+    evaluator = RerankingEvaluator.from_file(config.eval_data, ks=(10,)) if config.eval_data else None  # read early
     set_seed(config.seed)
     groups = read_groups(config.data)
     mining_stats = _add_mined_negatives(groups, config) if config.mine_negatives else None
@@ -191,7 +192,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
         kwargs = {"num_negatives": config.num_negatives, "seed": config.seed}
     columns = convert(groups, fmt, **kwargs)
     train_dataset = datasets.Dataset.from_dict(columns)
-    evaluator = RerankingEvaluator.from_jsonl(config.eval_data, ks=(10,)) if config.eval_data else None
 
     out = Path(config.out)
     ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else out.with_name(out.name + ".checkpoints")
