@@ -138,9 +138,10 @@ def _records_to_groups(records: Sequence[dict[str, Any]], source: str) -> list[Q
 
 
 def decode_utf8(data: bytes, source: str) -> str:
-    """``data`` as UTF-8 text; anything else is a DataError naming ``source`` and the first bad byte."""
+    """``data`` as UTF-8 text, without a leading byte-order mark (spreadsheets write one); anything else is a
+    DataError naming ``source`` and the first bad byte."""
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{source} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
                         "convert it, e.g. iconv -f latin1 -t utf-8") from exc
@@ -152,8 +153,18 @@ def read_utf8(path: str | Path) -> str:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """One JSON object per line; a ``.json`` file holding one JSON array of objects is read as that list."""
+    text = read_utf8(path)
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
+        if not all(isinstance(r, dict) for r in records):
+            raise DataError(f"{path}: a JSON array must hold one object per query or row")
+        return records
     records = []
-    for i, line in enumerate(read_utf8(path).split("\n"), 1):
+    for i, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -164,8 +175,11 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def _read_delimited(path: Path, delimiter: str) -> list[dict[str, Any]]:
+    """CSV with quoting; TSV as tab-separated text with no quoting, so a field that starts with a quote (a title in
+    quotes) keeps it and cannot swallow the rows after it."""
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     with io.StringIO(read_utf8(path), newline="") as f:
-        rows = list(csv.DictReader(f, delimiter=delimiter))
+        rows = list(csv.DictReader(f, delimiter=delimiter, quoting=quoting))
     for row in rows:
         for key in ("documents", "labels", "scores"):
             if isinstance(row.get(key), str) and row[key].startswith("["):
@@ -188,7 +202,11 @@ def _read_hub(name: str, split: str) -> list[dict[str, Any]]:
 
     datasets = require("datasets", "train", "loading Hugging Face hub datasets")
     repo, _, config = name.partition(":")
-    ds = datasets.load_dataset(repo, config or None, split=split)
+    try:
+        ds = datasets.load_dataset(repo, config or None, split=split)
+    except Exception as exc:  # noqa: BLE001 - offline, unknown id, gated: one clear error either way
+        raise DataError(f"{name!r} is not a local file, and loading it as a Hugging Face hub dataset failed: "
+                        f"{type(exc).__name__}: {str(exc)[:300]}") from exc
     return [dict(r) for r in ds]
 
 

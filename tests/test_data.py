@@ -141,3 +141,31 @@ def test_read_corpus_takes_plain_text_jsonl_documents_and_datasets(tmp_path):
         read_corpus(tmp_path / "bad.jsonl")
     with pytest.raises(DataError, match="corpus file .* does not exist"):
         read_corpus(tmp_path / "missing.txt")
+
+
+def test_tsv_quotes_bom_and_json_arrays(tmp_path):
+    tsv = tmp_path / "wq.tsv"  # as WikiQA's TSVs: a sentence may start with a quote, without closing it
+    tsv.write_text('query\tdocument\tlabel\nq1\t"Gloria" (a hymn) is old\t1\nq1\tanother line\t0\n'
+                   'q2\t"an open quote\t0\nq2\tthe answer\t1\n', encoding="utf-8")
+    groups = read_groups(str(tsv))
+    assert [g.documents for g in groups] == [['"Gloria" (a hymn) is old', "another line"],
+                                             ['"an open quote', "the answer"]]
+    assert [g.labels for g in groups] == [[1.0, 0.0], [0.0, 1.0]]
+    csv_bom = tmp_path / "excel.csv"
+    csv_bom.write_bytes("query,document,label\nq,d,1\n".encode("utf-8-sig"))
+    assert read_groups(str(csv_bom))[0].query == "q"
+    array = tmp_path / "groups.json"
+    array.write_text(json.dumps([{"query": "q", "documents": ["a", "b"], "labels": [1, 0]}]))
+    assert read_groups(str(array))[0].documents == ["a", "b"]
+
+
+def test_a_name_that_is_neither_a_file_nor_a_hub_dataset_is_a_data_error(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach the Hugging Face Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError, match="'mydata' is not a local file, and loading it as a Hugging Face hub dataset "
+                                        "failed: ConnectionError"):
+        read_groups("mydata")
