@@ -68,7 +68,8 @@ class PairEncoder:
         Returns the encoded windows and ``owners`` (window -> index of its pair). Consecutive windows of a document
         share ``overlap`` tokens (the ``stride`` of Hugging Face tokenizers). A document that fits gives one window
         identical to ``encode``'s output; a query longer than half of ``max_length`` is cut to that half so every
-        window keeps room for document tokens. Needs ``0 <= overlap < max_window_overlap``.
+        window keeps room for document tokens. Needs ``0 <= overlap < max_window_overlap``; where the query leaves
+        fewer document tokens, the overlap is capped at three quarters of them, so windows keep moving on.
         """
         limit = self.max_window_overlap
         if not isinstance(overlap, int) or isinstance(overlap, bool) or not 0 <= overlap < limit:
@@ -90,7 +91,11 @@ class PairEncoder:
         windows, owners = [], []
         for i, ((query, _), doc) in enumerate(zip(items, d_encs)):
             q_enc = q_encs[query]
-            doc.truncate(room - len(q_enc.ids), stride=overlap)  # windows land in doc.overflowing
+            doc_room = room - len(q_enc.ids)
+            # a long query leaves fewer document tokens per window: keep each window moving on by at least a
+            # quarter of them, or an overlap near the limit would step one token at a time (2,088 windows for
+            # one 2.2k-token document)
+            doc.truncate(doc_room, stride=min(overlap, doc_room - max(1, doc_room // 4)))  # windows: doc.overflowing
             for part in [doc, *doc.overflowing]:
                 windows.append(plain.post_process(q_enc, part, add_special_tokens=True))
                 owners.append(i)

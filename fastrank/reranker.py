@@ -209,9 +209,13 @@ class Reranker:
                 raise ValueError(f"long_documents='windows' needs a one-logit model; this one has {self.num_labels}")
             limit = self.encoder.max_window_overlap
             self.window_stride = min(self.encoder.max_length // 4, limit - 1) if window_stride is None else window_stride
-            if not isinstance(self.window_stride, int) or not 0 <= self.window_stride < limit:
+            stride = self.window_stride
+            if not isinstance(stride, int) or isinstance(stride, bool) or not 0 <= stride < limit:
                 raise ValueError(f"window_stride must be an integer in [0, {limit}) for max_length "
                                  f"{self.encoder.max_length}, got {window_stride!r}")
+        elif window_stride is not None:
+            raise ValueError("window_stride applies to long_documents='windows'; with 'truncate' a document is cut "
+                             "at max_length and has no windows")
         else:
             self.window_stride = None
 

@@ -70,6 +70,23 @@ def test_order_is_restored_with_shuffled_lengths(onnx_reranker, artifact):
     assert sorted(r["index"] for r in ranked) == list(range(40))
 
 
+def test_windows_keep_moving_on_when_a_long_query_leaves_few_document_tokens(onnx_reranker):
+    encoder = onnx_reranker.encoder  # max_length 64: 61 tokens of room, a query takes at most 30 of them
+    limit = encoder.max_window_overlap
+    doc = " ".join(f"word{i % 50}" for i in range(400))
+    import copy
+
+    counter = copy.deepcopy(encoder.tokenizer)
+    counter.no_truncation()
+    doc_tokens = len(counter.encode(doc, add_special_tokens=False).ids)
+    short, _ = encoder.encode_windows([("short query", doc)], limit - 1)
+    long_query = " ".join(["question"] * 80)  # cut to 30 tokens: 31 left for the document
+    long, _ = encoder.encode_windows([(long_query, doc)], limit - 1)
+    # the asked overlap (limit - 1 = 30 of 31 document tokens) would step one token: ~doc_tokens windows
+    assert len(long) <= doc_tokens // (31 // 4) + 2 and len(long) < doc_tokens // 4
+    assert len(short) < len(long)  # a short query keeps the asked overlap, with more document per window
+
+
 def test_windows_score_a_long_document_by_its_best_window(artifact, onnx_reranker):
     windows = Reranker(artifact, num_threads=1, long_documents="windows", window_stride=0)
     candidates = ["quantum physics lecture notes", "zebra xylophone quartz", "berlin is in germany",
@@ -101,6 +118,10 @@ def test_windows_score_a_long_document_by_its_best_window(artifact, onnx_reranke
     assert overlapping.predict([(QUERY, longer)])[0] == pytest.approx(best, abs=1e-6)
     with pytest.raises(ValueError, match="window_stride must be an integer"):
         Reranker(artifact, long_documents="windows", window_stride=64)
+    with pytest.raises(ValueError, match="window_stride must be an integer"):
+        Reranker(artifact, long_documents="windows", window_stride=True)
+    with pytest.raises(ValueError, match="window_stride applies to long_documents='windows'"):
+        Reranker(artifact, window_stride=10)
 
 
 def test_rerank_output_and_bad_inputs(onnx_reranker):
