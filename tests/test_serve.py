@@ -5,6 +5,7 @@ and /metrics is valid Prometheus text."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -346,3 +347,18 @@ def test_serve_command_checks_the_port_and_says_where_it_serves(tiny_model_dir, 
     ok = runner.invoke(app, ["serve", str(tiny_model_dir), "--port", "8123", "--threads", "1"])
     assert ok.exit_code == 0, ok.output
     assert ran[0]["port"] == 8123 and "serving" in ok.output and "http://127.0.0.1:8123" in ok.output
+
+
+def test_each_worker_of_several_labels_its_metrics(tiny_model_dir, monkeypatch):
+    from fastapi.testclient import TestClient
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from fastrank.serve.app import CONFIG_ENV, ServeConfig, config_to_env, create_app_from_env
+
+    monkeypatch.setenv(CONFIG_ENV, config_to_env(ServeConfig(model=str(tiny_model_dir), num_threads=1)))
+    with TestClient(create_app_from_env()) as client:  # what each of `fastrank serve --workers N` runs
+        client.post("/rerank", json={"query": "q", "documents": ["a", "b"]})
+        assert client.get("/health").json()["worker"] == str(os.getpid())
+        families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    ok = [s for s in families["fastrank_requests"].samples if s.labels.get("code") == "200"]
+    assert ok and all(s.labels["worker"] == str(os.getpid()) for s in ok)

@@ -145,15 +145,17 @@ async def _until_disconnected(request: Request) -> None:
         pass
 
 
-def create_app(config: ServeConfig, reranker: Reranker | None = None) -> FastAPI:
-    """The service for ``config``; pass a loaded ``reranker`` to skip loading ``config.model`` (tests)."""
+def create_app(config: ServeConfig, reranker: Reranker | None = None, worker: str | None = None) -> FastAPI:
+    """The service for ``config``; pass a loaded ``reranker`` to skip loading ``config.model`` (tests). ``worker``
+    (one of several server processes) labels its metrics and /health, since each process counts on its own."""
     reranker = reranker or Reranker(config.model, backend=config.backend, num_threads=config.num_threads,
                                     sessions=config.sessions, long_documents=config.long_documents)
     prepared = reranker.warmup()  # CUDA graphs / TensorRT contexts before the first request, not during it
     if prepared:
         logger.info("warmed %d shapes of the %s backend", prepared, reranker.backend.name)
     info = reranker.backend.describe()
-    metrics = Metrics({"backend": str(info.get("backend", "")), "precision": str(info.get("precision", "fp32"))})
+    metrics = Metrics({"backend": str(info.get("backend", "")), "precision": str(info.get("precision", "fp32")),
+                       **({"worker": worker} if worker else {})})
     engine = BatchingEngine(reranker, config.batching(), metrics)
     metrics.gauges["fastrank_queue_depth"] = lambda: engine.pending
     model_name = config.model_name or os.path.basename(os.path.normpath(config.model))
@@ -229,7 +231,8 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None) -> FastAPI
 
     @app.get("/health")
     async def health():
-        body = {"status": "ok", "model": model_name, **info, "queued": engine.pending}
+        body = {"status": "ok", "model": model_name, **info, "queued": engine.pending,
+                **({"worker": worker} if worker else {})}
         return JSONResponse(body, status_code=200)
 
     @app.get("/metrics", response_class=PlainTextResponse)
@@ -250,7 +253,7 @@ def create_app_from_env() -> FastAPI:
     text = os.environ.get(CONFIG_ENV)
     if not text:
         raise RuntimeError(f"${CONFIG_ENV} is not set; start the server with `fastrank serve MODEL`")
-    return create_app(ServeConfig(**json.loads(text)))
+    return create_app(ServeConfig(**json.loads(text)), worker=str(os.getpid()))
 
 
 def config_to_env(config: ServeConfig) -> str:
