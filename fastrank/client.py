@@ -50,6 +50,7 @@ class Client:
         return self._post("/rerank", body)["results"]
 
     def health(self) -> dict[str, Any]:
+        """``GET /health``: status, model, backend and queue depth."""
         return self._request(urllib.request.Request(self.base_url + "/health"))
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:

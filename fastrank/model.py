@@ -267,6 +267,7 @@ class CrossEncoder(torch.nn.Module):
         return torch.cat(parts)[inverse.to(self.device)]
 
     def apply_activation(self, logits: torch.Tensor, activation: str | None) -> torch.Tensor:
+        """``activation`` (None: the model's own, e.g. sigmoid for one logit) applied to raw ``logits``."""
         name = self.activation if activation is None else activation
         if name == "sigmoid":
             return torch.sigmoid(logits)

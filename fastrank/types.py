@@ -15,6 +15,7 @@ class RankedDoc:
     document: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """``{"index", "score"}``, plus ``document`` when it was kept: what ``Reranker.rerank`` returns."""
         out: dict[str, Any] = {"index": self.index, "score": self.score}
         if self.document is not None:
             out["document"] = self.document
@@ -32,4 +33,5 @@ class EvalResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON-ready values (what ``fastrank eval --json`` prints)."""
         return asdict(self)

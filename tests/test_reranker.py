@@ -253,6 +253,14 @@ def test_cli_rerank(artifact, tmp_path):
     out = json.loads(result.stdout)
     expected = Reranker(artifact).rerank(QUERY, DOCS[:3])
     assert [r["index"] for r in out["results"]] == [r["index"] for r in expected]
+    long_doc = "the weather is mild " * 40 + DOCS[0]  # past the artifact's 64 tokens: only windows see its end
+    (tmp_path / "long.txt").write_text(long_doc + "\n")
+    windows = runner.invoke(app, ["rerank", str(artifact), "--query", QUERY, "--docs-file", str(tmp_path / "long.txt"),
+                                  "--long-documents", "windows", "--json"])
+    assert windows.exit_code == 0, windows.output
+    want = Reranker(artifact, long_documents="windows").rerank(QUERY, [long_doc])[0]["score"]
+    assert json.loads(windows.stdout)["results"][0]["score"] == pytest.approx(want, abs=1e-6)
+    assert want != pytest.approx(Reranker(artifact).rerank(QUERY, [long_doc])[0]["score"], abs=1e-6)
     assert out["results"][0]["score"] == pytest.approx(expected[0]["score"], abs=1e-6)
     stdin = "\n".join(json.dumps({"text": d}) for d in ["paris", "berlin", "rome"]) + "\n"
     result = runner.invoke(app, ["rerank", str(artifact), "--query", QUERY, "--top-k", "2"], input=stdin)

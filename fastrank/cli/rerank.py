@@ -37,11 +37,11 @@ def parse_documents(text: str, source: str, fmt: str = "auto") -> list[str]:
 
 
 def rerank_documents(model: str, query: str, documents: list[str], top_k: int | None = None,
-                     backend: str = "auto") -> dict[str, Any]:
+                     backend: str = "auto", long_documents: str = "truncate") -> dict[str, Any]:
     """Rerank and return ``{"model", "query", "backend", "results": [{"index", "score", "document"}]}``."""
     from fastrank.reranker import Reranker
 
-    reranker = Reranker(model, backend=backend)
+    reranker = Reranker(model, backend=backend, long_documents=long_documents)
     results = reranker.rerank(query, documents, top_k=top_k)
     return {"model": model, "query": query, "backend": reranker.backend.describe(), "results": results}
 
@@ -56,6 +56,9 @@ def rerank_command(
                               "lines | jsonl.")] = "auto",
     top_k: Annotated[int | None, typer.Option("--top-k", help="Return only the best K.")] = None,
     backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
+    long_documents: Annotated[str, typer.Option(
+        "--long-documents", help="truncate | windows (a long document scores as its best overlapping window).")
+    ] = "truncate",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Rank documents for a query, best first."""
@@ -66,7 +69,8 @@ def rerank_command(
     else:
         text, source = decode_utf8(sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else
                                    sys.stdin.read().encode("utf-8"), "stdin"), "stdin"
-    result = rerank_documents(model, query, parse_documents(text, source, docs_format), top_k, backend)
+    result = rerank_documents(model, query, parse_documents(text, source, docs_format), top_k, backend,
+                              long_documents)
     if as_json:
         print_json(result)
         return

@@ -64,6 +64,7 @@ class TrainConfig:
     show_progress_bar: bool = True
 
     def resolved_bf16(self) -> bool:
+        """``bf16`` as a bool: ``auto`` is True where bf16 matmuls are fast here (``cpu_supports_bf16``)."""
         if self.bf16 not in ("auto", "true", "false", True, False):
             raise ValueError(f"bf16 must be 'auto', 'true' or 'false', got {self.bf16!r}")
         return cpu_supports_bf16() if self.bf16 == "auto" else self.bf16 in ("true", True)
