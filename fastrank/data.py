@@ -244,6 +244,18 @@ def json_document(line: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def json_documents(lines: Sequence[str], source: str, hint: str = "") -> list[str]:
+    """Every line's ``json_document``; a line that holds none is a DataError naming it (``hint`` is appended)."""
+    docs = []
+    for n, line in enumerate(lines, 1):
+        doc = json_document(line)
+        if doc is None:
+            raise DataError(f"{source} line {n}: expected a JSON string or an object with a 'text' or 'document' "
+                            f"string, got {line[:80]!r}{hint}")
+        docs.append(doc)
+    return docs
+
+
 def read_corpus(source: str | Path) -> list[str]:
     """The documents of a corpus file: ``.txt`` one per non-empty line; ``.jsonl`` / ``.json`` lines that are each
     a JSON string or an object with ``text`` / ``document``; or any dataset ``read_groups`` reads (every document
@@ -260,14 +272,7 @@ def read_corpus(source: str | Path) -> list[str]:
         except json.JSONDecodeError as exc:
             raise DataError(f"{source} line 1: not valid JSON ({exc.msg})") from exc
         if not (isinstance(first, dict) and {"documents", "query"} & set(first)):  # else: dataset rows, below
-            docs = []
-            for n, line in enumerate(lines, 1):
-                doc = json_document(line)
-                if doc is None:
-                    raise DataError(f"{source} line {n}: expected a JSON string, an object with a 'text' or "
-                                    f"'document' string, or dataset rows with 'query'; got {line[:80]!r}")
-                docs.append(doc)
-            return docs
+            return json_documents(lines, str(source), " (or dataset rows with 'query')")
     return [d for g in read_groups(path) for d in g.documents]
 
 

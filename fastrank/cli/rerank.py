@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from fastrank.cli.output import BACKEND_HELP, print_json
-from fastrank.data import decode_utf8, json_document, read_utf8
+from fastrank.data import decode_utf8, json_document, json_documents, read_utf8
 from fastrank.errors import DataError
 
 
@@ -25,15 +25,8 @@ def parse_documents(text: str, source: str, fmt: str = "auto") -> list[str]:
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines or fmt == "lines" or (fmt == "auto" and json_document(lines[0]) is None):
         return lines
-    docs = []
-    for n, line in enumerate(lines, 1):
-        value = json_document(line)
-        if value is None:
-            hint = " (or pass --docs-format lines to take every line as a document)" if fmt == "auto" else ""
-            raise DataError(f"{source} line {n}: expected a JSON string or an object with a 'text' or 'document' "
-                            f"string, got {line[:80]!r}{hint}")
-        docs.append(value)
-    return docs
+    hint = " (or pass --docs-format lines to take every line as a document)" if fmt == "auto" else ""
+    return json_documents(lines, source, hint)
 
 
 def rerank_documents(model: str, query: str, documents: list[str], top_k: int | None = None,
