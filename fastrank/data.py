@@ -257,9 +257,9 @@ def json_documents(lines: Sequence[str], source: str, hint: str = "") -> list[st
 
 
 def read_corpus(source: str | Path) -> list[str]:
-    """The documents of a corpus file: ``.txt`` one per non-empty line; ``.jsonl`` / ``.json`` lines that are each
-    a JSON string or an object with ``text`` / ``document``; or any dataset ``read_groups`` reads (every document
-    of every query, labelled or not)."""
+    """The documents of a corpus file: ``.txt`` one per non-empty line; ``.jsonl`` / ``.json`` whose first line is
+    a JSON string or an object with ``text`` / ``document`` (every line read so, as ``rerank``'s documents file);
+    else any dataset ``read_groups`` reads (every document of every query, labelled or not)."""
     path = Path(source).expanduser()
     if not path.is_file():
         raise DataError(f"corpus file {str(source)!r} does not exist")
@@ -267,12 +267,8 @@ def read_corpus(source: str | Path) -> list[str]:
         return [line for line in read_utf8(path).splitlines() if line.strip()]
     if path.suffix.lower() in (".jsonl", ".json"):
         lines = [line for line in read_utf8(path).split("\n") if line.strip()]
-        try:
-            first = json.loads(lines[0]) if lines else None
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{source} line 1: not valid JSON ({exc.msg})") from exc
-        if not (isinstance(first, dict) and {"documents", "query"} & set(first)):  # else: dataset rows, below
-            return json_documents(lines, str(source), " (or dataset rows with 'query')")
+        if lines and json_document(lines[0]) is not None:
+            return json_documents(lines, str(source))
     return [d for g in read_groups(path) for d in g.documents]
 
 
