@@ -226,8 +226,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if evaluator is not None:
         result["eval_before"] = evaluator.evaluate(scorer).to_dict()
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator)
-    start = time.perf_counter()
     resumed_at = _resumed_step(ckpt_dir) if config.resume else 0
+    start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=bool(config.resume) or None)
     seconds = time.perf_counter() - start
     result["train_seconds"] = round(seconds, 1)
