@@ -9,23 +9,26 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-Pair = tuple[str, str]
+from fastrank.documents import Document, check_document, document_parts, document_text, pair_separator
+
+Pair = tuple[str, Document]
 
 
-def check_pairs(pairs: Sequence[Sequence[str]]) -> list[Pair]:
-    """Validate (query, document) pairs; a bad item raises TypeError naming its position and what is accepted."""
+def check_pairs(pairs: Sequence[Sequence[Any]]) -> list[Pair]:
+    """Validate (query, document) pairs (a document is a string or ``{"text", "title"}``, see
+    ``fastrank.documents``); a bad item raises TypeError naming its position and what is accepted."""
     out: list[Pair] = []
     for i, pair in enumerate(pairs):
         if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
             raise TypeError(f"pair {i} must be a (query, document) tuple of two strings, got {type(pair).__name__}")
         q, d = pair
-        if not isinstance(q, str) or not isinstance(d, str):
-            raise TypeError(
-                f"pair {i} must hold two strings, got ({type(q).__name__}, {type(d).__name__})"
-            )
+        if not isinstance(q, str):
+            raise TypeError(f"pair {i} must hold a query string, got ({type(q).__name__}, {type(d).__name__})")
+        check_document(d, f"pair {i}'s document")
         out.append((q, d))
     return out
 
@@ -54,8 +57,19 @@ class PairEncoder:
         self.max_length = max_length
         self.pad_token_id = pad_token_id
 
-    def encode(self, pairs: Sequence[Pair]) -> EncodedPairs:
-        items = list(pairs)
+    @property
+    def separator(self) -> str:
+        """What this tokenizer puts between query and document, as text: it joins a document's title to its text."""
+        sep = self.__dict__.get("_separator")
+        if sep is None:
+            sep = self.__dict__["_separator"] = pair_separator(self.tokenizer)
+        return sep
+
+    def encode(self, pairs: Sequence[Pair] | Sequence[str]) -> EncodedPairs:
+        """Token ids of (query, document) pairs (titled documents joined by ``separator``), or of single texts."""
+        sep = self.separator
+        items = [p if isinstance(p, str) or isinstance(p[1], str) else (p[0], document_text(p[1], sep))
+                 for p in pairs]
         try:
             encs = self.tokenizer.encode_batch(items)
         except TypeError as exc:  # tokenizers says only "TextInputSequence must be str"; say which item and why
@@ -67,9 +81,11 @@ class PairEncoder:
 
         Returns the encoded windows and ``owners`` (window -> index of its pair). Consecutive windows of a document
         share ``overlap`` tokens (the ``stride`` of Hugging Face tokenizers). A document that fits gives one window
-        identical to ``encode``'s output; a query longer than half of ``max_length`` is cut to that half so every
-        window keeps room for document tokens. Needs ``0 <= overlap < max_window_overlap``; where the query leaves
-        fewer document tokens, the overlap is capped at three quarters of them, so windows keep moving on.
+        identical to ``encode``'s output (for WordPiece tokenizers; BPE ones may split a titled document's first word
+        differently). A titled document's title opens every window (at most half of its document tokens). A query
+        longer than half of ``max_length`` is cut to that half so every window keeps room for document tokens.
+        Needs ``0 <= overlap < max_window_overlap``; where the query (or a title) leaves fewer document tokens, the
+        overlap is capped at three quarters of them, so windows keep moving on.
         """
         limit = self.max_window_overlap
         if not isinstance(overlap, int) or isinstance(overlap, bool) or not 0 <= overlap < limit:
@@ -77,14 +93,19 @@ class PairEncoder:
                 f"window overlap must be an integer in [0, {limit}) tokens for max_length={self.max_length} "
                 f"(a query may take half of the window), got {overlap!r}"
             )
-        items = list(pairs)
+        from tokenizers import Encoding
+
+        items = [(q, document_parts(d)) for q, d in pairs]
+        texts = [(q, text) for q, (_, text) in items]
         plain = self._plain_tokenizer()
         queries = list(dict.fromkeys(q for q, _ in items))
+        titled = {i: f"{title} {self.separator}" for i, (_, (title, _)) in enumerate(items) if title.strip()}
         try:
             q_encs = dict(zip(queries, plain.encode_batch(queries, add_special_tokens=False)))
-            d_encs = plain.encode_batch([d for _, d in items], add_special_tokens=False)
+            d_encs = plain.encode_batch([text for _, text in texts], add_special_tokens=False)
+            t_encs = dict(zip(titled, plain.encode_batch(list(titled.values()), add_special_tokens=False)))
         except TypeError as exc:
-            raise _explain_bad_text(items) or exc from exc
+            raise _explain_bad_text(texts) or exc from exc
         room = self.max_length - self.tokenizer.num_special_tokens_to_add(True)
         for enc in q_encs.values():
             enc.truncate(room // 2)
@@ -92,11 +113,17 @@ class PairEncoder:
         for i, ((query, _), doc) in enumerate(zip(items, d_encs)):
             q_enc = q_encs[query]
             doc_room = room - len(q_enc.ids)
+            title = t_encs.get(i)
+            if title is not None:  # every window starts with the title: it says what each part is about
+                title.truncate(doc_room // 2)
+                doc_room -= len(title.ids)
             # a long query leaves fewer document tokens per window: keep each window moving on by at least a
             # quarter of them, or an overlap near the limit would step one token at a time (2,088 windows for
             # one 2.2k-token document)
             doc.truncate(doc_room, stride=min(overlap, doc_room - max(1, doc_room // 4)))  # windows: doc.overflowing
             for part in [doc, *doc.overflowing]:
+                if title is not None:
+                    part = Encoding.merge([title, part], growing_offsets=True)
                 windows.append(plain.post_process(q_enc, part, add_special_tokens=True))
                 owners.append(i)
         return _to_encoded(windows), np.asarray(owners, dtype=np.int64)

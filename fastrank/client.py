@@ -11,9 +11,10 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fastrank.documents import DOCUMENT_KEYS, check_document
 from fastrank.errors import FastrankError
 
 
@@ -32,15 +33,20 @@ class Client:
         self.base_url = base_url.rstrip("/")
         self.timeout, self.retries = timeout, retries
 
-    def rerank(self, query: str, documents: Sequence[str], top_n: int | None = None,
+    def rerank(self, query: str, documents: Sequence[str | Mapping[str, str]], top_n: int | None = None,
                return_documents: bool = False, first_stage_scores: Sequence[float] | None = None,
                fusion_weight: float = 0.0) -> list[dict[str, Any]]:
         """``[{"index", "relevance_score", "document"?}]`` best first, as the service returns them.
         ``first_stage_scores`` + ``fusion_weight``: rank by z(reranker) + weight x z(first stage), as
-        ``Reranker.rerank`` does."""
-        if isinstance(documents, (str, bytes)):
-            raise TypeError("documents must be a list of strings; wrap a single document: [document]")
-        body: dict[str, Any] = {"query": query, "documents": list(documents), "return_documents": return_documents}
+        ``Reranker.rerank`` does. A document is a string or ``{"text", "title"?}`` (the service scores the title
+        with the text; other keys stay with the caller)."""
+        if isinstance(documents, (str, bytes, Mapping)):
+            raise TypeError("documents must be a list of documents; wrap a single document: [document]")
+        docs = list(documents)
+        for i, doc in enumerate(docs):
+            check_document(doc, f"document {i}")
+        docs = [d if isinstance(d, str) else {k: d[k] for k in DOCUMENT_KEYS if d.get(k) is not None} for d in docs]
+        body: dict[str, Any] = {"query": query, "documents": docs, "return_documents": return_documents}
         if top_n is not None:
             body["top_n"] = top_n
         if first_stage_scores is not None:

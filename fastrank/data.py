@@ -2,7 +2,9 @@
 
 Canonical on-disk format: grouped JSONL, one query per line:
 ``{"query_id": ..., "query": str, "documents": [str, ...], "labels": [0/1 or float, ...]}``
-(``"scores"`` instead of / beside ``"labels"`` carries teacher scores for distillation).
+(``"scores"`` instead of / beside ``"labels"`` carries teacher scores for distillation). A document may also be
+``{"text": str, "title": str}`` (flat rows: a ``title`` column): the model reads the title as a segment of its own
+(``fastrank.documents``); ``join_titles`` writes titles into the text for tools that read plain text.
 Readers accept JSONL, CSV/TSV, Parquet and Hugging Face ``datasets`` hub ids, grouped or flat
 (``query, document, label`` rows are grouped by query).
 
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastrank.documents import Document, check_document, document_text, has_title
 from fastrank.errors import DataError
 
 FORMATS = ("pairs", "ntuples", "lists", "distillation")
@@ -35,18 +38,18 @@ class QueryGroup:
     """One query with its candidate documents and their labels (and optional teacher scores)."""
 
     query: str
-    documents: list[str]
+    documents: list[Document]  # strings, or {"title", "text"} for titled documents
     labels: list[float]
     query_id: str = ""
     scores: list[float] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def positives(self) -> list[str]:
+    def positives(self) -> list[Document]:
         return [d for d, y in zip(self.documents, self.labels) if y > 0]
 
     @property
-    def negatives(self) -> list[str]:
+    def negatives(self) -> list[Document]:
         return [d for d, y in zip(self.documents, self.labels) if y <= 0]
 
 
@@ -89,8 +92,9 @@ def _group_from_record(rec: dict[str, Any], where: str) -> QueryGroup:
     query, docs = rec["query"], rec["documents"]
     if not isinstance(query, str) or not query.strip():
         raise DataError(f"{where}: 'query' must be a non-empty string, got {query!r}")
-    if not isinstance(docs, list) or not all(isinstance(d, str) for d in docs):
-        raise DataError(f"{where}: 'documents' must be a list of strings")
+    if not isinstance(docs, list):
+        raise DataError(f"{where}: 'documents' must be a list of strings (or {{'text', 'title'}} objects)")
+    docs = [_document(d, f"{where}: document {i}") for i, d in enumerate(docs)]
     labels_raw = rec.get("labels")
     scores_raw = rec.get("scores")
     for name, values in (("labels", labels_raw), ("scores", scores_raw)):
@@ -123,10 +127,48 @@ def _group_flat_rows(rows: Iterable[dict[str, Any]], source: str) -> list[QueryG
             raise DataError(f"{where}: 'query' must be a non-empty string, got {q!r}")
         if not isinstance(row["document"], str):
             raise DataError(f"{where}: 'document' must be a string, got {type(row['document']).__name__}")
+        title = row.get("title")
         g = groups.setdefault(q, QueryGroup(q, [], [], str(row.get("query_id", ""))))
-        g.documents.append(row["document"])
+        g.documents.append(_document({"text": row["document"], "title": title if isinstance(title, str) else None},
+                                     where))
         g.labels.append(_number(row["label"], where, "'label'"))
     return list(groups.values())
+
+
+def _document(doc: Any, where: str) -> Document:
+    """A data file's document: a string as it is; an object as ``{"title", "text"}``, or its text alone when its
+    title is missing or blank."""
+    try:
+        check_document(doc, where)
+    except TypeError as exc:
+        raise DataError(str(exc)) from exc
+    if isinstance(doc, str):
+        return doc
+    return {"title": doc["title"], "text": doc["text"]} if has_title(doc) else doc["text"]
+
+
+def join_titles(groups: Sequence[QueryGroup], separator: str) -> int:
+    """Write each titled document of ``groups`` (in place) as the text the model reads, ``"<title> <separator>
+    <text>"`` (``fastrank.documents.document_text``): for code that reads plain text (mining, training columns).
+    Returns how many documents had a title."""
+    joined = 0
+    for g in groups:
+        for i, d in enumerate(g.documents):
+            if not isinstance(d, str):
+                g.documents[i] = document_text(d, separator)
+                joined += 1
+    return joined
+
+
+def require_plain(groups: Sequence[QueryGroup], what: str) -> None:
+    """DataError unless every document is a string: ``what`` (e.g. "mining") reads text, not titled documents."""
+    if any(not isinstance(d, str) for g in groups for d in g.documents):
+        raise DataError(
+            f"{what} reads plain-text documents, and this data has titled ones ({{'title', 'text'}}); join them "
+            "into text first with fastrank.data.join_titles(groups, separator), separator being what your "
+            "reranker's tokenizer puts between two texts (CrossEncoder(...).pair_encoder().separator, '[SEP]' for "
+            "BERT): the text a model trained on titles reads"
+        )
 
 
 def _records_to_groups(records: Sequence[dict[str, Any]], source: str) -> list[QueryGroup]:
@@ -233,25 +275,29 @@ def read_groups(source: str | Path, split: str = "train") -> list[QueryGroup]:
     return _records_to_groups(_read_hub(text, split), text)
 
 
-def json_document(line: str) -> str | None:
-    """The document a JSONL line holds (a JSON string, or an object's ``text`` / ``document``), else None."""
+def json_document(line: str) -> Document | None:
+    """The document a JSONL line holds (a JSON string, or an object's ``text`` / ``document`` with its ``title``
+    if it has one, as ``{"title", "text"}``), else None."""
     try:
         value = json.loads(line)
     except json.JSONDecodeError:
         return None
     if isinstance(value, dict):
-        value = value.get("text", value.get("document"))
+        text, title = value.get("text", value.get("document")), value.get("title")
+        if not isinstance(text, str) or (title is not None and not isinstance(title, str)):
+            return None
+        return _document({"text": text, "title": title}, "")
     return value if isinstance(value, str) else None
 
 
-def json_documents(lines: Sequence[str], source: str, hint: str = "") -> list[str]:
+def json_documents(lines: Sequence[str], source: str, hint: str = "") -> list[Document]:
     """Every line's ``json_document``; a line that holds none is a DataError naming it (``hint`` is appended)."""
     docs = []
     for n, line in enumerate(lines, 1):
         doc = json_document(line)
         if doc is None:
             raise DataError(f"{source} line {n}: expected a JSON string or an object with a 'text' or 'document' "
-                            f"string, got {line[:80]!r}{hint}")
+                            f"string (and optionally a 'title' string), got {line[:80]!r}{hint}")
         docs.append(doc)
     return docs
 
@@ -259,17 +305,21 @@ def json_documents(lines: Sequence[str], source: str, hint: str = "") -> list[st
 def read_corpus(source: str | Path) -> list[str]:
     """The documents of a corpus file: ``.txt`` one per non-empty line; ``.jsonl`` / ``.json`` whose first line is
     a JSON string or an object with ``text`` / ``document`` (every line read so, as ``rerank``'s documents file);
-    else any dataset ``read_groups`` reads (every document of every query, labelled or not)."""
+    else any dataset ``read_groups`` reads (every document of every query, labelled or not). A corpus is plain text
+    (mining embeds it): titled documents are refused (``require_plain``)."""
     path = Path(source).expanduser()
     if not path.is_file():
         raise DataError(f"corpus file {str(source)!r} does not exist")
     if path.suffix.lower() == ".txt":
         return [line for line in read_utf8(path).splitlines() if line.strip()]
+    groups = None
     if path.suffix.lower() in (".jsonl", ".json"):
         lines = [line for line in read_utf8(path).split("\n") if line.strip()]
         if lines and json_document(lines[0]) is not None:
-            return json_documents(lines, str(source))
-    return [d for g in read_groups(path) for d in g.documents]
+            groups = [QueryGroup("corpus", json_documents(lines, str(source)), [])]
+    groups = groups or read_groups(path)
+    require_plain(groups, f"a corpus ({source})")
+    return [d for g in groups for d in g.documents]
 
 
 def write_groups(groups: Iterable[QueryGroup], path: str | Path) -> Path:
@@ -368,9 +418,16 @@ def convert(groups: Sequence[QueryGroup], data_format: str, **kwargs: Any) -> di
     return cols
 
 
-def load_dataset(source: str | Path, data_format: str = "pairs", split: str = "train", **kwargs: Any):
-    """Read ``source`` and return a ``datasets.Dataset`` in ``data_format`` — ready for CrossEncoderTrainer."""
+def load_dataset(source: str | Path, data_format: str = "pairs", split: str = "train", separator: str | None = None,
+                 **kwargs: Any):
+    """Read ``source`` and return a ``datasets.Dataset`` in ``data_format`` — ready for CrossEncoderTrainer.
+    Titled documents are joined into text with ``separator`` (``CrossEncoder.pair_encoder().separator``), which
+    such data needs."""
     from fastrank.errors import require
 
     datasets = require("datasets", "train", "building training datasets")
-    return datasets.Dataset.from_dict(convert(read_groups(source, split=split), data_format, **kwargs))
+    groups = read_groups(source, split=split)
+    if separator is not None:
+        join_titles(groups, separator)
+    require_plain(groups, "load_dataset without separator=")
+    return datasets.Dataset.from_dict(convert(groups, data_format, **kwargs))

@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -121,12 +122,14 @@ class EmbeddingModel:
         d = self.encode(documents, batch_size)
         return np.einsum("ij,ij->i", q, d)
 
-    def predict(self, pairs: Sequence[Sequence[str]], batch_size: int = 64,
+    def predict(self, pairs: Sequence[Sequence[Any]], batch_size: int = 64,
                 show_progress_bar: bool | None = None, **_: object) -> np.ndarray:
         """Score pairs by embedding similarity: lets the reranking evaluator measure the first stage alone."""
         from fastrank.batching import check_pairs
+        from fastrank.documents import document_text
 
-        pairs = check_pairs(pairs)
+        sep = self._encoder.separator  # a titled document is embedded as the text a reranker reads
+        pairs = [(q, d if isinstance(d, str) else document_text(d, sep)) for q, d in check_pairs(pairs)]
         queries = sorted({q for q, _ in pairs})
         docs = sorted({d for _, d in pairs})
         qv = dict(zip(queries, self.encode(queries, batch_size, show_progress_bar)))

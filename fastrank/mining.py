@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fastrank.data import QueryGroup, dedup_key
+from fastrank.data import QueryGroup, dedup_key, require_plain
 from fastrank.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -160,6 +160,7 @@ def mine_hard_negatives(
     if min_score is not None and max_score is not None and min_score > max_score:
         raise ValueError(f"min_score ({min_score}) is above max_score ({max_score}): no similarity is in between")
     check_margins(relative_margin, absolute_margin)
+    require_plain(groups, "mining")
     stats: dict[str, Any] = {}
     usable = [g for g in groups if g.positives]
     stats["queries_without_positive_skipped"] = len(groups) - len(usable)
@@ -264,6 +265,7 @@ def add_answer_negatives(
     if closest < 0 or random_count < 0 or closest + random_count == 0:
         raise ValueError(f"closest and random_count must be >= 0 and not both 0, got {closest} and {random_count}")
     check_margins(relative_margin, None)
+    require_plain(groups, "answer negatives")
     first_seen: dict[str, str] = {}
     for g in groups:
         for p in g.positives:

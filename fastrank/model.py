@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fastrank.batching import PairEncoder, check_pairs, collate, plan_batches, run_batches
+from fastrank.batching import Pair, PairEncoder, check_pairs, collate, plan_batches, run_batches
+from fastrank.documents import Document, document_text
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.io import atomic_dir
 from fastrank.types import RankedDoc
@@ -228,10 +229,12 @@ class CrossEncoder(torch.nn.Module):
             self.__dict__["_pair_encoder"] = cached
         return cached
 
-    def tokenize(self, queries: Sequence[str], documents: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Tokenize pairs into one padded batch on the model's device (pads to a multiple of 8)."""
+    def tokenize(self, queries: Sequence[str], documents: Sequence[Document]) -> dict[str, torch.Tensor]:
+        """Tokenize pairs into one padded batch on the model's device (pads to a multiple of 8); titled documents
+        are joined as ``PairEncoder`` joins them."""
+        sep = self.pair_encoder().separator
         enc = self.tokenizer(
-            list(queries), list(documents), padding=True, truncation="longest_first",
+            list(queries), [document_text(d, sep) for d in documents], padding=True, truncation="longest_first",
             max_length=self.max_length, pad_to_multiple_of=8, return_tensors="pt",
         )
         return {k: v.to(self.device) for k, v in enc.items()}
@@ -248,7 +251,7 @@ class CrossEncoder(torch.nn.Module):
             batch = collate(encoded, idx, encoder.pad_token_id)
             yield idx, {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
 
-    def score(self, queries: Sequence[str], documents: Sequence[str], forward=None) -> torch.Tensor:
+    def score(self, queries: Sequence[str], documents: Sequence[Document], forward=None) -> torch.Tensor:
         """Logits (n, num_labels) with gradients, in input order: what the losses call.
 
         Pairs are sorted by length and run ``score_batch_size`` at a time, each sub-batch padded to its own
@@ -280,7 +283,7 @@ class CrossEncoder(torch.nn.Module):
     @torch.inference_mode()
     def predict(
         self,
-        pairs: Sequence[Sequence[str]],
+        pairs: Sequence[Pair],
         batch_size: int = 32,
         activation: str | None = None,
         show_progress_bar: bool | None = None,
@@ -316,14 +319,15 @@ class CrossEncoder(torch.nn.Module):
     def rank(
         self,
         query: str,
-        documents: Sequence[str],
+        documents: Sequence[Document],
         top_k: int | None = None,
         return_documents: bool = False,
         batch_size: int = 32,
         activation: str | None = None,
     ) -> list[RankedDoc]:
         """Score every document against ``query`` and return them best first (ties keep no input-order bias). Input
-        is checked as ``Reranker.rerank`` checks it (a non-empty query, a list of strings, ``top_k`` >= 0)."""
+        is checked as ``Reranker.rerank`` checks it (a non-empty query, a list of strings or ``{"text", "title"}``
+        mappings, ``top_k`` >= 0)."""
         from fastrank.reranker import check_rerank_input
 
         docs = check_rerank_input(query, documents, top_k)

@@ -41,6 +41,12 @@ def render_model_card(model: Any) -> str:
     ]
     if "train_data" in data:
         parts += ["## Training data", "", str(data["train_data"]), ""]
+    if "titled_documents" in data:
+        sep = data["titled_documents"]["separator"]
+        parts += ["## Titled documents", "",
+                  f"Trained on documents with a title, read as `<title> {sep} <text>`. Pass documents as "
+                  "`{'title': ..., 'text': ...}` to fastrank (rerank, Reranker, CrossEncoder, the HTTP service), "
+                  f"or write them that way yourself (sentence-transformers: `f'{{title}} {sep} {{text}}'`).", ""]
     if "loss" in data:
         parts += ["## Loss", "", str(data["loss"]), ""]
     if "first_stage_prior" in data:

@@ -11,14 +11,15 @@ import logging
 import numbers
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fastrank.backends.base import Backend, get_backend
-from fastrank.batching import EncodedPairs, PairEncoder, check_pairs, run_batches
+from fastrank.batching import EncodedPairs, Pair, PairEncoder, check_pairs, run_batches
+from fastrank.documents import Document, check_document
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.export.manifest import cpu_features, read_manifest
 from fastrank.fusion import check_fusion_input, fuse_scores
@@ -69,26 +70,25 @@ def auto_backend(path: str, manifest: dict[str, Any] | None) -> str:
     return manifest["format"]
 
 
-def check_rerank_input(query: str, documents: Sequence[str], top_k: int | None = None) -> list[str]:
-    """Validate a rerank request; bad input raises TypeError/ValueError saying what was wrong and what is accepted."""
+def check_rerank_input(query: str, documents: Sequence[Document], top_k: int | None = None) -> list[Document]:
+    """Validate a rerank request; bad input raises TypeError/ValueError saying what was wrong and what is accepted.
+    A document is a string or a mapping with a ``text`` string and an optional ``title`` (``fastrank.documents``)."""
     if not isinstance(query, str):
         raise TypeError(f"query must be a str, got {type(query).__name__}")
     if not query.strip():
         raise ValueError("query is empty: give the text to rank the documents against")
-    if isinstance(documents, (str, bytes)):
-        raise TypeError("documents must be a list of strings, got a single "
-                        f"{type(documents).__name__}; wrap it: [document]")
+    if isinstance(documents, (str, bytes, Mapping)):
+        raise TypeError("documents must be a list of documents (strings or {'text', 'title'} mappings), got a "
+                        f"single {type(documents).__name__}; wrap it: [document]")
     docs = list(documents)
     for i, doc in enumerate(docs):
-        if not isinstance(doc, str):
-            hint = " (decode it first: doc.decode('utf-8', errors='replace'))" if isinstance(doc, bytes) else ""
-            raise TypeError(f"document {i} must be a str, got {type(doc).__name__}{hint}")
+        check_document(doc, f"document {i}")
     if top_k is not None and (not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool) or top_k < 0):
         raise ValueError(f"top_k must be a non-negative integer or None, got {top_k!r}")
     return docs
 
 
-def ranked(scores: np.ndarray, docs: Sequence[str], top_k: int | None = None,
+def ranked(scores: np.ndarray, docs: Sequence[Document], top_k: int | None = None,
            return_documents: bool = True) -> list[dict[str, Any]]:
     """``[{"index", "score", "document"}]`` best first; ties keep the caller's order."""
     order = np.argsort(-scores, kind="stable")[:top_k]
@@ -235,7 +235,7 @@ class Reranker:
     def max_length(self) -> int:
         return self.encoder.max_length
 
-    def encode(self, pairs: Sequence[Sequence[str]]) -> tuple[EncodedPairs, np.ndarray | None]:
+    def encode(self, pairs: Sequence[Pair]) -> tuple[EncodedPairs, np.ndarray | None]:
         """Tokenize pairs the way this reranker scores them: ``(encoded rows, owners)``; ``owners`` maps each row
         to its pair in ``windows`` mode (None when every pair is one row). Pass the scored rows to ``reduce``."""
         pairs = check_pairs(pairs)
@@ -258,7 +258,7 @@ class Reranker:
         starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
         return np.maximum.reduceat(rows, starts, axis=0)
 
-    def logits(self, pairs: Sequence[Sequence[str]]) -> np.ndarray:
+    def logits(self, pairs: Sequence[Pair]) -> np.ndarray:
         """Raw float32 logits (n, num_labels) in the caller's order (windows: each document's best window)."""
         encoded, owners = self.encode(pairs)
         if not len(encoded):
@@ -270,7 +270,7 @@ class Reranker:
         scores = _activate(logits, activation or self.activation)
         return scores[:, 0] if self.num_labels == 1 else scores
 
-    def predict(self, pairs: Sequence[Sequence[str]], activation: str | None = None) -> np.ndarray:
+    def predict(self, pairs: Sequence[Pair], activation: str | None = None) -> np.ndarray:
         """Scores for (query, document) pairs: float32 (n,) for a one-logit model, (n, num_labels) otherwise.
 
         The activation (the model's, or ``activation``: sigmoid / softmax / identity) is applied last, to fp32
@@ -279,10 +279,12 @@ class Reranker:
         return self.activate(self.logits(pairs), activation)
 
     def rerank(
-        self, query: str, documents: Sequence[str], top_k: int | None = None, return_documents: bool = True,
+        self, query: str, documents: Sequence[Document], top_k: int | None = None, return_documents: bool = True,
         first_stage_scores: Sequence[float] | None = None, fusion_weight: float = 0.0,
     ) -> list[dict[str, Any]]:
-        """``[{"index", "score", "document"}]`` best first (``document`` only with return_documents).
+        """``[{"index", "score", "document"}]`` best first (``document`` only with return_documents: the caller's
+        document as given, string or mapping). A document with a ``title`` is scored as its title and text joined by
+        the tokenizer's separator (``fastrank.documents``), the way a model trained with titles read them.
 
         With ``first_stage_scores`` (one per document, e.g. the retriever's cosines) and ``fusion_weight`` > 0 the
         score is ``z(reranker) + fusion_weight * z(first stage)`` per query (``fastrank.fusion``): the retriever's
@@ -334,7 +336,7 @@ def _cache_key(model: str | Path, backend: str) -> tuple[Any, ...]:
 
 
 def rerank(
-    query: str, documents: Sequence[str], *, model: str | Path, top_k: int | None = None, backend: str = "auto",
+    query: str, documents: Sequence[Document], *, model: str | Path, top_k: int | None = None, backend: str = "auto",
     return_documents: bool = True, first_stage_scores: Sequence[float] | None = None, fusion_weight: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Rerank ``documents`` for ``query`` with ``model``; the loaded Reranker is cached per (model, backend).

@@ -8,11 +8,12 @@ from typing import Any
 
 @dataclass(frozen=True)
 class RankedDoc:
-    """One reranked document: its position in the caller's list, its score, and optionally its text."""
+    """One reranked document: its position in the caller's list, its score, and optionally the document as the
+    caller gave it (a string or a {"text", "title"} mapping)."""
 
     index: int
     score: float
-    document: str | None = None
+    document: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         """``{"index", "score"}``, plus ``document`` when it was kept: what ``Reranker.rerank`` returns."""

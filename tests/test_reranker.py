@@ -133,7 +133,7 @@ def test_rerank_output_and_bad_inputs(onnx_reranker):
     assert onnx_reranker.rerank(QUERY, DOCS, top_k=0) == []
     with pytest.raises(ValueError, match="query is empty"):
         onnx_reranker.rerank("  ", DOCS)
-    with pytest.raises(TypeError, match="document 2 must be a str, got bytes.*decode"):
+    with pytest.raises(TypeError, match="document 2 must be a str or a mapping.*got bytes.*decode"):
         onnx_reranker.rerank(QUERY, ["a", "b", b"caf\xe9"])
     with pytest.raises(TypeError, match="document 1 must be a str, got NoneType"):
         onnx_reranker.rerank(QUERY, ["a", None])

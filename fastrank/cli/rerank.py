@@ -10,16 +10,18 @@ import typer
 
 from fastrank.cli.output import BACKEND_HELP, print_json
 from fastrank.data import decode_utf8, json_document, json_documents, read_utf8
+from fastrank.documents import Document, document_parts
 from fastrank.errors import DataError
 
 
 DOCS_FORMATS = ("auto", "lines", "jsonl")
 
 
-def parse_documents(text: str, source: str, fmt: str = "auto") -> list[str]:
+def parse_documents(text: str, source: str, fmt: str = "auto") -> list[Document]:
     """Documents from text, one per non-empty line: ``lines`` takes each line as it is; ``jsonl`` reads each line
-    as a JSON string or an object with ``text`` / ``document``; ``auto`` reads JSONL when the first non-empty line
-    is such a JSON value, else lines (so plain text that starts with a quote or a brace stays text)."""
+    as a JSON string or an object with ``text`` / ``document`` (and ``title``, scored with it); ``auto`` reads
+    JSONL when the first non-empty line is such a JSON value, else lines (so plain text that starts with a quote or
+    a brace stays text)."""
     if fmt not in DOCS_FORMATS:
         raise ValueError(f"docs format must be one of {', '.join(DOCS_FORMATS)}, got {fmt!r}")
     lines = [line for line in text.splitlines() if line.strip()]
@@ -29,7 +31,7 @@ def parse_documents(text: str, source: str, fmt: str = "auto") -> list[str]:
     return json_documents(lines, source, hint)
 
 
-def rerank_documents(model: str, query: str, documents: list[str], top_k: int | None = None,
+def rerank_documents(model: str, query: str, documents: list[Document], top_k: int | None = None,
                      backend: str = "auto", long_documents: str = "truncate") -> dict[str, Any]:
     """Rerank and return ``{"model", "query", "backend", "results": [{"index", "score", "document"}]}``."""
     from fastrank.reranker import Reranker
@@ -46,7 +48,7 @@ def rerank_command(
         "--docs-file", help="Documents: one per line, or JSONL. Default: read stdin.")] = None,
     docs_format: Annotated[str, typer.Option(
         "--docs-format", help="auto (JSONL when the first line is a JSON string or {\"text\": ...}, else lines) | "
-                              "lines | jsonl.")] = "auto",
+                              "lines | jsonl. A JSONL object's \"title\" is scored with its text.")] = "auto",
     top_k: Annotated[int | None, typer.Option("--top-k", help="Return only the best K.")] = None,
     backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
     long_documents: Annotated[str, typer.Option(
@@ -69,6 +71,7 @@ def rerank_command(
         return
     typer.echo("| rank | score | index | document |\n| ---: | ---: | ---: | --- |")
     for rank, row in enumerate(result["results"], 1):
-        doc = " ".join(row["document"].split())
+        title, text = document_parts(row["document"])
+        doc = " ".join(f"{title} | {text}".split() if title else text.split())
         doc = doc if len(doc) <= 80 else doc[:77] + "..."
         typer.echo(f"| {rank} | {row['score']:.4f} | {row['index']} | {doc} |")

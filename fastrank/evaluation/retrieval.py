@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fastrank.data import QueryGroup, dedup_key
+from fastrank.data import QueryGroup, dedup_key, require_plain
 from fastrank.errors import DataError
 from fastrank.evaluation.metrics import evaluate_rankings
 from fastrank.fusion import fuse_scores
@@ -32,6 +32,7 @@ class RetrievalTask:
     def from_groups(cls, groups: Sequence[QueryGroup], extra_corpus: Sequence[str] = ()) -> RetrievalTask:
         """Every distinct document of every group (plus ``extra_corpus``) is a corpus entry; a query's positives
         are its qrels. Documents equal up to case and whitespace are one entry (see ``fastrank.data.dedup_key``)."""
+        require_plain(groups, "retrieval evaluation (the embedding model's corpus)")
         index: dict[str, int] = {}
         corpus: list[str] = []
         for d in [d for g in groups for d in g.documents] + list(extra_corpus):

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from fastrank.batching import PairEncoder, run_batches
+from fastrank.documents import Document, check_document
 from fastrank.evaluation.metrics import evaluate_rankings
 
 BOUNDS: dict[str, dict[str, float]] = {
@@ -118,7 +119,7 @@ BUILTIN_GROUPS: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
 @dataclass(frozen=True)
 class VerifyGroup:
     query: str
-    documents: list[str]
+    documents: list[Document]
     labels: list[float] | None = None
 
 
@@ -154,9 +155,11 @@ def normalize_groups(verify_pairs: Any) -> tuple[list[VerifyGroup], str]:
                 f"verification group {i} must be (query, [documents]) or (query, [documents], [labels]), "
                 f"got {type(item).__name__}"
             )
-        if not isinstance(query, str) or isinstance(docs, str) or not all(isinstance(d, str) for d in docs or []):
-            raise TypeError(f"verification group {i} needs a query string and a list of document strings")
+        if not isinstance(query, str) or isinstance(docs, str):
+            raise TypeError(f"verification group {i} needs a query string and a list of documents")
         docs = list(docs or [])
+        for j, doc in enumerate(docs):
+            check_document(doc, f"verification group {i}, document {j}")
         if labels is not None and len(labels) != len(docs):
             raise ValueError(f"verification group {i} has {len(docs)} documents but {len(labels)} labels")
         if docs:

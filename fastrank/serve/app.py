@@ -1,8 +1,9 @@
 """The HTTP rerank service (FastAPI): ``POST /rerank``, ``GET /health``, ``GET /metrics``, OpenAPI at ``/docs``.
 
 ``POST /rerank`` takes what Cohere, Jina, infinity and text-embeddings-inference clients send — ``query``,
-``documents`` (strings or ``{"text": ...}`` objects) or ``texts``, ``top_n``, ``return_documents`` (or TEI's
-``return_text``) — and answers ``{"results": [{"index", "relevance_score", "document"?}], "model", "usage"}``; a
+``documents`` (strings or ``{"text": ...}`` objects, with an optional ``title`` scored with the text) or ``texts``,
+``top_n``, ``return_documents`` (or TEI's ``return_text``) — and answers
+``{"results": [{"index", "relevance_score", "document"?}], "model", "usage"}``; a
 request that sends ``texts`` (text-embeddings-inference's field) gets TEI's answer, ``[{"index", "score", "text"?}]``.
 Requests are scored by a ``BatchingEngine`` that batches pairs across concurrent requests. Importing this module
 imports FastAPI (the ``serve`` extra); ``import fastrank`` never does.
@@ -29,6 +30,7 @@ from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, PlainTextResponse  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
+from fastrank.documents import document_length  # noqa: E402
 from fastrank.fusion import check_fusion_input, fuse_scores  # noqa: E402
 from fastrank.reranker import Reranker, check_rerank_input, ranked  # noqa: E402
 from fastrank.serve.engine import BatchingConfig, BatchingEngine, EngineStopped, QueueFull  # noqa: E402
@@ -63,6 +65,8 @@ class ServeConfig:
 
 class Document(BaseModel):
     text: str
+    title: str | None = Field(None, description="Scored with the text, joined by the tokenizer's separator "
+                              "(fastrank.documents); for models trained with titles.")
 
 
 class RerankRequest(BaseModel):
@@ -107,7 +111,7 @@ class _RequestError(Exception):
         self.status = status
 
 
-def _documents(req: RerankRequest, config: ServeConfig) -> list[str]:
+def _documents(req: RerankRequest, config: ServeConfig) -> list[str | dict[str, str]]:
     if req.documents is not None and req.texts is not None:
         raise _RequestError(422, "give either 'documents' or 'texts', not both")
     if req.top_k is not None and req.top_n is not None and req.top_k != req.top_n:
@@ -117,7 +121,8 @@ def _documents(req: RerankRequest, config: ServeConfig) -> list[str]:
         raise _RequestError(422, "the request needs 'documents' (a list of strings or {'text': ...} objects) "
                                   "or 'texts' (a list of strings)")
     try:
-        docs = check_rerank_input(req.query, [d if isinstance(d, str) else d.text for d in raw], _top(req))
+        docs = check_rerank_input(req.query, [d if isinstance(d, str) else d.model_dump(exclude_none=True)
+                                              for d in raw], _top(req))
     except (TypeError, ValueError) as exc:  # the checks Reranker.rerank makes, with the same messages
         raise _RequestError(422, str(exc)) from exc
     if len(req.query) > config.max_query_chars:
@@ -126,9 +131,9 @@ def _documents(req: RerankRequest, config: ServeConfig) -> list[str]:
     if len(docs) > config.max_documents:
         raise _RequestError(413, f"{len(docs)} documents in one request; max_documents is {config.max_documents}")
     for i, doc in enumerate(docs):
-        if len(doc) > config.max_document_chars:
-            raise _RequestError(413, f"document {i} has {len(doc)} characters; max_document_chars is "
-                                      f"{config.max_document_chars}")
+        if document_length(doc) > config.max_document_chars:
+            raise _RequestError(413, f"document {i} has {document_length(doc)} characters (title and text); "
+                                      f"max_document_chars is {config.max_document_chars}")
     try:  # the checks Reranker.rerank makes, before any inference
         check_fusion_input(req.first_stage_scores, len(docs), req.fusion_weight)
     except ValueError as exc:
@@ -263,4 +268,8 @@ def config_to_env(config: ServeConfig) -> str:
 def response_body(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Reranker.rerank results in the service's result shape (index, relevance_score, document)."""
     return [{"index": r["index"], "relevance_score": r["score"],
-             **({"document": {"text": r["document"]}} if "document" in r else {})} for r in results]
+             **({"document": _echo(r["document"])} if "document" in r else {})} for r in results]
+
+
+def _echo(doc: Any) -> dict[str, Any]:
+    return {"text": doc} if isinstance(doc, str) else dict(doc)

@@ -151,13 +151,26 @@ def _set_first_stage_prior(loss, config: TrainConfig) -> Any:
     return prior
 
 
+def _title_separator(groups: list, base: str) -> str | None:
+    """The base tokenizer's pair separator when the data has titled documents (``fastrank.documents``), else None:
+    titles are joined as the trained model will read them at rerank time."""
+    if all(isinstance(d, str) for g in groups for d in g.documents):
+        return None
+    from transformers import AutoTokenizer
+
+    from fastrank.documents import pair_separator
+    from fastrank.model import resolve_model_path
+
+    return pair_separator(AutoTokenizer.from_pretrained(resolve_model_path(base)).backend_tokenizer)
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train a cross-encoder per ``config``; returns metrics before/after, wall time and throughput."""
     import datasets
     import torch
     from transformers import set_seed
 
-    from fastrank.data import convert, read_groups
+    from fastrank.data import convert, join_titles, read_groups
     from fastrank.evaluation.evaluators import RerankingEvaluator
     from fastrank.io import check_output_dir
     from fastrank.losses import get_loss
@@ -175,6 +188,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     evaluator = RerankingEvaluator.from_file(config.eval_data, ks=(10,)) if config.eval_data else None  # read early
     set_seed(config.seed)
     groups = read_groups(config.data)
+    separator = _title_separator(groups, config.base)
+    titled = join_titles(groups, separator) if separator else 0  # mining and the dataset columns read plain text
     mining_stats = _add_mined_negatives(groups, config) if config.mine_negatives else None
     if config.answer_negatives:
         mining_stats = {**(mining_stats or {}), **_add_answer_negatives(groups, config)}
@@ -222,7 +237,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
                        math.ceil(steps), len(train_dataset), fmt, config.batch_size, config.epochs,
                        round(100 * config.warmup_ratio))
     result: dict[str, Any] = {"config": asdict(config), "bf16": bf16, "train_rows": len(train_dataset),
-                              "train_pairs_per_epoch": _count_pairs(columns, fmt), "mining": mining_stats}
+                              "train_pairs_per_epoch": _count_pairs(columns, fmt), "mining": mining_stats,
+                              "titled_documents": titled}
     if evaluator is not None:
         result["eval_before"] = evaluator.evaluate(scorer).to_dict()
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator)
@@ -243,6 +259,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                       + (f", +{config.answer_negatives} answer negatives per query" if config.answer_negatives else "")
                       + ")",
         "loss": f"{type(loss).__name__} {config.loss_options or ''}".strip(),
+        **({"titled_documents": {"count": titled, "separator": separator}} if titled else {}),
         **({"first_stage_prior": {"model": config.first_stage_model, "weight": config.first_stage_weight,
                                   "score": "logit + weight * first-stage score"}} if config.first_stage_weight else {}),
         "hyperparameters": {k: v for k, v in asdict(config).items()
