@@ -94,7 +94,7 @@ def _group_from_record(rec: dict[str, Any], where: str) -> QueryGroup:
         raise DataError(f"{where}: 'query' must be a non-empty string, got {query!r}")
     if not isinstance(docs, list):
         raise DataError(f"{where}: 'documents' must be a list of strings (or {{'text', 'title'}} objects)")
-    docs = [_document(d, f"{where}: document {i}") for i, d in enumerate(docs)]
+    docs = [normalize_document(d, f"{where}: document {i}") for i, d in enumerate(docs)]
     labels_raw = rec.get("labels")
     scores_raw = rec.get("scores")
     for name, values in (("labels", labels_raw), ("scores", scores_raw)):
@@ -129,13 +129,13 @@ def _group_flat_rows(rows: Iterable[dict[str, Any]], source: str) -> list[QueryG
             raise DataError(f"{where}: 'document' must be a string, got {type(row['document']).__name__}")
         title = row.get("title")
         g = groups.setdefault(q, QueryGroup(q, [], [], str(row.get("query_id", ""))))
-        g.documents.append(_document({"text": row["document"], "title": title if isinstance(title, str) else None},
-                                     where))
+        title = title if isinstance(title, str) else None
+        g.documents.append(normalize_document({"text": row["document"], "title": title}, where))
         g.labels.append(_number(row["label"], where, "'label'"))
     return list(groups.values())
 
 
-def _document(doc: Any, where: str) -> Document:
+def normalize_document(doc: Any, where: str) -> Document:
     """A data file's document: a string as it is; an object as ``{"title", "text"}``, or its text alone when its
     title is missing or blank."""
     try:
@@ -286,7 +286,7 @@ def json_document(line: str) -> Document | None:
         text, title = value.get("text", value.get("document")), value.get("title")
         if not isinstance(text, str) or (title is not None and not isinstance(title, str)):
             return None
-        return _document({"text": text, "title": title}, "")
+        return normalize_document({"text": text, "title": title}, "")
     return value if isinstance(value, str) else None
 
 

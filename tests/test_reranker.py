@@ -135,8 +135,14 @@ def test_rerank_output_and_bad_inputs(onnx_reranker):
         onnx_reranker.rerank("  ", DOCS)
     with pytest.raises(TypeError, match="document 2 must be a str or a mapping.*got bytes.*decode"):
         onnx_reranker.rerank(QUERY, ["a", "b", b"caf\xe9"])
-    with pytest.raises(TypeError, match="document 1 must be a str, got NoneType"):
+    with pytest.raises(TypeError, match="document 1 must be a str or a mapping.*got NoneType"):
         onnx_reranker.rerank(QUERY, ["a", None])
+    with pytest.raises(TypeError, match=r"document 1 needs a 'text' string.*got keys \['body', 'title'\]"):
+        onnx_reranker.rerank(QUERY, ["a", {"title": "t", "body": "b"}])
+    with pytest.raises(TypeError, match="document 0: 'title' must be a string or absent, got int"):
+        onnx_reranker.rerank(QUERY, [{"title": 3, "text": "b"}])
+    with pytest.raises(TypeError, match="single dict"):
+        onnx_reranker.rerank(QUERY, {"text": "one"})
     with pytest.raises(TypeError, match="single str"):
         onnx_reranker.rerank(QUERY, "just one document")
     with pytest.raises(TypeError, match="not valid Unicode text"):

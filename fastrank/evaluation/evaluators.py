@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from fastrank.data import read_utf8
+from fastrank.data import normalize_document, read_utf8
+from fastrank.documents import Document
 from fastrank.errors import DataError, FastrankError
 from fastrank.evaluation.metrics import DEFAULT_KS, default_metrics, evaluate_rankings, parse_metric
 from fastrank.types import EvalResult
@@ -28,7 +29,8 @@ from fastrank.types import EvalResult
 logger = logging.getLogger(__name__)
 
 SAMPLE_FORMATS = (
-    '{"query": str, "documents": [str, ...], "labels": [number, ...]}  (label > 0 = relevant; graded allowed), or '
+    '{"query": str, "documents": [str, ...], "labels": [number, ...]}  (label > 0 = relevant; graded allowed; a '
+    'document may be {"text": str, "title": str}), or '
     '{"query": str, "positive": [str, ...], "negative": [str, ...]}  (as sentence-transformers)'
 )
 
@@ -37,16 +39,18 @@ SAMPLE_FORMATS = (
 class _Query:
     query_id: str | None
     query: str
-    documents: tuple[str, ...]
+    documents: tuple[Document, ...]
     labels: np.ndarray
 
 
-def _text_list(value: Any, key: str, where: str) -> tuple[str, ...]:
-    if isinstance(value, str):
+def _text_list(value: Any, key: str, where: str) -> tuple[Document, ...]:
+    """Documents as the data readers take them: strings, or ``{"text", "title"}`` (``fastrank.documents``)."""
+    if isinstance(value, (str, Mapping)):
         value = [value]
-    if not isinstance(value, Sequence) or not all(isinstance(d, str) for d in value):
-        raise DataError(f"{where}: {key!r} must be a list of strings; accepted samples: {SAMPLE_FORMATS}")
-    return tuple(value)
+    if not isinstance(value, Sequence) or not all(isinstance(d, (str, Mapping)) for d in value):
+        raise DataError(f"{where}: {key!r} must be a list of strings (or {{'text', 'title'}} objects); accepted "
+                        f"samples: {SAMPLE_FORMATS}")
+    return tuple(normalize_document(d, f"{where}: {key!r} item {i}") for i, d in enumerate(value))
 
 
 def _normalize_sample(sample: Any, where: str) -> _Query:
