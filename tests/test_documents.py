@@ -197,3 +197,19 @@ def test_training_learns_from_titles_alone(tiny_model_dir, tmp_path):
                             ("tiger", {"title": "lemon bad", "text": "a passage"})])
     assert scores[0] > scores[1]
     assert "read as `<title> [SEP] <text>`" in (tmp_path / "model" / "README.md").read_text()
+
+
+def test_client_sends_title_and_text_only(monkeypatch):
+    from fastrank.client import Client
+
+    sent = {}
+
+    def post(self, path, body):
+        sent.update(body)
+        return {"results": []}
+
+    monkeypatch.setattr(Client, "_post", post)
+    Client("http://localhost:1").rerank("q", [TITLED, "plain", {"text": "t", "title": None}])
+    assert sent["documents"] == [{"title": "Paris", "text": TITLED["text"]}, "plain", {"text": "t"}]
+    with pytest.raises(TypeError, match="document 1 needs a 'text' string"):
+        Client("http://localhost:1").rerank("q", ["ok", {"body": "x"}])

@@ -29,6 +29,9 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
     if weight:
         typer.echo(f"note: evaluated as logit + {weight:g} x first-stage score, the score it was trained for "
                    "(fastrank.losses.prior.PriorReranker); fastrank eval / export / Reranker score the model alone")
+    if result.get("titled_documents"):
+        typer.echo(f"note: {result['titled_documents']} documents had a title, read as <title> <sep> <text>; pass "
+                   "documents as {\"title\", \"text\"} at rerank time too (fastrank.documents)")
     typer.echo(
         f"trained on {result['train_rows']} rows for {result['config']['epochs']:g} epochs in "
         f"{result['train_seconds']} s "
