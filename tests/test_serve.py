@@ -331,6 +331,8 @@ def test_serve_passes_sessions_to_the_reranker(tiny_model_dir):
 
     with pytest.raises(ValueError, match="sessions=2 needs the onnx backend on a CPU; the torch backend"):
         create_app(ServeConfig(model=str(tiny_model_dir), sessions=2))
+    with pytest.raises(ValueError, match="window_stride applies to long_documents='windows'"):
+        create_app(ServeConfig(model=str(tiny_model_dir), window_stride=16))
 
 
 def test_serve_command_checks_the_port_and_says_where_it_serves(tiny_model_dir, monkeypatch):
@@ -347,6 +349,19 @@ def test_serve_command_checks_the_port_and_says_where_it_serves(tiny_model_dir, 
     ok = runner.invoke(app, ["serve", str(tiny_model_dir), "--port", "8123", "--threads", "1"])
     assert ok.exit_code == 0, ok.output
     assert ran[0]["port"] == 8123 and "serving" in ok.output and "http://127.0.0.1:8123" in ok.output
+    import fastrank.serve.app as serve_app
+
+    real, built = serve_app.Reranker, []
+
+    def reranker(*args, **kwargs):
+        built.append(real(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(serve_app, "Reranker", reranker)
+    windows = runner.invoke(app, ["serve", str(tiny_model_dir), "--threads", "1", "--long-documents", "windows",
+                                  "--window-stride", "7"])
+    assert windows.exit_code == 0, windows.output
+    assert built[0].long_documents == "windows" and built[0].window_stride == 7
 
 
 def test_each_worker_of_several_labels_its_metrics(tiny_model_dir, monkeypatch):

@@ -27,6 +27,9 @@ def serve_command(
         "--max-document-chars", help="Characters per document (413 above).")] = 100_000,
     long_documents: Annotated[str, typer.Option(
         "--long-documents", help="truncate | windows (score = best window).")] = "truncate",
+    window_stride: Annotated[int | None, typer.Option(
+        "--window-stride", help="With --long-documents windows: tokens consecutive windows share (default: a "
+                                "quarter of max length).")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Server processes, each with its own model.")] = 1,
     threads: Annotated[int | None, typer.Option(
         "--threads", help="Inference threads per worker (default: cores / workers).")] = None,
@@ -55,6 +58,7 @@ def serve_command(
         raise typer.BadParameter(f"--sessions must be 'auto' or a positive integer, got {sessions!r}")
     config = ServeConfig(model=model, backend=backend, num_threads=threads,
                          sessions=sessions if sessions == "auto" else int(sessions), long_documents=long_documents,
+                         window_stride=window_stride,
                          max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms, max_queue=max_queue,
                          max_batch_requests=1 if no_batching else None, max_documents=max_documents,
                          max_document_chars=max_document_chars)

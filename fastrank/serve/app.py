@@ -50,6 +50,7 @@ class ServeConfig:
     num_threads: int | None = None
     sessions: int | str = "auto"
     long_documents: str = "truncate"
+    window_stride: int | None = None
     max_batch_tokens: int = 8192
     max_wait_ms: float = 5.0
     max_queue: int = 256
@@ -154,7 +155,8 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None, worker: st
     """The service for ``config``; pass a loaded ``reranker`` to skip loading ``config.model`` (tests). ``worker``
     (one of several server processes) labels its metrics and /health, since each process counts on its own."""
     reranker = reranker or Reranker(config.model, backend=config.backend, num_threads=config.num_threads,
-                                    sessions=config.sessions, long_documents=config.long_documents)
+                                    sessions=config.sessions, long_documents=config.long_documents,
+                                    window_stride=config.window_stride)
     prepared = reranker.warmup()  # CUDA graphs / TensorRT contexts before the first request, not during it
     if prepared:
         logger.info("warmed %d shapes of the %s backend", prepared, reranker.backend.name)
