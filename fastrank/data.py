@@ -127,9 +127,8 @@ def _group_flat_rows(rows: Iterable[dict[str, Any]], source: str) -> list[QueryG
             raise DataError(f"{where}: 'query' must be a non-empty string, got {q!r}")
         if not isinstance(row["document"], str):
             raise DataError(f"{where}: 'document' must be a string, got {type(row['document']).__name__}")
-        title = row.get("title")
+        title = row.get("title") if isinstance(row.get("title"), str) else None  # CSV: "", Parquet: None or NaN
         g = groups.setdefault(q, QueryGroup(q, [], [], str(row.get("query_id", ""))))
-        title = title if isinstance(title, str) else None
         g.documents.append(normalize_document({"text": row["document"], "title": title}, where))
         g.labels.append(_number(row["label"], where, "'label'"))
     return list(groups.values())
