@@ -99,7 +99,7 @@ class PairEncoder:
         texts = [(q, text) for q, (_, text) in items]
         plain = self._plain_tokenizer()
         queries = list(dict.fromkeys(q for q, _ in items))
-        titled = {i: f"{title} {self.separator}" for i, (_, (title, _)) in enumerate(items) if title.strip()}
+        titled = {i: f"{title} {self.separator}" for i, (_, (title, _)) in enumerate(items) if title}
         try:
             q_encs = dict(zip(queries, plain.encode_batch(queries, add_special_tokens=False)))
             d_encs = plain.encode_batch([text for _, text in texts], add_special_tokens=False)

@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fastrank.documents import DOCUMENT_KEYS, check_document
+from fastrank.documents import DOCUMENT_KEYS, check_documents
 from fastrank.errors import FastrankError
 
 
@@ -40,12 +40,8 @@ class Client:
         ``first_stage_scores`` + ``fusion_weight``: rank by z(reranker) + weight x z(first stage), as
         ``Reranker.rerank`` does. A document is a string or ``{"text", "title"?}`` (the service scores the title
         with the text; other keys stay with the caller)."""
-        if isinstance(documents, (str, bytes, Mapping)):
-            raise TypeError("documents must be a list of documents; wrap a single document: [document]")
-        docs = list(documents)
-        for i, doc in enumerate(docs):
-            check_document(doc, f"document {i}")
-        docs = [d if isinstance(d, str) else {k: d[k] for k in DOCUMENT_KEYS if d.get(k) is not None} for d in docs]
+        docs = [d if isinstance(d, str) else {k: d[k] for k in DOCUMENT_KEYS if d.get(k) is not None}
+                for d in check_documents(documents)]
         body: dict[str, Any] = {"query": query, "documents": docs, "return_documents": return_documents}
         if top_n is not None:
             body["top_n"] = top_n

@@ -282,10 +282,11 @@ def json_document(line: str) -> Document | None:
     except json.JSONDecodeError:
         return None
     if isinstance(value, dict):
-        text, title = value.get("text", value.get("document")), value.get("title")
-        if not isinstance(text, str) or (title is not None and not isinstance(title, str)):
+        try:
+            return normalize_document({"text": value.get("text", value.get("document")), "title": value.get("title")},
+                                      "")
+        except DataError:
             return None
-        return normalize_document({"text": text, "title": title}, "")
     return value if isinstance(value, str) else None
 
 

@@ -40,27 +40,39 @@ def check_document(doc: Any, where: str) -> None:
         raise TypeError(f"{where}: 'title' must be a string or absent, got {type(title).__name__}")
 
 
+def check_documents(documents: Any) -> list[Document]:
+    """``documents`` as a list, each checked by ``check_document`` (named "document i"); a single string, bytes or
+    mapping is a TypeError saying to wrap it."""
+    if isinstance(documents, (str, bytes, Mapping)):
+        raise TypeError("documents must be a list of documents (strings or {'text', 'title'} mappings), got a "
+                        f"single {type(documents).__name__}; wrap it: [document]")
+    docs = list(documents)
+    for i, doc in enumerate(docs):
+        check_document(doc, f"document {i}")
+    return docs
+
+
 def document_parts(doc: Document) -> tuple[str, str]:
-    """``(title, text)`` of a checked document; the title is "" when there is none."""
+    """``(title, text)`` of a checked document; the title is "" when there is none or it is blank (no title)."""
     if isinstance(doc, str):
         return "", doc
-    return doc.get("title") or "", doc["text"]
+    title = doc.get("title") or ""
+    return (title if title.strip() else ""), doc["text"]
 
 
 def has_title(doc: Document) -> bool:
-    return bool(document_parts(doc)[0].strip())
+    return bool(document_parts(doc)[0])
 
 
 def document_text(doc: Document, separator: str) -> str:
     """The text the model reads for ``doc``: its text, or ``"<title> <separator> <text>"`` when it has a title."""
     title, text = document_parts(doc)
-    return f"{title} {separator} {text}" if title.strip() else text
+    return f"{title} {separator} {text}" if title else text
 
 
 def document_length(doc: Document) -> int:
-    """Characters the model reads from ``doc`` besides the separator (title + text): what size limits count."""
-    title, text = document_parts(doc)
-    return len(title) + len(text)
+    """Characters of ``doc``'s title and text as given (a blank title too): what size limits count."""
+    return len(doc) if isinstance(doc, str) else len(doc.get("title") or "") + len(doc["text"])
 
 
 def pair_separator(tokenizer) -> str:

@@ -11,7 +11,7 @@ import logging
 import numbers
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from fastrank.backends.base import Backend, get_backend
 from fastrank.batching import EncodedPairs, Pair, PairEncoder, check_pairs, run_batches
-from fastrank.documents import Document, check_document
+from fastrank.documents import Document, check_documents
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.export.manifest import cpu_features, read_manifest
 from fastrank.fusion import check_fusion_input, fuse_scores
@@ -77,12 +77,7 @@ def check_rerank_input(query: str, documents: Sequence[Document], top_k: int | N
         raise TypeError(f"query must be a str, got {type(query).__name__}")
     if not query.strip():
         raise ValueError("query is empty: give the text to rank the documents against")
-    if isinstance(documents, (str, bytes, Mapping)):
-        raise TypeError("documents must be a list of documents (strings or {'text', 'title'} mappings), got a "
-                        f"single {type(documents).__name__}; wrap it: [document]")
-    docs = list(documents)
-    for i, doc in enumerate(docs):
-        check_document(doc, f"document {i}")
+    docs = check_documents(documents)
     if top_k is not None and (not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool) or top_k < 0):
         raise ValueError(f"top_k must be a non-negative integer or None, got {top_k!r}")
     return docs
