@@ -4,7 +4,7 @@ Canonical on-disk format: grouped JSONL, one query per line:
 ``{"query_id": ..., "query": str, "documents": [str, ...], "labels": [0/1 or float, ...]}``
 (``"scores"`` instead of / beside ``"labels"`` carries teacher scores for distillation). A document may also be
 ``{"text": str, "title": str}`` (flat rows: a ``title`` column): the model reads the title as a segment of its own
-(``fastrank.documents``); ``join_titles`` writes titles into the text for tools that read plain text.
+(``fastrank.documents``); ``join_titles`` writes titles into the text for the training columns.
 Readers accept JSONL, CSV/TSV, Parquet and Hugging Face ``datasets`` hub ids, grouped or flat
 (``query, document, label`` rows are grouped by query).
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastrank.documents import Document, check_document, document_text, has_title
+from fastrank.documents import Document, check_document, document_parts, document_text, has_title
 from fastrank.errors import DataError
 
 FORMATS = ("pairs", "ntuples", "lists", "distillation")
@@ -61,6 +61,13 @@ def dedup_key(text: str) -> str:
     negative at once in a corpus.
     """
     return "".join(text.lower().split())
+
+
+def document_key(doc: Document) -> str:
+    """``dedup_key`` of a document, title included: the same text under another title is another document (titles
+    are what tell such texts apart), and a blank title is no title."""
+    title, text = document_parts(doc)
+    return f"{dedup_key(title)}\0{dedup_key(text)}" if title else dedup_key(text)
 
 
 def _number(value: Any, where: str, what: str) -> float:
@@ -148,8 +155,8 @@ def normalize_document(doc: Any, where: str) -> Document:
 
 def join_titles(groups: Sequence[QueryGroup], separator: str) -> int:
     """Write each titled document of ``groups`` (in place) as the text the model reads, ``"<title> <separator>
-    <text>"`` (``fastrank.documents.document_text``): for code that reads plain text (mining, training columns).
-    Returns how many documents had a title."""
+    <text>"`` (``fastrank.documents.document_text``), for the training columns, which hold text. Returns how many
+    documents had a title."""
     joined = 0
     for g in groups:
         for i, d in enumerate(g.documents):
@@ -157,17 +164,6 @@ def join_titles(groups: Sequence[QueryGroup], separator: str) -> int:
                 g.documents[i] = document_text(d, separator)
                 joined += 1
     return joined
-
-
-def require_plain(groups: Sequence[QueryGroup], what: str) -> None:
-    """DataError unless every document is a string: ``what`` (e.g. "mining") reads text, not titled documents."""
-    if any(not isinstance(d, str) for g in groups for d in g.documents):
-        raise DataError(
-            f"{what} reads plain-text documents, and this data has titled ones ({{'title', 'text'}}); join them "
-            "into text first with fastrank.data.join_titles(groups, separator), separator being what your "
-            "reranker's tokenizer puts between two texts (CrossEncoder(...).pair_encoder().separator, '[SEP]' for "
-            "BERT): the text a model trained on titles reads"
-        )
 
 
 def _records_to_groups(records: Sequence[dict[str, Any]], source: str) -> list[QueryGroup]:
@@ -302,11 +298,11 @@ def json_documents(lines: Sequence[str], source: str, hint: str = "") -> list[Do
     return docs
 
 
-def read_corpus(source: str | Path) -> list[str]:
+def read_corpus(source: str | Path) -> list[Document]:
     """The documents of a corpus file: ``.txt`` one per non-empty line; ``.jsonl`` / ``.json`` whose first line is
     a JSON string or an object with ``text`` / ``document`` (every line read so, as ``rerank``'s documents file);
-    else any dataset ``read_groups`` reads (every document of every query, labelled or not). A corpus is plain text
-    (mining embeds it): titled documents are refused (``require_plain``)."""
+    else any dataset ``read_groups`` reads (every document of every query, labelled or not). Titled documents come
+    back as ``{"title", "text"}``."""
     path = Path(source).expanduser()
     if not path.is_file():
         raise DataError(f"corpus file {str(source)!r} does not exist")
@@ -318,7 +314,6 @@ def read_corpus(source: str | Path) -> list[str]:
         if lines and json_document(lines[0]) is not None:
             groups = [QueryGroup("corpus", json_documents(lines, str(source)), [])]
     groups = groups or read_groups(path)
-    require_plain(groups, f"a corpus ({source})")
     return [d for g in groups for d in g.documents]
 
 
@@ -429,5 +424,10 @@ def load_dataset(source: str | Path, data_format: str = "pairs", split: str = "t
     groups = read_groups(source, split=split)
     if separator is not None:
         join_titles(groups, separator)
-    require_plain(groups, "load_dataset without separator=")
+    elif any(not isinstance(d, str) for g in groups for d in g.documents):
+        raise DataError(
+            f"{source} has titled documents ({{'title', 'text'}}) and training columns hold text: pass separator=, "
+            "what the model's tokenizer puts between two texts (CrossEncoder(...).pair_encoder().separator, '[SEP]' "
+            "for BERT), so titles are joined as the model reads them at rerank time"
+        )
     return datasets.Dataset.from_dict(convert(groups, data_format, **kwargs))

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fastrank.batching import PairEncoder, run_batches
+from fastrank.documents import Document, check_document, document_parts, document_text
 from fastrank.errors import ModelLoadError
 from fastrank.model import DEFAULT_BASE, resolve_model_path, weight_dtype
 
@@ -94,12 +95,14 @@ class EmbeddingModel:
         return summed / (counts if self.pooling == "mean" else counts.sqrt())
 
     @torch.inference_mode()
-    def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool | None = None) -> np.ndarray:
-        """Float32 embeddings (n, dim) in input order; texts are length-sorted into batches."""
+    def encode(self, texts: Sequence[Document], batch_size: int = 64,
+               show_progress_bar: bool | None = None) -> np.ndarray:
+        """Float32 embeddings (n, dim) in input order; texts are length-sorted into batches. A titled document
+        (``{"title", "text"}``) is embedded as the text a reranker reads: title, the tokenizer's separator, text."""
         texts = list(texts)
         for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise TypeError(f"text {i} must be a string, got {type(t).__name__}")
+            check_document(t, f"text {i}")
+        texts = [document_text(t, self._encoder.separator) for t in texts]
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         encoded = self._encoder.encode(texts)
@@ -126,10 +129,9 @@ class EmbeddingModel:
                 show_progress_bar: bool | None = None, **_: object) -> np.ndarray:
         """Score pairs by embedding similarity: lets the reranking evaluator measure the first stage alone."""
         from fastrank.batching import check_pairs
-        from fastrank.documents import document_text
 
-        sep = self._encoder.separator  # a titled document is embedded as the text a reranker reads
-        pairs = [(q, d if isinstance(d, str) else document_text(d, sep)) for q, d in check_pairs(pairs)]
+        sep = self._encoder.separator  # a titled document is embedded as the text a reranker reads (as in encode)
+        pairs = [(q, document_text(d, sep)) for q, d in check_pairs(pairs)]
         queries = sorted({q for q, _ in pairs})
         docs = sorted({d for _, d in pairs})
         qv = dict(zip(queries, self.encode(queries, batch_size, show_progress_bar)))
@@ -144,19 +146,27 @@ class CachedEmbedding:
 
     def __init__(self, model) -> None:
         self.model = model
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: dict[tuple[str, str], np.ndarray] = {}
 
     def __getattr__(self, name: str):
         if name in ("model", "_cache"):  # not set yet (copy / unpickling): no recursion through __getattr__
             raise AttributeError(name)
         return getattr(self.model, name)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool | None = None) -> np.ndarray:
-        """Float32 embeddings (n, dim) in input order; only texts not seen before reach the model."""
+    def encode(self, texts: Sequence[Document], batch_size: int = 64,
+               show_progress_bar: bool | None = None) -> np.ndarray:
+        """Float32 embeddings (n, dim) in input order; only texts (or titled documents) not seen before reach the
+        model."""
         texts = list(texts)
-        if not texts or not all(isinstance(t, str) for t in texts):  # the model's own empty result / type error
+        for i, t in enumerate(texts):
+            check_document(t, f"text {i}")
+        if not texts:  # the model's own empty result
             return self.model.encode(texts, batch_size, show_progress_bar)
-        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        keys = [document_parts(t) for t in texts]  # (title, text): hashable, and a blank title is no title
+        todo: dict[tuple[str, str], Document] = {}
+        for key, t in zip(keys, texts):
+            if key not in self._cache:
+                todo.setdefault(key, t)
         if todo:
-            self._cache.update(zip(todo, self.model.encode(todo, batch_size, show_progress_bar)))
-        return np.stack([self._cache[t] for t in texts])
+            self._cache.update(zip(todo, self.model.encode(list(todo.values()), batch_size, show_progress_bar)))
+        return np.stack([self._cache[k] for k in keys])

@@ -3,6 +3,8 @@
 For every query, retrieve the corpus documents most similar to it, drop its positives and likely false negatives,
 and keep ``num_negatives`` of the rest as hard negatives. The result is a list of query groups (positives labelled 1,
 mined negatives 0, optional teacher scores) that ``fastrank.data.convert`` turns into any training format.
+Titled documents (``{"title", "text"}``, ``fastrank.documents``) are embedded as a reranker reads them and come back
+as the same objects; the same text under another title is another document.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from fastrank.data import QueryGroup, dedup_key, require_plain
+from fastrank.data import QueryGroup, document_key
+from fastrank.documents import Document, check_document, document_parts
 from fastrank.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -42,13 +45,19 @@ def _fingerprint(*parts: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def corpus_embeddings(model, corpus: Sequence[str], cache_dir: str | Path | None = None,
+def _as_given(doc: Document) -> str:
+    """A document's exact title and text in one string (a plain document is its text): what the cache key hashes."""
+    title, text = document_parts(doc)
+    return f"{title}\x1e{text}" if title else text
+
+
+def corpus_embeddings(model, corpus: Sequence[Document], cache_dir: str | Path | None = None,
                       batch_size: int = 64, show_progress_bar: bool | None = None) -> tuple[np.ndarray, bool]:
     """Embed ``corpus``, re-using ``cache_dir/<model+corpus hash>.npy`` when present; returns (matrix, cache_hit)."""
     if cache_dir is None:
         return model.encode(corpus, batch_size, show_progress_bar), False
     key = _fingerprint(model.name_or_path, model.max_length, model.pooling, model.normalize,
-                       hashlib.sha256("\0".join(corpus).encode("utf-8")).hexdigest())
+                       hashlib.sha256("\0".join(map(_as_given, corpus)).encode("utf-8")).hexdigest())
     path = Path(cache_dir) / f"corpus-{key}.npy"
     if path.is_file():
         emb = np.load(path)
@@ -90,13 +99,15 @@ def top_k_search(queries: np.ndarray, corpus: np.ndarray, k: int, use_faiss: boo
     return np.concatenate(all_scores), np.concatenate(all_idx)
 
 
-def _dedup_corpus(corpus: Sequence[str], stats: dict[str, Any]) -> list[str]:
-    """Drop documents equal up to case and whitespace (``dedup_key``), keeping the first seen."""
-    seen: dict[str, str] = {}
+def _dedup_corpus(corpus: Sequence[Document], stats: dict[str, Any]) -> list[Document]:
+    """Drop documents equal up to case and whitespace, title included (``document_key``), keeping the first seen."""
+    seen: dict[str, Document] = {}
     for i, doc in enumerate(corpus):
-        if not isinstance(doc, str):
-            raise DataError(f"corpus item {i} must be a string, got {type(doc).__name__}")
-        seen.setdefault(dedup_key(doc), doc)
+        try:
+            check_document(doc, f"corpus item {i}")
+        except TypeError as exc:
+            raise DataError(str(exc)) from None
+        seen.setdefault(document_key(doc), doc)
     stats["duplicate_documents_removed"] = len(corpus) - len(seen)
     return list(seen.values())
 
@@ -113,7 +124,7 @@ def check_margins(relative_margin: float | None, absolute_margin: float | None) 
 def mine_hard_negatives(
     groups: Sequence[QueryGroup],
     embedding_model,
-    corpus: Sequence[str] | None = None,
+    corpus: Sequence[Document] | None = None,
     *,
     num_negatives: int = 5,
     range_min: int = 0,
@@ -160,7 +171,6 @@ def mine_hard_negatives(
     if min_score is not None and max_score is not None and min_score > max_score:
         raise ValueError(f"min_score ({min_score}) is above max_score ({max_score}): no similarity is in between")
     check_margins(relative_margin, absolute_margin)
-    require_plain(groups, "mining")
     stats: dict[str, Any] = {}
     usable = [g for g in groups if g.positives]
     stats["queries_without_positive_skipped"] = len(groups) - len(usable)
@@ -169,8 +179,9 @@ def mine_hard_negatives(
     if corpus is not None and len(corpus) == 0:
         raise DataError("the corpus is empty: pass documents to mine from, or corpus=None to use the dataset's own")
     docs = _dedup_corpus(corpus if corpus is not None else [d for g in groups for d in g.documents], stats)
-    known = {dedup_key(d) for d in docs}
-    missing = sorted({p for g in usable for p in g.positives if dedup_key(p) not in known})
+    known = {document_key(d) for d in docs}
+    missing = sorted({document_key(p): p for g in usable for p in g.positives if document_key(p) not in known}.values(),
+                     key=_as_given)
     if missing:
         logger.warning("%d positives are not in the corpus; adding them so they cannot be mined as negatives",
                        len(missing))
@@ -187,21 +198,22 @@ def mine_hard_negatives(
     stats["corpus_cache_hit"] = cache_hit
     query_emb = embedding_model.encode([g.query for g in usable], batch_size, show_progress_bar)
     scores, indices = top_k_search(query_emb, corpus_emb, min(needed, len(docs)), use_faiss)
-    doc_index = {dedup_key(d): i for i, d in enumerate(docs)}
+    doc_index = {document_key(d): i for i, d in enumerate(docs)}
     rng = random.Random(seed)
     out: list[QueryGroup] = []
     dropped_margin = short = 0
     for qi, g in enumerate(usable):
-        positives = {dedup_key(p) for p in g.positives}
-        own = {dedup_key(d) for d in g.negatives} if keep_original_negatives else set()  # kept anyway: mine others
+        positives = {document_key(p) for p in g.positives}
+        own = {document_key(d) for d in g.negatives} if keep_original_negatives else set()  # kept anyway: mine others
         pos_sims = [float(query_emb[qi] @ corpus_emb[doc_index[p]]) for p in positives]
         floor = min(pos_sims)
         candidates = []
         rank = 0
         for s, j in zip(scores[qi], indices[qi]):
             doc = docs[j]
-            if dedup_key(doc) in positives or dedup_key(doc) in own:  # the positive itself (or its twin in another
-                continue  # spelling), or a negative the query keeps: neither is a new negative
+            key = document_key(doc)
+            if key in positives or key in own:  # the positive itself (or its twin in another spelling), or a
+                continue  # negative the query keeps: neither is a new negative
             if rank >= window:
                 break
             rank += 1
@@ -265,11 +277,10 @@ def add_answer_negatives(
     if closest < 0 or random_count < 0 or closest + random_count == 0:
         raise ValueError(f"closest and random_count must be >= 0 and not both 0, got {closest} and {random_count}")
     check_margins(relative_margin, None)
-    require_plain(groups, "answer negatives")
-    first_seen: dict[str, str] = {}
+    first_seen: dict[str, Document] = {}
     for g in groups:
         for p in g.positives:
-            first_seen.setdefault(dedup_key(p), p)
+            first_seen.setdefault(document_key(p), p)
     pool, pool_keys = list(first_seen.values()), list(first_seen)
     if len(pool) < 2:
         raise DataError(f"answer negatives need positives from at least two queries; the data has {len(pool)}")
@@ -286,9 +297,9 @@ def add_answer_negatives(
              "queries_without_positive_unchanged": len(groups) - len(usable), "queries_with_fewer_answer_negatives": 0}
     for gi, q in zip(usable, query_emb):
         g = groups[gi]
-        own = {dedup_key(d) for d in g.documents}
+        own = {document_key(d) for d in g.documents}
         sims = pool_emb @ q
-        floor = min(float(sims[key_index[dedup_key(p)]]) for p in g.positives)
+        floor = min(float(sims[key_index[document_key(p)]]) for p in g.positives)
         order = [int(i) for i in np.argsort(-sims, kind="stable") if pool_keys[i] not in own]
         kept = order if relative_margin is None else [i for i in order if sims[i] <= floor * (1 - relative_margin)]
         stats["answer_negatives_dropped_by_margin"] += len(order) - len(kept)

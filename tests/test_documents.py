@@ -115,7 +115,7 @@ def test_reranker_backends_and_the_service_read_titles_alike(tiny_model_dir, tmp
 
 
 def test_data_files_read_titles(tmp_path):
-    from fastrank.data import join_titles, read_corpus, read_groups, require_plain
+    from fastrank.data import join_titles, load_dataset, read_corpus, read_groups
 
     grouped = tmp_path / "g.jsonl"
     grouped.write_text(json.dumps({"query": "q", "documents": [TITLED, "plain", {"text": "t", "title": ""}],
@@ -126,26 +126,92 @@ def test_data_files_read_titles(tmp_path):
     flat.write_text('query,document,label,title\nq,"It is the capital of France and its largest city.",1,Paris\n'
                     "q,plain,0,\n")
     assert read_groups(flat)[0].documents == g.documents[:2]
-    with pytest.raises(DataError, match="mining reads plain-text documents"):
-        require_plain([g], "mining")
+    with pytest.raises(DataError, match="has titled documents .* pass separator="):
+        load_dataset(grouped)
+    assert load_dataset(grouped, separator="[SEP]")["document"] == [JOINED, "plain", "t"]
     assert join_titles([g], "[SEP]") == 1 and g.documents == [JOINED, "plain", "t"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"query": "q", "documents": [{"title": "t"}], "labels": [1]}) + "\n")
     with pytest.raises(DataError, match=r"line 1: document 0 needs a 'text' string"):
         read_groups(bad)
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text(json.dumps(TITLED) + "\n")
-    with pytest.raises(DataError, match="a corpus .* reads plain-text documents"):
-        read_corpus(corpus)
+    corpus.write_text(json.dumps(TITLED) + "\n" + json.dumps("plain") + "\n")
+    assert read_corpus(corpus) == [{"title": "Paris", "text": TITLED["text"]}, "plain"]
 
 
-def test_mining_refuses_titles_with_how_to_join(tiny_model_dir):
+class TitleEmbedder:
+    """Similarity to any query is the digit that opens the text the embedder reads (title first) / 10: only a model
+    that reads titles can tell this module's documents apart (they all have the same text)."""
+
+    name_or_path, max_length, pooling, normalize, dimension = "fake-titles", 8, "mean", True, 2
+
+    def encode(self, texts, batch_size=64, show_progress_bar=None):
+        from fastrank.documents import document_text
+
+        sims = []
+        for t in texts:
+            t = document_text(t, "[SEP]")
+            sims.append(1.0 if t.startswith("q") else int(t[0]) / 10 if t[0].isdigit() else 0.0)
+        return np.asarray([[s, np.sqrt(1 - s * s)] for s in sims], dtype=np.float32)
+
+
+def _digit_docs():
+    return [{"title": f"{i} title", "text": "a passage"} for i in range(10)]
+
+
+def test_mining_reads_titles_and_keeps_them(tmp_path):
     from fastrank.data import QueryGroup
-    from fastrank.mining import mine_hard_negatives
+    from fastrank.mining import add_answer_negatives, mine_hard_negatives
 
-    groups = [QueryGroup("q", [TITLED, "other"], [1.0, 0.0])]
-    with pytest.raises(DataError, match="join_titles"):
-        mine_hard_negatives(groups, embedding_model=None, num_negatives=1)
+    docs = _digit_docs()
+    corpus = docs + ["a passage", {"title": "5  TITLE", "text": "A passage"}]  # the positive's twin: not a negative
+    group = QueryGroup("q1", [docs[5], docs[1]], [1.0, 0.0])
+    for run in range(2):
+        res = mine_hard_negatives([group], TitleEmbedder(), corpus, num_negatives=3, cache_dir=tmp_path,
+                                  use_faiss=False)
+        assert res.stats["corpus_cache_hit"] is bool(run)
+        assert res.groups[0].documents == [docs[5], docs[9], docs[8], docs[7]]  # the caller's objects, titles kept
+        assert res.stats["duplicate_documents_removed"] == 1 and res.stats["corpus_size"] == 11
+    plain = mine_hard_negatives([QueryGroup("q1", ["5 title [SEP] a passage"], [1.0])],
+                                TitleEmbedder(), ["9 title [SEP] a passage"], num_negatives=1, cache_dir=tmp_path)
+    assert not plain.stats["corpus_cache_hit"]  # the cache key holds titles apart from text
+
+    groups = [QueryGroup(f"q{i}", [docs[i]], [1.0]) for i in (3, 6, 9)]
+    added = add_answer_negatives(groups, TitleEmbedder(), closest=1, random_count=0, relative_margin=None)
+    assert [g.documents[1:] for g in added.groups] == [[docs[9]], [docs[9]], [docs[6]]]
+
+
+def test_retrieval_evaluation_reads_titles():
+    from fastrank.data import QueryGroup
+    from fastrank.evaluation.retrieval import RetrievalTask, evaluate_retrieve_rerank
+
+    docs = _digit_docs()
+    task = RetrievalTask.from_groups([QueryGroup("q1", [docs[7], docs[2]], [1.0, 0.0])], docs)
+    assert len(task.corpus) == 10 and [task.corpus[i] for i in task.qrels[0]] == [docs[7]]  # same text, 10 docs
+
+    class TitleReranker:
+        def predict(self, pairs, batch_size=64):
+            return [float(d["title"].startswith("7")) for _, d in pairs]
+
+    out = evaluate_retrieve_rerank(task, TitleEmbedder(), TitleReranker(), top_k=5, use_bm25=False)
+    assert out["first_stage"]["mrr@10"] == pytest.approx(1 / 3)  # 9, 8, then 7
+    assert out["reranked"]["mrr@10"] == 1.0
+
+
+def test_mine_cli_writes_titled_documents(tiny_model_dir, tmp_path):
+    from fastrank.cli.mine import mine_file
+    from fastrank.data import read_groups
+
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(json.dumps({"query": f"query {i}", "documents": [{"title": f"title {i}", "text": t}],
+                                          "labels": [1]}) for i, t in enumerate(("one", "two", "three"))) + "\n")
+    result = mine_file(str(data), str(tmp_path / "mined.jsonl"), embedding_model=str(tiny_model_dir),
+                       num_negatives=2, cache_dir=None, show_progress_bar=False)
+    assert result["corpus_size"] == 3
+    groups = read_groups(tmp_path / "mined.jsonl")
+    assert [len(g.documents) for g in groups] == [3, 3, 3]
+    assert all(d.get("title", "").startswith("title ") for g in groups for d in g.documents)
+    assert {d["title"] for d in groups[0].documents[1:]} == {"title 1", "title 2"}
 
 
 def test_rerank_cli_reads_titles_from_jsonl(tiny_model_dir, tmp_path):

@@ -53,7 +53,7 @@ def test_cosine_baseline_on_wikiqa_test(minilm, wikiqa_dir):
     assert result.metrics["ndcg@10"] == pytest.approx(0.7890, abs=5e-4)
 
 
-def test_cached_embedding_embeds_each_text_once_and_keeps_the_models_errors():
+def test_cached_embedding_embeds_each_text_or_titled_document_once():
     from fastrank.embedding import CachedEmbedding
 
     class Counting:
@@ -63,10 +63,10 @@ def test_cached_embedding_embeds_each_text_once_and_keeps_the_models_errors():
             self.seen = []
 
         def encode(self, texts, batch_size=64, show_progress_bar=None):
-            for i, t in enumerate(texts):
-                if not isinstance(t, str):
-                    raise TypeError(f"text {i} must be a string, got {type(t).__name__}")
-            self.seen += list(texts)
+            from fastrank.documents import document_text
+
+            texts = [document_text(t, "[SEP]") for t in texts]
+            self.seen += texts
             return np.array([[len(t), 1.0] for t in texts], dtype=np.float32).reshape(len(texts), 2)
 
     inner = Counting()
@@ -76,5 +76,16 @@ def test_cached_embedding_embeds_each_text_once_and_keeps_the_models_errors():
     np.testing.assert_array_equal(cached.encode(["bb", "ccc"]), [[2, 1], [3, 1]])
     assert inner.seen == ["a", "bb", "ccc"] and cached.dimension == 2  # attributes are the model's
     assert cached.encode([]).shape == (0, 2)
-    with pytest.raises(TypeError, match="text 1 must be a string, got list"):
+    with pytest.raises(TypeError, match="text 1 must be a str or a mapping with a 'text' string"):
         cached.encode(["a", ["not", "text"]])
+    titled = {"title": "t", "text": "a"}
+    np.testing.assert_array_equal(cached.encode([titled, {"title": " ", "text": "a"}, dict(titled)]),
+                                  [[len("t [SEP] a"), 1], [1, 1], [len("t [SEP] a"), 1]])
+    assert inner.seen == ["a", "bb", "ccc", "t [SEP] a"]  # a blank title is the plain text, already embedded
+
+
+def test_a_titled_document_is_embedded_as_the_reranker_reads_it(minilm):
+    doc = {"title": "Glacier cave", "text": TEXTS[1]}
+    emb = minilm.encode([doc, f"Glacier cave [SEP] {TEXTS[1]}", TEXTS[1]])
+    np.testing.assert_array_equal(emb[0], emb[1])
+    assert float(emb[0] @ emb[2]) < 0.99  # the title changed the embedding

@@ -28,12 +28,12 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
                        fusion_weights: list[float] | None = None, max_length: int | None = None) -> dict[str, Any]:
     """First stage (embedding top-k) vs reranked by ``model``, over the corpus of every document in ``data``
     (plus the documents of ``corpus`` files); ``fusion_weights``: also z(reranker) + w * z(first stage)."""
-    from fastrank.data import read_groups
+    from fastrank.data import read_corpus, read_groups
     from fastrank.embedding import EmbeddingModel
     from fastrank.evaluation.retrieval import RetrievalTask, evaluate_retrieve_rerank
     from fastrank.model import DEFAULT_BASE, CrossEncoder
 
-    extra = [d for path in corpus or [] for g in read_groups(path) for d in g.documents]
+    extra = [d for path in corpus or [] for d in read_corpus(path)]
     task = RetrievalTask.from_groups(read_groups(data), extra)
     reranker = CrossEncoder(model, max_length=max_length)
     result = evaluate_retrieve_rerank(task, EmbeddingModel(embedding_model or DEFAULT_BASE), reranker, top_k=top_k,
@@ -50,7 +50,8 @@ def eval_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     retrieve_top_k: Annotated[int | None, typer.Option(
         "--retrieve-top-k", help="Retrieve-then-rerank: first stage = embedding top-k over every document.")] = None,
-    corpus: Annotated[list[str] | None, typer.Option("--corpus", help="Extra corpus files (with --retrieve-top-k).")] = None,
+    corpus: Annotated[list[str] | None, typer.Option("--corpus", help="Extra corpus files (with --retrieve-top-k), "
+                                                     "read as fastrank mine reads them.")] = None,
     embedding_model: Annotated[str | None, typer.Option("--embedding-model")] = None,
     fusion_weight: Annotated[list[float] | None, typer.Option(
         "--fusion-weight", help="With --retrieve-top-k: also rank by z(reranker) + W * z(first stage) "

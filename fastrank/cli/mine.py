@@ -48,8 +48,8 @@ def mine_command(
     out: Annotated[Path, typer.Option("--out", help="Output grouped JSONL with mined negatives.")],
     corpus: Annotated[list[str] | None, typer.Option("--corpus", help="Files whose documents form the corpus "
                                                      "(repeatable): .txt one per line, JSONL of strings or "
-                                                     "{\"text\": ...}, or datasets; default: the data's own "
-                                                     "documents.")] = None,
+                                                     "{\"text\": ...} (with a \"title\" if it has "
+                                                     "one), or datasets; default: the data's own documents.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Embedding model (default all-MiniLM-L6-v2).")] = None,
     num_negatives: Annotated[int, typer.Option("--num-negatives")] = 5,
     range_min: Annotated[int, typer.Option("--range-min")] = 0,

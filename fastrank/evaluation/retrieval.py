@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from fastrank.data import QueryGroup, dedup_key, require_plain
+from fastrank.data import QueryGroup, document_key
+from fastrank.documents import Document, document_text
 from fastrank.errors import DataError
 from fastrank.evaluation.metrics import evaluate_rankings
 from fastrank.fusion import fuse_scores
@@ -24,25 +25,25 @@ from fastrank.fusion import fuse_scores
 class RetrievalTask:
     """A corpus, queries and their relevant document indices (qrels)."""
 
-    corpus: list[str]
+    corpus: list[Document]
     queries: list[str]
     qrels: list[set[int]]
 
     @classmethod
-    def from_groups(cls, groups: Sequence[QueryGroup], extra_corpus: Sequence[str] = ()) -> RetrievalTask:
+    def from_groups(cls, groups: Sequence[QueryGroup], extra_corpus: Sequence[Document] = ()) -> RetrievalTask:
         """Every distinct document of every group (plus ``extra_corpus``) is a corpus entry; a query's positives
-        are its qrels. Documents equal up to case and whitespace are one entry (see ``fastrank.data.dedup_key``)."""
-        require_plain(groups, "retrieval evaluation (the embedding model's corpus)")
+        are its qrels. Documents equal up to case and whitespace, title included, are one entry
+        (``fastrank.data.document_key``). Titled documents are embedded, and reranked, with their titles."""
         index: dict[str, int] = {}
-        corpus: list[str] = []
+        corpus: list[Document] = []
         for d in [d for g in groups for d in g.documents] + list(extra_corpus):
-            key = dedup_key(d)
+            key = document_key(d)
             if key not in index:  # twins differing only in case/whitespace are one document (the first seen)
                 index[key] = len(corpus)
                 corpus.append(d)
         queries, qrels = [], []
         for g in groups:
-            rel = {index[dedup_key(d)] for d in g.positives}
+            rel = {index[document_key(d)] for d in g.positives}
             if rel:
                 queries.append(g.query)
                 qrels.append(rel)
@@ -139,7 +140,8 @@ def _bm25_top_k(task: RetrievalTask, top_k: int, required: bool):
             raise MissingDependency("bm25s", "mining", "BM25 first-stage retrieval") from None
         return None
     retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(task.corpus, show_progress=False), show_progress=False)
+    corpus = [document_text(d, "") for d in task.corpus]  # a title is more words of the document to BM25
+    retriever.index(bm25s.tokenize(corpus, show_progress=False), show_progress=False)
     docs, scores = retriever.retrieve(bm25s.tokenize(task.queries, show_progress=False),
                                       k=min(top_k, len(task.corpus)), show_progress=False)
     return list(np.asarray(docs)), list(np.asarray(scores, dtype=np.float64))

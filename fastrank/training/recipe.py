@@ -189,10 +189,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
     set_seed(config.seed)
     groups = read_groups(config.data)
     separator = _title_separator(groups, config.base)
-    titled = join_titles(groups, separator) if separator else 0  # mining and the dataset columns read plain text
     mining_stats = _add_mined_negatives(groups, config) if config.mine_negatives else None
     if config.answer_negatives:
         mining_stats = {**(mining_stats or {}), **_add_answer_negatives(groups, config)}
+    titled = join_titles(groups, separator) if separator else 0  # the dataset columns hold text
     model = CrossEncoder(config.base, max_length=config.max_length, num_labels=1)
     loss = get_loss(config.loss, model, **options)
     scorer: Any = model  # what the evaluator judges: the score the model is trained to produce
