@@ -269,8 +269,10 @@ def test_cli_export_json(tiny_model_dir, tmp_path):
                                       "--precision", "fp32", "--optimize", "O2", "--verify-data", str(data), "--json"])
     assert result.exit_code == 0, result.output
     manifest = json.loads(result.stdout)
-    assert manifest["parity"]["num_pairs"] == 3 and manifest["parity"]["data"] == str(data)  # the file, named
-    assert manifest["parity"]["max_abs_logit"] <= 1e-4
+    parity = manifest["parity"]
+    assert parity["num_pairs"] == 3 + 44  # the built-in long documents too, unlabelled
+    assert parity["data"] == f"{data} + builtin long documents (logits and rankings only)"  # the file, named
+    assert parity["max_abs_logit"] <= 1e-4 and parity["num_labelled_queries"] == 1
     result = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--out", str(tmp_path / "cli2"),
                                       "--format", "tensorrt"])
     assert result.exit_code != 0 and not (tmp_path / "cli2").exists()
@@ -284,7 +286,7 @@ def test_parity_on_wikiqa(tiny_model_dir, wikiqa_dir, tmp_path):
     groups = [g for g in read_groups(wikiqa_dir / "test.jsonl") if any(y > 0 for y in g.labels)][:40]
     manifest = export_model(tiny_model_dir, tmp_path / "wikiqa", verify_pairs=groups, num_threads=1)
     parity = manifest["parity"]
-    assert parity["data"] == "caller" and parity["num_queries"] == 40
+    assert parity["data"].startswith("caller + builtin") and parity["num_labelled_queries"] == 40
     assert parity["max_abs_logit"] <= 1e-4 and parity["discordant_pairs"] == 0 and parity["delta_ndcg@10"] == 0.0
 
 
@@ -295,3 +297,29 @@ def test_export_over_its_own_checkpoint_is_refused_before_any_work(tiny_model_di
     with pytest.raises(FastrankError, match="holds the input"):
         export_model(tiny_model_dir, tiny_model_dir.parent, num_threads=1)
     assert sorted(p.name for p in tiny_model_dir.iterdir()) == before
+
+
+def test_labelled_short_verify_data_still_checks_long_documents(tiny_model_dir):
+    """A graph that is wrong only past 48 tokens passes on short labelled pairs alone; the built-in long documents,
+    added without labels, catch it while the metrics stay the caller's."""
+    from fastrank import CrossEncoder
+    from fastrank.backends.torch_backend import TorchBackend
+    from fastrank.export.verify import BOUNDS, normalize_groups, score_groups, verify
+
+    model = CrossEncoder(tiny_model_dir, device="cpu")
+    encoder, backend = model.pair_encoder(), TorchBackend(model, "fp32")
+    groups, source = normalize_groups([("capital of france", ["paris", "berlin", "rome is old"], [1, 0, 0])])
+    assert source.startswith("caller + builtin long documents") and len(groups) == 9
+    assert [g.labels is not None for g in groups] == [True] + [False] * 8
+
+    def broken(batch):
+        return backend.logits(batch) + 0.5 * (batch["input_ids"].shape[1] > 48)
+
+    def report(chosen):
+        reference, _ = score_groups(encoder, backend.logits, chosen, 1, 1)
+        return verify(encoder, reference, broken, chosen, "fp32", 1, BOUNDS["fp32"])
+
+    caught = report(groups)
+    assert not caught["passed"] and caught["max_abs_logit"] == pytest.approx(0.5, abs=1e-4)
+    assert caught["num_labelled_queries"] == 1 and caught["delta_ndcg@10"] == 0.0  # the caller's query alone
+    assert report(groups[:1])["passed"]  # what the short pairs alone let through

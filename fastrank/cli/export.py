@@ -106,7 +106,8 @@ def export_command(
     precision: Annotated[str, typer.Option("--precision", help="fp32 | int8 | fp16 | bf16 | auto")] = "fp32",
     optimize: Annotated[str, typer.Option("--optimize", help="O0 | O1 | O2 | O3")] = "O2",
     verify_data: Annotated[Path | None, typer.Option(
-        "--verify-data", help="Grouped JSONL (query, documents, labels) to verify parity on.")] = None,
+        "--verify-data", help="Grouped JSONL (query, documents, labels) to verify parity on; built-in long "
+                              "documents are checked too (logits and rankings).")] = None,
     allow_parity_failure: Annotated[bool, typer.Option(
         "--allow-parity-failure", help="Write the artifact even if verification fails (recorded).")] = False,
     triton_backend: Annotated[str, typer.Option(

@@ -247,7 +247,8 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
         if section.get("profiles"):  # engines already in the artifact: the new one serves the same shapes
             profiles = [Profile(**p) for p in section["profiles"]]
         else:
-            lengths = encoder.encode([(g.query, d) for g in groups for d in g.documents]).lengths
+            planned = [g for g in groups if not g.builtin] or groups  # the caller's lengths, when given
+            lengths = encoder.encode([(g.query, d) for g in planned for d in g.documents]).lengths
             profiles = plan_profiles(lengths, encoder.max_length, max_batch, num_profiles)
         max_batch = batch_limit(profiles)
         num_labels = int(manifest.get("num_labels", 1))

@@ -16,7 +16,9 @@ int8       |ΔNDCG@10| <= 0.01
 =========  ==============================================================================================
 
 NDCG@10 and MAP come from ``fastrank.evaluation.metrics`` on the labelled queries; when the caller's verification
-groups carry no labels, the built-in labelled set is added so the metric checks always run.
+groups carry no labels, the built-in labelled set is added so the metric checks always run. When they do, the
+built-in documents are still added, unlabelled: they check logits and rankings at lengths up to ~300 tokens, which
+the caller's data (short passages, say) may never reach, while the metrics stay the caller's.
 """
 
 from __future__ import annotations
@@ -121,10 +123,11 @@ class VerifyGroup:
     query: str
     documents: list[Document]
     labels: list[float] | None = None
+    builtin: bool = False  # one of BUILTIN_GROUPS, not the caller's data
 
 
-def builtin_groups() -> list[VerifyGroup]:
-    return [VerifyGroup(q, list(d), list(y)) for q, d, y in BUILTIN_GROUPS]
+def builtin_groups(labelled: bool = True) -> list[VerifyGroup]:
+    return [VerifyGroup(q, list(d), list(y) if labelled else None, builtin=True) for q, d, y in BUILTIN_GROUPS]
 
 
 def normalize_groups(verify_pairs: Any) -> tuple[list[VerifyGroup], str]:
@@ -133,7 +136,8 @@ def normalize_groups(verify_pairs: Any) -> tuple[list[VerifyGroup], str]:
     data file ``fastrank.data.read_groups`` reads, named as the source.
 
     Returns (groups, source); the built-in labelled set is used when ``verify_pairs`` is None, and added when no
-    given group has labels.
+    given group has labels; when some do, the built-in documents are added without labels (logits and rankings
+    only, at their lengths).
     """
     if verify_pairs is None:
         return builtin_groups(), "builtin"
@@ -168,7 +172,7 @@ def normalize_groups(verify_pairs: Any) -> tuple[list[VerifyGroup], str]:
         raise ValueError("verify_pairs holds no group with documents")
     if not any(g.labels is not None for g in groups):
         return groups + builtin_groups(), "caller (unlabelled) + builtin labelled set"
-    return groups, "caller"
+    return groups + builtin_groups(labelled=False), "caller + builtin long documents (logits and rankings only)"
 
 
 def merged_bounds(precision: str, overrides: dict[str, dict[str, float]] | None = None) -> dict[str, float]:
