@@ -123,6 +123,9 @@ def test_mine_reads_a_plain_text_corpus(eval_file, tmp_path):
         negatives = [d for d, y in zip(row["documents"], row["labels"]) if y == 0]
         assert len(negatives) == 2 and set(negatives) <= corpus_docs | positives
     assert {d for r in rows for d in r["documents"]} & corpus_docs  # the text file's lines, one document each
+    again = runner.invoke(app, ["mine", "--data", str(eval_file), "--out", str(out), "--num-negatives", "2",
+                                "--corpus", str(corpus), "--cache-dir", str(tmp_path / "cache")])
+    assert again.exit_code == 0 and "(corpus embeddings from the cache)" in again.output  # no documents/s claimed
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, eval_file):

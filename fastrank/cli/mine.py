@@ -81,8 +81,10 @@ def mine_command(
     if as_json:
         print_json(result)
         return
+    speed = ("corpus embeddings from the cache" if result["corpus_cache_hit"]
+             else f"{result['documents_per_second']} documents/s")
     typer.echo(f"mined negatives for {result['queries']} queries from {result['corpus_size']} documents in "
-               f"{result['seconds']} s ({result['documents_per_second']} documents/s); wrote {result['output']}")
+               f"{result['seconds']} s ({speed}); wrote {result['output']}")
     notes = {k: v for k, v in result.items() if k.endswith(("skipped", "removed", "added_to_corpus", "by_margin",
                                                             "fewer_negatives", "fewer_answer_negatives")) and v}
     if notes:
