@@ -322,14 +322,18 @@ def write_groups(groups: Iterable[QueryGroup], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for i, g in enumerate(groups):
-            rec: dict[str, Any] = {"query_id": g.query_id or str(i), "query": g.query,
-                                   "documents": g.documents, "labels": g.labels}
-            if g.scores is not None:
-                rec["scores"] = g.scores
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            for i, g in enumerate(groups):
+                rec: dict[str, Any] = {"query_id": g.query_id or str(i), "query": g.query,
+                                       "documents": g.documents, "labels": g.labels}
+                if g.scores is not None:
+                    rec["scores"] = g.scores
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # nothing half-written is left behind
+        raise
     return path
 
 

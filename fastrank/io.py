@@ -46,6 +46,37 @@ def check_output_dir(target: str | Path, keep: Iterable[str | Path] = ()) -> Pat
     return target
 
 
+def _creatable(target: Path, what: str) -> None:
+    """FastrankError unless ``target``'s nearest existing ancestor is a directory (a file in the way is named)."""
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise FastrankError(f"cannot write {what} {target}: {parent} is a file, not a directory")
+            return
+
+
+def check_output_file(target: str | Path, keep: Iterable[str | Path] = (), what: str = "the output file") -> Path:
+    """Refuse an output file path that is a directory, sits under a file, or is one of ``keep`` (the inputs, which
+    writing it would destroy). Returns the resolved path. Call it before long work (mining, a benchmark)."""
+    target = Path(target).expanduser().resolve()
+    if target.is_dir():
+        raise FastrankError(f"{what} {target} is a directory; give a file path")
+    for item in keep:
+        if target == Path(item).expanduser().resolve():
+            raise FastrankError(f"refusing to write {what} over the input {target}; choose another path")
+    _creatable(target, what)
+    return target
+
+
+def check_dir_path(target: str | Path, what: str) -> Path:
+    """Refuse a path for a directory fastrank adds files to (a cache, plots) that is a file or sits under one."""
+    target = Path(target).expanduser().resolve()
+    if target.exists() and not target.is_dir():
+        raise FastrankError(f"{what} {target} is a file; give a directory")
+    _creatable(target, what)
+    return target
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | Path, keep: Iterable[str | Path] = ()) -> Iterator[Path]:
     """Yield a temporary directory beside ``target``; on success it replaces ``target``, on error it is removed.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fastrank.cli import app
+from fastrank.errors import FastrankError
 
 runner = CliRunner()
 
@@ -126,6 +128,21 @@ def test_mine_reads_a_plain_text_corpus(eval_file, tmp_path):
     again = runner.invoke(app, ["mine", "--data", str(eval_file), "--out", str(out), "--num-negatives", "2",
                                 "--corpus", str(corpus), "--cache-dir", str(tmp_path / "cache")])
     assert again.exit_code == 0 and "(corpus embeddings from the cache)" in again.output  # no documents/s claimed
+
+
+def test_mine_and_bench_refuse_bad_outputs_before_any_work(eval_file, tmp_path):
+    before = eval_file.read_text()
+    cases = [(["mine", "--data", str(eval_file), "--out", str(eval_file)], "refusing to write --out over the input"),
+             (["mine", "--data", str(eval_file), "--out", str(tmp_path)], "is a directory; give a file path"),
+             (["mine", "--data", str(eval_file), "--out", str(eval_file / "x.jsonl")], "is a file, not a directory"),
+             (["mine", "--data", str(eval_file), "--out", str(tmp_path / "m.jsonl"), "--cache-dir", str(eval_file)],
+              "--cache-dir .* is a file; give a directory"),
+             (["bench", "no-model", "--data", str(eval_file), "--out", str(tmp_path)], "is a directory"),
+             (["bench", "no-model", "--data", str(eval_file), "--plots", str(eval_file)], "--plots .* is a file")]
+    for args, message in cases:  # main() turns these errors into one line and exit 2 (test below)
+        result = runner.invoke(app, args)
+        assert isinstance(result.exception, FastrankError) and re.search(message, str(result.exception)), args
+    assert eval_file.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, eval_file):

@@ -47,6 +47,7 @@ def bench_command(
     """Measure MAP/MRR@10/NDCG@10, parity vs PyTorch fp32, pairs/s, latency p50/p95/p99 and sweeps."""
     from fastrank.benchmark import benchmark_model, markdown_table, write_jsonl
     from fastrank.data import read_groups
+    from fastrank.io import check_dir_path, check_output_file
 
     if threads < 1:
         raise ValueError(f"--threads must be >= 1, got {threads}")
@@ -54,6 +55,10 @@ def bench_command(
     if missing:
         raise typer.BadParameter(f"--artifact {', '.join(missing)}: not an exported artifact (no fastrank.json in "
                                  "it); write one with `fastrank export CHECKPOINT --out DIR`")
+    if out is not None:  # before minutes of measuring, not after
+        check_output_file(out, [data], "--out")
+    if plots is not None:
+        check_dir_path(plots, "--plots")
     groups = read_groups(str(data))
     records = benchmark_model(model, groups, [str(a) for a in artifact or []], backends=backend or (),
                               extra_rows=sentence_transformers_row(model, threads) if peers else None,

@@ -20,9 +20,13 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
     ``out``."""
     from fastrank.data import read_corpus, read_groups, write_groups
     from fastrank.embedding import EmbeddingModel
+    from fastrank.io import check_dir_path, check_output_file
     from fastrank.mining import ANSWER_MARGIN, add_answer_negatives, attach_teacher_scores, mine_hard_negatives
     from fastrank.model import DEFAULT_BASE, CrossEncoder
 
+    check_output_file(out, [data, *(corpus or [])], "--out")  # before mining, and never over an input
+    if options.get("cache_dir"):
+        check_dir_path(options["cache_dir"], "--cache-dir")
     groups = read_groups(data)
     docs = [d for path in corpus for d in read_corpus(path)] if corpus else None
     model = EmbeddingModel(embedding_model or DEFAULT_BASE)
