@@ -189,26 +189,36 @@ def read_utf8(path: str | Path) -> str:
     return decode_utf8(Path(path).read_bytes(), str(path))
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """One JSON object per line; a ``.json`` file holding one JSON array of objects is read as that list."""
+def json_records(path: str | Path) -> list[tuple[str, Any]]:
+    """``(where, value)`` of every record of a JSON lines file (one value per non-blank line; ``where`` is
+    "<path> line N"), or of a ``.json`` file holding one JSON array ("<path> item N"); bad JSON is a DataError
+    naming the line."""
+    path = Path(path)
     text = read_utf8(path)
     if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
         try:
-            records = json.loads(text)
+            values = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
-        if not all(isinstance(r, dict) for r in records):
-            raise DataError(f"{path}: a JSON array must hold one object per query or row")
-        return records
+            raise DataError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+        return [(f"{path} item {i}", v) for i, v in enumerate(values)]
     records = []
     for i, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            records.append((f"{path} line {i}", json.loads(line)))
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path} line {i}: not valid JSON ({exc.msg})") from exc
+            raise DataError(f"{path} line {i}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
     return records
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """``json_records``' values, each a JSON object (a query or a row)."""
+    records = json_records(path)
+    for where, r in records:
+        if not isinstance(r, dict):
+            raise DataError(f"{where}: expected a JSON object (one per query or row), got {type(r).__name__}")
+    return [r for _, r in records]
 
 
 def _read_delimited(path: Path, delimiter: str) -> list[dict[str, Any]]:

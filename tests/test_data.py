@@ -157,6 +157,9 @@ def test_tsv_quotes_bom_and_json_arrays(tmp_path):
     array = tmp_path / "groups.json"
     array.write_text(json.dumps([{"query": "q", "documents": ["a", "b"], "labels": [1, 0]}]))
     assert read_groups(str(array))[0].documents == ["a", "b"]
+    array.write_text(json.dumps([{"query": "q", "documents": ["a"], "labels": [1]}, "stray"]))
+    with pytest.raises(DataError, match=r"groups\.json item 1: expected a JSON object .* got str"):
+        read_groups(str(array))
 
 
 def test_a_name_that_is_neither_a_file_nor_a_hub_dataset_is_a_data_error(monkeypatch):

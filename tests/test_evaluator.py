@@ -122,13 +122,19 @@ def test_from_jsonl_and_errors_with_line_numbers(tmp_path):
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(SAMPLES[0]) + "\n{not json\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"bad\.jsonl, line 2: not valid JSON"):
+    with pytest.raises(DataError, match=r"bad\.jsonl line 2: not valid JSON"):
         RerankingEvaluator.from_jsonl(bad)
     bad.write_text(json.dumps(SAMPLES[0]) + "\n\n" + json.dumps({"query": "q", "documents": ["x"]}) + "\n")
-    with pytest.raises(DataError, match=r"bad\.jsonl, line 3: 'documents' and 'labels' go together"):
+    with pytest.raises(DataError, match=r"bad\.jsonl line 3: 'documents' and 'labels' go together"):
         RerankingEvaluator.from_jsonl(bad)
     with pytest.raises(DataError, match="cannot read"):
         RerankingEvaluator.from_jsonl(tmp_path / "missing.jsonl")
+    array = tmp_path / "eval.json"  # one JSON array, as training reads it
+    array.write_text(json.dumps(SAMPLES[:2]), encoding="utf-8")
+    assert RerankingEvaluator.from_file(array, ks=(10,))(FakeModel(SCORES))["map"] == pytest.approx(MAP, abs=1e-12)
+    array.write_text(json.dumps([SAMPLES[0], ["not", "a", "sample"]]))
+    with pytest.raises(DataError, match=r"eval\.json item 1: "):
+        RerankingEvaluator.from_file(array)
 
 
 @pytest.mark.parametrize("target", ["results.json", "outdir"])

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from fastrank.data import normalize_document, read_utf8
+from fastrank.data import normalize_document
 from fastrank.documents import Document
 from fastrank.errors import DataError, FastrankError
 from fastrank.evaluation.metrics import DEFAULT_KS, default_metrics, evaluate_rankings, parse_metric
@@ -176,22 +176,16 @@ class RerankingEvaluator:
     @classmethod
     def from_jsonl(cls, path: str | os.PathLike[str], **kwargs: Any) -> RerankingEvaluator:
         """Load grouped JSONL (one ``{"query_id", "query", "documents", "labels"}`` object per line; blank lines
-        are skipped). A bad line raises DataError naming the file and line number."""
+        are skipped), or a ``.json`` file holding one array of such objects. A bad line raises DataError naming the
+        file and line number."""
+        from fastrank.data import json_records
+
         path = Path(path)
         try:
-            lines = read_utf8(path).splitlines()
+            records = json_records(path)
         except OSError as exc:
             raise DataError(f"cannot read evaluation file {path}: {exc}") from exc
-        queries = []
-        for lineno, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
-            queries.append(_normalize_sample(obj, where))
+        queries = [_normalize_sample(obj, where) for where, obj in records]
         if not queries:
             raise DataError(f"{path} holds no samples (empty file)")
         return cls(queries, **kwargs)
