@@ -73,6 +73,11 @@ class EmbeddingModel:
             self.tokenizer = AutoTokenizer.from_pretrained(location)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"could not load embedding model {str(model_name_or_path)!r}: {exc}") from exc
+        heads = [a for a in getattr(self.model.config, "architectures", None) or [] if "ForSequenceClassification" in a]
+        if heads:  # a cross-encoder's encoder was trained to score pairs, not to embed texts for similarity
+            logger.warning("%s is a %s checkpoint (a cross-encoder, it seems): its pooled outputs are not trained as "
+                           "embeddings, so similarities will be poor; use a bi-encoder (default all-MiniLM-L6-v2)",
+                           model_name_or_path, heads[0])
         limit = int(min(self.model.config.max_position_embeddings, self.tokenizer.model_max_length))
         self.max_length = min(max_length or st_max or limit, limit)
         self.name_or_path = str(model_name_or_path)

@@ -74,8 +74,10 @@ def test_eval_retrieve_with_fusion_matches_library(tiny_model_dir, eval_file):
         assert out["reranked_fused"][w]["ndcg@10"] == pytest.approx(ref["reranked_fused"][w]["ndcg@10"], abs=1e-9)
     table = runner.invoke(app, args + ["--fusion-weight", "2"])
     assert table.exit_code == 0 and "reranked + 2 x first_stage" in table.output
-    bad = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(eval_file), "--fusion-weight", "1"])
-    assert bad.exit_code != 0 and "needs --retrieve-top-k" in bad.output
+    for stray in (["--fusion-weight", "1"], ["--corpus", str(eval_file), "--embedding-model", "x"]):
+        bad = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(eval_file), *stray])
+        message = " ".join(bad.output.replace("│", " ").split())
+        assert bad.exit_code == 2 and f"{', '.join(stray[::2])} need(s) --retrieve-top-k" in message, message
 
 
 def test_eval_retrieve_passes_max_length_to_the_reranker(tiny_model_dir, eval_file, monkeypatch):

@@ -89,3 +89,11 @@ def test_a_titled_document_is_embedded_as_the_reranker_reads_it(minilm):
     emb = minilm.encode([doc, f"Glacier cave [SEP] {TEXTS[1]}", TEXTS[1]])
     np.testing.assert_array_equal(emb[0], emb[1])
     assert float(emb[0] @ emb[2]) < 0.99  # the title changed the embedding
+
+
+def test_a_cross_encoder_checkpoint_as_embedder_is_warned_about(tiny_model_dir, caplog):
+    from fastrank.embedding import EmbeddingModel
+
+    with caplog.at_level("WARNING", logger="fastrank.embedding"):
+        EmbeddingModel(tiny_model_dir, device="cpu")
+    assert "BertForSequenceClassification checkpoint (a cross-encoder, it seems)" in caplog.text

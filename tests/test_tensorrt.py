@@ -194,6 +194,16 @@ def test_cli_export_tensorrt_and_a_triton_repository_of_the_engine(tiny_model_di
                                        "triton", "--precision", "int8"])
     message = " ".join(ignored.output.replace("│", " ").split())
     assert ignored.exit_code == 2 and "a Triton repository serves an exported artifact as it is" in message
+    assert "--format triton does not read --precision: --precision is for --format onnx" in message
+    for args, stray in ((["--profiles", "5", "--tensorrt-rungs", "bogus"], "--tensorrt-rungs, --profiles"),
+                        (["--triton-kind", "KIND_TPU", "--max-batch-size", "3"], "--max-batch-size, --triton-kind")):
+        refused = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--out", str(tmp_path / "x"), *args])
+        message = " ".join(refused.output.replace("│", " ").split())
+        assert refused.exit_code == 2 and f"--format onnx does not read {stray}" in message, message
+    assert not (tmp_path / "x").exists()
+    bad = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--out", str(tmp_path / "x"), "--format", "tensorrt",
+                                   "--profiles", "-5"])
+    assert bad.exit_code == 2 and "must be >= 1" in bad.output
 
 
 def test_auto_falls_back_to_onnx_when_a_matching_engine_does_not_load(tiny_model_dir, tmp_path, on_fake_gpu,

@@ -58,8 +58,11 @@ def eval_command(
         "(repeatable; choose W on held-out queries).")] = None,
 ) -> None:
     """Evaluate a reranker on labelled candidate lists (or retrieve-then-rerank over a corpus)."""
-    if fusion_weight and retrieve_top_k is None:
-        raise typer.BadParameter("--fusion-weight needs --retrieve-top-k (fusion re-weighs a first stage's scores)")
+    stray = [name for name, value in (("--fusion-weight", fusion_weight), ("--corpus", corpus),
+                                      ("--embedding-model", embedding_model)) if value]
+    if stray and retrieve_top_k is None:
+        raise typer.BadParameter(f"{', '.join(stray)} need(s) --retrieve-top-k: they shape the first stage of "
+                                 "retrieve-then-rerank, which plain evaluation of labelled lists does not run")
     if retrieve_top_k is not None:
         result = evaluate_retrieval(model, str(data), retrieve_top_k, corpus, embedding_model, batch_size,
                                     fusion_weight, max_length)

@@ -50,6 +50,27 @@ def export_artifact(
                         allow_parity_failure=allow_parity_failure)
 
 
+# The options each --format reads; one given for another format is refused rather than silently ignored.
+FORMAT_OPTIONS = {
+    "onnx": ("--precision", "--optimize", "--verify-data", "--allow-parity-failure"),
+    "tensorrt": ("--verify-data", "--allow-parity-failure", "--max-batch-size", "--tensorrt-rungs", "--profiles"),
+    "triton": ("--triton-backend", "--max-batch-size", "--triton-kind", "--triton-precision"),
+}
+
+
+def check_format_options(fmt: str, given: list[str]) -> None:
+    """BadParameter naming each of ``given`` (options set to other than their defaults) that ``fmt`` ignores, and
+    the formats that read it."""
+    stray = [name for name in given if fmt in FORMAT_OPTIONS and name not in FORMAT_OPTIONS[fmt]]
+    if not stray:
+        return
+    where = "; ".join(f"{name} is for --format {' / '.join(f for f, names in FORMAT_OPTIONS.items() if name in names)}"
+                      for name in stray)
+    hint = (" (a Triton repository serves an exported artifact as it is: export it first with those options)"
+            if fmt == "triton" else "")
+    raise typer.BadParameter(f"--format {fmt} does not read {', '.join(stray)}: {where}{hint}")
+
+
 def summary(manifest: dict[str, Any], out: str) -> str:
     parity = manifest["parity"]
     optimized = f", optimize {manifest['optimize_applied']}" if manifest["optimize_applied"] else ""
@@ -129,10 +150,14 @@ def export_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Export a reranker to ONNX (fp32/int8/fp16), bf16, a TensorRT engine or a Triton repository, verified first."""
-    if fmt == "triton" and (precision != "fp32" or optimize != "O2" or verify_data or allow_parity_failure):
-        raise typer.BadParameter("--precision, --optimize, --verify-data and --allow-parity-failure shape an "
-                                 "export; a Triton repository serves an exported artifact as it is (choose "
-                                 "--triton-kind / --triton-precision instead)")
+    given = {"--precision": precision != "fp32", "--optimize": optimize != "O2", "--verify-data": verify_data,
+             "--allow-parity-failure": allow_parity_failure, "--triton-backend": triton_backend != "onnxruntime",
+             "--max-batch-size": max_batch_size != 64, "--tensorrt-rungs": tensorrt_rungs is not None,
+             "--profiles": profiles != 3, "--triton-kind": triton_kind != "auto",
+             "--triton-precision": triton_precision != "auto"}
+    check_format_options(fmt, [name for name, value in given.items() if value])
+    if max_batch_size < 1 or profiles < 1:
+        raise typer.BadParameter(f"--max-batch-size and --profiles must be >= 1, got {max_batch_size} and {profiles}")
     manifest = export_artifact(model, str(out), precision, optimize, None if verify_data is None else str(verify_data),
                                allow_parity_failure, fmt, triton_backend, max_batch_size, tensorrt_rungs, profiles,
                                triton_kind, triton_precision)
