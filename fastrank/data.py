@@ -314,8 +314,9 @@ def read_corpus(source: str | Path) -> list[Document]:
     else any dataset ``read_groups`` reads (every document of every query, labelled or not). Titled documents come
     back as ``{"title", "text"}``."""
     path = Path(source).expanduser()
-    if not path.is_file():
-        raise DataError(f"corpus file {str(source)!r} does not exist")
+    if not path.exists() or path.is_dir():
+        raise DataError(f"corpus file {str(source)!r} " + ("is a directory; give a file" if path.is_dir()
+                                                           else "does not exist"))
     if path.suffix.lower() == ".txt":
         return [line for line in read_utf8(path).splitlines() if line.strip()]
     groups = None

@@ -46,6 +46,9 @@ def check_documents(documents: Any) -> list[Document]:
     if isinstance(documents, (str, bytes, Mapping)):
         raise TypeError("documents must be a list of documents (strings or {'text', 'title'} mappings), got a "
                         f"single {type(documents).__name__}; wrap it: [document]")
+    if isinstance(documents, (set, frozenset)):  # results name documents by position, which a set does not have
+        raise TypeError("documents must be an ordered sequence (a list or tuple), got a set: results give each "
+                        "document's index, which a set has none of; pass list(documents) or sorted(documents)")
     docs = list(documents)
     for i, doc in enumerate(docs):
         check_document(doc, f"document {i}")

@@ -145,6 +145,8 @@ def test_rerank_output_and_bad_inputs(onnx_reranker):
         onnx_reranker.rerank(QUERY, {"text": "one"})
     with pytest.raises(TypeError, match="single str"):
         onnx_reranker.rerank(QUERY, "just one document")
+    with pytest.raises(TypeError, match="ordered sequence .* got a set"):
+        onnx_reranker.rerank(QUERY, {"a", "b"})
     with pytest.raises(TypeError, match="not valid Unicode text"):
         onnx_reranker.rerank(QUERY, ["ok", "caf\udce9"])
     with pytest.raises(ValueError, match="top_k must be"):
@@ -272,6 +274,10 @@ def test_cli_rerank(artifact, tmp_path):
     result = runner.invoke(app, ["rerank", str(artifact), "--query", QUERY, "--top-k", "2"], input=stdin)
     assert result.exit_code == 0, result.output
     assert result.output.count("\n| ") == 3 and "| 1 |" in result.output  # header rule + 2 rows
+    folder = runner.invoke(app, ["rerank", str(artifact), "--query", QUERY, "--docs-file", str(tmp_path)])
+    assert "is a directory; give a file" in str(folder.exception)
+    empty = runner.invoke(app, ["rerank", str(artifact), "--query", QUERY, "--docs-file", "/dev/null"])
+    assert "does not exist" not in str(empty.exception)  # a device or pipe is read, not refused
 
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("café\n".encode("latin-1"))

@@ -58,8 +58,9 @@ def rerank_command(
 ) -> None:
     """Rank documents for a query, best first."""
     if docs_file is not None:
-        if not docs_file.is_file():
-            raise DataError(f"documents file {str(docs_file)!r} does not exist")
+        if not docs_file.exists() or docs_file.is_dir():
+            raise DataError(f"documents file {str(docs_file)!r} "
+                            + ("is a directory; give a file" if docs_file.is_dir() else "does not exist"))
         text, source = read_utf8(docs_file), str(docs_file)
     else:
         text, source = decode_utf8(sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else
