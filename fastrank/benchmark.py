@@ -14,6 +14,7 @@ Only numpy is imported at module level.
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ import numpy as np
 
 from fastrank.timing import measure, measure_round_robin
 
+logger = logging.getLogger(__name__)
 LogitsFn = Callable[[Sequence[tuple[str, str]]], np.ndarray]
 Group = tuple[int, int, list[float]]  # (start, end, labels) of one query's pairs in a workload
 
@@ -323,6 +325,24 @@ def write_jsonl(path: str | Path, records: Sequence[dict[str, Any]]) -> Path:
     return path
 
 
+def _warn_if_other_source(model: str | Path, artifact: str | Path, manifest: dict[str, Any],
+                          progress: Callable[[str], None] | None) -> None:
+    """Warn when ``artifact``'s manifest says it was exported from other checkpoint files than ``model``'s: its
+    parity row would then measure two models' difference, not the export's."""
+    from fastrank.export.manifest import source_sha256
+
+    recorded = manifest.get("source_checkpoint_sha256")
+    if not recorded or not str(manifest.get("source_hashed", "")).startswith("checkpoint files") \
+            or not Path(model).is_dir():
+        return
+    sha, _ = source_sha256(model)
+    if sha != recorded:
+        text = (f"warning: artifact {artifact} was exported from other checkpoint files than {model} (source "
+                f"{manifest.get('source')!r}, sha256 {recorded[:12]} vs {sha[:12]}): its parity numbers compare two "
+                "models; bench it against the checkpoint it came from")
+        (progress or logger.warning)(text)
+
+
 def _reranker_row(reranker) -> tuple[dict[str, Any], LogitsFn]:
     return {"library": "fastrank", **reranker.describe()}, lambda pairs: reranker.logits(pairs)[:, 0]
 
@@ -403,6 +423,7 @@ def benchmark_model(
         raise ValueError(f"an artifact is given twice: {[str(p) for p in artifacts]}")
     for path in artifacts:
         rr = Reranker(path, num_threads=threads)
+        _warn_if_other_source(model, path, rr.manifest or {}, progress)
         info = rr.describe()
         rung = (rr.manifest or {}).get("rung") or info.get("precision") or "fp32"
         name = f"fastrank {info['backend']} {rung}"

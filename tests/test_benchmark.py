@@ -94,6 +94,24 @@ def test_two_artifacts_at_one_rung_get_a_row_each(tiny_model_dir, artifact, tmp_
         benchmark_model(str(tiny_model_dir), _groups(4), [artifact, artifact], quick=True, threads=1)
 
 
+def test_an_artifact_of_another_checkpoint_is_warned_about(tiny_model_dir, artifact, tmp_path):
+    import json
+    import shutil
+
+    from fastrank.benchmark import benchmark_model
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "note": "another checkpoint"}))
+    for model, warned in ((tiny_model_dir, False), (other, True)):
+        said: list[str] = []
+        benchmark_model(str(model), _groups(2), [artifact], quick=True, threads=1, latency=False, sweeps=False,
+                        progress=said.append)
+        hits = [t for t in said if "was exported from other checkpoint files than" in t]
+        assert bool(hits) is warned, said
+
+
 def test_cli_bench_and_plots(tiny_model_dir, artifact, tmp_path):
     from typer.testing import CliRunner
 
