@@ -174,3 +174,19 @@ def test_train_cli_end_to_end(tiny_model_dir, eval_file, tmp_path):
     assert out["train_rows"] == 2 and out["output_dir"] == str(tmp_path / "m")
     assert set(out["eval_after"]["metrics"]) >= {"map", "mrr@10", "ndcg@10"}
     assert (tmp_path / "m" / "model.safetensors").is_file()
+
+
+def test_eval_scores_an_artifact_as_it_is_served(tiny_model_dir, eval_file, tmp_path):
+    from fastrank.export import export_model
+
+    export_model(str(tiny_model_dir), tmp_path / "onnx", num_threads=1)
+    export_model(str(tiny_model_dir), tmp_path / "bf16", precision="bf16", num_threads=1,
+                 allow_parity_failure=True)  # a random tiny model's bf16 may miss the gate; the path is the point
+    checkpoint = json.loads(runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(eval_file), "--json"]).stdout)
+    onnx = json.loads(runner.invoke(app, ["eval", str(tmp_path / "onnx"), "--data", str(eval_file), "--json"]).stdout)
+    assert onnx["served_by"]["backend"] == "onnx" and "served_by" not in checkpoint
+    assert onnx["metrics"] == pytest.approx(checkpoint["metrics"], abs=1e-9)  # fp32 ONNX ranks as the checkpoint
+    bf16 = runner.invoke(app, ["eval", str(tmp_path / "bf16"), "--data", str(eval_file)])
+    assert bf16.exit_code == 0 and "scored as served: torch bf16" in bf16.output, bf16.output
+    refused = runner.invoke(app, ["eval", str(tmp_path / "onnx"), "--data", str(eval_file), "--max-length", "16"])
+    assert refused.exit_code == 2 and "max length it was exported with" in refused.output

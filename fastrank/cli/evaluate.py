@@ -11,15 +11,48 @@ import typer
 from fastrank.cli.output import metrics_table, print_json
 
 
-def evaluate_model(model: str, data: str, batch_size: int = 64, max_length: int | None = None) -> dict[str, Any]:
-    """Evaluate ``model`` (checkpoint dir or hub id) on ``data``; returns the EvalResult as a dict."""
-    from fastrank.evaluation.evaluators import RerankingEvaluator
+class ServedScorer:
+    """An exported artifact's ``Reranker`` behind the evaluator's ``predict(pairs, batch_size, ...)``: it batches
+    by its own token budget, so the evaluator's batch size does not apply."""
+
+    def __init__(self, reranker) -> None:
+        self.reranker = reranker
+
+    def predict(self, pairs, batch_size: int = 64, show_progress_bar: bool | None = None, **_: object):
+        return self.reranker.predict(pairs)
+
+
+def scorer(model: str, max_length: int | None = None) -> tuple[Any, dict[str, Any] | None]:
+    """What ``fastrank eval`` scores with, and how: an exported artifact (a ``fastrank.json`` in the directory)
+    through ``Reranker``, on the backend and precision it is served at (a bf16 artifact in bf16, not upcast);
+    a checkpoint or hub id through ``CrossEncoder`` (None)."""
+    from fastrank.export.manifest import read_manifest
+
+    if Path(model).is_dir() and read_manifest(model) is not None:
+        if max_length is not None:
+            raise typer.BadParameter("--max-length applies to checkpoints; an artifact scores at the max length it "
+                                     "was exported with")
+        from fastrank.reranker import Reranker
+
+        reranker = Reranker(model)
+        return ServedScorer(reranker), reranker.describe()
     from fastrank.model import CrossEncoder
 
+    return CrossEncoder(model, max_length=max_length), None
+
+
+def evaluate_model(model: str, data: str, batch_size: int = 64, max_length: int | None = None) -> dict[str, Any]:
+    """Evaluate ``model`` (checkpoint dir, hub id or exported artifact) on ``data``; returns the EvalResult as a
+    dict (with ``served_by``: the backend that scored an artifact)."""
+    from fastrank.evaluation.evaluators import RerankingEvaluator
+
     evaluator = RerankingEvaluator.from_file(data, batch_size=batch_size)
-    result = evaluator.evaluate(CrossEncoder(model, max_length=max_length)).to_dict()
+    model_scorer, served_by = scorer(model, max_length)
+    result = evaluator.evaluate(model_scorer).to_dict()
     result["model"] = model
     result["data"] = data
+    if served_by is not None:
+        result["served_by"] = served_by
     return result
 
 
@@ -31,18 +64,19 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
     from fastrank.data import read_corpus, read_groups
     from fastrank.embedding import EmbeddingModel
     from fastrank.evaluation.retrieval import RetrievalTask, evaluate_retrieve_rerank
-    from fastrank.model import DEFAULT_BASE, CrossEncoder
+    from fastrank.model import DEFAULT_BASE
 
     extra = [d for path in corpus or [] for d in read_corpus(path)]
     task = RetrievalTask.from_groups(read_groups(data), extra)
-    reranker = CrossEncoder(model, max_length=max_length)
+    reranker, served_by = scorer(model, max_length)
     result = evaluate_retrieve_rerank(task, EmbeddingModel(embedding_model or DEFAULT_BASE), reranker, top_k=top_k,
                                       ks=(10,), batch_size=batch_size, fusion_weights=tuple(fusion_weights or ()))
-    return {"model": model, "data": data, **result}
+    return {"model": model, "data": data, **result, **({"served_by": served_by} if served_by else {})}
 
 
 def eval_command(
-    model: Annotated[str, typer.Argument(help="Cross-encoder checkpoint directory or hub id.")],
+    model: Annotated[str, typer.Argument(help="Cross-encoder checkpoint directory or hub id, or an exported "
+                                               "artifact (scored as served, by fastrank.Reranker).")],
     data: Annotated[Path, typer.Option("--data", help="Labelled data: grouped JSONL (query, documents, labels), "
                                                       "flat or grouped CSV / TSV, Parquet.")],
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
@@ -80,6 +114,9 @@ def eval_command(
         print_json(result)
         return
     typer.echo(metrics_table({Path(model).name or model: result["metrics"]}))
+    if "served_by" in result:
+        served = result["served_by"]
+        typer.echo(f"scored as served: {served.get('backend')} {served.get('precision')} (fastrank.Reranker)")
     typer.echo(
         f"{result['num_queries']} queries evaluated; skipped {result['num_skipped_no_positive']} without a "
         f"positive and {result['num_skipped_no_candidates']} without candidates"
