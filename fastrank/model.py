@@ -83,8 +83,8 @@ def _refuse_artifact(location: str) -> None:
         if info.get("format") != "torch":
             raise ModelLoadError(
                 f"{location!r} is an exported {info.get('format')} {info.get('precision')} artifact, not a PyTorch "
-                f"checkpoint: score it with Reranker({location!r}) or `fastrank bench CHECKPOINT --artifact "
-                f"{location}`; evaluating and training need the checkpoint it was exported from")
+                f"checkpoint: score it with Reranker({location!r}), `fastrank eval {location}` or `fastrank bench "
+                f"CHECKPOINT --artifact {location}`; training needs the checkpoint it was exported from")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -125,6 +125,63 @@ def weight_dtype(dtype: str) -> torch.dtype | None:
     return None if dtype == "auto" else getattr(torch, dtype)
 
 
+def trained_head_labels(config: Any) -> int | None:
+    """The label count of a checkpoint's trained classification head, from its config; None for an encoder or
+    embedding model (no ``*ForSequenceClassification`` architecture), which CrossEncoder gives a fresh head."""
+    archs = getattr(config, "architectures", None) or []
+    return int(config.num_labels) if any(a.endswith("ForSequenceClassification") for a in archs) else None
+
+
+def _check_head_size(name: str | Path, saved: int, asked: int) -> None:
+    """A cross-encoder checkpoint keeps its trained head: asking for another label count is refused up front, with
+    what to do instead of transformers' size-mismatch RuntimeError (fastrank does not swap a trained head)."""
+    if saved == asked:
+        return
+    raise ModelLoadError(
+        f"{str(name)!r} is a cross-encoder checkpoint with {saved} label(s); you asked for num_labels={asked}. Omit "
+        f"num_labels (or pass {saved}) to load it as it is; a new {asked}-label head needs a base model without a "
+        "classification head (an encoder or embedding model such as sentence-transformers/all-MiniLM-L6-v2), "
+        "which gets a freshly initialized one, not a finetuned checkpoint")
+
+
+def _damaged_weights(location: str) -> tuple[Path, str] | None:
+    """The first safetensors file of a local checkpoint directory whose header cannot be read, with safetensors'
+    reason (None: every one reads, or ``location`` is a hub id)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(location)
+    for file in sorted(path.glob("*.safetensors")) if path.is_dir() else []:
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as exc:
+            return file, str(exc)
+    return None
+
+
+def _load_weights(location: str, name: str | Path, config: Any, kwargs: dict[str, Any]) -> torch.nn.Module:
+    """``AutoModelForSequenceClassification.from_pretrained`` with its low-level failures as ModelLoadError: a
+    truncated or corrupt weights file (safetensors' header errors) names the file, and weights whose shapes do not
+    fit the config (transformers' ``ignore_mismatched_sizes`` RuntimeError) say so."""
+    from safetensors import SafetensorError
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(location, config=config, **kwargs)
+    except SafetensorError as exc:
+        damaged = _damaged_weights(location)
+        file, reason = damaged if damaged else (f"of {str(name)!r}", str(exc))
+        raise ModelLoadError(f"corrupt or incomplete weights file {file} ({reason}); re-download or re-save the "
+                             "model") from exc
+    except RuntimeError as exc:
+        if "ignore_mismatched_sizes" not in str(exc):
+            raise
+        raise ModelLoadError(
+            f"the weights in {str(name)!r} do not fit a {config.num_labels}-label {config.model_type} model (see "
+            "the load report above for the mismatched tensors); load it with the label count it was saved with, or "
+            "start a new head from a base model without one") from exc
+
+
 class CrossEncoder(torch.nn.Module):
     """Scores (query, document) pairs with a transformer over the concatenated pair.
 
@@ -155,7 +212,7 @@ class CrossEncoder(torch.nn.Module):
         dtype: str = "float32",
     ) -> None:
         super().__init__()
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         cast = weight_dtype(dtype)
         location = resolve_model_path(model_name_or_path)
@@ -168,16 +225,22 @@ class CrossEncoder(torch.nn.Module):
             raise ModelLoadError(
                 f"could not load a model config from {str(model_name_or_path)!r}{where}: {exc}") from exc
         archs = getattr(config, "architectures", None) or []
-        self.head_initialized = not any(a.endswith("ForSequenceClassification") for a in archs)
+        saved_labels = trained_head_labels(config)
+        self.head_initialized = saved_labels is None
         if num_labels is None:
-            num_labels = 1 if self.head_initialized else config.num_labels
+            num_labels = 1 if saved_labels is None else saved_labels
+        elif saved_labels is not None:
+            _check_head_size(model_name_or_path, saved_labels, num_labels)
         if config.num_labels != num_labels:
             config.num_labels = num_labels
         try:
-            self.model = AutoModelForSequenceClassification.from_pretrained(location, config=config, **kwargs)
+            self.model = _load_weights(location, model_name_or_path, config, kwargs)
             self.tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+        except ModelLoadError:
+            raise
         except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"could not load model weights/tokenizer from {str(model_name_or_path)!r}: {exc}") from exc
+            raise ModelLoadError(
+                f"could not load model weights/tokenizer from {str(model_name_or_path)!r}: {exc}") from exc
         if not getattr(self.tokenizer, "is_fast", False):
             raise ModelLoadError(f"{model_name_or_path!r} has no fast tokenizer (tokenizer.json); fastrank needs one")
         if self.head_initialized:

@@ -36,6 +36,7 @@ def render_model_card(model: Any) -> str:
             "max length (tokens)": model.max_length,
             "num labels": model.num_labels,
             "activation": model.activation,
+            **({"ranking score": data["ranking_score"]} if "ranking_score" in data else {}),
         }),
         "",
     ]
@@ -59,13 +60,11 @@ def render_model_card(model: Any) -> str:
         parts += ["## Hyperparameters", _table(data["hyperparameters"]), ""]
     if "evaluation" in data:
         parts += ["## Evaluation", "", "```json", json.dumps(data["evaluation"], indent=2), "```", ""]
-    parts += [
-        "## Usage",
-        "```python",
-        "from fastrank import CrossEncoder",
-        "model = CrossEncoder('path/to/this/dir')",
-        "model.rank('how are glacier caves formed?', ['A glacier cave is a cave formed within the ice.', 'Paris.'])",
-        "```",
-        "",
-    ]
+    pairs = "[('how are glacier caves formed?', 'A glacier cave is a cave formed within the ice.')]"
+    usage = (["model.rank('how are glacier caves formed?', ['A glacier cave is a cave formed within the ice.', "
+              "'Paris.'])"] if model.num_labels == 1 else  # rank() needs one logit: show the class probabilities
+             [f"probs = model.predict({pairs}, activation='softmax')  # (pairs, {model.num_labels}) probabilities",
+              "relevance = probs[:, -1]  # the last class's probability ranks documents"])
+    parts += ["## Usage", "```python", "from fastrank import CrossEncoder", "model = CrossEncoder('path/to/this/dir')",
+              *usage, "```", ""]
     return "\n".join(parts)

@@ -190,3 +190,38 @@ def test_eval_scores_an_artifact_as_it_is_served(tiny_model_dir, eval_file, tmp_
     assert bf16.exit_code == 0 and "scored as served: torch bf16" in bf16.output, bf16.output
     refused = runner.invoke(app, ["eval", str(tmp_path / "onnx"), "--data", str(eval_file), "--max-length", "16"])
     assert refused.exit_code == 2 and "max length it was exported with" in refused.output
+
+
+def test_train_ce_from_the_cli_uses_the_data_classes(eval_file, tmp_path):
+    """--loss ce from the default (embedding) base: a head with one logit per class of the data, no num_labels
+    advice only Python users could follow; the epochs line says the one step run was a whole epoch here."""
+    from fastrank import CrossEncoder
+
+    result = runner.invoke(app, ["train", "--data", str(eval_file), "--out", str(tmp_path / "m"), "--loss", "ce",
+                                 "--epochs", "0.1", "--bf16", "false", "--max-length", "16",
+                                 "--eval-data", str(eval_file)])
+    assert result.exit_code == 0, result.output
+    assert "for 1 epochs (asked 0.1: one optimizer step is 1 epochs of this data)" in result.stdout
+    assert CrossEncoder(tmp_path / "m", device="cpu").num_labels == 2
+
+
+def test_cli_errors_for_a_damaged_checkpoint_and_a_resume_without_checkpoint(tiny_model_dir, eval_file, tmp_path):
+    """One line and exit 2: a truncated weights file is named; --resume without a checkpoint creates nothing."""
+    import shutil
+
+    broken = tmp_path / "brokenckpt"
+    shutil.copytree(tiny_model_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    cmd = [sys.executable, "-m", "fastrank.cli", "eval", str(broken), "--data", str(eval_file)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (f"error: corrupt or incomplete weights file {weights} (Error while deserializing header: invalid header "
+            "length); re-download or re-save the model") in proc.stderr
+    out = tmp_path / "o1"
+    cmd = [sys.executable, "-m", "fastrank.cli", "train", "--data", str(eval_file), "--out", str(out), "--resume"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().endswith(f"error: --resume: no checkpoint in {out}.checkpoints (a run that saved at "
+                                        "least one epoch writes one); drop --resume to start afresh")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["brokenckpt"]

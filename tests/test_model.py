@@ -206,3 +206,39 @@ def test_score_sub_batches_by_length_but_keeps_order_and_values(model):
         sub_batched = model.score(q, d)
     assert sub_batched.shape == (70, 1)
     torch.testing.assert_close(sub_batched, one_batch, atol=1e-5, rtol=0)
+
+
+def test_a_checkpoint_keeps_its_label_count(tiny_model_dir, tiny_model_factory):
+    """Another num_labels than a cross-encoder checkpoint's own is a ModelLoadError saying what to do, not
+    transformers' size-mismatch RuntimeError; the checkpoint's own count (or none) loads."""
+    from fastrank import CrossEncoder
+
+    with pytest.raises(ModelLoadError, match=r"is a cross-encoder checkpoint with 1 label\(s\); you asked for "
+                                             r"num_labels=3\. Omit num_labels \(or pass 1\) to load it as it is; a "
+                                             r"new 3-label head needs a base model without a classification head"):
+        CrossEncoder(tiny_model_dir, num_labels=3, device="cpu")
+    with pytest.raises(ModelLoadError, match=r"with 2 label\(s\); you asked for num_labels=1\. Omit num_labels"):
+        CrossEncoder(tiny_model_factory(2), num_labels=1, device="cpu")
+    assert CrossEncoder(tiny_model_factory(2), num_labels=2, device="cpu").num_labels == 2
+    assert CrossEncoder(tiny_model_dir, num_labels=1, device="cpu").num_labels == 1
+
+
+@pytest.mark.parametrize(("keep", "reason"), [(1000, "invalid header length"), (4, "header too small"),
+                                              (None, "incomplete metadata, file not fully covered")])
+def test_a_damaged_weights_file_is_named(tiny_model_dir, tmp_path, keep, reason):
+    """A truncated model.safetensors raises ModelLoadError naming the file and safetensors' reason."""
+    import re
+    import shutil
+
+    from fastrank import CrossEncoder
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    weights = broken / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2 if keep is None else keep])
+    with pytest.raises(ModelLoadError) as info:
+        CrossEncoder(broken, device="cpu")
+    assert str(info.value) == (f"corrupt or incomplete weights file {weights} (Error while deserializing header: "
+                               f"{reason}); re-download or re-save the model")
+    assert re.search("ignore_mismatched_sizes|SafetensorError", str(info.value)) is None

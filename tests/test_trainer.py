@@ -244,3 +244,138 @@ def test_a_resumed_run_counts_only_the_steps_it_trained(toy_data, tiny_model_dir
     resumed = train(_config(toy_data, tiny_model_dir, tmp_path / "second", epochs=2, eval_data=None,
                             checkpoint_dir=str(ckpt), resume=True))
     assert resumed["resumed_from_step"] == 12  # 96 lists / batch 8 = 12 steps per epoch: the second epoch only
+    assert resumed["epochs"] == 2 and "epochs_note" not in resumed  # whole epochs run as asked: nothing to say
+
+
+@pytest.fixture(scope="module")
+def encoder_base(tmp_path_factory):
+    """A tiny BERT encoder without a classification head (as an embedding base is): CrossEncoder adds a fresh one."""
+    import torch
+    from conftest import _tokenizer_source
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny-encoder")
+    torch.manual_seed(0)
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                         initializer_range=0.2)).save_pretrained(path)
+    AutoTokenizer.from_pretrained(_tokenizer_source()).save_pretrained(path)
+    return path
+
+
+def _graded(path, labels: list, n: int = 4):
+    """``n`` queries whose documents carry ``labels`` (class ids, or anything else a test feeds the loss)."""
+    rows = [{"query": w, "documents": [f"the {w} is good", f"the {w} is ok", "a bad one"][:len(labels)],
+             "labels": labels} for w in WORDS[:n]]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_ce_trains_as_many_classes_as_the_data_has(toy_data, encoder_base, tmp_path):
+    """--loss ce on a base without a head: one logit per class of the data (0/1 here: 2), trained, evaluated each
+    epoch and before/after by the last class's probability, saved with its label count."""
+    from fastrank import CrossEncoder
+    from fastrank.evaluation.evaluators import RerankingEvaluator
+    from fastrank.training.recipe import LastClassScorer, train
+
+    result = train(_config(toy_data, encoder_base, tmp_path / "ce", loss="ce", epochs=1, batch_size=16,
+                           eval_each_epoch=True))
+    saved = CrossEncoder(tmp_path / "ce", device="cpu")
+    assert saved.num_labels == 2 and saved.activation == "identity"
+    expected = RerankingEvaluator.from_jsonl(toy_data / "test.jsonl", ks=(10,)).evaluate(LastClassScorer(saved))
+    assert result["eval_after"]["metrics"] == pytest.approx(expected.metrics, abs=1e-6)
+    assert result["eval_after"]["metrics"]["map"] > result["eval_before"]["metrics"]["map"] + 0.2
+    probs = saved.predict([("tiger", "the tiger is good"), ("tiger", "the apple is bad")], activation="softmax")
+    assert probs.shape == (2, 2) and probs[0, 1] > probs[1, 1]
+    card = (tmp_path / "ce" / "README.md").read_text()
+    assert "| num labels | 2 |" in card and "| ranking score | softmax probability of the last class" in card
+    assert "model.rank(" not in card and "relevance = probs[:, -1]" in card
+
+    graded = train(_config(toy_data, encoder_base, tmp_path / "graded", loss="ce", epochs=1, eval_data=None,
+                           data=str(_graded(tmp_path / "g.jsonl", [2, 1, 0]))))
+    assert CrossEncoder(graded["output_dir"], device="cpu").num_labels == 3
+
+
+def test_ce_keeps_a_base_head_that_fits(toy_data, tiny_model_factory, tmp_path):
+    """A 2-label cross-encoder base trains with --loss ce on 0/1 labels as it is (no size-mismatch error)."""
+    from fastrank import CrossEncoder
+    from fastrank.training.recipe import train
+
+    two = tiny_model_factory(2)
+    before = CrossEncoder(two, device="cpu").predict([("tiger", "the tiger is good")])
+    result = train(_config(toy_data, two, tmp_path / "two", loss="ce", epochs=0.5))
+    after = CrossEncoder(tmp_path / "two", device="cpu")
+    assert after.num_labels == 2 and "map" in result["eval_after"]["metrics"]
+    assert np.abs(after.predict([("tiger", "the tiger is good")]) - before).max() > 1e-4
+
+
+def test_labels_and_heads_that_do_not_fit_the_loss_fail_before_the_model_loads(toy_data, tiny_model_dir,
+                                                                                tiny_model_factory, tmp_path,
+                                                                                monkeypatch):
+    import fastrank.model
+    from fastrank.errors import LossConfigError
+    from fastrank.training.recipe import train
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the labels and the base's head were checked")
+
+    monkeypatch.setattr(fastrank.model, "CrossEncoder", no_load)
+    two, three_classes = tiny_model_factory(2), _graded(tmp_path / "three.jsonl", [2, 1, 0])
+    cases = [
+        ({"loss": "ce", "data": str(_graded(tmp_path / "f.jsonl", [1, 0.5]))}, DataError,
+         r"--loss ce \(CrossEntropyLoss\) needs class ids as labels \(whole numbers 0, 1, \.\.\., C-1\), but query "
+         r"'apple' has label 0\.5; for graded or float relevance scores use bce, mse or a listwise loss"),
+        ({"loss": "ce", "data": str(_graded(tmp_path / "n.jsonl", [1, -1]))}, DataError, "has label -1;"),
+        ({"loss": "ce", "data": str(_graded(tmp_path / "z.jsonl", [0, 0]))}, DataError,
+         "needs at least two classes .* every label in the data is 0"),
+        ({"loss": "ce", "data": str(three_classes), "base": str(two)}, LossConfigError,
+         r"--loss ce: the data has 3 classes \(labels 0\.\.2\) but the base '.*' is a cross-encoder checkpoint with "
+         r"2 label\(s\); train from a base model without a classification head"),
+        ({"loss": "ce", "base": str(tiny_model_dir)}, LossConfigError, r"checkpoint with 1 label\(s\)"),
+        ({"loss": "listnet", "base": str(two)}, LossConfigError,
+         "--loss listnet trains one relevance logit, but the base .* is a cross-encoder checkpoint with 2 labels; "
+         "train its classes with --loss ce"),
+    ]
+    for kw, error, message in cases:
+        with pytest.raises(error, match=message):
+            train(_config(toy_data, kw.pop("base", tiny_model_dir), tmp_path / "out", **kw))
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_epochs_run_are_reported_not_the_epochs_asked(toy_data, tiny_model_dir, tmp_path):
+    """0.1 epochs of 30 queries in batches of 8 (4 steps an epoch) is one step, 0.25 epochs: said so everywhere."""
+    from typer.testing import CliRunner
+
+    from fastrank.cli import app
+
+    data = tmp_path / "thirty.jsonl"
+    data.write_text("\n".join(json.dumps(g) for g in _toy_groups(30, 2)) + "\n")
+    out = tmp_path / "short"
+    args = ["train", "--data", str(data), "--out", str(out), "--base", str(tiny_model_dir), "--epochs", "0.1",
+            "--bf16", "false", "--max-length", "32"]
+    result = CliRunner().invoke(app, args + ["--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    note = "asked 0.1: one optimizer step is 0.25 epochs of this data"
+    assert report["epochs"] == 0.25 and report["epochs_note"] == note and report["config"]["epochs"] == 0.1
+    assert f"| epochs | 0.25 ({note}) |" in (out / "README.md").read_text()
+    text = CliRunner().invoke(app, args[:4] + [str(tmp_path / "again")] + args[5:])
+    assert text.exit_code == 0, text.output
+    assert f"trained on 30 rows for 0.25 epochs ({note}) in " in text.stdout
+
+
+def test_resume_without_a_checkpoint_fails_before_anything_happens(toy_data, tiny_model_dir, tmp_path, monkeypatch):
+    import fastrank.model
+    from fastrank.errors import FastrankError
+    from fastrank.training.recipe import train
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before --resume was checked")
+
+    monkeypatch.setattr(fastrank.model, "CrossEncoder", no_load)
+    with pytest.raises(FastrankError, match=r"^--resume: no checkpoint in .*o1\.checkpoints \(a run that saved at "
+                                            r"least one epoch writes one\); drop --resume to start afresh$"):
+        train(_config(toy_data, tiny_model_dir, tmp_path / "o1", resume=True))
+    (tmp_path / "ckpt").mkdir()  # an existing but empty checkpoint directory holds nothing to resume either
+    with pytest.raises(FastrankError, match=r"--resume: no checkpoint in .*ckpt \("):
+        train(_config(toy_data, tiny_model_dir, tmp_path / "o2", resume=True, checkpoint_dir=str(tmp_path / "ckpt")))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]

@@ -32,9 +32,11 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
     if result.get("titled_documents"):
         typer.echo(f"note: {result['titled_documents']} documents had a title, read as <title> <sep> <text>; pass "
                    "documents as {\"title\", \"text\"} at rerank time too (fastrank.documents)")
+    epochs = f"{result.get('epochs', result['config']['epochs']):g} epochs"  # run, not asked (``epochs_note``)
+    if result.get("epochs_note"):
+        epochs += f" ({result['epochs_note']})"
     typer.echo(
-        f"trained on {result['train_rows']} rows for {result['config']['epochs']:g} epochs in "
-        f"{result['train_seconds']} s "
+        f"trained on {result['train_rows']} rows for {epochs} in {result['train_seconds']} s "
         f"({result['train_pairs_per_second']} pairs/s, bf16={result['bf16']}); saved to {result['output_dir']}"
     )
 

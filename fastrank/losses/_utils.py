@@ -46,8 +46,8 @@ def require_one_label(loss: object, model: ScoringModel) -> None:
     if model.num_labels != 1:
         raise LossConfigError(
             f"{loss_name(loss)} expects a model with 1 output label (one relevance logit per pair), but this model "
-            f"has {model.num_labels}. Load it with CrossEncoder(path, num_labels=1), or use CrossEntropyLoss for "
-            "class labels."
+            f"has {model.num_labels}. Start from a base model without a classification head (CrossEncoder(base) gives it "
+            "one logit) or a one-label checkpoint, or use CrossEntropyLoss for class labels."
         )
 
 

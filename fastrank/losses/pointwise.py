@@ -117,8 +117,9 @@ class CrossEntropyLoss(nn.Module):
         if model.num_labels < 2:
             raise LossConfigError(
                 f"CrossEntropyLoss expects a model with 2 or more output labels (one per class), but this model has "
-                f"{model.num_labels}. Load it with CrossEncoder(path, num_labels=C), or use BinaryCrossEntropyLoss "
-                "for a single relevance logit."
+                f"{model.num_labels}. Load a base model without a classification head with CrossEncoder(base, "
+                "num_labels=C) (fastrank train --loss ce does so from the data's classes), or use "
+                "BinaryCrossEntropyLoss for a single relevance logit."
             )
         self.model = model
         self.activation_fn = resolve_activation(self, activation_fn)

@@ -12,9 +12,12 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from fastrank.errors import DataError, FastrankError, LossConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -73,12 +76,26 @@ class TrainConfig:
 MIN_USEFUL_STEPS = 10  # below this a run is mostly warm-up: warn
 
 
-def _resumed_step(ckpt_dir: Path) -> int:
-    """The optimizer step a resumed run starts from: its last checkpoint's (0 when there is none)."""
+def _last_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The newest ``checkpoint-N`` directory in ``ckpt_dir`` (None when there is none, or no such directory)."""
     from transformers.trainer_utils import get_last_checkpoint
 
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
-    state = Path(last) / "trainer_state.json" if last else None
+    return Path(last) if last else None
+
+
+def _check_resumable(ckpt_dir: Path) -> None:
+    """``resume`` needs a checkpoint: refuse at once, before any loading or training creates anything, rather than
+    with transformers' error after the model has loaded (and an empty checkpoint directory is left behind)."""
+    if _last_checkpoint(ckpt_dir) is None:
+        raise FastrankError(f"--resume: no checkpoint in {ckpt_dir} (a run that saved at least one epoch writes one); "
+                            "drop --resume to start afresh")
+
+
+def _resumed_step(ckpt_dir: Path) -> int:
+    """The optimizer step a resumed run starts from: its last checkpoint's (0 when there is none)."""
+    last = _last_checkpoint(ckpt_dir)
+    state = last / "trainer_state.json" if last else None
     return int(json.loads(state.read_text()).get("global_step", 0)) if state and state.is_file() else 0
 
 
@@ -164,6 +181,101 @@ def _title_separator(groups: list, base: str) -> str | None:
     return pair_separator(AutoTokenizer.from_pretrained(resolve_model_path(base)).backend_tokenizer)
 
 
+def _class_count(groups: list, loss: str) -> int:
+    """Classes a multi-class loss predicts: the labels are class ids 0..C-1, so C = the largest + 1 (at least 2)."""
+    top = -1
+    for g in groups:
+        for y in g.labels:
+            if not (math.isfinite(y) and y >= 0 and y == int(y)):
+                raise DataError(f"--loss {loss} (CrossEntropyLoss) needs class ids as labels (whole numbers 0, 1, ..., "
+                                f"C-1), but query {g.query_id or g.query!r} has label {y:g}; for graded or float "
+                                "relevance scores use bce, mse or a listwise loss")
+            top = max(top, int(y))
+    if top < 1:
+        raise DataError(f"--loss {loss} (CrossEntropyLoss) needs at least two classes (labels 0..C-1), but every "
+                        "label in the data is 0")
+    return top + 1
+
+
+def _num_labels(config: TrainConfig, groups: list) -> int:
+    """The label count to load the base with: 1 for the ranking losses; for a multi-class loss (ce) the data's class
+    count, or the base's own head when it already has enough classes. A base whose trained head does not fit is
+    refused here with what to do, not by transformers' size-mismatch error once the weights load."""
+    from transformers import AutoConfig
+
+    from fastrank.losses import CrossEntropyLoss, loss_class
+    from fastrank.model import resolve_model_path, trained_head_labels
+
+    multi_class = issubclass(loss_class(config.loss), CrossEntropyLoss)
+    needed = _class_count(groups, config.loss) if multi_class else 1
+    location = resolve_model_path(config.base)
+    try:
+        head = trained_head_labels(AutoConfig.from_pretrained(location))
+    except (OSError, ValueError):
+        return needed  # CrossEncoder says why it cannot load the base
+    if head is None:
+        return needed
+    if head >= needed if multi_class else head == needed:
+        return head
+    if multi_class:
+        raise LossConfigError(
+            f"--loss {config.loss}: the data has {needed} classes (labels 0..{needed - 1}) but the base "
+            f"{config.base!r} is a cross-encoder checkpoint with {head} label(s); train from a base model without a "
+            f"classification head (e.g. {TrainConfig.base}), which gets a fresh {needed}-label head, or from a "
+            f"checkpoint with {needed} or more labels")
+    raise LossConfigError(
+        f"--loss {config.loss} trains one relevance logit, but the base {config.base!r} is a cross-encoder checkpoint "
+        f"with {head} labels; train its classes with --loss ce (labels are class ids), or start from a one-label "
+        f"checkpoint or a base model without a classification head (e.g. {TrainConfig.base})")
+
+
+class LastClassScorer:
+    """A multi-class cross-encoder as a ranker: a pair scores the softmax probability of its last class (the most
+    relevant grade, as fastrank ranks several labels elsewhere, e.g. export verification). The probability, not the
+    raw last logit: cross-entropy only fixes the logits' differences, so a raw logit can drift between inputs."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def predict(self, pairs: Any, batch_size: int = 32, show_progress_bar: bool | None = None, **_: Any) -> Any:
+        probs = self.model.predict(pairs, batch_size=batch_size, activation="softmax",
+                                   show_progress_bar=show_progress_bar)
+        return probs[:, -1] if probs.ndim == 2 else probs
+
+
+class _ScoredEvaluator:
+    """The evaluator as the trainer calls it each epoch (``eval_each_epoch``): judging ``scorer(model)``, the same
+    score as the before/after report, instead of the bare model's logits."""
+
+    def __init__(self, evaluator: Any, scorer: Callable[[Any], Any]) -> None:
+        self.evaluator, self.scorer = evaluator, scorer
+
+    def __call__(self, model: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
+        return self.evaluator(self.scorer(model), *args, **kwargs)
+
+
+def _scorer_factory(num_labels: int, prior: Any, weight: float) -> Callable[[Any], Any]:
+    """``model -> what the evaluator judges``: the score the model is trained to produce (logit + weight * the
+    first-stage prior, the last class's probability for a multi-class model, else the model's own score)."""
+    def make(model: Any) -> Any:
+        if prior is not None:
+            from fastrank.losses.prior import PriorReranker
+
+            return PriorReranker(model, prior, weight)
+        return LastClassScorer(model) if num_labels > 1 else model
+
+    return make
+
+
+def _epochs_run(state: Any, asked: float) -> tuple[float, str | None]:
+    """Epochs the trainer ran (its state's epoch) and, when they differ from ``asked``, why: a run is a whole number
+    of optimizer steps, so a fraction of an epoch rounds up to the next step."""
+    run = float(state.epoch or 0.0)
+    if math.isclose(run, asked, rel_tol=1e-4) or not state.global_step:
+        return round(run, 4), None
+    return round(run, 4), f"asked {asked:g}: one optimizer step is {run / state.global_step:.3g} epochs of this data"
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train a cross-encoder per ``config``; returns metrics before/after, wall time and throughput."""
     import datasets
@@ -185,21 +297,24 @@ def train(config: TrainConfig) -> dict[str, Any]:
                          f"{config.answer_negatives}")
     check_output_dir(config.out)  # a bad --out, loss, loss option or bf16 fails now, not after loading or training
     options, bf16 = _loss_options(config), config.resolved_bf16()
+    out = Path(config.out)
+    ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else out.with_name(out.name + ".checkpoints")
+    if config.resume:
+        _check_resumable(ckpt_dir)
     evaluator = RerankingEvaluator.from_file(config.eval_data, ks=(10,)) if config.eval_data else None  # read early
     set_seed(config.seed)
     groups = read_groups(config.data)
+    num_labels = _num_labels(config, groups)  # a multi-class loss: labels checked to be class ids, before mining
     separator = _title_separator(groups, config.base)
     mining_stats = _add_mined_negatives(groups, config) if config.mine_negatives else None
     if config.answer_negatives:
         mining_stats = {**(mining_stats or {}), **_add_answer_negatives(groups, config)}
     titled = join_titles(groups, separator) if separator else 0  # the dataset columns hold text
-    model = CrossEncoder(config.base, max_length=config.max_length, num_labels=1)
+    model = CrossEncoder(config.base, max_length=config.max_length, num_labels=num_labels)
     loss = get_loss(config.loss, model, **options)
-    scorer: Any = model  # what the evaluator judges: the score the model is trained to produce
-    if config.first_stage_weight:
-        from fastrank.losses.prior import PriorReranker
-
-        scorer = PriorReranker(model, _set_first_stage_prior(loss, config), config.first_stage_weight)
+    prior = _set_first_stage_prior(loss, config) if config.first_stage_weight else None
+    make_scorer = _scorer_factory(num_labels, prior, config.first_stage_weight)
+    scorer = make_scorer(model)  # what the evaluator judges: the score the model is trained to produce
     fmt = loss.data_format
     kwargs: dict[str, Any] = {}
     if fmt == "lists":
@@ -209,8 +324,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
     columns = convert(groups, fmt, **kwargs)
     train_dataset = datasets.Dataset.from_dict(columns)
 
-    out = Path(config.out)
-    ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else out.with_name(out.name + ".checkpoints")
     args = CrossEncoderTrainingArguments(
         output_dir=str(ckpt_dir),
         num_train_epochs=config.epochs,
@@ -241,15 +354,20 @@ def train(config: TrainConfig) -> dict[str, Any]:
                               "titled_documents": titled}
     if evaluator is not None:
         result["eval_before"] = evaluator.evaluate(scorer).to_dict()
-    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=evaluator)
+    each_epoch = _ScoredEvaluator(evaluator, make_scorer) if evaluator is not None else None
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=each_epoch)
     resumed_at = _resumed_step(ckpt_dir) if config.resume else 0
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=bool(config.resume) or None)
     seconds = time.perf_counter() - start
     result["train_seconds"] = round(seconds, 1)
     result["train_loss"] = output.training_loss
+    epochs, epochs_note = _epochs_run(trainer.state, config.epochs)
+    result["epochs"] = epochs
+    if epochs_note:
+        result["epochs_note"] = epochs_note
     done = 1.0 - resumed_at / max(output.global_step, 1)  # the share of the run trained in this call
-    result["train_pairs_per_second"] = round(result["train_pairs_per_epoch"] * config.epochs * done / seconds, 1)
+    result["train_pairs_per_second"] = round(result["train_pairs_per_epoch"] * epochs * done / seconds, 1)
     if resumed_at:
         result["resumed_from_step"] = resumed_at
     model.card_data.update({
@@ -265,7 +383,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "hyperparameters": {k: v for k, v in asdict(config).items()
                             if k in ("epochs", "lr", "batch_size", "max_length", "warmup_ratio", "weight_decay",
                                      "scheduler", "max_documents", "num_negatives", "mine_negatives",
-                                     "answer_negatives", "seed")} | {"bf16": bf16},
+                                     "answer_negatives", "seed")}
+                           | {"epochs": f"{epochs:g} ({epochs_note})" if epochs_note else epochs, "bf16": bf16},
+        **({"ranking_score": "softmax probability of the last class (fastrank.training.recipe.LastClassScorer)"}
+           if num_labels > 1 else {}),
     })
     if evaluator is not None:
         result["eval_after"] = evaluator.evaluate(scorer).to_dict()
