@@ -11,6 +11,10 @@ from typing import Annotated, Any
 import typer
 
 from fastrank.cli.output import metrics_table, print_json
+from fastrank.training.recipe import TrainConfig
+
+RECIPE = TrainConfig(data="", out="")  # its defaults, shown in --help (the options default to None: "not given")
+
 
 def _quiet_stdout(fn, *args: Any) -> Any:
     """Run ``fn`` with its progress/log prints sent to stderr: stdout carries only the result."""
@@ -44,18 +48,23 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
 def train_command(
     data: Annotated[str, typer.Option("--data", help="Training data: grouped JSONL, CSV/TSV, Parquet or hub id.")],
     out: Annotated[Path, typer.Option("--out", help="Where the trained model directory is written.")],
-    base: Annotated[str | None, typer.Option("--base", help="Base model dir or id (default: all-MiniLM-L6-v2).")] = None,
-    loss: Annotated[str | None, typer.Option("--loss", help="Loss name, e.g. listnet, lambda, bce, mnrl.")] = None,
-    epochs: Annotated[float | None, typer.Option("--epochs")] = None,
-    lr: Annotated[float | None, typer.Option("--lr")] = None,
+    base: Annotated[str | None, typer.Option("--base", help="Base model dir or id (bundled offline).",
+                                             show_default=RECIPE.base)] = None,
+    loss: Annotated[str | None, typer.Option("--loss", help="Loss name, e.g. listnet, lambda, bce, mnrl, ce.",
+                                             show_default=RECIPE.loss)] = None,
+    epochs: Annotated[float | None, typer.Option("--epochs", show_default=f"{RECIPE.epochs:g}")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", show_default=f"{RECIPE.lr:g}")] = None,
     batch_size: Annotated[int | None, typer.Option(
-        "--batch-size", help="Rows per step: queries for listwise losses, pairs for bce/mse.")] = None,
-    max_length: Annotated[int | None, typer.Option("--max-length")] = None,
+        "--batch-size", help="Rows per step: queries for listwise losses, pairs for bce/mse.",
+        show_default=str(RECIPE.batch_size))] = None,
+    max_length: Annotated[int | None, typer.Option("--max-length", help="Tokens per (query, document) pair.",
+                                                   show_default=str(RECIPE.max_length))] = None,
     eval_data: Annotated[str | None, typer.Option(
         "--eval-data", help="Labelled data evaluated before/after (JSONL, CSV, TSV, Parquet).")] = None,
     loss_options: Annotated[str | None, typer.Option("--loss-options", help="JSON dict of loss options.")] = None,
-    bf16: Annotated[str | None, typer.Option("--bf16", help="auto | true | false")] = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    bf16: Annotated[str | None, typer.Option("--bf16", help="auto (where bf16 matmuls are fast) | true | false",
+                                             show_default=RECIPE.bf16)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", show_default=str(RECIPE.seed))] = None,
     mine_negatives: Annotated[int | None, typer.Option(
         "--mine-negatives", help="Add N hard negatives per query mined from the training data's documents.")] = None,
     answer_negatives: Annotated[int | None, typer.Option(
