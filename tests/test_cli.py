@@ -225,3 +225,17 @@ def test_cli_errors_for_a_damaged_checkpoint_and_a_resume_without_checkpoint(tin
     assert proc.stderr.strip().endswith(f"error: --resume: no checkpoint in {out}.checkpoints (a run that saved at "
                                         "least one epoch writes one); drop --resume to start afresh")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["brokenckpt"]
+
+
+def test_eval_ranks_a_multi_class_model_by_its_last_class(tiny_model_factory, eval_file):
+    from fastrank import CrossEncoder
+    from fastrank.data import read_groups
+    from fastrank.evaluation.metrics import evaluate_rankings
+
+    three = tiny_model_factory(3)
+    result = runner.invoke(app, ["eval", str(three), "--data", str(eval_file), "--json"])
+    assert result.exit_code == 0, result.output
+    model, groups = CrossEncoder(three), [g for g in read_groups(eval_file) if g.positives]
+    probs = [model.predict([(g.query, d) for d in g.documents], activation="softmax")[:, -1] for g in groups]
+    want = evaluate_rankings(probs, [g.labels for g in groups], metrics=["map"]).metrics["map"]
+    assert json.loads(result.stdout)["metrics"]["map"] == pytest.approx(want, abs=1e-9)

@@ -19,13 +19,16 @@ class ServedScorer:
         self.reranker = reranker
 
     def predict(self, pairs, batch_size: int = 64, show_progress_bar: bool | None = None, **_: object):
-        return self.reranker.predict(pairs)
+        if self.reranker.num_labels == 1:
+            return self.reranker.predict(pairs)
+        return self.reranker.predict(pairs, activation="softmax")[:, -1]  # as LastClassScorer ranks a checkpoint
 
 
 def scorer(model: str, max_length: int | None = None) -> tuple[Any, dict[str, Any] | None]:
     """What ``fastrank eval`` scores with, and how: an exported artifact (a ``fastrank.json`` in the directory)
     through ``Reranker``, on the backend and precision it is served at (a bf16 artifact in bf16, not upcast);
-    a checkpoint or hub id through ``CrossEncoder`` (None)."""
+    a checkpoint or hub id through ``CrossEncoder`` (None). A model with several labels (``--loss ce``) ranks by its
+    last class's probability, as training evaluated it."""
     from fastrank.export.manifest import read_manifest
 
     if Path(model).is_dir() and read_manifest(model) is not None:
@@ -37,8 +40,10 @@ def scorer(model: str, max_length: int | None = None) -> tuple[Any, dict[str, An
         reranker = Reranker(model)
         return ServedScorer(reranker), reranker.describe()
     from fastrank.model import CrossEncoder
+    from fastrank.training.recipe import LastClassScorer
 
-    return CrossEncoder(model, max_length=max_length), None
+    checkpoint = CrossEncoder(model, max_length=max_length)
+    return (checkpoint if checkpoint.num_labels == 1 else LastClassScorer(checkpoint)), None
 
 
 def evaluate_model(model: str, data: str, batch_size: int = 64, max_length: int | None = None) -> dict[str, Any]:
