@@ -125,6 +125,18 @@ def weight_dtype(dtype: str) -> torch.dtype | None:
     return None if dtype == "auto" else getattr(torch, dtype)
 
 
+def load_config(name: str | Path, location: str, **kwargs: Any) -> Any:
+    """The transformers config at ``location`` (``resolve_model_path(name)``), or a ModelLoadError naming ``name``
+    and, for a name that is no local directory, that the hub was tried. Cheap: no weights are read."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(location, **kwargs)
+    except (OSError, ValueError) as exc:
+        where = "" if Path(location).is_dir() else " (no local directory of that name; tried the Hugging Face hub)"
+        raise ModelLoadError(f"could not load a model config from {str(name)!r}{where}: {exc}") from exc
+
+
 def trained_head_labels(config: Any) -> int | None:
     """The label count of a checkpoint's trained classification head, from its config; None for an encoder or
     embedding model (no ``*ForSequenceClassification`` architecture), which CrossEncoder gives a fresh head."""
@@ -212,18 +224,13 @@ class CrossEncoder(torch.nn.Module):
         dtype: str = "float32",
     ) -> None:
         super().__init__()
-        from transformers import AutoConfig, AutoTokenizer
+        from transformers import AutoTokenizer
 
         cast = weight_dtype(dtype)
         location = resolve_model_path(model_name_or_path)
         _refuse_artifact(location)
         kwargs = {"local_files_only": local_files_only}
-        try:
-            config = AutoConfig.from_pretrained(location, **kwargs)
-        except (OSError, ValueError) as exc:
-            where = "" if Path(location).is_dir() else " (no local directory of that name; tried the Hugging Face hub)"
-            raise ModelLoadError(
-                f"could not load a model config from {str(model_name_or_path)!r}{where}: {exc}") from exc
+        config = load_config(model_name_or_path, location, **kwargs)
         archs = getattr(config, "architectures", None) or []
         saved_labels = trained_head_labels(config)
         self.head_initialized = saved_labels is None

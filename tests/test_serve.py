@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
+import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -345,10 +350,15 @@ def test_serve_command_checks_the_port_and_says_where_it_serves(tiny_model_dir, 
     bad = runner.invoke(app, ["serve", str(tiny_model_dir), "--port", "99999"])
     assert bad.exit_code != 0 and "--port must be a TCP port, 0-65535" in bad.output and "Traceback" not in bad.output
     ran = []
-    monkeypatch.setattr(uvicorn, "run", lambda app_, **kw: ran.append(kw))
-    ok = runner.invoke(app, ["serve", str(tiny_model_dir), "--port", "8123", "--threads", "1"])
+
+    def run(server: uvicorn.Server, sockets=None) -> None:
+        ran.append(sockets[0].getsockname()[1])
+        server.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    ok = runner.invoke(app, ["serve", str(tiny_model_dir), "--port", "0", "--threads", "1"])
     assert ok.exit_code == 0, ok.output
-    assert ran[0]["port"] == 8123 and "serving" in ok.output and "http://127.0.0.1:8123" in ok.output
+    assert ran[0] > 0 and "serving" in ok.output and f"http://127.0.0.1:{ran[0]}:" in ok.output
     import fastrank.serve.app as serve_app
 
     real, built = serve_app.Reranker, []
@@ -358,10 +368,129 @@ def test_serve_command_checks_the_port_and_says_where_it_serves(tiny_model_dir, 
         return built[-1]
 
     monkeypatch.setattr(serve_app, "Reranker", reranker)
-    windows = runner.invoke(app, ["serve", str(tiny_model_dir), "--threads", "1", "--long-documents", "windows",
-                                  "--window-stride", "7"])
+    windows = runner.invoke(app, ["serve", str(tiny_model_dir), "--port", "0", "--threads", "1", "--long-documents",
+                                  "windows", "--window-stride", "7"])
     assert windows.exit_code == 0, windows.output
     assert built[0].long_documents == "windows" and built[0].window_stride == 7
+
+
+def _serve_cli(*args: str) -> subprocess.Popen:
+    """``fastrank serve ARGS`` as a user runs it (the console entry point, offline, one thread per worker), in its
+    own process group so that a test can stop it with every worker it spawned."""
+    return subprocess.Popen([sys.executable, "-m", "fastrank.cli", "serve", *args, "--threads", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Kill a ``_serve_cli`` process group if it is still running (a test that failed, or one that is done)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def _finished(proc: subprocess.Popen, timeout: float) -> str:
+    """Stderr of a ``_serve_cli`` run that must end by itself within ``timeout`` seconds (a server that keeps
+    restarting workers instead fails the test)."""
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=10)  # what it printed before it was killed
+        pytest.fail(f"fastrank serve did not exit within {timeout} s: {err[-2000:]}")
+    return err
+
+
+@pytest.mark.parametrize("model", ["notamodel", "./no/such/model"])
+def test_several_workers_check_the_model_before_starting(model):
+    """A model that does not load is one error from the parent, before any worker starts, as with one worker;
+    uvicorn used to restart the crashing workers forever."""
+    proc = _serve_cli(model, "--port", "0", "--workers", "2")
+    err = _finished(proc, 20)
+    assert proc.returncode == 2, err
+    assert err.startswith("error: ") and f"{model!r}" in err and "Traceback" not in err
+    assert "workers loading" not in err  # no worker was started
+
+
+def test_a_worker_that_cannot_start_stops_the_server(tiny_model_dir):
+    """What only a worker finds (here: --sessions 2 on a torch model) stops every worker with the worker's one-line
+    error and a non-zero exit, instead of a restart loop."""
+    proc = _serve_cli(str(tiny_model_dir), "--port", "0", "--workers", "2", "--sessions", "2")
+    err = _finished(proc, 25)
+    assert proc.returncode == 2, err
+    assert "sessions=2 needs the onnx backend on a CPU" in err and "Traceback" not in err
+    assert err.strip().endswith("a worker could not start (its error is above), so all 2 workers were stopped")
+
+
+def _startup_address(proc: subprocess.Popen, timeout: float) -> re.Match:
+    """The address in the startup line of a running ``_serve_cli`` (model loading may print before it); the rest
+    of its stderr is drained in the background so that workers never block on a full pipe."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+    seen, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            seen.append(lines.get(timeout=0.2))
+        except queue.Empty:
+            continue
+        match = re.search(r"http://127\.0\.0\.1:(\d+): POST /rerank", seen[-1])
+        if match:
+            return match
+    pytest.fail(f"no startup line within {timeout} s: {''.join(seen)[-2000:]}")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_port_0_serves_on_the_free_port_it_prints(tiny_model_dir, workers):
+    """--port 0: the startup line names the port the socket was bound to, and the service answers there."""
+    import httpx
+
+    proc = _serve_cli(str(tiny_model_dir), "--port", "0", "--workers", str(workers))
+    try:
+        match = _startup_address(proc, 20)
+        assert int(match.group(1)) > 0, match.group(0)
+        url = f"http://127.0.0.1:{match.group(1)}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                health = httpx.get(url + "/health", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None, "the service never answered"
+                time.sleep(0.1)
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        ranked = httpx.post(url + "/rerank", json={"query": "q", "documents": ["a", "b"]}, timeout=10)
+        assert ranked.status_code == 200 and len(ranked.json()["results"]) == 2
+    finally:
+        _stop(proc)
+
+
+def test_a_port_in_use_is_one_clean_error(tiny_model_dir):
+    """A taken port is refused before the model loads, with no startup line claiming to serve on it."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = _serve_cli(str(tiny_model_dir), "--port", str(port))
+        err = _finished(proc, 20)
+    assert proc.returncode == 2, err
+    assert err.strip() == (f"error: port {port} on 127.0.0.1 is already in use; pick another --port "
+                           "(0 = any free port)")
+
+
+def test_check_model_refuses_without_loading(tiny_model_dir, tmp_path):
+    """The parent's cheap check passes a loadable checkpoint and names what is wrong with one that is not."""
+    from fastrank.errors import ModelLoadError
+    from fastrank.serve.app import ServeConfig, check_model
+
+    check_model(ServeConfig(model=str(tiny_model_dir)))
+    (tmp_path / "fastrank.json").write_text("{", encoding="utf-8")
+    with pytest.raises(ModelLoadError, match="fastrank.json is not valid JSON"):
+        check_model(ServeConfig(model=str(tmp_path)))
+    (tmp_path / "fastrank.json").unlink()
+    with pytest.raises(ModelLoadError, match="directory without config.json"):
+        check_model(ServeConfig(model=str(tmp_path)))
+    with pytest.raises(ValueError, match="unknown backend 'nope'"):
+        check_model(ServeConfig(model=str(tiny_model_dir), backend="nope"))
 
 
 def test_each_worker_of_several_labels_its_metrics(tiny_model_dir, monkeypatch):

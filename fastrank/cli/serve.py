@@ -2,13 +2,48 @@
 
 from __future__ import annotations
 
+import errno
 import os
-from typing import Annotated
+import socket
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fastrank.cli.output import BACKEND_HELP
-from fastrank.errors import require
+from fastrank.errors import FastrankError, require
+
+if TYPE_CHECKING:
+    from fastrank.serve.app import ServeConfig
+
+
+class ListenError(FastrankError, OSError):
+    """The service cannot listen where it was asked to (a port in use, a host that is not this machine's)."""
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` as uvicorn binds one (SO_REUSEADDR; IPv6 for a host with ':').
+
+    Bound here, before the model loads and before the startup line, so that the line shows the real port (``--port
+    0`` picks a free one) and a port in use is one clean error; uvicorn then serves on this socket."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ListenError(f"port {port} on {host} is already in use; pick another --port (0 = any free port)"
+                              ) from None
+        raise ListenError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)  # uvicorn's workers (spawned processes) serve on it too
+    return sock
+
+
+def _url(host: str, sock: socket.socket) -> str:
+    """Where ``sock`` answers: the host as given, the port as bound."""
+    port = sock.getsockname()[1]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def serve_command(
@@ -44,9 +79,7 @@ def serve_command(
 ) -> None:
     """Serve POST /rerank (Cohere/Jina/TEI request shape), GET /health and GET /metrics (Prometheus)."""
     require("uvicorn", "serve", "the HTTP rerank service")
-    import uvicorn
-
-    from fastrank.serve.app import CONFIG_ENV, ServeConfig, config_to_env, create_app
+    from fastrank.serve.app import ServeConfig
 
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
@@ -71,13 +104,39 @@ def serve_command(
 
         signal.pause()  # Ray serves; Ctrl-C stops the driver and its deployment
         return
-    where = f"http://{host}:{port}: POST /rerank, GET /health, GET /metrics (Ctrl-C stops)"
+    sock = listen_socket(host, port)
+    try:
+        _serve(config, sock, host, workers)
+    finally:
+        sock.close()
+
+
+def _serve(config: ServeConfig, sock: socket.socket, host: str, workers: int) -> None:
+    """Run uvicorn on the bound ``sock``: one process with the model loaded here, or ``workers`` spawned processes
+    that each load it (uvicorn's multi-worker supervisor, as ``uvicorn.run(workers=N)`` starts it)."""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    from fastrank.serve.app import CONFIG_ENV, check_model, config_to_env, create_app
+
+    where = f"{_url(host, sock)}: POST /rerank, GET /health, GET /metrics (Ctrl-C stops)"
+    port = sock.getsockname()[1]
     if workers == 1:
         app = create_app(config)  # loads the model
-        typer.echo(f"fastrank: serving {model} on {where}", err=True)
-        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
+        typer.echo(f"fastrank: serving {config.model} on {where}", err=True)
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                               timeout_graceful_shutdown=30))
+        server.run(sockets=[sock])
+        if not server.started:  # uvicorn said why (its startup failed); exit non-zero as uvicorn.run does
+            raise SystemExit(STARTUP_FAILURE)
         return
+    check_model(config)  # a bad model is one error here, not workers failing one after another
     os.environ[CONFIG_ENV] = config_to_env(config)
-    typer.echo(f"fastrank: {workers} workers loading {model}, serving on {where}", err=True)
-    uvicorn.run("fastrank.serve.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", timeout_graceful_shutdown=30)
+    typer.echo(f"fastrank: {workers} workers loading {config.model}, serving on {where}", err=True)
+    supervisor = Multiprocess(uvicorn.Config("fastrank.serve.app:create_app_from_env", factory=True, host=host,
+                                             port=port, workers=workers, log_level="warning",
+                                             timeout_graceful_shutdown=30), sockets=[sock])
+    supervisor.run()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        raise FastrankError(f"a worker could not start (its error is above), so all {workers} workers were stopped")

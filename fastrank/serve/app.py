@@ -15,12 +15,15 @@ import asyncio
 import json
 import logging
 import os
+import sys
 import time
+import traceback
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from fastrank.errors import require
+from fastrank.errors import FastrankError, ModelLoadError, require
 
 require("fastapi", "serve", "the HTTP rerank service")
 
@@ -30,9 +33,11 @@ from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, PlainTextResponse  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
+from fastrank.backends.base import get_backend  # noqa: E402
 from fastrank.documents import document_length  # noqa: E402
+from fastrank.export.manifest import read_manifest  # noqa: E402
 from fastrank.fusion import check_fusion_input, fuse_scores  # noqa: E402
-from fastrank.reranker import Reranker, check_rerank_input, ranked  # noqa: E402
+from fastrank.reranker import Reranker, artifact_encoder, check_rerank_input, ranked  # noqa: E402
 from fastrank.serve.engine import BatchingConfig, BatchingEngine, EngineStopped, QueueFull  # noqa: E402
 from fastrank.serve.metrics import Metrics  # noqa: E402
 
@@ -256,11 +261,45 @@ def _version() -> str:
 
 
 def create_app_from_env() -> FastAPI:
-    """App factory for ``uvicorn --factory`` and multi-worker serving: the config comes from $FASTRANK_SERVE_CONFIG."""
+    """App factory for ``uvicorn --factory`` and multi-worker serving: the config comes from $FASTRANK_SERVE_CONFIG.
+
+    A worker that cannot build its app (the model does not load, a setting the model refuses) prints the error and
+    exits with uvicorn's STARTUP_FAILURE code: it would fail the same way on every restart, and uvicorn's
+    multi-worker supervisor stops on that code instead of restarting the worker forever."""
     text = os.environ.get(CONFIG_ENV)
     if not text:
         raise RuntimeError(f"${CONFIG_ENV} is not set; start the server with `fastrank serve MODEL`")
-    return create_app(ServeConfig(**json.loads(text)), worker=str(os.getpid()))
+    try:
+        return create_app(ServeConfig(**json.loads(text)), worker=str(os.getpid()))
+    except (FastrankError, ValueError, TypeError) as exc:  # bad input: one line, as the CLI reports it
+        print(f"error: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
+    except Exception:  # a bug or a broken environment: the traceback says where
+        traceback.print_exc()
+    from uvicorn.config import STARTUP_FAILURE
+
+    raise SystemExit(STARTUP_FAILURE)
+
+
+def check_model(config: ServeConfig) -> None:
+    """The checks loading ``config.model`` makes first, without loading any weights: the backend name, an
+    artifact's manifest, tokenizer and model file, a checkpoint's location and config (a hub id: its config.json).
+
+    ``fastrank serve --workers N`` calls it before starting workers, so that a missing or unreadable model is one
+    error in the parent instead of N workers failing (the parent never holds a copy of the model). Raises
+    ModelLoadError (or UnknownBackendError) with the message the loader would give."""
+    local = Path(config.model).expanduser()
+    manifest = read_manifest(local) if local.is_dir() else None
+    get_backend(config.backend if config.backend != "auto" else manifest["format"] if manifest else "torch")
+    if manifest is not None:
+        artifact_encoder(local, manifest)  # the tokenizer.json Reranker reads
+        if manifest["format"] == "onnx":
+            model_file = local / manifest.get("model_file", "model.onnx")
+            if not model_file.is_file():
+                raise ModelLoadError(f"{model_file} does not exist; re-export the model with `fastrank export`")
+            return
+    from fastrank.model import load_config, resolve_model_path
+
+    load_config(config.model, resolve_model_path(config.model))  # as CrossEncoder reads it first
 
 
 def config_to_env(config: ServeConfig) -> str:

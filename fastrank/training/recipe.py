@@ -201,18 +201,12 @@ def _num_labels(config: TrainConfig, groups: list) -> int:
     """The label count to load the base with: 1 for the ranking losses; for a multi-class loss (ce) the data's class
     count, or the base's own head when it already has enough classes. A base whose trained head does not fit is
     refused here with what to do, not by transformers' size-mismatch error once the weights load."""
-    from transformers import AutoConfig
-
     from fastrank.losses import CrossEntropyLoss, loss_class
-    from fastrank.model import resolve_model_path, trained_head_labels
+    from fastrank.model import load_config, resolve_model_path, trained_head_labels
 
     multi_class = issubclass(loss_class(config.loss), CrossEntropyLoss)
     needed = _class_count(groups, config.loss) if multi_class else 1
-    location = resolve_model_path(config.base)
-    try:
-        head = trained_head_labels(AutoConfig.from_pretrained(location))
-    except (OSError, ValueError):
-        return needed  # CrossEncoder says why it cannot load the base
+    head = trained_head_labels(load_config(config.base, resolve_model_path(config.base)))  # a bad base fails here
     if head is None:
         return needed
     if head >= needed if multi_class else head == needed:
