@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from fastrank.batching import Pair, PairEncoder, check_pairs, collate, plan_batches, run_batches
 from fastrank.documents import Document, document_text
-from fastrank.errors import FastrankError, ModelLoadError
+from fastrank.errors import ModelLoadError
 from fastrank.io import atomic_dir
 from fastrank.types import RankedDoc
 
@@ -398,14 +398,13 @@ class CrossEncoder(torch.nn.Module):
         """Score every document against ``query`` and return them best first (ties keep no input-order bias). Input
         is checked as ``Reranker.rerank`` checks it (a non-empty query, a list of strings or ``{"text", "title"}``
         mappings, ``top_k`` >= 0)."""
-        from fastrank.reranker import check_rerank_input
+        from fastrank.reranker import check_rerank_input, relevance
 
         docs = check_rerank_input(query, documents, top_k)
-        if self.num_labels != 1:
-            raise FastrankError(f"rank() needs a one-logit model; this one has {self.num_labels} labels")
         if not docs:
             return []
-        scores = self.predict([(query, d) for d in docs], batch_size=batch_size, activation=activation)
+        logits = self.predict([(query, d) for d in docs], batch_size=batch_size, activation="identity")
+        scores = relevance(logits, activation or self.activation)
         order = np.argsort(-scores, kind="stable")[:top_k]
         return [
             RankedDoc(int(i), float(scores[i]), docs[i] if return_documents else None) for i in order

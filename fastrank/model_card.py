@@ -60,11 +60,10 @@ def render_model_card(model: Any) -> str:
         parts += ["## Hyperparameters", _table(data["hyperparameters"]), ""]
     if "evaluation" in data:
         parts += ["## Evaluation", "", "```json", json.dumps(data["evaluation"], indent=2), "```", ""]
-    pairs = "[('how are glacier caves formed?', 'A glacier cave is a cave formed within the ice.')]"
-    usage = (["model.rank('how are glacier caves formed?', ['A glacier cave is a cave formed within the ice.', "
-              "'Paris.'])"] if model.num_labels == 1 else  # rank() needs one logit: show the class probabilities
-             [f"probs = model.predict({pairs}, activation='softmax')  # (pairs, {model.num_labels}) probabilities",
-              "relevance = probs[:, -1]  # the last class's probability ranks documents"])
+    rank = ("model.rank('how are glacier caves formed?', ['A glacier cave is a cave formed within the ice.', "
+            "'Paris.'])")
+    if model.num_labels > 1:  # fastrank.reranker.relevance: what rank(), Reranker and the service order by
+        rank += f"  # ordered by the last of the {model.num_labels} classes' softmax probability"
     parts += ["## Usage", "```python", "from fastrank import CrossEncoder", "model = CrossEncoder('path/to/this/dir')",
-              *usage, "```", ""]
+              rank, "```", ""]
     return "\n".join(parts)

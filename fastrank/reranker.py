@@ -41,6 +41,16 @@ def _activate(logits: np.ndarray, name: str) -> np.ndarray:
     raise ValueError(f"activation must be sigmoid, softmax or identity, got {name!r}")
 
 
+def relevance(logits: np.ndarray, activation: str) -> np.ndarray:
+    """One relevance score per pair from fp32 logits (n, num_labels): a one-logit model's logit under
+    ``activation``; for several labels (class ids, ``--loss ce``) the softmax probability of the last class, the most
+    relevant grade. The one rule every ranking path (rerank, rank, eval, the service, training's evaluation) uses."""
+    logits = np.asarray(logits, dtype=np.float32).reshape(len(logits), -1)
+    if logits.shape[1] == 1:
+        return _activate(logits, activation)[:, 0]
+    return _activate(logits, "softmax")[:, -1]
+
+
 def artifact_encoder(path: Path, manifest: dict[str, Any]) -> PairEncoder:
     """The pair encoder of an exported artifact: its tokenizer.json with the manifest's max_length and pad id."""
     from tokenizers import Tokenizer
@@ -291,9 +301,7 @@ class Reranker:
         first = check_fusion_input(first_stage_scores, len(docs), fusion_weight)  # checked even at weight 0
         if not docs:
             return []
-        if self.num_labels != 1:
-            raise FastrankError(f"rerank() needs a one-logit model; this one has {self.num_labels} labels")
-        scores = self.predict([(query, d) for d in docs])
+        scores = relevance(self.logits([(query, d) for d in docs]), self.activation)
         if fusion_weight:
             scores = fuse_scores(scores, first, fusion_weight)
         return ranked(scores, docs, top_k, return_documents)

@@ -380,3 +380,24 @@ def test_sessions_are_checked(artifact, tiny_model_dir):
     with pytest.raises(ValueError, match="sessions=2 needs the onnx backend on a CPU; the torch backend"):
         Reranker(tiny_model_dir, backend="torch", sessions=2)
     assert len(Reranker(tiny_model_dir, backend="torch").backend.scorers()) == 1  # "auto" is one session off onnx
+
+
+def test_a_multi_class_model_ranks_by_its_last_class_everywhere(tiny_model_factory, tmp_path):
+    """rank(), Reranker.rerank (torch and ONNX) and the service order a ce-trained (3-class) model by the last
+    class's softmax probability: fastrank.reranker.relevance, checked against a hand softmax of the logits."""
+    from fastrank import CrossEncoder
+    from fastrank.export import export_model
+
+    three = tiny_model_factory(3)
+    model = CrossEncoder(three, device="cpu")
+    docs = ["paris is the capital", "berlin", "a glacier cave", "rome is old"]
+    logits = model.predict([(QUERY, d) for d in docs], activation="identity")
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    want = (e / e.sum(axis=1, keepdims=True))[:, -1]
+    order = [int(i) for i in np.argsort(-want, kind="stable")]
+    assert [r.index for r in model.rank(QUERY, docs)] == order
+    export_model(str(three), tmp_path / "onnx", num_threads=1)
+    for reranker in (Reranker(str(three), backend="torch"), Reranker(str(tmp_path / "onnx"))):
+        got = reranker.rerank(QUERY, docs)
+        assert [r["index"] for r in got] == order
+        np.testing.assert_allclose([r["score"] for r in got], want[order], atol=1e-5)

@@ -42,7 +42,7 @@ class _Slow:
     def __init__(self, inner: Reranker) -> None:
         self.inner, self.release = inner, threading.Event()
         self.num_labels, self.encode, self.reduce = inner.num_labels, inner.encode, inner.reduce
-        self.backend, self.activate, self.warmup = inner.backend, inner.activate, inner.warmup
+        self.backend, self.activation, self.warmup = inner.backend, inner.activation, inner.warmup
         self.calls: list[int] = []
 
     def run(self, encoded, max_tokens=None):
@@ -506,3 +506,17 @@ def test_each_worker_of_several_labels_its_metrics(tiny_model_dir, monkeypatch):
         families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
     ok = [s for s in families["fastrank_requests"].samples if s.labels.get("code") == "200"]
     assert ok and all(s.labels["worker"] == str(os.getpid()) for s in ok)
+
+
+def test_the_service_ranks_a_multi_class_model_as_reranker_does(tiny_model_factory):
+    from fastapi.testclient import TestClient
+
+    from fastrank.serve.app import ServeConfig, create_app
+
+    three = Reranker(str(tiny_model_factory(3)), backend="torch")
+    query, docs = "which passage ranks best", _docs(4, 3)
+    with TestClient(create_app(ServeConfig(model="three"), three)) as test_client:
+        got = test_client.post("/rerank", json={"query": query, "documents": docs}).json()["results"]
+    want = three.rerank(query, docs)  # the last class's probability (tests/test_reranker.py checks it by hand)
+    assert [r["index"] for r in got] == [r["index"] for r in want]
+    np.testing.assert_allclose([r["relevance_score"] for r in got], [r["score"] for r in want], atol=1e-6)

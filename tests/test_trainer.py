@@ -288,7 +288,9 @@ def test_ce_trains_as_many_classes_as_the_data_has(toy_data, encoder_base, tmp_p
     assert probs.shape == (2, 2) and probs[0, 1] > probs[1, 1]
     card = (tmp_path / "ce" / "README.md").read_text()
     assert "| num labels | 2 |" in card and "| ranking score | softmax probability of the last class" in card
-    assert "model.rank(" not in card and "relevance = probs[:, -1]" in card
+    assert "ordered by the last of the 2 classes' softmax probability" in card
+    ranked = saved.rank("tiger", ["the apple is bad", "the tiger is good"])  # rank() orders by that probability
+    assert [r.index for r in ranked] == [1, 0] and ranked[0].score == pytest.approx(float(probs[0, 1]), abs=1e-6)
 
     graded = train(_config(toy_data, encoder_base, tmp_path / "graded", loss="ce", epochs=1, eval_data=None,
                            data=str(_graded(tmp_path / "g.jsonl", [2, 1, 0]))))

@@ -19,9 +19,9 @@ class ServedScorer:
         self.reranker = reranker
 
     def predict(self, pairs, batch_size: int = 64, show_progress_bar: bool | None = None, **_: object):
-        if self.reranker.num_labels == 1:
-            return self.reranker.predict(pairs)
-        return self.reranker.predict(pairs, activation="softmax")[:, -1]  # as LastClassScorer ranks a checkpoint
+        from fastrank.reranker import relevance
+
+        return relevance(self.reranker.logits(pairs), self.reranker.activation)  # one score per pair, as served
 
 
 def scorer(model: str, max_length: int | None = None) -> tuple[Any, dict[str, Any] | None]:

@@ -37,7 +37,7 @@ from fastrank.backends.base import get_backend  # noqa: E402
 from fastrank.documents import document_length  # noqa: E402
 from fastrank.export.manifest import read_manifest  # noqa: E402
 from fastrank.fusion import check_fusion_input, fuse_scores  # noqa: E402
-from fastrank.reranker import Reranker, artifact_encoder, check_rerank_input, ranked  # noqa: E402
+from fastrank.reranker import Reranker, artifact_encoder, check_rerank_input, ranked, relevance  # noqa: E402
 from fastrank.serve.engine import BatchingConfig, BatchingEngine, EngineStopped, QueueFull  # noqa: E402
 from fastrank.serve.metrics import Metrics  # noqa: E402
 
@@ -226,7 +226,7 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None, worker: st
             return error(422, str(exc), "invalid")
         except Exception as exc:  # an inference failure is a 500 for this request only
             return error(500, f"inference failed: {exc}", "inference")
-        scores = logits[:, 0] if req.raw_scores else reranker.activate(logits)
+        scores = relevance(logits, "identity" if req.raw_scores else reranker.activation)
         if req.fusion_weight:
             scores = fuse_scores(scores, req.first_stage_scores, req.fusion_weight)
         echo = bool(req.return_documents if req.return_documents is not None else req.return_text)

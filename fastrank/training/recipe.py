@@ -232,9 +232,11 @@ class LastClassScorer:
         self.model = model
 
     def predict(self, pairs: Any, batch_size: int = 32, show_progress_bar: bool | None = None, **_: Any) -> Any:
-        probs = self.model.predict(pairs, batch_size=batch_size, activation="softmax",
-                                   show_progress_bar=show_progress_bar)
-        return probs[:, -1] if probs.ndim == 2 else probs
+        from fastrank.reranker import relevance
+
+        logits = self.model.predict(pairs, batch_size=batch_size, activation="identity",
+                                    show_progress_bar=show_progress_bar)
+        return relevance(logits, "softmax")
 
 
 class _ScoredEvaluator:
