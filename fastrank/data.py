@@ -118,16 +118,53 @@ def _group_from_record(rec: dict[str, Any], where: str) -> QueryGroup:
     return QueryGroup(query, list(docs), labels, str(rec.get("query_id", "")), scores)
 
 
+# Other names of the flat columns, read when the canonical one is absent (compared ignoring case, "_" and spaces):
+# the names of public QA / ranking files, e.g. WikiQA's TSVs (QuestionID, Question, Sentence, Label). A title is read
+# only from a column named "title": reading one a model was not trained with changes its scores.
+FLAT_ALIASES = {
+    "query": ("question",),
+    "document": ("passage", "sentence", "text"),
+    "label": ("relevance",),
+    "query_id": ("qid", "questionid"),
+}
+
+
+def _flat_columns(row: dict[str, Any], source: str) -> dict[str, str]:
+    """Canonical flat column -> the column of ``row`` that holds it: the canonical name, else its one alias present
+    (``FLAT_ALIASES``); two aliases of one column are a DataError."""
+    def squash(name: str) -> str:
+        return str(name).lower().replace("_", "").replace(" ", "")
+
+    found = {squash(k): k for k in row}
+    columns = {}
+    for canonical, aliases in FLAT_ALIASES.items():
+        if canonical in row:
+            columns[canonical] = canonical
+            continue
+        present = [found[a] for a in (canonical, *aliases) if a in found]
+        if len(present) > 1:
+            raise DataError(f"{source}: columns {present} could each be the {canonical!r} column; rename the one "
+                            f"to read to {canonical!r}")
+        if present:
+            columns[canonical] = present[0]
+    return columns
+
+
 def _group_flat_rows(rows: Iterable[dict[str, Any]], source: str) -> list[QueryGroup]:
-    """Group flat ``query, document, label`` rows by query, keeping first-seen order."""
+    """Group flat ``query, document, label`` rows by query, keeping first-seen order. Columns may go by the other
+    names of ``FLAT_ALIASES`` (WikiQA's TSVs read as they are)."""
     groups: dict[str, QueryGroup] = {}
+    names: dict[str, str] | None = None
     for i, row in enumerate(rows):
         where = f"{source} row {i + 1}"
+        names = names if names is not None else _flat_columns(row, source)
+        row = {**row, **{canonical: row[name] for canonical, name in names.items() if name in row}}
         missing = [c for c in ("query", "document", "label") if c not in row]
         if missing:
             raise DataError(
-                f"{where}: missing column(s) {missing}; flat rows need 'query', 'document', 'label' "
-                f"(or grouped rows with 'documents'/'labels'); found {sorted(row)}"
+                f"{where}: missing column(s) {missing}; flat rows need 'query', 'document', 'label' (or the "
+                f"names in fastrank.data.FLAT_ALIASES; or grouped rows with 'documents'/'labels'); found "
+                f"{sorted(k for k in row if k not in names or names[k] == k)}"
             )
         q = row["query"]
         if not isinstance(q, str) or not q.strip():

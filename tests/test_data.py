@@ -172,3 +172,26 @@ def test_a_name_that_is_neither_a_file_nor_a_hub_dataset_is_a_data_error(monkeyp
     with pytest.raises(DataError, match="'mydata' is not a local file, and loading it as a Hugging Face hub dataset "
                                         "failed: ConnectionError"):
         read_groups("mydata")
+
+
+def test_flat_columns_go_by_their_common_other_names(tmp_path):
+    other = tmp_path / "qa.csv"
+    other.write_text("QID,Question,Passage,Relevance,DocumentTitle\n7,q,first,1,T\n7,q,second,0,T\n")
+    (g,) = read_groups(str(other))
+    assert (g.query_id, g.query, g.documents, g.labels) == ("7", "q", ["first", "second"], [1.0, 0.0])  # no title
+    both = tmp_path / "both.csv"
+    both.write_text("query,passage,text,label\nq,a,b,1\n")
+    with pytest.raises(DataError, match=r"columns \['passage', 'text'\] could each be the 'document' column"):
+        read_groups(str(both))
+    canonical = tmp_path / "canonical.csv"
+    canonical.write_text("query,document,text,label\nq,a,b,1\n")  # the canonical name wins over an alias
+    assert read_groups(str(canonical))[0].documents == ["a"]
+
+
+@pytest.mark.data
+def test_wikiqa_original_tsv_reads_as_its_jsonl(wikiqa_dir):
+    """WikiQA's own test TSV (QuestionID, Question, ..., Sentence, Label) is the same 243 queries as test.jsonl."""
+    tsv = read_groups(str(wikiqa_dir / "WikiQA-test-gold.tsv"))
+    jsonl = read_groups(str(wikiqa_dir / "test.jsonl"))
+    assert [(g.query_id, g.query, g.documents, g.labels) for g in tsv] == \
+        [(g.query_id, g.query, g.documents, g.labels) for g in jsonl]
