@@ -275,11 +275,14 @@ class Reranker:
         scores = _activate(logits, activation or self.activation)
         return scores[:, 0] if self.num_labels == 1 else scores
 
-    def predict(self, pairs: Sequence[Pair], activation: str | None = None) -> np.ndarray:
+    def predict(self, pairs: Sequence[Pair], activation: str | None = None, batch_size: int | None = None,
+                show_progress_bar: bool | None = None) -> np.ndarray:
         """Scores for (query, document) pairs: float32 (n,) for a one-logit model, (n, num_labels) otherwise.
 
         The activation (the model's, or ``activation``: sigmoid / softmax / identity) is applied last, to fp32
-        logits.
+        logits. ``batch_size`` and ``show_progress_bar`` are accepted so a ``RerankingEvaluator`` (or code written
+        for ``CrossEncoder.predict``) can call it; batching is this Reranker's own (its ``batch_size`` /
+        ``max_tokens``), and there is no progress bar.
         """
         return self.activate(self.logits(pairs), activation)
 

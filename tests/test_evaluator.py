@@ -223,3 +223,19 @@ def test_same_values_as_sentence_transformers_evaluator(st_model, fastrank_model
     assert ours.num_skipped_no_positive == 1
     n = len(samples)
     assert theirs["map"] == pytest.approx(ours.metrics["map"] * n / (n + 1), abs=1e-6)
+
+
+def test_a_multi_class_model_and_a_reranker_are_evaluated_directly(tiny_model_factory):
+    """The evaluator asks a multi-class model for logits and ranks by the last class's probability; it scores a
+    Reranker (an artifact as served) as it scores a CrossEncoder."""
+    from fastrank import CrossEncoder, Reranker
+    from fastrank.reranker import relevance
+
+    three = CrossEncoder(tiny_model_factory(3), device="cpu")
+    ev = RerankingEvaluator(SAMPLES, ks=(10,))
+    pairs = [(s["query"], d) for s in SAMPLES for d in s["documents"]]
+    probs = relevance(three.predict(pairs, activation="identity"), "identity")  # each pair's last-class probability
+    want = ev.evaluate(FakeModel({p: float(x) for p, x in zip(pairs, probs)}))
+    assert ev.evaluate(three).metrics == pytest.approx(want.metrics, abs=1e-9)
+    one = tiny_model_factory(1)
+    assert ev.evaluate(Reranker(str(one))).metrics == pytest.approx(ev.evaluate(CrossEncoder(one)).metrics, abs=1e-9)

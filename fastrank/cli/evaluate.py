@@ -11,24 +11,11 @@ import typer
 from fastrank.cli.output import metrics_table, print_json
 
 
-class ServedScorer:
-    """An exported artifact's ``Reranker`` behind the evaluator's ``predict(pairs, batch_size, ...)``: it batches
-    by its own token budget, so the evaluator's batch size does not apply."""
-
-    def __init__(self, reranker) -> None:
-        self.reranker = reranker
-
-    def predict(self, pairs, batch_size: int = 64, show_progress_bar: bool | None = None, **_: object):
-        from fastrank.reranker import relevance
-
-        return relevance(self.reranker.logits(pairs), self.reranker.activation)  # one score per pair, as served
-
-
 def scorer(model: str, max_length: int | None = None) -> tuple[Any, dict[str, Any] | None]:
     """What ``fastrank eval`` scores with, and how: an exported artifact (a ``fastrank.json`` in the directory)
     through ``Reranker``, on the backend and precision it is served at (a bf16 artifact in bf16, not upcast);
-    a checkpoint or hub id through ``CrossEncoder`` (None). A model with several labels (``--loss ce``) ranks by its
-    last class's probability, as training evaluated it."""
+    a checkpoint or hub id through ``CrossEncoder`` (None). The evaluator ranks a model with several labels
+    (``--loss ce``) by its last class's probability."""
     from fastrank.export.manifest import read_manifest
 
     if Path(model).is_dir() and read_manifest(model) is not None:
@@ -38,12 +25,10 @@ def scorer(model: str, max_length: int | None = None) -> tuple[Any, dict[str, An
         from fastrank.reranker import Reranker
 
         reranker = Reranker(model)
-        return ServedScorer(reranker), reranker.describe()
+        return reranker, reranker.describe()
     from fastrank.model import CrossEncoder
-    from fastrank.training.recipe import LastClassScorer
 
-    checkpoint = CrossEncoder(model, max_length=max_length)
-    return (checkpoint if checkpoint.num_labels == 1 else LastClassScorer(checkpoint)), None
+    return CrossEncoder(model, max_length=max_length), None
 
 
 def evaluate_model(model: str, data: str, batch_size: int = 64, max_length: int | None = None) -> dict[str, Any]:

@@ -1,13 +1,16 @@
 """RerankingEvaluator: score every (query, candidate) pair with a model, then compute reranking metrics.
 
 The model is anything with ``predict(pairs, batch_size=..., show_progress_bar=...)`` returning one score per pair:
-fastrank's ``CrossEncoder``, a sentence-transformers ``CrossEncoder``, or a runtime backend wrapper. All pairs of all
+fastrank's ``CrossEncoder`` or ``Reranker`` (an exported artifact as served), a sentence-transformers
+``CrossEncoder``. A model with several labels (``--loss ce``) is asked for logits and ranked by its last class's
+probability (``fastrank.reranker.relevance``), as everywhere in fastrank. All pairs of all
 queries go to one ``predict`` call so the model's length-sorted batching sees the whole set. Metrics come from
 ``fastrank.evaluation.metrics`` (pessimistic ties; queries without candidates or positives are skipped and counted).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -224,14 +227,21 @@ class RerankingEvaluator:
             else:
                 spans.append(None)
         start = time.perf_counter()
+        multi_class = int(getattr(model, "num_labels", 1) or 1) > 1  # fastrank's, sentence-transformers' models
         if pairs:
-            raw = predict(pairs, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar)
+            takes = "activation" in inspect.signature(predict).parameters  # fastrank's; ST's gives logits already
+            kwargs = {"activation": "identity"} if multi_class and takes else {}  # relevance() takes the softmax
+            raw = predict(pairs, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar, **kwargs)
             all_scores = np.asarray(raw, dtype=np.float64)
         else:
             all_scores = np.zeros(0)
         seconds = time.perf_counter() - start
         if all_scores.ndim == 2 and all_scores.shape[1] == 1:
             all_scores = all_scores[:, 0]
+        elif multi_class and all_scores.ndim == 2 and len(all_scores):
+            from fastrank.reranker import relevance
+
+            all_scores = relevance(all_scores, "identity").astype(np.float64)  # the last class's probability
         if all_scores.shape != (len(pairs),):
             raise FastrankError(
                 f"{type(model).__name__}.predict returned shape {all_scores.shape} for {len(pairs)} pairs; reranking "
