@@ -40,18 +40,19 @@ def check_document(doc: Any, where: str) -> None:
         raise TypeError(f"{where}: 'title' must be a string or absent, got {type(title).__name__}")
 
 
-def check_documents(documents: Any) -> list[Document]:
-    """``documents`` as a list, each checked by ``check_document`` (named "document i"); a single string, bytes or
-    mapping is a TypeError saying to wrap it."""
+def check_documents(documents: Any, name: str = "documents") -> list[Document]:
+    """``documents`` as a list, each checked by ``check_document`` (named "document i", or "<name without s> i"); a
+    single string, bytes or mapping is a TypeError saying to wrap it, a set one saying it has no order."""
+    item = name.removesuffix("s")
     if isinstance(documents, (str, bytes, Mapping)):
-        raise TypeError("documents must be a list of documents (strings or {'text', 'title'} mappings), got a "
-                        f"single {type(documents).__name__}; wrap it: [document]")
+        raise TypeError(f"{name} must be a list of {name} (strings or {{'text', 'title'}} mappings), got a single "
+                        f"{type(documents).__name__}; wrap it: [{item}]")
     if isinstance(documents, (set, frozenset)):  # results name documents by position, which a set does not have
-        raise TypeError("documents must be an ordered sequence (a list or tuple), got a set: results give each "
-                        "document's index, which a set has none of; pass list(documents) or sorted(documents)")
+        raise TypeError(f"{name} must be an ordered sequence (a list or tuple), got a set: results follow each "
+                        f"{item}'s index, which a set has none of; pass list({name}) or sorted({name})")
     docs = list(documents)
     for i, doc in enumerate(docs):
-        check_document(doc, f"document {i}")
+        check_document(doc, f"{item} {i}")
     return docs
 
 

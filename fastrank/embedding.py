@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fastrank.batching import PairEncoder, run_batches
-from fastrank.documents import Document, check_document, document_parts, document_text
+from fastrank.documents import Document, check_documents, document_parts, document_text
 from fastrank.errors import ModelLoadError
 from fastrank.model import DEFAULT_BASE, resolve_model_path, weight_dtype
 
@@ -104,9 +104,7 @@ class EmbeddingModel:
                show_progress_bar: bool | None = None) -> np.ndarray:
         """Float32 embeddings (n, dim) in input order; texts are length-sorted into batches. A titled document
         (``{"title", "text"}``) is embedded as the text a reranker reads: title, the tokenizer's separator, text."""
-        texts = list(texts)
-        for i, t in enumerate(texts):
-            check_document(t, f"text {i}")
+        texts = check_documents(texts, "texts")
         texts = [document_text(t, self._encoder.separator) for t in texts]
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
@@ -126,6 +124,10 @@ class EmbeddingModel:
 
     def similarity(self, queries: Sequence[str], documents: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Cosine (or dot, if not normalized) similarity of each (query, document) pair, shape (n,)."""
+        if isinstance(queries, str) or isinstance(documents, str) or len(queries) != len(documents):
+            raise ValueError("similarity takes two lists of equal length (pair i = queries[i], documents[i]); got "
+                             + ("a single string" if isinstance(queries, str) or isinstance(documents, str)
+                                else f"{len(queries)} queries and {len(documents)} documents"))
         q = self.encode(queries, batch_size)
         d = self.encode(documents, batch_size)
         return np.einsum("ij,ij->i", q, d)
@@ -162,9 +164,7 @@ class CachedEmbedding:
                show_progress_bar: bool | None = None) -> np.ndarray:
         """Float32 embeddings (n, dim) in input order; only texts (or titled documents) not seen before reach the
         model."""
-        texts = list(texts)
-        for i, t in enumerate(texts):
-            check_document(t, f"text {i}")
+        texts = check_documents(texts, "texts")
         if not texts:  # the model's own empty result
             return self.model.encode(texts, batch_size, show_progress_bar)
         keys = [document_parts(t) for t in texts]  # (title, text): hashable, and a blank title is no title

@@ -112,6 +112,20 @@ def _dedup_corpus(corpus: Sequence[Document], stats: dict[str, Any]) -> list[Doc
     return list(seen.values())
 
 
+def _check_groups(groups: Any) -> list[QueryGroup]:
+    """``groups`` as a list of ``QueryGroup`` (what ``fastrank.data.read_groups`` returns); anything else is a
+    TypeError naming the first item that is not one."""
+    if isinstance(groups, (str, bytes, dict, QueryGroup)):
+        raise TypeError(f"groups must be a list of fastrank.data.QueryGroup (read_groups(path) gives them), got a "
+                        f"single {type(groups).__name__}")
+    groups = list(groups)
+    for i, g in enumerate(groups):
+        if not isinstance(g, QueryGroup):
+            raise TypeError(f"groups item {i} must be a fastrank.data.QueryGroup (read_groups(path) gives them, or "
+                            f"QueryGroup(query, documents, labels)), got {type(g).__name__}")
+    return groups
+
+
 def check_margins(relative_margin: float | None, absolute_margin: float | None) -> None:
     """A relative margin in [0, 1) (1 or more would drop every candidate), an absolute margin >= 0."""
     if relative_margin is not None and not 0 <= relative_margin < 1:
@@ -171,6 +185,9 @@ def mine_hard_negatives(
     if min_score is not None and max_score is not None and min_score > max_score:
         raise ValueError(f"min_score ({min_score}) is above max_score ({max_score}): no similarity is in between")
     check_margins(relative_margin, absolute_margin)
+    groups = _check_groups(groups)
+    if isinstance(corpus, (str, bytes)):
+        raise TypeError(f"corpus must be a list of documents, got a single {type(corpus).__name__}; wrap it: [text]")
     stats: dict[str, Any] = {}
     usable = [g for g in groups if g.positives]
     stats["queries_without_positive_skipped"] = len(groups) - len(usable)
@@ -277,6 +294,7 @@ def add_answer_negatives(
     if closest < 0 or random_count < 0 or closest + random_count == 0:
         raise ValueError(f"closest and random_count must be >= 0 and not both 0, got {closest} and {random_count}")
     check_margins(relative_margin, None)
+    groups = _check_groups(groups)
     first_seen: dict[str, Document] = {}
     for g in groups:
         for p in g.positives:

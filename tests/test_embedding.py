@@ -40,6 +40,10 @@ def test_predict_is_pair_cosine(minilm):
 def test_bad_text_names_position(minilm):
     with pytest.raises(TypeError, match="text 1"):
         minilm.encode(["ok", None])
+    with pytest.raises(TypeError, match=r"got a single str; wrap it: \[text\]"):  # not one vector per character
+        minilm.encode("hello")
+    with pytest.raises(ValueError, match="2 queries and 1 documents"):  # not broadcast
+        minilm.similarity(["a", "b"], ["c"])
 
 
 @pytest.mark.data

@@ -166,3 +166,12 @@ def test_answer_negatives_bad_input():
     scored[0].scores = [1.0, 0.0]
     with pytest.raises(ValueError, match="teacher scores"):
         add_answer_negatives(scored, FakeEmbedder())
+
+
+def test_groups_and_corpus_of_the_wrong_kind_are_named():
+    with pytest.raises(TypeError, match="groups item 0 must be a fastrank.data.QueryGroup .* got dict"):
+        mine_hard_negatives([{"query": "q-1", "documents": ["d5-doc"], "labels": [1]}], FakeEmbedder(), CORPUS)
+    with pytest.raises(TypeError, match="corpus must be a list of documents, got a single str"):
+        mine_hard_negatives(_groups(), FakeEmbedder(), "d9-doc")  # 6 one-letter documents, before
+    with pytest.raises(TypeError, match="groups must be a list of fastrank.data.QueryGroup"):
+        add_answer_negatives(_groups()[0], FakeEmbedder())
