@@ -151,8 +151,9 @@ def _flat_columns(row: dict[str, Any], source: str) -> dict[str, str]:
 
 
 def _group_flat_rows(rows: Iterable[dict[str, Any]], source: str) -> list[QueryGroup]:
-    """Group flat ``query, document, label`` rows by query, keeping first-seen order. Columns may go by the other
-    names of ``FLAT_ALIASES`` (WikiQA's TSVs read as they are)."""
+    """Group flat ``query, document, label`` rows by query (by ``query_id`` where there is one: two queries may ask
+    the same thing), keeping first-seen order. Columns may go by the other names of ``FLAT_ALIASES`` (WikiQA's TSVs
+    read as they are)."""
     groups: dict[str, QueryGroup] = {}
     names: dict[str, str] | None = None
     for i, row in enumerate(rows):
@@ -172,7 +173,12 @@ def _group_flat_rows(rows: Iterable[dict[str, Any]], source: str) -> list[QueryG
         if not isinstance(row["document"], str):
             raise DataError(f"{where}: 'document' must be a string, got {type(row['document']).__name__}")
         title = row.get("title") if isinstance(row.get("title"), str) else None  # CSV: "", Parquet: None or NaN
-        g = groups.setdefault(q, QueryGroup(q, [], [], str(row.get("query_id", ""))))
+        raw_id = row.get("query_id")  # CSV: "" when blank, Parquet: None or NaN
+        qid = "" if raw_id is None or (isinstance(raw_id, float) and math.isnan(raw_id)) else str(raw_id)
+        g = groups.setdefault(qid or q, QueryGroup(q, [], [], qid))  # two queries may share a text, not an id
+        if g.query != q:
+            raise DataError(f"{where}: query_id {qid!r} has two query texts ({g.query!r} and {q!r}); an id names "
+                            "one query")
         g.documents.append(normalize_document({"text": row["document"], "title": title}, where))
         g.labels.append(_number(row["label"], where, "'label'"))
     return list(groups.values())

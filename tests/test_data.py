@@ -195,3 +195,15 @@ def test_wikiqa_original_tsv_reads_as_its_jsonl(wikiqa_dir):
     jsonl = read_groups(str(wikiqa_dir / "test.jsonl"))
     assert [(g.query_id, g.query, g.documents, g.labels) for g in tsv] == \
         [(g.query_id, g.query, g.documents, g.labels) for g in jsonl]
+
+
+def test_flat_rows_are_grouped_by_query_id_where_there_is_one(tmp_path):
+    same = tmp_path / "same.tsv"
+    same.write_text("query_id\tquery\tdocument\tlabel\nQ1\twhat is it\ta first\t1\nQ2\twhat is it\tb first\t0\n"
+                    "Q1\twhat is it\ta second\t0\nQ2\twhat is it\tb second\t1\n")
+    assert [(g.query_id, g.documents, g.labels) for g in read_groups(str(same))] == [
+        ("Q1", ["a first", "a second"], [1.0, 0.0]), ("Q2", ["b first", "b second"], [0.0, 1.0])]
+    clash = tmp_path / "clash.csv"
+    clash.write_text("query_id,query,document,label\nQ1,one,a,1\nQ1,two,b,0\n")
+    with pytest.raises(DataError, match="row 2: query_id 'Q1' has two query texts"):
+        read_groups(str(clash))
