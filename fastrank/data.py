@@ -18,6 +18,7 @@ Training formats (columns by name, the order the losses read them in):
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 import math
@@ -465,6 +466,11 @@ def convert(groups: Sequence[QueryGroup], data_format: str, **kwargs: Any) -> di
     converters = {"pairs": to_pairs, "lists": to_lists, "ntuples": to_ntuples, "distillation": to_distillation}
     if data_format not in converters:
         raise ValueError(f"unknown data format {data_format!r}; accepted: {', '.join(FORMATS)}")
+    accepted = [n for n in inspect.signature(converters[data_format]).parameters if n != "groups"]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(f"{unknown} do(es) not apply to the {data_format!r} format; its options: "
+                         f"{', '.join(accepted) or 'none'}")
     cols = converters[data_format](groups, **kwargs)
     if not cols["query"]:
         raise DataError(f"no training rows left after converting to {data_format!r} (are there positives?)")

@@ -109,6 +109,8 @@ def test_convert_rejects_unknown_format_and_no_rows():
         convert(groups, "lists")
     with pytest.raises(DataError, match="teacher 'scores'"):
         convert(groups, "distillation")
+    with pytest.raises(ValueError, match=r"\['num_negatives'\] do\(es\) not apply to the 'pairs' format"):
+        convert(read_groups_from(RECORDS), "pairs", num_negatives=2)
 
 
 def test_a_file_that_is_not_utf8_is_named_with_its_first_bad_byte(tmp_path):
