@@ -7,7 +7,11 @@ the same Cohere/Jina-style ``POST /rerank``).
 
 from __future__ import annotations
 
+import datetime
+import email.utils
+import http.client
 import json
+import math
 import time
 import urllib.error
 import urllib.request
@@ -19,19 +23,30 @@ from fastrank.errors import FastrankError
 
 
 class ServiceError(FastrankError):
-    """The service answered with an error status; ``status`` and the server's ``detail`` are kept."""
+    """The service answered with an error status; ``status``, the server's ``detail`` (rendered as text),
+    ``retry_after`` (seconds, from the Retry-After header) and the ``url`` called are kept."""
 
-    def __init__(self, status: int, detail: str, retry_after: float | None = None) -> None:
-        super().__init__(f"HTTP {status}: {detail}")
-        self.status, self.detail, self.retry_after = status, detail, retry_after
+    def __init__(self, status: int, detail: str, retry_after: float | None = None, url: str | None = None) -> None:
+        super().__init__(f"HTTP {status} from {url}: {detail}" if url else f"HTTP {status}: {detail}")
+        self.status, self.detail, self.retry_after, self.url = status, detail, retry_after, url
 
 
 class Client:
-    """Calls ``POST {base_url}/rerank``; retries 503 (queue full) up to ``retries`` times after Retry-After."""
+    """Calls ``POST {base_url}/rerank``; retries 503 (queue full) up to ``retries`` times after Retry-After.
+
+    Every failure is a FastrankError naming the URL: ``ServiceError`` for an error status, FastrankError for a
+    service that cannot be reached, does not answer within ``timeout`` seconds, or answers something that is not
+    the service's JSON."""
 
     def __init__(self, base_url: str = "http://127.0.0.1:8080", timeout: float = 60.0, retries: int = 3) -> None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+            raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be an integer >= 0 (0: no retry), got {retries!r}")
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http:// or https:// URL, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
-        self.timeout, self.retries = timeout, retries
+        self.timeout, self.retries = float(timeout), retries
 
     def rerank(self, query: str, documents: Sequence[str | Mapping[str, str]], top_n: int | None = None,
                return_documents: bool = False, first_stage_scores: Sequence[float] | None = None,
@@ -49,36 +64,101 @@ class Client:
             body["first_stage_scores"] = [float(s) for s in first_stage_scores]
         if fusion_weight:
             body["fusion_weight"] = float(fusion_weight)
-        return self._post("/rerank", body)["results"]
+        url = self.base_url + "/rerank"
+        answer = self._post(url, body)
+        if not isinstance(answer, dict) or not isinstance(answer.get("results"), list):
+            raise FastrankError(f"{url} answered HTTP 200 without a 'results' list: {_excerpt(json.dumps(answer))}")
+        return answer["results"]
 
     def health(self) -> dict[str, Any]:
         """``GET /health``: status, model, backend and queue depth."""
         return self._request(urllib.request.Request(self.base_url + "/health"))
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        data = json.dumps(body).encode("utf-8")
-        request = urllib.request.Request(self.base_url + path, data=data, method="POST",
+    def _post(self, url: str, body: dict[str, Any]) -> Any:
+        """POST ``body`` as JSON; a 503 is retried ``self.retries`` times, after its Retry-After (else 0.5 s)."""
+        request = urllib.request.Request(url, data=json.dumps(body).encode("utf-8"), method="POST",
                                          headers={"Content-Type": "application/json"})
-        for attempt in range(self.retries + 1):
+        attempt = 0
+        while True:
             try:
                 return self._request(request)
             except ServiceError as exc:
-                if exc.status != 503 or attempt == self.retries:
+                if exc.status != 503 or attempt >= self.retries:
                     raise
-                time.sleep(exc.retry_after or 0.5)
-        raise AssertionError("unreachable")
+                delay = 0.5 if exc.retry_after is None else exc.retry_after
+            attempt += 1
+            time.sleep(delay)
 
-    def _request(self, request: urllib.request.Request) -> dict[str, Any]:
+    def _request(self, request: urllib.request.Request) -> Any:
+        """The decoded JSON answer; every failure is a FastrankError naming the URL (see the class docstring)."""
+        url = request.full_url
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read())
+                status, text = response.status, response.read()
         except urllib.error.HTTPError as exc:
-            text = exc.read().decode("utf-8", errors="replace")
             try:
-                detail = json.loads(text).get("detail", text)
-            except (json.JSONDecodeError, AttributeError):
-                detail = text
-            retry = exc.headers.get("Retry-After")
-            raise ServiceError(exc.code, str(detail), float(retry) if retry else None) from None
+                body = exc.read().decode("utf-8", errors="replace")
+            except (OSError, http.client.HTTPException):
+                body = ""
+            retry_after = _retry_after(exc.headers.get("Retry-After"))
+            raise ServiceError(exc.code, _detail(body) or str(exc.reason or ""), retry_after, url) from None
         except urllib.error.URLError as exc:
-            raise FastrankError(f"cannot reach {request.full_url}: {exc.reason}") from None
+            reason = f"no answer within {self.timeout:g} s" if isinstance(exc.reason, TimeoutError) else exc.reason
+            raise FastrankError(f"cannot reach {url}: {reason}") from None
+        except TimeoutError:
+            raise FastrankError(f"{url} did not answer within {self.timeout:g} s (timeout)") from None
+        except (OSError, http.client.HTTPException) as exc:  # reset, closed without an answer, a malformed answer
+            raise FastrankError(f"{url} failed: {exc.__class__.__name__}: {exc}") from None
+        try:
+            return json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise FastrankError(f"{url} answered HTTP {status} with a body that is not JSON ({exc}): "
+                                f"{_excerpt(text.decode('utf-8', errors='replace'))}") from None
+
+
+def _excerpt(text: str, limit: int = 200) -> str:
+    """``text`` shortened for an error message."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _detail(body: str) -> str:
+    """The readable text of an error body: its ``detail`` string, or FastAPI's validation list as
+    ``"documents.3: msg; top_n: msg"`` (each item's location without the leading ``body``, and its message)."""
+    try:
+        detail = json.loads(body)
+    except json.JSONDecodeError:
+        return body
+    if isinstance(detail, dict) and "detail" in detail:
+        detail = detail["detail"]
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list) and detail and all(isinstance(item, dict) and "msg" in item for item in detail):
+        parts = []
+        for item in detail:
+            loc = list(item.get("loc") or [])
+            if loc and loc[0] == "body":
+                loc = loc[1:]
+            where = ".".join(str(part) for part in loc)
+            parts.append(f"{where}: {item['msg']}" if where else str(item["msg"]))
+        return "; ".join(parts)
+    return json.dumps(detail)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date (RFC 7231 allows both); None when
+    it is absent or unreadable, so the caller waits its default."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 7231: an HTTP-date is GMT; parsedate_to_datetime leaves "-0000" naive
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, when.timestamp() - time.time())

@@ -5,6 +5,7 @@ and /metrics is valid Prometheus text."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import queue
 import re
@@ -203,6 +204,16 @@ def test_limits_and_bad_requests_name_the_problem(client):
     assert wrong_type.status_code == 422
     negative = client.post("/rerank", json={"query": "q", "documents": ["d"], "top_n": -1})
     assert negative.status_code == 422
+    long_query = client.post("/rerank", json={"query": "q" * 10_001, "documents": ["d"]})
+    assert long_query.status_code == 413 and "max_query_chars is 10000" in long_query.json()["detail"]
+
+
+def test_a_tei_request_with_no_texts_gets_an_empty_list(client):
+    """text-embeddings-inference clients read a bare list, also when there is nothing to rank."""
+    tei = client.post("/rerank", json={"query": "q", "texts": []})
+    assert tei.status_code == 200 and tei.json() == []
+    cohere = client.post("/rerank", json={"query": "q", "documents": []})
+    assert cohere.status_code == 200 and cohere.json() == {"results": [], "model": "tiny", "usage": {"total_tokens": 0}}
 
 
 def test_health_metrics_and_openapi(client):
@@ -274,6 +285,10 @@ def test_client_against_a_live_server(reranker, tiny_model_dir):
         with pytest.raises(ServiceError, match="max_documents is 3") as info:
             client.rerank("q", ["d"] * 4)
         assert info.value.status == 413
+        with pytest.raises(ServiceError) as info:  # FastAPI's validation list, as text
+            client.rerank("q", ["d"], top_n=-1)
+        assert str(info.value) == f"HTTP 422 from {url}/rerank: top_n: Input should be greater than or equal to 0"
+        assert client.health()["status"] == "ok"
     finally:
         server.should_exit = True
         thread.join(10)
@@ -372,6 +387,43 @@ def test_serve_command_checks_the_port_and_says_where_it_serves(tiny_model_dir, 
                                   "windows", "--window-stride", "7"])
     assert windows.exit_code == 0, windows.output
     assert built[0].long_documents == "windows" and built[0].window_stride == 7
+
+
+def test_serve_command_passes_max_query_chars(tiny_model_dir, monkeypatch):
+    """--max-query-chars reaches the service of one worker (a longer query is a 413 naming it) and the config
+    every worker of several reads from the environment."""
+    import uvicorn
+    import uvicorn.supervisors
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from fastrank.cli import app
+    from fastrank.serve.app import CONFIG_ENV
+
+    apps = []
+
+    def run(server: uvicorn.Server, sockets=None) -> None:
+        apps.append(server.config.app)
+        server.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    runner = CliRunner()
+    one = runner.invoke(app, ["serve", str(tiny_model_dir), "--port", "0", "--threads", "1",
+                              "--max-query-chars", "12"])
+    assert one.exit_code == 0, one.output
+    assert apps[0].state.config.max_query_chars == 12
+    with TestClient(apps[0]) as test_client:
+        too_long = test_client.post("/rerank", json={"query": "q" * 13, "documents": ["d"]})
+        fits = test_client.post("/rerank", json={"query": "q" * 12, "documents": ["d"]})
+    assert too_long.status_code == 413 and too_long.json()["detail"] == "query has 13 characters; max_query_chars is 12"
+    assert fits.status_code == 200
+
+    monkeypatch.setenv(CONFIG_ENV, "")  # restored after the test; the command sets it for its workers
+    monkeypatch.setattr(uvicorn.supervisors.Multiprocess, "run", lambda supervisor: None)
+    several = runner.invoke(app, ["serve", str(tiny_model_dir), "--port", "0", "--workers", "2",
+                                  "--max-query-chars", "7"])
+    assert several.exit_code == 0, several.output
+    assert json.loads(os.environ[CONFIG_ENV])["max_query_chars"] == 7
 
 
 def _serve_cli(*args: str) -> subprocess.Popen:
@@ -517,6 +569,11 @@ def test_the_service_ranks_a_multi_class_model_as_reranker_does(tiny_model_facto
     query, docs = "which passage ranks best", _docs(4, 3)
     with TestClient(create_app(ServeConfig(model="three"), three)) as test_client:
         got = test_client.post("/rerank", json={"query": query, "documents": docs}).json()["results"]
+        raw = test_client.post("/rerank", json={"query": query, "documents": docs, "raw_scores": True})
+    assert raw.status_code == 422, raw.text  # not probabilities labelled as raw scores
+    assert raw.json()["detail"] == ("raw_scores needs a one-logit model; this model has 3 labels and is ranked by the "
+                                    "softmax probability of its last class, which is what relevance_score holds "
+                                    "without raw_scores")
     want = three.rerank(query, docs)  # the last class's probability (tests/test_reranker.py checks it by hand)
     assert [r["index"] for r in got] == [r["index"] for r in want]
     np.testing.assert_allclose([r["relevance_score"] for r in got], [r["score"] for r in want], atol=1e-6)

@@ -60,6 +60,8 @@ def serve_command(
     max_documents: Annotated[int, typer.Option("--max-documents", help="Documents per request (413 above).")] = 1000,
     max_document_chars: Annotated[int, typer.Option(
         "--max-document-chars", help="Characters per document (413 above).")] = 100_000,
+    max_query_chars: Annotated[int, typer.Option(
+        "--max-query-chars", help="Characters in the query (413 above).")] = 10_000,
     long_documents: Annotated[str, typer.Option(
         "--long-documents", help="truncate | windows (score = best window).")] = "truncate",
     window_stride: Annotated[int | None, typer.Option(
@@ -94,7 +96,7 @@ def serve_command(
                          window_stride=window_stride,
                          max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms, max_queue=max_queue,
                          max_batch_requests=1 if no_batching else None, max_documents=max_documents,
-                         max_document_chars=max_document_chars)
+                         max_document_chars=max_document_chars, max_query_chars=max_query_chars)
     config.batching()  # validate before any worker starts
     if ray_replicas:
         from fastrank.serve.ray_app import deploy

@@ -87,7 +87,8 @@ class RerankRequest(BaseModel):
     top_k: int | None = Field(None, ge=0, description="Another name for top_n (mixedbread, fastrank's CLI).")
     return_documents: bool | None = Field(None, description="Echo each document's text in its result.")
     return_text: bool | None = Field(None, description="text-embeddings-inference's name for return_documents.")
-    raw_scores: bool = Field(False, description="Return raw logits instead of the model's activation.")
+    raw_scores: bool = Field(False, description="Return raw logits instead of the model's activation (one-logit "
+                             "models only: a multi-class model is ranked by its last class's probability).")
     first_stage_scores: list[float] | None = Field(
         None, description="The retriever's score for each document (fastrank extension), for fusion_weight.")
     fusion_weight: float = Field(0.0, ge=0, description="Rank by z(reranker) + fusion_weight * z(first stage) "
@@ -117,7 +118,13 @@ class _RequestError(Exception):
         self.status = status
 
 
-def _documents(req: RerankRequest, config: ServeConfig) -> list[str | dict[str, str]]:
+def _documents(req: RerankRequest, config: ServeConfig, num_labels: int = 1) -> list[str | dict[str, str]]:
+    """The request's documents after the checks ``Reranker.rerank`` makes and the service's limits; raises
+    ``_RequestError`` (422 malformed, 413 over a limit) before any inference."""
+    if req.raw_scores and num_labels > 1:  # relevance() would ignore "identity": the caller would get probabilities
+        raise _RequestError(422, f"raw_scores needs a one-logit model; this model has {num_labels} labels and is "
+                                 "ranked by the softmax probability of its last class, which is what "
+                                 "relevance_score holds without raw_scores")
     if req.documents is not None and req.texts is not None:
         raise _RequestError(422, "give either 'documents' or 'texts', not both")
     if req.top_k is not None and req.top_n is not None and req.top_k != req.top_n:
@@ -200,11 +207,13 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None, worker: st
     async def rerank(req: RerankRequest, request: Request):
         started = time.perf_counter()
         try:
-            docs = _documents(req, config)
+            docs = _documents(req, config, reranker.num_labels)
         except _RequestError as exc:
             return error(exc.status, str(exc), "limit" if exc.status == 413 else "invalid")
         if not docs:
             metrics.inc("fastrank_requests_total", code="200")
+            if req.texts is not None:  # a text-embeddings-inference client reads a bare list, empty here
+                return JSONResponse([])
             return {"results": [], "model": model_name, "usage": {"total_tokens": 0}}
         work = asyncio.ensure_future(engine.submit([(req.query, d) for d in docs]))
         watch = asyncio.ensure_future(_until_disconnected(request))
@@ -239,7 +248,8 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None, worker: st
         return {"results": response_body(results), "model": model_name, "usage": {"total_tokens": tokens}}
 
     for alias in ("/v1/rerank", "/v2/rerank"):  # the paths Cohere's and Jina's SDKs call
-        app.post(alias, response_model=RerankResponse, response_model_exclude_none=True, include_in_schema=False)(rerank)
+        app.post(alias, response_model=RerankResponse, response_model_exclude_none=True,
+                 include_in_schema=False)(rerank)
 
     @app.get("/health")
     async def health():

@@ -88,6 +88,10 @@ class CrossEncoderTrainer(Trainer):
         columns = train_dataset.column_names if train_dataset is not None else eval_dataset.column_names
         collator = CrossEncoderCollator(columns)
         strategy = args.eval_strategy
+        if evaluator is not None and str(getattr(strategy, "value", strategy)) == "no":
+            logger.warning("an evaluator was given but eval_strategy is 'no': it runs only when trainer.evaluate() "
+                           "is called; pass CrossEncoderTrainingArguments(eval_strategy='epoch') (or 'steps') to run "
+                           "it during training")
         if evaluator is not None and eval_dataset is None:
             args.eval_strategy = "no"  # transformers insists on an eval_dataset; the evaluator stands in for it
         try:
