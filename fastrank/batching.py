@@ -6,6 +6,7 @@ behave identically everywhere. It needs only ``tokenizers`` and numpy.
 
 from __future__ import annotations
 
+import numbers
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -168,6 +169,17 @@ def _explain_bad_text(items: Sequence) -> TypeError | None:
                     f"errors='replace' or fix the text"
                 )
     return None
+
+
+def check_positive_int(value: Any, name: str, *, optional: bool = False) -> int | None:
+    """``value`` as a Python int when it is a positive integer (an int or a NumPy integer; never a bool), or None when
+    ``optional`` and ``value`` is None; anything else raises ValueError naming ``name`` and what is accepted."""
+    if optional and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        accepted = "a positive integer or None" if optional else "a positive integer"
+        raise ValueError(f"{name} must be {accepted} (an int or NumPy integer, not a bool), got {value!r}")
+    return int(value)
 
 
 def round_up(n: int, multiple: int) -> int:

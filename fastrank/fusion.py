@@ -21,6 +21,28 @@ def zscore(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / std if std > 0 else np.zeros_like(x)
 
 
+def _finite_scores(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
+    """``values`` as a flat float64 array of finite numbers; a non-number or a NaN/inf raises ValueError naming
+    ``name`` and the item's position."""
+    if isinstance(values, (str, bytes, dict)):
+        raise ValueError(f"{name} must be a list of numbers (one per document), got {type(values).__name__}")
+    if isinstance(values, np.ndarray) and values.dtype.kind not in "iuf":
+        values = values.reshape(-1).tolist()  # object, string or bool arrays: their items are checked below
+    if isinstance(values, Sequence):
+        for i, value in enumerate(values):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"{name} item {i} must be a number, got {type(value).__name__}")
+    try:
+        scores = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numbers, one per document: {exc}") from exc
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if bad.size:
+        raise ValueError(f"{name} must be finite numbers; item {int(bad[0])} is {scores[bad[0]]} "
+                         f"({bad.size} not finite)")
+    return scores
+
+
 def check_fusion_input(first_stage_scores: Sequence[float] | np.ndarray | None, num_documents: int,
                        weight: float) -> np.ndarray | None:
     """The first-stage scores as float64 (None when not given), after checking them and ``weight``: one finite
@@ -32,18 +54,17 @@ def check_fusion_input(first_stage_scores: Sequence[float] | np.ndarray | None, 
         if weight:
             raise ValueError("fusion_weight needs first_stage_scores: one retriever score per document")
         return None
-    first = np.asarray(first_stage_scores, dtype=np.float64).reshape(-1)
+    first = _finite_scores(first_stage_scores, "first_stage_scores")
     if first.size != num_documents:
         raise ValueError(f"first_stage_scores has {first.size} scores for {num_documents} documents; give one per "
                          "document")
-    if not np.isfinite(first).all():
-        raise ValueError("first_stage_scores must be finite numbers")
     return first
 
 
 def fuse_scores(reranker_scores: Sequence[float] | np.ndarray, first_stage_scores: Sequence[float] | np.ndarray,
                 weight: float) -> np.ndarray:
-    """``z(reranker_scores) + weight * z(first_stage_scores)`` for one query's candidates (float64)."""
-    rer = np.asarray(reranker_scores, dtype=np.float64).reshape(-1)
+    """``z(reranker_scores) + weight * z(first_stage_scores)`` for one query's candidates (float64). Both must be
+    finite numbers, one per candidate: a NaN or infinite score is refused (ValueError), not standardised away."""
+    rer = _finite_scores(reranker_scores, "reranker_scores")
     first = check_fusion_input(first_stage_scores, rer.size, weight)
     return zscore(rer) + float(weight) * zscore(first)

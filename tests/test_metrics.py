@@ -249,3 +249,74 @@ def test_equal_to_ranx_with_graded_labels():
     labels = [rng.integers(0, 4, size=n) for n in sizes]
     _ranx_compare(scores, labels, {"ndcg@5": "ndcg@5", "ndcg@10": "ndcg@10", "ndcg": "ndcg", "map": "map",
                                    "recall@5": "recall@5", "mrr@3": "mrr@3"})
+
+
+# --- argument forms ---------------------------------------------------------------------------------------------------
+
+
+def test_empty_ks_is_an_error_not_the_default_set():
+    with pytest.raises(ValueError, match=r"^ks is empty: give at least one cut-off, e.g. ks=\(10,\)$"):
+        evaluate_rankings([[0.2, 0.1]], [[1, 0]], ks=[])
+    with pytest.raises(ValueError, match="^ks is empty"):
+        default_metrics(())
+
+
+def test_a_single_k_is_that_one_cut_off():
+    res = evaluate_rankings([[0.2, 0.1]], [[1, 0]], ks=10)
+    assert set(res.metrics) == {"map", "mrr@10", "ndcg@10", "recall@10", "accuracy@10"}
+    assert evaluate_rankings([[0.2, 0.1]], [[1, 0]], ks=np.int64(10)).metrics == res.metrics
+    assert default_metrics(3) == ["map", "mrr@3", "ndcg@3", "recall@3", "accuracy@3"]
+    for bad in (0, True):
+        with pytest.raises(ValueError, match=rf"^every cut-off k must be a positive integer, got {bad!r}$"):
+            evaluate_rankings([[0.2, 0.1]], [[1, 0]], ks=bad)
+    for bad in ("10", 10.0):
+        with pytest.raises(ValueError, match=r"^ks must be a positive integer or a list of them \(cut-offs, e\.g\. "
+                                             rf"ks=\(1, 10\)\), got {bad!r}$"):
+            evaluate_rankings([[0.2, 0.1]], [[1, 0]], ks=bad)
+
+
+def test_a_single_metric_name_is_that_one_metric():
+    from fastrank.evaluation.metrics import parse_metrics
+
+    res = evaluate_rankings([[0.1, 0.2]], [[1, 0]], metrics="NDCG@10")
+    assert res.metrics == evaluate_rankings([[0.1, 0.2]], [[1, 0]], metrics=["ndcg@10"]).metrics
+    assert list(res.metrics) == ["ndcg@10"]
+    assert list(evaluate_rankings([[0.1, 0.2]], [[1, 0]], metrics=MetricSpec("mrr", 1)).metrics) == ["mrr@1"]
+    assert parse_metrics(["map", "MAP", "mrr@10"]) == ["map", "mrr@10"]
+    with pytest.raises(ValueError, match=r"^metrics is empty: name at least one, e\.g\. metrics=\['ndcg@10'\]$"):
+        evaluate_rankings([[0.1, 0.2]], [[1, 0]], metrics=[])
+    with pytest.raises(TypeError, match="^metrics must be a metric name like 'ndcg@10' or a list of them, got int$"):
+        evaluate_rankings([[0.1, 0.2]], [[1, 0]], metrics=10)
+
+
+# --- score fusion (fastrank.fusion) --------------------------------------------------------------------------------
+
+
+def test_fuse_scores_refuses_non_finite_reranker_scores_as_it_refuses_first_stage_ones():
+    from fastrank.fusion import fuse_scores
+
+    np.testing.assert_allclose(fuse_scores([1.0, 3.0], [1.0, 2.0], 1), [-2.0, 2.0])
+    for bad, text in ((float("nan"), "nan"), (float("inf"), "inf"), (-np.inf, "-inf")):
+        with pytest.raises(ValueError, match=rf"^reranker_scores must be finite numbers; item 1 is {text} \(1 not "
+                                             r"finite\)$"):
+            fuse_scores([1.0, bad], [1.0, 2.0], 1)
+        with pytest.raises(ValueError, match=rf"^first_stage_scores must be finite numbers; item 0 is {text}"):
+            fuse_scores([1.0, 2.0], np.array([bad, 2.0]), 1)
+
+
+def test_first_stage_scores_that_are_not_numbers_are_named():
+    from fastrank.fusion import check_fusion_input, fuse_scores
+
+    with pytest.raises(ValueError, match="^first_stage_scores item 0 must be a number, got str$"):
+        check_fusion_input(["a", 1.0], 2, 1)
+    with pytest.raises(ValueError, match="^first_stage_scores item 1 must be a number, got NoneType$"):
+        check_fusion_input([1.0, None], 2, 0)
+    with pytest.raises(ValueError, match="^first_stage_scores item 1 must be a number, got bool$"):
+        check_fusion_input(np.array([1.0, True], dtype=object), 2, 1)
+    with pytest.raises(ValueError, match=r"^first_stage_scores must be a list of numbers \(one per document\), got "
+                                         "str$"):
+        check_fusion_input("12", 2, 1)
+    with pytest.raises(ValueError, match="^reranker_scores item 0 must be a number, got str$"):
+        fuse_scores(["1", 2.0], [1.0, 2.0], 1)
+    first = check_fusion_input((np.float32(0.5), np.int64(2)), 2, 1)
+    assert first.dtype == np.float64 and first.tolist() == [0.5, 2.0]

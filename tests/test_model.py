@@ -242,3 +242,67 @@ def test_a_damaged_weights_file_is_named(tiny_model_dir, tmp_path, keep, reason)
     assert str(info.value) == (f"corrupt or incomplete weights file {weights} (Error while deserializing header: "
                                f"{reason}); re-download or re-save the model")
     assert re.search("ignore_mismatched_sizes|SafetensorError", str(info.value)) is None
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory):
+    """A tiny BERT encoder without a classification head: CrossEncoder would give it a fresh num_labels head."""
+    import torch
+    from conftest import _tokenizer_source
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny-encoder")
+    torch.manual_seed(0)
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
+              ).save_pretrained(path)
+    AutoTokenizer.from_pretrained(_tokenizer_source()).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.0, "1"])
+def test_fewer_than_one_label_is_refused_before_loading(encoder_dir, bad):
+    """num_labels < 1 (or not an integer) is a ValueError, not a 0- or -1-logit head built with a warning."""
+    from fastrank import CrossEncoder
+
+    with pytest.raises(ValueError, match=r"num_labels must be an integer >= 1 \(1 for one relevance logit, C for C "
+                                         rf"classes\) or None .*got {bad!r}$"):
+        CrossEncoder(encoder_dir, num_labels=bad, device="cpu")
+
+
+def test_a_base_without_a_head_gets_the_label_count_asked(encoder_dir):
+    from fastrank import CrossEncoder
+
+    assert CrossEncoder(encoder_dir, num_labels=np.int64(3), device="cpu").num_labels == 3
+
+
+def test_numpy_integers_are_integers_and_bools_are_not(model, tiny_model_dir):
+    from fastrank import CrossEncoder
+
+    m = CrossEncoder(tiny_model_dir, max_length=np.int64(64), num_labels=np.int64(1), device="cpu")
+    assert m.max_length == 64 and type(m.max_length) is int and m.num_labels == 1
+    with pytest.raises(ValueError, match=r"max_length must be an integer in \[8, 512\] .*not a bool\), got True"):
+        CrossEncoder(tiny_model_dir, max_length=True, device="cpu")
+    expected = model.predict(PAIRS, batch_size=2, max_tokens=64)
+    np.testing.assert_allclose(model.predict(PAIRS, batch_size=np.int64(2), max_tokens=np.int32(64)), expected)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"max_tokens": 0}, "max_tokens must be a positive integer or None (an int or NumPy integer, not a bool), got 0"),
+    ({"max_tokens": -5}, "max_tokens must be a positive integer or None (an int or NumPy integer, not a bool), got -5"),
+    ({"max_tokens": 64.0}, "max_tokens must be a positive integer or None"),
+    ({"max_tokens": True}, "max_tokens must be a positive integer or None (an int or NumPy integer, not a bool), "
+                           "got True"),
+    ({"batch_size": 1.5}, "batch_size must be a positive integer (an int or NumPy integer, not a bool), got 1.5"),
+    ({"batch_size": "8"}, "batch_size must be a positive integer (an int or NumPy integer, not a bool), got '8'"),
+    ({"batch_size": 0}, "batch_size must be a positive integer (an int or NumPy integer, not a bool), got 0"),
+    ({"batch_size": None}, "batch_size must be a positive integer (an int or NumPy integer, not a bool), got None"),
+    ({"batch_size": False}, "batch_size must be a positive integer (an int or NumPy integer, not a bool), got False"),
+])
+def test_bad_batch_size_or_max_tokens_is_refused(model, kwargs, message):
+    """predict refuses what Reranker refuses (and bools), with the argument and what is accepted in the message;
+    even for no pairs."""
+    import re
+
+    for pairs in (PAIRS, []):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+            model.predict(pairs, **kwargs)

@@ -275,13 +275,13 @@ def test_ce_trains_as_many_classes_as_the_data_has(toy_data, encoder_base, tmp_p
     epoch and before/after by the last class's probability, saved with its label count."""
     from fastrank import CrossEncoder
     from fastrank.evaluation.evaluators import RerankingEvaluator
-    from fastrank.training.recipe import LastClassScorer, train
+    from fastrank.training.recipe import train
 
     result = train(_config(toy_data, encoder_base, tmp_path / "ce", loss="ce", epochs=1, batch_size=16,
                            eval_each_epoch=True))
     saved = CrossEncoder(tmp_path / "ce", device="cpu")
     assert saved.num_labels == 2 and saved.activation == "identity"
-    expected = RerankingEvaluator.from_jsonl(toy_data / "test.jsonl", ks=(10,)).evaluate(LastClassScorer(saved))
+    expected = RerankingEvaluator.from_jsonl(toy_data / "test.jsonl", ks=(10,)).evaluate(saved)
     assert result["eval_after"]["metrics"] == pytest.approx(expected.metrics, abs=1e-6)
     assert result["eval_after"]["metrics"]["map"] > result["eval_before"]["metrics"]["map"] + 0.2
     probs = saved.predict([("tiger", "the tiger is good"), ("tiger", "the apple is bad")], activation="softmax")
@@ -381,3 +381,71 @@ def test_resume_without_a_checkpoint_fails_before_anything_happens(toy_data, tin
     with pytest.raises(FastrankError, match=r"--resume: no checkpoint in .*ckpt \("):
         train(_config(toy_data, tiny_model_dir, tmp_path / "o2", resume=True, checkpoint_dir=str(tmp_path / "ckpt")))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"max_documents": -1}, "max_documents must be None (keep every document of a list) or an integer >= 1 (the most "
+                            "documents per training list), got -1"),
+    ({"max_documents": 0}, "max_documents must be None (keep every document of a list) or an integer >= 1"),
+    ({"max_documents": 2.5}, "max_documents must be None (keep every document of a list) or an integer >= 1"),
+    ({"weight_decay": -1}, "weight_decay must be a finite number >= 0 (0 = no weight decay), got -1"),
+    ({"weight_decay": float("nan")}, "weight_decay must be a finite number >= 0"),
+    ({"epochs": float("inf")}, "epochs must be a finite number > 0 (fractions train part of an epoch), got inf"),
+    ({"epochs": 0}, "epochs must be a finite number > 0"),
+    ({"epochs": "3"}, "epochs must be a finite number > 0 (fractions train part of an epoch), got '3'"),
+    ({"warmup_ratio": 1.0}, "warmup_ratio must be a fraction of the optimizer steps in [0, 1), e.g. 0.1 = the first "
+                            "10% of the steps warm the learning rate up, got 1.0"),
+    ({"warmup_ratio": 5.0}, "warmup_ratio must be a fraction of the optimizer steps in [0, 1)"),
+    ({"warmup_ratio": -0.1}, "warmup_ratio must be a fraction of the optimizer steps in [0, 1)"),
+    ({"lr": float("inf")}, "lr must be a finite number > 0, e.g. 1e-4, got inf"),
+    ({"lr": 0.0}, "lr must be a finite number > 0, e.g. 1e-4, got 0.0"),
+    ({"lr": float("nan")}, "lr must be a finite number > 0"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+    ({"batch_size": 8.0}, "batch_size must be an integer >= 1, got 8.0"),
+    ({"mine_negatives": -1}, "mine_negatives must be an integer >= 0 (0 = none), got -1"),
+])
+def test_bad_numbers_fail_before_anything_loads(toy_data, tiny_model_dir, tmp_path, monkeypatch, kw, message):
+    """Each setting that cannot train is refused up front, naming it and what is accepted: no reading of the data
+    and no model load (where they used to fail deep inside, train silently, or overflow)."""
+    import re
+
+    import fastrank.data
+    import fastrank.model
+    from fastrank.training.recipe import train
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("data or model was loaded before the settings were checked")
+
+    monkeypatch.setattr(fastrank.model, "CrossEncoder", no_load)
+    monkeypatch.setattr(fastrank.data, "read_groups", no_load)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        train(_config(toy_data, tiny_model_dir, tmp_path / "out", **kw))
+    assert not (tmp_path / "out").exists()
+
+
+def test_accepted_edge_values_pass_the_checks(toy_data, tiny_model_dir, tmp_path):
+    """None, numpy integers and a zero warm-up or weight decay are valid (README and CLI give max_documents=None)."""
+    config = _config(toy_data, tiny_model_dir, tmp_path / "out", max_documents=None, weight_decay=0,
+                     warmup_ratio=0.0, batch_size=np.int64(8), epochs=0.5)
+    config.check()
+    _config(toy_data, tiny_model_dir, tmp_path / "out", max_documents=np.int64(1), warmup_ratio=0.99).check()
+
+
+def test_an_evaluator_that_would_never_run_is_warned_about(toy_data, tiny_model_dir, tmp_path, caplog):
+    import datasets
+
+    from fastrank import CrossEncoder, CrossEncoderTrainingArguments, RerankingEvaluator
+    from fastrank.data import read_groups, to_lists
+    from fastrank.losses import ListNetLoss
+    from fastrank.training import CrossEncoderTrainer
+
+    model = CrossEncoder(tiny_model_dir, device="cpu")
+    ds = datasets.Dataset.from_dict(to_lists(read_groups(toy_data / "train.jsonl")))
+    evaluator = RerankingEvaluator.from_jsonl(toy_data / "test.jsonl", ks=(10,))
+    for strategy, warned in (("no", True), ("epoch", False)):
+        caplog.clear()
+        args = CrossEncoderTrainingArguments(output_dir=str(tmp_path / strategy), eval_strategy=strategy,
+                                             use_cpu=True, report_to=[])
+        with caplog.at_level("WARNING", logger="fastrank.training.trainer"):
+            CrossEncoderTrainer(model=model, args=args, train_dataset=ds, loss=ListNetLoss(model), evaluator=evaluator)
+        assert ("it runs only when trainer.evaluate() is called" in caplog.text) is warned

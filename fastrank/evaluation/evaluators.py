@@ -26,7 +26,7 @@ import numpy as np
 from fastrank.data import normalize_document
 from fastrank.documents import Document
 from fastrank.errors import DataError, FastrankError
-from fastrank.evaluation.metrics import DEFAULT_KS, default_metrics, evaluate_rankings, parse_metric
+from fastrank.evaluation.metrics import DEFAULT_KS, default_metrics, evaluate_rankings, parse_metric, parse_metrics
 from fastrank.types import EvalResult
 
 logger = logging.getLogger(__name__)
@@ -162,9 +162,7 @@ class RerankingEvaluator:
                 "give either ks (cut-offs for the default metric set) or metrics (explicit names), not both"
             )
         if metrics is not None:
-            self.metric_names = list(dict.fromkeys(str(parse_metric(m)) for m in metrics))
-            if not self.metric_names:
-                raise ValueError("metrics is empty: name at least one, e.g. metrics=['ndcg@10']")
+            self.metric_names = parse_metrics(metrics)  # one name stands for a list of it; empty is an error
         else:
             self.metric_names = default_metrics(DEFAULT_KS if ks is None else ks)
         primary = str(parse_metric(primary_metric))

@@ -36,6 +36,7 @@ Ties (deterministic and pessimistic)
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -87,8 +88,8 @@ def parse_metric(metric: str | MetricSpec) -> MetricSpec:
     return MetricSpec(name, int(k_text))
 
 
-def default_metrics(ks: Iterable[int] = DEFAULT_KS) -> list[str]:
-    """``map`` plus mrr@k, ndcg@k, recall@k and accuracy@k for every k in ``ks``."""
+def default_metrics(ks: int | Iterable[int] = DEFAULT_KS) -> list[str]:
+    """``map`` plus mrr@k, ndcg@k, recall@k and accuracy@k for every k in ``ks`` (one integer k: just k)."""
     ks = _check_ks(ks)
     out = ["map"]
     for name in ("mrr", "ndcg", "recall", "accuracy"):
@@ -96,7 +97,26 @@ def default_metrics(ks: Iterable[int] = DEFAULT_KS) -> list[str]:
     return out
 
 
-def _check_ks(ks: Iterable[int]) -> list[int]:
+def parse_metrics(metrics: str | MetricSpec | Iterable[str | MetricSpec]) -> list[str]:
+    """Canonical names of ``metrics``, duplicates dropped; one name (``"ndcg@10"``) stands for ``["ndcg@10"]``.
+    An empty list raises ValueError."""
+    if isinstance(metrics, (str, MetricSpec)):
+        metrics = [metrics]
+    elif not isinstance(metrics, Iterable):
+        raise TypeError(f"metrics must be a metric name like 'ndcg@10' or a list of them, got "
+                        f"{type(metrics).__name__}")
+    names = list(dict.fromkeys(str(parse_metric(m)) for m in metrics))
+    if not names:
+        raise ValueError("metrics is empty: name at least one, e.g. metrics=['ndcg@10']")
+    return names
+
+
+def _check_ks(ks: int | Iterable[int]) -> list[int]:
+    """The cut-offs as a list of distinct ints; a single integer ``k`` stands for ``(k,)``."""
+    if isinstance(ks, numbers.Integral):
+        ks = (ks,)
+    elif isinstance(ks, (str, bytes)) or not isinstance(ks, Iterable):
+        raise ValueError(f"ks must be a positive integer or a list of them (cut-offs, e.g. ks=(1, 10)), got {ks!r}")
     out = []
     for k in ks:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -224,8 +244,8 @@ def _tie_matters(scores: np.ndarray, labels: np.ndarray) -> bool:
 def evaluate_rankings(
     scores: Sequence[Sequence[float] | np.ndarray],
     labels: Sequence[Sequence[float] | np.ndarray],
-    ks: Iterable[int] | None = None,
-    metrics: Sequence[str | MetricSpec] | None = None,
+    ks: int | Iterable[int] | None = None,
+    metrics: str | MetricSpec | Sequence[str | MetricSpec] | None = None,
     *,
     query_ids: Sequence[Any] | None = None,
     per_query: bool = False,
@@ -236,7 +256,9 @@ def evaluate_rankings(
         scores: per query, one score per candidate (higher = more relevant). NaN raises DataError.
         labels: per query, one label per candidate; > 0 means relevant, larger = more relevant for NDCG.
         ks: cut-offs for the default metric set (``map`` + mrr/ndcg/recall/accuracy at each k); default DEFAULT_KS.
-        metrics: explicit metric names instead (e.g. ``["map", "ndcg@10"]``); give ``ks`` or ``metrics``, not both.
+            One integer k is ``(k,)``; an empty list is an error.
+        metrics: explicit metric names instead (e.g. ``["map", "ndcg@10"]``; one name as a string, ``"ndcg@10"``, is
+            that one metric); give ``ks`` or ``metrics``, not both.
         query_ids: optional ids (None entries allowed), used only to name queries in error messages.
         per_query: also return each evaluated query's values in ``extra["per_query"]`` (metric -> list, aligned
             with ``extra["query_indices"]``), e.g. for bootstrap confidence intervals or paired tests.
@@ -248,11 +270,8 @@ def evaluate_rankings(
     """
     if metrics is not None and ks is not None:
         raise ValueError("give either ks (cut-offs for the default metric set) or metrics (explicit names), not both")
-    names = [str(parse_metric(m)) for m in metrics] if metrics is not None else default_metrics(ks or DEFAULT_KS)
-    names = list(dict.fromkeys(names))
+    names = parse_metrics(metrics) if metrics is not None else default_metrics(DEFAULT_KS if ks is None else ks)
     specs = [parse_metric(name) for name in names]
-    if not names:
-        raise ValueError("metrics is empty: name at least one, e.g. metrics=['ndcg@10']")
     scores, labels = list(scores), list(labels)
     if len(scores) != len(labels):
         raise DataError(f"got scores for {len(scores)} queries but labels for {len(labels)}")

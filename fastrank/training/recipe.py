@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import numbers
 import shutil
 import time
 from collections.abc import Callable
@@ -66,11 +67,45 @@ class TrainConfig:
     resume: bool = False
     show_progress_bar: bool = True
 
+    def check(self) -> None:
+        """Refuse settings that cannot train, saying what was wrong and what is accepted (ValueError); ``train`` calls
+        it before anything loads."""
+        _check_number("epochs", self.epochs, "a finite number > 0 (fractions train part of an epoch)", low=0.0)
+        _check_number("lr", self.lr, "a finite number > 0, e.g. 1e-4", low=0.0)
+        _check_number("weight_decay", self.weight_decay, "a finite number >= 0 (0 = no weight decay)", low=0.0,
+                      low_ok=True)
+        _check_number("warmup_ratio", self.warmup_ratio, "a fraction of the optimizer steps in [0, 1), e.g. 0.1 "
+                      "= the first 10% of the steps warm the learning rate up", low=0.0, low_ok=True, high=1.0)
+        if not _is_int(self.batch_size) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if self.max_documents is not None and (not _is_int(self.max_documents) or self.max_documents < 1):
+            raise ValueError(f"max_documents must be None (keep every document of a list) or an integer >= 1 (the "
+                             f"most documents per training list), got {self.max_documents!r}")
+        for name in ("mine_negatives", "answer_negatives"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0 (0 = none), got {value!r}")
+
     def resolved_bf16(self) -> bool:
         """``bf16`` as a bool: ``auto`` is True where bf16 matmuls are fast here (``cpu_supports_bf16``)."""
         if self.bf16 not in ("auto", "true", "false", True, False):
             raise ValueError(f"bf16 must be 'auto', 'true' or 'false', got {self.bf16!r}")
         return cpu_supports_bf16() if self.bf16 == "auto" else self.bf16 in ("true", True)
+
+
+def _is_int(value: Any) -> bool:
+    """An int or NumPy integer, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_number(name: str, value: Any, accepted: str, *, low: float, low_ok: bool = False,
+                  high: float | None = None) -> None:
+    """ValueError saying ``name`` must be ``accepted`` unless ``value`` is a finite real number (not a bool) above
+    ``low`` (or equal to it with ``low_ok``) and below ``high``."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    fits = real and math.isfinite(value) and (value >= low if low_ok else value > low)
+    if not fits or (high is not None and value >= high):
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
 
 
 MIN_USEFUL_STEPS = 10  # below this a run is mostly warm-up: warn
@@ -223,22 +258,6 @@ def _num_labels(config: TrainConfig, groups: list) -> int:
         f"checkpoint or a base model without a classification head (e.g. {TrainConfig.base})")
 
 
-class LastClassScorer:
-    """A multi-class cross-encoder as a ranker: a pair scores the softmax probability of its last class (the most
-    relevant grade, as fastrank ranks several labels elsewhere, e.g. export verification). The probability, not the
-    raw last logit: cross-entropy only fixes the logits' differences, so a raw logit can drift between inputs."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def predict(self, pairs: Any, batch_size: int = 32, show_progress_bar: bool | None = None, **_: Any) -> Any:
-        from fastrank.reranker import relevance
-
-        logits = self.model.predict(pairs, batch_size=batch_size, activation="identity",
-                                    show_progress_bar=show_progress_bar)
-        return relevance(logits, "softmax")
-
-
 class _ScoredEvaluator:
     """The evaluator as the trainer calls it each epoch (``eval_each_epoch``): judging ``scorer(model)``, the same
     score as the before/after report, instead of the bare model's logits."""
@@ -250,15 +269,15 @@ class _ScoredEvaluator:
         return self.evaluator(self.scorer(model), *args, **kwargs)
 
 
-def _scorer_factory(num_labels: int, prior: Any, weight: float) -> Callable[[Any], Any]:
+def _scorer_factory(prior: Any, weight: float) -> Callable[[Any], Any]:
     """``model -> what the evaluator judges``: the score the model is trained to produce (logit + weight * the
-    first-stage prior, the last class's probability for a multi-class model, else the model's own score)."""
+    first-stage prior, else the model itself; the evaluator ranks a multi-class model by its last class)."""
     def make(model: Any) -> Any:
         if prior is not None:
             from fastrank.losses.prior import PriorReranker
 
             return PriorReranker(model, prior, weight)
-        return LastClassScorer(model) if num_labels > 1 else model
+        return model
 
     return make
 
@@ -273,7 +292,9 @@ def _epochs_run(state: Any, asked: float) -> tuple[float, str | None]:
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
-    """Train a cross-encoder per ``config``; returns metrics before/after, wall time and throughput."""
+    """Train a cross-encoder per ``config``; returns metrics before/after, wall time and throughput. The settings are
+    checked first (``TrainConfig.check``), before anything is imported or loaded."""
+    config.check()
     import datasets
     import torch
     from transformers import set_seed
@@ -286,11 +307,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
     from fastrank.training.args import CrossEncoderTrainingArguments
     from fastrank.training.trainer import CrossEncoderTrainer
 
-    if config.epochs <= 0 or config.lr <= 0 or config.batch_size < 1:
-        raise ValueError("epochs and lr must be > 0 and batch_size >= 1")
-    if config.mine_negatives < 0 or config.answer_negatives < 0:
-        raise ValueError(f"mine_negatives and answer_negatives must be >= 0, got {config.mine_negatives} and "
-                         f"{config.answer_negatives}")
     check_output_dir(config.out)  # a bad --out, loss, loss option or bf16 fails now, not after loading or training
     options, bf16 = _loss_options(config), config.resolved_bf16()
     out = Path(config.out)
@@ -309,7 +325,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     model = CrossEncoder(config.base, max_length=config.max_length, num_labels=num_labels)
     loss = get_loss(config.loss, model, **options)
     prior = _set_first_stage_prior(loss, config) if config.first_stage_weight else None
-    make_scorer = _scorer_factory(num_labels, prior, config.first_stage_weight)
+    make_scorer = _scorer_factory(prior, config.first_stage_weight)
     scorer = make_scorer(model)  # what the evaluator judges: the score the model is trained to produce
     fmt = loss.data_format
     kwargs: dict[str, Any] = {}
@@ -325,7 +341,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         num_train_epochs=config.epochs,
         learning_rate=config.lr,
         per_device_train_batch_size=config.batch_size,
-        warmup_steps=config.warmup_ratio,
+        warmup_steps=float(config.warmup_ratio),  # below 1, transformers reads it as a fraction of the steps
         weight_decay=config.weight_decay,
         lr_scheduler_type=config.scheduler,
         bf16=bf16,
@@ -350,7 +366,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                               "titled_documents": titled}
     if evaluator is not None:
         result["eval_before"] = evaluator.evaluate(scorer).to_dict()
-    each_epoch = _ScoredEvaluator(evaluator, make_scorer) if evaluator is not None else None
+    each_epoch = _ScoredEvaluator(evaluator, make_scorer) if evaluator is not None and config.eval_each_epoch else None
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=each_epoch)
     resumed_at = _resumed_step(ckpt_dir) if config.resume else 0
     start = time.perf_counter()
@@ -381,7 +397,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                                      "scheduler", "max_documents", "num_negatives", "mine_negatives",
                                      "answer_negatives", "seed")}
                            | {"epochs": f"{epochs:g} ({epochs_note})" if epochs_note else epochs, "bf16": bf16},
-        **({"ranking_score": "softmax probability of the last class (fastrank.training.recipe.LastClassScorer)"}
+        **({"ranking_score": "softmax probability of the last class (fastrank.reranker.relevance)"}
            if num_labels > 1 else {}),
     })
     if evaluator is not None:
