@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -378,10 +378,14 @@ class CrossEncoder(torch.nn.Module):
         Pairs are tokenized once, sorted by length and batched so each batch is padded only to its own longest
         pair; the output is in the caller's order. ``activation`` overrides the model's (``identity`` = raw logits).
         ``batch_size`` (pairs per batch) and ``max_tokens`` (padded tokens per batch, None = no budget) are positive
-        integers (an int or NumPy integer, not a bool); anything else is a ValueError.
+        integers (an int or NumPy integer, not a bool); anything else is a ValueError. One pair given alone,
+        ``("query", "document")``, scores as sentence-transformers scores it: a scalar (one row for several labels).
         """
         batch_size = check_positive_int(batch_size, "batch_size")
         max_tokens = check_positive_int(max_tokens, "max_tokens", optional=True)
+        if isinstance(pairs, (tuple, list)) and len(pairs) == 2 and isinstance(pairs[0], str) \
+                and isinstance(pairs[1], (str, Mapping)):
+            return self.predict([tuple(pairs)], batch_size, activation, show_progress_bar, max_tokens)[0]
         pairs = check_pairs(pairs)
         n = len(pairs)
         if n == 0:

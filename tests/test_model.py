@@ -306,3 +306,11 @@ def test_bad_batch_size_or_max_tokens_is_refused(model, kwargs, message):
     for pairs in (PAIRS, []):
         with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
             model.predict(pairs, **kwargs)
+
+
+def test_one_pair_alone_scores_a_scalar_as_sentence_transformers_does(model):
+    pairs = [("how are glacier caves formed?", "A glacier cave is formed within the ice."), ("q", "Paris.")]
+    batch = model.predict(pairs)
+    single = model.predict(pairs[0])
+    assert np.ndim(single) == 0 and float(single) == pytest.approx(float(batch[0]), abs=1e-6)
+    assert float(model.predict(list(pairs[1]))) == pytest.approx(float(batch[1]), abs=1e-6)
