@@ -237,7 +237,10 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None, worker: st
             return error(500, f"inference failed: {exc}", "inference")
         scores = relevance(logits, "identity" if req.raw_scores else reranker.activation)
         if req.fusion_weight:
-            scores = fuse_scores(scores, req.first_stage_scores, req.fusion_weight)
+            try:
+                scores = fuse_scores(scores, req.first_stage_scores, req.fusion_weight)
+            except ValueError as exc:  # the request's first-stage scores were checked: the model's are not finite
+                return error(500, f"inference failed: {exc}", "inference")
         echo = bool(req.return_documents if req.return_documents is not None else req.return_text)
         results = ranked(scores, docs, _top(req), echo)
         metrics.inc("fastrank_requests_total", code="200")
