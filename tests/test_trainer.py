@@ -403,6 +403,8 @@ def test_resume_without_a_checkpoint_fails_before_anything_happens(toy_data, tin
     ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
     ({"batch_size": 8.0}, "batch_size must be an integer >= 1, got 8.0"),
     ({"mine_negatives": -1}, "mine_negatives must be an integer >= 0 (0 = none), got -1"),
+    ({"first_stage_weight": -1.0}, "first_stage_weight must be a finite number >= 0 (0 = no first-stage prior)"),
+    ({"first_stage_weight": 1.0, "loss": "bce"}, "first_stage_weight needs a listwise loss ("),
 ])
 def test_bad_numbers_fail_before_anything_loads(toy_data, tiny_model_dir, tmp_path, monkeypatch, kw, message):
     """Each setting that cannot train is refused up front, naming it and what is accepted: no reading of the data

@@ -85,6 +85,14 @@ class TrainConfig:
             value = getattr(self, name)
             if not _is_int(value) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0 (0 = none), got {value!r}")
+        _check_number("first_stage_weight", self.first_stage_weight, "a finite number >= 0 (0 = no first-stage "
+                      "prior)", low=0.0, low_ok=True)
+        if self.first_stage_weight:
+            from fastrank.losses import LOSSES, loss_class
+
+            if not hasattr(loss_class(self.loss), "set_prior"):
+                accepted = ", ".join(name for name, cls in LOSSES.items() if hasattr(cls, "set_prior"))
+                raise ValueError(f"first_stage_weight needs a listwise loss ({accepted}); {self.loss!r} is not one")
 
     def resolved_bf16(self) -> bool:
         """``bf16`` as a bool: ``auto`` is True where bf16 matmuls are fast here (``cpu_supports_bf16``)."""
@@ -190,14 +198,8 @@ def _add_answer_negatives(groups: list, config: TrainConfig) -> dict[str, Any]:
 def _set_first_stage_prior(loss, config: TrainConfig) -> Any:
     """Train against ``logit + first_stage_weight * embedding score`` (``fastrank.losses.prior``); returns the prior."""
     from fastrank.embedding import EmbeddingModel
-    from fastrank.losses import LOSSES
     from fastrank.losses.prior import EmbeddingPrior
 
-    if not hasattr(loss, "set_prior"):
-        accepted = ", ".join(name for name, cls in LOSSES.items() if hasattr(cls, "set_prior"))
-        raise ValueError(f"first_stage_weight needs a listwise loss ({accepted}); {config.loss!r} is not one")
-    if config.first_stage_weight < 0:
-        raise ValueError(f"first_stage_weight must be >= 0, got {config.first_stage_weight}")
     prior = EmbeddingPrior(EmbeddingModel(config.first_stage_model))
     loss.set_prior(prior, config.first_stage_weight)
     return prior
