@@ -171,12 +171,17 @@ def _explain_bad_text(items: Sequence) -> TypeError | None:
     return None
 
 
+def is_integer(value: Any) -> bool:
+    """An int or a NumPy integer, not a bool: what fastrank's integer settings accept."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_positive_int(value: Any, name: str, *, optional: bool = False) -> int | None:
     """``value`` as a Python int when it is a positive integer (an int or a NumPy integer; never a bool), or None when
     ``optional`` and ``value`` is None; anything else raises ValueError naming ``name`` and what is accepted."""
     if optional and value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if not is_integer(value) or value < 1:
         accepted = "a positive integer or None" if optional else "a positive integer"
         raise ValueError(f"{name} must be {accepted} (an int or NumPy integer, not a bool), got {value!r}")
     return int(value)

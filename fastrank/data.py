@@ -352,15 +352,21 @@ def json_documents(lines: Sequence[str], source: str, hint: str = "") -> list[Do
     return docs
 
 
+def check_input_file(path: Path, what: str) -> None:
+    """DataError unless ``path`` exists and is not a directory (a device or a pipe is read): ``what`` names it, e.g.
+    "corpus file"."""
+    if not path.exists() or path.is_dir():
+        problem = "is a directory; give a file" if path.is_dir() else "does not exist"
+        raise DataError(f"{what} {str(path)!r} {problem}")
+
+
 def read_corpus(source: str | Path) -> list[Document]:
     """The documents of a corpus file: ``.txt`` one per non-empty line; ``.jsonl`` / ``.json`` whose first line is
     a JSON string or an object with ``text`` / ``document`` (every line read so, as ``rerank``'s documents file);
     else any dataset ``read_groups`` reads (every document of every query, labelled or not). Titled documents come
     back as ``{"title", "text"}``."""
     path = Path(source).expanduser()
-    if not path.exists() or path.is_dir():
-        raise DataError(f"corpus file {str(source)!r} " + ("is a directory; give a file" if path.is_dir()
-                                                           else "does not exist"))
+    check_input_file(path, "corpus file")
     if path.suffix.lower() == ".txt":
         return [line for line in read_utf8(path).splitlines() if line.strip()]
     groups = None

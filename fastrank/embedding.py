@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from fastrank.batching import PairEncoder, run_batches
 from fastrank.documents import Document, check_documents, document_parts, document_text
 from fastrank.errors import ModelLoadError
-from fastrank.model import DEFAULT_BASE, resolve_model_path, weight_dtype
+from fastrank.model import DEFAULT_BASE, resolve_model_path, trained_head_labels, weight_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +73,10 @@ class EmbeddingModel:
             self.tokenizer = AutoTokenizer.from_pretrained(location)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"could not load embedding model {str(model_name_or_path)!r}: {exc}") from exc
-        heads = [a for a in getattr(self.model.config, "architectures", None) or [] if "ForSequenceClassification" in a]
-        if heads:  # a cross-encoder's encoder was trained to score pairs, not to embed texts for similarity
+        if trained_head_labels(self.model.config) is not None:  # a cross-encoder: trained to score pairs, not to
             logger.warning("%s is a %s checkpoint (a cross-encoder, it seems): its pooled outputs are not trained as "
                            "embeddings, so similarities will be poor; use a bi-encoder (default all-MiniLM-L6-v2)",
-                           model_name_or_path, heads[0])
+                           model_name_or_path, ", ".join(self.model.config.architectures))  # embed texts
         limit = int(min(self.model.config.max_position_embeddings, self.tokenizer.model_max_length))
         self.max_length = min(max_length or st_max or limit, limit)
         self.name_or_path = str(model_name_or_path)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fastrank.batching import Pair, PairEncoder, check_pairs, check_positive_int, collate, plan_batches, run_batches
+from fastrank.batching import (Pair, PairEncoder, check_pairs, check_positive_int, collate, is_integer, plan_batches,
+                               run_batches)
 from fastrank.documents import Document, document_text
 from fastrank.errors import ModelLoadError
 from fastrank.io import atomic_dir
@@ -149,7 +149,7 @@ def _check_num_labels(num_labels: Any) -> int | None:
     """``num_labels`` as an int (None: the checkpoint's own count); fewer than 1 logit is no model."""
     if num_labels is None:
         return None
-    if isinstance(num_labels, bool) or not isinstance(num_labels, numbers.Integral) or num_labels < 1:
+    if not is_integer(num_labels) or num_labels < 1:
         raise ValueError(f"num_labels must be an integer >= 1 (1 for one relevance logit, C for C classes) or None "
                          f"(the checkpoint's own count, 1 for a base without a head), got {num_labels!r}")
     return int(num_labels)
@@ -285,8 +285,7 @@ class CrossEncoder(torch.nn.Module):
 
     def _check_max_length(self, max_length: int) -> int:
         """``max_length`` as an int in [8, limit] (an int or NumPy integer, not a bool), else ValueError."""
-        integral = isinstance(max_length, numbers.Integral) and not isinstance(max_length, bool)
-        if not integral or max_length < 8 or max_length > self.limit:
+        if not is_integer(max_length) or max_length < 8 or max_length > self.limit:
             raise ValueError(
                 f"max_length must be an integer in [8, {self.limit}] for this model (its position embeddings allow "
                 f"{self.limit}; an int or NumPy integer, not a bool), got {max_length!r}"

@@ -8,7 +8,6 @@ exported artifact's ``fastrank.json`` to pick its backend, or loads a plain chec
 from __future__ import annotations
 
 import logging
-import numbers
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from fastrank.backends.base import Backend, get_backend
-from fastrank.batching import EncodedPairs, Pair, PairEncoder, check_pairs, check_positive_int, run_batches
+from fastrank.batching import EncodedPairs, Pair, PairEncoder, check_pairs, check_positive_int, is_integer, run_batches
 from fastrank.documents import Document, check_documents
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.export.manifest import cpu_features, read_manifest
@@ -88,7 +87,7 @@ def check_rerank_input(query: str, documents: Sequence[Document], top_k: int | N
     if not query.strip():
         raise ValueError("query is empty: give the text to rank the documents against")
     docs = check_documents(documents)
-    if top_k is not None and (not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool) or top_k < 0):
+    if top_k is not None and (not is_integer(top_k) or top_k < 0):
         raise ValueError(f"top_k must be a non-negative integer or None, got {top_k!r}")
     return docs
 

@@ -9,9 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from fastrank.cli.output import BACKEND_HELP, print_json
-from fastrank.data import decode_utf8, json_document, json_documents, read_utf8
+from fastrank.data import check_input_file, decode_utf8, json_document, json_documents, read_utf8
 from fastrank.documents import Document, document_parts
-from fastrank.errors import DataError
 
 
 DOCS_FORMATS = ("auto", "lines", "jsonl")
@@ -58,9 +57,7 @@ def rerank_command(
 ) -> None:
     """Rank documents for a query, best first."""
     if docs_file is not None:
-        if not docs_file.exists() or docs_file.is_dir():
-            raise DataError(f"documents file {str(docs_file)!r} "
-                            + ("is a directory; give a file" if docs_file.is_dir() else "does not exist"))
+        check_input_file(docs_file, "documents file")
         text, source = read_utf8(docs_file), str(docs_file)
     else:
         text, source = decode_utf8(sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else

@@ -70,20 +70,22 @@ class TrainConfig:
     def check(self) -> None:
         """Refuse settings that cannot train, saying what was wrong and what is accepted (ValueError); ``train`` calls
         it before anything loads."""
+        from fastrank.batching import is_integer  # here: the CLI reads TrainConfig's defaults without numpy
+
         _check_number("epochs", self.epochs, "a finite number > 0 (fractions train part of an epoch)", low=0.0)
         _check_number("lr", self.lr, "a finite number > 0, e.g. 1e-4", low=0.0)
         _check_number("weight_decay", self.weight_decay, "a finite number >= 0 (0 = no weight decay)", low=0.0,
                       low_ok=True)
         _check_number("warmup_ratio", self.warmup_ratio, "a fraction of the optimizer steps in [0, 1), e.g. 0.1 "
                       "= the first 10% of the steps warm the learning rate up", low=0.0, low_ok=True, high=1.0)
-        if not _is_int(self.batch_size) or self.batch_size < 1:
+        if not is_integer(self.batch_size) or self.batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
-        if self.max_documents is not None and (not _is_int(self.max_documents) or self.max_documents < 1):
+        if self.max_documents is not None and (not is_integer(self.max_documents) or self.max_documents < 1):
             raise ValueError(f"max_documents must be None (keep every document of a list) or an integer >= 1 (the "
                              f"most documents per training list), got {self.max_documents!r}")
         for name in ("mine_negatives", "answer_negatives"):
             value = getattr(self, name)
-            if not _is_int(value) or value < 0:
+            if not is_integer(value) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0 (0 = none), got {value!r}")
         _check_number("first_stage_weight", self.first_stage_weight, "a finite number >= 0 (0 = no first-stage "
                       "prior)", low=0.0, low_ok=True)
@@ -99,11 +101,6 @@ class TrainConfig:
         if self.bf16 not in ("auto", "true", "false", True, False):
             raise ValueError(f"bf16 must be 'auto', 'true' or 'false', got {self.bf16!r}")
         return cpu_supports_bf16() if self.bf16 == "auto" else self.bf16 in ("true", True)
-
-
-def _is_int(value: Any) -> bool:
-    """An int or NumPy integer, not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _check_number(name: str, value: Any, accepted: str, *, low: float, low_ok: bool = False,
