@@ -22,6 +22,7 @@ from fastrank.batching import (Pair, PairEncoder, check_pairs, check_positive_in
 from fastrank.documents import Document, document_text
 from fastrank.errors import ModelLoadError
 from fastrank.io import atomic_dir
+from fastrank.model_card import load_card_data, write_card
 from fastrank.types import RankedDoc
 
 logger = logging.getLogger(__name__)
@@ -278,7 +279,7 @@ class CrossEncoder(torch.nn.Module):
         self.activation = chosen or ("sigmoid" if num_labels == 1 else "identity")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        self.card_data: dict[str, Any] = {"base_model": self.name_or_path}
+        self.card_data: dict[str, Any] = load_card_data(location, self.name_or_path)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.to(device=device, dtype=cast)
@@ -371,7 +372,8 @@ class CrossEncoder(torch.nn.Module):
         activation: str | None = None,
         show_progress_bar: bool | None = None,
         max_tokens: int | None = None,
-    ) -> np.ndarray:
+        convert_to_tensor: bool = False,
+    ) -> np.ndarray | torch.Tensor:
         """Score pairs; returns float32 array (n,) for one label, (n, num_labels) otherwise.
 
         Pairs are tokenized once, sorted by length and batched so each batch is padded only to its own longest
@@ -379,16 +381,20 @@ class CrossEncoder(torch.nn.Module):
         ``batch_size`` (pairs per batch) and ``max_tokens`` (padded tokens per batch, None = no budget) are positive
         integers (an int or NumPy integer, not a bool); anything else is a ValueError. One pair given alone,
         ``("query", "document")``, scores as sentence-transformers scores it: a scalar (one row for several labels).
+        ``convert_to_tensor`` returns the same scores as a torch tensor on the model's device (sentence-transformers'
+        option of that name).
         """
         batch_size = check_positive_int(batch_size, "batch_size")
         max_tokens = check_positive_int(max_tokens, "max_tokens", optional=True)
         if isinstance(pairs, (tuple, list)) and len(pairs) == 2 and isinstance(pairs[0], str) \
                 and isinstance(pairs[1], (str, Mapping)):
-            return self.predict([tuple(pairs)], batch_size, activation, show_progress_bar, max_tokens)[0]
+            return self.predict([tuple(pairs)], batch_size, activation, show_progress_bar, max_tokens,
+                                convert_to_tensor)[0]
         pairs = check_pairs(pairs)
         n = len(pairs)
         if n == 0:
-            return np.zeros((0,) if self.num_labels == 1 else (0, self.num_labels), dtype=np.float32)
+            out = np.zeros((0, self.num_labels), dtype=np.float32)
+            return self._scores_out(out, convert_to_tensor)
         was_training = self.model.training
         self.model.eval()
         if show_progress_bar is None:
@@ -405,7 +411,12 @@ class CrossEncoder(torch.nn.Module):
                                   self.num_labels, on_batch=bar.update)
         finally:
             self.model.train(was_training)
-        return out[:, 0] if self.num_labels == 1 else out
+        return self._scores_out(out, convert_to_tensor)
+
+    def _scores_out(self, out: np.ndarray, convert_to_tensor: bool) -> np.ndarray | torch.Tensor:
+        """(n, num_labels) scores as predict returns them: one column dropped for one label, a tensor if asked."""
+        out = out[:, 0] if self.num_labels == 1 else out
+        return torch.from_numpy(out).to(self.device) if convert_to_tensor else out
 
     def rank(
         self,
@@ -442,10 +453,11 @@ class CrossEncoder(torch.nn.Module):
             self.write_checkpoint(tmp)
         return target
 
-    def write_checkpoint(self, directory: str | Path) -> None:
-        """Write the checkpoint files into an existing directory (non-atomic; ``save`` wraps it atomically)."""
-        from fastrank.model_card import render_model_card
+    def write_checkpoint(self, directory: str | Path, served_as: str | None = None) -> None:
+        """Write the checkpoint files into an existing directory (non-atomic; ``save`` wraps it atomically).
 
+        ``served_as`` names the precision an export artifact serves this copy at (said on its model card).
+        """
         directory = Path(directory)
         st_activation = _ST_ACTIVATION_PATHS[self.activation]
         self.model.config.sentence_transformers = {"activation_fn": st_activation}
@@ -454,4 +466,4 @@ class CrossEncoder(torch.nn.Module):
         self.tokenizer.save_pretrained(directory)
         meta = {"activation_fn": st_activation, "model_type": "CrossEncoder"}
         (directory / "config_sentence_transformers.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        (directory / "README.md").write_text(render_model_card(self), encoding="utf-8")
+        write_card(self, directory, served_as)

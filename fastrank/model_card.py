@@ -1,9 +1,51 @@
-"""Model card (README.md) written next to every saved checkpoint: what it was trained from, on, and how well."""
+"""Model card (README.md) written next to every saved checkpoint: what it was trained from, on, and how well.
+
+The card's data also travels as ``fastrank_card.json`` beside the weights, so a checkpoint that is loaded and saved
+again (an export's torch rung, a copy) keeps its training facts: a first-stage prior or titled documents change how
+the model must be scored, and a re-saved card must not lose them.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
+from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
+
+CARD_DATA_FILE = "fastrank_card.json"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def load_card_data(location: str | Path, name: str) -> dict[str, Any]:
+    """The card data saved with a checkpoint directory, else a new card naming ``name`` as the base model."""
+    path = Path(location) / CARD_DATA_FILE
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            logger.warning("ignored %s (%s): the model card will be written anew", path, exc)
+        else:
+            if isinstance(data, dict):
+                return data
+            logger.warning("ignored %s: it holds no JSON object; the model card will be written anew", path)
+    return {"base_model": name}
+
+
+def write_card(model: Any, directory: Path, served_as: str | None = None) -> None:
+    """Write ``README.md`` and ``fastrank_card.json`` for ``model`` into ``directory``."""
+    (directory / CARD_DATA_FILE).write_text(json.dumps(model.card_data, indent=2, default=str), encoding="utf-8")
+    (directory / "README.md").write_text(render_model_card(model, served_as), encoding="utf-8")
+
+
+def _hub_id(value: Any) -> str | None:
+    """``value`` when it reads as a hub id (owner/name) and is no local path; the card's metadata takes only those."""
+    text = str(value)
+    if not _HUB_ID.match(text) or Path(text).exists():
+        return None
+    return text
 
 
 def _table(rows: dict[str, Any]) -> str:
@@ -12,15 +54,20 @@ def _table(rows: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_model_card(model: Any) -> str:
-    """Render the card from ``model.card_data`` (filled by the trainer) and the model's config."""
+def render_model_card(model: Any, served_as: str | None = None) -> str:
+    """Render the card from ``model.card_data`` (filled by the trainer) and the model's config.
+
+    ``served_as`` (e.g. ``"torch bf16"``) marks a copy inside an export artifact that serves these fp32 weights at
+    another precision, so the card does not promise the served scores equal sentence-transformers' fp32 ones.
+    """
     data = dict(model.card_data)
+    base = _hub_id(data.get("base_model"))
     parts = [
         "---",
         "library_name: fastrank",
         "pipeline_tag: text-ranking",
         "tags: [cross-encoder, reranker, fastrank]",
-        f"base_model: {data.get('base_model', 'unknown')}",
+        *([f"base_model: {base}"] if base else []),
         "---",
         "",
         "# Cross-encoder reranker",
@@ -29,6 +76,12 @@ def render_model_card(model: Any) -> str:
         "[fastrank](https://github.com/fastrank/fastrank); loads in `fastrank.CrossEncoder` and "
         "sentence-transformers' `CrossEncoder` with identical scores.",
         "",
+    ]
+    if served_as:
+        parts += [f"This copy belongs to a fastrank export artifact that serves it as **{served_as}**: its scores "
+                  "there differ slightly from the fp32 weights stored here (the artifact's `manifest.json` holds "
+                  "the measured parity). Loaded from this directory, both libraries score in fp32.", ""]
+    parts += [
         "## Model",
         _table({
             "base model": data.get("base_model", "unknown"),

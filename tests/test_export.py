@@ -232,6 +232,7 @@ def test_auto_ladder_records_why(tiny_model_dir, tmp_path):
         assert manifest["rung"] == "bf16" and manifest["format"] == "torch"
         assert manifest["parity"]["delta_ndcg@10"] <= 0.05
         assert (tmp_path / "auto2" / "model.safetensors").is_file()
+        assert "serves it as **torch bf16**" in (tmp_path / "auto2" / "README.md").read_text()
         assert not (tmp_path / "auto2" / "model.onnx").exists()
     else:
         assert "bf16 instructions" in ladder["bf16"]["skipped"] and manifest["rung"] == "fp32"

@@ -171,10 +171,35 @@ def test_loads_sentence_transformers_checkpoint(tiny_model_dir, tmp_path):
     np.testing.assert_allclose(ours.predict(PAIRS), st.predict(PAIRS), atol=1e-5)
 
 
+def test_a_resaved_checkpoint_keeps_its_card(model, tmp_path):
+    """The card's facts travel with the weights: loading a trained checkpoint and saving it again (as an export's
+    torch rung does) kept only the path it was loaded from, losing e.g. the first-stage prior that scoring needs."""
+    from fastrank import CrossEncoder
+
+    model.card_data = {"base_model": "owner/base-model", "loss": "ListNetLoss",
+                       "first_stage_prior": {"model": "owner/embedder", "weight": 2.0, "score": "logit + ..."}}
+    first = model.save(tmp_path / "first")
+    card = (first / "README.md").read_text()
+    assert "base_model: owner/base-model\n" in card and "## First-stage prior" in card
+    again = CrossEncoder(first, device="cpu")
+    assert again.card_data == model.card_data
+    again.write_checkpoint(first, served_as="torch bf16")
+    resaved = (first / "README.md").read_text()
+    assert "## First-stage prior" in resaved and "serves it as **torch bf16**" in resaved
+    assert "serves it as" not in card
+
+    fresh = CrossEncoder(str(tmp_path / "first"), device="cpu")
+    fresh.card_data = {"base_model": str(first)}  # a local path is no hub id: kept in the table, not the metadata
+    local = (fresh.save(tmp_path / "second") / "README.md").read_text()
+    assert "base_model:" not in local and f"| base model | {first} |" in local
+    (first / "fastrank_card.json").write_text("[1, 2]")
+    assert CrossEncoder(first, device="cpu").card_data == {"base_model": str(first)}
+
+
 def test_interrupted_save_leaves_nothing(model, tmp_path, monkeypatch):
     import fastrank.model_card
 
-    def boom(_model):
+    def boom(*_args):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(fastrank.model_card, "render_model_card", boom)
@@ -314,3 +339,18 @@ def test_one_pair_alone_scores_a_scalar_as_sentence_transformers_does(model):
     single = model.predict(pairs[0])
     assert np.ndim(single) == 0 and float(single) == pytest.approx(float(batch[0]), abs=1e-6)
     assert float(model.predict(list(pairs[1]))) == pytest.approx(float(batch[1]), abs=1e-6)
+
+
+def test_convert_to_tensor_as_sentence_transformers_takes_it(model, tiny_model_dir):
+    import torch
+    from sentence_transformers.cross_encoder import CrossEncoder as STCrossEncoder
+
+    st = STCrossEncoder(str(tiny_model_dir), device="cpu", max_length=model.max_length)
+    ours = model.predict(PAIRS, convert_to_tensor=True)
+    theirs = st.predict(PAIRS, convert_to_tensor=True)
+    assert isinstance(ours, torch.Tensor) and ours.shape == theirs.shape == (len(PAIRS),)
+    torch.testing.assert_close(ours, theirs.float(), atol=1e-5, rtol=0)
+    single = model.predict(PAIRS[0], convert_to_tensor=True)
+    assert isinstance(single, torch.Tensor) and single.ndim == 0 and float(single) == pytest.approx(float(ours[0]))
+    empty = model.predict([], convert_to_tensor=True)
+    assert isinstance(empty, torch.Tensor) and empty.shape == (0,)

@@ -79,7 +79,7 @@ class ArtifactBuilder:
     def build(self, rung: Rung, rung_dir: Path, work: Path) -> dict[str, Any]:
         """Write the rung's model file(s) into ``rung_dir``; returns what was done (for the manifest)."""
         if rung.format == "torch":
-            self.model.write_checkpoint(rung_dir)
+            self.model.write_checkpoint(rung_dir, served_as=f"torch {rung.precision}")
             return {"optimize_applied": None, "fused_ops": {}}
         level = self.optimize
         if rung.precision == "fp16" and level == "O3":

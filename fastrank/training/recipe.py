@@ -381,7 +381,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     result["train_pairs_per_second"] = round(result["train_pairs_per_epoch"] * epochs * done / seconds, 1)
     if resumed_at:
         result["resumed_from_step"] = resumed_at
-    model.card_data.update({
+    model.card_data = {  # written anew: facts of an earlier training run (a prior, titles) do not carry over
         "base_model": config.base,
         "train_data": f"{config.data} ({len(groups)} queries, {len(train_dataset)} {fmt} rows"
                       + (f", +{config.mine_negatives} mined negatives per query" if config.mine_negatives else "")
@@ -398,7 +398,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                            | {"epochs": f"{epochs:g} ({epochs_note})" if epochs_note else epochs, "bf16": bf16},
         **({"ranking_score": "softmax probability of the last class (fastrank.reranker.relevance)"}
            if num_labels > 1 else {}),
-    })
+    }
     if evaluator is not None:
         result["eval_after"] = evaluator.evaluate(scorer).to_dict()
         model.card_data["evaluation"] = {"data": config.eval_data, **result["eval_after"]["metrics"]}
