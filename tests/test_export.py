@@ -324,3 +324,19 @@ def test_labelled_short_verify_data_still_checks_long_documents(tiny_model_dir):
     assert not caught["passed"] and caught["max_abs_logit"] == pytest.approx(0.5, abs=1e-4)
     assert caught["num_labelled_queries"] == 1 and caught["delta_ndcg@10"] == 0.0  # the caller's query alone
     assert report(groups[:1])["passed"]  # what the short pairs alone let through
+
+
+def test_a_model_trained_with_a_first_stage_prior_is_warned_about(tiny_model_dir, tmp_path, caplog):
+    """Such a model's logit is only a correction to the first stage; the artifact serves the logit alone."""
+    import logging
+
+    from fastrank import CrossEncoder
+
+    model = CrossEncoder(tiny_model_dir, device="cpu")
+    with caplog.at_level(logging.WARNING, logger="fastrank.export.build"):
+        export_model(model, tmp_path / "plain", precision="fp32", optimize="O1", num_threads=1)
+    assert "first-stage prior" not in caplog.text
+    model.card_data["first_stage_prior"] = {"model": "owner/embedder", "weight": 5.0}
+    with caplog.at_level(logging.WARNING, logger="fastrank.export.build"):
+        export_model(model, tmp_path / "prior", precision="fp32", optimize="O1", num_threads=1)
+    assert "trained with a first-stage prior (score = logit + 5.0 x owner/embedder's score)" in caplog.text

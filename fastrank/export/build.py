@@ -32,6 +32,12 @@ class ArtifactBuilder:
             self.source_dir = Path(model) if Path(model).is_dir() else None
         else:
             raise TypeError(f"model must be a checkpoint path, a hub id or a CrossEncoder, got {type(model).__name__}")
+        prior = self.model.card_data.get("first_stage_prior")
+        if prior:
+            logger.warning("%s was trained with a first-stage prior (score = logit + %s x %s's score): the artifact "
+                           "scores the logit alone, which is only the correction; add the first stage's weighted "
+                           "score to it as fastrank.losses.prior.PriorReranker does", self.model.name_or_path,
+                           prior.get("weight"), prior.get("model"))
         loaded_from = Path(self.model.name_or_path)
         self.inputs = [loaded_from] if loaded_from.is_dir() else []  # what the artifact must not replace
         self.optimize, self.opset, self.bounds = optimize, opset, bounds
