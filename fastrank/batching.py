@@ -89,11 +89,12 @@ class PairEncoder:
         overlap is capped at three quarters of them, so windows keep moving on.
         """
         limit = self.max_window_overlap
-        if not isinstance(overlap, int) or isinstance(overlap, bool) or not 0 <= overlap < limit:
+        if not is_integer(overlap) or not 0 <= overlap < limit:
             raise ValueError(
                 f"window overlap must be an integer in [0, {limit}) tokens for max_length={self.max_length} "
                 f"(a query may take half of the window), got {overlap!r}"
             )
+        overlap = int(overlap)
         from tokenizers import Encoding
 
         items = [(q, document_parts(d)) for q, d in pairs]

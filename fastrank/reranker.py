@@ -150,8 +150,10 @@ class Reranker:
             raise ValueError(f"long_documents must be one of {LONG_DOCUMENTS}, got {long_documents!r}")
         batch_size = check_positive_int(batch_size, "batch_size", optional=True)
         max_tokens = check_positive_int(max_tokens, "max_tokens", optional=True)
-        if sessions != "auto" and (not isinstance(sessions, int) or isinstance(sessions, bool) or sessions < 1):
-            raise ValueError(f"sessions must be 'auto' or a positive integer, got {sessions!r}")
+        if sessions != "auto" and (not is_integer(sessions) or sessions < 1):
+            raise ValueError(f"sessions must be 'auto' or a positive integer (an int or NumPy integer, not a bool), "
+                             f"got {sessions!r}")
+        sessions = sessions if sessions == "auto" else int(sessions)
         self.path = str(path_or_id)
         local = Path(path_or_id).expanduser()
         self.manifest = read_manifest(local) if local.is_dir() else None
@@ -211,10 +213,10 @@ class Reranker:
                 raise ValueError(f"long_documents='windows' needs a one-logit model; this one has {self.num_labels}")
             limit = self.encoder.max_window_overlap
             self.window_stride = min(self.encoder.max_length // 4, limit - 1) if window_stride is None else window_stride
-            stride = self.window_stride
-            if not isinstance(stride, int) or isinstance(stride, bool) or not 0 <= stride < limit:
+            if not is_integer(self.window_stride) or not 0 <= self.window_stride < limit:
                 raise ValueError(f"window_stride must be an integer in [0, {limit}) for max_length "
-                                 f"{self.encoder.max_length}, got {window_stride!r}")
+                                 f"{self.encoder.max_length} (an int or NumPy integer, not a bool), got {window_stride!r}")
+            self.window_stride = int(self.window_stride)
         elif window_stride is not None:
             raise ValueError("window_stride applies to long_documents='windows'; with 'truncate' a document is cut "
                              "at max_length and has no windows")

@@ -109,7 +109,8 @@ def test_windows_score_a_long_document_by_its_best_window(artifact, onnx_reranke
     # a short document scores the same in both modes; overlapping windows give the max over windows
     short = "paris is the capital of france"
     assert windows.predict([(QUERY, short)])[0] == pytest.approx(onnx_reranker.predict([(QUERY, short)])[0], abs=1e-6)
-    overlapping = Reranker(artifact, num_threads=1, long_documents="windows", window_stride=16)
+    overlapping = Reranker(artifact, num_threads=1, long_documents="windows", window_stride=np.int64(16))
+    assert type(overlapping.window_stride) is int
     longer = long_doc + (" " + filler) * 100
     encoded, owners = overlapping.encoder.encode_windows([(QUERY, longer)], 16)
     per_window = [overlapping.backend.logits(collate(encoded, [i], 0))[0, 0] for i in range(len(encoded))]
@@ -362,7 +363,7 @@ def test_onnx_sessions_score_like_one_session(artifact):
 
     pairs = [(QUERY, d) for d in DOCS * 5]
     one = Reranker(artifact, num_threads=1, sessions=1)
-    two = Reranker(artifact, num_threads=2, sessions=2)
+    two = Reranker(artifact, num_threads=2, sessions=np.int64(2))  # NumPy integers count, as for batch_size
     assert (len(one.backend.scorers()), one.batch_size) == (1, 32) and (len(two.backend.scorers()), two.batch_size) == (2, 8)
     assert two.describe()["sessions"] == 2 and two.describe()["num_threads"] == 2
     sessions = {id(f.__defaults__[0]) for f in two.backend.scorers()}
@@ -375,7 +376,7 @@ def test_onnx_sessions_score_like_one_session(artifact):
 
 
 def test_sessions_are_checked(artifact, tiny_model_dir):
-    with pytest.raises(ValueError, match="sessions must be 'auto' or a positive integer, got 0"):
+    with pytest.raises(ValueError, match=r"sessions must be 'auto' or a positive integer \(an int or NumPy integer, not a bool\), got 0"):
         Reranker(artifact, sessions=0)
     with pytest.raises(ValueError, match="sessions=2 needs the onnx backend on a CPU; the torch backend"):
         Reranker(tiny_model_dir, backend="torch", sessions=2)
