@@ -369,13 +369,19 @@ def read_corpus(source: str | Path) -> list[Document]:
     check_input_file(path, "corpus file")
     if path.suffix.lower() == ".txt":
         return [line for line in read_utf8(path).splitlines() if line.strip()]
-    groups = None
-    if path.suffix.lower() in (".jsonl", ".json"):
-        lines = [line for line in read_utf8(path).split("\n") if line.strip()]
-        if lines and json_document(lines[0]) is not None:
-            groups = [QueryGroup("corpus", json_documents(lines, str(source)), [])]
-    groups = groups or read_groups(path)
-    return [d for g in groups for d in g.documents]
+    if path.suffix.lower() in (".jsonl", ".json") and json_document(_first_line(path)) is not None:
+        return json_documents([line for line in read_utf8(path).split("\n") if line.strip()], str(source))
+    return [d for g in read_groups(path) for d in g.documents]
+
+
+def _first_line(path: Path) -> str:
+    """The first non-blank line of a file, read alone (decoding errors replaced: it only picks the reader)."""
+    with path.open("rb") as f:
+        for raw in f:
+            line = raw.decode("utf-8-sig", errors="replace")
+            if line.strip():
+                return line
+    return ""
 
 
 def write_groups(groups: Iterable[QueryGroup], path: str | Path) -> Path:

@@ -136,6 +136,8 @@ def test_read_corpus_takes_plain_text_jsonl_documents_and_datasets(tmp_path):
     assert read_corpus(tmp_path / "c.txt") == ['"Quoted" first line', "{brace} second"]
     (tmp_path / "c.jsonl").write_text('"a string"\n{"text": "an object"}\n{"document": "another"}\n')
     assert read_corpus(tmp_path / "c.jsonl") == ["a string", "an object", "another"]
+    (tmp_path / "bom.jsonl").write_bytes(b'\xef\xbb\xbf\n"a string"\n"two"\n')  # a BOM, a blank line
+    assert read_corpus(tmp_path / "bom.jsonl") == ["a string", "two"]
     _jsonl(tmp_path, [{"query": "q", "documents": ["x", "y"], "labels": [1, 0]}], name="groups.jsonl")
     assert read_corpus(tmp_path / "groups.jsonl") == ["x", "y"]
     (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{"title": "no text"}\n')
