@@ -97,8 +97,11 @@ def test_position_limit_leaves_out_the_padding_offset():
         == 512
 
 
-def test_missing_path_is_a_clear_error(tmp_path):
+def test_missing_path_is_a_clear_error(tmp_path, monkeypatch):
+    import fastrank.model
     from fastrank import CrossEncoder
+
+    monkeypatch.setattr(fastrank.model, "hub_host_resolves", lambda: True)  # the same message online or not
 
     with pytest.raises(ModelLoadError, match="does not exist"):
         CrossEncoder(str(tmp_path / "nope"))
@@ -194,6 +197,50 @@ def test_a_resaved_checkpoint_keeps_its_card(model, tmp_path):
     assert "base_model:" not in local and f"| base model | {first} |" in local
     (first / "fastrank_card.json").write_text("[1, 2]")
     assert CrossEncoder(first, device="cpu").card_data == {"base_model": str(first)}
+
+
+def test_offline_a_hub_id_loads_from_the_hub_cache_at_once(tiny_model_dir, tmp_path, monkeypatch):
+    """Without network the hub client retried for ~25 s before falling back to its cache (or failing)."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    import fastrank.model
+    from fastrank import CrossEncoder, EmbeddingModel
+
+    snapshot = tmp_path / "hub" / "models--owner--tiny" / "snapshots" / "abc123"
+    shutil.copytree(tiny_model_dir, snapshot)
+    (tmp_path / "hub" / "models--owner--tiny" / "refs").mkdir()
+    (tmp_path / "hub" / "models--owner--tiny" / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(fastrank.model, "hub_host_resolves", lambda: False)
+    assert fastrank.model.resolve_model_path("owner/tiny") == str(snapshot)
+    cached = CrossEncoder("owner/tiny", device="cpu")
+    np.testing.assert_allclose(cached.predict(PAIRS), CrossEncoder(tiny_model_dir, device="cpu").predict(PAIRS))
+    assert cached.name_or_path == "owner/tiny" and EmbeddingModel("owner/tiny").encode(["a"]).shape[0] == 1
+    with pytest.raises(ModelLoadError, match=r"'owner/missing' is no local directory, the Hugging Face hub cannot be "
+                                             r"reached \(its host does not resolve"):
+        CrossEncoder("owner/missing")
+
+
+def test_hub_host_check_trusts_a_proxy_and_a_failed_lookup(monkeypatch):
+    import socket
+
+    import fastrank.model
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    for name in fastrank.model._PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    fastrank.model.hub_host_resolves.cache_clear()
+    assert fastrank.model.hub_host_resolves() is False
+    fastrank.model.hub_host_resolves.cache_clear()
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")  # only the proxy resolves names
+    assert fastrank.model.hub_host_resolves() is True
+    fastrank.model.hub_host_resolves.cache_clear()
 
 
 def test_interrupted_save_leaves_nothing(model, tmp_path, monkeypatch):
