@@ -290,14 +290,17 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
 
 def _read_hub(name: str, split: str) -> list[dict[str, Any]]:
     from fastrank.errors import require
+    from fastrank.hub import datasets_offline_unless_reachable
 
     datasets = require("datasets", "train", "loading Hugging Face hub datasets")
     repo, _, config = name.partition(":")
-    try:
-        ds = datasets.load_dataset(repo, config or None, split=split)
-    except Exception as exc:  # noqa: BLE001 - offline, unknown id, gated: one clear error either way
-        raise DataError(f"{name!r} is not a local file, and loading it as a Hugging Face hub dataset failed: "
-                        f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+    with datasets_offline_unless_reachable(datasets) as offline:
+        try:
+            ds = datasets.load_dataset(repo, config or None, split=split)
+        except Exception as exc:  # noqa: BLE001 - offline, unknown id, gated: one clear error either way
+            why = " (no network: the hub's host does not resolve, so only cached datasets load)" if offline else ""
+            raise DataError(f"{name!r} is not a local file, and loading it as a Hugging Face hub dataset failed{why}: "
+                            f"{type(exc).__name__}: {str(exc)[:300]}") from exc
     return [dict(r) for r in ds]
 
 

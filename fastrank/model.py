@@ -7,15 +7,11 @@ directory (e.g. all-MiniLM-L6-v2) loads too: a fresh one-logit head is added and
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import os
-import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -25,6 +21,7 @@ from fastrank.batching import (Pair, PairEncoder, check_pairs, check_positive_in
                                run_batches)
 from fastrank.documents import Document, document_text
 from fastrank.errors import ModelLoadError
+from fastrank.hub import hub_location
 from fastrank.io import atomic_dir
 from fastrank.model_card import load_card_data, write_card
 from fastrank.types import RankedDoc
@@ -66,41 +63,6 @@ def resolve_model_path(name_or_path: str | Path) -> str:
     if looks_like_path:
         raise ModelLoadError(f"model directory {text!r} does not exist")
     return hub_location(text)
-
-
-_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy")
-
-
-@functools.lru_cache(maxsize=1)
-def hub_host_resolves() -> bool:
-    """Whether the Hugging Face hub's host name resolves (once per process). Behind a proxy only the proxy
-    resolves names, so a proxy counts as reachable."""
-    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
-        return True
-    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
-    try:
-        socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
-    except OSError:
-        return False
-    return True
-
-
-def hub_location(repo_id: str) -> str:
-    """Where to load hub id ``repo_id`` from: the id itself (the hub downloads or revalidates it) or, when the hub's
-    host does not resolve (no network), its snapshot in the local hub cache, at once. Offline, the hub client would
-    retry for ~25 s before falling back to the cache; a model that is not cached is a ModelLoadError saying so."""
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-    if offline or hub_host_resolves():
-        return repo_id
-    from huggingface_hub import snapshot_download
-
-    try:
-        return str(snapshot_download(repo_id, local_files_only=True))
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(
-            f"{repo_id!r} is no local directory, the Hugging Face hub cannot be reached (its host does not resolve: "
-            "no network?) and the local hub cache holds no copy of it; pass a local model directory, or load it "
-            "once where the hub is reachable so it is cached") from exc
 
 
 # Models whose position ids start after the padding index (fairseq's convention): max_position_embeddings counts

@@ -168,14 +168,26 @@ def test_tsv_quotes_bom_and_json_arrays(tmp_path):
 
 def test_a_name_that_is_neither_a_file_nor_a_hub_dataset_is_a_data_error(monkeypatch):
     datasets = pytest.importorskip("datasets")
+    import fastrank.hub
+
+    modes = []
 
     def offline(*args, **kwargs):
+        modes.append(datasets.config.HF_HUB_OFFLINE)
         raise ConnectionError("Couldn't reach the Hugging Face Hub")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(fastrank.hub, "hub_host_resolves", lambda: True)
     with pytest.raises(DataError, match="'mydata' is not a local file, and loading it as a Hugging Face hub dataset "
                                         "failed: ConnectionError"):
         read_groups("mydata")
+    # no network: datasets' offline mode (cached datasets only) instead of ~25 s of retries, then restored
+    monkeypatch.setattr(fastrank.hub, "hub_host_resolves", lambda: False)
+    with pytest.raises(DataError, match=r"hub dataset failed \(no network: the hub's host does not resolve, so only "
+                                        r"cached datasets load\): ConnectionError"):
+        read_groups("mydata")
+    assert modes == [False, True] and datasets.config.HF_HUB_OFFLINE is False
 
 
 def test_flat_columns_go_by_their_common_other_names(tmp_path):

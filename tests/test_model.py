@@ -98,10 +98,10 @@ def test_position_limit_leaves_out_the_padding_offset():
 
 
 def test_missing_path_is_a_clear_error(tmp_path, monkeypatch):
-    import fastrank.model
+    import fastrank.hub
     from fastrank import CrossEncoder
 
-    monkeypatch.setattr(fastrank.model, "hub_host_resolves", lambda: True)  # the same message online or not
+    monkeypatch.setattr(fastrank.hub, "hub_host_resolves", lambda: True)  # the same message online or not
 
     with pytest.raises(ModelLoadError, match="does not exist"):
         CrossEncoder(str(tmp_path / "nope"))
@@ -205,6 +205,7 @@ def test_offline_a_hub_id_loads_from_the_hub_cache_at_once(tiny_model_dir, tmp_p
 
     import huggingface_hub.constants
 
+    import fastrank.hub
     import fastrank.model
     from fastrank import CrossEncoder, EmbeddingModel
 
@@ -214,7 +215,7 @@ def test_offline_a_hub_id_loads_from_the_hub_cache_at_once(tiny_model_dir, tmp_p
     (tmp_path / "hub" / "models--owner--tiny" / "refs" / "main").write_text("abc123")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(fastrank.model, "hub_host_resolves", lambda: False)
+    monkeypatch.setattr(fastrank.hub, "hub_host_resolves", lambda: False)
     assert fastrank.model.resolve_model_path("owner/tiny") == str(snapshot)
     cached = CrossEncoder("owner/tiny", device="cpu")
     np.testing.assert_allclose(cached.predict(PAIRS), CrossEncoder(tiny_model_dir, device="cpu").predict(PAIRS))
@@ -227,20 +228,20 @@ def test_offline_a_hub_id_loads_from_the_hub_cache_at_once(tiny_model_dir, tmp_p
 def test_hub_host_check_trusts_a_proxy_and_a_failed_lookup(monkeypatch):
     import socket
 
-    import fastrank.model
+    from fastrank.hub import _PROXY_VARIABLES, hub_host_resolves
 
     def no_dns(*args, **kwargs):
         raise socket.gaierror(-2, "Name or service not known")
 
-    for name in fastrank.model._PROXY_VARIABLES:
+    for name in _PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
-    fastrank.model.hub_host_resolves.cache_clear()
-    assert fastrank.model.hub_host_resolves() is False
-    fastrank.model.hub_host_resolves.cache_clear()
+    hub_host_resolves.cache_clear()
+    assert hub_host_resolves() is False
+    hub_host_resolves.cache_clear()
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")  # only the proxy resolves names
-    assert fastrank.model.hub_host_resolves() is True
-    fastrank.model.hub_host_resolves.cache_clear()
+    assert hub_host_resolves() is True
+    hub_host_resolves.cache_clear()
 
 
 def test_interrupted_save_leaves_nothing(model, tmp_path, monkeypatch):

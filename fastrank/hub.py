@@ -1,0 +1,65 @@
+"""Reaching the Hugging Face hub: whether it can be reached at all, and what to load when it cannot.
+
+Without network the hub client retries each request for ~25 s before it falls back to its cache or fails; one name
+lookup tells the same at once, so offline loads take the cache straight away and uncached names fail straight away.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlparse
+
+from fastrank.errors import ModelLoadError
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy")
+
+
+@functools.lru_cache(maxsize=1)
+def hub_host_resolves() -> bool:
+    """Whether the Hugging Face hub's host name resolves (once per process). Behind a proxy only the proxy
+    resolves names, so a proxy counts as reachable."""
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return True
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    return True
+
+
+def hub_location(repo_id: str) -> str:
+    """Where to load hub id ``repo_id`` from: the id itself (the hub downloads or revalidates it) or, when the hub's
+    host does not resolve (no network), its snapshot in the local hub cache, at once. Offline, the hub client would
+    retry for ~25 s before falling back to the cache; a model that is not cached is a ModelLoadError saying so."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    if offline or hub_host_resolves():
+        return repo_id
+    from huggingface_hub import snapshot_download
+
+    try:
+        return str(snapshot_download(repo_id, local_files_only=True))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"{repo_id!r} is no local directory, the Hugging Face hub cannot be reached (its host does not resolve: "
+            "no network?) and the local hub cache holds no copy of it; pass a local model directory, or load it "
+            "once where the hub is reachable so it is cached") from exc
+
+
+@contextmanager
+def datasets_offline_unless_reachable(datasets: Any) -> Iterator[bool]:
+    """Put ``datasets`` in its offline mode (cached datasets only) while the hub's host does not resolve; yields
+    whether it did, so an error can say why. The library's setting is restored on exit."""
+    offline = not hub_host_resolves()
+    previous = datasets.config.HF_HUB_OFFLINE
+    if offline:
+        datasets.config.HF_HUB_OFFLINE = True
+    try:
+        yield offline
+    finally:
+        datasets.config.HF_HUB_OFFLINE = previous
