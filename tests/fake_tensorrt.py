@@ -7,7 +7,10 @@ It keeps the parts of the TensorRT 10/11 Python API fastrank calls and checks ho
   header plus the ONNX bytes. Ops outside the standard ONNX domain (onnxruntime's fused contrib ops) fail the
   parse, as in TensorRT.
 - TensorRT 11 has no weak-typing API. ``BuilderFlag.FP16``, ``OBEY_PRECISION_CONSTRAINTS`` and the others are
-  absent, and setting ``layer.precision`` raises, as in a strongly typed network.
+  absent, as are ``ILayer.precision`` and ``ILayer.set_output_type`` (tensorrt-cu12-bindings 11.4.0.106); on
+  TensorRT 10 they exist, and setting them on a ``STRONGLY_TYPED`` network raises.
+- ``NetworkDefinitionCreationFlag`` has TensorRT's values: ``EXPLICIT_BATCH`` = 0 (10 only; deprecated and
+  ignored), ``STRONGLY_TYPED`` = 1 (deprecated and ignored in 11, where every network is strongly typed).
 - Precision is emulated by one rule: a build that computes normalization, softmax or the classifier in 16 bits
   adds a 0.1 error to every logit. On TensorRT 10 these are layers left unpinned under the FP16/BF16 flag; on
   TensorRT 11, normalization weights stored in fp16 in the ONNX. Otherwise the ONNX runs unchanged on
@@ -49,6 +52,8 @@ class _Tensor:
 
 
 class _Layer:
+    """A TensorRT 11 ``ILayer``: no ``precision`` or ``set_output_type`` (weak typing was removed)."""
+
     def __init__(self, name: str, op_type: str, strongly_typed: bool, outputs: list[_Tensor]) -> None:
         self.name, self.type = name, f"LayerType.{LAYER_TYPES.get(op_type, 'ELEMENTWISE')}"
         self._strong, self._precision, self.output_types, self.outputs = strongly_typed, None, {}, outputs
@@ -65,6 +70,15 @@ class _Layer:
         return asked and any(o.dtype not in FLOAT_DTYPES or o.is_shape_tensor for o in self.outputs)
 
     @property
+    def pinned(self) -> bool:
+        """Computed and written in fp32: both the layer's precision and its output's type were set."""
+        return self._precision == "float32" and self.output_types.get(0) == "float32"
+
+
+class _WeakLayer(_Layer):
+    """A TensorRT 10 ``ILayer``, with the weak-typing ``precision`` and ``set_output_type``."""
+
+    @property
     def precision(self) -> Any:
         return self._precision
 
@@ -74,11 +88,6 @@ class _Layer:
             raise RuntimeError("cannot set layer precision in a strongly typed network")
         self._precision = value
 
-    @property
-    def pinned(self) -> bool:
-        """Computed and written in fp32: both the layer's precision and its output's type were set."""
-        return self._precision == "float32" and self.output_types.get(0) == "float32"
-
     def set_output_type(self, index: int, dtype: Any) -> None:
         if self._strong:
             raise RuntimeError("cannot set output types in a strongly typed network")
@@ -86,8 +95,9 @@ class _Layer:
 
 
 class _Network:
-    def __init__(self, flags: int, strongly_typed: bool) -> None:
+    def __init__(self, flags: int, strongly_typed: bool, weak_api: bool) -> None:
         self.flags, self.strongly_typed, self.layers, self.onnx_path = flags, strongly_typed, [], None
+        self.layer_class = _WeakLayer if weak_api else _Layer
 
     @property
     def num_layers(self) -> int:
@@ -113,8 +123,8 @@ class _Parser:
         self.network.onnx_path = path
         types = _output_dtypes(model)
         self.network.layers = [
-            _Layer(n.name or f"node{i}", n.op_type, self.network.strongly_typed,
-                   [_Tensor(types.get(o, "float32"), n.op_type == "Shape") for o in n.output])
+            self.network.layer_class(n.name or f"node{i}", n.op_type, self.network.strongly_typed,
+                                     [_Tensor(types.get(o, "float32"), n.op_type == "Shape") for o in n.output])
             for i, n in enumerate(model.graph.node)]
         self.network.fp16_norm_weights = _fp16_norm_weights(model)
         return True
@@ -258,10 +268,11 @@ def make_tensorrt(version: str = "10.5.0", input_dtype: Any = np.int32, delay: f
     trt.engines: list[_Engine] = []
     trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level=2: None})
     trt.MemoryPoolType = _Enum(WORKSPACE=0)
-    flags = {"STRONGLY_TYPED": 5} if strong_only else {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 5}
+    flags = {"STRONGLY_TYPED": 1} if strong_only else {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}
     trt.NetworkDefinitionCreationFlag = _Enum(**flags)
     trt.BuilderFlag = _Enum(TF32=6) if strong_only else _Enum(
-        FP16="FP16", BF16="BF16", OBEY_PRECISION_CONSTRAINTS="OBEY_PRECISION_CONSTRAINTS", TF32=6)
+        FP16="FP16", BF16="BF16", OBEY_PRECISION_CONSTRAINTS="OBEY_PRECISION_CONSTRAINTS",
+        PREFER_PRECISION_CONSTRAINTS="PREFER_PRECISION_CONSTRAINTS", TF32=6)
     dtypes = {"INT32": np.int32, "INT64": np.int64, "FLOAT": np.float32}
     trt.nptype = lambda name: dtypes[name]
 
@@ -270,7 +281,8 @@ def make_tensorrt(version: str = "10.5.0", input_dtype: Any = np.int32, delay: f
             pass
 
         def create_network(self, flags: int) -> _Network:
-            return _Network(flags, strong_only or bool(flags & (1 << 5)))
+            strong = strong_only or bool(flags & (1 << trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+            return _Network(flags, strong, weak_api=not strong_only)
 
         def create_builder_config(self) -> _Config:
             return _Config()

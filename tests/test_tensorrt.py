@@ -67,11 +67,14 @@ def test_tensorrt10_build_pins_sensitive_layers_and_carries_the_timing_cache(o1_
 def test_tensorrt11_build_is_strongly_typed_without_precision_flags(o1_artifact, tmp_path):
     trt = make_tensorrt("11.1.0")
     assert not hasattr(trt.BuilderFlag, "FP16")  # a call to a removed weak-typing API would raise here
+    network = trt.Builder(None).create_network(0)
+    assert trt.OnnxParser(network, None).parse_from_file(str(o1_artifact / "model.onnx"))
+    assert not any(hasattr(layer, "precision") or hasattr(layer, "set_output_type") for layer in network.layers)
     info = build_engine(o1_artifact / "model.onnx", tmp_path / "e.plan", PROFILES, GPU_RUNGS["fp16-fp32-sensitive"],
                         INPUTS, trt=trt)
     (built,) = trt.built
     assert info == {"builder_api": "strongly-typed", "layers_pinned_fp32": 0, "bytes": info["bytes"]}
-    assert built["network_flags"] == 1 << 5 and built["builder_flags"] == set() and built["pinned"] == []
+    assert built["network_flags"] == 1 << 1 and built["builder_flags"] == set() and built["pinned"] == []
 
 
 def test_backend_runs_each_batch_on_its_profile_with_the_engine_dtypes(o1_artifact, tmp_path):
@@ -140,7 +143,7 @@ def test_export_ladder_on_tensorrt11_uses_the_mixed_precision_onnx(tiny_model_di
     ladder = manifest["tensorrt"]["engines"][0]["ladder"]
     assert [(t["rung"], bool(t["failures"])) for t in ladder] == [("fp16", True), ("fp16-fp32-sensitive", False)]
     assert [b["noisy"] for b in trt.built] == [True, False]  # plain fp16 ONNX has fp16 LayerNorm weights
-    assert all(b["builder_flags"] == set() and b["network_flags"] == 1 << 5 for b in trt.built)
+    assert all(b["builder_flags"] == set() and b["network_flags"] == 1 << 1 for b in trt.built)
     assert manifest["tensorrt"]["engines"][0]["parity"]["max_abs_logit"] < 2e-2
 
     manifest = export_tensorrt(str(tiny_model_dir), tmp_path / "bf16", ladder=("bf16", "fp32"), max_batch=8)

@@ -63,9 +63,11 @@ def trt_major(version: str) -> int:
 
 
 def builder_api(version: str) -> str:
-    """``weakly-typed`` (TensorRT 8-10: builder flags choose precision) or ``strongly-typed`` (TensorRT 11+)."""
+    """``weakly-typed`` (TensorRT 10: builder flags choose precision) or ``strongly-typed`` (TensorRT 11+). Older
+    releases are refused: the runtime's name-based calls (``set_input_shape``, ``execute_async_v3``) need 8.5 and
+    ``BuilderFlag.BF16`` 9.0, and the ``tensorrt`` extra asks for 10."""
     major = trt_major(version)
-    if major < 8:
+    if major < 10:
         raise FastrankError(f"TensorRT {version} is too old; fastrank supports TensorRT 10 and 11")
     return "strongly-typed" if major >= 11 else "weakly-typed"
 
