@@ -206,7 +206,9 @@ def test_triton_repository_configs_parse_with_tritons_proto(o1_artifact, tmp_pat
 
 
 def test_triton_tokenizer_model_matches_the_reranker(o1_artifact, tmp_path, monkeypatch):
-    from fastrank.export.triton import write_repository
+    from fastrank.batching import round_up
+    from fastrank.export.manifest import read_manifest
+    from fastrank.export.triton import pad_widths, write_repository
     from fastrank.reranker import Reranker
 
     repo = write_repository(o1_artifact, tmp_path / "repo")
@@ -222,6 +224,17 @@ def test_triton_tokenizer_model_matches_the_reranker(o1_artifact, tmp_path, monk
         assert got["input_ids"][row, :n].tolist() == encoded.input_ids[row].tolist()
         assert got["attention_mask"][row].sum() == n
     assert got["input_ids"].shape[1] % 8 == 0
+
+    # requests of different lengths come out at one of a few widths, so Triton's dynamic batcher (equal shapes
+    # only) can merge them; each width is covered by the artifact's lengths
+    widths = pad_widths(int(read_manifest(o1_artifact)["max_length"]))
+    assert widths[0] == 64 and widths[-1] == round_up(read_manifest(o1_artifact)["max_length"], 8)
+    short = [model.execute([{"QUERY": Tensor("QUERY", np.array([b"capital?"], dtype=object)),
+                             "DOCUMENT": Tensor("DOCUMENT", np.array([d.encode()], dtype=object))}])[0][0].array
+             for d in ("paris", "paris is the capital of france and its largest city by far")]
+    assert short[0].shape == short[1].shape == (1, 64)
+    assert 0 < (short[0] != 0).sum() < (short[1] != 0).sum() < 64  # two lengths, one shape
+    assert got["input_ids"].shape[1] in widths
 
 
 @pytest.mark.gpu

@@ -3,7 +3,8 @@
 Three models, so clients send text and get scores back:
 
 - ``<name>_tokenizer`` (Python backend): QUERY and DOCUMENT strings -> input_ids / attention_mask /
-  token_type_ids, with the artifact's own ``tokenizer.json`` and max_length (the same truncation as ``Reranker``);
+  token_type_ids, with the artifact's own ``tokenizer.json`` and max_length (the same truncation as ``Reranker``),
+  padded to a few fixed widths (``pad_widths``) so requests of different lengths still batch together;
 - ``<name>_model``: the ONNX model (``onnxruntime`` backend, optional TensorRT accelerator with fp16 and explicit
   profiles) or the artifact's TensorRT engine (``tensorrt_plan``, an instance group listing every optimization
   profile, so Triton picks the one that fits each batch), with dynamic batching across requests;
@@ -25,7 +26,8 @@ from typing import Any
 
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.export.manifest import read_manifest
-from fastrank.export.profiles import Profile, batch_limit
+from fastrank.batching import round_up
+from fastrank.export.profiles import Profile, batch_limit, graph_buckets
 from fastrank.io import atomic_dir
 
 BACKENDS = ("onnxruntime", "tensorrt")
@@ -52,6 +54,7 @@ class TritonPythonModel:
         self.pad_id = int(manifest.get("pad_token_id", 0))
         self.outputs = manifest["input_names"]
         self.dtype = np.dtype(manifest.get("triton_token_dtype", "int64"))  # what the scoring model takes
+        self.widths = manifest.get("triton_pad_widths") or []
 
     def execute(self, requests):
         responses = []
@@ -60,7 +63,9 @@ class TritonPythonModel:
             docs = pb_utils.get_input_tensor_by_name(request, "DOCUMENT").as_numpy().reshape(-1)
             pairs = [(q.decode("utf-8"), d.decode("utf-8")) for q, d in zip(queries, docs)]
             encs = self.tokenizer.encode_batch(pairs)
-            width = -(-max(len(e.ids) for e in encs) // 8) * 8
+            longest = max(len(e.ids) for e in encs)
+            # a few fixed widths: Triton's dynamic batcher merges only requests whose shapes match
+            width = next((w for w in self.widths if w >= longest), -(-longest // 8) * 8)
             arrays = {name: np.zeros((len(encs), width), dtype=self.dtype) for name in self.outputs}
             arrays["input_ids"][:] = self.pad_id
             for row, enc in enumerate(encs):
@@ -74,6 +79,15 @@ class TritonPythonModel:
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
         return responses
 '''
+
+
+def pad_widths(max_length: int, step: int = 64) -> list[int]:
+    """The widths the tokenizer model pads each request to: every ``step`` tokens up to ``max_length`` (rounded to
+    8, the runtime's padding). Triton batches requests across clients only when their shapes are equal (no ragged
+    batching for token inputs), so per-request widths would rarely batch; this costs at most ``step - 1`` padded
+    tokens per pair. Every width lies in the planned TensorRT profiles, which reach ``max_length`` contiguously."""
+    top = round_up(max_length, 8)
+    return sorted({min(s, top) for s in graph_buckets(1, max_length, step)[1]})
 
 
 def _dims(values: Sequence[int]) -> str:
@@ -220,7 +234,8 @@ def write_repository(artifact: str | Path, out_dir: str | Path, name: str = "fas
                          **options))
         (root / tok_name / "1").mkdir(parents=True)
         shutil.copy(artifact / "tokenizer.json", root / tok_name / "1" / "tokenizer.json")
-        tokenizer_manifest = {**manifest, "triton_token_dtype": token_dtype}
+        tokenizer_manifest = {**manifest, "triton_token_dtype": token_dtype,
+                              "triton_pad_widths": pad_widths(int(manifest["max_length"]))}
         (root / tok_name / "1" / "fastrank.json").write_text(json.dumps(tokenizer_manifest, indent=2, default=str))
         (root / tok_name / "1" / "model.py").write_text(_TOKENIZER_MODEL)
         (root / tok_name / "config.pbtxt").write_text(
