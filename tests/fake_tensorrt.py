@@ -122,10 +122,17 @@ class _Parser:
             return False
         self.network.onnx_path = path
         types = _output_dtypes(model)
-        self.network.layers = [
-            self.network.layer_class(n.name or f"node{i}", n.op_type, self.network.strongly_typed,
-                                     [_Tensor(types.get(o, "float32"), n.op_type == "Shape") for o in n.output])
-            for i, n in enumerate(model.graph.node)]
+        make = self.network.layer_class
+        self.network.layers = []
+        for i, n in enumerate(model.graph.node):
+            outputs = [_Tensor(types.get(o, "float32"), n.op_type == "Shape") for o in n.output]
+            name = n.name or f"node{i}"
+            if n.op_type == "Gemm":  # one node, two layers: the second named as onnx-tensorrt names it (name_N)
+                self.network.layers.append(make(name, "MatMul", self.network.strongly_typed, outputs))
+                name, n_op = f"{name}_{len(self.network.layers)}", "Add"
+            else:
+                n_op = n.op_type
+            self.network.layers.append(make(name, n_op, self.network.strongly_typed, outputs))
         self.network.fp16_norm_weights = _fp16_norm_weights(model)
         return True
 
@@ -303,6 +310,7 @@ def make_tensorrt(version: str = "10.5.0", input_dtype: Any = np.int32, delay: f
                                                            key=lambda n: (order + [n]).index(n)),
                       "profiles": [p.shapes for p in config.profiles], "noisy": noisy}
             trt.built.append({"network_flags": network.flags, "builder_flags": set(config.flags), "noisy": noisy,
+                              "layers": [layer.name for layer in network.layers],
                               "pinned": [layer.name for layer in network.layers if layer.pinned],
                               "profiles": [p.shapes for p in config.profiles], "workspace": config.workspace,
                               "cache_in": config.cache.data, "onnx": network.onnx_path})

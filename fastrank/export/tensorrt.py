@@ -108,6 +108,14 @@ def sensitive_layer(name: str, layer_type: str) -> bool:
     return any(word in text for word in SENSITIVE_LAYER_WORDS)
 
 
+def head_layer(name: str, head: set[str]) -> bool:
+    """Whether a TensorRT layer came from one of the ``head`` ONNX nodes: it bears the node's name, or the name plus
+    ``_N`` for the further layers one node becomes (a Gemm: matrix multiply, then bias add), as onnx-tensorrt's
+    ImporterContext names them (generateUniqueName)."""
+    base, _, suffix = name.rpartition("_")
+    return name in head or (suffix.isdigit() and base in head)
+
+
 def classifier_nodes(model_proto: Any) -> list[str]:
     """Nodes after the last LayerNormalization-like node: pooler and classifier, kept fp32 in mixed precision."""
     nodes = list(model_proto.graph.node)
@@ -181,7 +189,8 @@ def build_engine(onnx_path: Path, engine_path: Path, profiles: Sequence[Profile]
             config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
             for i in range(network.num_layers):
                 layer = network.get_layer(i)
-                if (sensitive_layer(layer.name, str(layer.type)) or layer.name in head) and _float_layer(layer, trt):
+                if (sensitive_layer(layer.name, str(layer.type)) or head_layer(layer.name, head)) \
+                        and _float_layer(layer, trt):
                     layer.precision = trt.float32
                     for j in range(layer.num_outputs):
                         layer.set_output_type(j, trt.float32)
