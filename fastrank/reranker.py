@@ -150,6 +150,7 @@ class Reranker:
             raise ValueError(f"long_documents must be one of {LONG_DOCUMENTS}, got {long_documents!r}")
         batch_size = check_positive_int(batch_size, "batch_size", optional=True)
         max_tokens = check_positive_int(max_tokens, "max_tokens", optional=True)
+        num_threads = check_positive_int(num_threads, "num_threads", optional=True)
         if sessions != "auto" and (not is_integer(sessions) or sessions < 1):
             raise ValueError(f"sessions must be 'auto' or a positive integer (an int or NumPy integer, not a bool), "
                              f"got {sessions!r}")

@@ -362,7 +362,7 @@ def test_onnx_sessions_score_like_one_session(artifact):
     from fastrank.backends.onnx_backend import auto_sessions
 
     pairs = [(QUERY, d) for d in DOCS * 5]
-    one = Reranker(artifact, num_threads=1, sessions=1)
+    one = Reranker(artifact, num_threads=np.int64(1), sessions=1)
     two = Reranker(artifact, num_threads=2, sessions=np.int64(2))  # NumPy integers count, as for batch_size
     assert (len(one.backend.scorers()), one.batch_size) == (1, 32) and (len(two.backend.scorers()), two.batch_size) == (2, 8)
     assert two.describe()["sessions"] == 2 and two.describe()["num_threads"] == 2
@@ -376,6 +376,9 @@ def test_onnx_sessions_score_like_one_session(artifact):
 
 
 def test_sessions_are_checked(artifact, tiny_model_dir):
+    with pytest.raises(ValueError, match=r"num_threads must be a positive integer or None \(an int or NumPy integer, "
+                                         r"not a bool\), got True"):
+        Reranker(artifact, num_threads=True)  # was taken as one thread
     with pytest.raises(ValueError, match=r"sessions must be 'auto' or a positive integer \(an int or NumPy integer, not a bool\), got 0"):
         Reranker(artifact, sessions=0)
     with pytest.raises(ValueError, match="sessions=2 needs the onnx backend on a CPU; the torch backend"):

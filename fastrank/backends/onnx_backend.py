@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from fastrank.backends.base import Backend
+from fastrank.batching import check_positive_int
 from fastrank.errors import FastrankError, ModelLoadError, require
 from fastrank.export.profiles import Profile
 
@@ -126,10 +127,8 @@ class OnnxBackend(Backend):
         path = Path(model_path)
         if not path.is_file():
             raise ModelLoadError(f"ONNX model file {str(path)!r} does not exist")
-        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
-            raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
-        if not isinstance(sessions, int) or isinstance(sessions, bool) or sessions < 1:
-            raise ValueError(f"sessions must be a positive integer, got {sessions!r}")
+        num_threads = check_positive_int(num_threads, "num_threads", optional=True)
+        sessions = check_positive_int(sessions, "sessions")
         self.path = path
         chosen = choose_providers(ort.get_available_providers(), providers)
         threads = num_threads
