@@ -7,13 +7,18 @@ class FastrankError(Exception):
     """Base class for errors raised by fastrank on purpose (bad input, missing files, failed checks)."""
 
 
+def install_hint(extra: str) -> str:
+    """How to add an extra: from the fastrank source checkout (PyPI's "fastrank" is another project)."""
+    return f'pip install -e ".[{extra}]" in the fastrank checkout'
+
+
 class MissingDependency(FastrankError, ImportError):
     """An optional dependency is not installed; the message names the extra that provides it."""
 
     def __init__(self, package: str, extra: str, purpose: str) -> None:
         super().__init__(
             f"{purpose} needs the '{package}' package, which is not installed. "
-            f"Install it with: pip install 'fastrank[{extra}]'"
+            f"Install it with: {install_hint(extra)}"
         )
         self.package = package
         self.extra = extra

@@ -34,21 +34,23 @@ def hub_host_resolves() -> bool:
 
 
 def hub_location(repo_id: str) -> str:
-    """Where to load hub id ``repo_id`` from: the id itself (the hub downloads or revalidates it) or, when the hub's
-    host does not resolve (no network), its snapshot in the local hub cache, at once. Offline, the hub client would
-    retry for ~25 s before falling back to the cache; a model that is not cached is a ModelLoadError saying so."""
+    """Where to load hub id ``repo_id`` from: the id itself (the hub downloads or revalidates it) or, offline
+    (``HF_HUB_OFFLINE`` set, or the hub's host does not resolve), its snapshot in the local hub cache, at once.
+    Offline, the hub client would retry for ~25 s before falling back to the cache, or fail with a network error
+    where a mistyped local path was meant; a model that is not cached is a ModelLoadError saying so."""
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-    if offline or hub_host_resolves():
+    if not offline and hub_host_resolves():
         return repo_id
     from huggingface_hub import snapshot_download
 
     try:
         return str(snapshot_download(repo_id, local_files_only=True))
     except (OSError, ValueError) as exc:
+        why = ("is offline (HF_HUB_OFFLINE is set)" if offline
+               else "cannot be reached (its host does not resolve: no network?)")
         raise ModelLoadError(
-            f"{repo_id!r} is no local directory, the Hugging Face hub cannot be reached (its host does not resolve: "
-            "no network?) and the local hub cache holds no copy of it; pass a local model directory, or load it "
-            "once where the hub is reachable so it is cached") from exc
+            f"{repo_id!r} is no local directory, the Hugging Face hub {why} and the local hub cache holds no copy "
+            "of it; pass a local model directory, or load it once where the hub is reachable so it is cached") from exc
 
 
 @contextmanager

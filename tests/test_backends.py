@@ -49,7 +49,7 @@ def test_missing_onnxruntime_names_the_extra(artifact, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ModuleNotFoundError
     with pytest.raises(MissingDependency) as info:
         OnnxBackend(artifact / "model.onnx")
-    assert info.value.extra == "onnx" and "pip install 'fastrank[onnx]'" in str(info.value)
+    assert info.value.extra == "onnx" and 'pip install -e ".[onnx]" in the fastrank checkout' in str(info.value)
 
 
 def test_onnx_logits_contract_matches_torch(artifact, model, batch):

@@ -102,6 +102,7 @@ def test_missing_path_is_a_clear_error(tmp_path, monkeypatch):
     from fastrank import CrossEncoder
 
     monkeypatch.setattr(fastrank.hub, "hub_host_resolves", lambda: True)  # the same message online or not
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # (CI sets it; local_files_only keeps transformers offline)
 
     with pytest.raises(ModelLoadError, match="does not exist"):
         CrossEncoder(str(tmp_path / "nope"))
@@ -223,6 +224,13 @@ def test_offline_a_hub_id_loads_from_the_hub_cache_at_once(tiny_model_dir, tmp_p
     with pytest.raises(ModelLoadError, match=r"'owner/missing' is no local directory, the Hugging Face hub cannot be "
                                              r"reached \(its host does not resolve"):
         CrossEncoder("owner/missing")
+    # HF_HUB_OFFLINE: the cache alone too, and a mistyped path gets this message instead of a network error
+    monkeypatch.setattr(fastrank.hub, "hub_host_resolves", lambda: True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert fastrank.model.resolve_model_path("owner/tiny") == str(snapshot)
+    with pytest.raises(ModelLoadError, match=r"'runs/nope' is no local directory, the Hugging Face hub is offline "
+                                             r"\(HF_HUB_OFFLINE is set\) and the local hub cache holds no copy"):
+        CrossEncoder("runs/nope")
 
 
 def test_hub_host_check_trusts_a_proxy_and_a_failed_lookup(monkeypatch):

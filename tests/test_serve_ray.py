@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
-pytest.importorskip("ray.serve", reason="ray[serve] not installed: pip install 'fastrank[ray]'")
+pytest.importorskip("ray.serve", reason="ray[serve] not installed: pip install -e '.[ray]'")
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from fastrank.backends.base import Backend
 from fastrank.batching import check_positive_int
-from fastrank.errors import FastrankError, ModelLoadError, require
+from fastrank.errors import FastrankError, ModelLoadError, install_hint, require
 from fastrank.export.profiles import Profile
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def choose_providers(available: Sequence[str], requested: Sequence[ProviderSpec]
         if missing:
             raise FastrankError(
                 f"onnxruntime execution provider(s) {missing} are not available here; available: {list(available)}"
-                " (CUDA/TensorRT providers come with pip install 'fastrank[gpu]')"
+                f" (CUDA/TensorRT providers come with {install_hint('gpu')})"
             )
         chosen = list(requested)
     else:

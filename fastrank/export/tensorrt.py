@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastrank.errors import FastrankError
+from fastrank.errors import FastrankError, install_hint
 from fastrank.export.profiles import Profile
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def select_engine(entries: Sequence[dict[str, Any]], compute_capability: str | N
     if not entries:
         return None, "the artifact has no TensorRT engines (export with --format tensorrt on a GPU machine)"
     if trt_version is None:
-        return None, "TensorRT is not installed (pip install 'fastrank[tensorrt]')"
+        return None, f"TensorRT is not installed ({install_hint('tensorrt')})"
     if compute_capability is None:
         return None, "no CUDA GPU is visible"
     cc = str(compute_capability)
@@ -238,7 +238,7 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
 
     cc, trt_version = gpu_info()
     if cc is None or trt_version is None:
-        raise FastrankError("--format tensorrt needs a CUDA GPU and TensorRT (pip install 'fastrank[tensorrt]'); "
+        raise FastrankError(f"--format tensorrt needs a CUDA GPU and TensorRT ({install_hint('tensorrt')}); "
                             "--format onnx runs anywhere")
     unknown = [r for r in ladder if r not in GPU_RUNGS]
     if unknown or not ladder:

@@ -3,7 +3,7 @@
 Every replica builds the FastAPI app of ``fastrank.serve.app`` (its own model and batching engine) and Ray's HTTP
 proxy spreads requests over the replicas; each answer carries ``X-Fastrank-Replica`` (host:pid) so load spreading
 can be checked. ``fastrank serve MODEL --ray-replicas N`` joins the cluster named by ``$RAY_ADDRESS`` (or starts a
-local one) and deploys. Needs the ``ray`` extra: ``pip install "fastrank[ray]"``.
+local one) and deploys. Needs the ``ray`` extra: ``pip install -e ".[ray]"`` in the fastrank checkout.
 """
 
 from __future__ import annotations
