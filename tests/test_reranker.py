@@ -278,7 +278,11 @@ def test_cli_rerank(artifact, tmp_path):
     folder = runner.invoke(app, ["rerank", str(artifact), "--query", QUERY, "--docs-file", str(tmp_path)])
     assert "is a directory; give a file" in str(folder.exception)
     empty = runner.invoke(app, ["rerank", str(artifact), "--query", QUERY, "--docs-file", "/dev/null"])
-    assert "does not exist" not in str(empty.exception)  # a device or pipe is read, not refused
+    assert empty.exit_code == 0 and "does not exist" not in str(empty.exception)  # a device or pipe is read
+    assert "warning: no documents in /dev/null" in empty.stderr and empty.stdout.count("\n| ") == 1
+    zero = runner.invoke(app, ["rerank", str(artifact), "--query", QUERY, "--top-k", "0"], input="paris\n")
+    said = " ".join(zero.output.replace("│", " ").split())  # unwrap the error box
+    assert zero.exit_code == 2 and "--top-k must be >= 1 (leave it out to rank every document), got 0" in said
 
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("café\n".encode("latin-1"))

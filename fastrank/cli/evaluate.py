@@ -76,7 +76,9 @@ def eval_command(
         "--retrieve-top-k", help="Retrieve-then-rerank: first stage = embedding top-k over every document.")] = None,
     corpus: Annotated[list[str] | None, typer.Option("--corpus", help="Extra corpus files (with --retrieve-top-k), "
                                                      "read as fastrank mine reads them.")] = None,
-    embedding_model: Annotated[str | None, typer.Option("--embedding-model")] = None,
+    embedding_model: Annotated[str | None, typer.Option(
+        "--embedding-model", help="First-stage embedding model (with --retrieve-top-k; default "
+                                  "all-MiniLM-L6-v2).")] = None,
     fusion_weight: Annotated[list[float] | None, typer.Option(
         "--fusion-weight", help="With --retrieve-top-k: also rank by z(reranker) + W * z(first stage) "
         "(repeatable; choose W on held-out queries).")] = None,

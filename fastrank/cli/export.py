@@ -123,7 +123,8 @@ def export_command(
     model: Annotated[str, typer.Argument(help="Checkpoint directory or hub id; with --format tensorrt also a fp32 "
                                                "ONNX artifact to add this GPU's engine to.")],
     out: Annotated[Path, typer.Option("--out", help="Artifact directory to write (replaced atomically).")],
-    fmt: Annotated[str, typer.Option("--format", help="Artifact format.")] = "onnx",
+    fmt: Annotated[str, typer.Option("--format", help="onnx (CPU or GPU) | tensorrt (an engine, on a GPU) | triton "
+                                                      "(a model repository of an ONNX artifact).")] = "onnx",
     precision: Annotated[str, typer.Option("--precision", help="fp32 | int8 | fp16 | bf16 | auto")] = "fp32",
     optimize: Annotated[str, typer.Option("--optimize", help="O0 | O1 | O2 | O3")] = "O2",
     verify_data: Annotated[Path | None, typer.Option(
@@ -132,7 +133,8 @@ def export_command(
     allow_parity_failure: Annotated[bool, typer.Option(
         "--allow-parity-failure", help="Write the artifact even if verification fails (recorded).")] = False,
     triton_backend: Annotated[str, typer.Option(
-        "--triton-backend", help="With --format triton: onnxruntime | tensorrt (the artifact's engine).")] = "onnxruntime",
+        "--triton-backend",
+        help="With --format triton: onnxruntime | tensorrt (the artifact's engine).")] = "onnxruntime",
     max_batch_size: Annotated[int, typer.Option(
         "--max-batch-size", help="tensorrt: largest profile batch; triton: max_batch_size.")] = 64,
     tensorrt_rungs: Annotated[str | None, typer.Option(

@@ -58,8 +58,10 @@ def mine_command(
     num_negatives: Annotated[int, typer.Option("--num-negatives")] = 5,
     range_min: Annotated[int, typer.Option("--range-min")] = 0,
     range_max: Annotated[int, typer.Option("--range-max")] = 50,
-    min_score: Annotated[float | None, typer.Option("--min-score")] = None,
-    max_score: Annotated[float | None, typer.Option("--max-score")] = None,
+    min_score: Annotated[float | None, typer.Option(
+        "--min-score", help="Only negatives whose similarity to the query is at least this.")] = None,
+    max_score: Annotated[float | None, typer.Option(
+        "--max-score", help="Only negatives whose similarity to the query is at most this.")] = None,
     relative_margin: Annotated[float | None, typer.Option(
         "--relative-margin", help="Drop negatives above (1 - M) x the lowest positive's similarity (likely false "
                                   "negatives); in [0, 1). Default: none for mined negatives, 0.05 for answer "
@@ -67,13 +69,15 @@ def mine_command(
     absolute_margin: Annotated[float | None, typer.Option(
         "--absolute-margin", help="Drop negatives above the lowest positive's similarity minus M (>= 0).")] = None,
     sampling: Annotated[str, typer.Option("--sampling", help="top | random")] = "top",
-    keep_original_negatives: Annotated[bool, typer.Option("--keep-original-negatives")] = False,
+    keep_original_negatives: Annotated[bool, typer.Option(
+        "--keep-original-negatives", help="Keep the data's own negatives beside the mined ones (default: "
+                                          "replace them).")] = False,
     answer_closest: Annotated[int, typer.Option("--answer-closest", help="Also add this many other queries' "
                                                 "positives as negatives: the closest to the query.")] = 0,
     answer_random: Annotated[int, typer.Option("--answer-random", help="... and this many more at random.")] = 0,
     teacher: Annotated[str | None, typer.Option("--teacher", help="Cross-encoder whose scores are attached.")] = None,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir")] = Path(".fastrank-cache"),
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Mine hard negatives with an embedding model."""
     result = mine_file(str(data), str(out), corpus, model, teacher, answer_closest, answer_random,

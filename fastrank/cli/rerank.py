@@ -56,14 +56,22 @@ def rerank_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Rank documents for a query, best first."""
+    if top_k is not None and top_k < 1:
+        raise typer.BadParameter(f"--top-k must be >= 1 (leave it out to rank every document), got {top_k}")
     if docs_file is not None:
         check_input_file(docs_file, "documents file")
         text, source = read_utf8(docs_file), str(docs_file)
     else:
+        if sys.stdin.isatty():
+            typer.echo("fastrank: reading documents from stdin, one per line (end with Ctrl-D; or pass --docs-file)",
+                       err=True)
         text, source = decode_utf8(sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else
                                    sys.stdin.read().encode("utf-8"), "stdin"), "stdin"
-    result = rerank_documents(model, query, parse_documents(text, source, docs_format), top_k, backend,
-                              long_documents)
+    documents = parse_documents(text, source, docs_format)
+    if not documents:
+        typer.echo(f"fastrank: warning: no documents in {source} (it holds no non-blank line): nothing to rank",
+                   err=True)
+    result = rerank_documents(model, query, documents, top_k, backend, long_documents)
     if as_json:
         print_json(result)
         return

@@ -117,8 +117,9 @@ def run_demo(workdir: str = "runs/demo", epochs: float | None = None) -> dict[st
 
 def demo_command(
     workdir: Annotated[Path, typer.Option("--workdir", help="Where data and model are written.")] = Path("runs/demo"),
-    epochs: Annotated[float | None, typer.Option("--epochs")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    epochs: Annotated[float | None, typer.Option("--epochs", help="Training epochs (> 0; fractions allowed).",
+                                                 show_default=f"{DEMO_EPOCHS:g}")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train a small reranker from the MiniLM base on Python's own docstrings and show before/after metrics."""
     _report(_quiet_stdout(run_demo, str(workdir), epochs), as_json)
