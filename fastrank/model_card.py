@@ -79,7 +79,7 @@ def render_model_card(model: Any, served_as: str | None = None) -> str:
     ]
     if served_as:
         parts += [f"This copy belongs to a fastrank export artifact that serves it as **{served_as}**: its scores "
-                  "there differ slightly from the fp32 weights stored here (the artifact's `manifest.json` holds "
+                  "there differ slightly from the fp32 weights stored here (the artifact's `fastrank.json` holds "
                   "the measured parity). Loaded from this directory, both libraries score in fp32.", ""]
     parts += [
         "## Model",

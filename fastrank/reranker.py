@@ -216,7 +216,8 @@ class Reranker:
             self.window_stride = min(self.encoder.max_length // 4, limit - 1) if window_stride is None else window_stride
             if not is_integer(self.window_stride) or not 0 <= self.window_stride < limit:
                 raise ValueError(f"window_stride must be an integer in [0, {limit}) for max_length "
-                                 f"{self.encoder.max_length} (an int or NumPy integer, not a bool), got {window_stride!r}")
+                                 f"{self.encoder.max_length} (an int or NumPy integer, not a bool), "
+                                 f"got {window_stride!r}")
             self.window_stride = int(self.window_stride)
         elif window_stride is not None:
             raise ValueError("window_stride applies to long_documents='windows'; with 'truncate' a document is cut "

@@ -383,7 +383,8 @@ def test_sessions_are_checked(artifact, tiny_model_dir):
     with pytest.raises(ValueError, match=r"num_threads must be a positive integer or None \(an int or NumPy integer, "
                                          r"not a bool\), got True"):
         Reranker(artifact, num_threads=True)  # was taken as one thread
-    with pytest.raises(ValueError, match=r"sessions must be 'auto' or a positive integer \(an int or NumPy integer, not a bool\), got 0"):
+    with pytest.raises(ValueError, match=r"sessions must be 'auto' or a positive integer \(an int or NumPy integer, "
+                                         r"not a bool\), got 0"):
         Reranker(artifact, sessions=0)
     with pytest.raises(ValueError, match="sessions=2 needs the onnx backend on a CPU; the torch backend"):
         Reranker(tiny_model_dir, backend="torch", sessions=2)
