@@ -23,7 +23,7 @@ from fastrank.documents import Document, document_text
 from fastrank.errors import ModelLoadError
 from fastrank.hub import hub_location
 from fastrank.io import atomic_dir
-from fastrank.model_card import load_card_data, write_card
+from fastrank.model_card import card_fields, load_card_data, write_card
 from fastrank.types import RankedDoc
 
 logger = logging.getLogger(__name__)
@@ -98,13 +98,36 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _activation_from_path(dotted: str | None) -> str | None:
+    """The activation name of a saved dotted path (``torch.nn.modules.activation.Sigmoid`` -> ``sigmoid``); None
+    when nothing was saved. A path fastrank cannot apply is a ModelLoadError: guessing would change every score."""
     if not dotted:
         return None
     for name, st_path in _ST_ACTIVATION_PATHS.items():
         if dotted == st_path or dotted.rsplit(".", 1)[-1].lower() == name:
             return name
-    logger.warning("unknown activation %r in checkpoint; using the default", dotted)
-    return None
+    raise ModelLoadError(f"the checkpoint was saved with activation {dotted!r}, which fastrank does not apply (it "
+                         f"applies {', '.join(ACTIVATIONS)}); load it with activation='identity' for raw logits and "
+                         "apply yours to them")
+
+
+def activation_name(activation_fn: Any) -> str:
+    """fastrank's activation name for a sentence-transformers ``activation_fn`` (a torch module such as
+    ``torch.nn.Sigmoid()``, or its class); ValueError for one fastrank does not apply."""
+    cls = activation_fn if isinstance(activation_fn, type) else type(activation_fn)
+    name = cls.__name__.lower()
+    if name in ACTIVATIONS and cls.__module__.startswith("torch.nn"):
+        return name
+    raise ValueError(f"activation_fn {activation_fn!r} has no fastrank equivalent; use torch.nn.Sigmoid(), "
+                     f"torch.nn.Identity() or torch.nn.Softmax(dim=-1) (or activation= one of {ACTIVATIONS})")
+
+
+def _activation_arg(activation: str | None, activation_fn: Any) -> str | None:
+    """``activation`` or sentence-transformers' ``activation_fn`` (mapped), not both."""
+    if activation_fn is None:
+        return activation
+    if activation is not None:
+        raise ValueError("pass activation (a name) or activation_fn (a torch module), not both")
+    return activation_name(activation_fn)
 
 
 def _saved_activation(location: str, config: Any) -> str | None:
@@ -207,6 +230,18 @@ def _load_weights(location: str, name: str | Path, config: Any, kwargs: dict[str
             "start a new head from a base model without one") from exc
 
 
+def _dtype_from_model_kwargs(model_kwargs: dict[str, Any], dtype: str) -> str:
+    """sentence-transformers passes the weight dtype in ``model_kwargs`` (``torch_dtype`` / ``dtype``, a name or a
+    torch dtype); taken out of them as ``dtype`` so fastrank's own cast applies. Both at once is refused."""
+    given = [model_kwargs.pop(k) for k in ("torch_dtype", "dtype") if k in model_kwargs]
+    if not given:
+        return dtype
+    if dtype != "float32" or len(given) > 1:
+        raise ValueError("give the weight dtype once: dtype=, or model_kwargs' torch_dtype / dtype")
+    value = given[0]
+    return value if isinstance(value, str) else str(value).removeprefix("torch.")
+
+
 class CrossEncoder(torch.nn.Module):
     """Scores (query, document) pairs with a transformer over the concatenated pair.
 
@@ -221,6 +256,11 @@ class CrossEncoder(torch.nn.Module):
         dtype: weight dtype, ``float32`` (default: what training needs, and the fast path on a CPU), ``float16``,
             ``bfloat16``, or ``auto`` to keep the checkpoint's. transformers 5 loads a checkpoint in the dtype it was
             saved in, so a fp16-saved model would otherwise train in fp16 (and fail) or run at fp16 speed on a CPU.
+
+    sentence-transformers' keywords work as there: ``activation_fn`` (a torch module, mapped to ``activation``),
+    ``trust_remote_code``, ``revision``, ``token``, ``cache_folder``, ``model_kwargs`` (to the weights'
+    ``from_pretrained``; a ``torch_dtype`` / ``dtype`` in it sets ``dtype``), ``tokenizer_kwargs``, ``config_kwargs``
+    and ``model_card_data`` (its ``model_name``, ``language`` and ``license`` go on the model card).
     """
 
     score_batch_size = 32  # pairs per forward pass inside score() (training); predict() takes batch_size
@@ -235,16 +275,31 @@ class CrossEncoder(torch.nn.Module):
         device: str | None = None,
         local_files_only: bool = False,
         dtype: str = "float32",
+        activation_fn: Any = None,
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+        token: bool | str | None = None,
+        cache_folder: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        config_kwargs: dict[str, Any] | None = None,
+        model_card_data: Any = None,
     ) -> None:
         super().__init__()
         from transformers import AutoTokenizer
 
         num_labels = _check_num_labels(num_labels)
+        activation = _activation_arg(activation, activation_fn)
+        model_kwargs = dict(model_kwargs or {})
+        dtype = _dtype_from_model_kwargs(model_kwargs, dtype)
         cast = weight_dtype(dtype)
         location = resolve_model_path(model_name_or_path)
         _refuse_artifact(location)
-        kwargs = {"local_files_only": local_files_only}
-        config = load_config(model_name_or_path, location, **kwargs)
+        kwargs: dict[str, Any] = {"local_files_only": local_files_only}
+        optional = {"trust_remote_code": trust_remote_code or None, "revision": revision, "token": token,
+                    "cache_dir": cache_folder}
+        kwargs.update({k: v for k, v in optional.items() if v is not None})
+        config = load_config(model_name_or_path, location, **kwargs, **(config_kwargs or {}))
         archs = getattr(config, "architectures", None) or []
         saved_labels = trained_head_labels(config)
         self.head_initialized = saved_labels is None
@@ -255,8 +310,8 @@ class CrossEncoder(torch.nn.Module):
         if config.num_labels != num_labels:
             config.num_labels = num_labels
         try:
-            self.model = _load_weights(location, model_name_or_path, config, kwargs)
-            self.tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+            self.model = _load_weights(location, model_name_or_path, config, {**kwargs, **model_kwargs})
+            self.tokenizer = AutoTokenizer.from_pretrained(location, **kwargs, **(tokenizer_kwargs or {}))
         except ModelLoadError:
             raise
         except (OSError, ValueError) as exc:
@@ -281,6 +336,7 @@ class CrossEncoder(torch.nn.Module):
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         self.card_data: dict[str, Any] = load_card_data(location, self.name_or_path)
+        self.card_data.update(card_fields(model_card_data))
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.to(device=device, dtype=cast)
@@ -297,6 +353,28 @@ class CrossEncoder(torch.nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def activation_fn(self) -> torch.nn.Module:
+        """The activation as sentence-transformers holds it (a torch module); set it with a module too."""
+        return {"sigmoid": torch.nn.Sigmoid(), "identity": torch.nn.Identity(),
+                "softmax": torch.nn.Softmax(dim=-1)}[self.activation]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # torch.nn.Module would register a module value as a submodule, bypassing a property setter
+        if name == "activation_fn":
+            self.activation = activation_name(value)
+        else:
+            super().__setattr__(name, value)
+
+    @property
+    def max_seq_length(self) -> int:
+        """sentence-transformers' name for ``max_length``."""
+        return self.max_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        self.max_length = self._check_max_length(value)
 
     @property
     def num_labels(self) -> int:
@@ -374,7 +452,13 @@ class CrossEncoder(torch.nn.Module):
         show_progress_bar: bool | None = None,
         max_tokens: int | None = None,
         convert_to_tensor: bool = False,
-    ) -> np.ndarray | torch.Tensor:
+        *,
+        activation_fn: Any = None,
+        apply_softmax: bool = False,
+        convert_to_numpy: bool = True,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+    ) -> np.ndarray | torch.Tensor | list[torch.Tensor]:
         """Score pairs; returns float32 array (n,) for one label, (n, num_labels) otherwise.
 
         Pairs are tokenized once, sorted by length and batched so each batch is padded only to its own longest
@@ -384,18 +468,26 @@ class CrossEncoder(torch.nn.Module):
         ``("query", "document")``, scores as sentence-transformers scores it: a scalar (one row for several labels).
         ``convert_to_tensor`` returns the same scores as a torch tensor on the model's device (sentence-transformers'
         option of that name).
+
+        sentence-transformers' keywords mean what they mean there: ``activation_fn`` (a torch module) for
+        ``activation``, ``apply_softmax`` (softmax over the labels after the activation, several labels only),
+        ``convert_to_numpy=False`` (a list of one tensor per pair); ``prompt_name`` / ``prompt`` only as None.
         """
         batch_size = check_positive_int(batch_size, "batch_size")
         max_tokens = check_positive_int(max_tokens, "max_tokens", optional=True)
+        activation = _activation_arg(activation, activation_fn)
+        if prompt_name is not None or prompt is not None:
+            raise ValueError("fastrank cross-encoders take no prompts: prompt_name / prompt must be None")
         if isinstance(pairs, (tuple, list)) and len(pairs) == 2 and isinstance(pairs[0], str) \
                 and isinstance(pairs[1], (str, Mapping)):
             return self.predict([tuple(pairs)], batch_size, activation, show_progress_bar, max_tokens,
-                                convert_to_tensor)[0]
+                                convert_to_tensor, apply_softmax=apply_softmax,
+                                convert_to_numpy=convert_to_numpy)[0]
         pairs = check_pairs(pairs)
         n = len(pairs)
         if n == 0:
             out = np.zeros((0, self.num_labels), dtype=np.float32)
-            return self._scores_out(out, convert_to_tensor)
+            return self._scores_out(out, convert_to_tensor, apply_softmax, convert_to_numpy)
         was_training = self.model.training
         self.model.eval()
         if show_progress_bar is None:
@@ -412,12 +504,19 @@ class CrossEncoder(torch.nn.Module):
                                   self.num_labels, on_batch=bar.update)
         finally:
             self.model.train(was_training)
-        return self._scores_out(out, convert_to_tensor)
+        return self._scores_out(out, convert_to_tensor, apply_softmax, convert_to_numpy)
 
-    def _scores_out(self, out: np.ndarray, convert_to_tensor: bool) -> np.ndarray | torch.Tensor:
-        """(n, num_labels) scores as predict returns them: one column dropped for one label, a tensor if asked."""
+    def _scores_out(self, out: np.ndarray, convert_to_tensor: bool, apply_softmax: bool = False,
+                    convert_to_numpy: bool = True) -> np.ndarray | torch.Tensor | list[torch.Tensor]:
+        """(n, num_labels) scores as predict returns them: softmax over several labels if asked, one column dropped
+        for one label; a tensor, or a list of per-pair tensors, if asked (sentence-transformers' conventions)."""
+        if apply_softmax and self.num_labels > 1:
+            shifted = np.exp(out - out.max(axis=1, keepdims=True))
+            out = (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
         out = out[:, 0] if self.num_labels == 1 else out
-        return torch.from_numpy(out).to(self.device) if convert_to_tensor else out
+        if convert_to_tensor:
+            return torch.from_numpy(out).to(self.device)
+        return out if convert_to_numpy else list(torch.from_numpy(out).to(self.device))
 
     def rank(
         self,
@@ -427,16 +526,21 @@ class CrossEncoder(torch.nn.Module):
         return_documents: bool = False,
         batch_size: int = 32,
         activation: str | None = None,
+        show_progress_bar: bool | None = None,
+        activation_fn: Any = None,
     ) -> list[RankedDoc]:
         """Score every document against ``query`` and return them best first (ties keep no input-order bias). Input
         is checked as ``Reranker.rerank`` checks it (a non-empty query, a list of strings or ``{"text", "title"}``
-        mappings, ``top_k`` >= 0)."""
+        mappings, ``top_k`` >= 0). Each result also reads as sentence-transformers' dict: ``r["corpus_id"]``,
+        ``r["score"]``, ``r["text"]``."""
         from fastrank.reranker import check_rerank_input, relevance
 
+        activation = _activation_arg(activation, activation_fn)
         docs = check_rerank_input(query, documents, top_k)
         if not docs:
             return []
-        logits = self.predict([(query, d) for d in docs], batch_size=batch_size, activation="identity")
+        logits = self.predict([(query, d) for d in docs], batch_size=batch_size, activation="identity",
+                              show_progress_bar=show_progress_bar)
         scores = relevance(logits, activation or self.activation)
         order = np.argsort(-scores, kind="stable")[:top_k]
         return [
@@ -453,6 +557,19 @@ class CrossEncoder(torch.nn.Module):
         with atomic_dir(target) as tmp:
             self.write_checkpoint(tmp)
         return target
+
+    def save_pretrained(self, path: str | Path, safe_serialization: bool = True, create_model_card: bool = True,
+                        model_name: str | None = None, train_datasets: list[Any] | None = None) -> Path:
+        """``save`` under sentence-transformers' name and keywords: ``model_name`` titles the model card and
+        ``train_datasets`` (names or ``{"name", "id"}`` dicts) are listed on it; weights are always safetensors,
+        and the card is always written (fastrank keeps training facts there that scoring needs)."""
+        if not safe_serialization:
+            raise ValueError("fastrank writes safetensors only (safe_serialization=False is not supported)")
+        if not create_model_card:
+            raise ValueError("fastrank always writes the model card (it records how the model must be scored); "
+                             "create_model_card=False is not supported")
+        self.card_data.update(card_fields({"model_name": model_name, "train_datasets": train_datasets}))
+        return self.save(path)
 
     def write_checkpoint(self, directory: str | Path, served_as: str | None = None) -> None:
         """Write the checkpoint files into an existing directory (non-atomic; ``save`` wraps it atomically).

@@ -34,6 +34,18 @@ def load_card_data(location: str | Path, name: str) -> dict[str, Any]:
     return {"base_model": name}
 
 
+CARD_FIELDS = ("model_name", "language", "license", "train_datasets")
+
+
+def card_fields(source: Any) -> dict[str, Any]:
+    """The card fields (``CARD_FIELDS``) set in ``source``: a mapping, or sentence-transformers'
+    ``CrossEncoderModelCardData`` (read by attribute); None and empty values are left out."""
+    if source is None:
+        return {}
+    get = source.get if isinstance(source, dict) else (lambda key: getattr(source, key, None))
+    return {key: get(key) for key in CARD_FIELDS if get(key) not in (None, "", [], ())}
+
+
 def write_card(model: Any, directory: Path, served_as: str | None = None) -> None:
     """Write ``README.md`` and ``fastrank_card.json`` for ``model`` into ``directory``."""
     (directory / CARD_DATA_FILE).write_text(json.dumps(model.card_data, indent=2, default=str), encoding="utf-8")
@@ -68,9 +80,11 @@ def render_model_card(model: Any, served_as: str | None = None) -> str:
         "pipeline_tag: text-ranking",
         "tags: [cross-encoder, reranker, fastrank]",
         *([f"base_model: {base}"] if base else []),
+        *([f"language: {json.dumps(data['language'])}"] if data.get("language") else []),
+        *([f"license: {data['license']}"] if data.get("license") else []),
         "---",
         "",
-        "# Cross-encoder reranker",
+        f"# {data.get('model_name') or 'Cross-encoder reranker'}",
         "",
         "Scores (query, document) pairs; higher means more relevant. Trained with "
         "[fastrank](https://github.com/fastrank/fastrank); loads in `fastrank.CrossEncoder` and "
@@ -95,6 +109,9 @@ def render_model_card(model: Any, served_as: str | None = None) -> str:
     ]
     if "train_data" in data:
         parts += ["## Training data", "", str(data["train_data"]), ""]
+    if data.get("train_datasets"):
+        names = [d.get("name") or d.get("id") if isinstance(d, dict) else str(d) for d in data["train_datasets"]]
+        parts += ["## Training datasets", "", *[f"- {name}" for name in names], ""]
     if "titled_documents" in data:
         sep = data["titled_documents"]["separator"]
         parts += ["## Titled documents", "",

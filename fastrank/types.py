@@ -15,6 +15,16 @@ class RankedDoc:
     score: float
     document: Any = None
 
+    _KEYS = {"corpus_id": "index", "index": "index", "score": "score", "text": "document", "document": "document"}
+
+    def __getitem__(self, key: str) -> Any:
+        """Read as a dict too: sentence-transformers' ``rank`` keys (``corpus_id``, ``score``, ``text``, the last only
+        when documents were returned) and fastrank's (``index``, ``document``), so ported code keeps working."""
+        field_name = self._KEYS.get(key)
+        if field_name is None or (field_name == "document" and self.document is None):
+            raise KeyError(key)
+        return getattr(self, field_name)
+
     def to_dict(self) -> dict[str, Any]:
         """``{"index", "score"}``, plus ``document`` when it was kept: what ``Reranker.rerank`` returns."""
         out: dict[str, Any] = {"index": self.index, "score": self.score}

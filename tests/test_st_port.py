@@ -1,0 +1,106 @@
+"""Code written for sentence-transformers' CrossEncoder keeps working on fastrank's: its keywords, attributes and
+result shapes, checked against sentence-transformers itself on the same checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fastrank.errors import ModelLoadError
+
+st_ce = pytest.importorskip("sentence_transformers.cross_encoder")
+
+QUERY = "how are glacier caves formed?"
+DOCS = ["A glacier cave is a cave formed within the ice of a glacier.", "The ice facade is 60 m high.", "Paris."]
+PAIRS = [(QUERY, d) for d in DOCS]
+
+
+@pytest.fixture(scope="module")
+def three_labels(tiny_model_factory):
+    return tiny_model_factory(3)
+
+
+def test_predict_takes_sentence_transformers_keywords(tiny_model_dir, three_labels):
+    from fastrank import CrossEncoder
+
+    ours, theirs = CrossEncoder(tiny_model_dir, device="cpu"), st_ce.CrossEncoder(str(tiny_model_dir), device="cpu")
+    identity = torch.nn.Identity()
+    np.testing.assert_allclose(ours.predict(PAIRS, activation_fn=identity),
+                               theirs.predict(PAIRS, activation_fn=identity), atol=1e-5)
+    listed = ours.predict(PAIRS, convert_to_numpy=False)
+    assert isinstance(listed, list) and len(listed) == 3 and all(isinstance(t, torch.Tensor) for t in listed)
+    np.testing.assert_allclose([float(t) for t in listed], theirs.predict(PAIRS), atol=1e-5)
+    with pytest.raises(ValueError, match="take no prompts"):
+        ours.predict(PAIRS, prompt_name="query")
+    with pytest.raises(ValueError, match="has no fastrank equivalent"):
+        ours.predict(PAIRS, activation_fn=torch.nn.Tanh())
+    with pytest.raises(ValueError, match="not both"):
+        ours.predict(PAIRS, activation="sigmoid", activation_fn=identity)
+
+    multi, st_multi = CrossEncoder(three_labels, device="cpu"), st_ce.CrossEncoder(str(three_labels), device="cpu")
+    soft = multi.predict(PAIRS, apply_softmax=True)
+    np.testing.assert_allclose(soft, st_multi.predict(PAIRS, apply_softmax=True), atol=1e-5)
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, atol=1e-6)
+    assert not np.allclose(multi.predict(PAIRS).sum(axis=1), 1.0)  # identity by default: softmax did the work
+
+
+def test_rank_results_read_as_sentence_transformers_dicts(tiny_model_dir):
+    from fastrank import CrossEncoder
+
+    ours = CrossEncoder(tiny_model_dir, device="cpu").rank(QUERY, DOCS, return_documents=True,
+                                                            show_progress_bar=False)
+    theirs = st_ce.CrossEncoder(str(tiny_model_dir), device="cpu").rank(QUERY, DOCS, return_documents=True)
+    assert [r["corpus_id"] for r in ours] == [r["corpus_id"] for r in theirs]
+    assert [r["text"] for r in ours] == [r["text"] for r in theirs]
+    np.testing.assert_allclose([r["score"] for r in ours], [r["score"] for r in theirs], atol=1e-5)
+    bare = CrossEncoder(tiny_model_dir, device="cpu").rank(QUERY, DOCS)
+    with pytest.raises(KeyError):
+        bare[0]["text"]  # as in sentence-transformers: only with return_documents
+
+
+def test_attributes_and_constructor_keywords(tiny_model_dir):
+    from fastrank import CrossEncoder
+
+    model = CrossEncoder(tiny_model_dir, device="cpu", activation_fn=torch.nn.Identity(),
+                         config_kwargs={"hidden_dropout_prob": 0.3}, model_kwargs={"torch_dtype": "bfloat16"},
+                         tokenizer_kwargs={"model_max_length": 48}, revision=None, trust_remote_code=False)
+    assert model.activation == "identity" and isinstance(model.activation_fn, torch.nn.Identity)
+    assert model.model.config.hidden_dropout_prob == 0.3
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model.max_seq_length == model.max_length == 48
+    model.max_seq_length = 32
+    model.activation_fn = torch.nn.Sigmoid()
+    assert model.max_length == 32 and model.activation == "sigmoid"
+    with pytest.raises(ValueError, match="give the weight dtype once"):
+        CrossEncoder(tiny_model_dir, device="cpu", dtype="float16", model_kwargs={"torch_dtype": torch.bfloat16})
+
+
+def test_save_pretrained_and_model_card_data(tiny_model_dir, tmp_path):
+    from sentence_transformers.cross_encoder.model_card import CrossEncoderModelCardData
+
+    from fastrank import CrossEncoder
+
+    card = CrossEncoderModelCardData(language="en", license="apache-2.0", model_name="Glacier reranker")
+    model = CrossEncoder(tiny_model_dir, device="cpu", model_card_data=card)
+    out = model.save_pretrained(tmp_path / "m", train_datasets=[{"name": "WikiQA", "id": "microsoft/wiki_qa"}])
+    text = (out / "README.md").read_text()
+    assert "language: [\"en\"]" in text and "license: apache-2.0" in text and "# Glacier reranker" in text
+    assert "- WikiQA" in text
+    np.testing.assert_allclose(st_ce.CrossEncoder(str(out), device="cpu").predict(PAIRS), model.predict(PAIRS),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="safetensors only"):
+        model.save_pretrained(tmp_path / "n", safe_serialization=False)
+
+
+def test_a_checkpoint_saved_with_another_activation_is_refused_not_rescored(tiny_model_dir, tmp_path):
+    """It was loaded with sigmoid and a warning: every score changed (Tanh -0.0019 became 0.4995)."""
+    from fastrank import CrossEncoder
+
+    st_model = st_ce.CrossEncoder(str(tiny_model_dir), device="cpu", activation_fn=torch.nn.Tanh())
+    st_model.save(str(tmp_path / "tanh"))
+    with pytest.raises(ModelLoadError, match=r"saved with activation 'torch.nn.modules.activation.Tanh', which "
+                                             r"fastrank does not apply"):
+        CrossEncoder(tmp_path / "tanh", device="cpu")
+    raw = CrossEncoder(tmp_path / "tanh", device="cpu", activation="identity").predict(PAIRS)
+    np.testing.assert_allclose(np.tanh(raw), st_model.predict(PAIRS), atol=1e-5)
