@@ -358,6 +358,22 @@ def _st_cases():
     for name, scheme in st_schemes.items():
         cases[f"lambda-{name}"] = (lambda m, n=name: LambdaLoss(m, weighting_scheme=n),
                                    lambda m, s=scheme: st.LambdaLoss(m, weighting_scheme=s()), lists, DOC_LABELS)
+    for name, scheme in st_schemes.items():  # sentence-transformers' scheme objects, given to fastrank's loss
+        cases[f"lambda-st-{name}"] = (lambda m, s=scheme: LambdaLoss(m, weighting_scheme=s()),
+                                      lambda m, s=scheme: st.LambdaLoss(m, weighting_scheme=s()), lists, DOC_LABELS)
+    cases["lambda-st-ndcg_loss2pp-mu3"] = (lambda m: LambdaLoss(m, weighting_scheme=st.NDCGLoss2PPScheme(mu=3.0)),
+                                           lambda m: st.LambdaLoss(m, weighting_scheme=st.NDCGLoss2PPScheme(mu=3.0)),
+                                           lists, DOC_LABELS)
+    custom = lambda mask: mask.float() * 0.5 + torch.arange(mask.shape[1]).flip(0) * mask  # noqa: E731
+    for name, weight in (("default", lambda: st.PListMLELambdaWeight()), ("none", lambda: None),
+                         ("custom", lambda: st.PListMLELambdaWeight(rank_discount_fn=custom))):
+        cases[f"plistmle-lambda_weight-{name}"] = (
+            lambda m, w=weight: PListMLELoss(m, lambda_weight=w(), respect_input_order=True),
+            lambda m, w=weight: st.PListMLELoss(m, lambda_weight=w()), lists, DOC_LABELS)
+    cases["cached-mnrl-progress-bar"] = (
+        lambda m: CachedMultipleNegativesRankingLoss(m, num_negatives=2, mini_batch_size=3, show_progress_bar=True),
+        lambda m: st.CachedMultipleNegativesRankingLoss(m, num_negatives=2, mini_batch_size=3, show_progress_bar=True),
+        [QUERIES, POSITIVES, NEGATIVES], None)
     for name, ours, theirs in (("mnrl", MultipleNegativesRankingLoss, st.MultipleNegativesRankingLoss),
                                ("cached-mnrl", CachedMultipleNegativesRankingLoss,
                                 st.CachedMultipleNegativesRankingLoss)):
@@ -372,7 +388,10 @@ def _st_cases():
 
 ST_CASES = ["bce", "bce-pos-weight", "mse", "margin-mse", "margin-mse-scores", "listnet", "listmle",
             "listmle-sorted", "plistmle", "ranknet", "lambda-k2", *(f"lambda-{s}" for s in SCHEMES),
-            *(f"{n}-{k}" for n in ("mnrl", "cached-mnrl") for k in (None, 2))]  # listed here: no import at collection
+            *(f"{n}-{k}" for n in ("mnrl", "cached-mnrl") for k in (None, 2)),
+            *(f"lambda-st-{s}" for s in SCHEMES), "lambda-st-ndcg_loss2pp-mu3",
+            *(f"plistmle-lambda_weight-{w}" for w in ("default", "none", "custom")),
+            "cached-mnrl-progress-bar"]  # listed here: no import at collection
 
 
 @pytest.mark.parametrize("case", ST_CASES)
@@ -578,3 +597,31 @@ def test_prior_reranker_scores_logit_plus_weighted_prior() -> None:
 
     scored = PriorReranker(Logits(), EmbeddingPrior(_PriorEmbedder()), 2.0).predict([("q0", "q0-d5"), ("q1", "q1-d10")])
     assert scored.tolist() == pytest.approx([5 + 2 * 0.5, 6 + 2 * 1.0])
+
+
+def test_sentence_transformers_options_map_or_fail_clearly() -> None:
+    from sentence_transformers.cross_encoder import losses as st
+    from sentence_transformers.cross_encoder.losses.lambda_loss import BaseWeightingScheme
+
+    model = TableScorer({("q", "a"): 0.0})
+    for scheme, name in ((st.NDCGLoss2PPScheme(mu=4.0), "ndcg_loss2pp"), (st.NDCGLoss2Scheme(), "ndcg_loss2"),
+                         (st.LambdaRankScheme(), "lambdarank"), (st.NDCGLoss1Scheme(), "ndcg_loss1"),
+                         (st.NoWeightingScheme(), "none")):
+        loss = LambdaLoss(model, weighting_scheme=scheme)
+        assert loss.weighting_scheme == name
+    assert LambdaLoss(model, weighting_scheme=st.NDCGLoss2PPScheme(mu=4.0)).mu == 4.0
+
+    class MyScheme(BaseWeightingScheme):
+        def forward(self, gain, discount, true_sorted):
+            return gain
+
+    with pytest.raises(LossConfigError, match=r"weighting_scheme MyScheme .* not supported; use one of "
+                                              r"NoWeightingScheme, NDCGLoss1Scheme.* or fastrank's names ndcg_loss2pp"):
+        LambdaLoss(model, weighting_scheme=MyScheme())
+    assert PListMLELoss(model, lambda_weight=None).weighted is False
+    assert PListMLELoss(model).weighted is True
+    with pytest.raises(LossConfigError, match="lambda_weight must be left out when rank_discount_fn is given"):
+        PListMLELoss(model, rank_discount_fn=PListMLELoss.default_rank_discount, lambda_weight=None)
+    with pytest.raises(LossConfigError, match="lambda_weight must be None .* or a callable"):
+        PListMLELoss(model, lambda_weight=2.0)
+    assert CachedMultipleNegativesRankingLoss(model, show_progress_bar=True).show_progress_bar is True

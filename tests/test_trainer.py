@@ -451,3 +451,205 @@ def test_an_evaluator_that_would_never_run_is_warned_about(toy_data, tiny_model_
         with caplog.at_level("WARNING", logger="fastrank.training.trainer"):
             CrossEncoderTrainer(model=model, args=args, train_dataset=ds, loss=ListNetLoss(model), evaluator=evaluator)
         assert ("it runs only when trainer.evaluate() is called" in caplog.text) is warned
+
+
+# ------------------------------------------------------------------- porting sentence-transformers training code
+@pytest.mark.parametrize("ratio", [0.0, 0.1, 0.37])
+def test_warmup_ratio_gives_sentence_transformers_warmup_steps(tiny_model_dir, tmp_path, ratio):
+    import datasets
+    from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments as STArgs
+
+    from fastrank import CrossEncoder
+    from fastrank.training import CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    ours = CrossEncoderTrainingArguments(output_dir=str(tmp_path), warmup_ratio=ratio)
+    theirs = STArgs(output_dir=str(tmp_path), warmup_ratio=ratio)
+    assert ours.warmup_steps == theirs.warmup_steps == ratio
+    for steps in (7, 100, 333):
+        assert ours.get_warmup_steps(steps) == theirs.get_warmup_steps(steps)
+    model = CrossEncoder(tiny_model_dir, device="cpu", max_length=32)
+    ds = datasets.Dataset.from_dict({"query": ["a"] * 4, "document": ["b"] * 4, "label": [1.0] * 4})
+    trainer = CrossEncoderTrainer(model=model, args=ours, train_dataset=ds)
+    trainer.create_optimizer_and_scheduler(num_training_steps=40)
+    factors = [trainer.lr_scheduler.lr_lambdas[0](step) for step in range(41)]
+    warmup = theirs.get_warmup_steps(40)
+    assert all(f < 1 for f in factors[:warmup]) and factors[warmup] == 1.0
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"warmup_ratio": 1.0}, r"warmup_ratio must be a fraction of the optimizer steps in \[0, 1\).*got 1.0"),
+    ({"warmup_ratio": -0.1}, r"warmup_ratio must be a fraction .*got -0.1"),
+    ({"warmup_ratio": 0.1, "warmup_steps": 5}, r"set either warmup_ratio \(0.1\) or warmup_steps \(5\), not both"),
+    ({"batch_sampler": "group_by_label"}, r"batch_sampler='group_by_label' is not supported; fastrank supports "
+                                          r"'batch_sampler' .* and 'no_duplicates'"),
+    ({"multi_dataset_batch_sampler": "other"}, "multi_dataset_batch_sampler='other' is not supported"),
+    ({"prompts": "query: "}, r"prompts is not supported .*prepend the prompt to the query column"),
+    ({"router_mapping": {"query": "q"}}, "router_mapping is not supported .*no Router module"),
+    ({"learning_rate_mapping": {"classifier": 1e-3}}, r"learning_rate_mapping is not supported .*optimizers="),
+])
+def test_sentence_transformers_arguments_that_fastrank_cannot_honour_fail_clearly(tmp_path, kw, message):
+    from fastrank.training import CrossEncoderTrainingArguments
+
+    with pytest.raises(ValueError, match=message):
+        CrossEncoderTrainingArguments(output_dir=str(tmp_path), **kw)
+
+
+def test_sentence_transformers_default_arguments_are_accepted(tmp_path):
+    from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments as STArgs
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers, MultiDatasetBatchSamplers
+
+    from fastrank.training import CrossEncoderTrainingArguments
+
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(tmp_path), batch_sampler=BatchSamplers.NO_DUPLICATES, prompts=None, router_mapping={},
+        learning_rate_mapping={}, multi_dataset_batch_sampler=MultiDatasetBatchSamplers.ROUND_ROBIN)
+    assert (args.batch_sampler, args.multi_dataset_batch_sampler) == ("no_duplicates", "round_robin")
+    assert CrossEncoderTrainingArguments(output_dir=str(tmp_path)).batch_sampler == "batch_sampler"
+    assert "group_by_pair_length=True" in CrossEncoderTrainingArguments.__doc__
+    import dataclasses
+
+    st_only = {f.name for f in dataclasses.fields(STArgs)} - {f.name for f in dataclasses.fields(args)}
+    assert not st_only
+
+
+@pytest.mark.parametrize("columns", [("question", "answer", "label"), ("sentence1", "sentence2", "score"),
+                                     ("premise", "hypothesis", "label")])
+def test_sentence_transformers_pair_columns_go_by_position(tiny_model_dir, tmp_path, columns):
+    import datasets
+
+    from fastrank import CrossEncoder
+    from fastrank.training import CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    model = CrossEncoder(tiny_model_dir, device="cpu", max_length=32)
+    a, b, label = columns
+    ds = datasets.Dataset.from_dict({a: ["tiger", "apple"] * 4, b: ["the tiger is good", "a stone"] * 4,
+                                     label: [1.0, 0.0] * 4})
+    args = CrossEncoderTrainingArguments(output_dir=str(tmp_path), num_train_epochs=1, per_device_train_batch_size=4,
+                                         save_strategy="no", disable_tqdm=True)
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=ds, eval_dataset={"dev": ds})
+    assert trainer.train_dataset.column_names == ["query", "document", label]
+    assert trainer.eval_dataset["dev"].column_names == ["query", "document", label]
+    assert trainer.data_collator.label_column == label
+    assert trainer.train_dataset["query"] == ds[a] and trainer.train_dataset["document"] == ds[b]
+    assert np.isfinite(trainer.train().training_loss)
+
+
+@pytest.mark.parametrize("data, loss_name, message", [
+    ({"q": ["a"], "rel": [1], "doc": ["b"]}, None,
+     "but train_dataset has columns ['q', 'rel', 'doc']. Rename them, e.g. dataset = dataset.rename_columns("
+     "{'q': 'query', 'doc': 'document', 'rel': 'label'}) (order matters: query, document, label)"),
+    ({"q": ["a"], "d": ["b"], "relevance": [1]}, None,
+     "columns ['q', 'd', 'relevance']. Rename them, e.g. dataset = dataset.rename_columns({'q': 'query', 'd': "
+     "'document', 'relevance': 'label'})"),
+    ({"anchor": ["a"], "pos": ["b"], "neg": ["c"]}, "mnrl",
+     "dataset.rename_columns({'anchor': 'query', 'pos': 'positive', 'neg': 'negative_1'})"),
+    ({"query": ["a"], "docs": [["b"]], "labels": [[1]]}, "listnet", "dataset.rename_columns({'docs': 'documents'})"),
+])
+def test_columns_that_do_not_fit_name_themselves_and_the_rename(tiny_model_dir, data, loss_name, message):
+    import datasets
+
+    from fastrank import CrossEncoder
+    from fastrank.losses import get_loss
+    from fastrank.training import CrossEncoderTrainer
+
+    model = CrossEncoder(tiny_model_dir, device="cpu")
+    loss = get_loss(loss_name, model) if loss_name else None
+    with pytest.raises(DataError) as info:
+        CrossEncoderTrainer(model=model, train_dataset=datasets.Dataset.from_dict(data), loss=loss)
+    assert message in str(info.value)
+
+
+def test_no_duplicates_batches_repeat_no_text_and_train_mnrl(tiny_model_dir, tmp_path):
+    import datasets
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+
+    from fastrank import CrossEncoder
+    from fastrank.losses import MultipleNegativesRankingLoss
+    from fastrank.training import CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    rng = random.Random(0)
+    queries = [rng.choice(WORDS[:6]) for _ in range(60)]  # 6 distinct queries over 60 rows: plain batches repeat
+    ds = datasets.Dataset.from_dict({"query": queries, "positive": [f"the {q} is good" for q in queries],
+                                     "negative_1": [f"the {rng.choice(WORDS[6:])} is bad" for _ in queries]})
+    model = CrossEncoder(tiny_model_dir, device="cpu", max_length=32)
+
+    def batches(sampler: str) -> list[list[dict]]:
+        args = CrossEncoderTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4,
+                                             num_train_epochs=1, save_strategy="no", disable_tqdm=True,
+                                             batch_sampler=sampler)
+        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=ds,
+                                      loss=MultipleNegativesRankingLoss(model))
+        out = [list(zip(*b["inputs"])) for b in trainer.get_train_dataloader()]
+        if sampler == BatchSamplers.NO_DUPLICATES:
+            assert np.isfinite(trainer.train().training_loss)
+        return out
+
+    def repeats(batch) -> bool:
+        texts = [t for row in batch for t in row]
+        return len(texts) != len(set(texts))
+
+    plain, distinct = batches("batch_sampler"), batches(BatchSamplers.NO_DUPLICATES)
+    assert any(repeats(b) for b in plain)
+    assert sorted(r for b in distinct for r in b) == sorted(zip(*[ds[c] for c in ds.column_names]))
+    full = [b for b in distinct if len(b) == 4]
+    assert len(full) >= 12 and not any(repeats(b) for b in full)
+    assert all(not repeats(b) for b in distinct[:len(full)])  # full batches come first, leftovers last
+
+
+def test_sentence_transformers_trainer_keywords(tiny_model_dir, tmp_path, caplog):
+    import inspect
+
+    import datasets
+    import torch
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer as STTrainer
+    from sentence_transformers.cross_encoder.data_collator import CrossEncoderDataCollator
+
+    from fastrank import CrossEncoder
+    from fastrank.losses import ListNetLoss
+    from fastrank.training import CrossEncoderCollator, CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    ours = list(inspect.signature(CrossEncoderTrainer.__init__).parameters)
+    assert ours == list(inspect.signature(STTrainer.__init__).parameters)  # same names, same positions
+    model = CrossEncoder(tiny_model_dir, device="cpu", max_length=32)
+    ds = datasets.Dataset.from_dict({"query": ["a", "b"], "document": ["x", "y"], "label": [1.0, 0.0]})
+    args = CrossEncoderTrainingArguments(output_dir=str(tmp_path), save_strategy="no")
+    collator = CrossEncoderCollator(ds.column_names)
+    with caplog.at_level("WARNING", logger="fastrank.training.trainer"):
+        trainer = CrossEncoderTrainer(
+            model=model, args=args, train_dataset=ds, data_collator=collator, processing_class=model.tokenizer,
+            compute_metrics=lambda p: {}, preprocess_logits_for_metrics=lambda a, b: a,
+            optimizer_cls_and_kwargs=(torch.optim.SGD, {"momentum": 0.5}))
+    assert "compute_metrics is never called" in caplog.text
+    assert trainer.data_collator is collator and trainer.processing_class is model.tokenizer
+    optimizer = trainer.create_optimizer()
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.5
+    assert isinstance(CrossEncoderTrainer(model=model, args=args, train_dataset=ds.select_columns(["query"])
+                                          .add_column("documents", [["x"], ["y"]])
+                                          .add_column("labels", [[1], [0]]), loss=ListNetLoss).loss, ListNetLoss)
+    with pytest.raises(ValueError, match="data_collator=CrossEncoderDataCollator is not supported: fastrank's losses "
+                                         "tokenize .*leave data_collator out"):
+        CrossEncoderTrainer(model=model, args=args, train_dataset=ds,
+                            data_collator=CrossEncoderDataCollator(preprocess_fn=model.tokenizer))
+    with pytest.raises(ValueError, match="does not support model_init .*pass model=..., loss=..."):
+        CrossEncoderTrainer(args=args, train_dataset=ds, model_init=lambda: model)
+    with pytest.raises(ValueError, match="needs model="):
+        CrossEncoderTrainer(args=args, train_dataset=ds)
+
+
+def test_multi_dataset_training_is_refused_with_what_to_do(tiny_model_dir, tmp_path):
+    import datasets
+
+    from fastrank import CrossEncoder
+    from fastrank.losses import BinaryCrossEntropyLoss, MSELoss
+    from fastrank.training import CrossEncoderTrainer
+
+    model = CrossEncoder(tiny_model_dir, device="cpu")
+    ds = datasets.Dataset.from_dict({"query": ["a"], "document": ["x"], "label": [1.0]})
+    both = datasets.DatasetDict({"nli": ds, "qa": ds})
+    message = (r"multi-dataset training \(a DatasetDict / dict of datasets \['nli', 'qa'\] or a dict of losses\) is "
+               r"not supported .*datasets.concatenate_datasets\(list\(dataset_dict.values\(\)\)\)")
+    for loss in ({"nli": BinaryCrossEntropyLoss(model), "qa": MSELoss(model)}, None):
+        with pytest.raises(ValueError, match=message):
+            CrossEncoderTrainer(model=model, train_dataset=both, loss=loss)
+    with pytest.raises(ValueError, match=r"dict of datasets \['qa'\] or a dict of losses"):
+        CrossEncoderTrainer(model=model, train_dataset=ds, loss={"qa": MSELoss(model)})

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from fastrank.losses._utils import (
     Activation,
@@ -140,6 +141,7 @@ class CachedMultipleNegativesRankingLoss(MultipleNegativesRankingLoss):
         scale: multiplies the activated scores (the inverse softmax temperature).
         activation_fn: applied to the logits before scaling (name or callable); defaults to ``"sigmoid"``.
         mini_batch_size: (query, candidate) pairs scored per forward pass; this bounds the memory.
+        show_progress_bar: show a progress bar over the mini-batches of the first (graph-free) scoring pass.
 
     Inputs:
         +-----------------------------------------+-----------+---------------------+
@@ -164,10 +166,13 @@ class CachedMultipleNegativesRankingLoss(MultipleNegativesRankingLoss):
         scale: float = 10.0,
         activation_fn: str | Activation | None = "sigmoid",
         mini_batch_size: int = 32,
+        show_progress_bar: bool = False,
     ) -> None:
         super().__init__(model, num_negatives=num_negatives, scale=scale, activation_fn=activation_fn)
         check_option(self, "mini_batch_size", mini_batch_size, is_positive_int(mini_batch_size), "an integer >= 1")
+        check_option(self, "show_progress_bar", show_progress_bar, isinstance(show_progress_bar, bool), "True or False")
         self.mini_batch_size = mini_batch_size
+        self.show_progress_bar = show_progress_bar
 
     def forward(self, inputs: Sequence[Sequence[str]], labels: Any = None) -> Tensor:
         queries, documents, rows = self.candidate_pairs(inputs)
@@ -179,7 +184,8 @@ class CachedMultipleNegativesRankingLoss(MultipleNegativesRankingLoss):
         device = getattr(model, "device", torch.device("cpu"))
         snapshots, chunks = [], []
         with torch.no_grad():
-            for start in range(0, len(queries), step):
+            for start in tqdm(range(0, len(queries), step), desc="Scoring mini-batches", leave=False,
+                              disable=not self.show_progress_bar):
                 snapshots.append(_RngSnapshot(device))
                 chunks.append(score_pairs(model, queries[start : start + step], documents[start : start + step]))
         # 2. the loss and its gradient with respect to every logit

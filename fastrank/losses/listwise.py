@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from fastrank.losses._utils import (
     Activation,
+    LossConfigError,
     ScoringModel,
     check_document_lists,
     check_option,
@@ -33,6 +34,7 @@ from fastrank.losses._utils import (
 )
 
 LIST_COLUMNS = "query, documents list"
+_UNSET = object()  # lambda_weight not given
 
 
 class _ListwiseLoss(nn.Module):
@@ -133,6 +135,9 @@ class PListMLELoss(_ListwiseLoss):
         respect_input_order: False (default): sort each list by label, highest first (ties keep input order);
             True: the documents are already in relevance order and the labels only set the length.
             sentence-transformers defaults to True, but ``fastrank.data`` keeps documents in file order.
+        lambda_weight: sentence-transformers' name for the position weights: a callable from the mask to weights
+            (e.g. its ``PListMLELambdaWeight()``, the same default weights) replaces ``rank_discount_fn``; None
+            turns position weighting off (= ListMLE). Give at most one of the two.
 
     Inputs:
         +--------------------------------+--------------------------------+---------------------+
@@ -154,8 +159,17 @@ class PListMLELoss(_ListwiseLoss):
         activation_fn: str | Activation | None = None,
         mini_batch_size: int | None = None,
         respect_input_order: bool = False,
+        lambda_weight: Callable[[Tensor], Tensor] | None | object = _UNSET,
     ) -> None:
         super().__init__(model, activation_fn, mini_batch_size)
+        if lambda_weight is not _UNSET:
+            check_option(self, "lambda_weight", lambda_weight, rank_discount_fn is None,
+                         "left out when rank_discount_fn is given (they are the same setting)")
+            check_option(self, "lambda_weight", lambda_weight, lambda_weight is None or callable(lambda_weight),
+                         "None (no position weights) or a callable mask -> weights")
+            if lambda_weight is None:
+                self.weighted = False
+            rank_discount_fn = lambda_weight
         self.rank_discount_fn = rank_discount_fn
         self.respect_input_order = respect_input_order
         self.eps = 1e-10
@@ -247,6 +261,30 @@ WEIGHTING_SCHEMES: dict[str, Callable[[float], WeightingScheme]] = {
 }
 
 
+ST_WEIGHTING_SCHEMES = {
+    "NoWeightingScheme": "none",
+    "NDCGLoss1Scheme": "ndcg_loss1",
+    "NDCGLoss2Scheme": "ndcg_loss2",
+    "LambdaRankScheme": "lambdarank",
+    "NDCGLoss2PPScheme": "ndcg_loss2pp",
+}
+
+
+def _from_sentence_transformers_scheme(loss: nn.Module, scheme: Any, mu: float) -> tuple[Any, float]:
+    """Map a sentence-transformers weighting scheme object (by class name) to fastrank's name, and its ``mu``."""
+    bases = [c.__name__ for c in type(scheme).__mro__]
+    if "BaseWeightingScheme" not in bases:
+        return scheme, mu
+    name = ST_WEIGHTING_SCHEMES.get(type(scheme).__name__)
+    if name is None:
+        raise LossConfigError(
+            f"{type(loss).__name__}: weighting_scheme {type(scheme).__name__} (a sentence-transformers scheme) is not "
+            f"supported; use one of {', '.join(ST_WEIGHTING_SCHEMES)} or fastrank's names "
+            f"{', '.join(WEIGHTING_SCHEMES)}, or a callable (gain, discount) -> weights"
+        )
+    return name, float(getattr(scheme, "mu", mu))
+
+
 class LambdaLoss(_ListwiseLoss):
     """LambdaLoss: pairwise logistic loss over misordered-able document pairs, weighted to bound NDCG.
 
@@ -258,7 +296,9 @@ class LambdaLoss(_ListwiseLoss):
         model: the cross-encoder; must have one output label.
         weighting_scheme: ``"ndcg_loss2pp"`` (NDCG-Loss2++, default, best in the paper), ``"ndcg_loss2"``,
             ``"lambdarank"``, ``"ndcg_loss1"``, ``"none"`` (= RankNet), or a callable ``(gain, discount) ->
-            weights`` on ``(rows, max_docs)`` tensors in predicted order.
+            weights`` on ``(rows, max_docs)`` tensors in predicted order. sentence-transformers' scheme objects
+            (``NDCGLoss2PPScheme(mu=...)``, ``NDCGLoss2Scheme()``, ``LambdaRankScheme()``, ``NDCGLoss1Scheme()``,
+            ``NoWeightingScheme()``) map to these names (NDCGLoss2PPScheme's ``mu`` replaces ``mu``).
         k: NDCG@k cutoff: a pair counts if either document is in the model's top k. None = all documents.
         sigma: steepness of the logistic on score differences.
         eps: floor of the ideal DCG, so queries without relevant documents do not divide by zero.
@@ -293,7 +333,8 @@ class LambdaLoss(_ListwiseLoss):
         mini_batch_size: int | None = None,
     ) -> None:
         super().__init__(model, activation_fn, mini_batch_size)
-        scheme = "none" if weighting_scheme is None else weighting_scheme
+        scheme, mu = _from_sentence_transformers_scheme(self, weighting_scheme, mu)
+        scheme = "none" if scheme is None else scheme
         check_option(self, "weighting_scheme", scheme, callable(scheme) or scheme in WEIGHTING_SCHEMES,
                      f"one of {', '.join(WEIGHTING_SCHEMES)} or a callable (gain, discount) -> weights")
         check_option(self, "k", k, is_positive_int(k, allow_none=True), "None or an integer >= 1")

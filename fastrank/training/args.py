@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from transformers import TrainingArguments
+
+BATCH_SAMPLERS = ("batch_sampler", "no_duplicates", "no_duplicates_hashed")
+MULTI_DATASET_BATCH_SAMPLERS = ("proportional", "round_robin")
+
+
+def _option_value(value: Any) -> Any:
+    """The string behind an enum member (``BatchSamplers.NO_DUPLICATES`` -> ``"no_duplicates"``)."""
+    return getattr(value, "value", value)
 
 
 @dataclass
 class CrossEncoderTrainingArguments(TrainingArguments):
-    """``transformers.TrainingArguments`` plus ``group_by_pair_length``.
+    """``transformers.TrainingArguments`` plus ``group_by_pair_length`` and sentence-transformers' argument names.
 
     Defaults differ from transformers where cross-encoders need it: the dataset's text columns are kept
     (``remove_unused_columns=False``, the loss tokenizes), evaluation reports the loss only, and batches are
-    grouped by text length so less time is spent on padding.
+    grouped by text length so less time is spent on padding. Because of ``group_by_pair_length=True`` (the
+    default) the batches differ from sentence-transformers' (which shuffles without grouping); pass
+    ``group_by_pair_length=False`` to get plain shuffled batches.
+
+    sentence-transformers compatibility:
+
+    - ``warmup_ratio``: a fraction of the optimizer steps in [0, 1), stored as ``warmup_steps`` (transformers 5
+      reads a ``warmup_steps`` below 1 as that fraction), as sentence-transformers does. Set one of the two.
+    - ``batch_sampler``: ``"batch_sampler"`` (default) or ``"no_duplicates"`` (``BatchSamplers.NO_DUPLICATES``;
+      ``"no_duplicates_hashed"`` is taken as the same): every full batch has no text twice, across its text
+      columns, so in-batch negatives (MultipleNegativesRankingLoss) are never copies of the positive. It
+      shuffles without length grouping.
+    - ``multi_dataset_batch_sampler``: accepted for compatibility; only matters for multi-dataset training,
+      which fastrank does not support.
+    - ``prompts``, ``router_mapping``, ``learning_rate_mapping``: accepted only empty (unsupported).
     """
 
     group_by_pair_length: bool = field(
@@ -22,10 +45,59 @@ class CrossEncoderTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False)
     prediction_loss_only: bool = field(default=True)
     report_to: str | list[str] | None = field(default="none")
+    warmup_ratio: float | None = field(
+        default=None, metadata={"help": "Warmup as a fraction of the optimizer steps in [0, 1) (sets warmup_steps)."}
+    )
+    batch_sampler: str = field(
+        default="batch_sampler", metadata={"help": "'batch_sampler' (default) or 'no_duplicates'."}
+    )
+    multi_dataset_batch_sampler: str = field(
+        default="proportional", metadata={"help": "Accepted for sentence-transformers compatibility; unused."}
+    )
+    prompts: str | dict[str, str] | None = field(default=None, metadata={"help": "Unsupported; must stay None."})
+    router_mapping: str | dict[str, str] | None = field(default=None, metadata={"help": "Unsupported."})
+    learning_rate_mapping: str | dict[str, float] | None = field(default=None, metadata={"help": "Unsupported."})
 
     def __post_init__(self) -> None:
         import torch
 
+        self._check_sentence_transformers_options()
         if not self.use_cpu and not torch.cuda.is_available() and self.bf16:
             self.use_cpu = True  # transformers refuses bf16 without a GPU unless told to train on the CPU
         super().__post_init__()
+
+    def _check_sentence_transformers_options(self) -> None:
+        """Map or refuse the arguments sentence-transformers' CrossEncoderTrainingArguments adds."""
+        if self.warmup_ratio is not None:
+            ratio = self.warmup_ratio
+            if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+                raise ValueError(f"warmup_ratio must be a fraction of the optimizer steps in [0, 1), e.g. 0.1 = the "
+                                 f"first 10% of the steps warm up; got {ratio!r}")
+            if self.warmup_steps != 0:
+                raise ValueError(f"set either warmup_ratio ({ratio}) or warmup_steps ({self.warmup_steps}), not both; "
+                                 "warmup_steps below 1 is itself read as a fraction of the optimizer steps")
+            # as sentence-transformers on transformers 5: a float warmup_steps below 1 is a ratio of the steps
+            self.warmup_steps = float(ratio)
+            self.warmup_ratio = None
+        sampler = _option_value(self.batch_sampler)
+        if sampler not in BATCH_SAMPLERS:
+            raise ValueError(f"batch_sampler={self.batch_sampler!r} is not supported; fastrank supports "
+                             "'batch_sampler' (BatchSamplers.BATCH_SAMPLER, the default) and 'no_duplicates' "
+                             "(BatchSamplers.NO_DUPLICATES); for length-grouped batches use group_by_pair_length=True")
+        self.batch_sampler = "no_duplicates" if sampler == "no_duplicates_hashed" else sampler
+        multi = _option_value(self.multi_dataset_batch_sampler)
+        if multi not in MULTI_DATASET_BATCH_SAMPLERS:
+            raise ValueError(f"multi_dataset_batch_sampler={self.multi_dataset_batch_sampler!r} is not supported; "
+                             f"fastrank trains on one dataset (accepted: {', '.join(MULTI_DATASET_BATCH_SAMPLERS)})")
+        self.multi_dataset_batch_sampler = multi
+        unsupported = {
+            "prompts": "prepend the prompt to the query column instead, e.g. "
+                       "dataset.map(lambda row: {'query': prompt + row['query']})",
+            "router_mapping": "fastrank cross-encoders have no Router module",
+            "learning_rate_mapping": "build the optimizer's parameter groups yourself and pass "
+                                     "CrossEncoderTrainer(optimizers=(optimizer, None))",
+        }
+        for name, advice in unsupported.items():
+            if getattr(self, name):
+                raise ValueError(f"{name} is not supported by fastrank's CrossEncoderTrainingArguments: {advice}")
+            setattr(self, name, None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from fastrank.errors import DataError
 from fastrank.model import CrossEncoder
 from fastrank.training.args import CrossEncoderTrainingArguments
-from fastrank.training.collator import CrossEncoderCollator, row_length
+from fastrank.training.collator import LABEL_COLUMNS, CrossEncoderCollator, row_length
+from fastrank.training.sampler import NoDuplicatesSampler, row_texts
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,58 @@ class _ModelView:
         return getattr(self._inner, name)
 
 
+def _positional_pairs(dataset) -> bool:
+    """Whether columns read unambiguously as sentence-transformers pairs: two text columns, then label/score."""
+    cols = dataset.column_names
+    if len(cols) != 3 or cols[2] not in ("label", "score") or any(c in LABEL_COLUMNS for c in cols[:2]):
+        return False
+    first = dataset[0]
+    return all(isinstance(first[c], str) for c in cols[:2])
+
+
+_TARGET_NAMES = {
+    "pairs": (["query", "document"], "label"),
+    "ntuples": (["query", "positive"], None),
+    "lists": (["query", "documents"], "labels"),
+    "distillation": (["query", "documents"], "scores"),
+}
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+
+
+def _rename_hint(dataset, fmt: str) -> str:
+    """A ``dataset.rename_columns({...})`` call that maps the text columns by position onto ``fmt``'s names, and
+    the one non-text column (if there is exactly one) onto its label name."""
+    text_names, label_name = _TARGET_NAMES[fmt]
+    cols, first = dataset.column_names, dataset[0]
+    texts = [c for c in cols if c not in LABEL_COLUMNS and _is_text(first[c])]
+    others = [c for c in cols if c not in texts]
+    targets = list(text_names)
+    if fmt == "ntuples":
+        targets += [f"negative_{i}" for i in range(1, len(texts) - 1)]
+    mapping = {old: new for old, new in zip(texts, targets) if old != new}
+    if label_name is not None and len(others) == 1 and others[0] not in LABEL_COLUMNS:
+        mapping[others[0]] = label_name
+    hint = f"Rename them, e.g. dataset = dataset.rename_columns({mapping!r})" if mapping else ""
+    if label_name is not None and not others:
+        hint += ("; also n" if hint else "N") + f"ame the label column {label_name!r}"
+    return f"{hint} (order matters: {_FORMAT_COLUMNS[fmt]}). " if hint else ""
+
+
+def _refuse_multi_dataset(train_dataset, loss) -> None:
+    """sentence-transformers trains on a DatasetDict with a dict of losses; fastrank takes one dataset, one loss."""
+    if isinstance(train_dataset, dict) or isinstance(loss, dict):
+        names = list(train_dataset) if isinstance(train_dataset, dict) else list(loss)
+        raise ValueError(
+            f"multi-dataset training (a DatasetDict / dict of datasets {names} or a dict of losses) is not supported "
+            "by fastrank's CrossEncoderTrainer: pass one datasets.Dataset and one loss, e.g. "
+            "train_dataset=datasets.concatenate_datasets(list(dataset_dict.values())) if they share a format "
+            "(same column names), or train on each dataset in turn"
+        )
+
+
 def _default_loss(model: CrossEncoder):
     from fastrank.losses import BinaryCrossEntropyLoss, CrossEntropyLoss
 
@@ -61,32 +115,65 @@ class CrossEncoderTrainer(Trainer):
     Args:
         model: the cross-encoder to train.
         args: :class:`CrossEncoderTrainingArguments` (defaults are used when omitted).
-        train_dataset / eval_dataset: ``datasets.Dataset`` in the loss's format (see ``fastrank.data``).
-        loss: a loss from ``fastrank.losses``; BCE for one-label models and cross-entropy otherwise by default.
+        train_dataset / eval_dataset: ``datasets.Dataset`` in the loss's format (see ``fastrank.data``); a pairs
+            dataset may also go by position as in sentence-transformers (two text columns, then ``label`` or
+            ``score``). eval_dataset may be a dict of datasets; train_dataset may not (one dataset, one loss).
+        loss: a loss from ``fastrank.losses`` (or a callable taking the model and returning one); BCE for
+            one-label models and cross-entropy otherwise by default.
         evaluator: e.g. :class:`~fastrank.RerankingEvaluator`, run at every evaluation; its metrics are logged
             with the ``eval_`` prefix and can drive ``metric_for_best_model``.
+        data_collator: None or a :class:`CrossEncoderCollator` (the losses tokenize, so no other collator fits).
+        processing_class, callbacks, optimizers, optimizer_cls_and_kwargs, preprocess_logits_for_metrics: passed
+            to ``transformers.Trainer``; compute_metrics is accepted but never called (evaluation reports the loss
+            and the evaluator's metrics); model_init is refused. The keywords follow sentence-transformers' order.
     """
 
     def __init__(
         self,
-        model: CrossEncoder,
+        model: CrossEncoder | None = None,
         args: CrossEncoderTrainingArguments | None = None,
         train_dataset=None,
         eval_dataset=None,
         loss=None,
         evaluator=None,
+        data_collator: CrossEncoderCollator | None = None,
+        processing_class=None,
+        model_init: Callable[[], CrossEncoder] | None = None,
+        compute_metrics: Callable[..., dict] | None = None,
         callbacks=None,
         optimizers=(None, None),
+        optimizer_cls_and_kwargs: tuple[type[torch.optim.Optimizer], dict[str, Any]] | None = None,
+        preprocess_logits_for_metrics: Callable[..., torch.Tensor] | None = None,
     ) -> None:
+        if model_init is not None:
+            raise ValueError("CrossEncoderTrainer does not support model_init (the loss holds the model it trains): "
+                             "build the model and its loss yourself and pass model=..., loss=...")
+        if model is None:
+            raise ValueError("CrossEncoderTrainer needs model=: a fastrank.CrossEncoder")
+        _refuse_multi_dataset(train_dataset, loss)
         if args is None:
             args = CrossEncoderTrainingArguments(output_dir="runs/fastrank")
+        if loss is not None and not isinstance(loss, torch.nn.Module) and callable(loss):
+            loss = loss(model)  # as sentence-transformers: a loss class or factory taking the model
         self.loss = loss if loss is not None else _default_loss(model)
         self.evaluator = evaluator
-        for name, ds in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
-            if ds is not None:
-                self._check_dataset(name, ds)
-        columns = train_dataset.column_names if train_dataset is not None else eval_dataset.column_names
-        collator = CrossEncoderCollator(columns)
+        if train_dataset is not None:
+            train_dataset = self._check_dataset("train_dataset", train_dataset)
+        if isinstance(eval_dataset, dict):
+            eval_dataset = {k: self._check_dataset(f"eval_dataset[{k!r}]", v) for k, v in eval_dataset.items()}
+        elif eval_dataset is not None:
+            eval_dataset = self._check_dataset("eval_dataset", eval_dataset)
+        if data_collator is not None and not isinstance(data_collator, CrossEncoderCollator):
+            raise ValueError(f"data_collator={type(data_collator).__name__} is not supported: fastrank's losses "
+                             "tokenize the text themselves and need fastrank.training.CrossEncoderCollator batches; "
+                             "leave data_collator out")
+        if data_collator is None:
+            first_eval = next(iter(eval_dataset.values())) if isinstance(eval_dataset, dict) else eval_dataset
+            columns = train_dataset.column_names if train_dataset is not None else first_eval.column_names
+            data_collator = CrossEncoderCollator(columns)
+        if compute_metrics is not None:
+            logger.warning("compute_metrics is never called: evaluation reports the loss only (as in "
+                           "sentence-transformers); pass evaluator=RerankingEvaluator(...) for ranking metrics")
         strategy = args.eval_strategy
         if evaluator is not None and str(getattr(strategy, "value", strategy)) == "no":
             logger.warning("an evaluator was given but eval_strategy is 'no': it runs only when trainer.evaluate() "
@@ -96,15 +183,19 @@ class CrossEncoderTrainer(Trainer):
             args.eval_strategy = "no"  # transformers insists on an eval_dataset; the evaluator stands in for it
         try:
             super().__init__(
-                model=model, args=args, data_collator=collator, train_dataset=train_dataset,
-                eval_dataset=eval_dataset, callbacks=callbacks, optimizers=optimizers,
+                model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
+                eval_dataset=eval_dataset, processing_class=processing_class, compute_metrics=compute_metrics,
+                callbacks=callbacks, optimizers=optimizers, optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
+                preprocess_logits_for_metrics=preprocess_logits_for_metrics,
             )
         finally:
             args.eval_strategy = strategy
         self.model_accepts_loss_kwargs = False
         self.can_return_loss = True
 
-    def _check_dataset(self, name: str, dataset) -> None:
+    def _check_dataset(self, name: str, dataset):
+        """Check ``dataset`` fits the loss's format; returns it, with sentence-transformers-style pair columns
+        (two text columns, then ``label`` or ``score``) renamed to ``query, document``."""
         if len(dataset) == 0:
             raise DataError(f"{name} is empty")
         fmt = getattr(self.loss, "data_format", None)
@@ -115,11 +206,17 @@ class CrossEncoderTrainer(Trainer):
             "lists": lambda c: c[:2] == ["query", "documents"],
             "distillation": lambda c: c[:2] in (["query", "documents"], ["query", "positive"]),
         }.get(fmt)
-        if expected is not None and not expected(cols):
-            raise DataError(
-                f"{type(self.loss).__name__} expects the {fmt!r} format ({_FORMAT_COLUMNS[fmt]}), but {name} has "
-                f"columns {cols}. Convert with fastrank.data.load_dataset(path, data_format={fmt!r})."
-            )
+        if expected is None or expected(cols):
+            return dataset
+        if fmt == "pairs" and _positional_pairs(dataset):
+            renames = {old: new for old, new in zip(cols[:2], ("query", "document")) if old != new}
+            logger.info("%s: columns %s read by position (as sentence-transformers): %s", name, cols, renames)
+            return dataset.rename_columns(renames)
+        raise DataError(
+            f"{type(self.loss).__name__} expects the {fmt!r} format ({_FORMAT_COLUMNS[fmt]}), but {name} has "
+            f"columns {cols}. {_rename_hint(dataset, fmt)}For a file, convert with "
+            f"fastrank.data.load_dataset(path, data_format={fmt!r})."
+        )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inner = self.accelerator.unwrap_model(model)
@@ -142,6 +239,9 @@ class CrossEncoderTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if dataset is not None and getattr(self.args, "batch_sampler", None) == "no_duplicates":
+            text_columns = self.data_collator.text_columns
+            return NoDuplicatesSampler([row_texts(row, text_columns) for row in dataset], self.args.train_batch_size)
         if not self.args.group_by_pair_length or dataset is None:
             return super()._get_train_sampler(train_dataset)
         text_columns = self.data_collator.text_columns
