@@ -15,6 +15,7 @@ _LAZY = {
     "CrossEncoder": "fastrank.model",
     "load_dataset": "fastrank.data",
     "RerankingEvaluator": "fastrank.evaluation.evaluators",
+    "CrossEncoderRerankingEvaluator": "fastrank.evaluation.evaluators",
     "EmbeddingModel": "fastrank.embedding",
     "mine_hard_negatives": "fastrank.mining",
     "add_answer_negatives": "fastrank.mining",
@@ -44,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fastrank.client import Client
     from fastrank.data import load_dataset
     from fastrank.errors import DataError, FastrankError, MissingDependency, ModelLoadError, ParityError
-    from fastrank.evaluation.evaluators import RerankingEvaluator
+    from fastrank.evaluation.evaluators import CrossEncoderRerankingEvaluator, RerankingEvaluator
     from fastrank.evaluation.metrics import evaluate_rankings
     from fastrank.model import CrossEncoder
     from fastrank.reranker import Reranker, rerank

@@ -246,3 +246,126 @@ def test_one_metric_name_is_that_metric():
     assert ev.metric_names == ["ndcg@10"]  # not 'n', 'd', ...
     with pytest.raises(ValueError, match="metrics is empty"):
         RerankingEvaluator(SAMPLES, metrics=[], primary_metric="ndcg@10")
+
+
+# --- porting from sentence-transformers' CrossEncoderRerankingEvaluator --------------------------------------------
+
+
+def test_sentence_transformers_name_is_the_same_class():
+    import fastrank
+    from fastrank.evaluation import CrossEncoderRerankingEvaluator
+
+    assert CrossEncoderRerankingEvaluator is RerankingEvaluator
+    assert fastrank.CrossEncoderRerankingEvaluator is RerankingEvaluator
+    assert "CrossEncoderRerankingEvaluator" in dir(fastrank)
+
+
+def test_at_k_is_one_cut_off_with_ndcg_as_primary_metric(caplog):
+    ev = RerankingEvaluator(SAMPLES, name="dev", at_k=10)
+    assert ev.metric_names == ["map", "mrr@10", "ndcg@10", "recall@10", "accuracy@10"]
+    assert ev.primary_metric == "dev_ndcg@10"
+    out = ev(FakeModel(SCORES))
+    assert {"dev_map", "dev_mrr@10", "dev_ndcg@10"} <= set(out) and out["dev_mrr@10"] == pytest.approx(MRR10)
+    assert RerankingEvaluator(SAMPLES, at_k=3, primary_metric="map").primary_metric == "map"
+    assert RerankingEvaluator(SAMPLES).primary_metric == "map"  # fastrank's default without at_k is kept
+    with caplog.at_level("WARNING"):
+        assert RerankingEvaluator(SAMPLES, mrr_at_k=5).primary_metric == "ndcg@5"  # their deprecated name
+    assert "deprecated" in caplog.text
+    with pytest.raises(ValueError, match="either at_k"):
+        RerankingEvaluator(SAMPLES, at_k=10, ks=(10,))
+    with pytest.raises(ValueError, match="either at_k"):
+        RerankingEvaluator(SAMPLES, at_k=10, metrics=["map"])
+    for bad in (0, True, "10"):
+        with pytest.raises(ValueError, match="at_k must be a positive integer"):
+            RerankingEvaluator(SAMPLES, at_k=bad)
+    with pytest.raises(TypeError, match="keyword-only"):
+        RerankingEvaluator(SAMPLES, 10)  # their second positional argument is at_k, ours is name
+    with pytest.raises(ValueError, match="prompt_name"):
+        RerankingEvaluator(SAMPLES, at_k=10, prompt_name="query")
+    with pytest.raises(ValueError, match="write_csv=True needs at_k"):
+        RerankingEvaluator(SAMPLES, write_csv=True)
+
+
+def test_positive_documents_sample_by_hand():
+    """Two positives, one of them missing from the first-stage documents, which rank it second of three."""
+    sample = {"query": "q", "positive": ["p1", "p2"], "documents": ["n1", "p1", "n2"]}
+    model = FakeModel({("q", "p1"): 3.0, ("q", "p2"): 2.0, ("q", "n1"): 1.0, ("q", "n2"): 0.0})
+    idcg2 = 1 + 1 / np.log2(3)
+    kept = RerankingEvaluator([sample], at_k=10, always_rerank_positives=False).evaluate(model)
+    assert kept.metrics["map"] == pytest.approx(0.5) and kept.metrics["mrr@10"] == 1.0  # p2 never retrieved
+    assert kept.metrics["ndcg@10"] == pytest.approx(1 / idcg2) and kept.metrics["recall@10"] == pytest.approx(0.5)
+    assert kept.extra["num_pairs"] == 3
+    assert kept.extra["base_metrics"]["map"] == pytest.approx(0.25)  # p1 at rank 2, p2 missing
+    assert kept.extra["base_metrics"]["ndcg@10"] == pytest.approx(1 / np.log2(3) / idcg2)
+    every = RerankingEvaluator([sample], at_k=10).evaluate(model)  # always_rerank_positives=True, their default
+    assert every.metrics["map"] == 1.0 and every.extra["num_pairs"] == 4
+    assert every.extra["base_metrics"] == kept.extra["base_metrics"]
+    # a query that lost all its positives scores 0 (counted, not skipped as a query without positive)
+    lost = {"query": "q", "positive": ["p2"], "documents": ["n1", "n2"]}
+    res = RerankingEvaluator([sample, lost], at_k=10, always_rerank_positives=False).evaluate(model)
+    assert res.num_queries == 2 and res.num_skipped_no_positive == 0
+    assert res.metrics["map"] == pytest.approx(0.25) and res.extra["num_queries_all_positives_missing"] == 1
+    with pytest.raises(DataError, match="sample 0: give either"):
+        RerankingEvaluator([{"query": "q", "positive": ["p1"], "negative": ["n1"], "documents": ["n1"]}])
+
+
+def _positive_documents_samples(n_queries: int = 18, seed: int = 5) -> list[dict]:
+    """sentence-transformers' main shape: first-stage ``documents`` that hold all, some or none of the positives."""
+    rng = np.random.default_rng(seed)
+    words = "river bank money loan water fish bridge stone market price city road music song film actor".split()
+    out = []
+    for i in range(n_queries):
+        pool: list[str] = []
+        while len(pool) < int(rng.integers(4, 10)):
+            doc = " ".join(rng.choice(words, size=int(rng.integers(3, 20))))
+            if doc not in pool:
+                pool.append(doc)
+        num_pos = 1 + i % 3
+        positive, negative = pool[:num_pos], pool[num_pos:]
+        keep = positive if i % 3 == 0 else [] if i % 6 == 2 else positive[1:]
+        documents = [str(d) for d in rng.permutation(negative + keep)]
+        out.append({"query": " ".join(rng.choice(words, size=3)), "positive": positive, "documents": documents})
+    return out
+
+
+@pytest.mark.parametrize("always_rerank_positives", [True, False])
+def test_positive_documents_samples_equal_sentence_transformers(st_model, fastrank_model, always_rerank_positives):
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator as STEvaluator
+
+    from fastrank.evaluation import CrossEncoderRerankingEvaluator
+
+    samples = _positive_documents_samples()
+    assert any(not set(s["positive"]) & set(s["documents"]) for s in samples)  # some lost all their positives
+    assert any(0 < len(set(s["positive"]) & set(s["documents"])) < len(s["positive"]) for s in samples)
+    samples += _synthetic_samples(n_queries=4, seed=9)  # and the positive + negative shape in the same list
+    kwargs = {"at_k": 5, "always_rerank_positives": always_rerank_positives, "name": "dev", "batch_size": 8,
+              "show_progress_bar": False}
+    theirs_ev = STEvaluator(samples, write_csv=False, **kwargs)
+    theirs = theirs_ev(st_model)
+    assert set(theirs) == {"dev_map", "dev_mrr@5", "dev_ndcg@5", "dev_base_map", "dev_base_mrr@5", "dev_base_ndcg@5"}
+    assert 0.0 < theirs["dev_map"] < 1.0 and 0.0 < theirs["dev_base_map"] < 1.0
+    for model in (st_model, fastrank_model):
+        ev = CrossEncoderRerankingEvaluator(samples, **kwargs)
+        ours = ev(model)
+        assert ev.primary_metric == theirs_ev.primary_metric == "dev_ndcg@5"
+        assert set(theirs) <= set(ours)
+        for key, value in theirs.items():
+            assert ours[key] == pytest.approx(value, abs=1e-6), (type(model).__name__, key)
+    assert ev.evaluate(fastrank_model).num_queries == len(samples)  # every query counts, as in theirs
+
+
+def test_write_csv_like_sentence_transformers(st_model, tmp_path):
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator as STEvaluator
+
+    samples = _positive_documents_samples(n_queries=6)
+    for step in (10, 20):
+        STEvaluator(samples, at_k=10, name="dev")(st_model, output_path=str(tmp_path / "st"), epoch=1, steps=step)
+        RerankingEvaluator(samples, at_k=10, name="dev", write_csv=True)(
+            st_model, output_path=tmp_path / "ours", epoch=1, steps=step)
+    name = "CrossEncoderRerankingEvaluator_dev_results_@10.csv"
+    theirs = (tmp_path / "st" / name).read_text(encoding="utf-8").splitlines()
+    ours = (tmp_path / "ours" / name).read_text(encoding="utf-8").splitlines()
+    assert ours[0] == theirs[0] == "epoch,steps,MAP,MRR@10,NDCG@10" and len(ours) == len(theirs) == 3
+    for a, b in zip(ours[1:], theirs[1:]):
+        assert np.allclose([float(x) for x in a.split(",")], [float(x) for x in b.split(",")], atol=1e-6)
+    assert (tmp_path / "ours" / "RerankingEvaluator_dev_results.json").is_file()

@@ -5,7 +5,7 @@ Importing this package imports numpy only; the evaluator calls whatever model it
 
 from __future__ import annotations
 
-from fastrank.evaluation.evaluators import RerankingEvaluator
+from fastrank.evaluation.evaluators import CrossEncoderRerankingEvaluator, RerankingEvaluator
 from fastrank.evaluation.metrics import (
     DEFAULT_KS,
     METRIC_NAMES,
@@ -24,6 +24,7 @@ from fastrank.evaluation.metrics import (
 )
 
 __all__ = [
+    "CrossEncoderRerankingEvaluator",
     "DEFAULT_KS",
     "METRIC_NAMES",
     "TIE_POLICY",
