@@ -525,7 +525,7 @@ def test_sentence_transformers_pair_columns_go_by_position(tiny_model_dir, tmp_p
     ds = datasets.Dataset.from_dict({a: ["tiger", "apple"] * 4, b: ["the tiger is good", "a stone"] * 4,
                                      label: [1.0, 0.0] * 4})
     args = CrossEncoderTrainingArguments(output_dir=str(tmp_path), num_train_epochs=1, per_device_train_batch_size=4,
-                                         save_strategy="no", disable_tqdm=True)
+                                         save_strategy="no", disable_tqdm=True, use_cpu=True)
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=ds, eval_dataset={"dev": ds})
     assert trainer.train_dataset.column_names == ["query", "document", label]
     assert trainer.eval_dataset["dev"].column_names == ["query", "document", label]
@@ -576,7 +576,7 @@ def test_no_duplicates_batches_repeat_no_text_and_train_mnrl(tiny_model_dir, tmp
     def batches(sampler: str) -> list[list[dict]]:
         args = CrossEncoderTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4,
                                              num_train_epochs=1, save_strategy="no", disable_tqdm=True,
-                                             batch_sampler=sampler)
+                                             batch_sampler=sampler, use_cpu=True)
         trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=ds,
                                       loss=MultipleNegativesRankingLoss(model))
         out = [list(zip(*b["inputs"])) for b in trainer.get_train_dataloader()]
