@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from fastrank.batching import check_positive_int, is_integer
 from fastrank.data import normalize_document
 from fastrank.documents import Document
 from fastrank.errors import DataError, FastrankError
@@ -288,8 +289,7 @@ class RerankingEvaluator:
             raise TypeError(f"samples must be a list of dicts; accepted samples: {SAMPLE_FORMATS}")
         if len(samples) == 0:
             raise DataError("RerankingEvaluator needs at least one sample")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = check_positive_int(batch_size, "batch_size")
         if not isinstance(always_rerank_positives, bool):
             raise TypeError(f"always_rerank_positives must be True or False, got {always_rerank_positives!r}")
         if prompt_name is not None:
@@ -345,7 +345,7 @@ class RerankingEvaluator:
                                  f"not at_k={at_k!r} too")
             logger.warning("mrr_at_k is deprecated (as in sentence-transformers); use at_k=%s", mrr_at_k)
             at_k = mrr_at_k
-        if at_k is not None and (isinstance(at_k, bool) or not isinstance(at_k, (int, np.integer)) or at_k < 1):
+        if at_k is not None and (not is_integer(at_k) or at_k < 1):
             raise ValueError(f"at_k must be a positive integer (the cut-off, e.g. 10), got {at_k!r}")
         return None if at_k is None else int(at_k)
 
