@@ -23,7 +23,7 @@ from fastrank.documents import Document, document_text
 from fastrank.errors import ModelLoadError
 from fastrank.hub import hub_location
 from fastrank.io import atomic_dir
-from fastrank.model_card import card_fields, load_card_data, write_card
+from fastrank.model_card import CardDataView, card_fields, load_card_data, write_card
 from fastrank.types import RankedDoc
 
 logger = logging.getLogger(__name__)
@@ -366,6 +366,11 @@ class CrossEncoder(torch.nn.Module):
             self.activation = activation_name(value)
         else:
             super().__setattr__(name, value)
+
+    @property
+    def model_card_data(self) -> CardDataView:
+        """sentence-transformers' evaluators record their metrics here; they go on the model card."""
+        return CardDataView(self.card_data)
 
     @property
     def max_seq_length(self) -> int:

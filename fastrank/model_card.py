@@ -46,6 +46,17 @@ def card_fields(source: Any) -> dict[str, Any]:
     return {key: get(key) for key in CARD_FIELDS if get(key) not in (None, "", [], ())}
 
 
+class CardDataView:
+    """``model.model_card_data`` as sentence-transformers' evaluators use it: their metrics land in the model's
+    ``card_data["evaluation"]`` (rendered on the card), so ST's own evaluators run on a fastrank model."""
+
+    def __init__(self, card_data: dict[str, Any]) -> None:
+        self.card_data = card_data
+
+    def set_evaluation_metrics(self, evaluator: Any, metrics: dict[str, Any], epoch: float = 0, step: int = 0) -> None:
+        self.card_data.setdefault("evaluation", {}).update({str(k): v for k, v in metrics.items()})
+
+
 def write_card(model: Any, directory: Path, served_as: str | None = None) -> None:
     """Write ``README.md`` and ``fastrank_card.json`` for ``model`` into ``directory``."""
     (directory / CARD_DATA_FILE).write_text(json.dumps(model.card_data, indent=2, default=str), encoding="utf-8")

@@ -104,3 +104,24 @@ def test_a_checkpoint_saved_with_another_activation_is_refused_not_rescored(tiny
         CrossEncoder(tmp_path / "tanh", device="cpu")
     raw = CrossEncoder(tmp_path / "tanh", device="cpu", activation="identity").predict(PAIRS)
     np.testing.assert_allclose(np.tanh(raw), st_model.predict(PAIRS), atol=1e-5)
+
+
+def test_sentence_transformers_evaluators_score_a_fastrank_model(tiny_model_dir):
+    """They call predict with prompt_name and record metrics in model.model_card_data: both failed before."""
+    from sentence_transformers.cross_encoder import evaluation
+
+    from fastrank import CrossEncoder
+
+    samples = [{"query": QUERY, "positive": [DOCS[0]], "documents": DOCS[::-1]},
+               {"query": "capital of france", "positive": ["Paris is the capital."], "documents": ["Berlin.", "Rome."]}]
+    pairs, labels = PAIRS + [("capital of france", "Paris is the capital.")], [1, 0, 0, 1]
+    ours, theirs = CrossEncoder(tiny_model_dir, device="cpu"), st_ce.CrossEncoder(str(tiny_model_dir), device="cpu")
+    for evaluator in (evaluation.CrossEncoderRerankingEvaluator(samples, at_k=10, name="dev", write_csv=False),
+                      evaluation.CrossEncoderClassificationEvaluator(pairs, labels, name="cls", write_csv=False),
+                      evaluation.CrossEncoderCorrelationEvaluator(pairs, [0.9, 0.2, 0.1, 0.8], name="cor",
+                                                                 write_csv=False)):
+        got, want = evaluator(ours), evaluator(theirs)
+        assert got.keys() == want.keys()
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value, abs=1e-5), key
+    assert {"dev_ndcg@10", "cls_f1", "cor_spearman"} <= set(ours.card_data["evaluation"])
