@@ -40,9 +40,12 @@ def check_output_dir(target: str | Path, keep: Iterable[str | Path] = ()) -> Pat
         raise FastrankError(f"{target} exists and is not a directory; the output is a directory: choose another "
                             "path or remove it")
     if any(target.iterdir()) and not any(any(target.glob(marker)) for marker in OUTPUT_MARKERS):
+        trainer = sorted(p.name for p in target.glob("checkpoint-*"))[:2]
+        hint = (f"; it holds trainer checkpoints ({', '.join(trainer)}): save the model into a subdirectory, e.g. "
+                f"{target / 'final'}" if trainer else "")
         raise FastrankError(f"refusing to replace {target}: it is a non-empty directory without a fastrank artifact, "
                             f"checkpoint or Triton repository in it (none of {', '.join(OUTPUT_MARKERS)}); choose "
-                            "a new or empty directory, or remove it first")
+                            f"a new or empty directory, or remove it first{hint}")
     return target
 
 

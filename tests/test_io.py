@@ -55,6 +55,12 @@ def test_output_paths_that_would_destroy_other_files_are_refused(tmp_path, monke
     (triton / "fastrank_model").mkdir(parents=True)
     (triton / "fastrank_model" / "config.pbtxt").write_text("")
     assert check_output_dir(triton) == triton.resolve()
+    trainer_out = tmp_path / "trainer"  # a trainer's output_dir: saving the model over it would delete checkpoints
+    (trainer_out / "checkpoint-500").mkdir(parents=True)
+    (trainer_out / "checkpoint-500" / "config.json").write_text("{}")
+    with pytest.raises(FastrankError, match=r"holds trainer checkpoints \(checkpoint-500\): save the model into a "
+                                            r"subdirectory, e.g. .*trainer/final"):
+        check_output_dir(trainer_out)
     assert (work / "mywork.txt").read_text() == "precious" and sorted(p.name for p in work.iterdir()) == [
         "mywork.txt", "notes"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary directory left behind
