@@ -260,7 +260,8 @@ class CrossEncoder(torch.nn.Module):
     sentence-transformers' keywords work as there: ``activation_fn`` (a torch module, mapped to ``activation``),
     ``trust_remote_code``, ``revision``, ``token``, ``cache_folder``, ``model_kwargs`` (to the weights'
     ``from_pretrained``; a ``torch_dtype`` / ``dtype`` in it sets ``dtype``), ``tokenizer_kwargs``, ``config_kwargs``
-    and ``model_card_data`` (its ``model_name``, ``language`` and ``license`` go on the model card).
+    and ``model_card_data`` (its ``model_name``, ``language`` and ``license`` go on the model card); ``backend``
+    only as ``"torch"`` (ONNX goes through ``fastrank export`` and ``Reranker``).
     """
 
     score_batch_size = 32  # pairs per forward pass inside score() (training); predict() takes batch_size
@@ -284,10 +285,15 @@ class CrossEncoder(torch.nn.Module):
         tokenizer_kwargs: dict[str, Any] | None = None,
         config_kwargs: dict[str, Any] | None = None,
         model_card_data: Any = None,
+        backend: str = "torch",
     ) -> None:
         super().__init__()
         from transformers import AutoTokenizer
 
+        if backend != "torch":
+            raise ValueError(f"CrossEncoder runs PyTorch only (backend='torch'), got backend={backend!r}: for ONNX, "
+                             "export the model (fastrank export MODEL --out DIR) and score it with "
+                             "fastrank.Reranker(DIR), which is verified against this model")
         num_labels = _check_num_labels(num_labels)
         activation = _activation_arg(activation, activation_fn)
         model_kwargs = dict(model_kwargs or {})

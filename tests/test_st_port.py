@@ -72,6 +72,8 @@ def test_attributes_and_constructor_keywords(tiny_model_dir):
     model.max_seq_length = 32
     model.activation_fn = torch.nn.Sigmoid()
     assert model.max_length == 32 and model.activation == "sigmoid"
+    with pytest.raises(ValueError, match=r"runs PyTorch only .* score it with fastrank.Reranker\(DIR\)"):
+        CrossEncoder(tiny_model_dir, device="cpu", backend="onnx")
     with pytest.raises(ValueError, match="give the weight dtype once"):
         CrossEncoder(tiny_model_dir, device="cpu", dtype="float16", model_kwargs={"torch_dtype": torch.bfloat16})
 
