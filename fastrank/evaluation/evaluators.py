@@ -36,6 +36,7 @@ from fastrank.evaluation.metrics import (
     DEFAULT_KS,
     TIE_POLICY,
     default_metrics,
+    discounts,
     evaluate_rankings,
     parse_metric,
     parse_metrics,
@@ -158,8 +159,7 @@ def _normalize_sample(sample: Any, where: str, always_rerank_positives: bool = T
 
 def _idcg(num_relevant: int, k: int | None) -> float:
     """Ideal DCG of ``num_relevant`` binary-relevant documents cut at ``k`` (None = no cut-off)."""
-    n = num_relevant if k is None else min(num_relevant, k)
-    return float(np.sum(1.0 / np.log2(np.arange(2, n + 2))))
+    return float(np.sum(discounts(num_relevant if k is None else min(num_relevant, k))))
 
 
 def _with_missing(metric: str, value: float, retrieved: int, missing: int) -> float:

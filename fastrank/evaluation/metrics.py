@@ -167,15 +167,20 @@ def reciprocal_rank(ranked_labels: np.ndarray, k: int | None = None) -> float:
     return 1.0 / (int(np.argmax(rel)) + 1)
 
 
+def discounts(n: int) -> np.ndarray:
+    """NDCG's position discounts 1 / log2(rank + 1) for ranks 1..n."""
+    return 1.0 / np.log2(np.arange(2, n + 2))
+
+
 def ndcg(ranked_labels: np.ndarray, k: int | None = None) -> float:
     """DCG@k / ideal DCG@k with gain max(label, 0) and discount 1 / log2(rank + 1)."""
     gains = np.clip(np.asarray(ranked_labels, dtype=np.float64), 0.0, None)
     ideal = _cut(np.sort(gains)[::-1], k)
-    discounts = 1.0 / np.log2(np.arange(2, ideal.size + 2))
-    idcg = float(np.sum(ideal * discounts))
+    discount = discounts(ideal.size)
+    idcg = float(np.sum(ideal * discount))
     if idcg == 0.0:
         return 0.0
-    return float(np.sum(_cut(gains, k) * discounts) / idcg)
+    return float(np.sum(_cut(gains, k) * discount) / idcg)
 
 
 def recall(ranked_labels: np.ndarray, k: int | None = None) -> float:
