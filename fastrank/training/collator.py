@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -34,10 +34,13 @@ class CrossEncoderCollator:
         return batch
 
 
-def row_length(row: dict[str, Any], text_columns: Sequence[str]) -> int:
-    """Characters of text in a row: the key for length-grouped batching."""
-    total = 0
+def row_text_items(row: dict[str, Any], text_columns: Sequence[str]) -> Iterator[Any]:
+    """Every text of a row, column by column (a list column gives each of its texts)."""
     for c in text_columns:
         v = row[c]
-        total += sum(len(x) for x in v) if isinstance(v, list) else len(v)
-    return total
+        yield from (v if isinstance(v, list) else (v,))
+
+
+def row_length(row: dict[str, Any], text_columns: Sequence[str]) -> int:
+    """Characters of text in a row: the key for length-grouped batching."""
+    return sum(len(text) for text in row_text_items(row, text_columns))

@@ -9,17 +9,12 @@ from typing import Any
 import torch
 from torch.utils.data import Sampler
 
+from fastrank.training.collator import row_text_items
+
 
 def row_texts(row: dict[str, Any], text_columns: Sequence[str]) -> frozenset[str]:
     """Every text of a row, across its text columns (list columns contribute each of their texts)."""
-    texts: set[str] = set()
-    for c in text_columns:
-        v = row[c]
-        if isinstance(v, list):
-            texts.update(str(x) for x in v)
-        else:
-            texts.add(str(v))
-    return frozenset(texts)
+    return frozenset(str(text) for text in row_text_items(row, text_columns))
 
 
 class NoDuplicatesSampler(Sampler[int]):
