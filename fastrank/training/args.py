@@ -7,6 +7,8 @@ from typing import Any
 
 from transformers import TrainingArguments
 
+from fastrank.training.recipe import check_warmup_ratio
+
 BATCH_SAMPLERS = ("batch_sampler", "no_duplicates", "no_duplicates_hashed")
 MULTI_DATASET_BATCH_SAMPLERS = ("proportional", "round_robin")
 
@@ -70,9 +72,7 @@ class CrossEncoderTrainingArguments(TrainingArguments):
         """Map or refuse the arguments sentence-transformers' CrossEncoderTrainingArguments adds."""
         if self.warmup_ratio is not None:
             ratio = self.warmup_ratio
-            if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
-                raise ValueError(f"warmup_ratio must be a fraction of the optimizer steps in [0, 1), e.g. 0.1 = the "
-                                 f"first 10% of the steps warm up; got {ratio!r}")
+            check_warmup_ratio(ratio)
             if self.warmup_steps != 0:
                 raise ValueError(f"set either warmup_ratio ({ratio}) or warmup_steps ({self.warmup_steps}), not both; "
                                  "warmup_steps below 1 is itself read as a fraction of the optimizer steps")

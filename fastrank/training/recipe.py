@@ -76,8 +76,7 @@ class TrainConfig:
         _check_number("lr", self.lr, "a finite number > 0, e.g. 1e-4", low=0.0)
         _check_number("weight_decay", self.weight_decay, "a finite number >= 0 (0 = no weight decay)", low=0.0,
                       low_ok=True)
-        _check_number("warmup_ratio", self.warmup_ratio, "a fraction of the optimizer steps in [0, 1), e.g. 0.1 "
-                      "= the first 10% of the steps warm the learning rate up", low=0.0, low_ok=True, high=1.0)
+        check_warmup_ratio(self.warmup_ratio)
         if not is_integer(self.batch_size) or self.batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
         if self.max_documents is not None and (not is_integer(self.max_documents) or self.max_documents < 1):
@@ -101,6 +100,12 @@ class TrainConfig:
         if self.bf16 not in ("auto", "true", "false", True, False):
             raise ValueError(f"bf16 must be 'auto', 'true' or 'false', got {self.bf16!r}")
         return cpu_supports_bf16() if self.bf16 == "auto" else self.bf16 in ("true", True)
+
+
+def check_warmup_ratio(value: Any) -> None:
+    """ValueError unless ``value`` is a warmup fraction in [0, 1) (TrainConfig and CrossEncoderTrainingArguments)."""
+    _check_number("warmup_ratio", value, "a fraction of the optimizer steps in [0, 1), e.g. 0.1 = the first 10% of "
+                  "the steps warm the learning rate up", low=0.0, low_ok=True, high=1.0)
 
 
 def _check_number(name: str, value: Any, accepted: str, *, low: float, low_ok: bool = False,
