@@ -591,9 +591,7 @@ def test_no_duplicates_batches_repeat_no_text_and_train_mnrl(tiny_model_dir, tmp
     plain, distinct = batches("batch_sampler"), batches(BatchSamplers.NO_DUPLICATES)
     assert any(repeats(b) for b in plain)
     assert sorted(r for b in distinct for r in b) == sorted(zip(*[ds[c] for c in ds.column_names]))
-    full = [b for b in distinct if len(b) == 4]
-    assert len(full) >= 12 and not any(repeats(b) for b in full)
-    assert all(not repeats(b) for b in distinct[:len(full)])  # full batches come first, leftovers last
+    assert [len(b) for b in distinct] == [4] * 15 and not any(repeats(b) for b in distinct)
 
 
 def test_sentence_transformers_trainer_keywords(tiny_model_dir, tmp_path, caplog):
@@ -653,3 +651,41 @@ def test_multi_dataset_training_is_refused_with_what_to_do(tiny_model_dir, tmp_p
             CrossEncoderTrainer(model=model, train_dataset=both, loss=loss)
     with pytest.raises(ValueError, match=r"dict of datasets \['qa'\] or a dict of losses"):
         CrossEncoderTrainer(model=model, train_dataset=ds, loss={"qa": MSELoss(model)})
+
+
+def _extra_copies(rows, order, size) -> int:
+    from collections import Counter
+
+    return sum(c - 1 for i in range(0, len(order), size)
+               for c in Counter(t for j in order[i:i + size] for t in rows[j]).values() if c > 1)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_no_duplicates_sampler_spreads_repeated_queries_over_full_batches(seed):
+    import torch
+
+    from fastrank.training.sampler import NoDuplicatesSampler
+
+    # 20 queries x 8 positives, batches of 16: 10 batches, each query fits in 8 of them, so no batch needs a repeat
+    # (greedy filling, as sentence-transformers does, strands rows of the same query at the epoch's end).
+    rows = [frozenset([f"q{q}", f"d{q}-{k}"]) for q in range(20) for k in range(8)]
+    sampler = NoDuplicatesSampler(rows, 16, torch.Generator().manual_seed(seed))
+    order = list(sampler)
+    assert sorted(order) == list(range(len(rows))) and len(sampler) == len(rows)
+    assert _extra_copies(rows, order, 16) == 0
+    assert order == list(NoDuplicatesSampler(rows, 16, torch.Generator().manual_seed(seed)))  # seeded: repeatable
+    assert order != list(sampler)  # a new epoch, a new order
+
+
+def test_no_duplicates_sampler_repeats_only_what_must_repeat():
+    import torch
+
+    from fastrank.training.sampler import NoDuplicatesSampler
+
+    # query 0 has 30 rows but there are only 7 batches (50 rows, size 8, the last batch short): it must repeat
+    # at least 30 - 7 = 23 times; every other text fits.
+    rows = [frozenset(["q0", f"a{k}"]) for k in range(30)] + [frozenset([f"q{k + 1}", f"b{k}"]) for k in range(20)]
+    order = list(NoDuplicatesSampler(rows, 8, torch.Generator().manual_seed(0)))
+    assert sorted(order) == list(range(50))
+    assert _extra_copies(rows, order, 8) == 23
+    assert NoDuplicatesSampler([], 8).plan() == []

@@ -33,9 +33,10 @@ class CrossEncoderTrainingArguments(TrainingArguments):
     - ``warmup_ratio``: a fraction of the optimizer steps in [0, 1), stored as ``warmup_steps`` (transformers 5
       reads a ``warmup_steps`` below 1 as that fraction), as sentence-transformers does. Set one of the two.
     - ``batch_sampler``: ``"batch_sampler"`` (default) or ``"no_duplicates"`` (``BatchSamplers.NO_DUPLICATES``;
-      ``"no_duplicates_hashed"`` is taken as the same): every full batch has no text twice, across its text
-      columns, so in-batch negatives (MultipleNegativesRankingLoss) are never copies of the positive. It
-      shuffles without length grouping.
+      ``"no_duplicates_hashed"`` is taken as the same): no batch has a text twice, across its text columns,
+      so in-batch negatives (MultipleNegativesRankingLoss) are not copies of the positive; only a text in more
+      rows than an epoch has batches must repeat. Batches stay full (sentence-transformers' end an epoch short).
+      It shuffles without length grouping.
     - ``multi_dataset_batch_sampler``: accepted for compatibility; only matters for multi-dataset training,
       which fastrank does not support.
     - ``prompts``, ``router_mapping``, ``learning_rate_mapping``: accepted only empty (unsupported).

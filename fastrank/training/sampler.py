@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import deque
+import random
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -10,6 +11,10 @@ import torch
 from torch.utils.data import Sampler
 
 from fastrank.training.collator import row_text_items
+
+# How many open batches one row may try before it goes where it must repeat a text (keeps an epoch's plan
+# linear in the rows when some text is in more rows than there are batches).
+MAX_PROBES = 2000
 
 
 def row_texts(row: dict[str, Any], text_columns: Sequence[str]) -> frozenset[str]:
@@ -20,9 +25,12 @@ def row_texts(row: dict[str, Any], text_columns: Sequence[str]) -> frozenset[str
 class NoDuplicatesSampler(Sampler[int]):
     """A shuffled order of all rows in which every consecutive ``batch_size`` chunk repeats no text.
 
-    Rows are taken in random order; a row sharing a text (in any text column) with the batch being filled is
-    deferred to a later batch. Rows left over when no duplicate-free full batch can be formed come last, so only
-    the epoch's final batch(es) can repeat a text. Yields each row exactly once, so epoch lengths are unchanged.
+    Each epoch plans its batches before yielding: rows whose texts recur most are placed first, each into a
+    random batch that has room and none of its texts, so rows sharing a query spread over different batches.
+    Every batch is full (only the last may be short, as with plain batching) and every row comes exactly once,
+    so epoch lengths are unchanged. A text in more rows than there are batches must repeat somewhere; only
+    then (or after ``MAX_PROBES`` tries) does a batch get a text twice. sentence-transformers' sampler fills
+    batches greedily instead and ends an epoch with short batches.
     """
 
     def __init__(self, rows: Sequence[frozenset[str]], batch_size: int, generator: torch.Generator | None = None):
@@ -34,17 +42,78 @@ class NoDuplicatesSampler(Sampler[int]):
         return len(self.rows)
 
     def __iter__(self) -> Iterator[int]:
-        remaining = deque(torch.randperm(len(self.rows), generator=self.generator).tolist())
-        while remaining:
-            batch: list[int] = []
-            seen: set[str] = set()
-            skipped: list[int] = []
-            while remaining and len(batch) < self.batch_size:
-                index = remaining.popleft()
-                if seen.isdisjoint(self.rows[index]):
-                    batch.append(index)
-                    seen.update(self.rows[index])
-                else:
-                    skipped.append(index)
-            remaining.extendleft(reversed(skipped))
+        for batch in self.plan():
             yield from batch
+
+    def plan(self) -> list[list[int]]:
+        """This epoch's batches (drawn from ``generator``, or torch's global RNG as the Trainer seeds it)."""
+        n, size = len(self.rows), self.batch_size
+        if n == 0:
+            return []
+        rng = random.Random(int(torch.randint(2**62, (1,), generator=self.generator)))
+        order = torch.randperm(n, generator=self.generator).tolist()
+        counts = Counter(text for row in self.rows for text in row)
+        top = [max(row, key=lambda t: (counts[t], t), default="") for row in self.rows]
+        first_seen: dict[str, int] = {}
+        for rank, index in enumerate(order):
+            first_seen.setdefault(top[index], rank)
+        # the rows of the most repeated text first, all together, then the next text's: random among equals
+        order.sort(key=lambda i: (-counts[top[i]] if top[i] else 0, first_seen[top[i]]))
+        num_batches = -(-n // size)
+        capacity = [size] * (num_batches - 1) + [n - size * (num_batches - 1)]
+        batches: list[list[int]] = [[] for _ in range(num_batches)]
+        texts: list[set[str]] = [set() for _ in range(num_batches)]
+        by_fill = _FillLevels(num_batches, size)
+        for index in order:
+            row = self.rows[index]
+            batch = by_fill.least_filled_without(row, texts, rng)
+            batches[batch].append(index)
+            texts[batch].update(row)
+            by_fill.filled_one(batch, done=len(batches[batch]) == capacity[batch])
+        last = batches.pop()
+        rng.shuffle(batches)
+        for batch in batches + [last]:
+            rng.shuffle(batch)
+        return batches + [last]
+
+
+class _FillLevels:
+    """Open batches bucketed by how many rows they hold, to find the emptiest batch a row fits in."""
+
+    def __init__(self, num_batches: int, size: int):
+        self.levels: list[list[int]] = [list(range(num_batches))] + [[] for _ in range(size)]
+        self.fill = [0] * num_batches
+        self.position = list(range(num_batches))
+
+    def least_filled_without(self, row: frozenset[str], texts: list[set[str]], rng: random.Random) -> int:
+        """A random batch among the emptiest that share no text with ``row``; the emptiest batch if none does
+        (within ``MAX_PROBES`` tries)."""
+        probes = 0
+        fallback = None
+        for level in self.levels:
+            if not level:
+                continue
+            start = rng.randrange(len(level))
+            if fallback is None:
+                fallback = level[start]
+            for k in range(len(level)):
+                batch = level[(start + k) % len(level)]
+                if texts[batch].isdisjoint(row):
+                    return batch
+                probes += 1
+                if probes >= MAX_PROBES:
+                    return fallback
+        assert fallback is not None, "no open batch left"
+        return fallback
+
+    def filled_one(self, batch: int, done: bool) -> None:
+        """Move ``batch`` one level up (or out, once full)."""
+        level = self.levels[self.fill[batch]]
+        moved = level[-1]
+        level[self.position[batch]] = moved
+        self.position[moved] = self.position[batch]
+        level.pop()
+        self.fill[batch] += 1
+        if not done:
+            self.position[batch] = len(self.levels[self.fill[batch]])
+            self.levels[self.fill[batch]].append(batch)
