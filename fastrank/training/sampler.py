@@ -64,10 +64,13 @@ class NoDuplicatesSampler(Sampler[int]):
         batches: list[list[int]] = [[] for _ in range(num_batches)]
         texts: list[set[str]] = [set() for _ in range(num_batches)]
         by_fill = _FillLevels(num_batches, size)
+        spread: Counter[str] = Counter()  # how many batches hold each text
         for index in order:
             row = self.rows[index]
-            batch = by_fill.least_filled_without(row, texts, rng)
+            everywhere = any(spread[text] >= num_batches for text in row)  # must repeat: skip the search
+            batch = by_fill.least_filled_without(row, texts, rng, search=not everywhere)
             batches[batch].append(index)
+            spread.update(row - texts[batch])
             texts[batch].update(row)
             by_fill.filled_one(batch, done=len(batches[batch]) == capacity[batch])
         last = batches.pop()
@@ -85,9 +88,10 @@ class _FillLevels:
         self.fill = [0] * num_batches
         self.position = list(range(num_batches))
 
-    def least_filled_without(self, row: frozenset[str], texts: list[set[str]], rng: random.Random) -> int:
+    def least_filled_without(self, row: frozenset[str], texts: list[set[str]], rng: random.Random,
+                             search: bool = True) -> int:
         """A random batch among the emptiest that share no text with ``row``; the emptiest batch if none does
-        (within ``MAX_PROBES`` tries)."""
+        (within ``MAX_PROBES`` tries) or ``search`` is off."""
         probes = 0
         fallback = None
         for level in self.levels:
@@ -96,6 +100,8 @@ class _FillLevels:
             start = rng.randrange(len(level))
             if fallback is None:
                 fallback = level[start]
+                if not search:
+                    return fallback
             for k in range(len(level)):
                 batch = level[(start + k) % len(level)]
                 if texts[batch].isdisjoint(row):
