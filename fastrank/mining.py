@@ -185,6 +185,8 @@ def mine_hard_negatives(
     if min_score is not None and max_score is not None and min_score > max_score:
         raise ValueError(f"min_score ({min_score}) is above max_score ({max_score}): no similarity is in between")
     check_margins(relative_margin, absolute_margin)
+    if teacher is not None:
+        check_teacher(teacher)
     groups = _check_groups(groups)
     if isinstance(corpus, (str, bytes)):
         raise TypeError(f"corpus must be a list of documents, got a single {type(corpus).__name__}; wrap it: [text]")
@@ -260,10 +262,26 @@ def mine_hard_negatives(
     return MiningResult(out, stats)
 
 
+_ONE_LOGIT = ("distillation scores need a teacher with one output logit (a model trained with bce, mse, a listwise "
+              "or a pairwise loss, not ce)")
+
+
+def check_teacher(teacher) -> None:
+    """Refuse a teacher with several output labels (a ``--loss ce`` classifier) before any work is done:
+    distillation needs one logit per document."""
+    labels = getattr(teacher, "num_labels", 1)
+    if labels != 1:
+        raise ValueError(f"the teacher has {labels} output labels; {_ONE_LOGIT}")
+
+
 def attach_teacher_scores(groups: Sequence[QueryGroup], teacher) -> None:
     """Set every group's ``scores`` to ``teacher``'s raw scores (anything with ``predict(pairs)``), in place."""
+    check_teacher(teacher)
     pairs = [(g.query, d) for g in groups for d in g.documents]
-    flat = np.asarray(teacher.predict(pairs, activation="identity"), dtype=np.float64).reshape(-1)
+    raw = np.asarray(teacher.predict(pairs, activation="identity"), dtype=np.float64)
+    if raw.size != len(pairs):
+        raise ValueError(f"the teacher gave scores of shape {raw.shape} for {len(pairs)} pairs; {_ONE_LOGIT}")
+    flat = raw.reshape(-1)
     pos = 0
     for g in groups:
         g.scores = [float(x) for x in flat[pos : pos + len(g.documents)]]

@@ -119,6 +119,30 @@ def test_teacher_scores_are_attached():
     assert res.groups[0].scores == [7.0, 7.0]
 
 
+def test_a_teacher_with_several_labels_is_refused_before_mining(tiny_model_factory):
+    from fastrank import CrossEncoder
+    from fastrank.mining import attach_teacher_scores
+
+    class Classifier:  # three class logits per pair: spreading them over the documents gave wrong scores
+        num_labels = 3
+
+        def predict(self, pairs, activation=None):
+            raise AssertionError("mining should stop before scoring")
+
+    with pytest.raises(ValueError, match="teacher has 3 output labels; distillation scores need"):
+        mine_hard_negatives(_groups(), FakeEmbedder(), CORPUS, num_negatives=1, teacher=Classifier(), use_faiss=False)
+    ce = CrossEncoder(tiny_model_factory(4), device="cpu")
+    with pytest.raises(ValueError, match="teacher has 4 output labels"):
+        attach_teacher_scores(_groups(), ce)
+
+    class Unlabelled:  # no num_labels: the shape of its scores is checked instead
+        def predict(self, pairs, activation=None):
+            return np.zeros((len(pairs), 2), dtype=np.float32)
+
+    with pytest.raises(ValueError, match=r"shape \(\d+, 2\) for \d+ pairs"):
+        attach_teacher_scores(_groups(), Unlabelled())
+
+
 def test_numpy_search_matches_brute_force():
     rng = np.random.default_rng(0)
     q, c = rng.normal(size=(5, 8)).astype(np.float32), rng.normal(size=(40, 8)).astype(np.float32)

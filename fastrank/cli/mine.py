@@ -21,12 +21,21 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
     from fastrank.data import read_corpus, read_groups, write_groups
     from fastrank.embedding import EmbeddingModel
     from fastrank.io import check_dir_path, check_output_file
-    from fastrank.mining import ANSWER_MARGIN, add_answer_negatives, attach_teacher_scores, mine_hard_negatives
+    from fastrank.mining import (
+        ANSWER_MARGIN,
+        add_answer_negatives,
+        attach_teacher_scores,
+        check_teacher,
+        mine_hard_negatives,
+    )
     from fastrank.model import DEFAULT_BASE, CrossEncoder
 
     check_output_file(out, [data, *(corpus or [])], "--out")  # before mining, and never over an input
     if options.get("cache_dir"):
         check_dir_path(options["cache_dir"], "--cache-dir")
+    scorer = CrossEncoder(teacher) if teacher else None
+    if scorer is not None:
+        check_teacher(scorer)
     groups = read_groups(data)
     docs = [d for path in corpus for d in read_corpus(path)] if corpus else None
     model = EmbeddingModel(embedding_model or DEFAULT_BASE)
@@ -39,8 +48,8 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
                                        else options["relative_margin"],
                                        show_progress_bar=options.get("show_progress_bar"))
         result, stats = answers, {**stats, **answers.stats}
-    if teacher:
-        attach_teacher_scores(result.groups, CrossEncoder(teacher))
+    if scorer is not None:
+        attach_teacher_scores(result.groups, scorer)
     seconds = time.perf_counter() - start
     write_groups(result.groups, out)
     return {"output": out, "queries": len(result.groups), "seconds": round(seconds, 1),
