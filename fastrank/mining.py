@@ -207,7 +207,12 @@ def mine_hard_negatives(
         docs += missing
     stats["positives_added_to_corpus"] = len(missing)
     window = (range_max if range_max is not None else len(docs))
-    needed = window + max(len(g.positives) for g in usable)
+    # the search skips a query's positives (and, kept, its own negatives) without counting them: look past them
+    answers: dict[str, set[str]] = {}  # every positive of a query text: no negative for a twin query of that text
+    for g in usable:
+        answers.setdefault(g.query, set()).update(document_key(p) for p in g.positives)
+    needed = window + max(len(answers[g.query]) + (len(g.negatives) if keep_original_negatives else 0)
+                          for g in usable)
     if len(docs) < window:
         logger.warning("corpus has %d documents, fewer than range_max=%d: searching all of it", len(docs), window)
         stats["range_max_clamped_to"] = len(docs)
@@ -222,9 +227,9 @@ def mine_hard_negatives(
     out: list[QueryGroup] = []
     dropped_margin = short = 0
     for qi, g in enumerate(usable):
-        positives = {document_key(p) for p in g.positives}
+        positives = answers[g.query]
         own = {document_key(d) for d in g.negatives} if keep_original_negatives else set()  # kept anyway: mine others
-        pos_sims = [float(query_emb[qi] @ corpus_emb[doc_index[p]]) for p in positives]
+        pos_sims = [float(query_emb[qi] @ corpus_emb[doc_index[document_key(p)]]) for p in g.positives]
         floor = min(pos_sims)
         candidates = []
         rank = 0

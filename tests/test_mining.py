@@ -103,6 +103,22 @@ def test_kept_negatives_are_not_mined_again_and_positives_keep_their_grades():
     assert g.labels == [2.0, 1.0, 0.0, 0.0, 0.0, 0.0] and res.stats["queries_with_fewer_negatives"] == 0
 
 
+def test_a_positive_of_the_same_query_text_is_not_mined_for_its_twin():
+    groups = [QueryGroup("q-1", ["d9-doc"], [1.0], "A"), QueryGroup("q-1", ["d3-doc"], [1.0], "B")]
+    res = mine_hard_negatives(groups, FakeEmbedder(), CORPUS, num_negatives=2, use_faiss=False)
+    assert [g.documents for g in res.groups] == [["d9-doc", "d8-doc", "d7-doc"], ["d3-doc", "d8-doc", "d7-doc"]]
+    assert [g.query_id for g in res.groups] == ["A", "B"]
+
+
+def test_kept_negatives_do_not_use_up_the_search_window():
+    # the query's own negatives are the corpus's top three; the window of 3 ranks counts only new candidates
+    groups = [QueryGroup("q-1", ["d0-doc", "d9-doc", "d8-doc", "d7-doc"], [1.0, 0.0, 0.0, 0.0], "1")]
+    res = mine_hard_negatives(groups, FakeEmbedder(), CORPUS, num_negatives=3, range_max=3, use_faiss=False,
+                              keep_original_negatives=True)
+    assert res.groups[0].documents == ["d0-doc", "d9-doc", "d8-doc", "d7-doc", "d6-doc", "d5-doc", "d4-doc"]
+    assert res.stats["queries_with_fewer_negatives"] == 0
+
+
 def test_small_corpus_gives_fewer_negatives_and_says_so(caplog):
     res = mine_hard_negatives(_groups(), FakeEmbedder(), CORPUS[:3], num_negatives=5, use_faiss=False)
     assert res.groups[0].documents[1:] == ["d2-doc", "d1-doc", "d0-doc"]

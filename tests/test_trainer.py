@@ -178,6 +178,35 @@ def test_mined_negatives_are_added_to_the_training_lists(toy_data, tiny_model_di
     assert answers["mining"]["answer_negatives_added"] == 96 * 3 and answers["mining"]["answer_pool"] == len(WORDS)
 
 
+def test_mined_negatives_go_to_their_own_query_when_two_share_a_text(toy_data, tiny_model_dir, tmp_path,
+                                                                      monkeypatch):
+    import fastrank.embedding
+    from fastrank.data import QueryGroup
+    from fastrank.training.recipe import _add_mined_negatives
+
+    class Embedder:  # queries and answers ("wrote") at similarity 1, every other text at 0.6
+        name_or_path, max_length, pooling, normalize, dimension = "flat", 8, "mean", True, 2
+
+        def __init__(self, *a, **k):
+            pass
+
+        def encode(self, texts, batch_size=64, show_progress_bar=None):
+            return np.asarray([[1.0, 0.0] if "wrote" in t else [0.6, 0.8] for t in texts], dtype=np.float32)
+
+    monkeypatch.setattr(fastrank.embedding, "EmbeddingModel", Embedder)
+    groups = [QueryGroup("who wrote it", ["Alice wrote it", "a"], [1.0, 0.0], "A"),
+              QueryGroup("no positive here", ["x"], [0.0], "N"),
+              QueryGroup("who wrote it", ["Bob wrote it", "b"], [1.0, 0.0], "B")]
+    _add_mined_negatives(groups, _config(toy_data, tiny_model_dir, tmp_path / "m", mine_negatives=1))
+    assert [g.query_id for g in groups] == ["A", "N", "B"]
+    assert groups[0].positives == ["Alice wrote it"] and groups[2].positives == ["Bob wrote it"]
+    assert groups[0].documents[:2] == ["Alice wrote it", "a"] and len(groups[0].documents) == 3
+    assert groups[2].documents[:2] == ["Bob wrote it", "b"] and len(groups[2].documents) == 3
+    assert groups[1].documents == ["x"]
+    # a positive of the same query text is no negative for its twin (it is the likeliest false negative)
+    assert "Alice wrote it" not in groups[2].documents and "Bob wrote it" not in groups[0].documents
+
+
 def test_first_stage_prior_changes_training_and_is_recorded(toy_data, tiny_model_dir, tmp_path):
     from fastrank import CrossEncoder
     from fastrank.training.recipe import train

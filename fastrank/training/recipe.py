@@ -173,10 +173,11 @@ def _add_mined_negatives(groups: list, config: TrainConfig) -> dict[str, Any]:
 
     result = mine_hard_negatives(groups, EmbeddingModel(), None, num_negatives=config.mine_negatives,
                                  keep_original_negatives=True, seed=config.seed, **config.mining_options)
-    mined = {g.query: g for g in result.groups}
+    mined = iter(result.groups)  # one per group with a positive, in order (two queries may share a text)
     for g in groups:
-        if g.query in mined:
-            g.documents, g.labels = mined[g.query].documents, mined[g.query].labels
+        if g.positives:
+            m = next(mined)
+            g.documents, g.labels = m.documents, m.labels
     return result.stats
 
 
