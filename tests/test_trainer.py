@@ -718,3 +718,41 @@ def test_no_duplicates_sampler_repeats_only_what_must_repeat():
     assert sorted(order) == list(range(50))
     assert _extra_copies(rows, order, 8) == 23
     assert NoDuplicatesSampler([], 8).plan() == []
+
+
+def test_bf16_training_leaves_a_full_precision_model_and_evaluates_it(tiny_model_dir, tmp_path):
+    import datasets
+    import torch
+
+    from fastrank import CrossEncoder
+    from fastrank.training import CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    model = CrossEncoder(tiny_model_dir, device="cpu", max_length=32)
+    pairs = [(f"what is {w}", f"the {w} is a thing of {WORDS[(i * 7) % len(WORDS)]}") for i, w in enumerate(WORDS)]
+
+    def fp32_logits() -> np.ndarray:  # the inner Hugging Face model in fp32, which mixed precision never wraps
+        features = model.tokenizer([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation=True,
+                                   max_length=32, return_tensors="pt")
+        was_training = model.model.training
+        model.model.eval()  # no dropout, as predict
+        try:
+            with torch.no_grad():
+                return model.model(**features).logits[:, 0].float().numpy()
+        finally:
+            model.model.train(was_training)
+
+    seen: list[float] = []
+
+    def evaluator(m) -> dict[str, float]:
+        seen.append(float(np.abs(m.predict(pairs, activation="identity") - fp32_logits()).max()))
+        return {"score": 0.0}
+
+    ds = datasets.Dataset.from_dict({"query": [q for q, _ in pairs], "document": [d for _, d in pairs],
+                                     "label": [float(i % 2) for i in range(len(pairs))]})
+    args = CrossEncoderTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, num_train_epochs=1,
+                                         save_strategy="no", eval_strategy="epoch", disable_tqdm=True, bf16=True,
+                                         use_cpu=True, learning_rate=1e-3)
+    CrossEncoderTrainer(model=model, args=args, train_dataset=ds, evaluator=evaluator).train()
+    after = float(np.abs(model.predict(pairs, activation="identity") - fp32_logits()).max())
+    # bf16 autocast scores were up to ~1e-2 off; full precision agrees to float rounding
+    assert seen and max(seen) < 1e-5 and after < 1e-5

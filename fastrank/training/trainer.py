@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,23 @@ _FORMAT_COLUMNS = {
     "lists": "query, documents, labels",
     "distillation": "query, documents, scores (or query, positive, negative, label for MarginMSE)",
 }
+
+
+@contextmanager
+def _full_precision(model: torch.nn.Module) -> Iterator[None]:
+    """Score with the model's own forward: under bf16/fp16 training accelerate replaces ``model.forward`` with an
+    autocast wrapper, and an evaluator would judge a half-precision model instead of the fp32 one that is saved
+    (and that best-model selection keeps)."""
+    original = model.__dict__.get("_original_forward")
+    wrapped = model.__dict__.get("forward")
+    if original is None or wrapped is None:
+        yield
+        return
+    model.__dict__["forward"] = original
+    try:
+        yield
+    finally:
+        model.__dict__["forward"] = wrapped
 
 
 class _ModelView:
@@ -250,12 +268,22 @@ class CrossEncoderTrainer(Trainer):
             self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths
         )
 
+    def train(self, *args: Any, **kwargs: Any):
+        """``transformers.Trainer.train``; afterwards the model scores in full precision again (mixed-precision
+        training leaves an autocast wrapper on its forward, so ``predict`` would differ from the saved model)."""
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
+
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         metrics: dict[str, float] = {}
         if eval_dataset is not None or self.eval_dataset is not None:
             metrics.update(super().evaluate(eval_dataset, ignore_keys, metric_key_prefix))
         if self.evaluator is not None:
-            scores = self.evaluator(self.accelerator.unwrap_model(self.model))
+            inner = self.accelerator.unwrap_model(self.model)
+            with _full_precision(inner):
+                scores = self.evaluator(inner)
             scored = {f"{metric_key_prefix}_{k}": float(v) for k, v in scores.items()}
             scored["epoch"] = self.state.epoch
             self.log(scored)
