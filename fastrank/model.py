@@ -540,11 +540,11 @@ class CrossEncoder(torch.nn.Module):
         show_progress_bar: bool | None = None,
         activation_fn: Any = None,
     ) -> list[RankedDoc]:
-        """Score every document against ``query`` and return them best first (ties keep no input-order bias). Input
+        """Score every document against ``query`` and return them best first (ties keep the caller's order). Input
         is checked as ``Reranker.rerank`` checks it (a non-empty query, a list of strings or ``{"text", "title"}``
         mappings, ``top_k`` >= 0). Each result also reads as sentence-transformers' dict: ``r["corpus_id"]``,
         ``r["score"]``, ``r["text"]``."""
-        from fastrank.reranker import check_rerank_input, relevance
+        from fastrank.reranker import check_rerank_input, relevance, relevance_order
 
         activation = _activation_arg(activation, activation_fn)
         docs = check_rerank_input(query, documents, top_k)
@@ -553,7 +553,7 @@ class CrossEncoder(torch.nn.Module):
         logits = self.predict([(query, d) for d in docs], batch_size=batch_size, activation="identity",
                               show_progress_bar=show_progress_bar)
         scores = relevance(logits, activation or self.activation)
-        order = np.argsort(-scores, kind="stable")[:top_k]
+        order = np.argsort(-relevance_order(logits), kind="stable")[:top_k]
         return [
             RankedDoc(int(i), float(scores[i]), docs[i] if return_documents else None) for i in order
         ]

@@ -50,6 +50,18 @@ def relevance(logits: np.ndarray, activation: str) -> np.ndarray:
     return _activate(logits, "softmax")[:, -1]
 
 
+def relevance_order(logits: np.ndarray) -> np.ndarray:
+    """A sort key that orders pairs as ``relevance`` does but never saturates: a one-logit model's logit (every
+    activation is increasing), for several labels the last class's log-odds. fp32 sigmoid rounds every logit above
+    ~17 to 1.0 (and 12.0 and 12.004 to one value), which would tie documents the model tells apart."""
+    logits = np.asarray(logits, dtype=np.float64).reshape(len(logits), -1)
+    if logits.shape[1] == 1:
+        return logits[:, 0]
+    others = logits[:, :-1]
+    top = others.max(axis=1)
+    return logits[:, -1] - (top + np.log(np.exp(others - top[:, None]).sum(axis=1)))
+
+
 def artifact_encoder(path: Path, manifest: dict[str, Any]) -> PairEncoder:
     """The pair encoder of an exported artifact: its tokenizer.json with the manifest's max_length and pad id."""
     from tokenizers import Tokenizer
@@ -93,9 +105,10 @@ def check_rerank_input(query: str, documents: Sequence[Document], top_k: int | N
 
 
 def ranked(scores: np.ndarray, docs: Sequence[Document], top_k: int | None = None,
-           return_documents: bool = True) -> list[dict[str, Any]]:
-    """``[{"index", "score", "document"}]`` best first; ties keep the caller's order."""
-    order = np.argsort(-scores, kind="stable")[:top_k]
+           return_documents: bool = True, key: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """``[{"index", "score", "document"}]`` best first by ``key`` (default: the scores; ``relevance_order`` of the
+    logits keeps apart what rounded scores tie); ties keep the caller's order."""
+    order = np.argsort(-(scores if key is None else key), kind="stable")[:top_k]
     return [RankedDoc(int(i), float(scores[i]), docs[i] if return_documents else None).to_dict() for i in order]
 
 
@@ -305,10 +318,11 @@ class Reranker:
         first = check_fusion_input(first_stage_scores, len(docs), fusion_weight)  # checked even at weight 0
         if not docs:
             return []
-        scores = relevance(self.logits([(query, d) for d in docs]), self.activation)
+        logits = self.logits([(query, d) for d in docs])
+        scores = relevance(logits, self.activation)
         if fusion_weight:
-            scores = fuse_scores(scores, first, fusion_weight)
-        return ranked(scores, docs, top_k, return_documents)
+            return ranked(fuse_scores(scores, first, fusion_weight), docs, top_k, return_documents)
+        return ranked(scores, docs, top_k, return_documents, key=relevance_order(logits))
 
     def warmup(self) -> int:
         """Prepare the backend's shapes now (CUDA graphs per bucket, one run per TensorRT profile) so the first

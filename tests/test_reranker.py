@@ -410,3 +410,37 @@ def test_a_multi_class_model_ranks_by_its_last_class_everywhere(tiny_model_facto
         got = reranker.rerank(QUERY, docs)
         assert [r["index"] for r in got] == order
         np.testing.assert_allclose([r["score"] for r in got], want[order], atol=1e-5)
+
+
+def test_confident_models_rank_by_logits_not_by_saturated_scores(tiny_model_factory, tmp_path):
+    """Logits of 40-120 all give fp32 sigmoid 1.0: rank(), Reranker.rerank and the evaluator order by the logits
+    (the same order the activation gives where it does not saturate) instead of tying every document."""
+    import torch
+
+    from fastrank import CrossEncoder
+    from fastrank.evaluation import RerankingEvaluator
+    from fastrank.reranker import relevance, relevance_order
+
+    model = CrossEncoder(tiny_model_factory(1), device="cpu")
+    docs = ["paris is the capital", "berlin", "a glacier cave", "rome is old", "bread", "the capital of france"]
+    pairs = [(QUERY, d) for d in docs]
+    base = model.predict(pairs, activation="identity")
+    with torch.no_grad():  # stretch the head so logits spread over [40, 120] in the same order
+        head = model.model.classifier
+        scale = 80.0 / float(base.max() - base.min())
+        head.weight.mul_(scale)
+        head.bias.copy_(head.bias * scale + 40.0 - float(base.min()) * scale)
+    logits = model.predict(pairs, activation="identity")
+    assert logits.min() > 39 and np.all(model.predict(pairs) == 1.0)  # every sigmoid score rounds to 1.0
+    order = [int(i) for i in np.argsort(-logits, kind="stable")]
+    assert order != list(range(len(docs)))  # input order would be the tie-broken (wrong) answer
+    assert [r.index for r in model.rank(QUERY, docs)] == order
+    model.save(tmp_path / "confident")
+    assert [r["index"] for r in Reranker(str(tmp_path / "confident"), backend="torch").rerank(QUERY, docs)] == order
+    labels = [0.0] * len(docs)
+    labels[order[0]] = 1.0
+    result = RerankingEvaluator([{"query": QUERY, "documents": docs, "labels": labels}], ks=(10,)).evaluate(model)
+    assert result.metrics["map"] == 1.0  # tied scores put the positive last among equals: MAP 1/6
+    multi = np.array([[0.0, 0.0, 30.0], [0.0, 0.0, 31.0], [5.0, 0.0, 1.0]], dtype=np.float32)
+    assert np.all(relevance(multi, "identity")[:2] == 1.0)  # two saturated probabilities, told apart by log-odds
+    assert list(np.argsort(-relevance_order(multi), kind="stable")) == [1, 0, 2]

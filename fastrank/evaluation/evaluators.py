@@ -215,6 +215,20 @@ def _rank_metrics(scores: Sequence[np.ndarray], queries: Sequence[_Query], names
     )
 
 
+def _logits_keyword(predict: Any) -> dict[str, Any]:
+    """The keyword that makes ``predict`` return raw logits, if it takes one: ranking by logits keeps apart what fp32
+    sigmoid rounds to equal scores (every logit above ~17 becomes 1.0). fastrank's ``activation="identity"``,
+    sentence-transformers' ``activation_fn=Identity()``; other scorers are taken as they score."""
+    parameters = inspect.signature(predict).parameters
+    if "activation" in parameters:
+        return {"activation": "identity"}
+    if "activation_fn" in parameters:
+        import torch
+
+        return {"activation_fn": torch.nn.Identity()}
+    return {}
+
+
 def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -406,9 +420,8 @@ class RerankingEvaluator:
         start = time.perf_counter()
         multi_class = int(getattr(model, "num_labels", 1) or 1) > 1  # fastrank's, sentence-transformers' models
         if pairs:
-            takes = "activation" in inspect.signature(predict).parameters  # fastrank's; ST's gives logits already
-            kwargs = {"activation": "identity"} if multi_class and takes else {}  # relevance() takes the softmax
-            raw = predict(pairs, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar, **kwargs)
+            raw = predict(pairs, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar,
+                          **_logits_keyword(predict))
             all_scores = np.asarray(raw, dtype=np.float64)
         else:
             all_scores = np.zeros(0)
@@ -416,9 +429,9 @@ class RerankingEvaluator:
         if all_scores.ndim == 2 and all_scores.shape[1] == 1:
             all_scores = all_scores[:, 0]
         elif multi_class and all_scores.ndim == 2 and len(all_scores):
-            from fastrank.reranker import relevance
+            from fastrank.reranker import relevance_order
 
-            all_scores = relevance(all_scores, "identity").astype(np.float64)  # the last class's probability
+            all_scores = relevance_order(all_scores)  # the last class's log-odds: its probability's order
         if all_scores.shape != (len(pairs),):
             raise FastrankError(
                 f"{type(model).__name__}.predict returned shape {all_scores.shape} for {len(pairs)} pairs; reranking "
