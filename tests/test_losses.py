@@ -66,6 +66,7 @@ def list_scorer(scores: list[list[float]]) -> tuple[TableScorer, list[str], list
 # Lists of different lengths (2, 4, 3), no tied logits.
 LIST_SCORES = [[0.3, -0.8], [1.2, -0.4, 0.7, 2.1], [-1.5, 0.2, 0.9]]
 LIST_LABELS = [[1.0, 0.0], [2.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.5]]
+UNTIED_LABELS = [[1.0, 0.0], [2.0, 0.0, 1.0, 0.5], [0.0, 1.0, 0.5]]  # one label order each: ListMLE ties are random
 
 
 # ---------------------------------------------------------------------------------------------- hand-computed
@@ -184,13 +185,26 @@ def _plackett_luce(scores: list[float], weights: list[float]) -> float:
 def test_listmle_and_plistmle_match_formula(respect_input_order: bool) -> None:
     model, queries, docs = list_scorer(LIST_SCORES)
     ordered = [s if respect_input_order else [x for _, x in sorted(zip(y, s), key=lambda t: -t[0])]
-               for s, y in zip(LIST_SCORES, LIST_LABELS)]
+               for s, y in zip(LIST_SCORES, UNTIED_LABELS)]
     plain = sum(_plackett_luce(s, [1.0] * len(s)) for s in ordered) / 3
     position = [[2.0 ** (len(s) - r) - 1 for r in range(1, len(s) + 1)] for s in ordered]
     weighted = sum(_plackett_luce(s, [w / sum(ws) for w in ws]) for s, ws in zip(ordered, position)) / 3
     options = {"respect_input_order": respect_input_order}
-    assert ListMLELoss(model, **options)([queries, docs], LIST_LABELS).item() == pytest.approx(plain, rel=1e-6)
-    assert PListMLELoss(model, **options)([queries, docs], LIST_LABELS).item() == pytest.approx(weighted, rel=1e-6)
+    assert ListMLELoss(model, **options)([queries, docs], UNTIED_LABELS).item() == pytest.approx(plain, rel=1e-6)
+    assert PListMLELoss(model, **options)([queries, docs], UNTIED_LABELS).item() == pytest.approx(weighted, rel=1e-6)
+
+
+def test_listmle_orders_equal_labels_at_random_not_by_file_order() -> None:
+    """[pos, negA, negB] and [pos, negB, negA] are the same list: each call draws the order of the tied negatives
+    afresh, so both inputs give the same two loss values (a stable sort gave each its own: 1.5126 vs 1.4578 on
+    WikiQA-like scores), and the file order of negatives is nothing the model can learn."""
+    for cls in (ListMLELoss, PListMLELoss):
+        model, queries, docs = list_scorer([[0.3, -0.8, 0.5]])
+        swapped_model, _, swapped_docs = list_scorer([[0.3, 0.5, -0.8]])
+        torch.manual_seed(0)
+        seen = {round(cls(model)([queries, docs], [[1.0, 0.0, 0.0]]).item(), 6) for _ in range(40)}
+        swapped = {round(cls(swapped_model)([queries, swapped_docs], [[1.0, 0.0, 0.0]]).item(), 6) for _ in range(40)}
+        assert len(seen) == 2 and seen == swapped
 
 
 def test_listmle_default_ranks_by_labels_not_by_document_order() -> None:
@@ -281,13 +295,14 @@ def test_padded_batch_equals_weighted_mean_of_single_queries(case: str) -> None:
     """ListNet/ListMLE/PListMLE average queries; LambdaLoss/RankNet average pairs; MarginMSE averages margins."""
     build, weight_of = PADDING_CASES[case]
     model, queries, docs = list_scorer(LIST_SCORES)
+    labels = UNTIED_LABELS if "mle" in case else LIST_LABELS  # ListMLE draws a tie order per call
     loss = build(model)
-    batch = loss([queries, docs], LIST_LABELS)
+    batch = loss([queries, docs], labels)
     batch.backward()
     batch_grad = model.values.grad.clone()
     model.values.grad = None
-    weights = [weight_of(y) for y in LIST_LABELS]
-    singles = [loss([[q], [d]], [y]) for q, d, y in zip(queries, docs, LIST_LABELS)]
+    weights = [weight_of(y) for y in labels]
+    singles = [loss([[q], [d]], [y]) for q, d, y in zip(queries, docs, labels)]
     combined = sum(w * single for w, single in zip(weights, singles)) / sum(weights)
     combined.backward()
     assert batch.item() == pytest.approx(combined.item(), abs=1e-6)

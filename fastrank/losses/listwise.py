@@ -132,7 +132,7 @@ class PListMLELoss(_ListwiseLoss):
         activation_fn: applied to the logits before the loss (name or callable); defaults to identity.
         mini_batch_size: pairs scored per forward pass: None = as many as rows in the batch (as in
             sentence-transformers), ``<= 0`` = all at once.
-        respect_input_order: False (default): sort each list by label, highest first (ties keep input order);
+        respect_input_order: False (default): sort each list by label, highest first (ties in random order);
             True: the documents are already in relevance order and the labels only set the length.
             sentence-transformers defaults to True, but ``fastrank.data`` keeps documents in file order.
         lambda_weight: sentence-transformers' name for the position weights: a callable from the mask to weights
@@ -185,9 +185,8 @@ class PListMLELoss(_ListwiseLoss):
     def forward(self, inputs: Sequence[Any], labels: Any) -> Tensor:
         logits, targets, mask = self.score_batch(inputs, labels)
 
-        if not self.respect_input_order:  # padded entries sort last, so ``mask`` still marks the valid prefix
-            order = targets.masked_fill(~mask, -math.inf).argsort(dim=1, descending=True, stable=True)
-            logits = logits.gather(1, order)
+        if not self.respect_input_order:
+            logits = logits.gather(1, _label_order(targets, mask))
         scores = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
         log_normalizers = scores.flip(1).logcumsumexp(dim=1).flip(1)
         log_probs = logits - log_normalizers
@@ -195,6 +194,15 @@ class PListMLELoss(_ListwiseLoss):
             weights = (self.rank_discount_fn or self.default_rank_discount)(mask)
             log_probs = log_probs * weights / (weights.sum(dim=1, keepdim=True) + self.eps)
         return -log_probs.masked_fill(~mask, 0.0).sum(dim=1).mean()
+
+
+def _label_order(targets: Tensor, mask: Tensor) -> Tensor:
+    """Each row's positions by label, highest first, equal labels in a fresh random order (torch's RNG, which the
+    trainer seeds): a stable sort would teach the model the file order of equally labelled documents (WikiQA's
+    sentence order). Padded entries sort last, so ``mask`` still marks the valid prefix."""
+    shuffle = torch.rand(targets.shape, device=targets.device).argsort(dim=1)
+    shuffled = targets.gather(1, shuffle).masked_fill(~mask.gather(1, shuffle), -math.inf)
+    return shuffle.gather(1, shuffled.argsort(dim=1, descending=True, stable=True))
 
 
 class ListMLELoss(PListMLELoss):
@@ -207,7 +215,7 @@ class ListMLELoss(PListMLELoss):
         activation_fn: applied to the logits before the loss (name or callable); defaults to identity.
         mini_batch_size: pairs scored per forward pass: None = as many as rows in the batch (as in
             sentence-transformers), ``<= 0`` = all at once.
-        respect_input_order: False (default): sort each list by label, highest first (ties keep input order);
+        respect_input_order: False (default): sort each list by label, highest first (ties in random order);
             True: the documents are already in relevance order and the labels only set the length.
             sentence-transformers defaults to True, but ``fastrank.data`` keeps documents in file order.
 
