@@ -361,7 +361,10 @@ def test_labels_and_heads_that_do_not_fit_the_loss_fail_before_the_model_loads(t
         ({"loss": "ce", "data": str(three_classes), "base": str(two)}, LossConfigError,
          r"--loss ce: the data has 3 classes \(labels 0\.\.2\) but the base '.*' is a cross-encoder checkpoint with "
          r"2 label\(s\); train from a base model without a classification head"),
-        ({"loss": "ce", "base": str(tiny_model_dir)}, LossConfigError, r"checkpoint with 1 label\(s\)"),
+        ({"loss": "ce", "base": str(tiny_model_dir)}, LossConfigError, r"checkpoint with 1 label\(s\); train"),
+        ({"loss": "ce", "base": str(tiny_model_factory(4))}, LossConfigError,
+         r"the data has 2 classes \(labels 0\.\.1\) but the base .* with 4 label\(s\); the model ranks by its last "
+         r"class \(3\), which no label of the data would train; .* from a checkpoint with exactly 2 labels"),
         ({"loss": "listnet", "base": str(two)}, LossConfigError,
          "--loss listnet trains one relevance logit, but the base .* is a cross-encoder checkpoint with 2 labels; "
          "train its classes with --loss ce"),

@@ -238,9 +238,9 @@ def _class_count(groups: list, loss: str) -> int:
 
 
 def _num_labels(config: TrainConfig, groups: list) -> int:
-    """The label count to load the base with: 1 for the ranking losses; for a multi-class loss (ce) the data's class
-    count, or the base's own head when it already has enough classes. A base whose trained head does not fit is
-    refused here with what to do, not by transformers' size-mismatch error once the weights load."""
+    """The label count to load the base with: 1 for the ranking losses, the data's class count for a multi-class loss
+    (ce). A base whose trained head has another count is refused here with what to do, not by transformers'
+    size-mismatch error once the weights load (or, for a larger head, by ranking with a class never trained)."""
     from fastrank.losses import CrossEntropyLoss, loss_class
     from fastrank.model import load_config, resolve_model_path, trained_head_labels
 
@@ -249,14 +249,16 @@ def _num_labels(config: TrainConfig, groups: list) -> int:
     head = trained_head_labels(load_config(config.base, resolve_model_path(config.base)))  # a bad base fails here
     if head is None:
         return needed
-    if head >= needed if multi_class else head == needed:
+    if head == needed:
         return head
     if multi_class:
+        unused = (f"; the model ranks by its last class ({head - 1}), which no label of the data would train"
+                  if head > needed else "")
         raise LossConfigError(
             f"--loss {config.loss}: the data has {needed} classes (labels 0..{needed - 1}) but the base "
-            f"{config.base!r} is a cross-encoder checkpoint with {head} label(s); train from a base model without a "
-            f"classification head (e.g. {TrainConfig.base}), which gets a fresh {needed}-label head, or from a "
-            f"checkpoint with {needed} or more labels")
+            f"{config.base!r} is a cross-encoder checkpoint with {head} label(s){unused}; train from a base model "
+            f"without a classification head (e.g. {TrainConfig.base}), which gets a fresh {needed}-label head, or "
+            f"from a checkpoint with exactly {needed} labels")
     raise LossConfigError(
         f"--loss {config.loss} trains one relevance logit, but the base {config.base!r} is a cross-encoder checkpoint "
         f"with {head} labels; train its classes with --loss ce (labels are class ids), or start from a one-label "
