@@ -759,3 +759,21 @@ def test_bf16_training_leaves_a_full_precision_model_and_evaluates_it(tiny_model
     after = float(np.abs(model.predict(pairs, activation="identity") - fp32_logits()).max())
     # bf16 autocast scores were up to ~1e-2 off; full precision agrees to float rounding
     assert seen and max(seen) < 1e-5 and after < 1e-5
+
+
+def test_train_refuses_an_output_that_holds_its_inputs(toy_data, tiny_model_factory, tmp_path, monkeypatch):
+    import shutil
+
+    import fastrank.model
+    from fastrank.errors import FastrankError
+    from fastrank.training.recipe import train
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model_factory(1), base)  # a fastrank checkpoint: --out could otherwise replace it
+    monkeypatch.setattr(fastrank.model, "CrossEncoder", lambda *a, **k: pytest.fail("loaded before --out was checked"))
+    for out in (base, tmp_path):
+        with pytest.raises(FastrankError, match=f"refusing to write over {out}: it holds the input"):
+            train(_config(toy_data, base, out))
+    with pytest.raises(FastrankError, match="it holds the input .*train.jsonl"):
+        train(_config(toy_data, base, toy_data))
+    assert sorted(p.name for p in base.iterdir()) == sorted(p.name for p in tiny_model_factory(1).iterdir())
