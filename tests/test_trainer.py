@@ -777,3 +777,28 @@ def test_train_refuses_an_output_that_holds_its_inputs(toy_data, tiny_model_fact
     with pytest.raises(FastrankError, match="it holds the input .*train.jsonl"):
         train(_config(toy_data, base, toy_data))
     assert sorted(p.name for p in base.iterdir()) == sorted(p.name for p in tiny_model_factory(1).iterdir())
+
+
+def test_bad_labels_for_the_loss_fail_up_front_and_failures_leave_no_empty_checkpoint_dir(
+        toy_data, tiny_model_dir, tmp_path, monkeypatch, caplog):
+    import fastrank.losses
+    from fastrank.data import QueryGroup
+    from fastrank.training.recipe import _drop_lists_without_margin, train
+
+    graded = _graded(tmp_path / "graded.jsonl", [2, 1, 0])
+    with pytest.raises(DataError, match=r"--loss bce \(BinaryCrossEntropyLoss\) needs labels in \[0, 1\], but query "
+                                        r"'.*' of .*graded.jsonl has label 2; for graded labels use mse"):
+        train(_config(toy_data, tiny_model_dir, tmp_path / "bce", loss="bce", data=str(graded)))
+    groups = [QueryGroup("q1", ["a", "b"], [1.0, 0.0], "1"), QueryGroup("q2", ["c"], [1.0], "2")]
+    with caplog.at_level("WARNING"):
+        kept = _drop_lists_without_margin(_config(toy_data, tiny_model_dir, tmp_path / "m", loss="margin-mse"), groups)
+    assert [g.query_id for g in kept] == ["1"] and "1 of 2 queries have a single document" in caplog.text
+    assert _drop_lists_without_margin(_config(toy_data, tiny_model_dir, tmp_path / "m"), groups) == groups
+
+    def boom(self, *args, **kwargs):
+        raise RuntimeError("boom in the first batch")
+
+    monkeypatch.setattr(fastrank.losses.ListNetLoss, "forward", boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        train(_config(toy_data, tiny_model_dir, tmp_path / "failed"))
+    assert not (tmp_path / "failed").exists() and not (tmp_path / "failed.checkpoints").exists()

@@ -237,6 +237,36 @@ def _class_count(groups: list, loss: str) -> int:
     return top + 1
 
 
+def _check_unit_labels(config: TrainConfig, groups: list) -> None:
+    """bce reads labels as probabilities: a label outside [0, 1] (a graded 2 or 3) is refused before the model
+    loads, naming the query, instead of failing mid-training at the first batch that holds one."""
+    from fastrank.losses import BinaryCrossEntropyLoss, loss_class
+
+    if not issubclass(loss_class(config.loss), BinaryCrossEntropyLoss):
+        return
+    for g in groups:
+        bad = next((y for y in g.labels if not 0.0 <= y <= 1.0), None)
+        if bad is not None:
+            raise DataError(f"--loss {config.loss} (BinaryCrossEntropyLoss) needs labels in [0, 1], but query "
+                            f"{g.query_id or g.query!r} of {config.data} has label {bad:g}; for graded labels use mse, "
+                            "a listwise loss (listnet, lambda, plistmle) or ce (labels as class ids)")
+
+
+def _drop_lists_without_margin(config: TrainConfig, groups: list) -> list:
+    """margin-mse learns teacher margins between a query's first document and the others: a query with one
+    document (mining can leave one without negatives) has none, and is left out with a warning."""
+    from fastrank.losses import MarginMSELoss, loss_class
+
+    if not issubclass(loss_class(config.loss), MarginMSELoss):
+        return groups
+    kept = [g for g in groups if len(g.documents) >= 2]
+    if len(kept) < len(groups):
+        first = next(g for g in groups if len(g.documents) < 2)
+        logger.warning("%d of %d queries have a single document and no margin to learn; left out (first: %r)",
+                       len(groups) - len(kept), len(groups), first.query_id or first.query)
+    return kept
+
+
 def _num_labels(config: TrainConfig, groups: list) -> int:
     """The label count to load the base with: 1 for the ranking losses, the data's class count for a multi-class loss
     (ce). A base whose trained head has another count is refused here with what to do, not by transformers'
@@ -327,11 +357,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
     evaluator = RerankingEvaluator.from_file(config.eval_data, ks=(10,)) if config.eval_data else None  # read early
     set_seed(config.seed)
     groups = read_groups(config.data)
+    _check_unit_labels(config, groups)
     num_labels = _num_labels(config, groups)  # a multi-class loss: labels checked to be class ids, before mining
     separator = _title_separator(groups, config.base)
     mining_stats = _add_mined_negatives(groups, config) if config.mine_negatives else None
     if config.answer_negatives:
         mining_stats = {**(mining_stats or {}), **_add_answer_negatives(groups, config)}
+    groups = _drop_lists_without_margin(config, groups)
     titled = join_titles(groups, separator) if separator else 0  # the dataset columns hold text
     model = CrossEncoder(config.base, max_length=config.max_length, num_labels=num_labels)
     loss = get_loss(config.loss, model, **options)
@@ -381,7 +413,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=each_epoch)
     resumed_at = _resumed_step(ckpt_dir) if config.resume else 0
     start = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=bool(config.resume) or None)
+    try:
+        output = trainer.train(resume_from_checkpoint=bool(config.resume) or None)
+    except BaseException:
+        if config.checkpoint_dir is None and not any(ckpt_dir.glob("checkpoint-*")):
+            shutil.rmtree(ckpt_dir, ignore_errors=True)  # nothing to resume from: leave no empty folder behind
+        raise
     seconds = time.perf_counter() - start
     result["train_seconds"] = round(seconds, 1)
     result["train_loss"] = output.training_loss
