@@ -17,6 +17,7 @@ Training formats (columns by name, the order the losses read them in):
 
 from __future__ import annotations
 
+import codecs
 import csv
 import inspect
 import io
@@ -224,7 +225,8 @@ def decode_utf8(data: bytes, source: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{source} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+        offset = exc.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)  # counted after it
+        raise DataError(f"{source} is not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset}); "
                         "convert it, e.g. iconv -f latin1 -t utf-8") from exc
 
 
@@ -269,13 +271,34 @@ def _read_delimited(path: Path, delimiter: str) -> list[dict[str, Any]]:
     """CSV with quoting; TSV as tab-separated text with no quoting, so a field that starts with a quote (a title in
     quotes) keeps it and cannot swallow the rows after it."""
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    rows = []
     with io.StringIO(read_utf8(path), newline="") as f:
-        rows = list(csv.DictReader(f, delimiter=delimiter, quoting=quoting))
-    for row in rows:
-        for key in ("documents", "labels", "scores"):
-            if isinstance(row.get(key), str) and row[key].startswith("["):
-                row[key] = json.loads(row[key])
+        reader = csv.DictReader(f, delimiter=delimiter, quoting=quoting)
+        for n, row in enumerate(reader, 1):
+            _parse_list_cells(row, f"{path} row {n} (line {reader.line_num})", delimiter)
+            rows.append(row)
     return rows
+
+
+# The cells of a grouped CSV/TSV row that hold JSON lists, with an example of each.
+LIST_CELLS = {"documents": '["doc a", "doc b"]', "labels": "[1, 0]", "scores": "[0.9, 0.1]"}
+
+
+def _parse_list_cells(row: dict[str, Any], where: str, delimiter: str) -> None:
+    """Parse (in place) each ``LIST_CELLS`` cell of ``row`` that starts with ``[`` as JSON; bad JSON is a DataError
+    naming ``where`` ("<path> row N (line M)": N counts data rows, M is the file's line, the header being line 1),
+    the column and what is accepted."""
+    for column, example in LIST_CELLS.items():
+        cell = row.get(column)
+        if not isinstance(cell, str) or not cell.lstrip().startswith("["):
+            continue
+        try:
+            row[column] = json.loads(cell)
+        except json.JSONDecodeError as exc:
+            hint = (' (in a CSV file a cell holding commas or quotes goes in double quotes, its own quotes doubled: '
+                    '"[""doc a"", ""doc b""]")' if delimiter == "," else "")
+            raise DataError(f"{where}, column {column!r}: not valid JSON ({exc.msg} at character {exc.pos + 1} of "
+                            f"the cell {cell[:80]!r}); accepted: a JSON list such as {example}{hint}") from exc
 
 
 def _read_parquet(path: Path) -> list[dict[str, Any]]:
@@ -387,9 +410,26 @@ def _first_line(path: Path) -> str:
     return ""
 
 
-def write_groups(groups: Iterable[QueryGroup], path: str | Path) -> Path:
-    """Write groups as grouped JSONL (the canonical format)."""
+# The file names ``write_groups`` writes: grouped JSONL, the one format fastrank writes, under a name
+# ``read_groups`` reads back as JSONL.
+GROUPS_SUFFIXES = (".jsonl", ".json")
+
+
+def check_groups_path(path: str | Path, what: str = "the output file") -> Path:
+    """``path`` as a Path if its suffix names grouped JSONL (``GROUPS_SUFFIXES``), else a DataError: JSONL under
+    another suffix (``.csv``) would be read back as that format and fail. Call it before long work (mining)."""
     path = Path(path)
+    if path.suffix.lower() not in GROUPS_SUFFIXES:
+        found = f"not {path.suffix!r}" if path.suffix else "it has no suffix"
+        raise DataError(f"{what} {str(path)!r}: grouped data is written as JSONL only, so the name must end in "
+                        f"{' or '.join(GROUPS_SUFFIXES)} ({found}); CSV, TSV and Parquet are read, not written")
+    return path
+
+
+def write_groups(groups: Iterable[QueryGroup], path: str | Path) -> Path:
+    """Write groups as grouped JSONL (the canonical format) to a ``.jsonl`` / ``.json`` path
+    (``check_groups_path``)."""
+    path = check_groups_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:

@@ -239,3 +239,24 @@ def test_eval_ranks_a_multi_class_model_by_its_last_class(tiny_model_factory, ev
     probs = [model.predict([(g.query, d) for d in g.documents], activation="softmax")[:, -1] for g in groups]
     want = evaluate_rankings(probs, [g.labels for g in groups], metrics=["map"]).metrics["map"]
     assert json.loads(result.stdout)["metrics"]["map"] == pytest.approx(want, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", ["mined.csv", "mined.tsv", "mined.parquet", "mined"])
+def test_mine_refuses_an_out_it_would_not_write_as_named_before_mining(eval_file, tmp_path, monkeypatch, name):
+    """--out mined.csv held JSONL, which training then read as CSV: refused up front, nothing mined or written."""
+    import fastrank.embedding
+    import fastrank.mining
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the output name should be refused before any mining")
+
+    monkeypatch.setattr(fastrank.embedding, "EmbeddingModel", no_work)
+    monkeypatch.setattr(fastrank.mining, "mine_hard_negatives", no_work)
+    out = tmp_path / name
+    result = runner.invoke(app, ["mine", "--data", str(eval_file), "--out", str(out), "--cache-dir",
+                                 str(tmp_path / "cache")])
+    found = f"not {out.suffix!r}" if out.suffix else "it has no suffix"
+    assert isinstance(result.exception, FastrankError), result.exception
+    assert str(result.exception) == (f"--out {str(out)!r}: grouped data is written as JSONL only, so the name must "
+                                     f"end in .jsonl or .json ({found}); CSV, TSV and Parquet are read, not written")
+    assert list(tmp_path.iterdir()) == []

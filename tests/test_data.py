@@ -223,3 +223,56 @@ def test_flat_rows_are_grouped_by_query_id_where_there_is_one(tmp_path):
     clash.write_text("query_id,query,document,label\nQ1,one,a,1\nQ1,two,b,0\n")
     with pytest.raises(DataError, match="row 2: query_id 'Q1' has two query texts"):
         read_groups(str(clash))
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"], ids=["no-bom", "bom"])
+def test_a_bad_byte_is_named_at_its_offset_in_the_data_with_or_without_a_bom(tmp_path, bom):
+    from fastrank.data import decode_utf8
+
+    data = bom + b"hello\nwor\xffld\n"  # the codec counts from after a BOM: the message named 'w' at offset 9
+    offset = len(bom) + 9
+    assert data[offset] == 0xFF
+    with pytest.raises(DataError) as caught:
+        decode_utf8(data, "<stdin>")
+    assert str(caught.value) == (f"<stdin> is not UTF-8 text (byte 0xff at offset {offset}); convert it, e.g. iconv "
+                                 "-f latin1 -t utf-8")
+    path = tmp_path / "data.tsv"
+    path.write_bytes(bom + "query\tdocument\tlabel\ncafé\tx\t1\n".encode("latin-1"))
+    offset = len(bom) + len(b"query\tdocument\tlabel\ncaf")
+    with pytest.raises(DataError, match=rf"data\.tsv is not UTF-8 text \(byte 0xe9 at offset {offset}\)"):
+        read_groups(str(path))
+
+
+def test_a_list_cell_of_a_grouped_csv_or_tsv_that_is_not_json_names_file_row_and_column(tmp_path):
+    good = '"[""a"", ""b""]","[1, 0]"'
+    path = tmp_path / "groups.csv"
+    path.write_text(f'query,documents,labels\nq1,{good}\nq2,"[""a"" ""b""]","[1, 0]"\n', encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        read_groups(str(path))
+    assert str(caught.value) == (
+        f"{path} row 2 (line 3), column 'documents': not valid JSON (Expecting ',' delimiter at character 6 of the "
+        """cell '["a" "b"]'); accepted: a JSON list such as ["doc a", "doc b"] (in a CSV file a cell holding """
+        '''commas or quotes goes in double quotes, its own quotes doubled: "[""doc a"", ""doc b""]")''')
+    tsv = tmp_path / "groups.tsv"
+    tsv.write_text('query\tdocuments\tlabels\tscores\nq1\t["a", "b"]\t[1, 0]\t [0.9, 0.1\n', encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        read_groups(str(tsv))
+    assert str(caught.value) == (
+        f"{tsv} row 1 (line 2), column 'scores': not valid JSON (Expecting ',' delimiter at character 11 of the "
+        "cell ' [0.9, 0.1'); accepted: a JSON list such as [0.9, 0.1]")
+    path.write_text(f"query,documents,labels\nq1,{good}\n", encoding="utf-8")
+    assert [(g.documents, g.labels) for g in read_groups(str(path))] == [(["a", "b"], [1.0, 0.0])]
+
+
+@pytest.mark.parametrize("name", ["out.csv", "out.parquet", "out"])
+def test_write_groups_refuses_a_name_it_would_not_read_back_as_jsonl(tmp_path, name):
+    groups = read_groups_from(RECORDS)
+    with pytest.raises(DataError) as caught:
+        write_groups(groups, tmp_path / name)
+    found = f"not {(tmp_path / name).suffix!r}" if "." in name else "it has no suffix"
+    assert str(caught.value) == (f"the output file {str(tmp_path / name)!r}: grouped data is written as JSONL only, "
+                                 f"so the name must end in .jsonl or .json ({found}); CSV, TSV and Parquet are read, "
+                                 "not written")
+    assert list(tmp_path.iterdir()) == []
+    again = read_groups(write_groups(groups, tmp_path / "OUT.JSON"))
+    assert [(g.query, g.documents, g.labels) for g in again] == [(g.query, g.documents, g.labels) for g in groups]

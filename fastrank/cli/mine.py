@@ -1,4 +1,5 @@
-"""``fastrank mine``: hard negatives for a dataset from a corpus, written as grouped JSONL (or another format)."""
+"""``fastrank mine``: hard negatives for a dataset from a corpus, written as grouped JSONL (``--out`` must end in
+``.jsonl`` or ``.json``: fastrank reads CSV, TSV and Parquet but writes only JSONL)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
     """Mine negatives for ``data`` from the documents of ``corpus`` files (default: ``data`` itself), optionally add
     other queries' positives as negatives (``answer_closest`` + ``answer_random``), then teacher scores; write
     ``out``."""
-    from fastrank.data import read_corpus, read_groups, write_groups
+    from fastrank.data import check_groups_path, read_corpus, read_groups, write_groups
     from fastrank.embedding import EmbeddingModel
     from fastrank.io import check_dir_path, check_output_file
     from fastrank.mining import (
@@ -31,6 +32,7 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
     from fastrank.model import DEFAULT_BASE, CrossEncoder
 
     check_output_file(out, [data, *(corpus or [])], "--out")  # before mining, and never over an input
+    check_groups_path(out, "--out")  # JSONL in a .csv would fail to read back
     if options.get("cache_dir"):
         check_dir_path(options["cache_dir"], "--cache-dir")
     scorer = CrossEncoder(teacher) if teacher else None
@@ -58,7 +60,9 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
 
 def mine_command(
     data: Annotated[str, typer.Option("--data", help="Queries with positives (grouped JSONL, CSV, ...).")],
-    out: Annotated[Path, typer.Option("--out", help="Output grouped JSONL with mined negatives.")],
+    out: Annotated[Path, typer.Option("--out", help="Output file with mined negatives: grouped JSONL, so its name "
+                                                 "must end in .jsonl or .json (CSV, TSV and Parquet are read, not "
+                                                 "written).")],
     corpus: Annotated[list[str] | None, typer.Option("--corpus", help="Files whose documents form the corpus "
                                                      "(repeatable): .txt one per line, JSONL of strings or "
                                                      "{\"text\": ...} (with a \"title\" if it has "
