@@ -369,3 +369,20 @@ def test_write_csv_like_sentence_transformers(st_model, tmp_path):
     for a, b in zip(ours[1:], theirs[1:]):
         assert np.allclose([float(x) for x in a.split(",")], [float(x) for x in b.split(",")], atol=1e-6)
     assert (tmp_path / "ours" / "RerankingEvaluator_dev_results.json").is_file()
+
+
+def test_flat_jsonl_evaluates_like_its_grouped_form(tmp_path):
+    """One {"query", "document", "label"} per line (what `fastrank train --data` reads) is grouped by query for
+    evaluation too (it failed with "no candidates given")."""
+    groups = [{"query": "q1", "documents": ["a", "b", "c"], "labels": [0, 1, 0]},
+              {"query": "q2", "documents": ["d", "e"], "labels": [1, 0]}]
+    flat = tmp_path / "flat.jsonl"
+    flat.write_text("".join(json.dumps({"query": g["query"], "document": d, "label": y}) + "\n"
+                            for g in groups for d, y in zip(g["documents"], g["labels"])))
+    grouped = tmp_path / "grouped.jsonl"
+    grouped.write_text("".join(json.dumps(g) + "\n" for g in groups))
+    table = {("q1", "a"): 0.9, ("q1", "b"): 0.5, ("q1", "c"): 0.1, ("q2", "d"): 0.2, ("q2", "e"): 0.3}
+    got = RerankingEvaluator.from_file(flat, ks=(10,)).evaluate(FakeModel(table))
+    want = RerankingEvaluator.from_file(grouped, ks=(10,)).evaluate(FakeModel(table))
+    assert got.metrics == want.metrics and got.num_queries == 2
+    assert got.metrics["map"] == pytest.approx((0.5 + 0.5) / 2)  # each positive ranked second

@@ -215,6 +215,16 @@ def _rank_metrics(scores: Sequence[np.ndarray], queries: Sequence[_Query], names
     )
 
 
+def _read_records(path: Path) -> list[tuple[str, Any]]:
+    """``(where, record)`` of a JSONL / JSON file (``fastrank.data.json_records``); unreadable is a DataError."""
+    from fastrank.data import json_records
+
+    try:
+        return list(json_records(path))
+    except OSError as exc:
+        raise DataError(f"cannot read evaluation file {path}: {exc}") from exc
+
+
 def _logits_keyword(predict: Any) -> dict[str, Any]:
     """The keyword that makes ``predict`` return raw logits, if it takes one: ranking by logits keeps apart what fp32
     sigmoid rounds to equal scores (every logit above ~17 becomes 1.0). fastrank's ``activation="identity"``,
@@ -368,13 +378,11 @@ class RerankingEvaluator:
         """Load grouped JSONL (one ``{"query_id", "query", "documents", "labels"}`` object per line; blank lines
         are skipped), or a ``.json`` file holding one array of such objects. A bad line raises DataError naming the
         file and line number."""
-        from fastrank.data import json_records
-
         path = Path(path)
-        try:
-            records = json_records(path)
-        except OSError as exc:
-            raise DataError(f"cannot read evaluation file {path}: {exc}") from exc
+        return cls._from_records(path, _read_records(path), **kwargs)
+
+    @classmethod
+    def _from_records(cls, path: Path, records: list[tuple[str, Any]], **kwargs: Any) -> RerankingEvaluator:
         always = kwargs.get("always_rerank_positives", True)
         queries = [_normalize_sample(obj, where, always) for where, obj in records]
         if not queries:
@@ -384,9 +392,13 @@ class RerankingEvaluator:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> RerankingEvaluator:
         """Load any dataset file ``fastrank.data.read_groups`` reads: grouped JSONL (through ``from_jsonl``, which
-        also takes sentence-transformers' sample shapes), flat or grouped CSV / TSV, Parquet."""
+        also takes sentence-transformers' sample shapes), flat JSONL / CSV / TSV (one pair per row, grouped by
+        query), grouped CSV / TSV, Parquet."""
         if Path(path).suffix.lower() in (".jsonl", ".json"):
-            return cls.from_jsonl(path, **kwargs)
+            records = _read_records(Path(path))
+            first = records[0][1] if records else None
+            if not isinstance(first, Mapping) or "documents" in first or "positive" in first:
+                return cls._from_records(Path(path), records, **kwargs)
         from fastrank.data import read_groups
 
         groups = read_groups(str(path))
