@@ -15,8 +15,12 @@ import numpy as np
 
 
 def zscore(x: np.ndarray) -> np.ndarray:
-    """Per-query standardisation (mean 0, std 1; a constant list becomes all zeros)."""
+    """Per-query standardisation (mean 0, std 1; a constant list becomes all zeros). Scaled to a largest magnitude
+    of 1 first (z-scores do not change), so scores near the float64 limits neither overflow nor vanish."""
     x = np.asarray(x, dtype=np.float64)
+    scale = float(np.abs(x).max()) if len(x) else 0.0
+    if scale > 0:
+        x = x / scale
     std = float(x.std()) if len(x) else 0.0
     return (x - x.mean()) / std if std > 0 else np.zeros_like(x)
 

@@ -111,4 +111,7 @@ def test_zscore_of_a_constant_list_is_zero():
     from fastrank.fusion import zscore as _zscore
 
     assert _zscore(np.array([2.0, 2.0])).tolist() == [0.0, 0.0]
-    assert _zscore(np.array([1.0, 3.0])).tolist() == [-1.0, 1.0]
+    assert _zscore(np.array([1.0, 3.0])).tolist() == pytest.approx([-1.0, 1.0])
+    # scores at the float64 limits: the variance overflowed to inf (or underflowed to 0) and gave all zeros
+    assert _zscore(np.array([1e308, -1e308])).tolist() == pytest.approx([1.0, -1.0])
+    assert _zscore(np.array([1e-320, 3e-320])).tolist() == pytest.approx([-1.0, 1.0])
