@@ -152,14 +152,13 @@ def _flat_columns(row: dict[str, Any], source: str) -> dict[str, str]:
     return columns
 
 
-def _group_flat_rows(rows: Iterable[dict[str, Any]], source: str) -> list[QueryGroup]:
+def _group_flat_rows(rows: Iterable[tuple[str, dict[str, Any]]], source: str) -> list[QueryGroup]:
     """Group flat ``query, document, label`` rows by query (by ``query_id`` where there is one: two queries may ask
     the same thing), keeping first-seen order. Columns may go by the other names of ``FLAT_ALIASES`` (WikiQA's TSVs
-    read as they are)."""
+    read as they are). ``rows`` are ``(where, row)``: where each row is in ``source``, for errors."""
     groups: dict[str, QueryGroup] = {}
     names: dict[str, str] | None = None
-    for i, row in enumerate(rows):
-        where = f"{source} row {i + 1}"
+    for where, row in rows:
         names = names if names is not None else _flat_columns(row, source)
         row = {**row, **{canonical: row[name] for canonical, name in names.items() if name in row}}
         missing = [c for c in ("query", "document", "label") if c not in row]
@@ -211,11 +210,14 @@ def join_titles(groups: Sequence[QueryGroup], separator: str) -> int:
     return joined
 
 
-def _records_to_groups(records: Sequence[dict[str, Any]], source: str) -> list[QueryGroup]:
+Located = list[tuple[str, dict[str, Any]]]  # (where the record is, e.g. "<path> line 3"; the record)
+
+
+def _records_to_groups(records: Located, source: str) -> list[QueryGroup]:
     if not records:
         raise DataError(f"{source} is empty: no records to train or evaluate on")
-    if "documents" in records[0]:
-        return [_group_from_record(r, f"{source} line {i + 1}") for i, r in enumerate(records)]
+    if "documents" in records[0][1]:
+        return [_group_from_record(r, where) for where, r in records]
     return _group_flat_rows(records, source)
 
 
@@ -258,16 +260,16 @@ def json_records(path: str | Path) -> list[tuple[str, Any]]:
     return records
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """``json_records``' values, each a JSON object (a query or a row)."""
+def _read_jsonl(path: Path) -> Located:
+    """``json_records``, each a JSON object (a query or a row)."""
     records = json_records(path)
     for where, r in records:
         if not isinstance(r, dict):
             raise DataError(f"{where}: expected a JSON object (one per query or row), got {type(r).__name__}")
-    return [r for _, r in records]
+    return records
 
 
-def _read_delimited(path: Path, delimiter: str) -> list[dict[str, Any]]:
+def _read_delimited(path: Path, delimiter: str) -> Located:
     """CSV with quoting; TSV as tab-separated text with no quoting, so a field that starts with a quote (a title in
     quotes) keeps it and cannot swallow the rows after it."""
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
@@ -275,8 +277,9 @@ def _read_delimited(path: Path, delimiter: str) -> list[dict[str, Any]]:
     with io.StringIO(read_utf8(path), newline="") as f:
         reader = csv.DictReader(f, delimiter=delimiter, quoting=quoting)
         for n, row in enumerate(reader, 1):
-            _parse_list_cells(row, f"{path} row {n} (line {reader.line_num})", delimiter)
-            rows.append(row)
+            where = f"{path} row {n} (line {reader.line_num})"
+            _parse_list_cells(row, where, delimiter)
+            rows.append((where, row))
     return rows
 
 
@@ -301,17 +304,17 @@ def _parse_list_cells(row: dict[str, Any], where: str, delimiter: str) -> None:
                             f"the cell {cell[:80]!r}); accepted: a JSON list such as {example}{hint}") from exc
 
 
-def _read_parquet(path: Path) -> list[dict[str, Any]]:
+def _read_parquet(path: Path) -> Located:
     from fastrank.errors import require
 
     pq = require("pyarrow.parquet", "train", "reading Parquet files")
     return [
-        {k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()}
-        for row in pq.read_table(path).to_pylist()
+        (f"{path} row {i}", {k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()})
+        for i, row in enumerate(pq.read_table(path).to_pylist(), 1)
     ]
 
 
-def _read_hub(name: str, split: str) -> list[dict[str, Any]]:
+def _read_hub(name: str, split: str) -> Located:
     from fastrank.errors import require
     from fastrank.hub import datasets_offline_unless_reachable
 
@@ -324,7 +327,7 @@ def _read_hub(name: str, split: str) -> list[dict[str, Any]]:
             why = " (no network: the hub's host does not resolve, so only cached datasets load)" if offline else ""
             raise DataError(f"{name!r} is not a local file, and loading it as a Hugging Face hub dataset failed{why}: "
                             f"{type(exc).__name__}: {str(exc)[:300]}") from exc
-    return [dict(r) for r in ds]
+    return [(f"{name} row {i}", dict(r)) for i, r in enumerate(ds, 1)]
 
 
 def read_groups(source: str | Path, split: str = "train") -> list[QueryGroup]:

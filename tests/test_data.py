@@ -63,7 +63,7 @@ def test_converters():
 def read_groups_from(records):
     from fastrank.data import _records_to_groups
 
-    return _records_to_groups(records, "test")
+    return _records_to_groups([(f"test line {i}", r) for i, r in enumerate(records, 1)], "test")
 
 
 @pytest.mark.parametrize(
@@ -221,7 +221,7 @@ def test_flat_rows_are_grouped_by_query_id_where_there_is_one(tmp_path):
         ("Q1", ["a first", "a second"], [1.0, 0.0]), ("Q2", ["b first", "b second"], [0.0, 1.0])]
     clash = tmp_path / "clash.csv"
     clash.write_text("query_id,query,document,label\nQ1,one,a,1\nQ1,two,b,0\n")
-    with pytest.raises(DataError, match="row 2: query_id 'Q1' has two query texts"):
+    with pytest.raises(DataError, match=r"clash.csv row 2 \(line 3\): query_id 'Q1' has two query texts"):
         read_groups(str(clash))
 
 
@@ -276,3 +276,20 @@ def test_write_groups_refuses_a_name_it_would_not_read_back_as_jsonl(tmp_path, n
     assert list(tmp_path.iterdir()) == []
     again = read_groups(write_groups(groups, tmp_path / "OUT.JSON"))
     assert [(g.query, g.documents, g.labels) for g in again] == [(g.query, g.documents, g.labels) for g in groups]
+
+
+def test_errors_name_the_line_of_the_file_not_the_record_count(tmp_path):
+    """A blank line in JSONL and the header of a CSV made "line N" count records, one off from the file's line."""
+    jsonl = tmp_path / "g.jsonl"
+    jsonl.write_text('{"query": "q1", "documents": ["a"], "labels": [1]}\n\n'
+                     '{"query": "q2", "documents": ["a", "b"], "labels": [1]}\n')
+    with pytest.raises(DataError, match=r"g\.jsonl line 3: "):
+        read_groups(str(jsonl))
+    csv_path = tmp_path / "g.csv"
+    csv_path.write_text('query,documents,labels\nq1,"[""a"", ""b""]","[1]"\n')
+    with pytest.raises(DataError, match=r"g\.csv row 1 \(line 2\): "):
+        read_groups(str(csv_path))
+    flat = tmp_path / "f.jsonl"
+    flat.write_text('{"query": "q", "document": "a", "label": 1}\n\n{"query": "q", "document": 3, "label": 0}\n')
+    with pytest.raises(DataError, match=r"f\.jsonl line 3: 'document' must be a string"):
+        read_groups(str(flat))
