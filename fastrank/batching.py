@@ -34,9 +34,10 @@ def check_pairs(pairs: Sequence[Sequence[Any]]) -> list[Pair]:
     return out
 
 
-@dataclass
+@dataclass(eq=False)
 class EncodedPairs:
-    """Token ids of every pair, unpadded, plus their lengths (the sort key for batching)."""
+    """Token ids of every pair, unpadded, plus their lengths (the sort key for batching). Compared by identity:
+    field-by-field equality would compare NumPy arrays, whose truth value is ambiguous."""
 
     input_ids: list[np.ndarray]
     token_type_ids: list[np.ndarray]

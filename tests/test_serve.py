@@ -45,11 +45,41 @@ class _Slow:
         self.num_labels, self.encode, self.reduce = inner.num_labels, inner.encode, inner.reduce
         self.backend, self.activation, self.warmup = inner.backend, inner.activation, inner.warmup
         self.calls: list[int] = []
+        self.entered = threading.Event()  # set once a batch is on the inference thread
 
     def run(self, encoded, max_tokens=None):
+        self.entered.set()
         self.release.wait(10)
         self.calls.append(len(encoded))
         return self.inner.run(encoded, max_tokens)
+
+
+class _SlowTokenizer:
+    """A reranker whose tokenization of a request with the query "slow" blocks until ``release`` is set (5 s at most:
+    on a blocked event loop nothing could set it), counting each start in ``entered`` and each give-up in
+    ``waited_out``; inference runs freely."""
+
+    def __init__(self, inner: Reranker) -> None:
+        self.inner, self.release, self.entered = inner, threading.Event(), threading.Semaphore(0)
+        self.num_labels, self.run, self.reduce = inner.num_labels, inner.run, inner.reduce
+        self.backend, self.activation, self.warmup = inner.backend, inner.activation, inner.warmup
+        self.waited_out = 0
+
+    def encode(self, pairs):
+        pairs = list(pairs)
+        if pairs and pairs[0][0] == "slow":
+            self.entered.release()
+            if not self.release.wait(5):
+                self.waited_out += 1
+        return self.inner.encode(pairs)
+
+
+async def _until(condition, timeout: float = 5.0) -> None:
+    """Yield to the event loop until ``condition()`` holds (the test fails after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the engine never reached the expected state"
+        await asyncio.sleep(0.005)
 
 
 def test_concurrent_requests_share_batches_and_get_their_own_scores(reranker):
@@ -114,6 +144,109 @@ def test_queue_is_bounded_and_cancelled_jobs_are_dropped(reranker):
     assert slow.calls == [1, 1]  # the cancelled job was never scored
     assert metrics.counter("fastrank_rejected_total") == 1 and metrics.counter("fastrank_cancelled_total") == 1
     np.testing.assert_allclose(second[0], reranker.logits([("q", "doc 1")]), atol=1e-5)
+
+
+def test_cancelling_a_request_behind_others_drops_it_at_once(reranker):
+    """A cancelled request that is not first in the queue leaves it at once: jobs used to be compared field by field,
+    which compared their token arrays, raised ValueError and left the job queued (a false 503 later)."""
+    slow = _Slow(reranker)
+
+    async def main():
+        engine = BatchingEngine(slow, BatchingConfig(max_wait_ms=0, max_queue=8, max_batch_requests=1))
+        await engine.start()
+        first = asyncio.ensure_future(engine.submit([("q", "running")]))
+        await asyncio.to_thread(slow.entered.wait, 5)  # the first request holds the inference thread
+        queued = []
+        for i in range(3):  # queued in this order: doc 0, doc 1, doc 2
+            queued.append(asyncio.ensure_future(engine.submit([("q", f"doc {i}")])))
+            await _until(lambda: len(engine._jobs) == len(queued))
+        queued[1].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued[1]
+        after_cancel = len(engine._jobs), engine.pending, engine.metrics.counter("fastrank_cancelled_total")
+        slow.release.set()
+        results = await asyncio.gather(first, queued[0], queued[2])
+        await engine.stop()
+        return after_cancel, results, engine.metrics.counter("fastrank_cancelled_total")
+
+    after_cancel, results, cancelled = asyncio.run(main())
+    assert after_cancel == (2, 3, 1)  # two jobs queued, three requests pending, one cancelled
+    assert cancelled == 1 and slow.calls == [1, 1, 1]  # the cancelled job was never scored
+    for (logits, _), doc in zip(results, ["running", "doc 0", "doc 2"]):
+        np.testing.assert_allclose(logits, reranker.logits([("q", doc)]), atol=1e-5)
+
+
+def test_tokenization_runs_off_the_event_loop_and_holds_a_queue_place(reranker):
+    """A request being tokenized leaves the event loop free (a small request is answered meanwhile) and counts
+    towards max_queue from the moment it is accepted."""
+    slow = _SlowTokenizer(reranker)
+
+    async def main():
+        engine = BatchingEngine(slow, BatchingConfig(max_wait_ms=0, max_queue=2))
+        await engine.start()
+        big = asyncio.ensure_future(engine.submit([("slow", "a long document")]))
+        assert await asyncio.to_thread(slow.entered.acquire, timeout=5)
+        depth = engine.pending
+        small, _ = await engine.submit([("q", "small")])
+        big_answered_first = big.done()
+        second = asyncio.ensure_future(engine.submit([("slow", "another long one")]))
+        assert await asyncio.to_thread(slow.entered.acquire, timeout=5)
+        with pytest.raises(QueueFull, match=r"2 requests are queued \(max_queue=2\)"):
+            await engine.submit([("q", "one too many")])
+        slow.release.set()
+        (big_logits, _), (second_logits, _) = await asyncio.gather(big, second)
+        await engine.stop()
+        return depth, small, big_answered_first, big_logits, second_logits, engine.pending
+
+    depth, small, big_answered_first, big_logits, second_logits, pending = asyncio.run(main())
+    assert slow.waited_out == 0  # released by the test, not by the timeout of a blocked event loop
+    assert (depth, big_answered_first, pending) == (1, False, 0)
+    np.testing.assert_allclose(small, reranker.logits([("q", "small")]), atol=1e-5)
+    np.testing.assert_allclose(big_logits, reranker.logits([("slow", "a long document")]), atol=1e-5)
+    np.testing.assert_allclose(second_logits, reranker.logits([("slow", "another long one")]), atol=1e-5)
+
+
+def test_stop_drains_requests_still_being_tokenized(reranker):
+    """An accepted request is answered by ``stop(drain=True)`` even when it was still being tokenized."""
+    slow = _SlowTokenizer(reranker)
+
+    async def main():
+        engine = BatchingEngine(slow, BatchingConfig(max_wait_ms=0))
+        await engine.start()
+        job = asyncio.ensure_future(engine.submit([("slow", "accepted before stop")]))
+        assert await asyncio.to_thread(slow.entered.acquire, timeout=5)
+        stopping = asyncio.ensure_future(engine.stop(drain=True))
+        await asyncio.sleep(0.05)
+        stopped_early = stopping.done()
+        slow.release.set()
+        await stopping
+        return stopped_early, job.result()[0], engine.pending
+
+    stopped_early, logits, pending = asyncio.run(main())
+    assert (stopped_early, pending, slow.waited_out) == (False, 0, 0)
+    np.testing.assert_allclose(logits, reranker.logits([("slow", "accepted before stop")]), atol=1e-5)
+
+
+def test_health_answers_while_a_long_request_is_tokenized(reranker, tiny_model_dir):
+    from fastapi.testclient import TestClient
+
+    from fastrank.serve.app import ServeConfig, create_app
+
+    slow = _SlowTokenizer(reranker)
+    answers = []
+    with TestClient(create_app(ServeConfig(model=str(tiny_model_dir)), slow)) as test_client:
+        request = threading.Thread(target=lambda: answers.append(test_client.post(
+            "/rerank", json={"query": "slow", "documents": ["a long document"]})))
+        request.start()
+        assert slow.entered.acquire(timeout=5)
+        health = test_client.get("/health")
+        slow.release.set()
+        request.join(10)
+    assert slow.waited_out == 0  # /health was answered before the tokenization was released
+    assert health.status_code == 200 and health.json()["queued"] == 1  # the request being tokenized
+    assert answers[0].status_code == 200
+    want = reranker.rerank("slow", ["a long document"])[0]["score"]
+    assert answers[0].json()["results"][0]["relevance_score"] == pytest.approx(want, abs=1e-6)
 
 
 def test_stop_drains_accepted_requests(reranker):
@@ -240,6 +373,55 @@ def test_health_metrics_and_openapi(client):
     assert "/rerank" in client.get("/openapi.json").json()["paths"]
 
 
+def test_metrics_render_large_and_fractional_values_exactly():
+    """Counters and sums are exact: ``:g`` printed 1234570 as 1.23457e+06, so rate() went flat past a million."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from fastrank.serve.metrics import Metrics
+
+    metrics = Metrics({"backend": "torch"})
+    metrics.inc("fastrank_pairs_total", 1234567)
+    metrics.inc("fastrank_pairs_total", 3)
+    metrics.observe("fastrank_request_seconds", 1234567.125)
+    metrics.observe("fastrank_queue_seconds", 0.1)
+    metrics.observe("fastrank_queue_seconds", 0.2)
+    metrics.gauges["fastrank_queue_depth"] = lambda: 2_000_000
+    text = metrics.render()
+    lines = set(text.splitlines())
+    assert 'fastrank_pairs_total{backend="torch"} 1234570' in lines
+    assert 'fastrank_request_seconds_sum{backend="torch"} 1234567.125' in lines
+    assert 'fastrank_queue_seconds_sum{backend="torch"} 0.30000000000000004' in lines
+    assert 'fastrank_queue_depth{backend="torch"} 2000000' in lines
+    assert 'fastrank_rejected_total{backend="torch"} 0' in lines
+    assert 'fastrank_batch_tokens_bucket{backend="torch",le="65536"} 0' in lines
+    samples = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples["fastrank_queue_seconds_sum"] == 0.1 + 0.2 and samples["fastrank_pairs_total"] == 1234570
+
+
+def test_request_fields_are_strict(client, reranker):
+    """Integer and boolean fields refuse what the library refuses (a bool or string for top_n, "yes" for a flag)
+    with a 422 naming the field; numbers still take JSON integers."""
+    query, docs = "which passage ranks best", ["a b c", "ranking passages", "d"]
+    fused = {"first_stage_scores": [1, 0, 2], "fusion_weight": 1}
+    for field, value, kind in [("top_n", True, "int_type"), ("top_n", "1", "int_type"), ("top_k", False, "int_type"),
+                               ("top_k", 1.0, "int_type"), ("return_documents", "yes", "bool_type"),
+                               ("return_text", 1, "bool_type"), ("raw_scores", "true", "bool_type"),
+                               ("fusion_weight", "1", "float_type"), ("fusion_weight", True, "float_type")]:
+        response = client.post("/rerank", json={"query": query, "documents": docs, **fused, field: value})
+        assert response.status_code == 422, (field, value, response.text)
+        assert [(e["loc"], e["type"]) for e in response.json()["detail"]] == [(["body", field], kind)], (field, value)
+    bad_score = client.post("/rerank", json={"query": query, "documents": docs, **fused,
+                                              "first_stage_scores": [1, "0", 2]})
+    assert bad_score.status_code == 422
+    assert [e["loc"] for e in bad_score.json()["detail"]] == [["body", "first_stage_scores", 1]]
+    ok = client.post("/rerank", json={"query": query, "documents": docs, **fused, "top_n": 1,
+                                      "return_documents": True, "raw_scores": False})
+    assert ok.status_code == 200, ok.text
+    want = reranker.rerank(query, docs, top_k=1, first_stage_scores=[1.0, 0.0, 2.0], fusion_weight=1.0)
+    assert [(r["index"], r["document"]["text"]) for r in ok.json()["results"]] == \
+        [(r["index"], r["document"]) for r in want]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -344,6 +526,66 @@ def test_shutdown_answers_in_flight_requests(reranker, tiny_model_dir):
     want = reranker.rerank("q", ["in flight"])[0]["score"]
     assert answers[0].json()["results"][0]["relevance_score"] == pytest.approx(want, abs=1e-6)
     assert not thread.is_alive()
+
+
+def test_requests_past_the_shutdown_cap_get_500_and_their_queued_work_is_dropped(reranker, tiny_model_dir):
+    """When timeout_graceful_shutdown runs out, uvicorn cancels the requests still open (their clients get a 500);
+    their queued work is dropped instead of being scored for nobody before the process exits."""
+    import httpx
+
+    from fastrank.serve.app import ServeConfig, create_app
+
+    slow = _Slow(reranker)
+    app = create_app(ServeConfig(model=str(tiny_model_dir), max_wait_ms=0, max_batch_requests=1), slow)
+    server, thread, url = _start_server(app, timeout_graceful_shutdown=1)
+    answers = {}
+
+    def post(doc: str) -> None:
+        answers[doc] = httpx.post(url + "/rerank", json={"query": "q", "documents": [doc]}, timeout=30).status_code
+
+    requests = [threading.Thread(target=post, args=(doc,)) for doc in ("running", "queued")]
+    try:
+        requests[0].start()
+        assert slow.entered.wait(5)  # "running" holds the inference thread
+        requests[1].start()
+        deadline = time.monotonic() + 5
+        while len(app.state.engine._jobs) < 1:
+            assert time.monotonic() < deadline, "the second request was never queued"
+            time.sleep(0.01)
+        server.should_exit = True  # what SIGTERM does; the cap (1 s) passes while inference is held
+        for request in requests:
+            request.join(10)
+    finally:
+        slow.release.set()
+        thread.join(10)
+    assert answers == {"running": 500, "queued": 500}
+    assert slow.calls == [1]  # only the batch already running was scored
+    assert app.state.engine.metrics.counter("fastrank_cancelled_total") == 1
+    assert not thread.is_alive()
+
+
+def test_serve_refuses_request_limits_below_one(tiny_model_dir, monkeypatch):
+    """--max-documents 0 or --max-document-chars -5 would answer every request 413: refused before serving."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from fastrank.cli import app
+    from fastrank.serve.app import ServeConfig
+
+    served = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server, sockets=None: served.append(server))
+    runner = CliRunner()
+    for option, field, value in [("--max-documents", "max_documents", "0"),
+                                 ("--max-document-chars", "max_document_chars", "-5"),
+                                 ("--max-query-chars", "max_query_chars", "0")]:
+        result = runner.invoke(app, ["serve", str(tiny_model_dir), "--port", "0", "--threads", "1", option, value])
+        assert isinstance(result.exception, ValueError), (option, result.output)
+        assert str(result.exception).startswith(f"{field} must be an integer >= 1 (") and \
+            str(result.exception).endswith(f"below 1 every request would be refused with 413), got {value}")
+    assert served == []  # nothing was served
+    with pytest.raises(ValueError, match="max_query_chars must be an integer >= 1 .* got True"):
+        ServeConfig(model="m", max_query_chars=True)
+    assert ServeConfig(model="m", max_documents=1, max_document_chars=1, max_query_chars=1).max_documents == 1
 
 
 def test_serve_passes_sessions_to_the_reranker(tiny_model_dir):

@@ -15,6 +15,8 @@ from fastrank.errors import FastrankError, require
 if TYPE_CHECKING:
     from fastrank.serve.app import ServeConfig
 
+GRACEFUL_SHUTDOWN_S = 30  # SIGTERM drains accepted requests this long; later ones get uvicorn's 500 (README)
+
 
 class ListenError(FastrankError, OSError):
     """The service cannot listen where it was asked to (a port in use, a host that is not this machine's)."""
@@ -128,7 +130,7 @@ def _serve(config: ServeConfig, sock: socket.socket, host: str, workers: int) ->
         app = create_app(config)  # loads the model
         typer.echo(f"fastrank: serving {config.model} on {where}", err=True)
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                               timeout_graceful_shutdown=30))
+                                               timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
         server.run(sockets=[sock])
         if not server.started:  # uvicorn said why (its startup failed); exit non-zero as uvicorn.run does
             raise SystemExit(STARTUP_FAILURE)
@@ -138,7 +140,7 @@ def _serve(config: ServeConfig, sock: socket.socket, host: str, workers: int) ->
     typer.echo(f"fastrank: {workers} workers loading {config.model}, serving on {where}", err=True)
     supervisor = Multiprocess(uvicorn.Config("fastrank.serve.app:create_app_from_env", factory=True, host=host,
                                              port=port, workers=workers, log_level="warning",
-                                             timeout_graceful_shutdown=30), sockets=[sock])
+                                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S), sockets=[sock])
     supervisor.run()
     if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
         raise FastrankError(f"a worker could not start (its error is above), so all {workers} workers were stopped")

@@ -31,9 +31,10 @@ from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.exception_handlers import request_validation_exception_handler  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, PlainTextResponse  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat  # noqa: E402
 
 from fastrank.backends.base import get_backend  # noqa: E402
+from fastrank.batching import is_integer  # noqa: E402
 from fastrank.documents import document_length  # noqa: E402
 from fastrank.export.manifest import read_manifest  # noqa: E402
 from fastrank.fusion import check_fusion_input, fuse_scores  # noqa: E402
@@ -44,6 +45,11 @@ from fastrank.serve.metrics import Metrics  # noqa: E402
 logger = logging.getLogger(__name__)
 
 CONFIG_ENV = "FASTRANK_SERVE_CONFIG"
+
+
+# the request limits of ServeConfig, each an integer >= 1, and what each one counts
+_LIMITS = {"max_documents": "documents per request", "max_document_chars": "characters per document",
+           "max_query_chars": "characters in the query"}
 
 
 @dataclass
@@ -65,6 +71,13 @@ class ServeConfig:
     max_query_chars: int = 10_000
     model_name: str | None = None
 
+    def __post_init__(self) -> None:
+        for name, what in _LIMITS.items():
+            value = getattr(self, name)
+            if not is_integer(value) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1 ({what}; below 1 every request would be refused "
+                                 f"with 413), got {value!r}")
+
     def batching(self) -> BatchingConfig:
         return BatchingConfig(self.max_batch_tokens, self.max_wait_ms, self.max_queue, self.max_batch_requests)
 
@@ -76,23 +89,28 @@ class Document(BaseModel):
 
 
 class RerankRequest(BaseModel):
-    """A rerank request in the shape the common rerank clients send; unknown fields are ignored."""
+    """A rerank request in the shape the common rerank clients send; unknown fields are ignored.
+
+    Integer and boolean fields are strict, as the library is: ``"top_n": true`` or ``"1"`` and
+    ``"return_documents": "yes"`` are a 422 naming the field, not read as 1 and True. Numbers accept integers."""
 
     model_config = ConfigDict(extra="ignore")
 
     query: str = Field(description="The text to rank the documents against.")
     documents: list[str | Document] | None = Field(None, description="Documents (Cohere, Jina, infinity).")
     texts: list[str] | None = Field(None, description="Documents (text-embeddings-inference).")
-    top_n: int | None = Field(None, ge=0, description="Return only the best N.")
-    top_k: int | None = Field(None, ge=0, description="Another name for top_n (mixedbread, fastrank's CLI).")
-    return_documents: bool | None = Field(None, description="Echo each document's text in its result.")
-    return_text: bool | None = Field(None, description="text-embeddings-inference's name for return_documents.")
-    raw_scores: bool = Field(False, description="Return raw logits instead of the model's activation (one-logit "
-                             "models only: a multi-class model is ranked by its last class's probability).")
-    first_stage_scores: list[float] | None = Field(
+    top_n: int | None = Field(None, ge=0, strict=True, description="Return only the best N.")
+    top_k: int | None = Field(None, ge=0, strict=True,
+                              description="Another name for top_n (mixedbread, fastrank's CLI).")
+    return_documents: bool | None = Field(None, strict=True, description="Echo each document's text in its result.")
+    return_text: bool | None = Field(None, strict=True,
+                                     description="text-embeddings-inference's name for return_documents.")
+    raw_scores: bool = Field(False, strict=True, description="Return raw logits instead of the model's activation "
+                             "(one-logit models only: a multi-class model is ranked by its last class's probability).")
+    first_stage_scores: list[StrictFloat] | None = Field(
         None, description="The retriever's score for each document (fastrank extension), for fusion_weight.")
-    fusion_weight: float = Field(0.0, ge=0, description="Rank by z(reranker) + fusion_weight * z(first stage) "
-                                 "per request (fastrank.fusion); 0 = the reranker alone.")
+    fusion_weight: float = Field(0.0, ge=0, strict=True, description="Rank by z(reranker) + fusion_weight * z(first "
+                                 "stage) per request (fastrank.fusion); 0 = the reranker alone.")
     model: str | None = Field(None, description="Accepted for client compatibility; the server has one model.")
 
 
@@ -219,6 +237,9 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None, worker: st
         watch = asyncio.ensure_future(_until_disconnected(request))
         try:
             await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # uvicorn gave up on this request (shutdown cap): nobody reads its scores
+            work.cancel()
+            raise
         finally:
             watch.cancel()
         if not work.done():  # the client went away: cancel its queued work and answer nobody

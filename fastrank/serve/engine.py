@@ -1,11 +1,14 @@
 """Cross-request batching: pairs from concurrent requests share token-budget batches on one inference thread.
 
-Each request is tokenized once (``Reranker.encode``) and queued as a job. The batching loop waits for the first
-job, then up to ``max_wait_ms`` for more, takes jobs first-in first-out until ``max_batch_tokens`` padded tokens,
-and scores all their rows in one ``Reranker.run`` call (the same length-sorted batching every backend uses), on a
-single worker thread so the event loop keeps accepting requests. Every job gets its own rows back, in its own
-order. The queue is bounded (``QueueFull`` → HTTP 503), a cancelled job that has not started is dropped, and
-``stop()`` drains what was accepted. It needs only asyncio, so it is tested without an HTTP server.
+Each request is tokenized once (``Reranker.encode``, on a small pool of tokenizer threads, so that a long request
+never holds up the event loop: /health, /metrics and other requests go on meanwhile) and queued as a job. The
+batching loop waits for the first job, then up to ``max_wait_ms`` for more, takes jobs first-in first-out until
+``max_batch_tokens`` padded tokens, and scores all their rows in one ``Reranker.run`` call (the same length-sorted
+batching every backend uses), on a single worker thread so the event loop keeps accepting requests. Every job gets
+its own rows back, in its own order. The queue is bounded (``QueueFull`` → HTTP 503): a request holds its place
+from the moment it is accepted, through tokenization, until it is answered, so requests being tokenized count
+towards ``max_queue`` too. A cancelled request that has not started is dropped (tokenized or not), and ``stop()``
+drains what was accepted. It needs only asyncio, so it is tested without an HTTP server.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from fastrank.serve.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
+TOKENIZER_THREADS = 2  # a long request's tokenization does not hold up a short one's; inference has its own thread
+
 
 class QueueFull(FastrankError):
     """The bounded request queue is full; the caller should retry later (HTTP 503 with Retry-After)."""
@@ -41,7 +46,7 @@ class BatchingConfig:
     max_batch_tokens: padded tokens (rows x padded length) per engine step; also the token budget of each forward
         pass inside a step.
     max_wait_ms: how long the first job of a step waits for others to join it.
-    max_queue: requests waiting or running at most; one more is refused with ``QueueFull``.
+    max_queue: requests tokenizing, waiting or running at most; one more is refused with ``QueueFull``.
     max_batch_requests: requests per step at most (1 = no cross-request batching, the reference for the bench).
     """
 
@@ -61,7 +66,7 @@ class BatchingConfig:
             raise ValueError(f"max_batch_requests must be >= 1 or None, got {self.max_batch_requests!r}")
 
 
-@dataclass
+@dataclass(eq=False)  # jobs are found in the queue by identity: comparing fields would compare token arrays
 class _Job:
     encoded: EncodedPairs
     owners: np.ndarray | None
@@ -85,14 +90,18 @@ class BatchingEngine:
         self.config = config or BatchingConfig()
         self.metrics = metrics or Metrics()
         self._jobs: deque[_Job] = deque()
-        self._pending = 0  # accepted and not yet answered (waiting or running)
+        self._pending = 0  # accepted and not yet answered (tokenizing, waiting or running)
+        self._encoding = 0  # accepted and still being tokenized: the loop outlives them
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._tokenizer: ThreadPoolExecutor | None = None
         self._stopping = False
+        self._drain = True
 
     @property
     def pending(self) -> int:
+        """Requests accepted and not yet answered: tokenizing, waiting or running (what ``max_queue`` bounds)."""
         return self._pending
 
     async def start(self) -> None:
@@ -100,13 +109,16 @@ class BatchingEngine:
             return
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastrank-infer")
-        self._stopping = False
+        self._tokenizer = ThreadPoolExecutor(max_workers=TOKENIZER_THREADS, thread_name_prefix="fastrank-tokenize")
+        self._stopping, self._drain = False, True
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="fastrank-batcher")
 
     async def stop(self, drain: bool = True) -> None:
-        """Stop taking work; with ``drain`` answer every accepted job first, else fail the waiting ones."""
+        """Stop taking work; with ``drain`` answer every accepted job first, else fail the waiting ones (and those
+        still being tokenized, once their tokenization ends)."""
         self._stopping = True
         if not drain:
+            self._drain = False
             while self._jobs:
                 job = self._jobs.popleft()
                 self._pending -= 1
@@ -116,26 +128,33 @@ class BatchingEngine:
             self._wakeup.set()
             await self._task
             self._task = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        for pool in (self._executor, self._tokenizer):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._executor = self._tokenizer = None
 
     async def submit(self, pairs) -> tuple[np.ndarray, int]:
         """``(logits, tokens)``: raw fp32 logits, one row per pair in the caller's order, and the tokens scored.
 
-        Raises ``QueueFull`` when ``max_queue`` requests are already pending, ``EngineStopped`` after ``stop()``.
+        Raises ``QueueFull`` when ``max_queue`` requests are already pending (tokenizing, waiting or running),
+        ``EngineStopped`` after ``stop()``.
         """
         if self._task is None or self._stopping:
             raise EngineStopped("the batching engine is not running")
         if self._pending >= self.config.max_queue:
             self.metrics.inc("fastrank_rejected_total")
             raise QueueFull(f"{self._pending} requests are queued (max_queue={self.config.max_queue}); retry later")
-        encoded, owners = self.reranker.encode(pairs)
+        self._pending += 1  # the request holds its place from here until it is answered
+        try:
+            encoded, owners = await self._encode(pairs)
+        except BaseException:
+            self._pending -= 1
+            raise
         if not len(encoded):
+            self._pending -= 1
             return np.zeros((0, self.reranker.num_labels), dtype=np.float32), 0
         job = _Job(encoded, owners, asyncio.get_running_loop().create_future(),
                    int(sum(round_up(int(n), 8) for n in encoded.lengths)))
-        self._pending += 1
         self._jobs.append(job)
         self._wakeup.set()
         try:
@@ -148,13 +167,30 @@ class BatchingEngine:
             raise
         return self.reranker.reduce(rows, owners), int(encoded.lengths.sum())
 
+    async def _encode(self, pairs) -> tuple[EncodedPairs, np.ndarray | None]:
+        """``Reranker.encode`` on the tokenizer threads, so that a long request never blocks the event loop."""
+        self._encoding += 1
+        try:
+            encoded = await asyncio.get_running_loop().run_in_executor(self._tokenizer, self.reranker.encode, pairs)
+        except asyncio.CancelledError:  # the client went away while its request was tokenized: never queue it
+            self.metrics.inc("fastrank_cancelled_total")
+            raise
+        finally:
+            self._encoding -= 1
+            self._wakeup.set()  # a stopping loop waits for tokenization to end
+        if self._stopping and not self._drain:
+            raise EngineStopped("the server is shutting down")
+        return encoded
+
     def _take(self) -> list[_Job]:
         budget, cap = self.config.max_batch_tokens, self.config.max_batch_requests
         taken, tokens = [], 0
-        while self._jobs and (not taken or tokens + self._jobs[0].tokens <= budget) and (cap is None or len(taken) < cap):
+        while (self._jobs and (not taken or tokens + self._jobs[0].tokens <= budget)
+               and (cap is None or len(taken) < cap)):
             job = self._jobs.popleft()
-            if job.future.done():  # cancelled while queued
+            if job.future.done():  # cancelled while queued, before its submit() could drop it
                 self._pending -= 1
+                self.metrics.inc("fastrank_cancelled_total")
                 continue
             taken.append(job)
             tokens += job.tokens
@@ -164,7 +200,7 @@ class BatchingEngine:
         loop = asyncio.get_running_loop()
         while True:
             if not self._jobs:
-                if self._stopping:
+                if self._stopping and not self._encoding:
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()

@@ -7,6 +7,7 @@ series carries the ``backend`` and ``precision`` labels of the model being serve
 from __future__ import annotations
 
 import bisect
+import math
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -36,6 +37,19 @@ def _escape(value: str) -> str:
 
 def _labels(labels: dict[str, str]) -> str:
     return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items()) + "}" if labels else ""
+
+
+def _number(value: float) -> str:
+    """A sample value, exact: whole numbers as integers, other floats by ``repr`` (``:g`` kept six digits, so a
+    counter past a million printed as 1.23457e+06 and stopped moving between scrapes)."""
+    value = float(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
 
 
 def _buckets(name: str) -> tuple[float, ...]:
@@ -94,18 +108,18 @@ class Metrics:
             if kind == "counter":
                 series = [(lbl, v) for (n, lbl), v in counters.items() if n == name] or [((), 0.0)]
                 for lbl, v in sorted(series):
-                    lines.append(f"{name}{_labels({**self.labels, **dict(lbl)})} {v:g}")
+                    lines.append(f"{name}{_labels({**self.labels, **dict(lbl)})} {_number(v)}")
             elif kind == "gauge":
                 value = self.gauges[name]() if name in self.gauges else 0
-                lines.append(f"{name}{_labels(self.labels)} {value:g}")
+                lines.append(f"{name}{_labels(self.labels)} {_number(value)}")
             else:
                 empty = _buckets(name)
                 counts, total, buckets = hists.get(name, ([0] * (len(empty) + 1), 0.0, empty))
                 running = 0
                 for bound, count in zip([*buckets, float("inf")], counts):
                     running += count
-                    le = "+Inf" if bound == float("inf") else f"{bound:g}"
+                    le = _number(bound)
                     lines.append(f"{name}_bucket{_labels({**self.labels, 'le': le})} {running}")
-                lines.append(f"{name}_sum{_labels(self.labels)} {total:g}")
+                lines.append(f"{name}_sum{_labels(self.labels)} {_number(total)}")
                 lines.append(f"{name}_count{_labels(self.labels)} {running}")
         return "\n".join(lines) + "\n"
