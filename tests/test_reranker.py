@@ -437,6 +437,14 @@ def test_confident_models_rank_by_logits_not_by_saturated_scores(tiny_model_fact
     assert [r.index for r in model.rank(QUERY, docs)] == order
     model.save(tmp_path / "confident")
     assert [r["index"] for r in Reranker(str(tmp_path / "confident"), backend="torch").rerank(QUERY, docs)] == order
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from fastrank.serve.app import ServeConfig, create_app
+
+    with TestClient(create_app(ServeConfig(model=str(tmp_path / "confident")))) as client:
+        reply = client.post("/rerank", json={"query": QUERY, "documents": docs})
+    assert [r["index"] for r in reply.json()["results"]] == order
     labels = [0.0] * len(docs)
     labels[order[0]] = 1.0
     result = RerankingEvaluator([{"query": QUERY, "documents": docs, "labels": labels}], ks=(10,)).evaluate(model)

@@ -38,7 +38,14 @@ from fastrank.batching import is_integer  # noqa: E402
 from fastrank.documents import document_length  # noqa: E402
 from fastrank.export.manifest import read_manifest  # noqa: E402
 from fastrank.fusion import check_fusion_input, fuse_scores  # noqa: E402
-from fastrank.reranker import Reranker, artifact_encoder, check_rerank_input, ranked, relevance  # noqa: E402
+from fastrank.reranker import (  # noqa: E402
+    Reranker,
+    artifact_encoder,
+    check_rerank_input,
+    ranked,
+    relevance,
+    relevance_order,
+)
 from fastrank.serve.engine import BatchingConfig, BatchingEngine, EngineStopped, QueueFull  # noqa: E402
 from fastrank.serve.metrics import Metrics  # noqa: E402
 
@@ -257,13 +264,14 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None, worker: st
         except Exception as exc:  # an inference failure is a 500 for this request only
             return error(500, f"inference failed: {exc}", "inference")
         scores = relevance(logits, "identity" if req.raw_scores else reranker.activation)
+        order = relevance_order(logits)  # saturated scores (sigmoid 1.0) must not tie what the logits tell apart
         if req.fusion_weight:
             try:
-                scores = fuse_scores(scores, req.first_stage_scores, req.fusion_weight)
+                scores = order = fuse_scores(scores, req.first_stage_scores, req.fusion_weight)
             except ValueError as exc:  # the request's first-stage scores were checked: the model's are not finite
                 return error(500, f"inference failed: {exc}", "inference")
         echo = bool(req.return_documents if req.return_documents is not None else req.return_text)
-        results = ranked(scores, docs, _top(req), echo)
+        results = ranked(scores, docs, _top(req), echo, key=order)
         metrics.inc("fastrank_requests_total", code="200")
         metrics.observe("fastrank_request_seconds", time.perf_counter() - started)
         if req.texts is not None:  # a text-embeddings-inference client: its answer is a bare list
