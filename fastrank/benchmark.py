@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from fastrank.documents import document_text
 from fastrank.timing import measure, measure_round_robin
 
 logger = logging.getLogger(__name__)
@@ -36,32 +37,34 @@ SEQUENCE_WORDS = (8, 32, 96, 200)
 
 
 def build_workloads(groups: Sequence[Any], quick: bool = False, passage_words: int = PASSAGE_WORDS,
-                    long_pairs: int = LONG_PAIRS) -> dict[str, dict[str, Any]]:
+                    long_pairs: int = LONG_PAIRS, separator: str | None = None) -> dict[str, dict[str, Any]]:
     """``short``: every (query, candidate) pair; ``long``: (query, ~``passage_words``-word passage) pairs, each
     passage a candidate followed by the next candidates of its list (for WikiQA: the next sentences of the article).
+    A passage is as relevant as the most relevant candidate it holds whole (a passage that goes on into the answer
+    sentence contains the answer); queries whose passages hold no relevant candidate are left out of ``long``.
 
-    ``groups`` are ``QueryGroup``s or dicts with query / documents / labels. ``quick`` keeps about 600 short and
-    100 long pairs (whole queries only).
+    ``groups`` are ``QueryGroup``s or dicts with query / documents / labels. Titled documents are read as the model
+    reads them, ``"<title> <separator> <text>"`` (``separator``: the tokenizer's, e.g. ``Reranker.encoder``'s).
+    ``quick`` keeps about 600 short and 100 long pairs (whole queries only).
     """
     short_pairs, short_groups, long_, long_groups = [], [], [], []
     for g in groups:
         query, docs, labels = (g["query"], g["documents"], g["labels"]) if isinstance(g, dict) else \
             (g.query, g.documents, g.labels)
+        docs = [_workload_text(d, separator) for d in docs]
         start = len(short_pairs)
         short_pairs += [(query, d) for d in docs]
         short_groups.append((start, len(short_pairs), list(labels)))
-        start, kept = len(long_), []
-        for i, label in enumerate(labels):
-            words: list[str] = []
-            for sentence in docs[i:]:
-                words += sentence.split()
-                if len(words) >= passage_words:
-                    break
-            if len(words) >= passage_words and len(long_) < long_pairs:
-                long_.append((query, " ".join(words[: passage_words + 20])))
-                kept.append(label)
-        if kept:
-            long_groups.append((start, len(long_), kept))
+        passages = []
+        for i in range(len(docs)):
+            passage = _passage(docs[i:], labels[i:], passage_words)
+            if passage is not None:
+                passages.append(passage)
+        passages = passages[: max(0, long_pairs - len(long_))]
+        if any(label > 0 for _, label in passages):
+            start = len(long_)
+            long_ += [(query, text) for text, _ in passages]
+            long_groups.append((start, len(long_), [label for _, label in passages]))
     out = {"short": {"pairs": short_pairs, "groups": short_groups}}
     if long_:
         out["long"] = {"pairs": long_, "groups": long_groups}
@@ -74,8 +77,31 @@ def build_workloads(groups: Sequence[Any], quick: bool = False, passage_words: i
     return out
 
 
+def _workload_text(doc: Any, separator: str | None) -> str:
+    """A document as the text every row scores (peers take strings only)."""
+    if isinstance(doc, str):
+        return doc
+    if separator is None:
+        raise ValueError("titled documents need separator= (the tokenizer's, e.g. Reranker(...).encoder.separator)")
+    return document_text(doc, separator)
+
+
+def _passage(docs: Sequence[str], labels: Sequence[float], passage_words: int) -> tuple[str, float] | None:
+    """The ~``passage_words``-word passage that starts at ``docs[0]`` (cut at ``passage_words`` + 20 words) and its
+    label: the highest of the candidates it holds whole; None when the list ends before ``passage_words``."""
+    words: list[str] = []
+    label = None
+    for doc, y in zip(docs, labels):
+        words += doc.split()
+        if len(words) <= passage_words + 20:
+            label = y if label is None else max(label, y)
+        if len(words) >= passage_words:
+            return " ".join(words[: passage_words + 20]), float(labels[0] if label is None else label)
+    return None
+
+
 def quality(scores: np.ndarray, groups: Sequence[Group]) -> dict[str, float]:
-    """MAP, MRR@10 and NDCG@10 of ``scores`` over a workload's labelled queries."""
+    """MAP, MRR@10 and NDCG@10 of ``scores`` (one ranking score per pair) over a workload's labelled queries."""
     from fastrank.evaluation.metrics import evaluate_rankings
 
     result = evaluate_rankings([scores[s:e] for s, e, _ in groups], [np.asarray(y) for _, _, y in groups],
@@ -83,17 +109,41 @@ def quality(scores: np.ndarray, groups: Sequence[Group]) -> dict[str, float]:
     return result.metrics
 
 
+def _row_quality(raw: np.ndarray, groups: Sequence[Group]) -> dict[str, Any]:
+    """A row's quality from its raw logits (n, labels), ranked as every fastrank path ranks
+    (``relevance_order``: the logit, or the last class's log-odds), with the queries it counts; a row whose scores
+    cannot be evaluated (NaN logits, say an fp16 overflow) gets ``None`` and the reason, not the run's end."""
+    from fastrank.errors import DataError
+    from fastrank.evaluation.metrics import evaluate_rankings
+    from fastrank.reranker import relevance_order
+
+    scores = relevance_order(raw)
+    try:
+        result = evaluate_rankings([scores[s:e] for s, e, _ in groups], [np.asarray(y) for _, _, y in groups],
+                                   metrics=["map", "mrr@10", "ndcg@10"])
+    except DataError as exc:
+        return {"quality": None, "quality_error": str(exc)}
+    return {"quality": result.metrics, "queries": result.num_queries,
+            "queries_skipped": result.num_skipped_no_positive + result.num_skipped_no_candidates}
+
+
 def parity(reference: np.ndarray, scores: np.ndarray, groups: Sequence[Group]) -> dict[str, float]:
-    """Parity of ``scores`` against ``reference`` logits: max |Δlogit|, Kendall τ (mean/min over queries), top-1
-    agreement, share of identical rankings, and the tie rate (share of within-query document pairs scored equal)."""
+    """Parity of ``scores`` against ``reference`` logits ((n,) or (n, labels)): max |Δlogit| over every logit,
+    Kendall τ (mean/min over queries), top-1 agreement, share of identical rankings, and the tie rate (share of
+    within-query document pairs scored equal), the rankings those of ``relevance_order``."""
     from fastrank.export.verify import VerifyGroup, compare
 
+    from fastrank.reranker import relevance_order
+
+    reference = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)
     spans = [(s, e) for s, e, _ in groups if e - s >= 2]
     vgroups = [VerifyGroup("", [""] * (e - s), None) for s, e in spans]
-    report = compare([reference[s:e, None] for s, e in spans], [scores[s:e, None] for s, e in spans], vgroups)
+    report = compare([reference[s:e] for s, e in spans], [scores[s:e] for s, e in spans], vgroups)
+    ranking = relevance_order(scores)
     ties = total = 0
     for s, e in spans:
-        x = scores[s:e]
+        x = ranking[s:e]
         equal = np.abs(x[:, None] - x[None, :]) <= 1e-7
         ties += int((equal.sum() - len(x)) // 2)
         total += len(x) * (len(x) - 1) // 2
@@ -231,10 +281,10 @@ def run_rows(rows: dict[str, tuple[dict[str, Any], LogitsFn]], workloads: dict[s
             {row: (lambda fn=fn: fn(pairs)) for row, (_, fn) in rows.items()}, items=len(pairs), repeats=repeats,
             before=(lambda row, run: progress(f"{wl_name}: {row} (run {run + 1}/{repeats})")) if progress else None)
         for row, (desc, _) in rows.items():
-            logits = np.asarray(kept[row], dtype=np.float64).reshape(len(pairs), -1)[:, 0]
+            logits = np.asarray(kept[row], dtype=np.float64).reshape(len(pairs), -1)
             records.append({"kind": "throughput", "workload": wl_name, "row": row, **desc, "threads": threads,
                             "quick": quick, "pairs": len(pairs), "timing": timings[row].summary(),
-                            "quality": quality(logits, wl["groups"]), "logits": logits.tolist()})
+                            **_row_quality(logits, wl["groups"]), "logits": logits.tolist()})
     if latency and "short" in workloads:
         short = [r for r in records if r["workload"] == "short"]
         fastest: dict[str, str] = {}
@@ -306,11 +356,12 @@ def markdown_table(records: Sequence[dict[str, Any]]) -> str:
             t = lat.get(n)
             return f"{t['p50_s'] * 1000:.0f}/{t['p99_s'] * 1000:.0f}" if t else "-"
 
-        p, q = r.get("parity", {}), r["quality"]
+        p, q = r.get("parity", {}), r["quality"] or {}
+        nan = float("nan")
         lines.append(
             f"| {r['workload']} | {r['row']} | {r.get('precision', '')} | {r['timing']['items_per_s']:.1f} | "
-            f"{cell('10')} | {cell('100')} | {cell('1000')} | {q['map']:.4f} | {q['mrr@10']:.4f} | "
-            f"{q['ndcg@10']:.4f} | {p.get('max_abs_dlogit', float('nan')):.1e} | "
+            f"{cell('10')} | {cell('100')} | {cell('1000')} | {q.get('map', nan):.4f} | {q.get('mrr@10', nan):.4f} | "
+            f"{q.get('ndcg@10', nan):.4f} | {p.get('max_abs_dlogit', nan):.1e} | "
             f"{p.get('kendall_tau_min', float('nan')):.3f} | {p.get('top1_agreement', float('nan')):.3f} | "
             f"{r.get('pct_of_peak', '-')} |")
     return "\n".join(lines)
@@ -344,7 +395,7 @@ def _warn_if_other_source(model: str | Path, artifact: str | Path, manifest: dic
 
 
 def _reranker_row(reranker) -> tuple[dict[str, Any], LogitsFn]:
-    return {"library": "fastrank", **reranker.describe()}, lambda pairs: reranker.logits(pairs)[:, 0]
+    return {"library": "fastrank", **reranker.describe()}, reranker.logits
 
 
 def _sweeps(name: str, reranker, workloads: dict[str, dict[str, Any]], quick: bool) -> list[dict[str, Any]]:
@@ -409,8 +460,8 @@ def benchmark_model(
     a list of rung names (e.g. ``["fp32", "int8"]``) sweeps only the artifacts shipped at those rungs."""
     from fastrank.reranker import Reranker
 
-    workloads = build_workloads(groups, quick)
     reference = Reranker(model, backend="torch", num_threads=threads)
+    workloads = build_workloads(groups, quick, separator=reference.encoder.separator)
     rerankers = {"fastrank torch fp32": reference}
     rungs = {"fastrank torch fp32": "fp32"}
     for spec in backends:

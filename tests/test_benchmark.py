@@ -31,6 +31,9 @@ def test_workloads_short_and_long():
     assert len(wl["long"]["pairs"]) == 6 * 4
     assert all(100 <= len(d.split()) <= 120 for _, d in wl["long"]["pairs"])
     assert wl["long"]["groups"][0] == (0, 4, [1, 0, 0, 0])
+    # a passage that goes on into the answer sentence holds the answer: the passage from candidate 0 of query 1
+    # (candidates 0 and 1 whole) is relevant, as its candidate 1 is
+    assert wl["long"]["groups"][1] == (4, 8, [1, 1, 0, 0])
 
 
 def test_quality_and_parity_values():
@@ -158,7 +161,7 @@ def test_run_rows_keeps_first_run_logits_and_times_1000_docs_only_for_the_fastes
     assert by_row["fast"]["timing"]["runs"] == 2
     assert order[:6] == ["fast", "slow", "fast", "slow", "fast", "slow"]  # warm-ups, then timed runs round-robin
     # call 1 is the warm-up on every tenth pair, call 2 the first timed run: its logits are the kept ones
-    assert by_row["fast"]["logits"] == (np.arange(20) * 3.0).tolist()
+    assert np.asarray(by_row["fast"]["logits"])[:, 0].tolist() == (np.arange(20) * 3.0).tolist()
     assert set(by_row["fast"]["latency"]) == {"10", "1000"}
     assert set(by_row["slow"]["latency"]) == {"10"}
     assert by_row["fast"]["latency"]["1000"]["items"] == 1000
@@ -205,3 +208,59 @@ def test_mixed_precision_rows_are_compared_with_their_matmul_rate():
     rates = {"fp32": 180.0, "bf16": 420.0}
     assert peak_for("bf16-mixed", rates) == peak_for("bf16", rates) == 420.0
     assert peak_for("fp16", rates) == 180.0  # no fp16 rate measured: fp32's
+
+
+def test_rows_rank_by_the_last_class_survive_nan_and_read_titles():
+    """A multi-label row is ranked by its last class's log-odds (it was ranked by class 0, the 'not relevant' one);
+    a row with NaN scores records no quality instead of ending the run; titled documents become the text the
+    model reads (bench crashed on them)."""
+    from fastrank.benchmark import run_rows
+    from fastrank.evaluation.metrics import evaluate_rankings
+
+    groups = _groups(4, docs=5)
+    groups[0]["documents"][1] = {"title": "Passages", "text": groups[0]["documents"][1]}
+    with pytest.raises(ValueError, match="titled documents need separator="):
+        build_workloads(groups, passage_words=100)
+    wl = build_workloads(groups, passage_words=100, long_pairs=0, separator="[SEP]")
+    assert wl["short"]["pairs"][1][1].startswith("Passages [SEP] ")
+    labels = [y for _, _, ys in wl["short"]["groups"] for y in ys]
+    relevant = np.asarray(labels, dtype=np.float32)
+
+    def two_labels(pairs):  # class 0 logit low for the relevant pairs, class 1's constant: P(class 1) ranks them
+        n = len(pairs)
+        return np.stack([relevant[:n] * -5.0, np.zeros(n, dtype=np.float32)], axis=1)
+
+    def broken(pairs):
+        return np.full(len(pairs), np.nan, dtype=np.float32)
+
+    records = run_rows({"two": ({"library": "a"}, two_labels), "nan": ({"library": "b"}, broken)}, wl, threads=1,
+                       quick=True, latency=False)
+    by_row = {r["row"]: r for r in records}
+    assert by_row["two"]["quality"]["map"] == 1.0 and by_row["two"]["queries"] == 4
+    logits = two_labels(range(len(relevant)))
+    for column in (0, 1):  # ranked by class 0 (the old bench) or by the last logit alone (the old verify)
+        alone = evaluate_rankings([logits[s:e, column] for s, e, _ in wl["short"]["groups"]],
+                                  [y for _, _, y in wl["short"]["groups"]]).metrics
+        assert alone["map"] == pytest.approx(0.2)  # the positive last of 5
+    assert by_row["nan"]["quality"] is None and "NaN" in by_row["nan"]["quality_error"]
+    assert "| short | nan |" in __import__("fastrank.benchmark").benchmark.markdown_table(records)
+
+
+def test_peers_without_sentence_transformers_fail_at_once_naming_the_extra(tiny_model_dir, tmp_path, monkeypatch):
+    import sys
+
+    from typer.testing import CliRunner
+
+    import fastrank.benchmark
+    from fastrank.cli import app
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    monkeypatch.setitem(sys.modules, "sentence_transformers.cross_encoder", None)
+    monkeypatch.setattr(fastrank.benchmark, "benchmark_model", lambda *a, **k: pytest.fail("measured first"))
+    data = tmp_path / "groups.jsonl"
+    data.write_text("\n".join(json.dumps(g) for g in _groups(2)))
+    result = CliRunner().invoke(app, ["bench", str(tiny_model_dir), "--data", str(data), "--quick", "--peers"])
+    from fastrank.errors import MissingDependency
+
+    assert isinstance(result.exception, MissingDependency)  # `fastrank` prints it as an error, exit code 2
+    assert "the --peers row needs" in str(result.exception) and '".[dev]"' in str(result.exception)

@@ -340,3 +340,13 @@ def test_a_model_trained_with_a_first_stage_prior_is_warned_about(tiny_model_dir
     with caplog.at_level(logging.WARNING, logger="fastrank.export.build"):
         export_model(model, tmp_path / "prior", precision="fp32", optimize="O1", num_threads=1)
     assert "trained with a first-stage prior (score = logit + 5.0 x owner/embedder's score)" in caplog.text
+
+
+def test_parity_ranks_a_multi_class_model_by_its_last_class_probability():
+    """verify ranked by the last logit alone; the softmax probability (what every fastrank path ranks by) depends on
+    the other logits too: [5, 4] has a lower P(last) than [0, 1] though its last logit is higher."""
+    from fastrank.export.verify import VerifyGroup, compare
+
+    logits = np.array([[5.0, 4.0], [0.0, 1.0]])
+    report = compare([logits], [logits], [VerifyGroup("q", ["a", "b"], [0.0, 1.0])])
+    assert report["ndcg@10"] == 1.0 and report["map"] == 1.0

@@ -115,3 +115,23 @@ def test_zscore_of_a_constant_list_is_zero():
     # scores at the float64 limits: the variance overflowed to inf (or underflowed to 0) and gave all zeros
     assert _zscore(np.array([1e308, -1e308])).tolist() == pytest.approx([1.0, -1.0])
     assert _zscore(np.array([1e-320, 3e-320])).tolist() == pytest.approx([-1.0, 1.0])
+
+
+def test_a_multi_class_reranker_is_ranked_by_its_last_class():
+    """predict gives (n, 2) logits: they were flattened, pairing documents with the wrong numbers."""
+
+    class TwoClass:
+        num_labels, activation = 2, "identity"
+
+        def predict(self, pairs, batch_size=64, activation=None):
+            relevant = {("q1", "d2"), ("q1", "d9"), ("q2", "d5")}
+            return np.array([[0.0, 3.0] if p in relevant else [2.0, 0.0] for p in map(tuple, pairs)])
+
+    task = _task()
+    relevant = {("q1", "d2"), ("q1", "d9"), ("q2", "d5")}
+    two = evaluate_retrieve_rerank(task, Embedder(), TwoClass(), top_k=9, ks=(1, 10), use_bm25=False,
+                                   fusion_weights=(0.5,))
+    oracle = evaluate_retrieve_rerank(task, Embedder(), OracleReranker(relevant), top_k=9, ks=(1, 10),
+                                      use_bm25=False)
+    assert two["reranked"] == oracle["reranked"] and two["reranked"]["mrr@1"] == 1.0
+    assert two["reranked_fused"]["0.5"]["mrr@1"] == 1.0

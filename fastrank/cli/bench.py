@@ -13,10 +13,12 @@ from fastrank.cli.output import print_json
 def sentence_transformers_row(model: str, threads: int) -> dict[str, Any]:
     """sentence-transformers' CrossEncoder on the same checkpoint, as a peer row (raw logits)."""
     import torch
-    from sentence_transformers.cross_encoder import CrossEncoder as STCrossEncoder
 
+    from fastrank.errors import require
+
+    cross_encoder = require("sentence_transformers.cross_encoder", "dev", "the --peers row")
     torch.set_num_threads(threads)
-    st = STCrossEncoder(model, device="cpu")
+    st = cross_encoder.CrossEncoder(model, device="cpu")
     identity = torch.nn.Identity()
     desc = {"library": "sentence-transformers", "backend": "torch", "provider": "cpu", "precision": "fp32"}
     return {"sentence-transformers torch fp32": (

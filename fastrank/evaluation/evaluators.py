@@ -225,7 +225,7 @@ def _read_records(path: Path) -> list[tuple[str, Any]]:
         raise DataError(f"cannot read evaluation file {path}: {exc}") from exc
 
 
-def _logits_keyword(predict: Any) -> dict[str, Any]:
+def logits_keyword(predict: Any) -> dict[str, Any]:
     """The keyword that makes ``predict`` return raw logits, if it takes one: ranking by logits keeps apart what fp32
     sigmoid rounds to equal scores (every logit above ~17 becomes 1.0). fastrank's ``activation="identity"``,
     sentence-transformers' ``activation_fn=Identity()``; other scorers are taken as they score."""
@@ -433,7 +433,7 @@ class RerankingEvaluator:
         multi_class = int(getattr(model, "num_labels", 1) or 1) > 1  # fastrank's, sentence-transformers' models
         if pairs:
             raw = predict(pairs, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar,
-                          **_logits_keyword(predict))
+                          **logits_keyword(predict))
             all_scores = np.asarray(raw, dtype=np.float64)
         else:
             all_scores = np.zeros(0)

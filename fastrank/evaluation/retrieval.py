@@ -17,8 +17,10 @@ import numpy as np
 from fastrank.data import QueryGroup, document_key
 from fastrank.documents import Document, document_text
 from fastrank.errors import DataError
+from fastrank.evaluation.evaluators import logits_keyword
 from fastrank.evaluation.metrics import evaluate_rankings
 from fastrank.fusion import fuse_scores
+from fastrank.reranker import relevance, relevance_order
 
 
 @dataclass
@@ -114,20 +116,28 @@ def evaluate_retrieve_rerank(
             continue
         pairs = [(task.queries[q], task.corpus[j]) for q, row in enumerate(ranked) for j in row]
         start = time.perf_counter()
-        flat = np.asarray(reranker.predict(pairs, batch_size=batch_size), dtype=np.float64).reshape(-1)
+        asked = logits_keyword(reranker.predict)  # raw logits where it can give them, ranked by relevance_order
+        raw = np.asarray(reranker.predict(pairs, batch_size=batch_size, **asked), dtype=np.float64)
         out["latency_s"][f"rerank_per_query_{name}"] = (time.perf_counter() - start) / len(task.queries)
-        reranked_scores, pos = [], 0
-        for row in ranked:
-            reranked_scores.append(flat[pos : pos + len(row)])
-            pos += len(row)
+        if raw.size % max(len(pairs), 1):
+            raise ValueError(f"the reranker gave scores of shape {raw.shape} for {len(pairs)} pairs")
+        raw = raw.reshape(len(pairs), -1)
+        order = relevance_order(raw)
+        activated = relevance(raw, getattr(reranker, "activation", "identity") if asked else "identity")
         key = "reranked" if name == "first_stage" else f"{name}_reranked"
-        out[key] = _metrics(ranked, reranked_scores, task, ks)
+        out[key] = _metrics(ranked, _per_query(order, ranked), task, ks)
         if fusion_weights:
             out[f"{key}_fused"] = {
-                f"{float(w):g}": _metrics(ranked, [fuse_scores(r, f, float(w))
-                                                   for r, f in zip(reranked_scores, first_scores)], task, ks)
+                f"{float(w):g}": _metrics(ranked, [fuse_scores(r, f, float(w)) for r, f in
+                                                   zip(_per_query(activated, ranked), first_scores)], task, ks)
                 for w in fusion_weights}
     return out
+
+
+def _per_query(flat: np.ndarray, ranked: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """``flat`` (one value per pair, queries one after another) cut into each query's candidates."""
+    bounds = np.cumsum([0] + [len(row) for row in ranked])
+    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _bm25_top_k(task: RetrievalTask, top_k: int, required: bool):

@@ -228,8 +228,12 @@ def discordant_pairs(reference: np.ndarray, candidate: np.ndarray, tolerance: fl
 
 
 def _ranking_column(logits: np.ndarray) -> np.ndarray:
-    """The score a document is ranked by: the one logit, or the last ("relevant") class of several."""
-    return logits[:, 0] if logits.shape[1] == 1 else logits[:, -1]
+    """The score a document is ranked by (``fastrank.reranker.relevance_order``): the one logit, or for several
+    labels the last ("relevant") class's log-odds, the order of its softmax probability (the last logit alone is
+    not: the other logits move that probability too)."""
+    from fastrank.reranker import relevance_order
+
+    return relevance_order(logits)
 
 
 def compare(
