@@ -7,12 +7,15 @@ transformers < 4.58 while fastrank's training venv has transformers 5):
         "sentence-transformers>=5,<6" "optimum-onnx[onnxruntime]" "transformers<4.58" flashrank
 
 ``bench.run`` starts it as a subprocess in the same run (same data, same timing code) and merges its records;
-it prints one JSON record per line. It imports only numpy-level parts of fastrank (timing, metrics) from the tree.
+it prints one JSON record per line, each with this venv's environment (library versions) so the report does not
+label it with the main process's. It imports only numpy-level parts of fastrank (timing, metrics) from the tree.
+A missing flashrank skips only the FlashRank row (with a note on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import shutil
 import sys
@@ -22,6 +25,9 @@ from typing import Any
 import numpy as np
 
 from bench.common import WIKIQA
+
+PROCESS = "bench.peers"  # environment["process"] of the records measured here, in the peer venv
+NOTE = "bench.peers: "  # stderr lines with this prefix are notes bench.run passes on
 
 
 def _st_models(model_dir: str, work: Path) -> dict[str, Any]:
@@ -86,19 +92,42 @@ class FlashRankScorer:
         return out
 
 
+def _flashrank_models(onnx_artifact: Path | None, work: Path, threads: int) -> dict[str, Any]:
+    """The FlashRank row's model, or none (with a note on stderr) when flashrank is not installed here, so the
+    sentence-transformers rows are still measured."""
+    if onnx_artifact is None:
+        return {}
+    try:
+        importlib.import_module("flashrank")
+    except ImportError as exc:
+        print(f"{NOTE}flashrank cannot be imported ({exc}): FlashRank row skipped", file=sys.stderr)
+        return {}
+    max_length = json.loads((onnx_artifact / "fastrank.json").read_text(encoding="utf-8"))["max_length"]
+    return {"flashrank on fastrank's fp32 ONNX": (FlashRankScorer(onnx_artifact, work, threads, max_length),
+                                                  "onnxruntime", "fp32")}
+
+
+def _with_environment(records: list[dict[str, Any]], threads: int) -> list[dict[str, Any]]:
+    """Attach this venv's environment to every record: the main process keeps an existing one (setdefault), so
+    the peer rows show the library versions they ran under, not the main process's."""
+    from fastrank.benchmark import environment
+
+    env = {**environment(threads), "process": PROCESS}
+    for r in records:
+        r["environment"] = env
+    return records
+
+
 def run(model_dir: str, threads: int, quick: bool, work: Path, onnx_artifact: Path | None,
         data: Path) -> list[dict[str, Any]]:
+    """Records of the sentence-transformers ONNX rows and (given ``onnx_artifact``) the FlashRank row on ``data``."""
     import torch
 
     from fastrank.benchmark import LATENCY_SIZES, build_workloads, run_rows
 
     torch.set_num_threads(threads)
     identity = torch.nn.Identity()
-    models = _st_models(model_dir, work)
-    if onnx_artifact is not None:
-        max_length = json.loads((onnx_artifact / "fastrank.json").read_text(encoding="utf-8"))["max_length"]
-        models["flashrank on fastrank's fp32 ONNX"] = (FlashRankScorer(onnx_artifact, work, threads, max_length),
-                                                       "onnxruntime", "fp32")
+    models = {**_st_models(model_dir, work), **_flashrank_models(onnx_artifact, work, threads)}
     rows = {}
     for row, (model, backend, precision) in models.items():
         library = "flashrank" if row.startswith("flashrank") else "sentence-transformers"
@@ -106,8 +135,9 @@ def run(model_dir: str, threads: int, quick: bool, work: Path, onnx_artifact: Pa
         rows[row] = (desc, lambda pairs, model=model: np.asarray(
             model.predict(pairs, batch_size=32, activation_fn=identity, show_progress_bar=False)))
     groups = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return run_rows(rows, build_workloads(groups, quick), threads=threads, quick=quick,
-                    latency_sizes=(10, 100) if quick else LATENCY_SIZES)
+    records = run_rows(rows, build_workloads(groups, quick), threads=threads, quick=quick,
+                       latency_sizes=(10, 100) if quick else LATENCY_SIZES)
+    return _with_environment(records, threads)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,9 +6,10 @@ Exports (and verifies) the model's fp32 ONNX (O3), int8 ONNX and bf16 torch arti
 (re-used when present), then measures with ``fastrank.benchmark.benchmark_model`` — the engine behind
 ``fastrank bench`` — the PyTorch fp32 reference, each artifact, sentence-transformers' CrossEncoder (torch, in
 this process) and, from the peer virtualenv (bench/peers.py), sentence-transformers' onnx / O3 / int8 backends and
-FlashRank on fastrank's fp32 ONNX. Full runs append to bench/results/run.jsonl and draw bench/plots/*.png;
-``--quick`` (a smoke test, numbers not reported) appends to bench/results/run-quick.jsonl. Then
-``python -m bench report`` regenerates RESULTS.md.
+FlashRank on fastrank's fp32 ONNX. ``--no-peers`` drops both kinds of peer rows (and the need for
+sentence-transformers); without it a missing sentence-transformers stops the run before anything is exported.
+Full runs append to bench/results/run.jsonl and draw bench/plots/*.png; ``--quick`` (a smoke test, numbers not
+reported) appends to bench/results/run-quick.jsonl. Then ``python -m bench report`` regenerates RESULTS.md.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.common import ROOT, WIKIQA, RESULTS_DIR, require_shared_data
+from bench.peers import NOTE
 
 PLOTS = ROOT / "bench" / "plots"
 
@@ -66,7 +69,28 @@ def peer_records(model_dir: str, data: Path, threads: int, quick: bool, onnx_art
     if proc.returncode != 0:
         print(f"peer run failed, rows skipped:\n{proc.stderr[-2000:]}")
         return []
+    for line in proc.stderr.splitlines():
+        if line.startswith(NOTE):  # e.g. a peer row skipped for a missing library
+            print(line)
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+def require_peers() -> None:
+    """Raise MissingDependency (naming the extra) when sentence-transformers is missing, before any export or
+    measurement spends minutes on a run that could not finish."""
+    from fastrank.errors import require
+
+    require("sentence_transformers", "dev", "python -m bench run without --no-peers")
+
+
+def in_process_peer_rows(model_dir: str, threads: int, peers: bool) -> dict[str, Any]:
+    """sentence-transformers' CrossEncoder (torch) in this process; none with peers off, which then need no
+    sentence-transformers."""
+    if not peers:
+        return {}
+    from fastrank.cli.bench import sentence_transformers_row
+
+    return sentence_transformers_row(model_dir, threads)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,20 +100,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default=str(WIKIQA / "test.jsonl"), help="Grouped JSONL with labels.")
     parser.add_argument("--quick", action="store_true", help="Small workloads, one timed run (smoke test).")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-peers", action="store_true", help="Skip the peer virtualenv rows.")
+    parser.add_argument("--no-peers", action="store_true",
+                        help="Skip the peer rows: sentence-transformers in this process and the peer virtualenv's.")
     args = parser.parse_args(argv)
+    if not args.no_peers:
+        require_peers()
     require_shared_data()
     from fastrank.benchmark import benchmark_model, markdown_table, write_jsonl
-    from fastrank.cli.bench import sentence_transformers_row
     from fastrank.data import read_groups
 
     started = time.perf_counter()
     artifacts = export_artifacts(args.model, ROOT / "runs" / "bench-artifacts", args.threads)
     records = benchmark_model(
-        args.model, read_groups(args.data), list(artifacts.values()), extra_rows=sentence_transformers_row(args.model, args.threads),
+        args.model, read_groups(args.data), list(artifacts.values()),
+        extra_rows=in_process_peer_rows(args.model, args.threads, not args.no_peers),
         external_records=None if args.no_peers else lambda: peer_records(
             args.model, Path(args.data), args.threads, args.quick, artifacts.get("onnx fp32 O3")),
-        quick=args.quick, threads=args.threads, sweeps=["fp32", "int8"], progress=lambda text: print(f"bench: {text}", flush=True))
+        quick=args.quick, threads=args.threads, sweeps=["fp32", "int8"],
+        progress=lambda text: print(f"bench: {text}", flush=True))
     run_id = time.strftime("%Y-%m-%dT%H:%M:%S")
     command = "python -m bench run " + " ".join(argv if argv is not None else sys.argv[2:])
     wall = round(time.perf_counter() - started, 1)

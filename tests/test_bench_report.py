@@ -54,3 +54,83 @@ def test_torch_precision_rows_beside_their_noise_reference():
     assert "| long | fp32 | 25.1 | 1.000x | 0.7828 | 0.7118 | 0.0e+00 | - |" in text
     assert "| long | bf16 | 56.2 | 2.239x | 0.7742 | 0.7001 | 6.7e-03 | -0.0172 / -0.0031 / +0.0041 |" in text
     assert "long 62 queries, 26%." in text
+
+
+def _run_record(row: str, library: str, backend: str, versions: dict, process: str | None = None,
+                runs: int = 2) -> dict:
+    """One throughput record of ``python -m bench run`` as the report reads it (from the run.jsonl of one run)."""
+    from fastrank.timing import Timing
+
+    env = {"threads": 2, "cpu": "AMD EPYC", "versions": versions, **({"process": process} if process else {})}
+    timing = Timing([1.0 + 0.1 * i for i in range(runs)], items=100).summary()
+    return {"kind": "throughput", "workload": "short", "row": row, "library": library, "backend": backend,
+            "precision": "fp32", "timing": timing, "quality": {"map": 0.5, "mrr@10": 0.5, "ndcg@10": 0.5},
+            "gflop_per_pair": 0.8, "environment": env, "matmul_gflops": {"fp32": 100.0}, "run_id": "r1",
+            "command": "python -m bench run --model m", "run_seconds": 1.0, "model": "m", "data": "d"}
+
+
+MAIN_VERSIONS = {"fastrank": "0.1.0", "sentence-transformers": "6.2.0", "transformers": "5.24.0"}
+
+
+def test_run_section_shows_the_peer_venvs_versions_apart():
+    from bench import report_run
+    from bench.peers import PROCESS
+
+    peer_versions = {"sentence-transformers": "5.1.2", "transformers": "4.57.1", "flashrank": "0.2.10"}
+    records = [_run_record("fastrank torch fp32", "fastrank", "torch", MAIN_VERSIONS),
+               _run_record("sentence-transformers torch fp32", "sentence-transformers", "torch", MAIN_VERSIONS),
+               _run_record("sentence-transformers onnx int8", "sentence-transformers", "onnxruntime", peer_versions,
+                           PROCESS),
+               _run_record("flashrank on fastrank's fp32 ONNX", "flashrank", "onnxruntime", peer_versions, PROCESS)]
+    text = report_run.section(records)
+    assert f"versions in this process {MAIN_VERSIONS}." in text
+    assert ("Peer venv (bench/peers.py in .venv-peers; sentence-transformers onnx int8, flashrank on fastrank's "
+            f"fp32 ONNX): versions {peer_versions}.") in text
+
+
+def test_run_section_does_not_give_old_peer_rows_the_main_versions():
+    from bench import report_run
+
+    records = [_run_record("fastrank torch fp32", "fastrank", "torch", MAIN_VERSIONS),
+               _run_record("sentence-transformers onnx fp32", "sentence-transformers", "onnxruntime", MAIN_VERSIONS)]
+    text = report_run.section(records)
+    assert "(bench/peers.py in .venv-peers; sentence-transformers onnx fp32): versions not recorded" in text
+
+
+def test_run_section_latency_wording_matches_the_requests():
+    from bench import report_run
+    from fastrank.benchmark import latency_requests
+
+    pairs = [("q1", "a"), ("q1", "b"), ("q2", "c")]
+    assert latency_requests(pairs, (4,))[4] == [("q1", "a"), ("q1", "b"), ("q1", "c"), ("q1", "a")]
+    text = report_run.section([_run_record("fastrank torch fp32", "fastrank", "torch", MAIN_VERSIONS)])
+    assert "the first test query with N candidates" not in text
+    assert "paired with the first N documents of the short workload" in text
+    assert "picked separately in this process and in the peer venv" in text
+
+
+def test_timing_interval_is_the_range_below_the_bootstrap_minimum():
+    from fastrank.timing import Timing
+
+    two = Timing([1.0, 2.0], items=10).summary()
+    assert two["interval_kind"] == "range" and two["items_per_s_ci95"] == [5.0, 10.0]
+    one = Timing([2.0], items=10).summary()
+    assert one["interval_kind"] == "range" and one["items_per_s_ci95"] == [5.0, 5.0]
+    many = Timing([1.0 + 0.01 * i for i in range(8)], items=10)
+    assert many.summary()["interval_kind"] == "bootstrap95"
+    assert many.summary()["items_per_s_ci95"] == [round(x, 2) for x in many.throughput_interval()]
+
+
+def test_run_section_names_the_interval_it_shows():
+    from bench import report_run
+
+    few = _run_record("fastrank torch fp32", "fastrank", "torch", MAIN_VERSIONS, runs=2)
+    few["timing"].pop("interval_kind", None)  # a record from before interval_kind: told by its run count
+    text = report_run.section([few])
+    assert "| workload | row | pairs/s | range of runs | runs | min s | median s |" in text
+    assert "bootstrap 95% interval and spread" not in text
+    many = _run_record("fastrank torch fp32", "fastrank", "torch", MAIN_VERSIONS, runs=8)
+    assert "| workload | row | pairs/s | bootstrap 95% CI | runs |" in report_run.section([many])
+    mixed = report_run.section([_run_record("fastrank torch fp32", "fastrank", "torch", MAIN_VERSIONS, runs=2),
+                                _run_record("fastrank onnx fp32", "fastrank", "onnx", MAIN_VERSIONS, runs=8)])
+    assert "| pairs/s | interval | runs |" in mixed and "(range of runs) |" in mixed and "(bootstrap 95% CI) |" in mixed
