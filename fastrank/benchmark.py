@@ -1,5 +1,5 @@
-"""Quality and speed of rerankers on the same data in one run: the engine behind ``fastrank bench`` and
-``python -m bench run``.
+"""Quality and speed of rerankers on the same data in one run: the engine behind ``fastrank bench`` and ``python -m
+bench run``.
 
 A *row* is anything that turns (query, document) pairs into raw logits (a ``Reranker``, a sentence-transformers
 ``CrossEncoder``, a peer library). For every row and workload it measures end-to-end throughput (tokenization
