@@ -1,14 +1,14 @@
-"""Quality and speed of rerankers on the same data in one run: the engine behind ``fastrank bench`` and ``python -m
-bench run``.
+"""Quality and speed of rerankers on the same data in one run: the engine behind ``fastrank bench`` and
+``python -m bench run``.
 
 A *row* is anything that turns (query, document) pairs into raw logits (a ``Reranker``, a sentence-transformers
 ``CrossEncoder``, a peer library). For every row and workload it measures end-to-end throughput (tokenization
-included; warm-up, repeated runs, median with the range of the runs or, from 6 runs, a bootstrap interval), quality (MAP, MRR@10, NDCG@10 from
-``fastrank.evaluation.metrics``), parity against a reference row (max |Δlogit|, Kendall τ per query, top-1
-agreement, tie rate, from ``fastrank.export.verify``), and latency of single requests of 10/100/1000 documents
-(p50/p95/p99). Sweeps over batch size / token budget and sequence length, the FLOPs of a pair and this machine's
-measured matmul rates (so each row shows its % of peak) complete the picture. Timing is ``fastrank.timing``.
-Only numpy is imported at module level.
+included; warm-up, repeated runs, median with the range of the runs or, from 6 runs, a bootstrap interval), quality
+(MAP, MRR@10, NDCG@10 from ``fastrank.evaluation.metrics``), parity against a reference row (max |Δlogit|, Kendall τ
+per query, top-1 agreement, tie rate, from ``fastrank.export.verify``), and latency of single requests of
+10/100/1000 documents (p50/p95/p99). Sweeps over batch size / token budget and sequence length, the FLOPs of a pair
+and this machine's measured matmul rates (so each row shows its % of peak) complete the picture. Timing is
+``fastrank.timing``. Only numpy is imported at module level.
 """
 
 from __future__ import annotations
