@@ -134,3 +134,17 @@ def test_run_section_names_the_interval_it_shows():
     mixed = report_run.section([_run_record("fastrank torch fp32", "fastrank", "torch", MAIN_VERSIONS, runs=2),
                                 _run_record("fastrank onnx fp32", "fastrank", "onnx", MAIN_VERSIONS, runs=8)])
     assert "| pairs/s | interval | runs |" in mixed and "(range of runs) |" in mixed and "(bootstrap 95% CI) |" in mixed
+
+
+def test_long_quality_section_shows_the_latest_run_only():
+    def record(run_id, row, value, quality=True):
+        return {"command": "python -m bench long-quality", "run_id": run_id, "workload": "long", "row": row,
+                "queries": 61, "quality": {"map": value, "mrr@10": value, "ndcg@10": value} if quality else None,
+                "parity": {"max_abs_dlogit": 0.05, "top1_agreement": 0.961}}
+
+    assert report._long_quality_section([]) == ""
+    text = report._long_quality_section([record("a", "old", 0.1), record("b", "fastrank torch fp32", 0.8532),
+                                         record("b", "broken", 0.0, quality=False)])
+    assert "| long | fastrank torch fp32 | 61 | 0.8532 | 0.8532 | 0.8532 | 5.0e-02 | 0.961 |" in text
+    assert "| long | broken | 61 | nan |" in text and "| old |" not in text
+    assert "Command: `python -m bench long-quality` (run b;" in text
