@@ -5,15 +5,52 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from fastrank.errors import FastrankError
 
-# What fastrank writes at the top of an output directory: an artifact's manifest, a checkpoint's config, a Triton
-# repository's model configs. A non-empty directory with none of these is not ours to replace.
-OUTPUT_MARKERS = ("fastrank.json", "config.json", "*/config.pbtxt")
+MANIFEST_FILE = "fastrank.json"
+# A Hugging Face checkpoint: its config, weights (one file or a shard index) and a tokenizer file, all three.
+CHECKPOINT_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                      "pytorch_model.bin.index.json", "model.onnx")
+CHECKPOINT_TOKENIZER = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+OUTPUT_KINDS = (f"an artifact has {MANIFEST_FILE}; a checkpoint has config.json, a weights file and a tokenizer "
+                "file; a Triton repository holds only model directories, each with config.pbtxt and numbered "
+                "version directories")
+
+
+def is_fastrank_output(directory: Path) -> bool:
+    """Whether ``directory`` is recognisably something fastrank writes, and so may be replaced by a new one: an
+    artifact, a checkpoint or a Triton repository. A lone ``config.json`` is not enough (many projects have one)."""
+    return (directory / MANIFEST_FILE).is_file() or _is_checkpoint(directory) or _is_triton_repository(directory)
+
+
+def _is_checkpoint(directory: Path) -> bool:
+    """A Hugging Face checkpoint: config.json, a weights file and a tokenizer file at its top."""
+    return ((directory / "config.json").is_file() and _has_file(directory, CHECKPOINT_WEIGHTS)
+            and _has_file(directory, CHECKPOINT_TOKENIZER))
+
+
+def _has_file(directory: Path, names: tuple[str, ...]) -> bool:
+    return any((directory / name).is_file() for name in names)
+
+
+def _is_triton_repository(directory: Path) -> bool:
+    """A Triton repository as ``fastrank.export.triton`` writes it: every entry a model directory whose entries are
+    its config.pbtxt and numbered version directories (at least one); anything else in it is not ours."""
+    entries = list(directory.iterdir())
+    return bool(entries) and all(_is_triton_model(entry) for entry in entries)
+
+
+def _is_triton_model(model: Path) -> bool:
+    """A Triton model directory: config.pbtxt plus only numbered version directories, at least one."""
+    if not model.is_dir() or model.is_symlink() or not (model / "config.pbtxt").is_file():
+        return False
+    others = [entry for entry in model.iterdir() if entry.name != "config.pbtxt"]
+    return bool(others) and all(entry.is_dir() and entry.name.isdigit() for entry in others)
 
 
 def check_output_dir(target: str | Path, keep: Iterable[str | Path] = ()) -> Path:
@@ -21,7 +58,8 @@ def check_output_dir(target: str | Path, keep: Iterable[str | Path] = ()) -> Pat
 
     Refused: the current directory or one holding it; a path equal to or holding any of ``keep`` (the inputs, e.g.
     the checkpoint being exported); an existing file; a non-empty directory holding no fastrank artifact,
-    checkpoint or Triton repository (``OUTPUT_MARKERS``). Returns the resolved path. Call it before long work, so a
+    checkpoint or Triton repository (``is_fastrank_output``); a path whose parent cannot be created or written.
+    Returns the resolved path. Call it before long work, so a
     bad ``--out`` fails at once rather than after training or an export.
     """
     target = Path(target).expanduser().resolve()
@@ -34,19 +72,33 @@ def check_output_dir(target: str | Path, keep: Iterable[str | Path] = ()) -> Pat
         if target == source or target in source.parents:
             raise FastrankError(f"refusing to write over {target}: it holds the input {source}, which would be "
                                 "replaced; choose another output directory")
+    _check_writable_parent(target)
     if not target.exists():
         return target
     if not target.is_dir():
         raise FastrankError(f"{target} exists and is not a directory; the output is a directory: choose another "
                             "path or remove it")
-    if any(target.iterdir()) and not any(any(target.glob(marker)) for marker in OUTPUT_MARKERS):
+    if any(target.iterdir()) and not is_fastrank_output(target):
         trainer = sorted(p.name for p in target.glob("checkpoint-*"))[:2]
         hint = (f"; it holds trainer checkpoints ({', '.join(trainer)}): save the model into a subdirectory, e.g. "
                 f"{target / 'final'}" if trainer else "")
-        raise FastrankError(f"refusing to replace {target}: it is a non-empty directory without a fastrank artifact, "
-                            f"checkpoint or Triton repository in it (none of {', '.join(OUTPUT_MARKERS)}); choose "
-                            f"a new or empty directory, or remove it first{hint}")
+        raise FastrankError(f"refusing to replace {target}: it is a non-empty directory without a fastrank "
+                            f"artifact, checkpoint or Triton repository in it ({OUTPUT_KINDS}); choose a new or "
+                            f"empty directory, or remove it first{hint}")
     return target
+
+
+def _check_writable_parent(target: Path) -> None:
+    """FastrankError naming the blocking path unless the directory that will hold ``target`` can be created and
+    written: a file in the way, or a place where no directory can be made (read-only, /proc), is found now rather
+    than after a model has loaded. Probes by making and removing a hidden directory in the nearest existing one."""
+    _creatable(target, "the output directory")
+    existing = next(parent for parent in target.parents if parent.exists())
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".fastrank-write-check-", dir=existing))
+    except OSError as exc:
+        raise FastrankError(f"cannot write the output directory {target}: no directory can be created in "
+                            f"{existing} ({exc.strerror or exc}); choose a path in a writable directory") from exc
 
 
 def _creatable(target: Path, what: str) -> None:
@@ -85,9 +137,7 @@ def atomic_dir(target: str | Path, keep: Iterable[str | Path] = ()) -> Iterator[
     """Yield a temporary directory beside ``target``; on success it replaces ``target``, on error it is removed.
     ``target`` must pass ``check_output_dir`` (with ``keep``, the inputs it must not replace)."""
     target = check_output_dir(target, keep)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()  # the umask's permissions (mkdtemp's 0700 would make every written model private to its writer)
+    tmp = _make_tmp(target)
     try:
         yield tmp
     except BaseException:
@@ -101,6 +151,19 @@ def atomic_dir(target: str | Path, keep: Iterable[str | Path] = ()) -> Iterator[
     tmp.rename(target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _make_tmp(target: Path) -> Path:
+    """Create the temporary directory beside ``target`` (and ``target``'s parents); an OSError (a file in the way,
+    a read-only or full disk) becomes a FastrankError naming the path."""
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()  # the umask's permissions (mkdtemp's 0700 would make every written model private to its writer)
+    except OSError as exc:
+        raise FastrankError(f"cannot write the output directory {target}: creating {exc.filename or tmp} failed "
+                            f"({exc.strerror or exc}); choose a path in a writable directory") from exc
+    return tmp
 
 
 def _umask_permissions(root: Path) -> None:

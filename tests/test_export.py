@@ -350,3 +350,86 @@ def test_parity_ranks_a_multi_class_model_by_its_last_class_probability():
     logits = np.array([[5.0, 4.0], [0.0, 1.0]])
     report = compare([logits], [logits], [VerifyGroup("q", ["a", "b"], [0.0, 1.0])])
     assert report["ndcg@10"] == 1.0 and report["map"] == 1.0
+
+
+def _write_groups(path) -> None:
+    path.write_text(json.dumps({"query": "capital of france", "documents": ["paris", "berlin"], "labels": [1, 0]})
+                    + "\n")
+
+
+def test_verify_data_inside_the_replaced_artifact_is_kept(fp32_o3, tiny_model_dir):
+    from typer.testing import CliRunner
+
+    from fastrank.cli import app
+
+    out, _ = fp32_o3
+    data = out / "mydata.jsonl"
+    _write_groups(data)
+    result = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--out", str(out), "--optimize", "O3",
+                                      "--verify-data", str(data)])
+    assert isinstance(result.exception, FastrankError) and "holds the input" in str(result.exception)
+    with pytest.raises(FastrankError, match="holds the input"):
+        export_model(tiny_model_dir, out, optimize="O3", verify_pairs=str(data), num_threads=1)
+    assert data.is_file() and read_manifest(out) is not None
+
+
+def _base_model(tmp_path):
+    """A tiny BERT without a classification head (an encoder, as embedding models are) + the MiniLM tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from tests.conftest import _tokenizer_source
+
+    path = tmp_path / "base"
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
+              ).save_pretrained(path)
+    AutoTokenizer.from_pretrained(_tokenizer_source()).save_pretrained(path)
+    return path
+
+
+def test_a_model_without_a_trained_head_is_refused_unless_allowed(tmp_path):
+    base = _base_model(tmp_path)
+    with pytest.raises(FastrankError, match="has no trained classification head: a reranker exported from it "
+                                            "scores at random; train it first with fastrank train"):
+        export_model(base, tmp_path / "refused", optimize="O1", num_threads=1)
+    assert not (tmp_path / "refused").exists()
+    manifest = export_model(base, tmp_path / "allowed", optimize="O1", num_threads=1, allow_untrained_head=True)
+    assert manifest["head_initialized"] is True and read_manifest(tmp_path / "allowed")["head_initialized"] is True
+
+
+def test_cli_export_of_a_base_model_needs_allow_untrained_head(tmp_path):
+    from typer.testing import CliRunner
+
+    from fastrank.cli import app
+
+    base = _base_model(tmp_path)
+    result = CliRunner().invoke(app, ["export", str(base), "--out", str(tmp_path / "a"), "--optimize", "O1"])
+    assert isinstance(result.exception, FastrankError) and "no trained classification head" in str(result.exception)
+    result = CliRunner().invoke(app, ["export", str(base), "--out", str(tmp_path / "a"), "--optimize", "O1",
+                                      "--allow-untrained-head", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["head_initialized"] is True
+
+
+def test_trained_head_manifest_records_head_initialized_false(fp32_o3):
+    assert fp32_o3[1]["head_initialized"] is False
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_a_half_precision_model_is_refused_up_front(tiny_model_dir, tmp_path, dtype):
+    from fastrank import CrossEncoder
+
+    model = CrossEncoder(tiny_model_dir, dtype=dtype, device="cpu")
+    with pytest.raises(FastrankError, match=f"export needs the fp32 model, got weights in {dtype}: load it with "
+                                            r"dtype='float32' \(the default\)"):
+        export_model(model, tmp_path / "half", num_threads=1)
+    assert not (tmp_path / "half").exists()
+
+
+def test_a_triton_repository_fastrank_wrote_may_be_replaced(o1_artifact, tmp_path):
+    from fastrank.export.triton import write_repository
+    from fastrank.io import check_output_dir
+
+    repo = write_repository(o1_artifact, tmp_path / "repo")
+    assert check_output_dir(repo) == repo.resolve()
+    write_repository(o1_artifact, repo)
+    assert sorted(p.name for p in repo.iterdir()) == ["fastrank", "fastrank_model", "fastrank_tokenizer"]

@@ -4,6 +4,7 @@ a target that is not a fastrank output (or holds the input) is refused before an
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -50,9 +51,12 @@ def test_output_paths_that_would_destroy_other_files_are_refused(tmp_path, monke
     for target in (checkpoint, checkpoint.parent):  # the input itself, or a directory holding it
         with pytest.raises(FastrankError, match="holds the input"):
             check_output_dir(target, keep=[checkpoint])
+    (checkpoint / "model.safetensors").write_text("")
+    (checkpoint / "tokenizer.json").write_text("{}")
     assert check_output_dir(checkpoint) == checkpoint.resolve()  # a checkpoint may be replaced by a new one
     triton = tmp_path / "repo"
     (triton / "fastrank_model").mkdir(parents=True)
+    (triton / "fastrank_model" / "1").mkdir()
     (triton / "fastrank_model" / "config.pbtxt").write_text("")
     assert check_output_dir(triton) == triton.resolve()
     trainer_out = tmp_path / "trainer"  # a trainer's output_dir: saving the model over it would delete checkpoints
@@ -64,3 +68,75 @@ def test_output_paths_that_would_destroy_other_files_are_refused(tmp_path, monke
     assert (work / "mywork.txt").read_text() == "precious" and sorted(p.name for p in work.iterdir()) == [
         "mywork.txt", "notes"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary directory left behind
+
+
+def test_a_project_with_a_config_json_is_not_replaced(tmp_path, monkeypatch):
+    """A lone config.json (or a nested config.pbtxt) does not make a directory a fastrank output: replacing it would
+    delete the rest of the project."""
+    monkeypatch.chdir(tmp_path)
+    project = tmp_path / "proj"
+    (project / "src").mkdir(parents=True)
+    (project / "config.json").write_text("{}")
+    (project / "src" / "main.py").write_text("x")
+    (project / "deploy").mkdir()
+    (project / "deploy" / "config.pbtxt").write_text("")
+    for target in (project, project / "deploy"):
+        with pytest.raises(FastrankError, match="not a fastrank|without a fastrank artifact, checkpoint or Triton"):
+            check_output_dir(target)
+    with pytest.raises(FastrankError, match="config.json, a weights file and a tokenizer file"), atomic_dir(project):
+        pytest.fail("the body must not run")
+    assert (project / "src" / "main.py").read_text() == "x" and (project / "config.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["proj"]
+
+
+def test_a_checkpoint_and_a_triton_repository_are_recognised_strictly(tmp_path):
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer_config.json", "README.md"):
+        (checkpoint / name).write_text("{}")
+    assert check_output_dir(checkpoint) == checkpoint.resolve()
+    (checkpoint / "tokenizer_config.json").unlink()  # config + weights without a tokenizer: not a checkpoint
+    with pytest.raises(FastrankError, match="refusing to replace"):
+        check_output_dir(checkpoint)
+    repo = tmp_path / "repo"
+    for model in ("fastrank", "fastrank_model"):
+        (repo / model / "1").mkdir(parents=True)
+        (repo / model / "config.pbtxt").write_text("")
+    assert check_output_dir(repo) == repo.resolve()
+    (repo / "notes.txt").write_text("mine")  # anything but model directories: not a repository fastrank wrote
+    with pytest.raises(FastrankError, match="refusing to replace"):
+        check_output_dir(repo)
+    (repo / "notes.txt").unlink()
+    (repo / "fastrank" / "scripts").mkdir()
+    with pytest.raises(FastrankError, match="refusing to replace"):
+        check_output_dir(repo)
+
+
+def test_an_output_path_that_cannot_be_created_is_refused_naming_the_blocker(tmp_path, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(FastrankError, match=f"{afile} is a file, not a directory"):
+        check_output_dir(afile / "sub" / "out")
+    if Path("/proc/self").is_dir():
+        with pytest.raises(FastrankError, match="no directory can be created in /proc"):
+            check_output_dir("/proc/fastrank-out")
+    monkeypatch.setattr("fastrank.io.check_output_dir", lambda target, keep=(): Path(target))
+    with pytest.raises(FastrankError, match=f"cannot write the output directory {afile / 'sub'}"), \
+            atomic_dir(afile / "sub"):
+        pytest.fail("the body must not run")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_cli_export_refuses_an_unusable_out_before_loading(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import fastrank.model
+    from fastrank.cli import app
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model must not load")
+
+    monkeypatch.setattr(fastrank.model.CrossEncoder, "__init__", no_load)
+    (tmp_path / "afile").write_text("")
+    result = CliRunner().invoke(app, ["export", "some/model", "--out", str(tmp_path / "afile" / "sub")])
+    assert isinstance(result.exception, FastrankError) and "is a file, not a directory" in str(result.exception)

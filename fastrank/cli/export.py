@@ -16,7 +16,7 @@ def export_artifact(
     model: str, out: str, precision: str = "fp32", optimize: str = "O2", verify_data: str | None = None,
     allow_parity_failure: bool = False, fmt: str = "onnx", triton_backend: str = "onnxruntime",
     max_batch_size: int = 64, tensorrt_rungs: str | None = None, profiles: int = 3, triton_kind: str = "auto",
-    triton_precision: str = "auto",
+    triton_precision: str = "auto", allow_untrained_head: bool = False,
 ) -> dict[str, Any]:
     """Export ``model`` to ``out``; returns the manifest. ``verify_data`` is grouped JSONL (query, documents, labels),
     read by the export and named in the manifest's parity section.
@@ -46,13 +46,22 @@ def export_artifact(
                                progress=lambda text: typer.echo(f"export: {text}", err=True))
     from fastrank.export import export_model
 
+    _check_out_before_loading(model, out, verify_data)
     return export_model(model, out, precision=precision, optimize=optimize, verify_pairs=verify_data,
-                        allow_parity_failure=allow_parity_failure)
+                        allow_parity_failure=allow_parity_failure, allow_untrained_head=allow_untrained_head)
+
+
+def _check_out_before_loading(model: str, out: str, verify_data: str | None) -> None:
+    """Refuse a bad --out (not creatable, not a fastrank output, holding the model or the data) before the model
+    loads, so the error comes at once and not after seconds of loading."""
+    from fastrank.io import check_output_dir
+
+    check_output_dir(out, keep=[p for p in (model, verify_data) if p and Path(p).expanduser().exists()])
 
 
 # The options each --format reads; one given for another format is refused rather than silently ignored.
 FORMAT_OPTIONS = {
-    "onnx": ("--precision", "--optimize", "--verify-data", "--allow-parity-failure"),
+    "onnx": ("--precision", "--optimize", "--verify-data", "--allow-parity-failure", "--allow-untrained-head"),
     "tensorrt": ("--verify-data", "--allow-parity-failure", "--max-batch-size", "--tensorrt-rungs", "--profiles"),
     "triton": ("--triton-backend", "--max-batch-size", "--triton-kind", "--triton-precision"),
 }
@@ -149,6 +158,9 @@ def export_command(
     triton_precision: Annotated[str, typer.Option(
         "--triton-precision", help="triton, onnxruntime on GPU: the TensorRT accelerator's precision, auto (the "
                                    "artifact's: fp16 only for a fp16 artifact) | fp16 | fp32.")] = "auto",
+    allow_untrained_head: Annotated[bool, typer.Option(
+        "--allow-untrained-head", help="Export a base / embedding model whose classification head is untrained "
+                                       "(it scores at random; recorded as head_initialized).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Export a reranker to ONNX (fp32/int8/fp16), bf16, a TensorRT engine or a Triton repository, verified first."""
@@ -156,13 +168,13 @@ def export_command(
              "--allow-parity-failure": allow_parity_failure, "--triton-backend": triton_backend != "onnxruntime",
              "--max-batch-size": max_batch_size != 64, "--tensorrt-rungs": tensorrt_rungs is not None,
              "--profiles": profiles != 3, "--triton-kind": triton_kind != "auto",
-             "--triton-precision": triton_precision != "auto"}
+             "--triton-precision": triton_precision != "auto", "--allow-untrained-head": allow_untrained_head}
     check_format_options(fmt, [name for name, value in given.items() if value])
     if max_batch_size < 1 or profiles < 1:
         raise typer.BadParameter(f"--max-batch-size and --profiles must be >= 1, got {max_batch_size} and {profiles}")
     manifest = export_artifact(model, str(out), precision, optimize, None if verify_data is None else str(verify_data),
                                allow_parity_failure, fmt, triton_backend, max_batch_size, tensorrt_rungs, profiles,
-                               triton_kind, triton_precision)
+                               triton_kind, triton_precision, allow_untrained_head)
     if fmt == "triton" and not as_json:
         typer.echo(f"wrote Triton model repository {out} ({triton_backend}); serve it with "
                    f"tritonserver --model-repository {out}")

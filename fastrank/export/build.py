@@ -22,7 +22,7 @@ class ArtifactBuilder:
 
     def __init__(self, model: Any, *, optimize: str, opset: int, verify_pairs: Any,
                  bounds: dict[str, dict[str, float]] | None, int8_config: dict[str, Any],
-                 num_threads: int | None) -> None:
+                 num_threads: int | None, allow_untrained_head: bool = False) -> None:
         from fastrank.model import CrossEncoder
 
         if isinstance(model, CrossEncoder):
@@ -32,6 +32,8 @@ class ArtifactBuilder:
             self.source_dir = Path(model) if Path(model).is_dir() else None
         else:
             raise TypeError(f"model must be a checkpoint path, a hub id or a CrossEncoder, got {type(model).__name__}")
+        _check_fp32(self.model)
+        self.head_initialized = _check_head(self.model, allow_untrained_head)
         prior = self.model.card_data.get("first_stage_prior")
         if prior:
             logger.warning("%s was trained with a first-stage prior (score = logit + %s x %s's score): the artifact "
@@ -40,6 +42,8 @@ class ArtifactBuilder:
                            prior.get("weight"), prior.get("model"))
         loaded_from = Path(self.model.name_or_path)
         self.inputs = [loaded_from] if loaded_from.is_dir() else []  # what the artifact must not replace
+        if isinstance(verify_pairs, (str, Path)):
+            self.inputs.append(Path(verify_pairs))  # the verification data file, which may sit in an old artifact
         self.optimize, self.opset, self.bounds = optimize, opset, bounds
         self.int8_config, self.num_threads = int8_config, num_threads
         self.groups, self.groups_source = normalize_groups(verify_pairs)
@@ -208,6 +212,7 @@ class ArtifactBuilder:
             "pad_token_id": int(self.encoder.pad_token_id),
             "model_type": getattr(self.model.config, "model_type", None),
             "source": self.model.name_or_path,
+            "head_initialized": self.head_initialized,
             "source_checkpoint_sha256": sha,
             "source_hashed": hashed,
             "cpu_features": features,
@@ -221,3 +226,28 @@ class ArtifactBuilder:
                          "torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+
+
+def _check_fp32(model: Any) -> None:
+    """FastrankError unless ``model``'s weights are fp32: the export traces them as they are and verifies against
+    them as the fp32 reference, so bf16/fp16 weights give a graph onnxruntime cannot run or a mislabelled parity."""
+    dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in model.model.parameters() if p.is_floating_point()})
+    if dtypes and dtypes != ["float32"]:
+        raise FastrankError(f"export needs the fp32 model, got weights in {', '.join(dtypes)}: load it with "
+                            "dtype='float32' (the default), e.g. CrossEncoder(path), and pick the artifact's "
+                            "precision with precision= (--precision: fp32, int8, fp16, bf16 or auto)")
+
+
+def _check_head(model: Any, allowed: bool) -> bool:
+    """Whether ``model``'s classification head is freshly initialized (a base or embedding model); refused unless
+    ``allowed``, since such an artifact scores at random and differs from one export to the next."""
+    if not getattr(model, "head_initialized", False):
+        return False
+    if not allowed:
+        raise FastrankError(
+            f"{model.name_or_path} has no trained classification head: a reranker exported from it scores at random; "
+            "train it first with fastrank train (a model trained in this process: save it and export the saved "
+            "directory), or pass allow_untrained_head=True (--allow-untrained-head) to export it anyway")
+    logger.warning("%s has no trained classification head: exporting its random head (allow_untrained_head); the "
+                   "manifest records head_initialized", model.name_or_path)
+    return True

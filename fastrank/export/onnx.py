@@ -105,6 +105,7 @@ def export_model(
     bounds: dict[str, dict[str, float]] | None = None,
     int8_profile: str | None = None,
     num_threads: int | None = None,
+    allow_untrained_head: bool = False,
 ) -> dict[str, Any]:
     """Export, verify and write an artifact directory; returns its manifest.
 
@@ -126,6 +127,8 @@ def export_model(
         bounds: override bounds per precision, e.g. ``{"int8": {"delta_ndcg@10": 0.02}}``.
         int8_profile: force an ``INT8_CONFIGS`` entry instead of the one chosen from this CPU's flags.
         num_threads: onnxruntime threads for verification (None = onnxruntime's default).
+        allow_untrained_head: export a base / embedding model whose classification head is freshly initialized
+            (it scores at random); refused by default. The manifest records ``head_initialized``.
 
     Raises:
         ParityError: verification failed (every failed check, value vs bound); nothing is written.
@@ -148,7 +151,8 @@ def export_model(
     from fastrank.export.build import ArtifactBuilder
 
     builder = ArtifactBuilder(model, optimize=optimize, opset=opset, verify_pairs=verify_pairs, bounds=bounds,
-                              int8_config={"profile": profile, **INT8_CONFIGS[profile]}, num_threads=num_threads)
+                              int8_config={"profile": profile, **INT8_CONFIGS[profile]}, num_threads=num_threads,
+                              allow_untrained_head=allow_untrained_head)
     ladder = _ladder(precision, features)
     return builder.write(Path(out_dir), ladder, requested=precision, features=features,
                          allow_parity_failure=allow_parity_failure)

@@ -246,6 +246,7 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
     # adding an engine to an artifact in place is meant; replacing the checkpoint it came from is not
     local = isinstance(model, (str, Path)) and Path(model).is_dir()
     keep = [model] if local and read_manifest(model) is None else []
+    keep += [verify_pairs] if isinstance(verify_pairs, (str, Path)) else []  # a data file inside out_dir
     check_output_dir(out_dir, keep)  # before minutes of engine builds
     strongly_typed = builder_api(trt_version) == "strongly-typed"
     say = progress or (lambda text: None)
