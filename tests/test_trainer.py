@@ -802,3 +802,21 @@ def test_bad_labels_for_the_loss_fail_up_front_and_failures_leave_no_empty_check
     with pytest.raises(RuntimeError, match="boom"):
         train(_config(toy_data, tiny_model_dir, tmp_path / "failed"))
     assert not (tmp_path / "failed").exists() and not (tmp_path / "failed.checkpoints").exists()
+
+
+def test_a_base_model_trained_in_memory_exports_without_the_untrained_head_opt_in(encoder_base, tmp_path):
+    import datasets
+
+    from fastrank import CrossEncoder
+    from fastrank.export import export_model
+    from fastrank.training import CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    model = CrossEncoder(encoder_base, device="cpu", max_length=32)
+    assert model.head_initialized  # a base model: its head is fresh, export refuses it as it is
+    ds = datasets.Dataset.from_dict({"query": ["tiger", "apple"] * 4, "document": ["the tiger", "a car"] * 4,
+                                     "label": [1.0, 0.0] * 4})
+    args = CrossEncoderTrainingArguments(output_dir=str(tmp_path / "ckpt"), per_device_train_batch_size=4,
+                                         num_train_epochs=1, save_strategy="no", disable_tqdm=True, use_cpu=True)
+    CrossEncoderTrainer(model=model, args=args, train_dataset=ds).train()
+    assert not model.head_initialized
+    assert export_model(model, tmp_path / "onnx", num_threads=1)["head_initialized"] is False

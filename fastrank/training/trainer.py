@@ -270,11 +270,14 @@ class CrossEncoderTrainer(Trainer):
 
     def train(self, *args: Any, **kwargs: Any):
         """``transformers.Trainer.train``; afterwards the model scores in full precision again (mixed-precision
-        training leaves an autocast wrapper on its forward, so ``predict`` would differ from the saved model)."""
+        training leaves an autocast wrapper on its forward, so ``predict`` would differ from the saved model), and a
+        head that was fresh counts as trained (``export_model`` refuses an untrained one)."""
         try:
-            return super().train(*args, **kwargs)
+            output = super().train(*args, **kwargs)
         finally:
             self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
+        self.accelerator.unwrap_model(self.model).head_initialized = False  # trained now: it may be exported
+        return output
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         metrics: dict[str, float] = {}
