@@ -452,3 +452,25 @@ def test_confident_models_rank_by_logits_not_by_saturated_scores(tiny_model_fact
     multi = np.array([[0.0, 0.0, 30.0], [0.0, 0.0, 31.0], [5.0, 0.0, 1.0]], dtype=np.float32)
     assert np.all(relevance(multi, "identity")[:2] == 1.0)  # two saturated probabilities, told apart by log-odds
     assert list(np.argsort(-relevance_order(multi), kind="stable")) == [1, 0, 2]
+
+
+def test_cli_rerank_table_keeps_four_cells_for_titles_and_pipes(artifact, tmp_path):
+    """A title was joined to its text with " | " and a "|" inside a document was not escaped: such rows had more
+    cells than the header."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from fastrank.cli import app
+
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("\n".join(json.dumps(d) for d in [{"title": "Paris", "text": "capital | of france"},
+                                                     {"text": "a|b|c"}, {"text": "ends in a backslash \\|x"}]) + "\n")
+    result = CliRunner().invoke(app, ["rerank", str(artifact), "--query", QUERY, "--docs-file", str(docs)])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stdout.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + 3
+    for row in rows:  # a cell boundary is a "|" after an even number of backslashes (GFM's escaping)
+        assert len(re.findall(r"(?<!\\)(?:\\\\)*\|", row)) == 5, row
+    assert "Paris — capital \\| of france" in result.stdout and "a\\|b\\|c" in result.stdout
+    assert "backslash \\\\\\|x" in result.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -77,7 +78,14 @@ def rerank_command(
         return
     typer.echo("| rank | score | index | document |\n| ---: | ---: | ---: | --- |")
     for rank, row in enumerate(result["results"], 1):
-        title, text = document_parts(row["document"])
-        doc = " ".join(f"{title} | {text}".split() if title else text.split())
-        doc = doc if len(doc) <= 80 else doc[:77] + "..."
-        typer.echo(f"| {rank} | {row['score']:.4f} | {row['index']} | {doc} |")
+        typer.echo(f"| {rank} | {row['score']:.4f} | {row['index']} | {table_cell(row['document'])} |")
+
+
+def table_cell(document: Document, width: int = 80) -> str:
+    """A document as one Markdown table cell: title and text joined by an em dash (a "|" would open a new cell),
+    whitespace collapsed, cut to ``width`` characters, and every "|" escaped as "\\|" (backslashes before it
+    doubled) so the row keeps the header's four cells."""
+    title, text = document_parts(document)
+    cell = " ".join(f"{title} — {text}".split() if title else text.split())
+    cell = cell if len(cell) <= width else cell[:width - 3] + "..."
+    return re.sub(r"(\\*)\|", lambda m: m.group(1) * 2 + "\\|", cell)

@@ -81,13 +81,26 @@ class TritonPythonModel:
 '''
 
 
-def pad_widths(max_length: int, step: int = 64) -> list[int]:
+def pad_widths(max_length: int, step: int = 64, profiles: Sequence[dict[str, int]] = ()) -> list[int]:
     """The widths the tokenizer model pads each request to: every ``step`` tokens up to ``max_length`` (rounded to
-    8, the runtime's padding). Triton batches requests across clients only when their shapes are equal (no ragged
-    batching for token inputs), so per-request widths would rarely batch; this costs at most ``step - 1`` padded
-    tokens per pair. Every width lies in the planned TensorRT profiles, which reach ``max_length`` contiguously."""
+    8, the runtime's padding) and each TensorRT optimization profile's ``max_seq`` (capped the same way), sorted.
+    Triton batches requests across clients only when their shapes are equal (no ragged batching for token inputs),
+    so per-request widths would rarely batch; a small fixed set still does. The profiles' tops keep short requests
+    in the narrow profiles planned from the data (a 24-token pair padded to 64 would land in a 49-512 profile);
+    the ``step`` widths cost at most ``step - 1`` padded tokens per pair elsewhere. Every width lies in the
+    planned profiles, which reach ``max_length`` contiguously."""
     top = round_up(max_length, 8)
-    return sorted({min(s, top) for s in graph_buckets(1, max_length, step)[1]})
+    tops = {min(_profile_top(p, i), top) for i, p in enumerate(profiles)}
+    return sorted({min(s, top) for s in graph_buckets(1, max_length, step)[1]} | tops)
+
+
+def _profile_top(profile: dict[str, int], index: int) -> int:
+    """A TensorRT profile's ``max_seq`` (as the manifest records it), checked to be a positive integer."""
+    value = profile.get("max_seq") if isinstance(profile, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"TensorRT profile {index} needs max_seq as an integer >= 1 (the manifest's "
+                         f"tensorrt.profiles entries), got {profile!r}")
+    return value
 
 
 def _dims(values: Sequence[int]) -> str:
@@ -234,8 +247,9 @@ def write_repository(artifact: str | Path, out_dir: str | Path, name: str = "fas
                          **options))
         (root / tok_name / "1").mkdir(parents=True)
         shutil.copy(artifact / "tokenizer.json", root / tok_name / "1" / "tokenizer.json")
+        profiles = (manifest.get("tensorrt") or {}).get("profiles") or []
         tokenizer_manifest = {**manifest, "triton_token_dtype": token_dtype,
-                              "triton_pad_widths": pad_widths(int(manifest["max_length"]))}
+                              "triton_pad_widths": pad_widths(int(manifest["max_length"]), profiles=profiles)}
         (root / tok_name / "1" / "fastrank.json").write_text(json.dumps(tokenizer_manifest, indent=2, default=str))
         (root / tok_name / "1" / "model.py").write_text(_TOKENIZER_MODEL)
         (root / tok_name / "config.pbtxt").write_text(

@@ -15,15 +15,17 @@ bf16       |ΔNDCG@10| <= 0.002 (bf16 keeps 8 mantissa bits: logits move ~1e-2 r
 int8       |ΔNDCG@10| <= 0.01
 =========  ==============================================================================================
 
-NDCG@10 and MAP come from ``fastrank.evaluation.metrics`` on the labelled queries; when the caller's verification
-groups carry no labels, the built-in labelled set is added so the metric checks always run. When they do, the
-built-in documents are still added, unlabelled: they check logits and rankings at lengths up to ~300 tokens, which
-the caller's data (short passages, say) may never reach, while the metrics stay the caller's.
+NDCG@10 and MAP come from ``fastrank.evaluation.metrics`` on the queries that can gate them (``gates_metrics``:
+two or more documents with different labels; any other query scores 1.0 whatever the model does). When no caller
+group qualifies, the built-in labelled set is added so the metric checks always run on real rankings. When one does,
+the built-in documents are still added, unlabelled: they check logits and rankings at lengths up to ~300 tokens,
+which the caller's data (short passages, say) may never reach, while the metrics stay the caller's.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,8 @@ import numpy as np
 from fastrank.batching import PairEncoder, run_batches
 from fastrank.documents import Document, check_document
 from fastrank.evaluation.metrics import evaluate_rankings
+
+logger = logging.getLogger(__name__)
 
 BOUNDS: dict[str, dict[str, float]] = {
     "fp32": {"max_abs_logit": 1e-4, "discordant_pairs": 0},
@@ -136,8 +140,8 @@ def normalize_groups(verify_pairs: Any) -> tuple[list[VerifyGroup], str]:
     data file ``fastrank.data.read_groups`` reads, named as the source.
 
     Returns (groups, source); the built-in labelled set is used when ``verify_pairs`` is None, and added when no
-    given group has labels; when some do, the built-in documents are added without labels (logits and rankings
-    only, at their lengths).
+    given group can gate the metrics (``gates_metrics``); when some can, the built-in documents are added without
+    labels (logits and rankings only, at their lengths).
     """
     if verify_pairs is None:
         return builtin_groups(), "builtin"
@@ -170,9 +174,28 @@ def normalize_groups(verify_pairs: Any) -> tuple[list[VerifyGroup], str]:
             groups.append(VerifyGroup(query, docs, None if labels is None else [float(y) for y in labels]))
     if not groups:
         raise ValueError("verify_pairs holds no group with documents")
+    return _with_builtin(groups)
+
+
+NO_METRIC_QUERY = "no query with two or more documents of different labels"
+
+
+def gates_metrics(group: VerifyGroup) -> bool:
+    """Whether a group can gate NDCG/MAP: two or more documents with two or more distinct labels (any other query
+    scores 1.0 under every ranking, so it would let any candidate through)."""
+    return group.labels is not None and len(group.documents) >= 2 and len(set(group.labels)) >= 2
+
+
+def _with_builtin(groups: list[VerifyGroup]) -> tuple[list[VerifyGroup], str]:
+    """The caller's groups plus the built-in set: labelled when no caller group can gate the metrics, else
+    unlabelled (its long documents check logits and rankings only)."""
+    if any(gates_metrics(g) for g in groups):
+        return groups + builtin_groups(labelled=False), "caller + builtin long documents (logits and rankings only)"
     if not any(g.labels is not None for g in groups):
         return groups + builtin_groups(), "caller (unlabelled) + builtin labelled set"
-    return groups + builtin_groups(labelled=False), "caller + builtin long documents (logits and rankings only)"
+    logger.warning("the verification data has %s (each such query scores NDCG/MAP 1.0 under any ranking): the "
+                   "metric checks use the built-in labelled set", NO_METRIC_QUERY)
+    return groups + builtin_groups(), f"caller ({NO_METRIC_QUERY}) + builtin labelled set"
 
 
 def merged_bounds(precision: str, overrides: dict[str, dict[str, float]] | None = None) -> dict[str, float]:
@@ -259,7 +282,8 @@ def compare(
         "rankings_identical": float(np.mean(identical)),
         "discordant_pairs": sum(discordant_pairs(r, c, tie_tolerance) for r, c in zip(ref_scores, cand_scores)),
     }
-    labelled = [i for i, g in enumerate(groups) if g.labels is not None and any(y > 0 for y in g.labels)]
+    labelled = [i for i, g in enumerate(groups) if gates_metrics(g)]
+    report["metric_queries"] = len(labelled)
     if labelled:
         labels = [groups[i].labels for i in labelled]
         ref = evaluate_rankings([ref_scores[i] for i in labelled], labels, metrics=["ndcg@10", "map"]).metrics
@@ -293,7 +317,8 @@ def check(report: dict[str, Any], bounds: dict[str, float]) -> list[str]:
     for key, bound in bounds.items():
         value = report.get(key)
         if value is None:
-            failures.append(f"{key} was not measured (bound {bound:g}): give labelled verification data")
+            failures.append(f"{key} was not measured (bound {bound:g}): the verification data has {NO_METRIC_QUERY} "
+                            "(NDCG/MAP need graded labels that tell documents of one query apart)")
         elif not value <= bound:
             failures.append(f"{key} = {value:.3g} > bound {bound:g}")
     return failures
