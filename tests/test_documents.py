@@ -228,7 +228,7 @@ def test_rerank_cli_reads_titles_from_jsonl(tiny_model_dir, tmp_path):
     out = json.loads(result.output[result.output.index("{"):])
     assert {r["index"]: r["document"] for r in out["results"]}[0] == {"title": "Paris", "text": TITLED["text"]}
     table = CliRunner().invoke(app, args)
-    assert "| Paris | It is the capital" in table.output
+    assert "| Paris — It is the capital" in table.output  # a title and its text in one cell
 
 
 def _title_groups(n: int, seed: int) -> list[dict]:
