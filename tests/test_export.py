@@ -433,3 +433,9 @@ def test_a_triton_repository_fastrank_wrote_may_be_replaced(o1_artifact, tmp_pat
     assert check_output_dir(repo) == repo.resolve()
     write_repository(o1_artifact, repo)
     assert sorted(p.name for p in repo.iterdir()) == ["fastrank", "fastrank_model", "fastrank_tokenizer"]
+
+
+def test_the_manifest_names_a_local_source_by_its_absolute_path(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tiny_model_dir.parent)
+    manifest = export_model(tiny_model_dir.name, tmp_path / "onnx", num_threads=1)
+    assert manifest["source"] == str(tiny_model_dir.resolve())  # was the relative name given

@@ -211,7 +211,7 @@ class ArtifactBuilder:
             "num_labels": int(self.model.num_labels),
             "pad_token_id": int(self.encoder.pad_token_id),
             "model_type": getattr(self.model.config, "model_type", None),
-            "source": self.model.name_or_path,
+            "source": _source_name(self.model.name_or_path),
             "head_initialized": self.head_initialized,
             "source_checkpoint_sha256": sha,
             "source_hashed": hashed,
@@ -226,6 +226,13 @@ class ArtifactBuilder:
                          "torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+
+
+def _source_name(name_or_path: str) -> str:
+    """What the manifest names as the source: a local checkpoint as an absolute path (a relative one means nothing
+    once the artifact is elsewhere), a hub id as it is."""
+    path = Path(name_or_path).expanduser()
+    return str(path.resolve()) if path.is_dir() else name_or_path
 
 
 def _check_fp32(model: Any) -> None:
