@@ -439,3 +439,21 @@ def test_the_manifest_names_a_local_source_by_its_absolute_path(tiny_model_dir, 
     monkeypatch.chdir(tiny_model_dir.parent)
     manifest = export_model(tiny_model_dir.name, tmp_path / "onnx", num_threads=1)
     assert manifest["source"] == str(tiny_model_dir.resolve())  # was the relative name given
+
+
+def test_sigterm_during_an_export_leaves_no_temporary_directory(tiny_model_dir, tmp_path):
+    """A stopped export removed its work on Ctrl-C but left `.<out>.tmp-*` behind on SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "fastrank.cli", "export", str(tiny_model_dir), "--out",
+                             str(tmp_path / "onnx")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".onnx.tmp-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert list(tmp_path.glob(".onnx.tmp-*")), "the export ended before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []

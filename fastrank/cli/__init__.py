@@ -29,10 +29,21 @@ app.command("bench")(bench_command)
 app.command("serve")(serve_command)
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM (a scheduler's stop, ``kill``) unwinds the command as an exit with status 143: an unfinished export,
+    training or mining removes its temporary directory instead of leaving it behind, as on Ctrl-C. ``serve`` installs
+    uvicorn's own handlers (graceful drain) while it runs."""
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def main() -> None:
     """Console-script entry point; bad input ends with a one-line error instead of a traceback."""
     from fastrank.errors import FastrankError
 
+    _exit_on_sigterm()
     try:
         app()
     except (FastrankError, ValueError, TypeError) as exc:
