@@ -85,7 +85,12 @@ def test_manifest_fields(fp32_o3, tiny_model_dir):
     assert manifest["input_names"] == ["input_ids", "attention_mask", "token_type_ids"]
     assert manifest["output_name"] == "logits" and manifest["num_labels"] == 1
     assert manifest["max_length"] == 512 and manifest["activation"] == "sigmoid"
-    assert manifest["shape_profile"]["sequence"][-1] == 512 and len(manifest["shape_profile"]["batch"]) == 3
+    profile = manifest["shape_profile"]  # what the graph takes (dynamic axes) and what verification ran
+    assert profile["dynamic"] is True and profile["batch"] == [1, None] and profile["sequence"] == [1, 512]
+    ran = manifest["parity"]["shapes"]
+    assert profile["verified"] == {"batch": [min(b for b, _ in ran), max(b for b, _ in ran)],
+                                   "sequence": [min(n for _, n in ran), max(n for _, n in ran)]}
+    assert profile["verified"]["batch"][1] > 1 and profile["verified"]["sequence"][1] > 8
     assert manifest["cpu_features"] == cpu_features()
     digest = hashlib.sha256()
     for name in ("config.json", "model.safetensors"):

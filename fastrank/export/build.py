@@ -204,7 +204,7 @@ class ArtifactBuilder:
             "conversion": info.get("conversion"),
             "input_names": list(self.input_names),
             "output_name": OUTPUT_NAME,
-            "shape_profile": {"batch": [1, 32, 256], "sequence": [8, min(128, max_length), max_length]},
+            "shape_profile": _shape_profile(parity.get("shapes") or [], max_length, rung.format),
             "traced_shape": list(self.traced_shape) if onnx_format and self.traced_shape else None,
             "max_length": max_length,
             "activation": self.model.activation,
@@ -226,6 +226,15 @@ class ArtifactBuilder:
                          "torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+
+
+def _shape_profile(shapes: list[list[int]], max_length: int, fmt: str) -> dict[str, Any]:
+    """The shapes the artifact takes and those its verification ran: ONNX and torch artifacts take any batch and
+    any sequence up to ``max_length`` (dynamic axes; TensorRT engines record their profiles under ``tensorrt``)."""
+    batches, lengths = [b for b, _ in shapes], [n for _, n in shapes]
+    verified = {"batch": [min(batches), max(batches)], "sequence": [min(lengths), max(lengths)]} if shapes else None
+    return {"dynamic": fmt in ("onnx", "torch"), "batch": [1, None], "sequence": [1, max_length],
+            "verified": verified}
 
 
 def _source_name(name_or_path: str) -> str:
