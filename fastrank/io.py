@@ -57,7 +57,8 @@ def check_output_dir(target: str | Path, keep: Iterable[str | Path] = ()) -> Pat
     """Refuse an output path whose replacement would destroy something that is not a fastrank output.
 
     Refused: the current directory or one holding it; a path equal to or holding any of ``keep`` (the inputs, e.g.
-    the checkpoint being exported); an existing file; a non-empty directory holding no fastrank artifact,
+    the checkpoint being exported; entries that are None or no existing path, such as a hub id, hold nothing here
+    and are passed over); an existing file; a non-empty directory holding no fastrank artifact,
     checkpoint or Triton repository (``is_fastrank_output``); a path whose parent cannot be created or written.
     Returns the resolved path. Call it before long work, so a
     bad ``--out`` fails at once rather than after training or an export.
@@ -68,7 +69,9 @@ def check_output_dir(target: str | Path, keep: Iterable[str | Path] = ()) -> Pat
         raise FastrankError(f"refusing to write over {target}: it is the current directory or holds it (the output "
                             "directory is replaced as a whole); choose a new directory")
     for item in keep:
-        source = Path(item).expanduser().resolve()
+        source = Path(item).expanduser().resolve() if item else None
+        if source is None or not source.exists():
+            continue
         if target == source or target in source.parents:
             raise FastrankError(f"refusing to write over {target}: it holds the input {source}, which would be "
                                 "replaced; choose another output directory")

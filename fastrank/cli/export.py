@@ -56,7 +56,7 @@ def _check_out_before_loading(model: str, out: str, verify_data: str | None) -> 
     loads, so the error comes at once and not after seconds of loading."""
     from fastrank.io import check_output_dir
 
-    check_output_dir(out, keep=[p for p in (model, verify_data) if p and Path(p).expanduser().exists()])
+    check_output_dir(out, keep=[model, verify_data])
 
 
 # The options each --format reads; one given for another format is refused rather than silently ignored.

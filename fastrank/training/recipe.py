@@ -344,11 +344,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
     from fastrank.training.args import CrossEncoderTrainingArguments
     from fastrank.training.trainer import CrossEncoderTrainer
 
-    inputs = [config.base, config.data, config.eval_data,
-              config.first_stage_model if config.first_stage_weight else None]
     # a bad --out (or one holding an input: the base model, the data), loss, loss option or bf16 fails now, not after
     # loading or training
-    check_output_dir(config.out, keep=[p for p in inputs if p and Path(p).expanduser().exists()])
+    check_output_dir(config.out, keep=[config.base, config.data, config.eval_data,
+                                       config.first_stage_model if config.first_stage_weight else None])
     options, bf16 = _loss_options(config), config.resolved_bf16()
     out = Path(config.out)
     ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else out.with_name(out.name + ".checkpoints")
