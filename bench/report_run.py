@@ -6,7 +6,7 @@ from typing import Any
 
 from bench.peers import PROCESS as PEER_PROCESS
 from fastrank.benchmark import markdown_table
-from fastrank.timing import MIN_BOOTSTRAP_RUNS
+from fastrank.timing import MIN_BOOTSTRAP_RUNS, interval_kind
 
 INTERVAL_LABELS = {"range": "range of runs", "bootstrap95": "bootstrap 95% CI"}
 
@@ -65,7 +65,7 @@ def peer_versions(records: list[dict[str, Any]]) -> str:
 
 def _interval_kind(timing: dict[str, Any]) -> str:
     """What a timing's ``items_per_s_ci95`` holds (records from before ``interval_kind``: by their run count)."""
-    return timing.get("interval_kind") or ("bootstrap95" if timing["runs"] >= MIN_BOOTSTRAP_RUNS else "range")
+    return timing.get("interval_kind") or interval_kind(timing["runs"])
 
 
 def interval_table(tp: list[dict[str, Any]]) -> list[str]:

@@ -100,13 +100,17 @@ def _passage(docs: Sequence[str], labels: Sequence[float], passage_words: int) -
     return None
 
 
-def quality(scores: np.ndarray, groups: Sequence[Group]) -> dict[str, float]:
-    """MAP, MRR@10 and NDCG@10 of ``scores`` (one ranking score per pair) over a workload's labelled queries."""
+def _evaluate(scores: np.ndarray, groups: Sequence[Group]):
+    """``evaluate_rankings`` of ``scores`` (one ranking score per pair) for MAP, MRR@10 and NDCG@10."""
     from fastrank.evaluation.metrics import evaluate_rankings
 
-    result = evaluate_rankings([scores[s:e] for s, e, _ in groups], [np.asarray(y) for _, _, y in groups],
-                               metrics=["map", "mrr@10", "ndcg@10"])
-    return result.metrics
+    return evaluate_rankings([scores[s:e] for s, e, _ in groups], [np.asarray(y) for _, _, y in groups],
+                             metrics=["map", "mrr@10", "ndcg@10"])
+
+
+def quality(scores: np.ndarray, groups: Sequence[Group]) -> dict[str, float]:
+    """MAP, MRR@10 and NDCG@10 of ``scores`` (one ranking score per pair) over a workload's labelled queries."""
+    return _evaluate(scores, groups).metrics
 
 
 def _row_quality(raw: np.ndarray, groups: Sequence[Group]) -> dict[str, Any]:
@@ -114,13 +118,10 @@ def _row_quality(raw: np.ndarray, groups: Sequence[Group]) -> dict[str, Any]:
     (``relevance_order``: the logit, or the last class's log-odds), with the queries it counts; a row whose scores
     cannot be evaluated (NaN logits, say an fp16 overflow) gets ``None`` and the reason, not the run's end."""
     from fastrank.errors import DataError
-    from fastrank.evaluation.metrics import evaluate_rankings
     from fastrank.reranker import relevance_order
 
-    scores = relevance_order(raw)
     try:
-        result = evaluate_rankings([scores[s:e] for s, e, _ in groups], [np.asarray(y) for _, _, y in groups],
-                                   metrics=["map", "mrr@10", "ndcg@10"])
+        result = _evaluate(relevance_order(raw), groups)
     except DataError as exc:
         return {"quality": None, "quality_error": str(exc)}
     return {"quality": result.metrics, "queries": result.num_queries,
@@ -132,7 +133,6 @@ def parity(reference: np.ndarray, scores: np.ndarray, groups: Sequence[Group]) -
     Kendall τ (mean/min over queries), top-1 agreement, share of identical rankings, and the tie rate (share of
     within-query document pairs scored equal), the rankings those of ``relevance_order``."""
     from fastrank.export.verify import VerifyGroup, compare
-
     from fastrank.reranker import relevance_order
 
     reference = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
@@ -362,7 +362,7 @@ def markdown_table(records: Sequence[dict[str, Any]]) -> str:
             f"| {r['workload']} | {r['row']} | {r.get('precision', '')} | {r['timing']['items_per_s']:.1f} | "
             f"{cell('10')} | {cell('100')} | {cell('1000')} | {q.get('map', nan):.4f} | {q.get('mrr@10', nan):.4f} | "
             f"{q.get('ndcg@10', nan):.4f} | {p.get('max_abs_dlogit', nan):.1e} | "
-            f"{p.get('kendall_tau_min', float('nan')):.3f} | {p.get('top1_agreement', float('nan')):.3f} | "
+            f"{p.get('kendall_tau_min', nan):.3f} | {p.get('top1_agreement', nan):.3f} | "
             f"{r.get('pct_of_peak', '-')} |")
     return "\n".join(lines)
 

@@ -18,6 +18,11 @@ import numpy as np
 MIN_BOOTSTRAP_RUNS = 6
 
 
+def interval_kind(runs: int) -> str:
+    """``"bootstrap95"`` from ``MIN_BOOTSTRAP_RUNS`` runs on, else ``"range"``: the throughput interval of ``runs``."""
+    return "bootstrap95" if runs >= MIN_BOOTSTRAP_RUNS else "range"
+
+
 @dataclass
 class Timing:
     """Wall-clock seconds of repeated runs of the same work (``items`` units of work per run)."""
@@ -40,8 +45,8 @@ class Timing:
 
     @property
     def interval_kind(self) -> str:
-        """``"bootstrap95"`` from ``MIN_BOOTSTRAP_RUNS`` runs on, else ``"range"``: what ``summary``'s interval is."""
-        return "bootstrap95" if len(self.seconds) >= MIN_BOOTSTRAP_RUNS else "range"
+        """What ``summary``'s interval is (``interval_kind`` of this timing's run count)."""
+        return interval_kind(len(self.seconds))
 
     def throughput_range(self) -> tuple[float, float]:
         """Throughput (items/s) of the slowest and of the fastest run."""

@@ -25,8 +25,9 @@ def row_texts(row: dict[str, Any], text_columns: Sequence[str]) -> frozenset[str
 class NoDuplicatesSampler(Sampler[int]):
     """A shuffled order of all rows in which every consecutive ``batch_size`` chunk repeats no text.
 
-    Each epoch plans its batches before yielding: rows whose texts recur most are placed first, each into a
-    random batch that has room and none of its texts, so rows sharing a query spread over different batches.
+    Each epoch plans its batches before yielding: rows whose texts recur most are placed first, each into one of
+    the emptiest batches (at random among them) that holds none of its texts, so rows sharing a query spread over
+    different batches.
     Every batch is full (only the last may be short, as with plain batching) and every row comes exactly once,
     so epoch lengths are unchanged. A text in more rows than there are batches must repeat somewhere; only
     then (or after ``MAX_PROBES`` tries) does a batch get a text twice. sentence-transformers' sampler fills
