@@ -322,6 +322,9 @@ def test_rerank_fuses_first_stage_scores_like_the_reranker(client, reranker):
     short = client.post("/rerank", json={**body, "first_stage_scores": [1.0]})
     assert short.status_code == 422 and "1 scores for 5 documents" in short.json()["detail"]
     assert client.post("/rerank", json={**body, "fusion_weight": -1}).status_code == 422
+    # raw_scores changes what a plain request returns, never what is fused: the same z(sigmoid) as Reranker.rerank
+    raw = client.post("/rerank", json={**body, "raw_scores": True}).json()["results"]
+    np.testing.assert_allclose([r["relevance_score"] for r in raw], [r["relevance_score"] for r in results], atol=1e-9)
 
 
 def test_limits_and_bad_requests_name_the_problem(client):

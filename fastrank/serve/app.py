@@ -113,7 +113,8 @@ class RerankRequest(BaseModel):
     return_text: bool | None = Field(None, strict=True,
                                      description="text-embeddings-inference's name for return_documents.")
     raw_scores: bool = Field(False, strict=True, description="Return raw logits instead of the model's activation "
-                             "(one-logit models only: a multi-class model is ranked by its last class's probability).")
+                             "(one-logit models only: a multi-class model is ranked by its last class's probability; "
+                             "with fusion_weight > 0 the fused score is returned).")
     first_stage_scores: list[StrictFloat] | None = Field(
         None, description="The retriever's score for each document (fastrank extension), for fusion_weight.")
     fusion_weight: float = Field(0.0, ge=0, strict=True, description="Rank by z(reranker) + fusion_weight * z(first "
@@ -263,13 +264,15 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None, worker: st
             return error(422, str(exc), "invalid")
         except Exception as exc:  # an inference failure is a 500 for this request only
             return error(500, f"inference failed: {exc}", "inference")
-        scores = relevance(logits, "identity" if req.raw_scores else reranker.activation)
+        scores = relevance(logits, reranker.activation)
         order = relevance_order(logits)  # saturated scores (sigmoid 1.0) must not tie what the logits tell apart
-        if req.fusion_weight:
+        if req.fusion_weight:  # fuses the activated scores, as Reranker.rerank does: raw_scores changes no ranking
             try:
                 scores = order = fuse_scores(scores, req.first_stage_scores, req.fusion_weight)
             except ValueError as exc:  # the request's first-stage scores were checked: the model's are not finite
                 return error(500, f"inference failed: {exc}", "inference")
+        elif req.raw_scores:
+            scores = relevance(logits, "identity")
         echo = bool(req.return_documents if req.return_documents is not None else req.return_text)
         results = ranked(scores, docs, _top(req), echo, key=order)
         metrics.inc("fastrank_requests_total", code="200")
