@@ -101,16 +101,22 @@ def test_mixed_precision_onnx_keeps_sensitive_ops_fp32(o1_artifact, tmp_path):
 
 
 def test_gpu_provider_options():
-    from fastrank.backends.onnx_backend import choose_providers, gpu_providers, profile_batch_limit
+    from fastrank.backends.onnx_backend import choose_providers, gpu_providers, merged_profile, profile_batch_limit
 
     profiles = plan_profiles(LENGTHS, 256, max_batch=32, num_profiles=2)
     providers = gpu_providers("tensorrt", profiles, ("input_ids", "attention_mask"), cache_dir="/cache", fp16=True)
     name, options = providers[0]
     assert name == "TensorrtExecutionProvider" and providers[1][0] == "CUDAExecutionProvider"
-    assert options["trt_profile_min_shapes"] == "input_ids:1x1,attention_mask:1x1,input_ids:1x33,attention_mask:1x33"
-    assert options["trt_profile_max_shapes"] == ("input_ids:32x32,attention_mask:32x32,"
-                                                 "input_ids:32x256,attention_mask:32x256")
+    # onnxruntime runs profile 0 only (microsoft/onnxruntime#31624): one profile spans both planned buckets
+    assert [(p.min_seq, p.max_seq) for p in profiles] == [(1, 32), (33, 256)]
+    assert options["trt_profile_min_shapes"] == "input_ids:1x1,attention_mask:1x1"
+    assert options["trt_profile_opt_shapes"] == f"input_ids:32x{profiles[0].opt_seq},attention_mask:32x{profiles[0].opt_seq}"
+    assert options["trt_profile_max_shapes"] == "input_ids:32x256,attention_mask:32x256"
     assert options["trt_engine_cache_path"] == "/cache" and options["trt_fp16_enable"] is True
+    assert gpu_providers("tensorrt", profiles)[0][1]["trt_fp16_enable"] is False  # fp16 only when asked for
+    three = [Profile(1, 16, 16, 1, 24, 32), Profile(1, 16, 16, 33, 48, 64), Profile(1, 8, 8, 65, 96, 128)]
+    merged = merged_profile(three)  # the batch all cover; the middle bucket's opt length
+    assert merged == Profile(1, 8, 8, 1, 48, 128) and all(merged.covers(8, s) for s in (1, 64, 128))
     assert profile_batch_limit(providers) == 32 and profile_batch_limit(gpu_providers("cuda")) is None
     with pytest.raises(ValueError, match="needs optimization profiles"):
         gpu_providers("tensorrt")
@@ -152,7 +158,7 @@ def _model_config_pb2():
 def test_triton_repository_configs_parse_with_tritons_proto(o1_artifact, tmp_path):
     from google.protobuf import text_format
 
-    from fastrank.export.triton import model_config, write_repository
+    from fastrank.export.triton import model_config, pad_widths, write_repository
 
     pb2 = _model_config_pb2()
     repo = write_repository(o1_artifact, tmp_path / "repo", name="rr", max_batch_size=32, instances=2)
@@ -200,7 +206,13 @@ def test_triton_repository_configs_parse_with_tritons_proto(o1_artifact, tmp_pat
         model_config("m", manifest, backend="tensorrt")
     onnx_with_engine = text_format.Parse(model_config("m", manifest, max_batch_size=16), pb2.ModelConfig())
     engine_params = onnx_with_engine.optimization.execution_accelerators.gpu_execution_accelerator[0].parameters
-    assert engine_params["trt_profile_max_shapes"].startswith("input_ids:16x32,attention_mask:16x32,")
+    # onnxruntime's TensorRT provider runs one profile: it spans both engine buckets, 8..64 tokens
+    assert engine_params["trt_profile_min_shapes"] == "input_ids:1x8,attention_mask:1x8,token_type_ids:1x8"
+    assert engine_params["trt_profile_max_shapes"] == "input_ids:16x64,attention_mask:16x64,token_type_ids:16x64"
+    odd = {**manifest, "max_length": 300, "tensorrt": {}}  # the tokenizer pads to 304: the profile must reach it
+    odd_params = text_format.Parse(model_config("m", odd), pb2.ModelConfig()).optimization.execution_accelerators
+    assert pad_widths(300)[-1] == 304
+    assert odd_params.gpu_execution_accelerator[0].parameters["trt_profile_max_shapes"].startswith("input_ids:64x304,")
     with pytest.raises(text_format.ParseError):  # the parser is strict: it would catch a misspelt field
         text_format.Parse("max_batch: 3", pb2.ModelConfig())
 

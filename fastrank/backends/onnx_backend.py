@@ -13,7 +13,7 @@ import numpy as np
 from fastrank.backends.base import Backend
 from fastrank.batching import check_positive_int
 from fastrank.errors import FastrankError, ModelLoadError, install_hint, require
-from fastrank.export.profiles import Profile
+from fastrank.export.profiles import Profile, batch_limit
 
 logger = logging.getLogger(__name__)
 
@@ -46,33 +46,52 @@ def choose_providers(available: Sequence[str], requested: Sequence[ProviderSpec]
     return chosen
 
 
-def _shapes_option(profiles: Sequence[Profile], input_names: Sequence[str], which: int) -> str:
-    """onnxruntime's profile-shape string: ``name:BxS`` per input, repeated once per profile, comma-separated."""
-    return ",".join(f"{name}:{p.shapes()[which][0]}x{p.shapes()[which][1]}" for p in profiles for name in input_names)
+def merged_profile(profiles: Sequence[Profile]) -> Profile:
+    """One profile spanning ``profiles``' sequence ranges at the batch every one of them covers, tuned for the
+    middle profile's opt shape (planned buckets hold equal shares of the pairs, so that is near the median pair).
+
+    onnxruntime's TensorRT provider builds every profile it is given but runs on profile 0 only (microsoft/onnxruntime
+    PR #31624, still open): with several, any input wider than the first bucket fails. The native engine and
+    Triton's ``tensorrt_plan`` use the planned buckets themselves."""
+    if not profiles:
+        raise ValueError("the TensorRT provider needs optimization profiles (fastrank.export.profiles.plan_profiles)")
+    batch = batch_limit(profiles)
+    middle = profiles[(len(profiles) - 1) // 2]
+    return Profile(min(p.min_batch for p in profiles), min(middle.opt_batch, batch), batch,
+                   min(p.min_seq for p in profiles), middle.opt_seq, max(p.max_seq for p in profiles))
+
+
+def _shapes_option(profile: Profile, input_names: Sequence[str], which: int) -> str:
+    """onnxruntime's profile-shape string: ``name:BxS`` per input, comma-separated."""
+    batch, seq = profile.shapes()[which]
+    return ",".join(f"{name}:{batch}x{seq}" for name in input_names)
 
 
 def gpu_providers(kind: str, profiles: Sequence[Profile] = (), input_names: Sequence[str] = TOKENIZER_OUTPUTS,
-                  cache_dir: str | Path | None = None, fp16: bool = True, device_id: int = 0) -> list[ProviderSpec]:
-    """Provider list for onnxruntime-gpu. ``cuda``: the CUDA provider; ``tensorrt``: the TensorRT provider with
-    explicit optimization profiles (so it never rebuilds an engine for a new padded length), engine and timing
-    caches under ``cache_dir``, fp16 on request; both fall back to CUDA then CPU for unsupported nodes.
+                  cache_dir: str | Path | None = None, fp16: bool = False, device_id: int = 0) -> list[ProviderSpec]:
+    """Provider list for onnxruntime-gpu. ``cuda``: the CUDA provider; ``tensorrt``: the TensorRT provider with an
+    explicit optimization profile (``merged_profile`` of ``profiles``: onnxruntime runs one), so it never rebuilds
+    an engine for a new padded length, engine and timing caches under ``cache_dir``, fp16 on request; both fall
+    back to CUDA then CPU for unsupported nodes.
 
-    ``fp16`` maps to the provider's ``trt_fp16_enable``, a TensorRT 10 builder flag. TensorRT 11 removed weak typing
-    (strongly typed networks take precision from the graph), so there give the session the mixed-precision ONNX
-    (``fastrank.export.tensorrt.mixed_precision_onnx``) rather than relying on the flag."""
+    ``fp16`` maps to the provider's ``trt_fp16_enable``, a TensorRT 10 builder flag, off by default: the parity gate
+    checked the artifact at its own precision. ``trt_layer_norm_fp32_fallback`` pins only a LayerNorm decomposed into
+    Pow + Reduce; fastrank exports opset 17, whose ``LayerNormalization`` nodes TensorRT runs as one normalization
+    layer, so fp16 here is not the native export's checked "fp16 with sensitive layers in fp32" rung. TensorRT 11
+    removed weak typing (strongly typed networks take precision from the graph), so there give the session the
+    mixed-precision ONNX (``fastrank.export.tensorrt.mixed_precision_onnx``) rather than relying on the flag."""
     cuda = ("CUDAExecutionProvider", {"device_id": device_id, "arena_extend_strategy": "kSameAsRequested",
                                       "cudnn_conv_algo_search": "HEURISTIC", "do_copy_in_default_stream": True})
     if kind == "cuda":
         return [cuda, "CPUExecutionProvider"]
     if kind != "tensorrt":
         raise ValueError(f"kind must be 'cuda' or 'tensorrt', got {kind!r}")
-    if not profiles:
-        raise ValueError("the TensorRT provider needs optimization profiles (fastrank.export.profiles.plan_profiles)")
+    profile = merged_profile(profiles)
     options: dict[str, Any] = {
         "device_id": device_id, "trt_fp16_enable": bool(fp16),
-        "trt_profile_min_shapes": _shapes_option(profiles, input_names, 0),
-        "trt_profile_opt_shapes": _shapes_option(profiles, input_names, 1),
-        "trt_profile_max_shapes": _shapes_option(profiles, input_names, 2),
+        "trt_profile_min_shapes": _shapes_option(profile, input_names, 0),
+        "trt_profile_opt_shapes": _shapes_option(profile, input_names, 1),
+        "trt_profile_max_shapes": _shapes_option(profile, input_names, 2),
         "trt_layer_norm_fp32_fallback": True,
     }
     if cache_dir is not None:

@@ -121,8 +121,8 @@ def model_config(name: str, manifest: dict[str, Any], backend: str = "onnxruntim
 
     ``tensorrt``: the artifact's engine; its instance group lists every optimization profile, so Triton picks the
     one that fits each batch's shape. ``onnxruntime`` on GPU: the TensorRT accelerator with the same options as
-    ``gpu_providers`` (precision, workspace, engine and timing caches, LayerNorm in fp32, and explicit profiles,
-    the artifact's length buckets or one 1..max_length bucket, so no engine is built for a new padded length).
+    ``gpu_providers`` (precision, workspace, engine and timing caches, and one explicit profile spanning the
+    artifact's length buckets or 1..max_length, so no engine is built for a new padded length).
 
     ``kind`` and ``fp16`` default to what the artifact was verified as: an int8 artifact (onnxruntime's CPU integer
     kernels) on ``KIND_CPU``, others on ``KIND_GPU``; the TensorRT accelerator in fp16 only for a fp16 artifact, so
@@ -173,13 +173,14 @@ def model_config(name: str, manifest: dict[str, Any], backend: str = "onnxruntim
 def _accelerator_parameters(manifest: dict[str, Any], profiles: Sequence[dict[str, int]], max_batch_size: int,
                             fp16: bool, workspace_bytes: int, engine_cache: str) -> dict[str, str]:
     """The onnxruntime backend's TensorRT accelerator parameters: ``gpu_providers``' TensorRT options under
-    Triton's names, with every profile's batch range set to 1..max_batch_size (what the dynamic batcher sends)."""
+    Triton's names (one profile spanning the artifact's length buckets, or 1..max_length rounded up to 8 like the
+    tokenizer's pad widths), with the batch range 1..max_batch_size (what the dynamic batcher sends)."""
     from fastrank.backends.onnx_backend import gpu_providers
     from fastrank.batching import round_up
 
     length = int(manifest["max_length"])
     seqs = [(int(p["min_seq"]), int(p["opt_seq"]), int(p["max_seq"])) for p in profiles] or \
-        [(1, round_up(length // 2, 8), length)]
+        [(1, round_up(length // 2, 8), round_up(length, 8))]
     shaped = [Profile(1, max_batch_size, max_batch_size, *seq) for seq in seqs]
     (_, options), *_ = gpu_providers("tensorrt", shaped, manifest["input_names"], cache_dir=engine_cache, fp16=fp16)
     params = {"precision_mode": "FP16" if fp16 else "FP32", "max_workspace_size_bytes": str(workspace_bytes)}
