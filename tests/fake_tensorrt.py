@@ -38,6 +38,7 @@ LAYER_TYPES = {"LayerNormalization": "NORMALIZATION", "SkipLayerNormalization": 
                "Softmax": "SOFTMAX", "MatMul": "MATRIX_MULTIPLY", "Gemm": "MATRIX_MULTIPLY"}
 HEADER_END = b"\n--onnx--\n"
 NOISE = 0.1
+OTHER_DEVICE = b"other-device:"  # a timing cache starting so was made on another GPU: set_timing_cache refuses it
 FLOAT_DTYPES = ("float32", "float16", "bfloat16")
 
 
@@ -192,6 +193,8 @@ class _Config:
         return _Cache(bytes(data))
 
     def set_timing_cache(self, cache: _Cache, ignore_mismatch: bool) -> bool:
+        if cache.data.startswith(OTHER_DEVICE) and not ignore_mismatch:
+            return False  # as TensorRT: a cache from another device is refused unless mismatches are ignored
         self.cache = cache
         return True
 

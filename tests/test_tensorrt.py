@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from fake_tensorrt import HostIO, make_tensorrt
+from fake_tensorrt import OTHER_DEVICE, HostIO, make_tensorrt
 from triton_stub import Tensor, load_tokenizer_model
 
 import fastrank.backends.tensorrt_backend as trt_backend
@@ -66,6 +66,17 @@ def test_tensorrt10_build_pins_sensitive_layers_and_carries_the_timing_cache(o1_
                                      {n: ((1, 17), (4, 48), (4, 64)) for n in INPUTS}]
     assert plain["cache_in"] == b"" and sensitive["cache_in"] == b"t" and cache.read_bytes() == b"tt"
     assert plain["workspace"] == 4 << 30
+
+
+def test_a_timing_cache_from_another_gpu_is_replaced_not_fatal(o1_artifact, tmp_path, caplog):
+    trt = make_tensorrt("10.5.0")
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(OTHER_DEVICE + b"timings")  # same compute capability, another device: TensorRT refuses it
+    with caplog.at_level("WARNING", logger="fastrank.export.tensorrt"):
+        build_engine(o1_artifact / "model.onnx", tmp_path / "e.plan", PROFILES, GPU_RUNGS["fp16"], INPUTS, cache,
+                     trt=trt)
+    assert trt.built[0]["cache_in"] == b"" and cache.read_bytes() == b"t"  # built afresh; this GPU's timings kept
+    assert "made on another GPU" in caplog.text
 
 
 def test_tensorrt11_build_is_strongly_typed_without_precision_flags(o1_artifact, tmp_path):

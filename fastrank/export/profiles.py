@@ -44,7 +44,7 @@ def plan_profiles(
     num_profiles: int = 3,
     multiple: int = 8,
 ) -> list[Profile]:
-    """Length buckets at the data's quantiles (e.g. 50%, 90%, 100% for three), each a profile.
+    """Length buckets at equal-share quantiles of the data (33%, 67% and 100% for three), each a profile.
 
     Bucket ``i`` covers sequences from one token above bucket ``i-1``'s maximum up to its quantile (rounded up to
     ``multiple``, the runtime's padding), the first starting at 1 and the last always reaching ``max_length``: the

@@ -196,14 +196,20 @@ def build_engine(onnx_path: Path, engine_path: Path, profiles: Sequence[Profile]
                         layer.set_output_type(j, trt.float32)
                     pinned += 1
     cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache and timing_cache.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        # a cache made on another device of the same compute capability (A100 then A30): its timings would mislead
+        # tactic choice, so start afresh and replace it with this device's
+        logger.warning("%s was made on another GPU; building without it and writing this GPU's timings",
+                       timing_cache)
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
     _add_profiles(builder, config, network, profiles, input_names)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise FastrankError(f"TensorRT failed to build the {rung.name} engine (see the TensorRT log above)")
     engine_path.write_bytes(bytes(serialized))
-    if timing_cache is not None:
-        timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+    built_cache = config.get_timing_cache()
+    if timing_cache is not None and built_cache is not None:
+        timing_cache.write_bytes(bytes(built_cache.serialize()))
     return {"builder_api": api, "layers_pinned_fp32": pinned, "bytes": engine_path.stat().st_size}
 
 
