@@ -127,14 +127,17 @@ def mixed_precision_onnx(src: Path, dst: Path) -> dict[str, Any]:
     """fp16 ONNX with normalization, residual adds, softmax and the classifier kept fp32 (for strongly typed
     TensorRT 11 builds and for onnxruntime's CUDA provider); inputs and logits stay fp32."""
     import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     model = onnx.load(str(src))
     keep_nodes = classifier_nodes(model)
-    converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=list(SENSITIVE_OP_TYPES),
-                                         node_block_list=keep_nodes)
+    # a given op_block_list replaces onnxruntime's default one (Range, Min, Max, CumSum, TopK ...): keep both
+    present = {n.op_type for n in model.graph.node}
+    blocked = list(SENSITIVE_OP_TYPES) + [op for op in DEFAULT_OP_BLOCK_LIST if op not in SENSITIVE_OP_TYPES]
+    converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked, node_block_list=keep_nodes)
     onnx.save(converted, str(dst))
-    return {"method": "convert_float_to_float16", "fp32_op_types": list(SENSITIVE_OP_TYPES),
+    from_default = sorted(set(DEFAULT_OP_BLOCK_LIST) & present - set(SENSITIVE_OP_TYPES))
+    return {"method": "convert_float_to_float16", "fp32_op_types": list(SENSITIVE_OP_TYPES) + from_default,
             "fp32_nodes": keep_nodes}
 
 
