@@ -209,9 +209,13 @@ class _Config:
 class _Context:
     def __init__(self, engine: _Engine) -> None:
         self.engine, self.profile, self.shapes, self.addresses, self.runs = engine, 0, {}, {}, []
+        self.switches: list[int] = []
 
     def set_optimization_profile_async(self, index: int, stream: int) -> bool:
-        self.profile = index
+        if not 0 <= index < len(self.engine.profiles):
+            return False
+        self.profile, self.shapes = index, {}  # as TensorRT: shapes are set again for the new profile
+        self.switches.append(index)
         return True
 
     def set_input_shape(self, name: str, shape: tuple) -> bool:

@@ -104,12 +104,11 @@ class TensorRTBackend(Backend):
         self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n)))
                        for n in (*self.input_names, output_name)}
         self.num_labels = int(self.engine.get_tensor_shape(output_name)[-1])
-        self.contexts = []
-        for i in range(len(self.profiles)):
-            context = self.engine.create_execution_context()
-            context.set_optimization_profile_async(i, self.io.handle)
-            self.contexts.append(context)
-        self.io.synchronize()
+        # one context, switched between profiles as batches need: a context's default (static) memory is the
+        # largest any profile needs, so a context per profile would hold that once per profile. Batches come
+        # length-sorted, so a call switches at most a few times.
+        self.context = self.engine.create_execution_context()
+        self._profile = 0
         self.max_batch = batch_limit(self.profiles)
         largest = max(p.max_batch * p.max_seq for p in self.profiles)
         as_torch = {n: torch.from_numpy(np.empty(0, dtype=d)).dtype for n, d in self.dtypes.items()}
@@ -136,9 +135,13 @@ class TensorRTBackend(Backend):
         inputs = self._select_inputs(batch)
         rows, width = inputs[self.input_names[0]].shape
         index = pick_profile(self.profiles, rows, width)
-        context = self.contexts[index]
+        context = self.context
         size = rows * width
-        with self._lock, self.io.ordered():  # one batch at a time: the buffers and contexts are shared
+        with self._lock, self.io.ordered():  # one batch at a time: the buffers and the context are shared
+            if index != self._profile:  # in stream order, before this batch's shapes are set
+                if not context.set_optimization_profile_async(index, self.io.handle):
+                    raise FastrankError(f"TensorRT could not switch to optimization profile {index}")
+                self._profile = index
             for name, array in inputs.items():
                 staged = np.ascontiguousarray(array, dtype=self.dtypes[name]).reshape(-1)
                 self.staging[name][:size].copy_(self.torch.from_numpy(staged))
@@ -159,8 +162,8 @@ class TensorRTBackend(Backend):
         return result.numpy().reshape(rows, self.num_labels)
 
     def warmup(self) -> int:
-        """Run each profile's context once at its ``opt`` shape (TensorRT sets up a context's kernels and memory on
-        its first execution); returns the number of profiles warmed."""
+        """Run each profile once at its ``opt`` shape (TensorRT sets up a profile's kernels and memory on its first
+        execution); returns the number of profiles warmed."""
         for profile in self.profiles:
             ids = np.zeros((profile.opt_batch, profile.opt_seq), dtype=np.int64)
             batch = {n: ids.copy() for n in self.input_names}
