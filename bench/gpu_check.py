@@ -11,10 +11,10 @@ that the device call carries: ``run(command="bash bench/gpu_check.sh", carry=[".
 ``gpu_check.json`` to ``bench/results/`` and ``python -m bench report`` puts its table in bench/RESULTS.md.
 
 Rows: torch CUDA fp32 eager (the reference), fp16 and bf16 eager, fp16 and bf16 with CUDA graphs per bucket
-(fastrank's torch-cuda backend), the same under autocast with fp32 weights (fp16-mixed, bf16-mixed), then TensorRT
-and onnxruntime-gpu when installed. For each: throughput at batch 64 x sequence 256 (synthetic ids, the issue's
-shape), throughput and quality (MAP, NDCG@10) on WikiQA test pairs through ``Reranker`` (so padding to buckets is
-included), ΔNDCG@10 and max |Δlogit| vs fp32 eager, and the speedup over fp32 eager at 64 x 256, and for the graph
+(fastrank's torch-cuda backend), the same under autocast with fp32 weights (fp16-mixed, bf16-mixed), then one
+status row each for TensorRT and onnxruntime-gpu (installed or not; this script measures neither). For each torch
+row: throughput at batch 64 x sequence 256 (synthetic ids, the issue's shape), throughput and quality (MAP,
+NDCG@10) on WikiQA test pairs through ``Reranker`` (so padding to buckets is included), ΔNDCG@10 and max |Δlogit| vs fp32 eager, and the speedup over fp32 eager at 64 x 256, and for the graph
 rows the time to capture every bucket up front (``Reranker.warmup``, as ``fastrank serve`` does at start-up). Gate:
 ΔNDCG@10 <= 0.002 (fastrank's fp16/bf16 export bound). Beside it, the 5th..95th percentile ΔNDCG@10 that Gaussian
 noise with the std of the row's Δlogit gives the fp32 logits (``fastrank.benchmark.noise_band``): a ΔNDCG@10 inside
@@ -171,16 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     for row in rows:
         if base and "pairs_per_s_64x256" in row:
             row["speedup_vs_fp32_eager_64x256"] = round(row["pairs_per_s_64x256"] / base, 2)
-    for name in ("tensorrt", "onnxruntime-gpu"):
-        try:
-            __import__("tensorrt" if name == "tensorrt" else "onnxruntime")
-            import onnxruntime
-
-            has = name == "tensorrt" or "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-        except ImportError:
-            has = False
-        rows.append({"row": name, "status": "installed: run `fastrank export --format tensorrt` / providers="
-                     "gpu_providers(...)" if has else "not installed on this machine: not run"})
+    for name, has in (("tensorrt", _installed("tensorrt")), ("onnxruntime-gpu", _cuda_onnxruntime())):
+        rows.append({"row": name, "status": "installed, not measured here: run `fastrank export --format tensorrt` / "
+                     "providers=gpu_providers(...)" if has else "not installed on this machine: not run"})
     device = torch.cuda.get_device_name() if on_gpu else "cpu (dry run)"
     header = f"device: {device}; torch {torch.__version__}; model {model_dir}; WikiQA pairs {len(pairs)}"
     print(header)
@@ -188,6 +181,21 @@ def main(argv: list[str] | None = None) -> None:
     target = args.json or (Path(os.environ["OUT"], "gpu_check.json") if os.environ.get("OUT") else None)
     if target is not None:
         target.write_text(json.dumps({"header": header, "rows": rows}, indent=2, default=str))
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _cuda_onnxruntime() -> bool:
+    """onnxruntime with its CUDA provider (onnxruntime-gpu); the CPU wheel has the same module name."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ class Backend(ABC):
         return [self.logits]
 
     def warmup(self) -> int:
-        """Prepare every shape the backend will run (CUDA graphs, TensorRT contexts) before traffic arrives, so no
+        """Prepare every shape the backend will run (CUDA graphs, TensorRT profiles) before traffic arrives, so no
         request pays for it; returns how many shapes were prepared (0 for backends with nothing to prepare)."""
         return 0
 

@@ -195,7 +195,7 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None, worker: st
     reranker = reranker or Reranker(config.model, backend=config.backend, num_threads=config.num_threads,
                                     sessions=config.sessions, long_documents=config.long_documents,
                                     window_stride=config.window_stride)
-    prepared = reranker.warmup()  # CUDA graphs / TensorRT contexts before the first request, not during it
+    prepared = reranker.warmup()  # CUDA graphs / TensorRT profiles before the first request, not during it
     if prepared:
         logger.info("warmed %d shapes of the %s backend", prepared, reranker.backend.name)
     info = reranker.backend.describe()
