@@ -213,6 +213,15 @@ def test_cli_export_tensorrt_and_a_triton_repository_of_the_engine(tiny_model_di
                                        "triton", "--precision", "int8"])
     message = " ".join(ignored.output.replace("│", " ").split())
     assert ignored.exit_code == 2 and "a Triton repository serves an exported artifact as it is" in message
+    named = CliRunner().invoke(app, ["export", str(tmp_path / "trt"), "--out", str(tmp_path / "repo4"), "--format",
+                                     "triton", "--triton-backend", "tensorrt", "--max-batch-size", "8",
+                                     "--triton-engine", "9.0/10.5.0"])
+    assert named.exit_code == 0, named.output
+    assert (tmp_path / "repo4" / "fastrank_model" / "1" / "model.plan").read_bytes() == engine.read_bytes()
+    bogus = CliRunner().invoke(app, ["export", str(tmp_path / "trt"), "--out", str(tmp_path / "repo5"), "--format",
+                                     "triton", "--triton-backend", "tensorrt", "--triton-engine", "hopper"])
+    assert bogus.exit_code == 2 and "like 9.0/10.5.0, got 'hopper'" in " ".join(bogus.output.replace("│", " ").split())
+    assert not (tmp_path / "repo5").exists()
     assert "--format triton does not read --precision: --precision is for --format onnx" in message
     for args, stray in ((["--profiles", "5", "--tensorrt-rungs", "bogus"], "--tensorrt-rungs, --profiles"),
                         (["--triton-kind", "KIND_TPU", "--max-batch-size", "3"], "--max-batch-size, --triton-kind")):
@@ -347,3 +356,15 @@ def test_triton_repository_of_an_int32_engine_passes_int32_token_ids(tiny_model_
                "DOCUMENT": Tensor("DOCUMENT", np.array([b"paris"], dtype=object))}
     (outputs,) = tokenizer.execute([request])
     assert {t.name: t.array.dtype for t in outputs} == {n: np.dtype(np.int32) for n in INPUTS}
+    # written on a machine without the serving GPU: the engine is named by the Triton server's GPU and TensorRT
+    monkeypatch.setattr(trt_backend, "gpu_info", lambda: (None, None))
+    with pytest.raises(FastrankError, match="TensorRT is not installed.*--triton-engine SM/VERSION"):
+        write_repository(tmp_path / "trt", tmp_path / "repo2", backend="tensorrt", max_batch_size=8)
+    with pytest.raises(FastrankError, match="no engine for this GPU \(sm8.0\) with TensorRT 10.5.0"):
+        write_repository(tmp_path / "trt", tmp_path / "repo2", backend="tensorrt", max_batch_size=8,
+                         engine_for=("8.0", "10.5.0"))
+    elsewhere = write_repository(tmp_path / "trt", tmp_path / "repo2", backend="tensorrt", max_batch_size=8,
+                                 engine_for=("9.0", "10.5.0"))
+    engine = manifest["tensorrt"]["engines"][0]["file"]
+    assert (elsewhere / "fastrank_model" / "1" / "model.plan").read_bytes() == \
+        (tmp_path / "trt" / "tensorrt" / engine).read_bytes()

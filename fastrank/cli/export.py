@@ -16,7 +16,7 @@ def export_artifact(
     model: str, out: str, precision: str = "fp32", optimize: str = "O2", verify_data: str | None = None,
     allow_parity_failure: bool = False, fmt: str = "onnx", triton_backend: str = "onnxruntime",
     max_batch_size: int = 64, tensorrt_rungs: str | None = None, profiles: int = 3, triton_kind: str = "auto",
-    triton_precision: str = "auto", allow_untrained_head: bool = False,
+    triton_precision: str = "auto", allow_untrained_head: bool = False, triton_engine: str = "auto",
 ) -> dict[str, Any]:
     """Export ``model`` to ``out``; returns the manifest. ``verify_data`` is grouped JSONL (query, documents, labels),
     read by the export and named in the manifest's parity section.
@@ -34,7 +34,7 @@ def export_artifact(
         if triton_precision not in ("auto", "fp16", "fp32"):
             raise ValueError(f"--triton-precision must be auto, fp16 or fp32, got {triton_precision!r}")
         write_repository(model, out, backend=triton_backend, max_batch_size=max_batch_size,
-                         kind=None if triton_kind == "auto" else triton_kind,
+                         kind=None if triton_kind == "auto" else triton_kind, engine_for=_engine_target(triton_engine),
                          fp16=None if triton_precision == "auto" else triton_precision == "fp16")
         return {"format": "triton", "repository": out, "backend": triton_backend, "artifact": read_manifest(model)}
     if fmt == "tensorrt":
@@ -59,11 +59,22 @@ def _check_out_before_loading(model: str, out: str, verify_data: str | None) -> 
     check_output_dir(out, keep=[model, verify_data])
 
 
+def _engine_target(text: str) -> tuple[str, str] | None:
+    """``--triton-engine``: ``auto`` (None: this machine's GPU and TensorRT) or ``SM/VERSION`` like ``9.0/10.5.0``."""
+    if text == "auto":
+        return None
+    cc, sep, version = text.partition("/")
+    if not sep or not cc or not version or not cc.replace(".", "").isdigit():
+        raise ValueError(f"--triton-engine must be auto or COMPUTE_CAPABILITY/TENSORRT_VERSION like 9.0/10.5.0, "
+                         f"got {text!r}")
+    return cc, version
+
+
 # The options each --format reads; one given for another format is refused rather than silently ignored.
 FORMAT_OPTIONS = {
     "onnx": ("--precision", "--optimize", "--verify-data", "--allow-parity-failure", "--allow-untrained-head"),
     "tensorrt": ("--verify-data", "--allow-parity-failure", "--max-batch-size", "--tensorrt-rungs", "--profiles"),
-    "triton": ("--triton-backend", "--max-batch-size", "--triton-kind", "--triton-precision"),
+    "triton": ("--triton-backend", "--max-batch-size", "--triton-kind", "--triton-precision", "--triton-engine"),
 }
 
 
@@ -158,6 +169,10 @@ def export_command(
     triton_precision: Annotated[str, typer.Option(
         "--triton-precision", help="triton, onnxruntime on GPU: the TensorRT accelerator's precision, auto (the "
                                    "artifact's: fp16 only for a fp16 artifact) | fp16 | fp32.")] = "auto",
+    triton_engine: Annotated[str, typer.Option(
+        "--triton-engine", help="triton, --triton-backend tensorrt: which engine, auto (this machine's GPU and "
+                                "TensorRT) | SM/VERSION of the serving GPU and Triton's TensorRT, e.g. 9.0/10.5.0.")
+    ] = "auto",
     allow_untrained_head: Annotated[bool, typer.Option(
         "--allow-untrained-head", help="Export a base / embedding model whose classification head is untrained "
                                        "(it scores at random; recorded as head_initialized).")] = False,
@@ -168,13 +183,18 @@ def export_command(
              "--allow-parity-failure": allow_parity_failure, "--triton-backend": triton_backend != "onnxruntime",
              "--max-batch-size": max_batch_size != 64, "--tensorrt-rungs": tensorrt_rungs is not None,
              "--profiles": profiles != 3, "--triton-kind": triton_kind != "auto",
-             "--triton-precision": triton_precision != "auto", "--allow-untrained-head": allow_untrained_head}
+             "--triton-precision": triton_precision != "auto", "--allow-untrained-head": allow_untrained_head,
+             "--triton-engine": triton_engine != "auto"}
     check_format_options(fmt, [name for name, value in given.items() if value])
     if max_batch_size < 1 or profiles < 1:
         raise typer.BadParameter(f"--max-batch-size and --profiles must be >= 1, got {max_batch_size} and {profiles}")
+    try:
+        _engine_target(triton_engine)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     manifest = export_artifact(model, str(out), precision, optimize, None if verify_data is None else str(verify_data),
                                allow_parity_failure, fmt, triton_backend, max_batch_size, tensorrt_rungs, profiles,
-                               triton_kind, triton_precision, allow_untrained_head)
+                               triton_kind, triton_precision, allow_untrained_head, triton_engine)
     if fmt == "triton" and not as_json:
         typer.echo(f"wrote Triton model repository {out} ({triton_backend}); serve it with "
                    f"tritonserver --model-repository {out}")

@@ -219,9 +219,12 @@ def ensemble_config(name: str, tokenizer: str, model: str, manifest: dict[str, A
 
 def write_repository(artifact: str | Path, out_dir: str | Path, name: str = "fastrank",
                      backend: str = "onnxruntime", max_batch_size: int = 64, instances: int = 1,
-                     kind: str | None = None, **options: Any) -> Path:
+                     kind: str | None = None, engine_for: tuple[str, str] | None = None, **options: Any) -> Path:
     """Write the three-model repository for ``artifact`` (a ``fastrank export`` directory) atomically; ``kind`` and
-    the accelerator's precision default to the artifact's (see ``model_config``)."""
+    the accelerator's precision default to the artifact's (see ``model_config``).
+
+    ``tensorrt``: the artifact's engine for ``engine_for`` = (compute capability, TensorRT version) of the GPU and
+    Triton release that will serve it (an engine loads only there), by default this machine's."""
     artifact = Path(artifact)
     manifest = read_manifest(artifact)
     if manifest is None or manifest["format"] != "onnx":
@@ -236,9 +239,12 @@ def write_repository(artifact: str | Path, out_dir: str | Path, name: str = "fas
             from fastrank.backends.tensorrt_backend import gpu_info
             from fastrank.export.tensorrt import select_engine
 
-            entry, reason = select_engine((manifest.get("tensorrt") or {}).get("engines", []), *gpu_info())
+            target = engine_for or gpu_info()
+            entry, reason = select_engine((manifest.get("tensorrt") or {}).get("engines", []), *target)
             if entry is None:
-                raise FastrankError(f"cannot put a TensorRT engine in the repository: {reason}")
+                hint = "" if engine_for else (" (for a Triton server elsewhere, name its GPU and TensorRT: "
+                                              "--triton-engine SM/VERSION, e.g. 9.0/10.5.0)")
+                raise FastrankError(f"cannot put a TensorRT engine in the repository: {reason}{hint}")
             shutil.copy(artifact / "tensorrt" / entry["file"], root / model_name / "1" / "model.plan")
             token_dtype = _engine_token_dtype(entry)
         else:
