@@ -117,7 +117,22 @@ def _group_from_record(rec: dict[str, Any], where: str) -> QueryGroup:
             )
     scores = [_number(v, where, "each score") for v in scores_raw] if scores_raw is not None else None
     labels = [_number(v, where, "each label") for v in labels_raw] if labels_raw is not None else list(scores or [])
-    return QueryGroup(query, list(docs), labels, str(rec.get("query_id", "")), scores)
+    meta = {} if labels_raw is not None else {LABELS_FROM_SCORES: where}
+    return QueryGroup(query, list(docs), labels, str(rec.get("query_id", "")), scores, meta)
+
+
+LABELS_FROM_SCORES = "labels_from_scores"  # meta key: the record had teacher scores only, copied as training targets
+
+
+def require_labels(groups: Sequence[QueryGroup], what: str) -> None:
+    """DataError when a group's labels are a copy of its teacher scores (a distillation record without 'labels'):
+    training may use scores as targets, but ``what`` (evaluation, mining, ...) needs relevance labels, and a
+    teacher logit above 0 is not a positive."""
+    for g in groups:
+        where = g.meta.get(LABELS_FROM_SCORES)
+        if where is not None:
+            raise DataError(f"{where}: {what} needs relevance labels, and this record has teacher 'scores' only; "
+                            "add 'labels' (0/1 or graded) next to them")
 
 
 # Other names of the flat columns, read when the canonical one is absent (compared ignoring case, "_" and spaces):

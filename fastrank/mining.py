@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from fastrank.data import QueryGroup, document_key
+from fastrank.data import QueryGroup, document_key, require_labels
 from fastrank.documents import Document, check_document, document_parts
 from fastrank.errors import DataError
 
@@ -123,6 +123,7 @@ def _check_groups(groups: Any) -> list[QueryGroup]:
         if not isinstance(g, QueryGroup):
             raise TypeError(f"groups item {i} must be a fastrank.data.QueryGroup (read_groups(path) gives them, or "
                             f"QueryGroup(query, documents, labels)), got {type(g).__name__}")
+    require_labels(groups, "mining (its positives)")
     return groups
 
 

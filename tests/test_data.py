@@ -293,3 +293,26 @@ def test_errors_name_the_line_of_the_file_not_the_record_count(tmp_path):
     flat.write_text('{"query": "q", "document": "a", "label": 1}\n\n{"query": "q", "document": 3, "label": 0}\n')
     with pytest.raises(DataError, match=r"f\.jsonl line 3: 'document' must be a string"):
         read_groups(str(flat))
+
+
+def test_teacher_scores_are_never_taken_for_relevance_labels(tmp_path):
+    """A distillation record (scores, no labels) trains on its scores; evaluation, retrieval evaluation, mining and
+    verification need labels and refuse it, from CSV as from JSONL (a teacher logit above 0 is not a positive)."""
+    from fastrank.data import read_groups
+    from fastrank.evaluation.evaluators import RerankingEvaluator
+    from fastrank.evaluation.retrieval import RetrievalTask
+    from fastrank.export.verify import normalize_groups
+    from fastrank.mining import mine_hard_negatives
+
+    csv_file = tmp_path / "teacher.csv"
+    csv_file.write_text('query,documents,scores\nq,"[""a"",""b"",""c""]","[-3.2, 0.1, 4.5]"\n')
+    (group,) = read_groups(str(csv_file))
+    assert group.scores == [-3.2, 0.1, 4.5]  # training targets, as before
+    refused = "row 1 \\(line 2\\): .* needs relevance labels, and this record has teacher 'scores' only"
+    for call in (lambda: RerankingEvaluator.from_file(csv_file), lambda: RetrievalTask.from_groups([group]),
+                 lambda: mine_hard_negatives([group], None), lambda: normalize_groups(str(csv_file))):
+        with pytest.raises(DataError, match=refused):
+            call()
+    labelled = tmp_path / "both.csv"
+    labelled.write_text('query,documents,labels,scores\nq,"[""a"",""b""]","[1, 0]","[2.0, -1.0]"\n')
+    assert RerankingEvaluator.from_file(labelled).queries[0].labels.tolist() == [1, 0]

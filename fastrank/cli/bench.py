@@ -48,7 +48,7 @@ def bench_command(
 ) -> None:
     """Measure MAP/MRR@10/NDCG@10, parity vs PyTorch fp32, pairs/s, latency p50/p95/p99 and sweeps."""
     from fastrank.benchmark import benchmark_model, markdown_table, write_jsonl
-    from fastrank.data import read_groups
+    from fastrank.data import read_groups, require_labels
     from fastrank.io import check_dir_path, check_output_file
 
     if threads < 1:
@@ -62,6 +62,7 @@ def bench_command(
     if plots is not None:
         check_dir_path(plots, "--plots")
     groups = read_groups(str(data))
+    require_labels(groups, "the bench's quality metrics")
     records = benchmark_model(model, groups, [str(a) for a in artifact or []], backends=backend or (),
                               extra_rows=sentence_transformers_row(model, threads) if peers else None,
                               quick=quick, threads=threads, latency=latency, sweeps=sweeps,

@@ -399,9 +399,10 @@ class RerankingEvaluator:
             first = records[0][1] if records else None
             if not isinstance(first, Mapping) or "documents" in first or "positive" in first:
                 return cls._from_records(Path(path), records, **kwargs)
-        from fastrank.data import read_groups
+        from fastrank.data import read_groups, require_labels
 
         groups = read_groups(str(path))
+        require_labels(groups, "evaluation")
         return cls([{"query": g.query, "documents": g.documents, "labels": g.labels} for g in groups], **kwargs)
 
     def _prefix(self, metric: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fastrank.data import QueryGroup, document_key
+from fastrank.data import QueryGroup, document_key, require_labels
 from fastrank.documents import Document, document_text
 from fastrank.errors import DataError
 from fastrank.evaluation.evaluators import logits_keyword
@@ -43,6 +43,7 @@ class RetrievalTask:
             if key not in index:  # twins differing only in case/whitespace are one document (the first seen)
                 index[key] = len(corpus)
                 corpus.append(d)
+        require_labels(groups, "retrieval evaluation")
         queries, qrels = [], []
         for g in groups:
             rel = {index[document_key(d)] for d in g.positives}

@@ -146,9 +146,11 @@ def normalize_groups(verify_pairs: Any) -> tuple[list[VerifyGroup], str]:
     if verify_pairs is None:
         return builtin_groups(), "builtin"
     if isinstance(verify_pairs, (str, Path)):
-        from fastrank.data import read_groups
+        from fastrank.data import read_groups, require_labels
 
-        groups, source = normalize_groups(read_groups(str(verify_pairs)))
+        read = read_groups(str(verify_pairs))
+        require_labels(read, "verification (its ranking metrics)")
+        groups, source = normalize_groups(read)
         return groups, source.replace("caller", str(verify_pairs))
     groups: list[VerifyGroup] = []
     for i, item in enumerate(verify_pairs):
