@@ -37,7 +37,20 @@ def _task():
 def test_from_groups_builds_corpus_and_qrels():
     task = _task()
     assert len(task.corpus) == 10 and task.queries == ["q1", "q2"]
-    assert task.qrels == [{2, 9}, {5}]
+    assert task.qrels == [{2: 1.0, 9: 1.0}, {5: 1.0}]
+
+
+def test_graded_labels_give_the_graded_ndcg_of_fastrank_eval():
+    """NDCG of a retrieved ranking uses the labels as gains, as ``evaluate_rankings`` (fastrank eval) does."""
+    from fastrank.evaluation.metrics import evaluate_rankings
+
+    groups = [QueryGroup("q1", ["d9", "d8", "d1"], [1.0, 2.0, 0.0])]  # the first stage ranks d9 > d8 > d1
+    task = RetrievalTask.from_groups(groups)
+    assert task.qrels == [{0: 1.0, 1: 2.0}]
+    out = evaluate_retrieve_rerank(task, Embedder(), None, top_k=3, ks=(3,), use_bm25=False)
+    graded = evaluate_rankings([[0.9, 0.8, 0.1]], [[1.0, 2.0, 0.0]], metrics="ndcg@3").metrics["ndcg@3"]
+    ideal = 2 + 1 / np.log2(3)  # linear gains: the label
+    assert out["first_stage"]["ndcg@3"] == pytest.approx(graded) == pytest.approx((1 + 2 / np.log2(3)) / ideal)
 
 
 def test_first_stage_and_reranked_metrics():
@@ -78,7 +91,7 @@ def test_twins_differing_in_case_and_spacing_are_one_document():
     """WikiQA holds sentences raw (dev/test) and tokenized (train): a positive's twin is not a negative."""
     groups = [QueryGroup("q1", ["Paris is the capital.", "Lyon is a city."], [1.0, 0.0])]
     task = RetrievalTask.from_groups(groups, extra_corpus=["paris is the capital .", "lyon is a city ."])
-    assert task.corpus == ["Paris is the capital.", "Lyon is a city."] and task.qrels == [{0}]
+    assert task.corpus == ["Paris is the capital.", "Lyon is a city."] and task.qrels == [{0: 1.0}]
 
 
 class ScoreReranker:

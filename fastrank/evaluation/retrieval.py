@@ -25,17 +25,18 @@ from fastrank.reranker import relevance, relevance_order
 
 @dataclass
 class RetrievalTask:
-    """A corpus, queries and their relevant document indices (qrels)."""
+    """A corpus, queries and their relevant documents (qrels: corpus index -> label > 0, the grade NDCG gains)."""
 
     corpus: list[Document]
     queries: list[str]
-    qrels: list[set[int]]
+    qrels: list[dict[int, float]]
 
     @classmethod
     def from_groups(cls, groups: Sequence[QueryGroup], extra_corpus: Sequence[Document] = ()) -> RetrievalTask:
         """Every distinct document of every group (plus ``extra_corpus``) is a corpus entry; a query's positives
-        are its qrels. Documents equal up to case and whitespace, title included, are one entry
-        (``fastrank.data.document_key``). Titled documents are embedded, and reranked, with their titles."""
+        are its qrels, with their labels as grades, so NDCG is graded as in ``fastrank eval``. Documents equal up to
+        case and whitespace, title included, are one entry (``fastrank.data.document_key``; a twin's best label).
+        Titled documents are embedded, and reranked, with their titles."""
         index: dict[str, int] = {}
         corpus: list[Document] = []
         for d in [d for g in groups for d in g.documents] + list(extra_corpus):
@@ -46,7 +47,11 @@ class RetrievalTask:
         require_labels(groups, "retrieval evaluation")
         queries, qrels = [], []
         for g in groups:
-            rel = {index[document_key(d)] for d in g.positives}
+            rel: dict[int, float] = {}
+            for d, label in zip(g.documents, g.labels):
+                if label > 0:
+                    key = index[document_key(d)]
+                    rel[key] = max(rel.get(key, 0.0), float(label))
             if rel:
                 queries.append(g.query)
                 qrels.append(rel)
@@ -63,12 +68,12 @@ def _metrics(ranked: list[np.ndarray], scores: list[np.ndarray], task: Retrieval
     depth = max(ks)
     for qi, (idx, s) in enumerate(zip(ranked, scores)):
         rel = task.qrels[qi]
-        missing = sorted(rel - set(idx.tolist()))
+        missing = sorted(rel.keys() - set(idx.tolist()))
         floor = (float(s.min()) if len(s) else 0.0) - 1.0
         filler = max(0, depth - len(idx)) if missing else 0
         all_scores.append(np.concatenate([s, np.full(filler, floor), np.full(len(missing), floor - 1.0)]))
-        all_labels.append(np.concatenate([[1.0 if i in rel else 0.0 for i in idx], np.zeros(filler),
-                                          np.ones(len(missing))]))
+        all_labels.append(np.concatenate([[rel.get(i, 0.0) for i in idx], np.zeros(filler),
+                                          [rel[i] for i in missing]]))
     names = [f"ndcg@{k}" for k in ks] + [f"mrr@{k}" for k in ks] + [f"recall@{k}" for k in ks]
     return evaluate_rankings(all_scores, all_labels, metrics=names).metrics
 
