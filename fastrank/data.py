@@ -404,6 +404,12 @@ def check_input_file(path: Path, what: str) -> None:
         raise DataError(f"{what} {str(path)!r} {problem}")
 
 
+def text_lines(text: str) -> list[str]:
+    """The non-empty lines of ``text``, split at "\\n" only (a "\\r" before it dropped): ``str.splitlines`` also
+    splits at form feeds (pdftotext's page breaks), U+2028 and other breaks a document or a JSON string may hold."""
+    return [line.removesuffix("\r") for line in text.split("\n") if line.strip()]
+
+
 def read_corpus(source: str | Path) -> list[Document]:
     """The documents of a corpus file: ``.txt`` one per non-empty line; ``.jsonl`` / ``.json`` whose first line is
     a JSON string or an object with ``text`` / ``document`` (every line read so, as ``rerank``'s documents file);
@@ -412,9 +418,9 @@ def read_corpus(source: str | Path) -> list[Document]:
     path = Path(source).expanduser()
     check_input_file(path, "corpus file")
     if path.suffix.lower() == ".txt":
-        return [line for line in read_utf8(path).splitlines() if line.strip()]
+        return text_lines(read_utf8(path))
     if path.suffix.lower() in (".jsonl", ".json") and json_document(_first_line(path)) is not None:
-        return json_documents([line for line in read_utf8(path).split("\n") if line.strip()], str(source))
+        return json_documents(text_lines(read_utf8(path)), str(source))
     return [d for g in read_groups(path) for d in g.documents]
 
 

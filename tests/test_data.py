@@ -316,3 +316,20 @@ def test_teacher_scores_are_never_taken_for_relevance_labels(tmp_path):
     labelled = tmp_path / "both.csv"
     labelled.write_text('query,documents,labels,scores\nq,"[""a"",""b""]","[1, 0]","[2.0, -1.0]"\n')
     assert RerankingEvaluator.from_file(labelled).queries[0].labels.tolist() == [1, 0]
+
+
+def test_documents_split_at_newlines_only(tmp_path):
+    """A form feed (pdftotext's page break) or U+2028 inside a document or a JSON string does not cut it in two."""
+    import json
+
+    from fastrank.cli.rerank import parse_documents
+    from fastrank.data import read_corpus
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("page one\x0cstill page one\r\nsecond \u2028 doc\n\n", encoding="utf-8")
+    assert read_corpus(corpus) == ["page one\x0cstill page one", "second \u2028 doc"]
+    text = json.dumps({"text": "a\u2028b"}, ensure_ascii=False) + "\n" + json.dumps("c\x85d", ensure_ascii=False)
+    assert parse_documents(text, "docs.jsonl") == ["a\u2028b", "c\x85d"]
+    jsonl = tmp_path / "c.jsonl"
+    jsonl.write_text(text + "\r\n", encoding="utf-8")
+    assert read_corpus(jsonl) == ["a\u2028b", "c\x85d"]

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from fastrank.cli.output import BACKEND_HELP, print_json
-from fastrank.data import check_input_file, decode_utf8, json_document, json_documents, read_utf8
+from fastrank.data import check_input_file, decode_utf8, json_document, json_documents, read_utf8, text_lines
 from fastrank.documents import Document, document_parts
 
 
@@ -24,7 +24,7 @@ def parse_documents(text: str, source: str, fmt: str = "auto") -> list[Document]
     a brace stays text)."""
     if fmt not in DOCS_FORMATS:
         raise ValueError(f"docs format must be one of {', '.join(DOCS_FORMATS)}, got {fmt!r}")
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = text_lines(text)
     if not lines or fmt == "lines" or (fmt == "auto" and json_document(lines[0]) is None):
         return lines
     hint = " (or pass --docs-format lines to take every line as a document)" if fmt == "auto" else ""
