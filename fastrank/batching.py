@@ -118,7 +118,8 @@ class PairEncoder:
             doc_room = room - len(q_enc.ids)
             title = t_encs.get(i)
             if title is not None:  # every window starts with the title: it says what each part is about
-                title.truncate(doc_room // 2)
+                if len(title.ids) > doc_room // 2:  # cut the title's words, never the separator after them
+                    title = self._short_title(items[i][1][0], doc_room // 2)
                 doc_room -= len(title.ids)
             # a long query leaves fewer document tokens per window: keep each window moving on by at least a
             # quarter of them, or an overlap near the limit would step one token at a time (2,088 windows for
@@ -130,6 +131,16 @@ class PairEncoder:
                 windows.append(plain.post_process(q_enc, part, add_special_tokens=True))
                 owners.append(i)
         return _to_encoded(windows), np.asarray(owners, dtype=np.int64)
+
+    def _short_title(self, title: str, room: int):
+        """``title`` and the separator in at most ``room`` tokens: the title cut to what the separator leaves."""
+        from tokenizers import Encoding
+
+        plain = self._plain_tokenizer()
+        sep = plain.encode(self.separator, add_special_tokens=False)
+        words = plain.encode(title, add_special_tokens=False)
+        words.truncate(max(0, room - len(sep.ids)))
+        return Encoding.merge([words, sep], growing_offsets=True)
 
     @property
     def max_window_overlap(self) -> int:

@@ -76,6 +76,14 @@ def test_windows_open_with_the_title(tiny_model_dir):
         assert list(ids[2 + q_len: 2 + q_len + len(title_ids)]) == title_ids
     first = enc.encode_windows([(query, long_doc["text"])], 8)[0]
     assert len(first.input_ids) < len(per_doc) + 1  # the title takes room: no fewer windows than without it
+    sep_id = enc.tokenizer.token_to_id("[SEP]")
+    long_title = {"title": " ".join(["heading"] * 60), "text": long_doc["text"]}  # more than half the room
+    titled_windows, _ = enc.encode_windows([(query, long_title)], 8)
+    assert len(titled_windows) >= 3
+    for ids in titled_windows.input_ids:
+        room = 48 - 3 - q_len  # [CLS] query [SEP] ... [SEP]
+        title_part = list(ids[2 + q_len: 2 + q_len + room // 2])
+        assert title_part[-1] == sep_id and set(title_part[:-1]) == {enc.tokenizer.token_to_id("heading")}
 
 
 def test_reranker_backends_and_the_service_read_titles_alike(tiny_model_dir, tmp_path):
