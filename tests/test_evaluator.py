@@ -386,3 +386,14 @@ def test_flat_jsonl_evaluates_like_its_grouped_form(tmp_path):
     want = RerankingEvaluator.from_file(grouped, ks=(10,)).evaluate(FakeModel(table))
     assert got.metrics == want.metrics and got.num_queries == 2
     assert got.metrics["map"] == pytest.approx((0.5 + 0.5) / 2)  # each positive ranked second
+
+
+def test_numpy_samples_are_read_and_infinite_labels_refused():
+    """A sample built from NumPy arrays (a pandas column's values) reads like lists; an infinite label, which would
+    make NDCG NaN, is refused."""
+    arrays = RerankingEvaluator([{"query": "q", "documents": np.array(["a", "b"]), "labels": np.array([1, 0])}])
+    lists = RerankingEvaluator([{"query": "q", "documents": ["a", "b"], "labels": [1, 0]}])
+    assert arrays.queries[0].documents == lists.queries[0].documents == ("a", "b")
+    assert arrays.queries[0].labels.tolist() == [1.0, 0.0]
+    with pytest.raises(DataError, match="'labels' must be finite numbers; it contains inf"):
+        RerankingEvaluator([{"query": "q", "documents": ["a", "b"], "labels": [float("inf"), 0]}])

@@ -320,3 +320,10 @@ def test_first_stage_scores_that_are_not_numbers_are_named():
         fuse_scores(["1", 2.0], [1.0, 2.0], 1)
     first = check_fusion_input((np.float32(0.5), np.int64(2)), 2, 1)
     assert first.dtype == np.float64 and first.tolist() == [0.5, 2.0]
+
+
+def test_infinite_labels_and_a_flat_score_list_are_refused_by_name():
+    with pytest.raises(DataError, match="non-finite labels \\(inf\\)"):
+        evaluate_rankings([[1.0, 2.0]], [[np.inf, 1]], metrics=["ndcg@10"])  # NDCG would be NaN
+    with pytest.raises(DataError, match="got the single number 0.1: .* one query's go in a list of their own"):
+        evaluate_rankings([0.1, 0.9], [0, 1])

@@ -72,6 +72,8 @@ def _text_list(value: Any, key: str, where: str) -> tuple[Document, ...]:
     """Documents as the data readers take them: strings, or ``{"text", "title"}`` (``fastrank.documents``)."""
     if isinstance(value, (str, Mapping)):
         value = [value]
+    if isinstance(value, np.ndarray) and value.ndim == 1:  # a NumPy array of strings, e.g. a pandas column's values
+        value = value.tolist()
     if not isinstance(value, Sequence) or not all(isinstance(d, (str, Mapping)) for d in value):
         raise DataError(f"{where}: {key!r} must be a list of strings (or {{'text', 'title'}} objects); accepted "
                         f"samples: {SAMPLE_FORMATS}")
@@ -134,6 +136,8 @@ def _normalize_sample(sample: Any, where: str, always_rerank_positives: bool = T
             )
         documents = _text_list(sample["documents"], "documents", where)
         raw = sample["labels"]
+        if isinstance(raw, np.ndarray) and raw.ndim == 1:
+            raw = raw.tolist()
         if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence) or not all(
             isinstance(x, (int, float, bool, np.integer, np.floating)) for x in raw
         ):
@@ -143,8 +147,9 @@ def _normalize_sample(sample: Any, where: str, always_rerank_positives: bool = T
             raise DataError(
                 f"{where}: {len(documents)} documents but {labels.size} labels; give one label per document"
             )
-        if np.isnan(labels).any():
-            raise DataError(f"{where}: 'labels' contains NaN")
+        if not np.isfinite(labels).all():
+            raise DataError(f"{where}: 'labels' must be finite numbers; it contains "
+                            f"{labels[~np.isfinite(labels)][0]}")
     elif "positive" in sample:
         positive = _text_list(sample["positive"], "positive", where)
         negative = _text_list(sample.get("negative", []), "negative", where)

@@ -228,6 +228,11 @@ def _as_vector(values: Any, what: str, i: int, query_ids: Sequence[Any] | None) 
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise DataError(f"{what} of {_where(i, query_ids)} must be numbers: {exc}") from exc
+    if arr.ndim == 0:
+        raise DataError(
+            f"{what} of {_where(i, query_ids)} must be a list (one value per candidate), got the single number "
+            f"{arr.item()!r}: {what} are one list per query, so one query's go in a list of their own ([[...]])"
+        )
     if arr.ndim != 1:
         raise DataError(
             f"{what} of {_where(i, query_ids)} must be a 1-D sequence (one value per candidate), got shape "
@@ -294,8 +299,9 @@ def evaluate_rankings(
         if np.isnan(s).any():
             bad = np.flatnonzero(np.isnan(s)).tolist()
             raise DataError(f"{_where(i, query_ids)} has NaN scores at candidate positions {bad[:10]}")
-        if np.isnan(y).any():
-            raise DataError(f"{_where(i, query_ids)} has NaN labels")
+        if not np.isfinite(y).all():
+            raise DataError(f"{_where(i, query_ids)} has non-finite labels ({y[~np.isfinite(y)][0]}); labels must "
+                            "be finite numbers")
         if s.size == 0:
             no_candidates += 1
             continue
