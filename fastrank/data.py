@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastrank.batching import check_positive_int
 from fastrank.documents import Document, check_document, document_parts, document_text, has_title
 from fastrank.errors import DataError
 
@@ -485,8 +486,11 @@ def to_pairs(groups: Sequence[QueryGroup]) -> dict[str, list]:
 def to_lists(groups: Sequence[QueryGroup], max_documents: int | None = None, seed: int = 0) -> dict[str, list]:
     """``query, documents, labels`` columns; groups without a positive are dropped (nothing to rank up).
 
-    ``max_documents`` caps each list, keeping every positive and a random sample of negatives.
+    ``max_documents`` (an integer >= 1, or None for no cap) caps each list: its positives (the first
+    ``max_documents - 1`` of them when there are more, so a list with negatives keeps one to rank below them), then
+    a random sample of its negatives, in the list's own order.
     """
+    max_documents = check_positive_int(max_documents, "max_documents", optional=True)
     rng = random.Random(seed)
     cols: dict[str, list] = {"query": [], "documents": [], "labels": []}
     for g in groups:
@@ -494,8 +498,9 @@ def to_lists(groups: Sequence[QueryGroup], max_documents: int | None = None, see
             continue
         idx = list(range(len(g.documents)))
         if max_documents is not None and len(idx) > max_documents:
-            pos = [i for i in idx if g.labels[i] > 0][:max_documents]
+            pos = [i for i in idx if g.labels[i] > 0]
             neg = [i for i in idx if g.labels[i] <= 0]
+            pos = pos[:max_documents - 1 if neg and max_documents > 1 else max_documents]
             idx = sorted(pos + rng.sample(neg, min(len(neg), max_documents - len(pos))))
         cols["query"].append(g.query)
         cols["documents"].append([g.documents[i] for i in idx])

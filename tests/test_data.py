@@ -333,3 +333,16 @@ def test_documents_split_at_newlines_only(tmp_path):
     jsonl = tmp_path / "c.jsonl"
     jsonl.write_text(text + "\r\n", encoding="utf-8")
     assert read_corpus(jsonl) == ["a\u2028b", "c\x85d"]
+
+
+def test_capped_lists_keep_a_negative_and_refuse_a_cap_below_one():
+    from fastrank.data import QueryGroup, convert
+
+    group = QueryGroup("q", ["p1", "p2", "p3", "n1", "n2"], [1, 1, 1, 0, 0])
+    capped = convert([group], "lists", max_documents=3)
+    assert capped["documents"] == [["p1", "p2", capped["documents"][0][2]]] and capped["labels"] == [[1, 1, 0]]
+    assert convert([group], "lists", max_documents=1)["labels"] == [[1]]  # one document: a positive
+    assert convert([group], "lists", max_documents=9)["documents"] == [group.documents]
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="max_documents must be a positive integer or None"):
+            convert([group], "lists", max_documents=bad)
