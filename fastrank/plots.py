@@ -70,7 +70,8 @@ def plot_records(records: Sequence[dict[str, Any]], out_dir: str | Path) -> list
         ax.legend(fontsize=8)
         save(fig, "latency_vs_documents.png")
 
-    points = [r for r in records if r.get("kind") == "throughput" and r["workload"] == "short"]
+    # a row whose logits were not finite has no quality (None): it has no place on a quality axis
+    points = [r for r in records if r.get("kind") == "throughput" and r["workload"] == "short" and r.get("quality")]
     if points:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for r in points:

@@ -264,3 +264,16 @@ def test_peers_without_sentence_transformers_fail_at_once_naming_the_extra(tiny_
 
     assert isinstance(result.exception, MissingDependency)  # `fastrank` prints it as an error, exit code 2
     assert "the --peers row needs" in str(result.exception) and '".[dev]"' in str(result.exception)
+
+
+def test_plots_pass_over_a_row_without_quality(tmp_path):
+    """A row whose logits were NaN is recorded with quality None (the run goes on); the plots leave it out."""
+    from fastrank.plots import plot_records
+    from fastrank.timing import Timing
+
+    timing = Timing([0.1, 0.2], 10).summary()
+    records = [{"kind": "throughput", "workload": "short", "row": "fp16", "timing": timing, "quality": None},
+               {"kind": "throughput", "workload": "short", "row": "fp32", "timing": timing,
+                "quality": {"map": 0.79}}]
+    written = plot_records(records, tmp_path)
+    assert [str(p).rsplit("/", 1)[-1] for p in written] == ["quality_vs_speed.png"]
