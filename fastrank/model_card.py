@@ -31,7 +31,15 @@ def load_card_data(location: str | Path, name: str) -> dict[str, Any]:
             if isinstance(data, dict):
                 return data
             logger.warning("ignored %s: it holds no JSON object; the model card will be written anew", path)
-    return {"base_model": name}
+    return {"base_model": base_model_name(name)}
+
+
+def base_model_name(name: str | Path) -> str:
+    """How a card names its base model: a hub id as given, a local directory by its absolute path (a relative
+    ``runs/base`` would name another folder, or pass for a hub id, when the card is read from elsewhere)."""
+    text = str(name)
+    path = Path(text).expanduser()
+    return str(path.resolve()) if path.exists() else text
 
 
 CARD_FIELDS = ("model_name", "language", "license", "train_datasets")

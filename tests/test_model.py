@@ -175,7 +175,7 @@ def test_loads_sentence_transformers_checkpoint(tiny_model_dir, tmp_path):
     np.testing.assert_allclose(ours.predict(PAIRS), st.predict(PAIRS), atol=1e-5)
 
 
-def test_a_resaved_checkpoint_keeps_its_card(model, tmp_path):
+def test_a_resaved_checkpoint_keeps_its_card(model, tmp_path, monkeypatch):
     """The card's facts travel with the weights: loading a trained checkpoint and saving it again (as an export's
     torch rung does) kept only the path it was loaded from, losing e.g. the first-stage prior that scoring needs."""
     from fastrank import CrossEncoder
@@ -198,6 +198,9 @@ def test_a_resaved_checkpoint_keeps_its_card(model, tmp_path):
     assert "base_model:" not in local and f"| base model | {first} |" in local
     (first / "fastrank_card.json").write_text("[1, 2]")
     assert CrossEncoder(first, device="cpu").card_data == {"base_model": str(first)}
+    # a relative local base is recorded by its absolute path: read from elsewhere, "runs/x" is no hub id
+    monkeypatch.chdir(tmp_path)
+    assert CrossEncoder("first", device="cpu").card_data == {"base_model": str((tmp_path / "first").resolve())}
 
 
 def test_offline_a_hub_id_loads_from_the_hub_cache_at_once(tiny_model_dir, tmp_path, monkeypatch):

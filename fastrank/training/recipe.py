@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fastrank.errors import DataError, FastrankError, LossConfigError
+from fastrank.model_card import base_model_name
 
 logger = logging.getLogger(__name__)
 
@@ -430,7 +431,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if resumed_at:
         result["resumed_from_step"] = resumed_at
     model.card_data = {  # written anew: facts of an earlier training run (a prior, titles) do not carry over
-        "base_model": config.base,
+        "base_model": base_model_name(config.base),
         "train_data": f"{config.data} ({len(groups)} queries, {len(train_dataset)} {fmt} rows"
                       + (f", +{config.mine_negatives} mined negatives per query" if config.mine_negatives else "")
                       + (f", +{config.answer_negatives} answer negatives per query" if config.answer_negatives else "")
