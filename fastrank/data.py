@@ -119,7 +119,8 @@ def _group_from_record(rec: dict[str, Any], where: str) -> QueryGroup:
     scores = [_number(v, where, "each score") for v in scores_raw] if scores_raw is not None else None
     labels = [_number(v, where, "each label") for v in labels_raw] if labels_raw is not None else list(scores or [])
     meta = {} if labels_raw is not None else {LABELS_FROM_SCORES: where}
-    return QueryGroup(query, list(docs), labels, str(rec.get("query_id", "")), scores, meta)
+    raw_id = rec.get("query_id")
+    return QueryGroup(query, list(docs), labels, "" if raw_id is None else str(raw_id), scores, meta)
 
 
 LABELS_FROM_SCORES = "labels_from_scores"  # meta key: the record had teacher scores only, copied as training targets

@@ -120,7 +120,7 @@ def check_output_file(target: str | Path, keep: Iterable[str | Path] = (), what:
     if target.is_dir():
         raise FastrankError(f"{what} {target} is a directory; give a file path")
     for item in keep:
-        if target == Path(item).expanduser().resolve():
+        if item is not None and target == Path(item).expanduser().resolve():  # None: an input not given
             raise FastrankError(f"refusing to write {what} over the input {target}; choose another path")
     _creatable(target, what)
     return target

@@ -346,3 +346,11 @@ def test_capped_lists_keep_a_negative_and_refuse_a_cap_below_one():
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="max_documents must be a positive integer or None"):
             convert([group], "lists", max_documents=bad)
+
+
+def test_a_null_query_id_is_no_id(tmp_path):
+    from fastrank.data import read_groups
+
+    data = tmp_path / "g.jsonl"
+    data.write_text('{"query_id": null, "query": "q", "documents": ["a"], "labels": [1]}\n')
+    assert read_groups(str(data))[0].query_id == ""

@@ -140,3 +140,13 @@ def test_cli_export_refuses_an_unusable_out_before_loading(tmp_path, monkeypatch
     (tmp_path / "afile").write_text("")
     result = CliRunner().invoke(app, ["export", "some/model", "--out", str(tmp_path / "afile" / "sub")])
     assert isinstance(result.exception, FastrankError) and "is a file, not a directory" in str(result.exception)
+
+
+def test_check_output_file_passes_over_inputs_not_given(tmp_path):
+    """As check_output_dir: a None among the inputs (an optional one not given) is no path to protect."""
+    from fastrank.io import check_output_file
+
+    given = tmp_path / "in.jsonl"
+    assert check_output_file(tmp_path / "out.jsonl", [None, given]) == (tmp_path / "out.jsonl").resolve()
+    with pytest.raises(FastrankError, match="over the input"):
+        check_output_file(given, [None, given])

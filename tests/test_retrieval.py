@@ -148,3 +148,11 @@ def test_a_multi_class_reranker_is_ranked_by_its_last_class():
                                       use_bm25=False)
     assert two["reranked"] == oracle["reranked"] and two["reranked"]["mrr@1"] == 1.0
     assert two["reranked_fused"]["0.5"]["mrr@1"] == 1.0
+
+
+def test_one_cut_off_and_the_skipped_queries_are_reported():
+    groups = [QueryGroup("q1", ["d9", "d8"], [1.0, 0.0]), QueryGroup("q2", ["d7", "d6"], [0.0, 0.0])]
+    task = RetrievalTask.from_groups(groups)
+    out = evaluate_retrieve_rerank(task, Embedder(), None, top_k=2, ks=1, use_bm25=False)
+    assert out["num_queries"] == 1 and out["queries_skipped"] == 1
+    assert out["first_stage"]["mrr@1"] == 1.0 and "mrr@2" in out["first_stage"]

@@ -98,7 +98,8 @@ def eval_command(
             stages = {k: result[k] for k in ("first_stage", "reranked", "bm25", "bm25_reranked") if k in result}
             stages.update({f"reranked + {w} x first_stage": m for w, m in result.get("reranked_fused", {}).items()})
             typer.echo(metrics_table(stages))
-            typer.echo(f"{result['num_queries']} queries, corpus of {result['corpus_size']} documents; "
+            typer.echo(f"{result['num_queries']} queries (skipped {result['queries_skipped']} without a relevant "
+                       f"document), corpus of {result['corpus_size']} documents; "
                        f"latency {json.dumps(result['latency_s'])}")
         return
     result = evaluate_model(model, str(data), batch_size=batch_size, max_length=max_length)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from fastrank.batching import is_integer
 from fastrank.data import QueryGroup, document_key, require_labels
 from fastrank.documents import Document, document_text
 from fastrank.errors import DataError
@@ -30,6 +31,7 @@ class RetrievalTask:
     corpus: list[Document]
     queries: list[str]
     qrels: list[dict[int, float]]
+    queries_skipped: int = 0  # groups without a relevant document: nothing to find, left out as in fastrank eval
 
     @classmethod
     def from_groups(cls, groups: Sequence[QueryGroup], extra_corpus: Sequence[Document] = ()) -> RetrievalTask:
@@ -57,7 +59,7 @@ class RetrievalTask:
                 qrels.append(rel)
         if not queries:
             raise DataError("no query has a relevant document: nothing to evaluate")
-        return cls(corpus, queries, qrels)
+        return cls(corpus, queries, qrels, len(groups) - len(queries))
 
 
 def _metrics(ranked: list[np.ndarray], scores: list[np.ndarray], task: RetrievalTask, ks: Sequence[int]):
@@ -83,7 +85,7 @@ def evaluate_retrieve_rerank(
     embedding_model,
     reranker=None,
     top_k: int = 100,
-    ks: Sequence[int] = (10,),
+    ks: int | Sequence[int] = (10,),
     batch_size: int = 64,
     use_bm25: bool | None = None,
     fusion_weights: Sequence[float] = (),
@@ -101,8 +103,9 @@ def evaluate_retrieve_rerank(
 
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-    ks = sorted(set(ks) | {top_k})
-    out: dict[str, Any] = {"num_queries": len(task.queries), "corpus_size": len(task.corpus), "top_k": top_k,
+    ks = sorted(set([ks] if is_integer(ks) else ks) | {top_k})  # one cut-off, as evaluate_rankings takes it
+    out: dict[str, Any] = {"num_queries": len(task.queries), "queries_skipped": task.queries_skipped,
+                           "corpus_size": len(task.corpus), "top_k": top_k,
                            "latency_s": {}}
     start = time.perf_counter()
     corpus_emb = embedding_model.encode(task.corpus, batch_size)
