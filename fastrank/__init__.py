@@ -23,6 +23,8 @@ _LAZY = {
     "evaluate_rankings": "fastrank.evaluation.metrics",
     "CrossEncoderTrainer": "fastrank.training.trainer",
     "CrossEncoderTrainingArguments": "fastrank.training.args",
+    "BatchSamplers": "fastrank.training.args",
+    "MultiDatasetBatchSamplers": "fastrank.training.args",
     "train": "fastrank.training.recipe",
     "TrainConfig": "fastrank.training.recipe",
     "losses": "fastrank.losses",
@@ -49,7 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fastrank.evaluation.metrics import evaluate_rankings
     from fastrank.model import CrossEncoder
     from fastrank.reranker import Reranker, rerank
-    from fastrank.training.args import CrossEncoderTrainingArguments
+    from fastrank.training.args import BatchSamplers, CrossEncoderTrainingArguments, MultiDatasetBatchSamplers
     from fastrank.training.recipe import TrainConfig, train
     from fastrank.training.trainer import CrossEncoderTrainer
     from fastrank.types import EvalResult, RankedDoc

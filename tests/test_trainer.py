@@ -542,6 +542,17 @@ def test_sentence_transformers_default_arguments_are_accepted(tmp_path):
 
     st_only = {f.name for f in dataclasses.fields(STArgs)} - {f.name for f in dataclasses.fields(args)}
     assert not st_only
+    # the same code with its import changed to fastrank: the enums carry sentence-transformers' names and values
+    import fastrank
+
+    assert {m.name: m.value for m in fastrank.BatchSamplers} == {m.name: m.value for m in BatchSamplers}
+    assert {m.name: m.value for m in fastrank.MultiDatasetBatchSamplers} == \
+        {m.name: m.value for m in MultiDatasetBatchSamplers}
+    ported = CrossEncoderTrainingArguments(output_dir=str(tmp_path), batch_sampler=fastrank.BatchSamplers.NO_DUPLICATES,
+                                           multi_dataset_batch_sampler=fastrank.MultiDatasetBatchSamplers.ROUND_ROBIN)
+    assert (ported.batch_sampler, ported.multi_dataset_batch_sampler) == ("no_duplicates", "round_robin")
+    with pytest.raises(ValueError, match="batch_sampler=.*group_by_label.* is not supported"):
+        CrossEncoderTrainingArguments(output_dir=str(tmp_path), batch_sampler=fastrank.BatchSamplers.GROUP_BY_LABEL)
 
 
 @pytest.mark.parametrize("columns", [("question", "answer", "label"), ("sentence1", "sentence2", "score"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from transformers import TrainingArguments
@@ -11,6 +12,23 @@ from fastrank.training.recipe import check_warmup_ratio
 
 BATCH_SAMPLERS = ("batch_sampler", "no_duplicates", "no_duplicates_hashed")
 MULTI_DATASET_BATCH_SAMPLERS = ("proportional", "round_robin")
+
+
+class BatchSamplers(str, Enum):
+    """sentence-transformers' batch sampler names, so ``batch_sampler=BatchSamplers.NO_DUPLICATES`` ports with its
+    import changed. ``GROUP_BY_LABEL`` (for triplet-style embedding losses) is named so it is refused with a reason."""
+
+    BATCH_SAMPLER = "batch_sampler"
+    NO_DUPLICATES = "no_duplicates"
+    NO_DUPLICATES_HASHED = "no_duplicates_hashed"
+    GROUP_BY_LABEL = "group_by_label"
+
+
+class MultiDatasetBatchSamplers(str, Enum):
+    """sentence-transformers' multi-dataset sampler names (accepted; fastrank trains on one dataset)."""
+
+    ROUND_ROBIN = "round_robin"
+    PROPORTIONAL = "proportional"
 
 
 def _option_value(value: Any) -> Any:
