@@ -26,20 +26,23 @@ def _recipes_section(records: list[dict[str, Any]]) -> str:
         "all-MiniLM-L6-v2, evaluate on `test.jsonl` (243 queries with a positive) with fastrank's metrics. "
         "sentence-transformers rows use its own `CrossEncoderTrainer` on the same pairs. Train pairs/s counts "
         "(query, document) pairs scored per second of training. Reference points: the untouched embedding "
-        "model's cosine similarity scores MAP 0.722, the original candidate order 0.642.",
+        "model's cosine similarity scores MAP 0.722, the original candidate order 0.642. A recipe marked "
+        "*(earlier code)* was recorded before records kept their full settings, by the trainer of that day: "
+        "`listnet-1e-4-3ep-bs8` has the `default` recipe's settings, and `default` is its current measurement.",
         "",
         "| recipe | library | loss | lr | epochs | batch | bf16 | MAP | MRR@10 | NDCG@10 | train s | train pairs/s |"
-        " command |",
-        "| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        " run at | command |",
+        "| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for r in records:
         o, m = r.get("settings", r["overrides"]), r["metrics"]
         loss = o.get("loss", "bce") + (f" {o['loss_options']}" if o.get("loss_options") else "")
+        name = r["recipe"] + ("" if "settings" in r else " *(earlier code)*")
         lines.append(
-            f"| {r['recipe']} | {r['library']} | {loss} | {o.get('lr', '')} | {o.get('epochs', '')} | "
+            f"| {name} | {r['library']} | {loss} | {o.get('lr', '')} | {o.get('epochs', '')} | "
             f"{o.get('batch_size', '')} | {r['bf16']} | {m['map']:.4f} | {m['mrr@10']:.4f} | {m['ndcg@10']:.4f} | "
-            f"{r['train_seconds']} | {r['train_pairs_per_second']} | `python -m bench recipes --recipe "
-            f"{r['recipe']}` |")
+            f"{r['train_seconds']} | {r['train_pairs_per_second']} | {r.get('time', '')} | `python -m bench recipes "
+            f"--recipe {r['recipe']}` |")
     return "\n".join(lines) + "\n"
 
 
