@@ -788,6 +788,12 @@ def test_train_refuses_an_output_that_holds_its_inputs(toy_data, tiny_model_fact
     with pytest.raises(FastrankError, match="it holds the input .*train.jsonl"):
         train(_config(toy_data, base, toy_data))
     assert sorted(p.name for p in base.iterdir()) == sorted(p.name for p in tiny_model_factory(1).iterdir())
+    # a base restarted from the run's own checkpoints: the finished run would remove OUT.checkpoints with it
+    inside = tmp_path / "run.checkpoints" / "checkpoint-4"
+    shutil.copytree(base, inside)
+    with pytest.raises(FastrankError, match="inside .*run.checkpoints, where training keeps its checkpoints"):
+        train(_config(toy_data, inside, tmp_path / "run"))
+    assert (inside / "config.json").is_file()
 
 
 def test_bad_labels_for_the_loss_fail_up_front_and_failures_leave_no_empty_checkpoint_dir(

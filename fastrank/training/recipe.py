@@ -130,6 +130,18 @@ def _last_checkpoint(ckpt_dir: Path) -> Path | None:
     return Path(last) if last else None
 
 
+def _check_inputs_outside(ckpt_dir: Path, inputs: list[str | None]) -> None:
+    """FastrankError when an input lies in the checkpoint directory: the trainer deletes older checkpoints there and
+    a finished run removes the default one, so a base restarted from ``OUT.checkpoints/checkpoint-N`` would go."""
+    root = ckpt_dir.expanduser().resolve()
+    for item in inputs:
+        source = Path(item).expanduser().resolve() if item else None
+        if source is not None and source.exists() and (source == root or root in source.parents):
+            raise FastrankError(f"the input {source} is inside {root}, where training keeps its checkpoints (older "
+                                "ones are deleted, and the folder is removed when the run ends); copy it elsewhere "
+                                "first, or choose another --out")
+
+
 def _check_resumable(ckpt_dir: Path) -> None:
     """``resume`` needs a checkpoint: refuse at once, before any loading or training creates anything, rather than
     with transformers' error after the model has loaded (and an empty checkpoint directory is left behind)."""
@@ -352,6 +364,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     options, bf16 = _loss_options(config), config.resolved_bf16()
     out = Path(config.out)
     ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else out.with_name(out.name + ".checkpoints")
+    _check_inputs_outside(ckpt_dir, [config.base, config.data, config.eval_data, config.first_stage_model])
     if config.resume:
         _check_resumable(ckpt_dir)
     evaluator = RerankingEvaluator.from_file(config.eval_data, ks=(10,)) if config.eval_data else None  # read early
