@@ -91,17 +91,18 @@ def check_output_dir(target: str | Path, keep: Iterable[str | Path] = ()) -> Pat
     return target
 
 
-def _check_writable_parent(target: Path) -> None:
-    """FastrankError naming the blocking path unless the directory that will hold ``target`` can be created and
-    written: a file in the way, or a place where no directory can be made (read-only, /proc), is found now rather
-    than after a model has loaded. Probes by making and removing a hidden directory in the nearest existing one."""
-    _creatable(target, "the output directory")
-    existing = next(parent for parent in target.parents if parent.exists())
+def _check_writable_parent(target: Path, what: str = "the output directory", inside: bool = False) -> None:
+    """FastrankError naming the blocking path unless the directory that will hold ``target`` (with ``inside``: an
+    existing ``target`` itself, a directory files are added to) can be created and written: a file in the way, or a
+    place where nothing can be made (read-only, /proc), is found now rather than after a model has loaded or a
+    benchmark has run. Probes by making and removing a hidden directory in the nearest existing one."""
+    _creatable(target, what)
+    existing = next(p for p in ((target,) if inside else ()) + tuple(target.parents) if p.exists())
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".fastrank-write-check-", dir=existing))
     except OSError as exc:
-        raise FastrankError(f"cannot write the output directory {target}: no directory can be created in "
-                            f"{existing} ({exc.strerror or exc}); choose a path in a writable directory") from exc
+        raise FastrankError(f"cannot write {what} {target}: nothing can be created in {existing} "
+                            f"({exc.strerror or exc}); choose a path in a writable directory") from exc
 
 
 def _creatable(target: Path, what: str) -> None:
@@ -114,24 +115,25 @@ def _creatable(target: Path, what: str) -> None:
 
 
 def check_output_file(target: str | Path, keep: Iterable[str | Path] = (), what: str = "the output file") -> Path:
-    """Refuse an output file path that is a directory, sits under a file, or is one of ``keep`` (the inputs, which
-    writing it would destroy). Returns the resolved path. Call it before long work (mining, a benchmark)."""
+    """Refuse an output file path that is a directory, sits under a file or where nothing can be written, or is one
+    of ``keep`` (the inputs, which writing it would destroy). Returns the resolved path. Call it before long work (mining, a benchmark)."""
     target = Path(target).expanduser().resolve()
     if target.is_dir():
         raise FastrankError(f"{what} {target} is a directory; give a file path")
     for item in keep:
         if item is not None and target == Path(item).expanduser().resolve():  # None: an input not given
             raise FastrankError(f"refusing to write {what} over the input {target}; choose another path")
-    _creatable(target, what)
+    _check_writable_parent(target, what)
     return target
 
 
 def check_dir_path(target: str | Path, what: str) -> Path:
-    """Refuse a path for a directory fastrank adds files to (a cache, plots) that is a file or sits under one."""
+    """Refuse a path for a directory fastrank adds files to (a cache, plots) that is a file, sits under one, or
+    where nothing can be written."""
     target = Path(target).expanduser().resolve()
     if target.exists() and not target.is_dir():
         raise FastrankError(f"{what} {target} is a file; give a directory")
-    _creatable(target, what)
+    _check_writable_parent(target, what, inside=True)
     return target
 
 

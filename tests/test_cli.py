@@ -260,3 +260,18 @@ def test_mine_refuses_an_out_it_would_not_write_as_named_before_mining(eval_file
     assert str(result.exception) == (f"--out {str(out)!r}: grouped data is written as JSONL only, so the name must "
                                      f"end in .jsonl or .json ({found}); CSV, TSV and Parquet are read, not written")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("error", "code"), [(ValueError("bad value"), 2), (OSError(28, "No space left on device"), 1)])
+def test_main_turns_user_and_system_errors_into_one_line(monkeypatch, capsys, error, code):
+    import fastrank.cli as cli
+
+    def fail():
+        raise error
+
+    monkeypatch.setattr(cli, "app", fail)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == code
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(error) in err and "Traceback" not in err

@@ -118,8 +118,17 @@ def test_an_output_path_that_cannot_be_created_is_refused_naming_the_blocker(tmp
     with pytest.raises(FastrankError, match=f"{afile} is a file, not a directory"):
         check_output_dir(afile / "sub" / "out")
     if Path("/proc/self").is_dir():
-        with pytest.raises(FastrankError, match="no directory can be created in /proc"):
+        with pytest.raises(FastrankError, match="nothing can be created in /proc"):
             check_output_dir("/proc/fastrank-out")
+        from fastrank.io import check_dir_path, check_output_file
+
+        # bench --out / --plots and mine --out / --cache-dir: refused before the measuring or mining, not after
+        with pytest.raises(FastrankError, match="cannot write --out /proc/b.jsonl: nothing can be created in /proc"):
+            check_output_file("/proc/b.jsonl", (), "--out")
+        with pytest.raises(FastrankError, match="cannot write --plots /proc/plots: nothing can be created in /proc"):
+            check_dir_path("/proc/plots", "--plots")
+        with pytest.raises(FastrankError, match="cannot write --cache-dir /proc: nothing can be created in /proc"):
+            check_dir_path("/proc", "--cache-dir")  # an existing directory is probed inside
     monkeypatch.setattr("fastrank.io.check_output_dir", lambda target, keep=(): Path(target))
     with pytest.raises(FastrankError, match=f"cannot write the output directory {afile / 'sub'}"), \
             atomic_dir(afile / "sub"):

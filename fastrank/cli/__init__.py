@@ -49,3 +49,6 @@ def main() -> None:
     except (FastrankError, ValueError, TypeError) as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise SystemExit(2) from None
+    except OSError as exc:  # the system refused a read or write (disk full, permissions): say so, no traceback
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise SystemExit(1) from None
