@@ -27,3 +27,21 @@ def test_demo_refuses_zero_epochs_before_writing_anything(tmp_path):
     result = CliRunner().invoke(app, ["demo", "--epochs", "0", "--workdir", str(tmp_path / "demo")])
     assert result.exit_code != 0 and "--epochs must be > 0, got 0.0" in str(result.exception)
     assert not (tmp_path / "demo").exists()
+
+
+def test_demo_refuses_a_bad_workdir_before_writing_anything(tmp_path):
+    import pytest
+
+    from fastrank.cli.train import run_demo
+    from fastrank.errors import FastrankError
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(FastrankError, match="--workdir .*afile is a file; give a directory"):
+        run_demo(str(afile))
+    foreign = tmp_path / "demo" / "model"
+    foreign.mkdir(parents=True)
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(FastrankError, match="refusing to replace .*model"):
+        run_demo(str(tmp_path / "demo"))
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["model"]  # no data written first
