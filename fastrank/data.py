@@ -295,6 +295,13 @@ def _read_delimited(path: Path, delimiter: str) -> Located:
         reader = csv.DictReader(f, delimiter=delimiter, quoting=quoting)
         for n, row in enumerate(reader, 1):
             where = f"{path} row {n} (line {reader.line_num})"
+            if None in row:  # DictReader keeps the cells past the header's under None
+                sep = "tab" if delimiter == "\t" else repr(delimiter)
+                raise DataError(
+                    f"{where}: {len(reader.fieldnames or []) + len(row[None])} cells, more than the header's "
+                    f"{len(reader.fieldnames or [])} ({sep}-separated); quote cells that hold a {sep}, or, if the "
+                    f"file is JSONL, name it .jsonl. Columns read: query, document, label (one pair per row) or "
+                    f"query, documents, labels (JSON lists)")
             _parse_list_cells(row, where, delimiter)
             rows.append((where, row))
     return rows

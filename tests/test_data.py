@@ -354,3 +354,18 @@ def test_a_null_query_id_is_no_id(tmp_path):
     data = tmp_path / "g.jsonl"
     data.write_text('{"query_id": null, "query": "q", "documents": ["a"], "labels": [1]}\n')
     assert read_groups(str(data))[0].query_id == ""
+
+
+def test_a_row_with_more_cells_than_the_header_is_named(tmp_path):
+    """A JSONL file named .csv (its commas make extra cells) used to fail with a TypeError about sorting None."""
+    from fastrank.data import read_groups
+
+    misnamed = tmp_path / "data.csv"
+    misnamed.write_text('{"query": "q", "documents": ["a", "b"], "labels": [1, 0]}\n'
+                        '{"query": "r", "documents": ["c", "d", "e"], "labels": [0, 1, 0]}\n')
+    with pytest.raises(DataError, match=r"data.csv row 1 \(line 2\): 7 cells, more than the header's 5 \(','-sep"):
+        read_groups(str(misnamed))
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("query,document,label\nq,a,1\nq,b,0,extra\n")
+    with pytest.raises(DataError, match=r"row 2 \(line 3\): 4 cells, more than the header's 3 .*name it .jsonl"):
+        read_groups(str(ragged))
