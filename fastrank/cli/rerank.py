@@ -20,15 +20,27 @@ DOCS_FORMATS = ("auto", "lines", "jsonl")
 def parse_documents(text: str, source: str, fmt: str = "auto") -> list[Document]:
     """Documents from text, one per non-empty line: ``lines`` takes each line as it is; ``jsonl`` reads each line
     as a JSON string or an object with ``text`` / ``document`` (and ``title``, scored with it); ``auto`` reads
-    JSONL when the first non-empty line is such a JSON value, else lines (so plain text that starts with a quote or
-    a brace stays text)."""
+    JSONL when the first non-empty line is such a JSON value (a JSON object without ``text`` / ``document`` is an
+    error), else lines (so plain text that starts with a quote or a brace, but is no JSON object, stays text)."""
     if fmt not in DOCS_FORMATS:
         raise ValueError(f"docs format must be one of {', '.join(DOCS_FORMATS)}, got {fmt!r}")
     lines = text_lines(text)
-    if not lines or fmt == "lines" or (fmt == "auto" and json_document(lines[0]) is None):
+    if not lines or fmt == "lines" or (fmt == "auto" and json_document(lines[0]) is None
+                                       and not _json_object(lines[0])):
         return lines
     hint = " (or pass --docs-format lines to take every line as a document)" if fmt == "auto" else ""
     return json_documents(lines, source, hint)
+
+
+def _json_object(line: str) -> bool:
+    """Whether ``line`` is a JSON object: in auto mode such a first line means JSONL, whatever keys it has (a dataset
+    record or a misspelt key), so it is refused with the keys a document needs rather than ranked as raw JSON."""
+    import json
+
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 def rerank_documents(model: str, query: str, documents: list[Document], top_k: int | None = None,
