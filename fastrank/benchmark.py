@@ -14,6 +14,7 @@ and this machine's measured matmul rates (so each row shows its % of peak) compl
 from __future__ import annotations
 
 import json
+import math
 import logging
 import platform
 import time
@@ -343,10 +344,12 @@ def environment(threads: int) -> dict[str, Any]:
 
 
 def markdown_table(records: Sequence[dict[str, Any]]) -> str:
-    """One line per throughput record: speed, latency, quality and parity side by side."""
+    """One line per throughput record: speed, latency, quality and parity side by side; "-" where a row has no
+    value, with the reason a row has no quality (``quality_error``) below the table."""
     lines = ["| workload | row | precision | pairs/s | p50/p99 ms @10 | @100 | @1000 | MAP | MRR@10 | NDCG@10 | "
              "max dlogit | tau min | top-1 | % matmul rate |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    notes = []
     for r in records:
         if r.get("kind") != "throughput":
             continue
@@ -357,14 +360,20 @@ def markdown_table(records: Sequence[dict[str, Any]]) -> str:
             return f"{t['p50_s'] * 1000:.0f}/{t['p99_s'] * 1000:.0f}" if t else "-"
 
         p, q = r.get("parity", {}), r["quality"] or {}
-        nan = float("nan")
+        if r.get("quality_error"):
+            notes.append(f"{r['workload']} {r['row']}: no quality: {r['quality_error']}")
         lines.append(
             f"| {r['workload']} | {r['row']} | {r.get('precision', '')} | {r['timing']['items_per_s']:.1f} | "
-            f"{cell('10')} | {cell('100')} | {cell('1000')} | {q.get('map', nan):.4f} | {q.get('mrr@10', nan):.4f} | "
-            f"{q.get('ndcg@10', nan):.4f} | {p.get('max_abs_dlogit', nan):.1e} | "
-            f"{p.get('kendall_tau_min', nan):.3f} | {p.get('top1_agreement', nan):.3f} | "
+            f"{cell('10')} | {cell('100')} | {cell('1000')} | {_number(q, 'map', '.4f')} | "
+            f"{_number(q, 'mrr@10', '.4f')} | {_number(q, 'ndcg@10', '.4f')} | {_number(p, 'max_abs_dlogit', '.1e')} | "
+            f"{_number(p, 'kendall_tau_min', '.3f')} | {_number(p, 'top1_agreement', '.3f')} | "
             f"{r.get('pct_of_peak', '-')} |")
-    return "\n".join(lines)
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def _number(values: dict[str, Any], key: str, spec: str) -> str:
+    value = values.get(key)
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
 def write_jsonl(path: str | Path, records: Sequence[dict[str, Any]]) -> Path:

@@ -243,7 +243,10 @@ def test_rows_rank_by_the_last_class_survive_nan_and_read_titles():
                                   [y for _, _, y in wl["short"]["groups"]]).metrics
         assert alone["map"] == pytest.approx(0.2)  # the positive last of 5
     assert by_row["nan"]["quality"] is None and "NaN" in by_row["nan"]["quality_error"]
-    assert "| short | nan |" in __import__("fastrank.benchmark").benchmark.markdown_table(records)
+    table = __import__("fastrank.benchmark").benchmark.markdown_table(records)
+    (row,) = [line for line in table.splitlines() if line.startswith("| short | nan |")]
+    assert row.split(" | ")[7:10] == ["-", "-", "-"] and "nan" not in row.split("| nan |")[1]  # no "nan" cells
+    assert f"short nan: no quality: {by_row['nan']['quality_error']}" in table  # the reason, under the table
 
 
 def test_peers_without_sentence_transformers_fail_at_once_naming_the_extra(tiny_model_dir, tmp_path, monkeypatch):
