@@ -36,7 +36,7 @@ def evaluate_model(model: str, data: str, batch_size: int = 64, max_length: int 
     dict (with ``served_by``: the backend that scored an artifact)."""
     from fastrank.evaluation.evaluators import RerankingEvaluator
 
-    evaluator = RerankingEvaluator.from_file(data, batch_size=batch_size)
+    evaluator = RerankingEvaluator.from_file(data, batch_size=batch_size, show_progress_bar=True)  # on stderr
     model_scorer, served_by = scorer(model, max_length)
     result = evaluator.evaluate(model_scorer).to_dict()
     result["model"] = model
