@@ -275,3 +275,13 @@ def test_main_turns_user_and_system_errors_into_one_line(monkeypatch, capsys, er
     assert exit_info.value.code == code
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(error) in err and "Traceback" not in err
+
+
+def test_version_and_a_negative_ray_replica_count():
+    from fastrank import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"fastrank {__version__}"
+    refused = CliRunner().invoke(app, ["serve", "model", "--ray-replicas", "-1"])
+    assert refused.exit_code == 2 and "--ray-replicas must be >= 0 (0: no Ray), got -1" in " ".join(
+        refused.output.replace("│", " ").split())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from fastrank.cli.bench import bench_command
@@ -19,6 +21,22 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from fastrank import __version__
+
+        typer.echo(f"fastrank {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                 help="Print fastrank's version and exit.")] = False) -> None:
+    """Train, evaluate, export and serve cross-encoder rerankers."""
+
+
 app.command("train")(train_command)
 app.command("eval")(eval_command)
 app.command("demo")(demo_command)

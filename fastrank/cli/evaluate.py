@@ -69,7 +69,7 @@ def eval_command(
                                                "artifact (scored as served, by fastrank.Reranker).")],
     data: Annotated[Path, typer.Option("--data", help="Labelled data: grouped JSONL (query, documents, labels), "
                                                       "flat or grouped CSV / TSV, Parquet.")],
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs per forward pass.")] = 64,
     max_length: Annotated[int | None, typer.Option("--max-length", help="Override the model's max length.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     retrieve_top_k: Annotated[int | None, typer.Option(

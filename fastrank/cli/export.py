@@ -145,7 +145,9 @@ def export_command(
     out: Annotated[Path, typer.Option("--out", help="Artifact directory to write (replaced atomically).")],
     fmt: Annotated[str, typer.Option("--format", help="onnx (CPU or GPU) | tensorrt (an engine, on a GPU) | triton "
                                                       "(a model repository of an ONNX artifact).")] = "onnx",
-    precision: Annotated[str, typer.Option("--precision", help="fp32 | int8 | fp16 | bf16 | auto")] = "fp32",
+    precision: Annotated[str, typer.Option(
+        "--precision", help="fp32 | int8 | int8-early-ffn-out-fp32 | int8-last-layer-fp32 | fp16 | bf16 | auto (the "
+                            "fastest that passes verification: int8, int8-early-ffn-out-fp32, bf16, fp32).")] = "fp32",
     optimize: Annotated[str, typer.Option("--optimize", help="O0 | O1 | O2 | O3")] = "O2",
     verify_data: Annotated[Path | None, typer.Option(
         "--verify-data", help="Grouped JSONL (query, documents, labels) to verify parity on; built-in long "

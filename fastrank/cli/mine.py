@@ -68,9 +68,11 @@ def mine_command(
                                                      "{\"text\": ...} (with a \"title\" if it has "
                                                      "one), or datasets; default: the data's own documents.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Embedding model (default all-MiniLM-L6-v2).")] = None,
-    num_negatives: Annotated[int, typer.Option("--num-negatives")] = 5,
-    range_min: Annotated[int, typer.Option("--range-min")] = 0,
-    range_max: Annotated[int, typer.Option("--range-max")] = 50,
+    num_negatives: Annotated[int, typer.Option("--num-negatives", help="Mined negatives added per query.")] = 5,
+    range_min: Annotated[int, typer.Option(
+        "--range-min", help="Skip the first N retrieved documents (where unlabelled positives hide).")] = 0,
+    range_max: Annotated[int, typer.Option(
+        "--range-max", help="Draw negatives from the first N retrieved documents only.")] = 50,
     min_score: Annotated[float | None, typer.Option(
         "--min-score", help="Only negatives whose similarity to the query is at least this.")] = None,
     max_score: Annotated[float | None, typer.Option(
@@ -89,7 +91,9 @@ def mine_command(
                                                 "positives as negatives: the closest to the query.")] = 0,
     answer_random: Annotated[int, typer.Option("--answer-random", help="... and this many more at random.")] = 0,
     teacher: Annotated[str | None, typer.Option("--teacher", help="Cross-encoder whose scores are attached.")] = None,
-    cache_dir: Annotated[Path | None, typer.Option("--cache-dir")] = Path(".fastrank-cache"),
+    cache_dir: Annotated[Path | None, typer.Option(
+        "--cache-dir", help="Where corpus embeddings are cached between runs (keyed by model and corpus).")
+    ] = Path(".fastrank-cache"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Mine hard negatives with an embedding model."""

@@ -87,6 +87,8 @@ def serve_command(
 
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
+    if ray_replicas < 0:
+        raise typer.BadParameter(f"--ray-replicas must be >= 0 (0: no Ray), got {ray_replicas}")
     if not 0 <= port <= 65535:
         raise typer.BadParameter(f"--port must be a TCP port, 0-65535 (0: any free port), got {port}")
     if threads is None:

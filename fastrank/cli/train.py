@@ -52,8 +52,10 @@ def train_command(
                                              show_default=RECIPE.base)] = None,
     loss: Annotated[str | None, typer.Option("--loss", help="Loss name, e.g. listnet, lambda, bce, mnrl, ce.",
                                              show_default=RECIPE.loss)] = None,
-    epochs: Annotated[float | None, typer.Option("--epochs", show_default=f"{RECIPE.epochs:g}")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", show_default=f"{RECIPE.lr:g}")] = None,
+    epochs: Annotated[float | None, typer.Option("--epochs", help="Training epochs (> 0; fractions allowed).",
+                                                 show_default=f"{RECIPE.epochs:g}")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (linear warm-up, then decay).",
+                                             show_default=f"{RECIPE.lr:g}")] = None,
     batch_size: Annotated[int | None, typer.Option(
         "--batch-size", help="Rows per step: queries for listwise losses, pairs for bce/mse.",
         show_default=str(RECIPE.batch_size))] = None,
@@ -64,7 +66,8 @@ def train_command(
     loss_options: Annotated[str | None, typer.Option("--loss-options", help="JSON dict of loss options.")] = None,
     bf16: Annotated[str | None, typer.Option("--bf16", help="auto (where bf16 matmuls are fast) | true | false",
                                              show_default=RECIPE.bf16)] = None,
-    seed: Annotated[int | None, typer.Option("--seed", show_default=str(RECIPE.seed))] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (shuffling, sampled negatives, head init; "
+                                                            "0 to 2**32 - 1).", show_default=str(RECIPE.seed))] = None,
     mine_negatives: Annotated[int | None, typer.Option(
         "--mine-negatives", help="Add N hard negatives per query mined from the training data's documents.")] = None,
     answer_negatives: Annotated[int | None, typer.Option(
@@ -74,7 +77,8 @@ def train_command(
         "--first-stage-weight", help="Train as a correction to the embedding model: rank by logit + W * its score "
         "(listwise losses; score the result with fastrank.losses.prior.PriorReranker). Experimental: it did not "
         "help on WikiQA, see bench/RESULTS.md.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Resume from the last checkpoint.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Resume an unfinished run from its last checkpoint, kept "
+                                                          "in OUT.checkpoints (removed once a run finishes).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train a cross-encoder reranker (defaults: the recipe measured in bench/RESULTS.md)."""
