@@ -201,7 +201,7 @@ def test_train_ce_from_the_cli_uses_the_data_classes(eval_file, tmp_path):
                                  "--epochs", "0.1", "--bf16", "false", "--max-length", "16",
                                  "--eval-data", str(eval_file)])
     assert result.exit_code == 0, result.output
-    assert "for 1 epochs (asked 0.1: one optimizer step is 1 epochs of this data)" in result.stdout
+    assert "for 1 epoch (asked 0.1: one optimizer step is 1 epoch of this data)" in result.stdout
     assert CrossEncoder(tmp_path / "m", device="cpu").num_labels == 2
 
 

@@ -36,7 +36,8 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
     if result.get("titled_documents"):
         typer.echo(f"note: {result['titled_documents']} documents had a title, read as <title> <sep> <text>; pass "
                    "documents as {\"title\", \"text\"} at rerank time too (fastrank.documents)")
-    epochs = f"{result.get('epochs', result['config']['epochs']):g} epochs"  # run, not asked (``epochs_note``)
+    run = result.get("epochs", result["config"]["epochs"])  # run, not asked (``epochs_note``)
+    epochs = f"{run:g} epoch{'' if run == 1 else 's'}"
     if result.get("epochs_note"):
         epochs += f" ({result['epochs_note']})"
     typer.echo(

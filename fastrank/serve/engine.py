@@ -143,7 +143,8 @@ class BatchingEngine:
             raise EngineStopped("the batching engine is not running")
         if self._pending >= self.config.max_queue:
             self.metrics.inc("fastrank_rejected_total")
-            raise QueueFull(f"{self._pending} requests are queued (max_queue={self.config.max_queue}); retry later")
+            held = f"{self._pending} request{'s are' if self._pending != 1 else ' is'}"
+            raise QueueFull(f"{held} queued or running (max_queue={self.config.max_queue}); retry later")
         self._pending += 1  # the request holds its place from here until it is answered
         try:
             encoded, owners = await self._encode(pairs)

@@ -338,7 +338,8 @@ def _epochs_run(state: Any, asked: float) -> tuple[float, str | None]:
     run = float(state.epoch or 0.0)
     if math.isclose(run, asked, rel_tol=1e-4) or not state.global_step:
         return round(run, 4), None
-    return round(run, 4), f"asked {asked:g}: one optimizer step is {run / state.global_step:.3g} epochs of this data"
+    step = run / state.global_step
+    return round(run, 4), f"asked {asked:g}: one optimizer step is {step:.3g} epoch{'' if step == 1 else 's'} of this data"
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
