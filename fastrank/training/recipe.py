@@ -339,7 +339,8 @@ def _epochs_run(state: Any, asked: float) -> tuple[float, str | None]:
     if math.isclose(run, asked, rel_tol=1e-4) or not state.global_step:
         return round(run, 4), None
     step = run / state.global_step
-    return round(run, 4), f"asked {asked:g}: one optimizer step is {step:.3g} epoch{'' if step == 1 else 's'} of this data"
+    unit = "epoch" if step == 1 else "epochs"
+    return round(run, 4), f"asked {asked:g}: one optimizer step is {step:.3g} {unit} of this data"
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
