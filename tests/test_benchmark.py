@@ -135,7 +135,12 @@ def test_cli_bench_and_plots(tiny_model_dir, artifact, tmp_path):
     missing = CliRunner().invoke(app, ["bench", str(tiny_model_dir), "--data", str(data), "--artifact",
                                        str(tmp_path / "nope"), "--quick"])
     message = " ".join(missing.output.replace("│", " ").split())  # rich wraps the error in a box
-    assert missing.exit_code == 2 and "not an exported artifact (no fastrank.json" in message
+    assert missing.exit_code == 2 and "nope: no such directory" in message
+    (tmp_path / "plain").mkdir()
+    plain = CliRunner().invoke(app, ["bench", str(tiny_model_dir), "--data", str(data), "--artifact",
+                                     str(tmp_path / "plain"), "--quick"])
+    message = " ".join(plain.output.replace("│", " ").split())
+    assert plain.exit_code == 2 and "not an exported artifact (no fastrank.json" in message
 
 
 def test_run_rows_keeps_first_run_logits_and_times_1000_docs_only_for_the_fastest_row_of_a_library():

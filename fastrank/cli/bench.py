@@ -53,6 +53,9 @@ def bench_command(
 
     if threads < 1:
         raise ValueError(f"--threads must be >= 1, got {threads}")
+    absent = [str(a) for a in artifact or [] if not a.exists()]
+    if absent:
+        raise typer.BadParameter(f"--artifact {', '.join(absent)}: no such directory")
     missing = [str(a) for a in artifact or [] if not (a / "fastrank.json").is_file()]
     if missing:
         raise typer.BadParameter(f"--artifact {', '.join(missing)}: not an exported artifact (no fastrank.json in "
