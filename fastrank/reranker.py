@@ -123,14 +123,16 @@ class Reranker:
     Args:
         path_or_id: an artifact directory from ``fastrank export`` (has ``fastrank.json``), a checkpoint directory,
             or a hub id (loaded with PyTorch; may download).
-        backend: ``auto`` (the artifact's format, else ``torch``) or a registered backend name.
+        backend: ``auto`` (a TensorRT engine of the artifact that fits this GPU and TensorRT, else the artifact's
+            format, else ``torch``; ``auto_backend``) or a registered backend name.
         num_threads: threads of this model's backend (onnxruntime intra-op threads; for torch, set per call and
             restored). None = the backend's default.
         sessions: onnx on CPU only: sessions that score different batches at the same time, sharing ``num_threads``
             (see ``OnnxBackend``). ``auto``: 2 for an int8 model on a CPU with 2 or more threads, else 1 (measured:
             ``fastrank.backends.onnx_backend.auto_sessions``).
         batch_size: pairs per forward pass at most; None = 32 with one session, 8 with several (small
-            batches keep the sessions evenly busy: measured +3-4% pairs/s against 32 on 2 cores), capped at what a
+            batches keep the sessions evenly busy: measured +3% pairs/s against 32 on short pairs, none on long
+            passages, 2 cores), capped at what a
             shape-bound backend (a TensorRT engine's profiles) was built for; a larger explicit value is an error.
         max_tokens: padded tokens per batch at most (batch x padded length); None = no budget. The default 2048
             keeps long-passage batches small enough to stay in cache (measured on 2 cores: +7% pairs/s on

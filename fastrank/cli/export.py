@@ -1,4 +1,5 @@
-"""``fastrank export``: export a checkpoint to a verified ONNX (or torch bf16) artifact directory."""
+"""``fastrank export``: a checkpoint to a verified ONNX (or torch bf16) artifact directory, an ONNX artifact plus a
+verified TensorRT engine, or a Triton model repository of an artifact."""
 
 from __future__ import annotations
 
