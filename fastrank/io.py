@@ -116,7 +116,8 @@ def _creatable(target: Path, what: str) -> None:
 
 def check_output_file(target: str | Path, keep: Iterable[str | Path] = (), what: str = "the output file") -> Path:
     """Refuse an output file path that is a directory, sits under a file or where nothing can be written, or is one
-    of ``keep`` (the inputs, which writing it would destroy). Returns the resolved path. Call it before long work (mining, a benchmark)."""
+    of ``keep`` (the inputs, which writing it would destroy). Returns the resolved path. Call it before long work
+    (mining, a benchmark)."""
     target = Path(target).expanduser().resolve()
     if target.is_dir():
         raise FastrankError(f"{what} {target} is a directory; give a file path")
