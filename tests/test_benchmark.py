@@ -136,6 +136,10 @@ def test_cli_bench_and_plots(tiny_model_dir, artifact, tmp_path):
                                        str(tmp_path / "nope"), "--quick"])
     message = " ".join(missing.output.replace("│", " ").split())  # rich wraps the error in a box
     assert missing.exit_code == 2 and "nope: no such directory" in message
+    csv_out = CliRunner().invoke(app, ["bench", str(tiny_model_dir), "--data", str(data), "--out",
+                                       str(tmp_path / "r.csv"), "--quick"])
+    message = " ".join(csv_out.output.replace("│", " ").split())
+    assert csv_out.exit_code == 2 and "written as JSON lines; name the file *.jsonl" in message
     (tmp_path / "plain").mkdir()
     plain = CliRunner().invoke(app, ["bench", str(tiny_model_dir), "--data", str(data), "--artifact",
                                      str(tmp_path / "plain"), "--quick"])
