@@ -156,3 +156,10 @@ def test_one_cut_off_and_the_skipped_queries_are_reported():
     out = evaluate_retrieve_rerank(task, Embedder(), None, top_k=2, ks=1, use_bm25=False)
     assert out["num_queries"] == 1 and out["queries_skipped"] == 1
     assert out["first_stage"]["mrr@1"] == 1.0 and "mrr@2" in out["first_stage"]
+
+
+def test_a_top_k_beyond_the_corpus_is_the_corpus():
+    task = _task()
+    out = evaluate_retrieve_rerank(task, Embedder(), None, top_k=100000, ks=(10,), use_bm25=False)
+    assert out["top_k"] == len(task.corpus) == 10 and "ndcg@100000" not in out["first_stage"]
+    assert out["first_stage"]["recall@10"] == 1.0

@@ -103,6 +103,7 @@ def evaluate_retrieve_rerank(
 
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
+    top_k = min(top_k, len(task.corpus))  # retrieving more than the corpus holds retrieves the corpus
     ks = sorted(set([ks] if is_integer(ks) else ks) | {top_k})  # one cut-off, as evaluate_rankings takes it
     out: dict[str, Any] = {"num_queries": len(task.queries), "queries_skipped": task.queries_skipped,
                            "corpus_size": len(task.corpus), "top_k": top_k,
