@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from fastrank.errors import FastrankError
@@ -139,13 +139,27 @@ def check_dir_path(target: str | Path, what: str) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_dir(target: str | Path, keep: Iterable[str | Path] = ()) -> Iterator[Path]:
+def atomic_dir(target: str | Path, keep: Iterable[str | Path] = (),
+               replaceable: Callable[[str], bool] | None = None) -> Iterator[Path]:
     """Yield a temporary directory beside ``target``; on success it replaces ``target``, on error it is removed.
-    ``target`` must pass ``check_output_dir`` (with ``keep``, the inputs it must not replace)."""
+    ``target`` must pass ``check_output_dir`` (with ``keep``, the inputs it must not replace).
+
+    ``replaceable`` (a test on entry names): an existing ``target`` may only lose entries the new output rewrites or
+    that pass it; any other (trainer checkpoints, notes, an ``onnx/`` folder beside a model) is a FastrankError
+    naming them, and ``target`` is left as it was."""
     target = check_output_dir(target, keep)
     tmp = _make_tmp(target)
     try:
         yield tmp
+        if replaceable is not None and target.is_dir():
+            written = {p.name for p in tmp.iterdir()}
+            lost = sorted(p.name + ("/" if p.is_dir() else "") for p in target.iterdir()
+                          if p.name not in written and not replaceable(p.name))
+            if lost:
+                raise FastrankError(f"refusing to replace {target}: it holds {', '.join(lost[:5])}"
+                                    f"{' ...' if len(lost) > 5 else ''}, which this save does not write and "
+                                    "replacing the folder would delete; save into a new folder (e.g. "
+                                    f"{target / 'final'}) or move them first")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -37,6 +37,21 @@ _ST_ACTIVATION_PATHS = {
 }
 
 
+# Files a Hugging Face / sentence-transformers cross-encoder checkpoint holds, which saving a model over it replaces.
+CHECKPOINT_FILES = frozenset({
+    "config.json", "config_sentence_transformers.json", "modules.json", "sentence_bert_config.json", "README.md",
+    "fastrank_card.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "generation_config.json",
+    "training_args.bin",
+})
+
+
+def is_checkpoint_file(name: str) -> bool:
+    """Whether a checkpoint's save writes ``name`` (a config, tokenizer, card or weights file)."""
+    return name in CHECKPOINT_FILES or (name.startswith(("model", "pytorch_model")) and name.endswith(
+        (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")))
+
+
 def resolve_model_path(name_or_path: str | Path) -> str:
     """Map a name to a loadable location: an existing dir, the bundled MiniLM package, or a hub id.
 
@@ -562,10 +577,11 @@ class CrossEncoder(torch.nn.Module):
         """Write a Hugging Face checkpoint (+ model card) that fastrank and sentence-transformers both load.
 
         Built in a temporary directory beside ``path`` and renamed into place, so an interrupted save never
-        leaves a directory that looks like a finished model.
+        leaves a directory that looks like a finished model. Saving over a model replaces its files; a folder that
+        also holds anything else (trainer checkpoints, notes, an ``onnx/`` export) is refused, not emptied.
         """
         target = Path(path)
-        with atomic_dir(target) as tmp:
+        with atomic_dir(target, replaceable=is_checkpoint_file) as tmp:
             self.write_checkpoint(tmp)
         return target
 

@@ -159,3 +159,22 @@ def test_check_output_file_passes_over_inputs_not_given(tmp_path):
     assert check_output_file(tmp_path / "out.jsonl", [None, given]) == (tmp_path / "out.jsonl").resolve()
     with pytest.raises(FastrankError, match="over the input"):
         check_output_file(given, [None, given])
+
+
+def test_saving_over_a_model_keeps_what_it_does_not_write(tiny_model_dir, tmp_path):
+    """sentence-transformers' save_pretrained writes into a folder; fastrank's replaces it, so a folder holding
+    trainer checkpoints or notes beside a model is refused (they would be deleted), while a plain model is replaced."""
+    import shutil
+
+    from fastrank import CrossEncoder
+
+    model = CrossEncoder(tiny_model_dir, device="cpu")
+    out = model.save(tmp_path / "out")
+    (out / "legacy.bin").unlink(missing_ok=True)
+    model.save(out)  # a model over a model: replaced
+    shutil.copytree(tiny_model_dir, out / "checkpoint-2")
+    (out / "my_notes.txt").write_text("keep me")
+    with pytest.raises(FastrankError, match="it holds checkpoint-2/, my_notes.txt, which this save does not write"):
+        model.save_pretrained(out)
+    assert (out / "my_notes.txt").read_text() == "keep me" and (out / "checkpoint-2" / "config.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left
