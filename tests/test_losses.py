@@ -376,6 +376,19 @@ def _st_cases():
     for name, scheme in st_schemes.items():  # sentence-transformers' scheme objects, given to fastrank's loss
         cases[f"lambda-st-{name}"] = (lambda m, s=scheme: LambdaLoss(m, weighting_scheme=s()),
                                       lambda m, s=scheme: st.LambdaLoss(m, weighting_scheme=s()), lists, DOC_LABELS)
+    import fastrank.losses as fr_losses  # the same scheme objects under fastrank's names: imports changed
+
+    for name, scheme in st_schemes.items():
+        mine = getattr(fr_losses, scheme.__name__)
+        cases[f"lambda-fastrank-{name}"] = (lambda m, s=mine: LambdaLoss(m, weighting_scheme=s()),
+                                            lambda m, s=scheme: st.LambdaLoss(m, weighting_scheme=s()), lists,
+                                            DOC_LABELS)
+    cases["lambda-fastrank-ndcg_loss2pp-mu3"] = (
+        lambda m: LambdaLoss(m, weighting_scheme=fr_losses.NDCGLoss2PPScheme(mu=3.0)),
+        lambda m: st.LambdaLoss(m, weighting_scheme=st.NDCGLoss2PPScheme(mu=3.0)), lists, DOC_LABELS)
+    cases["plistmle-lambda_weight-fastrank"] = (
+        lambda m: PListMLELoss(m, lambda_weight=fr_losses.PListMLELambdaWeight(), respect_input_order=True),
+        lambda m: st.PListMLELoss(m, lambda_weight=st.PListMLELambdaWeight()), lists, DOC_LABELS)
     cases["lambda-st-ndcg_loss2pp-mu3"] = (lambda m: LambdaLoss(m, weighting_scheme=st.NDCGLoss2PPScheme(mu=3.0)),
                                            lambda m: st.LambdaLoss(m, weighting_scheme=st.NDCGLoss2PPScheme(mu=3.0)),
                                            lists, DOC_LABELS)
@@ -405,6 +418,8 @@ ST_CASES = ["bce", "bce-pos-weight", "mse", "margin-mse", "margin-mse-scores", "
             "listmle-sorted", "plistmle", "ranknet", "lambda-k2", *(f"lambda-{s}" for s in SCHEMES),
             *(f"{n}-{k}" for n in ("mnrl", "cached-mnrl") for k in (None, 2)),
             *(f"lambda-st-{s}" for s in SCHEMES), "lambda-st-ndcg_loss2pp-mu3",
+            *(f"lambda-fastrank-{s}" for s in SCHEMES), "lambda-fastrank-ndcg_loss2pp-mu3",
+            "plistmle-lambda_weight-fastrank",
             *(f"plistmle-lambda_weight-{w}" for w in ("default", "none", "custom")),
             "cached-mnrl-progress-bar"]  # listed here: no import at collection
 

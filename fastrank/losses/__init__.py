@@ -23,7 +23,20 @@ from torch import nn
 from fastrank.losses._utils import LossConfigError, ScoringModel
 from fastrank.losses.contrastive import CachedMultipleNegativesRankingLoss, MultipleNegativesRankingLoss
 from fastrank.losses.distillation import MarginMSELoss
-from fastrank.losses.listwise import WEIGHTING_SCHEMES, LambdaLoss, ListMLELoss, ListNetLoss, PListMLELoss
+from fastrank.losses.listwise import (
+    WEIGHTING_SCHEMES,
+    BaseWeightingScheme,
+    LambdaLoss,
+    LambdaRankScheme,
+    ListMLELoss,
+    ListNetLoss,
+    NDCGLoss1Scheme,
+    NDCGLoss2PPScheme,
+    NDCGLoss2Scheme,
+    NoWeightingScheme,
+    PListMLELambdaWeight,
+    PListMLELoss,
+)
 from fastrank.losses.pairwise import RankNetLoss
 from fastrank.losses.pointwise import BinaryCrossEntropyLoss, CrossEntropyLoss, MSELoss
 
@@ -71,16 +84,23 @@ def get_loss(name: str, model: ScoringModel, **options: Any) -> nn.Module:
 __all__ = [
     "LOSSES",
     "WEIGHTING_SCHEMES",
+    "BaseWeightingScheme",
     "BinaryCrossEntropyLoss",
     "CachedMultipleNegativesRankingLoss",
     "CrossEntropyLoss",
     "LambdaLoss",
+    "LambdaRankScheme",
     "ListMLELoss",
     "ListNetLoss",
     "LossConfigError",
     "MSELoss",
     "MarginMSELoss",
     "MultipleNegativesRankingLoss",
+    "NDCGLoss1Scheme",
+    "NDCGLoss2PPScheme",
+    "NDCGLoss2Scheme",
+    "NoWeightingScheme",
+    "PListMLELambdaWeight",
     "PListMLELoss",
     "RankNetLoss",
     "get_loss",

@@ -205,6 +205,18 @@ def _label_order(targets: Tensor, mask: Tensor) -> Tensor:
     return shuffle.gather(1, shuffled.argsort(dim=1, descending=True, stable=True))
 
 
+class PListMLELambdaWeight(nn.Module):
+    """sentence-transformers' position weights for ``PListMLELoss(lambda_weight=...)`` under fastrank's name: the
+    mask of valid positions to weights, ``rank_discount_fn`` or by default ``2^(n - r) - 1``."""
+
+    def __init__(self, rank_discount_fn: Callable[[Tensor], Tensor] | None = None) -> None:
+        super().__init__()
+        self.rank_discount_fn = rank_discount_fn
+
+    def forward(self, mask: Tensor) -> Tensor:
+        return (self.rank_discount_fn or PListMLELoss.default_rank_discount)(mask)
+
+
 class ListMLELoss(PListMLELoss):
     """ListMLE: negative log-likelihood of the label order under a Plackett-Luce model of the logits.
 
@@ -267,6 +279,34 @@ WEIGHTING_SCHEMES: dict[str, Callable[[float], WeightingScheme]] = {
     "ndcg_loss1": lambda mu: lambda g, d: (g / d)[:, :, None],
     "none": lambda mu: lambda g, d: g.new_ones(()),
 }
+
+
+class BaseWeightingScheme:
+    """sentence-transformers' LambdaLoss weighting-scheme objects under fastrank's names, so its code ports with the
+    import changed; ``LambdaLoss`` reads them (and sentence-transformers' own) by class name."""
+
+
+class NoWeightingScheme(BaseWeightingScheme):
+    """Every misordered pair weighs the same."""
+
+
+class NDCGLoss1Scheme(BaseWeightingScheme):
+    """NDCG-Loss1: weights by each document's gain over its discount."""
+
+
+class NDCGLoss2Scheme(BaseWeightingScheme):
+    """NDCG-Loss2: weights by the discount change between neighbouring ranks."""
+
+
+class LambdaRankScheme(BaseWeightingScheme):
+    """LambdaRank: weights by the NDCG change of swapping the pair."""
+
+
+class NDCGLoss2PPScheme(BaseWeightingScheme):
+    """NDCG-Loss2++: ``mu`` x NDCG-Loss2 + LambdaRank (the paper's best)."""
+
+    def __init__(self, mu: float = 10.0) -> None:
+        self.mu = mu
 
 
 ST_WEIGHTING_SCHEMES = {
