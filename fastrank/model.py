@@ -484,6 +484,9 @@ class CrossEncoder(torch.nn.Module):
         convert_to_numpy: bool = True,
         prompt_name: str | None = None,
         prompt: str | None = None,
+        device: Any = None,
+        pool: Any = None,
+        chunk_size: int | None = None,
     ) -> np.ndarray | torch.Tensor | list[torch.Tensor]:
         """Score pairs; returns float32 array (n,) for one label, (n, num_labels) otherwise.
 
@@ -497,13 +500,19 @@ class CrossEncoder(torch.nn.Module):
 
         sentence-transformers' keywords mean what they mean there: ``activation_fn`` (a torch module) for
         ``activation``, ``apply_softmax`` (softmax over the labels after the activation, several labels only),
-        ``convert_to_numpy=False`` (a list of one tensor per pair); ``prompt_name`` / ``prompt`` only as None.
+        ``convert_to_numpy=False`` (a list of one tensor per pair); ``prompt_name`` / ``prompt`` only as None, and
+        sentence-transformers' multi-process keywords ``device`` / ``pool`` / ``chunk_size`` only as None (its own
+        ``mine_hard_negatives`` passes ``pool=None``): fastrank scores in this process, on the model's device.
         """
         batch_size = check_positive_int(batch_size, "batch_size")
         max_tokens = check_positive_int(max_tokens, "max_tokens", optional=True)
         activation = _activation_arg(activation, activation_fn)
         if prompt_name is not None or prompt is not None:
             raise ValueError("fastrank cross-encoders take no prompts: prompt_name / prompt must be None")
+        if device is not None or pool is not None or chunk_size is not None:
+            raise ValueError("fastrank scores in this process on the model's device: device / pool / chunk_size "
+                             "must be None (move the model with .to(device); a Reranker scores batches in parallel "
+                             "sessions)")
         if isinstance(pairs, (tuple, list)) and len(pairs) == 2 and isinstance(pairs[0], str) \
                 and isinstance(pairs[1], (str, Mapping)):
             return self.predict([tuple(pairs)], batch_size, activation, show_progress_bar, max_tokens,

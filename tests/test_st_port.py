@@ -127,3 +127,25 @@ def test_sentence_transformers_evaluators_score_a_fastrank_model(tiny_model_dir)
         for key, value in want.items():
             assert got[key] == pytest.approx(value, abs=1e-5), key
     assert {"dev_ndcg@10", "cls_f1", "cor_spearman"} <= set(ours.card_data["evaluation"])
+
+
+def test_sentence_transformers_mining_rescores_with_a_fastrank_cross_encoder(tiny_model_dir):
+    """sentence-transformers' own mine_hard_negatives calls predict(..., pool=None): a fastrank model takes it, and
+    refuses a real multi-process pool with a reason."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.util import mine_hard_negatives
+
+    from fastrank import CrossEncoder
+    from fastrank.model import resolve_model_path
+
+    embedder = SentenceTransformer(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2"), device="cpu")
+    model = CrossEncoder(tiny_model_dir, device="cpu")
+    data = Dataset.from_dict({"query": ["capital of france", "glacier caves", "python language"],
+                              "answer": ["Paris is the capital of France.", "A glacier cave forms in ice.",
+                                         "Python is a programming language."]})
+    mined = mine_hard_negatives(data, embedder, cross_encoder=model, num_negatives=1, range_max=2, use_faiss=False,
+                                output_format="triplet", verbose=False)
+    assert len(mined) >= 1 and mined.column_names == ["query", "answer", "negative"]
+    with pytest.raises(ValueError, match="device / pool / chunk_size must be None"):
+        model.predict([("q", "d")], pool={"processes": []})
