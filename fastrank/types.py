@@ -6,24 +6,37 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
-class RankedDoc:
-    """One reranked document: its position in the caller's list, its score, and optionally the document as the
-    caller gave it (a string or a {"text", "title"} mapping)."""
+class RankedDoc(dict):
+    """One reranked document, as the dict sentence-transformers' ``rank`` returns: ``corpus_id`` (its position in
+    the caller's list), ``score``, and ``text`` (the document as the caller gave it, a string or a
+    ``{"text", "title"}`` mapping) only when documents were returned. So ported code can ``json.dumps`` it, build a
+    DataFrame from it or compare it with a dict. fastrank's names read as attributes (``.index``, ``.score``,
+    ``.document``) and as keys (``r["index"]``, ``r["document"]``)."""
 
-    index: int
-    score: float
-    document: Any = None
+    _ALIASES = {"index": "corpus_id", "document": "text"}
 
-    _KEYS = {"corpus_id": "index", "index": "index", "score": "score", "text": "document", "document": "document"}
+    def __init__(self, index: int, score: float, document: Any = None) -> None:
+        super().__init__(corpus_id=index, score=score)
+        if document is not None:
+            self["text"] = document
 
-    def __getitem__(self, key: str) -> Any:
-        """Read as a dict too: sentence-transformers' ``rank`` keys (``corpus_id``, ``score``, ``text``, the last only
-        when documents were returned) and fastrank's (``index``, ``document``), so ported code keeps working."""
-        field_name = self._KEYS.get(key)
-        if field_name is None or (field_name == "document" and self.document is None):
-            raise KeyError(key)
-        return getattr(self, field_name)
+    def __getitem__(self, key: Any) -> Any:
+        return super().__getitem__(self._ALIASES.get(key, key))
+
+    def __repr__(self) -> str:
+        return f"RankedDoc({super().__repr__()})"
+
+    @property
+    def index(self) -> int:
+        return super().__getitem__("corpus_id")
+
+    @property
+    def score(self) -> float:
+        return super().__getitem__("score")
+
+    @property
+    def document(self) -> Any:
+        return self.get("text")
 
     def to_dict(self) -> dict[str, Any]:
         """``{"index", "score"}``, plus ``document`` when it was kept: what ``Reranker.rerank`` returns."""

@@ -57,6 +57,14 @@ def test_rank_results_read_as_sentence_transformers_dicts(tiny_model_dir):
     bare = CrossEncoder(tiny_model_dir, device="cpu").rank(QUERY, DOCS)
     with pytest.raises(KeyError):
         bare[0]["text"]  # as in sentence-transformers: only with return_documents
+    # real dicts with sentence-transformers' keys: JSON, .get, `in`, equality with its results (scores to 1e-5)
+    import json
+
+    rounded = [{**r, "score": round(r["score"], 4)} for r in ours]
+    assert rounded == [{**r, "score": round(float(r["score"]), 4)} for r in theirs]
+    assert json.loads(json.dumps(ours))[0].keys() == {"corpus_id", "score", "text"}
+    assert "text" in ours[0] and ours[0].get("text") == ours[0].document and set(bare[0]) == {"corpus_id", "score"}
+    assert (ours[0].index, ours[0]["index"], ours[0]["document"]) == (ours[0]["corpus_id"],) * 2 + (ours[0]["text"],)
 
 
 def test_attributes_and_constructor_keywords(tiny_model_dir):
