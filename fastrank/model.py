@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from fastrank.batching import (Pair, PairEncoder, check_pairs, check_positive_int, collate, is_integer, plan_batches,
                                run_batches)
 from fastrank.documents import Document, document_text
-from fastrank.errors import ModelLoadError
+from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.hub import hub_location
 from fastrank.io import atomic_dir
 from fastrank.model_card import CardDataView, card_fields, load_card_data, write_card
@@ -593,6 +593,27 @@ class CrossEncoder(torch.nn.Module):
         with atomic_dir(target, replaceable=is_checkpoint_file) as tmp:
             self.write_checkpoint(tmp)
         return target
+
+    def activation_checkpointing_enable(self, *args: Any, **kwargs: Any) -> None:
+        """Recompute activations in the backward pass instead of keeping them (less memory, more compute): what
+        ``TrainingArguments(activation_checkpointing=True)`` (``gradient_checkpointing`` before transformers 5)
+        calls, passed to the Hugging Face model as given."""
+        inner = self.model
+        enable = getattr(inner, "activation_checkpointing_enable", None) or inner.gradient_checkpointing_enable
+        enable(*args, **kwargs)
+
+    def activation_checkpointing_disable(self) -> None:
+        inner = self.model
+        (getattr(inner, "activation_checkpointing_disable", None) or inner.gradient_checkpointing_disable)()
+
+    gradient_checkpointing_enable = activation_checkpointing_enable
+    gradient_checkpointing_disable = activation_checkpointing_disable
+
+    def push_to_hub(self, *args: Any, **kwargs: Any) -> None:
+        """Not in fastrank: ``save`` the model, then upload the folder with ``huggingface_hub`` (below)."""
+        raise FastrankError("fastrank does not upload models: save it (model.save('out')), then upload the folder "
+                            "with huggingface_hub.HfApi().upload_folder(folder_path='out', repo_id='you/name'); "
+                            "sentence-transformers and fastrank both load it from there")
 
     def save_pretrained(self, path: str | Path, safe_serialization: bool = True, create_model_card: bool = True,
                         model_name: str | None = None, train_datasets: list[Any] | None = None) -> Path:

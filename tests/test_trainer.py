@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from fastrank.errors import DataError
+from fastrank.errors import DataError, FastrankError
 
 WORDS = ["apple", "river", "stone", "cloud", "piano", "tiger", "lemon", "forest", "rocket", "candle", "mirror",
          "garden", "violin", "planet", "window", "bridge"]
@@ -577,6 +577,32 @@ def test_sentence_transformers_pair_columns_go_by_position(tiny_model_dir, tmp_p
     assert np.isfinite(trainer.train().training_loss)
 
 
+@pytest.mark.parametrize("data, loss_name, names", [
+    ({"question": ["tiger", "apple"] * 4, "answer": ["the tiger is good", "a red apple"] * 4,
+      "hard": ["a stone", "the sea"] * 4}, "mnrl", ["query", "positive", "negative_1"]),
+    ({"query": ["tiger", "apple"] * 4, "docs": [["the tiger is good", "a stone"], ["a red apple", "the sea"]] * 4,
+      "labels": [[1, 0], [1, 0]] * 4}, "listnet", ["query", "documents", "labels"]),
+])
+def test_sentence_transformers_ntuple_and_list_columns_go_by_position(tiny_model_dir, tmp_path, data, loss_name,
+                                                                        names):
+    """sentence-transformers reads (anchor, positive, negatives...) and (query, docs, labels) by position."""
+    import datasets
+
+    from fastrank import CrossEncoder
+    from fastrank.losses import get_loss
+    from fastrank.training import CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    model = CrossEncoder(tiny_model_dir, device="cpu", max_length=32)
+    ds = datasets.Dataset.from_dict(data)
+    args = CrossEncoderTrainingArguments(output_dir=str(tmp_path), num_train_epochs=1, per_device_train_batch_size=4,
+                                         save_strategy="no", disable_tqdm=True, use_cpu=True)
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=ds, loss=get_loss(loss_name, model))
+    assert trainer.train_dataset.column_names == names
+    assert [trainer.train_dataset[n] for n in names] == [ds[c] for c in ds.column_names]
+    assert np.isfinite(trainer.train().training_loss)
+    assert np.isfinite(trainer.evaluate(eval_dataset=ds)["eval_loss"])  # evaluate() reads it by position too
+
+
 @pytest.mark.parametrize("data, loss_name, message", [
     ({"q": ["a"], "rel": [1], "doc": ["b"]}, None,
      "but train_dataset has columns ['q', 'rel', 'doc']. Rename them, e.g. dataset = dataset.rename_columns("
@@ -584,9 +610,10 @@ def test_sentence_transformers_pair_columns_go_by_position(tiny_model_dir, tmp_p
     ({"q": ["a"], "d": ["b"], "relevance": [1]}, None,
      "columns ['q', 'd', 'relevance']. Rename them, e.g. dataset = dataset.rename_columns({'q': 'query', 'd': "
      "'document', 'relevance': 'label'})"),
-    ({"anchor": ["a"], "pos": ["b"], "neg": ["c"]}, "mnrl",
-     "dataset.rename_columns({'anchor': 'query', 'pos': 'positive', 'neg': 'negative_1'})"),
-    ({"query": ["a"], "docs": [["b"]], "labels": [[1]]}, "listnet", "dataset.rename_columns({'docs': 'documents'})"),
+    ({"anchor": ["a"], "pos": ["b"], "weight": [1.0]}, "mnrl",  # a number among the texts: not read by position
+     "dataset.rename_columns({'anchor': 'query', 'pos': 'positive'})"),
+    ({"query": ["a"], "docs": [["b"]], "labels": [[1]], "source": ["x"]}, "listnet",
+     "dataset.rename_columns({'docs': 'documents'})"),
 ])
 def test_columns_that_do_not_fit_name_themselves_and_the_rename(tiny_model_dir, data, loss_name, message):
     import datasets
@@ -837,3 +864,57 @@ def test_a_base_model_trained_in_memory_exports_without_the_untrained_head_opt_i
     CrossEncoderTrainer(model=model, args=args, train_dataset=ds).train()
     assert not model.head_initialized
     assert export_model(model, tmp_path / "onnx", num_threads=1)["head_initialized"] is False
+
+
+def test_evaluators_run_once_per_evaluation_as_a_list_and_write_under_output_dir(tiny_model_dir, toy_data, tmp_path):
+    """sentence-transformers: a list of evaluators runs as one, the evaluator runs once per evaluation whatever the
+    number of eval datasets, and gets output_dir/eval to write to; a plain evaluator(model) still works."""
+    import datasets
+
+    from fastrank import CrossEncoder
+    from fastrank.evaluation.evaluators import RerankingEvaluator
+    from fastrank.training import CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    model = CrossEncoder(tiny_model_dir, device="cpu", max_length=32)
+    calls: list[str] = []
+
+    def plain(m) -> dict[str, float]:
+        calls.append("plain")
+        return {"plain_score": 1.0}
+
+    reranking = RerankingEvaluator.from_jsonl(toy_data / "test.jsonl", ks=(10,), name="dev")
+    ds = datasets.Dataset.from_dict({"query": ["tiger", "apple"] * 4, "document": ["the tiger", "a stone"] * 4,
+                                     "label": [1.0, 0.0] * 4})
+    args = CrossEncoderTrainingArguments(output_dir=str(tmp_path), num_train_epochs=1, per_device_train_batch_size=4,
+                                         save_strategy="no", disable_tqdm=True, use_cpu=True)
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=ds, eval_dataset={"a": ds, "b": ds},
+                                  evaluator=[plain, reranking])
+    metrics = trainer.evaluate()
+    assert calls == ["plain"]  # once, not once per eval dataset and once more
+    assert {"eval_a_loss", "eval_b_loss", "eval_plain_score", "eval_dev_ndcg@10"} <= set(metrics)
+    assert (tmp_path / "eval" / "RerankingEvaluator_dev_results.json").is_file()
+
+
+def test_gradient_checkpointing_trains_to_the_same_loss(tiny_model_dir, tmp_path):
+    """TrainingArguments(gradient_checkpointing=True) (memory for compute, for large rerankers) reaches the same loss;
+    push_to_hub says how to upload instead."""
+    import datasets
+
+    from fastrank import CrossEncoder
+    from fastrank.training import CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    ds = datasets.Dataset.from_dict({"query": ["tiger", "apple"] * 4, "document": ["the tiger", "a stone"] * 4,
+                                     "label": [1.0, 0.0] * 4})
+    losses = []
+    for checkpointing in (False, True):
+        model = CrossEncoder(tiny_model_dir, device="cpu", max_length=32)
+        args = CrossEncoderTrainingArguments(output_dir=str(tmp_path / str(checkpointing)), num_train_epochs=1,
+                                             per_device_train_batch_size=4, save_strategy="no", disable_tqdm=True,
+                                             use_cpu=True, seed=3, gradient_checkpointing=checkpointing)
+        losses.append(CrossEncoderTrainer(model=model, args=args, train_dataset=ds).train().training_loss)
+        flag = getattr(type(model.model), "is_activation_checkpointing", None)
+        assert (model.model.is_activation_checkpointing if flag is not None
+                else model.model.is_gradient_checkpointing) is checkpointing
+    assert losses[1] == pytest.approx(losses[0], abs=1e-6)
+    with pytest.raises(FastrankError, match="upload the folder with huggingface_hub"):
+        model.push_to_hub("you/name")

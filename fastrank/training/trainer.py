@@ -7,6 +7,7 @@ cross-encoder directories (loadable by fastrank and sentence-transformers) so tr
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -78,6 +79,25 @@ def _positional_pairs(dataset) -> bool:
     return all(isinstance(first[c], str) for c in cols[:2])
 
 
+def _positional_renames(dataset, fmt: str) -> dict[str, str] | None:
+    """The renames that give ``dataset`` fastrank's column names for ``fmt`` by position, as sentence-transformers
+    reads a loss's columns, when that reading is unambiguous: ``ntuples`` all text columns (query, positive,
+    negatives), ``lists`` a text, a list of texts and a list of labels; None otherwise (the error then hints)."""
+    cols, first = dataset.column_names, dataset[0]
+    if fmt == "pairs":
+        return dict(zip(cols[:2], ("query", "document"))) if _positional_pairs(dataset) else None
+    if fmt == "ntuples" and len(cols) >= 2 and all(isinstance(first[c], str) for c in cols):
+        targets = ["query", "positive"] + [f"negative_{i}" for i in range(1, len(cols) - 1)]
+    elif (fmt == "lists" and len(cols) == 3 and isinstance(first[cols[0]], str) and _is_text(first[cols[1]])
+          and isinstance(first[cols[1]], list) and isinstance(first[cols[2]], list)):
+        targets = ["query", "documents", "labels"]
+    else:
+        return None
+    if any(new in cols and cols.index(new) != i for i, new in enumerate(targets)):
+        return None  # a target name sits elsewhere: renaming would swap columns
+    return {old: new for old, new in zip(cols, targets) if old != new}
+
+
 _TARGET_NAMES = {
     "pairs": (["query", "document"], "label"),
     "ntuples": (["query", "positive"], None),
@@ -119,6 +139,32 @@ def _refuse_multi_dataset(train_dataset, loss) -> None:
             "train_dataset=datasets.concatenate_datasets(list(dataset_dict.values())) if they share a format "
             "(same column names), or train on each dataset in turn"
         )
+
+
+def _run_evaluator(evaluator: Callable[..., dict], model: Any, **context: Any) -> dict[str, float]:
+    """``evaluator(model, **context)`` with the context keywords (``output_path``, ``epoch``, ``steps``, as
+    sentence-transformers passes them) that it takes: a plain ``def evaluator(model)`` gets the model alone."""
+    try:
+        params = inspect.signature(evaluator).parameters
+    except (TypeError, ValueError):
+        return evaluator(model, **context)
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        context = {k: v for k, v in context.items() if k in params}
+    return evaluator(model, **context)
+
+
+class _Evaluators:
+    """A list of evaluators run in turn, their results merged (sentence-transformers wraps a list the same way, in
+    its ``SequentialEvaluator``)."""
+
+    def __init__(self, evaluators: list[Any]) -> None:
+        self.evaluators = evaluators
+
+    def __call__(self, model: Any, **context: Any) -> dict[str, float]:
+        merged: dict[str, float] = {}
+        for evaluator in self.evaluators:
+            merged.update(_run_evaluator(evaluator, model, **context))
+        return merged
 
 
 def _default_loss(model: CrossEncoder):
@@ -174,7 +220,8 @@ class CrossEncoderTrainer(Trainer):
         if loss is not None and not isinstance(loss, torch.nn.Module) and callable(loss):
             loss = loss(model)  # as sentence-transformers: a loss class or factory taking the model
         self.loss = loss if loss is not None else _default_loss(model)
-        self.evaluator = evaluator
+        self.evaluator = _Evaluators(list(evaluator)) if isinstance(evaluator, (list, tuple)) else evaluator
+        self._loss_evaluation = False
         if train_dataset is not None:
             train_dataset = self._check_dataset("train_dataset", train_dataset)
         if isinstance(eval_dataset, dict):
@@ -226,8 +273,9 @@ class CrossEncoderTrainer(Trainer):
         }.get(fmt)
         if expected is None or expected(cols):
             return dataset
-        if fmt == "pairs" and _positional_pairs(dataset):
-            renames = {old: new for old, new in zip(cols[:2], ("query", "document")) if old != new}
+        renames = _positional_renames(dataset, fmt)
+        if renames is not None:
+            renames = {old: new for old, new in renames.items() if old != new}
             logger.info("%s: columns %s read by position (as sentence-transformers): %s", name, cols, renames)
             return dataset.rename_columns(renames)
         raise DataError(
@@ -280,13 +328,31 @@ class CrossEncoderTrainer(Trainer):
         return output
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """The loss on ``eval_dataset`` (or the trainer's; a dict gives one loss per dataset, prefixed with its name),
+        then the evaluator once, given ``output_dir/eval`` to write its results to, as sentence-transformers does."""
+        if self._loss_evaluation:  # transformers' call per dataset of a dict: the loss only, the evaluator once
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if isinstance(eval_dataset, dict):
+            eval_dataset = {k: self._check_dataset(f"eval_dataset[{k!r}]", v) for k, v in eval_dataset.items()}
+        elif eval_dataset is not None:
+            eval_dataset = self._check_dataset("eval_dataset", eval_dataset)
         metrics: dict[str, float] = {}
         if eval_dataset is not None or self.eval_dataset is not None:
-            metrics.update(super().evaluate(eval_dataset, ignore_keys, metric_key_prefix))
+            self._loss_evaluation = True
+            try:
+                metrics.update(super().evaluate(eval_dataset, ignore_keys, metric_key_prefix))
+            finally:
+                self._loss_evaluation = False
         if self.evaluator is not None:
             inner = self.accelerator.unwrap_model(self.model)
+            output_path = None
+            if self.is_world_process_zero():
+                output_path = os.path.join(self.args.output_dir, "eval")
+                os.makedirs(output_path, exist_ok=True)
+            epoch = -1 if self.state.epoch is None else self.state.epoch
             with _full_precision(inner):
-                scores = self.evaluator(inner)
+                scores = _run_evaluator(self.evaluator, inner, output_path=output_path, epoch=epoch,
+                                        steps=self.state.global_step)
             scored = {f"{metric_key_prefix}_{k}": float(v) for k, v in scores.items()}
             scored["epoch"] = self.state.epoch
             self.log(scored)
