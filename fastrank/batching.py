@@ -21,7 +21,10 @@ Pair = tuple[str, Document]
 
 def check_pairs(pairs: Sequence[Sequence[Any]]) -> list[Pair]:
     """Validate (query, document) pairs (a document is a string or ``{"text", "title"}``, see
-    ``fastrank.documents``); a bad item raises TypeError naming its position and what is accepted."""
+    ``fastrank.documents``; a 2-column NumPy array of strings is read row by row); a bad item raises TypeError
+    naming its position and what is accepted."""
+    if isinstance(pairs, np.ndarray) and pairs.ndim == 2 and pairs.shape[1] == 2:
+        pairs = pairs.tolist()  # a DataFrame's two columns, df[["query", "document"]].values
     out: list[Pair] = []
     for i, pair in enumerate(pairs):
         if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:

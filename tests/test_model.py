@@ -72,6 +72,14 @@ def test_bad_pairs_name_the_position(model):
         model.predict(["just a string"])
 
 
+def test_a_two_column_numpy_array_of_pairs_scores_like_its_list(model):
+    """df[["query", "document"]].values, as sentence-transformers takes it."""
+    pairs = [["what is paris", "Paris is the capital of France."], ["what is paris", "A stone."]]
+    np.testing.assert_array_equal(model.predict(np.array(pairs, dtype=object)), model.predict(pairs))
+    with pytest.raises(TypeError, match="pair 0"):
+        model.predict(np.array([["a", "b", "c"]], dtype=object))  # three columns: not pairs
+
+
 def test_max_length_above_limit_is_rejected(tiny_model_dir):
     from fastrank import CrossEncoder
 
