@@ -467,7 +467,9 @@ class CrossEncoder(torch.nn.Module):
             return torch.softmax(logits, dim=-1)
         if name == "identity":
             return logits
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+        hint = (" (predict's third positional argument is the activation; older sentence-transformers code passes "
+                "show_progress_bar there: give it by keyword)") if isinstance(name, bool) else ""
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}{hint}")
 
     @torch.inference_mode()
     def predict(

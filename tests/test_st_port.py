@@ -157,3 +157,12 @@ def test_sentence_transformers_mining_rescores_with_a_fastrank_cross_encoder(tin
     assert len(mined) >= 1 and mined.column_names == ["query", "answer", "negative"]
     with pytest.raises(ValueError, match="device / pool / chunk_size must be None"):
         model.predict([("q", "d")], pool={"processes": []})
+
+
+def test_old_positional_show_progress_bar_is_explained(tiny_model_dir):
+    """predict(pairs, 16, False) is older sentence-transformers' (batch_size, show_progress_bar); here the third
+    positional argument is the activation, and the error says so."""
+    from fastrank import CrossEncoder
+
+    with pytest.raises(ValueError, match="third positional argument is the activation; .* give it by keyword"):
+        CrossEncoder(tiny_model_dir, device="cpu").predict(PAIRS, 16, False)
