@@ -24,6 +24,7 @@ import io
 import json
 import math
 import random
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -295,6 +296,8 @@ def _read_delimited(path: Path, delimiter: str) -> Located:
         reader = csv.DictReader(f, delimiter=delimiter, quoting=quoting)
         for n, row in enumerate(reader, 1):
             where = f"{path} row {n} (line {reader.line_num})"
+            if None in row and not any(cell.strip() for cell in row[None]):
+                del row[None]  # a trailing delimiter: empty cells past the header's, nothing lost
             if None in row:  # DictReader keeps the cells past the header's under None
                 sep = "tab" if delimiter == "\t" else repr(delimiter)
                 raise DataError(
@@ -414,9 +417,9 @@ def check_input_file(path: Path, what: str) -> None:
 
 
 def text_lines(text: str) -> list[str]:
-    """The non-empty lines of ``text``, split at "\\n" only (a "\\r" before it dropped): ``str.splitlines`` also
-    splits at form feeds (pdftotext's page breaks), U+2028 and other breaks a document or a JSON string may hold."""
-    return [line.removesuffix("\r") for line in text.split("\n") if line.strip()]
+    """The non-empty lines of ``text``, split at "\\r\\n", "\\n" or "\\r" only: ``str.splitlines`` also splits
+    at form feeds (pdftotext's page breaks), U+2028 and other breaks a document or a JSON string may hold."""
+    return [line for line in re.split(r"\r\n|\n|\r", text) if line.strip()]
 
 
 def read_corpus(source: str | Path) -> list[Document]:
@@ -468,8 +471,9 @@ def write_groups(groups: Iterable[QueryGroup], path: str | Path) -> Path:
     try:
         with tmp.open("w", encoding="utf-8") as f:
             for i, g in enumerate(groups):
-                rec: dict[str, Any] = {"query_id": g.query_id or str(i), "query": g.query,
-                                       "documents": g.documents, "labels": g.labels}
+                rec: dict[str, Any] = {"query_id": g.query_id or str(i), "query": g.query, "documents": g.documents}
+                if LABELS_FROM_SCORES not in g.meta:  # labels copied from teacher scores are not written as labels
+                    rec["labels"] = g.labels
                 if g.scores is not None:
                     rec["scores"] = g.scores
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")

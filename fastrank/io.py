@@ -138,6 +138,20 @@ def check_dir_path(target: str | Path, what: str) -> Path:
     return target
 
 
+def check_replaceable(target: str | Path, replaceable: Callable[[str], bool]) -> None:
+    """FastrankError naming the entries of an existing directory ``target`` that fail ``replaceable``: replacing the
+    folder as a whole would delete them (trainer checkpoints, notes, an ``onnx/`` export beside a model). Call it
+    before long work too, so a training run does not end in a refused save."""
+    target = Path(target).expanduser()
+    if not target.is_dir():
+        return
+    kept = sorted(p.name + ("/" if p.is_dir() else "") for p in target.iterdir() if not replaceable(p.name))
+    if kept:
+        raise FastrankError(f"refusing to replace {target.resolve()}: it holds {', '.join(kept[:5])}"
+                            f"{' ...' if len(kept) > 5 else ''}, which this save does not write and replacing the "
+                            "folder would delete; choose a new or empty folder, or move them first")
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | Path, keep: Iterable[str | Path] = (),
                replaceable: Callable[[str], bool] | None = None) -> Iterator[Path]:
@@ -151,15 +165,9 @@ def atomic_dir(target: str | Path, keep: Iterable[str | Path] = (),
     tmp = _make_tmp(target)
     try:
         yield tmp
-        if replaceable is not None and target.is_dir():
+        if replaceable is not None:
             written = {p.name for p in tmp.iterdir()}
-            lost = sorted(p.name + ("/" if p.is_dir() else "") for p in target.iterdir()
-                          if p.name not in written and not replaceable(p.name))
-            if lost:
-                raise FastrankError(f"refusing to replace {target}: it holds {', '.join(lost[:5])}"
-                                    f"{' ...' if len(lost) > 5 else ''}, which this save does not write and "
-                                    "replacing the folder would delete; save into a new folder (e.g. "
-                                    f"{target / 'final'}) or move them first")
+            check_replaceable(target, lambda name: name in written or replaceable(name))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

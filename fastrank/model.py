@@ -42,7 +42,7 @@ CHECKPOINT_FILES = frozenset({
     "config.json", "config_sentence_transformers.json", "modules.json", "sentence_bert_config.json", "README.md",
     "fastrank_card.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "generation_config.json",
-    "training_args.bin",
+    "training_args.bin", ".DS_Store",
 })
 
 

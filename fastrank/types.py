@@ -1,4 +1,4 @@
-"""Small frozen records shared by the model, evaluator, CLI and bench."""
+"""Small records shared by the model, evaluator, CLI and bench: a ranked document, an evaluation result."""
 
 from __future__ import annotations
 
@@ -21,7 +21,19 @@ class RankedDoc(dict):
             self["text"] = document
 
     def __getitem__(self, key: Any) -> Any:
-        return super().__getitem__(self._ALIASES.get(key, key))
+        try:
+            return super().__getitem__(self._ALIASES.get(key, key))
+        except KeyError:
+            raise KeyError(key) from None
+
+    def __contains__(self, key: Any) -> bool:
+        return super().__contains__(self._ALIASES.get(key, key))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return super().get(self._ALIASES.get(key, key), default)
+
+    def copy(self) -> RankedDoc:
+        return RankedDoc(self.index, self.score, self.document)
 
     def __repr__(self) -> str:
         return f"RankedDoc({super().__repr__()})"

@@ -369,3 +369,23 @@ def test_a_row_with_more_cells_than_the_header_is_named(tmp_path):
     ragged.write_text("query,document,label\nq,a,1\nq,b,0,extra\n")
     with pytest.raises(DataError, match=r"row 2 \(line 3\): 4 cells, more than the header's 3 .*name it .jsonl"):
         read_groups(str(ragged))
+
+
+def test_trailing_delimiters_lone_cr_lines_and_rewritten_teacher_scores(tmp_path):
+    """Review fixes: a trailing tab/comma (empty cells past the header) is no extra cell; a lone CR ends a line as
+    it did with splitlines; write_groups keeps teacher-score-only records unlabelled, so require_labels still holds."""
+    from fastrank.data import read_corpus, read_groups, write_groups
+    from fastrank.evaluation.evaluators import RerankingEvaluator
+
+    tsv = tmp_path / "t.tsv"
+    tsv.write_text("query\tdocument\tlabel\nq1\tdoc a\t1\t\nq1\tdoc b\t0\t\n")
+    assert [(g.query, g.documents, g.labels) for g in read_groups(str(tsv))] == [("q1", ["doc a", "doc b"], [1.0, 0.0])]
+    corpus = tmp_path / "mac.txt"
+    corpus.write_bytes(b"doc one\rdoc two\r\ndoc three\r")
+    assert read_corpus(corpus) == ["doc one", "doc two", "doc three"]
+    distill = tmp_path / "distill.jsonl"
+    distill.write_text('{"query": "q", "documents": ["a", "b"], "scores": [2.5, -1.0]}\n')
+    copy = write_groups(read_groups(str(distill)), tmp_path / "copy.jsonl")
+    assert "labels" not in copy.read_text() and read_groups(str(copy))[0].scores == [2.5, -1.0]
+    with pytest.raises(DataError, match="'labels'"):  # the JSONL reader's own refusal: no labels
+        RerankingEvaluator.from_file(copy)

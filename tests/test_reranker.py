@@ -310,7 +310,7 @@ def test_documents_text_is_jsonl_only_when_its_first_line_is_a_json_document():
     # JSON objects without a text (a misspelt key, a dataset record) are refused, not ranked as raw JSON
     for wrong in ('{"doc": "Paris is in France."}\n{"doc": "A glacier cave"}\n',
                   '{"query": "q", "documents": ["a"], "labels": [1]}\n'):
-        with pytest.raises(DataError, match="f line 1: expected a JSON string or an object with a 'text' or 'document'"):
+        with pytest.raises(DataError, match="f line 1: expected a JSON string or an object with a 'text'"):
             parse_documents(wrong, "f")
     assert parse_documents('{"doc": 1}\n', "f", "lines") == ['{"doc": 1}']
 

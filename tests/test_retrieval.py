@@ -163,3 +163,11 @@ def test_a_top_k_beyond_the_corpus_is_the_corpus():
     out = evaluate_retrieve_rerank(task, Embedder(), None, top_k=100000, ks=(10,), use_bm25=False)
     assert out["top_k"] == len(task.corpus) == 10 and "ndcg@100000" not in out["first_stage"]
     assert out["first_stage"]["recall@10"] == 1.0
+
+
+def test_qrels_given_as_sets_of_relevant_indices_still_work():
+    """The field's earlier type: a set of relevant corpus indices is grade 1 for each."""
+    task = RetrievalTask([f"d{i}" for i in range(10)], ["q1"], [{9, 2}])
+    assert task.qrels == [{9: 1.0, 2: 1.0}]
+    out = evaluate_retrieve_rerank(task, Embedder(), None, top_k=3, ks=(3,), use_bm25=False)
+    assert out["first_stage"]["recall@3"] == pytest.approx(0.5)

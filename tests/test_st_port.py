@@ -65,6 +65,10 @@ def test_rank_results_read_as_sentence_transformers_dicts(tiny_model_dir):
     assert json.loads(json.dumps(ours))[0].keys() == {"corpus_id", "score", "text"}
     assert "text" in ours[0] and ours[0].get("text") == ours[0].document and set(bare[0]) == {"corpus_id", "score"}
     assert (ours[0].index, ours[0]["index"], ours[0]["document"]) == (ours[0]["corpus_id"],) * 2 + (ours[0]["text"],)
+    assert "index" in ours[0] and ours[0].get("document") == ours[0]["text"] and "document" not in bare[0]
+    assert ours[0].copy() == ours[0] and ours[0].copy().index == ours[0].index
+    with pytest.raises(KeyError, match="document"):
+        bare[0]["document"]  # named as asked, not by the key it maps to
 
 
 def test_attributes_and_constructor_keywords(tiny_model_dir):

@@ -218,9 +218,14 @@ def test_cli_export_tensorrt_and_a_triton_repository_of_the_engine(tiny_model_di
                                      "--triton-engine", "9.0/10.5.0"])
     assert named.exit_code == 0, named.output
     assert (tmp_path / "repo4" / "fastrank_model" / "1" / "model.plan").read_bytes() == engine.read_bytes()
+    onnx_engine = CliRunner().invoke(app, ["export", str(tmp_path / "trt"), "--out", str(tmp_path / "repo6"),
+                                           "--format", "triton", "--triton-engine", "9.0/10.5.0"])
+    assert onnx_engine.exit_code == 2 and "--triton-engine picks the TensorRT engine of --triton-backend tensorrt" in \
+        " ".join(onnx_engine.output.replace("│", " ").split())
     bogus = CliRunner().invoke(app, ["export", str(tmp_path / "trt"), "--out", str(tmp_path / "repo5"), "--format",
                                      "triton", "--triton-backend", "tensorrt", "--triton-engine", "hopper"])
-    assert bogus.exit_code == 2 and "like 9.0/10.5.0, got 'hopper'" in " ".join(bogus.output.replace("│", " ").split())
+    bogus_message = " ".join(bogus.output.replace("│", " ").split())
+    assert bogus.exit_code == 2 and "like 9.0/10.5.0, got 'hopper'" in bogus_message
     assert not (tmp_path / "repo5").exists()
     assert "--format triton does not read --precision: --precision is for --format onnx" in message
     for args, stray in ((["--profiles", "5", "--tensorrt-rungs", "bogus"], "--tensorrt-rungs, --profiles"),

@@ -614,6 +614,9 @@ def test_sentence_transformers_ntuple_and_list_columns_go_by_position(tiny_model
      "dataset.rename_columns({'anchor': 'query', 'pos': 'positive'})"),
     ({"query": ["a"], "docs": [["b"]], "labels": [[1]], "source": ["x"]}, "listnet",
      "dataset.rename_columns({'docs': 'documents'})"),
+    ({"id": ["Q1"], "question": ["a"], "answer": ["b"]}, "mnrl",  # an id column is never read as the query
+     "has columns ['id', 'question', 'answer']"),
+    ({"q": ["a"], "docs": [["b"]], "doc_ids": [["d1"]]}, "listnet", "has columns ['q', 'docs', 'doc_ids']"),
 ])
 def test_columns_that_do_not_fit_name_themselves_and_the_rename(tiny_model_dir, data, loss_name, message):
     import datasets
@@ -821,6 +824,23 @@ def test_train_refuses_an_output_that_holds_its_inputs(toy_data, tiny_model_fact
     with pytest.raises(FastrankError, match="inside .*run.checkpoints, where training keeps its checkpoints"):
         train(_config(toy_data, inside, tmp_path / "run"))
     assert (inside / "config.json").is_file()
+    from fastrank.training.recipe import _check_inputs_outside
+
+    # an explicit checkpoint directory is kept: only its checkpoint-N folders rotate away
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "small.jsonl").write_text("{}")
+    _check_inputs_outside(proj, [str(proj / "small.jsonl")], removed=False)
+    with pytest.raises(FastrankError, match="the folder is removed when the run ends"):
+        _check_inputs_outside(proj, [str(proj / "small.jsonl")], removed=True)
+    with pytest.raises(FastrankError, match="older checkpoint-N folders are deleted"):
+        _check_inputs_outside(tmp_path / "run.checkpoints", [str(inside)], removed=False)
+    # an --out the final save would refuse (a model with an onnx/ export beside it) is refused before training
+    model_dir = tmp_path / "m1"
+    shutil.copytree(base, model_dir)
+    (model_dir / "onnx").mkdir()
+    with pytest.raises(FastrankError, match="it holds onnx/, which this save does not write"):
+        train(_config(toy_data, base, model_dir))
 
 
 def test_bad_labels_for_the_loss_fail_up_front_and_failures_leave_no_empty_checkpoint_dir(

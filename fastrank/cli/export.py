@@ -195,6 +195,9 @@ def export_command(
         _engine_target(triton_engine)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if triton_engine != "auto" and triton_backend != "tensorrt":
+        raise typer.BadParameter("--triton-engine picks the TensorRT engine of --triton-backend tensorrt; the "
+                                 f"{triton_backend} backend serves the ONNX model, which runs on any GPU")
     manifest = export_artifact(model, str(out), precision, optimize, None if verify_data is None else str(verify_data),
                                allow_parity_failure, fmt, triton_backend, max_batch_size, tensorrt_rungs, profiles,
                                triton_kind, triton_precision, allow_untrained_head, triton_engine)

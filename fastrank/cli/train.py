@@ -110,13 +110,15 @@ def run_demo(workdir: str = "runs/demo", epochs: float | None = None) -> dict[st
     Smaller than a real run (400 training queries, 2 epochs, 192 tokens) so it ends in a few minutes on 2 cores.
     """
     from fastrank.demo import build_demo_data
-    from fastrank.io import check_dir_path, check_output_dir
+    from fastrank.io import check_dir_path, check_output_dir, check_replaceable
+    from fastrank.model import is_checkpoint_file
     from fastrank.training.recipe import TrainConfig, train
 
     if epochs is not None and not epochs > 0:
         raise ValueError(f"--epochs must be > 0, got {epochs}")
     check_dir_path(workdir, "--workdir")  # before any data is written: a file, an unwritable place, a foreign model
     check_output_dir(Path(workdir) / "model")
+    check_replaceable(Path(workdir) / "model", is_checkpoint_file)
     paths = build_demo_data(Path(workdir) / "data", max_train=DEMO_TRAIN_QUERIES)
     config = TrainConfig(data=str(paths["train"]), eval_data=str(paths["test"]), out=str(Path(workdir) / "model"),
                          epochs=epochs if epochs is not None else DEMO_EPOCHS, max_length=192)

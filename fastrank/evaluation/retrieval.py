@@ -33,6 +33,10 @@ class RetrievalTask:
     qrels: list[dict[int, float]]
     queries_skipped: int = 0  # groups without a relevant document: nothing to find, left out as in fastrank eval
 
+    def __post_init__(self) -> None:
+        # a set (or list) of relevant indices, as this field once was, means grade 1 for each
+        self.qrels = [rel if isinstance(rel, dict) else {int(i): 1.0 for i in rel} for rel in self.qrels]
+
     @classmethod
     def from_groups(cls, groups: Sequence[QueryGroup], extra_corpus: Sequence[Document] = ()) -> RetrievalTask:
         """Every distinct document of every group (plus ``extra_corpus``) is a corpus entry; a query's positives

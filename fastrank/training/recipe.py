@@ -130,16 +130,21 @@ def _last_checkpoint(ckpt_dir: Path) -> Path | None:
     return Path(last) if last else None
 
 
-def _check_inputs_outside(ckpt_dir: Path, inputs: list[str | None]) -> None:
-    """FastrankError when an input lies in the checkpoint directory: the trainer deletes older checkpoints there and
-    a finished run removes the default one, so a base restarted from ``OUT.checkpoints/checkpoint-N`` would go."""
+def _check_inputs_outside(ckpt_dir: Path, inputs: list[str | None], removed: bool) -> None:
+    """FastrankError when an input would be deleted with the checkpoints: the trainer deletes older
+    ``checkpoint-N`` folders, and a finished run removes the default checkpoint directory (``removed``) as a whole,
+    so a base restarted from ``OUT.checkpoints/checkpoint-N`` would go."""
     root = ckpt_dir.expanduser().resolve()
     for item in inputs:
         source = Path(item).expanduser().resolve() if item else None
-        if source is not None and source.exists() and (source == root or root in source.parents):
-            raise FastrankError(f"the input {source} is inside {root}, where training keeps its checkpoints (older "
-                                "ones are deleted, and the folder is removed when the run ends); copy it elsewhere "
-                                "first, or choose another --out")
+        if source is None or not source.exists() or not (source == root or root in source.parents):
+            continue
+        inside = source.relative_to(root).parts
+        if removed or (inside and inside[0].startswith("checkpoint-")):
+            what = ("the folder is removed when the run ends; choose another --out" if removed
+                    else "older checkpoint-N folders are deleted; choose another checkpoint directory")
+            raise FastrankError(f"the input {source} is inside {root}, where training keeps its checkpoints ({what}), "
+                                "or copy it elsewhere first")
 
 
 def _check_resumable(ckpt_dir: Path) -> None:
@@ -353,9 +358,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     from fastrank.data import convert, join_titles, read_groups
     from fastrank.evaluation.evaluators import RerankingEvaluator
-    from fastrank.io import check_output_dir
+    from fastrank.io import check_output_dir, check_replaceable
     from fastrank.losses import get_loss
-    from fastrank.model import CrossEncoder
+    from fastrank.model import CrossEncoder, is_checkpoint_file
     from fastrank.training.args import CrossEncoderTrainingArguments
     from fastrank.training.trainer import CrossEncoderTrainer
 
@@ -363,10 +368,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
     # loading or training
     check_output_dir(config.out, keep=[config.base, config.data, config.eval_data,
                                        config.first_stage_model if config.first_stage_weight else None])
+    check_replaceable(config.out, is_checkpoint_file)  # what the final save would refuse, refused before training
     options, bf16 = _loss_options(config), config.resolved_bf16()
     out = Path(config.out)
     ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else out.with_name(out.name + ".checkpoints")
-    _check_inputs_outside(ckpt_dir, [config.base, config.data, config.eval_data, config.first_stage_model])
+    _check_inputs_outside(ckpt_dir, [config.base, config.data, config.eval_data, config.first_stage_model],
+                          removed=config.checkpoint_dir is None)
     if config.resume:
         _check_resumable(ckpt_dir)
     evaluator = RerankingEvaluator.from_file(config.eval_data, ks=(10,)) if config.eval_data else None  # read early

@@ -86,16 +86,25 @@ def _positional_renames(dataset, fmt: str) -> dict[str, str] | None:
     cols, first = dataset.column_names, dataset[0]
     if fmt == "pairs":
         return dict(zip(cols[:2], ("query", "document"))) if _positional_pairs(dataset) else None
+    if any(_id_like(c) for c in cols):
+        return None  # an id column read as a query would train on ids: name the columns instead
     if fmt == "ntuples" and len(cols) >= 2 and all(isinstance(first[c], str) for c in cols):
         targets = ["query", "positive"] + [f"negative_{i}" for i in range(1, len(cols) - 1)]
     elif (fmt == "lists" and len(cols) == 3 and isinstance(first[cols[0]], str) and _is_text(first[cols[1]])
-          and isinstance(first[cols[1]], list) and isinstance(first[cols[2]], list)):
+          and isinstance(first[cols[1]], list) and isinstance(first[cols[2]], list)
+          and all(isinstance(y, (int, float)) and not isinstance(y, bool) for y in first[cols[2]])):
         targets = ["query", "documents", "labels"]
     else:
         return None
     if any(new in cols and cols.index(new) != i for i, new in enumerate(targets)):
         return None  # a target name sits elsewhere: renaming would swap columns
     return {old: new for old, new in zip(cols, targets) if old != new}
+
+
+def _id_like(column: str) -> bool:
+    """``id``, ``qid``, ``query_id``, ``doc_ids`` ...: a column of identifiers, never a text to score."""
+    name = column.lower().replace("-", "_")
+    return name in ("id", "ids", "qid", "pid", "docid") or name.endswith(("_id", "_ids"))
 
 
 _TARGET_NAMES = {
