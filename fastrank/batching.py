@@ -85,10 +85,11 @@ class PairEncoder:
         """Cut every document into overlapping token windows, each paired with the (same) query.
 
         Returns the encoded windows and ``owners`` (window -> index of its pair). Consecutive windows of a document
-        share ``overlap`` tokens (the ``stride`` of Hugging Face tokenizers). A document that fits gives one window
-        identical to ``encode``'s output (for WordPiece tokenizers; BPE ones may split a titled document's first word
-        differently). A titled document's title opens every window (at most half of its document tokens). A query
-        longer than half of ``max_length`` is cut to that half so every window keeps room for document tokens.
+        share ``overlap`` tokens (the ``stride`` of Hugging Face tokenizers). A pair that fits gives one window
+        identical to ``encode``'s output, its query whole (for WordPiece tokenizers; BPE ones may split a titled
+        document's first word differently). A titled document's title opens every window (at most half of its
+        document tokens). For a document that needs several windows, a query longer than half of ``max_length`` is
+        cut to that half so every window keeps room for document tokens.
         Needs ``0 <= overlap < max_window_overlap``; where the query (or a title) leaves fewer document tokens, the
         overlap is capped at three quarters of them, so windows keep moving on.
         """
@@ -107,6 +108,7 @@ class PairEncoder:
         queries = list(dict.fromkeys(q for q, _ in items))
         titled = {i: f"{title} {self.separator}" for i, (_, (title, _)) in enumerate(items) if title}
         try:
+            full_q = dict(zip(queries, plain.encode_batch(queries, add_special_tokens=False)))
             q_encs = dict(zip(queries, plain.encode_batch(queries, add_special_tokens=False)))
             d_encs = plain.encode_batch([text for _, text in texts], add_special_tokens=False)
             t_encs = dict(zip(titled, plain.encode_batch(list(titled.values()), add_special_tokens=False)))
@@ -117,9 +119,17 @@ class PairEncoder:
             enc.truncate(room // 2)
         windows, owners = [], []
         for i, ((query, _), doc) in enumerate(zip(items, d_encs)):
+            title = t_encs.get(i)
+            whole = full_q[query]
+            if len(whole.ids) + (len(title.ids) if title is not None else 0) + len(doc.ids) <= room:
+                # the pair fits: one window, the query uncut, as ``encode`` gives it (only a document that needs
+                # several windows cuts a long query to leave each window room)
+                part = doc if title is None else Encoding.merge([title, doc], growing_offsets=True)
+                windows.append(plain.post_process(whole, part, add_special_tokens=True))
+                owners.append(i)
+                continue
             q_enc = q_encs[query]
             doc_room = room - len(q_enc.ids)
-            title = t_encs.get(i)
             if title is not None:  # every window starts with the title: it says what each part is about
                 if len(title.ids) > doc_room // 2:  # cut the title's words, never the separator after them
                     title = self._short_title(items[i][1][0], doc_room // 2)

@@ -87,6 +87,21 @@ def test_windows_keep_moving_on_when_a_long_query_leaves_few_document_tokens(onn
     assert len(short) < len(long)  # a short query keeps the asked overlap, with more document per window
 
 
+def test_a_pair_that_fits_keeps_its_long_query_in_windows_mode(onnx_reranker):
+    """A query over half the window with a short document: one window equal to truncate mode's pair, query whole
+    (it was cut to half the window, changing the scores of documents that fit)."""
+    encoder = onnx_reranker.encoder  # max_length 64: 61 tokens of room
+    query = " ".join(["question"] * 40)  # 40 tokens: more than half of the room
+    pairs = [(query, "a short answer"), (query, {"title": "Paris", "text": "the capital"})]
+    windows, owners = encoder.encode_windows(pairs, 8)
+    plain = encoder.encode(pairs)
+    assert owners.tolist() == [0, 1]
+    for got, want in zip(windows.input_ids, plain.input_ids):
+        np.testing.assert_array_equal(got, want)
+    long_doc, _ = encoder.encode_windows([(query, " ".join(["word"] * 100))], 8)
+    assert len(long_doc) > 1 and all(len(ids) <= 64 for ids in long_doc.input_ids)  # windows: the query is cut
+
+
 def test_windows_score_a_long_document_by_its_best_window(artifact, onnx_reranker):
     windows = Reranker(artifact, num_threads=1, long_documents="windows", window_stride=0)
     candidates = ["quantum physics lecture notes", "zebra xylophone quartz", "berlin is in germany",
