@@ -56,6 +56,12 @@ def test_eval_table(tiny_model_dir, eval_file):
     result = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(eval_file)])
     assert result.exit_code == 0, result.output
     assert "| map |" in result.output and "skipped 1 without a positive" in result.output
+    assert "only relevant candidates" not in result.output
+    trivial = eval_file.with_name("trivial.jsonl")
+    trivial.write_text(eval_file.read_text() + json.dumps({"query": "one answer", "documents": ["it"], "labels": [1]})
+                       + "\n")
+    counted = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(trivial)])
+    assert "1 of the evaluated queries have only relevant candidates and score 1.0" in counted.output
 
 
 def test_eval_retrieve_with_fusion_matches_library(tiny_model_dir, eval_file):

@@ -327,3 +327,10 @@ def test_infinite_labels_and_a_flat_score_list_are_refused_by_name():
         evaluate_rankings([[1.0, 2.0]], [[np.inf, 1]], metrics=["ndcg@10"])  # NDCG would be NaN
     with pytest.raises(DataError, match="got the single number 0.1: .* one query's go in a list of their own"):
         evaluate_rankings([0.1, 0.9], [0, 1])
+
+
+def test_queries_whose_candidates_are_all_relevant_are_counted():
+    """They score 1.0 whatever the ranking; fastrank eval says how many (an export's verification leaves them out)."""
+    res = evaluate_rankings([[0.1, 0.9], [0.5], [0.3, 0.2]], [[1, 0], [1], [1, 1]], metrics="map")
+    assert res.num_queries == 3 and res.extra["num_queries_all_relevant"] == 2
+    assert res.metrics["map"] == pytest.approx((0.5 + 1 + 1) / 3)

@@ -114,3 +114,7 @@ def eval_command(
         f"{result['num_queries']} queries evaluated; skipped {result['num_skipped_no_positive']} without a "
         f"positive and {result['num_skipped_no_candidates']} without candidates"
     )
+    trivial = result.get("extra", {}).get("num_queries_all_relevant", 0)
+    if trivial:
+        typer.echo(f"{trivial} of the evaluated queries have only relevant candidates and score 1.0 whatever the "
+                   "model does (an export's verification metrics leave them out, so its manifest can read lower)")

@@ -290,7 +290,7 @@ def evaluate_rankings(
 
     values: dict[str, list[float]] = {name: [] for name in names}
     evaluated: list[int] = []
-    no_positive = no_candidates = with_ties = num_docs = 0
+    no_positive = no_candidates = with_ties = num_docs = all_relevant = 0
     for i, (query_scores, query_labels) in enumerate(zip(scores, labels)):
         s = _as_vector(query_scores, "scores", i, query_ids)
         y = _as_vector(query_labels, "labels", i, query_ids)
@@ -310,6 +310,7 @@ def evaluate_rankings(
             continue
         evaluated.append(i)
         num_docs += s.size
+        all_relevant += bool((y > 0).all())  # scores 1.0 whatever the ranking (export verification leaves it out)
         with_ties += _tie_matters(s, y)
         for name, value in query_metrics(s, y, specs).items():
             values[name].append(value)
@@ -321,6 +322,7 @@ def evaluate_rankings(
         )
     extra: dict[str, Any] = {
         "num_documents": num_docs,
+        "num_queries_all_relevant": all_relevant,
         "num_queries_with_ties": with_ties,
         "tie_policy": TIE_POLICY,
     }

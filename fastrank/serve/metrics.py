@@ -20,7 +20,7 @@ _HELP = {
     "fastrank_errors_total": ("counter", "Rerank requests that ended in an error, by kind."),
     "fastrank_rejected_total": ("counter", "Requests refused because the queue was full (HTTP 503)."),
     "fastrank_cancelled_total": ("counter", "Queued requests dropped because their client went away."),
-    "fastrank_pairs_total": ("counter", "Query-document pairs scored."),
+    "fastrank_pairs_total": ("counter", "Query-document pairs scored (windows, in --long-documents windows mode)."),
     "fastrank_queue_seconds": ("histogram", "Time a request waited before its batch started."),
     "fastrank_inference_seconds": ("histogram", "Time of one batching step on the inference thread."),
     "fastrank_request_seconds": ("histogram", "End-to-end time of a rerank request inside the server."),
