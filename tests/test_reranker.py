@@ -285,6 +285,12 @@ def test_cli_rerank(artifact, tmp_path):
     want = Reranker(artifact, long_documents="windows").rerank(QUERY, [long_doc])[0]["score"]
     assert json.loads(windows.stdout)["results"][0]["score"] == pytest.approx(want, abs=1e-6)
     assert want != pytest.approx(Reranker(artifact).rerank(QUERY, [long_doc])[0]["score"], abs=1e-6)
+    assert json.loads(windows.stdout)["backend"]["long_documents"] == "windows"  # what ran, said in the output
+    strided = runner.invoke(app, ["rerank", str(artifact), "--query", QUERY, "--docs-file", str(tmp_path / "long.txt"),
+                                  "--long-documents", "windows", "--window-stride", "4", "--json"])
+    assert json.loads(strided.stdout)["backend"]["window_stride"] == 4
+    want4 = Reranker(artifact, long_documents="windows", window_stride=4).rerank(QUERY, [long_doc])[0]["score"]
+    assert json.loads(strided.stdout)["results"][0]["score"] == pytest.approx(want4, abs=1e-6)
     assert out["results"][0]["score"] == pytest.approx(expected[0]["score"], abs=1e-6)
     stdin = "\n".join(json.dumps({"text": d}) for d in ["paris", "berlin", "rome"]) + "\n"
     result = runner.invoke(app, ["rerank", str(artifact), "--query", QUERY, "--top-k", "2"], input=stdin)

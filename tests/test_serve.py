@@ -44,6 +44,7 @@ class _Slow:
         self.inner, self.release = inner, threading.Event()
         self.num_labels, self.encode, self.reduce = inner.num_labels, inner.encode, inner.reduce
         self.backend, self.activation, self.warmup = inner.backend, inner.activation, inner.warmup
+        self.describe = inner.describe
         self.calls: list[int] = []
         self.entered = threading.Event()  # set once a batch is on the inference thread
 
@@ -63,6 +64,7 @@ class _SlowTokenizer:
         self.inner, self.release, self.entered = inner, threading.Event(), threading.Semaphore(0)
         self.num_labels, self.run, self.reduce = inner.num_labels, inner.run, inner.reduce
         self.backend, self.activation, self.warmup = inner.backend, inner.activation, inner.warmup
+        self.describe = inner.describe
         self.waited_out = 0
 
     def encode(self, pairs):
@@ -367,7 +369,10 @@ def test_health_metrics_and_openapi(client):
     assert (count("fastrank_requests", code="422"), count("fastrank_errors", kind="invalid")) == \
         (before[0] + 2, before[1] + 2)
     client.post("/rerank", json={"query": "q", "documents": ["a", "b"]})
-    assert client.get("/health").json()["status"] == "ok"
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["backend"] == "torch"
+    assert health["long_documents"] == "truncate" and "window_stride" in health and "max_length" in health
+    assert "/" not in health["model"]  # the served name, not the model's path
     families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
     ok = [s for s in families["fastrank_requests"].samples if s.labels.get("code") == "200"]
     assert ok and ok[0].value >= 1 and ok[0].labels["backend"] == "torch"

@@ -44,13 +44,15 @@ def _json_object(line: str) -> bool:
 
 
 def rerank_documents(model: str, query: str, documents: list[Document], top_k: int | None = None,
-                     backend: str = "auto", long_documents: str = "truncate") -> dict[str, Any]:
-    """Rerank and return ``{"model", "query", "backend", "results": [{"index", "score", "document"}]}``."""
+                     backend: str = "auto", long_documents: str = "truncate",
+                     window_stride: int | None = None) -> dict[str, Any]:
+    """Rerank and return ``{"model", "query", "backend", "results": [{"index", "score", "document"}]}``;
+    ``backend`` is ``Reranker.describe()``: what ran, long-document settings included."""
     from fastrank.reranker import Reranker
 
-    reranker = Reranker(model, backend=backend, long_documents=long_documents)
+    reranker = Reranker(model, backend=backend, long_documents=long_documents, window_stride=window_stride)
     results = reranker.rerank(query, documents, top_k=top_k)
-    return {"model": model, "query": query, "backend": reranker.backend.describe(), "results": results}
+    return {"model": model, "query": query, "backend": reranker.describe(), "results": results}
 
 
 def rerank_command(
@@ -66,6 +68,9 @@ def rerank_command(
     long_documents: Annotated[str, typer.Option(
         "--long-documents", help="truncate | windows (a long document scores as its best overlapping window).")
     ] = "truncate",
+    window_stride: Annotated[int | None, typer.Option(
+        "--window-stride", help="With --long-documents windows: tokens consecutive windows share (default: a "
+                                "quarter of max length).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Rank documents for a query, best first."""
@@ -84,7 +89,7 @@ def rerank_command(
     if not documents:
         typer.echo(f"fastrank: warning: no documents in {source} (it holds no non-blank line): nothing to rank",
                    err=True)
-    result = rerank_documents(model, query, documents, top_k, backend, long_documents)
+    result = rerank_documents(model, query, documents, top_k, backend, long_documents, window_stride)
     if as_json:
         print_json(result)
         return

@@ -198,7 +198,8 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None, worker: st
     prepared = reranker.warmup()  # CUDA graphs / TensorRT profiles before the first request, not during it
     if prepared:
         logger.info("warmed %d shapes of the %s backend", prepared, reranker.backend.name)
-    info = reranker.backend.describe()
+    # backend, max_length and the long-document settings, for /health (which names the model as it is served)
+    info = {k: v for k, v in reranker.describe().items() if k != "model"}
     metrics = Metrics({"backend": str(info.get("backend", "")), "precision": str(info.get("precision", "fp32")),
                        **({"worker": worker} if worker else {})})
     engine = BatchingEngine(reranker, config.batching(), metrics)
