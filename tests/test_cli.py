@@ -291,3 +291,25 @@ def test_version_and_a_negative_ray_replica_count():
     refused = CliRunner().invoke(app, ["serve", "model", "--ray-replicas", "-1"])
     assert refused.exit_code == 2 and "--ray-replicas must be >= 0 (0: no Ray), got -1" in " ".join(
         refused.output.replace("│", " ").split())
+
+
+def test_eval_scores_long_documents_in_windows_as_the_service_does(tiny_model_dir, tmp_path):
+    from fastrank import Reranker
+    from fastrank.evaluation.evaluators import RerankingEvaluator
+
+    long_doc = "filler words here " * 200 + "the capital of france is paris"
+    data = tmp_path / "long.jsonl"
+    data.write_text(json.dumps({"query": "capital of france", "documents": [long_doc, "berlin", "rome"],
+                                "labels": [1, 0, 0]}) + "\n" + json.dumps(
+        {"query": "glacier caves", "documents": ["ice cave", "filler " * 700], "labels": [1, 0]}) + "\n")
+    out = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(data), "--long-documents", "windows",
+                              "--window-stride", "16", "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    want = RerankingEvaluator.from_file(data).evaluate(
+        Reranker(str(tiny_model_dir), long_documents="windows", window_stride=16)).metrics
+    assert result["metrics"] == pytest.approx(want, abs=1e-9)
+    assert result["served_by"]["long_documents"] == "windows" and result["served_by"]["window_stride"] == 16
+    stray = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(data), "--window-stride", "16"])
+    assert stray.exit_code == 2 and "--window-stride applies to --long-documents windows" in " ".join(
+        stray.output.replace("│", " ").split())

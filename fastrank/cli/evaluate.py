@@ -11,33 +11,42 @@ import typer
 from fastrank.cli.output import metrics_table, print_json
 
 
-def scorer(model: str, max_length: int | None = None) -> tuple[Any, dict[str, Any] | None]:
+def scorer(model: str, max_length: int | None = None, long_documents: str = "truncate",
+           window_stride: int | None = None) -> tuple[Any, dict[str, Any] | None]:
     """What ``fastrank eval`` scores with, and how: an exported artifact (a ``fastrank.json`` in the directory)
     through ``Reranker``, on the backend and precision it is served at (a bf16 artifact in bf16, not upcast);
-    a checkpoint or hub id through ``CrossEncoder`` (None). The evaluator ranks a model with several labels
-    (``--loss ce``) by its last class's probability."""
+    a checkpoint or hub id through ``CrossEncoder`` (None), or through ``Reranker`` too with ``long_documents``
+    ``windows`` (scored as ``fastrank serve --long-documents windows`` scores it). The evaluator ranks a model with
+    several labels (``--loss ce``) by its last class's probability."""
     from fastrank.export.manifest import read_manifest
+    from fastrank.reranker import LONG_DOCUMENTS
 
-    if Path(model).is_dir() and read_manifest(model) is not None:
+    if long_documents not in LONG_DOCUMENTS:
+        raise typer.BadParameter(f"--long-documents must be one of {', '.join(LONG_DOCUMENTS)}, got {long_documents!r}")
+    if window_stride is not None and long_documents != "windows":
+        raise typer.BadParameter("--window-stride applies to --long-documents windows")
+    artifact = Path(model).is_dir() and read_manifest(model) is not None
+    if artifact or long_documents == "windows":
         if max_length is not None:
-            raise typer.BadParameter("--max-length applies to checkpoints; an artifact scores at the max length it "
-                                     "was exported with")
+            raise typer.BadParameter("--max-length applies to checkpoints scored in truncate mode; an artifact scores "
+                                     "at the max length it was exported with, windows at the model's own")
         from fastrank.reranker import Reranker
 
-        reranker = Reranker(model)
+        reranker = Reranker(model, long_documents=long_documents, window_stride=window_stride)
         return reranker, reranker.describe()
     from fastrank.model import CrossEncoder
 
     return CrossEncoder(model, max_length=max_length), None
 
 
-def evaluate_model(model: str, data: str, batch_size: int = 64, max_length: int | None = None) -> dict[str, Any]:
+def evaluate_model(model: str, data: str, batch_size: int = 64, max_length: int | None = None,
+                   long_documents: str = "truncate", window_stride: int | None = None) -> dict[str, Any]:
     """Evaluate ``model`` (checkpoint dir, hub id or exported artifact) on ``data``; returns the EvalResult as a
     dict (with ``served_by``: the backend that scored an artifact)."""
     from fastrank.evaluation.evaluators import RerankingEvaluator
 
     evaluator = RerankingEvaluator.from_file(data, batch_size=batch_size, show_progress_bar=True)  # on stderr
-    model_scorer, served_by = scorer(model, max_length)
+    model_scorer, served_by = scorer(model, max_length, long_documents, window_stride)
     result = evaluator.evaluate(model_scorer).to_dict()
     result["model"] = model
     result["data"] = data
@@ -48,7 +57,8 @@ def evaluate_model(model: str, data: str, batch_size: int = 64, max_length: int 
 
 def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | None = None,
                        embedding_model: str | None = None, batch_size: int = 64,
-                       fusion_weights: list[float] | None = None, max_length: int | None = None) -> dict[str, Any]:
+                       fusion_weights: list[float] | None = None, max_length: int | None = None,
+                       long_documents: str = "truncate", window_stride: int | None = None) -> dict[str, Any]:
     """First stage (embedding top-k) vs reranked by ``model``, over the corpus of every document in ``data``
     (plus the documents of ``corpus`` files); ``fusion_weights``: also z(reranker) + w * z(first stage)."""
     from fastrank.data import read_corpus, read_groups
@@ -58,7 +68,7 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
 
     extra = [d for path in corpus or [] for d in read_corpus(path)]
     task = RetrievalTask.from_groups(read_groups(data), extra)
-    reranker, served_by = scorer(model, max_length)
+    reranker, served_by = scorer(model, max_length, long_documents, window_stride)
     result = evaluate_retrieve_rerank(task, EmbeddingModel(embedding_model or DEFAULT_BASE), reranker, top_k=top_k,
                                       ks=(10,), batch_size=batch_size, fusion_weights=tuple(fusion_weights or ()))
     return {"model": model, "data": data, **result, **({"served_by": served_by} if served_by else {})}
@@ -82,6 +92,11 @@ def eval_command(
     fusion_weight: Annotated[list[float] | None, typer.Option(
         "--fusion-weight", help="With --retrieve-top-k: also rank by z(reranker) + W * z(first stage) "
         "(repeatable; choose W on held-out queries).")] = None,
+    long_documents: Annotated[str, typer.Option(
+        "--long-documents", help="truncate | windows (a long document scores as its best overlapping window, as "
+                                 "fastrank serve --long-documents windows scores it).")] = "truncate",
+    window_stride: Annotated[int | None, typer.Option(
+        "--window-stride", help="With --long-documents windows: tokens consecutive windows share.")] = None,
 ) -> None:
     """Evaluate a reranker on labelled candidate lists (or retrieve-then-rerank over a corpus)."""
     stray = [name for name, value in (("--fusion-weight", fusion_weight), ("--corpus", corpus),
@@ -91,7 +106,7 @@ def eval_command(
                                  "retrieve-then-rerank, which plain evaluation of labelled lists does not run")
     if retrieve_top_k is not None:
         result = evaluate_retrieval(model, str(data), retrieve_top_k, corpus, embedding_model, batch_size,
-                                    fusion_weight, max_length)
+                                    fusion_weight, max_length, long_documents, window_stride)
         if as_json:
             print_json(result)
         else:
@@ -102,7 +117,8 @@ def eval_command(
                        f"document), corpus of {result['corpus_size']} documents; "
                        f"latency {json.dumps(result['latency_s'])}")
         return
-    result = evaluate_model(model, str(data), batch_size=batch_size, max_length=max_length)
+    result = evaluate_model(model, str(data), batch_size=batch_size, max_length=max_length,
+                            long_documents=long_documents, window_stride=window_stride)
     if as_json:
         print_json(result)
         return
