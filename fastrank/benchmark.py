@@ -345,7 +345,8 @@ def environment(threads: int) -> dict[str, Any]:
 
 def markdown_table(records: Sequence[dict[str, Any]]) -> str:
     """One line per throughput record: speed, latency, quality and parity side by side; "-" where a row has no
-    value, with the reason a row has no quality (``quality_error``) below the table."""
+    value. Below the table: the reason a row has no quality (``quality_error``), and how many queries the quality
+    counts per workload (``--quick`` samples fewer than ``fastrank eval`` counts)."""
     lines = ["| workload | row | precision | pairs/s | p50/p99 ms @10 | @100 | @1000 | MAP | MRR@10 | NDCG@10 | "
              "max dlogit | tau min | top-1 | % matmul rate |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -368,6 +369,10 @@ def markdown_table(records: Sequence[dict[str, Any]]) -> str:
             f"{_number(q, 'mrr@10', '.4f')} | {_number(q, 'ndcg@10', '.4f')} | {_number(p, 'max_abs_dlogit', '.1e')} | "
             f"{_number(p, 'kendall_tau_min', '.3f')} | {_number(p, 'top1_agreement', '.3f')} | "
             f"{r.get('pct_of_peak', '-')} |")
+    counted = sorted({(r["workload"], r["queries"]) for r in records
+                      if r.get("kind") == "throughput" and r.get("queries") is not None})
+    if counted:  # --quick keeps a sample: its quality is over fewer queries than fastrank eval's
+        notes.append("quality over " + ", ".join(f"{n} {workload} queries" for workload, n in counted))
     return "\n".join(lines + ([""] + notes if notes else []))
 
 

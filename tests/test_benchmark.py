@@ -80,7 +80,10 @@ def test_benchmark_model_records(tiny_model_dir, artifact):
     assert "int8" in ref["matmul_gflops"] and ref["pct_of_peak"] > 0
     assert {r["batch_size"] for r in records if r["kind"] == "sweep-batch"} == {8, 32}
     table = markdown_table(records)
-    assert len(table.splitlines()) == 2 + 4 and "fastrank onnx fp32" in table
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + 4 and "fastrank onnx fp32" in table
+    queries = {r["workload"]: r["queries"] for r in records if r["kind"] == "throughput"}
+    assert table.splitlines()[-1] == f"quality over {queries['long']} long queries, {queries['short']} short queries"
 
 
 def test_two_artifacts_at_one_rung_get_a_row_each(tiny_model_dir, artifact, tmp_path):
