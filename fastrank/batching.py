@@ -108,19 +108,17 @@ class PairEncoder:
         queries = list(dict.fromkeys(q for q, _ in items))
         titled = {i: f"{title} {self.separator}" for i, (_, (title, _)) in enumerate(items) if title}
         try:
-            full_q = dict(zip(queries, plain.encode_batch(queries, add_special_tokens=False)))
             q_encs = dict(zip(queries, plain.encode_batch(queries, add_special_tokens=False)))
             d_encs = plain.encode_batch([text for _, text in texts], add_special_tokens=False)
             t_encs = dict(zip(titled, plain.encode_batch(list(titled.values()), add_special_tokens=False)))
         except TypeError as exc:
             raise _explain_bad_text(texts) or exc from exc
         room = self.max_length - self.tokenizer.num_special_tokens_to_add(True)
-        for enc in q_encs.values():
-            enc.truncate(room // 2)
+        cut: dict[str, Encoding] = {}  # each query cut to half the room, made for the first document needing it
         windows, owners = [], []
         for i, ((query, _), doc) in enumerate(zip(items, d_encs)):
             title = t_encs.get(i)
-            whole = full_q[query]
+            whole = q_encs[query]
             if len(whole.ids) + (len(title.ids) if title is not None else 0) + len(doc.ids) <= room:
                 # the pair fits: one window, the query uncut, as ``encode`` gives it (only a document that needs
                 # several windows cuts a long query to leave each window room)
@@ -128,7 +126,10 @@ class PairEncoder:
                 windows.append(plain.post_process(whole, part, add_special_tokens=True))
                 owners.append(i)
                 continue
-            q_enc = q_encs[query]
+            q_enc = cut.get(query)
+            if q_enc is None:
+                q_enc = cut[query] = plain.encode(query, add_special_tokens=False)
+                q_enc.truncate(room // 2)
             doc_room = room - len(q_enc.ids)
             if title is not None:  # every window starts with the title: it says what each part is about
                 if len(title.ids) > doc_room // 2:  # cut the title's words, never the separator after them

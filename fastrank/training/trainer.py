@@ -85,7 +85,8 @@ def _positional_renames(dataset, fmt: str) -> dict[str, str] | None:
     negatives), ``lists`` a text, a list of texts and a list of labels; None otherwise (the error then hints)."""
     cols, first = dataset.column_names, dataset[0]
     if fmt == "pairs":
-        return dict(zip(cols[:2], ("query", "document"))) if _positional_pairs(dataset) else None
+        return ({old: new for old, new in zip(cols[:2], ("query", "document")) if old != new}
+                if _positional_pairs(dataset) else None)
     if any(_id_like(c) for c in cols):
         return None  # an id column read as a query would train on ids: name the columns instead
     if fmt == "ntuples" and len(cols) >= 2 and all(isinstance(first[c], str) for c in cols):
@@ -284,7 +285,6 @@ class CrossEncoderTrainer(Trainer):
             return dataset
         renames = _positional_renames(dataset, fmt)
         if renames is not None:
-            renames = {old: new for old, new in renames.items() if old != new}
             logger.info("%s: columns %s read by position (as sentence-transformers): %s", name, cols, renames)
             return dataset.rename_columns(renames)
         raise DataError(
