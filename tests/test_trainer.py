@@ -915,6 +915,42 @@ def test_evaluators_run_once_per_evaluation_as_a_list_and_write_under_output_dir
     assert (tmp_path / "eval" / "RerankingEvaluator_dev_results.json").is_file()
 
 
+def test_one_evaluation_reaches_callbacks_once_with_loss_and_evaluator_metrics(tiny_model_dir, toy_data, tmp_path):
+    """With an eval dataset and an evaluator, callbacks and the log see one evaluation holding both the loss and the
+    evaluator's metrics (sentence-transformers merges them in its evaluation loop), so EarlyStoppingCallback can
+    watch an evaluator metric; it was called twice, the first time without that metric."""
+    import datasets
+    from transformers import TrainerCallback
+
+    from fastrank import CrossEncoder
+    from fastrank.evaluation.evaluators import RerankingEvaluator
+    from fastrank.training import CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    seen: list[set[str]] = []
+
+    class Record(TrainerCallback):
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            seen.append(set(metrics))
+
+    model = CrossEncoder(tiny_model_dir, device="cpu", max_length=32)
+    ds = datasets.Dataset.from_dict({"query": ["tiger", "apple"] * 4, "document": ["the tiger", "a stone"] * 4,
+                                     "label": [1.0, 0.0] * 4})
+    args = CrossEncoderTrainingArguments(output_dir=str(tmp_path), num_train_epochs=2, per_device_train_batch_size=4,
+                                         eval_strategy="epoch", save_strategy="no", disable_tqdm=True, use_cpu=True,
+                                         report_to="none")
+    evaluator = RerankingEvaluator.from_jsonl(toy_data / "test.jsonl", ks=(10,), name="dev")
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=ds, eval_dataset=ds, evaluator=evaluator,
+                                  callbacks=[Record()])
+    trainer.train()
+    assert len(seen) == 2  # one per epoch
+    assert all({"eval_loss", "eval_dev_ndcg@10"} <= keys for keys in seen)
+    logged = [row for row in trainer.state.log_history if "eval_loss" in row or "eval_dev_ndcg@10" in row]
+    assert len(logged) == 2 and all("eval_loss" in row and "eval_dev_ndcg@10" in row for row in logged)
+    seen.clear()
+    assert set(trainer.evaluate(metric_key_prefix="test")) >= {"test_loss", "test_dev_ndcg@10"}
+    assert len(seen) == 1
+
+
 def test_gradient_checkpointing_trains_to_the_same_loss(tiny_model_dir, tmp_path):
     """TrainingArguments(gradient_checkpointing=True) (memory for compute, for large rerankers) reaches the same loss;
     push_to_hub says how to upload instead."""

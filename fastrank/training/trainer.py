@@ -232,6 +232,7 @@ class CrossEncoderTrainer(Trainer):
         self.loss = loss if loss is not None else _default_loss(model)
         self.evaluator = _Evaluators(list(evaluator)) if isinstance(evaluator, (list, tuple)) else evaluator
         self._loss_evaluation = False
+        self._evaluator_prefix: str | None = None
         if train_dataset is not None:
             train_dataset = self._check_dataset("train_dataset", train_dataset)
         if isinstance(eval_dataset, dict):
@@ -337,37 +338,52 @@ class CrossEncoderTrainer(Trainer):
         return output
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        """The loss on ``eval_dataset`` (or the trainer's; a dict gives one loss per dataset, prefixed with its name),
-        then the evaluator once, given ``output_dir/eval`` to write its results to, as sentence-transformers does."""
-        if self._loss_evaluation:  # transformers' call per dataset of a dict: the loss only, the evaluator once
+        """The loss on ``eval_dataset`` (or the trainer's; a dict gives one loss per dataset, prefixed with its name)
+        and the evaluator's metrics, run once and given ``output_dir/eval`` to write its results to, as
+        sentence-transformers does. Callbacks and the log see one evaluation: the evaluator's metrics join the (first)
+        loss evaluation's, so early stopping and best-model tracking can watch either."""
+        if self._loss_evaluation:  # transformers' call per dataset of a dict
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
         if isinstance(eval_dataset, dict):
             eval_dataset = {k: self._check_dataset(f"eval_dataset[{k!r}]", v) for k, v in eval_dataset.items()}
         elif eval_dataset is not None:
             eval_dataset = self._check_dataset("eval_dataset", eval_dataset)
-        metrics: dict[str, float] = {}
         if eval_dataset is not None or self.eval_dataset is not None:
             self._loss_evaluation = True
+            self._evaluator_prefix = metric_key_prefix if self.evaluator is not None else None
             try:
-                metrics.update(super().evaluate(eval_dataset, ignore_keys, metric_key_prefix))
+                return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
             finally:
                 self._loss_evaluation = False
-        if self.evaluator is not None:
-            inner = self.accelerator.unwrap_model(self.model)
-            output_path = None
-            if self.is_world_process_zero():
-                output_path = os.path.join(self.args.output_dir, "eval")
-                os.makedirs(output_path, exist_ok=True)
-            epoch = -1 if self.state.epoch is None else self.state.epoch
-            with _full_precision(inner):
-                scores = _run_evaluator(self.evaluator, inner, output_path=output_path, epoch=epoch,
-                                        steps=self.state.global_step)
-            scored = {f"{metric_key_prefix}_{k}": float(v) for k, v in scores.items()}
-            scored["epoch"] = self.state.epoch
-            self.log(scored)
-            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, scored)
-            metrics.update(scored)
-        return metrics
+                self._evaluator_prefix = None
+        if self.evaluator is None:
+            return {}
+        scored = self._evaluator_metrics(metric_key_prefix)
+        scored["epoch"] = self.state.epoch
+        self.log(scored)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, scored)
+        return scored
+
+    def evaluation_loop(self, *args: Any, **kwargs: Any):
+        """transformers' loop (the loss), plus the evaluator's metrics in the first loop of an ``evaluate`` call."""
+        output = super().evaluation_loop(*args, **kwargs)
+        prefix, self._evaluator_prefix = self._evaluator_prefix, None
+        if prefix is not None:
+            output.metrics.update(self._evaluator_metrics(prefix))
+        return output
+
+    def _evaluator_metrics(self, metric_key_prefix: str) -> dict[str, float]:
+        """The evaluator run on the unwrapped full-precision model, its metrics prefixed."""
+        inner = self.accelerator.unwrap_model(self.model)
+        output_path = None
+        if self.is_world_process_zero():
+            output_path = os.path.join(self.args.output_dir, "eval")
+            os.makedirs(output_path, exist_ok=True)
+        epoch = -1 if self.state.epoch is None else self.state.epoch
+        with _full_precision(inner):
+            scores = _run_evaluator(self.evaluator, inner, output_path=output_path, epoch=epoch,
+                                    steps=self.state.global_step)
+        return {f"{metric_key_prefix}_{k}": float(v) for k, v in scores.items()}
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         if not self.args.should_save:
