@@ -163,6 +163,9 @@ class Reranker:
     ) -> None:
         if long_documents not in LONG_DOCUMENTS:
             raise ValueError(f"long_documents must be one of {LONG_DOCUMENTS}, got {long_documents!r}")
+        if long_documents != "windows" and window_stride is not None:  # before loading: a wrong call costs nothing
+            raise ValueError("window_stride applies to long_documents='windows'; with 'truncate' a document is cut "
+                             "at max_length and has no windows")
         batch_size = check_positive_int(batch_size, "batch_size", optional=True)
         max_tokens = check_positive_int(max_tokens, "max_tokens", optional=True)
         num_threads = check_positive_int(num_threads, "num_threads", optional=True)
@@ -234,9 +237,6 @@ class Reranker:
                                  f"{self.encoder.max_length} (an int or NumPy integer, not a bool), "
                                  f"got {window_stride!r}")
             self.window_stride = int(self.window_stride)
-        elif window_stride is not None:
-            raise ValueError("window_stride applies to long_documents='windows'; with 'truncate' a document is cut "
-                             "at max_length and has no windows")
         else:
             self.window_stride = None
 

@@ -283,6 +283,29 @@ def test_main_turns_user_and_system_errors_into_one_line(monkeypatch, capsys, er
     assert err.startswith("error: ") and str(error) in err and "Traceback" not in err
 
 
+def test_errors_from_the_python_api_name_the_command_s_flags(monkeypatch, capsys, tmp_path):
+    """A library error read on the command line names the flags typed (--window-stride, --backend torch), not the
+    Python parameters (window_stride, backend='torch'); names that are not the command's options, paths and plain
+    words are left alone. The stride check comes before the model is looked for."""
+    import fastrank.cli as cli
+
+    message = ("window_stride applies to long_documents='windows'; use backend='torch' or top_k, not max_length; "
+               "see runs/window_stride and window_stride.py; backend alone")
+    assert cli.in_cli_words(message, ["rerank", "m"]) == (
+        "--window-stride applies to --long-documents windows; use --backend torch or --top-k, not max_length; "
+        "see runs/window_stride and window_stride.py; backend alone")
+    assert cli.in_cli_words(message, ["mine"]) == message and cli.in_cli_words(message, []) == message
+    docs = tmp_path / "docs.txt"
+    docs.write_text("a\nb\n")
+    monkeypatch.setattr(sys, "argv", ["fastrank", "rerank", str(tmp_path / "no-model"), "--query", "q", "--docs-file",
+                                      str(docs), "--window-stride", "5"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.startswith("error: --window-stride applies to --long-documents windows;"), err
+
+
 def test_version_and_a_negative_ray_replica_count():
     from fastrank import __version__
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import sys
 from typing import Annotated
 
 import typer
@@ -57,6 +59,33 @@ def _exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
+_IDENTIFIER = re.compile(r"(?<![\w./-])([a-z][a-z0-9_]*)(?:=('[^']*'|[\w.-]+))?(?![\w(]|\.\w)")
+
+
+def in_cli_words(message: str, args: list[str]) -> str:
+    """``message`` with the library's parameter names (``window_stride``, ``backend='torch'``) written as the
+    invoked command's own flags (``--window-stride``, ``--backend torch``), so an error from the Python API reads in
+    the words the user typed. Only names that are options of that command change; a bare name changes only when it
+    has an underscore (``backend`` alone may be plain English)."""
+    if not isinstance(app, typer.Typer):
+        return message
+    command = typer.main.get_command(app)
+    sub = getattr(command, "commands", {}).get(args[0]) if args else None
+    if sub is None:
+        return message
+    flags = {p.name: next((o for o in p.opts if o.startswith("--")), None)
+             for p in sub.params if getattr(p, "param_type_name", "") == "option"}
+
+    def swap(match: re.Match) -> str:
+        name, value = match.group(1), match.group(2)
+        flag = flags.get(name)
+        if flag is None or (value is None and "_" not in name):
+            return match.group(0)
+        return flag if value is None else f"{flag} {value.strip(chr(39))}"
+
+    return _IDENTIFIER.sub(swap, message)
+
+
 def main() -> None:
     """Console-script entry point; bad input ends with a one-line error instead of a traceback."""
     from fastrank.errors import FastrankError
@@ -65,7 +94,7 @@ def main() -> None:
     try:
         app()
     except (FastrankError, ValueError, TypeError) as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        typer.secho(f"error: {in_cli_words(str(exc), sys.argv[1:])}", err=True, fg=typer.colors.RED)
         raise SystemExit(2) from None
     except OSError as exc:  # the system refused a read or write (disk full, permissions): say so, no traceback
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
