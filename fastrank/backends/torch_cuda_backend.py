@@ -96,8 +96,9 @@ class TorchCudaBackend(Backend):
         graph = torch.cuda.CUDAGraph()
         # One memory pool for every bucket's graph: replays run one at a time on one stream and each output is
         # copied out before the next replay, so graphs may reuse each other's intermediates. Memory is then the
-        # largest bucket's, not the sum over buckets.
-        with torch.inference_mode(), torch.cuda.graph(graph, pool=self._pool):
+        # largest bucket's, not the sum over buckets. "thread_local": a capture on first use must not make CUDA calls
+        # that other threads of a serving process make meanwhile fail (PyTorch's "global" default forbids them all).
+        with torch.inference_mode(), torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             out = self._forward(static)
         return graph, static, out
 
