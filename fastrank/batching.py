@@ -249,6 +249,18 @@ def plan_batches(
     return batches
 
 
+# The arrays ``collate`` builds, in the order models and ONNX graphs take them.
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def model_input_names(tokenizer: Any) -> tuple[str, ...]:
+    """The ``collate`` arrays a model is fed: those its tokenizer's ``model_input_names`` lists, as
+    sentence-transformers and transformers feed them (a tokenizer may emit type ids its model never reads).
+    Every path (training, ``predict``, the torch backends, export) selects its inputs here."""
+    names = set(getattr(tokenizer, "model_input_names", None) or MODEL_INPUTS)
+    return tuple(n for n in MODEL_INPUTS if n in names)
+
+
 def collate(
     encoded: EncodedPairs, indices: np.ndarray, pad_token_id: int = 0, pad_to_multiple_of: int = 8
 ) -> dict[str, np.ndarray]:

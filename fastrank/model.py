@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fastrank.batching import (Pair, PairEncoder, check_pairs, check_positive_int, collate, is_integer, plan_batches,
+from fastrank.batching import (Pair, PairEncoder, check_pairs, check_positive_int, collate, is_integer,
+                               model_input_names, plan_batches,
                                run_batches)
 from fastrank.documents import Document, document_text
 from fastrank.errors import FastrankError, ModelLoadError
@@ -81,8 +82,10 @@ def resolve_model_path(name_or_path: str | Path) -> str:
 
 
 # Models whose position ids start after the padding index (fairseq's convention): max_position_embeddings counts
-# padding_idx + 1 positions no token can use.
-_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer", "bart", "mpnet")
+# padding_idx + 1 positions no token can use. The text encoders among transformers' models that build positions
+# with create_position_ids_from_input_ids (BART is not one: its table has max_position_embeddings + 2 rows).
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "roberta-prelayernorm", "camembert", "data2vec-text",
+                     "longformer", "mpnet", "ibert", "luke", "markuplm", "xmod", "layoutlmv3", "lilt")
 
 
 def _position_limit(config: Any) -> int:
@@ -410,6 +413,11 @@ class CrossEncoder(torch.nn.Module):
     def config(self):
         return self.model.config
 
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The token arrays the model is fed (``fastrank.batching.model_input_names``)."""
+        return model_input_names(self.tokenizer)
+
     def pair_encoder(self) -> PairEncoder:
         """The shared length-aware tokenizer for this model (same truncation as ``tokenize``), cached."""
         cached = self.__dict__.get("_pair_encoder")
@@ -438,7 +446,7 @@ class CrossEncoder(torch.nn.Module):
         encoded = encoder.encode(pairs)
         for idx in plan_batches(encoded.lengths, batch_size=batch_size, max_tokens=max_tokens):
             batch = collate(encoded, idx, encoder.pad_token_id)
-            yield idx, {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
+            yield idx, {k: torch.from_numpy(batch[k]).to(self.device) for k in self.input_names}
 
     def score(self, queries: Sequence[str], documents: Sequence[Document], forward=None) -> torch.Tensor:
         """Logits (n, num_labels) with gradients, in input order: what the losses call.
@@ -529,10 +537,10 @@ class CrossEncoder(torch.nn.Module):
         self.model.eval()
         if show_progress_bar is None:
             show_progress_bar = logger.isEnabledFor(logging.INFO) and n > 10 * batch_size
-        encoder = self.pair_encoder()
+        encoder, names = self.pair_encoder(), self.input_names
 
         def scores(batch: dict[str, np.ndarray]) -> np.ndarray:
-            logits = self(**{k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}).float()
+            logits = self(**{k: torch.from_numpy(batch[k]).to(self.device) for k in names}).float()
             return self.apply_activation(logits, activation).cpu().numpy()
 
         try:

@@ -103,6 +103,28 @@ def test_position_limit_leaves_out_the_padding_offset():
     assert _position_limit(SimpleNamespace(model_type="bert", max_position_embeddings=512, pad_token_id=0)) == 512
     assert _position_limit(SimpleNamespace(model_type="xlm-roberta", max_position_embeddings=514, pad_token_id=1)) \
         == 512
+    for model_type in ("roberta-prelayernorm", "xlm-roberta-xl", "data2vec-text", "xmod"):
+        assert _position_limit(SimpleNamespace(model_type=model_type, max_position_embeddings=514,
+                                               pad_token_id=1)) == 512, model_type
+    assert _position_limit(SimpleNamespace(model_type="bart", max_position_embeddings=1024, pad_token_id=1)) == 1024
+
+
+def test_an_offset_position_model_takes_its_limit_and_no_more():
+    """The limit of a model from the offset list, checked against the model: a data2vec-text with 514 position
+    embeddings runs 512 tokens and fails on 513 (it was missing from the list, so 514 were allowed)."""
+    import torch
+    from transformers import Data2VecTextConfig, Data2VecTextForSequenceClassification
+
+    from fastrank.model import _position_limit
+
+    config = Data2VecTextConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=16, max_position_embeddings=514, pad_token_id=1, num_labels=1)
+    model = Data2VecTextForSequenceClassification(config).eval()
+    limit = _position_limit(config)
+    ids = torch.full((1, limit), 5)
+    assert model(input_ids=ids).logits.shape == (1, 1)
+    with pytest.raises((IndexError, RuntimeError)):
+        model(input_ids=torch.full((1, limit + 1), 5))
 
 
 def test_missing_path_is_a_clear_error(tmp_path, monkeypatch):

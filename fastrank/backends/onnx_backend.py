@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 
 from fastrank.backends.base import Backend
+from fastrank.batching import MODEL_INPUTS as TOKENIZER_OUTPUTS
 from fastrank.batching import check_positive_int
 from fastrank.errors import FastrankError, ModelLoadError, install_hint, require
 from fastrank.export.profiles import Profile, batch_limit
 
 logger = logging.getLogger(__name__)
 
-TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Used by default when installed, best first. TensorRT is opt-in (providers=[...]): with dynamic shapes it builds
 # a new engine for every new padded length, which makes the first calls take minutes.
 DEFAULT_PROVIDER_ORDER = ("CUDAExecutionProvider", "CPUExecutionProvider")

@@ -50,8 +50,7 @@ class TorchBackend(Backend):
         self.precision = precision
         self.num_threads = num_threads
         self.num_labels = int(model.num_labels)
-        names = list(getattr(model.tokenizer, "model_input_names", ["input_ids", "attention_mask"]))
-        self.input_names = tuple(n for n in ("input_ids", "attention_mask", "token_type_ids") if n in names)
+        self.input_names = model.input_names
         if precision == "bf16":
             model = copy.deepcopy(model)  # never change the caller's model
             model.model.to(self.torch.bfloat16)

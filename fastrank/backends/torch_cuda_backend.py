@@ -55,8 +55,7 @@ class TorchCudaBackend(Backend):
         self.device_type = torch.device(device).type  # "cuda" for "cuda:1": what autocast takes
         self.pad_to_buckets = cuda_graphs if pad_to_buckets is None else pad_to_buckets
         self.num_labels = int(model.num_labels)
-        names = list(getattr(model.tokenizer, "model_input_names", ["input_ids", "attention_mask"]))
-        self.input_names = tuple(n for n in ("input_ids", "attention_mask", "token_type_ids") if n in names)
+        self.input_names = model.input_names
         self.pad_token_id = int(getattr(model.tokenizer, "pad_token_id", 0) or 0)
         self.batches, self.seqs = graph_buckets(max_batch, int(model.max_length), seq_step)
         self.max_batch = self.batches[-1] if self.pad_to_buckets else None

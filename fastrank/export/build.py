@@ -10,7 +10,7 @@ from typing import Any
 
 from fastrank.errors import FastrankError
 from fastrank.export import onnx as onnx_export
-from fastrank.export.onnx import MODEL_FILE, OUTPUT_NAME, TOKENIZER_OUTPUTS, Rung
+from fastrank.export.onnx import MODEL_FILE, OUTPUT_NAME, Rung
 from fastrank.export.verify import merged_bounds, normalize_groups, score_groups, verify
 from fastrank.io import atomic_dir
 
@@ -48,8 +48,7 @@ class ArtifactBuilder:
         self.int8_config, self.num_threads = int8_config, num_threads
         self.groups, self.groups_source = normalize_groups(verify_pairs)
         self.encoder = self.model.pair_encoder()
-        names = set(getattr(self.model.tokenizer, "model_input_names", TOKENIZER_OUTPUTS))
-        self.input_names = tuple(n for n in TOKENIZER_OUTPUTS if n in names)
+        self.input_names = self.model.input_names  # narrowed to the traced graph's inputs once it is exported
         self._reference = None
         self._graphs: dict[str, tuple[Path, dict[str, int]]] = {}
         self.traced_shape: tuple[int, int] | None = None
@@ -73,6 +72,9 @@ class ArtifactBuilder:
             raw = work / "raw.onnx"
             if not raw.exists():
                 self.traced_shape = onnx_export.export_raw(self.model, raw, self.input_names, self.opset)
+                # the tracer drops an input the model never reads (DeBERTa-v3's token types, with type_vocab_size 0)
+                read = onnx_export.graph_input_names(raw)
+                self.input_names = tuple(n for n in self.input_names if n in read)
             path = work / f"fp32-{key}.onnx"
             self._graphs[key] = (path, onnx_export.optimize_graph(raw, path, level, self.model.config,
                                                                    fuse_attention=fuse_attention))
@@ -150,7 +152,11 @@ class ArtifactBuilder:
                     continue
                 rung_dir = work / f"rung-{rung.name}"
                 rung_dir.mkdir()
-                info = self.build(rung, rung_dir, work)
+                try:
+                    info = self.build(rung, rung_dir, work)
+                except onnx_export.RungNotApplicable as exc:
+                    tried.append({"rung": rung.name, "skipped": str(exc)})
+                    continue
                 parity = self.check(rung, rung_dir)
                 tried.append({"rung": rung.name, "passed": parity["passed"], "verified": parity["verified"],
                               "failures": parity["failures"]})
@@ -159,7 +165,8 @@ class ArtifactBuilder:
                     break
                 logger.info("rung %s failed verification: %s", rung.name, "; ".join(parity["failures"]))
             if shipped is None:
-                raise FastrankError(f"no rung to try: {tried}")
+                raise FastrankError(f"precision {requested!r} has no rung to build for this model: "
+                                    + "; ".join(f"{t['rung']}: {t['skipped']}" for t in tried))
             rung, rung_dir, info, parity = shipped
             failed = parity["passed"] is False
             if failed and not allow_parity_failure:

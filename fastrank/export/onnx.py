@@ -27,7 +27,6 @@ PRECISIONS = ("fp32", "int8", "fp16", "bf16", "auto")
 OPTIMIZE_LEVELS = ("O0", "O1", "O2", "O3")
 MODEL_FILE = "model.onnx"
 OUTPUT_NAME = "logits"
-TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 # Dynamic int8 (QInt8 weights, activations quantized per batch to uint8). reduce_range keeps weights in 7 bits:
 # CPUs without VNNI multiply u8*s8 with vpmaddubsw, which saturates int16 sums at full range; with VNNI (or on
@@ -47,6 +46,11 @@ QUANTIZED_OP_TYPES = ("MatMul", "Attention")
 # model this made int8 scores independent of batching (test / dev ΔMAP +0.0025 / -0.0018 at batch 8 and 32 alike,
 # against +0.0077 / +0.0047 and +0.0085 / -0.0033 with QAttention) at 0.99x / 0.98x the speed on short / long pairs.
 INT8_FUSE_ATTENTION = False
+
+
+class RungNotApplicable(FastrankError):
+    """The rung cannot differ from another on this model (its int8 nodes to keep fp32 are not in the graph); the
+    ladder skips it, saying why."""
 
 
 @dataclass(frozen=True)
@@ -228,6 +232,13 @@ def export_raw(model: Any, path: Path, input_names: tuple[str, ...], opset: int)
     return tuple(int(x) for x in args[0].shape)
 
 
+def graph_input_names(path: Path) -> list[str]:
+    """The inputs an ONNX graph at ``path`` takes (its weights not loaded)."""
+    import onnx
+
+    return [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
+
+
 def _set_attention(hf_model: Any, implementation: str) -> None:
     if hasattr(hf_model, "set_attn_implementation"):
         hf_model.set_attn_implementation(implementation)
@@ -296,7 +307,9 @@ def last_layer_nodes(model_proto: Any) -> list[str]:
 
 
 def ffn_output_nodes(model_proto: Any) -> list[str]:
-    """Names of the FFN output projections (the MatMul after the GELU of each layer), in layer order."""
+    """Names of the FFN output projections (the MatMul after the GELU of each layer), in layer order: found by
+    torch's module names (BERT-style ``output/dense``, ModernBERT's gated ``mlp/Wo``, DistilBERT's ``ffn/lin2``, and
+    ``mlp/down_proj`` / ``mlp/fc2``) or by a GELU feeding the MatMul."""
     import re
 
     nodes = list(model_proto.graph.node)
@@ -305,7 +318,8 @@ def ffn_output_nodes(model_proto: Any) -> list[str]:
     for n in nodes:
         if n.op_type != "MatMul":
             continue
-        m = re.search(r"layers?[._/](\d+)/output/dense", n.name)  # torch's names: ".../layer.0/output/dense/MatMul"
+        # torch's names: ".../layer.0/output/dense/MatMul", ".../layers.0/mlp/Wo/MatMul"
+        m = re.search(r"layers?[._/](\d+)/(?:output/dense|mlp/(?:Wo|down_proj|fc2)|ffn/lin2)/", n.name)
         feeder = producer.get(n.input[0])
         if m or (feeder is not None and feeder.op_type in ("Gelu", "BiasGelu", "FastGelu")):
             found.append(n.name)
@@ -356,6 +370,12 @@ def quantize_int8(src: Path, dst: Path, config: dict[str, Any], keep_last_layer_
                            if n.op_type == "MatMul" and not weights.intersection(n.input[:2])]
     kept = [n for n in (last_layer_nodes(proto) if keep_last_layer_fp32 else []) if n not in activation_products]
     by_role = kept_fp32_nodes(proto, tuple(keep_fp32))
+    # "head" only adds to another role (the head's Gemm is not quantized anyway); a role that finds nothing else
+    # would make this plain int8 again
+    missing = [role for role, names in by_role.items() if not names and role != "head"]
+    if missing:
+        raise RungNotApplicable(f"this graph has no {' / '.join(missing)} nodes to keep fp32 (for this model it "
+                                f"would be plain int8): {'; '.join(KEEP_FP32[r] for r in missing)}")
     for names in by_role.values():
         kept += [n for n in names if n not in kept]
     with warnings.catch_warnings(), _drop_root_log("pre-processing before quantization"):
