@@ -19,6 +19,17 @@ PAIRS = [("how are glacier caves formed?", "A glacier cave is a cave formed with
          ("what is the capital of france", "The stock market fell sharply on Tuesday.")]
 
 
+def _tokenizer_without_types(max_length: int):
+    """The MiniLM tokenizer as the ``tokenizers`` library builds it, wrapped in PreTrainedTokenizerFast with
+    model_input_names that leave out token types (its post-processor still makes type ids 0/1)."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_file=str(Path(_tokenizer_source()) / "tokenizer.json"), cls_token="[CLS]", sep_token="[SEP]",
+        pad_token="[PAD]", unk_token="[UNK]", mask_token="[MASK]", model_max_length=max_length,
+        model_input_names=["input_ids", "attention_mask"])
+
+
 def _save(model, tokenizer, path: Path) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -41,17 +52,13 @@ def distilbert_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def bert_without_type_inputs(tmp_path_factory) -> Path:
-    """A BERT (which reads token types) whose tokenizer's model_input_names leave them out, as a tokenizer built
-    with the ``tokenizers`` library and wrapped in PreTrainedTokenizerFast does: its post-processor still makes
-    type ids 0/1, but transformers and sentence-transformers feed none."""
+    """A BERT (which reads token types) whose tokenizer's model_input_names leave them out: transformers and
+    sentence-transformers feed no type ids to it."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+    from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_file=str(Path(_tokenizer_source()) / "tokenizer.json"), cls_token="[CLS]", sep_token="[SEP]",
-        pad_token="[PAD]", unk_token="[UNK]", mask_token="[MASK]", model_max_length=512,
-        model_input_names=["input_ids", "attention_mask"])
+    tokenizer = _tokenizer_without_types(512)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=37, num_labels=1, initializer_range=0.2)
     return _save(BertForSequenceClassification(config), tokenizer, tmp_path_factory.mktemp("bert-no-types"))
@@ -102,15 +109,12 @@ def test_a_gated_ffn_keeps_its_early_output_projections_fp32(tmp_path):
     int8-early-ffn-out-fp32 rung keeps them fp32; it kept none and shipped plain int8 under its name."""
     pytest.importorskip("onnxruntime")
     import torch
-    from transformers import ModernBertConfig, ModernBertForSequenceClassification, PreTrainedTokenizerFast
+    from transformers import ModernBertConfig, ModernBertForSequenceClassification
 
     from fastrank.export import export_model
 
     torch.manual_seed(0)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_file=str(Path(_tokenizer_source()) / "tokenizer.json"), cls_token="[CLS]", sep_token="[SEP]",
-        pad_token="[PAD]", unk_token="[UNK]", mask_token="[MASK]", model_max_length=128,
-        model_input_names=["input_ids", "attention_mask"])
+    tokenizer = _tokenizer_without_types(128)
     config = ModernBertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                               intermediate_size=32, max_position_embeddings=128, pad_token_id=0, cls_token_id=101,
                               sep_token_id=102, bos_token_id=101, eos_token_id=102, global_attn_every_n_layers=2,
