@@ -228,7 +228,7 @@ def test_cli_errors_for_a_damaged_checkpoint_and_a_resume_without_checkpoint(tin
     cmd = [sys.executable, "-m", "fastrank.cli", "train", "--data", str(eval_file), "--out", str(out), "--resume"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().endswith(f"error: --resume: no checkpoint in {out}.checkpoints (a run that saved at "
+    assert proc.stderr.strip().endswith(f"error: --resume: no complete checkpoint in {out}.checkpoints (a run that saved at "
                                         "least one epoch writes one); drop --resume to start afresh")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["brokenckpt"]
 

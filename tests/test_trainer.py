@@ -276,6 +276,47 @@ def test_a_resumed_run_counts_only_the_steps_it_trained(toy_data, tiny_model_dir
     assert resumed["epochs"] == 2 and "epochs_note" not in resumed  # whole epochs run as asked: nothing to say
 
 
+def test_resume_skips_an_unfinished_checkpoint_and_refuses_other_settings(toy_data, tiny_model_dir, tmp_path, caplog):
+    """A run stopped while writing checkpoint-N leaves it without trainer_state.json: resume continues from the one
+    before (it failed on the missing file). Resuming with other settings or data is refused, naming them (it went
+    on with the old optimizer and schedule while the card recorded the new ones); only epochs may change. A fresh
+    run first removes an earlier run's checkpoints, and a damaged checkpoint file is named."""
+    from fastrank.errors import FastrankError
+    from fastrank.training.recipe import RUN_RECORD, train
+
+    ckpt = tmp_path / "ckpt"
+    first = _config(toy_data, tiny_model_dir, tmp_path / "first", epochs=1, eval_data=None, checkpoint_dir=str(ckpt))
+    train(first)
+    assert sorted(p.name for p in ckpt.iterdir()) == ["checkpoint-12", RUN_RECORD]
+    unfinished = ckpt / "checkpoint-24"  # what a stop during the second epoch's save leaves: weights, no state
+    unfinished.mkdir()
+    (unfinished / "model.safetensors").write_bytes((ckpt / "checkpoint-12" / "model.safetensors").read_bytes())
+
+    def again(out: str, **kw):
+        return _config(toy_data, tiny_model_dir, tmp_path / out, eval_data=None, checkpoint_dir=str(ckpt),
+                       resume=True, **{"epochs": 2, **kw})
+
+    with pytest.raises(FastrankError, match=r"other settings \(lr 0.003 -> 0.01; seed 12 -> 5\); resume with that "
+                                            r"run's settings \(only --epochs may change\)"):
+        train(again("changed", lr=1e-2, seed=5))
+    other_data = tmp_path / "other.jsonl"
+    other_data.write_text((toy_data / "train.jsonl").read_text().replace("tiger", "lion"))
+    with pytest.raises(FastrankError, match=r"other settings \(data .* -> .*; the training data's content\)"):
+        train(again("moved", data=str(other_data)))
+    with caplog.at_level("WARNING", logger="fastrank.training.recipe"):
+        resumed = train(again("second"))
+    assert resumed["resumed_from_step"] == 12 and "checkpoint-24: it was not finished" in caplog.text
+    assert (ckpt / "checkpoint-24" / "trainer_state.json").is_file()  # written again, by the resumed run
+    train(_config(toy_data, tiny_model_dir, tmp_path / "fresh", epochs=1, eval_data=None, checkpoint_dir=str(ckpt),
+                  lr=1e-2))  # afresh: the earlier run's checkpoint-24 goes, this run's checkpoint-12 stays
+    assert sorted(p.name for p in ckpt.iterdir()) == ["checkpoint-12", RUN_RECORD]
+    assert json.loads((ckpt / RUN_RECORD).read_text())["settings"]["lr"] == 1e-2
+    optimizer = ckpt / "checkpoint-12" / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[:-100])
+    with pytest.raises(FastrankError, match=r"checkpoint-12 is damaged: optimizer.pt \(.*\) cannot be read"):
+        train(again("damaged", lr=1e-2))
+
+
 @pytest.fixture(scope="module")
 def encoder_base(tmp_path_factory):
     """A tiny BERT encoder without a classification head (as an embedding base is): CrossEncoder adds a fresh one."""
@@ -406,11 +447,11 @@ def test_resume_without_a_checkpoint_fails_before_anything_happens(toy_data, tin
         raise AssertionError("the model was loaded before --resume was checked")
 
     monkeypatch.setattr(fastrank.model, "CrossEncoder", no_load)
-    with pytest.raises(FastrankError, match=r"^--resume: no checkpoint in .*o1\.checkpoints \(a run that saved at "
-                                            r"least one epoch writes one\); drop --resume to start afresh$"):
+    with pytest.raises(FastrankError, match=r"^--resume: no complete checkpoint in .*o1\.checkpoints \(a run that "
+                                            r"saved at least one epoch writes one\); drop --resume to start afresh$"):
         train(_config(toy_data, tiny_model_dir, tmp_path / "o1", resume=True))
     (tmp_path / "ckpt").mkdir()  # an existing but empty checkpoint directory holds nothing to resume either
-    with pytest.raises(FastrankError, match=r"--resume: no checkpoint in .*ckpt \("):
+    with pytest.raises(FastrankError, match=r"--resume: no complete checkpoint in .*ckpt \("):
         train(_config(toy_data, tiny_model_dir, tmp_path / "o2", resume=True, checkpoint_dir=str(tmp_path / "ckpt")))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
 

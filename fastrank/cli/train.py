@@ -78,8 +78,10 @@ def train_command(
         "--first-stage-weight", help="Train as a correction to the embedding model: rank by logit + W * its score "
         "(listwise losses; score the result with fastrank.losses.prior.PriorReranker). Experimental: it did not "
         "help on WikiQA, see bench/RESULTS.md.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Resume an unfinished run from its last checkpoint, kept "
-                                                          "in OUT.checkpoints (removed once a run finishes).")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Resume an unfinished run from its last finished "
+                                                          "checkpoint, kept in OUT.checkpoints (removed once a run "
+                                                          "finishes), with that run's settings and data (--epochs "
+                                                          "may be raised).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train a cross-encoder reranker (defaults: the recipe measured in bench/RESULTS.md)."""

@@ -7,10 +7,12 @@ interrupted run never leaves a directory at ``out`` that looks like a finished m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import numbers
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -122,12 +124,94 @@ def _check_number(name: str, value: Any, accepted: str, *, low: float, low_ok: b
 MIN_USEFUL_STEPS = 10  # below this a run is mostly warm-up: warn
 
 
-def _last_checkpoint(ckpt_dir: Path) -> Path | None:
-    """The newest ``checkpoint-N`` directory in ``ckpt_dir`` (None when there is none, or no such directory)."""
-    from transformers.trainer_utils import get_last_checkpoint
+RUN_RECORD = "fastrank_run.json"  # in the checkpoint directory: the settings its checkpoints were trained with
+# Settings that do not change what is trained (where it goes, how it is shown, what it is evaluated on), and epochs,
+# which a resumed run may raise to train on.
+_NOT_CHECKED_ON_RESUME = ("out", "checkpoint_dir", "resume", "show_progress_bar", "eval_data", "eval_each_epoch",
+                          "epochs")
 
-    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
-    return Path(last) if last else None
+
+def _checkpoints(ckpt_dir: Path) -> list[Path]:
+    """The ``checkpoint-N`` folders in ``ckpt_dir``, newest (highest N) first."""
+    if not ckpt_dir.is_dir():
+        return []
+    found = [p for p in ckpt_dir.iterdir() if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]), reverse=True)
+
+
+def _complete(checkpoint: Path) -> bool:
+    """Whether transformers finished writing ``checkpoint``: trainer_state.json, the last file it writes (after the
+    weights, optimizer, scheduler and RNG state), is there and reads."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _last_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The newest complete ``checkpoint-N`` in ``ckpt_dir`` (None when there is none): a run stopped while writing
+    one leaves it incomplete, and the one before it is where to resume."""
+    return next((p for p in _checkpoints(ckpt_dir) if _complete(p)), None)
+
+
+def _drop_incomplete(ckpt_dir: Path, last: Path) -> None:
+    """Remove the checkpoints newer than ``last`` that were never finished (the resumed run writes them again)."""
+    for checkpoint in _checkpoints(ckpt_dir):
+        if checkpoint == last:
+            return
+        logger.warning("removing %s: it was not finished (the run stopped while writing it); resuming from %s",
+                       checkpoint, last.name)
+        shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def _run_record(config: TrainConfig, bf16: bool) -> dict[str, Any]:
+    """What the checkpoints of a run depend on: its settings (JSON-normalised) and the training data's content."""
+    settings = {k: v for k, v in asdict(config).items() if k not in _NOT_CHECKED_ON_RESUME} | {"bf16": bf16}
+    data = Path(config.data)
+    if data.is_file():
+        digest = hashlib.sha256()
+        with data.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        fingerprint = digest.hexdigest()
+    else:  # a hub dataset id or a folder: its name
+        fingerprint = str(config.data)
+    return json.loads(json.dumps({"settings": settings, "data_sha256": fingerprint}, default=str))
+
+
+def _check_same_run(ckpt_dir: Path, record: dict[str, Any]) -> None:
+    """FastrankError naming every setting (and the data) that differs from the run whose checkpoints ``resume``
+    would continue: their optimizer, schedule and data order belong to that run. Only ``epochs`` may change."""
+    path = ckpt_dir / RUN_RECORD
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        logger.warning("%s has no readable %s (checkpoints written by an older fastrank): resuming without checking "
+                       "that this run's settings and data are the ones they were trained with", ckpt_dir, RUN_RECORD)
+        return
+    old, new = saved.get("settings", {}), record["settings"]
+    changed = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if saved.get("data_sha256") != record["data_sha256"]:
+        changed.append("the training data's content")
+    if changed:
+        raise FastrankError(f"--resume: the checkpoints in {ckpt_dir} belong to a run with other settings ("
+                            f"{'; '.join(changed)}); resume with that run's settings (only --epochs may change), or "
+                            "drop --resume to start afresh")
+
+
+def _start_afresh(ckpt_dir: Path, record: dict[str, Any]) -> None:
+    """A new run (no resume): an earlier unfinished run's checkpoints are removed (the trainer would keep the
+    higher-numbered of theirs and its own, and a later resume would continue the wrong run), then this run's
+    settings are recorded for a resume to check."""
+    stale = _checkpoints(ckpt_dir)
+    if stale:
+        logger.warning("starting afresh: removing %d checkpoint(s) of an earlier unfinished run in %s (--resume "
+                       "would have continued it)", len(stale), ckpt_dir)
+        for checkpoint in stale:
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    (ckpt_dir / RUN_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
 
 
 def _check_inputs_outside(ckpt_dir: Path, inputs: list[str | None], removed: bool) -> None:
@@ -147,12 +231,40 @@ def _check_inputs_outside(ckpt_dir: Path, inputs: list[str | None], removed: boo
                                 "or copy it elsewhere first")
 
 
+def _damaged_file(checkpoint: Path) -> str | None:
+    """The first file of a finished checkpoint that cannot be read whole (a safetensors header or size that does
+    not add up, a torch zip archive that fails its checksums), with the reason; None when all read."""
+    import zipfile
+
+    from fastrank.model import _damaged_weights
+
+    damaged = _damaged_weights(str(checkpoint))
+    if damaged:
+        return f"{damaged[0].name} ({damaged[1]})"
+    for file in sorted(checkpoint.glob("*.pt")) + sorted(checkpoint.glob("*.pth")):
+        try:
+            with zipfile.ZipFile(file) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError) as exc:
+            return f"{file.name} ({exc})"
+        if bad is not None:
+            return f"{file.name} (its entry {bad} fails its checksum)"
+    return None
+
+
 def _check_resumable(ckpt_dir: Path) -> None:
-    """``resume`` needs a checkpoint: refuse at once, before any loading or training creates anything, rather than
-    with transformers' error after the model has loaded (and an empty checkpoint directory is left behind)."""
-    if _last_checkpoint(ckpt_dir) is None:
-        raise FastrankError(f"--resume: no checkpoint in {ckpt_dir} (a run that saved at least one epoch writes one); "
-                            "drop --resume to start afresh")
+    """``resume`` needs a checkpoint that reads: refuse at once, before any loading or training creates anything,
+    rather than with transformers' error (or a traceback) after the model has loaded."""
+    last = _last_checkpoint(ckpt_dir)
+    damaged = _damaged_file(last) if last is not None else None
+    if damaged:
+        raise FastrankError(f"--resume: {last} is damaged: {damaged} cannot be read; delete that folder to resume "
+                            "from an earlier checkpoint, or drop --resume to start afresh")
+    if last is None:
+        unfinished = [p.name for p in _checkpoints(ckpt_dir)]
+        found = f" ({', '.join(unfinished)}: not finished, the run stopped while writing it)" if unfinished else ""
+        raise FastrankError(f"--resume: no complete checkpoint in {ckpt_dir}{found} (a run that saved at least one "
+                            "epoch writes one); drop --resume to start afresh")
 
 
 def _resumed_step(ckpt_dir: Path) -> int:
@@ -374,8 +486,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
     ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else out.with_name(out.name + ".checkpoints")
     _check_inputs_outside(ckpt_dir, [config.base, config.data, config.eval_data, config.first_stage_model],
                           removed=config.checkpoint_dir is None)
+    record = _run_record(config, bf16)
     if config.resume:
         _check_resumable(ckpt_dir)
+        _check_same_run(ckpt_dir, record)
     evaluator = RerankingEvaluator.from_file(config.eval_data, ks=(10,)) if config.eval_data else None  # read early
     set_seed(config.seed)
     groups = read_groups(config.data)
@@ -433,10 +547,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
         result["eval_before"] = evaluator.evaluate(scorer).to_dict()
     each_epoch = _ScoredEvaluator(evaluator, make_scorer) if evaluator is not None and config.eval_each_epoch else None
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=each_epoch)
+    last = _last_checkpoint(ckpt_dir) if config.resume else None
+    if last is not None:
+        _drop_incomplete(ckpt_dir, last)
+    else:
+        _start_afresh(ckpt_dir, record)
     resumed_at = _resumed_step(ckpt_dir) if config.resume else 0
     start = time.perf_counter()
     try:
-        output = trainer.train(resume_from_checkpoint=bool(config.resume) or None)
+        output = trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
     except BaseException:
         if config.checkpoint_dir is None and not any(ckpt_dir.glob("checkpoint-*")):
             shutil.rmtree(ckpt_dir, ignore_errors=True)  # nothing to resume from: leave no empty folder behind
