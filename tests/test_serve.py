@@ -743,7 +743,8 @@ def _startup_address(proc: subprocess.Popen, timeout: float) -> re.Match:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_port_0_serves_on_the_free_port_it_prints(tiny_model_dir, workers):
-    """--port 0: the startup line names the port the socket was bound to, and the service answers there."""
+    """--port 0: the startup line names the port the socket was bound to, and the service answers there: a client
+    connecting the moment the line shows is queued until the server accepts (it was refused, ~1 s with workers)."""
     import httpx
 
     proc = _serve_cli(str(tiny_model_dir), "--port", "0", "--workers", str(workers))
@@ -751,14 +752,7 @@ def test_port_0_serves_on_the_free_port_it_prints(tiny_model_dir, workers):
         match = _startup_address(proc, 20)
         assert int(match.group(1)) > 0, match.group(0)
         url = f"http://127.0.0.1:{match.group(1)}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                health = httpx.get(url + "/health", timeout=5)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and proc.poll() is None, "the service never answered"
-                time.sleep(0.1)
+        health = httpx.get(url + "/health", timeout=30)  # no retry: a refused connection fails the test
         assert health.status_code == 200 and health.json()["status"] == "ok"
         ranked = httpx.post(url + "/rerank", json={"query": "q", "documents": ["a", "b"]}, timeout=10)
         assert ranked.status_code == 200 and len(ranked.json()["results"]) == 2
