@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
 from pathlib import Path
 from typing import Any
+
+from fastrank.io import append_jsonl, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -34,16 +35,12 @@ def machine() -> dict[str, Any]:
 
 def append_record(name: str, record: dict[str, Any]) -> Path:
     """Append one result record (with a timestamp and machine info) to bench/results/<name>.jsonl."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.jsonl"
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(), **record}
-    with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record, default=str) + "\n")
-    return path
+    return append_jsonl(RESULTS_DIR / f"{name}.jsonl", [record])
 
 
 def read_records(name: str) -> list[dict[str, Any]]:
     path = RESULTS_DIR / f"{name}.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_jsonl(path)  # a line cut short by a stopped run is passed over, with a warning

@@ -382,12 +382,11 @@ def _number(values: dict[str, Any], key: str, spec: str) -> str:
 
 
 def write_jsonl(path: str | Path, records: Sequence[dict[str, Any]]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, default=str) + "\n")
-    return path
+    """Append the run's records to ``path`` (``fastrank.io.append_jsonl``: one write, after closing a line an
+    earlier run left cut short)."""
+    from fastrank.io import append_jsonl
+
+    return append_jsonl(path, records)
 
 
 def _warn_if_other_source(model: str | Path, artifact: str | Path, manifest: dict[str, Any],

@@ -465,22 +465,17 @@ def check_groups_path(path: str | Path, what: str = "the output file") -> Path:
 def write_groups(groups: Iterable[QueryGroup], path: str | Path) -> Path:
     """Write groups as grouped JSONL (the canonical format) to a ``.jsonl`` / ``.json`` path
     (``check_groups_path``)."""
+    from fastrank.io import atomic_file
+
     path = check_groups_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            for i, g in enumerate(groups):
-                rec: dict[str, Any] = {"query_id": g.query_id or str(i), "query": g.query, "documents": g.documents}
-                if LABELS_FROM_SCORES not in g.meta:  # labels copied from teacher scores are not written as labels
-                    rec["labels"] = g.labels
-                if g.scores is not None:
-                    rec["scores"] = g.scores
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # nothing half-written is left behind
-        raise
+    with atomic_file(path) as f:  # nothing half-written is left behind; racing writers each write their own file
+        for i, g in enumerate(groups):
+            rec: dict[str, Any] = {"query_id": g.query_id or str(i), "query": g.query, "documents": g.documents}
+            if LABELS_FROM_SCORES not in g.meta:  # labels copied from teacher scores are not written as labels
+                rec["labels"] = g.labels
+            if g.scores is not None:
+                rec["scores"] = g.scores
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
     return path
 
 

@@ -88,6 +88,16 @@ class EmbeddingModel:
     def dimension(self) -> int:
         return int(self.model.config.hidden_size)
 
+    @property
+    def weights_sha256(self) -> str:
+        """sha256 of the weights as loaded (not of the path, whose files may be replaced): what identifies this model
+        in the corpus-embedding cache. Computed once."""
+        if "_weights_sha256" not in self.__dict__:
+            from fastrank.export.manifest import source_sha256
+
+            self.__dict__["_weights_sha256"] = source_sha256(None, self.model.state_dict())[0]
+        return self.__dict__["_weights_sha256"]
+
     def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = mask.unsqueeze(-1).to(hidden.dtype)
         if self.pooling == "cls":

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import IO, Any
 
 from fastrank.errors import FastrankError
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_FILE = "fastrank.json"
 # A Hugging Face checkpoint: its config, weights (one file or a shard index) and a tokenizer file, all three.
@@ -194,11 +199,69 @@ def _make_tmp(target: Path) -> Path:
     return tmp
 
 
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Yield a file opened on a uniquely named temporary beside ``path``; on success it replaces ``path`` whole, on
+    error it is removed. Readers see the old file or the new one, never part of it, and writers racing on one path
+    each write their own temporary, so the last one wins with a whole file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
+            yield f
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make the file private to its writer
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def append_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> Path:
+    """Append ``records`` to a JSONL file in one write. A last line cut short by an earlier stop or a full disk is
+    closed first, so a new record is never glued onto it (``read_jsonl`` passes over such a line)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = "".join(json.dumps(r, default=str) + "\n" for r in records).encode("utf-8")
+    with path.open("ab") as f:
+        if f.tell() and _last_byte(path) != b"\n":
+            data = b"\n" + data
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return path
+
+
+def _last_byte(path: Path) -> bytes:
+    with path.open("rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a JSONL file; a line that is not JSON (one cut short by a stop or a full disk) is passed over
+    with a warning naming the file and line, so one broken line does not hide every record."""
+    records = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError as exc:
+            logger.warning("%s line %d is not JSON (%s), passed over: a write cut short?", path, number, exc)
+    return records
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def _umask_permissions(root: Path) -> None:
     """Give every file under ``root`` the umask's permissions: safetensors writes its files 0600, which would make
     a saved model unreadable to anyone but its writer (a serving user, a shared cache)."""
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = _umask()
     for path in root.rglob("*"):
         if path.is_file() and not path.is_symlink():
             path.chmod(0o666 & ~umask)

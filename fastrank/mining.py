@@ -53,21 +53,30 @@ def _as_given(doc: Document) -> str:
 
 def corpus_embeddings(model, corpus: Sequence[Document], cache_dir: str | Path | None = None,
                       batch_size: int = 64, show_progress_bar: bool | None = None) -> tuple[np.ndarray, bool]:
-    """Embed ``corpus``, re-using ``cache_dir/<model+corpus hash>.npy`` when present; returns (matrix, cache_hit)."""
+    """Embed ``corpus``, re-using ``cache_dir/<model+corpus hash>.npy`` when present; returns (matrix, cache_hit).
+
+    The key hashes the model's weights (a model replaced at the same path misses), its settings and the corpus. A
+    cache file that does not read back whole (a disk that filled up, a copy cut short) is embedded again and
+    rewritten; files are replaced whole, so a reader never sees part of one."""
+    from fastrank.io import atomic_file
+
     if cache_dir is None:
         return model.encode(corpus, batch_size, show_progress_bar), False
-    key = _fingerprint(model.name_or_path, model.max_length, model.pooling, model.normalize,
+    identity = getattr(model, "weights_sha256", None) or model.name_or_path
+    key = _fingerprint(identity, model.max_length, model.pooling, model.normalize,
                        hashlib.sha256("\0".join(map(_as_given, corpus)).encode("utf-8")).hexdigest())
     path = Path(cache_dir) / f"corpus-{key}.npy"
     if path.is_file():
-        emb = np.load(path)
-        if emb.shape == (len(corpus), model.dimension):
-            return emb, True
+        try:
+            emb = np.load(path)
+        except (OSError, ValueError, EOFError) as exc:
+            logger.warning("the corpus embedding cache %s does not read (%s): embedding the corpus again", path, exc)
+        else:
+            if emb.shape == (len(corpus), model.dimension):
+                return emb, True
     emb = model.encode(corpus, batch_size, show_progress_bar)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, emb)
-    tmp.replace(path)
+    with atomic_file(path, "wb") as f:
+        np.save(f, emb)
     return emb, False
 
 

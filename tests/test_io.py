@@ -32,6 +32,62 @@ def test_atomic_dir_replaces_on_success_and_keeps_the_old_on_failure(tmp_path):
     assert (target / "fastrank.json").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+def test_racing_writers_of_one_file_leave_one_whole_file(tmp_path):
+    """write_groups (mine --out) from several threads at once: every call returns, the file is one writer's whole
+    output, and no temporary is left (a shared 'F.tmp' name failed one writer and could mix their lines)."""
+    import threading
+
+    from fastrank.data import QueryGroup, read_groups, write_groups
+
+    out = tmp_path / "mined.jsonl"
+    outputs = {w: [QueryGroup(f"{w}-{i}", [f"doc {w} {j}" for j in range(50)], [1] + [0] * 49, f"{w}-{i}")
+                   for i in range(200)] for w in "abcd"}
+    errors: list[BaseException] = []
+
+    def write(w: str) -> None:
+        try:
+            for _ in range(5):
+                write_groups(outputs[w], out)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in outputs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    written = read_groups(out)
+    writer = written[0].query_id[0]
+    assert [g.query_id for g in written] == [g.query_id for g in outputs[writer]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mined.jsonl"]
+    assert (out.stat().st_mode & 0o777) == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_line_cut_short_is_closed_before_an_append_and_passed_over_when_read(tmp_path, caplog):
+    """bench --out after a run stopped mid-write (a full disk, a kill): the next record starts on its own line (it
+    was glued onto the broken one and lost), and the reader warns and passes over the broken line instead of
+    failing on it (python -m bench report ended in a traceback)."""
+    from fastrank.io import append_jsonl, read_jsonl
+
+    out = tmp_path / "run.jsonl"
+    append_jsonl(out, [{"row": 1}])
+    with out.open("a") as f:
+        f.write('{"row": 2, "pairs_per')  # what a stopped write leaves
+    append_jsonl(out, [{"row": 3}, {"row": 4}])
+    with caplog.at_level("WARNING", logger="fastrank.io"):
+        assert read_jsonl(out) == [{"row": 1}, {"row": 3}, {"row": 4}]
+    assert f"{out} line 2 is not JSON" in caplog.text
+
+
 def test_output_paths_that_would_destroy_other_files_are_refused(tmp_path, monkeypatch):
     work = tmp_path / "work"
     (work / "notes").mkdir(parents=True)

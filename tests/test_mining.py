@@ -71,6 +71,40 @@ def test_cache_reuses_corpus_embeddings(tmp_path):
     assert first.groups[0].documents == second.groups[0].documents
 
 
+def test_the_cache_follows_the_weights_and_survives_a_damaged_file(tmp_path, tiny_model_dir, caplog):
+    """Another model at the same path misses the cache (its key hashes the weights, not the path: the old model's
+    corpus vectors were compared with the new one's queries); a cache file cut short is embedded again and
+    rewritten (it failed every later run: empty files with a bare 'Aborted.')."""
+    import shutil
+
+    from fastrank import EmbeddingModel
+    from fastrank.mining import corpus_embeddings
+
+    path = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, path)
+    cache = tmp_path / "cache"
+    first, hit = corpus_embeddings(EmbeddingModel(path, device="cpu"), CORPUS, cache)
+    assert not hit and corpus_embeddings(EmbeddingModel(path, device="cpu"), CORPUS, cache)[1]
+    [cached] = cache.glob("corpus-*.npy")
+    weights = path / "model.safetensors"
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(weights))
+    save_file({k: v + 0.5 if v.is_floating_point() else v for k, v in tensors.items()}, str(weights))
+    replaced = EmbeddingModel(path, device="cpu")
+    second, hit = corpus_embeddings(replaced, CORPUS, cache)
+    assert not hit and not np.allclose(second, first)
+    np.testing.assert_allclose(second, replaced.encode(CORPUS), atol=1e-6)
+    for damage in (b"", cached.read_bytes()[:-40]):
+        cached.write_bytes(damage)
+        with caplog.at_level("WARNING", logger="fastrank.mining"):
+            again, hit = corpus_embeddings(EmbeddingModel(tiny_model_dir, device="cpu"), CORPUS, cache)
+        assert not hit and "does not read" in caplog.text
+        np.testing.assert_allclose(again, first, atol=1e-6)
+        assert np.load(cached).shape == first.shape  # rewritten whole
+    assert len(list(cache.iterdir())) == 2 and not list(cache.glob(".*"))  # two models' files, no temporaries
+
+
 def test_bad_input_is_reported():
     groups = _groups() + [QueryGroup("q-2", ["d3-doc"], [0.0], "2"), QueryGroup("q-3", ["x0-new"], [1.0], "3")]
     res = mine_hard_negatives(groups, FakeEmbedder(), CORPUS + ["d9-doc"], num_negatives=1, use_faiss=False)
