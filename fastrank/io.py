@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -177,19 +181,71 @@ def atomic_dir(target: str | Path, keep: Iterable[str | Path] = (),
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _umask_permissions(tmp)
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
-        target.rename(old)
-    tmp.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    try:
+        _swap_in(tmp, target)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise FastrankError(f"could not put the new {target} in place ({exc.strerror or exc}): another process may "
+                            "be writing the same path; write each output to its own path") from exc
+
+
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Move ``tmp`` to ``target``. An existing ``target`` is exchanged with ``tmp`` in one atomic rename where the
+    system has one (Linux renameat2), so ``target`` never goes missing and a stop cannot leave it so; elsewhere it
+    is renamed aside first. The old version is then removed."""
+    if not target.exists():
+        try:
+            tmp.rename(target)
+            return
+        except OSError as exc:  # another writer put one there meanwhile: replace it as below
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    if _exchange(tmp, target):
+        shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old version
+        return
+    old = tmp.with_name(tmp.name.replace(".tmp-", ".old-", 1))
+    target.rename(old)
+    try:
+        tmp.rename(target)
+    except OSError:
+        old.rename(target)  # put the old version back rather than leave nothing
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two paths (renameat2 with RENAME_EXCHANGE); False where the system or file system has no
+    such call (then nothing was changed)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+# The temporaries of an atomic write carry their writer's host and process, so the next write to the same target can
+# remove the ones a killed process left (a SIGKILL or power loss runs no cleanup): ".NAME.tmp-HOST-PID-RANDOM".
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def _make_tmp(target: Path) -> Path:
-    """Create the temporary directory beside ``target`` (and ``target``'s parents); an OSError (a file in the way,
-    a read-only or full disk) becomes a FastrankError naming the path."""
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
+    """Create the temporary directory beside ``target`` (and ``target``'s parents), after removing those a killed
+    writer on this host left; an OSError (a file in the way, a read-only or full disk) becomes a FastrankError
+    naming the path."""
+    _remove_abandoned(target)
+    tmp = target.parent / f".{target.name}.tmp-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()  # the umask's permissions (mkdtemp's 0700 would make every written model private to its writer)
@@ -250,6 +306,31 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
         except ValueError as exc:
             logger.warning("%s line %d is not JSON (%s), passed over: a write cut short?", path, number, exc)
     return records
+
+
+def _remove_abandoned(target: Path) -> None:
+    """Remove ``target``'s temporaries (``.NAME.tmp-*`` / ``.NAME.old-*``) whose writer, a process on this host, no
+    longer runs; another host's, or a live process's, are left alone."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(?:tmp|old)-{_HOST}-(\d+)-[0-9a-f]+")
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match and not _running(int(match.group(1))):
+            logger.warning("removing %s, left by an interrupted write to %s", entry, target)
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by another user
+        return True
+    return True
 
 
 def _umask() -> int:
