@@ -289,6 +289,38 @@ def test_one_artifact_carries_engines_for_several_gpus(tiny_model_dir, tmp_path,
         export_tensorrt(str(int8), tmp_path / "x")
 
 
+def test_an_engine_added_by_another_machine_during_a_build_is_kept(tiny_model_dir, tmp_path, on_fake_gpu,
+                                                                   monkeypatch):
+    """Two GPU machines adding engines to one shared artifact at once: the one that finishes last re-reads the
+    artifact under a lock and keeps the other's engine (it copied the artifact before building and replaced it
+    after, so one engine was lost while both exports reported success)."""
+    import fastrank.export.tensorrt as trt_export
+    from fastrank.export.manifest import read_manifest
+
+    on_fake_gpu("10.5.0")
+    art = tmp_path / "art"
+    export_tensorrt(str(tiny_model_dir), art, ladder=("fp32",), max_batch=8)
+    build = trt_export.build_engine
+    others = []
+
+    def build_while_another_adds(*args, **kwargs):
+        info = build(*args, **kwargs)
+        if not others:  # while sm80's engine builds, an sm86 machine adds its own and finishes first
+            others.append("8.6")
+            monkeypatch.setattr(trt_backend, "gpu_info", lambda: ("8.6", "10.5.0"))
+            export_tensorrt(str(art), art, ladder=("fp32",))
+            monkeypatch.setattr(trt_backend, "gpu_info", lambda: ("8.0", "10.5.0"))
+        return info
+
+    monkeypatch.setattr(trt_export, "build_engine", build_while_another_adds)
+    monkeypatch.setattr(trt_backend, "gpu_info", lambda: ("8.0", "10.5.0"))
+    manifest = export_tensorrt(str(art), art, ladder=("fp32",))
+    engines = sorted(e["compute_capability"] for e in manifest["tensorrt"]["engines"])
+    assert engines == ["8.0", "8.6", "9.0"] and manifest == read_manifest(art)
+    assert sorted(p.name for p in (art / "tensorrt").glob("*.plan")) == sorted(
+        engine_file(cc, "10.5.0", "fp32") for cc in ("8.0", "8.6", "9.0"))
+
+
 def test_an_artifact_with_onnxruntime_fused_ops_is_refused_before_any_build(tiny_model_dir, tmp_path, on_fake_gpu):
     from fastrank import CrossEncoder
     from fastrank.export import export_model

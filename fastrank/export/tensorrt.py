@@ -18,7 +18,11 @@ something (profiles, keys, selection, ladders, layer choices) runs on any machin
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
+import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,7 +238,6 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
     so the bf16 rung is skipped there (recorded with the reason). ``progress(text)`` hears of each step (a build
     takes minutes).
     """
-    import shutil
     import tempfile
 
     from fastrank.backends.tensorrt_backend import TensorRTBackend, gpu_info
@@ -321,18 +324,74 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
             else:
                 kept.append(entry)
         shutil.move(str(Path(tmp) / chosen["file"]), engines_dir / chosen["file"])
-        manifest["tensorrt"] = {"profiles": [p.to_dict() for p in profiles], "engines": kept + [chosen]}
-        write_manifest(base, manifest)
-        with atomic_dir(out_dir, keep) as target:
-            shutil.copytree(base, target, dirs_exist_ok=True)
+        with _locked_parent(Path(out_dir)):  # GPU machines adding engines to one shared artifact: one at a time
+            kept += _engines_added_meanwhile(Path(out_dir), base, kept + [chosen], profiles)
+            manifest["tensorrt"] = {"profiles": [p.to_dict() for p in profiles], "engines": kept + [chosen]}
+            write_manifest(base, manifest)
+            with atomic_dir(out_dir, keep) as target:
+                shutil.copytree(base, target, dirs_exist_ok=True)
     return manifest
+
+
+@contextlib.contextmanager
+def _locked_parent(out_dir: Path):
+    """An exclusive lock on ``out_dir``'s parent folder (flock on the directory itself, so no lock file is left
+    behind), held while an artifact is re-read and replaced; a no-op where flock does not exist."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    parent = out_dir.expanduser().resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _engines_added_meanwhile(out_dir: Path, base: Path, ours: list[dict[str, Any]],
+                             profiles: Sequence[Profile]) -> list[dict[str, Any]]:
+    """Engines another export added to ``out_dir`` while this one built (a shared artifact that several GPU
+    machines add to), copied into ``base`` so that replacing ``out_dir`` keeps them; they were lost. Refused when
+    ``out_dir`` now holds another ONNX model or other profiles, which this engine was not built for."""
+    from fastrank.export.manifest import read_manifest
+
+    current = read_manifest(out_dir) if out_dir.is_dir() else None
+    if not current or not (current.get("tensorrt") or {}).get("engines"):
+        return []
+    taken = {(str(e["compute_capability"]), str(e["tensorrt_version"])) for e in ours}
+    new = [e for e in current["tensorrt"]["engines"]
+           if (str(e["compute_capability"]), str(e["tensorrt_version"])) not in taken]
+    if not new:
+        return []
+    same_model = _sha256(out_dir / "model.onnx") == _sha256(base / "model.onnx")
+    if not same_model or current["tensorrt"].get("profiles") != [p.to_dict() for p in profiles]:
+        raise FastrankError(f"{out_dir} changed while this engine was built: another export wrote another model or "
+                            "other profiles there; run this export again to build for what it holds now")
+    for entry in new:
+        for name in (entry["file"], entry.get("timing_cache")):
+            if name and (out_dir / ENGINE_DIR / name).is_file():
+                shutil.copy2(out_dir / ENGINE_DIR / name, base / ENGINE_DIR / name)
+    return new
+
+
+def _sha256(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _onnx_base(model: Any, base: Path, verify_pairs: Any) -> tuple[dict[str, Any], Any]:
     """Write the fp32 ONNX artifact the engines are built from into ``base``: exported from ``model`` (a checkpoint
     or CrossEncoder; PyTorch is the parity reference) or copied from ``model`` when it already is one (its ONNX
     model is the reference). Returns (manifest, reference logits function)."""
-    import shutil
 
     from fastrank.export.manifest import read_manifest
 

@@ -210,8 +210,10 @@ def _start_afresh(ckpt_dir: Path, record: dict[str, Any]) -> None:
                        "would have continued it)", len(stale), ckpt_dir)
         for checkpoint in stale:
             shutil.rmtree(checkpoint, ignore_errors=True)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    (ckpt_dir / RUN_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    from fastrank.io import atomic_file
+
+    with atomic_file(ckpt_dir / RUN_RECORD) as f:
+        json.dump(record, f, indent=2)
 
 
 def _check_inputs_outside(ckpt_dir: Path, inputs: list[str | None], removed: bool) -> None:
