@@ -92,7 +92,8 @@ def mine_command(
     answer_random: Annotated[int, typer.Option("--answer-random", help="... and this many more at random.")] = 0,
     teacher: Annotated[str | None, typer.Option("--teacher", help="Cross-encoder whose scores are attached.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(
-        "--cache-dir", help="Where corpus embeddings are cached between runs (keyed by model and corpus).")
+        "--cache-dir", help="Where corpus embeddings are cached between runs (keyed by the model's weights and "
+                            "settings and the corpus; an unreadable file is embedded again).")
     ] = Path(".fastrank-cache"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
