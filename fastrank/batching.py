@@ -49,6 +49,35 @@ class EncodedPairs:
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    @classmethod
+    def concat(cls, parts: Sequence[EncodedPairs]) -> EncodedPairs:
+        """One EncodedPairs holding ``parts``' pairs in order."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls([x for p in parts for x in p.input_ids], [x for p in parts for x in p.token_type_ids],
+                   np.concatenate([p.lengths for p in parts]) if parts else np.zeros(0, dtype=np.int64))
+
+
+# Pairs are tokenized a slice at a time and each slice kept as id arrays only: a tokenizers ``Encoding`` costs ~7 KB
+# for a short pair (offsets, tokens, overflow), so tokenizing 400k pairs at once held 3 GB where the arrays need
+# 0.35 GB. A slice ends at CHUNK_PAIRS items or CHUNK_CHARS characters of text (long documents).
+CHUNK_PAIRS = 4096
+CHUNK_CHARS = 1_000_000
+
+
+def _slices(sizes: Sequence[int]) -> list[slice]:
+    """Consecutive slices of items of ``sizes`` characters, each within CHUNK_PAIRS items and CHUNK_CHARS characters
+    (an item longer than that is a slice of its own)."""
+    out, start, chars = [], 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and (i - start >= CHUNK_PAIRS or chars + size > CHUNK_CHARS):
+            out.append(slice(start, i))
+            start, chars = i, 0
+        chars += size
+    if start < len(sizes) or not out:
+        out.append(slice(start, len(sizes)))
+    return out
+
 
 class PairEncoder:
     """Wraps a fast ``tokenizers.Tokenizer`` configured for pair truncation at ``max_length`` without padding."""
@@ -75,11 +104,13 @@ class PairEncoder:
         sep = self.separator
         items = [p if isinstance(p, str) or isinstance(p[1], str) else (p[0], document_text(p[1], sep))
                  for p in pairs]
-        try:
-            encs = self.tokenizer.encode_batch(items)
-        except TypeError as exc:  # tokenizers says only "TextInputSequence must be str"; say which item and why
-            raise _explain_bad_text(items) or exc from exc
-        return _to_encoded(encs)
+        parts = []
+        for part in _slices([_text_size(item) for item in items]):
+            try:
+                parts.append(_to_encoded(self.tokenizer.encode_batch(items[part])))
+            except TypeError as exc:  # tokenizers says only "TextInputSequence must be str"; say which and why
+                raise _explain_bad_text(items) or exc from exc
+        return EncodedPairs.concat(parts)
 
     def encode_windows(self, pairs: Sequence[Pair], overlap: int) -> tuple[EncodedPairs, np.ndarray]:
         """Cut every document into overlapping token windows, each paired with the (same) query.
@@ -105,25 +136,37 @@ class PairEncoder:
         items = [(q, document_parts(d)) for q, d in pairs]
         texts = [(q, text) for q, (_, text) in items]
         plain = self._plain_tokenizer()
-        queries = list(dict.fromkeys(q for q, _ in items))
-        titled = {i: f"{title} {self.separator}" for i, (_, (title, _)) in enumerate(items) if title}
+        room = self.max_length - self.tokenizer.num_special_tokens_to_add(True)
+        cut: dict[str, Encoding] = {}  # each query cut to half the room, made for the first document needing it
+        parts, owners = [], []
+        for part in _slices([_text_size(text) for text in texts]):  # a slice at a time, kept as arrays only
+            windows = self._windows(items, texts, part, plain, room, overlap, cut, owners)
+            parts.append(_to_encoded(windows))
+        return EncodedPairs.concat(parts), np.asarray(owners, dtype=np.int64)
+
+    def _windows(self, items, texts, part: slice, plain, room: int, overlap: int, cut: dict, owners: list) -> list:
+        """``encode_windows``' windows (``Encoding`` objects) for the pairs in ``part``; their owners are appended
+        to ``owners``."""
+        from tokenizers import Encoding
+
+        queries = list(dict.fromkeys(q for q, _ in items[part]))
+        titled = {i: f"{items[i][1][0]} {self.separator}" for i in range(part.start, part.stop) if items[i][1][0]}
         try:
             q_encs = dict(zip(queries, plain.encode_batch(queries, add_special_tokens=False)))
-            d_encs = plain.encode_batch([text for _, text in texts], add_special_tokens=False)
+            d_encs = plain.encode_batch([text for _, text in texts[part]], add_special_tokens=False)
             t_encs = dict(zip(titled, plain.encode_batch(list(titled.values()), add_special_tokens=False)))
         except TypeError as exc:
             raise _explain_bad_text(texts) or exc from exc
-        room = self.max_length - self.tokenizer.num_special_tokens_to_add(True)
-        cut: dict[str, Encoding] = {}  # each query cut to half the room, made for the first document needing it
-        windows, owners = [], []
-        for i, ((query, _), doc) in enumerate(zip(items, d_encs)):
+        windows = []
+        for i, doc in zip(range(part.start, part.stop), d_encs):
+            query = items[i][0]
             title = t_encs.get(i)
             whole = q_encs[query]
             if len(whole.ids) + (len(title.ids) if title is not None else 0) + len(doc.ids) <= room:
                 # the pair fits: one window, the query uncut, as ``encode`` gives it (only a document that needs
                 # several windows cuts a long query to leave each window room)
-                part = doc if title is None else Encoding.merge([title, doc], growing_offsets=True)
-                windows.append(plain.post_process(whole, part, add_special_tokens=True))
+                titled_doc = doc if title is None else Encoding.merge([title, doc], growing_offsets=True)
+                windows.append(plain.post_process(whole, titled_doc, add_special_tokens=True))
                 owners.append(i)
                 continue
             q_enc = cut.get(query)
@@ -139,12 +182,12 @@ class PairEncoder:
             # quarter of them, or an overlap near the limit would step one token at a time (2,088 windows for
             # one 2.2k-token document)
             doc.truncate(doc_room, stride=min(overlap, doc_room - max(1, doc_room // 4)))  # windows: doc.overflowing
-            for part in [doc, *doc.overflowing]:
+            for piece in [doc, *doc.overflowing]:
                 if title is not None:
-                    part = Encoding.merge([title, part], growing_offsets=True)
-                windows.append(plain.post_process(q_enc, part, add_special_tokens=True))
+                    piece = Encoding.merge([title, piece], growing_offsets=True)
+                windows.append(plain.post_process(q_enc, piece, add_special_tokens=True))
                 owners.append(i)
-        return _to_encoded(windows), np.asarray(owners, dtype=np.int64)
+        return windows
 
     def _short_title(self, title: str, room: int):
         """``title`` and the separator in at most ``room`` tokens: the title cut to what the separator leaves."""
@@ -172,6 +215,13 @@ class PairEncoder:
             plain.no_truncation()
             self.__dict__["_plain"] = plain
         return plain
+
+
+def _text_size(item: Any) -> int:
+    """Characters in a text or a (query, document) pair of texts (0 for what is not text: the tokenizer names it)."""
+    if isinstance(item, str):
+        return len(item)
+    return sum(len(x) for x in item if isinstance(x, str)) if isinstance(item, (tuple, list)) else 0
 
 
 def _to_encoded(encs) -> EncodedPairs:

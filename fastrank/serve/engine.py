@@ -75,13 +75,6 @@ class _Job:
     enqueued: float = field(default_factory=time.perf_counter)
 
 
-def _concat(parts: list[EncodedPairs]) -> EncodedPairs:
-    if len(parts) == 1:
-        return parts[0]
-    return EncodedPairs([x for p in parts for x in p.input_ids], [x for p in parts for x in p.token_type_ids],
-                        np.concatenate([p.lengths for p in parts]))
-
-
 class BatchingEngine:
     """Scores requests for one ``Reranker`` with cross-request batching (see the module docstring)."""
 
@@ -220,7 +213,7 @@ class BatchingEngine:
             if not jobs:
                 continue
             started = time.perf_counter()
-            merged = _concat([j.encoded for j in jobs])
+            merged = EncodedPairs.concat([j.encoded for j in jobs])
             try:
                 rows = await loop.run_in_executor(self._executor, self.reranker.run, merged,
                                                   self.config.max_batch_tokens)
