@@ -202,6 +202,24 @@ def test_numpy_search_matches_brute_force():
     np.testing.assert_allclose(scores, np.take_along_axis(q @ c.T, ref, axis=1), rtol=1e-6)
 
 
+def test_numpy_search_holds_a_bounded_number_of_similarities(monkeypatch):
+    """The query rows per step shrink as the corpus grows, so the similarities held at once stay within
+    SEARCH_ELEMENTS (512 rows whatever the corpus ran a 400k corpus past 6 GB), with the same results."""
+    import fastrank.mining as mining
+
+    rng = np.random.default_rng(1)
+    q, c = rng.normal(size=(9, 8)).astype(np.float32), rng.normal(size=(40, 8)).astype(np.float32)
+    expected = top_k_search(q, c, 5, use_faiss=False)
+    shapes, argpartition = [], np.argpartition
+    monkeypatch.setattr(mining, "SEARCH_ELEMENTS", 100)
+    monkeypatch.setattr(np, "argpartition", lambda a, *args, **kw: shapes.append(a.shape) or argpartition(a, *args,
+                                                                                                           **kw))
+    scores, idx = top_k_search(q, c, 5, use_faiss=False)
+    assert shapes and max(rows * cols for rows, cols in shapes) <= 100 and sum(r for r, _ in shapes) == 9
+    assert (idx == expected[1]).all()
+    np.testing.assert_allclose(scores, expected[0], rtol=1e-6)  # BLAS rounds by block: not bit-equal
+
+
 def test_twin_of_a_positive_is_never_mined():
     groups = [QueryGroup("q-1", ["d9-Doc"], [1.0], "1")]
     res = mine_hard_negatives(groups, FakeEmbedder(), CORPUS + ["d9-doc "], num_negatives=2, use_faiss=False)
