@@ -285,16 +285,24 @@ def test_main_turns_user_and_system_errors_into_one_line(monkeypatch, capsys, er
 
 def test_errors_from_the_python_api_name_the_command_s_flags(monkeypatch, capsys, tmp_path):
     """A library error read on the command line names the flags typed (--window-stride, --backend torch), not the
-    Python parameters (window_stride, backend='torch'); names that are not the command's options, paths and plain
-    words are left alone. The stride check comes before the model is looked for."""
+    Python parameters (window_stride, backend='torch'), as the message's subject or in name=value; names that are
+    not the command's options, quoted text (paths, keys, queries), paths and plain words are left alone. The stride
+    check comes before the model is looked for."""
     import fastrank.cli as cli
 
     message = ("window_stride applies to long_documents='windows'; use backend='torch' or top_k, not max_length; "
                "see runs/window_stride and window_stride.py; backend alone")
     assert cli.in_cli_words(message, ["rerank", "m"]) == (
-        "--window-stride applies to --long-documents windows; use --backend torch or --top-k, not max_length; "
+        "--window-stride applies to --long-documents windows; use --backend torch or top_k, not max_length; "
         "see runs/window_stride and window_stride.py; backend alone")
     assert cli.in_cli_words(message, ["mine"]) == message and cli.in_cli_words(message, []) == message
+    assert cli.in_cli_words("max_length=600 is above the limit", ["train"]) == "--max-length 600 is above the limit"
+    for untouched in ("'max_length' is not a local file", 'field "batch_size" must be a number', '{"batch_size": 3}',
+                      "no such file: eval_data", "C:\\runs\\eval_data", "file:eval_data", "max_length=None",
+                      "the tokenizer's max_length=512 exceeds 514", "loss_options={'temperature': 1}",
+                      "query 'what is max_length' has no documents", "query window_stride has no positive"):
+        assert cli.in_cli_words(untouched, ["train"]) == untouched
+        assert cli.in_cli_words(untouched, ["eval"]) == untouched
     docs = tmp_path / "docs.txt"
     docs.write_text("a\nb\n")
     monkeypatch.setattr(sys, "argv", ["fastrank", "rerank", str(tmp_path / "no-model"), "--query", "q", "--docs-file",

@@ -319,6 +319,10 @@ def test_an_engine_added_by_another_machine_during_a_build_is_kept(tiny_model_di
     assert engines == ["8.0", "8.6", "9.0"] and manifest == read_manifest(art)
     assert sorted(p.name for p in (art / "tensorrt").glob("*.plan")) == sorted(
         engine_file(cc, "10.5.0", "fp32") for cc in ("8.0", "8.6", "9.0"))
+    monkeypatch.setattr(trt_export, "build_engine", build)  # another model exported over it replaces it whole
+    monkeypatch.setattr(trt_backend, "gpu_info", lambda: ("9.0", "10.5.0"))
+    replaced = export_tensorrt(str(tiny_model_dir), art, ladder=("fp32",), max_batch=8)
+    assert [e["compute_capability"] for e in replaced["tensorrt"]["engines"]] == ["9.0"]
 
 
 def test_an_artifact_with_onnxruntime_fused_ops_is_refused_before_any_build(tiny_model_dir, tmp_path, on_fake_gpu):

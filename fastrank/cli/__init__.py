@@ -59,14 +59,19 @@ def _exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
-_IDENTIFIER = re.compile(r"(?<![\w./-])([a-z][a-z0-9_]*)(?:=('[^']*'|[\w.-]+))?(?![\w(]|\.\w)")
+# ``name=value`` (a value quoted, or a word that is not None), and a parameter name opening the message (its
+# subject, as in "window_stride must be ..."); never inside quotes (a path, a key or a query the user gave), after
+# "'s" (another object's attribute), or next to path characters.
+_ASSIGNMENT = re.compile(r"(?<![\w./\\:'\"-])(?<!'s )([a-z][a-z0-9_]*)=('[^']*'|(?!None\b)[\w.-]+)")
+_SUBJECT = re.compile(r"^([a-z][a-z0-9]*_[a-z0-9_]*)(?= )")
+_QUOTED = re.compile(r"(?<!\w)'[^']*'(?!\w)|\"[^\"]*\"")
 
 
 def in_cli_words(message: str, args: list[str]) -> str:
-    """``message`` with the library's parameter names (``window_stride``, ``backend='torch'``) written as the
-    invoked command's own flags (``--window-stride``, ``--backend torch``), so an error from the Python API reads in
-    the words the user typed. Only names that are options of that command change; a bare name changes only when it
-    has an underscore (``backend`` alone may be plain English)."""
+    """``message`` with the library's parameters (``window_stride must ...``, ``backend='torch'``) written as the
+    invoked command's own flags (``--window-stride must ...``, ``--backend torch``), so an error from the Python API
+    reads in the words the user typed. Only names that are options of that command change, and only as the
+    message's subject or in ``name=value``; quoted text (paths, keys, queries) is left as it is."""
     if not isinstance(app, typer.Typer):
         return message
     command = typer.main.get_command(app)
@@ -75,15 +80,16 @@ def in_cli_words(message: str, args: list[str]) -> str:
         return message
     flags = {p.name: next((o for o in p.opts if o.startswith("--")), None)
              for p in sub.params if getattr(p, "param_type_name", "") == "option"}
+    quoted = [m.span() for m in _QUOTED.finditer(message)]
 
     def swap(match: re.Match) -> str:
-        name, value = match.group(1), match.group(2)
-        flag = flags.get(name)
-        if flag is None or (value is None and "_" not in name):
+        flag = flags.get(match.group(1))
+        if flag is None or any(start <= match.start() < end for start, end in quoted):
             return match.group(0)
+        value = match.group(2) if match.lastindex and match.lastindex > 1 else None
         return flag if value is None else f"{flag} {value.strip(chr(39))}"
 
-    return _IDENTIFIER.sub(swap, message)
+    return _SUBJECT.sub(swap, _ASSIGNMENT.sub(swap, message))
 
 
 def main() -> None:

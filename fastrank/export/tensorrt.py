@@ -324,8 +324,10 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
             else:
                 kept.append(entry)
         shutil.move(str(Path(tmp) / chosen["file"]), engines_dir / chosen["file"])
+        in_place = local and Path(model).expanduser().resolve() == Path(out_dir).expanduser().resolve()
         with _locked_parent(Path(out_dir)):  # GPU machines adding engines to one shared artifact: one at a time
-            kept += _engines_added_meanwhile(Path(out_dir), base, kept + [chosen], profiles)
+            if in_place:  # another machine may have added its engine to this artifact meanwhile
+                kept += _engines_added_meanwhile(Path(out_dir), base, kept + [chosen], profiles)
             manifest["tensorrt"] = {"profiles": [p.to_dict() for p in profiles], "engines": kept + [chosen]}
             write_manifest(base, manifest)
             with atomic_dir(out_dir, keep) as target:
