@@ -129,6 +129,8 @@ RUN_RECORD = "fastrank_run.json"  # in the checkpoint directory: the settings it
 # which a resumed run may raise to train on.
 _NOT_CHECKED_ON_RESUME = ("out", "checkpoint_dir", "resume", "show_progress_bar", "eval_data", "eval_each_epoch",
                           "epochs")
+# Inputs compared by what they hold, not by how their path is written (relative, absolute, moved).
+_INPUTS = ("data", "base", "first_stage_model")
 
 
 def _checkpoints(ckpt_dir: Path) -> list[Path]:
@@ -165,19 +167,35 @@ def _drop_incomplete(ckpt_dir: Path, last: Path) -> None:
         shutil.rmtree(checkpoint, ignore_errors=True)
 
 
-def _run_record(config: TrainConfig, bf16: bool) -> dict[str, Any]:
-    """What the checkpoints of a run depend on: its settings (JSON-normalised) and the training data's content."""
-    settings = {k: v for k, v in asdict(config).items() if k not in _NOT_CHECKED_ON_RESUME} | {"bf16": bf16}
-    data = Path(config.data)
-    if data.is_file():
-        digest = hashlib.sha256()
-        with data.open("rb") as f:
+def _content_sha256(location: str) -> str:
+    """What a local file or folder holds (sha256 over its files' relative paths and bytes; a model folder's weights
+    and config only), else the hub id as given."""
+    from fastrank.export.manifest import source_sha256
+
+    path = Path(location).expanduser()
+    if path.is_dir():
+        try:
+            return source_sha256(path)[0]  # a model folder
+        except ValueError:
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+    elif path.is_file():
+        files = [path]
+    else:
+        return f"id {location}"
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        with file.open("rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
-        fingerprint = digest.hexdigest()
-    else:  # a hub dataset id or a folder: its name
-        fingerprint = str(config.data)
-    return json.loads(json.dumps({"settings": settings, "data_sha256": fingerprint}, default=str))
+    return digest.hexdigest()
+
+
+def _run_record(config: TrainConfig, bf16: bool) -> dict[str, Any]:
+    """What the checkpoints of a run depend on: its settings (JSON-normalised) and its inputs' contents."""
+    settings = {k: v for k, v in asdict(config).items() if k not in _NOT_CHECKED_ON_RESUME + _INPUTS}
+    inputs = {name: _content_sha256(str(getattr(config, name))) for name in _INPUTS}
+    return json.loads(json.dumps({"settings": settings | {"bf16": bf16}, "inputs": inputs}, default=str))
 
 
 def _check_same_run(ckpt_dir: Path, record: dict[str, Any]) -> None:
@@ -192,8 +210,8 @@ def _check_same_run(ckpt_dir: Path, record: dict[str, Any]) -> None:
         return
     old, new = saved.get("settings", {}), record["settings"]
     changed = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-    if saved.get("data_sha256") != record["data_sha256"]:
-        changed.append("the training data's content")
+    changed += [f"what {name} holds" for name in _INPUTS
+                if saved.get("inputs", {}).get(name) != record["inputs"][name]]
     if changed:
         raise FastrankError(f"--resume: the checkpoints in {ckpt_dir} belong to a run with other settings ("
                             f"{'; '.join(changed)}); resume with that run's settings (only --epochs may change), or "
