@@ -353,16 +353,19 @@ def add_answer_negatives(
     out = list(groups)
     stats = {"answer_pool": len(pool), "answer_negatives_added": 0, "answer_negatives_dropped_by_margin": 0,
              "queries_without_positive_unchanged": len(groups) - len(usable), "queries_with_fewer_answer_negatives": 0}
-    for gi, q in zip(usable, query_emb):
+    for gi, q in zip(usable, query_emb):  # in NumPy: Python loops over the pool made this quadratic in queries
         g = groups[gi]
-        own = {document_key(d) for d in g.documents}
         sims = pool_emb @ q
         floor = min(float(sims[key_index[document_key(p)]]) for p in g.positives)
-        order = [int(i) for i in np.argsort(-sims, kind="stable") if pool_keys[i] not in own]
-        kept = order if relative_margin is None else [i for i in order if sims[i] <= floor * (1 - relative_margin)]
-        stats["answer_negatives_dropped_by_margin"] += len(order) - len(kept)
-        picked = kept[:closest]
-        picked += rng.sample(kept[closest:], min(random_count, len(kept) - len(picked)))
+        allowed = np.ones(len(pool), dtype=bool)  # not one of the query's own documents
+        allowed[[i for i in (key_index.get(document_key(d)) for d in g.documents) if i is not None]] = False
+        keep = allowed if relative_margin is None else allowed & (sims <= floor * (1 - relative_margin))
+        stats["answer_negatives_dropped_by_margin"] += int(allowed.sum() - keep.sum())
+        candidates = np.flatnonzero(keep)
+        kept = candidates[np.argsort(-sims[candidates], kind="stable")]  # closest first, ties in pool order
+        picked = kept[:closest].tolist()
+        rest = kept[closest:]  # sampled by position: the same picks as sampling the list itself
+        picked += [int(rest[i]) for i in rng.sample(range(len(rest)), min(random_count, len(kept) - len(picked)))]
         stats["queries_with_fewer_answer_negatives"] += len(picked) < closest + random_count
         stats["answer_negatives_added"] += len(picked)
         out[gi] = QueryGroup(g.query, g.documents + [pool[i] for i in picked], g.labels + [0.0] * len(picked),
