@@ -46,7 +46,8 @@ def build_workloads(groups: Sequence[Any], quick: bool = False, passage_words: i
 
     ``groups`` are ``QueryGroup``s or dicts with query / documents / labels. Titled documents are read as the model
     reads them, ``"<title> <separator> <text>"`` (``separator``: the tokenizer's, e.g. ``Reranker.encoder``'s).
-    ``quick`` keeps about 600 short and 100 long pairs (whole queries only).
+    ``quick`` keeps about 600 short and 100 long pairs (whole queries; a first query with more candidates than that
+    is cut to them).
     """
     short_pairs, short_groups, long_, long_groups = [], [], [], []
     for g in groups:
@@ -56,12 +57,13 @@ def build_workloads(groups: Sequence[Any], quick: bool = False, passage_words: i
         start = len(short_pairs)
         short_pairs += [(query, d) for d in docs]
         short_groups.append((start, len(short_pairs), list(labels)))
-        passages = []
+        passages, room = [], max(0, long_pairs - len(long_))
         for i in range(len(docs)):
+            if len(passages) >= room:  # no more are kept: a 16k-candidate list cost 16k slices of itself
+                break
             passage = _passage(docs[i:], labels[i:], passage_words)
             if passage is not None:
                 passages.append(passage)
-        passages = passages[: max(0, long_pairs - len(long_))]
         if any(label > 0 for _, label in passages):
             start = len(long_)
             long_ += [(query, text) for text, _ in passages]
@@ -73,7 +75,10 @@ def build_workloads(groups: Sequence[Any], quick: bool = False, passage_words: i
         for name, limit in (("short", 600), ("long", 100)):
             if name in out:
                 wl = out[name]
-                kept_groups = [g for g in wl["groups"] if g[1] <= limit] or wl["groups"][:1]
+                kept_groups = [g for g in wl["groups"] if g[1] <= limit]
+                if not kept_groups:  # the first query alone has more: its first ``limit`` candidates
+                    start, _, labels = wl["groups"][0]
+                    kept_groups = [(start, start + limit, labels[:limit])]
                 wl["groups"], wl["pairs"] = kept_groups, wl["pairs"][: kept_groups[-1][1]]
     return out
 

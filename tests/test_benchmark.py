@@ -23,6 +23,22 @@ def _groups(n: int = 6, docs: int = 5, seed: int = 0) -> list[dict]:
     return out
 
 
+def test_quick_workloads_cut_one_long_list_to_their_size(monkeypatch):
+    """--quick on a file whose first query has 2,000 candidates scores ~600 short and ~100 long pairs, not the whole
+    list (a 16k-candidate list ran bench --quick past 6 GB); passages are built only as far as they are kept."""
+    import fastrank.benchmark as benchmark
+
+    groups = _groups(1, docs=2000)
+    groups[0]["labels"][3] = 1
+    wl = build_workloads(groups, quick=True, passage_words=100, long_pairs=100)
+    assert len(wl["short"]["pairs"]) == 600 and wl["short"]["groups"] == [(0, 600, groups[0]["labels"][:600])]
+    assert len(wl["long"]["pairs"]) == 100
+    calls, passage = [], benchmark._passage
+    monkeypatch.setattr(benchmark, "_passage", lambda *args: calls.append(1) or passage(*args))
+    build_workloads(groups, passage_words=100, long_pairs=100)
+    assert len(calls) == 100
+
+
 def test_workloads_short_and_long():
     groups = _groups()
     wl = build_workloads(groups, passage_words=100, long_pairs=1000)
