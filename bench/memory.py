@@ -1,0 +1,153 @@
+"""Memory and time of fastrank's own work at production sizes, each path in a fresh process.
+
+    python -m bench memory [--pairs 200000] [--long-docs 100] [--corpus 400000]
+
+A tiny random BERT (2 layers, 32 wide) with the real MiniLM tokenizer, so that model compute is small and
+fastrank's overhead (tokenization, batching, search) shows. Inputs are WikiQA test/dev pairs made unique with a
+counter (one copy of ../shared/data is read, never written). Rows:
+
+- ``predict``: ``CrossEncoder.predict`` on ``--pairs`` pairs;
+- ``reranker onnx``: ``Reranker`` on an fp32 ONNX export of the same model, the same pairs;
+- ``windows``: ``Reranker(long_documents="windows")`` on ``--long-docs`` documents of 100,000 characters;
+- ``mining search``: ``fastrank.mining.top_k_search`` (NumPy), 2,048 random unit queries against ``--corpus``
+  vectors of dimension 384, k=55.
+
+*extra MiB* is the process's peak resident memory (sampled every 10 ms) above what it held once the model and
+inputs were loaded. Records go to bench/results/memory.jsonl; ``python -m bench report`` puts them in RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.common import ROOT, WIKIQA, append_record, require_shared_data
+
+CHARS = 100_000
+
+
+def _rss_mib() -> float:
+    """This process's resident memory now (Linux /proc)."""
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _run_sampled(run) -> tuple[float, float]:
+    """(seconds, peak MiB above the memory held before) of ``run()``, the memory sampled every 10 ms."""
+    import gc
+    import threading
+    import time
+
+    gc.collect()
+    baseline, peak, done = _rss_mib(), [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mib())
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    start = time.perf_counter()
+    try:
+        run()
+    finally:
+        seconds = time.perf_counter() - start
+        done.set()
+        sampler.join()
+    return seconds, max(0.0, max(peak[0], _rss_mib()) - baseline)
+
+
+def _pairs(n: int) -> list[tuple[str, str]]:
+    groups = [json.loads(line) for name in ("test.jsonl", "dev.jsonl")
+              for line in (WIKIQA / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+    base = [(g["query"], d) for g in groups for d in g["documents"]]
+    return [(base[i % len(base)][0], f"{base[i % len(base)][1]} {i}") for i in range(n)]
+
+
+def _measure(row: str, size: int, workdir: str) -> dict:
+    """One row, in this (fresh) process: seconds and peak memory above the loaded baseline."""
+    import numpy as np
+
+    if row == "mining search":
+        from fastrank.mining import top_k_search
+
+        rng = np.random.default_rng(0)
+        corpus = rng.normal(size=(size, 384)).astype(np.float32)
+        corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
+        queries = corpus[rng.choice(size, 2048, replace=False)] + 0.01
+        run = lambda: top_k_search(queries, corpus, 55, use_faiss=False)  # noqa: E731
+    else:
+        from fastrank import CrossEncoder, Reranker
+
+        model = Path(workdir) / "model"
+        if row == "predict":
+            scorer, pairs = CrossEncoder(model, device="cpu", max_length=128), _pairs(size)
+            run = lambda: scorer.predict(pairs)  # noqa: E731
+        elif row == "reranker onnx":
+            scorer, pairs = Reranker(Path(workdir) / "onnx", num_threads=2), _pairs(size)
+            run = lambda: scorer.predict(pairs)  # noqa: E731
+        else:
+            text = " ".join(d for _, d in _pairs(4000))
+            docs = [text[i * 997 % (len(text) - CHARS):][:CHARS] for i in range(size)]
+            scorer = Reranker(model, long_documents="windows", num_threads=2)
+            run = lambda: scorer.predict([("how are glacier caves formed?", d) for d in docs])  # noqa: E731
+    seconds, extra = _run_sampled(run)
+    return {"row": row, "size": size, "seconds": round(seconds, 2), "extra_mib": round(extra)}
+
+
+def _code_version() -> str:
+    """The commit of the fastrank measured (the working tree's HEAD)."""
+    import fastrank
+
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                         cwd=Path(fastrank.__file__).parent)
+    return out.stdout.strip() or "unknown"
+
+
+def _prepare(workdir: Path) -> None:
+    """The tiny model and its fp32 ONNX export."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import _build_tiny_model
+
+    from fastrank import CrossEncoder
+    from fastrank.export import export_model
+
+    _build_tiny_model(workdir / "model", 1)
+    export_model(CrossEncoder(workdir / "model", device="cpu", max_length=128), workdir / "onnx", num_threads=1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench memory", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=200_000)
+    parser.add_argument("--long-docs", type=int, default=100)
+    parser.add_argument("--corpus", type=int, default=400_000)
+    parser.add_argument("--row", help=argparse.SUPPRESS)  # one row, run by the parent in a fresh process
+    parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.row:
+        print(json.dumps(_measure(args.row, args.size, args.workdir)))
+        return
+    require_shared_data()
+    command = "python -m bench memory" + "".join(
+        f" --{name.replace('_', '-')} {value}" for name, value, default in
+        (("pairs", args.pairs, 200_000), ("long_docs", args.long_docs, 100), ("corpus", args.corpus, 400_000))
+        if value != default)
+    rows = [("predict", args.pairs), ("reranker onnx", args.pairs), ("windows", args.long_docs),
+            ("mining search", args.corpus)]
+    with tempfile.TemporaryDirectory() as tmp:
+        _prepare(Path(tmp))
+        for row, size in rows:
+            out = subprocess.run([sys.executable, "-m", "bench", "memory", "--row", row, "--size", str(size),
+                                  "--workdir", tmp], capture_output=True, text=True, cwd=ROOT, check=True)
+            record = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"{row:15s} {size:>8d}  {record['seconds']:7.2f} s  +{record['extra_mib']} MiB", flush=True)
+            append_record("memory", {**record, "code": _code_version(), "command": command})
