@@ -148,3 +148,17 @@ def test_long_quality_section_shows_the_latest_run_only():
     assert "| long | fastrank torch fp32 | 61 | 0.8532 | 0.8532 | 0.8532 | 5.0e-02 | 0.961 |" in text
     assert "| long | broken | 61 | nan |" in text and "| old |" not in text
     assert "Command: `python -m bench long-quality` (run b;" in text
+
+
+def test_memory_section_keeps_the_latest_record_per_code_and_row():
+    """bench/memory.py records: one table row per (code version, row), the latest winning, with each version's
+    command."""
+    def record(code: str, row: str, extra: int, time: str) -> dict:
+        return {"code": code, "row": row, "size": 200000, "seconds": 1.5, "extra_mib": extra, "time": time,
+                "command": f"python -m bench memory ({code})"}
+
+    section = report._memory_section([record("old", "predict", 1499, "t1"), record("new", "predict", 300, "t2"),
+                                      record("new", "predict", 270, "t3")])
+    assert "| new | predict | 200,000 | 1.50 | +270 | t3 |" in section and "+300" not in section
+    assert "| old | predict | 200,000 | 1.50 | +1,499 | t1 |" in section
+    assert "new: `python -m bench memory (new)`" in section and report._memory_section([]) == ""
