@@ -40,8 +40,14 @@ def test_a_replaced_output_never_goes_missing_and_racing_writers_both_finish(tmp
     import sys
     import threading
 
-    if not sys.platform.startswith("linux"):
-        pytest.skip("the one-rename exchange is Linux's renameat2")
+    from fastrank.io import _exchange
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    if not sys.platform.startswith("linux") or not _exchange(tmp_path / "a", tmp_path / "b"):
+        pytest.skip("no one-rename exchange here (Linux renameat2 on a file system that supports it)")
+    for probe in ("a", "b"):
+        (tmp_path / probe).rmdir()
     target = tmp_path / "art"
     missing, errors, stop = [], [], threading.Event()
 
