@@ -65,9 +65,10 @@ def _run_sampled(run) -> tuple[float, float]:
 
 
 def _pairs(n: int) -> list[tuple[str, str]]:
-    groups = [json.loads(line) for name in ("test.jsonl", "dev.jsonl")
-              for line in (WIKIQA / name).read_text(encoding="utf-8").splitlines() if line.strip()]
-    base = [(g["query"], d) for g in groups for d in g["documents"]]
+    from fastrank.data import read_groups
+
+    base = [(g.query, d) for name in ("test.jsonl", "dev.jsonl") for g in read_groups(WIKIQA / name)
+            for d in g.documents]
     return [(base[i % len(base)][0], f"{base[i % len(base)][1]} {i}") for i in range(n)]
 
 

@@ -279,19 +279,15 @@ def append_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = "".join(json.dumps(r, default=str) + "\n" for r in records).encode("utf-8")
-    with path.open("ab") as f:
-        if f.tell() and _last_byte(path) != b"\n":
-            data = b"\n" + data
+    with path.open("a+b") as f:  # writes go to the end whatever the read position
+        if f.seek(0, os.SEEK_END):
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                data = b"\n" + data
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     return path
-
-
-def _last_byte(path: Path) -> bytes:
-    with path.open("rb") as f:
-        f.seek(-1, os.SEEK_END)
-        return f.read(1)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

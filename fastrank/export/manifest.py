@@ -71,6 +71,13 @@ def cpu_features(cpuinfo: str | None = None, machine: str | None = None) -> dict
     }
 
 
+def feed_file(digest: Any, path: Path) -> None:
+    """Add ``path``'s bytes to the hashlib ``digest``, a MiB at a time (model files do not fit in memory twice)."""
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+
+
 def source_sha256(path: str | Path | None, state_dict: Any = None) -> tuple[str, str]:
     """(sha256, what was hashed): the weight files + config.json of a checkpoint dir, else the state dict."""
     digest = hashlib.sha256()
@@ -80,9 +87,7 @@ def source_sha256(path: str | Path | None, state_dict: Any = None) -> tuple[str,
         if any(p.suffix in (".safetensors", ".bin") for p in files):
             for p in files:
                 digest.update(p.name.encode())
-                with p.open("rb") as f:
-                    for chunk in iter(lambda: f.read(1 << 20), b""):
-                        digest.update(chunk)
+                feed_file(digest, p)
             return digest.hexdigest(), "checkpoint files: " + ", ".join(p.name for p in files)
     if state_dict is None:
         raise ValueError("source_sha256 needs a checkpoint directory or a state dict")

@@ -381,12 +381,12 @@ def _engines_added_meanwhile(out_dir: Path, base: Path, ours: list[dict[str, Any
 
 
 def _sha256(path: Path) -> str | None:
+    from fastrank.export.manifest import feed_file
+
     if not path.is_file():
         return None
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    feed_file(digest, path)
     return digest.hexdigest()
 
 

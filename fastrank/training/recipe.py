@@ -170,7 +170,7 @@ def _drop_incomplete(ckpt_dir: Path, last: Path) -> None:
 def _content_sha256(location: str) -> str:
     """What a local file or folder holds (sha256 over its files' relative paths and bytes; a model folder's weights
     and config only), else the hub id as given."""
-    from fastrank.export.manifest import source_sha256
+    from fastrank.export.manifest import feed_file, source_sha256
 
     path = Path(location).expanduser()
     if path.is_dir():
@@ -185,9 +185,7 @@ def _content_sha256(location: str) -> str:
     digest = hashlib.sha256()
     for file in files:
         digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-        with file.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
+        feed_file(digest, file)
     return digest.hexdigest()
 
 
@@ -272,9 +270,10 @@ def _damaged_file(checkpoint: Path) -> str | None:
     return None
 
 
-def _check_resumable(ckpt_dir: Path) -> None:
-    """``resume`` needs a checkpoint that reads: refuse at once, before any loading or training creates anything,
-    rather than with transformers' error (or a traceback) after the model has loaded."""
+def _check_resumable(ckpt_dir: Path) -> Path:
+    """The checkpoint ``resume`` continues from: the last finished one, which must read. Refused at once, before
+    any loading or training creates anything, rather than with transformers' error (or a traceback) after the model
+    has loaded."""
     last = _last_checkpoint(ckpt_dir)
     damaged = _damaged_file(last) if last is not None else None
     if damaged:
@@ -285,13 +284,14 @@ def _check_resumable(ckpt_dir: Path) -> None:
         found = f" ({', '.join(unfinished)}: not finished, the run stopped while writing it)" if unfinished else ""
         raise FastrankError(f"--resume: no complete checkpoint in {ckpt_dir}{found} (a run that saved at least one "
                             "epoch writes one); drop --resume to start afresh")
+    return last
 
 
-def _resumed_step(ckpt_dir: Path) -> int:
-    """The optimizer step a resumed run starts from: its last checkpoint's (0 when there is none)."""
-    last = _last_checkpoint(ckpt_dir)
-    state = last / "trainer_state.json" if last else None
-    return int(json.loads(state.read_text()).get("global_step", 0)) if state and state.is_file() else 0
+def _resumed_step(checkpoint: Path | None) -> int:
+    """The optimizer step a run resumed from ``checkpoint`` starts from (0 for a fresh run)."""
+    if checkpoint is None:
+        return 0
+    return int(json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8")).get("global_step", 0))
 
 
 def _count_pairs(columns: dict[str, list], data_format: str) -> int:
@@ -507,8 +507,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     _check_inputs_outside(ckpt_dir, [config.base, config.data, config.eval_data, config.first_stage_model],
                           removed=config.checkpoint_dir is None)
     record = _run_record(config, bf16)
-    if config.resume:
-        _check_resumable(ckpt_dir)
+    last = _check_resumable(ckpt_dir) if config.resume else None
+    if last is not None:
         _check_same_run(ckpt_dir, record)
     evaluator = RerankingEvaluator.from_file(config.eval_data, ks=(10,)) if config.eval_data else None  # read early
     set_seed(config.seed)
@@ -567,12 +567,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
         result["eval_before"] = evaluator.evaluate(scorer).to_dict()
     each_epoch = _ScoredEvaluator(evaluator, make_scorer) if evaluator is not None and config.eval_each_epoch else None
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=each_epoch)
-    last = _last_checkpoint(ckpt_dir) if config.resume else None
     if last is not None:
         _drop_incomplete(ckpt_dir, last)
     else:
         _start_afresh(ckpt_dir, record)
-    resumed_at = _resumed_step(ckpt_dir) if config.resume else 0
+    resumed_at = _resumed_step(last)
     start = time.perf_counter()
     try:
         output = trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
