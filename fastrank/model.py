@@ -442,11 +442,11 @@ class CrossEncoder(torch.nn.Module):
 
     def _length_batches(self, pairs: Sequence[tuple[str, str]], batch_size: int, max_tokens: int | None = None):
         """Yield (indices, features) for length-sorted batches, each padded only to its own longest pair."""
-        encoder = self.pair_encoder()
+        encoder, names = self.pair_encoder(), self.input_names
         encoded = encoder.encode(pairs)
         for idx in plan_batches(encoded.lengths, batch_size=batch_size, max_tokens=max_tokens):
             batch = collate(encoded, idx, encoder.pad_token_id)
-            yield idx, {k: torch.from_numpy(batch[k]).to(self.device) for k in self.input_names}
+            yield idx, {k: torch.from_numpy(batch[k]).to(self.device) for k in names}
 
     def score(self, queries: Sequence[str], documents: Sequence[Document], forward=None) -> torch.Tensor:
         """Logits (n, num_labels) with gradients, in input order: what the losses call.
