@@ -57,6 +57,13 @@ class EncodedPairs:
         return cls([x for p in parts for x in p.input_ids], [x for p in parts for x in p.token_type_ids],
                    np.concatenate([p.lengths for p in parts]) if parts else np.zeros(0, dtype=np.int64))
 
+    def take(self, indices: np.ndarray) -> EncodedPairs:
+        """The pairs at ``indices``, in that order (the whole object when that is all of them, in order)."""
+        if len(indices) == len(self) and np.array_equal(indices, np.arange(len(self))):
+            return self
+        return EncodedPairs([self.input_ids[i] for i in indices], [self.token_type_ids[i] for i in indices],
+                            self.lengths[indices])
+
 
 # Pairs are tokenized a slice at a time and each slice kept as id arrays only: a tokenizers ``Encoding`` costs ~7 KB
 # for a short pair (offsets, tokens, overflow), so tokenizing 400k pairs at once held 3 GB where the arrays need

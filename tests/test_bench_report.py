@@ -162,3 +162,22 @@ def test_memory_section_keeps_the_latest_record_per_code_and_row():
     assert "| new | predict | 200,000 | 1.50 | +270 | t3 |" in section and "+300" not in section
     assert "| old | predict | 200,000 | 1.50 | +1,499 | t1 |" in section
     assert "new: `python -m bench memory (new)`" in section and report._memory_section([]) == ""
+
+
+def test_serve_section_keeps_the_load_table_after_a_later_mixed_run():
+    from bench import report_serve
+
+    machine = {"cores": 2}
+    load = {"experiment": "serve-load", "time": "2026-12-01T10:00:00", "command": "python -m bench serve",
+            "model": "m", "machine": machine, "mode": "cross-request batching", "concurrency": 8, "requests": 160,
+            "requests_per_s": 6.5, "pairs_per_s": 130.0, "p50_ms": 1200.0, "p99_ms": 1500.0,
+            "statuses": {"200": 160}, "max_abs_score_diff": 0.0, "peak_rss_mib": 400.0}
+    mixed = [{"experiment": "serve-mixed", "time": "2026-12-03T11:00:00", "command": "python -m bench serve --mixed",
+              "model": "m", "machine": machine, "server": server, "src": src, "traffic": "each alone",
+              "small_requests": 120, "small_p50_ms": p50, "small_max_ms": 300.0, "big_ms": 3000.0, "big_docs": 1000,
+              "max_abs_score_diff": 0.0} for server, src, p50 in (("this tree", "abc1234", 208.4),
+                                                                    ("reference", "c320623", 221.9))]
+    text = report_serve.section([load, *mixed])
+    assert "| cross-request batching | 8 | 160 | 6.5 |" in text
+    assert "| this tree | abc1234 | each alone | 120 | 208.4 |" in text and "| reference | c320623 |" in text
+    assert report_serve.section(mixed).startswith("\n### A large request among small ones")

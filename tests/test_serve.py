@@ -120,6 +120,115 @@ def test_token_budget_splits_steps(reranker):
     assert sum(tokens.counts) == 3 and tokens.sum == 6 * 2 * 8  # a pair pads to 8 tokens: 2 requests a step
 
 
+def test_plan_pieces_cuts_a_large_request_longest_rows_first():
+    from fastrank.serve.engine import plan_pieces, row_tokens
+
+    lengths = np.array([3, 17, 9, 40, 1, 25, 300, 16])
+    fits = plan_pieces(lengths, 1000)
+    assert len(fits) == 1 and fits[0].tolist() == list(range(8))  # a request that fits keeps its order
+    pieces = plan_pieces(lengths, 64)
+    assert [p.tolist() for p in pieces] == [[6], [3], [5, 1], [2, 7, 0, 4]]  # costs 304 | 40 | 32+24 | 16+16+8+8
+    for piece in pieces:
+        assert len(piece) == 1 or row_tokens(lengths[piece]).sum() <= 64  # a row above the budget goes alone
+
+
+def test_a_large_request_runs_a_step_at_a_time_and_lets_small_ones_through(reranker):
+    """A request above the step budget is cut into step-sized pieces, and a request that arrives while one piece runs
+    is scored in the next step: it used to wait for the whole large request. Every row comes back to its place."""
+    slow = _Slow(reranker)
+    big = [("big query", d) for d in _docs(40, 3)]
+    cost = int(sum(-(-n // 8) * 8 for n in reranker.encode(big)[0].lengths))
+    marker = reranker.encode([("q", "small")])[0].input_ids[0].tolist()
+    steps_with_small = []
+    inner_run = slow.run
+
+    def run(encoded, max_tokens=None):
+        steps_with_small.append(any(ids.tolist() == marker for ids in encoded.input_ids))
+        return inner_run(encoded, max_tokens)
+
+    slow.run = run
+
+    async def main():
+        engine = BatchingEngine(slow, BatchingConfig(max_wait_ms=0, max_batch_tokens=cost // 4))
+        await engine.start()
+        large = asyncio.ensure_future(engine.submit(big))
+        await asyncio.to_thread(slow.entered.wait, 5)  # the first piece is on the inference thread
+        small = asyncio.ensure_future(engine.submit([("q", "small")]))
+        await _until(lambda: len(engine._jobs) == 1)
+        slow.release.set()
+        results = await asyncio.gather(large, small)
+        await engine.stop()
+        return results, engine.pending
+
+    ((large_logits, tokens), (small_logits, _)), pending = asyncio.run(main())
+    assert steps_with_small.index(True) == 1 and len(steps_with_small) >= 5  # step 2 of the large request's 4+
+    assert sum(slow.calls) == 41 and pending == 0
+    np.testing.assert_allclose(large_logits, reranker.logits(big), atol=1e-5)
+    np.testing.assert_allclose(small_logits, reranker.logits([("q", "small")]), atol=1e-5)
+    assert tokens == int(reranker.encode(big)[0].lengths.sum())
+
+
+def test_a_large_request_cancelled_part_way_scores_no_more_pieces(reranker):
+    slow = _Slow(reranker)
+    big = [("big query", d) for d in _docs(40, 4)]
+
+    async def main():
+        engine = BatchingEngine(slow, BatchingConfig(max_wait_ms=0, max_batch_tokens=64))
+        await engine.start()
+        large = asyncio.ensure_future(engine.submit(big))
+        await asyncio.to_thread(slow.entered.wait, 5)
+        large.cancel()
+        slow.release.set()
+        after = await engine.submit([("q", "after")])
+        await engine.stop()
+        return after, engine.pending, engine.metrics.counter("fastrank_cancelled_total")
+
+    (after, _), pending, cancelled = asyncio.run(main())
+    assert len(slow.calls) == 2 and slow.calls[1] == 1  # one piece of the large request, then the next request
+    assert (pending, cancelled) == (0, 1)
+    np.testing.assert_allclose(after, reranker.logits([("q", "after")]), atol=1e-5)
+
+
+def test_a_request_cancelled_while_scored_leaves_its_batch_mates_their_rows(reranker):
+    slow = _Slow(reranker)
+    first, second = [("q", "first a"), ("q", "first b")], [("q", "second c d"), ("q", "second e f g")]
+
+    async def main():
+        engine = BatchingEngine(slow, BatchingConfig(max_wait_ms=300))
+        await engine.start()
+        a = asyncio.ensure_future(engine.submit(first))
+        b = asyncio.ensure_future(engine.submit(second))
+        await asyncio.to_thread(slow.entered.wait, 5)  # both are in the step on the inference thread
+        a.cancel()
+        slow.release.set()
+        (logits, _), = await asyncio.gather(b)
+        await engine.stop()
+        return logits, engine.pending
+
+    logits, pending = asyncio.run(main())
+    assert slow.calls == [4] and pending == 0
+    np.testing.assert_allclose(logits, reranker.logits(second), atol=1e-5)
+
+
+def test_stop_without_drain_fails_a_large_request_part_way(reranker):
+    slow = _Slow(reranker)
+
+    async def main():
+        engine = BatchingEngine(slow, BatchingConfig(max_wait_ms=0, max_batch_tokens=64))
+        await engine.start()
+        large = asyncio.ensure_future(engine.submit([("big query", d) for d in _docs(40, 5)]))
+        await asyncio.to_thread(slow.entered.wait, 5)
+        stopping = asyncio.ensure_future(engine.stop(drain=False))
+        await asyncio.sleep(0.01)
+        slow.release.set()
+        await stopping
+        with pytest.raises(EngineStopped):
+            await large
+        return engine.pending
+
+    assert asyncio.run(main()) == 0 and len(slow.calls) == 1
+
+
 def test_queue_is_bounded_and_cancelled_jobs_are_dropped(reranker):
     slow = _Slow(reranker)
 

@@ -56,7 +56,8 @@ def serve_command(
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8080,
     backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
     max_batch_tokens: Annotated[int, typer.Option(
-        "--max-batch-tokens", help="Padded tokens per batching step, shared by concurrent requests.")] = 8192,
+        "--max-batch-tokens", help="Padded tokens per batching step, shared by concurrent requests; a larger "
+        "request is scored a step at a time, in turn with the others (smaller: less wait behind large ones).")] = 8192,
     max_wait_ms: Annotated[float, typer.Option(
         "--max-wait-ms", help="How long a request waits for others to share its batch.")] = 5.0,
     max_queue: Annotated[int, typer.Option(

@@ -5,10 +5,13 @@ never holds up the event loop: /health, /metrics and other requests go on meanwh
 batching loop waits for the first job, then up to ``max_wait_ms`` for more, takes jobs first-in first-out until
 ``max_batch_tokens`` padded tokens, and scores all their rows in one ``Reranker.run`` call (the same length-sorted
 batching every backend uses), on a single worker thread so the event loop keeps accepting requests. Every job gets
-its own rows back, in its own order. The queue is bounded (``QueueFull`` → HTTP 503): a request holds its place
-from the moment it is accepted, through tokenization, until it is answered, so requests being tokenized count
-towards ``max_queue`` too. A cancelled request that has not started is dropped (tokenized or not), and ``stop()``
-drains what was accepted. It needs only asyncio, so it is tested without an HTTP server.
+its own rows back, in its own order. A request larger than one step is cut into step-sized pieces (its rows longest
+first) and goes back to the end of the queue after each step it runs in, so requests that arrived meanwhile run in
+the next step: a 1,000-document request never holds up a 20-document one for longer than one step. The queue is
+bounded (``QueueFull`` → HTTP 503): a request holds its place from the moment it is accepted, through tokenization,
+until it is answered, so requests being tokenized count towards ``max_queue`` too. A cancelled request that is not
+being scored is dropped (tokenized or not, whole or part-way), and ``stop()`` drains what was accepted. It needs
+only asyncio, so it is tested without an HTTP server.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastrank.batching import EncodedPairs, round_up
+from fastrank.batching import EncodedPairs
 from fastrank.errors import FastrankError
 from fastrank.serve.metrics import Metrics
 
@@ -44,7 +47,8 @@ class BatchingConfig:
     """Knobs of the cross-request batcher.
 
     max_batch_tokens: padded tokens (rows x padded length) per engine step; also the token budget of each forward
-        pass inside a step.
+        pass inside a step, and the size of the pieces a larger request is cut into (one per step, in turn with
+        other requests).
     max_wait_ms: how long the first job of a step waits for others to join it.
     max_queue: requests tokenizing, waiting or running at most; one more is refused with ``QueueFull``.
     max_batch_requests: requests per step at most (1 = no cross-request batching, the reference for the bench).
@@ -66,13 +70,44 @@ class BatchingConfig:
             raise ValueError(f"max_batch_requests must be >= 1 or None, got {self.max_batch_requests!r}")
 
 
+def row_tokens(lengths: np.ndarray) -> np.ndarray:
+    """What each row costs of a step's token budget: its length rounded up to the padding multiple of 8."""
+    return -(-np.asarray(lengths, dtype=np.int64) // 8) * 8
+
+
+def plan_pieces(lengths: np.ndarray, budget: int) -> list[np.ndarray]:
+    """A request's rows cut into pieces of at most ``budget`` tokens (``row_tokens``; a row above it is a piece
+    alone). A request that fits is one piece in its own order; a larger one is cut longest rows first, so each piece
+    pads little, as ``plan_batches`` would have batched it."""
+    cost = row_tokens(lengths)
+    if int(cost.sum()) <= budget:
+        return [np.arange(len(cost))]
+    order = np.argsort(-cost, kind="stable")
+    pieces, start, used = [], 0, 0
+    for i, row in enumerate(order):
+        if i > start and used + cost[row] > budget:
+            pieces.append(order[start:i])
+            start, used = i, 0
+        used += int(cost[row])
+    pieces.append(order[start:])
+    return pieces
+
+
 @dataclass(eq=False)  # jobs are found in the queue by identity: comparing fields would compare token arrays
 class _Job:
     encoded: EncodedPairs
     owners: np.ndarray | None
     future: asyncio.Future
-    tokens: int
+    pieces: list[np.ndarray]  # row indices of each step-sized piece (plan_pieces)
+    piece_tokens: list[int]
+    next_piece: int = 0  # pieces before it are scored into ``rows``
+    rows: np.ndarray | None = None
     enqueued: float = field(default_factory=time.perf_counter)
+
+    @property
+    def tokens(self) -> int:
+        """Tokens still to score."""
+        return sum(self.piece_tokens[self.next_piece:])
 
 
 class BatchingEngine:
@@ -147,14 +182,16 @@ class BatchingEngine:
         if not len(encoded):
             self._pending -= 1
             return np.zeros((0, self.reranker.num_labels), dtype=np.float32), 0
-        job = _Job(encoded, owners, asyncio.get_running_loop().create_future(),
-                   int(sum(round_up(int(n), 8) for n in encoded.lengths)))
+        pieces = plan_pieces(encoded.lengths, self.config.max_batch_tokens)
+        cost = row_tokens(encoded.lengths)
+        job = _Job(encoded, owners, asyncio.get_running_loop().create_future(), pieces,
+                   [int(cost[p].sum()) for p in pieces])
         self._jobs.append(job)
         self._wakeup.set()
         try:
             rows = await job.future
         except asyncio.CancelledError:
-            if job in self._jobs:  # not started yet: drop it so nobody scores pairs nobody will read
+            if job in self._jobs:  # not running now: drop it so nobody scores pairs nobody will read
                 self._jobs.remove(job)
                 self._pending -= 1
                 self.metrics.inc("fastrank_cancelled_total")
@@ -176,19 +213,55 @@ class BatchingEngine:
             raise EngineStopped("the server is shutting down")
         return encoded
 
-    def _take(self) -> list[_Job]:
+    def _take(self) -> list[tuple[_Job, slice]]:
+        """The next step: queued jobs first-in first-out while their tokens fit the budget (the first always goes),
+        each with the run of its pieces that fits; a job taken whole or in part leaves the queue for the step."""
         budget, cap = self.config.max_batch_tokens, self.config.max_batch_requests
         taken, tokens = [], 0
-        while (self._jobs and (not taken or tokens + self._jobs[0].tokens <= budget)
-               and (cap is None or len(taken) < cap)):
-            job = self._jobs.popleft()
+        while self._jobs and (cap is None or len(taken) < cap):
+            job = self._jobs[0]
             if job.future.done():  # cancelled while queued, before its submit() could drop it
+                self._jobs.popleft()
                 self._pending -= 1
                 self.metrics.inc("fastrank_cancelled_total")
                 continue
-            taken.append(job)
-            tokens += job.tokens
+            first = end = job.next_piece
+            while end < len(job.pieces) and (not tokens or tokens + job.piece_tokens[end] <= budget):
+                tokens += job.piece_tokens[end]
+                end += 1
+            if end == first:
+                break
+            self._jobs.popleft()
+            taken.append((job, slice(first, end)))
         return taken
+
+    def _finish(self, steps: list[tuple[_Job, slice]], rows: np.ndarray | None, error: Exception | None) -> None:
+        """Hand each job of a finished step its rows: answer a job with no pieces left, send one with pieces left to
+        the back of the queue (behind the jobs that arrived during the step), and fail all of them on ``error``."""
+        offset = 0
+        for job, part in steps:
+            first_row, offset = offset, offset + sum(len(p) for p in job.pieces[part])
+            done = job.future.done()  # cancelled while its piece ran
+            if error is None and not done:
+                if job.rows is None:
+                    job.rows = np.empty((len(job.encoded), rows.shape[1]), dtype=np.float32)
+                at = first_row
+                for piece in job.pieces[part]:
+                    job.rows[piece] = rows[at:at + len(piece)]
+                    at += len(piece)
+                job.next_piece = part.stop
+                if job.next_piece < len(job.pieces):
+                    if not (self._stopping and not self._drain):
+                        self._jobs.append(job)
+                        continue
+                    job.future.set_exception(EngineStopped("the server is shutting down"))
+                else:
+                    job.future.set_result(job.rows)
+            elif error is not None and not done:
+                job.future.set_exception(error)
+            elif done and part.stop < len(job.pieces):
+                self.metrics.inc("fastrank_cancelled_total")  # left part-way: its other pieces are never scored
+            self._pending -= 1
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -209,29 +282,23 @@ class BatchingEngine:
                     await asyncio.wait_for(self._wakeup.wait(), max(deadline - time.perf_counter(), 0.0))
                 except asyncio.TimeoutError:
                     break
-            jobs = self._take()
-            if not jobs:
+            steps = self._take()
+            if not steps:
                 continue
             started = time.perf_counter()
-            merged = EncodedPairs.concat([j.encoded for j in jobs])
+            merged = EncodedPairs.concat([job.encoded.take(np.concatenate(job.pieces[part])) for job, part in steps])
+            rows, error = None, None
             try:
                 rows = await loop.run_in_executor(self._executor, self.reranker.run, merged,
                                                   self.config.max_batch_tokens)
             except Exception as exc:  # a failed step fails its own jobs, never the loop
-                logger.exception("inference failed for a batch of %d requests", len(jobs))
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-            else:
-                offset = 0
-                for job in jobs:
-                    n = len(job.encoded)
-                    if not job.future.done():
-                        job.future.set_result(rows[offset:offset + n])
-                    offset += n
-            finally:
-                self._pending -= len(jobs)
+                logger.exception("inference failed for a batch of %d requests", len(steps))
+                error = exc
+            except BaseException:  # the loop itself is cancelled: nobody will score these jobs
+                self._finish(steps, None, EngineStopped("the server is shutting down"))
+                raise
+            self._finish(steps, rows, error)
             done = time.perf_counter()
             self.metrics.observe_step(
-                requests=len(jobs), pairs=len(merged), tokens=sum(j.tokens for j in jobs),
-                inference_s=done - started, queue_s=[started - j.enqueued for j in jobs])
+                requests=len(steps), pairs=len(merged), tokens=sum(sum(j.piece_tokens[p]) for j, p in steps),
+                inference_s=done - started, queue_s=[started - j.enqueued for j, p in steps if p.start == 0])
