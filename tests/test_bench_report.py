@@ -175,8 +175,8 @@ def test_serve_section_keeps_the_load_table_after_a_later_mixed_run():
     mixed = [{"experiment": "serve-mixed", "time": "2026-12-03T11:00:00", "command": "python -m bench serve --mixed",
               "model": "m", "machine": machine, "server": server, "src": src, "traffic": "each alone",
               "small_requests": 120, "small_p50_ms": p50, "small_max_ms": 300.0, "big_ms": 3000.0, "big_docs": 1000,
-              "max_abs_score_diff": 0.0} for server, src, p50 in (("this tree", "abc1234", 208.4),
-                                                                    ("reference", "c320623", 221.9))]
+              "max_abs_score_diff": 0.0}
+             for server, src, p50 in (("this tree", "abc1234", 208.4), ("reference", "c320623", 221.9))]
     text = report_serve.section([load, *mixed])
     assert "| cross-request batching | 8 | 160 | 6.5 |" in text
     assert "| this tree | abc1234 | each alone | 120 | 208.4 |" in text and "| reference | c320623 |" in text
