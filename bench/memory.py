@@ -1,6 +1,6 @@
 """Memory and time of fastrank's own work at production sizes, each path in a fresh process.
 
-    python -m bench memory [--pairs 200000] [--long-docs 100] [--corpus 400000]
+    python -m bench memory [--pairs 200000] [--long-docs 100] [--corpus 400000] [--rows 500000]
 
 A tiny random BERT (2 layers, 32 wide) with the real MiniLM tokenizer, so that model compute is small and
 fastrank's overhead (tokenization, batching, search) shows. Inputs are WikiQA test/dev pairs made unique with a
@@ -10,7 +10,10 @@ counter (one copy of ../shared/data is read, never written). Rows:
 - ``reranker onnx``: ``Reranker`` on an fp32 ONNX export of the same model, the same pairs;
 - ``windows``: ``Reranker(long_documents="windows")`` on ``--long-docs`` documents of 100,000 characters;
 - ``mining search``: ``fastrank.mining.top_k_search`` (NumPy), 2,048 random unit queries against ``--corpus``
-  vectors of dimension 384, k=55.
+  vectors of dimension 384, k=55;
+- ``read csv`` / ``read jsonl``: ``fastrank.data.read_groups`` of ``--rows`` unique pairs written as flat CSV rows
+  (``query,document,label``) and as grouped JSONL (20 documents a query); the groups it returns are part of the
+  extra memory.
 
 *extra MiB* is the process's peak resident memory (sampled every 10 ms) above what it held once the model and
 inputs were loaded. Records go to bench/results/memory.jsonl; ``python -m bench report`` puts them in RESULTS.md.
@@ -76,7 +79,12 @@ def _measure(row: str, size: int, workdir: str) -> dict:
     """One row, in this (fresh) process: seconds and peak memory above the loaded baseline."""
     import numpy as np
 
-    if row == "mining search":
+    if row in ("read csv", "read jsonl"):
+        from fastrank.data import read_groups
+
+        path = Path(workdir) / ("flat.csv" if row == "read csv" else "grouped.jsonl")
+        run = lambda: read_groups(path)  # noqa: E731
+    elif row == "mining search":
         from fastrank.mining import top_k_search
 
         rng = np.random.default_rng(0)
@@ -112,6 +120,22 @@ def _code_version() -> str:
     return out.stdout.strip() or "unknown"
 
 
+def _write_data(workdir: Path, rows: int) -> None:
+    """``rows`` unique pairs as flat CSV and as grouped JSONL (20 documents a query)."""
+    import csv
+
+    pairs = _pairs(rows)
+    with (workdir / "flat.csv").open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["query_id", "query", "document", "label"])
+        writer.writerows((i // 20, q, d, i % 7 == 0) for i, (q, d) in enumerate(pairs))
+    with (workdir / "grouped.jsonl").open("w", encoding="utf-8") as f:
+        for start in range(0, rows, 20):
+            part = pairs[start:start + 20]
+            f.write(json.dumps({"query_id": start // 20, "query": part[0][0], "documents": [d for _, d in part],
+                                "labels": [int((start + i) % 7 == 0) for i in range(len(part))]}) + "\n")
+
+
 def _prepare(workdir: Path) -> None:
     """The tiny model and its fp32 ONNX export."""
     sys.path.insert(0, str(ROOT / "tests"))
@@ -130,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=int, default=200_000)
     parser.add_argument("--long-docs", type=int, default=100)
     parser.add_argument("--corpus", type=int, default=400_000)
+    parser.add_argument("--rows", type=int, default=500_000)
+    parser.add_argument("--only", nargs="+", action="extend", metavar="ROW", help="Only these rows, e.g. --only 'read csv'.")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # one row, run by the parent in a fresh process
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -140,12 +166,19 @@ def main(argv: list[str] | None = None) -> None:
     require_shared_data()
     command = "python -m bench memory" + "".join(
         f" --{name.replace('_', '-')} {value}" for name, value, default in
-        (("pairs", args.pairs, 200_000), ("long_docs", args.long_docs, 100), ("corpus", args.corpus, 400_000))
+        (("pairs", args.pairs, 200_000), ("long_docs", args.long_docs, 100), ("corpus", args.corpus, 400_000),
+         ("rows", args.rows, 500_000))
         if value != default)
     rows = [("predict", args.pairs), ("reranker onnx", args.pairs), ("windows", args.long_docs),
-            ("mining search", args.corpus)]
+            ("mining search", args.corpus), ("read csv", args.rows), ("read jsonl", args.rows)]
+    unknown = set(args.only or ()) - {row for row, _ in rows}
+    if unknown:
+        parser.error(f"unknown row(s) {sorted(unknown)}; rows: {', '.join(row for row, _ in rows)}")
+    rows = [(row, size) for row, size in rows if not args.only or row in args.only]
+    command += "".join(f" --only {row!r}" for row in args.only or ())
     with tempfile.TemporaryDirectory() as tmp:
         _prepare(Path(tmp))
+        _write_data(Path(tmp), args.rows)
         for row, size in rows:
             out = subprocess.run([sys.executable, "-m", "bench", "memory", "--row", row, "--size", str(size),
                                   "--workdir", tmp], capture_output=True, text=True, cwd=ROOT, check=True)

@@ -20,12 +20,12 @@ from __future__ import annotations
 import codecs
 import csv
 import inspect
-import io
+import itertools
 import json
 import math
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,13 +228,17 @@ def join_titles(groups: Sequence[QueryGroup], separator: str) -> int:
     return joined
 
 
-Located = list[tuple[str, dict[str, Any]]]  # (where the record is, e.g. "<path> line 3"; the record)
+Located = Iterable[tuple[str, dict[str, Any]]]  # (where the record is, e.g. "<path> line 3"; the record)
 
 
 def _records_to_groups(records: Located, source: str) -> list[QueryGroup]:
-    if not records:
+    """Groups from records read one at a time (readers stream: a file's rows are never all held at once)."""
+    records = iter(records)
+    first = next(records, None)
+    if first is None:
         raise DataError(f"{source} is empty: no records to train or evaluate on")
-    if "documents" in records[0][1]:
+    records = itertools.chain([first], records)
+    if "documents" in first[1]:
         return [_group_from_record(r, where) for where, r in records]
     return _group_flat_rows(records, source)
 
@@ -255,59 +259,79 @@ def read_utf8(path: str | Path) -> str:
     return decode_utf8(Path(path).read_bytes(), str(path))
 
 
-def json_records(path: str | Path) -> list[tuple[str, Any]]:
-    """``(where, value)`` of every record of a JSON lines file (one value per non-blank line; ``where`` is
-    "<path> line N"), or of a ``.json`` file holding one JSON array ("<path> item N"); bad JSON is a DataError
-    naming the line."""
+def utf8_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of a text file read a line at a time, split at "\n" only and decoded as
+    ``decode_utf8`` does (a leading byte-order mark dropped; a byte that is not UTF-8 is its DataError)."""
+    with Path(path).open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                yield n, raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError:
+                read_utf8(path)  # raises the DataError that names the file's first bad byte
+                raise
+
+
+def iter_json_records(path: str | Path) -> Iterator[tuple[str, Any]]:
+    """``(where, value)`` of every record of a JSON lines file, read a line at a time (one value per non-blank
+    line; ``where`` is "<path> line N"), or of a ``.json`` file holding one JSON array ("<path> item N"); bad JSON is
+    a DataError naming the line."""
     path = Path(path)
-    text = read_utf8(path)
-    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+    if path.suffix.lower() == ".json" and _first_line(path).lstrip().startswith("["):
         try:
-            values = json.loads(text)
+            values = json.loads(read_utf8(path))
         except json.JSONDecodeError as exc:
             raise DataError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
-        return [(f"{path} item {i}", v) for i, v in enumerate(values)]
-    records = []
-    for i, line in enumerate(text.split("\n"), 1):
+        yield from ((f"{path} item {i}", v) for i, v in enumerate(values))
+        return
+    for i, line in utf8_lines(path):
         if not line.strip():
             continue
         try:
-            records.append((f"{path} line {i}", json.loads(line)))
+            value = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path} line {i}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
-    return records
+        yield f"{path} line {i}", value
+
+
+def json_records(path: str | Path) -> list[tuple[str, Any]]:
+    """``iter_json_records`` as a list."""
+    return list(iter_json_records(path))
 
 
 def _read_jsonl(path: Path) -> Located:
-    """``json_records``, each a JSON object (a query or a row)."""
-    records = json_records(path)
-    for where, r in records:
+    """``iter_json_records``, each a JSON object (a query or a row)."""
+    for where, r in iter_json_records(path):
         if not isinstance(r, dict):
             raise DataError(f"{where}: expected a JSON object (one per query or row), got {type(r).__name__}")
-    return records
+        yield where, r
 
 
 def _read_delimited(path: Path, delimiter: str) -> Located:
     """CSV with quoting; TSV as tab-separated text with no quoting, so a field that starts with a quote (a title in
-    quotes) keeps it and cannot swallow the rows after it."""
+    quotes) keeps it and cannot swallow the rows after it. Rows are read one at a time."""
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    rows = []
-    with io.StringIO(read_utf8(path), newline="") as f:
-        reader = csv.DictReader(f, delimiter=delimiter, quoting=quoting)
-        for n, row in enumerate(reader, 1):
-            where = f"{path} row {n} (line {reader.line_num})"
-            if None in row and not any(cell.strip() for cell in row[None]):
-                del row[None]  # a trailing delimiter: empty cells past the header's, nothing lost
-            if None in row:  # DictReader keeps the cells past the header's under None
-                sep = "tab" if delimiter == "\t" else repr(delimiter)
-                raise DataError(
-                    f"{where}: {len(reader.fieldnames or []) + len(row[None])} cells, more than the header's "
-                    f"{len(reader.fieldnames or [])} ({sep}-separated); quote cells that hold a {sep}, or, if the "
-                    f"file is JSONL, name it .jsonl. Columns read: query, document, label (one pair per row) or "
-                    f"query, documents, labels (JSON lists)")
-            _parse_list_cells(row, where, delimiter)
-            rows.append((where, row))
-    return rows
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            yield from _delimited_rows(path, csv.DictReader(f, delimiter=delimiter, quoting=quoting), delimiter)
+    except UnicodeDecodeError:
+        read_utf8(path)  # raises the DataError that names the file's first bad byte
+        raise
+
+
+def _delimited_rows(path: Path, reader: csv.DictReader, delimiter: str) -> Located:
+    for n, row in enumerate(reader, 1):
+        where = f"{path} row {n} (line {reader.line_num})"
+        if None in row and not any(cell.strip() for cell in row[None]):
+            del row[None]  # a trailing delimiter: empty cells past the header's, nothing lost
+        if None in row:  # DictReader keeps the cells past the header's under None
+            sep = "tab" if delimiter == "\t" else repr(delimiter)
+            raise DataError(
+                f"{where}: {len(reader.fieldnames or []) + len(row[None])} cells, more than the header's "
+                f"{len(reader.fieldnames or [])} ({sep}-separated); quote cells that hold a {sep}, or, if the "
+                f"file is JSONL, name it .jsonl. Columns read: query, document, label (one pair per row) or "
+                f"query, documents, labels (JSON lists)")
+        _parse_list_cells(row, where, delimiter)
+        yield where, row
 
 
 # The cells of a grouped CSV/TSV row that hold JSON lists, with an example of each.
@@ -331,14 +355,18 @@ def _parse_list_cells(row: dict[str, Any], where: str, delimiter: str) -> None:
                             f"the cell {cell[:80]!r}); accepted: a JSON list such as {example}{hint}") from exc
 
 
+PARQUET_BATCH_ROWS = 4096  # rows converted to Python at a time
+
+
 def _read_parquet(path: Path) -> Located:
     from fastrank.errors import require
 
     pq = require("pyarrow.parquet", "train", "reading Parquet files")
-    return [
-        (f"{path} row {i}", {k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()})
-        for i, row in enumerate(pq.read_table(path).to_pylist(), 1)
-    ]
+    n = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        for row in batch.to_pylist():
+            n += 1
+            yield f"{path} row {n}", {k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()}
 
 
 def _read_hub(name: str, split: str) -> Located:
@@ -354,7 +382,7 @@ def _read_hub(name: str, split: str) -> Located:
             why = " (no network: the hub's host does not resolve, so only cached datasets load)" if offline else ""
             raise DataError(f"{name!r} is not a local file, and loading it as a Hugging Face hub dataset failed{why}: "
                             f"{type(exc).__name__}: {str(exc)[:300]}") from exc
-    return [(f"{name} row {i}", dict(r)) for i, r in enumerate(ds, 1)]
+    return ((f"{name} row {i}", dict(r)) for i, r in enumerate(ds, 1))
 
 
 def read_groups(source: str | Path, split: str = "train") -> list[QueryGroup]:
