@@ -79,6 +79,8 @@ def _number(value: Any, where: str, what: str) -> float:
         return float(value)
     if isinstance(value, (int, float)) and math.isfinite(value):
         return float(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return float(value.strip().lower() == "true")  # a boolean column written to CSV (pandas writes True/False)
     if isinstance(value, str):
         try:
             out = float(value)
@@ -87,7 +89,7 @@ def _number(value: Any, where: str, what: str) -> float:
         else:
             if math.isfinite(out):
                 return out
-    raise DataError(f"{where}: {what} must be a finite number (e.g. 0, 1 or 0.7), got {value!r}")
+    raise DataError(f"{where}: {what} must be a finite number (e.g. 0, 1 or 0.7) or true/false, got {value!r}")
 
 
 def _group_from_record(rec: dict[str, Any], where: str) -> QueryGroup:

@@ -95,6 +95,14 @@ def test_empty_and_missing_files(tmp_path):
         read_groups(tmp_path / "x.xml")
 
 
+def test_a_boolean_label_column_written_by_pandas_reads_as_0_and_1(tmp_path):
+    (tmp_path / "p.csv").write_text("query,document,label\nq,a,True\nq,b,False\nq,c, true \n")
+    assert read_groups(tmp_path / "p.csv")[0].labels == [1.0, 0.0, 1.0]
+    (tmp_path / "bad.csv").write_text("query,document,label\nq,a,yes\n")
+    with pytest.raises(DataError, match=r"row 1 \(line 2\): 'label' must be a finite number .* or true/false, got 'yes'"):
+        read_groups(tmp_path / "bad.csv")
+
+
 def test_flat_rows_missing_label(tmp_path):
     (tmp_path / "p.csv").write_text("query,document\nq,d\n")
     with pytest.raises(DataError, match=r"missing column\(s\) \['label'\]"):
