@@ -128,7 +128,7 @@ def _write_data(workdir: Path, rows: int) -> None:
     with (workdir / "flat.csv").open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["query_id", "query", "document", "label"])
-        writer.writerows((i // 20, q, d, int(i % 7 == 0)) for i, (q, d) in enumerate(pairs))
+        writer.writerows((i // 20, pairs[i // 20 * 20][0], d, int(i % 7 == 0)) for i, (_, d) in enumerate(pairs))
     with (workdir / "grouped.jsonl").open("w", encoding="utf-8") as f:
         for start in range(0, rows, 20):
             part = pairs[start:start + 20]
