@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--long-docs", type=int, default=100)
     parser.add_argument("--corpus", type=int, default=400_000)
     parser.add_argument("--rows", type=int, default=500_000)
-    parser.add_argument("--only", nargs="+", action="extend", metavar="ROW", help="Only these rows, e.g. --only 'read csv'.")
+    parser.add_argument("--only", nargs="+", action="extend", metavar="ROW",
+                        help="Only these rows, e.g. --only 'read csv'.")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # one row, run by the parent in a fresh process
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)

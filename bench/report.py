@@ -417,10 +417,13 @@ def _memory_section(records: list[dict[str, Any]]) -> str:
         "Each row in a fresh process, on a tiny random BERT with the MiniLM tokenizer so that fastrank's own work "
         "shows: `predict` = `CrossEncoder.predict` and `reranker onnx` = `Reranker` on an fp32 export, both on "
         "unique WikiQA pairs; `windows` = `Reranker(long_documents=\"windows\")` on documents of 100,000 "
-        "characters; `mining search` = `top_k_search` of 2,048 queries in a corpus of that many 384-d vectors. "
+        "characters; `mining search` = `top_k_search` of 2,048 queries in a corpus of that many 384-d vectors; "
+        "`read csv` / `read jsonl` = `read_groups` of that many unique pairs as flat CSV rows / grouped JSONL (the "
+        "groups it returns count in its extra memory). "
         "*extra MiB* = peak resident memory above what the process held once model and inputs were loaded. "
         "Code 074182a tokenized every pair at once and kept tokenizers' Encoding objects (~7 KB a pair), and "
-        "searched 512 query rows against the whole corpus at a time. Commands: " + commands + ".", "", *rows]) + "\n"
+        "searched 512 query rows against the whole corpus at a time; c320623 held every row of a data file before "
+        "grouping them. Commands: " + commands + ".", "", *rows]) + "\n"
 
 
 def render() -> str:
