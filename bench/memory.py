@@ -11,6 +11,8 @@ counter (one copy of ../shared/data is read, never written). Rows:
 - ``windows``: ``Reranker(long_documents="windows")`` on ``--long-docs`` documents of 100,000 characters;
 - ``mining search``: ``fastrank.mining.top_k_search`` (NumPy), 2,048 random unit queries against ``--corpus``
   vectors of dimension 384, k=55;
+- ``mining deep query``: ``mine_hard_negatives`` of 20,000 queries (one positive each, but one query with 4,000)
+  in a corpus of ``--corpus`` / 2 documents, on random 64-d vectors (a stand-in embedding model), range_max 50;
 - ``read csv`` / ``read jsonl``: ``fastrank.data.read_groups`` of ``--rows`` unique pairs written as flat CSV rows
   (``query,document,label``) and as grouped JSONL (20 documents a query); the groups it returns are part of the
   extra memory.
@@ -84,6 +86,24 @@ def _measure(row: str, size: int, workdir: str) -> dict:
 
         path = Path(workdir) / ("flat.csv" if row == "read csv" else "grouped.jsonl")
         run = lambda: read_groups(path)  # noqa: E731
+    elif row == "mining deep query":
+        from fastrank.data import QueryGroup
+        from fastrank.mining import mine_hard_negatives
+
+        vectors = np.random.default_rng(0).normal(size=(size + 20_000, 64)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+
+        class Embedder:  # "doc 7" and "query 7" are rows of ``vectors``
+            name_or_path, dimension = "random", 64
+
+            def encode(self, texts, batch_size=64, show_progress_bar=None):
+                return vectors[[int(t.split()[1]) + (size if t.startswith("query") else 0) for t in texts]]
+
+        docs = [f"doc {i}" for i in range(size)]
+        groups = [QueryGroup(f"query {q}", [docs[q]], [1.0]) for q in range(1, 20_000)]
+        groups.append(QueryGroup("query 0", docs[20_000:24_000], [1.0] * 4000))
+        run = lambda: mine_hard_negatives(groups, Embedder(), docs, use_faiss=False,  # noqa: E731
+                                          show_progress_bar=False)
     elif row == "mining search":
         from fastrank.mining import top_k_search
 
@@ -171,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
          ("rows", args.rows, 500_000))
         if value != default)
     rows = [("predict", args.pairs), ("reranker onnx", args.pairs), ("windows", args.long_docs),
-            ("mining search", args.corpus), ("read csv", args.rows), ("read jsonl", args.rows)]
+            ("mining search", args.corpus), ("mining deep query", args.corpus // 2), ("read csv", args.rows), ("read jsonl", args.rows)]
     unknown = set(args.only or ()) - {row for row, _ in rows}
     if unknown:
         parser.error(f"unknown row(s) {sorted(unknown)}; rows: {', '.join(row for row, _ in rows)}")

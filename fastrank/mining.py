@@ -115,6 +115,22 @@ def top_k_search(queries: np.ndarray, corpus: np.ndarray, k: int, use_faiss: boo
     return np.concatenate(all_scores), np.concatenate(all_idx)
 
 
+def search_to_depths(queries: np.ndarray, corpus: np.ndarray, depths: Sequence[int], use_faiss: bool | None = None
+                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``top_k_search`` of each query to its own depth (at least; the corpus at most): per query, (scores, indices)
+    best first. Queries are searched together by depth rounded up to a power of two, so that one query with
+    thousands of positives to look past does not make every query's search, and its result arrays, that deep."""
+    ks = np.minimum(corpus.shape[0], 2 ** np.ceil(np.log2(np.maximum(np.asarray(depths), 1))).astype(np.int64))
+    scores: list[np.ndarray] = [np.empty(0, dtype=np.float32)] * len(ks)
+    indices: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * len(ks)
+    for k in np.unique(ks):
+        rows = np.flatnonzero(ks == k)
+        found_scores, found = top_k_search(queries[rows], corpus, int(k), use_faiss)
+        for row, q in enumerate(rows):
+            scores[q], indices[q] = found_scores[row], found[row]
+    return scores, indices
+
+
 def _dedup_corpus(corpus: Sequence[Document], stats: dict[str, Any]) -> list[Document]:
     """Drop documents equal up to case and whitespace, title included (``document_key``), keeping the first seen."""
     seen: dict[str, Document] = {}
@@ -228,8 +244,7 @@ def mine_hard_negatives(
     answers: dict[str, set[str]] = {}  # every positive of a query text: no negative for a twin query of that text
     for g in usable:
         answers.setdefault(g.query, set()).update(document_key(p) for p in g.positives)
-    needed = window + max(len(answers[g.query]) + (len(g.negatives) if keep_original_negatives else 0)
-                          for g in usable)
+    depths = [window + len(answers[g.query]) + (len(g.negatives) if keep_original_negatives else 0) for g in usable]
     if len(docs) < window:
         logger.warning("corpus has %d documents, fewer than range_max=%d: searching all of it", len(docs), window)
         stats["range_max_clamped_to"] = len(docs)
@@ -238,7 +253,7 @@ def mine_hard_negatives(
     stats["corpus_size"] = len(docs)
     stats["corpus_cache_hit"] = cache_hit
     query_emb = embedding_model.encode([g.query for g in usable], batch_size, show_progress_bar)
-    scores, indices = top_k_search(query_emb, corpus_emb, min(needed, len(docs)), use_faiss)
+    scores, indices = search_to_depths(query_emb, corpus_emb, depths, use_faiss)
     doc_index = {document_key(d): i for i, d in enumerate(docs)}
     rng = random.Random(seed)
     out: list[QueryGroup] = []

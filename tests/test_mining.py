@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -267,3 +269,38 @@ def test_groups_and_corpus_of_the_wrong_kind_are_named():
         mine_hard_negatives(_groups(), FakeEmbedder(), "d9-doc")  # 6 one-letter documents, before
     with pytest.raises(TypeError, match="groups must be a list of fastrank.data.QueryGroup"):
         add_answer_negatives(_groups()[0], FakeEmbedder())
+
+
+class _RandomEmbedder(FakeEmbedder):
+    """Each text a fixed random unit vector in 16 dimensions."""
+
+    dimension = 16
+
+    def encode(self, texts, batch_size=64, show_progress_bar=None):
+        out = np.empty((len(texts), 16), dtype=np.float32)
+        for i, t in enumerate(texts):
+            v = np.random.default_rng(zlib.crc32(t.encode())).normal(size=16)
+            out[i] = v / np.linalg.norm(v)
+        return out
+
+
+def test_a_query_with_many_positives_is_searched_deep_alone(monkeypatch):
+    """One query text with 300 positives used to make every query's search 300 + range_max deep (its result arrays
+    with it: 6 GB for 100k queries and 5,000 positives); now the others stop at range_max rounded up, and every query
+    still finds the same negatives."""
+    import fastrank.mining as mining
+
+    docs = [f"passage number {i}" for i in range(2000)]
+    groups = [QueryGroup(f"query {q}", [docs[q]], [1.0]) for q in range(1, 40)]
+    groups.append(QueryGroup("query 0", docs[100:400], [1.0] * 300))
+    searched, search = [], mining.top_k_search
+    monkeypatch.setattr(mining, "top_k_search", lambda q, c, k, f=None: searched.append((len(q), k)) or search(q, c, k))
+    got = mine_hard_negatives(groups, _RandomEmbedder(), docs, num_negatives=4, range_max=50, use_faiss=False)
+    assert sorted(searched) == [(1, 512), (39, 64)]
+
+    by_depth = mining.search_to_depths
+    monkeypatch.setattr(mining, "search_to_depths", lambda q, c, depths, f=None: by_depth(
+        q, c, [max(depths)] * len(depths), f))  # every query as deep as the deepest, as before
+    want = mine_hard_negatives(groups, _RandomEmbedder(), docs, num_negatives=4, range_max=50, use_faiss=False)
+    assert [g.documents for g in got.groups] == [g.documents for g in want.groups]
+    assert all(len(g.documents) == 1 + 4 for g in got.groups[:-1]) and len(got.groups[-1].documents) == 304
