@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> None:
          ("rows", args.rows, 500_000))
         if value != default)
     rows = [("predict", args.pairs), ("reranker onnx", args.pairs), ("windows", args.long_docs),
-            ("mining search", args.corpus), ("mining deep query", args.corpus // 2), ("read csv", args.rows), ("read jsonl", args.rows)]
+            ("mining search", args.corpus), ("mining deep query", args.corpus // 2), ("read csv", args.rows),
+            ("read jsonl", args.rows)]
     unknown = set(args.only or ()) - {row for row, _ in rows}
     if unknown:
         parser.error(f"unknown row(s) {sorted(unknown)}; rows: {', '.join(row for row, _ in rows)}")
