@@ -9,6 +9,7 @@ counter (one copy of ../shared/data is read, never written). Rows:
 - ``predict``: ``CrossEncoder.predict`` on ``--pairs`` pairs;
 - ``reranker onnx``: ``Reranker`` on an fp32 ONNX export of the same model, the same pairs;
 - ``windows``: ``Reranker(long_documents="windows")`` on ``--long-docs`` documents of 100,000 characters;
+- ``truncate``: ``Reranker`` (long documents truncated, the default) on the same documents;
 - ``mining search``: ``fastrank.mining.top_k_search`` (NumPy), 2,048 random unit queries against ``--corpus``
   vectors of dimension 384, k=55;
 - ``mining deep query``: ``mine_hard_negatives`` of 20,000 queries (one positive each, but one query with 4,000)
@@ -125,7 +126,7 @@ def _measure(row: str, size: int, workdir: str) -> dict:
         else:
             text = " ".join(d for _, d in _pairs(4000))
             docs = [text[i * 997 % (len(text) - CHARS):][:CHARS] for i in range(size)]
-            scorer = Reranker(model, long_documents="windows", num_threads=2)
+            scorer = Reranker(model, long_documents=row, num_threads=2)
             run = lambda: scorer.predict([("how are glacier caves formed?", d) for d in docs])  # noqa: E731
     seconds, extra = _run_sampled(run)
     return {"row": row, "size": size, "seconds": round(seconds, 2), "extra_mib": round(extra)}
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
          ("rows", args.rows, 500_000))
         if value != default)
     rows = [("predict", args.pairs), ("reranker onnx", args.pairs), ("windows", args.long_docs),
+            ("truncate", args.long_docs),
             ("mining search", args.corpus), ("mining deep query", args.corpus // 2), ("read csv", args.rows),
             ("read jsonl", args.rows)]
     unknown = set(args.only or ()) - {row for row, _ in rows}

@@ -6,6 +6,7 @@ behave identically everywhere. It needs only ``tokenizers`` and numpy.
 
 from __future__ import annotations
 
+import json
 import numbers
 import threading
 from collections.abc import Callable, Sequence
@@ -107,10 +108,14 @@ class PairEncoder:
         return sep
 
     def encode(self, pairs: Sequence[Pair] | Sequence[str]) -> EncodedPairs:
-        """Token ids of (query, document) pairs (titled documents joined by ``separator``), or of single texts."""
+        """Token ids of (query, document) pairs (titled documents joined by ``separator``), or of single texts.
+
+        A text far longer than ``max_length`` tokens is tokenized from a prefix that gives the same ids
+        (``_prefixes``): truncation keeps its first tokens only, and 100,000 characters took ~25 ms to keep 512."""
         sep = self.separator
         items = [p if isinstance(p, str) or isinstance(p[1], str) else (p[0], document_text(p[1], sep))
                  for p in pairs]
+        items = self._prefixes(items)
         parts = []
         for part in _slices([_text_size(item) for item in items]):
             try:
@@ -118,6 +123,55 @@ class PairEncoder:
             except TypeError as exc:  # tokenizers says only "TextInputSequence must be str"; say which and why
                 raise _explain_bad_text(items) or exc from exc
         return EncodedPairs.concat(parts)
+
+    def _prefixes(self, items: list) -> list:
+        """``items`` with each long text (a pair's document, or a single text) replaced by a prefix whose truncated
+        ids are the whole text's: the prefix ends at a word followed by a space, where this tokenizer's
+        pre-tokenizer splits (``splits_at_spaces``), so every token before it is the whole text's, and it holds
+        ``PREFIX_MARGIN`` tokens more than truncation keeps (and more than the query: longest-first truncation
+        compares the two), counted, not guessed. A prefix found too short grows 4x; a text with no such prefix is
+        tokenized whole."""
+        room_pair = self.max_length - self.tokenizer.num_special_tokens_to_add(True)
+        room_single = self.max_length - self.tokenizer.num_special_tokens_to_add(False)
+        chars = max(room_pair, room_single) * PREFIX_CHARS_PER_TOKEN
+
+        def text(item):
+            return item if isinstance(item, str) else item[1] if isinstance(item, (tuple, list)) and len(item) == 2 \
+                else None
+
+        long = [i for i, item in enumerate(items) if isinstance(text(item), str) and len(text(item)) > chars]
+        if not long:
+            return items
+        if "_splits_at_spaces" not in self.__dict__:  # read once: the tokenizer's JSON holds its whole vocabulary
+            self.__dict__["_splits_at_spaces"] = splits_at_spaces(self.tokenizer)
+        if not self.__dict__["_splits_at_spaces"]:
+            return items
+        items, plain, query_tokens = list(items), self._plain_tokenizer(), {}
+        while long:
+            cuts = {i: _prefix_at_space(text(items[i]), chars) for i in long}
+            cuts = {i: cut for i, cut in cuts.items() if cut is not None}
+            queries = [q for q in {items[i][0] for i in cuts if not isinstance(items[i], str)} if q not in query_tokens
+                       and isinstance(q, str)]
+            try:
+                counts = [len(e.ids) for e in plain.encode_batch(list(cuts.values()), add_special_tokens=False)]
+                query_tokens.update(zip(queries, (len(e.ids) for e in plain.encode_batch(
+                    queries, add_special_tokens=False))))
+            except TypeError:  # not text (a query that is no str): ``encode`` names it
+                return items
+            grow = []
+            for (i, cut), n in zip(cuts.items(), counts):
+                item = items[i]
+                if isinstance(item, str):
+                    enough = n >= room_single + PREFIX_MARGIN
+                else:
+                    enough = n >= room_pair + PREFIX_MARGIN and n > query_tokens.get(item[0], n)
+                if enough:
+                    items[i] = cut if isinstance(item, str) else (item[0], cut)
+                else:
+                    grow.append(i)
+            chars *= 4
+            long = [i for i in grow if len(text(items[i])) > chars]
+        return items
 
     def encode_windows(self, pairs: Sequence[Pair], overlap: int) -> tuple[EncodedPairs, np.ndarray]:
         """Cut every document into overlapping token windows, each paired with the (same) query.
@@ -222,6 +276,37 @@ class PairEncoder:
             plain.no_truncation()
             self.__dict__["_plain"] = plain
         return plain
+
+
+# ``PairEncoder._prefixes``: a text longer than this many characters per token of room is first tokenized from a
+# prefix of that length (English runs ~4-5 characters a token), which must hold PREFIX_MARGIN tokens more than
+# truncation keeps.
+PREFIX_CHARS_PER_TOKEN = 12
+PREFIX_MARGIN = 16
+
+# Pre-tokenizers that always end a piece at a space (and start none across it): a prefix cut before a space
+# pre-tokenizes into the whole text's first pieces. Others (none, Split on a pattern, ...) get no prefixes.
+_SPLIT_AT_SPACES = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit", "ByteLevel", "Metaspace"}
+
+
+def splits_at_spaces(tokenizer: Any) -> bool:
+    """Whether a ``tokenizers.Tokenizer`` ends a pre-token before every space, checked on its pre-tokenizer's JSON
+    (ByteLevel only with its regex, Metaspace only when it splits; in a Sequence, one such member is enough:
+    pre-tokenizers only ever split pieces further)."""
+    config = json.loads(tokenizer.to_str()).get("pre_tokenizer")
+    members = (config or {}).get("pretokenizers", [config]) if config else []
+    return any(m and m.get("type") in _SPLIT_AT_SPACES and m.get("use_regex", True) is not False
+               and m.get("split", True) is not False for m in members)
+
+
+def _prefix_at_space(text: str, chars: int) -> str | None:
+    """``text`` cut before its last space within the first ``chars`` characters that follows a character other than
+    whitespace (None when there is none): the prefix ends a word, and a space, where every such pre-tokenizer splits,
+    follows it."""
+    at = text.rfind(" ", 0, chars)
+    while at > 0 and text[at - 1].isspace():
+        at = text.rfind(" ", 0, at)
+    return text[:at] if at > 0 else None
 
 
 def _text_size(item: Any) -> int:

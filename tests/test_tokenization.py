@@ -1,0 +1,111 @@
+"""``PairEncoder.encode`` tokenizes a long text from a prefix: its ids must equal the whole text's, for every kind of
+tokenizer (WordPiece, byte-level BPE, Metaspace unigram) and every text that could trip a cut (space runs, newlines
+before a space, no spaces at all, combining accents, a query longer than the room, a text just over the limit)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastrank.batching import PREFIX_CHARS_PER_TOKEN, PairEncoder, _to_encoded, splits_at_spaces
+
+WORDS = ("the cross encoder reads query and document together naïve café résumé co-operate e.g. U.S.A. 3.14 "
+         "日本語のテキスト 😀 don't l'été").split()
+
+
+def _texts(seed: int, n: int, chars: int) -> list[str]:
+    """``n`` texts of about ``chars`` characters, mixing words with the separators a cut may land next to."""
+    rng = np.random.default_rng(seed)
+    seps = [" ", " ", " ", "  ", "\n", "\n ", " \n ", "\t", " \t ", "   ", ", ", ". ", " - "]
+    out = []
+    for _ in range(n):
+        parts, size = [], 0
+        while size < chars:
+            word = str(rng.choice(WORDS))
+            if rng.random() < 0.02:
+                word = word * int(rng.integers(20, 200))  # a long word
+            if rng.random() < 0.01:
+                word += "\u0301"  # a combining accent
+            part = word + str(rng.choice(seps))
+            parts.append(part)
+            size += len(part)
+        out.append("".join(parts))
+    return out
+
+
+def _wordpiece():
+    from tokenizers import Tokenizer
+
+    from conftest import _tokenizer_source
+
+    return Tokenizer.from_file(f"{_tokenizer_source()}/tokenizer.json")
+
+
+def _trained(kind: str):
+    """A small tokenizer of ``kind`` trained here on generated text (no download)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    corpus = _texts(0, 200, 400)
+    if kind == "byte-level bpe":
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<s>", "</s>", "<pad>"],
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tok.train_from_iterator(corpus, trainer)
+        tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")),
+                                                          ("<s>", tok.token_to_id("<s>")))
+        return tok
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=["<s>", "</s>", "<pad>", "<unk>"],
+                                      unk_token="<unk>")
+    tok.train_from_iterator(corpus, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))])
+    return tok
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "byte-level bpe", "metaspace unigram"])
+@pytest.mark.parametrize("max_length", [32, 128])
+def test_long_texts_tokenize_from_a_prefix_to_the_whole_texts_ids(kind, max_length, monkeypatch):
+    tokenizer = _wordpiece() if kind == "wordpiece" else _trained(kind)
+    encoder = PairEncoder(tokenizer, max_length)
+    assert splits_at_spaces(encoder.tokenizer)
+    limit = max_length * PREFIX_CHARS_PER_TOKEN
+    docs = _texts(1, 40, limit * 3) + [
+        "word " * (limit // 2),  # just over the limit
+        "x" * (limit * 3),  # no space: tokenized whole
+        "日本語のテキスト" * limit,  # no space either
+        "   " + " " * (limit * 3) + "late words " * 50,  # spaces first: every prefix too short
+        "a\n" * (limit * 2) + " b" * 10,  # newlines before the spaces
+    ]
+    queries = ["what does the cross encoder read", " ".join(_texts(2, 1, limit * 2)), "q"]
+    pairs = [(queries[i % 3], d) for i, d in enumerate(docs)]
+    singles = list(docs)
+
+    recording = _Recording(encoder.tokenizer)
+    monkeypatch.setattr(encoder, "tokenizer", recording)
+    for items, share in ((pairs, 0.9), (singles, 0.6)):  # a pair whose query is longer than its prefix: whole
+        recording.chars = 0
+        got = encoder.encode(items)
+        want = _to_encoded(recording.inner.encode_batch(items))
+        assert [x.tolist() for x in got.input_ids] == [x.tolist() for x in want.input_ids]
+        assert [x.tolist() for x in got.token_type_ids] == [x.tolist() for x in want.token_type_ids]
+        assert recording.chars < share * sum(len(d) for d in docs)  # long documents were tokenized from prefixes
+
+
+class _Recording:
+    """A tokenizer that counts the characters of documents (or single texts) it is asked to tokenize."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.chars = inner, 0
+
+    def encode_batch(self, items, *args, **kwargs):
+        self.chars += sum(len(x if isinstance(x, str) else x[1]) for x in items)
+        return self.inner.encode_batch(items, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
