@@ -20,6 +20,7 @@ from __future__ import annotations
 import codecs
 import csv
 import inspect
+import io
 import itertools
 import json
 import math
@@ -235,14 +236,18 @@ Located = Iterable[tuple[str, dict[str, Any]]]  # (where the record is, e.g. "<p
 
 def _records_to_groups(records: Located, source: str) -> list[QueryGroup]:
     """Groups from records read one at a time (readers stream: a file's rows are never all held at once)."""
-    records = iter(records)
-    first = next(records, None)
-    if first is None:
-        raise DataError(f"{source} is empty: no records to train or evaluate on")
-    records = itertools.chain([first], records)
-    if "documents" in first[1]:
-        return [_group_from_record(r, where) for where, r in records]
-    return _group_flat_rows(records, source)
+    reader = iter(records)
+    try:
+        first = next(reader, None)
+        if first is None:
+            raise DataError(f"{source} is empty: no records to train or evaluate on")
+        records = itertools.chain([first], reader)
+        if "documents" in first[1]:
+            return [_group_from_record(r, where) for where, r in records]
+        return _group_flat_rows(records, source)
+    finally:
+        if hasattr(reader, "close"):
+            reader.close()  # a reader stopped by a bad record closes its file now, not when the error is dropped
 
 
 def decode_utf8(data: bytes, source: str) -> str:
@@ -262,15 +267,17 @@ def read_utf8(path: str | Path) -> str:
 
 
 def utf8_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """``(line number, line)`` of a text file read a line at a time, split at "\n" only and decoded as
-    ``decode_utf8`` does (a leading byte-order mark dropped; a byte that is not UTF-8 is its DataError)."""
+    """``(line number, line)`` of a regular file read a line at a time, split at "\n" only (which is dropped, as
+    ``str.split`` would) and decoded as ``decode_utf8`` does (a leading byte-order mark dropped; a byte that is not
+    UTF-8 is its DataError)."""
     with Path(path).open("rb") as f:
         for n, raw in enumerate(f, 1):
             try:
-                yield n, raw.decode("utf-8-sig" if n == 1 else "utf-8")
+                line = raw[:-1 if raw.endswith(b"\n") else None].decode("utf-8-sig" if n == 1 else "utf-8")
             except UnicodeDecodeError:
                 read_utf8(path)  # raises the DataError that names the file's first bad byte
                 raise
+            yield n, line
 
 
 def iter_json_records(path: str | Path) -> Iterator[tuple[str, Any]]:
@@ -278,14 +285,15 @@ def iter_json_records(path: str | Path) -> Iterator[tuple[str, Any]]:
     line; ``where`` is "<path> line N"), or of a ``.json`` file holding one JSON array ("<path> item N"); bad JSON is
     a DataError naming the line."""
     path = Path(path)
-    if path.suffix.lower() == ".json" and _first_line(path).lstrip().startswith("["):
+    text = None if path.is_file() else read_utf8(path)  # a pipe or a device can be read once: read it whole
+    if path.suffix.lower() == ".json" and (_first_line(path) if text is None else text).lstrip().startswith("["):
         try:
-            values = json.loads(read_utf8(path))
+            values = json.loads(read_utf8(path) if text is None else text)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
         yield from ((f"{path} item {i}", v) for i, v in enumerate(values))
         return
-    for i, line in utf8_lines(path):
+    for i, line in utf8_lines(path) if text is None else enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -312,8 +320,9 @@ def _read_delimited(path: Path, delimiter: str) -> Located:
     """CSV with quoting; TSV as tab-separated text with no quoting, so a field that starts with a quote (a title in
     quotes) keeps it and cannot swallow the rows after it. Rows are read one at a time."""
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
+    try:  # a pipe or a device can be read once: read it whole
+        with (path.open(encoding="utf-8-sig", newline="") if path.is_file()
+              else io.StringIO(read_utf8(path), newline="")) as f:
             yield from _delimited_rows(path, csv.DictReader(f, delimiter=delimiter, quoting=quoting), delimiter)
     except UnicodeDecodeError:
         read_utf8(path)  # raises the DataError that names the file's first bad byte
@@ -364,8 +373,12 @@ def _read_parquet(path: Path) -> Located:
     from fastrank.errors import require
 
     pq = require("pyarrow.parquet", "train", "reading Parquet files")
+    try:
+        parquet = pq.ParquetFile(path)
+    except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError; its message names no file
+        raise DataError(f"{path} is not a readable Parquet file: {exc}") from exc
     n = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS):
+    for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
         for row in batch.to_pylist():
             n += 1
             yield f"{path} row {n}", {k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()}

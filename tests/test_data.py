@@ -397,3 +397,73 @@ def test_trailing_delimiters_lone_cr_lines_and_rewritten_teacher_scores(tmp_path
     assert "labels" not in copy.read_text() and read_groups(str(copy))[0].scores == [2.5, -1.0]
     with pytest.raises(DataError, match="'labels'"):  # the JSONL reader's own refusal: no labels
         RerankingEvaluator.from_file(copy)
+
+
+def test_a_bad_json_line_is_named_with_its_column(tmp_path):
+    """Lines are read one at a time: the newline must not reach the parser, which would then report every error at
+    the end of a line as "column 1" (of the line after it)."""
+    (tmp_path / "d.jsonl").write_text('{"query": "q", "documents": ["a"], "labels": [1]}\n{"query": "x"\n')
+    with pytest.raises(DataError, match=r"d\.jsonl line 2: not valid JSON \(Expecting ',' delimiter at column 14\)"):
+        read_groups(tmp_path / "d.jsonl")
+
+
+def _read_from_a_pipe(path, data: bytes):
+    """``read_groups(path)`` of a named pipe that a thread fills with ``data``: (groups or the error, finished)."""
+    import os
+    import threading
+
+    os.mkfifo(path)
+    out = []
+
+    def write():
+        with open(path, "wb") as f:
+            f.write(data)
+
+    def read():
+        try:
+            out.append(read_groups(path))
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            out.append(exc)
+
+    threads = [threading.Thread(target=write, daemon=True), threading.Thread(target=read, daemon=True)]
+    for t in threads:
+        t.start()
+    threads[1].join(10)
+    return (out[0] if out else None), not threads[1].is_alive()
+
+
+@pytest.mark.parametrize("name, data, expected", [
+    ("d.json", b'[{"query": "q", "documents": ["a", "b"], "labels": [1, 0]}]', 2),
+    ("d.json", b'{"query": "q", "documents": ["a", "b"], "labels": [1, 0]}\n', 2),
+    ("d.jsonl", b'{"query": "q", "documents": ["caf\xe9"], "labels": [1]}\n', "byte 0xe9 at offset 33"),
+    ("d.csv", b"query,document,label\nq,caf\xe9,1\n", "byte 0xe9 at offset 26"),
+])
+def test_a_named_pipe_is_read_once(tmp_path, name, data, expected):
+    """A pipe (``--data <(zcat data.jsonl.gz)``) can be read once: reading it twice (to look at its first line, or to
+    name a bad byte) hung."""
+    result, finished = _read_from_a_pipe(tmp_path / name, data)
+    assert finished, "read_groups hung on the pipe"
+    if isinstance(expected, int):
+        assert len(result[0].documents) == expected
+    else:
+        assert isinstance(result, DataError) and expected in str(result) and "not UTF-8 text" in str(result)
+
+
+def test_a_bad_record_leaves_no_file_open(tmp_path):
+    import os
+
+    (tmp_path / "h.csv").write_text("query,document,label\nq,a,1\nq,b,maybe\nq,c,0\n")
+    try:
+        read_groups(tmp_path / "h.csv")
+    except DataError as exc:
+        kept = exc  # as a notebook keeps the last error
+        opened = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                  if os.path.exists(f"/proc/self/fd/{fd}")]
+    assert "maybe" in str(kept) and str(tmp_path / "h.csv") not in opened
+
+
+def test_a_damaged_parquet_file_is_named(tmp_path):
+    pytest.importorskip("pyarrow")
+    (tmp_path / "p.parquet").write_text("not parquet at all\n")
+    with pytest.raises(DataError, match=r"p\.parquet is not a readable Parquet file: .*magic bytes"):
+        read_groups(tmp_path / "p.parquet")
