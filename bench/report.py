@@ -417,14 +417,15 @@ def _memory_section(records: list[dict[str, Any]]) -> str:
         "Each row in a fresh process, on a tiny random BERT with the MiniLM tokenizer so that fastrank's own work "
         "shows: `predict` = `CrossEncoder.predict` and `reranker onnx` = `Reranker` on an fp32 export, both on "
         "unique WikiQA pairs; `windows` = `Reranker(long_documents=\"windows\")` on documents of 100,000 "
-        "characters; `mining search` = `top_k_search` of 2,048 queries in a corpus of that many 384-d vectors; "
+        "characters, `truncate` = `Reranker` (truncating, the default) on the same documents; `mining search` = `top_k_search` of 2,048 queries in a corpus of that many 384-d vectors; "
         "`mining deep query` = `mine_hard_negatives` of 20,000 queries in a corpus of that many documents, one "
         "query with 4,000 positives; `read csv` / `read jsonl` = `read_groups` of that many unique pairs as flat "
         "CSV rows / grouped JSONL (the groups it returns count in its extra memory). "
         "*extra MiB* = peak resident memory above what the process held once model and inputs were loaded. "
         "Code 074182a tokenized every pair at once and kept tokenizers' Encoding objects (~7 KB a pair), and "
         "searched 512 query rows against the whole corpus at a time; c320623 held every row of a data file before "
-        "grouping them, and searched every query as deep as the query with the most positives. Commands: "
+        "grouping them, searched every query as deep as the query with the most positives, and tokenized "
+        "every long document whole to keep its first tokens. Commands: "
         + commands + ".", "", *rows]) + "\n"
 
 

@@ -7,7 +7,8 @@ batching loop waits for the first job, then up to ``max_wait_ms`` for more, take
 batching every backend uses), on a single worker thread so the event loop keeps accepting requests. Every job gets
 its own rows back, in its own order. A request larger than one step is cut into step-sized pieces (its rows longest
 first) and goes back to the end of the queue after each step it runs in, so requests that arrived meanwhile run in
-the next step: a 1,000-document request never holds up a 20-document one for longer than one step. The queue is
+the next step: a 20-document request waits at most one step for each large request ahead of it, not until they
+end (turns are per request: under load a large request takes longer). The queue is
 bounded (``QueueFull`` → HTTP 503): a request holds its place from the moment it is accepted, through tokenization,
 until it is answered, so requests being tokenized count towards ``max_queue`` too. A cancelled request that is not
 being scored is dropped (tokenized or not, whole or part-way), and ``stop()`` drains what was accepted. It needs
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastrank.batching import EncodedPairs
+from fastrank.batching import EncodedPairs, plan_batches
 from fastrank.errors import FastrankError
 from fastrank.serve.metrics import Metrics
 
@@ -76,21 +77,14 @@ def row_tokens(lengths: np.ndarray) -> np.ndarray:
 
 
 def plan_pieces(lengths: np.ndarray, budget: int) -> list[np.ndarray]:
-    """A request's rows cut into pieces of at most ``budget`` tokens (``row_tokens``; a row above it is a piece
-    alone). A request that fits is one piece in its own order; a larger one is cut longest rows first, so each piece
-    pads little, as ``plan_batches`` would have batched it."""
-    cost = row_tokens(lengths)
-    if int(cost.sum()) <= budget:
-        return [np.arange(len(cost))]
-    order = np.argsort(-cost, kind="stable")
-    pieces, start, used = [], 0, 0
-    for i, row in enumerate(order):
-        if i > start and used + cost[row] > budget:
-            pieces.append(order[start:i])
-            start, used = i, 0
-        used += int(cost[row])
-    pieces.append(order[start:])
-    return pieces
+    """A request's rows cut into step-sized pieces. A request whose rows fit ``budget`` tokens (``row_tokens``) is
+    one piece in its own order; a larger one is cut longest rows first into pieces of at most ``budget`` padded
+    tokens (rows x longest, a row above it alone): ``plan_batches`` with the step's token budget, so that a piece is
+    one forward pass of ``Reranker.run`` and never leaves it a small batch over."""
+    lengths = np.asarray(lengths)
+    if int(row_tokens(lengths).sum()) <= budget:
+        return [np.arange(len(lengths))]
+    return plan_batches(lengths, batch_size=len(lengths), max_tokens=budget, pad_to_multiple_of=8)
 
 
 @dataclass(eq=False)  # jobs are found in the queue by identity: comparing fields would compare token arrays
@@ -100,14 +94,10 @@ class _Job:
     future: asyncio.Future
     pieces: list[np.ndarray]  # row indices of each step-sized piece (plan_pieces)
     piece_tokens: list[int]
+    tokens: int  # still to score: the tokens of the pieces from ``next_piece`` on
     next_piece: int = 0  # pieces before it are scored into ``rows``
     rows: np.ndarray | None = None
     enqueued: float = field(default_factory=time.perf_counter)
-
-    @property
-    def tokens(self) -> int:
-        """Tokens still to score."""
-        return sum(self.piece_tokens[self.next_piece:])
 
 
 class BatchingEngine:
@@ -184,8 +174,9 @@ class BatchingEngine:
             return np.zeros((0, self.reranker.num_labels), dtype=np.float32), 0
         pieces = plan_pieces(encoded.lengths, self.config.max_batch_tokens)
         cost = row_tokens(encoded.lengths)
-        job = _Job(encoded, owners, asyncio.get_running_loop().create_future(), pieces,
-                   [int(cost[p].sum()) for p in pieces])
+        piece_tokens = [int(cost[p].sum()) for p in pieces]
+        job = _Job(encoded, owners, asyncio.get_running_loop().create_future(), pieces, piece_tokens,
+                   sum(piece_tokens))
         self._jobs.append(job)
         self._wakeup.set()
         try:
@@ -250,6 +241,7 @@ class BatchingEngine:
                     job.rows[piece] = rows[at:at + len(piece)]
                     at += len(piece)
                 job.next_piece = part.stop
+                job.tokens -= sum(job.piece_tokens[part])
                 if job.next_piece < len(job.pieces):
                     if not (self._stopping and not self._drain):
                         self._jobs.append(job)
@@ -301,4 +293,5 @@ class BatchingEngine:
             done = time.perf_counter()
             self.metrics.observe_step(
                 requests=len(steps), pairs=len(merged), tokens=sum(sum(j.piece_tokens[p]) for j, p in steps),
-                inference_s=done - started, queue_s=[started - j.enqueued for j, p in steps if p.start == 0])
+                inference_s=done - started, queue_s=[started - j.enqueued for j, p in steps if p.start == 0],
+                scored=error is None)

@@ -21,10 +21,12 @@ _HELP = {
     "fastrank_rejected_total": ("counter", "Requests refused because the queue was full (HTTP 503)."),
     "fastrank_cancelled_total": ("counter", "Queued requests dropped because their client went away."),
     "fastrank_pairs_total": ("counter", "Query-document pairs scored (windows, in --long-documents windows mode)."),
-    "fastrank_queue_seconds": ("histogram", "Time a request waited before its batch started."),
+    "fastrank_queue_seconds": ("histogram", "Time a request waited before its first batch started (a request larger than one "
+                               "batch waits again between its batches: see fastrank_request_seconds)."),
     "fastrank_inference_seconds": ("histogram", "Time of one batching step on the inference thread."),
     "fastrank_request_seconds": ("histogram", "End-to-end time of a rerank request inside the server."),
-    "fastrank_batch_requests": ("histogram", "Requests sharing one batching step."),
+    "fastrank_batch_requests": ("histogram", "Requests sharing one batching step (a request scored over several steps counts in "
+                                "each)."),
     "fastrank_batch_pairs": ("histogram", "Pairs (rows) scored in one batching step."),
     "fastrank_batch_tokens": ("histogram", "Padded tokens scored in one batching step."),
     "fastrank_queue_depth": ("gauge", "Requests accepted and not yet answered."),
@@ -85,14 +87,18 @@ class Metrics:
         with self._lock:
             self._hists.setdefault(name, _Histogram(_buckets(name))).observe(value)
 
-    def observe_step(self, requests: int, pairs: int, tokens: int, inference_s: float, queue_s: list[float]) -> None:
+    def observe_step(self, requests: int, pairs: int, tokens: int, inference_s: float, queue_s: list[float],
+                     scored: bool = True) -> None:
+        """One batching step; ``scored`` False for a step whose inference failed (its pairs are not counted as
+        scored)."""
         self.observe("fastrank_batch_requests", requests)
         self.observe("fastrank_batch_pairs", pairs)
         self.observe("fastrank_batch_tokens", tokens)
         self.observe("fastrank_inference_seconds", inference_s)
         for q in queue_s:
             self.observe("fastrank_queue_seconds", q)
-        self.inc("fastrank_pairs_total", pairs)
+        if scored:
+            self.inc("fastrank_pairs_total", pairs)
 
     def counter(self, name: str, **labels: str) -> float:
         return self._counters.get((name, tuple(sorted(labels.items()))), 0.0)
