@@ -411,7 +411,8 @@ def _memory_section(records: list[dict[str, Any]]) -> str:
     rows = ["| code | row | size | seconds | extra MiB | run at |", "| --- | --- | ---: | ---: | ---: | --- |"]
     rows += [f"| {r['code']} | {r['row']} | {r['size']:,} | {r['seconds']:.2f} | +{r['extra_mib']:,} | {r['time']} |"
              for code in codes for (c, _), r in latest.items() if c == code]
-    commands = "; ".join(f"{code}: `{next(r['command'] for r in records if r['code'] == code)}`" for code in codes)
+    commands = "; ".join(f"{code}: " + ", ".join(f"`{c}`" for c in dict.fromkeys(r["command"] for r in records
+                                                                           if r["code"] == code)) for code in codes)
     return "\n".join([
         "## Memory at production sizes (bench/memory.py)", "",
         "Each row in a fresh process, on a tiny random BERT with the MiniLM tokenizer so that fastrank's own work "

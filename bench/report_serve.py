@@ -58,8 +58,8 @@ def _mixed_section(run: list[dict[str, Any]]) -> str:
         "",
         f"Command: `{run[0]['command']}` (model `{run[0]['model']}`). One request of {run[0]['big_docs']} documents "
         "(a WikiQA test query with the test file's sentences) and, for as long as it is scored, 20-document requests "
-        "with 2 in flight; then each kind alone. *reference* = a server started from another commit's checkout in "
-        "the same run. Every answer is checked against `Reranker` scores computed in the bench process.",
+        "with 2 in flight; before that, each kind alone. *reference* = a server started from another commit's "
+        "checkout in the same run. Every answer is checked against `Reranker` scores computed in the bench process.",
         "",
         "| server | commit | traffic | small requests | small p50 ms | small max ms | large request ms |"
         " max abs score diff |",

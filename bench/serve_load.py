@@ -284,12 +284,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overload-only", action="store_true", help="Only the 4x overload run.")
     parser.add_argument("--mixed", action="store_true",
                         help="Only the mixed run: small requests while one large request is scored.")
-    parser.add_argument("--big-docs", type=int, default=1000, help="Documents of the mixed run's large request.")
+    parser.add_argument("--big-docs", type=int, help="Documents of the mixed run's large request (default 1000; "
+                        "--quick: 200).")
     parser.add_argument("--reference-src", help="Mixed run: also serve from this source tree (another commit).")
     args = parser.parse_args(argv)
     require_shared_data()
     if args.quick:
-        args.requests, args.concurrency, args.big_docs = 40, [1, 8], 200
+        args.requests, args.concurrency = 40, [1, 8]
+    args.big_docs = args.big_docs or (200 if args.quick else 1000)
     for record in asyncio.run(run_mixed(args) if args.mixed else run(args)):
         record["command"] = "python -m bench serve " + " ".join(argv or sys.argv[2:])
         record["model"] = args.model

@@ -135,11 +135,13 @@ class PairEncoder:
         room_single = self.max_length - self.tokenizer.num_special_tokens_to_add(False)
         chars = max(room_pair, room_single) * PREFIX_CHARS_PER_TOKEN
 
-        def text(item):
-            return item if isinstance(item, str) else item[1] if isinstance(item, (tuple, list)) and len(item) == 2 \
-                else None
+        def text(item):  # the text truncation cuts: a single text, or a pair's document (None when not all text)
+            if isinstance(item, str):
+                return item
+            is_pair = isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) for x in item)
+            return item[1] if is_pair else None
 
-        long = [i for i, item in enumerate(items) if isinstance(text(item), str) and len(text(item)) > chars]
+        long = [i for i, item in enumerate(items) if len(text(item) or "") > chars and _is_unicode(text(item))]
         if not long:
             return items
         if "_splits_at_spaces" not in self.__dict__:  # read once: the tokenizer's JSON holds its whole vocabulary
@@ -150,13 +152,12 @@ class PairEncoder:
         while long:
             cuts = {i: _prefix_at_space(text(items[i]), chars) for i in long}
             cuts = {i: cut for i, cut in cuts.items() if cut is not None}
-            queries = [q for q in {items[i][0] for i in cuts if not isinstance(items[i], str)} if q not in query_tokens
-                       and isinstance(q, str)]
+            queries = list({items[i][0] for i in cuts if not isinstance(items[i], str)} - query_tokens.keys())
             try:
                 counts = [len(e.ids) for e in plain.encode_batch(list(cuts.values()), add_special_tokens=False)]
                 query_tokens.update(zip(queries, (len(e.ids) for e in plain.encode_batch(
                     queries, add_special_tokens=False))))
-            except TypeError:  # not text (a query that is no str): ``encode`` names it
+            except TypeError:  # a query that is not valid Unicode (a lone surrogate): ``encode`` names it
                 return items
             grow = []
             for (i, cut), n in zip(cuts.items(), counts):
@@ -164,7 +165,7 @@ class PairEncoder:
                 if isinstance(item, str):
                     enough = n >= room_single + PREFIX_MARGIN
                 else:
-                    enough = n >= room_pair + PREFIX_MARGIN and n > query_tokens.get(item[0], n)
+                    enough = n >= room_pair + PREFIX_MARGIN and n > query_tokens[item[0]]
                 if enough:
                     items[i] = cut if isinstance(item, str) else (item[0], cut)
                 else:
@@ -297,6 +298,16 @@ def splits_at_spaces(tokenizer: Any) -> bool:
     members = (config or {}).get("pretokenizers", [config]) if config else []
     return any(m and m.get("type") in _SPLIT_AT_SPACES and m.get("use_regex", True) is not False
                and m.get("split", True) is not False for m in members)
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (no lone surrogate): one that is not is tokenized whole, so that the
+    tokenizer refuses it even where the bad character lies past the prefix truncation keeps."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _prefix_at_space(text: str, chars: int) -> str | None:

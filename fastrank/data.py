@@ -75,13 +75,15 @@ def document_key(doc: Document) -> str:
     return f"{dedup_key(title)}\0{dedup_key(text)}" if title else dedup_key(text)
 
 
-def _number(value: Any, where: str, what: str) -> float:
+def _number(value: Any, where: str, what: str, booleans: bool = False) -> float:
+    """``value`` as a finite float (numbers, numeric strings, JSON booleans); with ``booleans`` also the cells
+    "true" / "false" (any case) as 1 / 0: a flat file's boolean label column, as pandas writes it to CSV."""
     if isinstance(value, bool):
         return float(value)
     if isinstance(value, (int, float)) and math.isfinite(value):
         return float(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return float(value.strip().lower() == "true")  # a boolean column written to CSV (pandas writes True/False)
+    if booleans and isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return float(value.strip().lower() == "true")
     if isinstance(value, str):
         try:
             out = float(value)
@@ -90,7 +92,8 @@ def _number(value: Any, where: str, what: str) -> float:
         else:
             if math.isfinite(out):
                 return out
-    raise DataError(f"{where}: {what} must be a finite number (e.g. 0, 1 or 0.7) or true/false, got {value!r}")
+    accepted = "a finite number (e.g. 0, 1 or 0.7)" + (" or true/false" if booleans else "")
+    raise DataError(f"{where}: {what} must be {accepted}, got {value!r}")
 
 
 def _group_from_record(rec: dict[str, Any], where: str) -> QueryGroup:
@@ -202,7 +205,7 @@ def _group_flat_rows(rows: Iterable[tuple[str, dict[str, Any]]], source: str) ->
             raise DataError(f"{where}: query_id {qid!r} has two query texts ({g.query!r} and {q!r}); an id names "
                             "one query")
         g.documents.append(normalize_document({"text": row["document"], "title": title}, where))
-        g.labels.append(_number(row["label"], where, "'label'"))
+        g.labels.append(_number(row["label"], where, "'label'", booleans=True))
     return list(groups.values())
 
 
@@ -234,8 +237,10 @@ def join_titles(groups: Sequence[QueryGroup], separator: str) -> int:
 Located = Iterable[tuple[str, dict[str, Any]]]  # (where the record is, e.g. "<path> line 3"; the record)
 
 
-def _records_to_groups(records: Located, source: str) -> list[QueryGroup]:
-    """Groups from records read one at a time (readers stream: a file's rows are never all held at once)."""
+def records_to_groups(records: Located, source: str) -> list[QueryGroup]:
+    """Groups from ``(where, record)`` pairs, grouped records (``documents``) or flat rows, taken one at a time (the
+    readers of regular JSONL, CSV, TSV and Parquet files stream their rows, which are then never all held at
+    once); a reader stopped by a bad record is closed at once."""
     reader = iter(records)
     try:
         first = next(reader, None)
@@ -267,7 +272,7 @@ def read_utf8(path: str | Path) -> str:
 
 
 def utf8_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """``(line number, line)`` of a regular file read a line at a time, split at "\n" only (which is dropped, as
+    """``(line number, line)`` of a regular file read a line at a time, split at "\\n" only (which is dropped, as
     ``str.split`` would) and decoded as ``decode_utf8`` does (a leading byte-order mark dropped; a byte that is not
     UTF-8 is its DataError)."""
     with Path(path).open("rb") as f:
@@ -308,12 +313,16 @@ def json_records(path: str | Path) -> list[tuple[str, Any]]:
     return list(iter_json_records(path))
 
 
-def _read_jsonl(path: Path) -> Located:
-    """``iter_json_records``, each a JSON object (a query or a row)."""
-    for where, r in iter_json_records(path):
+def json_objects(records: Iterable[tuple[str, Any]]) -> Located:
+    """``records`` (``iter_json_records``' pairs), each checked to be a JSON object (a query or a row)."""
+    for where, r in records:
         if not isinstance(r, dict):
             raise DataError(f"{where}: expected a JSON object (one per query or row), got {type(r).__name__}")
         yield where, r
+
+
+def _read_jsonl(path: Path) -> Located:
+    return json_objects(iter_json_records(path))
 
 
 def _read_delimited(path: Path, delimiter: str) -> Located:
@@ -378,10 +387,13 @@ def _read_parquet(path: Path) -> Located:
     except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError; its message names no file
         raise DataError(f"{path} is not a readable Parquet file: {exc}") from exc
     n = 0
-    for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-        for row in batch.to_pylist():
-            n += 1
-            yield f"{path} row {n}", {k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()}
+    try:
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            for row in batch.to_pylist():
+                n += 1
+                yield f"{path} row {n}", {k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()}
+    except (ValueError, OSError) as exc:  # a damaged page or row group: pyarrow's message names no file
+        raise DataError(f"{path} is not a readable Parquet file (after row {n}): {exc}") from exc
 
 
 def _read_hub(name: str, split: str) -> Located:
@@ -417,10 +429,10 @@ def read_groups(source: str | Path, split: str = "train") -> list[QueryGroup]:
                    ".csv": lambda p: _read_delimited(p, ","), ".tsv": lambda p: _read_delimited(p, "\t")}
         if suffix not in readers:
             raise DataError(f"{text}: unsupported file type {suffix!r}; accepted: {', '.join(sorted(readers))}")
-        return _records_to_groups(readers[suffix](path), text)
+        return records_to_groups(readers[suffix](path), text)
     if suffix in (".jsonl", ".json", ".csv", ".tsv", ".parquet") or text.startswith(("/", ".", "~")):
         raise DataError(f"data file {text!r} does not exist")
-    return _records_to_groups(_read_hub(text, split), text)
+    return records_to_groups(_read_hub(text, split), text)
 
 
 def json_document(line: str) -> Document | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +86,13 @@ SEARCH_ELEMENTS = 8_000_000
 def top_k_search(queries: np.ndarray, corpus: np.ndarray, k: int, use_faiss: bool | None = None,
                  chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner-product top-k: (scores, indices), each (n_queries, k), best first. faiss when asked/installed."""
-    k = min(k, corpus.shape[0])
+    return top_k_searcher(corpus, use_faiss, chunk)(queries, k)
+
+
+def top_k_searcher(corpus: np.ndarray, use_faiss: bool | None = None, chunk: int = 512
+                   ) -> Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]:
+    """``search(queries, k)`` over ``corpus`` (``top_k_search``), which builds its faiss index once for every
+    search."""
     if use_faiss is not False:
         try:
             import faiss
@@ -98,21 +104,26 @@ def top_k_search(queries: np.ndarray, corpus: np.ndarray, k: int, use_faiss: boo
         else:
             index = faiss.IndexFlatIP(corpus.shape[1])
             index.add(np.ascontiguousarray(corpus, dtype=np.float32))
-            scores, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-            return scores, idx
-    all_scores, all_idx = [], []
-    # at most SEARCH_ELEMENTS similarities at a time (their argpartition doubles that): a fixed 512 query rows took
-    # 11.7 KB per corpus document, and a 400k corpus ran past 6 GB
-    rows = max(1, min(chunk, SEARCH_ELEMENTS // max(1, corpus.shape[0])))
-    for start in range(0, queries.shape[0], rows):
-        negated = queries[start : start + rows] @ corpus.T
-        np.negative(negated, out=negated)  # in place: argpartition finds the smallest
-        part = np.argpartition(negated, k - 1, axis=1)[:, :k]
-        part_scores = -np.take_along_axis(negated, part, axis=1)
-        order = np.argsort(-part_scores, axis=1, kind="stable")
-        all_idx.append(np.take_along_axis(part, order, axis=1))
-        all_scores.append(np.take_along_axis(part_scores, order, axis=1))
-    return np.concatenate(all_scores), np.concatenate(all_idx)
+            return lambda queries, k: index.search(np.ascontiguousarray(queries, dtype=np.float32),
+                                                   min(k, corpus.shape[0]))
+
+    def search(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, corpus.shape[0])
+        all_scores, all_idx = [], []
+        # at most SEARCH_ELEMENTS similarities at a time (their argpartition doubles that): a fixed 512 query rows
+        # took 11.7 KB per corpus document, and a 400k corpus ran past 6 GB
+        rows = max(1, min(chunk, SEARCH_ELEMENTS // max(1, corpus.shape[0])))
+        for start in range(0, queries.shape[0], rows):
+            negated = queries[start : start + rows] @ corpus.T
+            np.negative(negated, out=negated)  # in place: argpartition finds the smallest
+            part = np.argpartition(negated, k - 1, axis=1)[:, :k]
+            part_scores = -np.take_along_axis(negated, part, axis=1)
+            order = np.argsort(-part_scores, axis=1, kind="stable")
+            all_idx.append(np.take_along_axis(part, order, axis=1))
+            all_scores.append(np.take_along_axis(part_scores, order, axis=1))
+        return np.concatenate(all_scores), np.concatenate(all_idx)
+
+    return search
 
 
 def search_to_depths(queries: np.ndarray, corpus: np.ndarray, depths: Sequence[int], use_faiss: bool | None = None
@@ -123,9 +134,10 @@ def search_to_depths(queries: np.ndarray, corpus: np.ndarray, depths: Sequence[i
     ks = np.minimum(corpus.shape[0], 2 ** np.ceil(np.log2(np.maximum(np.asarray(depths), 1))).astype(np.int64))
     scores: list[np.ndarray] = [np.empty(0, dtype=np.float32)] * len(ks)
     indices: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * len(ks)
+    search = top_k_searcher(corpus, use_faiss)
     for k in np.unique(ks):
         rows = np.flatnonzero(ks == k)
-        found_scores, found = top_k_search(queries[rows], corpus, int(k), use_faiss)
+        found_scores, found = search(queries[rows], int(k))
         for row, q in enumerate(rows):
             scores[q], indices[q] = found_scores[row], found[row]
     return scores, indices

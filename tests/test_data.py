@@ -61,9 +61,9 @@ def test_converters():
 
 
 def read_groups_from(records):
-    from fastrank.data import _records_to_groups
+    from fastrank.data import records_to_groups
 
-    return _records_to_groups([(f"test line {i}", r) for i, r in enumerate(records, 1)], "test")
+    return records_to_groups([(f"test line {i}", r) for i, r in enumerate(records, 1)], "test")
 
 
 @pytest.mark.parametrize(
@@ -99,7 +99,8 @@ def test_a_boolean_label_column_written_by_pandas_reads_as_0_and_1(tmp_path):
     (tmp_path / "p.csv").write_text("query,document,label\nq,a,True\nq,b,False\nq,c, true \n")
     assert read_groups(tmp_path / "p.csv")[0].labels == [1.0, 0.0, 1.0]
     (tmp_path / "bad.csv").write_text("query,document,label\nq,a,yes\n")
-    with pytest.raises(DataError, match=r"row 1 \(line 2\): 'label' must be a finite number .* or true/false, got 'yes'"):
+    with pytest.raises(DataError, match=r"row 1 \(line 2\): 'label' must be a finite number .* or true/false, "
+                                        r"got 'yes'"):
         read_groups(tmp_path / "bad.csv")
 
 
@@ -467,3 +468,46 @@ def test_a_damaged_parquet_file_is_named(tmp_path):
     (tmp_path / "p.parquet").write_text("not parquet at all\n")
     with pytest.raises(DataError, match=r"p\.parquet is not a readable Parquet file: .*magic bytes"):
         read_groups(tmp_path / "p.parquet")
+
+
+def test_a_parquet_file_damaged_inside_is_named(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"query": [f"q{i // 5}" for i in range(20_000)],
+                             "document": [f"document number {i}" for i in range(20_000)],
+                             "label": [i % 5 == 0 for i in range(20_000)]}), path, row_group_size=1000)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 2000] = bytes(2000)
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"p\.parquet is not a readable Parquet file \(after row \d+\)"):
+        read_groups(path)
+
+
+def test_true_and_false_are_read_only_as_flat_labels(tmp_path):
+    record = {"query": "q", "documents": ["a", "b"], "scores": ["true", "0.5"]}
+    with pytest.raises(DataError, match=r"each score must be a finite number \(e\.g\. 0, 1 or 0\.7\), got 'true'"):
+        read_groups(_jsonl(tmp_path, [record]))
+
+
+def test_the_evaluator_reads_flat_rows_from_a_pipe_once(tmp_path):
+    import os
+    import threading
+
+    from fastrank.evaluation import RerankingEvaluator
+
+    path = tmp_path / "flat.jsonl"
+    os.mkfifo(path)
+    rows = [{"query": "q", "document": d, "label": y} for d, y in (("a", 1), ("b", 0))]
+    writer = threading.Thread(target=lambda: path.write_text("\n".join(json.dumps(r) for r in rows) + "\n"),
+                              daemon=True)
+    out = []
+    reader = threading.Thread(target=lambda: out.append(RerankingEvaluator.from_file(path)), daemon=True)
+    writer.start()
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive(), "from_file hung on the pipe"
+    (query,) = out[0].queries
+    assert (query.query, query.documents, query.labels.tolist()) == ("q", ("a", "b"), [1.0, 0.0])

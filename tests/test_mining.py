@@ -293,8 +293,13 @@ def test_a_query_with_many_positives_is_searched_deep_alone(monkeypatch):
     docs = [f"passage number {i}" for i in range(2000)]
     groups = [QueryGroup(f"query {q}", [docs[q]], [1.0]) for q in range(1, 40)]
     groups.append(QueryGroup("query 0", docs[100:400], [1.0] * 300))
-    searched, search = [], mining.top_k_search
-    monkeypatch.setattr(mining, "top_k_search", lambda q, c, k, f=None: searched.append((len(q), k)) or search(q, c, k))
+    searched, searcher = [], mining.top_k_searcher
+
+    def recording(corpus, use_faiss=None):
+        search = searcher(corpus, use_faiss)
+        return lambda q, k: searched.append((len(q), k)) or search(q, k)
+
+    monkeypatch.setattr(mining, "top_k_searcher", recording)
     got = mine_hard_negatives(groups, _RandomEmbedder(), docs, num_negatives=4, range_max=50, use_faiss=False)
     assert sorted(searched) == [(1, 512), (39, 64)]
 
@@ -304,3 +309,30 @@ def test_a_query_with_many_positives_is_searched_deep_alone(monkeypatch):
     want = mine_hard_negatives(groups, _RandomEmbedder(), docs, num_negatives=4, range_max=50, use_faiss=False)
     assert [g.documents for g in got.groups] == [g.documents for g in want.groups]
     assert all(len(g.documents) == 1 + 4 for g in got.groups[:-1]) and len(got.groups[-1].documents) == 304
+
+
+def test_faiss_builds_one_index_for_every_depth(monkeypatch):
+    import sys
+    import types
+
+    from fastrank.mining import search_to_depths
+
+    built = []
+
+    class IndexFlatIP:
+        def __init__(self, dim):
+            built.append(dim)
+
+        def add(self, corpus):
+            self.corpus = corpus
+
+        def search(self, queries, k):
+            return top_k_search(queries, self.corpus, k, use_faiss=False)
+
+    monkeypatch.setitem(sys.modules, "faiss", types.SimpleNamespace(IndexFlatIP=IndexFlatIP))
+    rng = np.random.default_rng(0)
+    corpus, queries = rng.normal(size=(1000, 8)).astype(np.float32), rng.normal(size=(6, 8)).astype(np.float32)
+    scores, indices = search_to_depths(queries, corpus, [51, 51, 120, 300, 700, 51], use_faiss=True)
+    assert built == [8] and [len(i) for i in indices] == [64, 64, 128, 512, 1000, 64]
+    want = top_k_search(queries, corpus, 1000, use_faiss=False)[1]
+    assert all(np.array_equal(i, w[:len(i)]) for i, w in zip(indices, want))

@@ -132,17 +132,37 @@ def test_plan_pieces_cuts_a_large_request_longest_rows_first():
         assert len(piece) == 1 or len(piece) * row_tokens(lengths[piece]).max() <= 64
 
 
-def test_each_piece_of_a_large_request_is_one_forward_pass():
-    """Pieces cut by the sum of their rows' tokens left ``Reranker.run`` (which batches by rows x longest) a small
-    extra batch almost every step: 41 forward passes instead of 23 for one 1,000-row request."""
-    from fastrank.batching import plan_batches
-    from fastrank.serve.engine import plan_pieces
+@pytest.mark.parametrize("sessions, budget", [(1, 2048), (1, 8192), (2, 8192)])
+def test_a_large_request_runs_as_the_forward_passes_of_a_whole_run(tiny_model_dir, o1_artifact, sessions, budget):
+    """Its pieces are whole forward passes of the reranker's own plan (its batch size, its padding), so scoring a
+    large request a step at a time makes no more passes than scoring it at once. Pieces cut by summed tokens, and then
+    by rows x longest alone, left Reranker.run a small extra batch almost every step (1,000 rows: 49 -> 59 passes)."""
+    reranker = Reranker(o1_artifact, sessions=2) if sessions > 1 else Reranker(tiny_model_dir, backend="torch")
+    rng = np.random.default_rng(0)
+    pairs = [("a query about ranking", " ".join(rng.choice(WORDS, size=int(rng.integers(1, 60)))))
+             for _ in range(1000)]
+    passes = []
+    scorers = reranker.backend.scorers
 
-    lengths = np.clip(np.random.default_rng(0).lognormal(4.0, 0.7, 1000), 8, 512).astype(np.int64)
-    for budget in (512, 2048, 8192):
-        pieces = plan_pieces(lengths, budget)
-        assert sorted(np.concatenate(pieces).tolist()) == list(range(1000))
-        assert all(len(plan_batches(lengths[p], batch_size=len(p), max_tokens=budget)) == 1 for p in pieces)
+    def counting():
+        return [lambda batch, run=run: passes.append(len(batch["input_ids"])) or run(batch) for run in scorers()]
+
+    reranker.backend.scorers = counting
+    whole = reranker.run(reranker.encode(pairs)[0], budget)
+    at_once = len(passes)
+
+    async def main():
+        engine = BatchingEngine(reranker, BatchingConfig(max_wait_ms=0, max_batch_tokens=budget))
+        await engine.start()
+        out = await engine.submit(pairs)
+        await engine.stop()
+        return out, engine.metrics._hists["fastrank_batch_requests"], engine.metrics._hists["fastrank_queue_seconds"]
+
+    passes.clear()
+    (logits, _), steps, waits = asyncio.run(main())
+    assert sum(steps.counts) > 1 and sum(waits.counts) == 1  # a step at a time; its wait counted before the first
+    assert len(passes) == at_once
+    np.testing.assert_allclose(logits, whole, atol=1e-5)
 
 
 def test_rows_of_a_failed_step_are_not_counted_as_scored(reranker):

@@ -109,3 +109,32 @@ class _Recording:
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("item, message", [
+    ([["not", "a", "str"], "word " * 2000], "item 0: query must be a str, got list"),
+    (("a query", "word " * 2000 + "\udc80"), "item 0: document is not valid Unicode"),
+])
+def test_a_long_document_beside_a_bad_text_gets_the_usual_error(item, message):
+    encoder = PairEncoder(_wordpiece(), 32)
+    with pytest.raises(TypeError, match=message):
+        encoder.encode([item])
+
+
+def test_pre_tokenizers_that_do_not_split_at_spaces_get_no_prefixes():
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+
+    def with_pre_tokenizer(pre):
+        tok = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+        if pre is not None:
+            tok.pre_tokenizer = pre
+        return tok
+
+    cases = {None: False, pre_tokenizers.ByteLevel(use_regex=False): False,
+             pre_tokenizers.Metaspace(split=False): False, pre_tokenizers.Punctuation(): False,
+             pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(r"\d+"), "isolated"),
+                                      pre_tokenizers.ByteLevel(use_regex=False)]): False,
+             pre_tokenizers.ByteLevel(): True, pre_tokenizers.Metaspace(): True,
+             pre_tokenizers.BertPreTokenizer(): True,
+             pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Digits()]): True}
+    assert {repr(k): splits_at_spaces(with_pre_tokenizer(k)) for k in cases} == {repr(k): v for k, v in cases.items()}

@@ -394,14 +394,16 @@ class RerankingEvaluator:
         """Load any dataset file ``fastrank.data.read_groups`` reads: grouped JSONL (through ``from_jsonl``, which
         also takes sentence-transformers' sample shapes), flat JSONL / CSV / TSV (one pair per row, grouped by
         query), grouped CSV / TSV, Parquet."""
+        from fastrank.data import json_objects, read_groups, records_to_groups, require_labels
+
         if Path(path).suffix.lower() in (".jsonl", ".json"):
             records = _read_records(Path(path))
             first = records[0][1] if records else None
             if not isinstance(first, Mapping) or "documents" in first or "positive" in first:
                 return cls._from_records(Path(path), records, **kwargs)
-        from fastrank.data import read_groups, require_labels
-
-        groups = read_groups(str(path))
+            groups = records_to_groups(json_objects(records), str(path))  # flat rows: a pipe can be read once
+        else:
+            groups = read_groups(str(path))
         require_labels(groups, "evaluation")
         return cls([{"query": g.query, "documents": g.documents, "labels": g.labels} for g in groups], **kwargs)
 

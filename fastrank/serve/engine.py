@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastrank.batching import EncodedPairs, plan_batches
+from fastrank.batching import EncodedPairs, plan_batches, round_up
 from fastrank.errors import FastrankError
 from fastrank.serve.metrics import Metrics
 
@@ -71,20 +71,35 @@ class BatchingConfig:
             raise ValueError(f"max_batch_requests must be >= 1 or None, got {self.max_batch_requests!r}")
 
 
+PAD_MULTIPLE = 8  # a row's cost of the step budget is its length rounded up to this
+
+
 def row_tokens(lengths: np.ndarray) -> np.ndarray:
-    """What each row costs of a step's token budget: its length rounded up to the padding multiple of 8."""
-    return -(-np.asarray(lengths, dtype=np.int64) // 8) * 8
+    """What each row costs of a step's token budget: its length rounded up to ``PAD_MULTIPLE``."""
+    return -(-np.asarray(lengths, dtype=np.int64) // PAD_MULTIPLE) * PAD_MULTIPLE
 
 
-def plan_pieces(lengths: np.ndarray, budget: int) -> list[np.ndarray]:
+def plan_pieces(lengths: np.ndarray, budget: int, batch_size: int | None = None,
+                pad_multiple: int = PAD_MULTIPLE) -> list[np.ndarray]:
     """A request's rows cut into step-sized pieces. A request whose rows fit ``budget`` tokens (``row_tokens``) is
-    one piece in its own order; a larger one is cut longest rows first into pieces of at most ``budget`` padded
-    tokens (rows x longest, a row above it alone): ``plan_batches`` with the step's token budget, so that a piece is
-    one forward pass of ``Reranker.run`` and never leaves it a small batch over."""
+    one piece in its own order. A larger one is cut into the forward passes ``Reranker.run`` would make of it
+    (``plan_batches`` with the reranker's ``batch_size`` and padding, longest rows first), and consecutive passes are
+    grouped into pieces of at most ``budget`` padded tokens (a pass above it alone): a piece is run as the same
+    passes, never leaving a small batch over."""
     lengths = np.asarray(lengths)
     if int(row_tokens(lengths).sum()) <= budget:
         return [np.arange(len(lengths))]
-    return plan_batches(lengths, batch_size=len(lengths), max_tokens=budget, pad_to_multiple_of=8)
+    passes = plan_batches(lengths, batch_size=batch_size or len(lengths), max_tokens=budget,
+                          pad_to_multiple_of=pad_multiple)
+    pieces, start, used = [], 0, 0
+    for i, rows in enumerate(passes):
+        cost = len(rows) * round_up(int(lengths[rows[0]]), pad_multiple)  # its longest row comes first
+        if i > start and used + cost > budget:
+            pieces.append(np.concatenate(passes[start:i]))
+            start, used = i, 0
+        used += cost
+    pieces.append(np.concatenate(passes[start:]))
+    return pieces
 
 
 @dataclass(eq=False)  # jobs are found in the queue by identity: comparing fields would compare token arrays
@@ -172,7 +187,8 @@ class BatchingEngine:
         if not len(encoded):
             self._pending -= 1
             return np.zeros((0, self.reranker.num_labels), dtype=np.float32), 0
-        pieces = plan_pieces(encoded.lengths, self.config.max_batch_tokens)
+        pieces = plan_pieces(encoded.lengths, self.config.max_batch_tokens, getattr(self.reranker, "batch_size", None),
+                             getattr(getattr(self.reranker, "backend", None), "pad_multiple", PAD_MULTIPLE))
         cost = row_tokens(encoded.lengths)
         piece_tokens = [int(cost[p].sum()) for p in pieces]
         job = _Job(encoded, owners, asyncio.get_running_loop().create_future(), pieces, piece_tokens,

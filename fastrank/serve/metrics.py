@@ -21,12 +21,12 @@ _HELP = {
     "fastrank_rejected_total": ("counter", "Requests refused because the queue was full (HTTP 503)."),
     "fastrank_cancelled_total": ("counter", "Queued requests dropped because their client went away."),
     "fastrank_pairs_total": ("counter", "Query-document pairs scored (windows, in --long-documents windows mode)."),
-    "fastrank_queue_seconds": ("histogram", "Time a request waited before its first batch started (a request larger than one "
-                               "batch waits again between its batches: see fastrank_request_seconds)."),
+    "fastrank_queue_seconds": ("histogram", "Time a request waited before its first batch started (a request larger "
+                               "than one batch waits again between its batches: see fastrank_request_seconds)."),
     "fastrank_inference_seconds": ("histogram", "Time of one batching step on the inference thread."),
     "fastrank_request_seconds": ("histogram", "End-to-end time of a rerank request inside the server."),
-    "fastrank_batch_requests": ("histogram", "Requests sharing one batching step (a request scored over several steps counts in "
-                                "each)."),
+    "fastrank_batch_requests": ("histogram", "Requests sharing one batching step (a request scored over several "
+                                "steps counts in each)."),
     "fastrank_batch_pairs": ("histogram", "Pairs (rows) scored in one batching step."),
     "fastrank_batch_tokens": ("histogram", "Padded tokens scored in one batching step."),
     "fastrank_queue_depth": ("gauge", "Requests accepted and not yet answered."),
