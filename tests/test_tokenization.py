@@ -138,3 +138,69 @@ def test_pre_tokenizers_that_do_not_split_at_spaces_get_no_prefixes():
              pre_tokenizers.BertPreTokenizer(): True,
              pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Digits()]): True}
     assert {repr(k): splits_at_spaces(with_pre_tokenizer(k)) for k in cases} == {repr(k): v for k, v in cases.items()}
+
+
+def _wordpiece_letters(pre, normalizer=None):
+    """A WordPiece over single letters (words of more than 100 characters are [UNK])."""
+    import string
+
+    from tokenizers import Tokenizer, models, processors
+
+    vocab = {"[UNK]": 0, "[CLS]": 1, "[SEP]": 2, "▁": 3, "##▁": 4}
+    for c in string.ascii_lowercase:
+        vocab[c] = len(vocab)
+        vocab["##" + c] = len(vocab)
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.pre_tokenizer = pre
+    if normalizer is not None:
+        tok.normalizer = normalizer
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 1), ("[SEP]", 2)])
+    return tok
+
+
+def _cases_that_defeat_a_cut_at_a_space():
+    """Tokenizers where a space is no token boundary after all (found by a fuzz test: each gave other ids than the
+    whole text before ``splits_at_spaces`` looked past the pre-tokenizer's type)."""
+    from tokenizers import AddedToken, normalizers, pre_tokenizers
+
+    phrase = " ".join(("abcdefghijklmnopqrstuvwxyz" * 4)[:80])
+    with_phrase = _wordpiece()
+    with_phrase.add_tokens([AddedToken(phrase)])  # an added token holding spaces, across the cut
+    lines = "\n".join([("ab " * 40).strip()] * 200)  # one 119-character word a line where spaces do not split
+    return [
+        ("added token with spaces", with_phrase, "information " * 20 + phrase + " " + "more words " * 200, 32),
+        ("metaspace without split first", _wordpiece_letters(pre_tokenizers.Sequence(
+            [pre_tokenizers.Metaspace(split=False), pre_tokenizers.WhitespaceSplit()])), lines, 64),
+        ("normalizer replacing spaces", _wordpiece_letters(
+            pre_tokenizers.BertPreTokenizer(), normalizers.Replace(" ", "▁")), lines, 64),
+    ]
+
+
+@pytest.mark.parametrize("name, tokenizer, text, max_length", _cases_that_defeat_a_cut_at_a_space(),
+                         ids=lambda x: x if isinstance(x, str) else "")
+def test_tokenizers_whose_spaces_are_no_boundary_tokenize_the_whole_text(name, tokenizer, text, max_length):
+    encoder = PairEncoder(tokenizer, max_length)
+    assert not splits_at_spaces(encoder.tokenizer)
+    got = encoder.encode([text]).input_ids[0].tolist()
+    assert got == _to_encoded(encoder.tokenizer.encode_batch([text])).input_ids[0].tolist()
+
+
+def test_a_text_under_the_ratio_or_without_spaces_is_tokenized_whole(monkeypatch):
+    """Below PREFIX_MIN_RATIO x the prefix, tokenizing the prefix twice (to count, then to encode) cost more than the
+    whole text (1.9x at 6,200 characters for max_length 512); a text whose prefixes never hold enough tokens (long
+    [UNK] words) was counted at 4x, 16x, ... before going whole (2.15x)."""
+    from fastrank.batching import PREFIX_MIN_RATIO
+
+    encoder = PairEncoder(_wordpiece(), 128)
+    limit = (128 - 2) * PREFIX_CHARS_PER_TOKEN
+    recording, counting = _Recording(encoder.tokenizer), _Recording(encoder._plain_tokenizer())
+    monkeypatch.setattr(encoder, "tokenizer", recording)
+    encoder.__dict__["_plain"] = counting  # the tokenizer that counts a prefix's tokens
+    short = ("word " * limit)[: int(limit * PREFIX_MIN_RATIO) - 10]
+    unknown = " ".join(["Zq9x" * 40] * 400)  # one [UNK] per 160 characters: no prefix holds enough tokens
+    for text, counted in ((short, 0), (unknown, limit)):
+        recording.chars = counting.chars = 0
+        encoder.encode([text])
+        assert recording.chars == len(text)  # tokenized whole, once
+        assert counting.chars <= counted  # the unknown words: one prefix counted, then the whole text
