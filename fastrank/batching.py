@@ -132,8 +132,7 @@ class PairEncoder:
         compares the two), counted, not guessed. A prefix found too short grows to what the tokens counted in it
         promise; a text with no such prefix, or one under ``PREFIX_MIN_RATIO`` times the prefix, is tokenized
         whole."""
-        room_pair = self.max_length - self.tokenizer.num_special_tokens_to_add(True)
-        room_single = self.max_length - self.tokenizer.num_special_tokens_to_add(False)
+        room_pair, room_single = self.room(pair=True), self.room(pair=False)
         first = max(room_pair, room_single) * PREFIX_CHARS_PER_TOKEN
 
         def text(item):  # the text truncation cuts: a single text, or a pair's document (None when not all text)
@@ -199,7 +198,7 @@ class PairEncoder:
         items = [(q, document_parts(d)) for q, d in pairs]
         texts = [(q, text) for q, (_, text) in items]
         plain = self._plain_tokenizer()
-        room = self.max_length - self.tokenizer.num_special_tokens_to_add(True)
+        room = self.room()
         cut: dict[str, Encoding] = {}  # each query cut to half the room, made for the first document needing it
         parts, owners = [], []
         for part in _slices([_text_size(text) for text in texts]):  # a slice at a time, kept as arrays only
@@ -262,10 +261,14 @@ class PairEncoder:
         words.truncate(max(0, room - len(sep.ids)))
         return Encoding.merge([words, sep], growing_offsets=True)
 
+    def room(self, pair: bool = True) -> int:
+        """Tokens ``max_length`` leaves for text once the special tokens of a pair (or of a single text) are in."""
+        return self.max_length - self.tokenizer.num_special_tokens_to_add(pair)
+
     @property
     def max_window_overlap(self) -> int:
         """Exclusive upper bound on ``encode_windows``' overlap: the fewest document tokens a window can hold."""
-        room = self.max_length - self.tokenizer.num_special_tokens_to_add(True)
+        room = self.room()
         return room - room // 2
 
     def _plain_tokenizer(self):
@@ -390,7 +393,8 @@ def check_positive_int(value: Any, name: str, *, optional: bool = False) -> int 
     return int(value)
 
 
-def round_up(n: int, multiple: int) -> int:
+def round_up(n: int | np.ndarray, multiple: int) -> int | np.ndarray:
+    """``n`` (an int, or an integer array elementwise) rounded up to a multiple of ``multiple``."""
     return n if multiple <= 1 else -(-n // multiple) * multiple
 
 

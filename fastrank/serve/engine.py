@@ -76,7 +76,7 @@ PAD_MULTIPLE = 8  # a row's cost of the step budget is its length rounded up to 
 
 def row_tokens(lengths: np.ndarray) -> np.ndarray:
     """What each row costs of a step's token budget: its length rounded up to ``PAD_MULTIPLE``."""
-    return -(-np.asarray(lengths, dtype=np.int64) // PAD_MULTIPLE) * PAD_MULTIPLE
+    return round_up(np.asarray(lengths, dtype=np.int64), PAD_MULTIPLE)
 
 
 def plan_pieces(lengths: np.ndarray, budget: int, batch_size: int | None = None,
@@ -113,6 +113,10 @@ class _Job:
     next_piece: int = 0  # pieces before it are scored into ``rows``
     rows: np.ndarray | None = None
     enqueued: float = field(default_factory=time.perf_counter)
+
+    def rows_of(self, part: slice) -> np.ndarray:
+        """The row indices of the pieces in ``part``, in the order a step scores them."""
+        return np.concatenate(self.pieces[part])
 
 
 class BatchingEngine:
@@ -247,15 +251,13 @@ class BatchingEngine:
         the back of the queue (behind the jobs that arrived during the step), and fail all of them on ``error``."""
         offset = 0
         for job, part in steps:
-            first_row, offset = offset, offset + sum(len(p) for p in job.pieces[part])
+            indices = job.rows_of(part)
+            scored, offset = slice(offset, offset + len(indices)), offset + len(indices)
             done = job.future.done()  # cancelled while its piece ran
             if error is None and not done:
                 if job.rows is None:
                     job.rows = np.empty((len(job.encoded), rows.shape[1]), dtype=np.float32)
-                at = first_row
-                for piece in job.pieces[part]:
-                    job.rows[piece] = rows[at:at + len(piece)]
-                    at += len(piece)
+                job.rows[indices] = rows[scored]
                 job.next_piece = part.stop
                 job.tokens -= sum(job.piece_tokens[part])
                 if job.next_piece < len(job.pieces):
@@ -294,7 +296,7 @@ class BatchingEngine:
             if not steps:
                 continue
             started = time.perf_counter()
-            merged = EncodedPairs.concat([job.encoded.take(np.concatenate(job.pieces[part])) for job, part in steps])
+            merged = EncodedPairs.concat([job.encoded.take(job.rows_of(part)) for job, part in steps])
             rows, error = None, None
             try:
                 rows = await loop.run_in_executor(self._executor, self.reranker.run, merged,
