@@ -285,12 +285,13 @@ def utf8_lines(path: str | Path) -> Iterator[tuple[int, str]]:
             yield n, line
 
 
-def iter_json_records(path: str | Path) -> Iterator[tuple[str, Any]]:
+def iter_json_records(path: str | Path, text: str | None = None) -> Iterator[tuple[str, Any]]:
     """``(where, value)`` of every record of a JSON lines file, read a line at a time (one value per non-blank
     line; ``where`` is "<path> line N"), or of a ``.json`` file holding one JSON array ("<path> item N"); bad JSON is
-    a DataError naming the line."""
+    a DataError naming the line. ``text`` is the file's contents when the caller has already read them."""
     path = Path(path)
-    text = None if path.is_file() else read_utf8(path)  # a pipe or a device can be read once: read it whole
+    if text is None and not path.is_file():
+        text = read_utf8(path)  # a pipe or a device can be read once: read it whole
     if path.suffix.lower() == ".json" and (_first_line(path) if text is None else text).lstrip().startswith("["):
         try:
             values = json.loads(read_utf8(path) if text is None else text)
@@ -486,8 +487,13 @@ def read_corpus(source: str | Path) -> list[Document]:
     check_input_file(path, "corpus file")
     if path.suffix.lower() == ".txt":
         return text_lines(read_utf8(path))
-    if path.suffix.lower() in (".jsonl", ".json") and json_document(_first_line(path)) is not None:
-        return json_documents(text_lines(read_utf8(path)), str(source))
+    if path.suffix.lower() in (".jsonl", ".json"):
+        text = None if path.is_file() else read_utf8(path)  # a pipe or a device can be read once: read it whole
+        if json_document(_first_line(path) if text is None else next(iter(text_lines(text)), "")) is not None:
+            return json_documents(text_lines(read_utf8(path) if text is None else text), str(source))
+        if text is not None:
+            groups = records_to_groups(json_objects(iter_json_records(path, text)), str(source))
+            return [d for g in groups for d in g.documents]
     return [d for g in read_groups(path) for d in g.documents]
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fastrank.data import convert, read_groups, to_lists, to_ntuples, to_pairs, write_groups
+from fastrank.data import convert, read_corpus, read_groups, to_lists, to_ntuples, to_pairs, write_groups
 from fastrank.errors import DataError
 
 RECORDS = [
@@ -139,8 +139,6 @@ def test_a_file_that_is_not_utf8_is_named_with_its_first_bad_byte(tmp_path):
 
 
 def test_read_corpus_takes_plain_text_jsonl_documents_and_datasets(tmp_path):
-    from fastrank.data import read_corpus
-
     (tmp_path / "c.txt").write_text('"Quoted" first line\n\n{brace} second\n', encoding="utf-8")
     assert read_corpus(tmp_path / "c.txt") == ['"Quoted" first line', "{brace} second"]
     (tmp_path / "c.jsonl").write_text('"a string"\n{"text": "an object"}\n{"document": "another"}\n')
@@ -408,8 +406,8 @@ def test_a_bad_json_line_is_named_with_its_column(tmp_path):
         read_groups(tmp_path / "d.jsonl")
 
 
-def _read_from_a_pipe(path, data: bytes):
-    """``read_groups(path)`` of a named pipe that a thread fills with ``data``: (groups or the error, finished)."""
+def _read_from_a_pipe(path, data: bytes, reader=read_groups):
+    """``reader(path)`` of a named pipe that a thread fills with ``data``: (its result or the error, finished)."""
     import os
     import threading
 
@@ -422,7 +420,7 @@ def _read_from_a_pipe(path, data: bytes):
 
     def read():
         try:
-            out.append(read_groups(path))
+            out.append(reader(path))
         except Exception as exc:  # noqa: BLE001 - handed to the test
             out.append(exc)
 
@@ -448,6 +446,21 @@ def test_a_named_pipe_is_read_once(tmp_path, name, data, expected):
         assert len(result[0].documents) == expected
     else:
         assert isinstance(result, DataError) and expected in str(result) and "not UTF-8 text" in str(result)
+
+
+@pytest.mark.parametrize("name, data, expected", [
+    ("c.jsonl", b'"a"\n{"text": "b", "title": "t"}\n', ["a", {"title": "t", "text": "b"}]),
+    ("c.jsonl", b'{"query": "q", "documents": ["a", "b"], "labels": [1, 0]}\n', ["a", "b"]),
+    ("c.json", b'[{"query": "q", "documents": ["a", "b"], "labels": [0, 1]}]', ["a", "b"]),
+    ("c.txt", b"a\n\nb\n", ["a", "b"]),
+    ("c.csv", b"query,document,label\nq,a,1\nq,b,0\n", ["a", "b"]),
+])
+def test_a_corpus_named_pipe_is_read_once(tmp_path, name, data, expected):
+    """``fastrank mine --corpus`` on a pipe: its first line picks the reader, and reading the pipe again for the
+    documents hung."""
+    result, finished = _read_from_a_pipe(tmp_path / name, data, read_corpus)
+    assert finished, "read_corpus hung on the pipe"
+    assert result == expected
 
 
 def test_a_bad_record_leaves_no_file_open(tmp_path):
