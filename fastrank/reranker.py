@@ -62,6 +62,21 @@ def relevance_order(logits: np.ndarray) -> np.ndarray:
     return logits[:, -1] - (top + np.log(np.exp(others - top[:, None]).sum(axis=1)))
 
 
+def fusion_relevance(logits: np.ndarray, activation: str) -> np.ndarray:
+    """``relevance`` for score fusion, which z-scores it per query: the same values up to one constant (which
+    z-scores ignore), in float64 and without saturating. A sigmoid of log-odds (a one-logit sigmoid model, or the
+    last class's softmax probability) becomes ``p - 1 = -sigmoid(-x)`` when every log-odds is above 0, which keeps
+    its precision where ``p`` rounds to 1.0 (fp32 above ~17, float64 above ~37): a list of confident scores is
+    fused by what the model tells apart, not as a tie that leaves the first stage alone."""
+    logits = np.asarray(logits, dtype=np.float64).reshape(len(logits), -1)
+    if logits.shape[1] == 1 and activation != "sigmoid":
+        return relevance(logits, activation).astype(np.float64)
+    log_odds = relevance_order(logits)
+    if log_odds.size and log_odds.min() > 0:
+        return -np.exp(-np.logaddexp(0.0, log_odds))
+    return np.exp(-np.logaddexp(0.0, -log_odds))
+
+
 def artifact_encoder(path: Path, manifest: dict[str, Any]) -> PairEncoder:
     """The pair encoder of an exported artifact: its tokenizer.json with the manifest's max_length and pad id."""
     from tokenizers import Tokenizer
@@ -105,10 +120,13 @@ def check_rerank_input(query: str, documents: Sequence[Document], top_k: int | N
 
 
 def ranked(scores: np.ndarray, docs: Sequence[Document], top_k: int | None = None,
-           return_documents: bool = True, key: np.ndarray | None = None) -> list[dict[str, Any]]:
+           return_documents: bool = True, key: np.ndarray | tuple[np.ndarray, ...] | None = None
+           ) -> list[dict[str, Any]]:
     """``[{"index", "score", "document"}]`` best first by ``key`` (default: the scores; ``relevance_order`` of the
-    logits keeps apart what rounded scores tie); ties keep the caller's order."""
-    order = np.argsort(-(scores if key is None else key), kind="stable")[:top_k]
+    logits keeps apart what rounded scores tie; a tuple of keys: each breaks the ties of the one before); ties keep
+    the caller's order."""
+    keys = (scores if key is None else key,) if not isinstance(key, tuple) else key
+    order = np.lexsort([-np.asarray(k) for k in reversed(keys)])[:top_k]  # stable: the caller's order last
     return [RankedDoc(int(i), float(scores[i]), docs[i] if return_documents else None).to_dict() for i in order]
 
 
@@ -321,10 +339,10 @@ class Reranker:
         if not docs:
             return []
         logits = self.logits([(query, d) for d in docs])
-        scores = relevance(logits, self.activation)
         if fusion_weight:
-            return ranked(fuse_scores(scores, first, fusion_weight), docs, top_k, return_documents)
-        return ranked(scores, docs, top_k, return_documents, key=relevance_order(logits))
+            fused = fuse_scores(fusion_relevance(logits, self.activation), first, fusion_weight)
+            return ranked(fused, docs, top_k, return_documents, key=(fused, relevance_order(logits)))
+        return ranked(relevance(logits, self.activation), docs, top_k, return_documents, key=relevance_order(logits))
 
     def warmup(self) -> int:
         """Prepare the backend's shapes now (CUDA graphs per bucket, one run per TensorRT profile) so the first

@@ -304,6 +304,28 @@ def test_fuse_scores_refuses_non_finite_reranker_scores_as_it_refuses_first_stag
             fuse_scores([1.0, 2.0], np.array([bad, 2.0]), 1)
 
 
+def test_fusion_relevance_is_the_activated_score_up_to_a_constant_without_saturating():
+    """Fusion z-scores the activated scores; computed in fp32 every logit above ~17 gave sigmoid 1.0, so a list of
+    confident documents tied and the first stage alone ordered it."""
+    from fastrank.fusion import fuse_scores, zscore
+    from fastrank.reranker import fusion_relevance, relevance
+
+    rng = np.random.default_rng(0)
+    for logits in (rng.normal(0, 4, (50, 1)), rng.normal(3, 1, (50, 1)), rng.normal(0, 3, (50, 3))):
+        logits = logits.astype(np.float32)
+        np.testing.assert_allclose(zscore(fusion_relevance(logits, "sigmoid")), zscore(relevance(logits, "sigmoid")),
+                                   atol=2e-5)  # the same z-scores where fp32 does not saturate
+    for activation in ("identity", "softmax"):
+        np.testing.assert_array_equal(fusion_relevance(logits[:, :1], activation), relevance(logits[:, :1], activation))
+    confident = np.array([[20.0], [25.0], [50.0], [18.0]], dtype=np.float32)
+    assert np.all(relevance(confident, "sigmoid") == 1.0)
+    fused = fuse_scores(fusion_relevance(confident, "sigmoid"), [1.0] * 4, 1.0)
+    assert list(np.argsort(-fused, kind="stable")) == [2, 1, 0, 3]
+    np.testing.assert_allclose(fused, zscore(-1 / (1 + np.exp(confident[:, 0].astype(np.float64)))), rtol=1e-9)
+    multi = np.array([[0.0, 40.0], [0.0, 45.0], [0.0, 41.0]], dtype=np.float32)  # last class's log-odds 40, 45, 41
+    assert list(np.argsort(-fusion_relevance(multi, "identity"), kind="stable")) == [1, 2, 0]
+
+
 def test_first_stage_scores_that_are_not_numbers_are_named():
     from fastrank.fusion import check_fusion_input, fuse_scores
 

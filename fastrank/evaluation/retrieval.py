@@ -21,7 +21,7 @@ from fastrank.errors import DataError
 from fastrank.evaluation.evaluators import logits_keyword
 from fastrank.evaluation.metrics import evaluate_rankings
 from fastrank.fusion import fuse_scores
-from fastrank.reranker import relevance, relevance_order
+from fastrank.reranker import fusion_relevance, relevance_order
 
 
 @dataclass
@@ -137,7 +137,7 @@ def evaluate_retrieve_rerank(
             raise ValueError(f"the reranker gave scores of shape {raw.shape} for {len(pairs)} pairs")
         raw = raw.reshape(len(pairs), -1)
         order = relevance_order(raw)
-        activated = relevance(raw, getattr(reranker, "activation", "identity") if asked else "identity")
+        activated = fusion_relevance(raw, getattr(reranker, "activation", "identity") if asked else "identity")
         key = "reranked" if name == "first_stage" else f"{name}_reranked"
         out[key] = _metrics(ranked, _per_query(order, ranked), task, ks)
         if fusion_weights:

@@ -42,6 +42,7 @@ from fastrank.reranker import (  # noqa: E402
     Reranker,
     artifact_encoder,
     check_rerank_input,
+    fusion_relevance,
     ranked,
     relevance,
     relevance_order,
@@ -269,7 +270,9 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None, worker: st
         order = relevance_order(logits)  # saturated scores (sigmoid 1.0) must not tie what the logits tell apart
         if req.fusion_weight:  # fuses the activated scores, as Reranker.rerank does: raw_scores changes no ranking
             try:
-                scores = order = fuse_scores(scores, req.first_stage_scores, req.fusion_weight)
+                scores = fuse_scores(fusion_relevance(logits, reranker.activation), req.first_stage_scores,
+                                     req.fusion_weight)
+                order = (scores, order)  # fused scores that tie exactly are ordered by the logits
             except ValueError as exc:  # the request's first-stage scores were checked: the model's are not finite
                 return error(500, f"inference failed: {exc}", "inference")
         elif req.raw_scores:
