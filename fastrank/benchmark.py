@@ -18,7 +18,7 @@ import math
 import logging
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,24 @@ PASSAGE_WORDS = 180
 LONG_PAIRS = 400
 LATENCY_SIZES = (10, 100, 1000)
 SEQUENCE_WORDS = (8, 32, 96, 200)
+
+
+QUICK_PAIRS = {"short": 600, "long": 100}  # what ``--quick`` keeps of each workload
+QUICK_READ_PAIRS = 6000  # candidates ``--quick`` reads: a long passage is built from at most one candidate
+
+
+def quick_groups(groups: Iterable[Any], max_pairs: int = QUICK_READ_PAIRS) -> list[Any]:
+    """The first groups of ``groups`` (an iterator is read no further) holding ``max_pairs`` candidates, the first
+    group whole whatever its size: all that ``build_workloads(quick=True)`` keeps (its ~600 short pairs, and its 100
+    long ones wherever 100 of these candidates start a passage of a query with a relevant one), so ``bench --quick``
+    reads the head of a large file only."""
+    taken, pairs = [], 0
+    for g in groups:
+        if taken and pairs >= max_pairs:
+            break
+        taken.append(g)
+        pairs += len(g["documents"] if isinstance(g, dict) else g.documents)
+    return taken
 
 
 def build_workloads(groups: Sequence[Any], quick: bool = False, passage_words: int = PASSAGE_WORDS,
@@ -72,7 +90,7 @@ def build_workloads(groups: Sequence[Any], quick: bool = False, passage_words: i
     if long_:
         out["long"] = {"pairs": long_, "groups": long_groups}
     if quick:
-        for name, limit in (("short", 600), ("long", 100)):
+        for name, limit in QUICK_PAIRS.items():
             if name in out:
                 wl = out[name]
                 kept_groups = [g for g in wl["groups"] if g[1] <= limit]

@@ -241,6 +241,13 @@ def records_to_groups(records: Located, source: str) -> list[QueryGroup]:
     """Groups from ``(where, record)`` pairs, grouped records (``documents``) or flat rows, taken one at a time (the
     readers of regular JSONL, CSV, TSV and Parquet files stream their rows, which are then never all held at
     once); a reader stopped by a bad record is closed at once."""
+    return list(iter_records_groups(records, source))
+
+
+def iter_records_groups(records: Located, source: str) -> Iterator[QueryGroup]:
+    """``records_to_groups`` a group at a time: grouped records are read as the groups are taken, so a caller that
+    stops early (``fastrank bench --quick``) reads no further; flat rows are all read before the first group (a
+    query's rows may be anywhere in the file). Closing the iterator closes the reader."""
     reader = iter(records)
     try:
         first = next(reader, None)
@@ -248,8 +255,10 @@ def records_to_groups(records: Located, source: str) -> list[QueryGroup]:
             raise DataError(f"{source} is empty: no records to train or evaluate on")
         records = itertools.chain([first], reader)
         if "documents" in first[1]:
-            return [_group_from_record(r, where) for where, r in records]
-        return _group_flat_rows(records, source)
+            for where, r in records:
+                yield _group_from_record(r, where)
+        else:
+            yield from _group_flat_rows(records, source)
     finally:
         if hasattr(reader, "close"):
             reader.close()  # a reader stopped by a bad record closes its file now, not when the error is dropped
@@ -420,6 +429,12 @@ def read_groups(source: str | Path, split: str = "train") -> list[QueryGroup]:
     (``org/name`` or ``org/name:config``; needs network). Rows may be grouped (``query, documents, labels``) or
     flat (``query, document, label``).
     """
+    return list(iter_groups(source, split))
+
+
+def iter_groups(source: str | Path, split: str = "train") -> Iterator[QueryGroup]:
+    """``read_groups`` a group at a time (``iter_records_groups``); a missing file or an unknown suffix is an error
+    at once, bad records as they are reached."""
     text = str(source)
     path = Path(text).expanduser()
     suffix = path.suffix.lower()
@@ -430,10 +445,10 @@ def read_groups(source: str | Path, split: str = "train") -> list[QueryGroup]:
                    ".csv": lambda p: _read_delimited(p, ","), ".tsv": lambda p: _read_delimited(p, "\t")}
         if suffix not in readers:
             raise DataError(f"{text}: unsupported file type {suffix!r}; accepted: {', '.join(sorted(readers))}")
-        return records_to_groups(readers[suffix](path), text)
+        return iter_records_groups(readers[suffix](path), text)
     if suffix in (".jsonl", ".json", ".csv", ".tsv", ".parquet") or text.startswith(("/", ".", "~")):
         raise DataError(f"data file {text!r} does not exist")
-    return records_to_groups(_read_hub(text, split), text)
+    return iter_records_groups(_read_hub(text, split), text)
 
 
 def json_document(line: str) -> Document | None:

@@ -39,6 +39,33 @@ def test_quick_workloads_cut_one_long_list_to_their_size(monkeypatch):
     assert len(calls) == 100
 
 
+def test_quick_reads_only_the_head_of_the_data(tiny_model_dir, tmp_path):
+    """``bench --quick`` read the whole file and built workloads of all of it, then kept ~600 pairs: on a large file
+    it read gigabytes for a smoke run. It now takes the groups holding the first 6,000 candidates: the same
+    workloads, and a bad record past them is never reached."""
+    from typer.testing import CliRunner
+
+    from fastrank.benchmark import quick_groups
+    from fastrank.cli import app
+
+    groups = _groups(400, docs=30)  # 12,000 candidates
+    assert build_workloads(quick_groups(groups), quick=True) == build_workloads(groups, quick=True)
+    assert len(quick_groups(groups)) == 200 and quick_groups(_groups(1, docs=9000))[0]["documents"]
+
+    def endless():
+        yield from groups
+        raise AssertionError("read past the head")
+
+    assert len(quick_groups(endless())) == 200
+    data = tmp_path / "big.jsonl"
+    data.write_text("\n".join(json.dumps(g) for g in groups[:210]) + "\n{not json\n")
+    args = ["bench", str(tiny_model_dir), "--data", str(data), "--threads", "1", "--no-sweeps", "--no-latency"]
+    result = CliRunner().invoke(app, args + ["--quick"])
+    assert result.exit_code == 0, result.output
+    full = CliRunner().invoke(app, args)
+    assert full.exit_code != 0 and "big.jsonl line 211: not valid JSON" in str(full.exception)
+
+
 def test_workloads_short_and_long():
     groups = _groups()
     wl = build_workloads(groups, passage_words=100, long_pairs=1000)
