@@ -16,7 +16,11 @@ counter (one copy of ../shared/data is read, never written). Rows:
   in a corpus of ``--corpus`` / 2 documents, on random 64-d vectors (a stand-in embedding model), range_max 50;
 - ``read csv`` / ``read jsonl``: ``fastrank.data.read_groups`` of ``--rows`` unique pairs written as flat CSV rows
   (``query,document,label``) and as grouped JSONL (20 documents a query); the groups it returns are part of the
-  extra memory.
+  extra memory;
+- ``quick workloads``: what ``fastrank bench --quick`` does before it scores, on the grouped JSONL: the groups of
+  its head (``benchmark.quick_groups`` of ``data.iter_groups``) and ``build_workloads(quick=True)``; ``quick
+  workloads, whole file``: the same workloads from ``read_groups`` of the whole file, as the command did until
+  6117465.
 
 *extra MiB* is the process's peak resident memory (sampled every 10 ms) above what it held once the model and
 inputs were loaded. Records go to bench/results/memory.jsonl; ``python -m bench report`` puts them in RESULTS.md.
@@ -82,7 +86,14 @@ def _measure(row: str, size: int, workdir: str) -> dict:
     """One row, in this (fresh) process: seconds and peak memory above the loaded baseline."""
     import numpy as np
 
-    if row in ("read csv", "read jsonl"):
+    if row.startswith("quick workloads"):
+        from fastrank.benchmark import build_workloads, quick_groups
+        from fastrank.data import iter_groups, read_groups
+
+        path = Path(workdir) / "grouped.jsonl"
+        read = (lambda: read_groups(path)) if row.endswith("whole file") else lambda: quick_groups(iter_groups(path))
+        run = lambda: build_workloads(read(), quick=True)  # noqa: E731
+    elif row in ("read csv", "read jsonl"):
         from fastrank.data import read_groups
 
         path = Path(workdir) / ("flat.csv" if row == "read csv" else "grouped.jsonl")
@@ -194,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [("predict", args.pairs), ("reranker onnx", args.pairs), ("windows", args.long_docs),
             ("truncate", args.long_docs),
             ("mining search", args.corpus), ("mining deep query", args.corpus // 2), ("read csv", args.rows),
-            ("read jsonl", args.rows)]
+            ("read jsonl", args.rows), ("quick workloads", args.rows), ("quick workloads, whole file", args.rows)]
     unknown = set(args.only or ()) - {row for row, _ in rows}
     if unknown:
         parser.error(f"unknown row(s) {sorted(unknown)}; rows: {', '.join(row for row, _ in rows)}")
@@ -207,5 +218,5 @@ def main(argv: list[str] | None = None) -> None:
             out = subprocess.run([sys.executable, "-m", "bench", "memory", "--row", row, "--size", str(size),
                                   "--workdir", tmp], capture_output=True, text=True, cwd=ROOT, check=True)
             record = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{row:15s} {size:>8d}  {record['seconds']:7.2f} s  +{record['extra_mib']} MiB", flush=True)
+            print(f"{row:28s} {size:>8d}  {record['seconds']:7.2f} s  +{record['extra_mib']} MiB", flush=True)
             append_record("memory", {**record, "code": _code_version(), "command": command})
