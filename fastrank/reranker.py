@@ -69,6 +69,8 @@ def fusion_relevance(logits: np.ndarray, activation: str) -> np.ndarray:
     its precision where ``p`` rounds to 1.0 (fp32 above ~17, float64 above ~37): a list of confident scores is
     fused by what the model tells apart, not as a tie that leaves the first stage alone."""
     logits = np.asarray(logits, dtype=np.float64).reshape(len(logits), -1)
+    if logits.shape[1] == 1 and activation == "identity":
+        return logits[:, 0]
     if logits.shape[1] == 1 and activation != "sigmoid":
         return relevance(logits, activation).astype(np.float64)
     log_odds = relevance_order(logits)
