@@ -258,9 +258,31 @@ def test_bad_arguments(tiny_model_dir, tmp_path):
         export_model(tiny_model_dir, tmp_path / "x", precision="int4")
     with pytest.raises(ValueError, match="optimize must be one of"):
         export_model(tiny_model_dir, tmp_path / "x", optimize="O9")
-    with pytest.raises(ValueError, match="opset must be an integer >= 17"):
-        export_model(tiny_model_dir, tmp_path / "x", opset=13)
+    for opset in (13, 99, True):  # 99 reached torch, which printed a 170-line graph dump before its error
+        with pytest.raises(ValueError, match=r"opset must be an integer from 17 \(.*\) to 20 \("):
+            export_model(tiny_model_dir, tmp_path / "x", opset=opset)
+    for bounds, message in (({"fp33": {"max_abs_logit": 1}}, r"unknown precision 'fp33'; accepted: fp32, fp16"),
+                            ({"fp32": {"max_abs_logits": 1e-4}}, r"unknown parity number 'max_abs_logits'; accepted: "
+                                                                 r"at most max_abs_logit, .*; at least kendall_tau"),
+                            ({"fp32": {"max_abs_logit": "1e-4"}}, r"\['max_abs_logit'\] must be a finite number"),
+                            ([1], r"bounds must be a dict of precision to \{number: bound\}.*got list")):
+        with pytest.raises(ValueError, match=message):
+            export_model(tiny_model_dir, tmp_path / "x", bounds=bounds)
     assert not (tmp_path / "x").exists()
+
+
+def test_agreement_bounds_are_lower_bounds(tiny_model_dir, tmp_path):
+    """``bounds`` on Kendall tau, top-1 agreement or identical rankings were checked as upper bounds: an fp32 export
+    (tau 1) failed ``kendall_tau_min <= 0.99`` and a degraded one would have passed."""
+    from fastrank.export.verify import check
+
+    manifest = export_model(tiny_model_dir, tmp_path / "x", bounds={"fp32": {"kendall_tau_min": 0.99,
+                                                                              "top1_agreement": 0.5}}, num_threads=1)
+    assert manifest["parity"]["kendall_tau_min"] == 1.0 and manifest["parity"]["failures"] == []
+    report = {"kendall_tau_min": 0.8, "top1_agreement": 1.0, "max_abs_logit": 0.2, "rankings_identical": 0.5}
+    assert check(report, {"kendall_tau_min": 0.9, "top1_agreement": 1.0, "max_abs_logit": 0.1,
+                          "rankings_identical": 0.5}) == ["kendall_tau_min = 0.8 < bound 0.9",
+                                                          "max_abs_logit = 0.2 > bound 0.1"]
 
 
 def test_cli_export_json(tiny_model_dir, tmp_path):

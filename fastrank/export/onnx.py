@@ -138,14 +138,18 @@ def export_model(
         ParityError: verification failed (every failed check, value vs bound); nothing is written.
     """
     from fastrank.export.manifest import cpu_features
+    from fastrank.export.verify import check_bounds
 
     if precision not in PRECISIONS and precision not in RUNGS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} or a ladder rung "
                          f"({', '.join(r for r in RUNGS if r not in PRECISIONS)}), got {precision!r}")
     if optimize not in OPTIMIZE_LEVELS:
         raise ValueError(f"optimize must be one of {', '.join(OPTIMIZE_LEVELS)}, got {optimize!r}")
-    if not isinstance(opset, int) or opset < 17:
-        raise ValueError(f"opset must be an integer >= 17 (LayerNormalization is one op from 17 on), got {opset!r}")
+    top = max_opset()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not 17 <= opset <= top:
+        raise ValueError(f"opset must be an integer from 17 (LayerNormalization is one op from 17 on) to {top} (the "
+                         f"most this torch's TorchScript exporter writes), got {opset!r}")
+    check_bounds(bounds)
     features = cpu_features()
     profile = int8_profile or features["int8_profile"]
     if profile not in INT8_CONFIGS:
@@ -160,6 +164,15 @@ def export_model(
     ladder = _ladder(precision, features)
     return builder.write(Path(out_dir), ladder, requested=precision, features=features,
                          allow_parity_failure=allow_parity_failure)
+
+
+def max_opset() -> int:
+    """The highest opset this torch's TorchScript exporter (``dynamo=False``) writes; 20 where torch does not say."""
+    try:
+        from torch.onnx import _constants
+    except ImportError:
+        return 20
+    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20))
 
 
 def _ladder(precision: str, features: dict[str, Any]) -> list[tuple[Rung, str | None]]:

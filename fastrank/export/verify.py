@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Sequence
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,9 +202,40 @@ def _with_builtin(groups: list[VerifyGroup]) -> tuple[list[VerifyGroup], str]:
     return groups + builtin_groups(), f"caller ({NO_METRIC_QUERY}) + builtin labelled set"
 
 
+# The parity numbers a bound can hold, by direction: an upper bound on an error, a lower bound on an agreement.
+UPPER_BOUNDED = ("max_abs_logit", "mean_abs_logit", "discordant_pairs", "delta_ndcg@10", "delta_map")
+LOWER_BOUNDED = ("kendall_tau_mean", "kendall_tau_min", "top1_agreement", "rankings_identical")
+
+
+def check_bounds(overrides: Any) -> dict[str, dict[str, float]]:
+    """``export_model(bounds=...)`` checked: a mapping of precision (``BOUNDS``' keys) to a mapping of parity number
+    (``UPPER_BOUNDED`` or ``LOWER_BOUNDED``) to a finite number; anything else is a ValueError naming it and what is
+    accepted (a misspelt number was reported as "not measured", an unknown precision ignored)."""
+    if overrides is None:
+        return {}
+    example = 'e.g. {"int8": {"delta_ndcg@10": 0.02}}'
+    if not isinstance(overrides, Mapping):
+        raise ValueError(f"bounds must be a dict of precision to {{number: bound}}, {example}; got "
+                         f"{type(overrides).__name__}")
+    for precision, bounds in overrides.items():
+        if precision not in BOUNDS:
+            raise ValueError(f"bounds: unknown precision {precision!r}; accepted: {', '.join(BOUNDS)}")
+        if not isinstance(bounds, Mapping):
+            raise ValueError(f"bounds[{precision!r}] must be a dict of parity number to bound, {example}; got "
+                             f"{type(bounds).__name__}")
+        for key, bound in bounds.items():
+            if key not in UPPER_BOUNDED + LOWER_BOUNDED:
+                raise ValueError(f"bounds[{precision!r}]: unknown parity number {key!r}; accepted: at most "
+                                 f"{', '.join(UPPER_BOUNDED)}; at least {', '.join(LOWER_BOUNDED)}")
+            if isinstance(bound, bool) or not isinstance(bound, numbers.Real) or not math.isfinite(bound):
+                raise ValueError(f"bounds[{precision!r}][{key!r}] must be a finite number, got {bound!r}")
+    return {precision: dict(bounds) for precision, bounds in overrides.items()}
+
+
 def merged_bounds(precision: str, overrides: dict[str, dict[str, float]] | None = None) -> dict[str, float]:
+    """The bounds a ``precision`` export must meet: ``BOUNDS``' with ``overrides`` (``check_bounds``) over them."""
     bounds = copy.deepcopy(BOUNDS[precision])
-    bounds.update((overrides or {}).get(precision, {}))
+    bounds.update(check_bounds(overrides).get(precision, {}))
     return bounds
 
 
@@ -317,7 +350,7 @@ def compare(
     return report
 
 
-_WORST = {"kendall_tau_mean": min, "kendall_tau_min": min, "top1_agreement": min, "rankings_identical": min}
+_WORST = dict.fromkeys(LOWER_BOUNDED, min)
 
 
 def worst_of(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -334,14 +367,17 @@ def worst_of(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def check(report: dict[str, Any], bounds: dict[str, float]) -> list[str]:
-    """One line per check out of bounds (value vs bound); a missing number is a failure too."""
+    """One line per check out of bounds (value vs bound: at most for an error, at least for an agreement,
+    ``LOWER_BOUNDED``); a missing number is a failure too."""
     failures = []
     for key, bound in bounds.items():
         value = report.get(key)
         if value is None:
             failures.append(f"{key} was not measured (bound {bound:g}): the verification data has {NO_METRIC_QUERY} "
                             "(NDCG/MAP need graded labels that tell documents of one query apart)")
-        elif not value <= bound:
+        elif key in LOWER_BOUNDED and not value >= bound:
+            failures.append(f"{key} = {value:.3g} < bound {bound:g}")
+        elif key not in LOWER_BOUNDED and not value <= bound:
             failures.append(f"{key} = {value:.3g} > bound {bound:g}")
     return failures
 
