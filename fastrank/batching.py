@@ -180,9 +180,11 @@ class PairEncoder:
         Returns the encoded windows and ``owners`` (window -> index of its pair). Consecutive windows of a document
         share ``overlap`` tokens (the ``stride`` of Hugging Face tokenizers). A pair that fits gives one window
         identical to ``encode``'s output, its query whole (for WordPiece tokenizers; BPE ones may split a titled
-        document's first word differently). A titled document's title opens every window (at most half of its
-        document tokens). For a document that needs several windows, a query longer than half of ``max_length`` is
-        cut to that half so every window keeps room for document tokens.
+        document's first word differently). A document that fits one window beside half the room is one window
+        too, the query cut to what the document leaves (``encode``'s pair where the document holds at most half the
+        room; above that ``encode`` would cut the document as well). A titled document's title opens every window
+        (at most half of its document tokens). For a document that needs several windows, a query longer than half
+        of ``max_length`` is cut to that half so every window keeps room for document tokens.
         Needs ``0 <= overlap < max_window_overlap``; where the query (or a title) leaves fewer document tokens, the
         overlap is capped at three quarters of them, so windows keep moving on.
         """
@@ -224,11 +226,19 @@ class PairEncoder:
             query = items[i][0]
             title = t_encs.get(i)
             whole = q_encs[query]
-            if len(whole.ids) + (len(title.ids) if title is not None else 0) + len(doc.ids) <= room:
-                # the pair fits: one window, the query uncut, as ``encode`` gives it (only a document that needs
-                # several windows cuts a long query to leave each window room)
+            text_tokens = (len(title.ids) if title is not None else 0) + len(doc.ids)
+            if len(whole.ids) + text_tokens <= room or text_tokens <= room - room // 2:
+                # one window, as ``encode`` gives it: the pair fits, or the document fits beside a long query cut to
+                # what it leaves (at least half the room); only a document that needs several windows cuts a long
+                # query to half, to leave each window room
+                q_enc = whole
+                if len(whole.ids) + text_tokens > room:
+                    q_enc = cut.get((query, text_tokens))
+                    if q_enc is None:
+                        q_enc = cut[query, text_tokens] = plain.encode(query, add_special_tokens=False)
+                        q_enc.truncate(room - text_tokens)
                 titled_doc = doc if title is None else Encoding.merge([title, doc], growing_offsets=True)
-                windows.append(plain.post_process(whole, titled_doc, add_special_tokens=True))
+                windows.append(plain.post_process(q_enc, titled_doc, add_special_tokens=True))
                 owners.append(i)
                 continue
             q_enc = cut.get(query)

@@ -100,6 +100,18 @@ def test_a_pair_that_fits_keeps_its_long_query_in_windows_mode(onnx_reranker):
         np.testing.assert_array_equal(got, want)
     long_doc, _ = encoder.encode_windows([(query, " ".join(["word"] * 100))], 8)
     assert len(long_doc) > 1 and all(len(ids) <= 64 for ids in long_doc.input_ids)  # windows: the query is cut
+    # a query longer than the whole room beside a document that fits one window: the query keeps what the document
+    # leaves, as truncation gives it (it was cut to half the room, leaving tokens unused and the score changed)
+    longer = " ".join(["question"] * 90)
+    pairs = [(longer, "a short answer"), (longer, {"title": "Paris", "text": "the capital"}),
+             (longer, " ".join(["word"] * 30))]  # 30 tokens: half the room, which truncation also keeps whole
+    windows, owners = encoder.encode_windows(pairs, 8)
+    assert owners.tolist() == [0, 1, 2]
+    for got, want in zip(windows.input_ids, encoder.encode(pairs).input_ids):
+        np.testing.assert_array_equal(got, want)
+    one, _ = encoder.encode_windows([(longer, " ".join(["word"] * 31))], 8)  # the most one window holds: 31 tokens
+    assert len(one) == 1 and len(one.input_ids[0]) == 64 and list(one.input_ids[0]).count(one.input_ids[0][-2]) == 31
+    assert len(encoder.encode_windows([(longer, " ".join(["word"] * 32))], 8)[0]) == 2  # two windows: query cut
 
 
 def test_windows_score_a_long_document_by_its_best_window(artifact, onnx_reranker):
