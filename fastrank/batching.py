@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import numbers
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,7 +121,7 @@ class PairEncoder:
             try:
                 parts.append(_to_encoded(self.tokenizer.encode_batch(items[part])))
             except TypeError as exc:  # tokenizers says only "TextInputSequence must be str"; say which and why
-                raise _explain_bad_text(items) or exc from exc
+                raise _explain_bad_text(pairs) or exc from exc
         return EncodedPairs.concat(parts)
 
     def _prefixes(self, items: list) -> list:
@@ -220,7 +220,8 @@ class PairEncoder:
             d_encs = plain.encode_batch([text for _, text in texts[part]], add_special_tokens=False)
             t_encs = dict(zip(titled, plain.encode_batch(list(titled.values()), add_special_tokens=False)))
         except TypeError as exc:
-            raise _explain_bad_text(texts) or exc from exc
+            named = [(q, {"title": title, "text": text} if title else text) for q, (title, text) in items]
+            raise _explain_bad_text(named) or exc from exc
         windows = []
         for i, doc in zip(range(part.start, part.stop), d_encs):
             query = items[i][0]
@@ -370,9 +371,16 @@ def _to_encoded(encs) -> EncodedPairs:
 
 
 def _explain_bad_text(items: Sequence) -> TypeError | None:
-    """A TypeError naming the first item the tokenizer cannot read (non-str, or str that is not valid Unicode)."""
+    """A TypeError naming the first item the tokenizer cannot read (non-str, or str that is not valid Unicode): a
+    text, or a pair's query, document, or titled document's title or text, as the caller gave them (positions are
+    counted in that field, not in the title and text joined)."""
     for i, item in enumerate(items):
-        parts = [("text", item)] if isinstance(item, (str, bytes)) else list(zip(("query", "document"), item))
+        if isinstance(item, (str, bytes)):
+            parts = [("text", item)]
+        else:
+            query, doc = item
+            parts = [("query", query)] + ([("document title", doc.get("title") or ""), ("document text", doc.get("text"))]
+                                          if isinstance(doc, Mapping) else [("document", doc)])
         for role, text in parts:
             if not isinstance(text, str):
                 return TypeError(f"item {i}: {role} must be a str, got {type(text).__name__}")

@@ -121,6 +121,23 @@ def test_a_long_document_beside_a_bad_text_gets_the_usual_error(item, message):
         encoder.encode([item])
 
 
+@pytest.mark.parametrize("document, message", [
+    ({"title": "caf\udce9", "text": "a text"}, r"item 0: document title is not valid Unicode text \(lone surrogate "
+                                               r"'\\udce9' at character 3"),
+    ({"title": "t", "text": "caf\udce9"}, r"item 0: document text is not valid Unicode text \(lone surrogate "
+                                          r"'\\udce9' at character 3"),
+    ("caf\udce9", r"item 0: document is not valid Unicode text \(lone surrogate '\\udce9' at character 3"),
+])
+def test_bad_text_in_a_titled_document_is_named_in_both_modes(document, message):
+    """A bad title gave tokenizers' bare TypeError in windows mode; truncate mode called it "document" and counted
+    its position in "<title> [SEP] <text>"."""
+    encoder = PairEncoder(_wordpiece(), 32)
+    with pytest.raises(TypeError, match=message):
+        encoder.encode([("a query", document)])
+    with pytest.raises(TypeError, match=message):
+        encoder.encode_windows([("a query", document)], 4)
+
+
 def test_pre_tokenizers_that_do_not_split_at_spaces_get_no_prefixes():
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 
