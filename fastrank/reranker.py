@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -311,15 +311,21 @@ class Reranker:
         scores = _activate(logits, activation or self.activation)
         return scores[:, 0] if self.num_labels == 1 else scores
 
-    def predict(self, pairs: Sequence[Pair], activation: str | None = None, batch_size: int | None = None,
+    def predict(self, pairs: Sequence[Pair], batch_size: int | None = None, activation: str | None = None,
                 show_progress_bar: bool | None = None) -> np.ndarray:
-        """Scores for (query, document) pairs: float32 (n,) for a one-logit model, (n, num_labels) otherwise.
+        """Scores for (query, document) pairs: float32 (n,) for a one-logit model, (n, num_labels) otherwise; one
+        pair given alone, ``("query", "document")``, gives a scalar (one row for several labels), as
+        ``CrossEncoder.predict`` does.
 
         The activation (the model's, or ``activation``: sigmoid / softmax / identity) is applied last, to fp32
-        logits. ``batch_size`` and ``show_progress_bar`` are accepted so a ``RerankingEvaluator`` (or code written
-        for ``CrossEncoder.predict``) can call it; batching is this Reranker's own (its ``batch_size`` /
-        ``max_tokens``), and there is no progress bar.
+        logits. ``batch_size`` and ``show_progress_bar`` are accepted, in ``CrossEncoder.predict``'s order, so a
+        ``RerankingEvaluator`` (or code written for ``CrossEncoder.predict``) can call it; batching is this
+        Reranker's own (its ``batch_size`` / ``max_tokens``), and there is no progress bar.
         """
+        check_positive_int(batch_size, "batch_size", optional=True)  # ignored, but a wrong value is a mistake
+        if isinstance(pairs, (tuple, list)) and len(pairs) == 2 and isinstance(pairs[0], str) \
+                and isinstance(pairs[1], (str, Mapping)):
+            return self.predict([tuple(pairs)], activation=activation)[0]
         return self.activate(self.logits(pairs), activation)
 
     def rerank(

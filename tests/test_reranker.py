@@ -181,6 +181,20 @@ def test_rerank_output_and_bad_inputs(onnx_reranker):
         onnx_reranker.rerank(QUERY, DOCS, top_k=-1)
 
 
+def test_predict_takes_cross_encoder_predicts_arguments_in_its_order(onnx_reranker):
+    """``Reranker.predict(pairs, 32)`` (CrossEncoder.predict's order) said "activation must be sigmoid, softmax or
+    identity, got 32", and one pair given alone was a TypeError where CrossEncoder.predict gives a scalar."""
+    pairs = [(QUERY, d) for d in DOCS]
+    scores = onnx_reranker.predict(pairs)
+    np.testing.assert_array_equal(onnx_reranker.predict(pairs, 4), scores)
+    np.testing.assert_array_equal(onnx_reranker.predict(pairs, 4, "identity"),
+                                  onnx_reranker.predict(pairs, activation="identity"))
+    single = onnx_reranker.predict((QUERY, DOCS[1]))
+    assert np.ndim(single) == 0 and single == scores[1]
+    with pytest.raises(ValueError, match=r"batch_size must be a positive integer or None .*got 'identity'"):
+        onnx_reranker.predict(pairs, "identity")
+
+
 def test_rerank_fuses_first_stage_scores(onnx_reranker):
     raw = np.array([r["score"] for r in sorted(onnx_reranker.rerank(QUERY, DOCS), key=lambda r: r["index"])])
     first = np.linspace(1.0, 0.0, len(DOCS))  # the retriever's order: DOCS as given
