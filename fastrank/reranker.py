@@ -18,7 +18,7 @@ import numpy as np
 
 from fastrank.backends.base import Backend, get_backend
 from fastrank.batching import EncodedPairs, Pair, PairEncoder, check_pairs, check_positive_int, is_integer, run_batches
-from fastrank.documents import Document, check_documents
+from fastrank.documents import Document, check_documents, document_parts
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.export.manifest import cpu_features, read_manifest
 from fastrank.fusion import check_fusion_input, fuse_scores
@@ -300,7 +300,15 @@ class Reranker:
         return np.maximum.reduceat(rows, starts, axis=0)
 
     def logits(self, pairs: Sequence[Pair]) -> np.ndarray:
-        """Raw float32 logits (n, num_labels) in the caller's order (windows: each document's best window)."""
+        """Raw float32 logits (n, num_labels) in the caller's order (windows: each document's best window). A pair
+        given more than once is scored once: repeated documents cost nothing and tie exactly (scored in different
+        rows of a batch, torch's kernels gave them logits ~1e-7 apart, which ordered copies at random)."""
+        pairs = check_pairs(pairs)
+        seen: dict[tuple[str, str, str], int] = {}
+        index = np.array([seen.setdefault((q, *document_parts(d)), len(seen)) for q, d in pairs], dtype=np.int64)
+        if len(seen) < len(pairs):
+            first = np.unique(index, return_index=True)[1]
+            return self.logits([pairs[i] for i in first])[index]
         encoded, owners = self.encode(pairs)
         if not len(encoded):
             return np.zeros((0, self.num_labels), dtype=np.float32)

@@ -181,6 +181,28 @@ def test_rerank_output_and_bad_inputs(onnx_reranker):
         onnx_reranker.rerank(QUERY, DOCS, top_k=-1)
 
 
+def test_repeated_documents_are_scored_once_and_tie(tiny_model_dir, monkeypatch):
+    """Copies of a document scored in different rows of a torch batch got logits ~1e-7 apart, so ``rerank`` ordered
+    them at random instead of keeping the caller's order; each distinct pair is now scored once."""
+    reranker = Reranker(str(tiny_model_dir), backend="torch", num_threads=1)
+    docs = ["paris is the capital of france"] * 12 + ["berlin"] * 3 + [{"title": "", "text": "berlin"},
+                                                                        {"title": "Germany", "text": "berlin"}]
+    rows = []
+    encode = reranker.encode
+    monkeypatch.setattr(reranker, "encode", lambda pairs: rows.append(len(pairs)) or encode(pairs))
+    ranked = reranker.rerank(QUERY, docs)
+    assert rows == [3]  # a blank title is no title: the same pair as the plain text
+    scores = {r["index"]: r["score"] for r in ranked}
+    assert len({scores[i] for i in range(12)}) == 1 and len({scores[i] for i in range(12, 16)}) == 1
+    positions = [r["index"] for r in ranked]
+    assert [i for i in positions if i < 12] == list(range(12))  # ties keep the caller's order
+    alone = Reranker(str(tiny_model_dir), backend="torch", num_threads=1).predict(
+        [(QUERY, d) for d in ("paris is the capital of france", "berlin", {"title": "Germany", "text": "berlin"})],
+        activation="identity")
+    np.testing.assert_allclose(reranker.predict([(QUERY, d) for d in docs], activation="identity")[[0, 12, 16]],
+                               alone, atol=1e-6)
+
+
 def test_predict_takes_cross_encoder_predicts_arguments_in_its_order(onnx_reranker):
     """``Reranker.predict(pairs, 32)`` (CrossEncoder.predict's order) said "activation must be sigmoid, softmax or
     identity, got 32", and one pair given alone was a TypeError where CrossEncoder.predict gives a scalar."""
