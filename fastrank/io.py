@@ -37,6 +37,20 @@ def is_fastrank_output(directory: Path) -> bool:
     return (directory / MANIFEST_FILE).is_file() or _is_checkpoint(directory) or _is_triton_repository(directory)
 
 
+# What each writer makes, and so may replace: an export its artifact, ``--format triton`` its repository.
+ARTIFACT, CHECKPOINT, TRITON = "artifact", "checkpoint", "Triton repository"
+
+
+def output_kind(directory: Path) -> str | None:
+    """Which fastrank output ``directory`` is (``is_fastrank_output``): ARTIFACT (it has fastrank.json, whatever
+    else), CHECKPOINT, TRITON, or None."""
+    if (directory / MANIFEST_FILE).is_file():
+        return ARTIFACT
+    if _is_checkpoint(directory):
+        return CHECKPOINT
+    return TRITON if _is_triton_repository(directory) else None
+
+
 def _is_checkpoint(directory: Path) -> bool:
     """A Hugging Face checkpoint: config.json, a weights file and a tokenizer file at its top."""
     return ((directory / "config.json").is_file() and _has_file(directory, CHECKPOINT_WEIGHTS)
@@ -62,8 +76,10 @@ def _is_triton_model(model: Path) -> bool:
     return bool(others) and all(entry.is_dir() and entry.name.isdigit() for entry in others)
 
 
-def check_output_dir(target: str | Path, keep: Iterable[str | Path] = ()) -> Path:
-    """Refuse an output path whose replacement would destroy something that is not a fastrank output.
+def check_output_dir(target: str | Path, keep: Iterable[str | Path] = (), kind: str | None = None) -> Path:
+    """Refuse an output path whose replacement would destroy something that is not a fastrank output, or, with
+    ``kind`` (what the caller writes: ARTIFACT or TRITON), a fastrank output of another kind (an export over a
+    trained checkpoint deleted its weights).
 
     Refused: the current directory or one holding it; a path equal to or holding any of ``keep`` (the inputs, e.g.
     the checkpoint being exported; entries that are None or no existing path, such as a hub id, hold nothing here
@@ -97,6 +113,11 @@ def check_output_dir(target: str | Path, keep: Iterable[str | Path] = ()) -> Pat
         raise FastrankError(f"refusing to replace {target}: it is a non-empty directory without a fastrank "
                             f"artifact, checkpoint or Triton repository in it ({OUTPUT_KINDS}); choose a new or "
                             f"empty directory, or remove it first{hint}")
+    held = output_kind(target) if kind is not None and any(target.iterdir()) else None
+    if held is not None and held != kind:
+        raise FastrankError(f"refusing to replace {target}: it holds a {held}, and writing this {kind} there would "
+                            f"delete it (an export replaces only an output of its own kind); choose another output "
+                            "directory")
     return target
 
 
@@ -163,14 +184,14 @@ def check_replaceable(target: str | Path, replaceable: Callable[[str], bool]) ->
 
 @contextlib.contextmanager
 def atomic_dir(target: str | Path, keep: Iterable[str | Path] = (),
-               replaceable: Callable[[str], bool] | None = None) -> Iterator[Path]:
+               replaceable: Callable[[str], bool] | None = None, kind: str | None = None) -> Iterator[Path]:
     """Yield a temporary directory beside ``target``; on success it replaces ``target``, on error it is removed.
-    ``target`` must pass ``check_output_dir`` (with ``keep``, the inputs it must not replace).
+    ``target`` must pass ``check_output_dir`` (with ``keep``, the inputs it must not replace, and ``kind``).
 
     ``replaceable`` (a test on entry names): an existing ``target`` may only lose entries the new output rewrites or
     that pass it; any other (trainer checkpoints, notes, an ``onnx/`` folder beside a model) is a FastrankError
     naming them, and ``target`` is left as it was."""
-    target = check_output_dir(target, keep)
+    target = check_output_dir(target, keep, kind)
     tmp = _make_tmp(target)
     try:
         yield tmp

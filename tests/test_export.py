@@ -271,6 +271,38 @@ def test_bad_arguments(tiny_model_dir, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_an_export_replaces_only_an_output_of_its_own_kind(tiny_model_dir, fp32_o3, tmp_path):
+    """``fastrank export ARTIFACT --format triton --out MODEL`` (a slip) deleted the trained checkpoint MODEL: an
+    export replaces an artifact, a Triton export a repository, and neither a checkpoint nor each other."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from fastrank.cli import app
+    from fastrank.export.triton import write_repository
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    before = sorted(p.name for p in model.iterdir())
+    artifact = tmp_path / "artifact"
+    shutil.copytree(fp32_o3[0], artifact)
+    refused = r"refusing to replace .*: it holds a {}, and writing this {} there would delete it"
+    with pytest.raises(FastrankError, match=refused.format("checkpoint", "artifact")):
+        export_model(tiny_model_dir, model)
+    with pytest.raises(FastrankError, match=refused.format("checkpoint", "Triton repository")):
+        write_repository(artifact, model)
+    with pytest.raises(FastrankError, match=refused.format("artifact", "Triton repository")):
+        write_repository(fp32_o3[0], artifact)
+    result = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--out", str(model)])
+    assert isinstance(result.exception, FastrankError) and "it holds a checkpoint" in str(result.exception)
+    assert sorted(p.name for p in model.iterdir()) == before
+    repo = write_repository(artifact, tmp_path / "repo")
+    with pytest.raises(FastrankError, match=refused.format("Triton repository", "artifact")):
+        export_model(tiny_model_dir, repo)
+    assert write_repository(artifact, repo) == repo  # its own kind: replaced
+    assert export_model(tiny_model_dir, artifact, num_threads=1)["format"] == "onnx"
+
+
 def test_agreement_bounds_are_lower_bounds(tiny_model_dir, tmp_path):
     """``bounds`` on Kendall tau, top-1 agreement or identical rankings were checked as upper bounds: an fp32 export
     (tau 1) failed ``kendall_tau_min <= 0.99`` and a degraded one would have passed."""

@@ -255,7 +255,7 @@ def test_an_output_path_that_cannot_be_created_is_refused_naming_the_blocker(tmp
             check_dir_path("/proc/plots", "--plots")
         with pytest.raises(FastrankError, match="cannot write --cache-dir /proc: nothing can be created in /proc"):
             check_dir_path("/proc", "--cache-dir")  # an existing directory is probed inside
-    monkeypatch.setattr("fastrank.io.check_output_dir", lambda target, keep=(): Path(target))
+    monkeypatch.setattr("fastrank.io.check_output_dir", lambda target, keep=(), kind=None: Path(target))
     with pytest.raises(FastrankError, match=f"cannot write the output directory {afile / 'sub'}"), \
             atomic_dir(afile / "sub"):
         pytest.fail("the body must not run")

@@ -104,9 +104,10 @@ def test_backend_runs_each_batch_on_its_profile_with_the_engine_dtypes(o1_artifa
     assert context.runs == [(0, (4, 16)), (1, (4, 48))] and context.switches == [1]
     context.runs.clear()
     reranker = Reranker(o1_artifact, num_threads=1, batch_size=4)
-    reference = reranker.logits(PAIRS * 3)
+    encoded, _ = reranker.encode(PAIRS * 3)  # every copy scored (logits() would score each distinct pair once)
+    reference = reranker.run(encoded)
     reranker.backend = backend
-    np.testing.assert_allclose(reranker.logits(PAIRS * 3), reference, atol=1e-5)
+    np.testing.assert_allclose(reranker.run(encoded), reference, atol=1e-5)
     runs = [run for engine in trt.engines for context in engine.contexts for run in context.runs]
     assert {profile for profile, _ in runs} == {0, 1}  # short pairs on the short profile, long ones on the other
     assert all(profile == pick_profile(PROFILES, rows, width) for profile, (rows, width) in runs)

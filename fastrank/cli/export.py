@@ -55,9 +55,9 @@ def export_artifact(
 def _check_out_before_loading(model: str, out: str, verify_data: str | None) -> None:
     """Refuse a bad --out (not creatable, not a fastrank output, holding the model or the data) before the model
     loads, so the error comes at once and not after seconds of loading."""
-    from fastrank.io import check_output_dir
+    from fastrank.io import ARTIFACT, check_output_dir
 
-    check_output_dir(out, keep=[model, verify_data])
+    check_output_dir(out, keep=[model, verify_data], kind=ARTIFACT)
 
 
 def _engine_target(text: str) -> tuple[str, str] | None:

@@ -12,7 +12,7 @@ from fastrank.errors import FastrankError
 from fastrank.export import onnx as onnx_export
 from fastrank.export.onnx import MODEL_FILE, OUTPUT_NAME, Rung
 from fastrank.export.verify import merged_bounds, normalize_groups, score_groups, verify
-from fastrank.io import atomic_dir
+from fastrank.io import ARTIFACT, atomic_dir
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class ArtifactBuilder:
     def write(self, out_dir: Path, ladder: list[tuple[Rung, str | None]], *, requested: str,
               features: dict[str, Any], allow_parity_failure: bool) -> dict[str, Any]:
         tried: list[dict[str, Any]] = []
-        with atomic_dir(out_dir, keep=self.inputs) as tmp:
+        with atomic_dir(out_dir, keep=self.inputs, kind=ARTIFACT) as tmp:
             work = tmp / ".work"
             work.mkdir()
             shipped = None

@@ -245,7 +245,7 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
     from fastrank.export.manifest import read_manifest, write_manifest
     from fastrank.export.profiles import batch_limit, plan_profiles
     from fastrank.export.verify import VERIFY_CONFIGS, merged_bounds, normalize_groups, score_groups, verify
-    from fastrank.io import atomic_dir, check_output_dir
+    from fastrank.io import ARTIFACT, atomic_dir, check_output_dir
     from fastrank.reranker import artifact_encoder
 
     cc, trt_version = gpu_info()
@@ -259,7 +259,7 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
     local = isinstance(model, (str, Path)) and Path(model).is_dir()
     keep = [model] if local and read_manifest(model) is None else []
     keep += [verify_pairs] if isinstance(verify_pairs, (str, Path)) else []  # a data file inside out_dir
-    check_output_dir(out_dir, keep)  # before minutes of engine builds
+    check_output_dir(out_dir, keep, ARTIFACT)  # before minutes of engine builds
     strongly_typed = builder_api(trt_version) == "strongly-typed"
     say = progress or (lambda text: None)
     with tempfile.TemporaryDirectory() as tmp:
@@ -330,7 +330,7 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
                 kept += _engines_added_meanwhile(Path(out_dir), base, kept + [chosen], profiles)
             manifest["tensorrt"] = {"profiles": [p.to_dict() for p in profiles], "engines": kept + [chosen]}
             write_manifest(base, manifest)
-            with atomic_dir(out_dir, keep) as target:
+            with atomic_dir(out_dir, keep, kind=ARTIFACT) as target:
                 shutil.copytree(base, target, dirs_exist_ok=True)
     return manifest
 

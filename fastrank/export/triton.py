@@ -28,7 +28,7 @@ from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.export.manifest import read_manifest
 from fastrank.batching import round_up
 from fastrank.export.profiles import Profile, batch_limit, graph_buckets
-from fastrank.io import atomic_dir
+from fastrank.io import TRITON, atomic_dir
 
 BACKENDS = ("onnxruntime", "tensorrt")
 KINDS = ("KIND_GPU", "KIND_CPU")
@@ -233,7 +233,7 @@ def write_repository(artifact: str | Path, out_dir: str | Path, name: str = "fas
         raise ValueError(f"model name must be letters, digits, '-' or '_', got {name!r}")
     model_name, tok_name = f"{name}_model", f"{name}_tokenizer"
     token_dtype = "int64"
-    with atomic_dir(out_dir, keep=[artifact]) as root:
+    with atomic_dir(out_dir, keep=[artifact], kind=TRITON) as root:
         (root / model_name / "1").mkdir(parents=True)
         if backend == "tensorrt":
             from fastrank.backends.tensorrt_backend import gpu_info
