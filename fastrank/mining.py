@@ -144,15 +144,22 @@ def search_to_depths(queries: np.ndarray, corpus: np.ndarray, depths: Sequence[i
 
 
 def _dedup_corpus(corpus: Sequence[Document], stats: dict[str, Any]) -> list[Document]:
-    """Drop documents equal up to case and whitespace, title included (``document_key``), keeping the first seen."""
+    """Drop blank documents (no text and no title: a ``{"text": ""}`` line was mined as a negative) and documents
+    equal up to case and whitespace, title included (``document_key``), keeping the first seen."""
     seen: dict[str, Document] = {}
+    blank = 0
     for i, doc in enumerate(corpus):
         try:
             check_document(doc, f"corpus item {i}")
         except TypeError as exc:
             raise DataError(str(exc)) from None
-        seen.setdefault(document_key(doc), doc)
-    stats["duplicate_documents_removed"] = len(corpus) - len(seen)
+        key = document_key(doc)
+        if not key:
+            blank += 1
+            continue
+        seen.setdefault(key, doc)
+    stats["blank_documents_removed"] = blank
+    stats["duplicate_documents_removed"] = len(corpus) - blank - len(seen)
     return list(seen.values())
 
 

@@ -107,6 +107,14 @@ def test_the_cache_follows_the_weights_and_survives_a_damaged_file(tmp_path, tin
     assert len(list(cache.iterdir())) == 2 and not list(cache.glob(".*"))  # two models' files, no temporaries
 
 
+def test_blank_corpus_documents_are_dropped_and_counted():
+    """``fastrank mine --corpus`` with a ``{"text": ""}`` line wrote "" as a hard negative."""
+    corpus = ["", *CORPUS[:5], "   ", {"text": ""}, {"title": " ", "text": "\n"}, *CORPUS[5:]]
+    res = mine_hard_negatives(_groups(), FakeEmbedder(), corpus, num_negatives=9, use_faiss=False)
+    assert res.stats["blank_documents_removed"] == 4 and res.stats["duplicate_documents_removed"] == 0
+    assert res.stats["corpus_size"] == 10 and all(d.strip() for d in res.groups[0].documents)
+
+
 def test_bad_input_is_reported():
     groups = _groups() + [QueryGroup("q-2", ["d3-doc"], [0.0], "2"), QueryGroup("q-3", ["x0-new"], [1.0], "3")]
     res = mine_hard_negatives(groups, FakeEmbedder(), CORPUS + ["d9-doc"], num_negatives=1, use_faiss=False)
