@@ -335,29 +335,51 @@ def _read_jsonl(path: Path) -> Located:
     return json_objects(iter_json_records(path))
 
 
+# A TSV cell quoted as CSV writers quote it (pandas' ``to_csv(sep="\t")``, Python's csv): in double quotes, with a
+# quote inside it doubled. Raw TSV (WikiQA's) holds quotes that are text, even whole cells in quotes, but no such cell.
+_CSV_QUOTED_TSV_CELL = re.compile(r'(?:^|\t)"(?:[^"\n]|"")*""(?:[^"\n]|"")*"(?:\t|\r?$)')
+
+
+def _csv_quoted_tsv(lines: Iterable[str]) -> bool:
+    """Whether a TSV file's lines show CSV quoting (``_CSV_QUOTED_TSV_CELL``): then it is read with it."""
+    return any('""' in line and _CSV_QUOTED_TSV_CELL.search(line) for line in lines)
+
+
 def _read_delimited(path: Path, delimiter: str) -> Located:
     """CSV with quoting; TSV as tab-separated text with no quoting, so a field that starts with a quote (a title in
-    quotes) keeps it and cannot swallow the rows after it. Rows are read one at a time."""
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    try:  # a pipe or a device can be read once: read it whole
-        with (path.open(encoding="utf-8-sig", newline="") if path.is_file()
-              else io.StringIO(read_utf8(path), newline="")) as f:
-            yield from _delimited_rows(path, csv.DictReader(f, delimiter=delimiter, quoting=quoting), delimiter)
+    quotes) keeps it and cannot swallow the rows after it, unless a cell shows CSV quoting (a quote doubled inside
+    a quoted cell, as pandas writes a TSV): such a file is read with it. Rows are read one at a time."""
+    text = None if path.is_file() else read_utf8(path)  # a pipe or a device can be read once: read it whole
+    quoting = csv.QUOTE_MINIMAL
+    if delimiter == "\t":
+        if text is None:
+            with path.open(encoding="utf-8-sig", errors="replace") as f:  # a bad byte is named by the reading below
+                quoted = _csv_quoted_tsv(f)
+        else:
+            quoted = _csv_quoted_tsv(text.split("\n"))
+        quoting = csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE
+    try:
+        with (path.open(encoding="utf-8-sig", newline="") if text is None else io.StringIO(text, newline="")) as f:
+            yield from _delimited_rows(path, csv.DictReader(f, delimiter=delimiter, quoting=quoting), delimiter,
+                                       quoting)
     except UnicodeDecodeError:
         read_utf8(path)  # raises the DataError that names the file's first bad byte
         raise
 
 
-def _delimited_rows(path: Path, reader: csv.DictReader, delimiter: str) -> Located:
+def _delimited_rows(path: Path, reader: csv.DictReader, delimiter: str, quoting: int) -> Located:
     for n, row in enumerate(reader, 1):
         where = f"{path} row {n} (line {reader.line_num})"
         if None in row and not any(cell.strip() for cell in row[None]):
             del row[None]  # a trailing delimiter: empty cells past the header's, nothing lost
         if None in row:  # DictReader keeps the cells past the header's under None
             sep = "tab" if delimiter == "\t" else repr(delimiter)
+            fix = (f"quote cells that hold a {sep}" if quoting != csv.QUOTE_NONE else
+                   "this TSV file is read as raw text (no cell shows CSV quoting), where a cell cannot hold a tab: "
+                   "write such text as CSV or JSONL")
             raise DataError(
                 f"{where}: {len(reader.fieldnames or []) + len(row[None])} cells, more than the header's "
-                f"{len(reader.fieldnames or [])} ({sep}-separated); quote cells that hold a {sep}, or, if the "
+                f"{len(reader.fieldnames or [])} ({sep}-separated); {fix}, or, if the "
                 f"file is JSONL, name it .jsonl. Columns read: query, document, label (one pair per row) or "
                 f"query, documents, labels (JSON lists)")
         _parse_list_cells(row, where, delimiter)

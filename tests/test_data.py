@@ -211,6 +211,27 @@ def test_flat_columns_go_by_their_common_other_names(tmp_path):
     assert read_groups(str(canonical))[0].documents == ["a"]
 
 
+def test_a_tsv_written_with_csv_quoting_is_read_with_it(tmp_path):
+    """pandas' ``to_csv(sep="\\t")`` and Python's csv quote a cell holding a quote or a tab; read as raw text, the
+    cell kept its quotes doubled ('"has ""quote"" inside"'), silently. Raw TSV (WikiQA's, a whole sentence in quotes
+    included) still reads as it is written."""
+    import csv as csv_module
+
+    rows = [("q", 'has "quote" inside', 1), ("q", "a\ttab", 0), ("q", '"whole quote"', 0), ("q", "plain", 0)]
+    with (tmp_path / "w.tsv").open("w", newline="") as f:
+        writer = csv_module.writer(f, delimiter="\t")
+        writer.writerow(["query", "document", "label"])
+        writer.writerows(rows)
+    assert read_groups(tmp_path / "w.tsv")[0].documents == [d for _, d, _ in rows]
+    raw = tmp_path / "raw.tsv"
+    raw.write_text('query\tdocument\tlabel\nq\t"With the exception of water."\t1\nq\t"open quote\t0\nq\ta"b""\t0\n')
+    assert read_groups(raw)[0].documents == ['"With the exception of water."', '"open quote', 'a"b""']
+    (tmp_path / "tab.tsv").write_text('query\tdocument\tlabel\nq\t"a\tb"\t1\n')  # no quote doubled: raw
+    with pytest.raises(DataError, match=r"read as raw text \(no cell shows CSV quoting\), where a cell cannot hold a "
+                                        r"tab: write such text as CSV or JSONL"):
+        read_groups(tmp_path / "tab.tsv")
+
+
 @pytest.mark.data
 def test_wikiqa_original_tsv_reads_as_its_jsonl(wikiqa_dir):
     """WikiQA's own test TSV (QuestionID, Question, ..., Sentence, Label) is the same 243 queries as test.jsonl."""
