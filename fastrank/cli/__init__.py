@@ -78,8 +78,8 @@ def in_cli_words(message: str, args: list[str]) -> str:
     sub = getattr(command, "commands", {}).get(args[0]) if args else None
     if sub is None:
         return message
-    flags = {p.name: next((o for o in p.opts if o.startswith("--")), None)
-             for p in sub.params if getattr(p, "param_type_name", "") == "option"}
+    options = {p.name: p for p in sub.params if getattr(p, "param_type_name", "") == "option"}
+    flags = {name: next((o for o in p.opts if o.startswith("--")), None) for name, p in options.items()}
     quoted = [m.span() for m in _QUOTED.finditer(message)]
 
     def swap(match: re.Match) -> str:
@@ -87,7 +87,12 @@ def in_cli_words(message: str, args: list[str]) -> str:
         if flag is None or any(start <= match.start() < end for start, end in quoted):
             return match.group(0)
         value = match.group(2) if match.lastindex and match.lastindex > 1 else None
-        return flag if value is None else f"{flag} {value.strip(chr(39))}"
+        if value is None:
+            return flag
+        if getattr(options[match.group(1)], "is_flag", False) and value in ("True", "False"):  # a flag takes no value
+            off = next(iter(getattr(options[match.group(1)], "secondary_opts", None) or []), None)
+            return flag if value == "True" else (off or f"without {flag}")
+        return f"{flag} {value.strip(chr(39))}"
 
     return _SUBJECT.sub(swap, _ASSIGNMENT.sub(swap, message))
 

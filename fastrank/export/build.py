@@ -270,7 +270,7 @@ def _check_head(model: Any, allowed: bool) -> bool:
         raise FastrankError(
             f"{model.name_or_path} has no trained classification head: a reranker exported from it scores at random; "
             "train it first with fastrank train (a model trained in this process: save it and export the saved "
-            "directory), or pass allow_untrained_head=True (--allow-untrained-head) to export it anyway")
+            "directory), or pass allow_untrained_head=True to export it anyway")
     logger.warning("%s has no trained classification head: exporting its random head (allow_untrained_head); the "
                    "manifest records head_initialized", model.name_or_path)
     return True
