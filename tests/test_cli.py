@@ -191,6 +191,11 @@ def test_eval_scores_an_artifact_as_it_is_served(tiny_model_dir, eval_file, tmp_
     checkpoint = json.loads(runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(eval_file), "--json"]).stdout)
     onnx = json.loads(runner.invoke(app, ["eval", str(tmp_path / "onnx"), "--data", str(eval_file), "--json"]).stdout)
     assert onnx["served_by"]["backend"] == "onnx" and "served_by" not in checkpoint
+    assert onnx["served_by"]["batch_size"] == 32  # the Reranker's default, as served
+    small = runner.invoke(app, ["eval", str(tmp_path / "onnx"), "--data", str(eval_file), "--batch-size", "3",
+                                "--json"])  # was accepted and ignored
+    assert json.loads(small.stdout)["served_by"]["batch_size"] == 3
+    assert json.loads(small.stdout)["metrics"] == pytest.approx(onnx["metrics"], abs=1e-9)
     assert onnx["metrics"] == pytest.approx(checkpoint["metrics"], abs=1e-9)  # fp32 ONNX ranks as the checkpoint
     bf16 = runner.invoke(app, ["eval", str(tmp_path / "bf16"), "--data", str(eval_file)])
     assert bf16.exit_code == 0 and "scored as served: torch bf16" in bf16.output, bf16.output

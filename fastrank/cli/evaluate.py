@@ -12,12 +12,13 @@ from fastrank.cli.output import metrics_table, print_json
 
 
 def scorer(model: str, max_length: int | None = None, long_documents: str = "truncate",
-           window_stride: int | None = None) -> tuple[Any, dict[str, Any] | None]:
+           window_stride: int | None = None, batch_size: int | None = None) -> tuple[Any, dict[str, Any] | None]:
     """What ``fastrank eval`` scores with, and how: an exported artifact (a ``fastrank.json`` in the directory)
     through ``Reranker``, on the backend and precision it is served at (a bf16 artifact in bf16, not upcast);
     a checkpoint or hub id through ``CrossEncoder`` (None), or through ``Reranker`` too with ``long_documents``
     ``windows`` (scored as ``fastrank serve --long-documents windows`` scores it). The evaluator ranks a model with
-    several labels (``--loss ce``) by its last class's probability."""
+    several labels (``--loss ce``) by its last class's probability. ``batch_size`` is the ``Reranker``'s (None: its
+    own default, as served); a ``CrossEncoder`` gets it from the evaluator."""
     from fastrank.export.manifest import read_manifest
     from fastrank.reranker import LONG_DOCUMENTS
 
@@ -32,21 +33,22 @@ def scorer(model: str, max_length: int | None = None, long_documents: str = "tru
                                      "at the max length it was exported with, windows at the model's own")
         from fastrank.reranker import Reranker
 
-        reranker = Reranker(model, long_documents=long_documents, window_stride=window_stride)
+        reranker = Reranker(model, long_documents=long_documents, window_stride=window_stride, batch_size=batch_size)
         return reranker, reranker.describe()
     from fastrank.model import CrossEncoder
 
     return CrossEncoder(model, max_length=max_length), None
 
 
-def evaluate_model(model: str, data: str, batch_size: int = 64, max_length: int | None = None,
+def evaluate_model(model: str, data: str, batch_size: int | None = None, max_length: int | None = None,
                    long_documents: str = "truncate", window_stride: int | None = None) -> dict[str, Any]:
     """Evaluate ``model`` (checkpoint dir, hub id or exported artifact) on ``data``; returns the EvalResult as a
-    dict (with ``served_by``: the backend that scored an artifact)."""
+    dict (with ``served_by``: the backend that scored an artifact). ``batch_size``: pairs per forward pass (None:
+    64 for a checkpoint, the ``Reranker``'s default for an artifact)."""
     from fastrank.evaluation.evaluators import RerankingEvaluator
 
-    evaluator = RerankingEvaluator.from_file(data, batch_size=batch_size, show_progress_bar=True)  # on stderr
-    model_scorer, served_by = scorer(model, max_length, long_documents, window_stride)
+    evaluator = RerankingEvaluator.from_file(data, batch_size=batch_size or 64, show_progress_bar=True)  # on stderr
+    model_scorer, served_by = scorer(model, max_length, long_documents, window_stride, batch_size)
     result = evaluator.evaluate(model_scorer).to_dict()
     result["model"] = model
     result["data"] = data
@@ -56,7 +58,7 @@ def evaluate_model(model: str, data: str, batch_size: int = 64, max_length: int 
 
 
 def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | None = None,
-                       embedding_model: str | None = None, batch_size: int = 64,
+                       embedding_model: str | None = None, batch_size: int | None = None,
                        fusion_weights: list[float] | None = None, max_length: int | None = None,
                        long_documents: str = "truncate", window_stride: int | None = None) -> dict[str, Any]:
     """First stage (embedding top-k) vs reranked by ``model``, over the corpus of every document in ``data``
@@ -68,9 +70,10 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
 
     extra = [d for path in corpus or [] for d in read_corpus(path)]
     task = RetrievalTask.from_groups(read_groups(data), extra)
-    reranker, served_by = scorer(model, max_length, long_documents, window_stride)
+    reranker, served_by = scorer(model, max_length, long_documents, window_stride, batch_size)
     result = evaluate_retrieve_rerank(task, EmbeddingModel(embedding_model or DEFAULT_BASE), reranker, top_k=top_k,
-                                      ks=(10,), batch_size=batch_size, fusion_weights=tuple(fusion_weights or ()))
+                                      ks=(10,), batch_size=batch_size or 64,
+                                      fusion_weights=tuple(fusion_weights or ()))
     return {"model": model, "data": data, **result, **({"served_by": served_by} if served_by else {})}
 
 
@@ -79,7 +82,9 @@ def eval_command(
                                                "artifact (scored as served, by fastrank.Reranker).")],
     data: Annotated[Path, typer.Option("--data", help="Labelled data: grouped JSONL (query, documents, labels), "
                                                       "flat or grouped CSV / TSV, Parquet.")],
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs per forward pass.")] = 64,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", help="Pairs per forward pass (default: 64 for a checkpoint; an artifact's own batching, as "
+                             "served).")] = None,
     max_length: Annotated[int | None, typer.Option("--max-length", help="Override the model's max length.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     retrieve_top_k: Annotated[int | None, typer.Option(
