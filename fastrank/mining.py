@@ -143,6 +143,25 @@ def search_to_depths(queries: np.ndarray, corpus: np.ndarray, depths: Sequence[i
     return scores, indices
 
 
+def check_mining_options(*, num_negatives: int = 5, range_min: int = 0, range_max: int | None = 50,
+                         min_score: float | None = None, max_score: float | None = None,
+                         relative_margin: float | None = None, absolute_margin: float | None = None,
+                         sampling: str = "top", **_: Any) -> None:
+    """``mine_hard_negatives``' window, score and margin options checked (ValueError naming the option): options
+    that could mine nothing are refused before an embedding model loads. Other keywords are ignored."""
+    if num_negatives < 1:
+        raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
+    if sampling not in SAMPLING:
+        raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
+    if range_min < 0:
+        raise ValueError(f"range_min must be >= 0 (ranks to skip at the top), got {range_min}")
+    if range_max is not None and range_max <= range_min:
+        raise ValueError(f"range_max={range_max} must be greater than range_min={range_min}")
+    if min_score is not None and max_score is not None and min_score > max_score:
+        raise ValueError(f"min_score={min_score} is above max_score={max_score}: no similarity is in between")
+    check_margins(relative_margin, absolute_margin)
+
+
 def _dedup_corpus(corpus: Sequence[Document], stats: dict[str, Any]) -> list[Document]:
     """Drop blank documents (no text and no title: a ``{"text": ""}`` line was mined as a negative) and documents
     equal up to case and whitespace, title included (``document_key``), keeping the first seen."""
@@ -226,17 +245,9 @@ def mine_hard_negatives(
             document as ``scores`` for distillation.
         cache_dir: where corpus embeddings are cached, keyed by model and corpus hash.
     """
-    if num_negatives < 1:
-        raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
-    if sampling not in SAMPLING:
-        raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
-    if range_min < 0:
-        raise ValueError(f"range_min must be >= 0 (ranks to skip at the top), got {range_min}")
-    if range_max is not None and range_max <= range_min:
-        raise ValueError(f"range_max ({range_max}) must be greater than range_min ({range_min})")
-    if min_score is not None and max_score is not None and min_score > max_score:
-        raise ValueError(f"min_score ({min_score}) is above max_score ({max_score}): no similarity is in between")
-    check_margins(relative_margin, absolute_margin)
+    check_mining_options(num_negatives=num_negatives, range_min=range_min, range_max=range_max, min_score=min_score,
+                         max_score=max_score, relative_margin=relative_margin, absolute_margin=absolute_margin,
+                         sampling=sampling)
     if teacher is not None:
         check_teacher(teacher)
     groups = _check_groups(groups)

@@ -105,7 +105,8 @@ def _refuse_artifact(location: str) -> None:
             raise ModelLoadError(
                 f"{location!r} is an exported {info.get('format')} {info.get('precision')} artifact, not a PyTorch "
                 f"checkpoint: score it with Reranker({location!r}), `fastrank eval {location}` or `fastrank bench "
-                f"CHECKPOINT --artifact {location}`; training needs the checkpoint it was exported from")
+                f"CHECKPOINT --artifact {location}`; training (and a teacher's scores, which fastrank mine "
+                f"attaches) need the checkpoint it was exported from")
 
 
 def _read_json(path: Path) -> dict[str, Any]:

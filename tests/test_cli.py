@@ -153,6 +153,35 @@ def test_mine_and_bench_refuse_bad_outputs_before_any_work(eval_file, tmp_path):
     assert eval_file.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_bad_options_are_named_as_flags_before_any_model_loads(tmp_path, eval_file):
+    """Options checked after the embedding model loaded (--answer-closest after the whole mining), or named by the
+    library's parameters (range_min, corpus=None, top_k, num_threads, kind, numpy's seed error)."""
+    import fastrank.cli as cli
+
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    mine = ["mine", "--data", str(eval_file), "--out", str(tmp_path / "m.jsonl"), "--model", str(tmp_path / "none")]
+    cases = [(mine + ["--answer-closest", "-1"], "--answer-closest and --answer-random must be >= 0, got -1 and 0"),
+             (mine + ["--corpus", str(empty)], "no documents in them; give files with documents, or leave --corpus "
+                                               "out to mine from the data's own documents"),
+             (mine + ["--range-min", "10", "--range-max", "5"], "--range-max 5 must be greater than --range-min 10"),
+             (mine + ["--min-score", "0.9", "--max-score", "0.1"], "--min-score 0.9 is above --max-score 0.1"),
+             (["eval", str(tmp_path / "none"), "--data", str(eval_file), "--retrieve-top-k", "0"],
+              "--retrieve-top-k must be >= 1"),
+             (["serve", str(tmp_path / "none"), "--threads", "0"], "--threads must be >= 1, got 0"),
+             (["serve", str(tmp_path / "none"), "--sessions", "0"], "--sessions must be 'auto' or a positive integer"),
+             (["export", str(tmp_path), "--format", "triton", "--triton-kind", "KIND_TPU", "--out",
+               str(tmp_path / "r")], "--triton-kind must be auto, KIND_GPU or KIND_CPU, got 'KIND_TPU'"),
+             (["train", "--data", str(eval_file), "--out", str(tmp_path / "t"), "--seed", "-1"],
+              "--seed -1 is not an integer from 0 to 2**32 - 1")]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        text = " ".join(result.output.replace("│", " ").split()) if result.exit_code == 2 else \
+            cli.in_cli_words(str(result.exception), args)  # as main() writes it
+        assert message in text, (args, text)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt"]
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, eval_file):
     cmd = [sys.executable, "-m", "fastrank.cli", "eval", str(tmp_path / "missing-model"), "--data", str(eval_file)]
     proc = subprocess.run(cmd, capture_output=True, text=True)

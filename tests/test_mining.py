@@ -129,7 +129,7 @@ def test_bad_input_is_reported():
     with pytest.raises(ValueError, match="range_max"):
         mine_hard_negatives(_groups(), FakeEmbedder(), CORPUS, range_min=5, range_max=5)
     for options, message in (({"range_min": -3}, "range_min must be >= 0"),
-                             ({"min_score": 0.9, "max_score": 0.1}, r"min_score \(0.9\) is above max_score"),
+                             ({"min_score": 0.9, "max_score": 0.1}, r"min_score=0.9 is above max_score=0.1"),
                              ({"relative_margin": 1.5}, r"relative_margin must be in \[0, 1\)"),
                              ({"relative_margin": -0.5}, r"relative_margin must be in \[0, 1\)"),
                              ({"absolute_margin": -1.0}, "absolute_margin must be >= 0")):

@@ -109,6 +109,9 @@ def eval_command(
     if stray and retrieve_top_k is None:
         raise typer.BadParameter(f"{', '.join(stray)} need(s) --retrieve-top-k: they shape the first stage of "
                                  "retrieve-then-rerank, which plain evaluation of labelled lists does not run")
+    if retrieve_top_k is not None and retrieve_top_k < 1:
+        raise typer.BadParameter(f"--retrieve-top-k must be >= 1 (documents the first stage retrieves), got "
+                                 f"{retrieve_top_k}")
     if retrieve_top_k is not None:
         result = evaluate_retrieval(model, str(data), retrieve_top_k, corpus, embedding_model, batch_size,
                                     fusion_weight, max_length, long_documents, window_stride)

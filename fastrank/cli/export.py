@@ -34,6 +34,8 @@ def export_artifact(
 
         if triton_precision not in ("auto", "fp16", "fp32"):
             raise ValueError(f"--triton-precision must be auto, fp16 or fp32, got {triton_precision!r}")
+        if triton_kind not in ("auto", "KIND_GPU", "KIND_CPU"):
+            raise ValueError(f"--triton-kind must be auto, KIND_GPU or KIND_CPU, got {triton_kind!r}")
         write_repository(model, out, backend=triton_backend, max_batch_size=max_batch_size,
                          kind=None if triton_kind == "auto" else triton_kind, engine_for=_engine_target(triton_engine),
                          fp16=None if triton_precision == "auto" else triton_precision == "fp16")

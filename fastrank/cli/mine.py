@@ -26,11 +26,16 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
         ANSWER_MARGIN,
         add_answer_negatives,
         attach_teacher_scores,
+        check_mining_options,
         check_teacher,
         mine_hard_negatives,
     )
     from fastrank.model import DEFAULT_BASE, CrossEncoder
 
+    check_mining_options(**options)  # before the embedding model loads
+    if answer_closest < 0 or answer_random < 0:  # before mining, not after it
+        raise ValueError(f"--answer-closest and --answer-random must be >= 0, got {answer_closest} and "
+                         f"{answer_random}")
     check_output_file(out, [data, *(corpus or [])], "--out")  # before mining, and never over an input
     check_groups_path(out, "--out")  # JSONL in a .csv would fail to read back
     if options.get("cache_dir"):
@@ -40,6 +45,9 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
         check_teacher(scorer)
     groups = read_groups(data)
     docs = [d for path in corpus for d in read_corpus(path)] if corpus else None
+    if docs is not None and not docs:
+        raise ValueError(f"--corpus {' '.join(corpus)}: no documents in them; give files with documents, or leave "
+                         "--corpus out to mine from the data's own documents")
     model = EmbeddingModel(embedding_model or DEFAULT_BASE)
     start = time.perf_counter()
     result = mine_hard_negatives(groups, model, docs, **options)

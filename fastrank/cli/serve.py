@@ -94,9 +94,11 @@ def serve_command(
         raise typer.BadParameter(f"--ray-replicas must be >= 0 (0: no Ray), got {ray_replicas}")
     if not 0 <= port <= 65535:
         raise typer.BadParameter(f"--port must be a TCP port, 0-65535 (0: any free port), got {port}")
+    if threads is not None and threads < 1:
+        raise typer.BadParameter(f"--threads must be >= 1, got {threads}")
     if threads is None:
         threads = max(1, (os.cpu_count() or 1) // workers)
-    if sessions != "auto" and not sessions.isdigit():
+    if sessions != "auto" and (not sessions.isdigit() or int(sessions) < 1):
         raise typer.BadParameter(f"--sessions must be 'auto' or a positive integer, got {sessions!r}")
     config = ServeConfig(model=model, backend=backend, num_threads=threads,
                          sessions=sessions if sessions == "auto" else int(sessions), long_documents=long_documents,

@@ -137,7 +137,7 @@ def model_config(name: str, manifest: dict[str, Any], backend: str = "onnxruntim
         raise ValueError("an int8 artifact runs onnxruntime's CPU integer kernels (MatMulInteger): serve it with "
                          "kind KIND_CPU, or export fp32/fp16 for a GPU")
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        raise ValueError(f"kind must be one of {', '.join(KINDS)} (or None: from the artifact), got {kind!r}")
     if max_batch_size < 1 or instances < 1:
         raise ValueError(f"max_batch_size and instances must be >= 1, got {max_batch_size}, {instances}")
     preferred = sorted({b for b in preferred_batch_sizes if 1 <= b <= max_batch_size}) or [max_batch_size]

@@ -82,6 +82,8 @@ class TrainConfig:
         check_warmup_ratio(self.warmup_ratio)
         if not is_integer(self.batch_size) or self.batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if not is_integer(self.seed) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed={self.seed!r} is not an integer from 0 to 2**32 - 1 (NumPy's range)")
         if self.max_documents is not None and (not is_integer(self.max_documents) or self.max_documents < 1):
             raise ValueError(f"max_documents must be None (keep every document of a list) or an integer >= 1 (the "
                              f"most documents per training list), got {self.max_documents!r}")
