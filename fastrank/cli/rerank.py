@@ -59,7 +59,8 @@ def rerank_command(
     model: Annotated[str, typer.Argument(help="Artifact directory (fastrank export), checkpoint dir or hub id.")],
     query: Annotated[str, typer.Option("--query", help="The query to rank documents for.")],
     docs_file: Annotated[Path | None, typer.Option(
-        "--docs-file", help="Documents: one per line, or JSONL. Default: read stdin.")] = None,
+        "--docs-file", help="Documents: one per line (blank lines skipped; an index counts the documents, not "
+                             "the lines), or JSONL. Default: read stdin.")] = None,
     docs_format: Annotated[str, typer.Option(
         "--docs-format", help="auto (JSONL when the first line is a JSON string or {\"text\": ...}, else lines) | "
                               "lines | jsonl. A JSONL object's \"title\" is scored with its text.")] = "auto",
