@@ -504,6 +504,9 @@ def test_limits_and_bad_requests_name_the_problem(client):
     assert empty.status_code == 422 and "query is empty" in empty.json()["detail"]
     missing = client.post("/rerank", json={"query": "q"})
     assert missing.status_code == 422 and "'documents'" in missing.json()["detail"]
+    form = client.post("/rerank", content=json.dumps({"query": "q", "documents": ["d"]}),
+                       headers={"content-type": "application/x-www-form-urlencoded"})  # curl -d without -H
+    assert form.status_code == 415 and "content-type: application/json" in form.json()["detail"]
     wrong_type = client.post("/rerank", json={"query": "q", "documents": [1, 2]})
     assert wrong_type.status_code == 422
     negative = client.post("/rerank", json={"query": "q", "documents": ["d"], "top_n": -1})

@@ -224,7 +224,13 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None, worker: st
 
     @app.exception_handler(RequestValidationError)
     async def malformed(request: Request, exc: RequestValidationError):
-        """A body FastAPI rejects (bad JSON, a missing or mistyped field): FastAPI's 422, counted like ours."""
+        """A body FastAPI rejects (bad JSON, a missing or mistyped field): FastAPI's 422, counted like ours; a body
+        sent without a JSON content type (``curl -d`` sends a form's) is a 415 that says so, not a 422 about a
+        dictionary."""
+        sent = request.headers.get("content-type", "")
+        if request.method == "POST" and "json" not in sent.lower():
+            return error(415, f"send the body as JSON with the header content-type: application/json (curl: -H "
+                              f"'content-type: application/json'); got content-type {sent or 'none'!r}", "invalid")
         metrics.inc("fastrank_requests_total", code="422")
         metrics.inc("fastrank_errors_total", kind="invalid")
         return await request_validation_exception_handler(request, exc)
