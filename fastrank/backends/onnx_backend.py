@@ -191,7 +191,7 @@ class OnnxBackend(Backend):
                 f"fastrank export {path} --out {Path(path).name}-onnx"
             )
         if manifest["format"] != "onnx":
-            raise ModelLoadError(f"{path} is a {manifest['format']} artifact; open it with backend='auto' or "
+            raise ModelLoadError(f"{path} is an exported {manifest['format']} artifact; open it with backend='auto' or "
                                  f"{manifest['format']!r}")
         return cls(Path(path) / manifest.get("model_file", "model.onnx"), manifest["input_names"],
                    manifest["output_name"], num_threads=num_threads, providers=providers,

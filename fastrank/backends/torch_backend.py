@@ -78,7 +78,7 @@ class TorchBackend(Backend):
         """A checkpoint directory or hub id (manifest None), or a torch-format artifact (its precision, max_length)."""
         if manifest is not None:
             if manifest["format"] != "torch":
-                raise ModelLoadError(f"{path} is a {manifest['format']} artifact without torch weights; open it with "
+                raise ModelLoadError(f"{path} is an exported {manifest['format']} artifact without torch weights; open it with "
                                      f"backend='auto' or {manifest['format']!r} (`fastrank bench` takes it as "
                                      "--artifact, beside the checkpoint it was exported from)")
             precision = precision or manifest["precision"]

@@ -70,7 +70,7 @@ class TorchCudaBackend(Backend):
         from fastrank.model import CrossEncoder
 
         if manifest is not None and manifest["format"] != "torch":
-            raise FastrankError(f"{path} is a {manifest['format']} artifact; torch-cuda needs a checkpoint")
+            raise FastrankError(f"{path} is an exported {manifest['format']} artifact; torch-cuda needs a checkpoint")
         options.pop("num_threads", None)
         return cls(CrossEncoder(path), precision=precision, cuda_graphs=cuda_graphs, **options)
 

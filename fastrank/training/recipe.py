@@ -558,7 +558,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     )
     steps = math.ceil(len(train_dataset) / config.batch_size) * config.epochs
     if steps < MIN_USEFUL_STEPS:
-        logger.warning("only %d optimizer steps (%d %s rows, batch %d, %s epochs), the first %d%% of them warming the "
+        logger.warning("only %d optimizer step(s) (%d %s rows, batch %d, %s epochs), the first %d%% of them warming the "
                        "learning rate up from 0: the model will barely change; train on more data or for more epochs",
                        math.ceil(steps), len(train_dataset), fmt, config.batch_size, config.epochs,
                        round(100 * config.warmup_ratio))
