@@ -379,8 +379,9 @@ def _explain_bad_text(items: Sequence) -> TypeError | None:
             parts = [("text", item)]
         else:
             query, doc = item
-            parts = [("query", query)] + ([("document title", doc.get("title") or ""), ("document text", doc.get("text"))]
-                                          if isinstance(doc, Mapping) else [("document", doc)])
+            fields = ([("document title", doc.get("title") or ""), ("document text", doc.get("text"))]
+                      if isinstance(doc, Mapping) else [("document", doc)])
+            parts = [("query", query), *fields]
         for role, text in parts:
             if not isinstance(text, str):
                 return TypeError(f"item {i}: {role} must be a str, got {type(text).__name__}")

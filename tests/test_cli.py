@@ -334,7 +334,8 @@ def test_errors_from_the_python_api_name_the_command_s_flags(monkeypatch, capsys
     # a flag takes no value: "--allow-untrained-head True" was suggested, and typer refuses the extra argument
     assert cli.in_cli_words("or pass allow_untrained_head=True to export it", ["export", "m"]) == \
         "or pass --allow-untrained-head to export it"
-    assert cli.in_cli_words("or pass allow_parity_failure=False", ["export"]) == "or pass without --allow-parity-failure"
+    assert cli.in_cli_words("or pass allow_parity_failure=False", ["export"]) == \
+        "or pass without --allow-parity-failure"
     for untouched in ("'max_length' is not a local file", 'field "batch_size" must be a number', '{"batch_size": 3}',
                       "no such file: eval_data", "C:\\runs\\eval_data", "file:eval_data", "max_length=None",
                       "the tokenizer's max_length=512 exceeds 514", "loss_options={'temperature': 1}",

@@ -78,9 +78,9 @@ class TorchBackend(Backend):
         """A checkpoint directory or hub id (manifest None), or a torch-format artifact (its precision, max_length)."""
         if manifest is not None:
             if manifest["format"] != "torch":
-                raise ModelLoadError(f"{path} is an exported {manifest['format']} artifact without torch weights; open it with "
-                                     f"backend='auto' or {manifest['format']!r} (`fastrank bench` takes it as "
-                                     "--artifact, beside the checkpoint it was exported from)")
+                raise ModelLoadError(f"{path} is an exported {manifest['format']} artifact without torch weights; "
+                                     f"open it with backend='auto' or {manifest['format']!r} (`fastrank bench` takes "
+                                     "it as --artifact, beside the checkpoint it was exported from)")
             precision = precision or manifest["precision"]
             return cls.load(path, precision, num_threads, device, max_length=int(manifest["max_length"]))
         return cls.load(path, precision or "fp32", num_threads, device)

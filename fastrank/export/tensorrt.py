@@ -406,8 +406,8 @@ def _onnx_base(model: Any, base: Path, verify_pairs: Any) -> tuple[dict[str, Any
         torch_ref = TorchBackend.load(model) if isinstance(model, (str, Path)) else TorchBackend(model)
         return manifest, torch_ref.logits
     if existing["format"] != "onnx" or existing["precision"] != "fp32":
-        raise FastrankError(f"{model} is an exported {existing['format']} {existing['precision']} artifact; TensorRT engines "
-                            "are built from a fp32 ONNX artifact (or from the checkpoint itself)")
+        raise FastrankError(f"{model} is an exported {existing['format']} {existing['precision']} artifact; "
+                            "TensorRT engines are built from a fp32 ONNX artifact (or from the checkpoint itself)")
     import onnx
 
     graph = onnx.load(str(Path(model) / existing["model_file"]), load_external_data=False).graph

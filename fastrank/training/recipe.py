@@ -558,8 +558,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     )
     steps = math.ceil(len(train_dataset) / config.batch_size) * config.epochs
     if steps < MIN_USEFUL_STEPS:
-        logger.warning("only %d optimizer step(s) (%d %s rows, batch %d, %s epochs), the first %d%% of them warming the "
-                       "learning rate up from 0: the model will barely change; train on more data or for more epochs",
+        logger.warning("only %d optimizer step(s) (%d %s rows, batch %d, %s epochs), the first %d%% of them "
+                       "warming the learning rate up from 0: the model will barely change; train on more data or for "
+                       "more epochs",
                        math.ceil(steps), len(train_dataset), fmt, config.batch_size, config.epochs,
                        round(100 * config.warmup_ratio))
     result: dict[str, Any] = {"config": asdict(config), "bf16": bf16, "train_rows": len(train_dataset),
