@@ -101,7 +101,7 @@ def _measure(name: str, precision: str, graphs: bool, model_dir: str, args: argp
     row["pairs_per_s_64x256"] = round(_synthetic_rate(reranker.backend, 64, 256, 3 if args.quick else 20), 1)
     if pairs:
         start = time.perf_counter()
-        logits = reranker.logits(pairs)[:, 0].astype(np.float64)
+        logits = reranker.every_logit(pairs)[:, 0].astype(np.float64)
         row["wikiqa_pairs_per_s"] = round(len(pairs) / (time.perf_counter() - start), 1)
         row.update({k: round(v, 4) for k, v in quality(logits, spans).items()})
         row["logits"] = logits

@@ -58,22 +58,22 @@ def _settings(experiment: str, artifact: str, threads: int, baseline: str | None
     from fastrank.reranker import Reranker
 
     if experiment == "rewrite":
-        return {"before": Reranker(baseline, num_threads=threads).logits,
-                "now": Reranker(artifact, num_threads=threads).logits}
+        return {"before": Reranker(baseline, num_threads=threads).every_logit,
+                "now": Reranker(artifact, num_threads=threads).every_logit}
 
     if experiment == "torch-precision":
         return {p: Reranker(artifact, backend="torch", num_threads=threads, batch_size=32,
-                            backend_options={"precision": p}).logits for p in TORCH_PRECISIONS}
+                            backend_options={"precision": p}).every_logit for p in TORCH_PRECISIONS}
     if experiment == "sessions":
         rerankers = {name: Reranker(artifact, num_threads=threads, sessions=n, batch_size=b)
                      for name, (n, b) in SESSIONS.items()}
-        return {name: r.logits for name, r in rerankers.items()}
+        return {name: r.every_logit for name, r in rerankers.items()}
     reranker = Reranker(artifact, num_threads=threads, sessions=1, batch_size=32)
 
     def setting(max_tokens, multiple):
         def logits(pairs):
             reranker.max_tokens, reranker.backend.pad_multiple = max_tokens, multiple
-            return reranker.logits(pairs)
+            return reranker.every_logit(pairs)
         return logits
 
     return {name: setting(*values) for name, values in PADDING.items()}

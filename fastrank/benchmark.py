@@ -431,7 +431,7 @@ def _warn_if_other_source(model: str | Path, artifact: str | Path, manifest: dic
 
 
 def _reranker_row(reranker) -> tuple[dict[str, Any], LogitsFn]:
-    return {"library": "fastrank", **reranker.describe()}, reranker.logits
+    return {"library": "fastrank", **reranker.describe()}, reranker.every_logit  # every pair timed, repeats too
 
 
 def _sweeps(name: str, reranker, workloads: dict[str, dict[str, Any]], quick: bool) -> list[dict[str, Any]]:
@@ -441,7 +441,7 @@ def _sweeps(name: str, reranker, workloads: dict[str, dict[str, Any]], quick: bo
     def make(batch_size: int, max_tokens: int | None) -> LogitsFn:
         def fn(pairs):
             reranker.batch_size, reranker.max_tokens = batch_size, max_tokens
-            return reranker.logits(pairs)
+            return reranker.every_logit(pairs)
         return fn
 
     short = workloads["short"]["pairs"][: 256 if quick else 512]

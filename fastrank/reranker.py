@@ -308,7 +308,11 @@ class Reranker:
         index = np.array([seen.setdefault((q, *document_parts(d)), len(seen)) for q, d in pairs], dtype=np.int64)
         if len(seen) < len(pairs):
             first = np.unique(index, return_index=True)[1]
-            return self.logits([pairs[i] for i in first])[index]
+            return self.every_logit([pairs[i] for i in first])[index]
+        return self.every_logit(pairs)
+
+    def every_logit(self, pairs: Sequence[Pair]) -> np.ndarray:
+        """``logits`` with every pair scored, a repeated one again: what a benchmark times."""
         encoded, owners = self.encode(pairs)
         if not len(encoded):
             return np.zeros((0, self.num_labels), dtype=np.float32)

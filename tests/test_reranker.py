@@ -192,6 +192,8 @@ def test_repeated_documents_are_scored_once_and_tie(tiny_model_dir, monkeypatch)
     monkeypatch.setattr(reranker, "encode", lambda pairs: rows.append(len(pairs)) or encode(pairs))
     ranked = reranker.rerank(QUERY, docs)
     assert rows == [3]  # a blank title is no title: the same pair as the plain text
+    every = reranker.every_logit([(QUERY, d) for d in docs])  # what benchmarks time: every pair, repeats too
+    assert rows == [3, 17] and every.shape == (17, 1)
     scores = {r["index"]: r["score"] for r in ranked}
     assert len({scores[i] for i in range(12)}) == 1 and len({scores[i] for i in range(12, 16)}) == 1
     positions = [r["index"] for r in ranked]
