@@ -136,6 +136,10 @@ def test_mine_reads_a_plain_text_corpus(eval_file, tmp_path):
     again = runner.invoke(app, ["mine", "--data", str(eval_file), "--out", str(out), "--num-negatives", "2",
                                 "--corpus", str(corpus), "--cache-dir", str(tmp_path / "cache")])
     assert again.exit_code == 0 and "(corpus embeddings from the cache)" in again.output  # no documents/s claimed
+    cached = json.loads(runner.invoke(app, ["mine", "--data", str(eval_file), "--out", str(out), "--corpus",
+                                            str(corpus), "--cache-dir", str(tmp_path / "cache"), "--json"]).stdout)
+    assert cached["corpus_cache_hit"] and cached["documents_per_second"] is None  # --json claimed a rate too
+    assert json.loads(result.stdout)["documents_per_second"] > 0
 
 
 def test_mine_and_bench_refuse_bad_outputs_before_any_work(eval_file, tmp_path):

@@ -263,7 +263,7 @@ def test_a_run_of_a_few_steps_is_warned_about(toy_data, tiny_model_dir, tmp_path
 
     with caplog.at_level(logging.WARNING, logger="fastrank.training.recipe"):
         train(_config(toy_data, tiny_model_dir, tmp_path / "short", epochs=0.5, eval_data=None))
-    (record,) = [r for r in caplog.records if "optimizer steps" in r.getMessage()]
+    (record,) = [r for r in caplog.records if "optimizer step(s)" in r.getMessage()]
     assert record.getMessage().startswith("only 6 optimizer step(s) (96 lists rows, batch 8, 0.5 epochs)")
 
 

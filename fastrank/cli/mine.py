@@ -63,7 +63,8 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
     seconds = time.perf_counter() - start
     write_groups(result.groups, out)
     return {"output": out, "queries": len(result.groups), "seconds": round(seconds, 1),
-            "documents_per_second": round(stats["corpus_size"] / seconds, 1), **stats}
+            "documents_per_second": None if stats.get("corpus_cache_hit")  # nothing was embedded: no rate
+            else round(stats["corpus_size"] / seconds, 1), **stats}
 
 
 def mine_command(
