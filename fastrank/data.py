@@ -335,14 +335,46 @@ def _read_jsonl(path: Path) -> Located:
     return json_objects(iter_json_records(path))
 
 
-# A TSV cell quoted as CSV writers quote it (pandas' ``to_csv(sep="\t")``, Python's csv): in double quotes, with a
-# quote inside it doubled. Raw TSV (WikiQA's) holds quotes that are text, even whole cells in quotes, but no such cell.
-_CSV_QUOTED_TSV_CELL = re.compile(r'(?:^|\t)"(?:[^"\n]|"")*""(?:[^"\n]|"")*"(?:\t|\r?$)')
-
-
 def _csv_quoted_tsv(lines: Iterable[str]) -> bool:
-    """Whether a TSV file's lines show CSV quoting (``_CSV_QUOTED_TSV_CELL``): then it is read with it."""
-    return any('""' in line and _CSV_QUOTED_TSV_CELL.search(line) for line in lines)
+    """Whether a TSV file is quoted as CSV writers quote it (pandas' ``to_csv(sep="\\t")``, Python's csv): every
+    cell that opens a quote is one quoted cell, closed before the next tab or the line's end, quotes inside it
+    doubled, and some cell doubles a quote. Raw TSV (WikiQA's) holds quotes that are text, even whole cells in
+    quotes, but a cell such as '"Weird Al" Yankovic' opens a quote it does not close so: such a file is raw text
+    whatever else it holds (one CSV-looking cell read as CSV would swallow the rows after an unclosed quote). A
+    quoted cell holding a newline cannot be told from raw text line by line: such a file reads as raw."""
+    doubled = False
+    for line in lines:
+        if '"' in line:
+            quoted, line_doubled = _csv_quoted_line(line.rstrip("\r\n"))
+            if not quoted:
+                return False
+            doubled = doubled or line_doubled
+    return doubled
+
+
+def _csv_quoted_line(line: str) -> tuple[bool, bool]:
+    """(every cell of ``line`` that opens a quote closes it as CSV does, some cell doubles a quote); linear time."""
+    i, doubled = 0, False
+    while True:
+        if line.startswith('"', i):
+            end = i + 1
+            while True:
+                end = line.find('"', end)
+                if end < 0:
+                    return False, doubled  # a quote opened and never closed: raw text
+                if not line.startswith('"', end + 1):
+                    break
+                doubled, end = True, end + 2
+            if end + 1 == len(line):
+                return True, doubled
+            if line[end + 1] != "\t":
+                return False, doubled  # '"Weird Al" Yankovic': a closing quote inside the cell
+            i = end + 2
+        else:
+            tab = line.find("\t", i)
+            if tab < 0:
+                return True, doubled
+            i = tab + 1
 
 
 def _read_delimited(path: Path, delimiter: str) -> Located:
@@ -375,8 +407,9 @@ def _delimited_rows(path: Path, reader: csv.DictReader, delimiter: str, quoting:
         if None in row:  # DictReader keeps the cells past the header's under None
             sep = "tab" if delimiter == "\t" else repr(delimiter)
             fix = (f"quote cells that hold a {sep}" if quoting != csv.QUOTE_NONE else
-                   "this TSV file is read as raw text (no cell shows CSV quoting), where a cell cannot hold a tab: "
-                   "write such text as CSV or JSONL")
+                   "this TSV file is read as raw text, where a cell cannot hold a tab (CSV quoting is read only when "
+                   "every cell that opens a quote closes it on its line, and one doubles a quote): write such text "
+                   "as CSV or JSONL")
             raise DataError(
                 f"{where}: {len(reader.fieldnames or []) + len(row[None])} cells, more than the header's "
                 f"{len(reader.fieldnames or [])} ({sep}-separated); {fix}, or, if the "

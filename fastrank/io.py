@@ -115,9 +115,10 @@ def check_output_dir(target: str | Path, keep: Iterable[str | Path] = (), kind: 
                             f"empty directory, or remove it first{hint}")
     held = output_kind(target) if kind is not None and any(target.iterdir()) else None
     if held is not None and held != kind:
-        raise FastrankError(f"refusing to replace {target}: it holds a {held}, and writing this {kind} there would "
-                            f"delete it (an export replaces only an output of its own kind); choose another output "
-                            "directory")
+        article = "an" if held[0] in "aeiou" else "a"
+        raise FastrankError(f"refusing to replace {target}: it holds {article} {held}, and writing this {kind} there "
+                            f"would delete it (an export replaces only an output of its own kind); choose another "
+                            "output directory")
     return target
 
 

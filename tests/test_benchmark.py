@@ -57,6 +57,10 @@ def test_quick_reads_only_the_head_of_the_data(tiny_model_dir, tmp_path):
         raise AssertionError("read past the head")
 
     assert len(quick_groups(endless())) == 200
+    sparse = _groups(400, docs=30)  # relevant candidates only from query 250 on: the long workload comes from there
+    for g in sparse[:250]:
+        g["labels"] = [0] * 30
+    assert build_workloads(quick_groups(sparse), quick=True) == build_workloads(sparse, quick=True)
     data = tmp_path / "big.jsonl"
     data.write_text("\n".join(json.dumps(g) for g in groups[:210]) + "\n{not json\n")
     args = ["bench", str(tiny_model_dir), "--data", str(data), "--threads", "1", "--no-sweeps", "--no-latency"]

@@ -229,6 +229,8 @@ def test_eval_scores_an_artifact_as_it_is_served(tiny_model_dir, eval_file, tmp_
                                 "--json"])  # was accepted and ignored
     assert json.loads(small.stdout)["served_by"]["batch_size"] == 3
     assert json.loads(small.stdout)["metrics"] == pytest.approx(onnx["metrics"], abs=1e-9)
+    zero = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(eval_file), "--batch-size", "0"])
+    assert isinstance(zero.exception, ValueError) and "batch_size" in str(zero.exception)  # not read as "default"
     assert onnx["metrics"] == pytest.approx(checkpoint["metrics"], abs=1e-9)  # fp32 ONNX ranks as the checkpoint
     bf16 = runner.invoke(app, ["eval", str(tmp_path / "bf16"), "--data", str(eval_file)])
     assert bf16.exit_code == 0 and "scored as served: torch bf16" in bf16.output, bf16.output

@@ -226,9 +226,16 @@ def test_a_tsv_written_with_csv_quoting_is_read_with_it(tmp_path):
     raw = tmp_path / "raw.tsv"
     raw.write_text('query\tdocument\tlabel\nq\t"With the exception of water."\t1\nq\t"open quote\t0\nq\ta"b""\t0\n')
     assert read_groups(raw)[0].documents == ['"With the exception of water."', '"open quote', 'a"b""']
+    # one CSV-looking cell in a raw file: read as CSV, the unclosed quote above it swallowed the rows after it
+    mixed = tmp_path / "mixed.tsv"
+    lines = ['q1\t"Weird Al" Yankovic is a singer\t1', 'q1\t"Open quote never closed\t0', "q2\tplain\t0",
+             'q2\tThe CSV escape for a quote is "" as in "a ""b"""\t1', 'q3\t"He said ""no"" twice"\t1', "q3\tlast\t0"]
+    mixed.write_text("query\tdocument\tlabel\n" + "\n".join(lines) + "\n")
+    assert [len(g.documents) for g in read_groups(mixed)] == [2, 2, 2]
+    assert read_groups(mixed)[2].documents[0] == '"He said ""no"" twice"'
     (tmp_path / "tab.tsv").write_text('query\tdocument\tlabel\nq\t"a\tb"\t1\n')  # no quote doubled: raw
-    with pytest.raises(DataError, match=r"read as raw text \(no cell shows CSV quoting\), where a cell cannot hold a "
-                                        r"tab: write such text as CSV or JSONL"):
+    with pytest.raises(DataError, match=r"read as raw text, where a cell cannot hold a tab \(CSV quoting is read only "
+                                        r"when every cell that opens a quote closes it"):
         read_groups(tmp_path / "tab.tsv")
 
 

@@ -113,6 +113,15 @@ def test_blank_corpus_documents_are_dropped_and_counted():
     res = mine_hard_negatives(_groups(), FakeEmbedder(), corpus, num_negatives=9, use_faiss=False)
     assert res.stats["blank_documents_removed"] == 4 and res.stats["duplicate_documents_removed"] == 0
     assert res.stats["corpus_size"] == 10 and all(d.strip() for d in res.groups[0].documents)
+    # a blank positive is not added back to the corpus, where it was mined as another query's negative
+    groups = [QueryGroup("q-1", ["", "d1-doc"], [1.0, 0.0], "1"), QueryGroup("q-2", ["d2-doc"], [1.0], "2")]
+    res = mine_hard_negatives(groups, FakeEmbedder(), ["d5-doc", "", "d7-doc", "d8-doc"], num_negatives=3,
+                              use_faiss=False)
+    assert res.stats["positives_added_to_corpus"] == 1  # d2-doc only
+    assert all(d.strip() for g in res.groups for d, y in zip(g.documents, g.labels) if y == 0)
+    answers = add_answer_negatives(groups + [QueryGroup("q-3", ["d3-doc"], [1.0], "3")], FakeEmbedder(), closest=2)
+    assert answers.stats["answer_pool"] == 2  # d2-doc and d3-doc: "" is no answer to add
+    assert all(d.strip() for g in answers.groups for d, y in zip(g.documents, g.labels) if y == 0)
 
 
 def test_bad_input_is_reported():

@@ -507,6 +507,13 @@ def test_limits_and_bad_requests_name_the_problem(client):
     form = client.post("/rerank", content=json.dumps({"query": "q", "documents": ["d"]}),
                        headers={"content-type": "application/x-www-form-urlencoded"})  # curl -d without -H
     assert form.status_code == 415 and "content-type: application/json" in form.json()["detail"]
+    for media in ("application/json; charset=utf-8", "Application/JSON"):
+        ok = client.post("/rerank", content=json.dumps({"query": "q", "documents": ["d"]}),
+                         headers={"content-type": media})
+        assert ok.status_code == 200, media
+    bad_field = client.post("/rerank", content=json.dumps({"query": "q", "documents": "d", "top_n": "x"}),
+                            headers={"content-type": "application/json"})
+    assert bad_field.status_code == 422  # a field of a JSON object: FastAPI's 422, whatever the content type
     wrong_type = client.post("/rerank", json={"query": "q", "documents": [1, 2]})
     assert wrong_type.status_code == 422
     negative = client.post("/rerank", json={"query": "q", "documents": ["d"], "top_n": -1})

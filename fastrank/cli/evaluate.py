@@ -47,7 +47,8 @@ def evaluate_model(model: str, data: str, batch_size: int | None = None, max_len
     64 for a checkpoint, the ``Reranker``'s default for an artifact)."""
     from fastrank.evaluation.evaluators import RerankingEvaluator
 
-    evaluator = RerankingEvaluator.from_file(data, batch_size=batch_size or 64, show_progress_bar=True)  # on stderr
+    evaluator = RerankingEvaluator.from_file(data, batch_size=64 if batch_size is None else batch_size,
+                                             show_progress_bar=True)  # on stderr
     model_scorer, served_by = scorer(model, max_length, long_documents, window_stride, batch_size)
     result = evaluator.evaluate(model_scorer).to_dict()
     result["model"] = model
@@ -72,7 +73,7 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
     task = RetrievalTask.from_groups(read_groups(data), extra)
     reranker, served_by = scorer(model, max_length, long_documents, window_stride, batch_size)
     result = evaluate_retrieve_rerank(task, EmbeddingModel(embedding_model or DEFAULT_BASE), reranker, top_k=top_k,
-                                      ks=(10,), batch_size=batch_size or 64,
+                                      ks=(10,), batch_size=64 if batch_size is None else batch_size,
                                       fusion_weights=tuple(fusion_weights or ()))
     return {"model": model, "data": data, **result, **({"served_by": served_by} if served_by else {})}
 

@@ -228,7 +228,10 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None, worker: st
         sent without a JSON content type (``curl -d`` sends a form's) is a 415 that says so, not a 422 about a
         dictionary."""
         sent = request.headers.get("content-type", "")
-        if request.method == "POST" and "json" not in sent.lower():
+        media = sent.split(";")[0].strip().lower()
+        not_an_object = all(e.get("loc") == ("body",) and e.get("type") in ("model_attributes_type", "dict_type")
+                            for e in exc.errors())  # the body as a whole, not a field of it
+        if request.method == "POST" and not_an_object and not (media == "application/json" or media.endswith("+json")):
             return error(415, f"send the body as JSON with the header content-type: application/json (curl: -H "
                               f"'content-type: application/json'); got content-type {sent or 'none'!r}", "invalid")
         metrics.inc("fastrank_requests_total", code="422")
