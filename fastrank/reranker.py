@@ -121,6 +121,21 @@ def check_rerank_input(query: str, documents: Sequence[Document], top_k: int | N
     return docs
 
 
+def distinct_pairs(pairs: Sequence[Pair]) -> tuple[list[Pair], np.ndarray]:
+    """``(distinct pairs in first-seen order, index)`` with ``pairs[i]`` equal to ``distinct[index[i]]``: a pair is
+    its query, title and text as given (a blank title is no title). Scoring each once makes repeated documents tie
+    exactly and cost nothing (``Reranker.logits``, the HTTP service)."""
+    seen: dict[tuple[str, str, str], int] = {}
+    distinct: list[Pair] = []
+    index = np.empty(len(pairs), dtype=np.int64)
+    for i, (query, doc) in enumerate(pairs):
+        key = (query, *document_parts(doc))
+        index[i] = seen.setdefault(key, len(seen))
+        if index[i] == len(distinct):
+            distinct.append((query, doc))
+    return distinct, index
+
+
 def ranked(scores: np.ndarray, docs: Sequence[Document], top_k: int | None = None,
            return_documents: bool = True, key: np.ndarray | tuple[np.ndarray, ...] | None = None
            ) -> list[dict[str, Any]]:
@@ -303,13 +318,8 @@ class Reranker:
         """Raw float32 logits (n, num_labels) in the caller's order (windows: each document's best window). A pair
         given more than once is scored once: repeated documents cost nothing and tie exactly (scored in different
         rows of a batch, torch's kernels gave them logits ~1e-7 apart, which ordered copies at random)."""
-        pairs = check_pairs(pairs)
-        seen: dict[tuple[str, str, str], int] = {}
-        index = np.array([seen.setdefault((q, *document_parts(d)), len(seen)) for q, d in pairs], dtype=np.int64)
-        if len(seen) < len(pairs):
-            first = np.unique(index, return_index=True)[1]
-            return self.every_logit([pairs[i] for i in first])[index]
-        return self.every_logit(pairs)
+        distinct, index = distinct_pairs(check_pairs(pairs))
+        return self.every_logit(distinct)[index] if len(distinct) < len(index) else self.every_logit(distinct)
 
     def every_logit(self, pairs: Sequence[Pair]) -> np.ndarray:
         """``logits`` with every pair scored, a repeated one again: what a benchmark times."""

@@ -495,6 +495,22 @@ def test_rerank_fuses_first_stage_scores_like_the_reranker(client, reranker):
     np.testing.assert_allclose([r["relevance_score"] for r in raw], [r["relevance_score"] for r in results], atol=1e-9)
 
 
+def test_a_repeated_document_is_scored_once_and_ties(client, reranker):
+    """As ``Reranker.rerank``: copies scored in different batch rows got logits ~1e-7 apart, ordered at random."""
+    docs = ["paris is the capital", "berlin", "paris is the capital", {"text": "berlin", "title": ""}]
+    before = client.get("/metrics").text
+    reply = client.post("/rerank", json={"query": "capital of france", "documents": docs}).json()
+    scores = {r["index"]: r["relevance_score"] for r in reply["results"]}
+    assert scores[0] == scores[2] and scores[1] == scores[3] and len(reply["results"]) == 4
+    positions = [r["index"] for r in reply["results"]]
+    assert positions.index(0) < positions.index(2) and positions.index(1) < positions.index(3)  # caller's order
+    want = {r["index"]: r["score"] for r in reranker.rerank("capital of france", docs)}
+    assert scores == pytest.approx(want, abs=1e-6)
+    counted = [line for line in client.get("/metrics").text.splitlines() if line.startswith("fastrank_pairs_total")]
+    was = [line for line in before.splitlines() if line.startswith("fastrank_pairs_total")]
+    assert sum(float(x.split()[-1]) for x in counted) - sum(float(x.split()[-1]) for x in was) == 2
+
+
 def test_limits_and_bad_requests_name_the_problem(client):
     too_many = client.post("/rerank", json={"query": "q", "documents": ["d"] * 6})
     assert too_many.status_code == 413 and "max_documents is 5" in too_many.json()["detail"]

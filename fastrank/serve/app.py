@@ -42,6 +42,7 @@ from fastrank.reranker import (  # noqa: E402
     Reranker,
     artifact_encoder,
     check_rerank_input,
+    distinct_pairs,
     fusion_relevance,
     ranked,
     relevance,
@@ -252,7 +253,8 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None, worker: st
             if req.texts is not None:  # a text-embeddings-inference client reads a bare list, empty here
                 return JSONResponse([])
             return {"results": [], "model": model_name, "usage": {"total_tokens": 0}}
-        work = asyncio.ensure_future(engine.submit([(req.query, d) for d in docs]))
+        distinct, index = distinct_pairs([(req.query, d) for d in docs])  # a repeated document is scored once
+        work = asyncio.ensure_future(engine.submit(distinct))
         watch = asyncio.ensure_future(_until_disconnected(request))
         try:
             await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
@@ -275,6 +277,7 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None, worker: st
             return error(422, str(exc), "invalid")
         except Exception as exc:  # an inference failure is a 500 for this request only
             return error(500, f"inference failed: {exc}", "inference")
+        logits = logits[index]
         scores = relevance(logits, reranker.activation)
         order = relevance_order(logits)  # saturated scores (sigmoid 1.0) must not tie what the logits tell apart
         if req.fusion_weight:  # fuses the activated scores, as Reranker.rerank does: raw_scores changes no ranking
