@@ -31,19 +31,14 @@ OUTPUT_KINDS = (f"an artifact has {MANIFEST_FILE}; a checkpoint has config.json,
                 "version directories")
 
 
-def is_fastrank_output(directory: Path) -> bool:
-    """Whether ``directory`` is recognisably something fastrank writes, and so may be replaced by a new one: an
-    artifact, a checkpoint or a Triton repository. A lone ``config.json`` is not enough (many projects have one)."""
-    return (directory / MANIFEST_FILE).is_file() or _is_checkpoint(directory) or _is_triton_repository(directory)
-
-
 # What each writer makes, and so may replace: an export its artifact, ``--format triton`` its repository.
 ARTIFACT, CHECKPOINT, TRITON = "artifact", "checkpoint", "Triton repository"
 
 
 def output_kind(directory: Path) -> str | None:
-    """Which fastrank output ``directory`` is (``is_fastrank_output``): ARTIFACT (it has fastrank.json, whatever
-    else), CHECKPOINT, TRITON, or None."""
+    """Which fastrank output ``directory`` is, and so may be replaced by a new one: ARTIFACT (it has fastrank.json,
+    whatever else), CHECKPOINT, TRITON, or None when it is not recognisably something fastrank writes (a lone
+    ``config.json`` is not enough: many projects have one)."""
     if (directory / MANIFEST_FILE).is_file():
         return ARTIFACT
     if _is_checkpoint(directory):
@@ -84,7 +79,7 @@ def check_output_dir(target: str | Path, keep: Iterable[str | Path] = (), kind: 
     Refused: the current directory or one holding it; a path equal to or holding any of ``keep`` (the inputs, e.g.
     the checkpoint being exported; entries that are None or no existing path, such as a hub id, hold nothing here
     and are passed over); an existing file; a non-empty directory holding no fastrank artifact,
-    checkpoint or Triton repository (``is_fastrank_output``); a path whose parent cannot be created or written.
+    checkpoint or Triton repository (``output_kind``); a path whose parent cannot be created or written.
     Returns the resolved path. Call it before long work, so a
     bad ``--out`` fails at once rather than after training or an export.
     """
@@ -106,15 +101,16 @@ def check_output_dir(target: str | Path, keep: Iterable[str | Path] = (), kind: 
     if not target.is_dir():
         raise FastrankError(f"{target} exists and is not a directory; the output is a directory: choose another "
                             "path or remove it")
-    if any(target.iterdir()) and not is_fastrank_output(target):
+    filled = any(target.iterdir())
+    held = output_kind(target) if filled else None
+    if filled and held is None:
         trainer = sorted(p.name for p in target.glob("checkpoint-*"))[:2]
         hint = (f"; it holds trainer checkpoints ({', '.join(trainer)}): save the model into a subdirectory, e.g. "
                 f"{target / 'final'}" if trainer else "")
         raise FastrankError(f"refusing to replace {target}: it is a non-empty directory without a fastrank "
                             f"artifact, checkpoint or Triton repository in it ({OUTPUT_KINDS}); choose a new or "
                             f"empty directory, or remove it first{hint}")
-    held = output_kind(target) if kind is not None and any(target.iterdir()) else None
-    if held is not None and held != kind:
+    if kind is not None and held is not None and held != kind:
         article = "an" if held[0] in "aeiou" else "a"
         raise FastrankError(f"refusing to replace {target}: it holds {article} {held}, and writing this {kind} there "
                             f"would delete it (an export replaces only an output of its own kind); choose another "
