@@ -20,6 +20,13 @@ from fastrank.documents import Document, check_document, document_parts, documen
 Pair = tuple[str, Document]
 
 
+def is_single_pair(pairs: Any) -> bool:
+    """Whether ``pairs`` is one ``("query", document)`` pair given alone, which ``predict`` scores as a scalar (as
+    sentence-transformers does), rather than a list of pairs."""
+    return (isinstance(pairs, (tuple, list)) and len(pairs) == 2 and isinstance(pairs[0], str)
+            and isinstance(pairs[1], (str, Mapping)))
+
+
 def check_pairs(pairs: Sequence[Sequence[Any]]) -> list[Pair]:
     """Validate (query, document) pairs (a document is a string or ``{"text", "title"}``, see
     ``fastrank.documents``; a 2-column NumPy array of strings is read row by row); a bad item raises TypeError

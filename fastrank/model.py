@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fastrank.batching import (Pair, PairEncoder, check_pairs, check_positive_int, collate, is_integer,
+from fastrank.batching import (Pair, PairEncoder, check_pairs, check_positive_int, collate, is_integer, is_single_pair,
                                model_input_names, plan_batches,
                                run_batches)
 from fastrank.documents import Document, document_text
@@ -524,8 +524,7 @@ class CrossEncoder(torch.nn.Module):
             raise ValueError("fastrank scores in this process on the model's device: device / pool / chunk_size "
                              "must be None (move the model with .to(device); a Reranker scores batches in parallel "
                              "sessions)")
-        if isinstance(pairs, (tuple, list)) and len(pairs) == 2 and isinstance(pairs[0], str) \
-                and isinstance(pairs[1], (str, Mapping)):
+        if is_single_pair(pairs):
             return self.predict([tuple(pairs)], batch_size, activation, show_progress_bar, max_tokens,
                                 convert_to_tensor, apply_softmax=apply_softmax,
                                 convert_to_numpy=convert_to_numpy)[0]

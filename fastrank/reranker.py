@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fastrank.backends.base import Backend, get_backend
-from fastrank.batching import EncodedPairs, Pair, PairEncoder, check_pairs, check_positive_int, is_integer, run_batches
+from fastrank.batching import (EncodedPairs, Pair, PairEncoder, check_pairs, check_positive_int, is_integer,
+                               is_single_pair, run_batches)
 from fastrank.documents import Document, check_documents, document_parts
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.export.manifest import cpu_features, read_manifest
@@ -130,9 +131,10 @@ def distinct_pairs(pairs: Sequence[Pair]) -> tuple[list[Pair], np.ndarray]:
     index = np.empty(len(pairs), dtype=np.int64)
     for i, (query, doc) in enumerate(pairs):
         key = (query, *document_parts(doc))
-        index[i] = seen.setdefault(key, len(seen))
-        if index[i] == len(distinct):
+        if key not in seen:
+            seen[key] = len(distinct)
             distinct.append((query, doc))
+        index[i] = seen[key]
     return distinct, index
 
 
@@ -319,7 +321,7 @@ class Reranker:
         given more than once is scored once: repeated documents cost nothing and tie exactly (scored in different
         rows of a batch, torch's kernels gave them logits ~1e-7 apart, which ordered copies at random)."""
         distinct, index = distinct_pairs(check_pairs(pairs))
-        return self.every_logit(distinct)[index] if len(distinct) < len(index) else self.every_logit(distinct)
+        return self.every_logit(distinct)[index]
 
     def every_logit(self, pairs: Sequence[Pair]) -> np.ndarray:
         """``logits`` with every pair scored, a repeated one again: what a benchmark times."""
@@ -345,8 +347,7 @@ class Reranker:
         Reranker's own (its ``batch_size`` / ``max_tokens``), and there is no progress bar.
         """
         check_positive_int(batch_size, "batch_size", optional=True)  # ignored, but a wrong value is a mistake
-        if isinstance(pairs, (tuple, list)) and len(pairs) == 2 and isinstance(pairs[0], str) \
-                and isinstance(pairs[1], (str, Mapping)):
+        if is_single_pair(pairs):
             return self.predict([tuple(pairs)], activation=activation)[0]
         return self.activate(self.logits(pairs), activation)
 
