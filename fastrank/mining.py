@@ -162,6 +162,12 @@ def check_mining_options(*, num_negatives: int = 5, range_min: int = 0, range_ma
     check_margins(relative_margin, absolute_margin)
 
 
+def _keyed_positives(group: QueryGroup) -> list[tuple[str, Document]]:
+    """``(document_key, positive)`` of a group's positives in order, blank ones left out: a blank document is in no
+    corpus and no answer pool (``_dedup_corpus`` drops it), so mining neither looks it up nor adds it anywhere."""
+    return [(key, p) for p in group.positives if (key := document_key(p))]
+
+
 def _dedup_corpus(corpus: Sequence[Document], stats: dict[str, Any]) -> list[Document]:
     """Drop blank documents (no text and no title: a ``{"text": ""}`` line was mined as a negative) and documents
     equal up to case and whitespace, title included (``document_key``), keeping the first seen."""
@@ -254,7 +260,7 @@ def mine_hard_negatives(
     if isinstance(corpus, (str, bytes)):
         raise TypeError(f"corpus must be a list of documents, got a single {type(corpus).__name__}; wrap it: [text]")
     stats: dict[str, Any] = {}
-    usable = [g for g in groups if any(document_key(p) for p in g.positives)]  # a blank positive says nothing
+    usable = [g for g in groups if _keyed_positives(g)]  # a blank positive says nothing
     stats["queries_without_positive_skipped"] = len(groups) - len(usable)
     if not usable:
         raise DataError("no query has a positive document: nothing to mine negatives for")
@@ -262,8 +268,8 @@ def mine_hard_negatives(
         raise DataError("the corpus is empty: pass documents to mine from, or corpus=None to use the dataset's own")
     docs = _dedup_corpus(corpus if corpus is not None else [d for g in groups for d in g.documents], stats)
     known = {document_key(d) for d in docs}
-    missing = sorted({document_key(p): p for g in usable for p in g.positives  # a blank one stays out, as dropped
-                      if document_key(p) and document_key(p) not in known}.values(), key=_as_given)
+    missing = sorted({key: p for g in usable for key, p in _keyed_positives(g) if key not in known}.values(),
+                     key=_as_given)
     if missing:
         logger.warning("%d positives are not in the corpus; adding them so they cannot be mined as negatives",
                        len(missing))
@@ -291,8 +297,7 @@ def mine_hard_negatives(
     for qi, g in enumerate(usable):
         positives = answers[g.query]
         own = {document_key(d) for d in g.negatives} if keep_original_negatives else set()  # kept anyway: mine others
-        pos_sims = [float(query_emb[qi] @ corpus_emb[doc_index[document_key(p)]]) for p in g.positives
-                    if document_key(p)]  # a blank positive is in no corpus (``usable`` has another)
+        pos_sims = [float(query_emb[qi] @ corpus_emb[doc_index[key]]) for key, _ in _keyed_positives(g)]
         floor = min(pos_sims)
         candidates = []
         rank = 0
@@ -383,9 +388,8 @@ def add_answer_negatives(
     groups = _check_groups(groups)
     first_seen: dict[str, Document] = {}
     for g in groups:
-        for p in g.positives:
-            if document_key(p):  # a blank positive is no answer to add anywhere
-                first_seen.setdefault(document_key(p), p)
+        for key, p in _keyed_positives(g):
+            first_seen.setdefault(key, p)
     pool, pool_keys = list(first_seen.values()), list(first_seen)
     if len(pool) < 2:
         raise DataError(f"answer negatives need positives from at least two queries; the data has {len(pool)}")
@@ -394,7 +398,7 @@ def add_answer_negatives(
                          "negatives first, then attach_teacher_scores")
     key_index = {k: i for i, k in enumerate(pool_keys)}
     pool_emb = embedding_model.encode(pool, batch_size, show_progress_bar)
-    usable = [i for i, g in enumerate(groups) if any(document_key(p) for p in g.positives)]
+    usable = [i for i, g in enumerate(groups) if _keyed_positives(g)]
     query_emb = embedding_model.encode([groups[i].query for i in usable], batch_size, show_progress_bar)
     rng = random.Random(seed)
     out = list(groups)
@@ -403,7 +407,7 @@ def add_answer_negatives(
     for gi, q in zip(usable, query_emb):  # in NumPy: Python loops over the pool made this quadratic in queries
         g = groups[gi]
         sims = pool_emb @ q
-        floor = min(float(sims[key_index[document_key(p)]]) for p in g.positives if document_key(p))
+        floor = min(float(sims[key_index[key]]) for key, _ in _keyed_positives(g))
         allowed = np.ones(len(pool), dtype=bool)  # not one of the query's own documents
         allowed[[i for i in (key_index.get(document_key(d)) for d in g.documents) if i is not None]] = False
         keep = allowed if relative_margin is None else allowed & (sims <= floor * (1 - relative_margin))
