@@ -61,35 +61,71 @@ def evaluate_model(model: str, data: str, batch_size: int | None = None, max_len
 def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | None = None,
                        embedding_model: str | None = None, batch_size: int | None = None,
                        fusion_weights: list[float] | None = None, max_length: int | None = None,
-                       long_documents: str = "truncate", window_stride: int | None = None) -> dict[str, Any]:
-    """First stage (embedding top-k) vs reranked by ``model``, over the corpus of every document in ``data``
-    (plus the documents of ``corpus`` files); ``fusion_weights``: also z(reranker) + w * z(first stage)."""
-    from fastrank.data import read_corpus, read_groups
-    from fastrank.embedding import EmbeddingModel
+                       long_documents: str = "truncate", window_stride: int | None = None, run: str | None = None,
+                       split: str = "test", write_run: str | None = None) -> dict[str, Any]:
+    """First stage vs reranked by ``model``; ``fusion_weights``: also z(reranker) + w * z(first stage). ``data`` is
+    labelled lists (the corpus: every document in it, plus the documents of ``corpus`` files) or a BEIR folder
+    (``split``'s qrels). The first stage is the embedding model's top-k over the corpus, or ``run``'s (a TREC run
+    file over a BEIR folder's corpus ids). ``write_run``: the reranked ranking as a TREC run file."""
+    from fastrank.evaluation.beir import (BEIR_FILES, is_beir_dir, read_beir, read_run, run_documents,
+                                         write_run as write_trec)
     from fastrank.evaluation.retrieval import RetrievalTask, evaluate_retrieve_rerank
-    from fastrank.model import DEFAULT_BASE
 
-    extra = [d for path in corpus or [] for d in read_corpus(path)]
-    task = RetrievalTask.from_groups(read_groups(data), extra)
+    beir = is_beir_dir(data)
+    if write_run is not None:
+        from fastrank.io import check_output_file
+
+        inputs = [data, run, *(corpus or []),
+                  *([f"{data}/{name}" for name in BEIR_FILES + (f"qrels/{split}.tsv",)] if beir else [])]
+        check_output_file(write_run, keep=inputs, what="--write-run")
+    first_stage = read_run(run) if run is not None else None
+    if beir:
+        task = read_beir(data, split, None if first_stage is None else run_documents(first_stage, top_k))
+    else:
+        from fastrank.data import read_corpus, read_groups
+
+        extra = [d for path in corpus or [] for d in read_corpus(path)]
+        task = RetrievalTask.from_groups(read_groups(data), extra)
     reranker, served_by = scorer(model, max_length, long_documents, window_stride, batch_size)
-    result = evaluate_retrieve_rerank(task, EmbeddingModel(embedding_model or DEFAULT_BASE), reranker, top_k=top_k,
-                                      ks=(10,), batch_size=64 if batch_size is None else batch_size,
-                                      fusion_weights=tuple(fusion_weights or ()))
-    return {"model": model, "data": data, **result, **({"served_by": served_by} if served_by else {})}
+    embedder = None
+    if first_stage is None:
+        from fastrank.embedding import EmbeddingModel
+        from fastrank.model import DEFAULT_BASE
+
+        embedder = EmbeddingModel(embedding_model or DEFAULT_BASE)
+    result = evaluate_retrieve_rerank(task, embedder, reranker, top_k=top_k, ks=(10,),
+                                      batch_size=64 if batch_size is None else batch_size,
+                                      fusion_weights=tuple(fusion_weights or ()), run=first_stage,
+                                      return_rankings=write_run is not None)
+    rankings = result.pop("rankings", {})
+    if write_run is not None:
+        result["run_written"] = str(write_trec(write_run, rankings["run_reranked" if run else "reranked"]))
+    return {"model": model, "data": data, **({"run": run} if run else {}), **result,
+            **({"served_by": served_by} if served_by else {})}
 
 
 def eval_command(
     model: Annotated[str, typer.Argument(help="Cross-encoder checkpoint directory or hub id, or an exported "
                                                "artifact (scored as served, by fastrank.Reranker).")],
     data: Annotated[Path, typer.Option("--data", help="Labelled data: grouped JSONL (query, documents, labels), "
-                                                      "flat or grouped CSV / TSV, Parquet.")],
+                                                      "flat or grouped CSV / TSV, Parquet; or a BEIR folder "
+                                                      "(corpus.jsonl, queries.jsonl, qrels/) with --run or "
+                                                      "--retrieve-top-k.")],
     batch_size: Annotated[int | None, typer.Option(
         "--batch-size", help="Pairs per forward pass (default: 64 for a checkpoint; an artifact's own batching, as "
                              "served).")] = None,
     max_length: Annotated[int | None, typer.Option("--max-length", help="Override the model's max length.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     retrieve_top_k: Annotated[int | None, typer.Option(
-        "--retrieve-top-k", help="Retrieve-then-rerank: first stage = embedding top-k over every document.")] = None,
+        "--retrieve-top-k", help="Retrieve-then-rerank: first stage = embedding top-k over every document (with "
+                                 "--run: how deep to rerank it, default 100).")] = None,
+    run: Annotated[Path | None, typer.Option(
+        "--run", help="First stage = this TREC run file (qid Q0 docid rank score tag) over the corpus of the BEIR "
+                      "folder --data: its top --retrieve-top-k are reranked.")] = None,
+    split: Annotated[str | None, typer.Option(
+        "--split", help="With a BEIR folder: the qrels split to evaluate (qrels/SPLIT.tsv; default test).")] = None,
+    write_run: Annotated[Path | None, typer.Option(
+        "--write-run", help="Write the reranked ranking as a TREC run file (with --run or --retrieve-top-k).")] = None,
     corpus: Annotated[list[str] | None, typer.Option("--corpus", help="Extra corpus files (with --retrieve-top-k), "
                                                      "read as fastrank mine reads them.")] = None,
     embedding_model: Annotated[str | None, typer.Option(
@@ -104,27 +140,55 @@ def eval_command(
     window_stride: Annotated[int | None, typer.Option(
         "--window-stride", help="With --long-documents windows: tokens consecutive windows share.")] = None,
 ) -> None:
-    """Evaluate a reranker on labelled candidate lists (or retrieve-then-rerank over a corpus)."""
+    """Evaluate a reranker on labelled candidate lists, or retrieve-then-rerank: over a corpus, or a first stage's
+    TREC run on a BEIR folder."""
+    from fastrank.evaluation.beir import is_beir_dir
+
+    beir = is_beir_dir(data)
+    retrieve = retrieve_top_k is not None or run is not None
     stray = [name for name, value in (("--fusion-weight", fusion_weight), ("--corpus", corpus),
-                                      ("--embedding-model", embedding_model)) if value]
-    if stray and retrieve_top_k is None:
-        raise typer.BadParameter(f"{', '.join(stray)} need(s) --retrieve-top-k: they shape the first stage of "
-                                 "retrieve-then-rerank, which plain evaluation of labelled lists does not run")
+                                      ("--embedding-model", embedding_model), ("--write-run", write_run)) if value]
+    if stray and not retrieve:
+        raise typer.BadParameter(f"{', '.join(stray)} need(s) --retrieve-top-k or --run: they shape or keep the "
+                                 "first stage of retrieve-then-rerank, which plain evaluation of labelled lists does "
+                                 "not run")
+    if run is not None and (corpus or embedding_model):
+        raise typer.BadParameter("--corpus and --embedding-model shape an embedding first stage; with --run the run "
+                                 "is the first stage")
+    if run is not None and not beir:
+        raise typer.BadParameter(f"--run needs --data to be a BEIR folder (corpus.jsonl, queries.jsonl, "
+                                 f"qrels/SPLIT.tsv), whose ids the run names; {str(data)!r} is not one")
+    if split is not None and not beir:
+        raise typer.BadParameter(f"--split picks a BEIR folder's qrels; {str(data)!r} is not a BEIR folder")
+    if beir and not retrieve:
+        raise typer.BadParameter(f"{str(data)!r} is a BEIR folder, which holds no candidate lists: give --run FILE "
+                                 "(a first stage's TREC run, its top --retrieve-top-k reranked) or --retrieve-top-k K "
+                                 "(the embedding model's top K over the corpus)")
+    if data.is_dir() and not beir:
+        raise typer.BadParameter(f"--data {str(data)!r} is a folder but not a BEIR dataset (corpus.jsonl and "
+                                 "queries.jsonl): give a data file, or a BEIR folder")
     if retrieve_top_k is not None and retrieve_top_k < 1:
         raise typer.BadParameter(f"--retrieve-top-k must be >= 1 (documents the first stage retrieves), got "
                                  f"{retrieve_top_k}")
-    if retrieve_top_k is not None:
-        result = evaluate_retrieval(model, str(data), retrieve_top_k, corpus, embedding_model, batch_size,
-                                    fusion_weight, max_length, long_documents, window_stride)
+    if retrieve:
+        result = evaluate_retrieval(model, str(data), retrieve_top_k or 100, corpus, embedding_model, batch_size,
+                                    fusion_weight, max_length, long_documents, window_stride,
+                                    run=None if run is None else str(run), split=split or "test",
+                                    write_run=None if write_run is None else str(write_run))
         if as_json:
             print_json(result)
         else:
-            stages = {k: result[k] for k in ("first_stage", "reranked", "bm25", "bm25_reranked") if k in result}
-            stages.update({f"reranked + {w} x first_stage": m for w, m in result.get("reranked_fused", {}).items()})
+            first = "run" if run is not None else "first_stage"
+            reranked = "run_reranked" if run else "reranked"
+            stages = {k: result[k] for k in (first, reranked, "bm25", "bm25_reranked") if k in result}
+            stages.update({f"reranked + {w} x {first}": m for w, m in result.get(f"{reranked}_fused", {}).items()})
             typer.echo(metrics_table(stages))
+            searched = (f"the run's top {result['top_k']} reranked" if run is not None else
+                        f"corpus of {result['corpus_size']} documents")
             typer.echo(f"{result['num_queries']} queries (skipped {result['queries_skipped']} without a relevant "
-                       f"document), corpus of {result['corpus_size']} documents; "
-                       f"latency {json.dumps(result['latency_s'])}")
+                       f"document), {searched}; latency {json.dumps(result['latency_s'])}")
+            if "run_written" in result:
+                typer.echo(f"wrote the reranked run to {result['run_written']}")
         return
     result = evaluate_model(model, str(data), batch_size=batch_size, max_length=max_length,
                             long_documents=long_documents, window_stride=window_stride)

@@ -1,6 +1,7 @@
 """Retrieve-then-rerank evaluation: how much a reranker lifts a first-stage retriever over a whole corpus.
 
-First stage: the embedding model's top-k (and BM25 when ``bm25s`` is installed). Second stage: the cross-encoder
+First stage: the embedding model's top-k (and BM25 when ``bm25s`` is installed), or any retriever's ranking read
+from a TREC run file (``fastrank.evaluation.beir``). Second stage: the cross-encoder
 over that top-k. Metrics come from ``fastrank.evaluation.metrics`` (the one implementation); relevant documents the
 first stage did not retrieve are appended below the list so recall and NDCG count them as misses.
 """
@@ -8,7 +9,7 @@ first stage did not retrieve are appended below the list so recall and NDCG coun
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,16 +27,25 @@ from fastrank.reranker import fusion_relevance, relevance_order
 
 @dataclass
 class RetrievalTask:
-    """A corpus, queries and their relevant documents (qrels: corpus index -> label > 0, the grade NDCG gains)."""
+    """A corpus, queries and their relevant documents (qrels: corpus index -> label > 0, the grade NDCG gains; a
+    negative index is a relevant document the corpus lacks, never retrieved). ``query_ids`` / ``corpus_ids`` name
+    them in run files (default: their positions)."""
 
     corpus: list[Document]
     queries: list[str]
     qrels: list[dict[int, float]]
     queries_skipped: int = 0  # groups without a relevant document: nothing to find, left out as in fastrank eval
+    query_ids: list[str] | None = None
+    corpus_ids: list[str] | None = None
 
     def __post_init__(self) -> None:
         # a set (or list) of relevant indices, as this field once was, means grade 1 for each
         self.qrels = [rel if isinstance(rel, dict) else {int(i): 1.0 for i in rel} for rel in self.qrels]
+        self.query_ids = [str(i) for i in range(len(self.queries))] if self.query_ids is None else self.query_ids
+        self.corpus_ids = [str(i) for i in range(len(self.corpus))] if self.corpus_ids is None else self.corpus_ids
+        if len(self.query_ids) != len(self.queries) or len(self.corpus_ids) != len(self.corpus):
+            raise ValueError(f"{len(self.query_ids)} query ids for {len(self.queries)} queries, "
+                             f"{len(self.corpus_ids)} corpus ids for {len(self.corpus)} documents: one id each")
 
     @classmethod
     def from_groups(cls, groups: Sequence[QueryGroup], extra_corpus: Sequence[Document] = ()) -> RetrievalTask:
@@ -51,7 +61,7 @@ class RetrievalTask:
                 index[key] = len(corpus)
                 corpus.append(d)
         require_labels(groups, "retrieval evaluation")
-        queries, qrels = [], []
+        queries, qrels, query_ids = [], [], []
         for g in groups:
             rel: dict[int, float] = {}
             for d, label in zip(g.documents, g.labels):
@@ -61,9 +71,12 @@ class RetrievalTask:
             if rel:
                 queries.append(g.query)
                 qrels.append(rel)
+                query_ids.append(g.query_id)
         if not queries:
             raise DataError("no query has a relevant document: nothing to evaluate")
-        return cls(corpus, queries, qrels, len(groups) - len(queries))
+        named = all(q and q.split() == [q] for q in query_ids) and len(set(query_ids)) == len(query_ids)
+        # else run files name the queries by position: a TREC run needs distinct ids without whitespace
+        return cls(corpus, queries, qrels, len(groups) - len(queries), query_ids=query_ids if named else None)
 
 
 def _metrics(ranked: list[np.ndarray], scores: list[np.ndarray], task: RetrievalTask, ks: Sequence[int]):
@@ -86,46 +99,69 @@ def _metrics(ranked: list[np.ndarray], scores: list[np.ndarray], task: Retrieval
 
 def evaluate_retrieve_rerank(
     task: RetrievalTask,
-    embedding_model,
+    embedding_model=None,
     reranker=None,
     top_k: int = 100,
     ks: int | Sequence[int] = (10,),
     batch_size: int = 64,
     use_bm25: bool | None = None,
     fusion_weights: Sequence[float] = (),
+    run: Mapping[str, Sequence[tuple[str, float]]] | None = None,
+    return_rankings: bool = False,
 ) -> dict[str, Any]:
     """Metrics and per-stage latency for the first stage alone and after reranking its top ``top_k``.
 
     Returns ``{"first_stage": {...}, "reranked": {...}, "latency_s": {...}, "num_queries", "corpus_size"}``;
     ``bm25`` and ``bm25_reranked`` are added when ``bm25s`` is installed (or ``use_bm25=True``).
 
+    ``run`` (query id -> ``[(corpus id, score)]``, best first, e.g. ``fastrank.evaluation.beir.read_run``): rerank
+    this first stage instead of searching the corpus, reported as ``run`` and ``run_reranked``; give no
+    ``embedding_model`` with it.
+
     ``fusion_weights`` (opt-in, default none): for each weight ``w`` also rank by
     ``z(reranker score) + w * z(first-stage score)``, each z-normalised over the query's top ``top_k``, reported as
     ``reranked_fused`` (``bm25_reranked_fused``): ``{"<w>": metrics}``. Costs no extra model calls.
+
+    ``return_rankings``: also return ``rankings``, each stage's ranking as a run (query id -> ``[(corpus id,
+    score)]``, best first; a reranked stage by the reranker's logit), for ``beir.write_run``.
     """
     from fastrank.mining import top_k_search
 
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-    top_k = min(top_k, len(task.corpus))  # retrieving more than the corpus holds retrieves the corpus
+    if (run is None) == (embedding_model is None):
+        raise ValueError("give an embedding_model (the first stage searches the corpus) or a run (the first stage "
+                         "is its ranking), not both or neither")
+    if run is not None and use_bm25:
+        raise ValueError("use_bm25 searches the corpus, which a run replaces: give one first stage")
+    if run is None:
+        top_k = min(top_k, len(task.corpus))  # retrieving more than the corpus holds retrieves the corpus
     ks = sorted(set([ks] if is_integer(ks) else ks) | {top_k})  # one cut-off, as evaluate_rankings takes it
     out: dict[str, Any] = {"num_queries": len(task.queries), "queries_skipped": task.queries_skipped,
-                           "corpus_size": len(task.corpus), "top_k": top_k,
-                           "latency_s": {}}
-    start = time.perf_counter()
-    corpus_emb = embedding_model.encode(task.corpus, batch_size)
-    out["latency_s"]["index_corpus"] = round(time.perf_counter() - start, 3)
-    start = time.perf_counter()
-    query_emb = embedding_model.encode(task.queries, batch_size)
-    scores, idx = top_k_search(query_emb, corpus_emb, top_k)
-    out["latency_s"]["first_stage_per_query"] = (time.perf_counter() - start) / len(task.queries)
-    stages = {"first_stage": (list(idx), list(scores))}
-    if use_bm25 is not False:
+                           "top_k": top_k, "latency_s": {}}
+    if run is None:  # a run's task may hold only the documents it ranks
+        out["corpus_size"] = len(task.corpus)
+    if run is not None:
+        from fastrank.evaluation.beir import run_candidates
+
+        stages = {"run": run_candidates(task, run, top_k)}
+    else:
+        start = time.perf_counter()
+        corpus_emb = embedding_model.encode(task.corpus, batch_size)
+        out["latency_s"]["index_corpus"] = round(time.perf_counter() - start, 3)
+        start = time.perf_counter()
+        query_emb = embedding_model.encode(task.queries, batch_size)
+        scores, idx = top_k_search(query_emb, corpus_emb, top_k)
+        out["latency_s"]["first_stage_per_query"] = (time.perf_counter() - start) / len(task.queries)
+        stages = {"first_stage": (list(idx), list(scores))}
+    rankings: dict[str, dict[str, list[tuple[str, float]]]] = {}
+    if run is None and use_bm25 is not False:
         bm25 = _bm25_top_k(task, top_k, required=bool(use_bm25))
         if bm25 is not None:
             stages["bm25"] = bm25
     for name, (ranked, first_scores) in list(stages.items()):
         out[name] = _metrics(ranked, first_scores, task, ks)
+        rankings[name] = _as_run(task, ranked, first_scores)
         if reranker is None:
             continue
         pairs = [(task.queries[q], task.corpus[j]) for q, row in enumerate(ranked) for j in row]
@@ -140,12 +176,25 @@ def evaluate_retrieve_rerank(
         activated = fusion_relevance(raw, getattr(reranker, "activation", "identity") if asked else "identity")
         key = "reranked" if name == "first_stage" else f"{name}_reranked"
         out[key] = _metrics(ranked, _per_query(order, ranked), task, ks)
+        rankings[key] = _as_run(task, ranked, _per_query(order, ranked))
         if fusion_weights:
             out[f"{key}_fused"] = {
                 f"{float(w):g}": _metrics(ranked, [fuse_scores(r, f, float(w)) for r, f in
                                                    zip(_per_query(activated, ranked), first_scores)], task, ks)
                 for w in fusion_weights}
+    if return_rankings:
+        out["rankings"] = rankings
     return out
+
+
+def _as_run(task: RetrievalTask, ranked: Sequence[np.ndarray], scores: Sequence[np.ndarray]):
+    """Each query's candidates ``ranked`` (corpus indices) as a run, ordered by ``scores``, highest first (a tie
+    keeps the candidates' order)."""
+    run = {}
+    for qi, (idx, s) in enumerate(zip(ranked, scores)):
+        order = np.argsort(-np.asarray(s, dtype=np.float64), kind="stable")
+        run[task.query_ids[qi]] = [(task.corpus_ids[int(idx[j])], float(s[j])) for j in order]
+    return run
 
 
 def _per_query(flat: np.ndarray, ranked: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -1,0 +1,218 @@
+"""BEIR folders and TREC run files: how retrieval benchmarks and first-stage retrievers (BM25 in Pyserini or bm25s,
+dense retrievers, ranx) hand over their data, so a reranker is evaluated over any first stage's ranking and its
+reranking is written back in the same format.
+
+BEIR folder
+    ``corpus.jsonl`` (``{"_id", "title"?, "text"}`` a line), ``queries.jsonl`` (``{"_id", "text"}``) and
+    ``qrels/<split>.tsv`` (``query-id, corpus-id, score`` rows under that header; TREC qrels, ``qid 0 docid rel``,
+    are read too). A document with a title is scored with it (``fastrank.documents``). The queries evaluated are
+    those of the split's qrels with a relevant document (score > 0), the grade NDCG gains.
+
+TREC run
+    ``qid Q0 docid rank score tag`` a line, whitespace-separated. Each query's documents are ranked by score, highest
+    first (rank breaks ties), as trec_eval and ranx read them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from fastrank.data import iter_json_records, normalize_document, utf8_lines
+from fastrank.errors import DataError
+from fastrank.evaluation.retrieval import RetrievalTask
+
+logger = logging.getLogger(__name__)
+
+Run = Mapping[str, Sequence[tuple[str, float]]]  # query id -> (document id, score), best first
+BEIR_FILES = ("corpus.jsonl", "queries.jsonl")
+
+
+def is_beir_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a folder holding a BEIR dataset's ``corpus.jsonl`` and ``queries.jsonl``."""
+    path = Path(path)
+    return path.is_dir() and all((path / name).is_file() for name in BEIR_FILES)
+
+
+def _check_beir_dir(path: Path, split: str) -> Path:
+    """The qrels file of ``split``, once every BEIR file is known to be there (else a DataError naming the missing
+    ones and the layout expected)."""
+    qrels = path / "qrels" / f"{split}.tsv"
+    missing = [name for name in BEIR_FILES if not (path / name).is_file()]
+    if not path.is_dir() or missing:
+        problem = "is not a folder" if not path.is_dir() else f"has no {' or '.join(missing)}"
+        raise DataError(f"{path} {problem}: a BEIR dataset is a folder with corpus.jsonl, queries.jsonl and "
+                        "qrels/<split>.tsv")
+    if not qrels.is_file():
+        have = sorted(p.stem for p in (path / "qrels").glob("*.tsv")) if (path / "qrels").is_dir() else []
+        raise DataError(f"{path} has no qrels/{split}.tsv (the relevance judgements of split {split!r}); "
+                        f"splits there: {', '.join(have) or 'none'}")
+    return qrels
+
+
+def _number(text: str, where: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"{where}: {what} must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise DataError(f"{where}: {what} must be a finite number, got {text!r}")
+    return value
+
+
+def _fields(path: Path) -> Iterator[tuple[str, list[str]]]:
+    """``(where, fields)`` of each non-blank line of a whitespace-separated text file."""
+    for n, line in utf8_lines(path):
+        if line.strip():
+            yield f"{path} line {n}", line.split()
+
+
+def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
+    """Relevance judgements, query id -> {document id: grade}: BEIR's ``query-id corpus-id score`` rows (a header
+    line is passed over) or TREC's ``qid iteration docid relevance``. A pair judged twice with two grades is a DataError."""
+    path = Path(path)
+    qrels: dict[str, dict[str, float]] = {}
+    for i, (where, fields) in enumerate(_fields(path)):
+        if len(fields) not in (3, 4):
+            raise DataError(f"{where}: expected 'query-id corpus-id score' (BEIR) or 'qid 0 docid relevance' (TREC), "
+                            f"got {len(fields)} fields")
+        if i == 0 and len(fields) == 3 and fields[2].lower() == "score":
+            continue
+        qid, docid, grade = fields[0], fields[-2], _number(fields[-1], where, "the relevance")
+        judged = qrels.setdefault(qid, {})
+        if judged.get(docid, grade) != grade:
+            raise DataError(f"{where}: query {qid!r} and document {docid!r} are judged twice, {judged[docid]:g} and "
+                            f"{grade:g}")
+        judged[docid] = grade
+    if not qrels:
+        raise DataError(f"{path} holds no relevance judgements")
+    return qrels
+
+
+def read_run(path: str | Path) -> dict[str, list[tuple[str, float]]]:
+    """A TREC run file: query id -> ``[(document id, score)]`` ranked by score, highest first (rank breaks ties)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"run file {str(path)!r} {'is a directory' if path.is_dir() else 'does not exist'}")
+    rows: dict[str, dict[str, tuple[float, float]]] = {}
+    for where, fields in _fields(path):
+        if len(fields) != 6:
+            raise DataError(f"{where}: a TREC run line is 'qid Q0 docid rank score tag' (6 fields), got "
+                            f"{len(fields)}")
+        qid, _, docid, rank, score, _ = fields
+        ranked = rows.setdefault(qid, {})
+        if docid in ranked:
+            raise DataError(f"{where}: document {docid!r} is ranked twice for query {qid!r}")
+        ranked[docid] = (_number(score, where, "the score"), _number(rank, where, "the rank"))
+    if not rows:
+        raise DataError(f"run file {path} holds no ranking")
+    return {qid: [(d, s) for d, (s, _) in sorted(ranked.items(), key=lambda x: (-x[1][0], x[1][1]))]
+            for qid, ranked in rows.items()}
+
+
+def write_run(path: str | Path, run: Run, tag: str = "fastrank") -> Path:
+    """Write ``run`` (query id -> ``[(document id, score)]``, best first) as a TREC run file, whole or not at all.
+    Ids holding whitespace cannot be written so and are a DataError."""
+    from fastrank.io import atomic_file
+
+    if not tag or any(c.isspace() for c in tag):
+        raise ValueError(f"the run tag must be one word, got {tag!r}")
+    for qid, ranked in run.items():
+        for name in [qid, *(d for d, _ in ranked)]:
+            if not name or any(c.isspace() for c in str(name)):
+                raise DataError(f"id {name!r} is empty or holds whitespace: a TREC run cannot hold it")
+    path = Path(path)
+    with atomic_file(path) as f:
+        for qid, ranked in run.items():
+            f.writelines(f"{qid} Q0 {docid} {rank} {float(score):.9g} {tag}\n"
+                         for rank, (docid, score) in enumerate(ranked, 1))
+    return path
+
+
+def read_beir(path: str | Path, split: str = "test", documents: Collection[str] | None = None) -> RetrievalTask:
+    """A BEIR dataset as a ``RetrievalTask``: its corpus (with titles), the queries of ``split``'s qrels that have a
+    relevant document, and their grades. ``documents``: keep only these corpus ids (a run's candidates) besides the
+    relevant ones, so reranking a run over a corpus of millions holds a few of them; None keeps the corpus whole
+    (for a first stage that searches it). Relevant documents missing from ``corpus.jsonl`` stay in the qrels (a
+    warning counts them): they count against recall and NDCG, as trec_eval counts them."""
+    path = Path(path).expanduser()
+    judgements = read_qrels(_check_beir_dir(path, split))
+    relevant = {d for judged in judgements.values() for d, grade in judged.items() if grade > 0}
+    keep = None if documents is None else set(documents) | relevant
+    corpus, corpus_ids, index = [], [], {}
+    for where, rec in iter_json_records(path / "corpus.jsonl"):
+        docid = _record_id(rec, where)
+        if docid in index:
+            raise DataError(f"{where}: corpus id {docid!r} appears twice")
+        if keep is not None and docid not in keep:
+            index[docid] = -1  # known, not kept: a run may rank it, it is never scored
+            continue
+        index[docid] = len(corpus)
+        corpus.append(normalize_document({"text": rec.get("text"), "title": rec.get("title") or None}, where))
+        corpus_ids.append(docid)
+    texts = {}
+    for where, rec in iter_json_records(path / "queries.jsonl"):
+        qid = _record_id(rec, where)
+        if not isinstance(rec.get("text"), str):
+            raise DataError(f"{where}: a query needs a 'text' string")
+        texts[qid] = rec["text"]
+    unknown = sorted(set(judgements) - texts.keys())
+    if unknown:
+        raise DataError(f"qrels/{split}.tsv judges {len(unknown)} queries that queries.jsonl does not hold, e.g. "
+                        f"{unknown[0]!r}")
+    queries, query_ids, qrels, missing = [], [], [], {}
+    for qid, judged in judgements.items():
+        rel: dict[int, float] = {}
+        for docid, grade in judged.items():
+            if grade > 0:
+                rel[index[docid] if docid in index else missing.setdefault(docid, -len(missing) - 1)] = grade
+        if rel:
+            queries.append(texts[qid])
+            query_ids.append(qid)
+            qrels.append(rel)
+    if missing:
+        logger.warning("%d relevant documents of qrels/%s.tsv are not in corpus.jsonl (e.g. %r): they count as "
+                       "never retrieved", len(missing), split, next(iter(missing)))
+    if not queries:
+        raise DataError(f"no query of qrels/{split}.tsv has a relevant document (score > 0): nothing to evaluate")
+    return RetrievalTask(corpus, queries, qrels, len(judgements) - len(queries), query_ids=query_ids,
+                         corpus_ids=corpus_ids)
+
+
+def _record_id(rec: object, where: str) -> str:
+    if not isinstance(rec, dict) or not isinstance(rec.get("_id"), (str, int)) or isinstance(rec.get("_id"), bool):
+        raise DataError(f"{where}: expected a JSON object with an '_id' (string or integer)")
+    return str(rec["_id"])
+
+
+def run_candidates(task: RetrievalTask, run: Run, top_k: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each of ``task``'s queries' top ``top_k`` documents of ``run`` as corpus indices, with their run scores, the
+    first stage ``evaluate_retrieve_rerank`` reranks. A query the run does not rank gets no candidates (its relevant
+    documents count as missed); a document the corpus does not hold is a DataError."""
+    position = {docid: i for i, docid in enumerate(task.corpus_ids)}
+    ranked, scores = [], []
+    for qid in task.query_ids:
+        top = list(run.get(qid, ()))[:top_k]
+        unknown = [d for d, _ in top if d not in position]
+        if unknown:
+            raise DataError(f"the run ranks {len(unknown)} documents for query {qid!r} that the corpus does not hold, "
+                            f"e.g. {unknown[0]!r}: was it made over another corpus?")
+        ranked.append(np.array([position[d] for d, _ in top], dtype=np.int64))
+        scores.append(np.array([s for _, s in top], dtype=np.float64))
+    unranked = sum(1 for row in ranked if not len(row))
+    if unranked == len(ranked):
+        raise DataError("the run ranks none of the evaluated queries: do its query ids match queries.jsonl?")
+    if unranked:
+        logger.warning("the run ranks no document for %d of %d evaluated queries: their relevant documents count as "
+                       "missed", unranked, len(ranked))
+    return ranked, scores
+
+
+def run_documents(run: Run, top_k: int) -> set[str]:
+    """Every document id among the top ``top_k`` of some query of ``run``: what ``read_beir`` must keep to rerank
+    it."""
+    return {d for ranked in run.values() for d, _ in list(ranked)[:top_k]}

@@ -1,0 +1,224 @@
+"""BEIR folders and TREC runs: read as trec_eval / ranx read them, a run's first stage and its reranking scored as
+ranx scores the same files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fastrank.cli import app
+from fastrank.errors import DataError
+from fastrank.evaluation.beir import read_beir, read_qrels, read_run, run_documents, write_run
+from fastrank.evaluation.retrieval import evaluate_retrieve_rerank
+
+ranx = pytest.importorskip("ranx")
+runner = CliRunner()
+
+CORPUS = {"d1": ("", "glaciers carve ice caves"), "d2": ("Paris", "the capital of france"),
+          "d3": ("", "berlin is in germany"), "d4": ("", "rome is old"), "d5": ("", "ice cream shops"),
+          "d6": ("", "caves of ice form under glaciers"), "d7": ("", "an unrelated text")}
+QUERIES = {"q1": "glacier caves", "q2": "capital of france", "q3": "no answer judged", "q4": "unranked"}
+QRELS = [("q1", "d1", 2), ("q1", "d6", 1), ("q1", "d5", 0), ("q2", "d2", 1), ("q2", "gone", 1), ("q3", "d7", 0),
+         ("q4", "d4", 1)]
+RUN = {"q1": [("d5", 9.0), ("d1", 8.5), ("d3", 3.0), ("d6", 2.0)], "q2": [("d3", 4.0), ("d2", 3.5), ("d4", 1.0)],
+       "q3": [("d7", 1.0)]}
+
+
+def _beir(root: Path) -> Path:
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": k, "title": t, "text": x}) + "\n"
+                                               for k, (t, x) in CORPUS.items()))
+    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": k, "text": q}) + "\n" for k, q in QUERIES.items()))
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n"
+                                                                                    for q, d, s in QRELS))
+    write_run(root / "run.trec", RUN, tag="bm25")
+    return root
+
+
+def _ranx(qrels_path: Path, run_path: Path, metrics: list[str]) -> dict[str, float]:
+    qrels = {q: {d: int(s) for d, s in judged.items()} for q, judged in read_qrels(qrels_path).items()
+             if any(s > 0 for s in judged.values())}
+    run = ranx.Run.from_file(str(run_path), kind="trec")
+    scores = ranx.evaluate(ranx.Qrels(qrels), run, metrics, make_comparable=True)  # an unranked query scores 0
+    return {k: float(v) for k, v in scores.items()}
+
+
+class TextReranker:
+    """Scores a pair by how many query words its document holds (a deterministic stand-in for a cross-encoder)."""
+
+    def predict(self, pairs, batch_size=64):
+        def words(doc):
+            return (doc if isinstance(doc, str) else f"{doc.get('title', '')} {doc['text']}").split()
+
+        return np.array([sum(w in words(d) for w in q.split()) + 0.01 * len(words(d)) for q, d in pairs])
+
+
+def test_qrels_in_beir_and_trec_form(tmp_path):
+    beir = tmp_path / "beir.tsv"
+    beir.write_text("query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td1\t2\nq2\td9\t0\n")
+    trec = tmp_path / "qrels.trec"
+    trec.write_text("q1 0 d1 2\nq2 0 d9 0\n")
+    assert read_qrels(beir) == read_qrels(trec) == {"q1": {"d1": 2.0}, "q2": {"d9": 0.0}}
+    trec.write_text("q1 0 d1 2\nq1 0 d1 1\n")
+    with pytest.raises(DataError, match=r"line 2: query 'q1' and document 'd1' are judged twice, 2 and 1"):
+        read_qrels(trec)
+    trec.write_text("q1 d1\n")
+    with pytest.raises(DataError, match="line 1: expected 'query-id corpus-id score'"):
+        read_qrels(trec)
+    trec.write_text("q1 0 d1 high\n")
+    with pytest.raises(DataError, match="line 1: the relevance must be a number, got 'high'"):
+        read_qrels(trec)
+
+
+def test_run_is_ranked_by_score_then_rank_and_round_trips(tmp_path):
+    path = tmp_path / "run.trec"
+    path.write_text("q1 Q0 a 2 1.5 x\nq1 Q0 b 1 1.5 x\nq1 Q0 c 3 7 x\nq2 Q0 a 1 0.1 x\n")
+    run = read_run(path)
+    assert run == {"q1": [("c", 7.0), ("b", 1.5), ("a", 1.5)], "q2": [("a", 0.1)]}
+    write_run(tmp_path / "again.trec", run)
+    assert read_run(tmp_path / "again.trec") == run
+    assert (tmp_path / "again.trec").read_text().splitlines()[0] == "q1 Q0 c 1 7 fastrank"
+    assert run_documents(run, top_k=1) == {"c", "a"}
+    path.write_text("q1 Q0 a 1 1.0 x\nq1 Q0 a 2 0.5 x\n")
+    with pytest.raises(DataError, match="line 2: document 'a' is ranked twice for query 'q1'"):
+        read_run(path)
+    path.write_text("q1 a 1 1.0 x\n")
+    with pytest.raises(DataError, match=r"line 1: a TREC run line is 'qid Q0 docid rank score tag' \(6 fields\)"):
+        read_run(path)
+    with pytest.raises(DataError, match="holds whitespace"):
+        write_run(tmp_path / "bad.trec", {"q 1": [("a", 1.0)]})
+    assert not (tmp_path / "bad.trec").exists()
+
+
+def test_read_beir_keeps_titles_grades_and_missing_relevant_documents(tmp_path, caplog):
+    root = _beir(tmp_path / "beir")
+    task = read_beir(root)
+    assert task.query_ids == ["q1", "q2", "q4"] and task.queries_skipped == 1  # q3 has no relevant document
+    assert task.corpus_ids == list(CORPUS) and task.corpus[1] == {"title": "Paris", "text": "the capital of france"}
+    assert task.corpus[0] == "glaciers carve ice caves"  # a blank title is no title
+    assert task.qrels[0] == {0: 2.0, 5: 1.0}
+    assert task.qrels[1] == {1: 1.0, -1: 1.0}  # 'gone' is not in the corpus: relevant, never retrievable
+    assert "1 relevant documents of qrels/test.tsv are not in corpus.jsonl" in caplog.text
+    kept = read_beir(root, documents={"d3"})
+    assert kept.corpus_ids == ["d1", "d2", "d3", "d4", "d6"]  # the run's documents and every relevant one
+    with pytest.raises(DataError, match="has no qrels/dev.tsv .*splits there: test"):
+        read_beir(root, split="dev")
+    (root / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "glacier caves"}) + "\n")
+    with pytest.raises(DataError, match="judges 3 queries that queries.jsonl does not hold"):
+        read_beir(root)
+    (root / "corpus.jsonl").unlink()
+    with pytest.raises(DataError, match="has no corpus.jsonl: a BEIR dataset is a folder with"):
+        read_beir(root)
+
+
+def test_a_run_and_its_reranking_score_as_ranx_scores_them(tmp_path):
+    root = _beir(tmp_path / "beir")
+    task = read_beir(root, documents=run_documents(read_run(root / "run.trec"), 3))
+    out = evaluate_retrieve_rerank(task, reranker=TextReranker(), run=read_run(root / "run.trec"), top_k=3,
+                                   ks=(1, 3), return_rankings=True)
+    metrics = ["ndcg@1", "ndcg@3", "mrr@3", "recall@3"]
+    cut = tmp_path / "top3.trec"
+    write_run(cut, {q: ranked[:3] for q, ranked in RUN.items()})
+    expected = _ranx(root / "qrels" / "test.tsv", cut, metrics)
+    assert {m: out["run"][m] for m in metrics} == pytest.approx(expected, abs=1e-12)
+    assert out["run"]["recall@3"] == pytest.approx((1 / 2 + 1 / 2 + 0) / 3)  # q1 lost d6 below 3, q2 'gone', q4 all
+    write_run(tmp_path / "reranked.trec", out["rankings"]["run_reranked"])
+    reranked = _ranx(root / "qrels" / "test.tsv", tmp_path / "reranked.trec", metrics)
+    assert {m: out["run_reranked"][m] for m in metrics} == pytest.approx(reranked, abs=1e-12)
+    assert [d for d, _ in out["rankings"]["run_reranked"]["q1"]] == ["d1", "d3", "d5"]  # by query words, then length
+    assert out["run_reranked"]["ndcg@1"] > out["run"]["ndcg@1"]
+    assert "corpus_size" not in out and out["top_k"] == 3
+    with pytest.raises(ValueError, match="not both or neither"):
+        evaluate_retrieve_rerank(task, reranker=TextReranker())
+    with pytest.raises(DataError, match="ranks 1 documents for query 'q1' that the corpus does not hold, e.g. 'zz'"):
+        evaluate_retrieve_rerank(task, run={"q1": [("zz", 1.0)]})
+    with pytest.raises(DataError, match="the run ranks none of the evaluated queries"):
+        evaluate_retrieve_rerank(task, run={"other": [("d1", 1.0)]})
+
+
+def test_cli_reranks_a_run_and_writes_the_reranked_run(tiny_model_dir, tmp_path):
+    from fastrank import CrossEncoder
+
+    root = _beir(tmp_path / "beir")
+    out_run = tmp_path / "out" / "reranked.trec"
+    args = ["eval", str(tiny_model_dir), "--data", str(root), "--run", str(root / "run.trec")]
+    result = runner.invoke(app, args + ["--write-run", str(out_run), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    written = read_run(out_run)
+    assert set(written) == {"q1", "q2"} and len(written["q1"]) == 4  # the run's depth, under --retrieve-top-k 100
+    model = CrossEncoder(tiny_model_dir)
+    q1 = [d for d, _ in RUN["q1"]]
+    logits = model.predict([("glacier caves", CORPUS[d][1]) for d in q1], activation="identity")
+    assert [d for d, _ in written["q1"]] == [q1[i] for i in np.argsort(-logits, kind="stable")]
+    assert [s for _, s in written["q1"]] == pytest.approx(sorted(logits, reverse=True), abs=1e-6)
+    ranx_metrics = _ranx(root / "qrels" / "test.tsv", out_run, ["ndcg@10", "mrr@10", "recall@10"])
+    assert {m: out["run_reranked"][m] for m in ranx_metrics} == pytest.approx(ranx_metrics, abs=1e-6)
+    table = runner.invoke(app, args + ["--retrieve-top-k", "2", "--fusion-weight", "1"])
+    assert table.exit_code == 0, table.output
+    assert "| metric | run | run_reranked | reranked + 1 x run |" in table.output
+    assert "3 queries (skipped 1 without a relevant document), the run's top 2 reranked" in table.output
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "is a BEIR folder, which holds no candidate lists: give --run FILE"),
+    (["--run", "RUN", "--embedding-model", "x"], "with --run the run is the first stage"),
+    (["--run", "RUN", "--split", "dev"], "has no qrels/dev.tsv"),
+    (["--run", "RUN", "--write-run", "QRELS"], "refusing to write --write-run over the input"),
+])
+def test_cli_beir_errors(tiny_model_dir, tmp_path, args, message):
+    root = _beir(tmp_path / "beir")
+    subst = {"RUN": str(root / "run.trec"), "QRELS": str(root / "qrels" / "test.tsv")}
+    result = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(root), *[subst.get(a, a) for a in args]])
+    assert result.exit_code != 0
+    assert message in " ".join((result.output + str(result.exception)).replace("│", " ").split())
+
+
+def test_cli_run_and_split_need_a_beir_folder(tiny_model_dir, tmp_path):
+    data = tmp_path / "lists.jsonl"
+    data.write_text(json.dumps({"query": "q", "documents": ["a", "b"], "labels": [1, 0]}) + "\n")
+    run = write_run(tmp_path / "run.trec", {"0": [("0", 1.0)]})
+    for extra, message in ((["--run", str(run)], "--run needs --data to be a BEIR folder"),
+                           (["--split", "dev"], "--split picks a BEIR folder's qrels"),
+                           (["--write-run", str(tmp_path / "x.trec")], "need(s) --retrieve-top-k or --run")):
+        result = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(data), *extra])
+        assert result.exit_code == 2 and message in " ".join(result.output.replace("│", " ").split()), result.output
+
+
+@pytest.mark.data
+def test_wikiqa_as_beir_with_its_candidate_order_as_the_run(wikiqa_dir, tmp_path):
+    """WikiQA test written as a BEIR folder, its own candidate order as the run: the run stage equals ranx on the
+    same files and fastrank's own metrics of the input order (README baseline, NDCG@10 0.7194)."""
+    from fastrank.data import read_groups
+    from fastrank.evaluation import evaluate_rankings
+
+    groups = read_groups(wikiqa_dir / "test.jsonl")
+    root = tmp_path / "wikiqa"
+    (root / "qrels").mkdir(parents=True)
+    ids: dict[str, str] = {}
+    qrels, run, lists, labels = [], {}, [], []
+    for g in groups:
+        best: dict[str, float] = {}
+        for d, y in zip(g.documents, g.labels):
+            did = ids.setdefault(d, f"D{len(ids)}")
+            best[did] = max(best.get(did, 0.0), y)
+        qrels += [f"{g.query_id}\t{d}\t{int(y)}\n" for d, y in best.items()]
+        run[g.query_id] = [(d, float(len(best) - r)) for r, d in enumerate(best)]
+        lists.append(-np.arange(len(best), dtype=float))
+        labels.append(np.array(list(best.values())))
+    (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": i, "text": d}) + "\n" for d, i in ids.items()))
+    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": g.query_id, "text": g.query}) + "\n"
+                                                for g in groups))
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(qrels))
+    write_run(root / "run.trec", run)
+    out = evaluate_retrieve_rerank(read_beir(root), run=read_run(root / "run.trec"), top_k=100)
+    expected = _ranx(root / "qrels" / "test.tsv", root / "run.trec", ["ndcg@10", "mrr@10"])
+    assert out["num_queries"] == 243
+    assert {m: out["run"][m] for m in expected} == pytest.approx(expected, abs=1e-12)
+    own = evaluate_rankings(lists, labels, metrics=["ndcg@10", "mrr@10"]).metrics
+    assert own == pytest.approx(expected, abs=1e-12)
+    assert out["run"]["ndcg@10"] == pytest.approx(0.7194, abs=1e-4)
