@@ -1,8 +1,8 @@
 """Hard-negative mining with an embedding model.
 
 For every query, retrieve the corpus documents most similar to it, drop its positives and likely false negatives,
-and keep ``num_negatives`` of the rest as hard negatives. The result is a list of query groups (positives labelled 1,
-mined negatives 0, optional teacher scores) that ``fastrank.data.convert`` turns into any training format.
+and keep ``num_negatives`` of the rest as hard negatives. The result is a list of query groups (positives with their
+own, possibly graded, labels; mined negatives 0; optional teacher scores) that ``fastrank.data.convert`` turns into any training format.
 Titled documents (``{"title", "text"}``, ``fastrank.documents``) are embedded as a reranker reads them and come back
 as the same objects; the same text under another title is another document.
 """

@@ -44,7 +44,7 @@ def evaluate_model(model: str, data: str, batch_size: int | None = None, max_len
                    long_documents: str = "truncate", window_stride: int | None = None) -> dict[str, Any]:
     """Evaluate ``model`` (checkpoint dir, hub id or exported artifact) on ``data``; returns the EvalResult as a
     dict (with ``served_by``: the backend that scored an artifact). ``batch_size``: pairs per forward pass (None:
-    64 for a checkpoint, the ``Reranker``'s default for an artifact)."""
+    64 for a checkpoint in truncate mode, the ``Reranker``'s default for an artifact or windows)."""
     from fastrank.evaluation.evaluators import RerankingEvaluator
 
     evaluator = RerankingEvaluator.from_file(data, batch_size=64 if batch_size is None else batch_size,
@@ -112,8 +112,8 @@ def eval_command(
                                                       "(corpus.jsonl, queries.jsonl, qrels/) with --run or "
                                                       "--retrieve-top-k.")],
     batch_size: Annotated[int | None, typer.Option(
-        "--batch-size", help="Pairs per forward pass (default: 64 for a checkpoint; an artifact's own batching, as "
-                             "served).")] = None,
+        "--batch-size", help="Pairs per forward pass (default: 64 for a checkpoint in truncate mode; an artifact, "
+                             "or --long-documents windows, the Reranker's own batching, as served).")] = None,
     max_length: Annotated[int | None, typer.Option("--max-length", help="Override the model's max length.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     retrieve_top_k: Annotated[int | None, typer.Option(

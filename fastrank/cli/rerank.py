@@ -62,8 +62,9 @@ def rerank_command(
         "--docs-file", help="Documents: one per line (blank lines skipped; an index counts the documents, not "
                              "the lines), or JSONL. Default: read stdin.")] = None,
     docs_format: Annotated[str, typer.Option(
-        "--docs-format", help="auto (JSONL when the first line is a JSON string or {\"text\": ...}, else lines) | "
-                              "lines | jsonl. A JSONL object's \"title\" is scored with its text.")] = "auto",
+        "--docs-format", help="auto (JSONL when the first line is a JSON string or object, which must then hold a "
+                              "\"text\" or \"document\" string; else lines) | lines | jsonl. A JSONL object's "
+                              "\"title\" is scored with its text.")] = "auto",
     top_k: Annotated[int | None, typer.Option("--top-k", help="Return only the best K.")] = None,
     backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
     long_documents: Annotated[str, typer.Option(

@@ -73,7 +73,8 @@ def _fields(path: Path) -> Iterator[tuple[str, list[str]]]:
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
     """Relevance judgements, query id -> {document id: grade}: BEIR's ``query-id corpus-id score`` rows (a header
-    line is passed over) or TREC's ``qid iteration docid relevance``. A pair judged twice with two grades is a DataError."""
+    line is passed over) or TREC's ``qid iteration docid relevance``. A pair judged twice with two grades is a
+    DataError."""
     path = Path(path)
     qrels: dict[str, dict[str, float]] = {}
     for i, (where, fields) in enumerate(_fields(path)):

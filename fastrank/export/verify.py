@@ -5,7 +5,7 @@ pairs through the runtime's own batching (``fastrank.batching.run_batches``) at 
 have (batch, sequence) shapes other than the one the graph was traced with, with and without padding. Every
 number lands in the manifest's ``parity`` section; ``failures`` lists each check that is out of bounds.
 
-Bounds (DESIGN.md "Quality bar"):
+Bounds (the design's quality bar for accelerated paths):
 
 =========  ==============================================================================================
 fp32       max |Δlogit| <= 1e-4 and identical rankings (no document pair whose reference scores differ by
