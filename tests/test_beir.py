@@ -63,6 +63,8 @@ def test_qrels_in_beir_and_trec_form(tmp_path):
     trec = tmp_path / "qrels.trec"
     trec.write_text("q1 0 d1 2\nq2 0 d9 0\n")
     assert read_qrels(beir) == read_qrels(trec) == {"q1": {"d1": 2.0}, "q2": {"d9": 0.0}}
+    beir.write_text("query-id\tcorpus-id\tscore\nquery 1\tdoc 1\t1\n")  # BEIR's qrels are tab-separated
+    assert read_qrels(beir) == {"query 1": {"doc 1": 1.0}}
     trec.write_text("q1 0 d1 2\nq1 0 d1 1\n")
     with pytest.raises(DataError, match=r"line 2: query 'q1' and document 'd1' are judged twice, 2 and 1"):
         read_qrels(trec)
@@ -113,6 +115,23 @@ def test_read_beir_keeps_titles_grades_and_missing_relevant_documents(tmp_path, 
     (root / "corpus.jsonl").unlink()
     with pytest.raises(DataError, match="has no corpus.jsonl: a BEIR dataset is a folder with"):
         read_beir(root)
+
+
+def test_grouped_data_written_as_beir_reads_back_the_same(tmp_path):
+    from fastrank.data import QueryGroup
+    from fastrank.errors import FastrankError
+    from fastrank.evaluation.beir import write_beir
+    from fastrank.evaluation.retrieval import RetrievalTask
+
+    groups = [QueryGroup("glacier caves", [{"title": "Ice", "text": "caves in ice"}, "paris"], [2, 0], "q 1"),
+              QueryGroup("capital of france", ["paris", "rome"], [1, 0], "q2")]
+    task = RetrievalTask.from_groups(groups)
+    assert task.query_ids == ["0", "1"]  # 'q 1' cannot name a query in a run file: positions instead
+    back = read_beir(write_beir(task, tmp_path / "beir"))
+    assert (back.corpus, back.queries, back.qrels) == (task.corpus, task.queries, task.qrels)
+    assert (back.corpus_ids, back.query_ids) == (["0", "1", "2"], ["0", "1"])
+    with pytest.raises(FastrankError, match="refusing to replace"):
+        write_beir(task, tmp_path / "beir")
 
 
 def test_a_run_and_its_reranking_score_as_ranx_scores_them(tmp_path):

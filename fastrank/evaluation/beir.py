@@ -65,10 +65,11 @@ def _number(text: str, where: str, what: str) -> float:
 
 
 def _fields(path: Path) -> Iterator[tuple[str, list[str]]]:
-    """``(where, fields)`` of each non-blank line of a whitespace-separated text file."""
+    """``(where, fields)`` of each non-blank line of a tab-separated file (BEIR's qrels, whose ids may hold spaces)
+    or, on a line without a tab, a whitespace-separated one (TREC's)."""
     for n, line in utf8_lines(path):
         if line.strip():
-            yield f"{path} line {n}", line.split()
+            yield f"{path} line {n}", [f.strip() for f in line.split("\t")] if "\t" in line else line.split()
 
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
@@ -182,6 +183,33 @@ def read_beir(path: str | Path, split: str = "test", documents: Collection[str] 
         raise DataError(f"no query of qrels/{split}.tsv has a relevant document (score > 0): nothing to evaluate")
     return RetrievalTask(corpus, queries, qrels, len(judgements) - len(queries), query_ids=query_ids,
                          corpus_ids=corpus_ids)
+
+
+def write_beir(task: RetrievalTask, path: str | Path, split: str = "test") -> Path:
+    """Write ``task`` as a BEIR folder (a new or empty directory, whole or not at all), e.g. fastrank's grouped JSONL
+    through ``RetrievalTask.from_groups``, for retrievers that read BEIR (Pyserini, bm25s) to make the run fastrank
+    reranks. Its qrels hold the relevant documents with their grades."""
+    import json
+
+    from fastrank.documents import document_parts
+    from fastrank.io import atomic_dir
+
+    if any(j < 0 for rel in task.qrels for j in rel):
+        raise ValueError("the task has relevant documents its corpus does not hold, which have no id to write")
+    with atomic_dir(path) as tmp:
+        with (tmp / "corpus.jsonl").open("w", encoding="utf-8") as f:
+            for docid, doc in zip(task.corpus_ids, task.corpus):
+                title, text = document_parts(doc)
+                f.write(json.dumps({"_id": docid, "title": title, "text": text}, ensure_ascii=False) + "\n")
+        with (tmp / "queries.jsonl").open("w", encoding="utf-8") as f:
+            f.writelines(json.dumps({"_id": qid, "text": q}, ensure_ascii=False) + "\n"
+                         for qid, q in zip(task.query_ids, task.queries))
+        (tmp / "qrels").mkdir()
+        with (tmp / "qrels" / f"{split}.tsv").open("w", encoding="utf-8") as f:
+            f.write("query-id\tcorpus-id\tscore\n")
+            f.writelines(f"{qid}\t{task.corpus_ids[j]}\t{grade:g}\n"
+                         for qid, rel in zip(task.query_ids, task.qrels) for j, grade in rel.items())
+    return Path(path)
 
 
 def _record_id(rec: object, where: str) -> str:
