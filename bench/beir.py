@@ -1,0 +1,81 @@
+"""Reranking a first stage's TREC run over a BEIR folder: ``python -m bench beir [--model runs/wikiqa]``.
+
+WikiQA test as retrieve-then-rerank (every WikiQA sentence the corpus, as in ``python -m bench mining``) is written
+as a BEIR folder (``fastrank.evaluation.beir.write_beir``) with the embedding model's top-100 as a TREC run. Then
+``fastrank eval MODEL --data DIR --run run.trec --write-run reranked.trec`` reranks the run. Recorded: its metrics,
+the in-process retrieve-then-rerank evaluator's on the same task (the two paths must agree), and ranx's on the run
+files written (an independent implementation). Appends to bench/results/beir.jsonl; ``python -m bench report``
+shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import WIKIQA, append_record, require_shared_data
+
+
+def _ranx(qrels_path: Path, run_path: Path, metrics: list[str]) -> dict[str, float]:
+    import ranx
+
+    from fastrank.evaluation.beir import read_qrels
+
+    qrels = {q: {d: int(g) for d, g in judged.items()} for q, judged in read_qrels(qrels_path).items()}
+    run = ranx.Run.from_file(str(run_path), kind="trec")
+    return {k: float(v) for k, v in ranx.evaluate(ranx.Qrels(qrels), run, metrics, make_comparable=True).items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench beir", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="runs/wikiqa", help="Cross-encoder checkpoint or artifact.")
+    parser.add_argument("--out", default=None, help="Keep the BEIR folder and runs here (default: a temp dir).")
+    args = parser.parse_args(argv)
+    require_shared_data()
+    from bench.mining import _corpus
+    from fastrank.cli.evaluate import evaluate_retrieval, scorer
+    from fastrank.data import read_groups
+    from fastrank.embedding import EmbeddingModel
+    from fastrank.evaluation.beir import write_beir, write_run
+    from fastrank.evaluation.retrieval import RetrievalTask, evaluate_retrieve_rerank
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-beir-"))
+    out = Path(args.out) if args.out else tmp
+    try:
+        task = RetrievalTask.from_groups(read_groups(str(WIKIQA / "test.jsonl")), _corpus())
+        start = time.perf_counter()
+        direct = evaluate_retrieve_rerank(task, EmbeddingModel(), scorer(args.model)[0], top_k=100, ks=(10,),
+                                          use_bm25=False, return_rankings=True)
+        direct_s = time.perf_counter() - start
+        beir = write_beir(task, out / "wikiqa-test")
+        run = write_run(beir / "embedding-top100.trec", direct["rankings"]["first_stage"], tag="minilm")
+        start = time.perf_counter()
+        via_run = evaluate_retrieval(args.model, str(beir), 100, run=str(run),
+                                     write_run=str(beir / "reranked.trec"))
+        run_s = time.perf_counter() - start
+        metrics = ["ndcg@10", "mrr@10", "recall@10", "recall@100"]
+        qrels = beir / "qrels" / "test.tsv"
+        record = {
+            "experiment": "beir-run", "model": args.model, "queries": len(task.queries),
+            "corpus_size": len(task.corpus), "top_k": 100,
+            "in_process": {"first_stage": direct["first_stage"], "reranked": direct["reranked"],
+                           "seconds": round(direct_s, 1)},
+            "via_run": {"run": via_run["run"], "run_reranked": via_run["run_reranked"], "seconds": round(run_s, 1)},
+            "ranx": {"run": _ranx(qrels, run, metrics), "reranked": _ranx(qrels, beir / "reranked.trec", metrics)},
+            "command": "python -m bench beir" + (f" --model {args.model}" if args.model != "runs/wikiqa" else ""),
+        }
+        pairs = [(record["in_process"]["first_stage"], record["via_run"]["run"], record["ranx"]["run"]),
+                 (record["in_process"]["reranked"], record["via_run"]["run_reranked"], record["ranx"]["reranked"])]
+        record["max_abs_diff"] = max(abs(a[m] - b[m]) + abs(a[m] - c[m]) for a, b, c in pairs for m in metrics)
+        append_record("beir", record)
+        print({k: record[k] for k in ("in_process", "via_run", "ranx", "max_abs_diff")})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
