@@ -183,6 +183,20 @@ def test_cli_reranks_a_run_and_writes_the_reranked_run(tiny_model_dir, tmp_path)
     assert "3 queries (skipped 1 without a relevant document), the run's top 2 reranked" in table.output
 
 
+def test_cli_beir_folder_with_an_embedding_first_stage(tiny_model_dir, tmp_path):
+    from fastrank import CrossEncoder, EmbeddingModel
+
+    root = _beir(tmp_path / "beir")
+    result = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(root), "--retrieve-top-k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    ref = evaluate_retrieve_rerank(read_beir(root), EmbeddingModel(), CrossEncoder(tiny_model_dir), top_k=3, ks=(10,),
+                                   use_bm25=False)
+    assert out["corpus_size"] == len(CORPUS) and out["num_queries"] == 3
+    for stage in ("first_stage", "reranked"):
+        assert out[stage] == pytest.approx(ref[stage], abs=1e-9)
+
+
 @pytest.mark.parametrize("args, message", [
     ([], "is a BEIR folder, which holds no candidate lists: give --run FILE"),
     (["--run", "RUN", "--embedding-model", "x"], "with --run the run is the first stage"),
