@@ -78,7 +78,7 @@ def test_qrels_in_beir_and_trec_form(tmp_path):
 
 def test_run_is_ranked_by_score_then_rank_and_round_trips(tmp_path):
     path = tmp_path / "run.trec"
-    path.write_text("q1 Q0 a 2 1.5 x\nq1 Q0 b 1 1.5 x\nq1 Q0 c 3 7 x\nq2 Q0 a 1 0.1 x\n")
+    path.write_text("q1 Q0 a 2 1.5 x\nq1 Q0 b 1 1.5 x\nq1\tQ0 c  3\t7 x\nq2 Q0 a 1 0.1 x\n")  # any whitespace
     run = read_run(path)
     assert run == {"q1": [("c", 7.0), ("b", 1.5), ("a", 1.5)], "q2": [("a", 0.1)]}
     write_run(tmp_path / "again.trec", run)

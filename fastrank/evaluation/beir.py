@@ -64,12 +64,13 @@ def _number(text: str, where: str, what: str) -> float:
     return value
 
 
-def _fields(path: Path) -> Iterator[tuple[str, list[str]]]:
-    """``(where, fields)`` of each non-blank line of a tab-separated file (BEIR's qrels, whose ids may hold spaces)
-    or, on a line without a tab, a whitespace-separated one (TREC's)."""
+def _fields(path: Path, tabs: bool = False) -> Iterator[tuple[str, list[str]]]:
+    """``(where, fields)`` of each non-blank line of a whitespace-separated file (TREC's); ``tabs``: a line with a
+    tab is split at tabs only (BEIR's qrels, whose ids may hold spaces)."""
     for n, line in utf8_lines(path):
         if line.strip():
-            yield f"{path} line {n}", [f.strip() for f in line.split("\t")] if "\t" in line else line.split()
+            split = [f.strip() for f in line.split("\t")] if tabs and "\t" in line else line.split()
+            yield f"{path} line {n}", split
 
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
@@ -78,7 +79,7 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
     DataError."""
     path = Path(path)
     qrels: dict[str, dict[str, float]] = {}
-    for i, (where, fields) in enumerate(_fields(path)):
+    for i, (where, fields) in enumerate(_fields(path, tabs=True)):
         if len(fields) not in (3, 4):
             raise DataError(f"{where}: expected 'query-id corpus-id score' (BEIR) or 'qid 0 docid relevance' (TREC), "
                             f"got {len(fields)} fields")
