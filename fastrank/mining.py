@@ -2,7 +2,8 @@
 
 For every query, retrieve the corpus documents most similar to it, drop its positives and likely false negatives,
 and keep ``num_negatives`` of the rest as hard negatives. The result is a list of query groups (positives with their
-own, possibly graded, labels; mined negatives 0; optional teacher scores) that ``fastrank.data.convert`` turns into any training format.
+own, possibly graded, labels; mined negatives 0; optional teacher scores) that ``fastrank.data.convert`` turns into
+any training format.
 Titled documents (``{"title", "text"}``, ``fastrank.documents``) are embedded as a reranker reads them and come back
 as the same objects; the same text under another title is another document.
 """
@@ -157,6 +158,10 @@ def check_mining_options(*, num_negatives: int = 5, range_min: int = 0, range_ma
         raise ValueError(f"range_min must be >= 0 (ranks to skip at the top), got {range_min}")
     if range_max is not None and range_max <= range_min:
         raise ValueError(f"range_max={range_max} must be greater than range_min={range_min}")
+    if range_max is not None and num_negatives > range_max - range_min:
+        raise ValueError(f"num_negatives={num_negatives} cannot be drawn from ranks {range_min}..{range_max - 1} "
+                         f"(range_min={range_min}, range_max={range_max}): the window holds "
+                         f"{range_max - range_min}; widen it or ask for fewer")
     if min_score is not None and max_score is not None and min_score > max_score:
         raise ValueError(f"min_score={min_score} is above max_score={max_score}: no similarity is in between")
     check_margins(relative_margin, absolute_margin)
@@ -204,12 +209,25 @@ def _check_groups(groups: Any) -> list[QueryGroup]:
 
 
 def check_margins(relative_margin: float | None, absolute_margin: float | None) -> None:
-    """A relative margin in [0, 1) (1 or more would drop every candidate), an absolute margin >= 0."""
+    """A relative margin in [0, 1) (a fraction of the positive's similarity), an absolute margin >= 0."""
     if relative_margin is not None and not 0 <= relative_margin < 1:
-        raise ValueError(f"relative_margin must be in [0, 1): negatives above (1 - margin) x the lowest positive's "
-                         f"similarity are dropped; got {relative_margin}")
+        raise ValueError(f"relative_margin must be in [0, 1): negatives above the lowest positive's similarity less "
+                         f"margin x its magnitude are dropped; got {relative_margin}")
     if absolute_margin is not None and absolute_margin < 0:
         raise ValueError(f"absolute_margin must be >= 0, got {absolute_margin}")
+
+
+def margin_ceiling(floor: float, relative_margin: float | None, absolute_margin: float | None = None) -> float:
+    """The highest similarity a negative may have beside a positive of similarity ``floor``: ``floor - |floor| x
+    relative_margin`` and ``floor - absolute_margin`` (inf without margins). ``|floor|``, as sentence-transformers
+    since its fix of ``floor x (1 - margin)``: that product lies above a negative ``floor`` and kept negatives more
+    similar to the query than its positive."""
+    ceiling = np.inf
+    if relative_margin is not None:
+        ceiling = floor - abs(floor) * relative_margin
+    if absolute_margin is not None:
+        ceiling = min(ceiling, floor - absolute_margin)
+    return float(ceiling)
 
 
 def mine_hard_negatives(
@@ -240,13 +258,20 @@ def mine_hard_negatives(
             ``keep_original_negatives``. Queries without a positive are skipped and counted.
         embedding_model: an :class:`~fastrank.embedding.EmbeddingModel` (anything with encode/name_or_path).
         range_min / range_max: rank window of the retrieved list to draw from (skip the very top, which is where
-            unlabelled positives hide; stop at ``range_max``). The query's positives, and with
-            ``keep_original_negatives`` its own negatives, are not counted: ``num_negatives`` new ones are mined.
+            unlabelled positives hide; stop at ``range_max``); it must hold ``num_negatives``. The query's
+            positives, a document equal to the query's own text, and with ``keep_original_negatives`` its own
+            negatives, are not counted: ``num_negatives`` new ones are mined. The window is of retrieved ranks,
+            before the score and margin filters (sentence-transformers skips ``range_min`` of the documents that
+            pass them).
         min_score / max_score: similarity window for negatives.
-        relative_margin / absolute_margin: drop negatives scoring above ``pos * (1 - relative_margin)`` or
-            ``pos - absolute_margin``, where ``pos`` is the query's lowest positive similarity: likely false
-            negatives.
-        sampling: ``top`` takes the best-ranked survivors, ``random`` samples among them.
+        relative_margin / absolute_margin: drop negatives scoring above ``pos - |pos| * relative_margin`` or
+            ``pos - absolute_margin``, where ``pos`` is the lowest similarity of the query text's positives (over
+            every group of that text): likely false negatives.
+        sampling: ``top`` takes the best-ranked survivors, ``random`` samples among them (kept best first).
+
+    Similarity is the embedding model's inner product: cosine for a model that normalizes its embeddings (the
+    bundled all-MiniLM-L6-v2 does), raw dot product for one whose directory has no Normalize module, where
+    sentence-transformers' mining always uses cosine: set score options on that model's scale.
         teacher: optional cross-encoder (anything with ``predict(pairs)``) whose raw scores are attached to every
             document as ``scores`` for distillation.
         cache_dir: where corpus embeddings are cached, keyed by model and corpus hash.
@@ -279,8 +304,9 @@ def mine_hard_negatives(
     # the search skips a query's positives (and, kept, its own negatives) without counting them: look past them
     answers: dict[str, set[str]] = {}  # every positive of a query text: no negative for a twin query of that text
     for g in usable:
-        answers.setdefault(g.query, set()).update(document_key(p) for p in g.positives)
-    depths = [window + len(answers[g.query]) + (len(g.negatives) if keep_original_negatives else 0) for g in usable]
+        answers.setdefault(g.query, set()).update(key for key, _ in _keyed_positives(g))
+    depths = [window + len(answers[g.query]) + 1 + (len(g.negatives) if keep_original_negatives else 0)
+              for g in usable]  # + 1: a corpus copy of the query's own text, skipped too
     if len(docs) < window:
         logger.warning("corpus has %d documents, fewer than range_max=%d: searching all of it", len(docs), window)
         stats["range_max_clamped_to"] = len(docs)
@@ -293,12 +319,14 @@ def mine_hard_negatives(
     doc_index = {document_key(d): i for i, d in enumerate(docs)}
     rng = random.Random(seed)
     out: list[QueryGroup] = []
-    dropped_margin = short = 0
+    dropped_margin = dropped_score = query_copies = short = 0
     for qi, g in enumerate(usable):
         positives = answers[g.query]
         own = {document_key(d) for d in g.negatives} if keep_original_negatives else set()  # kept anyway: mine others
-        pos_sims = [float(query_emb[qi] @ corpus_emb[doc_index[key]]) for key, _ in _keyed_positives(g)]
-        floor = min(pos_sims)
+        # the margin is to the text's lowest positive, in whichever group of that query text it is
+        ceiling = margin_ceiling(min(float(query_emb[qi] @ corpus_emb[doc_index[key]]) for key in positives),
+                                 relative_margin, absolute_margin)
+        query_key = document_key(g.query)
         candidates = []
         rank = 0
         for s, j in zip(scores[qi], indices[qi]):
@@ -306,26 +334,32 @@ def mine_hard_negatives(
             key = document_key(doc)
             if key in positives or key in own:  # the positive itself (or its twin in another spelling), or a
                 continue  # negative the query keeps: neither is a new negative
+            if key == query_key:  # the query's own text (question-to-question corpora): similarity 1, no negative
+                query_copies += 1
+                continue
             if rank >= window:
                 break
             rank += 1
             if rank - 1 < range_min:
                 continue
             if (min_score is not None and s < min_score) or (max_score is not None and s > max_score):
+                dropped_score += 1
                 continue
-            if (relative_margin is not None and s > floor * (1 - relative_margin)) or (
-                    absolute_margin is not None and s > floor - absolute_margin):
+            if s > ceiling:
                 dropped_margin += 1
                 continue
             candidates.append(doc)
-        picked = candidates[:num_negatives] if sampling == "top" else rng.sample(
-            candidates, min(num_negatives, len(candidates)))
+        chosen = range(min(num_negatives, len(candidates))) if sampling == "top" else sorted(
+            rng.sample(range(len(candidates)), min(num_negatives, len(candidates))))  # best first, as drawn
+        picked = [candidates[i] for i in chosen]
         short += len(picked) < num_negatives
         negatives = (list(g.negatives) if keep_original_negatives else []) + picked
         kept = [(d, y) for d, y in zip(g.documents, g.labels) if y > 0]  # positives keep their graded labels
         out.append(QueryGroup(g.query, [d for d, _ in kept] + negatives,
                               [float(y) for _, y in kept] + [0.0] * len(negatives), g.query_id))
     stats["negatives_dropped_by_margin"] = dropped_margin
+    stats["negatives_dropped_by_score"] = dropped_score
+    stats["query_text_documents_skipped"] = query_copies
     stats["queries_with_fewer_negatives"] = short
     if short:
         logger.warning("%d queries got fewer than %d negatives (window/margins too strict or corpus too small)",
@@ -377,10 +411,10 @@ def add_answer_negatives(
     A reranker trained on candidates that all share the query's topic learns what an answer looks like, and after
     retrieval it then prefers an answer-shaped sentence about another subject to the right one ("how many days are in
     a leap year" -> "each period consists of 12 hours numbered ..."). Other queries' answers are such sentences: the
-    ``closest`` of them by the embedding model (dropping any above ``(1 - relative_margin)`` x the query's lowest
-    positive similarity: likely false negatives), then ``random_count`` drawn from the rest. A positive that is
-    already one of the query's documents (queries sharing a source) is never added. Queries without a positive are
-    returned unchanged and counted.
+    ``closest`` of them by the embedding model (dropping any above the query's lowest positive similarity less
+    ``relative_margin`` x its magnitude, ``margin_ceiling``: likely false negatives), then ``random_count`` drawn
+    from the rest. A positive that is already one of the query's documents (queries sharing a source) is never
+    added. Queries without a positive are returned unchanged and counted.
     """
     if closest < 0 or random_count < 0 or closest + random_count == 0:
         raise ValueError(f"closest and random_count must be >= 0 and not both 0, got {closest} and {random_count}")
@@ -410,7 +444,7 @@ def add_answer_negatives(
         floor = min(float(sims[key_index[key]]) for key, _ in _keyed_positives(g))
         allowed = np.ones(len(pool), dtype=bool)  # not one of the query's own documents
         allowed[[i for i in (key_index.get(document_key(d)) for d in g.documents) if i is not None]] = False
-        keep = allowed if relative_margin is None else allowed & (sims <= floor * (1 - relative_margin))
+        keep = allowed & (sims <= margin_ceiling(floor, relative_margin))
         stats["answer_negatives_dropped_by_margin"] += int(allowed.sum() - keep.sum())
         candidates = np.flatnonzero(keep)
         kept = candidates[np.argsort(-sims[candidates], kind="stable")]  # closest first, ties in pool order

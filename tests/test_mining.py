@@ -353,3 +353,59 @@ def test_faiss_builds_one_index_for_every_depth(monkeypatch):
     assert built == [8] and [len(i) for i in indices] == [64, 64, 128, 512, 1000, 64]
     want = top_k_search(queries, corpus, 1000, use_faiss=False)[1]
     assert all(np.array_equal(i, w[:len(i)]) for i, w in zip(indices, want))
+
+
+class TableEmbedder(FakeEmbedder):
+    """Queries (texts starting with 'q') point at (1, 0); every other text has the cosine with them given in
+    ``SIMS`` (negative ones too)."""
+
+    SIMS = {"pos": -0.2, "a": -0.1, "b": -0.15, "c": -0.19, "d": -0.25, "e": -0.3, "p9": 0.9, "p5": 0.5, "n8": 0.8,
+            "n7": 0.7, "n4": 0.4, "n3": 0.3}
+
+    def encode(self, texts, batch_size=64, show_progress_bar=None):
+        sims = [1.0 if t.startswith("q") else self.SIMS[t] for t in texts]
+        return np.asarray([[s, np.sqrt(1 - s * s)] for s in sims], dtype=np.float32)
+
+
+def test_relative_margin_below_a_negative_positive_similarity():
+    """sentence-transformers' fixed rule, pos - |pos| x margin: pos x (1 - margin) lies above a negative pos, and
+    kept negatives more similar to the query than its positive (-0.10, -0.15, -0.19 beside -0.20)."""
+    groups = [QueryGroup("q", ["pos"], [1.0])]
+    res = mine_hard_negatives(groups, TableEmbedder(), list("abcde"), num_negatives=5, relative_margin=0.05,
+                              use_faiss=False)
+    assert res.groups[0].documents[1:] == ["d", "e"]  # <= -0.21
+    assert res.stats["negatives_dropped_by_margin"] == 3
+    answers = add_answer_negatives(groups + [QueryGroup("q2", ["a"], [1.0]), QueryGroup("q3", ["d"], [1.0])],
+                                   TableEmbedder(), closest=2, random_count=0, relative_margin=0.05)
+    assert answers.groups[0].documents[1:] == ["d"]  # 'a' (-0.10) is above the positive (-0.20)
+
+
+def test_margin_is_to_the_lowest_positive_of_every_group_of_the_query_text():
+    """Two rows of one query text mine as one group holding both positives would (as sentence-transformers does)."""
+    split = [QueryGroup("q", ["p9"], [1.0], "1"), QueryGroup("q", ["p5"], [1.0], "2")]
+    together = [QueryGroup("q", ["p9", "p5"], [1.0, 1.0], "1")]
+    corpus = ["n8", "n7", "n4", "n3"]
+    kw = dict(num_negatives=2, absolute_margin=0.0, use_faiss=False)
+    expected = mine_hard_negatives(together, TableEmbedder(), corpus, **kw).groups[0].documents[2:]
+    assert expected == ["n4", "n3"]
+    assert [g.documents[1:] for g in mine_hard_negatives(split, TableEmbedder(), corpus, **kw).groups] == [expected] * 2
+
+
+def test_a_copy_of_the_query_text_is_not_a_negative():
+    groups = [QueryGroup("q-what is x", ["d5-doc"], [1.0])]
+    res = mine_hard_negatives(groups, FakeEmbedder(), ["q-What is  X", *CORPUS], num_negatives=2, use_faiss=False)
+    assert res.groups[0].documents[1:] == ["d9-doc", "d8-doc"]
+    assert res.stats["query_text_documents_skipped"] == 1
+
+
+def test_random_negatives_come_back_best_first_and_score_filters_are_counted():
+    res = mine_hard_negatives(_groups(), FakeEmbedder(), CORPUS, num_negatives=3, sampling="random", seed=3,
+                              range_max=8, max_score=0.85, use_faiss=False)
+    picked = res.groups[0].documents[1:]
+    assert len(picked) == 3 and picked == sorted(picked, reverse=True)  # 'dK-doc': similarity K/10
+    assert res.stats["negatives_dropped_by_score"] == 1  # d9
+
+
+def test_a_rank_window_smaller_than_num_negatives_is_refused():
+    with pytest.raises(ValueError, match=r"num_negatives=5 cannot be drawn from ranks 2..3 .*the window holds 2"):
+        mine_hard_negatives(_groups(), FakeEmbedder(), CORPUS, num_negatives=5, range_min=2, range_max=4)

@@ -87,9 +87,9 @@ def mine_command(
     max_score: Annotated[float | None, typer.Option(
         "--max-score", help="Only negatives whose similarity to the query is at most this.")] = None,
     relative_margin: Annotated[float | None, typer.Option(
-        "--relative-margin", help="Drop negatives above (1 - M) x the lowest positive's similarity (likely false "
-                                  "negatives); in [0, 1). Default: none for mined negatives, 0.05 for answer "
-                                  "negatives.")] = None,
+        "--relative-margin", help="Drop negatives above the lowest positive's similarity less M x its magnitude "
+                                  "(likely false negatives); in [0, 1). Default: none for mined negatives, 0.05 "
+                                  "for answer negatives.")] = None,
     absolute_margin: Annotated[float | None, typer.Option(
         "--absolute-margin", help="Drop negatives above the lowest positive's similarity minus M (>= 0).")] = None,
     sampling: Annotated[str, typer.Option("--sampling", help="top | random")] = "top",
