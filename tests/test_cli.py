@@ -186,8 +186,9 @@ def test_bad_options_are_named_as_flags_before_any_model_loads(tmp_path, eval_fi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt"]
 
 
-def test_bad_input_is_one_line_and_exit_2(tmp_path, eval_file):
-    cmd = [sys.executable, "-m", "fastrank.cli", "eval", str(tmp_path / "missing-model"), "--data", str(eval_file)]
+@pytest.mark.parametrize("module", ["fastrank.cli", "fastrank"])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, eval_file, module):
+    cmd = [sys.executable, "-m", module, "eval", str(tmp_path / "missing-model"), "--data", str(eval_file)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "error: model directory" in proc.stderr and "does not exist" in proc.stderr
