@@ -413,8 +413,9 @@ def add_answer_negatives(
     a leap year" -> "each period consists of 12 hours numbered ..."). Other queries' answers are such sentences: the
     ``closest`` of them by the embedding model (dropping any above the query's lowest positive similarity less
     ``relative_margin`` x its magnitude, ``margin_ceiling``: likely false negatives), then ``random_count`` drawn
-    from the rest. A positive that is already one of the query's documents (queries sharing a source) is never
-    added. Queries without a positive are returned unchanged and counted.
+    from the rest. A positive that is already one of the query's documents (queries sharing a source), or a
+    positive of another group with the same query text, is never added. Queries without a positive are returned
+    unchanged and counted.
     """
     if closest < 0 or random_count < 0 or closest + random_count == 0:
         raise ValueError(f"closest and random_count must be >= 0 and not both 0, got {closest} and {random_count}")
@@ -431,6 +432,9 @@ def add_answer_negatives(
         raise ValueError("the groups carry teacher scores, which the added documents would lack: add answer "
                          "negatives first, then attach_teacher_scores")
     key_index = {k: i for i, k in enumerate(pool_keys)}
+    text_positives: dict[str, set[int]] = {}  # every positive of a query text: not a negative of a twin query
+    for g in groups:
+        text_positives.setdefault(g.query, set()).update(key_index[key] for key, _ in _keyed_positives(g))
     pool_emb = embedding_model.encode(pool, batch_size, show_progress_bar)
     usable = [i for i, g in enumerate(groups) if _keyed_positives(g)]
     query_emb = embedding_model.encode([groups[i].query for i in usable], batch_size, show_progress_bar)
@@ -442,8 +446,9 @@ def add_answer_negatives(
         g = groups[gi]
         sims = pool_emb @ q
         floor = min(float(sims[key_index[key]]) for key, _ in _keyed_positives(g))
-        allowed = np.ones(len(pool), dtype=bool)  # not one of the query's own documents
+        allowed = np.ones(len(pool), dtype=bool)  # not one of the query's own documents, nor its text's positives
         allowed[[i for i in (key_index.get(document_key(d)) for d in g.documents) if i is not None]] = False
+        allowed[list(text_positives[g.query])] = False
         keep = allowed & (sims <= margin_ceiling(floor, relative_margin))
         stats["answer_negatives_dropped_by_margin"] += int(allowed.sum() - keep.sum())
         candidates = np.flatnonzero(keep)

@@ -202,6 +202,7 @@ def test_cli_beir_folder_with_an_embedding_first_stage(tiny_model_dir, tmp_path)
     (["--run", "RUN", "--embedding-model", "x"], "with --run the run is the first stage"),
     (["--run", "RUN", "--split", "dev"], "has no qrels/dev.tsv"),
     (["--run", "RUN", "--write-run", "QRELS"], "refusing to write --write-run over the input"),
+    (["--retrieve-top-k", "3", "--corpus", "RUN"], "a BEIR folder's corpus is its corpus.jsonl"),
 ])
 def test_cli_beir_errors(tiny_model_dir, tmp_path, args, message):
     root = _beir(tmp_path / "beir")
@@ -255,3 +256,46 @@ def test_wikiqa_as_beir_with_its_candidate_order_as_the_run(wikiqa_dir, tmp_path
     own = evaluate_rankings(lists, labels, metrics=["ndcg@10", "mrr@10"]).metrics
     assert own == pytest.approx(expected, abs=1e-12)
     assert out["run"]["ndcg@10"] == pytest.approx(0.7194, abs=1e-4)
+
+
+def test_tied_run_scores_keep_the_runs_order_as_ranx_does(tmp_path):
+    """A tie in a run (BM25 ties often) ranks as the file lists it: the metrics of the run and of its reranking
+    (ties in the reranker's scores keep the run's order, as the written run lists them) equal ranx's."""
+    root = _beir(tmp_path / "beir")
+    run = {"q1": [("d1", 1.0), ("d2", 1.0), ("d3", 1.0)], "q2": [("d2", 2.0), ("d4", 2.0)], "q4": [("d4", 1.0)]}
+    path = write_run(tmp_path / "ties.trec", run)
+    task = read_beir(root)
+
+    class Constant:
+        def predict(self, pairs, batch_size=64):
+            return np.zeros(len(pairs))
+
+    out = evaluate_retrieve_rerank(task, reranker=Constant(), run=read_run(path), top_k=10, return_rankings=True)
+    expected = _ranx(root / "qrels" / "test.tsv", path, ["ndcg@10", "mrr@10"])
+    assert expected["mrr@10"] == 1.0  # each list's tie puts its relevant document first (last would give 0.61)
+    for stage in ("run", "run_reranked"):
+        assert {m: out[stage][m] for m in expected} == pytest.approx(expected, abs=1e-12)
+    assert out["rankings"]["run_reranked"]["q2"] == [("d2", 0.0), ("d4", 0.0)]
+
+
+def test_written_runs_read_back_and_gzip_runs_read(tmp_path):
+    import gzip
+
+    write_run(tmp_path / "ints.trec", {0: [(0, 1.0), (7, 0.5)]})
+    assert read_run(tmp_path / "ints.trec") == {"0": [("0", 1.0), ("7", 0.5)]}
+    with pytest.raises(DataError, match="query 'q' has a score of nan: a run's scores must be finite"):
+        write_run(tmp_path / "nan.trec", {"q": [("a", float("nan"))]})
+    with gzip.open(tmp_path / "run.trec.gz", "wt") as f:
+        f.write("q1 Q0 a 1 2.0 x\r\nq1 Q0 b 2 1.0 x\n")
+    assert read_run(tmp_path / "run.trec.gz") == {"q1": [("a", 2.0), ("b", 1.0)]}
+    (tmp_path / "bad.gz").write_bytes(b"not gzip")
+    with pytest.raises(DataError, match="cannot read it as gzip-compressed UTF-8 text"):
+        read_run(tmp_path / "bad.gz")
+
+
+def test_query_ids_that_are_not_strings_name_the_queries():
+    from fastrank.data import QueryGroup
+    from fastrank.evaluation.retrieval import RetrievalTask
+
+    task = RetrievalTask.from_groups([QueryGroup("a b", ["x", "y"], [1, 0], 7), QueryGroup("c", ["y"], [1], 0)])
+    assert task.query_ids == ["7", "0"]

@@ -409,3 +409,11 @@ def test_random_negatives_come_back_best_first_and_score_filters_are_counted():
 def test_a_rank_window_smaller_than_num_negatives_is_refused():
     with pytest.raises(ValueError, match=r"num_negatives=5 cannot be drawn from ranks 2..3 .*the window holds 2"):
         mine_hard_negatives(_groups(), FakeEmbedder(), CORPUS, num_negatives=5, range_min=2, range_max=4)
+
+
+def test_answer_negatives_leave_out_the_positives_of_twin_queries():
+    """Two rows of one query text: neither row gets the other's positive as an answer negative (as mining does)."""
+    groups = [QueryGroup("q-x", ["d9-doc"], [1.0], "1"), QueryGroup("q-x", ["d8-doc"], [1.0], "2"),
+              QueryGroup("q-y", ["d2-doc"], [1.0], "3")]
+    res = add_answer_negatives(groups, FakeEmbedder(), closest=2, random_count=0, relative_margin=None)
+    assert res.groups[0].documents == ["d9-doc", "d2-doc"] and res.groups[1].documents == ["d8-doc", "d2-doc"]

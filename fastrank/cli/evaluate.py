@@ -96,7 +96,7 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
     result = evaluate_retrieve_rerank(task, embedder, reranker, top_k=top_k, ks=(10,),
                                       batch_size=64 if batch_size is None else batch_size,
                                       fusion_weights=tuple(fusion_weights or ()), run=first_stage,
-                                      return_rankings=write_run is not None)
+                                      return_rankings=write_run is not None, show_progress_bar=True)  # on stderr
     rankings = result.pop("rankings", {})
     if write_run is not None:
         result["run_written"] = str(write_trec(write_run, rankings["run_reranked" if run else "reranked"]))
@@ -155,6 +155,9 @@ def eval_command(
     if run is not None and (corpus or embedding_model):
         raise typer.BadParameter("--corpus and --embedding-model shape an embedding first stage; with --run the run "
                                  "is the first stage")
+    if corpus and beir:
+        raise typer.BadParameter("--corpus adds documents to the corpus of labelled lists; a BEIR folder's corpus is "
+                                 "its corpus.jsonl")
     if run is not None and not beir:
         raise typer.BadParameter(f"--run needs --data to be a BEIR folder (corpus.jsonl, queries.jsonl, "
                                  f"qrels/SPLIT.tsv), whose ids the run names; {str(data)!r} is not one")

@@ -70,7 +70,8 @@ def train_command(
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed (shuffling, sampled negatives, head init; "
                                                             "0 to 2**32 - 1).", show_default=str(RECIPE.seed))] = None,
     mine_negatives: Annotated[int | None, typer.Option(
-        "--mine-negatives", help="Add N hard negatives per query mined from the training data's documents.")] = None,
+        "--mine-negatives", help="Add N hard negatives per query mined from the training data's documents (from "
+                                 "each query's top 50, so N <= 50).")] = None,
     answer_negatives: Annotated[int | None, typer.Option(
         "--answer-negatives", help="Add N other queries' positives per query as negatives (closest two thirds "
         "by the embedding model, rest random): teaches topicality after retrieval.")] = None,

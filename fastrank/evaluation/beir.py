@@ -9,12 +9,14 @@ BEIR folder
     those of the split's qrels with a relevant document (score > 0), the grade NDCG gains.
 
 TREC run
-    ``qid Q0 docid rank score tag`` a line, whitespace-separated. Each query's documents are ranked by score, highest
-    first (rank breaks ties), as trec_eval and ranx read them.
+    ``qid Q0 docid rank score tag`` a line, whitespace-separated (a ``.gz`` file is read compressed). Each query's
+    documents are ranked by score, highest first, rank breaking ties (ranx keeps the file's order in a tie; trec_eval
+    orders tied documents by id instead), and metrics score that ranking.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import math
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -67,10 +69,23 @@ def _number(text: str, where: str, what: str) -> float:
 def _fields(path: Path, tabs: bool = False) -> Iterator[tuple[str, list[str]]]:
     """``(where, fields)`` of each non-blank line of a whitespace-separated file (TREC's); ``tabs``: a line with a
     tab is split at tabs only (BEIR's qrels, whose ids may hold spaces)."""
-    for n, line in utf8_lines(path):
+    for n, line in _lines(path):
         if line.strip():
             split = [f.strip() for f in line.split("\t")] if tabs and "\t" in line else line.split()
             yield f"{path} line {n}", split
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``utf8_lines`` of a text file, or of a gzip-compressed one (``.gz``), as retrievers often write runs."""
+    if path.suffix.lower() != ".gz":
+        yield from utf8_lines(path)
+        return
+    try:
+        with gzip.open(path, "rb") as f:
+            for n, raw in enumerate(f, 1):
+                yield n, raw.decode("utf-8-sig" if n == 1 else "utf-8").rstrip("\r\n")
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read it as gzip-compressed UTF-8 text ({exc})") from None
 
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
@@ -126,8 +141,11 @@ def write_run(path: str | Path, run: Run, tag: str = "fastrank") -> Path:
         raise ValueError(f"the run tag must be one word, got {tag!r}")
     for qid, ranked in run.items():
         for name in [qid, *(d for d, _ in ranked)]:
-            if not name or any(c.isspace() for c in str(name)):
+            if not str(name) or any(c.isspace() for c in str(name)):
                 raise DataError(f"id {name!r} is empty or holds whitespace: a TREC run cannot hold it")
+        bad = [s for _, s in ranked if not math.isfinite(float(s))]
+        if bad:
+            raise DataError(f"query {qid!r} has a score of {bad[0]}: a run's scores must be finite numbers")
     path = Path(path)
     with atomic_file(path) as f:
         for qid, ranked in run.items():
@@ -149,11 +167,10 @@ def read_beir(path: str | Path, split: str = "test", documents: Collection[str] 
     corpus, corpus_ids, index = [], [], {}
     for where, rec in iter_json_records(path / "corpus.jsonl"):
         docid = _record_id(rec, where)
+        if keep is not None and docid not in keep:
+            continue  # neither ranked by the run nor relevant: no need to hold it, nor its id
         if docid in index:
             raise DataError(f"{where}: corpus id {docid!r} appears twice")
-        if keep is not None and docid not in keep:
-            index[docid] = -1  # known, not kept: a run may rank it, it is never scored
-            continue
         index[docid] = len(corpus)
         corpus.append(normalize_document({"text": rec.get("text"), "title": rec.get("title") or None}, where))
         corpus_ids.append(docid)

@@ -71,7 +71,7 @@ class RetrievalTask:
             if rel:
                 queries.append(g.query)
                 qrels.append(rel)
-                query_ids.append(g.query_id)
+                query_ids.append("" if g.query_id is None else str(g.query_id))
         if not queries:
             raise DataError("no query has a relevant document: nothing to evaluate")
         named = all(q and q.split() == [q] for q in query_ids) and len(set(query_ids)) == len(query_ids)
@@ -80,15 +80,19 @@ class RetrievalTask:
 
 
 def _metrics(ranked: list[np.ndarray], scores: list[np.ndarray], task: RetrievalTask, ks: Sequence[int]):
-    """Metrics of each query's retrieved ranking. Relevant documents that were not retrieved count as missed at
-    every cutoff: they are ranked after filler non-relevant entries that pad the list to the largest k, so a
-    cutoff beyond the retrieved depth never finds them (they still count in recall's and NDCG's denominators)."""
+    """Metrics of each query's retrieved ranking: ``ranked`` (the first stage's order) sorted by ``scores``, equal
+    scores keeping the first stage's order (a run's own, rank breaking its ties), which is the ranking a written run
+    holds and ranx reads; the retriever's order says nothing of the labels, so no tie rule is needed against a
+    leak. Relevant documents that were not retrieved count as missed at every cutoff: they are ranked after filler
+    non-relevant entries that pad the list to the largest k, so a cutoff beyond the retrieved depth never finds
+    them (they still count in recall's and NDCG's denominators)."""
     all_scores, all_labels = [], []
     depth = max(ks)
     for qi, (idx, s) in enumerate(zip(ranked, scores)):
         rel = task.qrels[qi]
         missing = sorted(rel.keys() - set(idx.tolist()))
-        floor = (float(s.min()) if len(s) else 0.0) - 1.0
+        s = _positions(s)
+        floor = -float(len(s)) - 1.0
         filler = max(0, depth - len(idx)) if missing else 0
         all_scores.append(np.concatenate([s, np.full(filler, floor), np.full(len(missing), floor - 1.0)]))
         all_labels.append(np.concatenate([[rel.get(i, 0.0) for i in idx], np.zeros(filler),
@@ -108,6 +112,7 @@ def evaluate_retrieve_rerank(
     fusion_weights: Sequence[float] = (),
     run: Mapping[str, Sequence[tuple[str, float]]] | None = None,
     return_rankings: bool = False,
+    show_progress_bar: bool | None = None,
 ) -> dict[str, Any]:
     """Metrics and per-stage latency for the first stage alone and after reranking its top ``top_k``.
 
@@ -124,6 +129,7 @@ def evaluate_retrieve_rerank(
 
     ``return_rankings``: also return ``rankings``, each stage's ranking as a run (query id -> ``[(corpus id,
     score)]``, best first; a reranked stage by the reranker's logit), for ``beir.write_run``.
+    ``show_progress_bar``: passed to the reranker's ``predict`` when it takes it (None: its own default).
     """
     from fastrank.mining import top_k_search
 
@@ -167,7 +173,9 @@ def evaluate_retrieve_rerank(
         pairs = [(task.queries[q], task.corpus[j]) for q, row in enumerate(ranked) for j in row]
         start = time.perf_counter()
         asked = logits_keyword(reranker.predict)  # raw logits where it can give them, ranked by relevance_order
-        raw = np.asarray(reranker.predict(pairs, batch_size=batch_size, **asked), dtype=np.float64)
+        shown = {} if show_progress_bar is None or not _takes(reranker.predict, "show_progress_bar") else {
+            "show_progress_bar": show_progress_bar}
+        raw = np.asarray(reranker.predict(pairs, batch_size=batch_size, **asked, **shown), dtype=np.float64)
         out["latency_s"][f"rerank_per_query_{name}"] = (time.perf_counter() - start) / len(task.queries)
         if raw.size % max(len(pairs), 1):
             raise ValueError(f"the reranker gave scores of shape {raw.shape} for {len(pairs)} pairs")
@@ -187,12 +195,28 @@ def evaluate_retrieve_rerank(
     return out
 
 
+def _positions(scores: np.ndarray) -> np.ndarray:
+    """Distinct scores that rank as ``scores``, highest first, ties in their given order: minus each position."""
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    positions = np.empty(len(order), dtype=np.float64)
+    positions[order] = -np.arange(len(order), dtype=np.float64)
+    return positions
+
+
+def _takes(function: Any, keyword: str) -> bool:
+    """Whether ``function`` accepts ``keyword`` (by name or through ``**kwargs``)."""
+    import inspect
+
+    parameters = inspect.signature(function).parameters
+    return keyword in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
 def _as_run(task: RetrievalTask, ranked: Sequence[np.ndarray], scores: Sequence[np.ndarray]):
     """Each query's candidates ``ranked`` (corpus indices) as a run, ordered by ``scores``, highest first (a tie
     keeps the candidates' order)."""
     run = {}
     for qi, (idx, s) in enumerate(zip(ranked, scores)):
-        order = np.argsort(-np.asarray(s, dtype=np.float64), kind="stable")
+        order = np.argsort(-_positions(s), kind="stable")  # the order _metrics scores
         run[task.query_ids[qi]] = [(task.corpus_ids[int(idx[j])], float(s[j])) for j in order]
     return run
 

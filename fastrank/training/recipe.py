@@ -91,6 +91,14 @@ class TrainConfig:
             value = getattr(self, name)
             if not is_integer(value) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0 (0 = none), got {value!r}")
+        if self.mine_negatives:
+            from fastrank.mining import check_mining_options
+
+            try:
+                check_mining_options(num_negatives=self.mine_negatives, **self.mining_options)
+            except ValueError as exc:
+                raise ValueError(f"mine_negatives={self.mine_negatives} with mining_options {self.mining_options}: "
+                                 f"{exc}") from None
         _check_number("first_stage_weight", self.first_stage_weight, "a finite number >= 0 (0 = no first-stage "
                       "prior)", low=0.0, low_ok=True)
         if self.first_stage_weight:
