@@ -17,6 +17,9 @@ counter (one copy of ../shared/data is read, never written). Rows:
 - ``read csv`` / ``read jsonl``: ``fastrank.data.read_groups`` of ``--rows`` unique pairs written as flat CSV rows
   (``query,document,label``) and as grouped JSONL (20 documents a query); the groups it returns are part of the
   extra memory;
+- ``beir run``: ``fastrank.evaluation.beir.read_run`` of a TREC run (1,000 queries x 100 documents) and
+  ``read_beir`` of a BEIR folder of ``--corpus`` documents keeping the run's (what ``fastrank eval --run``
+  holds); ``beir, whole corpus``: ``read_beir`` keeping every document (what an embedding first stage needs);
 - ``quick workloads``: what ``fastrank bench --quick`` does before it scores, on the grouped JSONL: the groups of
   its head (``benchmark.quick_groups`` of ``data.iter_groups``) and ``build_workloads(quick=True)``; ``quick
   workloads, whole file``: the same workloads from ``read_groups`` of the whole file, as the command did until
@@ -86,7 +89,13 @@ def _measure(row: str, size: int, workdir: str) -> dict:
     """One row, in this (fresh) process: seconds and peak memory above the loaded baseline."""
     import numpy as np
 
-    if row.startswith("quick workloads"):
+    if row.startswith("beir"):
+        from fastrank.evaluation.beir import read_beir, read_run, run_documents
+
+        beir = Path(workdir) / "beir"
+        run = ((lambda: read_beir(beir, documents=run_documents(read_run(beir / "run.trec"), 100)))
+               if row == "beir run" else lambda: read_beir(beir))
+    elif row.startswith("quick workloads"):
         from fastrank.benchmark import build_workloads, quick_groups
         from fastrank.data import iter_groups, read_groups
 
@@ -152,11 +161,28 @@ def _code_version() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def _write_data(workdir: Path, rows: int) -> None:
-    """``rows`` unique pairs as flat CSV and as grouped JSONL (20 documents a query)."""
+def _write_data(workdir: Path, rows: int, corpus: int) -> None:
+    """``rows`` unique pairs as flat CSV and as grouped JSONL (20 documents a query); a BEIR folder of ``corpus``
+    of their documents with 1,000 queries (one relevant document each) and a run of 100 random documents each."""
     import csv
+    import random
 
-    pairs = _pairs(rows)
+    pairs = _pairs(max(rows, corpus))
+    beir = workdir / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    with (beir / "corpus.jsonl").open("w", encoding="utf-8") as f:
+        f.writelines(json.dumps({"_id": f"d{i}", "title": "", "text": pairs[i][1]}) + "\n" for i in range(corpus))
+    rng = random.Random(0)
+    with (beir / "queries.jsonl").open("w", encoding="utf-8") as fq, \
+            (beir / "qrels" / "test.tsv").open("w", encoding="utf-8") as fr, \
+            (beir / "run.trec").open("w", encoding="utf-8") as frun:
+        fr.write("query-id\tcorpus-id\tscore\n")
+        for q in range(1000):
+            fq.write(json.dumps({"_id": f"q{q}", "text": pairs[q * 20][0]}) + "\n")
+            fr.write(f"q{q}\td{rng.randrange(corpus)}\t1\n")
+            frun.writelines(f"q{q} Q0 d{d} {r} {100 - r} bm25\n"
+                            for r, d in enumerate(rng.sample(range(corpus), 100), 1))
+    pairs = pairs[:rows]
     with (workdir / "flat.csv").open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["query_id", "query", "document", "label"])
@@ -205,7 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = [("predict", args.pairs), ("reranker onnx", args.pairs), ("windows", args.long_docs),
             ("truncate", args.long_docs),
             ("mining search", args.corpus), ("mining deep query", args.corpus // 2), ("read csv", args.rows),
-            ("read jsonl", args.rows), ("quick workloads", args.rows), ("quick workloads, whole file", args.rows)]
+            ("read jsonl", args.rows), ("quick workloads", args.rows), ("quick workloads, whole file", args.rows),
+            ("beir run", args.corpus), ("beir, whole corpus", args.corpus)]
     unknown = set(args.only or ()) - {row for row, _ in rows}
     if unknown:
         parser.error(f"unknown row(s) {sorted(unknown)}; rows: {', '.join(row for row, _ in rows)}")
@@ -213,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     command += "".join(f" --only {row!r}" for row in args.only or ())
     with tempfile.TemporaryDirectory() as tmp:
         _prepare(Path(tmp))
-        _write_data(Path(tmp), args.rows)
+        _write_data(Path(tmp), args.rows, args.corpus)
         for row, size in rows:
             out = subprocess.run([sys.executable, "-m", "bench", "memory", "--row", row, "--size", str(size),
                                   "--workdir", tmp], capture_output=True, text=True, cwd=ROOT, check=True)

@@ -425,7 +425,10 @@ def _memory_section(records: list[dict[str, Any]]) -> str:
         "CSV rows / grouped JSONL (the groups it returns count in its extra memory); `quick workloads` = what "
         "`fastrank bench --quick` does before scoring, on that grouped JSONL: the groups of the file's head "
         "(`quick_groups(iter_groups(path))`) and `build_workloads(quick=True)`, and `quick workloads, whole file` the "
-        "same workloads from `read_groups` of the whole file, as the command read it until 6117465. "
+        "same workloads from `read_groups` of the whole file, as the command read it until 6117465; `beir run` = "
+        "`read_run` of a run of 1,000 queries x 100 documents and `read_beir` of a BEIR folder of that many "
+        "documents keeping the run's (what `fastrank eval --run` holds), `beir, whole corpus` = `read_beir` keeping "
+        "all of them (what an embedding first stage needs). "
         "*extra MiB* = peak resident memory above what the process held once model and inputs were loaded. "
         "Code 074182a tokenized every pair at once and kept tokenizers' Encoding objects (~7 KB a pair), and "
         "searched 512 query rows against the whole corpus at a time; c320623 held every row of a data file before "
@@ -467,7 +470,8 @@ def render() -> str:
     sections = (HEADER.format(machine=desc), _recipes_section(recipes), report_run.section(read_records("run")),
                 _long_quality_section(read_records("long-quality")), _runtime_ab_section(read_records("runtime_ab")),
                 report_serve.section(read_records("serve")), _int8_section(read_records("int8")),
-                _mining_section(read_records("mining")), _beir_section(read_records("beir")), _memory_section(read_records("memory")), _gpu_section(),
+                _mining_section(read_records("mining")), _beir_section(read_records("beir")),
+                _memory_section(read_records("memory")), _gpu_section(),
                 _cpu_dry_run_section())
     return "\n".join(s for s in sections if s)
 

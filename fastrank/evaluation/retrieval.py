@@ -116,7 +116,8 @@ def evaluate_retrieve_rerank(
 ) -> dict[str, Any]:
     """Metrics and per-stage latency for the first stage alone and after reranking its top ``top_k``.
 
-    Returns ``{"first_stage": {...}, "reranked": {...}, "latency_s": {...}, "num_queries", "corpus_size"}``;
+    Returns ``{"first_stage": {...}, "reranked": {...}, "latency_s": {...}, "num_queries", "corpus_size"}`` (no
+    ``corpus_size`` with a run, whose task may hold only the documents it ranks);
     ``bm25`` and ``bm25_reranked`` are added when ``bm25s`` is installed (or ``use_bm25=True``).
 
     ``run`` (query id -> ``[(corpus id, score)]``, best first, e.g. ``fastrank.evaluation.beir.read_run``): rerank
@@ -167,7 +168,8 @@ def evaluate_retrieve_rerank(
             stages["bm25"] = bm25
     for name, (ranked, first_scores) in list(stages.items()):
         out[name] = _metrics(ranked, first_scores, task, ks)
-        rankings[name] = _as_run(task, ranked, first_scores)
+        if return_rankings:
+            rankings[name] = _as_run(task, ranked, first_scores)
         if reranker is None:
             continue
         pairs = [(task.queries[q], task.corpus[j]) for q, row in enumerate(ranked) for j in row]
@@ -184,7 +186,8 @@ def evaluate_retrieve_rerank(
         activated = fusion_relevance(raw, getattr(reranker, "activation", "identity") if asked else "identity")
         key = "reranked" if name == "first_stage" else f"{name}_reranked"
         out[key] = _metrics(ranked, _per_query(order, ranked), task, ks)
-        rankings[key] = _as_run(task, ranked, _per_query(order, ranked))
+        if return_rankings:
+            rankings[key] = _as_run(task, ranked, _per_query(order, ranked))
         if fusion_weights:
             out[f"{key}_fused"] = {
                 f"{float(w):g}": _metrics(ranked, [fuse_scores(r, f, float(w)) for r, f in
