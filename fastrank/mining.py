@@ -269,12 +269,13 @@ def mine_hard_negatives(
             every group of that text): likely false negatives.
         sampling: ``top`` takes the best-ranked survivors, ``random`` samples among them (kept best first).
 
-    Similarity is the embedding model's inner product: cosine for a model that normalizes its embeddings (the
-    bundled all-MiniLM-L6-v2 does), raw dot product for one whose directory has no Normalize module, where
-    sentence-transformers' mining always uses cosine: set score options on that model's scale.
         teacher: optional cross-encoder (anything with ``predict(pairs)``) whose raw scores are attached to every
             document as ``scores`` for distillation.
         cache_dir: where corpus embeddings are cached, keyed by model and corpus hash.
+
+    Similarity is the embedding model's inner product: cosine for a model that normalizes its embeddings (the
+    bundled all-MiniLM-L6-v2 does), raw dot product for one whose directory has no Normalize module, where
+    sentence-transformers' mining always uses cosine: set score options on that model's scale.
     """
     check_mining_options(num_negatives=num_negatives, range_min=range_min, range_max=range_max, min_score=min_score,
                          max_score=max_score, relative_margin=relative_margin, absolute_margin=absolute_margin,
