@@ -268,7 +268,6 @@ def mine_hard_negatives(
             ``pos - absolute_margin``, where ``pos`` is the lowest similarity of the query text's positives (over
             every group of that text): likely false negatives.
         sampling: ``top`` takes the best-ranked survivors, ``random`` samples among them (kept best first).
-
         teacher: optional cross-encoder (anything with ``predict(pairs)``) whose raw scores are attached to every
             document as ``scores`` for distillation.
         cache_dir: where corpus embeddings are cached, keyed by model and corpus hash.
