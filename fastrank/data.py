@@ -480,9 +480,10 @@ def _read_hub(name: str, split: str) -> Located:
 def read_groups(source: str | Path, split: str = "train") -> list[QueryGroup]:
     """Read a ranking dataset into query groups.
 
-    ``source`` is a path (``.jsonl``/``.json``, ``.csv``, ``.tsv``, ``.parquet``) or a Hugging Face hub id
-    (``org/name`` or ``org/name:config``; needs network). Rows may be grouped (``query, documents, labels``) or
-    flat (``query, document, label``).
+    ``source`` is a path (``.jsonl``/``.json``, ``.csv``, ``.tsv``, ``.parquet``), a BEIR folder (``split``'s judged
+    documents, ``fastrank.evaluation.beir.beir_groups``) or a Hugging Face hub id (``org/name`` or
+    ``org/name:config``; needs network). Rows may be grouped (``query, documents, labels``) or flat (``query,
+    document, label``).
     """
     return list(iter_groups(source, split))
 
@@ -495,7 +496,12 @@ def iter_groups(source: str | Path, split: str = "train") -> Iterator[QueryGroup
     suffix = path.suffix.lower()
     if path.exists():
         if path.is_dir():
-            raise DataError(f"{text} is a directory; expected a .jsonl, .csv, .tsv or .parquet file")
+            from fastrank.evaluation.beir import beir_groups, is_beir_dir
+
+            if is_beir_dir(path):
+                return iter(beir_groups(path, split))
+            raise DataError(f"{text} is a directory; expected a .jsonl, .csv, .tsv or .parquet file, or a BEIR "
+                            "folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv)")
         readers = {".jsonl": _read_jsonl, ".json": _read_jsonl, ".parquet": _read_parquet,
                    ".csv": lambda p: _read_delimited(p, ","), ".tsv": lambda p: _read_delimited(p, "\t")}
         if suffix not in readers:

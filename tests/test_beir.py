@@ -299,3 +299,34 @@ def test_query_ids_that_are_not_strings_name_the_queries():
 
     task = RetrievalTask.from_groups([QueryGroup("a b", ["x", "y"], [1, 0], 7), QueryGroup("c", ["y"], [1], 0)])
     assert task.query_ids == ["7", "0"]
+
+
+def test_a_beir_folder_reads_as_labelled_lists_for_training_and_mining(tmp_path, caplog):
+    from fastrank.data import load_dataset, read_groups
+    from fastrank.errors import DataError as Error
+
+    root = _beir(tmp_path / "beir")
+    groups = read_groups(root, split="test")
+    assert [(g.query_id, g.query, g.documents, g.labels) for g in groups] == [
+        ("q1", "glacier caves", ["glaciers carve ice caves", "caves of ice form under glaciers", "ice cream shops"],
+         [2.0, 1.0, 0.0]),
+        ("q2", "capital of france", [{"title": "Paris", "text": "the capital of france"}], [1.0]),  # 'gone' left out
+        ("q3", "no answer judged", ["an unrelated text"], [0.0]),
+        ("q4", "unranked", ["rome is old"], [1.0])]
+    assert "1 judged documents of qrels/test.tsv are not in corpus.jsonl: left out" in caplog.text
+    with pytest.raises(Error, match=r"has no qrels/train.tsv .*splits there: test"):
+        read_groups(root)  # training reads the train split
+    (root / "qrels" / "train.tsv").write_text((root / "qrels" / "test.tsv").read_text())
+    pairs = load_dataset(root, "pairs", separator="[SEP]")
+    assert len(pairs) == 6 and pairs[3]["document"] == "Paris [SEP] the capital of france"
+    out = tmp_path / "mined.jsonl"
+    result = runner.invoke(app, ["mine", "--data", str(root), "--corpus", str(root / "corpus.jsonl"), "--out",
+                                 str(out), "--num-negatives", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    mined = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [m["query_id"] for m in mined] == ["q1", "q2", "q4"]  # q3 has no positive to mine for
+    corpus_texts = {x for _, x in CORPUS.values()}
+    for m in mined:
+        negatives = [d for d, y in zip(m["documents"], m["labels"]) if y == 0]
+        assert len(negatives) == 2 and all((d if isinstance(d, str) else d["text"]) in corpus_texts
+                                           for d in negatives)

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fastrank.data import iter_json_records, normalize_document, utf8_lines
+from fastrank.data import QueryGroup, iter_json_records, normalize_document, utf8_lines
+from fastrank.documents import Document
 from fastrank.errors import DataError
 from fastrank.evaluation.retrieval import RetrievalTask
 
@@ -163,27 +164,9 @@ def read_beir(path: str | Path, split: str = "test", documents: Collection[str] 
     path = Path(path).expanduser()
     judgements = read_qrels(_check_beir_dir(path, split))
     relevant = {d for judged in judgements.values() for d, grade in judged.items() if grade > 0}
-    keep = None if documents is None else set(documents) | relevant
-    corpus, corpus_ids, index = [], [], {}
-    for where, rec in iter_json_records(path / "corpus.jsonl"):
-        docid = _record_id(rec, where)
-        if keep is not None and docid not in keep:
-            continue  # neither ranked by the run nor relevant: no need to hold it, nor its id
-        if docid in index:
-            raise DataError(f"{where}: corpus id {docid!r} appears twice")
-        index[docid] = len(corpus)
-        corpus.append(normalize_document({"text": rec.get("text"), "title": rec.get("title") or None}, where))
-        corpus_ids.append(docid)
-    texts = {}
-    for where, rec in iter_json_records(path / "queries.jsonl"):
-        qid = _record_id(rec, where)
-        if not isinstance(rec.get("text"), str):
-            raise DataError(f"{where}: a query needs a 'text' string")
-        texts[qid] = rec["text"]
-    unknown = sorted(set(judgements) - texts.keys())
-    if unknown:
-        raise DataError(f"qrels/{split}.tsv judges {len(unknown)} queries that queries.jsonl does not hold, e.g. "
-                        f"{unknown[0]!r}")
+    corpus = _read_corpus(path, None if documents is None else set(documents) | relevant)
+    corpus_ids, index = list(corpus), {docid: i for i, docid in enumerate(corpus)}
+    texts = _query_texts(path, set(judgements), split)
     queries, query_ids, qrels, missing = [], [], [], {}
     for qid, judged in judgements.items():
         rel: dict[int, float] = {}
@@ -199,8 +182,28 @@ def read_beir(path: str | Path, split: str = "test", documents: Collection[str] 
                        "never retrieved", len(missing), split, next(iter(missing)))
     if not queries:
         raise DataError(f"no query of qrels/{split}.tsv has a relevant document (score > 0): nothing to evaluate")
-    return RetrievalTask(corpus, queries, qrels, len(judgements) - len(queries), query_ids=query_ids,
+    return RetrievalTask(list(corpus.values()), queries, qrels, len(judgements) - len(queries), query_ids=query_ids,
                          corpus_ids=corpus_ids)
+
+
+def beir_groups(path: str | Path, split: str = "train") -> list[QueryGroup]:
+    """A BEIR folder's judged documents as labelled lists, for training and mining: each query of ``split``'s qrels
+    with every document judged for it, in the qrels' order, labelled with its grade (0 for one judged
+    non-relevant). ``fastrank.data.read_groups`` reads a BEIR folder so, so ``fastrank train --data DIR`` trains on
+    its train split and ``fastrank mine --data DIR --corpus DIR/corpus.jsonl`` adds mined negatives. Judged
+    documents missing from corpus.jsonl are left out (a warning counts them)."""
+    path = Path(path).expanduser()
+    judgements = read_qrels(_check_beir_dir(path, split))
+    texts = _read_corpus(path, {d for judged in judgements.values() for d in judged})
+    queries = _query_texts(path, set(judgements), split)
+    groups, missing = [], 0
+    for qid, judged in judgements.items():
+        known = [(d, grade) for d, grade in judged.items() if d in texts]
+        missing += len(judged) - len(known)
+        groups.append(QueryGroup(queries[qid], [texts[d] for d, _ in known], [g for _, g in known], qid))
+    if missing:
+        logger.warning("%d judged documents of qrels/%s.tsv are not in corpus.jsonl: left out", missing, split)
+    return groups
 
 
 def write_beir(task: RetrievalTask, path: str | Path, split: str = "test") -> Path:
@@ -228,6 +231,35 @@ def write_beir(task: RetrievalTask, path: str | Path, split: str = "test") -> Pa
             f.writelines(f"{qid}\t{task.corpus_ids[j]}\t{grade:g}\n"
                          for qid, rel in zip(task.query_ids, task.qrels) for j, grade in rel.items())
     return Path(path)
+
+
+def _read_corpus(path: Path, keep: set[str] | None) -> dict[str, Document]:
+    """corpus.jsonl's documents by id (a title kept), only those of ``keep`` when given: the others are neither held
+    nor their ids, so a corpus of millions costs what a run's documents cost."""
+    corpus: dict[str, Document] = {}
+    for where, rec in iter_json_records(path / "corpus.jsonl"):
+        docid = _record_id(rec, where)
+        if keep is not None and docid not in keep:
+            continue
+        if docid in corpus:
+            raise DataError(f"{where}: corpus id {docid!r} appears twice")
+        corpus[docid] = normalize_document({"text": rec.get("text"), "title": rec.get("title") or None}, where)
+    return corpus
+
+
+def _query_texts(path: Path, judged: set[str], split: str) -> dict[str, str]:
+    """The text of every query of ``queries.jsonl`` (a DataError when one of ``judged`` is not there)."""
+    texts = {}
+    for where, rec in iter_json_records(path / "queries.jsonl"):
+        qid = _record_id(rec, where)
+        if not isinstance(rec.get("text"), str):
+            raise DataError(f"{where}: a query needs a 'text' string")
+        texts[qid] = rec["text"]
+    unknown = sorted(judged - texts.keys())
+    if unknown:
+        raise DataError(f"qrels/{split}.tsv judges {len(unknown)} queries that queries.jsonl does not hold, e.g. "
+                        f"{unknown[0]!r}")
+    return texts
 
 
 def _record_id(rec: object, where: str) -> str:
