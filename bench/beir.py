@@ -1,11 +1,12 @@
 """Reranking a first stage's TREC run over a BEIR folder: ``python -m bench beir [--model runs/wikiqa]``.
 
 WikiQA test as retrieve-then-rerank (every WikiQA sentence the corpus, as in ``python -m bench mining``) is written
-as a BEIR folder (``fastrank.evaluation.beir.write_beir``) with the embedding model's top-100 as a TREC run. Then
+as a BEIR folder (``fastrank.evaluation.beir.write_beir``); the in-process retrieve-then-rerank evaluator scores its
+task (``read_beir``) and writes the embedding model's top-100 as a TREC run. Then
 ``fastrank eval MODEL --data DIR --run run.trec --write-run reranked.trec`` reranks the run. Recorded: its metrics,
-the in-process retrieve-then-rerank evaluator's on the same task (the two paths must agree), and ranx's on the run
-files written (an independent implementation). Appends to bench/results/beir.jsonl; ``python -m bench report``
-shows it.
+the in-process evaluator's (the two paths must agree), and ranx's on the run files written (an independent
+implementation; the embedding scores have no ties, where ranx's order is arbitrary). Appends to
+bench/results/beir.jsonl; ``python -m bench report`` shows it.
 """
 
 from __future__ import annotations
@@ -40,18 +41,18 @@ def main(argv: list[str] | None = None) -> None:
     from fastrank.cli.evaluate import evaluate_retrieval, scorer
     from fastrank.data import read_groups
     from fastrank.embedding import EmbeddingModel
-    from fastrank.evaluation.beir import write_beir, write_run
-    from fastrank.evaluation.retrieval import RetrievalTask, evaluate_retrieve_rerank
+    from fastrank.evaluation.beir import read_beir, write_beir, write_run
+    from fastrank.evaluation.retrieval import evaluate_retrieve_rerank
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-beir-"))
     out = Path(args.out) if args.out else tmp
     try:
-        task = RetrievalTask.from_groups(read_groups(str(WIKIQA / "test.jsonl")), _corpus())
+        beir = write_beir(out / "wikiqa-test", {"test": read_groups(str(WIKIQA / "test.jsonl"))}, corpus=_corpus())
+        task = read_beir(beir)
         start = time.perf_counter()
         direct = evaluate_retrieve_rerank(task, EmbeddingModel(), scorer(args.model)[0], top_k=100, ks=(10,),
                                           use_bm25=False, return_rankings=True)
         direct_s = time.perf_counter() - start
-        beir = write_beir(task, out / "wikiqa-test")
         run = write_run(beir / "embedding-top100.trec", direct["rankings"]["first_stage"], tag="minilm")
         start = time.perf_counter()
         via_run = evaluate_retrieval(args.model, str(beir), 100, run=str(run),

@@ -145,6 +145,8 @@ def check_output_file(target: str | Path, keep: Iterable[str | Path] = (), what:
     """Refuse an output file path that is a directory, sits under a file or where nothing can be written, or is one
     of ``keep`` (the inputs, which writing it would destroy). Returns the resolved path. Call it before long work
     (mining, a benchmark)."""
+    if str(target).endswith(("/", os.sep)):  # Path() drops the slash, and a file of the folder's name was written
+        raise FastrankError(f"{what} {target} ends with a slash, so names a directory; give a file path")
     target = Path(target).expanduser().resolve()
     if target.is_dir():
         raise FastrankError(f"{what} {target} is a directory; give a file path")

@@ -71,9 +71,11 @@ def test_qrels_in_beir_and_trec_form(tmp_path):
     trec.write_text("q1 d1\n")
     with pytest.raises(DataError, match="line 1: expected 'query-id corpus-id score'"):
         read_qrels(trec)
-    trec.write_text("q1 0 d1 high\n")
-    with pytest.raises(DataError, match="line 1: the relevance must be a number, got 'high'"):
+    trec.write_text("q1 0 d1 1\nq1 0 d2 high\n")
+    with pytest.raises(DataError, match="line 2: the relevance must be a number, got 'high'"):
         read_qrels(trec)
+    beir.write_text("query_id\tdoc_id\trelevance\nq1\td1\t1\n")  # a header under other names
+    assert read_qrels(beir) == {"q1": {"d1": 1.0}}
 
 
 def test_run_is_ranked_by_score_then_rank_and_round_trips(tmp_path):
@@ -118,20 +120,28 @@ def test_read_beir_keeps_titles_grades_and_missing_relevant_documents(tmp_path, 
 
 
 def test_grouped_data_written_as_beir_reads_back_the_same(tmp_path):
-    from fastrank.data import QueryGroup
+    from fastrank.data import QueryGroup, read_groups
     from fastrank.errors import FastrankError
     from fastrank.evaluation.beir import write_beir
     from fastrank.evaluation.retrieval import RetrievalTask
 
-    groups = [QueryGroup("glacier caves", [{"title": "Ice", "text": "caves in ice"}, "paris"], [2, 0], "q 1"),
-              QueryGroup("capital of france", ["paris", "rome"], [1, 0], "q2")]
-    task = RetrievalTask.from_groups(groups)
-    assert task.query_ids == ["0", "1"]  # 'q 1' cannot name a query in a run file: positions instead
-    back = read_beir(write_beir(task, tmp_path / "beir"))
-    assert (back.corpus, back.queries, back.qrels) == (task.corpus, task.queries, task.qrels)
-    assert (back.corpus_ids, back.query_ids) == (["0", "1", "2"], ["0", "1"])
+    train = [QueryGroup("glacier caves", [{"title": "Ice", "text": "caves in ice"}, "paris"], [2, 0], "q 1"),
+             QueryGroup("capital of france", ["paris", "rome", "Paris "], [1, 0, 0], "q2")]
+    test = [QueryGroup("capital of italy", ["rome", "lyon"], [1, 0], "q3")]
+    root = write_beir(tmp_path / "beir", {"train": train, "test": test}, corpus=["madrid", "ROME"])
+    assert sorted(p.name for p in (root / "qrels").iterdir()) == ["test.tsv", "train.tsv"]
+    back = read_groups(root)  # the train split, negatives included (label 0), twins ('Paris ') one document
+    assert [(g.query_id, g.query, g.documents, g.labels) for g in back] == [
+        ("q0", "glacier caves", [{"title": "Ice", "text": "caves in ice"}, "paris"], [2.0, 0.0]),
+        ("q1", "capital of france", ["paris", "rome"], [1.0, 0.0])]  # 'q 1' cannot name a query: all renamed
+    task = read_beir(root, split="test")
+    expected = RetrievalTask.from_groups(train + test, ["madrid", "ROME"])
+    assert task.corpus == expected.corpus and task.corpus_ids == ["d0", "d1", "d2", "d3", "d4"]
+    assert task.queries == ["capital of italy"] and task.qrels == [{2: 1.0}]
     with pytest.raises(FastrankError, match="refusing to replace"):
-        write_beir(task, tmp_path / "beir")
+        write_beir(tmp_path / "beir", {"test": test})
+    with pytest.raises(ValueError, match="split name 'a/b' cannot name a qrels file"):
+        write_beir(tmp_path / "other", {"a/b": test})
 
 
 def test_a_run_and_its_reranking_score_as_ranx_scores_them(tmp_path):
@@ -181,6 +191,26 @@ def test_cli_reranks_a_run_and_writes_the_reranked_run(tiny_model_dir, tmp_path)
     assert table.exit_code == 0, table.output
     assert "| metric | run | run_reranked | reranked + 1 x run |" in table.output
     assert "3 queries (skipped 1 without a relevant document), the run's top 2 reranked" in table.output
+    top2 = runner.invoke(app, args + ["--retrieve-top-k", "2", "--write-run", str(out_run)])
+    assert top2.exit_code == 0, top2.output
+    written = read_run(out_run)  # the reranked top 2, then the rest of the run below them in the run's order
+    top = sorted(q1[:2], key=lambda d: -logits[q1.index(d)])
+    assert [d for d, _ in written["q1"]] == top + q1[2:]
+    assert written["q1"][2][1] < min(s for _, s in written["q1"][:2])
+    slash = runner.invoke(app, args + ["--write-run", f"{tmp_path}/newdir/"])
+    assert slash.exit_code != 0 and "ends with a slash, so names a directory" in str(slash.exception)
+    assert not (tmp_path / "newdir").exists()
+
+
+def test_cli_says_which_backend_scored_an_artifact_and_names_missing_beir_files(o1_artifact, tmp_path):
+    root = _beir(tmp_path / "beir")
+    result = runner.invoke(app, ["eval", str(o1_artifact), "--data", str(root), "--run", str(root / "run.trec")])
+    assert result.exit_code == 0, result.output
+    assert "scored as served: onnx fp32 (fastrank.Reranker)" in result.output
+    (root / "queries.jsonl").unlink()
+    missing = runner.invoke(app, ["eval", str(o1_artifact), "--data", str(root), "--run", str(root / "run.trec")])
+    message = " ".join(missing.output.replace("│", " ").split())
+    assert missing.exit_code == 2 and "has no queries.jsonl: a BEIR dataset is a folder with" in message, message
 
 
 def test_cli_beir_folder_with_an_embedding_first_stage(tiny_model_dir, tmp_path):
@@ -258,24 +288,29 @@ def test_wikiqa_as_beir_with_its_candidate_order_as_the_run(wikiqa_dir, tmp_path
     assert out["run"]["ndcg@10"] == pytest.approx(0.7194, abs=1e-4)
 
 
-def test_tied_run_scores_keep_the_runs_order_as_ranx_does(tmp_path):
-    """A tie in a run (BM25 ties often) ranks as the file lists it: the metrics of the run and of its reranking
-    (ties in the reranker's scores keep the run's order, as the written run lists them) equal ranx's."""
+def test_tied_run_scores_rank_by_document_id_descending_as_trec_eval_does(tmp_path):
+    """A tie in a run (BM25 ties often) ranks as trec_eval (pytrec_eval, BEIR's evaluation) ranks it: by document
+    id, descending; the rank column is not read. The run and its reranking (a constant reranker ties everything)
+    score as ranx scores the same ranking written without ties (ranx orders ties arbitrarily)."""
     root = _beir(tmp_path / "beir")
-    run = {"q1": [("d1", 1.0), ("d2", 1.0), ("d3", 1.0)], "q2": [("d2", 2.0), ("d4", 2.0)], "q4": [("d4", 1.0)]}
-    path = write_run(tmp_path / "ties.trec", run)
-    task = read_beir(root)
+    path = tmp_path / "ties.trec"  # ranks as a retriever might write them: relevant documents first
+    path.write_text("q1 Q0 d1 1 1.0 x\nq1 Q0 d2 2 1.0 x\nq1 Q0 d3 3 1.0 x\nq2 Q0 d2 1 2.0 x\nq2 Q0 d4 2 2.0 x\n"
+                    "q4 Q0 d4 1 1.0 x\n")
+    run = read_run(path)
+    assert [d for d, _ in run["q1"]] == ["d3", "d2", "d1"] and [d for d, _ in run["q2"]] == ["d4", "d2"]
 
     class Constant:
         def predict(self, pairs, batch_size=64):
             return np.zeros(len(pairs))
 
-    out = evaluate_retrieve_rerank(task, reranker=Constant(), run=read_run(path), top_k=10, return_rankings=True)
-    expected = _ranx(root / "qrels" / "test.tsv", path, ["ndcg@10", "mrr@10"])
-    assert expected["mrr@10"] == 1.0  # each list's tie puts its relevant document first (last would give 0.61)
+    out = evaluate_retrieve_rerank(read_beir(root), reranker=Constant(), run=run, top_k=10, return_rankings=True)
+    untied = write_run(tmp_path / "untied.trec", {q: [(d, -float(i)) for i, (d, _) in enumerate(r)]
+                                                  for q, r in run.items()})
+    expected = _ranx(root / "qrels" / "test.tsv", untied, ["ndcg@10", "mrr@10"])
+    assert expected["mrr@10"] == pytest.approx((1 / 3 + 1 / 2 + 1) / 3)  # d1 third, d2 second, d4 first
     for stage in ("run", "run_reranked"):
         assert {m: out[stage][m] for m in expected} == pytest.approx(expected, abs=1e-12)
-    assert out["rankings"]["run_reranked"]["q2"] == [("d2", 0.0), ("d4", 0.0)]
+    assert out["rankings"]["run_reranked"]["q2"] == [("d4", 0.0), ("d2", 0.0)]
 
 
 def test_written_runs_read_back_and_gzip_runs_read(tmp_path):
@@ -330,3 +365,39 @@ def test_a_beir_folder_reads_as_labelled_lists_for_training_and_mining(tmp_path,
         negatives = [d for d, y in zip(m["documents"], m["labels"]) if y == 0]
         assert len(negatives) == 2 and all((d if isinstance(d, str) else d["text"]) in corpus_texts
                                            for d in negatives)
+
+
+def test_a_top_k_beyond_the_runs_depth_is_the_runs_depth_and_ms_marco_runs_read(tmp_path):
+    root = _beir(tmp_path / "beir")
+    out = evaluate_retrieve_rerank(read_beir(root), reranker=TextReranker(), run=RUN, top_k=10**8)
+    assert out["top_k"] == 4 and "ndcg@4" in out["run"]  # q1 is ranked 4 deep; no @100000000 cut-off, no padding
+    msmarco = tmp_path / "run.tsv"
+    msmarco.write_text("q1\td5\t1\nq1\td1\t2\nq2\td3\t1\n")
+    assert read_run(msmarco) == {"q1": [("d5", -1.0), ("d1", -2.0)], "q2": [("d3", -1.0)]}
+
+
+def test_training_on_positives_only_is_refused_and_mining_draws_from_the_beir_corpus(tmp_path, monkeypatch):
+    """BEIR qrels usually list relevant documents only: training on them alone would train to nothing, silently
+    (an audit's model reranked BM25 to NDCG@10 0.08 against 0.44); --mine-negatives mines from corpus.jsonl, not
+    only from the judged documents; a BEIR folder is no evaluator's candidate lists."""
+    import fastrank.model
+    from fastrank.data import read_groups
+    from fastrank.evaluation.evaluators import RerankingEvaluator
+    from fastrank.training.recipe import TrainConfig, _add_mined_negatives, train
+
+    root = _beir(tmp_path / "beir")
+    (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n")
+    monkeypatch.setattr(fastrank.model, "CrossEncoder", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(DataError, match=r"every training document is relevant .*add --mine-negatives N \(mined from "
+                                        r"its corpus.jsonl\)"):
+        train(TrainConfig(data=str(root), out=str(tmp_path / "m")))
+    config = TrainConfig(data=str(root), out=str(tmp_path / "m"), mine_negatives=2,
+                         mining_options={"range_max": 50})
+    groups = read_groups(root)
+    _add_mined_negatives(groups, config)
+    judged = {CORPUS[d][1] for d in ("d1", "d2")}
+    negatives = [d if isinstance(d, str) else d["text"] for g in groups for d, y in zip(g.documents, g.labels)
+                 if y == 0]
+    assert len(negatives) == 4 and not set(negatives) & judged  # from the corpus' other documents
+    with pytest.raises(DataError, match="is a BEIR folder: its judged documents are not candidate lists"):
+        RerankingEvaluator.from_file(root)

@@ -99,9 +99,32 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
                                       return_rankings=write_run is not None, show_progress_bar=True)  # on stderr
     rankings = result.pop("rankings", {})
     if write_run is not None:
-        result["run_written"] = str(write_trec(write_run, rankings["run_reranked" if run else "reranked"]))
+        reranked = rankings["run_reranked" if run else "reranked"]
+        if first_stage is not None:
+            reranked = _with_run_tail(reranked, first_stage)
+        result["run_written"] = str(write_trec(write_run, reranked))
     return {"model": model, "data": data, **({"run": run} if run else {}), **result,
             **({"served_by": served_by} if served_by else {})}
+
+
+def _echo_served(result: dict[str, Any]) -> None:
+    """Say which backend and precision scored an exported artifact (nothing for a checkpoint)."""
+    if "served_by" in result:
+        served = result["served_by"]
+        typer.echo(f"scored as served: {served.get('backend')} {served.get('precision')} (fastrank.Reranker)")
+
+
+def _with_run_tail(reranked: dict[str, list[tuple[str, float]]], run: dict[str, list[tuple[str, float]]]
+                   ) -> dict[str, list[tuple[str, float]]]:
+    """Each query's reranked documents, then the rest of its run (below the depth reranked) in the run's order,
+    scored below them: the written run keeps the run's depth, so its recall at that depth is the run's."""
+    out = {}
+    for qid, ranked in reranked.items():
+        seen = {d for d, _ in ranked}
+        floor = min((s for _, s in ranked), default=0.0)
+        tail = [d for d, _ in run.get(qid, ()) if d not in seen]
+        out[qid] = list(ranked) + [(d, floor - 1.0 - i) for i, d in enumerate(tail)]
+    return out
 
 
 def eval_command(
@@ -124,15 +147,16 @@ def eval_command(
                       "folder --data: its top --retrieve-top-k are reranked.")] = None,
     split: Annotated[str | None, typer.Option(
         "--split", help="With a BEIR folder: the qrels split to evaluate (qrels/SPLIT.tsv; default test).")] = None,
-    write_run: Annotated[Path | None, typer.Option(
-        "--write-run", help="Write the reranked ranking as a TREC run file (with --run or --retrieve-top-k).")] = None,
+    write_run: Annotated[str | None, typer.Option(
+        "--write-run", metavar="PATH", help="Write the reranked ranking of the evaluated queries as a TREC run "
+                                            "file (with --run: the rest of the run below the reranked top k).")] = None,
     corpus: Annotated[list[str] | None, typer.Option("--corpus", help="Extra corpus files (with --retrieve-top-k), "
                                                      "read as fastrank mine reads them.")] = None,
     embedding_model: Annotated[str | None, typer.Option(
         "--embedding-model", help="First-stage embedding model (with --retrieve-top-k; default "
                                   "all-MiniLM-L6-v2).")] = None,
     fusion_weight: Annotated[list[float] | None, typer.Option(
-        "--fusion-weight", help="With --retrieve-top-k: also rank by z(reranker) + W * z(first stage) "
+        "--fusion-weight", help="With --retrieve-top-k or --run: also rank by z(reranker) + W * z(first stage) "
         "(repeatable; choose W on held-out queries).")] = None,
     long_documents: Annotated[str, typer.Option(
         "--long-documents", help="truncate | windows (a long document scores as its best overlapping window, as "
@@ -142,7 +166,7 @@ def eval_command(
 ) -> None:
     """Evaluate a reranker on labelled candidate lists, or retrieve-then-rerank: over a corpus, or a first stage's
     TREC run on a BEIR folder."""
-    from fastrank.evaluation.beir import is_beir_dir
+    from fastrank.evaluation.beir import beir_problem, is_beir_dir
 
     beir = is_beir_dir(data)
     retrieve = retrieve_top_k is not None or run is not None
@@ -159,8 +183,8 @@ def eval_command(
         raise typer.BadParameter("--corpus adds documents to the corpus of labelled lists; a BEIR folder's corpus is "
                                  "its corpus.jsonl")
     if run is not None and not beir:
-        raise typer.BadParameter(f"--run needs --data to be a BEIR folder (corpus.jsonl, queries.jsonl, "
-                                 f"qrels/SPLIT.tsv), whose ids the run names; {str(data)!r} is not one")
+        raise typer.BadParameter(f"--run needs --data to be a BEIR folder, whose ids the run names: "
+                                 f"{beir_problem(data)}")
     if split is not None and not beir:
         raise typer.BadParameter(f"--split picks a BEIR folder's qrels; {str(data)!r} is not a BEIR folder")
     if beir and not retrieve:
@@ -168,8 +192,7 @@ def eval_command(
                                  "(a first stage's TREC run, its top --retrieve-top-k reranked) or --retrieve-top-k K "
                                  "(the embedding model's top K over the corpus)")
     if data.is_dir() and not beir:
-        raise typer.BadParameter(f"--data {str(data)!r} is a folder but not a BEIR dataset (corpus.jsonl and "
-                                 "queries.jsonl): give a data file, or a BEIR folder")
+        raise typer.BadParameter(f"--data: {beir_problem(data)}; or give a data file")
     if retrieve_top_k is not None and retrieve_top_k < 1:
         raise typer.BadParameter(f"--retrieve-top-k must be >= 1 (documents the first stage retrieves), got "
                                  f"{retrieve_top_k}")
@@ -177,7 +200,7 @@ def eval_command(
         result = evaluate_retrieval(model, str(data), retrieve_top_k or 100, corpus, embedding_model, batch_size,
                                     fusion_weight, max_length, long_documents, window_stride,
                                     run=None if run is None else str(run), split=split or "test",
-                                    write_run=None if write_run is None else str(write_run))
+                                    write_run=write_run)  # a str: a trailing slash (a folder) is seen
         if as_json:
             print_json(result)
         else:
@@ -190,6 +213,7 @@ def eval_command(
                         f"corpus of {result['corpus_size']} documents")
             typer.echo(f"{result['num_queries']} queries (skipped {result['queries_skipped']} without a relevant "
                        f"document), {searched}; latency {json.dumps(result['latency_s'])}")
+            _echo_served(result)
             if "run_written" in result:
                 typer.echo(f"wrote the reranked run to {result['run_written']}")
         return
@@ -199,9 +223,7 @@ def eval_command(
         print_json(result)
         return
     typer.echo(metrics_table({Path(model).name or model: result["metrics"]}))
-    if "served_by" in result:
-        served = result["served_by"]
-        typer.echo(f"scored as served: {served.get('backend')} {served.get('precision')} (fastrank.Reranker)")
+    _echo_served(result)
     typer.echo(
         f"{result['num_queries']} queries evaluated; skipped {result['num_skipped_no_positive']} without a "
         f"positive and {result['num_skipped_no_candidates']} without candidates"

@@ -9,9 +9,11 @@ BEIR folder
     those of the split's qrels with a relevant document (score > 0), the grade NDCG gains.
 
 TREC run
-    ``qid Q0 docid rank score tag`` a line, whitespace-separated (a ``.gz`` file is read compressed). Each query's
-    documents are ranked by score, highest first, rank breaking ties (ranx keeps the file's order in a tie; trec_eval
-    orders tied documents by id instead), and metrics score that ranking.
+    ``qid Q0 docid rank score tag`` a line, whitespace-separated, or MS MARCO's ``qid docid rank`` (a ``.gz`` file
+    is read compressed). Each query's documents are ranked by score, highest first, tied ones by document id,
+    descending, as trec_eval ranks them (and so pytrec_eval and BEIR's own evaluation): the rank column is not read,
+    as trec_eval does not read it. Every ranking fastrank scores or writes breaks ties so, so its numbers equal
+    trec_eval's on the same files; ranx orders tied documents arbitrarily, and can differ on a run with ties.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import gzip
 import logging
 import math
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,19 +39,27 @@ BEIR_FILES = ("corpus.jsonl", "queries.jsonl")
 
 def is_beir_dir(path: str | Path) -> bool:
     """Whether ``path`` is a folder holding a BEIR dataset's ``corpus.jsonl`` and ``queries.jsonl``."""
+    return beir_problem(path) is None
+
+
+def beir_problem(path: str | Path) -> str | None:
+    """Why ``path`` is not a BEIR folder (a sentence naming what is missing and the layout expected), None if it
+    is one."""
     path = Path(path)
-    return path.is_dir() and all((path / name).is_file() for name in BEIR_FILES)
+    missing = [name for name in BEIR_FILES if not (path / name).is_file()]
+    if path.is_dir() and not missing:
+        return None
+    problem = "is not a folder" if not path.is_dir() else f"has no {' or '.join(missing)}"
+    return f"{path} {problem}: a BEIR dataset is a folder with corpus.jsonl, queries.jsonl and qrels/<split>.tsv"
 
 
 def _check_beir_dir(path: Path, split: str) -> Path:
     """The qrels file of ``split``, once every BEIR file is known to be there (else a DataError naming the missing
     ones and the layout expected)."""
     qrels = path / "qrels" / f"{split}.tsv"
-    missing = [name for name in BEIR_FILES if not (path / name).is_file()]
-    if not path.is_dir() or missing:
-        problem = "is not a folder" if not path.is_dir() else f"has no {' or '.join(missing)}"
-        raise DataError(f"{path} {problem}: a BEIR dataset is a folder with corpus.jsonl, queries.jsonl and "
-                        "qrels/<split>.tsv")
+    problem = beir_problem(path)
+    if problem:
+        raise DataError(problem)
     if not qrels.is_file():
         have = sorted(p.stem for p in (path / "qrels").glob("*.tsv")) if (path / "qrels").is_dir() else []
         raise DataError(f"{path} has no qrels/{split}.tsv (the relevance judgements of split {split!r}); "
@@ -65,6 +75,14 @@ def _number(text: str, where: str, what: str) -> float:
     if not math.isfinite(value):
         raise DataError(f"{where}: {what} must be a finite number, got {text!r}")
     return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _fields(path: Path, tabs: bool = False) -> Iterator[tuple[str, list[str]]]:
@@ -90,17 +108,17 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
-    """Relevance judgements, query id -> {document id: grade}: BEIR's ``query-id corpus-id score`` rows (a header
-    line is passed over) or TREC's ``qid iteration docid relevance``. A pair judged twice with two grades is a
-    DataError."""
+    """Relevance judgements, query id -> {document id: grade}: BEIR's ``query-id corpus-id score`` rows (a first
+    line whose grade is not a number is a header, passed over) or TREC's ``qid iteration docid relevance``. A pair
+    judged twice with two grades is a DataError."""
     path = Path(path)
     qrels: dict[str, dict[str, float]] = {}
     for i, (where, fields) in enumerate(_fields(path, tabs=True)):
         if len(fields) not in (3, 4):
             raise DataError(f"{where}: expected 'query-id corpus-id score' (BEIR) or 'qid 0 docid relevance' (TREC), "
                             f"got {len(fields)} fields")
-        if i == 0 and len(fields) == 3 and fields[2].lower() == "score":
-            continue
+        if i == 0 and not _is_number(fields[-1]):
+            continue  # a header, whatever its names
         qid, docid, grade = fields[0], fields[-2], _number(fields[-1], where, "the relevance")
         judged = qrels.setdefault(qid, {})
         if judged.get(docid, grade) != grade:
@@ -113,24 +131,36 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
 
 
 def read_run(path: str | Path) -> dict[str, list[tuple[str, float]]]:
-    """A TREC run file: query id -> ``[(document id, score)]`` ranked by score, highest first (rank breaks ties)."""
+    """A TREC run file (or MS MARCO's ``qid docid rank``, scored ``-rank``): query id -> ``[(document id, score)]``,
+    ranked as ``ranking`` ranks them."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"run file {str(path)!r} {'is a directory' if path.is_dir() else 'does not exist'}")
-    rows: dict[str, dict[str, tuple[float, float]]] = {}
+    rows: dict[str, dict[str, float]] = {}
     for where, fields in _fields(path):
-        if len(fields) != 6:
-            raise DataError(f"{where}: a TREC run line is 'qid Q0 docid rank score tag' (6 fields), got "
-                            f"{len(fields)}")
-        qid, _, docid, rank, score, _ = fields
+        if len(fields) == 6:
+            qid, _, docid, _, score, _ = fields
+            value = _number(score, where, "the score")
+        elif len(fields) == 3:
+            qid, docid, rank = fields
+            value = -_number(rank, where, "the rank (MS MARCO's 'qid docid rank')")
+        else:
+            raise DataError(f"{where}: a TREC run line is 'qid Q0 docid rank score tag' (6 fields), an MS MARCO one "
+                            f"'qid docid rank' (3); got {len(fields)}")
         ranked = rows.setdefault(qid, {})
         if docid in ranked:
             raise DataError(f"{where}: document {docid!r} is ranked twice for query {qid!r}")
-        ranked[docid] = (_number(score, where, "the score"), _number(rank, where, "the rank"))
+        ranked[docid] = value
     if not rows:
         raise DataError(f"run file {path} holds no ranking")
-    return {qid: [(d, s) for d, (s, _) in sorted(ranked.items(), key=lambda x: (-x[1][0], x[1][1]))]
-            for qid, ranked in rows.items()}
+    return {qid: ranking(ranked.items()) for qid, ranked in rows.items()}
+
+
+def ranking(scored: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
+    """``(document id, score)`` pairs ranked as trec_eval ranks them: by score, highest first, tied ones by id,
+    descending (as strings)."""
+    by_id = sorted(scored, key=lambda x: x[0], reverse=True)
+    return sorted(by_id, key=lambda x: -x[1])  # stable: a tie keeps the id order
 
 
 def write_run(path: str | Path, run: Run, tag: str = "fastrank") -> Path:
@@ -206,30 +236,49 @@ def beir_groups(path: str | Path, split: str = "train") -> list[QueryGroup]:
     return groups
 
 
-def write_beir(task: RetrievalTask, path: str | Path, split: str = "test") -> Path:
-    """Write ``task`` as a BEIR folder (a new or empty directory, whole or not at all), e.g. fastrank's grouped JSONL
-    through ``RetrievalTask.from_groups``, for retrievers that read BEIR (Pyserini, bm25s) to make the run fastrank
-    reranks. Its qrels hold the relevant documents with their grades."""
+def write_beir(path: str | Path, splits: Mapping[str, Sequence[QueryGroup]], corpus: Sequence[Document] = ()) -> Path:
+    """Write labelled lists (e.g. ``read_groups`` of each split's grouped JSONL) as one BEIR folder, a new or empty
+    directory, whole or not at all: for retrievers that read BEIR (Pyserini, bm25s) to make the run fastrank
+    reranks, and for ``fastrank eval --run``. ``splits``: split name -> its groups, written as
+    ``qrels/<split>.tsv`` with every judged document and its label (0 for a negative, a judged non-relevant
+    document, so ``fastrank train --data DIR`` gets negatives back). Every split's documents and those of
+    ``corpus`` make one corpus: documents equal up to case and whitespace, title included, are one entry with one
+    id (``d0``, ``d1``, ...), and a list holding one twice keeps its best label. Queries keep their ``query_id`` when
+    every one of every split has a distinct one without whitespace, else they are ``q0``, ``q1``, ..."""
     import json
 
+    from fastrank.data import document_key
     from fastrank.documents import document_parts
     from fastrank.io import atomic_dir
 
-    if any(j < 0 for rel in task.qrels for j in rel):
-        raise ValueError("the task has relevant documents its corpus does not hold, which have no id to write")
+    for split in splits:
+        if not split or any(c in split for c in "/\\") or split.strip() != split:
+            raise ValueError(f"split name {split!r} cannot name a qrels file: use a plain name such as 'test'")
+    docs: dict[str, tuple[str, Document]] = {}
+    for doc in [d for groups in splits.values() for g in groups for d in g.documents] + list(corpus):
+        docs.setdefault(document_key(doc), (f"d{len(docs)}", doc))
+    groups = [g for gs in splits.values() for g in gs]
+    given = [str(g.query_id) if g.query_id is not None else "" for g in groups]
+    named = all(q and q.split() == [q] for q in given) and len(set(given)) == len(given)
+    query_ids = iter(given if named else [f"q{i}" for i in range(len(groups))])
     with atomic_dir(path) as tmp:
         with (tmp / "corpus.jsonl").open("w", encoding="utf-8") as f:
-            for docid, doc in zip(task.corpus_ids, task.corpus):
+            for docid, doc in docs.values():
                 title, text = document_parts(doc)
                 f.write(json.dumps({"_id": docid, "title": title, "text": text}, ensure_ascii=False) + "\n")
-        with (tmp / "queries.jsonl").open("w", encoding="utf-8") as f:
-            f.writelines(json.dumps({"_id": qid, "text": q}, ensure_ascii=False) + "\n"
-                         for qid, q in zip(task.query_ids, task.queries))
         (tmp / "qrels").mkdir()
-        with (tmp / "qrels" / f"{split}.tsv").open("w", encoding="utf-8") as f:
-            f.write("query-id\tcorpus-id\tscore\n")
-            f.writelines(f"{qid}\t{task.corpus_ids[j]}\t{grade:g}\n"
-                         for qid, rel in zip(task.query_ids, task.qrels) for j, grade in rel.items())
+        with (tmp / "queries.jsonl").open("w", encoding="utf-8") as fq:
+            for split, split_groups in splits.items():
+                with (tmp / "qrels" / f"{split}.tsv").open("w", encoding="utf-8") as fr:
+                    fr.write("query-id\tcorpus-id\tscore\n")
+                    for g in split_groups:
+                        qid = next(query_ids)
+                        fq.write(json.dumps({"_id": qid, "text": g.query}, ensure_ascii=False) + "\n")
+                        best: dict[str, float] = {}
+                        for d, label in zip(g.documents, g.labels):
+                            docid = docs[document_key(d)][0]
+                            best[docid] = max(best.get(docid, float(label)), float(label))
+                        fr.writelines(f"{qid}\t{docid}\t{label:g}\n" for docid, label in best.items())
     return Path(path)
 
 
@@ -284,7 +333,9 @@ def run_candidates(task: RetrievalTask, run: Run, top_k: int) -> tuple[list[np.n
         scores.append(np.array([s for _, s in top], dtype=np.float64))
     unranked = sum(1 for row in ranked if not len(row))
     if unranked == len(ranked):
-        raise DataError("the run ranks none of the evaluated queries: do its query ids match queries.jsonl?")
+        raise DataError("the run ranks none of the evaluated queries, those with a relevant document in the split's "
+                        "qrels: is it a run for another split (--split; Python: read_beir(..., split=)), or over "
+                        "other query ids?")
     if unranked:
         logger.warning("the run ranks no document for %d of %d evaluated queries: their relevant documents count as "
                        "missed", unranked, len(ranked))

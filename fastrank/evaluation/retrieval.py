@@ -80,18 +80,18 @@ class RetrievalTask:
 
 
 def _metrics(ranked: list[np.ndarray], scores: list[np.ndarray], task: RetrievalTask, ks: Sequence[int]):
-    """Metrics of each query's retrieved ranking: ``ranked`` (the first stage's order) sorted by ``scores``, equal
-    scores keeping the first stage's order (a run's own, rank breaking its ties), which is the ranking a written run
-    holds and ranx reads; the retriever's order says nothing of the labels, so no tie rule is needed against a
-    leak. Relevant documents that were not retrieved count as missed at every cutoff: they are ranked after filler
-    non-relevant entries that pad the list to the largest k, so a cutoff beyond the retrieved depth never finds
-    them (they still count in recall's and NDCG's denominators)."""
+    """Metrics of each query's retrieved ranking: ``ranked`` sorted by ``scores``, equal scores by corpus id,
+    descending, as trec_eval ranks a run (``beir.ranking``): the ranking a written run holds, scored as trec_eval
+    scores that file. Ids say nothing of the labels, so no tie rule is needed against a leak. Relevant documents
+    that were not retrieved count as missed at every cutoff: they are ranked after filler non-relevant entries that
+    pad the list to the largest k, so a cutoff beyond the retrieved depth never finds them (they still count in
+    recall's and NDCG's denominators)."""
     all_scores, all_labels = [], []
     depth = max(ks)
     for qi, (idx, s) in enumerate(zip(ranked, scores)):
         rel = task.qrels[qi]
         missing = sorted(rel.keys() - set(idx.tolist()))
-        s = _positions(s)
+        s = _positions(s, [task.corpus_ids[int(j)] for j in idx])
         floor = -float(len(s)) - 1.0
         filler = max(0, depth - len(idx)) if missing else 0
         all_scores.append(np.concatenate([s, np.full(filler, floor), np.full(len(missing), floor - 1.0)]))
@@ -143,6 +143,8 @@ def evaluate_retrieve_rerank(
         raise ValueError("use_bm25 searches the corpus, which a run replaces: give one first stage")
     if run is None:
         top_k = min(top_k, len(task.corpus))  # retrieving more than the corpus holds retrieves the corpus
+    else:  # reranking deeper than the run goes reranks the run: cut-offs (and their padding) stop at its depth
+        top_k = min(top_k, max([len(run.get(qid, ())) for qid in task.query_ids] + [1]))
     ks = sorted(set([ks] if is_integer(ks) else ks) | {top_k})  # one cut-off, as evaluate_rankings takes it
     out: dict[str, Any] = {"num_queries": len(task.queries), "queries_skipped": task.queries_skipped,
                            "top_k": top_k, "latency_s": {}}
@@ -198,11 +200,14 @@ def evaluate_retrieve_rerank(
     return out
 
 
-def _positions(scores: np.ndarray) -> np.ndarray:
-    """Distinct scores that rank as ``scores``, highest first, ties in their given order: minus each position."""
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    positions = np.empty(len(order), dtype=np.float64)
-    positions[order] = -np.arange(len(order), dtype=np.float64)
+def _positions(scores: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+    """Distinct scores that rank as ``beir.ranking`` ranks ``(ids, scores)``: minus each position."""
+    from fastrank.evaluation.beir import ranking
+
+    where = {docid: j for j, docid in enumerate(ids)}  # a query's candidates are distinct documents
+    ranked_ids = [docid for docid, _ in ranking(zip(ids, map(float, scores)))]
+    positions = np.empty(len(ids), dtype=np.float64)
+    positions[[where[docid] for docid in ranked_ids]] = -np.arange(len(ids), dtype=np.float64)
     return positions
 
 
@@ -215,13 +220,12 @@ def _takes(function: Any, keyword: str) -> bool:
 
 
 def _as_run(task: RetrievalTask, ranked: Sequence[np.ndarray], scores: Sequence[np.ndarray]):
-    """Each query's candidates ``ranked`` (corpus indices) as a run, ordered by ``scores``, highest first (a tie
-    keeps the candidates' order)."""
-    run = {}
-    for qi, (idx, s) in enumerate(zip(ranked, scores)):
-        order = np.argsort(-_positions(s), kind="stable")  # the order _metrics scores
-        run[task.query_ids[qi]] = [(task.corpus_ids[int(idx[j])], float(s[j])) for j in order]
-    return run
+    """Each query's candidates ``ranked`` (corpus indices) as a run, ranked by ``scores`` as ``_metrics`` scores
+    them."""
+    from fastrank.evaluation.beir import ranking
+
+    return {task.query_ids[qi]: ranking([(task.corpus_ids[int(j)], float(x)) for j, x in zip(idx, s)])
+            for qi, (idx, s) in enumerate(zip(ranked, scores))}
 
 
 def _per_query(flat: np.ndarray, ranked: Sequence[np.ndarray]) -> list[np.ndarray]:

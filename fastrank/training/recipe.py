@@ -325,13 +325,17 @@ def _loss_options(config: TrainConfig) -> dict[str, Any]:
 
 
 def _add_mined_negatives(groups: list, config: TrainConfig) -> dict[str, Any]:
-    """Add ``mine_negatives`` hard negatives per query, mined by the embedding model from every document of the
-    training data itself (other queries' candidates): teaches the reranker to reject off-topic passages that a
-    first-stage retriever brings, which candidate lists drawn from one source never show it."""
+    """Add ``mine_negatives`` hard negatives per query, mined by the embedding model from every document of the training
+    data itself (other queries' candidates; a BEIR folder's corpus.jsonl): teaches the reranker to reject off-topic
+    passages that a first-stage retriever brings, which candidate lists drawn from one source never show it."""
+    from fastrank.data import read_corpus
     from fastrank.embedding import EmbeddingModel
+    from fastrank.evaluation.beir import is_beir_dir
     from fastrank.mining import mine_hard_negatives
 
-    result = mine_hard_negatives(groups, EmbeddingModel(), None, num_negatives=config.mine_negatives,
+    beir = is_beir_dir(config.data)  # its corpus, not only the judged documents the groups hold
+    corpus = read_corpus(Path(config.data).expanduser() / "corpus.jsonl") if beir else None
+    result = mine_hard_negatives(groups, EmbeddingModel(), corpus, num_negatives=config.mine_negatives,
                                  keep_original_negatives=True, seed=config.seed, **config.mining_options)
     mined = iter(result.groups)  # one per group with a positive, in order (two queries may share a text)
     for g in groups:
@@ -410,6 +414,26 @@ def _check_unit_labels(config: TrainConfig, groups: list) -> None:
             raise DataError(f"--loss {config.loss} (BinaryCrossEntropyLoss) needs labels in [0, 1], but query "
                             f"{g.query_id or g.query!r} of {config.data} has label {bad:g}; for graded labels use mse, "
                             "a listwise loss (listnet, lambda, plistmle) or ce (labels as class ids)")
+
+
+def _check_negatives(config: TrainConfig, groups: list) -> None:
+    """A DataError when no training document is a negative (every label > 0) and the loss needs some: a ranking
+    loss then has nothing to tell apart and trains to nothing, silently (a BEIR folder's qrels usually list
+    relevant documents only). Distillation (teacher scores) and in-batch negatives alone (mnrl with
+    ``num_negatives=0``) need none."""
+    from fastrank.evaluation.beir import is_beir_dir
+    from fastrank.losses import loss_class
+
+    fmt = getattr(loss_class(config.loss), "data_format", None)
+    if fmt == "distillation" or (fmt == "ntuples" and config.num_negatives == 0):
+        return
+    if any(y <= 0 for g in groups for y in g.labels):
+        return
+    hint = (" A BEIR folder's qrels usually list relevant documents only: add --mine-negatives N (mined from its "
+            "corpus.jsonl), or mine first: fastrank mine --data DIR --corpus DIR/corpus.jsonl --out mined.jsonl."
+            if is_beir_dir(config.data) else " Add negatives (label 0), or --mine-negatives N.")
+    raise DataError(f"every training document is relevant (label > 0): {config.loss} has no negative to rank them "
+                    f"against, and would train to nothing.{hint}")
 
 
 def _drop_lists_without_margin(config: TrainConfig, groups: list) -> list:
@@ -530,6 +554,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if config.answer_negatives:
         mining_stats = {**(mining_stats or {}), **_add_answer_negatives(groups, config)}
     groups = _drop_lists_without_margin(config, groups)
+    _check_negatives(config, groups)
     titled = join_titles(groups, separator) if separator else 0  # the dataset columns hold text
     model = CrossEncoder(config.base, max_length=config.max_length, num_labels=num_labels)
     loss = get_loss(config.loss, model, **options)
