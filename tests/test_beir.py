@@ -401,3 +401,32 @@ def test_training_on_positives_only_is_refused_and_mining_draws_from_the_beir_co
     assert len(negatives) == 4 and not set(negatives) & judged  # from the corpus' other documents
     with pytest.raises(DataError, match="is a BEIR folder: its judged documents are not candidate lists"):
         RerankingEvaluator.from_file(root)
+
+
+def test_tied_runs_score_as_trec_eval_scores_them(tmp_path):
+    """Random runs full of ties against trec_eval itself (pytrec_eval; not installed by CI, so this skips there:
+    `pip install pytrec-eval-terrier` to run it). The rule it checks also runs in CI, by hand, above."""
+    import random
+
+    pytrec_eval = pytest.importorskip("pytrec_eval")
+    rng = random.Random(0)
+    ids = [f"d{i}" for i in range(60)]
+    for trial in range(10):
+        root = tmp_path / f"t{trial}"
+        (root / "qrels").mkdir(parents=True)
+        (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "text": d}) + "\n" for d in ids))
+        qrels = {f"q{q}": {d: rng.choice([0, 1, 2]) for d in rng.sample(ids, 5)} for q in range(12)}
+        (root / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": q}) + "\n" for q in qrels))
+        (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+            f"{q}\t{d}\t{g}\n" for q, judged in qrels.items() for d, g in judged.items()))
+        run = {q: [(d, float(rng.randint(0, 4))) for d in rng.sample(ids, rng.randint(1, 30))] for q in qrels
+               if rng.random() < 0.9}
+        path = root / "run.trec"  # ranks in file order, which trec_eval does not read
+        path.write_text("".join(f"{q} Q0 {d} {k} {s} t\n" for q, r in run.items() for k, (d, s) in enumerate(r, 1)))
+        out = evaluate_retrieve_rerank(read_beir(root), run=read_run(path), top_k=100, ks=(5, 10))
+        judged = {q: j for q, j in qrels.items() if any(g > 0 for g in j.values())}
+        theirs = pytrec_eval.RelevanceEvaluator(judged, {"ndcg_cut.5,10", "recall.5,10"}).evaluate(
+            {q: dict(r) for q, r in run.items()})
+        for name, ours in (("ndcg_cut_10", "ndcg@10"), ("ndcg_cut_5", "ndcg@5"), ("recall_10", "recall@10")):
+            mean = sum(theirs.get(q, {}).get(name, 0.0) for q in judged) / len(judged)
+            assert out["run"][ours] == pytest.approx(mean, abs=1e-12), (trial, name)
