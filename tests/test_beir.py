@@ -388,9 +388,17 @@ def test_training_on_positives_only_is_refused_and_mining_draws_from_the_beir_co
     root = _beir(tmp_path / "beir")
     (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n")
     monkeypatch.setattr(fastrank.model, "CrossEncoder", lambda *a, **k: pytest.fail("the model was loaded"))
-    with pytest.raises(DataError, match=r"every training document is relevant .*add --mine-negatives N \(mined from "
-                                        r"its corpus.jsonl\)"):
+    with pytest.raises(DataError, match=r"every training document is relevant, with label 1: listnet .*add "
+                                        r"--mine-negatives N \(mined from its corpus.jsonl\)"):
         train(TrainConfig(data=str(root), out=str(tmp_path / "m")))
+    from fastrank.data import QueryGroup
+    from fastrank.training.recipe import _check_negatives
+
+    graded = [QueryGroup("q", ["a", "b"], [2.0, 1.0])]  # grades to tell apart, without a label-0 document
+    _check_negatives(TrainConfig(data="x.jsonl", out="m"), graded)
+    _check_negatives(TrainConfig(data="x.jsonl", out="m", loss="mnrl", num_negatives=0), [QueryGroup("q", ["a"], [1])])
+    with pytest.raises(DataError, match="with label 2: bce has no negative .* Add negatives"):
+        _check_negatives(TrainConfig(data="x.jsonl", out="m", loss="bce"), [QueryGroup("q", ["a", "b"], [2, 2])])
     config = TrainConfig(data=str(root), out=str(tmp_path / "m"), mine_negatives=2,
                          mining_options={"range_max": 50})
     groups = read_groups(root)
