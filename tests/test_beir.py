@@ -76,6 +76,9 @@ def test_qrels_in_beir_and_trec_form(tmp_path):
         read_qrels(trec)
     beir.write_text("query_id\tdoc_id\trelevance\nq1\td1\t1\n")  # a header under other names
     assert read_qrels(beir) == {"q1": {"d1": 1.0}}
+    beir.write_text("q1\td1\trelevant\nq1\td2\t1\n")  # a bad first grade is no header: not dropped silently
+    with pytest.raises(DataError, match="line 1: the relevance must be a number, got 'relevant'"):
+        read_qrels(beir)
 
 
 def test_run_is_ranked_by_score_then_rank_and_round_trips(tmp_path):
@@ -142,6 +145,9 @@ def test_grouped_data_written_as_beir_reads_back_the_same(tmp_path):
         write_beir(tmp_path / "beir", {"test": test})
     with pytest.raises(ValueError, match="split name 'a/b' cannot name a qrels file"):
         write_beir(tmp_path / "other", {"a/b": test})
+    with pytest.raises(DataError, match="split 'test', query 'q': the qrels need a label for each of its 2 documents"):
+        write_beir(tmp_path / "other", {"test": [QueryGroup("q", ["a", "b"], None, None)]})
+    assert not (tmp_path / "other").exists()
 
 
 def test_a_run_and_its_reranking_score_as_ranx_scores_them(tmp_path):
@@ -193,10 +199,8 @@ def test_cli_reranks_a_run_and_writes_the_reranked_run(tiny_model_dir, tmp_path)
     assert "3 queries (skipped 1 without a relevant document), the run's top 2 reranked" in table.output
     top2 = runner.invoke(app, args + ["--retrieve-top-k", "2", "--write-run", str(out_run)])
     assert top2.exit_code == 0, top2.output
-    written = read_run(out_run)  # the reranked top 2, then the rest of the run below them in the run's order
-    top = sorted(q1[:2], key=lambda d: -logits[q1.index(d)])
-    assert [d for d, _ in written["q1"]] == top + q1[2:]
-    assert written["q1"][2][1] < min(s for _, s in written["q1"][:2])
+    written = read_run(out_run)  # the reranked top 2: what the table scored, so trec_eval on it agrees
+    assert [d for d, _ in written["q1"]] == sorted(q1[:2], key=lambda d: -logits[q1.index(d)])
     slash = runner.invoke(app, args + ["--write-run", f"{tmp_path}/newdir/"])
     assert slash.exit_code != 0 and "ends with a slash, so names a directory" in str(slash.exception)
     assert not (tmp_path / "newdir").exists()
@@ -374,6 +378,10 @@ def test_a_top_k_beyond_the_runs_depth_is_the_runs_depth_and_ms_marco_runs_read(
     msmarco = tmp_path / "run.tsv"
     msmarco.write_text("q1\td5\t1\nq1\td1\t2\nq2\td3\t1\n")
     assert read_run(msmarco) == {"q1": [("d5", -1.0), ("d1", -2.0)], "q2": [("d3", -1.0)]}
+    msmarco.write_text("q1 dA 12.5\nq1 dB 3.1\n")  # 'qid docid score' would rank backwards as ranks: refused
+    with pytest.raises(DataError, match="line 1: a 3-field run line is MS MARCO's 'qid docid rank', but '12.5' is no "
+                                        "rank"):
+        read_run(msmarco)
 
 
 def test_training_on_positives_only_is_refused_and_mining_draws_from_the_beir_corpus(tmp_path, monkeypatch):
@@ -388,7 +396,7 @@ def test_training_on_positives_only_is_refused_and_mining_draws_from_the_beir_co
     root = _beir(tmp_path / "beir")
     (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n")
     monkeypatch.setattr(fastrank.model, "CrossEncoder", lambda *a, **k: pytest.fail("the model was loaded"))
-    with pytest.raises(DataError, match=r"every training document is relevant, with label 1: listnet .*add "
+    with pytest.raises(DataError, match=r"no training list holds two different labels: listnet .*add "
                                         r"--mine-negatives N \(mined from its corpus.jsonl\)"):
         train(TrainConfig(data=str(root), out=str(tmp_path / "m")))
     from fastrank.data import QueryGroup
@@ -396,6 +404,10 @@ def test_training_on_positives_only_is_refused_and_mining_draws_from_the_beir_co
 
     graded = [QueryGroup("q", ["a", "b"], [2.0, 1.0])]  # grades to tell apart, without a label-0 document
     _check_negatives(TrainConfig(data="x.jsonl", out="m"), graded)
+    _check_negatives(TrainConfig(data="x.jsonl", out="m", loss="bce"), [QueryGroup("q", ["a", "b"], [0.9, 0.4])])
+    with pytest.raises(DataError, match="no training list holds two different labels"):  # [0] alone is no list
+        _check_negatives(TrainConfig(data="x.jsonl", out="m"), [QueryGroup("q", ["a", "b"], [1, 1]),
+                                                                QueryGroup("r", ["c"], [0])])
     _check_negatives(TrainConfig(data="x.jsonl", out="m", loss="mnrl", num_negatives=0), [QueryGroup("q", ["a"], [1])])
     with pytest.raises(DataError, match="with label 2: bce has no negative .* Add negatives"):
         _check_negatives(TrainConfig(data="x.jsonl", out="m", loss="bce"), [QueryGroup("q", ["a", "b"], [2, 2])])

@@ -99,10 +99,7 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
                                       return_rankings=write_run is not None, show_progress_bar=True)  # on stderr
     rankings = result.pop("rankings", {})
     if write_run is not None:
-        reranked = rankings["run_reranked" if run else "reranked"]
-        if first_stage is not None:
-            reranked = _with_run_tail(reranked, first_stage)
-        result["run_written"] = str(write_trec(write_run, reranked))
+        result["run_written"] = str(write_trec(write_run, rankings["run_reranked" if run else "reranked"]))
     return {"model": model, "data": data, **({"run": run} if run else {}), **result,
             **({"served_by": served_by} if served_by else {})}
 
@@ -112,19 +109,6 @@ def _echo_served(result: dict[str, Any]) -> None:
     if "served_by" in result:
         served = result["served_by"]
         typer.echo(f"scored as served: {served.get('backend')} {served.get('precision')} (fastrank.Reranker)")
-
-
-def _with_run_tail(reranked: dict[str, list[tuple[str, float]]], run: dict[str, list[tuple[str, float]]]
-                   ) -> dict[str, list[tuple[str, float]]]:
-    """Each query's reranked documents, then the rest of its run (below the depth reranked) in the run's order,
-    scored below them: the written run keeps the run's depth, so its recall at that depth is the run's."""
-    out = {}
-    for qid, ranked in reranked.items():
-        seen = {d for d, _ in ranked}
-        floor = min((s for _, s in ranked), default=0.0)
-        tail = [d for d, _ in run.get(qid, ()) if d not in seen]
-        out[qid] = list(ranked) + [(d, floor - 1.0 - i) for i, d in enumerate(tail)]
-    return out
 
 
 def eval_command(
@@ -148,8 +132,8 @@ def eval_command(
     split: Annotated[str | None, typer.Option(
         "--split", help="With a BEIR folder: the qrels split to evaluate (qrels/SPLIT.tsv; default test).")] = None,
     write_run: Annotated[str | None, typer.Option(
-        "--write-run", metavar="PATH", help="Write the reranked ranking of the evaluated queries as a TREC run "
-                                            "file (with --run: the rest of the run below the reranked top k).")] = None,
+        "--write-run", metavar="PATH", help="Write the reranked top k of the evaluated queries as a TREC run file: "
+                                            "the ranking the table scores.")] = None,
     corpus: Annotated[list[str] | None, typer.Option("--corpus", help="Extra corpus files (with --retrieve-top-k), "
                                                      "read as fastrank mine reads them.")] = None,
     embedding_model: Annotated[str | None, typer.Option(

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 Run = Mapping[str, Sequence[tuple[str, float]]]  # query id -> (document id, score), best first
 BEIR_FILES = ("corpus.jsonl", "queries.jsonl")
+QRELS_HEADER_NAMES = ("score", "relevance", "rel", "label", "grade", "judgment", "judgement")  # a first line so named
 
 
 def is_beir_dir(path: str | Path) -> bool:
@@ -77,14 +78,6 @@ def _number(text: str, where: str, what: str) -> float:
     return value
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _fields(path: Path, tabs: bool = False) -> Iterator[tuple[str, list[str]]]:
     """``(where, fields)`` of each non-blank line of a whitespace-separated file (TREC's); ``tabs``: a line with a
     tab is split at tabs only (BEIR's qrels, whose ids may hold spaces)."""
@@ -109,16 +102,16 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
     """Relevance judgements, query id -> {document id: grade}: BEIR's ``query-id corpus-id score`` rows (a first
-    line whose grade is not a number is a header, passed over) or TREC's ``qid iteration docid relevance``. A pair
-    judged twice with two grades is a DataError."""
+    line whose last field is a name of ``QRELS_HEADER_NAMES`` is a header, passed over) or TREC's ``qid iteration
+    docid relevance``. A pair judged twice with two grades is a DataError."""
     path = Path(path)
     qrels: dict[str, dict[str, float]] = {}
     for i, (where, fields) in enumerate(_fields(path, tabs=True)):
         if len(fields) not in (3, 4):
             raise DataError(f"{where}: expected 'query-id corpus-id score' (BEIR) or 'qid 0 docid relevance' (TREC), "
                             f"got {len(fields)} fields")
-        if i == 0 and not _is_number(fields[-1]):
-            continue  # a header, whatever its names
+        if i == 0 and fields[-1].lower() in QRELS_HEADER_NAMES:
+            continue  # a header
         qid, docid, grade = fields[0], fields[-2], _number(fields[-1], where, "the relevance")
         judged = qrels.setdefault(qid, {})
         if judged.get(docid, grade) != grade:
@@ -144,6 +137,9 @@ def read_run(path: str | Path) -> dict[str, list[tuple[str, float]]]:
         elif len(fields) == 3:
             qid, docid, rank = fields
             value = -_number(rank, where, "the rank (MS MARCO's 'qid docid rank')")
+            if not value.is_integer() or value > -1:  # 'qid docid score' read as ranks would rank backwards
+                raise DataError(f"{where}: a 3-field run line is MS MARCO's 'qid docid rank', but {rank!r} is no rank "
+                                "(a whole number from 1); a run with scores is TREC's 'qid Q0 docid rank score tag'")
         else:
             raise DataError(f"{where}: a TREC run line is 'qid Q0 docid rank score tag' (6 fields), an MS MARCO one "
                             f"'qid docid rank' (3); got {len(fields)}")
@@ -180,7 +176,7 @@ def write_run(path: str | Path, run: Run, tag: str = "fastrank") -> Path:
     path = Path(path)
     with atomic_file(path) as f:
         for qid, ranked in run.items():
-            f.writelines(f"{qid} Q0 {docid} {rank} {float(score):.9g} {tag}\n"
+            f.writelines(f"{qid} Q0 {docid} {rank} {float(score):.17g} {tag}\n"
                          for rank, (docid, score) in enumerate(ranked, 1))
     return path
 
@@ -247,10 +243,16 @@ def write_beir(path: str | Path, splits: Mapping[str, Sequence[QueryGroup]], cor
     every one of every split has a distinct one without whitespace, else they are ``q0``, ``q1``, ..."""
     import json
 
-    from fastrank.data import document_key
+    from fastrank.data import document_key, require_labels
     from fastrank.documents import document_parts
     from fastrank.io import atomic_dir
 
+    require_labels([g for groups in splits.values() for g in groups], "a BEIR folder's qrels")
+    for split, split_groups in splits.items():
+        for g in split_groups:
+            if g.labels is None or len(g.labels) != len(g.documents):
+                raise DataError(f"split {split!r}, query {g.query_id or g.query!r}: the qrels need a label for each "
+                                f"of its {len(g.documents)} documents, got {g.labels!r}")
     for split in splits:
         if not split or any(c in split for c in "/\\") or split.strip() != split:
             raise ValueError(f"split name {split!r} cannot name a qrels file: use a plain name such as 'test'")

@@ -417,24 +417,31 @@ def _check_unit_labels(config: TrainConfig, groups: list) -> None:
 
 
 def _check_negatives(config: TrainConfig, groups: list) -> None:
-    """A DataError when every training document has one and the same positive label (no negative, no grades) and
-    the loss needs something to tell apart: it then trains to nothing, silently (a BEIR folder's qrels usually
-    list relevant documents only, all 1). Graded labels (1 and 2) or soft ones differ, so they pass; distillation
-    (teacher scores) and in-batch negatives alone (mnrl with ``num_negatives=0``) need no negative."""
+    """A DataError when the data gives the loss nothing to tell apart, so that it would train to nothing, silently
+    (a BEIR folder's qrels usually list relevant documents only, all 1): for a listwise loss, no list holding two
+    different labels; for the others, one and the same positive label on every document. Graded (1 and 2) or soft
+    labels pass; distillation (teacher scores) and in-batch negatives alone (mnrl with ``num_negatives=0``) need no
+    negative."""
     from fastrank.evaluation.beir import is_beir_dir
     from fastrank.losses import loss_class
 
     fmt = getattr(loss_class(config.loss), "data_format", None)
     if fmt == "distillation" or (fmt == "ntuples" and config.num_negatives == 0):
         return
-    labels = {y for g in groups for y in g.labels}
-    if len(labels) != 1 or min(labels) <= 0:
-        return
+    if fmt == "lists":  # a listwise loss learns within lists: one with two labels is enough
+        if any(len(set(g.labels)) > 1 for g in groups):
+            return
+        problem = f"no training list holds two different labels: {config.loss} ranks documents within a list"
+    else:
+        labels = {y for g in groups for y in g.labels}
+        if len(labels) != 1 or min(labels) <= 0:
+            return
+        problem = (f"every training document is relevant, with label {labels.pop():g}: {config.loss} has no "
+                   "negative to rank them against")
     hint = (" A BEIR folder's qrels usually list relevant documents only: add --mine-negatives N (mined from its "
             "corpus.jsonl), or mine first: fastrank mine --data DIR --corpus DIR/corpus.jsonl --out mined.jsonl."
             if is_beir_dir(config.data) else " Add negatives (label 0), or --mine-negatives N.")
-    raise DataError(f"every training document is relevant, with label {labels.pop():g}: {config.loss} has no "
-                    f"negative to rank them against, and would train to nothing.{hint}")
+    raise DataError(f"{problem}, and would train to nothing.{hint}")
 
 
 def _drop_lists_without_margin(config: TrainConfig, groups: list) -> list:
