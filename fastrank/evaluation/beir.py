@@ -12,8 +12,8 @@ TREC run
     ``qid Q0 docid rank score tag`` a line, whitespace-separated, or MS MARCO's ``qid docid rank`` (a ``.gz`` file
     is read compressed). Each query's documents are ranked by score, highest first, tied ones by document id,
     descending, as trec_eval ranks them (and so pytrec_eval and BEIR's own evaluation): the rank column is not read,
-    as trec_eval does not read it. Every ranking fastrank scores or writes breaks ties so, so its numbers equal
-    trec_eval's on the same files; ranx orders tied documents arbitrarily, and can differ on a run with ties.
+    as trec_eval does not read it. Every retrieval ranking fastrank scores or writes (a run, its reranking) breaks
+    ties so, so its numbers equal trec_eval's on the same files; ranx orders tied documents arbitrarily, and can differ on a run with ties.
 """
 
 from __future__ import annotations
