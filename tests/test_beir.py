@@ -68,6 +68,8 @@ def test_qrels_in_beir_and_trec_form(tmp_path):
     trec.write_text("q1 0 d1 2\nq1 0 d1 1\n")
     with pytest.raises(DataError, match=r"line 2: query 'q1' and document 'd1' are judged twice, 2 and 1"):
         read_qrels(trec)
+    with pytest.raises(DataError, match="qrels file '.*missing.tsv' does not exist"):
+        read_qrels(tmp_path / "missing.tsv")
     trec.write_text("q1 d1\n")
     with pytest.raises(DataError, match="line 1: expected 'query-id corpus-id score'"):
         read_qrels(trec)

@@ -105,6 +105,8 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
     line whose last field is a name of ``QRELS_HEADER_NAMES`` is a header, passed over) or TREC's ``qid iteration
     docid relevance``. A pair judged twice with two grades is a DataError."""
     path = Path(path)
+    if not path.is_file():
+        raise DataError(f"qrels file {str(path)!r} {'is a directory' if path.is_dir() else 'does not exist'}")
     qrels: dict[str, dict[str, float]] = {}
     for i, (where, fields) in enumerate(_fields(path, tabs=True)):
         if len(fields) not in (3, 4):
