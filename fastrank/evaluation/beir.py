@@ -29,7 +29,7 @@ import numpy as np
 from fastrank.data import QueryGroup, iter_json_records, normalize_document, utf8_lines
 from fastrank.documents import Document
 from fastrank.errors import DataError
-from fastrank.evaluation.retrieval import RetrievalTask
+from fastrank.evaluation.retrieval import RetrievalTask, is_run_id, run_ids
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def write_run(path: str | Path, run: Run, tag: str = "fastrank") -> Path:
         raise ValueError(f"the run tag must be one word, got {tag!r}")
     for qid, ranked in run.items():
         for name in [qid, *(d for d, _ in ranked)]:
-            if not str(name) or any(c.isspace() for c in str(name)):
+            if not is_run_id(str(name)):
                 raise DataError(f"id {name!r} is empty or holds whitespace: a TREC run cannot hold it")
         bad = [s for _, s in ranked if not math.isfinite(float(s))]
         if bad:
@@ -262,9 +262,8 @@ def write_beir(path: str | Path, splits: Mapping[str, Sequence[QueryGroup]], cor
     for doc in [d for groups in splits.values() for g in groups for d in g.documents] + list(corpus):
         docs.setdefault(document_key(doc), (f"d{len(docs)}", doc))
     groups = [g for gs in splits.values() for g in gs]
-    given = [str(g.query_id) if g.query_id is not None else "" for g in groups]
-    named = all(q and q.split() == [q] for q in given) and len(set(given)) == len(given)
-    query_ids = iter(given if named else [f"q{i}" for i in range(len(groups))])
+    given = run_ids([str(g.query_id) if g.query_id is not None else "" for g in groups])
+    query_ids = iter(given or [f"q{i}" for i in range(len(groups))])
     with atomic_dir(path) as tmp:
         with (tmp / "corpus.jsonl").open("w", encoding="utf-8") as f:
             for docid, doc in docs.values():

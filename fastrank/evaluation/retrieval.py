@@ -74,9 +74,18 @@ class RetrievalTask:
                 query_ids.append("" if g.query_id is None else str(g.query_id))
         if not queries:
             raise DataError("no query has a relevant document: nothing to evaluate")
-        named = all(q and q.split() == [q] for q in query_ids) and len(set(query_ids)) == len(query_ids)
-        # else run files name the queries by position: a TREC run needs distinct ids without whitespace
-        return cls(corpus, queries, qrels, len(groups) - len(queries), query_ids=query_ids if named else None)
+        return cls(corpus, queries, qrels, len(groups) - len(queries), query_ids=run_ids(query_ids))
+
+
+def is_run_id(name: str) -> bool:
+    """Whether ``name`` can name a query or document in a TREC run: not empty, no whitespace."""
+    return bool(name) and name.split() == [name]
+
+
+def run_ids(given: Sequence[str]) -> list[str] | None:
+    """``given`` if its ids can name queries in a run (``is_run_id``, all distinct), else None: then run files name
+    them by position."""
+    return list(given) if all(map(is_run_id, given)) and len(set(given)) == len(given) else None
 
 
 def _metrics(ranked: list[np.ndarray], scores: list[np.ndarray], task: RetrievalTask, ks: Sequence[int]):
