@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastrank.data import QueryGroup, iter_json_records, normalize_document, utf8_lines
+from fastrank.data import QueryGroup, check_input_file, iter_json_records, normalize_document, utf8_lines
 from fastrank.documents import Document
 from fastrank.errors import DataError
 from fastrank.evaluation.retrieval import RetrievalTask, is_run_id, run_ids
@@ -105,8 +105,7 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
     line whose last field is a name of ``QRELS_HEADER_NAMES`` is a header, passed over) or TREC's ``qid iteration
     docid relevance``. A pair judged twice with two grades is a DataError."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"qrels file {str(path)!r} {'is a directory' if path.is_dir() else 'does not exist'}")
+    check_input_file(path, "qrels file")
     qrels: dict[str, dict[str, float]] = {}
     for i, (where, fields) in enumerate(_fields(path, tabs=True)):
         if len(fields) not in (3, 4):
@@ -129,8 +128,7 @@ def read_run(path: str | Path) -> dict[str, list[tuple[str, float]]]:
     """A TREC run file (or MS MARCO's ``qid docid rank``, scored ``-rank``): query id -> ``[(document id, score)]``,
     ranked as ``ranking`` ranks them."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"run file {str(path)!r} {'is a directory' if path.is_dir() else 'does not exist'}")
+    check_input_file(path, "run file")
     rows: dict[str, dict[str, float]] = {}
     for where, fields in _fields(path):
         if len(fields) == 6:
