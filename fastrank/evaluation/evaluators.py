@@ -230,6 +230,18 @@ def _read_records(path: Path) -> list[tuple[str, Any]]:
         raise DataError(f"cannot read evaluation file {path}: {exc}") from exc
 
 
+def accepted_keywords(function: Any, keywords: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``keywords`` that ``function`` takes, by name or through ``**kwargs`` (all of them when its signature
+    cannot be read): for calling the caller's own callables (evaluators, models) with only what they accept."""
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return dict(keywords)
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return dict(keywords)
+    return {k: v for k, v in keywords.items() if k in parameters}
+
+
 def logits_keyword(predict: Any) -> dict[str, Any]:
     """The keyword that makes ``predict`` return raw logits, if it takes one: ranking by logits keeps apart what fp32
     sigmoid rounds to equal scores (every logit above ~17 becomes 1.0). fastrank's ``activation="identity"``,

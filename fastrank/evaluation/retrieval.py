@@ -19,7 +19,7 @@ from fastrank.batching import is_integer
 from fastrank.data import QueryGroup, document_key, require_labels
 from fastrank.documents import Document, document_text
 from fastrank.errors import DataError
-from fastrank.evaluation.evaluators import logits_keyword
+from fastrank.evaluation.evaluators import accepted_keywords, logits_keyword
 from fastrank.evaluation.metrics import evaluate_rankings
 from fastrank.fusion import fuse_scores
 from fastrank.reranker import fusion_relevance, relevance_order
@@ -186,8 +186,8 @@ def evaluate_retrieve_rerank(
         pairs = [(task.queries[q], task.corpus[j]) for q, row in enumerate(ranked) for j in row]
         start = time.perf_counter()
         asked = logits_keyword(reranker.predict)  # raw logits where it can give them, ranked by relevance_order
-        shown = {} if show_progress_bar is None or not _takes(reranker.predict, "show_progress_bar") else {
-            "show_progress_bar": show_progress_bar}
+        shown = {} if show_progress_bar is None else accepted_keywords(reranker.predict,
+                                                                       {"show_progress_bar": show_progress_bar})
         raw = np.asarray(reranker.predict(pairs, batch_size=batch_size, **asked, **shown), dtype=np.float64)
         out["latency_s"][f"rerank_per_query_{name}"] = (time.perf_counter() - start) / len(task.queries)
         if raw.size % max(len(pairs), 1):
@@ -218,14 +218,6 @@ def _positions(scores: np.ndarray, ids: Sequence[str]) -> np.ndarray:
     positions = np.empty(len(ids), dtype=np.float64)
     positions[[where[docid] for docid in ranked_ids]] = -np.arange(len(ids), dtype=np.float64)
     return positions
-
-
-def _takes(function: Any, keyword: str) -> bool:
-    """Whether ``function`` accepts ``keyword`` (by name or through ``**kwargs``)."""
-    import inspect
-
-    parameters = inspect.signature(function).parameters
-    return keyword in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
 def _as_run(task: RetrievalTask, ranked: Sequence[np.ndarray], scores: Sequence[np.ndarray]):

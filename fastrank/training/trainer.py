@@ -7,7 +7,6 @@ cross-encoder directories (loadable by fastrank and sentence-transformers) so tr
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from fastrank.errors import DataError
+from fastrank.evaluation.evaluators import accepted_keywords
 from fastrank.model import CrossEncoder
 from fastrank.training.args import CrossEncoderTrainingArguments
 from fastrank.training.collator import LABEL_COLUMNS, CrossEncoderCollator, row_length
@@ -154,13 +154,7 @@ def _refuse_multi_dataset(train_dataset, loss) -> None:
 def _run_evaluator(evaluator: Callable[..., dict], model: Any, **context: Any) -> dict[str, float]:
     """``evaluator(model, **context)`` with the context keywords (``output_path``, ``epoch``, ``steps``, as
     sentence-transformers passes them) that it takes: a plain ``def evaluator(model)`` gets the model alone."""
-    try:
-        params = inspect.signature(evaluator).parameters
-    except (TypeError, ValueError):
-        return evaluator(model, **context)
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        context = {k: v for k, v in context.items() if k in params}
-    return evaluator(model, **context)
+    return evaluator(model, **accepted_keywords(evaluator, context))
 
 
 class _Evaluators:
