@@ -173,6 +173,14 @@ def _keyed_positives(group: QueryGroup) -> list[tuple[str, Document]]:
     return [(key, p) for p in group.positives if (key := document_key(p))]
 
 
+def _positives_by_text(groups: Sequence[QueryGroup]) -> dict[str, set[str]]:
+    """The ``document_key`` of every positive of each query text, over every group of that text (twin rows)."""
+    by_text: dict[str, set[str]] = {}
+    for g in groups:
+        by_text.setdefault(g.query, set()).update(key for key, _ in _keyed_positives(g))
+    return by_text
+
+
 def _dedup_corpus(corpus: Sequence[Document], stats: dict[str, Any]) -> list[Document]:
     """Drop blank documents (no text and no title: a ``{"text": ""}`` line was mined as a negative) and documents
     equal up to case and whitespace, title included (``document_key``), keeping the first seen."""
@@ -302,9 +310,7 @@ def mine_hard_negatives(
     stats["positives_added_to_corpus"] = len(missing)
     window = (range_max if range_max is not None else len(docs))
     # the search skips a query's positives (and, kept, its own negatives) without counting them: look past them
-    answers: dict[str, set[str]] = {}  # every positive of a query text: no negative for a twin query of that text
-    for g in usable:
-        answers.setdefault(g.query, set()).update(key for key, _ in _keyed_positives(g))
+    answers = _positives_by_text(usable)  # no negative for a twin query of that text
     depths = [window + len(answers[g.query]) + 1 + (len(g.negatives) if keep_original_negatives else 0)
               for g in usable]  # + 1: a corpus copy of the query's own text, skipped too
     if len(docs) < window:
@@ -432,9 +438,7 @@ def add_answer_negatives(
         raise ValueError("the groups carry teacher scores, which the added documents would lack: add answer "
                          "negatives first, then attach_teacher_scores")
     key_index = {k: i for i, k in enumerate(pool_keys)}
-    text_positives: dict[str, set[int]] = {}  # every positive of a query text: not a negative of a twin query
-    for g in groups:
-        text_positives.setdefault(g.query, set()).update(key_index[key] for key, _ in _keyed_positives(g))
+    text_positives = _positives_by_text(groups)  # not a negative of a twin query
     pool_emb = embedding_model.encode(pool, batch_size, show_progress_bar)
     usable = [i for i, g in enumerate(groups) if _keyed_positives(g)]
     query_emb = embedding_model.encode([groups[i].query for i in usable], batch_size, show_progress_bar)
@@ -448,7 +452,7 @@ def add_answer_negatives(
         floor = min(float(sims[key_index[key]]) for key, _ in _keyed_positives(g))
         allowed = np.ones(len(pool), dtype=bool)  # not one of the query's own documents, nor its text's positives
         allowed[[i for i in (key_index.get(document_key(d)) for d in g.documents) if i is not None]] = False
-        allowed[list(text_positives[g.query])] = False
+        allowed[[key_index[key] for key in text_positives[g.query]]] = False
         keep = allowed & (sims <= margin_ceiling(floor, relative_margin))
         stats["answer_negatives_dropped_by_margin"] += int(allowed.sum() - keep.sum())
         candidates = np.flatnonzero(keep)
