@@ -460,6 +460,17 @@ def _beir_section(records: list[dict[str, Any]]) -> str:
     lines += [f"| {a} | {b} | " + " | ".join(f"{m[k]:.4f}" for k in metrics) + " |" for a, b, m in rows]
     lines += ["", f"Seconds: in-process {r['in_process']['seconds']} (embedding the corpus included), "
               f"`fastrank eval --run` {r['via_run']['seconds']} (reranking only)."]
+    offline = r.get("rerank_run")
+    if offline:  # recorded since fastrank rerank --run
+        served = offline["served_by"]
+        lines += ["", f"`fastrank rerank --run` (every query of the run, no qrels read) on the same run: "
+                  f"{offline['queries']} queries, {offline['pairs']} pairs in {offline['seconds']} s "
+                  f"({offline['pairs_per_s']} pairs/s, {served['backend']} {served['precision']}, "
+                  f"batch {served['batch_size']}, max tokens {served['max_tokens']}). Same order as "
+                  f"`eval --write-run` for {offline['same_order_queries']} of {r['queries']} queries, largest score "
+                  f"difference {offline['max_abs_score_diff']:.1e} (eval scores a checkpoint through "
+                  "`CrossEncoder`, batch 64; `rerank` through `Reranker`, as served); ranx on its file: NDCG@10 "
+                  f"{r['ranx']['rerank_run']['ndcg@10']:.4f}, MRR@10 {r['ranx']['rerank_run']['mrr@10']:.4f}."]
     return "\n".join(lines) + "\n"
 
 

@@ -38,6 +38,7 @@ _LAZY = {
     "EvalResult": "fastrank.types",
     "Reranker": "fastrank.reranker",
     "rerank": "fastrank.reranker",
+    "rerank_run": "fastrank.run_rerank",
     "Client": "fastrank.client",
 }
 
@@ -51,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fastrank.evaluation.metrics import evaluate_rankings
     from fastrank.model import CrossEncoder
     from fastrank.reranker import Reranker, rerank
+    from fastrank.run_rerank import rerank_run
     from fastrank.training.args import BatchSamplers, CrossEncoderTrainingArguments, MultiDatasetBatchSamplers
     from fastrank.training.recipe import TrainConfig, train
     from fastrank.training.trainer import CrossEncoderTrainer

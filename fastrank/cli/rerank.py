@@ -1,4 +1,5 @@
-"""``fastrank rerank``: rank documents (a file or stdin; lines or JSONL) for one query."""
+"""``fastrank rerank``: rank documents (a file or stdin; lines or JSONL) for one query, or rerank a first stage's
+run (``--run``: every query of a TREC run file, written back as one)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def rerank_documents(model: str, query: str, documents: list[Document], top_k: i
 
 def rerank_command(
     model: Annotated[str, typer.Argument(help="Artifact directory (fastrank export), checkpoint dir or hub id.")],
-    query: Annotated[str, typer.Option("--query", help="The query to rank documents for.")],
+    query: Annotated[str | None, typer.Option("--query", help="The query to rank documents for (or --run).")] = None,
     docs_file: Annotated[Path | None, typer.Option(
         "--docs-file", help="Documents: one per line (blank lines skipped; an index counts the documents, not "
                              "the lines), or JSONL. Default: read stdin.")] = None,
@@ -65,7 +66,31 @@ def rerank_command(
         "--docs-format", help="auto (JSONL when the first line is a JSON string or object, which must then hold a "
                               "\"text\" or \"document\" string; else lines) | lines | jsonl. A JSONL object's "
                               "\"title\" is scored with its text.")] = "auto",
-    top_k: Annotated[int | None, typer.Option("--top-k", help="Return only the best K.")] = None,
+    top_k: Annotated[int | None, typer.Option(
+        "--top-k", help="Return only the best K (with --run: write each query's best K of its --depth).")] = None,
+    run: Annotated[Path | None, typer.Option(
+        "--run", help="Rerank a first stage's run instead of one query: every query of this TREC run file (qid Q0 "
+                      "docid rank score tag, or MS MARCO's qid docid rank; .gz too), its top --depth documents, "
+                      "written to --out as a TREC run. Texts from --data, or --queries and --corpus.")] = None,
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="With --run: a BEIR folder, whose queries.jsonl and corpus.jsonl hold the run's texts.")
+    ] = None,
+    queries: Annotated[Path | None, typer.Option(
+        "--queries", help="With --run: the queries' texts, BEIR queries.jsonl ({\"_id\", \"text\"}) or a TSV of "
+                          "id<TAB>text (MS MARCO queries.*.tsv).")] = None,
+    corpus: Annotated[Path | None, typer.Option(
+        "--corpus", help="With --run: the documents' texts, BEIR corpus.jsonl ({\"_id\", \"title\", \"text\"}) or a "
+                         "TSV of id<TAB>text (MS MARCO collection.tsv); only the run's documents are held.")] = None,
+    out: Annotated[str | None, typer.Option(
+        "--out", metavar="PATH", help="With --run: the reranked run, a TREC run file (scores = logits, or fused "
+                                      "with --fusion-weight).")] = None,
+    depth: Annotated[int | None, typer.Option(
+        "--depth", help="With --run: how many of each query's run documents are reranked, 100 if not given (those "
+                        "below are not written).")] = None,
+    fusion_weight: Annotated[float | None, typer.Option(
+        "--fusion-weight", help="With --run: rank by z(reranker) + W * z(run score) per query (0: the reranker "
+                                "alone; choose W on judged queries with fastrank eval --run --fusion-weight).")
+    ] = None,
     backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
     long_documents: Annotated[str, typer.Option(
         "--long-documents", help="truncate | windows (a long document scores as its best overlapping window).")
@@ -75,9 +100,29 @@ def rerank_command(
                                 "quarter of max length).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Rank documents for a query, best first."""
+    """Rank documents for a query, best first; or rerank every query of a first stage's run (--run)."""
     if top_k is not None and top_k < 1:
         raise typer.BadParameter(f"--top-k must be >= 1 (leave it out to rank every document), got {top_k}")
+    if run is not None:
+        summary = _rerank_run(model, query, docs_file, run, data, queries, corpus, out, depth, top_k, fusion_weight,
+                              backend=backend, long_documents=long_documents, window_stride=window_stride)
+        if as_json:
+            print_json(summary)
+        else:
+            served = summary["served_by"]
+            typer.echo(f"reranked {summary['queries']} queries, {summary['pairs']} pairs (at most "
+                       f"{summary['depth']} a query) in {summary['seconds']:.1f} s, {summary['pairs_per_s']} pairs/s, on "
+                       f"{served.get('backend')} {served.get('precision')}; wrote {summary['out']}")
+        return
+    given = [name for name, value in (("--data", data), ("--queries", queries), ("--corpus", corpus),
+                                      ("--out", out), ("--depth", depth), ("--fusion-weight", fusion_weight))
+             if value is not None]
+    if given:
+        raise typer.BadParameter(f"{', '.join(given)} apply to --run (reranking a first stage's run); one query's "
+                                 "documents come from --docs-file or stdin")
+    if query is None:
+        raise typer.BadParameter("give --query (with documents from --docs-file or stdin) or --run (a first stage's "
+                                 "run to rerank)")
     if docs_file is not None:
         check_input_file(docs_file, "documents file")
         text, source = read_utf8(docs_file), str(docs_file)
@@ -98,6 +143,38 @@ def rerank_command(
     typer.echo("| rank | score | index | document |\n| ---: | ---: | ---: | --- |")
     for rank, row in enumerate(result["results"], 1):
         typer.echo(f"| {rank} | {row['score']:.4f} | {row['index']} | {table_cell(row['document'])} |")
+
+
+def _rerank_run(model: str, query: str | None, docs_file: Path | None, run: Path, data: Path | None,
+                queries: Path | None, corpus: Path | None, out: str | None, depth: int | None,
+                top_k: int | None, fusion_weight: float | None, **reranker_options: Any) -> dict[str, Any]:
+    """``fastrank rerank --run``: check the options against each other (before any file is read), then
+    ``rerank_run_files``."""
+    from fastrank.evaluation.beir import beir_problem
+    from fastrank.run_rerank import rerank_run_files
+
+    if query is not None or docs_file is not None:
+        raise typer.BadParameter("--run reranks the run's own queries and documents: leave out --query and "
+                                 "--docs-file")
+    if out is None:
+        raise typer.BadParameter("--run needs --out PATH: the reranked run is written there as a TREC run file")
+    depth = 100 if depth is None else depth
+    fusion_weight = 0.0 if fusion_weight is None else fusion_weight
+    if depth < 1:
+        raise typer.BadParameter(f"--depth must be >= 1 (run documents reranked per query), got {depth}")
+    if data is not None and (queries is not None or corpus is not None):
+        raise typer.BadParameter("give --data (a BEIR folder) or --queries and --corpus, not both")
+    if data is not None:
+        problem = beir_problem(data)
+        if problem:
+            raise typer.BadParameter(f"--data: {problem}")
+        queries, corpus = data / "queries.jsonl", data / "corpus.jsonl"
+    elif queries is None or corpus is None:
+        raise typer.BadParameter("--run needs the texts of its ids: --data BEIR_FOLDER, or --queries FILE and "
+                                 "--corpus FILE")
+    if fusion_weight < 0 or fusion_weight != fusion_weight or fusion_weight == float("inf"):
+        raise typer.BadParameter(f"--fusion-weight must be a finite number >= 0, got {fusion_weight}")
+    return rerank_run_files(model, run, queries, corpus, out, depth, top_k, fusion_weight, **reranker_options)
 
 
 def table_cell(document: Document, width: int = 80) -> str:

@@ -19,6 +19,8 @@ TREC run
 from __future__ import annotations
 
 import gzip
+import itertools
+import json
 import logging
 import math
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastrank.data import QueryGroup, check_input_file, iter_json_records, normalize_document, utf8_lines
+from fastrank.data import QueryGroup, check_input_file, normalize_document, utf8_lines
 from fastrank.documents import Document
 from fastrank.errors import DataError
 from fastrank.evaluation.retrieval import RetrievalTask, is_run_id, run_ids
@@ -190,7 +192,8 @@ def read_beir(path: str | Path, split: str = "test", documents: Collection[str] 
     path = Path(path).expanduser()
     judgements = read_qrels(_check_beir_dir(path, split))
     relevant = {d for judged in judgements.values() for d, grade in judged.items() if grade > 0}
-    corpus = _read_corpus(path, None if documents is None else set(documents) | relevant)
+    keep = None if documents is None else set(documents) | relevant
+    corpus = read_documents(path / "corpus.jsonl", keep)
     corpus_ids, index = list(corpus), {docid: i for i, docid in enumerate(corpus)}
     texts = _query_texts(path, set(judgements), split)
     queries, query_ids, qrels, missing = [], [], [], {}
@@ -220,7 +223,7 @@ def beir_groups(path: str | Path, split: str = "train") -> list[QueryGroup]:
     documents missing from corpus.jsonl are left out (a warning counts them)."""
     path = Path(path).expanduser()
     judgements = read_qrels(_check_beir_dir(path, split))
-    texts = _read_corpus(path, {d for judged in judgements.values() for d in judged})
+    texts = read_documents(path / "corpus.jsonl", {d for judged in judgements.values() for d in judged})
     queries = _query_texts(path, set(judgements), split)
     groups, missing = [], 0
     for qid, judged in judgements.items():
@@ -241,8 +244,6 @@ def write_beir(path: str | Path, splits: Mapping[str, Sequence[QueryGroup]], cor
     ``corpus`` make one corpus: documents equal up to case and whitespace, title included, are one entry with one
     id (``d0``, ``d1``, ...), and a list holding one twice keeps its best label. Queries keep their ``query_id`` when
     every one of every split has a distinct one without whitespace, else they are ``q0``, ``q1``, ..."""
-    import json
-
     from fastrank.data import document_key, require_labels
     from fastrank.documents import document_parts
     from fastrank.io import atomic_dir
@@ -283,12 +284,33 @@ def write_beir(path: str | Path, splits: Mapping[str, Sequence[QueryGroup]], cor
     return Path(path)
 
 
-def _read_corpus(path: Path, keep: set[str] | None) -> dict[str, Document]:
-    """corpus.jsonl's documents by id (a title kept), only those of ``keep`` when given: the others are neither held
-    nor their ids, so a corpus of millions costs what a run's documents cost."""
+ID_COLUMNS = ("_id", "id", "docid", "doc_id", "pid", "qid", "query_id", "query-id", "corpus-id")
+TEXT_COLUMNS = ("text", "query", "passage", "document", "contents", "body")
+
+
+def read_queries(path: str | Path) -> dict[str, str]:
+    """Query id -> text of a queries file: BEIR's ``queries.jsonl`` (``{"_id", "text"}`` a line) or a TSV of
+    ``id<TAB>text`` rows, as MS MARCO's ``queries.*.tsv`` (``.gz`` read compressed; a first line naming its columns,
+    e.g. ``id  text``, is a header)."""
+    texts: dict[str, str] = {}
+    for where, qid, rec in _id_records(Path(path), "queries file"):
+        if not isinstance(rec.get("text"), str):
+            raise DataError(f"{where}: a query needs a 'text' string")
+        if texts.get(qid, rec["text"]) != rec["text"]:
+            raise DataError(f"{where}: query id {qid!r} appears twice with different texts")
+        texts[qid] = rec["text"]
+    return texts
+
+
+def read_documents(path: str | Path, keep: Collection[str] | None = None) -> dict[str, Document]:
+    """Document id -> document (``{"title", "text"}`` when it has a title) of a corpus file: BEIR's
+    ``corpus.jsonl`` (``{"_id", "title"?, "text"}`` a line) or a TSV of ``id<TAB>text`` rows, as MS MARCO's
+    ``collection.tsv`` (or columns a header line names: an id, ``text`` and ``title``, as DPR's ``psgs_w100.tsv``);
+    ``.gz`` is read compressed. ``keep``: hold only these ids (a run's candidates), so a corpus of millions costs
+    what a run's documents cost."""
+    keep = None if keep is None else set(keep)
     corpus: dict[str, Document] = {}
-    for where, rec in iter_json_records(path / "corpus.jsonl"):
-        docid = _record_id(rec, where)
+    for where, docid, rec in _id_records(Path(path), "corpus file"):
         if keep is not None and docid not in keep:
             continue
         if docid in corpus:
@@ -297,14 +319,58 @@ def _read_corpus(path: Path, keep: set[str] | None) -> dict[str, Document]:
     return corpus
 
 
+def _id_records(path: Path, what: str) -> Iterator[tuple[str, str, dict]]:
+    """``(where, id, record)`` of each line of a JSONL file of ``{"_id", ...}`` objects, or of a TSV file's rows
+    as ``{"text"}`` (``id<TAB>text``) or as the columns a header line names (``text``, ``title``). JSONL by name
+    (``.jsonl`` / ``.json``, before any ``.gz``), TSV by name (``.tsv`` / ``.txt``), else by a first line that
+    starts with ``{``."""
+    check_input_file(path, what)
+    name = path.name.lower().removesuffix(".gz")
+    lines = (item for item in _lines(path) if item[1].strip())
+    first = next(lines, None)
+    if first is None:
+        raise DataError(f"{what} {path} is empty")
+    rows = itertools.chain([first], lines)
+    if name.endswith((".jsonl", ".json")) or (not name.endswith((".tsv", ".txt")) and first[1].lstrip()[:1] == "{"):
+        for n, line in rows:
+            where = f"{path} line {n}"
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            yield where, _record_id(rec, where), rec
+        return
+    columns = _tsv_columns(first[1].rstrip("\r").split("\t"))
+    if columns is not None:
+        next(rows)  # the header
+    for n, line in rows:
+        fields, where = line.rstrip("\r").split("\t"), f"{path} line {n}"
+        names = columns or ("_id", "text")
+        if len(fields) != len(names):
+            layout = "\t".join(names) if columns else "id<TAB>text (or a header line naming more columns)"
+            raise DataError(f"{where}: {len(fields)} tab-separated fields; {what} {path.name} rows are {layout}")
+        rec = dict(zip(names, fields))
+        if not rec["_id"].strip():
+            raise DataError(f"{where}: the id (first field) is empty")
+        yield where, rec["_id"].strip(), rec
+
+
+def _tsv_columns(header: list[str]) -> tuple[str, ...] | None:
+    """The columns a TSV's first line names (its id column as ``_id``, its text column as ``text``, ``title``), or
+    None when it names none (a data row)."""
+    names = [h.strip().lower() for h in header]
+    if not any(n in ID_COLUMNS for n in names):
+        return None
+    ids, texts = [n for n in names if n in ID_COLUMNS], [n for n in names if n in TEXT_COLUMNS]
+    if len(ids) != 1 or len(texts) != 1:
+        raise DataError(f"a TSV header needs one id column ({', '.join(ID_COLUMNS)}) and one text column "
+                        f"({', '.join(TEXT_COLUMNS)}), got {header}")
+    return tuple("_id" if n in ID_COLUMNS else "text" if n in TEXT_COLUMNS else n for n in names)
+
+
 def _query_texts(path: Path, judged: set[str], split: str) -> dict[str, str]:
     """The text of every query of ``queries.jsonl`` (a DataError when one of ``judged`` is not there)."""
-    texts = {}
-    for where, rec in iter_json_records(path / "queries.jsonl"):
-        qid = _record_id(rec, where)
-        if not isinstance(rec.get("text"), str):
-            raise DataError(f"{where}: a query needs a 'text' string")
-        texts[qid] = rec["text"]
+    texts = read_queries(path / "queries.jsonl")
     unknown = sorted(judged - texts.keys())
     if unknown:
         raise DataError(f"qrels/{split}.tsv judges {len(unknown)} queries that queries.jsonl does not hold, e.g. "

@@ -1,0 +1,126 @@
+"""Rerank a first stage's run: every query a TREC run ranks, judged or not, its top ``depth`` documents reranked.
+
+This is the offline job behind a leaderboard submission or a nightly re-index: a retriever (BM25 in Pyserini or
+bm25s, a dense index) wrote a run over a corpus's ids, and the reranked run is written back in the same format
+(``fastrank.evaluation.beir``), for trec_eval, ranx or the next stage. ``fastrank eval --run`` measures a
+reranker on judged queries; this reranks them all and measures nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from fastrank.batching import check_positive_int
+from fastrank.documents import Document
+from fastrank.errors import DataError
+from fastrank.evaluation.beir import Run, ranking
+from fastrank.fusion import check_fusion_input, fuse_scores
+from fastrank.reranker import Reranker, fusion_relevance, relevance_order
+
+CHUNK_PAIRS = 8192  # pairs scored per call: long enough to batch by length, short enough for a steady progress bar
+
+
+def rerank_run(reranker: Reranker | str | Path, run: Run, queries: Mapping[str, str],
+               documents: Mapping[str, Document], depth: int = 100, top_k: int | None = None,
+               fusion_weight: float = 0.0, show_progress_bar: bool = True) -> dict[str, list[tuple[str, float]]]:
+    """Each query of ``run`` (query id -> ``[(document id, score)]``, best first, e.g. ``read_run``) with its top
+    ``depth`` documents reranked: ``{query id: [(document id, score)]}``, best first, in the run's query order.
+
+    The score is the model's logit (a model with several labels: its last class's log-odds), or with
+    ``fusion_weight`` > 0 ``z(reranker) + fusion_weight * z(run score)`` per query (``fastrank.fusion``). Ties
+    rank by document id, descending, as trec_eval ranks them, so the written run scores as this ranking.
+    ``top_k``: keep only each query's best K (default all ``depth``). Documents below ``depth`` are dropped, as a
+    reranker's run holds what it reranked. ``queries`` / ``documents`` map the run's ids to texts (``read_queries``,
+    ``read_documents``); an id the run names that they lack is a DataError, before any scoring.
+    """
+    depth, top_k = _check_options(depth, top_k, fusion_weight)
+    cut = {qid: list(ranked)[:depth] for qid, ranked in run.items()}
+    _check_ids(cut, queries, documents)
+    if fusion_weight:  # a run from Python may hold a NaN: refused now, not after hours of scoring
+        for qid, ranked in cut.items():
+            check_fusion_input([s for _, s in ranked], len(ranked), fusion_weight)
+    if not isinstance(reranker, Reranker):
+        reranker = Reranker(reranker)
+    out: dict[str, list[tuple[str, float]]] = {}
+    total = sum(map(len, cut.values()))
+    with tqdm(total=total, desc="Reranking", unit="pair", disable=not show_progress_bar) as bar:
+        for chunk in _chunks(cut):
+            pairs = [(queries[qid], documents[docid]) for qid in chunk for docid, _ in cut[qid]]
+            logits = reranker.logits(pairs)
+            start = 0
+            for qid in chunk:
+                ranked = cut[qid]
+                rows = logits[start:start + len(ranked)]
+                start += len(ranked)
+                scores = relevance_order(rows)
+                if fusion_weight:
+                    first = np.array([s for _, s in ranked], dtype=np.float64)
+                    scores = fuse_scores(fusion_relevance(rows, reranker.activation), first, fusion_weight)
+                out[qid] = ranking(zip([d for d, _ in ranked], map(float, scores)))[:top_k]
+            bar.update(len(pairs))
+    return out
+
+
+def rerank_run_files(model: str, run: str | Path, queries: str | Path, corpus: str | Path, out: str | Path,
+                     depth: int = 100, top_k: int | None = None, fusion_weight: float = 0.0, tag: str = "fastrank",
+                     show_progress_bar: bool = True, **reranker_options: Any) -> dict[str, Any]:
+    """``rerank_run`` from files to a file: read the run (TREC or MS MARCO, ``read_run``), the texts of its queries
+    and of its top ``depth`` documents only (``read_queries``, ``read_documents``: BEIR JSONL or ``id<TAB>text``
+    TSV), rerank with ``Reranker(model, **reranker_options)`` and write the reranked run to ``out`` (TREC, whole
+    or not at all). Returns what was done: queries, pairs, seconds, pairs/s and the Reranker's ``describe()``."""
+    from fastrank.evaluation.beir import read_documents, read_queries, read_run, run_documents, write_run
+    from fastrank.io import check_output_file
+
+    depth, top_k = _check_options(depth, top_k, fusion_weight)
+    check_output_file(out, keep=[run, queries, corpus], what="the reranked run")
+    reranker = Reranker(model, **reranker_options)  # a wrong model fails before a large corpus is read
+    first_stage = read_run(run)
+    texts = read_queries(queries)
+    docs = read_documents(corpus, run_documents(first_stage, depth))
+    start = time.perf_counter()
+    reranked = rerank_run(reranker, first_stage, texts, docs, depth, top_k, fusion_weight, show_progress_bar)
+    seconds = time.perf_counter() - start
+    pairs = sum(min(len(ranked), depth) for ranked in first_stage.values())
+    written = write_run(out, reranked, tag)
+    return {"model": model, "run": str(run), "out": str(written), "queries": len(reranked), "pairs": pairs,
+            "depth": depth, "top_k": top_k, "fusion_weight": fusion_weight, "seconds": round(seconds, 3),
+            "pairs_per_s": round(pairs / seconds, 1) if seconds > 0 else None, "served_by": reranker.describe()}
+
+
+def _check_options(depth: int, top_k: int | None, fusion_weight: float) -> tuple[int, int | None]:
+    """``depth`` and ``top_k`` as ints, once they and ``fusion_weight`` are known to be valid (else ValueError)."""
+    check_fusion_input([], 0, fusion_weight)
+    return check_positive_int(depth, "depth"), check_positive_int(top_k, "top_k", optional=True)
+
+
+def _check_ids(run: Mapping[str, list[tuple[str, float]]], queries: Mapping[str, str],
+               documents: Mapping[str, Document]) -> None:
+    """Every query and document the (cut) run names has a text, else a DataError counting what is missing."""
+    for kind, missing, source in (
+            ("queries", [q for q in run if q not in queries], "queries"),
+            ("documents", sorted({d for ranked in run.values() for d, _ in ranked if d not in documents}), "corpus")):
+        if missing:
+            raise DataError(f"the run names {len(missing)} {kind} that the {source} does not hold, e.g. "
+                            f"{missing[0]!r}: was the run made over other {kind}?")
+    if not any(run.values()):
+        raise DataError("the run ranks no document: nothing to rerank")
+
+
+def _chunks(run: Mapping[str, list[tuple[str, float]]]):
+    """The run's query ids in order, cut into groups of about ``CHUNK_PAIRS`` pairs (whole queries)."""
+    chunk: list[str] = []
+    size = 0
+    for qid, ranked in run.items():
+        chunk.append(qid)
+        size += len(ranked)
+        if size >= CHUNK_PAIRS:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk

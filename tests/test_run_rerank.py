@@ -1,0 +1,228 @@
+"""Reranking a first stage's run (``fastrank rerank --run``, ``rerank_run``): every query it ranks, judged or not,
+checked against the model's own logits, hand-computed fusion, ``fastrank eval --write-run`` on the judged queries,
+and MS MARCO / DPR file layouts."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fastrank.cli import app
+from fastrank.errors import DataError
+from fastrank.evaluation.beir import read_documents, read_queries, read_run, write_run
+from fastrank.run_rerank import rerank_run, rerank_run_files
+
+runner = CliRunner()
+
+DOCS = {"d1": ("", "glaciers carve ice caves"), "d2": ("Paris", "the capital of france"),
+        "d3": ("", "berlin is in germany"), "d4": ("", "rome is old"), "d5": ("", "ice cream shops"),
+        "d6": ("", "caves of ice form under glaciers"), "d7": ("", "an unrelated text"), "d8": ("", "never ranked")}
+QUERIES = {"q1": "glacier caves", "q2": "capital of france", "q3": "an unjudged query", "q9": "not in the run"}
+RUN = {"q2": [("d3", 4.0), ("d2", 3.5), ("d4", 1.0)], "q1": [("d5", 9.0), ("d1", 8.5), ("d3", 3.0), ("d6", 2.0)],
+       "q3": [("d7", 1.0), ("d1", 0.5)]}
+
+
+def _texts(docid: str) -> str | dict[str, str]:
+    title, text = DOCS[docid]
+    return {"title": title, "text": text} if title else text
+
+
+def _beir(root: Path) -> Path:
+    """A BEIR folder (queries and corpus, qrels for q1 and q2 only: q3 is unjudged) and RUN as run.trec."""
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": k, "title": t, "text": x}) + "\n"
+                                               for k, (t, x) in DOCS.items()))
+    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": k, "text": q}) + "\n" for k, q in QUERIES.items()))
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td6\t1\nq2\td2\t1\n")
+    write_run(root / "run.trec", RUN, tag="bm25")
+    return root
+
+
+def _logits(model_dir: Path, qid: str, docids: list[str]) -> np.ndarray:
+    """The checkpoint's own logits (CrossEncoder.predict, titles as fastrank scores them): the reference."""
+    from fastrank import CrossEncoder
+
+    model = CrossEncoder(model_dir)
+    return np.asarray(model.predict([(QUERIES[qid], _texts(d)) for d in docids], activation="identity"),
+                      dtype=np.float64)
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / x.std()
+
+
+def test_every_query_of_the_run_is_reranked_by_the_models_logits(tiny_model_dir):
+    queries = dict(QUERIES)
+    documents = {d: _texts(d) for d in DOCS}
+    out = rerank_run(str(tiny_model_dir), RUN, queries, documents, depth=3, show_progress_bar=False)
+    assert list(out) == ["q2", "q1", "q3"]  # the run's order, the unjudged q3 included
+    for qid, ranked in RUN.items():
+        top = [d for d, _ in ranked[:3]]
+        logits = _logits(tiny_model_dir, qid, top)
+        expected = [top[i] for i in np.argsort(-logits, kind="stable")]
+        assert [d for d, _ in out[qid]] == expected, qid
+        assert [s for _, s in out[qid]] == pytest.approx(sorted(logits, reverse=True), abs=1e-5)
+    assert "d6" not in {d for d, _ in out["q1"]}  # below depth 3: not written
+    best = rerank_run(str(tiny_model_dir), RUN, queries, documents, depth=3, top_k=1, show_progress_bar=False)
+    assert {q: ranked for q, ranked in best.items()} == {q: ranked[:1] for q, ranked in out.items()}
+
+
+def test_fusion_is_the_z_scored_sum_computed_by_hand(tiny_model_dir):
+    documents = {d: _texts(d) for d in DOCS}
+    out = rerank_run(str(tiny_model_dir), RUN, QUERIES, documents, fusion_weight=0.5, show_progress_bar=False)
+    docids = [d for d, _ in RUN["q1"]]
+    first = np.array([s for _, s in RUN["q1"]])
+    probability = 1 / (1 + np.exp(-_logits(tiny_model_dir, "q1", docids)))  # a sigmoid model fuses its scores
+    fused = _zscore(probability) + 0.5 * _zscore(first)
+    assert [d for d, _ in out["q1"]] == [docids[i] for i in np.argsort(-fused, kind="stable")]
+    assert [s for _, s in out["q1"]] == pytest.approx(sorted(fused, reverse=True), abs=1e-5)
+
+
+def test_ties_rank_by_document_id_descending_and_chunks_do_not_change_scores(tiny_model_dir, monkeypatch):
+    import fastrank.run_rerank as run_rerank
+
+    documents = {d: _texts(d) for d in DOCS}
+    tied = {"q3": [("d7", 1.0), ("d4", 1.0), ("d1", 1.0)]}
+    queries = {"q3": "x"}
+    documents = {**documents, "d4": "same", "d7": "same", "d1": "same"}
+    out = rerank_run(str(tiny_model_dir), tied, queries, documents, show_progress_bar=False)
+    assert [d for d, _ in out["q3"]] == ["d7", "d4", "d1"] and len({s for _, s in out["q3"]}) == 1
+    whole = rerank_run(str(tiny_model_dir), RUN, QUERIES, {d: _texts(d) for d in DOCS}, show_progress_bar=False)
+    monkeypatch.setattr(run_rerank, "CHUNK_PAIRS", 2)  # a query at a time
+    chunked = rerank_run(str(tiny_model_dir), RUN, QUERIES, {d: _texts(d) for d in DOCS}, show_progress_bar=False)
+    assert [d for d, _ in chunked["q1"]] == [d for d, _ in whole["q1"]]
+    for qid in RUN:
+        assert [s for _, s in chunked[qid]] == pytest.approx([s for _, s in whole[qid]], abs=1e-5)
+
+
+def test_cli_run_equals_eval_write_run_on_the_judged_queries(tiny_model_dir, tmp_path):
+    root = _beir(tmp_path / "beir")
+    out = tmp_path / "reranked.trec"
+    result = runner.invoke(app, ["rerank", str(tiny_model_dir), "--run", str(root / "run.trec"), "--data", str(root),
+                                 "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["queries"] == 3 and summary["pairs"] == 9 and summary["out"] == str(out)
+    assert summary["served_by"]["backend"] == "torch"
+    written = read_run(out)
+    judged = tmp_path / "judged.trec"
+    evaluated = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(root), "--run", str(root / "run.trec"),
+                                    "--write-run", str(judged), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    by_eval = read_run(judged)
+    assert set(by_eval) == {"q1", "q2"} and set(written) == {"q1", "q2", "q3"}
+    for qid in by_eval:
+        assert [d for d, _ in written[qid]] == [d for d, _ in by_eval[qid]]
+        assert [s for _, s in written[qid]] == pytest.approx([s for _, s in by_eval[qid]], abs=1e-5)
+    table = runner.invoke(app, ["rerank", str(tiny_model_dir), "--run", str(root / "run.trec"), "--data", str(root),
+                                "--out", str(out), "--depth", "2", "--top-k", "1"])
+    assert table.exit_code == 0, table.output
+    assert "reranked 3 queries, 6 pairs (at most 2 a query)" in table.output
+    assert {q: len(r) for q, r in read_run(out).items()} == {"q2": 1, "q1": 1, "q3": 1}
+
+
+def test_ms_marco_tsv_files_and_a_gzip_run(tiny_model_dir, tmp_path):
+    """MS MARCO's layout: queries.tsv and collection.tsv as id<TAB>text (no title), a 'qid docid rank' run, gzip."""
+    (tmp_path / "queries.tsv").write_text("".join(f"{k}\t{q}\n" for k, q in QUERIES.items()))
+    with gzip.open(tmp_path / "collection.tsv.gz", "wt") as f:
+        f.writelines(f"{k}\t{x}\n" for k, (_, x) in DOCS.items())
+    with gzip.open(tmp_path / "run.tsv.gz", "wt") as f:
+        f.writelines(f"{q}\t{d}\t{r}\n" for q, ranked in RUN.items() for r, (d, _) in enumerate(ranked, 1))
+    summary = rerank_run_files(str(tiny_model_dir), tmp_path / "run.tsv.gz", tmp_path / "queries.tsv",
+                               tmp_path / "collection.tsv.gz", tmp_path / "out.trec", depth=2,
+                               show_progress_bar=False)
+    assert summary["pairs"] == 6
+    written = read_run(tmp_path / "out.trec")
+    top = [d for d, _ in RUN["q2"][:2]]
+    from fastrank import CrossEncoder
+
+    logits = CrossEncoder(tiny_model_dir).predict([(QUERIES["q2"], DOCS[d][1]) for d in top], activation="identity")
+    assert [d for d, _ in written["q2"]] == [top[i] for i in np.argsort(-logits, kind="stable")]
+
+
+def test_tsv_readers_take_headers_titles_and_keep_only_what_is_asked(tmp_path):
+    dpr = tmp_path / "psgs.tsv"
+    dpr.write_text("id\ttext\ttitle\n1\tglaciers carve ice caves\tGlacier\n2\trome is old\t\n3\tnot kept\tX\n")
+    assert read_documents(dpr, keep={"1", "2"}) == {"1": {"title": "Glacier", "text": "glaciers carve ice caves"},
+                                                     "2": "rome is old"}
+    crlf = tmp_path / "queries.tsv"
+    crlf.write_bytes(b"qid\tquery\r\n7\twhat is ice\r\n")
+    assert read_queries(crlf) == {"7": "what is ice"}
+    beir = tmp_path / "corpus.jsonl"
+    beir.write_text(json.dumps({"_id": 5, "title": "T", "text": "x"}) + "\n")
+    assert read_documents(beir) == {"5": {"title": "T", "text": "x"}}
+
+
+@pytest.mark.parametrize("content, message", [
+    ("1\ttext\textra\n", "3 tab-separated fields; corpus file docs.tsv rows are id<TAB>text (or a header line"),
+    ("id\ttitle\n1\tx\n", "a TSV header needs one id column"),
+    ("\tno id\n", "the id (first field) is empty"),
+    ("1\ta\n1\tb\n", "corpus id '1' appears twice"),
+    ("", "corpus file"),
+])
+def test_bad_tsv_corpora_are_refused_with_the_line(tmp_path, content, message):
+    path = tmp_path / "docs.tsv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=re.escape(message)):
+        read_documents(path)
+
+
+def test_ids_the_texts_lack_are_refused_before_any_scoring(tmp_path):
+    class Refuses:
+        def __getattr__(self, name):
+            raise AssertionError("scored before the ids were checked")
+
+    documents = {d: _texts(d) for d in DOCS}
+    with pytest.raises(DataError, match=r"the run names 1 queries that the queries does not hold, e\.g\. 'q3'"):
+        rerank_run(Refuses(), RUN, {"q1": "a", "q2": "b"}, documents, show_progress_bar=False)
+    with pytest.raises(DataError, match=r"the run names 1 documents that the corpus does not hold, e\.g\. 'd6'"):
+        rerank_run(Refuses(), RUN, QUERIES, {d: t for d, t in documents.items() if d != "d6"}, show_progress_bar=False)
+    with pytest.raises(ValueError, match="depth must be a positive integer"):
+        rerank_run(Refuses(), RUN, QUERIES, documents, depth=0)
+    with pytest.raises(ValueError, match="fusion weight must be a finite number >= 0"):
+        rerank_run(Refuses(), RUN, QUERIES, documents, fusion_weight=-1.0)
+    with pytest.raises(ValueError, match="first_stage_scores must be finite numbers"):
+        rerank_run(Refuses(), {"q1": [("d1", float("nan"))]}, QUERIES, documents, fusion_weight=1.0)
+
+
+def test_a_failed_rerank_writes_nothing(tiny_model_dir, tmp_path, monkeypatch):
+    import fastrank.run_rerank as run_rerank
+
+    root = _beir(tmp_path / "beir")
+    out = tmp_path / "out.trec"
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("killed halfway")
+
+    monkeypatch.setattr(run_rerank, "rerank_run", fail)
+    with pytest.raises(RuntimeError, match="killed halfway"):
+        rerank_run_files(str(tiny_model_dir), root / "run.trec", root / "queries.jsonl", root / "corpus.jsonl", out)
+    assert not out.exists() and list(tmp_path.iterdir()) == [root]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--run", "RUN", "--data", "ROOT"], "--run needs --out PATH"),
+    (["--run", "RUN", "--out", "OUT"], "--run needs the texts of its ids: --data BEIR_FOLDER"),
+    (["--run", "RUN", "--data", "ROOT", "--queries", "Q", "--out", "OUT"], "give --data (a BEIR folder) or"),
+    (["--run", "RUN", "--data", "ROOT", "--out", "OUT", "--query", "x"], "leave out --query and --docs-file"),
+    (["--run", "RUN", "--data", "ROOT", "--out", "OUT", "--depth", "0"], "--depth must be >= 1"),
+    (["--run", "RUN", "--data", "ROOT", "--out", "OUT", "--fusion-weight", "-1"], "--fusion-weight must be a finite"),
+    (["--run", "RUN", "--data", "ROOT", "--out", "RUN"], "refusing to write the reranked run over the input"),
+    (["--run", "RUN", "--data", "RUN", "--out", "OUT"], "--data: "),
+    (["--query", "x", "--out", "OUT"], "--out apply to --run"),
+    ([], "give --query (with documents from --docs-file or stdin) or --run"),
+])
+def test_cli_run_errors(tiny_model_dir, tmp_path, args, message):
+    root = _beir(tmp_path / "beir")
+    subst = {"RUN": str(root / "run.trec"), "ROOT": str(root), "OUT": str(tmp_path / "o.trec"),
+             "Q": str(root / "queries.jsonl")}
+    result = runner.invoke(app, ["rerank", str(tiny_model_dir), *[subst.get(a, a) for a in args]], input="")
+    assert result.exit_code != 0
+    assert message in " ".join((result.output + str(result.exception)).replace("│", " ").split())
+    assert not (tmp_path / "o.trec").exists()
