@@ -39,6 +39,9 @@ def rerank_run(reranker: Reranker | str | Path, run: Run, queries: Mapping[str, 
     reranker's run holds what it reranked. ``queries`` / ``documents`` map the run's ids to texts (``read_queries``,
     ``read_documents``); an id the run names that they lack is a DataError, before any scoring.
     """
+    if not isinstance(reranker, (Reranker, str, Path)):
+        raise TypeError(f"reranker must be a fastrank.Reranker or a model's path or hub id, got "
+                        f"{type(reranker).__name__} (for a CrossEncoder, save it and pass its directory)")
     depth, top_k = _check_options(depth, top_k, fusion_weight)
     cut = {qid: list(ranked)[:depth] for qid, ranked in run.items()}
     _check_ids(cut, queries, documents)

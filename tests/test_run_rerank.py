@@ -125,6 +125,11 @@ def test_cli_run_equals_eval_write_run_on_the_judged_queries(tiny_model_dir, tmp
     assert table.exit_code == 0, table.output
     assert "reranked 3 queries, 6 pairs (at most 2 a query)" in table.output
     assert {q: len(r) for q, r in read_run(out).items()} == {"q2": 1, "q1": 1, "q3": 1}
+    windows = runner.invoke(app, ["rerank", str(tiny_model_dir), "--run", str(root / "run.trec"), "--data", str(root),
+                                  "--out", str(out), "--long-documents", "windows", "--window-stride", "8", "--json"])
+    assert windows.exit_code == 0, windows.output
+    served = json.loads(windows.stdout)["served_by"]
+    assert (served["long_documents"], served["window_stride"]) == ("windows", 8)
 
 
 def test_ms_marco_tsv_files_and_a_gzip_run(tiny_model_dir, tmp_path):
@@ -174,8 +179,13 @@ def test_bad_tsv_corpora_are_refused_with_the_line(tmp_path, content, message):
 
 
 def test_ids_the_texts_lack_are_refused_before_any_scoring(tmp_path):
-    class Refuses:
-        def __getattr__(self, name):
+    from fastrank import Reranker
+
+    class Refuses(Reranker):
+        def __init__(self):  # never loads: any use of it fails the test
+            pass
+
+        def logits(self, pairs):
             raise AssertionError("scored before the ids were checked")
 
     documents = {d: _texts(d) for d in DOCS}
@@ -189,6 +199,8 @@ def test_ids_the_texts_lack_are_refused_before_any_scoring(tmp_path):
         rerank_run(Refuses(), RUN, QUERIES, documents, fusion_weight=-1.0)
     with pytest.raises(ValueError, match="first_stage_scores must be finite numbers"):
         rerank_run(Refuses(), {"q1": [("d1", float("nan"))]}, QUERIES, documents, fusion_weight=1.0)
+    with pytest.raises(TypeError, match="reranker must be a fastrank.Reranker or a model's path"):
+        rerank_run(object(), RUN, QUERIES, documents)
 
 
 def test_a_failed_rerank_writes_nothing(tiny_model_dir, tmp_path, monkeypatch):
