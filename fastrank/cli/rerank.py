@@ -3,6 +3,7 @@ run (``--run``: every query of a TREC run file, written back as one)."""
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from pathlib import Path
@@ -172,7 +173,7 @@ def _rerank_run(model: str, query: str | None, docs_file: Path | None, run: Path
     elif queries is None or corpus is None:
         raise typer.BadParameter("--run needs the texts of its ids: --data BEIR_FOLDER, or --queries FILE and "
                                  "--corpus FILE")
-    if fusion_weight < 0 or fusion_weight != fusion_weight or fusion_weight == float("inf"):
+    if not math.isfinite(fusion_weight) or fusion_weight < 0:
         raise typer.BadParameter(f"--fusion-weight must be a finite number >= 0, got {fusion_weight}")
     return rerank_run_files(model, run, queries, corpus, out, depth, top_k, fusion_weight, **reranker_options)
 
