@@ -133,7 +133,8 @@ def eval_command(
         "--split", help="With a BEIR folder: the qrels split to evaluate (qrels/SPLIT.tsv; default test).")] = None,
     write_run: Annotated[str | None, typer.Option(
         "--write-run", metavar="PATH", help="Write the reranked top k of the evaluated queries as a TREC run file: "
-                                            "the ranking the table scores.")] = None,
+                                            "the ranking the table scores (not fused; every query of a run, fused "
+                                            "or not: fastrank rerank --run).")] = None,
     corpus: Annotated[list[str] | None, typer.Option("--corpus", help="Extra corpus files (with --retrieve-top-k), "
                                                      "read as fastrank mine reads them.")] = None,
     embedding_model: Annotated[str | None, typer.Option(
