@@ -85,7 +85,7 @@ def rerank_run_files(model: str, run: str | Path, queries: str | Path, corpus: s
     reranker = Reranker(model, **reranker_options)  # a wrong model fails before a large corpus is read
     first_stage = read_run(run)
     texts = read_queries(queries)
-    docs = read_documents(corpus, run_documents(first_stage, depth))
+    docs = read_documents(corpus, run_documents(first_stage, depth), show_progress_bar=show_progress_bar)
     start = time.perf_counter()
     reranked = rerank_run(reranker, first_stage, texts, docs, depth, top_k, fusion_weight, show_progress_bar)
     seconds = time.perf_counter() - start

@@ -302,15 +302,16 @@ def read_queries(path: str | Path) -> dict[str, str]:
     return texts
 
 
-def read_documents(path: str | Path, keep: Collection[str] | None = None) -> dict[str, Document]:
+def read_documents(path: str | Path, keep: Collection[str] | None = None,
+                   show_progress_bar: bool = False) -> dict[str, Document]:
     """Document id -> document (``{"title", "text"}`` when it has a title) of a corpus file: BEIR's
     ``corpus.jsonl`` (``{"_id", "title"?, "text"}`` a line) or a TSV of ``id<TAB>text`` rows, as MS MARCO's
     ``collection.tsv`` (or columns a header line names: an id, ``text`` and ``title``, as DPR's ``psgs_w100.tsv``);
     ``.gz`` is read compressed. ``keep``: hold only these ids (a run's candidates), so a corpus of millions costs
-    what a run's documents cost."""
+    what a run's documents cost. ``show_progress_bar``: count the lines read on a progress bar."""
     keep = None if keep is None else set(keep)
     corpus: dict[str, Document] = {}
-    for where, docid, rec in _id_records(Path(path), "corpus file"):
+    for where, docid, rec in _id_records(Path(path), "corpus file", show_progress_bar):
         if keep is not None and docid not in keep:
             continue
         if docid in corpus:
@@ -319,14 +320,14 @@ def read_documents(path: str | Path, keep: Collection[str] | None = None) -> dic
     return corpus
 
 
-def _id_records(path: Path, what: str) -> Iterator[tuple[str, str, dict]]:
+def _id_records(path: Path, what: str, show_progress_bar: bool = False) -> Iterator[tuple[str, str, dict]]:
     """``(where, id, record)`` of each line of a JSONL file of ``{"_id", ...}`` objects, or of a TSV file's rows
     as ``{"text"}`` (``id<TAB>text``) or as the columns a header line names (``text``, ``title``). JSONL by name
     (``.jsonl`` / ``.json``, before any ``.gz``), TSV by name (``.tsv`` / ``.txt``), else by a first line that
     starts with ``{``."""
     check_input_file(path, what)
     name = path.name.lower().removesuffix(".gz")
-    lines = (item for item in _lines(path) if item[1].strip())
+    lines = (item for item in _counted(_lines(path), f"Reading {path.name}", show_progress_bar) if item[1].strip())
     first = next(lines, None)
     if first is None:
         raise DataError(f"{what} {path} is empty")
@@ -353,6 +354,22 @@ def _id_records(path: Path, what: str) -> Iterator[tuple[str, str, dict]]:
         if not rec["_id"].strip():
             raise DataError(f"{where}: the id (first field) is empty")
         yield where, rec["_id"].strip(), rec
+
+
+def _counted(items: Iterator[tuple[int, str]], desc: str, show: bool) -> Iterator[tuple[int, str]]:
+    """``items`` (numbered lines), counted on a progress bar in steps of 100,000 lines when ``show``."""
+    if not show:
+        yield from items
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(desc=desc, unit=" lines", unit_scale=True) as bar:
+        n = 0
+        for n, line in items:
+            if n % 100_000 == 0:
+                bar.update(100_000)
+            yield n, line
+        bar.update(n % 100_000)
 
 
 def _tsv_columns(header: list[str]) -> tuple[str, ...] | None:
