@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from fastrank.errors import DataError, FastrankError
 
@@ -95,6 +96,66 @@ def test_checkpoint_resume_continues_training(toy_data, tiny_model_dir, tmp_path
     resumed.train(resume_from_checkpoint=str(ckpt))
     assert resumed.state.global_step == 24
     assert not np.allclose(resumed_model.predict([("a", "b")]), model.predict([("a", "b")]))
+
+
+@pytest.mark.parametrize("sampler", ["length", "no_duplicates", "random"])
+def test_a_run_resumed_inside_a_later_epoch_ends_as_the_uninterrupted_run(toy_data, tiny_model_dir, tmp_path,
+                                                                          sampler):
+    """Checkpoints every 5 steps, 12 steps an epoch: a crash after step 15 resumes inside epoch 2, whose remaining
+    batches must be epoch 2's (a sampler drawing from torch's global RNG replayed epoch 1's order there, as the
+    Trainer builds the epoch's iterator before restoring the RNG state); the weights then equal an uninterrupted
+    run's. ``data_seed`` alone changes the order."""
+    import datasets
+    from transformers import TrainerCallback
+
+    from fastrank import CrossEncoder
+    from fastrank.data import read_groups, to_lists, to_ntuples
+    from fastrank.losses import ListNetLoss, MultipleNegativesRankingLoss
+    from fastrank.training import CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    groups = read_groups(toy_data / "train.jsonl")
+    nodup = sampler == "no_duplicates"
+    ds = datasets.Dataset.from_dict(to_ntuples(groups, 1) if nodup else to_lists(groups))
+
+    class Crash(TrainerCallback):
+        def __init__(self, at):
+            self.at = at
+
+        def on_save(self, args, state, control, **kw):
+            if state.global_step == self.at:
+                raise KeyboardInterrupt("a crash after this checkpoint")
+
+    def run(name, crash_at=None, resume=None, data_seed=3):
+        seen = []
+        model = CrossEncoder(tiny_model_dir, device="cpu", max_length=32)
+        args = CrossEncoderTrainingArguments(
+            output_dir=str(tmp_path / name), num_train_epochs=2, per_device_train_batch_size=8, learning_rate=1e-3,
+            save_strategy="steps", save_steps=5, seed=3, data_seed=data_seed, use_cpu=True, disable_tqdm=True,
+            report_to="none", group_by_pair_length=sampler == "length",
+            batch_sampler="no_duplicates" if nodup else "batch_sampler")
+        loss = MultipleNegativesRankingLoss(model) if nodup else ListNetLoss(model)
+        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=ds, loss=loss,
+                                      callbacks=[Crash(crash_at)] if crash_at else [])
+        class Recording:  # the trainer's collator, noting each batch's queries
+            def __getattr__(self, name):
+                return getattr(collate, name)
+
+            def __call__(self, rows):
+                seen.append([r["query"] for r in rows])
+                return collate(rows)
+
+        collate, trainer.data_collator = trainer.data_collator, Recording()
+        trainer.train(resume_from_checkpoint=resume)
+        return model, seen
+
+    whole, order = run("whole")
+    with pytest.raises(KeyboardInterrupt):
+        run("crashed", crash_at=15)
+    resumed, resumed_order = run("crashed", resume=str(tmp_path / "crashed" / "checkpoint-15"))
+    assert resumed_order == order[15:]
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert run("other-data-seed", data_seed=4)[1] != order
 
 
 def test_wrong_format_for_loss_is_explained(toy_data, tiny_model_dir):

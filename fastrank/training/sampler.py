@@ -1,4 +1,10 @@
-"""The ``no_duplicates`` sampler: batches in which no text appears twice (sentence-transformers' NO_DUPLICATES)."""
+"""The training samplers: ``no_duplicates`` (batches in which no text appears twice, sentence-transformers'
+NO_DUPLICATES) and length-grouped batches, each drawing its epoch's order from ``seed + epoch``.
+
+Seeded per epoch, as sentence-transformers' samplers and accelerate's seedable sampler are, an epoch's order does
+not depend on what consumed torch's global RNG before it: a run resumed from a checkpoint inside epoch 2 replays
+epoch 2's order (the Trainer builds the epoch's iterator before it restores the RNG state), and ``data_seed``
+chooses the order apart from ``seed``."""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import Sampler
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from fastrank.training.collator import row_text_items
 
@@ -22,7 +29,39 @@ def row_texts(row: dict[str, Any], text_columns: Sequence[str]) -> frozenset[str
     return frozenset(str(text) for text in row_text_items(row, text_columns))
 
 
-class NoDuplicatesSampler(Sampler[int]):
+class EpochSeeded:
+    """A sampler whose epoch order is drawn from ``torch.Generator().manual_seed(seed + epoch)``; the Trainer (through
+    accelerate's data loader) calls ``set_epoch`` before each epoch. A ``generator`` given explicitly is used as it
+    is, across epochs."""
+
+    seed: int = 0
+    epoch: int = 0
+    generator: torch.Generator | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def epoch_generator(self) -> torch.Generator:
+        if self.generator is not None:
+            return self.generator
+        return torch.Generator().manual_seed(self.seed + self.epoch)
+
+
+class EpochLengthGroupedSampler(EpochSeeded, LengthGroupedSampler):
+    """transformers' ``LengthGroupedSampler`` (mega-batches of similar length, the longest first), seeded per
+    epoch."""
+
+    def __init__(self, batch_size: int, lengths: Sequence[int], seed: int = 0):
+        LengthGroupedSampler.__init__(self, batch_size, lengths=list(lengths))
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[int]:
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=self.epoch_generator()))
+
+
+class NoDuplicatesSampler(EpochSeeded, Sampler[int]):
     """A shuffled order of all rows in which every consecutive ``batch_size`` chunk repeats no text.
 
     Each epoch plans its batches before yielding: rows whose texts recur most are placed first, each into one of
@@ -34,10 +73,12 @@ class NoDuplicatesSampler(Sampler[int]):
     batches greedily instead and ends an epoch with short batches.
     """
 
-    def __init__(self, rows: Sequence[frozenset[str]], batch_size: int, generator: torch.Generator | None = None):
+    def __init__(self, rows: Sequence[frozenset[str]], batch_size: int, generator: torch.Generator | None = None,
+                 seed: int = 0):
         self.rows = list(rows)
         self.batch_size = batch_size
         self.generator = generator
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -47,12 +88,13 @@ class NoDuplicatesSampler(Sampler[int]):
             yield from batch
 
     def plan(self) -> list[list[int]]:
-        """This epoch's batches (drawn from ``generator``, or torch's global RNG as the Trainer seeds it)."""
+        """This epoch's batches (drawn from ``generator``, else from ``seed + epoch``)."""
         n, size = len(self.rows), self.batch_size
         if n == 0:
             return []
-        rng = random.Random(int(torch.randint(2**62, (1,), generator=self.generator)))
-        order = torch.randperm(n, generator=self.generator).tolist()
+        generator = self.epoch_generator()
+        rng = random.Random(int(torch.randint(2**62, (1,), generator=generator)))
+        order = torch.randperm(n, generator=generator).tolist()
         counts = Counter(text for row in self.rows for text in row)
         top = [max(row, key=lambda t: (counts[t], t), default="") for row in self.rows]
         first_seen: dict[str, int] = {}

@@ -16,14 +16,13 @@ from typing import Any
 
 import torch
 from transformers import Trainer
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from fastrank.errors import DataError
 from fastrank.evaluation.evaluators import accepted_keywords
 from fastrank.model import CrossEncoder
 from fastrank.training.args import CrossEncoderTrainingArguments
 from fastrank.training.collator import LABEL_COLUMNS, CrossEncoderCollator, row_length
-from fastrank.training.sampler import NoDuplicatesSampler, row_texts
+from fastrank.training.sampler import EpochLengthGroupedSampler, NoDuplicatesSampler, row_texts
 
 logger = logging.getLogger(__name__)
 
@@ -309,16 +308,17 @@ class CrossEncoderTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed  # as transformers' own
         if dataset is not None and getattr(self.args, "batch_sampler", None) == "no_duplicates":
             text_columns = self.data_collator.text_columns
-            return NoDuplicatesSampler([row_texts(row, text_columns) for row in dataset], self.args.train_batch_size)
+            return NoDuplicatesSampler([row_texts(row, text_columns) for row in dataset], self.args.train_batch_size,
+                                       seed=seed)
         if not self.args.group_by_pair_length or dataset is None:
             return super()._get_train_sampler(train_dataset)
         text_columns = self.data_collator.text_columns
         lengths = [row_length(row, text_columns) for row in dataset]
-        return LengthGroupedSampler(
-            self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths
-        )
+        return EpochLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths,
+                                         seed=seed)
 
     def train(self, *args: Any, **kwargs: Any):
         """``transformers.Trainer.train``; afterwards the model scores in full precision again (mixed-precision
