@@ -45,6 +45,22 @@ def check_pairs(pairs: Sequence[Sequence[Any]]) -> list[Pair]:
     return out
 
 
+def distinct_pairs(pairs: Sequence[Pair]) -> tuple[list[Pair], np.ndarray]:
+    """``(distinct pairs in first-seen order, index)`` with ``pairs[i]`` equal to ``distinct[index[i]]``: a pair is
+    its query, title and text as given (a blank title is no title). Scoring each once makes repeated documents tie
+    exactly and cost nothing (``CrossEncoder.predict``, ``Reranker.logits``, the HTTP service)."""
+    seen: dict[tuple[str, str, str], int] = {}
+    distinct: list[Pair] = []
+    index = np.empty(len(pairs), dtype=np.int64)
+    for i, (query, doc) in enumerate(pairs):
+        key = (query, *document_parts(doc))
+        if key not in seen:
+            seen[key] = len(distinct)
+            distinct.append((query, doc))
+        index[i] = seen[key]
+    return distinct, index
+
+
 @dataclass(eq=False)
 class EncodedPairs:
     """Token ids of every pair, unpadded, plus their lengths (the sort key for batching). Compared by identity:

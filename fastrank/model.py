@@ -17,9 +17,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fastrank.batching import (Pair, PairEncoder, check_pairs, check_positive_int, collate, is_integer, is_single_pair,
-                               model_input_names, plan_batches,
-                               run_batches)
+from fastrank.batching import (Pair, PairEncoder, check_pairs, check_positive_int, collate, distinct_pairs, is_integer,
+                               is_single_pair, model_input_names, plan_batches, run_batches)
 from fastrank.documents import Document, document_text
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.hub import hub_location
@@ -502,7 +501,9 @@ class CrossEncoder(torch.nn.Module):
         """Score pairs; returns float32 array (n,) for one label, (n, num_labels) otherwise.
 
         Pairs are tokenized once, sorted by length and batched so each batch is padded only to its own longest
-        pair; the output is in the caller's order. ``activation`` overrides the model's (``identity`` = raw logits).
+        pair; the output is in the caller's order. A pair given more than once is scored once, so copies tie exactly
+        (scored in different batch rows, torch's kernels gave them logits ~1e-7 apart, which ``rank`` ordered at
+        random). ``activation`` overrides the model's (``identity`` = raw logits).
         ``batch_size`` (pairs per batch) and ``max_tokens`` (padded tokens per batch, None = no budget) are positive
         integers (an int or NumPy integer, not a bool); anything else is a ValueError. One pair given alone,
         ``("query", "document")``, scores as sentence-transformers scores it: a scalar (one row for several labels).
@@ -528,7 +529,7 @@ class CrossEncoder(torch.nn.Module):
             return self.predict([tuple(pairs)], batch_size, activation, show_progress_bar, max_tokens,
                                 convert_to_tensor, apply_softmax=apply_softmax,
                                 convert_to_numpy=convert_to_numpy)[0]
-        pairs = check_pairs(pairs)
+        pairs, index = distinct_pairs(check_pairs(pairs))  # a repeated pair is scored once: copies tie exactly
         n = len(pairs)
         if n == 0:
             out = np.zeros((0, self.num_labels), dtype=np.float32)
@@ -549,7 +550,7 @@ class CrossEncoder(torch.nn.Module):
                                   self.num_labels, on_batch=bar.update)
         finally:
             self.model.train(was_training)
-        return self._scores_out(out, convert_to_tensor, apply_softmax, convert_to_numpy)
+        return self._scores_out(out[index], convert_to_tensor, apply_softmax, convert_to_numpy)
 
     def _scores_out(self, out: np.ndarray, convert_to_tensor: bool, apply_softmax: bool = False,
                     convert_to_numpy: bool = True) -> np.ndarray | torch.Tensor | list[torch.Tensor]:

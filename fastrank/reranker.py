@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from fastrank.backends.base import Backend, get_backend
-from fastrank.batching import (EncodedPairs, Pair, PairEncoder, check_pairs, check_positive_int, is_integer,
-                               is_single_pair, run_batches)
-from fastrank.documents import Document, check_documents, document_parts
+from fastrank.batching import (EncodedPairs, Pair, PairEncoder, check_pairs, check_positive_int, distinct_pairs,
+                               is_integer, is_single_pair, run_batches)
+from fastrank.documents import Document, check_documents
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.export.manifest import cpu_features, read_manifest
 from fastrank.fusion import check_fusion_input, fuse_scores
@@ -120,22 +120,6 @@ def check_rerank_input(query: str, documents: Sequence[Document], top_k: int | N
     if top_k is not None and (not is_integer(top_k) or top_k < 0):
         raise ValueError(f"top_k must be a non-negative integer or None, got {top_k!r}")
     return docs
-
-
-def distinct_pairs(pairs: Sequence[Pair]) -> tuple[list[Pair], np.ndarray]:
-    """``(distinct pairs in first-seen order, index)`` with ``pairs[i]`` equal to ``distinct[index[i]]``: a pair is
-    its query, title and text as given (a blank title is no title). Scoring each once makes repeated documents tie
-    exactly and cost nothing (``Reranker.logits``, the HTTP service)."""
-    seen: dict[tuple[str, str, str], int] = {}
-    distinct: list[Pair] = []
-    index = np.empty(len(pairs), dtype=np.int64)
-    for i, (query, doc) in enumerate(pairs):
-        key = (query, *document_parts(doc))
-        if key not in seen:
-            seen[key] = len(distinct)
-            distinct.append((query, doc))
-        index[i] = seen[key]
-    return distinct, index
 
 
 def ranked(scores: np.ndarray, docs: Sequence[Document], top_k: int | None = None,

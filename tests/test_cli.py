@@ -118,6 +118,28 @@ def test_mine_adds_answer_negatives(eval_file, tmp_path):
     assert stats["answer_negatives_added"] == 0 and stats["queries_with_fewer_answer_negatives"] == 2
 
 
+def test_mine_seed_draws_random_negatives_as_the_python_api_does(eval_file, tmp_path):
+    """``fastrank mine`` had no --seed: --sampling random always drew seed 0's sample."""
+    from fastrank import EmbeddingModel, mine_hard_negatives
+    from fastrank.data import read_corpus, read_groups
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"city number {i} is a capital of somewhere\n" for i in range(30)))
+
+    def mine(seed):
+        out = tmp_path / f"mined-{seed}.jsonl"
+        result = runner.invoke(app, ["mine", "--data", str(eval_file), "--out", str(out), "--corpus", str(corpus),
+                                     "--num-negatives", "3", "--sampling", "random", "--seed", str(seed),
+                                     "--cache-dir", str(tmp_path / "cache")])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line)["documents"] for line in out.read_text().splitlines()]
+
+    expected = mine_hard_negatives(read_groups(eval_file), EmbeddingModel(), read_corpus(corpus), num_negatives=3,
+                                   sampling="random", seed=7, show_progress_bar=False)
+    assert mine(7) == [g.documents for g in expected.groups]
+    assert mine(7) != mine(8)
+
+
 def test_mine_reads_a_plain_text_corpus(eval_file, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("madrid is the capital of spain\n\"lyon\" is a french city\nglaciers are slow rivers of ice\n")

@@ -443,3 +443,18 @@ def test_convert_to_tensor_as_sentence_transformers_takes_it(model, tiny_model_d
     assert isinstance(single, torch.Tensor) and single.ndim == 0 and float(single) == pytest.approx(float(ours[0]))
     empty = model.predict([], convert_to_tensor=True)
     assert isinstance(empty, torch.Tensor) and empty.shape == (0,)
+
+
+def test_copies_of_a_pair_score_exactly_alike_and_rank_in_the_callers_order(model):
+    """Copies scored in different batch rows got logits up to ~6e-7 apart (torch's kernels), so ``rank`` ordered
+    them at random although ties keep the caller's order; ``predict`` now scores each distinct pair once."""
+    words = "glacier cave ice melt water stream rock wall tunnel summer winter light blue deep cold".split() * 3
+    docs = [" ".join(words[i:2 * i + 1]) for i in range(30)]  # i + 1 words: copies straddle batches of 5
+    copies = [d for d in docs for _ in range(3)]
+    query = "how are glacier caves formed"
+    scores = model.predict([(query, d) for d in copies], batch_size=5, activation="identity")
+    assert all(len(set(scores[3 * i:3 * i + 3].tolist())) == 1 for i in range(30))
+    alone = model.predict([(query, d) for d in docs], batch_size=5, activation="identity")
+    np.testing.assert_allclose(scores[::3], alone, atol=1e-5)
+    ranked = [r["corpus_id"] for r in model.rank(query, copies, batch_size=5)]
+    assert all([i for i in ranked if i // 3 == k] == [3 * k, 3 * k + 1, 3 * k + 2] for k in range(30))

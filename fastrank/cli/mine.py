@@ -56,7 +56,8 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
         answers = add_answer_negatives(result.groups, model, closest=answer_closest, random_count=answer_random,
                                        relative_margin=ANSWER_MARGIN if options.get("relative_margin") is None
                                        else options["relative_margin"],
-                                       show_progress_bar=options.get("show_progress_bar"))
+                                       show_progress_bar=options.get("show_progress_bar"),
+                                       seed=options.get("seed", 0))
         result, stats = answers, {**stats, **answers.stats}
     if scorer is not None:
         attach_teacher_scores(result.groups, scorer)
@@ -93,6 +94,8 @@ def mine_command(
     absolute_margin: Annotated[float | None, typer.Option(
         "--absolute-margin", help="Drop negatives above the lowest positive's similarity minus M (>= 0).")] = None,
     sampling: Annotated[str, typer.Option("--sampling", help="top | random")] = "top",
+    seed: Annotated[int, typer.Option(
+        "--seed", help="Seed of --sampling random and --answer-random: another seed draws another sample.")] = 0,
     keep_original_negatives: Annotated[bool, typer.Option(
         "--keep-original-negatives", help="Keep the data's own negatives beside the mined ones (default: "
                                           "replace them).")] = False,
@@ -110,7 +113,7 @@ def mine_command(
     result = mine_file(str(data), str(out), corpus, model, teacher, answer_closest, answer_random,
                        num_negatives=num_negatives,
                        range_min=range_min, range_max=range_max, min_score=min_score, max_score=max_score,
-                       relative_margin=relative_margin, absolute_margin=absolute_margin, sampling=sampling,
+                       relative_margin=relative_margin, absolute_margin=absolute_margin, sampling=sampling, seed=seed,
                        keep_original_negatives=keep_original_negatives,
                        cache_dir=str(cache_dir) if cache_dir else None)
     if as_json:

@@ -34,7 +34,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat  # noqa: E402
 
 from fastrank.backends.base import get_backend  # noqa: E402
-from fastrank.batching import is_integer  # noqa: E402
+from fastrank.batching import distinct_pairs, is_integer  # noqa: E402
 from fastrank.documents import document_length  # noqa: E402
 from fastrank.export.manifest import read_manifest  # noqa: E402
 from fastrank.fusion import check_fusion_input, fuse_scores  # noqa: E402
@@ -42,7 +42,6 @@ from fastrank.reranker import (  # noqa: E402
     Reranker,
     artifact_encoder,
     check_rerank_input,
-    distinct_pairs,
     fusion_relevance,
     ranked,
     relevance,
