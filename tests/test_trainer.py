@@ -337,6 +337,12 @@ def test_a_resumed_run_counts_only_the_steps_it_trained(toy_data, tiny_model_dir
                             checkpoint_dir=str(ckpt), resume=True))
     assert resumed["resumed_from_step"] == 12  # 96 lists / batch 8 = 12 steps per epoch: the second epoch only
     assert resumed["epochs"] == 2 and "epochs_note" not in resumed  # whole epochs run as asked: nothing to say
+    assert resumed["train_loss_note"] == ("train_loss and train_pairs_per_second cover steps 13-24, those this "
+                                          "resumed call trained")
+    again = train(_config(toy_data, tiny_model_dir, tmp_path / "third", epochs=2, eval_data=None,
+                          checkpoint_dir=str(ckpt), resume=True))  # the checkpoint is the whole run (a crash at save)
+    assert again["train_loss"] is None and again["train_pairs_per_second"] is None  # it said 0.0 for both
+    assert again["train_loss_note"] == "the checkpoint held all 24 steps: nothing was left to train"
 
 
 def test_resume_skips_an_unfinished_checkpoint_and_refuses_other_settings(toy_data, tiny_model_dir, tmp_path, caplog,

@@ -40,10 +40,14 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
     epochs = f"{run:g} epoch{'' if run == 1 else 's'}"
     if result.get("epochs_note"):
         epochs += f" ({result['epochs_note']})"
+    speed = (f"{result['train_pairs_per_second']} pairs/s" if result["train_pairs_per_second"] is not None
+             else "no steps were left to train")
     typer.echo(
         f"trained on {result['train_rows']} rows for {epochs} in {result['train_seconds']} s "
-        f"({result['train_pairs_per_second']} pairs/s, bf16={result['bf16']}); saved to {result['output_dir']}"
+        f"({speed}, bf16={result['bf16']}); saved to {result['output_dir']}"
     )
+    if result.get("train_loss_note"):
+        typer.echo(f"note: {result['train_loss_note']}")
 
 
 def train_command(

@@ -625,15 +625,20 @@ def train(config: TrainConfig) -> dict[str, Any]:
         raise
     seconds = time.perf_counter() - start
     result["train_seconds"] = round(seconds, 1)
-    result["train_loss"] = output.training_loss
+    trained = output.global_step - resumed_at  # optimizer steps this call ran
+    result["train_loss"] = output.training_loss if trained else None  # transformers' mean over those steps
     epochs, epochs_note = _epochs_run(trainer.state, config.epochs)
     result["epochs"] = epochs
     if epochs_note:
         result["epochs_note"] = epochs_note
-    done = 1.0 - resumed_at / max(output.global_step, 1)  # the share of the run trained in this call
-    result["train_pairs_per_second"] = round(result["train_pairs_per_epoch"] * epochs * done / seconds, 1)
+    done = trained / max(output.global_step, 1)  # the share of the run trained in this call
+    result["train_pairs_per_second"] = round(result["train_pairs_per_epoch"] * epochs * done / seconds, 1) \
+        if trained else None
     if resumed_at:
         result["resumed_from_step"] = resumed_at
+        result["train_loss_note"] = (f"train_loss and train_pairs_per_second cover steps {resumed_at + 1}-"
+                                     f"{output.global_step}, those this resumed call trained" if trained else
+                                     f"the checkpoint held all {resumed_at} steps: nothing was left to train")
     model.card_data = {  # written anew: facts of an earlier training run (a prior, titles) do not carry over
         "base_model": base_model_name(config.base),
         "train_data": f"{config.data} ({len(groups)} queries, {len(train_dataset)} {fmt} rows"
