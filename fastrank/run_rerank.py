@@ -9,7 +9,7 @@ reranker on judged queries; this reranks them all and measures nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +36,18 @@ def rerank_run(reranker: Reranker | str | Path, run: Run, queries: Mapping[str, 
     ``fusion_weight`` > 0 ``z(reranker) + fusion_weight * z(run score)`` per query (``fastrank.fusion``). Ties
     rank by document id, descending, as trec_eval ranks them, so the written run scores as this ranking.
     ``top_k``: keep only each query's best K (default all ``depth``). Documents below ``depth`` are dropped, as a
-    reranker's run holds what it reranked. ``queries`` / ``documents`` map the run's ids to texts (``read_queries``,
-    ``read_documents``); an id the run names that they lack is a DataError, before any scoring.
+    reranker's run holds what it reranked; ``top_k`` above ``depth`` is a ValueError. ``queries`` / ``documents``
+    map the run's ids to texts (``read_queries``, ``read_documents``). Before any scoring, a DataError refuses an id
+    they lack, a blank query text (``fastrank rerank --query ""`` is refused too) and a document ranked twice for
+    one query (trec_eval would misread the run). A query the run ranks no document for comes back with none.
     """
     if not isinstance(reranker, (Reranker, str, Path)):
         raise TypeError(f"reranker must be a fastrank.Reranker or a model's path or hub id, got "
                         f"{type(reranker).__name__} (for a CrossEncoder, save it and pass its directory)")
     depth, top_k = _check_options(depth, top_k, fusion_weight)
     cut = {qid: list(ranked)[:depth] for qid, ranked in run.items()}
-    _check_ids(cut, queries, documents)
+    _check_queries(cut, queries)
+    _check_documents(cut, documents)
     if fusion_weight:  # a run from Python may hold a NaN: refused now, not after hours of scoring
         for qid, ranked in cut.items():
             check_fusion_input([s for _, s in ranked], len(ranked), fusion_weight)
@@ -61,6 +64,9 @@ def rerank_run(reranker: Reranker | str | Path, run: Run, queries: Mapping[str, 
                 ranked = cut[qid]
                 rows = logits[start:start + len(ranked)]
                 start += len(ranked)
+                if not ranked:  # a retriever that found nothing for it
+                    out[qid] = []
+                    continue
                 scores = relevance_order(rows)
                 if fusion_weight:
                     first = np.array([s for _, s in ranked], dtype=np.float64)
@@ -72,19 +78,25 @@ def rerank_run(reranker: Reranker | str | Path, run: Run, queries: Mapping[str, 
 
 def rerank_run_files(model: str, run: str | Path, queries: str | Path, corpus: str | Path, out: str | Path,
                      depth: int = 100, top_k: int | None = None, fusion_weight: float = 0.0, tag: str = "fastrank",
-                     show_progress_bar: bool = True, **reranker_options: Any) -> dict[str, Any]:
+                     show_progress_bar: bool = True, keep: Sequence[str | Path] = (),
+                     **reranker_options: Any) -> dict[str, Any]:
     """``rerank_run`` from files to a file: read the run (TREC or MS MARCO, ``read_run``), the texts of its queries
     and of its top ``depth`` documents only (``read_queries``, ``read_documents``: BEIR JSONL or ``id<TAB>text``
     TSV), rerank with ``Reranker(model, **reranker_options)`` and write the reranked run to ``out`` (TREC, whole
-    or not at all). Returns what was done: queries, pairs, seconds, pairs/s and the Reranker's ``describe()``."""
+    or not at all; never over an input, nor over a file of ``keep``, e.g. a BEIR folder's qrels). Returns what was
+    done: queries, pairs, seconds, pairs/s and the Reranker's ``describe()``."""
+    from fastrank.data import check_input_file
     from fastrank.evaluation.beir import read_documents, read_queries, read_run, run_documents, write_run
     from fastrank.io import check_output_file
 
     depth, top_k = _check_options(depth, top_k, fusion_weight)
-    check_output_file(out, keep=[run, queries, corpus], what="the reranked run")
+    check_output_file(out, keep=[run, queries, corpus, *keep], what="the reranked run")
+    for path, what in ((run, "run file"), (queries, "queries file"), (corpus, "corpus file")):
+        check_input_file(Path(path), what)  # before the model loads
     reranker = Reranker(model, **reranker_options)  # a wrong model fails before a large corpus is read
     first_stage = read_run(run)
     texts = read_queries(queries)
+    _check_queries({qid: ranked[:depth] for qid, ranked in first_stage.items()}, texts, f"queries file {queries}")
     docs = read_documents(corpus, run_documents(first_stage, depth), show_progress_bar=show_progress_bar)
     start = time.perf_counter()
     reranked = rerank_run(reranker, first_stage, texts, docs, depth, top_k, fusion_weight, show_progress_bar)
@@ -99,20 +111,39 @@ def rerank_run_files(model: str, run: str | Path, queries: str | Path, corpus: s
 def _check_options(depth: int, top_k: int | None, fusion_weight: float) -> tuple[int, int | None]:
     """``depth`` and ``top_k`` as ints, once they and ``fusion_weight`` are known to be valid (else ValueError)."""
     check_fusion_input([], 0, fusion_weight)
-    return check_positive_int(depth, "depth"), check_positive_int(top_k, "top_k", optional=True)
+    depth, top_k = check_positive_int(depth, "depth"), check_positive_int(top_k, "top_k", optional=True)
+    if top_k is not None and top_k > depth:
+        raise ValueError(f"top_k {top_k} is above depth {depth}: only the top depth documents are reranked and "
+                         f"written; raise depth to {top_k}, or lower top_k")
+    return depth, top_k
 
 
-def _check_ids(run: Mapping[str, list[tuple[str, float]]], queries: Mapping[str, str],
-               documents: Mapping[str, Document]) -> None:
-    """Every query and document the (cut) run names has a text, else a DataError counting what is missing."""
-    for kind, missing, source in (
-            ("queries", [q for q in run if q not in queries], "queries"),
-            ("documents", sorted({d for ranked in run.values() for d, _ in ranked if d not in documents}), "corpus")):
-        if missing:
-            raise DataError(f"the run names {len(missing)} {kind} that the {source} does not hold, e.g. "
-                            f"{missing[0]!r}: was the run made over other {kind}?")
+def _check_queries(run: Mapping[str, list[tuple[str, float]]], queries: Mapping[str, str],
+                   source: str = "queries") -> None:
+    """Every query of the run has a text that is not blank (else a DataError counting what is wrong, naming
+    ``source``), and the run ranks some document."""
+    missing = [q for q in run if q not in queries]
+    if missing:
+        raise DataError(f"the run names {len(missing)} queries that the {source} does not hold, e.g. "
+                        f"{missing[0]!r}: was the run made for other queries (another split)?")
+    blank = [q for q in run if not str(queries[q]).strip()]
+    if blank:
+        raise DataError(f"{len(blank)} of the run's queries have a blank text, e.g. {blank[0]!r}: a reranker scores "
+                        "a query's words; give them their text, or leave them out of the run")
     if not any(run.values()):
         raise DataError("the run ranks no document: nothing to rerank")
+
+
+def _check_documents(run: Mapping[str, list[tuple[str, float]]], documents: Mapping[str, Document]) -> None:
+    """Every document the run ranks has a text, and none is ranked twice for one query (else a DataError)."""
+    missing = sorted({d for ranked in run.values() for d, _ in ranked if d not in documents})
+    if missing:
+        raise DataError(f"the run names {len(missing)} documents that the corpus does not hold, e.g. "
+                        f"{missing[0]!r}: was the run made over another corpus?")
+    for qid, ranked in run.items():
+        if len({d for d, _ in ranked}) != len(ranked):
+            twice = next(d for i, (d, _) in enumerate(ranked) if d in {e for e, _ in ranked[:i]})
+            raise DataError(f"document {twice!r} is ranked twice for query {qid!r}: a run ranks a document once")
 
 
 def _chunks(run: Mapping[str, list[tuple[str, float]]]):

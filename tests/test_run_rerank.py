@@ -88,7 +88,7 @@ def test_ties_rank_by_document_id_descending_and_chunks_do_not_change_scores(tin
     import fastrank.run_rerank as run_rerank
 
     documents = {d: _texts(d) for d in DOCS}
-    tied = {"q3": [("d7", 1.0), ("d4", 1.0), ("d1", 1.0)]}
+    tied = {"q3": [("d1", 1.0), ("d4", 1.0), ("d7", 1.0)]}  # the run's order is not the tie rule's
     queries = {"q3": "x"}
     documents = {**documents, "d4": "same", "d7": "same", "d1": "same"}
     out = rerank_run(str(tiny_model_dir), tied, queries, documents, show_progress_bar=False)
@@ -144,11 +144,30 @@ def test_ms_marco_tsv_files_and_a_gzip_run(tiny_model_dir, tmp_path):
                                show_progress_bar=False)
     assert summary["pairs"] == 6
     written = read_run(tmp_path / "out.trec")
-    top = [d for d, _ in RUN["q2"][:2]]
     from fastrank import CrossEncoder
 
-    logits = CrossEncoder(tiny_model_dir).predict([(QUERIES["q2"], DOCS[d][1]) for d in top], activation="identity")
-    assert [d for d, _ in written["q2"]] == [top[i] for i in np.argsort(-logits, kind="stable")]
+    model = CrossEncoder(tiny_model_dir)
+    for qid, ranked in RUN.items():  # no titles in MS MARCO's files: the text alone is scored
+        top = [d for d, _ in ranked[:2]]
+        logits = model.predict([(QUERIES[qid], DOCS[d][1]) for d in top], activation="identity")
+        assert [d for d, _ in written[qid]] == [top[i] for i in np.argsort(-logits, kind="stable")], qid
+        assert [s for _, s in written[qid]] == pytest.approx(sorted(logits, reverse=True), abs=1e-5)
+
+
+def test_windows_score_a_long_document_by_its_best_window(tiny_model_dir):
+    from fastrank import Reranker
+
+    long_doc = " ".join(["filler words about nothing"] * 300) + " glaciers carve ice caves"
+    documents = {"long": long_doc, "d1": DOCS["d1"][1]}
+    run = {"q1": [("long", 2.0), ("d1", 1.0)]}
+    windows = Reranker(str(tiny_model_dir), long_documents="windows")
+    out = dict(rerank_run(windows, run, QUERIES, documents, show_progress_bar=False)["q1"])
+    expected = windows.logits([(QUERIES["q1"], long_doc), (QUERIES["q1"], documents["d1"])])[:, 0]
+    assert [out["long"], out["d1"]] == pytest.approx(expected.tolist(), abs=1e-6)
+    truncated = dict(rerank_run(str(tiny_model_dir), run, QUERIES, documents, show_progress_bar=False)["q1"])
+    rows, owners = windows.encode([(QUERIES["q1"], long_doc)])
+    assert len(rows.lengths) > 2 and out["long"] > truncated["long"] + 1e-4  # a later window scores higher
+    assert truncated["d1"] == pytest.approx(out["d1"], abs=1e-6)
 
 
 def test_tsv_readers_take_headers_titles_and_keep_only_what_is_asked(tmp_path):
@@ -156,6 +175,13 @@ def test_tsv_readers_take_headers_titles_and_keep_only_what_is_asked(tmp_path):
     dpr.write_text("id\ttext\ttitle\n1\tglaciers carve ice caves\tGlacier\n2\trome is old\t\n3\tnot kept\tX\n")
     assert read_documents(dpr, keep={"1", "2"}) == {"1": {"title": "Glacier", "text": "glaciers carve ice caves"},
                                                      "2": "rome is old"}
+    quoted = tmp_path / "psgs_w100.tsv"  # DPR's own first row: csv quoting, doubled quotes inside
+    quoted.write_text('id\ttext\ttitle\n1\t"Aaron ( or ; ""Aharon"") is a prophet"\tAaron\n2\tsay "hi" twice\tB\n')
+    assert read_documents(quoted) == {"1": {"title": "Aaron", "text": 'Aaron ( or ; "Aharon") is a prophet'},
+                                      "2": {"title": "B", "text": 'say "hi" twice'}}
+    marco = tmp_path / "collection.tsv"  # no header: raw text, its quotes its own
+    marco.write_text('5\tid\n6\t"quoted" text\n')
+    assert read_documents(marco) == {"5": "id", "6": '"quoted" text'}
     crlf = tmp_path / "queries.tsv"
     crlf.write_bytes(b"qid\tquery\r\n7\twhat is ice\r\n")
     assert read_queries(crlf) == {"7": "what is ice"}
@@ -166,7 +192,7 @@ def test_tsv_readers_take_headers_titles_and_keep_only_what_is_asked(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ("1\ttext\textra\n", "3 tab-separated fields; corpus file docs.tsv rows are id<TAB>text (or a header line"),
-    ("id\ttitle\n1\tx\n", "a TSV header needs one id column"),
+    ("id\ttitle\n1\tx\n", "docs.tsv line 1: a header line needs one id column"),
     ("\tno id\n", "the id (first field) is empty"),
     ("1\ta\n1\tb\n", "corpus id '1' appears twice"),
     ("", "corpus file"),
@@ -204,18 +230,64 @@ def test_ids_the_texts_lack_are_refused_before_any_scoring(tmp_path):
 
 
 def test_a_failed_rerank_writes_nothing(tiny_model_dir, tmp_path, monkeypatch):
+    """A failure while the reranked run is being written (here: the second query's rows) leaves no file."""
     import fastrank.run_rerank as run_rerank
 
     root = _beir(tmp_path / "beir")
     out = tmp_path / "out.trec"
+    real = run_rerank.rerank_run
 
-    def fail(*args, **kwargs):
-        raise RuntimeError("killed halfway")
+    class FailsWhileWriting(dict):
+        passes = 0
 
-    monkeypatch.setattr(run_rerank, "rerank_run", fail)
+        def items(self):
+            self.passes += 1  # write_run checks every id first, then writes: fail on the writing pass
+            for i, item in enumerate(super().items()):
+                if self.passes == 2 and i == 1:
+                    raise RuntimeError("killed halfway")
+                yield item
+
+    monkeypatch.setattr(run_rerank, "rerank_run", lambda *a, **k: FailsWhileWriting(real(*a, **k)))
     with pytest.raises(RuntimeError, match="killed halfway"):
-        rerank_run_files(str(tiny_model_dir), root / "run.trec", root / "queries.jsonl", root / "corpus.jsonl", out)
+        rerank_run_files(str(tiny_model_dir), root / "run.trec", root / "queries.jsonl", root / "corpus.jsonl", out,
+                         show_progress_bar=False)
     assert not out.exists() and list(tmp_path.iterdir()) == [root]
+
+
+def test_empty_rankings_blank_queries_and_repeated_documents(tiny_model_dir, tmp_path):
+    documents = {d: _texts(d) for d in DOCS}
+    out = rerank_run(str(tiny_model_dir), {"q1": RUN["q1"], "q2": [], "q3": RUN["q3"]}, QUERIES, documents,
+                     show_progress_bar=False)  # a retriever found nothing for q2: it crashed the chunk
+    whole = rerank_run(str(tiny_model_dir), RUN, QUERIES, documents, show_progress_bar=False)
+    assert out["q2"] == []
+    for qid in ("q1", "q3"):  # other queries in the chunk: the same ranking, scores up to batch composition
+        assert [d for d, _ in out[qid]] == [d for d, _ in whole[qid]]
+        assert [s for _, s in out[qid]] == pytest.approx([s for _, s in whole[qid]], abs=1e-5)
+    write_run(tmp_path / "r.trec", out)
+    assert set(read_run(tmp_path / "r.trec")) == {"q1", "q3"}
+    with pytest.raises(DataError, match=r"1 of the run's queries have a blank text, e\.g\. 'q2'"):
+        rerank_run(str(tiny_model_dir), RUN, {**QUERIES, "q2": "  "}, documents, show_progress_bar=False)
+    with pytest.raises(DataError, match="document 'd1' is ranked twice for query 'q1'"):
+        rerank_run(str(tiny_model_dir), {"q1": [("d1", 2.0), ("d1", 1.0)]}, QUERIES, documents)
+    with pytest.raises(ValueError, match="top_k 5 is above depth 3"):
+        rerank_run(str(tiny_model_dir), RUN, QUERIES, documents, depth=3, top_k=5)
+
+
+def test_files_are_checked_before_the_model_loads_and_queries_before_the_corpus(tmp_path, monkeypatch):
+    import fastrank.evaluation.beir as beir
+    import fastrank.run_rerank as run_rerank
+
+    root = _beir(tmp_path / "beir")
+    monkeypatch.setattr(run_rerank, "Reranker", lambda *a, **k: None)  # no model needed to get this far
+    with pytest.raises(DataError, match="run file .*nope.trec' does not exist"):
+        rerank_run_files("never-loaded", tmp_path / "nope.trec", root / "queries.jsonl", root / "corpus.jsonl",
+                         tmp_path / "o.trec")
+    (tmp_path / "other-queries.tsv").write_text("q1\tglacier caves\n")
+    monkeypatch.setattr(beir, "read_documents", lambda *a, **k: pytest.fail("read the corpus first"))
+    with pytest.raises(DataError, match=r"the run names 2 queries that the queries file .*other-queries.tsv does not "
+                                        r"hold, e\.g\. 'q2'"):
+        rerank_run_files("never-loaded", root / "run.trec", tmp_path / "other-queries.tsv", root / "corpus.jsonl",
+                         tmp_path / "o.trec")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -227,13 +299,16 @@ def test_a_failed_rerank_writes_nothing(tiny_model_dir, tmp_path, monkeypatch):
     (["--run", "RUN", "--data", "ROOT", "--out", "OUT", "--fusion-weight", "-1"], "--fusion-weight must be a finite"),
     (["--run", "RUN", "--data", "ROOT", "--out", "RUN"], "refusing to write the reranked run over the input"),
     (["--run", "RUN", "--data", "RUN", "--out", "OUT"], "--data: "),
+    (["--run", "RUN", "--data", "ROOT", "--out", "QRELS"], "refusing to write the reranked run over the input"),
+    (["--run", "RUN", "--data", "ROOT", "--out", "OUT", "--docs-format", "jsonl"], "--docs-format reads --docs-file"),
+    (["--run", "RUN", "--data", "ROOT", "--out", "OUT", "--top-k", "200"], "--top-k 200 is above --depth 100"),
     (["--query", "x", "--out", "OUT"], "--out apply to --run"),
     ([], "give --query (with documents from --docs-file or stdin) or --run"),
 ])
 def test_cli_run_errors(tiny_model_dir, tmp_path, args, message):
     root = _beir(tmp_path / "beir")
     subst = {"RUN": str(root / "run.trec"), "ROOT": str(root), "OUT": str(tmp_path / "o.trec"),
-             "Q": str(root / "queries.jsonl")}
+             "Q": str(root / "queries.jsonl"), "QRELS": str(root / "qrels" / "test.tsv")}
     result = runner.invoke(app, ["rerank", str(tiny_model_dir), *[subst.get(a, a) for a in args]], input="")
     assert result.exit_code != 0
     assert message in " ".join((result.output + str(result.exception)).replace("│", " ").split())

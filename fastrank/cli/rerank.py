@@ -105,6 +105,9 @@ def rerank_command(
     if top_k is not None and top_k < 1:
         raise typer.BadParameter(f"--top-k must be >= 1 (leave it out to rank every document), got {top_k}")
     if run is not None:
+        if docs_format != "auto":
+            raise typer.BadParameter("--docs-format reads --docs-file or stdin; with --run the texts come from --data, "
+                                     "or --queries and --corpus (BEIR JSONL or id<TAB>text TSV, told apart by name)")
         summary = _rerank_run(model, query, docs_file, run, data, queries, corpus, out, depth, top_k, fusion_weight,
                               backend=backend, long_documents=long_documents, window_stride=window_stride)
         if as_json:
@@ -163,6 +166,10 @@ def _rerank_run(model: str, query: str | None, docs_file: Path | None, run: Path
     fusion_weight = 0.0 if fusion_weight is None else fusion_weight
     if depth < 1:
         raise typer.BadParameter(f"--depth must be >= 1 (run documents reranked per query), got {depth}")
+    if top_k is not None and top_k > depth:
+        raise typer.BadParameter(f"--top-k {top_k} is above --depth {depth}: only each query's top --depth documents "
+                                 f"are reranked and written; give --depth {top_k}")
+    keep: list[Path] = []
     if data is not None and (queries is not None or corpus is not None):
         raise typer.BadParameter("give --data (a BEIR folder) or --queries and --corpus, not both")
     if data is not None:
@@ -170,12 +177,14 @@ def _rerank_run(model: str, query: str | None, docs_file: Path | None, run: Path
         if problem:
             raise typer.BadParameter(f"--data: {problem}")
         queries, corpus = data / "queries.jsonl", data / "corpus.jsonl"
+        keep = sorted((data / "qrels").glob("*"))  # the judgements --out must never replace
     elif queries is None or corpus is None:
         raise typer.BadParameter("--run needs the texts of its ids: --data BEIR_FOLDER, or --queries FILE and "
                                  "--corpus FILE")
     if not math.isfinite(fusion_weight) or fusion_weight < 0:
         raise typer.BadParameter(f"--fusion-weight must be a finite number >= 0, got {fusion_weight}")
-    return rerank_run_files(model, run, queries, corpus, out, depth, top_k, fusion_weight, **reranker_options)
+    return rerank_run_files(model, run, queries, corpus, out, depth, top_k, fusion_weight, keep=keep,
+                            **reranker_options)
 
 
 def table_cell(document: Document, width: int = 80) -> str:

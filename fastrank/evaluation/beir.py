@@ -13,11 +13,13 @@ TREC run
     is read compressed). Each query's documents are ranked by score, highest first, tied ones by document id,
     descending, as trec_eval ranks them (and so pytrec_eval and BEIR's own evaluation): the rank column is not read,
     as trec_eval does not read it. Every retrieval ranking fastrank scores or writes (a run, its reranking) breaks
-    ties so, so its numbers equal trec_eval's on the same files; ranx orders tied documents arbitrarily, and can differ on a run with ties.
+    ties so, so its numbers equal trec_eval's on the same files; ranx orders tied documents arbitrarily, and can
+    differ on a run with ties.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import itertools
 import json
@@ -291,7 +293,7 @@ TEXT_COLUMNS = ("text", "query", "passage", "document", "contents", "body")
 def read_queries(path: str | Path) -> dict[str, str]:
     """Query id -> text of a queries file: BEIR's ``queries.jsonl`` (``{"_id", "text"}`` a line) or a TSV of
     ``id<TAB>text`` rows, as MS MARCO's ``queries.*.tsv`` (``.gz`` read compressed; a first line naming its columns,
-    e.g. ``id  text``, is a header)."""
+    its id column first, e.g. ``id  text``, is a header)."""
     texts: dict[str, str] = {}
     for where, qid, rec in _id_records(Path(path), "queries file"):
         if not isinstance(rec.get("text"), str):
@@ -306,7 +308,8 @@ def read_documents(path: str | Path, keep: Collection[str] | None = None,
                    show_progress_bar: bool = False) -> dict[str, Document]:
     """Document id -> document (``{"title", "text"}`` when it has a title) of a corpus file: BEIR's
     ``corpus.jsonl`` (``{"_id", "title"?, "text"}`` a line) or a TSV of ``id<TAB>text`` rows, as MS MARCO's
-    ``collection.tsv`` (or columns a header line names: an id, ``text`` and ``title``, as DPR's ``psgs_w100.tsv``);
+    ``collection.tsv`` (or columns a first line names, starting with the id column: ``id``, ``text`` and ``title``,
+    as DPR's ``psgs_w100.tsv``, whose CSV quoting is undone);
     ``.gz`` is read compressed. ``keep``: hold only these ids (a run's candidates), so a corpus of millions costs
     what a run's documents cost. ``show_progress_bar``: count the lines read on a progress bar."""
     keep = None if keep is None else set(keep)
@@ -341,11 +344,14 @@ def _id_records(path: Path, what: str, show_progress_bar: bool = False) -> Itera
                 raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
             yield where, _record_id(rec, where), rec
         return
-    columns = _tsv_columns(first[1].rstrip("\r").split("\t"))
+    columns = _tsv_columns(first[1].rstrip("\r").split("\t"), f"{path} line {first[0]}")
     if columns is not None:
         next(rows)  # the header
     for n, line in rows:
-        fields, where = line.rstrip("\r").split("\t"), f"{path} line {n}"
+        line, where = line.rstrip("\r"), f"{path} line {n}"
+        # a file with a header is written by a csv module (DPR's psgs_w100.tsv quotes fields holding quotes); a bare
+        # id<TAB>text file (MS MARCO's) is raw text, where a quote is the text's own
+        fields = next(csv.reader([line], delimiter="\t")) if columns and '"' in line else line.split("\t")
         names = columns or ("_id", "text")
         if len(fields) != len(names):
             layout = "\t".join(names) if columns else "id<TAB>text (or a header line naming more columns)"
@@ -372,15 +378,15 @@ def _counted(items: Iterator[tuple[int, str]], desc: str, show: bool) -> Iterato
         bar.update(n % 100_000)
 
 
-def _tsv_columns(header: list[str]) -> tuple[str, ...] | None:
-    """The columns a TSV's first line names (its id column as ``_id``, its text column as ``text``, ``title``), or
-    None when it names none (a data row)."""
+def _tsv_columns(header: list[str], where: str) -> tuple[str, ...] | None:
+    """The columns a TSV's first line names when its first field names an id column (its id column as ``_id``, its
+    text column as ``text``, ``title``), else None (a data row)."""
     names = [h.strip().lower() for h in header]
-    if not any(n in ID_COLUMNS for n in names):
+    if names[0] not in ID_COLUMNS:
         return None
     ids, texts = [n for n in names if n in ID_COLUMNS], [n for n in names if n in TEXT_COLUMNS]
     if len(ids) != 1 or len(texts) != 1:
-        raise DataError(f"a TSV header needs one id column ({', '.join(ID_COLUMNS)}) and one text column "
+        raise DataError(f"{where}: a header line needs one id column ({', '.join(ID_COLUMNS)}) and one text column "
                         f"({', '.join(TEXT_COLUMNS)}), got {header}")
     return tuple("_id" if n in ID_COLUMNS else "text" if n in TEXT_COLUMNS else n for n in names)
 
