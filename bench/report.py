@@ -28,7 +28,11 @@ def _recipes_section(records: list[dict[str, Any]]) -> str:
         "(query, document) pairs scored per second of training. Reference points: the untouched embedding "
         "model's cosine similarity scores MAP 0.722, the original candidate order 0.642. A recipe marked "
         "*(earlier code)* was recorded before records kept their full settings, by the trainer of that day: "
-        "`listnet-1e-4-3ep-bs8` has the `default` recipe's settings, and `default` is its current measurement.",
+        "`listnet-1e-4-3ep-bs8` has the `default` recipe's settings, and `default` is its current measurement. "
+        "`default` has two rows: until 2026-12-03 the length-grouped sampler drew each epoch's batch order from "
+        "torch's global RNG; since then from the seed plus the epoch (so a run resumed mid-epoch replays that "
+        "epoch's order), which gives the same seed another order. `default-seed13` (the same recipe, seed 13) "
+        "shows how far a seed moves the result. Train seconds of the 2026-12-03 rows ran beside other jobs.",
         "",
         "| recipe | library | loss | lr | epochs | batch | bf16 | MAP | MRR@10 | NDCG@10 | train s | train pairs/s |"
         " run at | command |",
