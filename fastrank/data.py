@@ -308,7 +308,13 @@ def iter_json_records(path: str | Path, text: str | None = None) -> Iterator[tup
             raise DataError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
         yield from ((f"{path} item {i}", v) for i, v in enumerate(values))
         return
-    for i, line in utf8_lines(path) if text is None else enumerate(text.split("\n"), 1):
+    yield from json_lines(path, utf8_lines(path) if text is None else enumerate(text.split("\n"), 1))
+
+
+def json_lines(path: str | Path, numbered: Iterable[tuple[int, str]]) -> Iterator[tuple[str, Any]]:
+    """``(where, value)`` of each non-blank line of ``numbered`` (``(line number, line)`` of ``path``, however it
+    was read: plain, gzip-compressed) parsed as JSON; bad JSON is a DataError naming the line."""
+    for i, line in numbered:
         if not line.strip():
             continue
         try:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastrank.data import QueryGroup, check_input_file, normalize_document, utf8_lines
+from fastrank.data import QueryGroup, check_input_file, json_lines, normalize_document, utf8_lines
 from fastrank.documents import Document
 from fastrank.errors import DataError
 from fastrank.evaluation.retrieval import RetrievalTask, is_run_id, run_ids
@@ -336,12 +336,7 @@ def _id_records(path: Path, what: str, show_progress_bar: bool = False) -> Itera
         raise DataError(f"{what} {path} is empty")
     rows = itertools.chain([first], lines)
     if name.endswith((".jsonl", ".json")) or (not name.endswith((".tsv", ".txt")) and first[1].lstrip()[:1] == "{"):
-        for n, line in rows:
-            where = f"{path} line {n}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        for where, rec in json_lines(path, rows):
             yield where, _record_id(rec, where), rec
         return
     columns = _tsv_columns(first[1].rstrip("\r").split("\t"), f"{path} line {first[0]}")
