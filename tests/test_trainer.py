@@ -343,6 +343,13 @@ def test_a_resumed_run_counts_only_the_steps_it_trained(toy_data, tiny_model_dir
                           checkpoint_dir=str(ckpt), resume=True))  # the checkpoint is the whole run (a crash at save)
     assert again["train_loss"] is None and again["train_pairs_per_second"] is None  # it said 0.0 for both
     assert again["train_loss_note"] == "the checkpoint held all 24 steps: nothing was left to train"
+    from fastrank.errors import FastrankError
+
+    with pytest.raises(FastrankError, match=r"checkpoint-24 has trained 2 epochs \(step 24\), more than --epochs 1.5; "
+                                            r"give --epochs 2 or more"):  # it saved the 2-epoch model as 1.5 epochs
+        train(_config(toy_data, tiny_model_dir, tmp_path / "fewer", epochs=1.5, eval_data=None,
+                      checkpoint_dir=str(ckpt), resume=True))
+    assert not (tmp_path / "fewer").exists()
 
 
 def test_resume_skips_an_unfinished_checkpoint_and_refuses_other_settings(toy_data, tiny_model_dir, tmp_path, caplog,

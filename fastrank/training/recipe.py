@@ -297,6 +297,17 @@ def _check_resumable(ckpt_dir: Path) -> Path:
     return last
 
 
+def _check_epochs_left(checkpoint: Path, epochs: float) -> None:
+    """FastrankError when ``epochs`` ends before the epochs ``checkpoint`` has trained already: the trainer would run
+    nothing and save the checkpoint's model as if it had trained ``epochs``. Equal passes (nothing left to train)."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    done = float(state.get("epoch") or 0.0)
+    if epochs < done and not math.isclose(epochs, done, rel_tol=1e-4):
+        raise FastrankError(f"--resume: {checkpoint} has trained {done:.4g} epochs (step {state.get('global_step')})"
+                            f", more than --epochs {epochs:g}; give --epochs {math.ceil(done - 1e-9)} or more to "
+                            "train on from it, or drop --resume to start afresh")
+
+
 def _resumed_step(checkpoint: Path | None) -> int:
     """The optimizer step a run resumed from ``checkpoint`` starts from (0 for a fresh run)."""
     if checkpoint is None:
@@ -552,6 +563,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     last = _check_resumable(ckpt_dir) if config.resume else None
     if last is not None:
         _check_same_run(ckpt_dir, record)
+        _check_epochs_left(last, config.epochs)
     evaluator = RerankingEvaluator.from_file(config.eval_data, ks=(10,)) if config.eval_data else None  # read early
     set_seed(config.seed)
     groups = read_groups(config.data)
