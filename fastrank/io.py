@@ -142,17 +142,22 @@ def _creatable(target: Path, what: str) -> None:
 
 
 def check_output_file(target: str | Path, keep: Iterable[str | Path] = (), what: str = "the output file") -> Path:
-    """Refuse an output file path that is a directory, sits under a file or where nothing can be written, or is one
-    of ``keep`` (the inputs, which writing it would destroy). Returns the resolved path. Call it before long work
+    """Refuse an output file path that is a directory, sits under a file or where nothing can be written, or would
+    destroy one of ``keep``, the inputs: the path of an input file, or an existing file anywhere inside an input
+    directory (a model's config.json, a BEIR folder's qrels). Returns the resolved path. Call it before long work
     (mining, a benchmark)."""
     if str(target).endswith(("/", os.sep)):  # Path() drops the slash, and a file of the folder's name was written
         raise FastrankError(f"{what} {target} ends with a slash, so names a directory; give a file path")
     target = Path(target).expanduser().resolve()
     if target.is_dir():
         raise FastrankError(f"{what} {target} is a directory; give a file path")
-    for item in keep:
-        if item is not None and target == Path(item).expanduser().resolve():  # None: an input not given
-            raise FastrankError(f"refusing to write {what} over the input {target}; choose another path")
+    inputs = [Path(item).expanduser().resolve() for item in keep if item is not None]  # None: an input not given
+    if target in inputs:
+        raise FastrankError(f"refusing to write {what} over the input {target}; choose another path")
+    for item in inputs:
+        if item.is_dir() and target.exists() and target.is_relative_to(item):
+            raise FastrankError(f"refusing to write {what} over {target}: it is a file of the input folder {item}, "
+                                "which writing it would break; choose a path outside that folder or a new file name")
     _check_writable_parent(target, what)
     return target
 

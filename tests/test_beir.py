@@ -237,15 +237,24 @@ def test_cli_beir_folder_with_an_embedding_first_stage(tiny_model_dir, tmp_path)
     ([], "is a BEIR folder, which holds no candidate lists: give --run FILE"),
     (["--run", "RUN", "--embedding-model", "x"], "with --run the run is the first stage"),
     (["--run", "RUN", "--split", "dev"], "has no qrels/dev.tsv"),
-    (["--run", "RUN", "--write-run", "QRELS"], "refusing to write --write-run over the input"),
+    (["--run", "RUN", "--write-run", "RUN"], "refusing to write --write-run over the input"),
+    (["--run", "RUN", "--write-run", "QRELS"], "test.tsv: it is a file of the input folder"),
+    (["--run", "RUN", "--write-run", "QRELS_TRAIN"], "train.tsv: it is a file of the input folder"),
+    (["--run", "RUN", "--write-run", "MODEL_FILE"], "model.safetensors: it is a file of the input folder"),
     (["--retrieve-top-k", "3", "--corpus", "RUN"], "a BEIR folder's corpus is its corpus.jsonl"),
 ])
 def test_cli_beir_errors(tiny_model_dir, tmp_path, args, message):
+    """--write-run never replaces an input, a qrels file of the BEIR folder (only the evaluated split's was kept)
+    nor a file of the model's folder (it accepted model.safetensors)."""
     root = _beir(tmp_path / "beir")
-    subst = {"RUN": str(root / "run.trec"), "QRELS": str(root / "qrels" / "test.tsv")}
+    (root / "qrels" / "train.tsv").write_text((root / "qrels" / "test.tsv").read_text())
+    subst = {"RUN": str(root / "run.trec"), "QRELS": str(root / "qrels" / "test.tsv"),
+             "QRELS_TRAIN": str(root / "qrels" / "train.tsv"), "MODEL_FILE": str(tiny_model_dir / "model.safetensors")}
+    kept = {name: Path(path).read_bytes() for name, path in subst.items()}
     result = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(root), *[subst.get(a, a) for a in args]])
     assert result.exit_code != 0
     assert message in " ".join((result.output + str(result.exception)).replace("│", " ").split())
+    assert {name: Path(path).read_bytes() for name, path in subst.items()} == kept
 
 
 def test_cli_run_and_split_need_a_beir_folder(tiny_model_dir, tmp_path):

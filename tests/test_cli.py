@@ -164,19 +164,24 @@ def test_mine_reads_a_plain_text_corpus(eval_file, tmp_path):
     assert json.loads(result.stdout)["documents_per_second"] > 0
 
 
-def test_mine_and_bench_refuse_bad_outputs_before_any_work(eval_file, tmp_path):
-    before = eval_file.read_text()
+def test_mine_and_bench_refuse_bad_outputs_before_any_work(eval_file, tiny_model_dir, tmp_path):
+    before, weights = eval_file.read_text(), (tiny_model_dir / "model.safetensors").read_bytes()
+    in_model = str(tiny_model_dir / "model.safetensors")  # a model's file: mine's embedding model, teacher, bench's
     cases = [(["mine", "--data", str(eval_file), "--out", str(eval_file)], "refusing to write --out over the input"),
              (["mine", "--data", str(eval_file), "--out", str(tmp_path)], "is a directory; give a file path"),
              (["mine", "--data", str(eval_file), "--out", str(eval_file / "x.jsonl")], "is a file, not a directory"),
              (["mine", "--data", str(eval_file), "--out", str(tmp_path / "m.jsonl"), "--cache-dir", str(eval_file)],
               "--cache-dir .* is a file; give a directory"),
              (["bench", "no-model", "--data", str(eval_file), "--out", str(tmp_path)], "is a directory"),
-             (["bench", "no-model", "--data", str(eval_file), "--plots", str(eval_file)], "--plots .* is a file")]
+             (["bench", "no-model", "--data", str(eval_file), "--plots", str(eval_file)], "--plots .* is a file"),
+             (["mine", "--data", str(eval_file), "--out", in_model, "--model", str(tiny_model_dir)], "file of the input"),
+             (["mine", "--data", str(eval_file), "--out", in_model, "--teacher", str(tiny_model_dir)], "file of the "),
+             (["bench", str(tiny_model_dir), "--data", str(eval_file), "--out", in_model], "file of the input folder")]
     for args, message in cases:  # main() turns these errors into one line and exit 2 (test below)
         result = runner.invoke(app, args)
         assert isinstance(result.exception, FastrankError) and re.search(message, str(result.exception)), args
     assert eval_file.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == []
+    assert (tiny_model_dir / "model.safetensors").read_bytes() == weights
 
 
 def test_bad_options_are_named_as_flags_before_any_model_loads(tmp_path, eval_file):

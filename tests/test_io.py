@@ -287,6 +287,24 @@ def test_check_output_file_passes_over_inputs_not_given(tmp_path):
         check_output_file(given, [None, given])
 
 
+def test_check_output_file_refuses_a_file_inside_an_input_folder(tmp_path):
+    """An input that is a folder (a model, a BEIR folder) protects every file in it, however deep: writing a run
+    over config.json or qrels/dev.tsv broke it. A new file there is written over nothing, so it passes."""
+    from fastrank.io import check_output_file
+
+    model = tmp_path / "model"
+    (model / "onnx").mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "onnx" / "model.onnx").write_text("")
+    for inside in (model / "config.json", model / "onnx" / "model.onnx", model / ".." / "model" / "config.json"):
+        with pytest.raises(FastrankError, match=r"model.* it is a file of the input folder .*model, which writing it "
+                                                r"would break"):
+            check_output_file(inside, [None, model], "--out")
+    assert check_output_file(model / "new.trec", [model]) == (model / "new.trec").resolve()
+    assert check_output_file(tmp_path / "config.json", [model]) == (tmp_path / "config.json").resolve()
+    assert check_output_file(model / "config.json", ["some/hub-model", tmp_path / "elsewhere"])  # not inputs
+
+
 def test_saving_over_a_model_keeps_what_it_does_not_write(tiny_model_dir, tmp_path):
     """sentence-transformers' save_pretrained writes into a folder; fastrank's replaces it, so a folder holding
     trainer checkpoints or notes beside a model is refused (they would be deleted), while a plain model is replaced."""

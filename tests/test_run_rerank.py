@@ -299,17 +299,27 @@ def test_files_are_checked_before_the_model_loads_and_queries_before_the_corpus(
     (["--run", "RUN", "--data", "ROOT", "--out", "OUT", "--fusion-weight", "-1"], "--fusion-weight must be a finite"),
     (["--run", "RUN", "--data", "ROOT", "--out", "RUN"], "refusing to write the reranked run over the input"),
     (["--run", "RUN", "--data", "RUN", "--out", "OUT"], "--data: "),
-    (["--run", "RUN", "--data", "ROOT", "--out", "QRELS"], "refusing to write the reranked run over the input"),
+    (["--run", "RUN", "--data", "ROOT", "--out", "QRELS"], "test.tsv: it is a file of the input folder"),
+    (["--run", "RUN", "--data", "ROOT", "--out", "QRELS_DEV"], "dev.tsv: it is a file of the input folder"),
+    (["--run", "RUN", "--data", "ROOT", "--out", "MODEL_FILE"], "config.json: it is a file of the input folder"),
+    (["--run", "RUN", "--queries", "Q", "--corpus", "CORPUS", "--out", "MODEL_FILE"], "config.json: it is a file of"),
     (["--run", "RUN", "--data", "ROOT", "--out", "OUT", "--docs-format", "jsonl"], "--docs-format reads --docs-file"),
     (["--run", "RUN", "--data", "ROOT", "--out", "OUT", "--top-k", "200"], "--top-k 200 is above --depth 100"),
     (["--query", "x", "--out", "OUT"], "--out apply to --run"),
     ([], "give --query (with documents from --docs-file or stdin) or --run"),
 ])
 def test_cli_run_errors(tiny_model_dir, tmp_path, args, message):
+    """Option errors before any scoring; --out never replaces an input, a qrels file of the BEIR folder (any split)
+    nor a file of the model's folder (it accepted config.json)."""
     root = _beir(tmp_path / "beir")
+    (root / "qrels" / "dev.tsv").write_text((root / "qrels" / "test.tsv").read_text())
     subst = {"RUN": str(root / "run.trec"), "ROOT": str(root), "OUT": str(tmp_path / "o.trec"),
-             "Q": str(root / "queries.jsonl"), "QRELS": str(root / "qrels" / "test.tsv")}
+             "Q": str(root / "queries.jsonl"), "CORPUS": str(root / "corpus.jsonl"),
+             "QRELS": str(root / "qrels" / "test.tsv"), "QRELS_DEV": str(root / "qrels" / "dev.tsv"),
+             "MODEL_FILE": str(tiny_model_dir / "config.json")}
+    kept = {name: Path(subst[name]).read_bytes() for name in ("QRELS", "QRELS_DEV", "MODEL_FILE")}
     result = runner.invoke(app, ["rerank", str(tiny_model_dir), *[subst.get(a, a) for a in args]], input="")
     assert result.exit_code != 0
     assert message in " ".join((result.output + str(result.exception)).replace("│", " ").split())
     assert not (tmp_path / "o.trec").exists()
+    assert {name: Path(subst[name]).read_bytes() for name in kept} == kept

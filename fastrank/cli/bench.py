@@ -62,7 +62,7 @@ def bench_command(
         raise typer.BadParameter(f"--artifact {', '.join(missing)}: not an exported artifact (no fastrank.json in "
                                  "it); write one with `fastrank export CHECKPOINT --out DIR`")
     if out is not None:  # before minutes of measuring, not after
-        check_output_file(out, [data], "--out")
+        check_output_file(out, [data, model, *(artifact or [])], "--out")
         if out.suffix.lower() != ".jsonl":
             raise typer.BadParameter(f"--out {out}: the records are written as JSON lines; name the file *.jsonl")
     if plots is not None:

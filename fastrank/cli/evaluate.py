@@ -67,7 +67,7 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
     labelled lists (the corpus: every document in it, plus the documents of ``corpus`` files) or a BEIR folder
     (``split``'s qrels). The first stage is the embedding model's top-k over the corpus, or ``run``'s (a TREC run
     file over a BEIR folder's corpus ids). ``write_run``: the reranked ranking as a TREC run file."""
-    from fastrank.evaluation.beir import (BEIR_FILES, is_beir_dir, read_beir, read_run, run_documents,
+    from fastrank.evaluation.beir import (is_beir_dir, read_beir, read_run, run_documents,
                                          write_run as write_trec)
     from fastrank.evaluation.retrieval import RetrievalTask, evaluate_retrieve_rerank
 
@@ -75,9 +75,8 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
     if write_run is not None:
         from fastrank.io import check_output_file
 
-        inputs = [data, run, *(corpus or []),
-                  *([f"{data}/{name}" for name in BEIR_FILES + (f"qrels/{split}.tsv",)] if beir else [])]
-        check_output_file(write_run, keep=inputs, what="--write-run")
+        # never over an input, nor over a file of the model's or the BEIR folder's (every split's qrels)
+        check_output_file(write_run, keep=[data, run, model, *(corpus or [])], what="--write-run")
     first_stage = read_run(run) if run is not None else None
     if beir:
         task = read_beir(data, split, None if first_stage is None else run_documents(first_stage, top_k))

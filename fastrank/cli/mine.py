@@ -36,7 +36,8 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
     if answer_closest < 0 or answer_random < 0:  # before mining, not after it
         raise ValueError(f"--answer-closest and --answer-random must be >= 0, got {answer_closest} and "
                          f"{answer_random}")
-    check_output_file(out, [data, *(corpus or [])], "--out")  # before mining, and never over an input
+    # before mining, and never over an input (a file of a model folder, too)
+    check_output_file(out, [data, *(corpus or []), embedding_model, teacher], "--out")
     check_groups_path(out, "--out")  # JSONL in a .csv would fail to read back
     if options.get("cache_dir"):
         check_dir_path(options["cache_dir"], "--cache-dir")

@@ -177,7 +177,7 @@ def _rerank_run(model: str, query: str | None, docs_file: Path | None, run: Path
         if problem:
             raise typer.BadParameter(f"--data: {problem}")
         queries, corpus = data / "queries.jsonl", data / "corpus.jsonl"
-        keep = sorted((data / "qrels").glob("*"))  # the judgements --out must never replace
+        keep = [data]  # --out must never replace its files (the qrels, too)
     elif queries is None or corpus is None:
         raise typer.BadParameter("--run needs the texts of its ids: --data BEIR_FOLDER, or --queries FILE and "
                                  "--corpus FILE")
