@@ -1,6 +1,7 @@
 """Memory and time of fastrank's own work at production sizes, each path in a fresh process.
 
     python -m bench memory [--pairs 200000] [--long-docs 100] [--corpus 400000] [--rows 500000]
+    [--run-lines 2000000]
 
 A tiny random BERT (2 layers, 32 wide) with the real MiniLM tokenizer, so that model compute is small and
 fastrank's overhead (tokenization, batching, search) shows. Inputs are WikiQA test/dev pairs made unique with a
@@ -20,6 +21,8 @@ counter (one copy of ../shared/data is read, never written). Rows:
 - ``beir run``: ``fastrank.evaluation.beir.read_run`` of a TREC run (1,000 queries x 100 documents) and
   ``read_beir`` of a BEIR folder of ``--corpus`` documents keeping the run's (what ``fastrank eval --run``
   holds); ``beir, whole corpus``: ``read_beir`` keeping every document (what an embedding first stage needs);
+- ``run file, depth 100``: ``read_run(path, 100)`` of a TREC run of ``--run-lines`` lines (1,000 documents a
+  query, as MS MARCO's dev run), what ``fastrank rerank --run`` holds; ``run file, whole``: ``read_run(path)``;
 - ``quick workloads``: what ``fastrank bench --quick`` does before it scores, on the grouped JSONL: the groups of
   its head (``benchmark.quick_groups`` of ``data.iter_groups``) and ``build_workloads(quick=True)``; ``quick
   workloads, whole file``: the same workloads from ``read_groups`` of the whole file, as the command did until
@@ -95,6 +98,11 @@ def _measure(row: str, size: int, workdir: str) -> dict:
         beir = Path(workdir) / "beir"
         run = ((lambda: read_beir(beir, documents=run_documents(read_run(beir / "run.trec"), 100)))
                if row == "beir run" else lambda: read_beir(beir))
+    elif row.startswith("run file"):
+        from fastrank.evaluation.beir import read_run
+
+        depth = 100 if row.endswith("depth 100") else None
+        run = lambda: read_run(Path(workdir) / "deep.trec", depth)  # noqa: E731
     elif row.startswith("quick workloads"):
         from fastrank.benchmark import build_workloads, quick_groups
         from fastrank.data import iter_groups, read_groups
@@ -161,9 +169,10 @@ def _code_version() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def _write_data(workdir: Path, rows: int, corpus: int) -> None:
+def _write_data(workdir: Path, rows: int, corpus: int, run_lines: int) -> None:
     """``rows`` unique pairs as flat CSV and as grouped JSONL (20 documents a query); a BEIR folder of ``corpus``
-    of their documents with 1,000 queries (one relevant document each) and a run of 100 random documents each."""
+    of their documents with 1,000 queries (one relevant document each) and a run of 100 random documents each; a
+    run of ``run_lines`` lines, 1,000 random documents a query."""
     import csv
     import random
 
@@ -182,6 +191,10 @@ def _write_data(workdir: Path, rows: int, corpus: int) -> None:
             fr.write(f"q{q}\td{rng.randrange(corpus)}\t1\n")
             frun.writelines(f"q{q} Q0 d{d} {r} {100 - r} bm25\n"
                             for r, d in enumerate(rng.sample(range(corpus), 100), 1))
+    with (workdir / "deep.trec").open("w", encoding="utf-8") as f:
+        for q in range(0, run_lines, 1000):
+            f.writelines(f"q{q} Q0 d{d} {r} {1000 - r} bm25\n"
+                         for r, d in enumerate(rng.sample(range(8_841_823), min(1000, run_lines - q)), 1))
     pairs = pairs[:rows]
     with (workdir / "flat.csv").open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
@@ -213,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--long-docs", type=int, default=100)
     parser.add_argument("--corpus", type=int, default=400_000)
     parser.add_argument("--rows", type=int, default=500_000)
+    parser.add_argument("--run-lines", type=int, default=2_000_000)
     parser.add_argument("--only", nargs="+", action="extend", metavar="ROW",
                         help="Only these rows, e.g. --only 'read csv'.")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # one row, run by the parent in a fresh process
@@ -226,13 +240,14 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m bench memory" + "".join(
         f" --{name.replace('_', '-')} {value}" for name, value, default in
         (("pairs", args.pairs, 200_000), ("long_docs", args.long_docs, 100), ("corpus", args.corpus, 400_000),
-         ("rows", args.rows, 500_000))
+         ("rows", args.rows, 500_000), ("run_lines", args.run_lines, 2_000_000))
         if value != default)
     rows = [("predict", args.pairs), ("reranker onnx", args.pairs), ("windows", args.long_docs),
             ("truncate", args.long_docs),
             ("mining search", args.corpus), ("mining deep query", args.corpus // 2), ("read csv", args.rows),
             ("read jsonl", args.rows), ("quick workloads", args.rows), ("quick workloads, whole file", args.rows),
-            ("beir run", args.corpus), ("beir, whole corpus", args.corpus)]
+            ("beir run", args.corpus), ("beir, whole corpus", args.corpus),
+            ("run file, depth 100", args.run_lines), ("run file, whole", args.run_lines)]
     unknown = set(args.only or ()) - {row for row, _ in rows}
     if unknown:
         parser.error(f"unknown row(s) {sorted(unknown)}; rows: {', '.join(row for row, _ in rows)}")
@@ -240,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     command += "".join(f" --only {row!r}" for row in args.only or ())
     with tempfile.TemporaryDirectory() as tmp:
         _prepare(Path(tmp))
-        _write_data(Path(tmp), args.rows, args.corpus)
+        _write_data(Path(tmp), args.rows, args.corpus, args.run_lines)
         for row, size in rows:
             out = subprocess.run([sys.executable, "-m", "bench", "memory", "--row", row, "--size", str(size),
                                   "--workdir", tmp], capture_output=True, text=True, cwd=ROOT, check=True)

@@ -94,7 +94,7 @@ def rerank_run_files(model: str, run: str | Path, queries: str | Path, corpus: s
     for path, what in ((run, "run file"), (queries, "queries file"), (corpus, "corpus file")):
         check_input_file(Path(path), what)  # before the model loads
     reranker = Reranker(model, **reranker_options)  # a wrong model fails before a large corpus is read
-    first_stage = read_run(run)
+    first_stage = read_run(run, depth)  # each query's top depth only: a run of millions of lines is fine
     texts = read_queries(queries)
     _check_queries({qid: ranked[:depth] for qid, ranked in first_stage.items()}, texts, f"queries file {queries}")
     docs = read_documents(corpus, run_documents(first_stage, depth), show_progress_bar=show_progress_bar)

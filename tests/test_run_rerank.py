@@ -4,6 +4,7 @@ and MS MARCO / DPR file layouts."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import re
 import json
@@ -323,3 +324,39 @@ def test_cli_run_errors(tiny_model_dir, tmp_path, args, message):
     assert message in " ".join((result.output + str(result.exception)).replace("│", " ").split())
     assert not (tmp_path / "o.trec").exists()
     assert {name: Path(subst[name]).read_bytes() for name in kept} == kept
+
+
+def test_read_run_at_a_depth_keeps_each_querys_top_whatever_the_line_order(tmp_path, caplog):
+    """``read_run(path, depth)`` equals the whole run cut to ``depth`` (ties at the cut ranked by id, descending, as
+    trec_eval ranks them), for contiguous queries and for a query whose lines are split across the file (read again
+    whole); a document ranked twice is still found, and a depth that is not a whole number >= 1 is refused."""
+    import random
+
+    rng = random.Random(7)
+    lines = [(f"q{q}", f"d{d}", float(rng.randrange(6))) for q in range(30) for d in rng.sample(range(500), 40)]
+    contiguous = tmp_path / "contiguous.trec"
+    contiguous.write_text("".join(f"{q} Q0 {d} {r} {s} t\n" for r, (q, d, s) in enumerate(lines, 1)))
+    shuffled = tmp_path / "shuffled.trec"
+    rng.shuffle(lines)
+    shuffled.write_text("".join(f"{q} Q0 {d} {r} {s} t\n" for r, (q, d, s) in enumerate(lines, 1)))
+    whole = read_run(contiguous)
+    assert read_run(shuffled) == whole and all(len(ranked) == 40 for ranked in whole.values())
+    for depth in (1, 7, 40, 100):
+        cut = {q: ranked[:depth] for q, ranked in whole.items()}
+        assert read_run(contiguous, depth) == cut
+        with caplog.at_level("INFO", logger="fastrank.evaluation.beir"):
+            assert read_run(shuffled, depth) == cut
+        assert "are not contiguous; reading the whole run" in caplog.text
+    # the tie rule at the cut: six scores over 40 documents, so the cut falls inside a tie for most queries
+    q0 = [(d, s) for q, d, s in lines if q == "q0"]
+    def before(a, b):  # score descending, then id descending as strings
+        return -1 if (a[1], a[0]) > (b[1], b[0]) else 1
+
+    by_hand = sorted(q0, key=functools.cmp_to_key(before))
+    assert [d for d, _ in read_run(contiguous, 7)["q0"]] == [d for d, _ in by_hand[:7]]
+    (tmp_path / "twice.trec").write_text("q1 Q0 a 1 3 t\nq1 Q0 b 2 2 t\nq1 Q0 c 3 1 t\nq1 Q0 c 4 0 t\n")
+    with pytest.raises(DataError, match=r"twice.trec line 4: document 'c' is ranked twice for query 'q1'"):
+        read_run(tmp_path / "twice.trec", 1)
+    for depth in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="depth must be a whole number >= 1"):
+            read_run(contiguous, depth)

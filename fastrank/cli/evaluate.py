@@ -77,7 +77,7 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
 
         # never over an input, nor over a file of the model's or the BEIR folder's (every split's qrels)
         check_output_file(write_run, keep=[data, run, model, *(corpus or [])], what="--write-run")
-    first_stage = read_run(run) if run is not None else None
+    first_stage = read_run(run, top_k) if run is not None else None  # the stages stop at top_k
     if beir:
         task = read_beir(data, split, None if first_stage is None else run_documents(first_stage, top_k))
     else:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastrank.batching import is_integer
 from fastrank.data import QueryGroup, check_input_file, json_lines, normalize_document, utf8_lines
 from fastrank.documents import Document
 from fastrank.errors import DataError
@@ -128,32 +129,51 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
     return qrels
 
 
-def read_run(path: str | Path) -> dict[str, list[tuple[str, float]]]:
+def read_run(path: str | Path, depth: int | None = None) -> dict[str, list[tuple[str, float]]]:
     """A TREC run file (or MS MARCO's ``qid docid rank``, scored ``-rank``): query id -> ``[(document id, score)]``,
-    ranked as ``ranking`` ranks them."""
+    ranked as ``ranking`` ranks them. ``depth``: keep each query's top ``depth`` only, all a rerank to that depth
+    reads; a run whose queries' lines are contiguous (as runs are written) then holds one query's whole ranking at
+    a time, not the file's (MS MARCO's 7M-line dev run at depth 100: a tenth). A query whose lines are split across
+    the file is read again whole, so the result never depends on the line order."""
     path = Path(path)
     check_input_file(path, "run file")
+    if depth is not None and (not is_integer(depth) or depth < 1):
+        raise ValueError(f"depth must be a whole number >= 1 (documents kept per query) or None, got {depth!r}")
     rows: dict[str, dict[str, float]] = {}
+    current = None
     for where, fields in _fields(path):
-        if len(fields) == 6:
-            qid, _, docid, _, score, _ = fields
-            value = _number(score, where, "the score")
-        elif len(fields) == 3:
-            qid, docid, rank = fields
-            value = -_number(rank, where, "the rank (MS MARCO's 'qid docid rank')")
-            if not value.is_integer() or value > -1:  # 'qid docid score' read as ranks would rank backwards
-                raise DataError(f"{where}: a 3-field run line is MS MARCO's 'qid docid rank', but {rank!r} is no rank "
-                                "(a whole number from 1); a run with scores is TREC's 'qid Q0 docid rank score tag'")
-        else:
-            raise DataError(f"{where}: a TREC run line is 'qid Q0 docid rank score tag' (6 fields), an MS MARCO one "
-                            f"'qid docid rank' (3); got {len(fields)}")
+        qid, docid, value = _run_line(where, fields)
+        if depth is not None and qid != current:  # the previous query's lines ended: keep its top depth
+            if qid in rows:
+                logger.info("%s: the lines of query %r are not contiguous; reading the whole run to rank them",
+                            where, qid)
+                return {q: ranked[:depth] for q, ranked in read_run(path).items()}
+            if current is not None:
+                rows[current] = dict(ranking(rows[current].items())[:depth])
+            current = qid
         ranked = rows.setdefault(qid, {})
         if docid in ranked:
             raise DataError(f"{where}: document {docid!r} is ranked twice for query {qid!r}")
         ranked[docid] = value
     if not rows:
         raise DataError(f"run file {path} holds no ranking")
-    return {qid: ranking(ranked.items()) for qid, ranked in rows.items()}
+    return {qid: ranking(ranked.items())[:depth] for qid, ranked in rows.items()}
+
+
+def _run_line(where: str, fields: list[str]) -> tuple[str, str, float]:
+    """(query id, document id, score) of one run line: TREC's 6 fields or MS MARCO's 3 (scored ``-rank``)."""
+    if len(fields) == 6:
+        qid, _, docid, _, score, _ = fields
+        return qid, docid, _number(score, where, "the score")
+    if len(fields) == 3:
+        qid, docid, rank = fields
+        value = -_number(rank, where, "the rank (MS MARCO's 'qid docid rank')")
+        if not value.is_integer() or value > -1:  # 'qid docid score' read as ranks would rank backwards
+            raise DataError(f"{where}: a 3-field run line is MS MARCO's 'qid docid rank', but {rank!r} is no rank "
+                            "(a whole number from 1); a run with scores is TREC's 'qid Q0 docid rank score tag'")
+        return qid, docid, value
+    raise DataError(f"{where}: a TREC run line is 'qid Q0 docid rank score tag' (6 fields), an MS MARCO one "
+                    f"'qid docid rank' (3); got {len(fields)}")
 
 
 def ranking(scored: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
