@@ -346,7 +346,7 @@ def test_a_resumed_run_counts_only_the_steps_it_trained(toy_data, tiny_model_dir
     from fastrank.errors import FastrankError
 
     with pytest.raises(FastrankError, match=r"checkpoint-24 has trained 2 epochs \(step 24\), more than --epochs 1.5; "
-                                            r"give --epochs 2 or more"):  # it saved the 2-epoch model as 1.5 epochs
+                                            r"give --epochs 2 or more \(more trains on from it\)"):  # it saved the 2-epoch model as 1.5 epochs
         train(_config(toy_data, tiny_model_dir, tmp_path / "fewer", epochs=1.5, eval_data=None,
                       checkpoint_dir=str(ckpt), resume=True))
     assert not (tmp_path / "fewer").exists()

@@ -304,8 +304,8 @@ def _check_epochs_left(checkpoint: Path, epochs: float) -> None:
     done = float(state.get("epoch") or 0.0)
     if epochs < done and not math.isclose(epochs, done, rel_tol=1e-4):
         raise FastrankError(f"--resume: {checkpoint} has trained {done:.4g} epochs (step {state.get('global_step')})"
-                            f", more than --epochs {epochs:g}; give --epochs {math.ceil(done - 1e-9)} or more to "
-                            "train on from it, or drop --resume to start afresh")
+                            f", more than --epochs {epochs:g}; give --epochs {done:.4g} or more (more trains on from "
+                            "it), or drop --resume to start afresh")
 
 
 def _resumed_step(checkpoint: Path | None) -> int:
