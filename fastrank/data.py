@@ -264,12 +264,17 @@ def iter_records_groups(records: Located, source: str) -> Iterator[QueryGroup]:
             reader.close()  # a reader stopped by a bad record closes its file now, not when the error is dropped
 
 
+GZIP_MAGIC = b"\x1f\x8b"  # the first bytes of every gzip stream
+
+
 def decode_utf8(data: bytes, source: str) -> str:
     """``data`` as UTF-8 text, without a leading byte-order mark (spreadsheets write one); anything else is a
     DataError naming ``source`` and the first bad byte."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        if data.startswith(GZIP_MAGIC):
+            raise DataError(f"{source} is gzip-compressed, not text: decompress it (gunzip)") from exc
         offset = exc.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)  # counted after it
         raise DataError(f"{source} is not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset}); "
                         "convert it, e.g. iconv -f latin1 -t utf-8") from exc
@@ -281,17 +286,23 @@ def read_utf8(path: str | Path) -> str:
 
 
 def utf8_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """``(line number, line)`` of a regular file read a line at a time, split at "\\n" only (which is dropped, as
-    ``str.split`` would) and decoded as ``decode_utf8`` does (a leading byte-order mark dropped; a byte that is not
-    UTF-8 is its DataError)."""
+    """``(line number, line)`` of a file read a line at a time (``decoded_lines``)."""
     with Path(path).open("rb") as f:
-        for n, raw in enumerate(f, 1):
-            try:
-                line = raw[:-1 if raw.endswith(b"\n") else None].decode("utf-8-sig" if n == 1 else "utf-8")
-            except UnicodeDecodeError:
-                read_utf8(path)  # raises the DataError that names the file's first bad byte
-                raise
-            yield n, line
+        yield from decoded_lines(f, str(path))
+
+
+def decoded_lines(raw_lines: Iterable[bytes], source: str) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of binary lines split at "\\n" only (which is dropped, as ``str.split`` would),
+    decoded as ``decode_utf8`` does: a leading byte-order mark dropped, a byte that is not UTF-8 a DataError naming
+    ``source``, the line and the byte (from that line alone: nothing is read again, a pipe could not be)."""
+    for n, raw in enumerate(raw_lines, 1):
+        raw = raw[:-1] if raw.endswith(b"\n") else raw
+        try:
+            line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+        except UnicodeDecodeError:
+            decode_utf8(raw, f"{source} line {n}")
+            raise
+        yield n, line
 
 
 def iter_json_records(path: str | Path, text: str | None = None) -> Iterator[tuple[str, Any]]:

@@ -339,7 +339,7 @@ def test_written_runs_read_back_and_gzip_runs_read(tmp_path):
         f.write("q1 Q0 a 1 2.0 x\r\nq1 Q0 b 2 1.0 x\n")
     assert read_run(tmp_path / "run.trec.gz") == {"q1": [("a", 2.0), ("b", 1.0)]}
     (tmp_path / "bad.gz").write_bytes(b"not gzip")
-    with pytest.raises(DataError, match="cannot read it as gzip-compressed UTF-8 text"):
+    with pytest.raises(DataError, match="cannot read it as gzip-compressed text"):
         read_run(tmp_path / "bad.gz")
 
 
@@ -461,3 +461,43 @@ def test_tied_runs_score_as_trec_eval_scores_them(tmp_path):
         for name, ours in (("ndcg_cut_10", "ndcg@10"), ("ndcg_cut_5", "ndcg@5"), ("recall_10", "recall@10")):
             mean = sum(theirs.get(q, {}).get(name, 0.0) for q in judged) / len(judged)
             assert out["run"][ours] == pytest.approx(mean, abs=1e-12), (trial, name)
+
+
+def test_eval_checks_query_texts_and_ids_before_scoring(tiny_model_dir, tmp_path, monkeypatch):
+    """A blank judged query was scored silently (rerank --run refuses it); a judged query whose id holds a space,
+    which no run can rank, made --write-run fail after the whole evaluation; with an embedding first stage such an
+    id is refused before any scoring."""
+    import fastrank.evaluation.retrieval as retrieval
+
+    root = _beir(tmp_path / "beir")
+    queries = root / "queries.jsonl"
+    queries.write_text(queries.read_text().replace('"text": "capital of france"', '"text": "  "'))
+    with pytest.raises(DataError, match=r"1 queries that qrels/test.tsv judges have a blank text in queries.jsonl, "
+                                        r"e.g. 'q2'"):
+        read_beir(root)
+    queries.write_text(queries.read_text().replace('"text": "  "', '"text": "capital of france"')
+                       .replace('"_id": "q1"', '"_id": "q 1"'))
+    qrels = root / "qrels" / "test.tsv"
+    qrels.write_text(qrels.read_text().replace("q1\t", "q 1\t"))
+    result = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(root), "--run", str(root / "run.trec"),
+                                 "--write-run", str(tmp_path / "out.trec"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert {line.split()[0] for line in (tmp_path / "out.trec").read_text().splitlines()} == {"q2"}  # q 1: unranked
+    monkeypatch.setattr(retrieval, "evaluate_retrieve_rerank", lambda *a, **k: pytest.fail("scored before the check"))
+    result = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(root), "--retrieve-top-k", "3",
+                                 "--write-run", str(tmp_path / "dense.trec")])
+    assert isinstance(result.exception, DataError)
+    assert "--write-run: the id 'q 1' is empty or holds whitespace" in str(result.exception)
+
+
+def test_tsv_headers_in_any_column_order_qrels_trailing_tabs_and_corpus_keys(tmp_path):
+    from fastrank.evaluation.beir import read_documents
+
+    (tmp_path / "swapped.tsv").write_text("text\tid\nhello there\t1\n")
+    assert read_documents(tmp_path / "swapped.tsv") == {"1": "hello there"}  # the header was read as a document
+    (tmp_path / "qrels.tsv").write_text("q1\td1\t1\t\nq1\td2\t0\t\n")
+    assert read_qrels(tmp_path / "qrels.tsv") == {"q1": {"d1": 1.0, "d2": 0.0}}
+    (tmp_path / "corpus.jsonl").write_text('{"_id": "d1", "title": "T"}\n')
+    with pytest.raises(DataError, match=r"corpus.jsonl line 1: a corpus document needs a 'text' string, got the keys "
+                                        r"\['_id', 'title'\]"):
+        read_documents(tmp_path / "corpus.jsonl")

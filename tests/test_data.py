@@ -130,10 +130,21 @@ def test_a_file_that_is_not_utf8_is_named_with_its_first_bad_byte(tmp_path):
         path = tmp_path / name
         text = json.dumps(record, ensure_ascii=False) if name.endswith("jsonl") else "query\tdocument\tlabel\ncafé?\tcrème\t1"
         path.write_bytes(text.encode("latin-1"))
-        with pytest.raises(DataError, match=rf"{name} is not UTF-8 text \(byte 0xe9 at offset \d+\)"):
+        where = "data.jsonl line 1" if name.endswith("jsonl") else "data.tsv"  # JSONL is read a line at a time
+        with pytest.raises(DataError, match=rf"{where} is not UTF-8 text \(byte 0xe9 at offset \d+\)"):
             read_groups(str(path))
-    with pytest.raises(DataError, match=r"data.jsonl is not UTF-8 text \(byte 0xe9"):
+    with pytest.raises(DataError, match=r"data.jsonl line 1 is not UTF-8 text \(byte 0xe9 at offset 14\)"):
         RerankingEvaluator.from_jsonl(tmp_path / "data.jsonl")
+    lines = tmp_path / "third.jsonl"  # the line named from the line itself: the file was read again whole for it
+    lines.write_bytes(((json.dumps(record) + "\n") * 2 + json.dumps(record, ensure_ascii=False)).encode("latin-1"))
+    with pytest.raises(DataError, match=r"third.jsonl line 3 is not UTF-8 text \(byte 0xe9 at offset 14\)"):
+        read_groups(str(lines))
+    import gzip
+
+    zipped = tmp_path / "zipped.jsonl"
+    zipped.write_bytes(gzip.compress(lines.read_bytes()))
+    with pytest.raises(DataError, match=r"zipped.jsonl line 1 is gzip-compressed, not text: decompress it"):
+        read_groups(str(zipped))
     (tmp_path / "ok.jsonl").write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
     assert read_groups(str(tmp_path / "ok.jsonl"))[0].documents == ["crème", "tea"]
 

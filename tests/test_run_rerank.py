@@ -360,3 +360,86 @@ def test_read_run_at_a_depth_keeps_each_querys_top_whatever_the_line_order(tmp_p
     for depth in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="depth must be a whole number >= 1"):
             read_run(contiguous, depth)
+
+
+def _through_a_pipe(tmp_path: Path, data: bytes, read):
+    """``read(path)`` of a FIFO a thread writes ``data`` into: what `--run <(zcat run.gz)` gives, a file that can be
+    read once. A reader that opens it again would wait forever for a writer: it fails after 60 s instead."""
+    import os
+    import threading
+
+    fifo = tmp_path / f"pipe{len(list(tmp_path.glob('pipe*')))}"
+    os.mkfifo(fifo)
+    outcome: dict = {}
+
+    def write() -> None:
+        with open(fifo, "wb") as f:
+            try:
+                f.write(data)
+            except BrokenPipeError:
+                pass
+
+    def run() -> None:
+        try:
+            outcome["value"] = read(fifo)
+        except BaseException as exc:  # handed to the test's thread
+            outcome["error"] = exc
+
+    threads = [threading.Thread(target=write, daemon=True), threading.Thread(target=run, daemon=True)]
+    for thread in threads:
+        thread.start()
+    threads[1].join(60)
+    if threads[1].is_alive():
+        open(fifo, "wb").close()  # an empty writer lets the waiting reader end
+        pytest.fail("the reader opened the pipe a second time and waited for a writer")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def test_a_run_from_a_pipe_or_gzip_by_its_first_bytes_reads_as_the_file(tmp_path):
+    """A pipe cannot be read again: a query split across it was cut to the last query's lines (read_run went back to
+    the file's start, at its end). gzip is known by its first bytes, a misnamed file's or a pipe's."""
+    import gzip
+
+    lines = [f"q1 Q0 a{i} {i} {100 - i} t\n" for i in range(1, 6)] + [f"q2 Q0 b{i} {i} {50 - i} t\n" for i in range(1, 4)]
+    lines += ["q1 Q0 z 9 99 t\n"] + [f"q3 Q0 c{i} {i} {10 - i} t\n" for i in range(1, 4)]
+    data = "".join(lines).encode()
+    (tmp_path / "run.trec").write_bytes(data)
+    expected = read_run(tmp_path / "run.trec", 2)
+    assert expected == {"q1": [("z", 99.0), ("a1", 99.0)], "q2": [("b1", 49.0), ("b2", 48.0)],
+                        "q3": [("c1", 9.0), ("c2", 8.0)]}
+    assert _through_a_pipe(tmp_path, data, lambda p: read_run(p, 2)) == expected
+    assert _through_a_pipe(tmp_path, gzip.compress(data), lambda p: read_run(p, 2)) == expected
+    (tmp_path / "misnamed.trec").write_bytes(gzip.compress(data))
+    assert read_run(tmp_path / "misnamed.trec", 2) == expected
+    bad = data.replace(b"q3 Q0 c2", b"q3 Q0 c\xe92")
+    with pytest.raises(DataError, match=r"pipe\d line 11 is not UTF-8 text \(byte 0xe9 at offset 7\)"):
+        _through_a_pipe(tmp_path, bad, read_run)  # it named no file and no line: the retry read an emptied pipe
+    with pytest.raises(DataError, match=r"bad.trec.gz line 11 is not UTF-8 text \(byte 0xe9 at offset 7\)"):
+        (tmp_path / "bad.trec.gz").write_bytes(gzip.compress(bad))
+        read_run(tmp_path / "bad.trec.gz")
+
+
+def test_one_run_file_holds_one_format_and_gz_outputs_are_gzip(tiny_model_dir, tmp_path):
+    """TREC scores and MS MARCO's negated ranks in one query were ranked together; a '.gz' output was plain text
+    that read_run then could not read; a query with an empty ranking writes no line, so its id is not checked."""
+    import gzip
+
+    (tmp_path / "mixed.tsv").write_text("q1\td1\t1\nq1 Q0 d2 2 100 t\nq1\td3\t2\n")
+    with pytest.raises(DataError, match=r"mixed.tsv line 2 has 6 fields, .*mixed.tsv line 1 3: a run file holds "
+                                        r"TREC's 'qid Q0 docid rank score tag' lines or MS MARCO's"):
+        read_run(tmp_path / "mixed.tsv", 1)
+    run = {"q1": [("d1", 2.5), ("d2", -1.0)], "q 2": []}
+    written = write_run(tmp_path / "out.trec.gz", run)
+    assert gzip.decompress(written.read_bytes()).decode() == ("q1 Q0 d1 1 2.5 fastrank\n"
+                                                              "q1 Q0 d2 2 -1 fastrank\n")
+    assert read_run(written) == {"q1": run["q1"]}
+    root = _beir(tmp_path / "beir")
+    result = runner.invoke(app, ["rerank", str(tiny_model_dir), "--run", str(root / "run.trec"), "--data", str(root),
+                                 "--out", str(tmp_path / "reranked.trec.gz")])
+    assert result.exit_code == 0, result.output
+    plain = tmp_path / "reranked.trec"
+    assert runner.invoke(app, ["rerank", str(tiny_model_dir), "--run", str(root / "run.trec"), "--data", str(root),
+                               "--out", str(plain)]).exit_code == 0
+    assert gzip.decompress((tmp_path / "reranked.trec.gz").read_bytes()) == plain.read_bytes()

@@ -85,6 +85,8 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
 
         extra = [d for path in corpus or [] for d in read_corpus(path)]
         task = RetrievalTask.from_groups(read_groups(data), extra)
+    if write_run is not None and first_stage is None:  # a run's own ids are words; the corpus's may not be
+        _check_run_ids(task)
     reranker, served_by = scorer(model, max_length, long_documents, window_stride, batch_size)
     embedder = None
     if first_stage is None:
@@ -101,6 +103,18 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
         result["run_written"] = str(write_trec(write_run, rankings["run_reranked" if run else "reranked"]))
     return {"model": model, "data": data, **({"run": run} if run else {}), **result,
             **({"served_by": served_by} if served_by else {})}
+
+
+def _check_run_ids(task: Any) -> None:
+    """A DataError, before any scoring, when an id of ``task`` cannot name a query or document in a TREC run file
+    (it failed writing the run after the whole evaluation)."""
+    from fastrank.errors import DataError
+    from fastrank.evaluation.retrieval import is_run_id
+
+    bad = next((i for i in [*task.query_ids, *task.corpus_ids] if not is_run_id(i)), None)
+    if bad is not None:
+        raise DataError(f"--write-run: the id {bad!r} is empty or holds whitespace, which a TREC run file cannot "
+                        "name; give the BEIR folder ids without whitespace, or leave out --write-run")
 
 
 def _echo_served(result: dict[str, Any]) -> None:

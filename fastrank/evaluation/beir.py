@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from fastrank.batching import is_integer
-from fastrank.data import QueryGroup, check_input_file, json_lines, normalize_document, utf8_lines
+from fastrank.data import GZIP_MAGIC, QueryGroup, check_input_file, decoded_lines, json_lines, normalize_document
 from fastrank.documents import Document
 from fastrank.errors import DataError
 from fastrank.evaluation.retrieval import RetrievalTask, is_run_id, run_ids
@@ -88,21 +88,22 @@ def _fields(path: Path, tabs: bool = False) -> Iterator[tuple[str, list[str]]]:
     tab is split at tabs only (BEIR's qrels, whose ids may hold spaces)."""
     for n, line in _lines(path):
         if line.strip():
-            split = [f.strip() for f in line.split("\t")] if tabs and "\t" in line else line.split()
+            split = [f.strip() for f in line.rstrip().split("\t")] if tabs and "\t" in line else line.split()
             yield f"{path} line {n}", split
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """``utf8_lines`` of a text file, or of a gzip-compressed one (``.gz``), as retrievers often write runs."""
-    if path.suffix.lower() != ".gz":
-        yield from utf8_lines(path)
-        return
-    try:
-        with gzip.open(path, "rb") as f:
-            for n, raw in enumerate(f, 1):
-                yield n, raw.decode("utf-8-sig" if n == 1 else "utf-8").rstrip("\r\n")
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read it as gzip-compressed UTF-8 text ({exc})") from None
+    """``decoded_lines`` of a text file, or of a gzip-compressed one, as retrievers often write runs: named ``.gz``
+    or starting with gzip's magic bytes (seen without consuming them, so a pipe works too)."""
+    with path.open("rb") as f:
+        if path.suffix.lower() != ".gz" and not f.peek(2).startswith(GZIP_MAGIC):
+            yield from decoded_lines(f, str(path))
+            return
+        try:
+            with gzip.GzipFile(fileobj=f, mode="rb") as unzipped:
+                yield from decoded_lines(unzipped, str(path))
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path}: cannot read it as gzip-compressed text ({exc})") from None
 
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
@@ -131,19 +132,27 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
 
 def read_run(path: str | Path, depth: int | None = None) -> dict[str, list[tuple[str, float]]]:
     """A TREC run file (or MS MARCO's ``qid docid rank``, scored ``-rank``): query id -> ``[(document id, score)]``,
-    ranked as ``ranking`` ranks them. ``depth``: keep each query's top ``depth`` only, all a rerank to that depth
-    reads; a run whose queries' lines are contiguous (as runs are written) then holds one query's whole ranking at
-    a time, not the file's (MS MARCO's 7M-line dev run at depth 100: a tenth). A query whose lines are split across
-    the file is read again whole, so the result never depends on the line order."""
+    ranked as ``ranking`` ranks them. One file holds one of the two formats. ``depth``: keep each query's top
+    ``depth`` only, all a rerank to that depth reads; a run file whose queries' lines are contiguous (as runs are
+    written) then holds one query's whole ranking at a time, not the file's (MS MARCO's 7M-line dev run at depth
+    100: a tenth). A query whose lines are split across the file is read again whole, so the result never depends
+    on the line order; a pipe, which cannot be read twice, is held whole and cut at the end."""
     path = Path(path)
     check_input_file(path, "run file")
     if depth is not None and (not is_integer(depth) or depth < 1):
         raise ValueError(f"depth must be a whole number >= 1 (documents kept per query) or None, got {depth!r}")
+    cut_early = depth is not None and path.is_file()
     rows: dict[str, dict[str, float]] = {}
-    current = None
+    current, first = None, None
     for where, fields in _fields(path):
         qid, docid, value = _run_line(where, fields)
-        if depth is not None and qid != current:  # the previous query's lines ended: keep its top depth
+        if first is None:
+            first = (where, len(fields))
+        elif len(fields) != first[1]:
+            raise DataError(f"{where} has {len(fields)} fields, {first[0]} {first[1]}: a run file holds TREC's 'qid Q0 "
+                            "docid rank score tag' lines or MS MARCO's 'qid docid rank' ones, not both (ranks are no "
+                            "scores to rank together with)")
+        if cut_early and qid != current:  # the previous query's lines ended: keep its top depth
             if qid in rows:
                 logger.info("%s: the lines of query %r are not contiguous; reading the whole run to rank them",
                             where, qid)
@@ -184,24 +193,31 @@ def ranking(scored: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
 
 
 def write_run(path: str | Path, run: Run, tag: str = "fastrank") -> Path:
-    """Write ``run`` (query id -> ``[(document id, score)]``, best first) as a TREC run file, whole or not at all.
-    Ids holding whitespace cannot be written so and are a DataError."""
+    """Write ``run`` (query id -> ``[(document id, score)]``, best first) as a TREC run file, whole or not at all;
+    gzip-compressed when ``path`` ends in ``.gz``, as ``read_run`` reads it. A query with an empty ranking writes no
+    line; ids holding whitespace cannot be written and are a DataError."""
+    import io
+
     from fastrank.io import atomic_file
 
     if not tag or any(c.isspace() for c in tag):
         raise ValueError(f"the run tag must be one word, got {tag!r}")
     for qid, ranked in run.items():
-        for name in [qid, *(d for d, _ in ranked)]:
+        for name in [qid, *(d for d, _ in ranked)] if ranked else ():  # no line, so no id, for an empty ranking
             if not is_run_id(str(name)):
                 raise DataError(f"id {name!r} is empty or holds whitespace: a TREC run cannot hold it")
         bad = [s for _, s in ranked if not math.isfinite(float(s))]
         if bad:
             raise DataError(f"query {qid!r} has a score of {bad[0]}: a run's scores must be finite numbers")
     path = Path(path)
-    with atomic_file(path) as f:
+    zipped = path.suffix.lower() == ".gz"
+    with atomic_file(path, "wb" if zipped else "w") as raw:
+        f = io.TextIOWrapper(gzip.GzipFile(fileobj=raw, mode="wb", mtime=0), encoding="utf-8") if zipped else raw
         for qid, ranked in run.items():
             f.writelines(f"{qid} Q0 {docid} {rank} {float(score):.17g} {tag}\n"
                          for rank, (docid, score) in enumerate(ranked, 1))
+        if zipped:
+            f.close()  # the gzip trailer; the temporary file itself stays open for atomic_file
     return path
 
 
@@ -313,7 +329,7 @@ TEXT_COLUMNS = ("text", "query", "passage", "document", "contents", "body")
 def read_queries(path: str | Path) -> dict[str, str]:
     """Query id -> text of a queries file: BEIR's ``queries.jsonl`` (``{"_id", "text"}`` a line) or a TSV of
     ``id<TAB>text`` rows, as MS MARCO's ``queries.*.tsv`` (``.gz`` read compressed; a first line naming its columns,
-    its id column first, e.g. ``id  text``, is a header)."""
+    e.g. ``id  text``, is a header)."""
     texts: dict[str, str] = {}
     for where, qid, rec in _id_records(Path(path), "queries file"):
         if not isinstance(rec.get("text"), str):
@@ -328,7 +344,7 @@ def read_documents(path: str | Path, keep: Collection[str] | None = None,
                    show_progress_bar: bool = False) -> dict[str, Document]:
     """Document id -> document (``{"title", "text"}`` when it has a title) of a corpus file: BEIR's
     ``corpus.jsonl`` (``{"_id", "title"?, "text"}`` a line) or a TSV of ``id<TAB>text`` rows, as MS MARCO's
-    ``collection.tsv`` (or columns a first line names, starting with the id column: ``id``, ``text`` and ``title``,
+    ``collection.tsv`` (or the columns a first line names: an id column, ``text`` and ``title``,
     as DPR's ``psgs_w100.tsv``, whose CSV quoting is undone);
     ``.gz`` is read compressed. ``keep``: hold only these ids (a run's candidates), so a corpus of millions costs
     what a run's documents cost. ``show_progress_bar``: count the lines read on a progress bar."""
@@ -339,7 +355,9 @@ def read_documents(path: str | Path, keep: Collection[str] | None = None,
             continue
         if docid in corpus:
             raise DataError(f"{where}: corpus id {docid!r} appears twice")
-        corpus[docid] = normalize_document({"text": rec.get("text"), "title": rec.get("title") or None}, where)
+        if not isinstance(rec.get("text"), str):
+            raise DataError(f"{where}: a corpus document needs a 'text' string, got the keys {sorted(rec)}")
+        corpus[docid] = normalize_document({"text": rec["text"], "title": rec.get("title") or None}, where)
     return corpus
 
 
@@ -394,10 +412,12 @@ def _counted(items: Iterator[tuple[int, str]], desc: str, show: bool) -> Iterato
 
 
 def _tsv_columns(header: list[str], where: str) -> tuple[str, ...] | None:
-    """The columns a TSV's first line names when its first field names an id column (its id column as ``_id``, its
-    text column as ``text``, ``title``), else None (a data row)."""
+    """The columns a TSV's first line names (its id column as ``_id``, its text column as ``text``, ``title``) when
+    its first field names an id column, or every field names a column, one of them an id (``text  id``); else None
+    (a data row)."""
     names = [h.strip().lower() for h in header]
-    if names[0] not in ID_COLUMNS:
+    if names[0] not in ID_COLUMNS and not (set(names) <= {*ID_COLUMNS, *TEXT_COLUMNS, "title"}
+                                           and set(names) & set(ID_COLUMNS)):
         return None
     ids, texts = [n for n in names if n in ID_COLUMNS], [n for n in names if n in TEXT_COLUMNS]
     if len(ids) != 1 or len(texts) != 1:
@@ -407,12 +427,17 @@ def _tsv_columns(header: list[str], where: str) -> tuple[str, ...] | None:
 
 
 def _query_texts(path: Path, judged: set[str], split: str) -> dict[str, str]:
-    """The text of every query of ``queries.jsonl`` (a DataError when one of ``judged`` is not there)."""
+    """The text of every query of ``queries.jsonl`` (a DataError when one of ``judged`` is not there or is blank:
+    ``fastrank rerank --run`` refuses a blank query too)."""
     texts = read_queries(path / "queries.jsonl")
     unknown = sorted(judged - texts.keys())
     if unknown:
         raise DataError(f"qrels/{split}.tsv judges {len(unknown)} queries that queries.jsonl does not hold, e.g. "
                         f"{unknown[0]!r}")
+    blank = sorted(q for q in judged if not texts[q].strip())
+    if blank:
+        raise DataError(f"{len(blank)} queries that qrels/{split}.tsv judges have a blank text in queries.jsonl, e.g. "
+                        f"{blank[0]!r}: a reranker scores a query's words; give them their text")
     return texts
 
 
