@@ -22,7 +22,9 @@ Pair = tuple[str, Document]
 
 def is_single_pair(pairs: Any) -> bool:
     """Whether ``pairs`` is one ``("query", document)`` pair given alone, which ``predict`` scores as a scalar (as
-    sentence-transformers does), rather than a list of pairs."""
+    sentence-transformers does), rather than a list of pairs; a 1-D NumPy array of two strings is one too."""
+    if isinstance(pairs, np.ndarray) and pairs.ndim == 1 and pairs.shape == (2,) and pairs.dtype.kind in "UO":
+        pairs = pairs.tolist()
     return (isinstance(pairs, (tuple, list)) and len(pairs) == 2 and isinstance(pairs[0], str)
             and isinstance(pairs[1], (str, Mapping)))
 

@@ -133,10 +133,31 @@ def activation_name(activation_fn: Any) -> str:
     ``torch.nn.Sigmoid()``, or its class); ValueError for one fastrank does not apply."""
     cls = activation_fn if isinstance(activation_fn, type) else type(activation_fn)
     name = cls.__name__.lower()
+    if name == "softmax" and getattr(activation_fn, "dim", None) not in (None, -1, 1):
+        raise ValueError(f"activation_fn {activation_fn!r} takes the softmax over dim {activation_fn.dim}: fastrank's "
+                         "softmax is over the labels of each pair (dim=-1), never across the pairs of a batch")
     if name in ACTIVATIONS and cls.__module__.startswith("torch.nn"):
         return name
     raise ValueError(f"activation_fn {activation_fn!r} has no fastrank equivalent; use torch.nn.Sigmoid(), "
                      f"torch.nn.Identity() or torch.nn.Softmax(dim=-1) (or activation= one of {ACTIVATIONS})")
+
+
+def st_legacy_keywords(given: dict[str, Any], renamed: dict[str, str], ignored: Sequence[str] = (),
+                       where: str = "CrossEncoder") -> dict[str, Any]:
+    """sentence-transformers' older keywords that it still accepts (with a deprecation warning) under their current
+    names: ``renamed`` maps old -> new; ``ignored`` ones do nothing here either (logged). Any other keyword is the
+    TypeError Python would raise."""
+    unknown = sorted(set(given) - set(renamed) - set(ignored))
+    if unknown:
+        raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}")
+    out = {}
+    for old, value in given.items():
+        if old in ignored:
+            logger.warning("%s(%s=...) does nothing in fastrank (sentence-transformers deprecated it too)", where, old)
+        else:
+            logger.warning("%s(%s=...) is sentence-transformers' old name for %s=; use that", where, old, renamed[old])
+            out[renamed[old]] = value
+    return out
 
 
 def _activation_arg(activation: str | None, activation_fn: Any) -> str | None:
@@ -146,6 +167,33 @@ def _activation_arg(activation: str | None, activation_fn: Any) -> str | None:
     if activation is not None:
         raise ValueError("pass activation (a name) or activation_fn (a torch module), not both")
     return activation_name(activation_fn)
+
+
+def _check_st_modules(location: str, name: str | Path) -> None:
+    """A ModelLoadError for a sentence-transformers cross-encoder whose ``modules.json`` holds more than the
+    transformer (a causal-LM reranker scoring yes/no token logits with ``LogitScore``; an embedding model's pooling
+    modules pass, as a base to train): its score is no
+    classification head, and a fresh head would score at random. A default prompt, which sentence-transformers
+    prepends to every query and fastrank does not, is warned about: the scores differ."""
+    path = Path(location)
+    if not path.is_dir():
+        return
+    try:
+        modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        modules = []
+    st_config = _read_json(path / "config_sentence_transformers.json")
+    others = [m.get("type") for m in modules if isinstance(m, dict) and not str(m.get("type")).endswith(".Transformer")]
+    if others and (st_config.get("model_type") == "CrossEncoder" or any("LogitScore" in str(t) for t in others)):
+        raise ModelLoadError(f"{str(name)!r} is a sentence-transformers model of a transformer and {others}: fastrank "
+                             "scores a pair with a sequence-classification head, and cannot load a model that "
+                             "scores otherwise (e.g. a causal-LM reranker's yes/no token logits, LogitScore)")
+    prompt = (st_config.get("prompts") or {}).get(st_config.get("default_prompt_name") or "")
+    if prompt:
+        logger.warning("%s sets the default prompt %r (%r), which sentence-transformers prepends to every query; "
+                       "fastrank applies no prompts, so its scores on this model differ from sentence-transformers' "
+                       "unless you prepend it to your queries yourself (a copy fastrank saves holds no prompt)",
+                       name, st_config["default_prompt_name"], prompt)
 
 
 def _saved_activation(location: str, config: Any) -> str | None:
@@ -304,10 +352,28 @@ class CrossEncoder(torch.nn.Module):
         config_kwargs: dict[str, Any] | None = None,
         model_card_data: Any = None,
         backend: str = "torch",
+        processor_kwargs: dict[str, Any] | None = None,
+        **legacy: Any,
     ) -> None:
         super().__init__()
         from transformers import AutoTokenizer
 
+        if "classifier_dropout" in legacy:  # sentence-transformers' old keyword, a config setting
+            logger.warning("CrossEncoder(classifier_dropout=...) is sentence-transformers' old keyword; use "
+                           "config_kwargs={'classifier_dropout': ...}")
+            config_kwargs = {**(config_kwargs or {}), "classifier_dropout": legacy.pop("classifier_dropout")}
+        legacy = st_legacy_keywords(legacy, {"model_name": "model_name_or_path", "automodel_args": "model_kwargs",
+                                             "tokenizer_args": "tokenizer_kwargs", "cache_dir": "cache_folder",
+                                             "default_activation_function": "activation_fn"})
+        model_name_or_path = legacy.get("model_name_or_path", model_name_or_path)
+        model_kwargs = legacy.get("model_kwargs", model_kwargs)
+        cache_folder = legacy.get("cache_folder", cache_folder)
+        activation_fn = legacy.get("activation_fn", activation_fn)
+        # sentence-transformers 6 calls the tokenizer's keywords processor_kwargs (max_length goes there as
+        # model_max_length, as here) and sets num_labels through config_kwargs too
+        tokenizer_kwargs = {**(legacy.get("tokenizer_kwargs") or tokenizer_kwargs or {}), **(processor_kwargs or {})}
+        if num_labels is None and "num_labels" in (config_kwargs or {}):
+            num_labels = config_kwargs["num_labels"]
         if backend != "torch":
             raise ValueError(f"CrossEncoder runs PyTorch only (backend='torch'), got backend={backend!r}: for ONNX, "
                              "export the model (fastrank export MODEL --out DIR) and score it with "
@@ -319,6 +385,7 @@ class CrossEncoder(torch.nn.Module):
         cast = weight_dtype(dtype)
         location = resolve_model_path(model_name_or_path)
         _refuse_artifact(location)
+        _check_st_modules(location, model_name_or_path)
         kwargs: dict[str, Any] = {"local_files_only": local_files_only}
         optional = {"trust_remote_code": trust_remote_code or None, "revision": revision, "token": token,
                     "cache_dir": cache_folder}
@@ -353,8 +420,11 @@ class CrossEncoder(torch.nn.Module):
         # the hard limit is the position embeddings; the tokenizer's model_max_length is the default (``save``
         # writes the chosen max_length there, as sentence-transformers reads it), not a cap
         self.limit = _position_limit(config)
-        default = min(self.limit, int(self.tokenizer.model_max_length))
-        self.max_length = default if max_length is None else self._check_max_length(max_length)
+        # sentence-transformers' own setting in a folder it saved (one with modules.json), when there
+        st_saved = (Path(location) / "modules.json").is_file()
+        saved = _read_json(Path(location) / "sentence_bert_config.json").get("max_seq_length") if st_saved else None
+        default = min(self.limit, int(saved if is_integer(saved) and saved > 0 else self.tokenizer.model_max_length))
+        self.max_length = default if max_length is None else max_length
         chosen = activation or _saved_activation(location, config)
         self.activation = chosen or ("sigmoid" if num_labels == 1 else "identity")
         if self.activation not in ACTIVATIONS:
@@ -397,13 +467,22 @@ class CrossEncoder(torch.nn.Module):
         return CardDataView(self.card_data)
 
     @property
+    def max_length(self) -> int:
+        """Tokens per pair, query + document + special tokens (set it: checked against the position embeddings)."""
+        return self._max_length
+
+    @max_length.setter
+    def max_length(self, value: int) -> None:
+        self._max_length = self._check_max_length(value)
+
+    @property
     def max_seq_length(self) -> int:
         """sentence-transformers' name for ``max_length``."""
         return self.max_length
 
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
-        self.max_length = self._check_max_length(value)
+        self.max_length = value
 
     @property
     def num_labels(self) -> int:
@@ -482,7 +561,7 @@ class CrossEncoder(torch.nn.Module):
     @torch.inference_mode()
     def predict(
         self,
-        pairs: Sequence[Pair],
+        inputs: Sequence[Pair] | None = None,
         batch_size: int = 32,
         activation: str | None = None,
         show_progress_bar: bool | None = None,
@@ -497,6 +576,7 @@ class CrossEncoder(torch.nn.Module):
         device: Any = None,
         pool: Any = None,
         chunk_size: int | None = None,
+        **legacy: Any,
     ) -> np.ndarray | torch.Tensor | list[torch.Tensor]:
         """Score pairs; returns float32 array (n,) for one label, (n, num_labels) otherwise.
 
@@ -514,8 +594,16 @@ class CrossEncoder(torch.nn.Module):
         ``activation``, ``apply_softmax`` (softmax over the labels after the activation, several labels only),
         ``convert_to_numpy=False`` (a list of one tensor per pair); ``prompt_name`` / ``prompt`` only as None, and
         sentence-transformers' multi-process keywords ``device`` / ``pool`` / ``chunk_size`` only as None (its own
-        ``mine_hard_negatives`` passes ``pool=None``): fastrank scores in this process, on the model's device.
+        ``mine_hard_negatives`` passes ``pool=None``): fastrank scores in this process, on the model's device. Its
+        older names work as there: ``sentences`` for ``inputs``, ``activation_fct`` for ``activation_fn``;
+        ``num_workers`` does nothing.
         """
+        legacy = st_legacy_keywords(legacy, {"sentences": "inputs", "activation_fct": "activation_fn"},
+                                    ("num_workers",), "predict")
+        pairs = legacy.get("inputs", inputs)
+        activation_fn = legacy.get("activation_fn", activation_fn)
+        if pairs is None:
+            raise TypeError("predict() needs the pairs to score: predict([(query, document), ...])")
         batch_size = check_positive_int(batch_size, "batch_size")
         max_tokens = check_positive_int(max_tokens, "max_tokens", optional=True)
         activation = _activation_arg(activation, activation_fn)
@@ -526,9 +614,9 @@ class CrossEncoder(torch.nn.Module):
                              "must be None (move the model with .to(device); a Reranker scores batches in parallel "
                              "sessions)")
         if is_single_pair(pairs):
-            return self.predict([tuple(pairs)], batch_size, activation, show_progress_bar, max_tokens,
-                                convert_to_tensor, apply_softmax=apply_softmax,
-                                convert_to_numpy=convert_to_numpy)[0]
+            one = tuple(pairs.tolist() if isinstance(pairs, np.ndarray) else pairs)
+            return self.predict([one], batch_size, activation, show_progress_bar, max_tokens, convert_to_tensor,
+                                apply_softmax=apply_softmax, convert_to_numpy=convert_to_numpy)[0]
         pairs, index = distinct_pairs(check_pairs(pairs))  # a repeated pair is scored once: copies tie exactly
         n = len(pairs)
         if n == 0:
@@ -574,14 +662,18 @@ class CrossEncoder(torch.nn.Module):
         activation: str | None = None,
         show_progress_bar: bool | None = None,
         activation_fn: Any = None,
+        **legacy: Any,
     ) -> list[RankedDoc]:
         """Score every document against ``query`` and return them best first (ties keep the caller's order). Input
         is checked as ``Reranker.rerank`` checks it (a non-empty query, a list of strings or ``{"text", "title"}``
         mappings, ``top_k`` >= 0). Each result also reads as sentence-transformers' dict: ``r["corpus_id"]``,
-        ``r["score"]``, ``r["text"]``."""
+        ``r["score"]``, ``r["text"]``. sentence-transformers' deprecated ``apply_softmax`` / ``convert_to_tensor``
+        do nothing here either; ``activation_fct`` is ``activation_fn``."""
         from fastrank.reranker import check_rerank_input, relevance, relevance_order
 
-        activation = _activation_arg(activation, activation_fn)
+        legacy = st_legacy_keywords(legacy, {"activation_fct": "activation_fn"}, ("apply_softmax", "convert_to_tensor"),
+                                    "rank")
+        activation = _activation_arg(activation, legacy.get("activation_fn", activation_fn))
         docs = check_rerank_input(query, documents, top_k)
         if not docs:
             return []

@@ -80,6 +80,9 @@ def test_bce_matches_formula_with_and_without_pos_weight() -> None:
                        for x, y in zip(logits, labels)) / 3
         got = BinaryCrossEntropyLoss(model, pos_weight=weight)(inputs, torch.tensor(labels))
         assert got.item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(LossConfigError, match=r"activation_fn must be a name or callable \(the second argument, as "
+                                              r"in sentence-transformers; give a positive weight as pos_weight=\)"):
+        BinaryCrossEntropyLoss(model, 2.0)  # fastrank's order was (model, pos_weight, activation_fn)
 
 
 def test_cross_entropy_matches_formula_for_class_ids_and_soft_targets() -> None:
@@ -356,6 +359,18 @@ def _st_cases():
         "bce-pos-weight": (lambda m: BinaryCrossEntropyLoss(m, pos_weight=3.0),
                            lambda m: st.BinaryCrossEntropyLoss(m, pos_weight=torch.tensor(3.0)), pairs, binary),
         "mse": (lambda m: MSELoss(m), lambda m: st.MSELoss(m), pairs, teacher),
+        # sentence-transformers' argument order and the keywords it passes to the torch loss (a TypeError before)
+        "bce-st-order-sum": (lambda m: BinaryCrossEntropyLoss(m, torch.nn.Identity(), 3.0, reduction="sum"),
+                             lambda m: st.BinaryCrossEntropyLoss(m, torch.nn.Identity(), torch.tensor(3.0),
+                                                                 reduction="sum"), pairs, binary),
+        "bce-weight": (lambda m: BinaryCrossEntropyLoss(m, weight=torch.arange(1.0, 9.0)),
+                       lambda m: st.BinaryCrossEntropyLoss(m, weight=torch.arange(1.0, 9.0)), pairs, binary),
+        "mse-sum": (lambda m: MSELoss(m, reduction="sum"), lambda m: st.MSELoss(m, reduction="sum"), pairs, teacher),
+        "margin-mse-sum": (lambda m: MarginMSELoss(m, reduction="sum"), lambda m: st.MarginMSELoss(m, reduction="sum"),
+                           [QUERIES, POSITIVES, NEGATIVES, NEGATIVES_2], torch.tensor(ntuple_scores)),
+        # the second argument is lambda_weight there: None is plain ListMLE (fastrank read it as rank_discount_fn)
+        "plistmle-positional-none": (lambda m: PListMLELoss(m, None, respect_input_order=True),
+                                     lambda m: st.PListMLELoss(m, None), lists, DOC_LABELS),
         "margin-mse": (lambda m: MarginMSELoss(m), lambda m: st.MarginMSELoss(m), triplets,
                        torch.tensor([1.0, -0.5, 2.0, 0.0])),
         "margin-mse-scores": (lambda m: MarginMSELoss(m), lambda m: st.MarginMSELoss(m),
@@ -414,7 +429,8 @@ def _st_cases():
     return cases
 
 
-ST_CASES = ["bce", "bce-pos-weight", "mse", "margin-mse", "margin-mse-scores", "listnet", "listmle",
+ST_CASES = ["bce", "bce-pos-weight", "mse", "bce-st-order-sum", "bce-weight", "mse-sum", "margin-mse-sum",
+            "plistmle-positional-none", "margin-mse", "margin-mse-scores", "listnet", "listmle",
             "listmle-sorted", "plistmle", "ranknet", "lambda-k2", *(f"lambda-{s}" for s in SCHEMES),
             *(f"{n}-{k}" for n in ("mnrl", "cached-mnrl") for k in (None, 2)),
             *(f"lambda-st-{s}" for s in SCHEMES), "lambda-st-ndcg_loss2pp-mu3",
@@ -448,6 +464,15 @@ def test_cross_entropy_same_value_as_sentence_transformers(tiny_model_factory) -
     labels = torch.tensor([0, 2, 1, 2])
     ours = CrossEntropyLoss(fr)([QUERIES, POSITIVES], labels.float())
     theirs = STCrossEntropyLoss(st)([QUERIES, POSITIVES], labels)
+    smoothed = {"label_smoothing": 0.1, "weight": torch.tensor([1.0, 2.0, 0.5]), "reduction": "sum"}  # TypeError before
+    assert CrossEntropyLoss(fr, **smoothed)([QUERIES, POSITIVES], labels.float()).item() == pytest.approx(
+        STCrossEntropyLoss(st, **smoothed)([QUERIES, POSITIVES], labels).item(), abs=1e-5)
+    with pytest.raises(TypeError, match=r"CrossEntropyLoss\(\) got an unexpected keyword argument 'smoothing' "
+                                        r"\(the torch loss it wraps takes weight, ignore_index, reduction, "
+                                        r"label_smoothing\)"):
+        CrossEntropyLoss(fr, smoothing=0.1)
+    with pytest.raises(LossConfigError, match=r"reduction must be 'mean' or 'sum', got 'none'"):
+        CrossEntropyLoss(fr, reduction="none")
     assert ours.item() == pytest.approx(theirs.item(), abs=1e-5)
 
 

@@ -170,3 +170,96 @@ def test_old_positional_show_progress_bar_is_explained(tiny_model_dir):
 
     with pytest.raises(ValueError, match="third positional argument is the activation; .* give it by keyword"):
         CrossEncoder(tiny_model_dir, device="cpu").predict(PAIRS, 16, False)
+
+
+def test_sentence_transformers_6_and_older_keywords_mean_what_they_mean_there(tiny_model_dir, three_labels, caplog):
+    """From an audit against sentence-transformers 6: processor_kwargs, config_kwargs' num_labels, the renamed
+    keywords it still takes (constructor, predict, rank), a 1-D NumPy pair, a softmax over another dim, and
+    max_length set after loading, each compared with sentence-transformers on the same checkpoint."""
+    from fastrank import CrossEncoder
+
+    base = CrossEncoder(tiny_model_dir, device="cpu")
+    tokens = ("word " * 200).strip()
+    long_pairs = [(QUERY, tokens), *PAIRS]
+    kept = st_ce.CrossEncoder(str(tiny_model_dir), device="cpu", processor_kwargs={"model_max_length": 16})
+    ours = CrossEncoder(tiny_model_dir, device="cpu", processor_kwargs={"model_max_length": 16})
+    assert ours.max_length == kept.max_length == 16  # it was a TypeError
+    np.testing.assert_allclose(ours.predict(long_pairs), kept.predict(long_pairs), atol=1e-6)
+    assert not np.allclose(ours.predict(long_pairs)[0], base.predict(long_pairs)[0], atol=1e-4)  # 16 tokens bite
+    with caplog.at_level("WARNING", logger="fastrank.model"):
+        old = CrossEncoder(model_name=str(tiny_model_dir), device="cpu", tokenizer_args={"model_max_length": 16},
+                           default_activation_function=torch.nn.Identity())
+    assert old.max_length == 16 and old.activation == "identity" and "old name for tokenizer_kwargs=" in caplog.text
+    with pytest.raises(TypeError, match="unexpected keyword argument 'no_such'"):
+        CrossEncoder(tiny_model_dir, no_such=1)
+    np.testing.assert_allclose(base.predict(inputs=PAIRS), kept.__class__(str(tiny_model_dir), device="cpu")
+                               .predict(inputs=PAIRS), atol=1e-6)
+    np.testing.assert_allclose(base.predict(sentences=PAIRS, activation_fct=torch.nn.Identity(), num_workers=2),
+                               base.predict(PAIRS, activation="identity"), atol=0)
+    one = base.predict(np.array(PAIRS[0]))  # a 1-D NumPy pair: a scalar, as there (it was a TypeError)
+    assert np.ndim(one) == 0 and one == pytest.approx(float(base.predict(PAIRS)[0]), abs=1e-7)
+    ranked = base.rank(QUERY, DOCS, apply_softmax=True, convert_to_tensor=True, activation_fct=torch.nn.Identity())
+    assert [r["corpus_id"] for r in ranked] == [r["corpus_id"] for r in base.rank(QUERY, DOCS)]
+    labelled = CrossEncoder(three_labels, device="cpu")
+    with pytest.raises(ValueError, match="softmax over dim 0: fastrank's softmax is over the labels of each pair"):
+        labelled.predict(PAIRS, activation_fn=torch.nn.Softmax(dim=0))  # it was applied over the labels anyway
+    np.testing.assert_allclose(labelled.predict(PAIRS, activation_fn=torch.nn.Softmax(dim=1)),
+                               st_ce.CrossEncoder(str(three_labels), device="cpu")
+                               .predict(PAIRS, activation_fn=torch.nn.Softmax(dim=1)), atol=1e-6)
+    with pytest.raises(ValueError, match=r"max_length must be an integer in \[8, "):
+        base.max_length = 100_000  # set as a plain attribute, predict failed inside the model
+    base.max_length = 16
+    np.testing.assert_allclose(base.predict(long_pairs), kept.predict(long_pairs), atol=1e-6)
+
+
+def test_num_labels_from_config_kwargs_and_sentence_bert_config_max_seq_length(tiny_model_dir, tmp_path):
+    import json
+    import shutil
+
+    from fastrank import CrossEncoder
+    from fastrank.model import DEFAULT_BASE, resolve_model_path
+
+    base = resolve_model_path(DEFAULT_BASE)  # the bundled embedding model: no classification head
+    theirs = st_ce.CrossEncoder(base, device="cpu", config_kwargs={"num_labels": 3})
+    ours = CrossEncoder(base, device="cpu", config_kwargs={"num_labels": 3})
+    assert ours.num_labels == theirs.num_labels == 3 and ours.activation == "identity"  # it was 1 label, sigmoid
+    copy = tmp_path / "sbert"
+    st_ce.CrossEncoder(str(tiny_model_dir), device="cpu").save(str(copy))  # with modules.json
+    config = json.loads((copy / "sentence_bert_config.json").read_text())
+    (copy / "sentence_bert_config.json").write_text(json.dumps({**config, "max_seq_length": 32}))  # as older ST wrote
+    plain = tmp_path / "plain"  # no modules.json: a Hugging Face folder, which sentence-transformers reads so too
+    shutil.copytree(tiny_model_dir, plain)
+    shutil.copy(copy / "sentence_bert_config.json", plain)
+    assert CrossEncoder(plain, device="cpu").max_length == st_ce.CrossEncoder(str(plain), device="cpu").max_length
+    long_pairs = [(QUERY, ("word " * 200).strip())]
+    assert CrossEncoder(copy, device="cpu").max_length == st_ce.CrossEncoder(str(copy), device="cpu").max_length == 32
+    np.testing.assert_allclose(CrossEncoder(copy, device="cpu").predict(long_pairs),
+                               st_ce.CrossEncoder(str(copy), device="cpu").predict(long_pairs), atol=1e-6)
+
+
+def test_a_causal_lm_reranker_is_refused_and_a_default_prompt_is_warned_about(tiny_model_dir, tmp_path, caplog):
+    """A sentence-transformers cross-encoder scored by LogitScore (a causal LM's yes/no logits) loaded with a
+    random head, warned about as an embedding model; a default prompt, which sentence-transformers prepends to
+    every query, was dropped without a word."""
+    import json
+    import shutil
+
+    from fastrank import CrossEncoder
+
+    st_ce.CrossEncoder(str(tiny_model_dir), prompts={"rerank": "Judge relevance: "},
+                       default_prompt_name="rerank").save(str(tmp_path / "prompted"))
+    with caplog.at_level("WARNING", logger="fastrank.model"):
+        ours = CrossEncoder(tmp_path / "prompted", device="cpu")
+    assert "sets the default prompt 'rerank' ('Judge relevance: '), which sentence-transformers prepends" in caplog.text
+    theirs = st_ce.CrossEncoder(str(tmp_path / "prompted"), device="cpu")
+    prompted = [("Judge relevance: " + q, d) for q, d in PAIRS]  # the warning's advice gives their scores
+    np.testing.assert_allclose(ours.predict(prompted), theirs.predict(PAIRS), atol=1e-6)
+    causal = tmp_path / "causal"
+    shutil.copytree(tmp_path / "prompted", causal)
+    modules = json.loads((causal / "modules.json").read_text())
+    modules.append({"idx": 1, "name": "1", "path": "1_LogitScore",
+                    "type": "sentence_transformers.cross_encoder.modules.logit_score.LogitScore"})
+    (causal / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ModelLoadError, match=r"is a sentence-transformers model of a transformer and \['sentence_"
+                                             r"transformers.cross_encoder.modules.logit_score.LogitScore'\]"):
+        CrossEncoder(causal, device="cpu")

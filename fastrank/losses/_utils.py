@@ -56,6 +56,24 @@ def check_option(loss: object, name: str, value: Any, ok: bool, accepted: str) -
         raise LossConfigError(f"{loss_name(loss)}: {name} must be {accepted}, got {value!r}")
 
 
+def torch_loss_options(loss: object, given: dict[str, Any], accepted: tuple[str, ...]) -> dict[str, Any]:
+    """The extra keywords sentence-transformers passes to the torch loss a pointwise loss wraps (``reduction``,
+    class ``weight``, ...), checked: one ``accepted`` names, ``reduction`` 'mean' or 'sum' (the trainer needs one
+    number); any other keyword is the TypeError Python would raise."""
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        raise TypeError(f"{loss_name(loss)}() got an unexpected keyword argument {unknown[0]!r} (the torch loss it "
+                        f"wraps takes {', '.join(accepted)})")
+    if "reduction" in given:
+        check_option(loss, "reduction", given["reduction"], given["reduction"] in ("mean", "sum"), "'mean' or 'sum'")
+    return dict(given)
+
+
+def on_device(options: dict[str, Any], device: Any) -> dict[str, Any]:
+    """``options`` with its tensors (a class ``weight``) moved to ``device``."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in options.items()}
+
+
 def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

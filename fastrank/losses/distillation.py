@@ -22,6 +22,7 @@ from fastrank.losses._utils import (
     require_one_label,
     resolve_activation,
     score_lists,
+    torch_loss_options,
 )
 
 MARGIN_COLUMNS = "query, positive, negative_1..negative_n; or query, documents list"
@@ -39,6 +40,8 @@ class MarginMSELoss(nn.Module):
         activation_fn: applied to the logits before taking margins (name or callable); defaults to identity. Use
             ``"sigmoid"`` if the teacher's scores are probabilities.
         mini_batch_size: pairs scored per forward pass: None = as many as rows in the batch, ``<= 0`` = all at once.
+        **kwargs: ``reduction``, 'mean' (default) or 'sum' over the margins, as sentence-transformers passes it to
+            ``torch.nn.MSELoss``.
 
     Inputs:
         +-----------------------------------+------------------------------------------------+---------------------+
@@ -65,9 +68,11 @@ class MarginMSELoss(nn.Module):
         model: ScoringModel,
         activation_fn: str | Activation | None = None,
         mini_batch_size: int | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__()
         require_one_label(self, model)
+        self.reduction = torch_loss_options(self, kwargs, ("reduction",)).get("reduction", "mean")
         check_option(self, "mini_batch_size", mini_batch_size, mini_batch_size is None or is_int(mini_batch_size),
                      "None or an integer (<= 0 scores the whole batch at once)")
         self.model = model
@@ -123,4 +128,5 @@ class MarginMSELoss(nn.Module):
         student = logits[:, :1] - logits[:, 1:]
         valid = mask[:, 1:]
         squared = (student - teacher.to(student.device).detach()) ** 2
-        return torch.where(valid, squared, 0.0).sum() / valid.sum()
+        total = torch.where(valid, squared, 0.0).sum()
+        return total if self.reduction == "sum" else total / valid.sum()

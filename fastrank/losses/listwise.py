@@ -127,17 +127,17 @@ class PListMLELoss(_ListwiseLoss):
 
     Args:
         model: the cross-encoder; must have one output label.
-        rank_discount_fn: maps the ``(rows, max_docs)`` bool mask of valid positions to position weights (zero at
-            padded positions); defaults to ``2^(n - r) - 1``.
+        lambda_weight: the position weights, a callable from the ``(rows, max_docs)`` bool mask of valid positions
+            to weights (zero at padded positions), e.g. ``PListMLELambdaWeight()``; left out: ``2^(n - r) - 1``;
+            None turns position weighting off (= ListMLE), as in sentence-transformers, whose argument order this is.
         activation_fn: applied to the logits before the loss (name or callable); defaults to identity.
         mini_batch_size: pairs scored per forward pass: None = as many as rows in the batch (as in
             sentence-transformers), ``<= 0`` = all at once.
         respect_input_order: False (default): sort each list by label, highest first (ties in random order);
             True: the documents are already in relevance order and the labels only set the length.
             sentence-transformers defaults to True, but ``fastrank.data`` keeps documents in file order.
-        lambda_weight: sentence-transformers' name for the position weights: a callable from the mask to weights
-            (e.g. its ``PListMLELambdaWeight()``, the same default weights) replaces ``rank_discount_fn``; None
-            turns position weighting off (= ListMLE). Give at most one of the two.
+        rank_discount_fn: keyword only, fastrank's earlier name for the position weights (a callable as
+            ``lambda_weight``); give at most one of the two.
 
     Inputs:
         +--------------------------------+--------------------------------+---------------------+
@@ -155,11 +155,12 @@ class PListMLELoss(_ListwiseLoss):
     def __init__(
         self,
         model: ScoringModel,
-        rank_discount_fn: Callable[[Tensor], Tensor] | None = None,
+        lambda_weight: Callable[[Tensor], Tensor] | None | object = _UNSET,
         activation_fn: str | Activation | None = None,
         mini_batch_size: int | None = None,
         respect_input_order: bool = False,
-        lambda_weight: Callable[[Tensor], Tensor] | None | object = _UNSET,
+        *,
+        rank_discount_fn: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__(model, activation_fn, mini_batch_size)
         if lambda_weight is not _UNSET:

@@ -17,10 +17,12 @@ from fastrank.losses._utils import (
     check_option,
     check_strings,
     check_text_columns,
+    on_device,
     pair_labels,
     require_one_label,
     resolve_activation,
     score_pairs,
+    torch_loss_options,
 )
 
 PAIR_COLUMNS = "query, document"
@@ -41,9 +43,11 @@ class BinaryCrossEntropyLoss(nn.Module):
 
     Args:
         model: the cross-encoder; must have one output label.
+        activation_fn: applied to the logits before the loss (name or callable); defaults to identity.
         pos_weight: weight of the positive term (``> 0``), e.g. the negatives-per-positive ratio to balance a
             dataset with many more negatives. Defaults to None (1).
-        activation_fn: applied to the logits before the loss (name or callable); defaults to identity.
+        **kwargs: what sentence-transformers passes to ``torch.nn.BCEWithLogitsLoss``: ``weight``, ``reduction``
+            ('mean' or 'sum'). The arguments stand in sentence-transformers' order.
 
     Inputs:
         +--------------------+--------------------------------------------------+---------------------+
@@ -62,11 +66,16 @@ class BinaryCrossEntropyLoss(nn.Module):
     def __init__(
         self,
         model: ScoringModel,
-        pos_weight: float | Tensor | None = None,
         activation_fn: str | Activation | None = None,
+        pos_weight: float | Tensor | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__()
         require_one_label(self, model)
+        self.options = torch_loss_options(self, kwargs, ("weight", "reduction"))
+        check_option(self, "activation_fn", activation_fn, not isinstance(activation_fn, (int, float, Tensor)),
+                     "a name or callable (the second argument, as in sentence-transformers; give a positive weight "
+                     "as pos_weight=)")
         if pos_weight is not None:
             pos_weight = torch.as_tensor(pos_weight, dtype=torch.float32)
             check_option(self, "pos_weight", pos_weight, pos_weight.numel() == 1 and pos_weight.item() > 0,
@@ -84,7 +93,8 @@ class BinaryCrossEntropyLoss(nn.Module):
 
         logits = self.activation_fn(score_pairs(self.model, queries, documents).view(-1))
         pos_weight = None if self.pos_weight is None else self.pos_weight.to(logits.device)
-        return F.binary_cross_entropy_with_logits(logits, targets.to(logits.device), pos_weight=pos_weight)
+        return F.binary_cross_entropy_with_logits(logits, targets.to(logits.device), pos_weight=pos_weight,
+                                                  **on_device(self.options, logits.device))
 
 
 class CrossEntropyLoss(nn.Module):
@@ -96,6 +106,8 @@ class CrossEntropyLoss(nn.Module):
     Args:
         model: the cross-encoder; must have 2 or more output labels (one per class).
         activation_fn: applied to the logits before the loss (name or callable); defaults to identity.
+        **kwargs: what sentence-transformers passes to ``torch.nn.CrossEntropyLoss``: ``weight`` (per class),
+            ``ignore_index``, ``reduction`` ('mean' or 'sum'), ``label_smoothing``.
 
     Inputs:
         +--------------------+--------------------------------------------------+---------------------+
@@ -112,8 +124,9 @@ class CrossEntropyLoss(nn.Module):
 
     data_format = "pairs"
 
-    def __init__(self, model: ScoringModel, activation_fn: str | Activation | None = None) -> None:
+    def __init__(self, model: ScoringModel, activation_fn: str | Activation | None = None, **kwargs: Any) -> None:
         super().__init__()
+        self.options = torch_loss_options(self, kwargs, ("weight", "ignore_index", "reduction", "label_smoothing"))
         if model.num_labels < 2:
             raise LossConfigError(
                 f"CrossEntropyLoss expects a model with 2 or more output labels (one per class), but this model has "
@@ -152,7 +165,7 @@ class CrossEntropyLoss(nn.Module):
         targets = self._targets(labels, len(queries))
 
         logits = self.activation_fn(score_pairs(self.model, queries, documents))
-        return F.cross_entropy(logits, targets.to(logits.device))
+        return F.cross_entropy(logits, targets.to(logits.device), **on_device(self.options, logits.device))
 
 
 class MSELoss(nn.Module):
@@ -164,6 +177,8 @@ class MSELoss(nn.Module):
     Args:
         model: the cross-encoder; must have one output label.
         activation_fn: applied to the logits before the loss (name or callable); defaults to identity.
+        **kwargs: ``reduction`` ('mean' or 'sum'), passed on as sentence-transformers passes it to
+            ``torch.nn.MSELoss``.
 
     Inputs:
         +--------------------+--------------------------------------------------+---------------------+
@@ -179,9 +194,10 @@ class MSELoss(nn.Module):
 
     data_format = "pairs"
 
-    def __init__(self, model: ScoringModel, activation_fn: str | Activation | None = None) -> None:
+    def __init__(self, model: ScoringModel, activation_fn: str | Activation | None = None, **kwargs: Any) -> None:
         super().__init__()
         require_one_label(self, model)
+        self.options = torch_loss_options(self, kwargs, ("reduction",))
         self.model = model
         self.activation_fn = resolve_activation(self, activation_fn)
 
@@ -190,4 +206,4 @@ class MSELoss(nn.Module):
         targets = pair_labels(self, labels, len(queries))
 
         logits = self.activation_fn(score_pairs(self.model, queries, documents).view(-1))
-        return F.mse_loss(logits, targets.to(logits.device).detach())
+        return F.mse_loss(logits, targets.to(logits.device).detach(), **self.options)
