@@ -141,22 +141,27 @@ def _creatable(target: Path, what: str) -> None:
             return
 
 
-def check_output_file(target: str | Path, keep: Iterable[str | Path] = (), what: str = "the output file") -> Path:
+def check_output_file(target: str | Path, keep: Iterable[str | Path] = (), what: str = "the output file",
+                      replaceable: Callable[[Path], bool] | None = None) -> Path:
     """Refuse an output file path that is a directory, sits under a file or where nothing can be written, or would
     destroy one of ``keep``, the inputs: the path of an input file, or an existing file anywhere inside an input
-    directory (a model's config.json, a BEIR folder's qrels). Returns the resolved path. Call it before long work
-    (mining, a benchmark)."""
+    directory (a model's config.json, a BEIR folder's qrels), also through a link (a hub cache snapshot's files
+    are links, which writing replaces), unless ``replaceable`` says that file is an earlier output of this kind
+    (a rerun). Returns the resolved path. Call it before long work (mining, a benchmark)."""
     if str(target).endswith(("/", os.sep)):  # Path() drops the slash, and a file of the folder's name was written
         raise FastrankError(f"{what} {target} ends with a slash, so names a directory; give a file path")
-    target = Path(target).expanduser().resolve()
+    given = Path(os.path.abspath(Path(target).expanduser()))
+    placed = given.parent.resolve() / given.name  # where the file (or the link writing replaces) stands
+    target = given.resolve()
     if target.is_dir():
         raise FastrankError(f"{what} {target} is a directory; give a file path")
     inputs = [Path(item).expanduser().resolve() for item in keep if item is not None]  # None: an input not given
-    if target in inputs:
+    if target in inputs or placed in inputs:
         raise FastrankError(f"refusing to write {what} over the input {target}; choose another path")
     for item in inputs:
-        if item.is_dir() and target.exists() and target.is_relative_to(item):
-            raise FastrankError(f"refusing to write {what} over {target}: it is a file of the input folder {item}, "
+        inside = placed.is_relative_to(item) or target.is_relative_to(item)
+        if item.is_dir() and os.path.lexists(placed) and inside and not (replaceable and replaceable(target)):
+            raise FastrankError(f"refusing to write {what} over {placed}: it is a file of the input folder {item}, "
                                 "which writing it would break; choose a path outside that folder or a new file name")
     _check_writable_parent(target, what)
     return target

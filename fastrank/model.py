@@ -144,9 +144,10 @@ def activation_name(activation_fn: Any) -> str:
 
 def st_legacy_keywords(given: dict[str, Any], renamed: dict[str, str], ignored: Sequence[str] = (),
                        where: str = "CrossEncoder") -> dict[str, Any]:
-    """sentence-transformers' older keywords that it still accepts (with a deprecation warning) under their current
-    names: ``renamed`` maps old -> new; ``ignored`` ones do nothing here either (logged). Any other keyword is the
-    TypeError Python would raise."""
+    """Older keywords (sentence-transformers' that it still accepts with a deprecation warning, fastrank's own)
+    under their current names: ``renamed`` maps old -> new; ``ignored`` ones do nothing here either (logged). Any
+    other keyword is the TypeError Python would raise. Callers let the current name win when both are given, as
+    sentence-transformers does."""
     unknown = sorted(set(given) - set(renamed) - set(ignored))
     if unknown:
         raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}")
@@ -155,7 +156,7 @@ def st_legacy_keywords(given: dict[str, Any], renamed: dict[str, str], ignored: 
         if old in ignored:
             logger.warning("%s(%s=...) does nothing in fastrank (sentence-transformers deprecated it too)", where, old)
         else:
-            logger.warning("%s(%s=...) is sentence-transformers' old name for %s=; use that", where, old, renamed[old])
+            logger.warning("%s(%s=...) is an old name for %s=; use that", where, old, renamed[old])
             out[renamed[old]] = value
     return out
 
@@ -361,17 +362,21 @@ class CrossEncoder(torch.nn.Module):
         if "classifier_dropout" in legacy:  # sentence-transformers' old keyword, a config setting
             logger.warning("CrossEncoder(classifier_dropout=...) is sentence-transformers' old keyword; use "
                            "config_kwargs={'classifier_dropout': ...}")
-            config_kwargs = {**(config_kwargs or {}), "classifier_dropout": legacy.pop("classifier_dropout")}
+            config_kwargs = {"classifier_dropout": legacy.pop("classifier_dropout"), **(config_kwargs or {})}
         legacy = st_legacy_keywords(legacy, {"model_name": "model_name_or_path", "automodel_args": "model_kwargs",
                                              "tokenizer_args": "tokenizer_kwargs", "cache_dir": "cache_folder",
-                                             "default_activation_function": "activation_fn"})
-        model_name_or_path = legacy.get("model_name_or_path", model_name_or_path)
-        model_kwargs = legacy.get("model_kwargs", model_kwargs)
-        cache_folder = legacy.get("cache_folder", cache_folder)
-        activation_fn = legacy.get("activation_fn", activation_fn)
+                                             "default_activation_function": "activation_fn",
+                                             "config_args": "config_kwargs"})
+        if model_name_or_path == DEFAULT_BASE:
+            model_name_or_path = legacy.get("model_name_or_path", model_name_or_path)
+        model_kwargs = legacy.get("model_kwargs") if model_kwargs is None else model_kwargs
+        config_kwargs = legacy.get("config_kwargs") if config_kwargs is None else config_kwargs
+        cache_folder = legacy.get("cache_folder") if cache_folder is None else cache_folder
+        activation_fn = legacy.get("activation_fn") if activation_fn is None else activation_fn
         # sentence-transformers 6 calls the tokenizer's keywords processor_kwargs (max_length goes there as
         # model_max_length, as here) and sets num_labels through config_kwargs too
-        tokenizer_kwargs = {**(legacy.get("tokenizer_kwargs") or tokenizer_kwargs or {}), **(processor_kwargs or {})}
+        tokenizer_kwargs = {**(legacy.get("tokenizer_kwargs") or {}), **(tokenizer_kwargs or {}),
+                            **(processor_kwargs or {})}
         if num_labels is None and "num_labels" in (config_kwargs or {}):
             num_labels = config_kwargs["num_labels"]
         if backend != "torch":
@@ -422,6 +427,7 @@ class CrossEncoder(torch.nn.Module):
         self.limit = _position_limit(config)
         # sentence-transformers' own setting in a folder it saved (one with modules.json), when there
         st_saved = (Path(location) / "modules.json").is_file()
+        st_saved = st_saved and "model_max_length" not in tokenizer_kwargs  # a length asked for wins, as there
         saved = _read_json(Path(location) / "sentence_bert_config.json").get("max_seq_length") if st_saved else None
         default = min(self.limit, int(saved if is_integer(saved) and saved > 0 else self.tokenizer.model_max_length))
         self.max_length = default if max_length is None else max_length
@@ -595,13 +601,13 @@ class CrossEncoder(torch.nn.Module):
         ``convert_to_numpy=False`` (a list of one tensor per pair); ``prompt_name`` / ``prompt`` only as None, and
         sentence-transformers' multi-process keywords ``device`` / ``pool`` / ``chunk_size`` only as None (its own
         ``mine_hard_negatives`` passes ``pool=None``): fastrank scores in this process, on the model's device. Its
-        older names work as there: ``sentences`` for ``inputs``, ``activation_fct`` for ``activation_fn``;
-        ``num_workers`` does nothing.
+        older names work as there: ``sentences`` (and fastrank's ``pairs``) for ``inputs``, ``activation_fct`` for
+        ``activation_fn``; ``num_workers`` does nothing.
         """
-        legacy = st_legacy_keywords(legacy, {"sentences": "inputs", "activation_fct": "activation_fn"},
-                                    ("num_workers",), "predict")
-        pairs = legacy.get("inputs", inputs)
-        activation_fn = legacy.get("activation_fn", activation_fn)
+        renamed = {"sentences": "inputs", "pairs": "inputs", "activation_fct": "activation_fn"}
+        legacy = st_legacy_keywords(legacy, renamed, ("num_workers",), "predict")
+        pairs = legacy.get("inputs") if inputs is None else inputs
+        activation_fn = legacy.get("activation_fn") if activation_fn is None else activation_fn
         if pairs is None:
             raise TypeError("predict() needs the pairs to score: predict([(query, document), ...])")
         batch_size = check_positive_int(batch_size, "batch_size")
@@ -667,13 +673,14 @@ class CrossEncoder(torch.nn.Module):
         """Score every document against ``query`` and return them best first (ties keep the caller's order). Input
         is checked as ``Reranker.rerank`` checks it (a non-empty query, a list of strings or ``{"text", "title"}``
         mappings, ``top_k`` >= 0). Each result also reads as sentence-transformers' dict: ``r["corpus_id"]``,
-        ``r["score"]``, ``r["text"]``. sentence-transformers' deprecated ``apply_softmax`` / ``convert_to_tensor``
-        do nothing here either; ``activation_fct`` is ``activation_fn``."""
+        ``r["score"]``, ``r["text"]``. sentence-transformers' deprecated ``apply_softmax``, ``convert_to_tensor``,
+        ``convert_to_numpy`` and ``num_workers`` do nothing here either; ``activation_fct`` is ``activation_fn``."""
         from fastrank.reranker import check_rerank_input, relevance, relevance_order
 
-        legacy = st_legacy_keywords(legacy, {"activation_fct": "activation_fn"}, ("apply_softmax", "convert_to_tensor"),
-                                    "rank")
-        activation = _activation_arg(activation, legacy.get("activation_fn", activation_fn))
+        legacy = st_legacy_keywords(legacy, {"activation_fct": "activation_fn"},
+                                    ("apply_softmax", "convert_to_tensor", "convert_to_numpy", "num_workers"), "rank")
+        activation_fn = legacy.get("activation_fn") if activation_fn is None else activation_fn
+        activation = _activation_arg(activation, activation_fn)
         docs = check_rerank_input(query, documents, top_k)
         if not docs:
             return []

@@ -86,11 +86,12 @@ def rerank_run_files(model: str, run: str | Path, queries: str | Path, corpus: s
     or not at all; never over an input or a file of the model's folder, nor over a file of ``keep``, e.g. a BEIR
     folder's qrels). Returns what was done: queries, pairs, seconds, pairs/s and the Reranker's ``describe()``."""
     from fastrank.data import check_input_file
-    from fastrank.evaluation.beir import read_documents, read_queries, read_run, run_documents, write_run
+    from fastrank.evaluation.beir import is_trec_run, read_documents, read_queries, read_run, run_documents, write_run
     from fastrank.io import check_output_file
 
     depth, top_k = _check_options(depth, top_k, fusion_weight)
-    check_output_file(out, keep=[run, queries, corpus, model, *keep], what="the reranked run")
+    check_output_file(out, keep=[run, queries, corpus, model, *keep], what="the reranked run",
+                      replaceable=is_trec_run)  # a rerun replaces its own earlier run inside an input folder
     for path, what in ((run, "run file"), (queries, "queries file"), (corpus, "corpus file")):
         check_input_file(Path(path), what)  # before the model loads
     reranker = Reranker(model, **reranker_options)  # a wrong model fails before a large corpus is read

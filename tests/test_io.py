@@ -301,6 +301,20 @@ def test_check_output_file_refuses_a_file_inside_an_input_folder(tmp_path):
                                                 r"would break"):
             check_output_file(inside, [None, model], "--out")
     assert check_output_file(model / "new.trec", [model]) == (model / "new.trec").resolve()
+    blobs = tmp_path / "blobs"  # a hub cache snapshot: its files are links into blobs/, which writing replaces
+    blobs.mkdir()
+    (blobs / "abc").write_text("{}")
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    (snapshot / "config.json").symlink_to(blobs / "abc")
+    with pytest.raises(FastrankError, match=r"snapshot/config.json: it is a file of the input folder"):
+        check_output_file(snapshot / "config.json", [snapshot])  # it was let through: the link resolves outside
+    (model / "old.trec").write_text("q1 Q0 d1 1 2.5 fastrank\n")  # a rerun replaces its own earlier output
+    from fastrank.evaluation.beir import is_trec_run
+
+    assert check_output_file(model / "old.trec", [model], replaceable=is_trec_run) == (model / "old.trec").resolve()
+    with pytest.raises(FastrankError, match="config.json: it is a file of the input folder"):
+        check_output_file(model / "config.json", [model], replaceable=is_trec_run)
     assert check_output_file(tmp_path / "config.json", [model]) == (tmp_path / "config.json").resolve()
     assert check_output_file(model / "config.json", ["some/hub-model", tmp_path / "elsewhere"])  # not inputs
 

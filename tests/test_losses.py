@@ -473,6 +473,9 @@ def test_cross_entropy_same_value_as_sentence_transformers(tiny_model_factory) -
         CrossEntropyLoss(fr, smoothing=0.1)
     with pytest.raises(LossConfigError, match=r"reduction must be 'mean' or 'sum', got 'none'"):
         CrossEntropyLoss(fr, reduction="none")
+    skipped = torch.tensor([0, -100, 1, 2])  # an ignored row passes the class-id check (it was a DataError)
+    assert CrossEntropyLoss(fr, ignore_index=-100)([QUERIES, POSITIVES], skipped.float()).item() == pytest.approx(
+        STCrossEntropyLoss(st, ignore_index=-100)([QUERIES, POSITIVES], skipped).item(), abs=1e-5)
     assert ours.item() == pytest.approx(theirs.item(), abs=1e-5)
 
 

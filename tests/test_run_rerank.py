@@ -362,9 +362,10 @@ def test_read_run_at_a_depth_keeps_each_querys_top_whatever_the_line_order(tmp_p
             read_run(contiguous, depth)
 
 
-def _through_a_pipe(tmp_path: Path, data: bytes, read):
+def _through_a_pipe(tmp_path: Path, data: bytes, read, split: int | None = None):
     """``read(path)`` of a FIFO a thread writes ``data`` into: what `--run <(zcat run.gz)` gives, a file that can be
-    read once. A reader that opens it again would wait forever for a writer: it fails after 60 s instead."""
+    read once. A reader that opens it again would wait forever for a writer: it fails after 60 s instead. ``split``:
+    write the first ``split`` bytes alone, then the rest a moment later (a pipe hands over what it holds)."""
     import os
     import threading
 
@@ -373,9 +374,14 @@ def _through_a_pipe(tmp_path: Path, data: bytes, read):
     outcome: dict = {}
 
     def write() -> None:
-        with open(fifo, "wb") as f:
+        import time
+
+        with open(fifo, "wb", buffering=0) as f:
             try:
-                f.write(data)
+                if split:
+                    f.write(data[:split])
+                    time.sleep(0.2)
+                f.write(data[split or 0:])
             except BrokenPipeError:
                 pass
 
@@ -411,6 +417,7 @@ def test_a_run_from_a_pipe_or_gzip_by_its_first_bytes_reads_as_the_file(tmp_path
                         "q3": [("c1", 9.0), ("c2", 8.0)]}
     assert _through_a_pipe(tmp_path, data, lambda p: read_run(p, 2)) == expected
     assert _through_a_pipe(tmp_path, gzip.compress(data), lambda p: read_run(p, 2)) == expected
+    assert _through_a_pipe(tmp_path, gzip.compress(data), read_run, split=1) == read_run(tmp_path / "run.trec")
     (tmp_path / "misnamed.trec").write_bytes(gzip.compress(data))
     assert read_run(tmp_path / "misnamed.trec", 2) == expected
     bad = data.replace(b"q3 Q0 c2", b"q3 Q0 c\xe92")
@@ -443,3 +450,20 @@ def test_one_run_file_holds_one_format_and_gz_outputs_are_gzip(tiny_model_dir, t
     assert runner.invoke(app, ["rerank", str(tiny_model_dir), "--run", str(root / "run.trec"), "--data", str(root),
                                "--out", str(plain)]).exit_code == 0
     assert gzip.decompress((tmp_path / "reranked.trec.gz").read_bytes()) == plain.read_bytes()
+
+
+def test_a_rerun_replaces_its_own_run_inside_the_beir_folder(tiny_model_dir, tmp_path):
+    """A run written inside the BEIR folder is an earlier output, which the same command may replace; the folder's
+    own files stay refused (the second run was refused as 'a file of the input folder')."""
+    from fastrank.cli.bench import is_bench_records
+
+    root = _beir(tmp_path / "beir")
+    args = ["rerank", str(tiny_model_dir), "--run", str(root / "run.trec"), "--data", str(root),
+            "--out", str(root / "reranked.trec")]
+    assert runner.invoke(app, args).exit_code == 0
+    first = (root / "reranked.trec").read_text()
+    (root / "reranked.trec").write_text(first.replace("fastrank", "older"))
+    assert runner.invoke(app, args).exit_code == 0, "the rerun was refused"
+    assert (root / "reranked.trec").read_text() == first
+    (tmp_path / "records.jsonl").write_text('{"kind": "throughput", "row": "x"}\n')
+    assert is_bench_records(tmp_path / "records.jsonl") and not is_bench_records(tiny_model_dir / "config.json")

@@ -198,8 +198,15 @@ def test_sentence_transformers_6_and_older_keywords_mean_what_they_mean_there(ti
                                base.predict(PAIRS, activation="identity"), atol=0)
     one = base.predict(np.array(PAIRS[0]))  # a 1-D NumPy pair: a scalar, as there (it was a TypeError)
     assert np.ndim(one) == 0 and one == pytest.approx(float(base.predict(PAIRS)[0]), abs=1e-7)
-    ranked = base.rank(QUERY, DOCS, apply_softmax=True, convert_to_tensor=True, activation_fct=torch.nn.Identity())
-    assert [r["corpus_id"] for r in ranked] == [r["corpus_id"] for r in base.rank(QUERY, DOCS)]
+    ranked = base.rank(QUERY, DOCS, apply_softmax=True, convert_to_tensor=True, convert_to_numpy=True, num_workers=2,
+                       activation_fct=torch.nn.Identity())
+    logits = base.predict(PAIRS, activation="identity")
+    assert [r["score"] for r in ranked] == pytest.approx(sorted(logits.tolist(), reverse=True), abs=1e-6)
+    # the current name wins over the old one when both are given, as in sentence-transformers
+    assert len(base.predict(inputs=PAIRS, sentences=PAIRS[:1])) == 3 and len(base.predict(pairs=PAIRS)) == 3
+    both = CrossEncoder(tiny_model_dir, device="cpu", default_activation_function=torch.nn.Identity(),
+                        activation_fn=torch.nn.Sigmoid(), config_args={"classifier_dropout": 0.3})
+    assert both.activation == "sigmoid" and both.config.classifier_dropout == 0.3
     labelled = CrossEncoder(three_labels, device="cpu")
     with pytest.raises(ValueError, match="softmax over dim 0: fastrank's softmax is over the labels of each pair"):
         labelled.predict(PAIRS, activation_fn=torch.nn.Softmax(dim=0))  # it was applied over the labels anyway
@@ -233,6 +240,8 @@ def test_num_labels_from_config_kwargs_and_sentence_bert_config_max_seq_length(t
     assert CrossEncoder(plain, device="cpu").max_length == st_ce.CrossEncoder(str(plain), device="cpu").max_length
     long_pairs = [(QUERY, ("word " * 200).strip())]
     assert CrossEncoder(copy, device="cpu").max_length == st_ce.CrossEncoder(str(copy), device="cpu").max_length == 32
+    asked = {"processor_kwargs": {"model_max_length": 64}}  # a length asked for wins over the saved one
+    assert CrossEncoder(copy, device="cpu", **asked).max_length == st_ce.CrossEncoder(str(copy), **asked).max_length
     np.testing.assert_allclose(CrossEncoder(copy, device="cpu").predict(long_pairs),
                                st_ce.CrossEncoder(str(copy), device="cpu").predict(long_pairs), atol=1e-6)
 

@@ -345,8 +345,8 @@ def test_a_resumed_run_counts_only_the_steps_it_trained(toy_data, tiny_model_dir
     assert again["train_loss_note"] == "the checkpoint held all 24 steps: nothing was left to train"
     from fastrank.errors import FastrankError
 
-    with pytest.raises(FastrankError, match=r"checkpoint-24 has trained 2 epochs \(step 24\), more than --epochs 1.5; "
-                                            r"give --epochs 2 or more \(more trains on from it\)"):  # it saved the 2-epoch model as 1.5 epochs
+    with pytest.raises(FastrankError, match=r"checkpoint-24 has trained 24 optimizer steps \(2 epochs\), more than "
+                                            r"--epochs 1.5 makes; give --epochs 2 or more \(more trains on from it\)"):  # it saved the 2-epoch model as 1.5 epochs
         train(_config(toy_data, tiny_model_dir, tmp_path / "fewer", epochs=1.5, eval_data=None,
                       checkpoint_dir=str(ckpt), resume=True))
     assert not (tmp_path / "fewer").exists()
@@ -1095,3 +1095,18 @@ def test_gradient_checkpointing_trains_to_the_same_loss(tiny_model_dir, tmp_path
     assert losses[1] == pytest.approx(losses[0], abs=1e-6)
     with pytest.raises(FastrankError, match="upload the folder with huggingface_hub"):
         model.push_to_hub("you/name")
+
+
+def test_resume_counts_epochs_in_optimizer_steps(tmp_path):
+    """A fractional --epochs rounds up to a whole step (1.3 epochs of 12 steps: 16 steps, epoch 1.3333 in the
+    checkpoint), so the run's own --epochs must pass; it was refused, and so was the value its message advised."""
+    from fastrank.errors import FastrankError
+    from fastrank.training.recipe import _check_epochs_left
+
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"epoch": 16 / 12, "global_step": 16}))
+    for epochs in (1.3, 1.26, 1.333, 2.0):
+        _check_epochs_left(tmp_path, epochs)
+    with pytest.raises(FastrankError, match=r"has trained 16 optimizer steps \(1.333 epochs\), more than --epochs "
+                                            r"1.25 makes; give --epochs 1.333 or more") as caught:
+        _check_epochs_left(tmp_path, 1.25)  # 15 steps
+    _check_epochs_left(tmp_path, float(str(caught.value).split("give --epochs ")[1].split()[0]))

@@ -25,6 +25,19 @@ def sentence_transformers_row(model: str, threads: int) -> dict[str, Any]:
         desc, lambda pairs: st.predict(pairs, batch_size=32, activation_fn=identity, show_progress_bar=False))}
 
 
+def is_bench_records(path: Path) -> bool:
+    """Whether ``path`` holds records an earlier ``fastrank bench --out`` appended (JSON objects with a "kind"):
+    a rerun appends to it, while a model's or a data folder's own files are refused."""
+    import json
+
+    try:
+        with path.open("rb") as f:
+            record = json.loads(f.readline() or b"null")
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and "kind" in record
+
+
 def bench_command(
     model: Annotated[str, typer.Argument(help="Checkpoint directory (the PyTorch fp32 reference row).")],
     data: Annotated[Path, typer.Option("--data", help="Grouped JSONL/CSV/Parquet: query, documents, labels.")],
@@ -62,7 +75,7 @@ def bench_command(
         raise typer.BadParameter(f"--artifact {', '.join(missing)}: not an exported artifact (no fastrank.json in "
                                  "it); write one with `fastrank export CHECKPOINT --out DIR`")
     if out is not None:  # before minutes of measuring, not after
-        check_output_file(out, [data, model, *(artifact or [])], "--out")
+        check_output_file(out, [data, model, *(artifact or [])], "--out", replaceable=is_bench_records)
         if out.suffix.lower() != ".jsonl":
             raise typer.BadParameter(f"--out {out}: the records are written as JSON lines; name the file *.jsonl")
     if plots is not None:

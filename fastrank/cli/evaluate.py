@@ -76,7 +76,10 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
         from fastrank.io import check_output_file
 
         # never over an input, nor over a file of the model's or the BEIR folder's (every split's qrels)
-        check_output_file(write_run, keep=[data, run, model, *(corpus or [])], what="--write-run")
+        from fastrank.evaluation.beir import is_trec_run
+
+        check_output_file(write_run, keep=[data, run, model, *(corpus or [])], what="--write-run",
+                          replaceable=is_trec_run)  # a rerun replaces its own earlier run inside an input folder
     first_stage = read_run(run, top_k) if run is not None else None  # the stages stop at top_k
     if beir:
         task = read_beir(data, split, None if first_stage is None else run_documents(first_stage, top_k))

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import itertools
 import json
 import logging
 import math
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -94,16 +96,36 @@ def _fields(path: Path, tabs: bool = False) -> Iterator[tuple[str, list[str]]]:
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """``decoded_lines`` of a text file, or of a gzip-compressed one, as retrievers often write runs: named ``.gz``
-    or starting with gzip's magic bytes (seen without consuming them, so a pipe works too)."""
+    or starting with gzip's magic bytes (read, then given again, so a pipe works too)."""
     with path.open("rb") as f:
-        if path.suffix.lower() != ".gz" and not f.peek(2).startswith(GZIP_MAGIC):
-            yield from decoded_lines(f, str(path))
+        head = f.read(len(GZIP_MAGIC))  # a pipe may hand over one byte at a time: read() waits for both
+        stream = io.BufferedReader(_Replayed(head, f))
+        if path.suffix.lower() != ".gz" and head != GZIP_MAGIC:
+            yield from decoded_lines(stream, str(path))
             return
         try:
-            with gzip.GzipFile(fileobj=f, mode="rb") as unzipped:
+            with gzip.GzipFile(fileobj=stream, mode="rb") as unzipped:
                 yield from decoded_lines(unzipped, str(path))
         except (OSError, EOFError) as exc:
             raise DataError(f"{path}: cannot read it as gzip-compressed text ({exc})") from None
+
+
+class _Replayed(io.RawIOBase):
+    """A binary stream whose first bytes ``head`` were read already: gives them again, then the rest of ``rest``."""
+
+    def __init__(self, head: bytes, rest: Any) -> None:
+        super().__init__()
+        self.head, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.head:
+            n = min(len(buffer), len(self.head))
+            buffer[:n], self.head = self.head[:n], self.head[n:]
+            return n
+        return self.rest.readinto(buffer)
 
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, float]]:
@@ -167,6 +189,20 @@ def read_run(path: str | Path, depth: int | None = None) -> dict[str, list[tuple
     if not rows:
         raise DataError(f"run file {path} holds no ranking")
     return {qid: ranking(ranked.items())[:depth] for qid, ranked in rows.items()}
+
+
+def is_trec_run(path: str | Path) -> bool:
+    """Whether the file at ``path`` reads as a TREC run (its first line ``qid Q0 docid rank score tag``), as
+    ``write_run`` writes one: an earlier output a rerun may replace, unlike a qrels or model file beside it."""
+    try:
+        for _, line in _lines(Path(path)):
+            if line.strip():
+                fields = line.split()
+                _run_line("", fields)
+                return len(fields) == 6 and fields[3].lstrip("-").isdigit()
+    except (DataError, OSError):
+        pass
+    return False
 
 
 def _run_line(where: str, fields: list[str]) -> tuple[str, str, float]:

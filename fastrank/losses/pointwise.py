@@ -153,7 +153,8 @@ class CrossEntropyLoss(nn.Module):
         if values.is_floating_point() and not torch.equal(values, values.round()):
             raise DataError("CrossEntropyLoss: class ids must be whole numbers; use BCE/MSE for float scores")
         values = values.long()
-        if ((values < 0) | (values >= classes)).any():
+        ignored = values == self.options.get("ignore_index", -100)  # torch's default too: such rows are left out
+        if (((values < 0) | (values >= classes)) & ~ignored).any():
             raise DataError(
                 f"CrossEntropyLoss: class ids must lie in 0..{classes - 1} for a {classes}-label model, got "
                 f"values in [{values.min().item()}, {values.max().item()}]"

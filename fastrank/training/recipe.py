@@ -298,14 +298,20 @@ def _check_resumable(ckpt_dir: Path) -> Path:
 
 
 def _check_epochs_left(checkpoint: Path, epochs: float) -> None:
-    """FastrankError when ``epochs`` ends before the epochs ``checkpoint`` has trained already: the trainer would run
-    nothing and save the checkpoint's model as if it had trained ``epochs``. Equal passes (nothing left to train)."""
+    """FastrankError when ``epochs`` ends before the optimizer steps ``checkpoint`` has trained already: the trainer
+    would run nothing and save the checkpoint's model as if it had trained ``epochs``. Counted in steps, as the
+    trainer counts a fraction of an epoch (rounded up to a whole step), so the run's own ``epochs`` passes."""
     state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
-    done = float(state.get("epoch") or 0.0)
-    if epochs < done and not math.isclose(epochs, done, rel_tol=1e-4):
-        raise FastrankError(f"--resume: {checkpoint} has trained {done:.4g} epochs (step {state.get('global_step')})"
-                            f", more than --epochs {epochs:g}; give --epochs {done:.4g} or more (more trains on from "
-                            "it), or drop --resume to start afresh")
+    done, steps = float(state.get("epoch") or 0.0), int(state.get("global_step") or 0)
+    if not done or not steps:
+        return
+    per_epoch = steps / done
+    if math.ceil(epochs * per_epoch - 1e-6) < steps:
+        least = next(f"{done:.{digits}g}" for digits in range(4, 18)
+                     if math.ceil(float(f"{done:.{digits}g}") * per_epoch - 1e-6) >= steps)
+        raise FastrankError(f"--resume: {checkpoint} has trained {steps} optimizer steps ({done:.4g} epochs), more "
+                            f"than --epochs {epochs:g} makes; give --epochs {least} or more (more trains on from it), or "
+                            "drop --resume to start afresh")
 
 
 def _resumed_step(checkpoint: Path | None) -> int:
