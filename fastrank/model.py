@@ -170,20 +170,36 @@ def _activation_arg(activation: str | None, activation_fn: Any) -> str | None:
     return activation_name(activation_fn)
 
 
-def _check_st_modules(location: str, name: str | Path) -> None:
+def _st_file(location: str, filename: str, hub_kwargs: dict[str, Any]) -> Any:
+    """The JSON of a sentence-transformers file (``modules.json``, ``sentence_bert_config.json``, ...) of a model
+    folder, or of a hub id (fetched into the hub cache as transformers fetches the config); None when the model
+    has no such file or it cannot be had."""
+    path = Path(location) / filename
+    if not Path(location).is_dir():
+        from huggingface_hub import hf_hub_download
+
+        options = {k: v for k, v in hub_kwargs.items() if k in ("revision", "token", "cache_dir", "local_files_only")}
+        try:
+            path = Path(hf_hub_download(location, filename, **options))
+        except Exception:  # noqa: BLE001 - no such file in the repo, or the hub unreachable: nothing saved to read
+            return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _check_st_modules(location: str, name: str | Path, hub_kwargs: dict[str, Any]) -> None:
     """A ModelLoadError for a sentence-transformers cross-encoder whose ``modules.json`` holds more than the
     transformer (a causal-LM reranker scoring yes/no token logits with ``LogitScore``; an embedding model's pooling
     modules pass, as a base to train): its score is no
     classification head, and a fresh head would score at random. A default prompt, which sentence-transformers
     prepends to every query and fastrank does not, is warned about: the scores differ."""
-    path = Path(location)
-    if not path.is_dir():
-        return
-    try:
-        modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        modules = []
-    st_config = _read_json(path / "config_sentence_transformers.json")
+    modules = _st_file(location, "modules.json", hub_kwargs)
+    if not isinstance(modules, list):
+        return  # a plain Hugging Face model
+    st_config = _st_file(location, "config_sentence_transformers.json", hub_kwargs)
+    st_config = st_config if isinstance(st_config, dict) else {}
     others = [m.get("type") for m in modules if isinstance(m, dict) and not str(m.get("type")).endswith(".Transformer")]
     if others and (st_config.get("model_type") == "CrossEncoder" or any("LogitScore" in str(t) for t in others)):
         raise ModelLoadError(f"{str(name)!r} is a sentence-transformers model of a transformer and {others}: fastrank "
@@ -390,11 +406,11 @@ class CrossEncoder(torch.nn.Module):
         cast = weight_dtype(dtype)
         location = resolve_model_path(model_name_or_path)
         _refuse_artifact(location)
-        _check_st_modules(location, model_name_or_path)
         kwargs: dict[str, Any] = {"local_files_only": local_files_only}
         optional = {"trust_remote_code": trust_remote_code or None, "revision": revision, "token": token,
                     "cache_dir": cache_folder}
         kwargs.update({k: v for k, v in optional.items() if v is not None})
+        _check_st_modules(location, model_name_or_path, kwargs)
         config = load_config(model_name_or_path, location, **kwargs, **(config_kwargs or {}))
         archs = getattr(config, "architectures", None) or []
         saved_labels = trained_head_labels(config)
@@ -426,9 +442,10 @@ class CrossEncoder(torch.nn.Module):
         # writes the chosen max_length there, as sentence-transformers reads it), not a cap
         self.limit = _position_limit(config)
         # sentence-transformers' own setting in a folder it saved (one with modules.json), when there
-        st_saved = (Path(location) / "modules.json").is_file()
-        st_saved = st_saved and "model_max_length" not in tokenizer_kwargs  # a length asked for wins, as there
-        saved = _read_json(Path(location) / "sentence_bert_config.json").get("max_seq_length") if st_saved else None
+        saved = None
+        if "model_max_length" not in tokenizer_kwargs and isinstance(_st_file(location, "modules.json", kwargs), list):
+            sbert = _st_file(location, "sentence_bert_config.json", kwargs)  # a length asked for wins, as there
+            saved = sbert.get("max_seq_length") if isinstance(sbert, dict) else None
         default = min(self.limit, int(saved if is_integer(saved) and saved > 0 else self.tokenizer.model_max_length))
         self.max_length = default if max_length is None else max_length
         chosen = activation or _saved_activation(location, config)

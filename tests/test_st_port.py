@@ -246,7 +246,8 @@ def test_num_labels_from_config_kwargs_and_sentence_bert_config_max_seq_length(t
                                st_ce.CrossEncoder(str(copy), device="cpu").predict(long_pairs), atol=1e-6)
 
 
-def test_a_causal_lm_reranker_is_refused_and_a_default_prompt_is_warned_about(tiny_model_dir, tmp_path, caplog):
+def test_a_causal_lm_reranker_is_refused_and_a_default_prompt_is_warned_about(tiny_model_dir, tmp_path, caplog,
+                                                                               monkeypatch):
     """A sentence-transformers cross-encoder scored by LogitScore (a causal LM's yes/no logits) loaded with a
     random head, warned about as an embedding model; a default prompt, which sentence-transformers prepends to
     every query, was dropped without a word."""
@@ -272,3 +273,18 @@ def test_a_causal_lm_reranker_is_refused_and_a_default_prompt_is_warned_about(ti
     with pytest.raises(ModelLoadError, match=r"is a sentence-transformers model of a transformer and \['sentence_"
                                              r"transformers.cross_encoder.modules.logit_score.LogitScore'\]"):
         CrossEncoder(causal, device="cpu")
+    import huggingface_hub
+
+    import fastrank.model as model_module
+
+    fetched = []
+
+    def download(repo_id, filename, **kwargs):  # the hub, as reached online: files of the repo, by name
+        fetched.append((repo_id, filename))
+        return str(causal / filename)
+
+    monkeypatch.setattr(model_module, "resolve_model_path", lambda name: str(name))  # online: the id itself
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    with pytest.raises(ModelLoadError, match=r"'acme/causal-rr' is a sentence-transformers model of a transformer"):
+        CrossEncoder("acme/causal-rr", device="cpu")  # a hub id was never checked (only local folders)
+    assert ("acme/causal-rr", "modules.json") in fetched
