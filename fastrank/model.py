@@ -117,11 +117,13 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _activation_from_path(dotted: str | None) -> str | None:
     """The activation name of a saved dotted path (``torch.nn.modules.activation.Sigmoid`` -> ``sigmoid``); None
-    when nothing was saved. A path fastrank cannot apply is a ModelLoadError: guessing would change every score."""
+    when nothing was saved. A path fastrank cannot apply is a ModelLoadError: guessing would change every score (a
+    class of another package named ``Identity`` is no torch identity)."""
     if not dotted:
         return None
     for name, st_path in _ST_ACTIVATION_PATHS.items():
-        if dotted == st_path or dotted.rsplit(".", 1)[-1].lower() == name:
+        if dotted == st_path or (dotted.startswith(("torch.", "sentence_transformers."))
+                                 and dotted.rsplit(".", 1)[-1].lower() == name):
             return name
     raise ModelLoadError(f"the checkpoint was saved with activation {dotted!r}, which fastrank does not apply (it "
                          f"applies {', '.join(ACTIVATIONS)}); load it with activation='identity' for raw logits and "
@@ -218,8 +220,9 @@ def _saved_activation(location: str, config: Any) -> str | None:
     st_cfg = getattr(config, "sentence_transformers", None) or {}
     found = st_cfg.get("activation_fn") or getattr(config, "sbert_ce_default_activation_function", None)
     path = Path(location)
-    if path.is_dir():
-        found = _read_json(path / "config_sentence_transformers.json").get("activation_fn") or found
+    if path.is_dir():  # config_sentence_transformers.json speaks for a folder sentence-transformers saved whole
+        saved = _read_json(path / "config_sentence_transformers.json").get("activation_fn")
+        found = (saved or found) if (path / "modules.json").is_file() else (found or saved)
     return _activation_from_path(found)
 
 

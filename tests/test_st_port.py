@@ -288,3 +288,28 @@ def test_a_causal_lm_reranker_is_refused_and_a_default_prompt_is_warned_about(ti
     with pytest.raises(ModelLoadError, match=r"'acme/causal-rr' is a sentence-transformers model of a transformer"):
         CrossEncoder("acme/causal-rr", device="cpu")  # a hub id was never checked (only local folders)
     assert ("acme/causal-rr", "modules.json") in fetched
+
+
+def test_which_saved_activation_wins_as_in_sentence_transformers(tiny_model_dir, tmp_path):
+    """Without modules.json a folder is a Hugging Face model, whose config.json block sentence-transformers reads
+    before config_sentence_transformers.json (fastrank read them the other way round); an activation class of
+    another package is no torch one because it is named Identity."""
+    import json
+    import shutil
+
+    from fastrank import CrossEncoder
+
+    folder = tmp_path / "hf"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["sentence_transformers"] = {"activation_fn": "torch.nn.modules.linear.Identity"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "config_sentence_transformers.json").write_text(
+        json.dumps({"activation_fn": "torch.nn.modules.activation.Sigmoid"}))
+    ours, theirs = CrossEncoder(folder, device="cpu"), st_ce.CrossEncoder(str(folder), device="cpu")
+    np.testing.assert_allclose(ours.predict(PAIRS), theirs.predict(PAIRS), atol=1e-6)
+    assert ours.activation == "identity"
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({"activation_fn": "mypkg.Identity"}))
+    (folder / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "sentence_transformers"}))
+    with pytest.raises(ModelLoadError, match=r"saved with activation 'mypkg.Identity', which fastrank does not apply"):
+        CrossEncoder(folder, device="cpu")
