@@ -444,9 +444,12 @@ class CrossEncoder(torch.nn.Module):
         # the hard limit is the position embeddings; the tokenizer's model_max_length is the default (``save``
         # writes the chosen max_length there, as sentence-transformers reads it), not a cap
         self.limit = _position_limit(config)
-        # sentence-transformers' own setting in a folder it saved (one with modules.json), when there
+        # sentence-transformers' own setting in a cross-encoder it saved, when there (not an embedding model's: its
+        # CrossEncoder takes the tokenizer's limit for those, 512 for the bundled MiniLM, not its 256)
         saved = None
-        if "model_max_length" not in tokenizer_kwargs and isinstance(_st_file(location, "modules.json", kwargs), list):
+        st_config = _st_file(location, "config_sentence_transformers.json", kwargs)
+        if "model_max_length" not in tokenizer_kwargs and isinstance(st_config, dict) \
+                and st_config.get("model_type") == "CrossEncoder":
             sbert = _st_file(location, "sentence_bert_config.json", kwargs)  # a length asked for wins, as there
             saved = sbert.get("max_seq_length") if isinstance(sbert, dict) else None
         default = min(self.limit, int(saved if is_integer(saved) and saved > 0 else self.tokenizer.model_max_length))

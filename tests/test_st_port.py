@@ -230,6 +230,7 @@ def test_num_labels_from_config_kwargs_and_sentence_bert_config_max_seq_length(t
     theirs = st_ce.CrossEncoder(base, device="cpu", config_kwargs={"num_labels": 3})
     ours = CrossEncoder(base, device="cpu", config_kwargs={"num_labels": 3})
     assert ours.num_labels == theirs.num_labels == 3 and ours.activation == "identity"  # it was 1 label, sigmoid
+    assert ours.max_length == theirs.max_length == 512  # an embedding model's max_seq_length (256) is not its
     copy = tmp_path / "sbert"
     st_ce.CrossEncoder(str(tiny_model_dir), device="cpu").save(str(copy))  # with modules.json
     config = json.loads((copy / "sentence_bert_config.json").read_text())
