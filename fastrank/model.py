@@ -191,17 +191,16 @@ def _st_file(location: str, filename: str, hub_kwargs: dict[str, Any]) -> Any:
         return None
 
 
-def _check_st_modules(location: str, name: str | Path, hub_kwargs: dict[str, Any]) -> None:
+def _check_st_modules(location: str, name: str | Path, hub_kwargs: dict[str, Any], st_config: dict[str, Any]) -> None:
     """A ModelLoadError for a sentence-transformers cross-encoder whose ``modules.json`` holds more than the
     transformer (a causal-LM reranker scoring yes/no token logits with ``LogitScore``; an embedding model's pooling
     modules pass, as a base to train): its score is no
     classification head, and a fresh head would score at random. A default prompt, which sentence-transformers
-    prepends to every query and fastrank does not, is warned about: the scores differ."""
+    prepends to every query and fastrank does not, is warned about: the scores differ. ``st_config``: the model's
+    ``config_sentence_transformers.json`` ({} when it has none)."""
     modules = _st_file(location, "modules.json", hub_kwargs)
     if not isinstance(modules, list):
         return  # a plain Hugging Face model
-    st_config = _st_file(location, "config_sentence_transformers.json", hub_kwargs)
-    st_config = st_config if isinstance(st_config, dict) else {}
     others = [m.get("type") for m in modules if isinstance(m, dict) and not str(m.get("type")).endswith(".Transformer")]
     if others and (st_config.get("model_type") == "CrossEncoder" or any("LogitScore" in str(t) for t in others)):
         raise ModelLoadError(f"{str(name)!r} is a sentence-transformers model of a transformer and {others}: fastrank "
@@ -413,7 +412,9 @@ class CrossEncoder(torch.nn.Module):
         optional = {"trust_remote_code": trust_remote_code or None, "revision": revision, "token": token,
                     "cache_dir": cache_folder}
         kwargs.update({k: v for k, v in optional.items() if v is not None})
-        _check_st_modules(location, model_name_or_path, kwargs)
+        st_config = _st_file(location, "config_sentence_transformers.json", kwargs)  # read once, for both uses
+        st_config = st_config if isinstance(st_config, dict) else {}
+        _check_st_modules(location, model_name_or_path, kwargs, st_config)
         config = load_config(model_name_or_path, location, **kwargs, **(config_kwargs or {}))
         archs = getattr(config, "architectures", None) or []
         saved_labels = trained_head_labels(config)
@@ -447,9 +448,7 @@ class CrossEncoder(torch.nn.Module):
         # sentence-transformers' own setting in a cross-encoder it saved, when there (not an embedding model's: its
         # CrossEncoder takes the tokenizer's limit for those, 512 for the bundled MiniLM, not its 256)
         saved = None
-        st_config = _st_file(location, "config_sentence_transformers.json", kwargs)
-        if "model_max_length" not in tokenizer_kwargs and isinstance(st_config, dict) \
-                and st_config.get("model_type") == "CrossEncoder":
+        if "model_max_length" not in tokenizer_kwargs and st_config.get("model_type") == "CrossEncoder":
             sbert = _st_file(location, "sentence_bert_config.json", kwargs)  # a length asked for wins, as there
             saved = sbert.get("max_seq_length") if isinstance(sbert, dict) else None
         default = min(self.limit, int(saved if is_integer(saved) and saved > 0 else self.tokenizer.model_max_length))

@@ -97,12 +97,12 @@ def rerank_run_files(model: str, run: str | Path, queries: str | Path, corpus: s
     reranker = Reranker(model, **reranker_options)  # a wrong model fails before a large corpus is read
     first_stage = read_run(run, depth)  # each query's top depth only: a run of millions of lines is fine
     texts = read_queries(queries)
-    _check_queries({qid: ranked[:depth] for qid, ranked in first_stage.items()}, texts, f"queries file {queries}")
+    _check_queries(first_stage, texts, f"queries file {queries}")
     docs = read_documents(corpus, run_documents(first_stage, depth), show_progress_bar=show_progress_bar)
     start = time.perf_counter()
     reranked = rerank_run(reranker, first_stage, texts, docs, depth, top_k, fusion_weight, show_progress_bar)
     seconds = time.perf_counter() - start
-    pairs = sum(min(len(ranked), depth) for ranked in first_stage.values())
+    pairs = sum(len(ranked) for ranked in first_stage.values())  # read_run kept each query's top depth
     written = write_run(out, reranked, tag)
     return {"model": model, "run": str(run), "out": str(written), "queries": len(reranked), "pairs": pairs,
             "depth": depth, "top_k": top_k, "fusion_weight": fusion_weight, "seconds": round(seconds, 3),

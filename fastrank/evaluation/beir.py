@@ -232,8 +232,6 @@ def write_run(path: str | Path, run: Run, tag: str = "fastrank") -> Path:
     """Write ``run`` (query id -> ``[(document id, score)]``, best first) as a TREC run file, whole or not at all;
     gzip-compressed when ``path`` ends in ``.gz``, as ``read_run`` reads it. A query with an empty ranking writes no
     line; ids holding whitespace cannot be written and are a DataError."""
-    import io
-
     from fastrank.io import atomic_file
 
     if not tag or any(c.isspace() for c in tag):
