@@ -6,6 +6,7 @@ behave identically everywhere. It needs only ``tokenizers`` and numpy.
 
 from __future__ import annotations
 
+import copy
 import json
 import numbers
 import threading
@@ -113,9 +114,12 @@ def _slices(sizes: Sequence[int]) -> list[slice]:
 
 
 class PairEncoder:
-    """Wraps a fast ``tokenizers.Tokenizer`` configured for pair truncation at ``max_length`` without padding."""
+    """Wraps a fast ``tokenizers.Tokenizer`` configured for pair truncation at ``max_length`` without padding.
 
-    def __init__(self, tokenizer, max_length: int, pad_token_id: int = 0) -> None:
+    ``query_prefix`` (a model's prompt, e.g. ``"query: "``) opens every pair's query, as sentence-transformers
+    prepends a cross-encoder's prompt to the first text of each pair; single texts are encoded as given."""
+
+    def __init__(self, tokenizer, max_length: int, pad_token_id: int = 0, query_prefix: str = "") -> None:
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_str(tokenizer.to_str())
@@ -123,6 +127,16 @@ class PairEncoder:
         self.tokenizer.enable_truncation(max_length, strategy="longest_first")
         self.max_length = max_length
         self.pad_token_id = pad_token_id
+        self.query_prefix = check_prompt(query_prefix, "query_prefix")
+
+    def with_query_prefix(self, prefix: str | None) -> PairEncoder:
+        """This encoder with another query prefix (None: none); it shares the tokenizer, so it costs nothing."""
+        prefix = check_prompt(prefix or "", "query_prefix")
+        if prefix == self.query_prefix:
+            return self
+        other = copy.copy(self)
+        other.query_prefix = prefix
+        return other
 
     @property
     def separator(self) -> str:
@@ -137,8 +151,9 @@ class PairEncoder:
 
         A text far longer than ``max_length`` tokens is tokenized from a prefix that gives the same ids
         (``_prefixes``): truncation keeps its first tokens only, and 100,000 characters took ~25 ms to keep 512."""
-        sep = self.separator
-        items = [p if isinstance(p, str) or isinstance(p[1], str) else (p[0], document_text(p[1], sep))
+        sep, prefix = self.separator, self.query_prefix
+        items = [p if isinstance(p, str) or (isinstance(p[1], str) and not prefix) else
+                 (_prefixed(prefix, p[0]), p[1] if isinstance(p[1], str) else document_text(p[1], sep))
                  for p in pairs]
         items = self._prefixes(items)
         parts = []
@@ -222,7 +237,7 @@ class PairEncoder:
         overlap = int(overlap)
         from tokenizers import Encoding
 
-        items = [(q, document_parts(d)) for q, d in pairs]
+        items = [(_prefixed(self.query_prefix, q), document_parts(d)) for q, d in pairs]
         texts = [(q, text) for q, (_, text) in items]
         plain = self._plain_tokenizer()
         room = self.room()
@@ -380,6 +395,19 @@ def _prefix_at_space(text: str, chars: int) -> str | None:
     while at > 0 and text[at - 1].isspace():
         at = text.rfind(" ", 0, at)
     return text[:at] if at > 0 else None
+
+
+def check_prompt(prompt: Any, name: str = "prompt") -> str:
+    """A prompt (text put before each query) as a str; anything else is a TypeError naming ``name``."""
+    if not isinstance(prompt, str):
+        raise TypeError(f"{name} must be a string (the text put before each query, e.g. 'query: '), got "
+                        f"{type(prompt).__name__} {prompt!r}")
+    return prompt
+
+
+def _prefixed(prefix: str, query: Any) -> Any:
+    """``prefix + query`` for a text query; anything else as given, for ``_explain_bad_text`` to name."""
+    return prefix + query if prefix and isinstance(query, str) else query
 
 
 def _text_size(item: Any) -> int:

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fastrank.batching import (Pair, PairEncoder, check_pairs, check_positive_int, collate, distinct_pairs, is_integer,
-                               is_single_pair, model_input_names, plan_batches, run_batches)
+from fastrank.batching import (Pair, PairEncoder, check_pairs, check_positive_int, check_prompt, collate,
+                               distinct_pairs, is_integer, is_single_pair, model_input_names, plan_batches,
+                               run_batches)
 from fastrank.documents import Document, document_text
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.hub import hub_location
@@ -191,27 +192,48 @@ def _st_file(location: str, filename: str, hub_kwargs: dict[str, Any]) -> Any:
         return None
 
 
-def _check_st_modules(location: str, name: str | Path, hub_kwargs: dict[str, Any], st_config: dict[str, Any]) -> None:
+def _check_st_modules(location: str, name: str | Path, hub_kwargs: dict[str, Any], st_config: dict[str, Any]) -> bool:
     """A ModelLoadError for a sentence-transformers cross-encoder whose ``modules.json`` holds more than the
     transformer (a causal-LM reranker scoring yes/no token logits with ``LogitScore``; an embedding model's pooling
     modules pass, as a base to train): its score is no
-    classification head, and a fresh head would score at random. A default prompt, which sentence-transformers
-    prepends to every query and fastrank does not, is warned about: the scores differ. ``st_config``: the model's
-    ``config_sentence_transformers.json`` ({} when it has none)."""
+    classification head, and a fresh head would score at random. ``st_config``: the model's
+    ``config_sentence_transformers.json`` ({} when it has none). Returns whether the model has a ``modules.json``
+    (a folder sentence-transformers loads whole, and whose saved prompts it applies)."""
     modules = _st_file(location, "modules.json", hub_kwargs)
     if not isinstance(modules, list):
-        return  # a plain Hugging Face model
+        return False  # a plain Hugging Face model
     others = [m.get("type") for m in modules if isinstance(m, dict) and not str(m.get("type")).endswith(".Transformer")]
     if others and (st_config.get("model_type") == "CrossEncoder" or any("LogitScore" in str(t) for t in others)):
         raise ModelLoadError(f"{str(name)!r} is a sentence-transformers model of a transformer and {others}: fastrank "
                              "scores a pair with a sequence-classification head, and cannot load a model that "
                              "scores otherwise (e.g. a causal-LM reranker's yes/no token logits, LogitScore)")
-    prompt = (st_config.get("prompts") or {}).get(st_config.get("default_prompt_name") or "")
-    if prompt:
-        logger.warning("%s sets the default prompt %r (%r), which sentence-transformers prepends to every query; "
-                       "fastrank applies no prompts, so its scores on this model differ from sentence-transformers' "
-                       "unless you prepend it to your queries yourself (a copy fastrank saves holds no prompt)",
-                       name, st_config["default_prompt_name"], prompt)
+    return True
+
+
+def merge_prompts(prompts: Any, default_prompt_name: Any, st_config: dict[str, Any],
+                  name: str | Path = "the model") -> tuple[dict[str, str], str | None]:
+    """The prompts and default prompt name a model scores with: the ones given, then the saved ones
+    (``config_sentence_transformers.json``) for names not given, as sentence-transformers merges them. Checked:
+    a dict of strings, and a default name that is one of its keys."""
+    if prompts is not None and not isinstance(prompts, dict):
+        raise TypeError(f"prompts must be a dict of name -> text (e.g. {{'query': 'query: '}}), got "
+                        f"{type(prompts).__name__}")
+    merged = dict(prompts or {})
+    saved = st_config.get("prompts")
+    if saved is not None and not isinstance(saved, dict):
+        raise ModelLoadError(f"{str(name)!r}: config_sentence_transformers.json's prompts must be a JSON object of "
+                             f"name -> text, got {saved!r}")
+    for key, text in (saved or {}).items():
+        if merged.get(key) is None:  # a name given as None takes the saved text, as in sentence-transformers
+            merged[key] = text
+    merged = {k: "" if v is None else v for k, v in merged.items()}
+    for key, text in merged.items():
+        check_prompt(text, f"prompts[{key!r}]")
+    default = st_config.get("default_prompt_name") if default_prompt_name is None else default_prompt_name
+    if default is not None and default not in merged:
+        raise ValueError(f"default_prompt_name {default!r} is not one of the prompts {sorted(merged)} of "
+                         f"{str(name)!r}; name one of them, or add it with prompts={{{default!r}: 'text'}}")
+    return merged, default
 
 
 def _saved_activation(location: str, config: Any) -> str | None:
@@ -223,6 +245,19 @@ def _saved_activation(location: str, config: Any) -> str | None:
         saved = _read_json(path / "config_sentence_transformers.json").get("activation_fn")
         found = (saved or found) if (path / "modules.json").is_file() else (found or saved)
     return _activation_from_path(found)
+
+
+def _st_layout(max_length: int) -> dict[str, Any]:
+    """The files that make a checkpoint a folder sentence-transformers 6 loads whole (one Transformer module with
+    a sequence-classification head), as its ``CrossEncoder.save`` writes them."""
+    module = "sentence_transformers.base.modules.transformer.Transformer"
+    return {
+        "modules.json": [{"idx": 0, "name": "0", "path": "", "type": module}],
+        "sentence_bert_config.json": {
+            "transformer_task": "sequence-classification", "max_seq_length": max_length,
+            "modality_config": {"text": {"method": "forward", "method_output_name": "logits"}},
+            "module_output_name": "scores"},
+    }
 
 
 DTYPES = ("float32", "float16", "bfloat16", "auto")
@@ -341,6 +376,10 @@ class CrossEncoder(torch.nn.Module):
         dtype: weight dtype, ``float32`` (default: what training needs, and the fast path on a CPU), ``float16``,
             ``bfloat16``, or ``auto`` to keep the checkpoint's. transformers 5 loads a checkpoint in the dtype it was
             saved in, so a fp16-saved model would otherwise train in fp16 (and fail) or run at fp16 speed on a CPU.
+        prompts: named prompts, e.g. ``{"query": "query: "}``, merged over the checkpoint's saved ones; a prompt
+            opens each pair's query, as in sentence-transformers (``predict(..., prompt_name="query")``).
+        default_prompt_name: the prompt ``predict``, ``rank``, ``Reranker`` and an export apply when a call names
+            none; defaults to the checkpoint's. Saved with the model.
 
     sentence-transformers' keywords work as there: ``activation_fn`` (a torch module, mapped to ``activation``),
     ``trust_remote_code``, ``revision``, ``token``, ``cache_folder``, ``model_kwargs`` (to the weights'
@@ -372,6 +411,8 @@ class CrossEncoder(torch.nn.Module):
         model_card_data: Any = None,
         backend: str = "torch",
         processor_kwargs: dict[str, Any] | None = None,
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
         **legacy: Any,
     ) -> None:
         super().__init__()
@@ -414,7 +455,10 @@ class CrossEncoder(torch.nn.Module):
         kwargs.update({k: v for k, v in optional.items() if v is not None})
         st_config = _st_file(location, "config_sentence_transformers.json", kwargs)  # read once, for both uses
         st_config = st_config if isinstance(st_config, dict) else {}
-        _check_st_modules(location, model_name_or_path, kwargs, st_config)
+        whole = _check_st_modules(location, model_name_or_path, kwargs, st_config)
+        # saved prompts count where sentence-transformers reads them: in a folder it loads whole (modules.json)
+        self.prompts, self.default_prompt_name = merge_prompts(prompts, default_prompt_name,
+                                                               st_config if whole else {}, model_name_or_path)
         config = load_config(model_name_or_path, location, **kwargs, **(config_kwargs or {}))
         archs = getattr(config, "architectures", None) or []
         saved_labels = trained_head_labels(config)
@@ -525,13 +569,34 @@ class CrossEncoder(torch.nn.Module):
         """The token arrays the model is fed (``fastrank.batching.model_input_names``)."""
         return model_input_names(self.tokenizer)
 
-    def pair_encoder(self) -> PairEncoder:
-        """The shared length-aware tokenizer for this model (same truncation as ``tokenize``), cached."""
+    @property
+    def default_prompt(self) -> str | None:
+        """The text of the default prompt (``prompts[default_prompt_name]``); None when no default is set."""
+        return None if self.default_prompt_name is None else self.prompts.get(self.default_prompt_name)
+
+    def resolve_prompt(self, prompt: str | None = None, prompt_name: str | None = None) -> str | None:
+        """The prompt a call scores with, as sentence-transformers picks it: ``prompt`` as given, else the prompt
+        named ``prompt_name``, else the default prompt (None: no prompt)."""
+        if prompt is not None:
+            if prompt_name is not None:
+                logger.warning("give prompt or prompt_name, not both: prompt %r is used", prompt)
+            return check_prompt(prompt)
+        if prompt_name is None:
+            return self.default_prompt
+        if prompt_name not in self.prompts:
+            raise ValueError(f"prompt_name {prompt_name!r} is not one of this model's prompts "
+                             f"{sorted(self.prompts)}; add it with CrossEncoder(..., prompts={{{prompt_name!r}: "
+                             "'text'}) or pass the text as prompt=")
+        return self.prompts[prompt_name]
+
+    def pair_encoder(self, prompt: str | None = None) -> PairEncoder:
+        """The shared length-aware tokenizer for this model (same truncation as ``tokenize``), cached; ``prompt``
+        opens every query (None: no prompt, as training scores pairs)."""
         cached = self.__dict__.get("_pair_encoder")
         if cached is None or cached.max_length != self.max_length:
             cached = PairEncoder(self.tokenizer.backend_tokenizer, self.max_length, self.tokenizer.pad_token_id or 0)
             self.__dict__["_pair_encoder"] = cached
-        return cached
+        return cached.with_query_prefix(prompt)
 
     def tokenize(self, queries: Sequence[str], documents: Sequence[Document]) -> dict[str, torch.Tensor]:
         """Tokenize pairs into one padded batch on the model's device (pads to a multiple of 8); titled documents
@@ -620,7 +685,8 @@ class CrossEncoder(torch.nn.Module):
 
         sentence-transformers' keywords mean what they mean there: ``activation_fn`` (a torch module) for
         ``activation``, ``apply_softmax`` (softmax over the labels after the activation, several labels only),
-        ``convert_to_numpy=False`` (a list of one tensor per pair); ``prompt_name`` / ``prompt`` only as None, and
+        ``convert_to_numpy=False`` (a list of one tensor per pair), ``prompt_name`` / ``prompt`` (``resolve_prompt``:
+        the model's default prompt when neither is given; ``prompt=""`` for none), and
         sentence-transformers' multi-process keywords ``device`` / ``pool`` / ``chunk_size`` only as None (its own
         ``mine_hard_negatives`` passes ``pool=None``): fastrank scores in this process, on the model's device. Its
         older names work as there: ``sentences`` (and fastrank's ``pairs``) for ``inputs``, ``activation_fct`` for
@@ -635,8 +701,7 @@ class CrossEncoder(torch.nn.Module):
         batch_size = check_positive_int(batch_size, "batch_size")
         max_tokens = check_positive_int(max_tokens, "max_tokens", optional=True)
         activation = _activation_arg(activation, activation_fn)
-        if prompt_name is not None or prompt is not None:
-            raise ValueError("fastrank cross-encoders take no prompts: prompt_name / prompt must be None")
+        prompt = self.resolve_prompt(prompt, prompt_name)
         if device is not None or pool is not None or chunk_size is not None:
             raise ValueError("fastrank scores in this process on the model's device: device / pool / chunk_size "
                              "must be None (move the model with .to(device); a Reranker scores batches in parallel "
@@ -644,7 +709,7 @@ class CrossEncoder(torch.nn.Module):
         if is_single_pair(pairs):
             one = tuple(pairs.tolist() if isinstance(pairs, np.ndarray) else pairs)
             return self.predict([one], batch_size, activation, show_progress_bar, max_tokens, convert_to_tensor,
-                                apply_softmax=apply_softmax, convert_to_numpy=convert_to_numpy)[0]
+                                apply_softmax=apply_softmax, convert_to_numpy=convert_to_numpy, prompt=prompt or "")[0]
         pairs, index = distinct_pairs(check_pairs(pairs))  # a repeated pair is scored once: copies tie exactly
         n = len(pairs)
         if n == 0:
@@ -654,7 +719,7 @@ class CrossEncoder(torch.nn.Module):
         self.model.eval()
         if show_progress_bar is None:
             show_progress_bar = logger.isEnabledFor(logging.INFO) and n > 10 * batch_size
-        encoder, names = self.pair_encoder(), self.input_names
+        encoder, names = self.pair_encoder(prompt), self.input_names
 
         def scores(batch: dict[str, np.ndarray]) -> np.ndarray:
             logits = self(**{k: torch.from_numpy(batch[k]).to(self.device) for k in names}).float()
@@ -690,13 +755,17 @@ class CrossEncoder(torch.nn.Module):
         activation: str | None = None,
         show_progress_bar: bool | None = None,
         activation_fn: Any = None,
+        *,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
         **legacy: Any,
     ) -> list[RankedDoc]:
         """Score every document against ``query`` and return them best first (ties keep the caller's order). Input
         is checked as ``Reranker.rerank`` checks it (a non-empty query, a list of strings or ``{"text", "title"}``
         mappings, ``top_k`` >= 0). Each result also reads as sentence-transformers' dict: ``r["corpus_id"]``,
-        ``r["score"]``, ``r["text"]``. sentence-transformers' deprecated ``apply_softmax``, ``convert_to_tensor``,
-        ``convert_to_numpy`` and ``num_workers`` do nothing here either; ``activation_fct`` is ``activation_fn``."""
+        ``r["score"]``, ``r["text"]``; ``prompt_name`` / ``prompt`` as in ``predict``. sentence-transformers'
+        deprecated ``apply_softmax``, ``convert_to_tensor``, ``convert_to_numpy`` and ``num_workers`` do nothing here
+        either; ``activation_fct`` is ``activation_fn``."""
         from fastrank.reranker import check_rerank_input, relevance, relevance_order
 
         legacy = st_legacy_keywords(legacy, {"activation_fct": "activation_fn"},
@@ -707,7 +776,7 @@ class CrossEncoder(torch.nn.Module):
         if not docs:
             return []
         logits = self.predict([(query, d) for d in docs], batch_size=batch_size, activation="identity",
-                              show_progress_bar=show_progress_bar)
+                              show_progress_bar=show_progress_bar, prompt=self.resolve_prompt(prompt, prompt_name))
         scores = relevance(logits, activation or self.activation)
         order = np.argsort(-relevance_order(logits), kind="stable")[:top_k]
         return [
@@ -771,6 +840,10 @@ class CrossEncoder(torch.nn.Module):
         self.model.save_pretrained(directory, safe_serialization=True)
         self.tokenizer.model_max_length = self.max_length
         self.tokenizer.save_pretrained(directory)
-        meta = {"activation_fn": st_activation, "model_type": "CrossEncoder"}
+        meta = {"activation_fn": st_activation, "model_type": "CrossEncoder", "prompts": self.prompts,
+                "default_prompt_name": self.default_prompt_name}
         (directory / "config_sentence_transformers.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        if self.prompts:  # sentence-transformers (6+) reads prompts only from a folder it loads whole
+            for name, content in _st_layout(self.max_length).items():
+                (directory / name).write_text(json.dumps(content, indent=2), encoding="utf-8")
         write_card(self, directory, served_as)

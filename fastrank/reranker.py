@@ -81,7 +81,8 @@ def fusion_relevance(logits: np.ndarray, activation: str) -> np.ndarray:
 
 
 def artifact_encoder(path: Path, manifest: dict[str, Any]) -> PairEncoder:
-    """The pair encoder of an exported artifact: its tokenizer.json with the manifest's max_length and pad id."""
+    """The pair encoder of an exported artifact: its tokenizer.json with the manifest's max_length, pad id and the
+    prompt that opens each query (``query_prompt``, the model's default prompt at export)."""
     from tokenizers import Tokenizer
 
     file = path / "tokenizer.json"
@@ -89,7 +90,8 @@ def artifact_encoder(path: Path, manifest: dict[str, Any]) -> PairEncoder:
         tokenizer = Tokenizer.from_file(str(file))
     except Exception as exc:  # tokenizers raises a bare Exception for missing or malformed files
         raise ModelLoadError(f"could not read the tokenizer {str(file)!r}: {exc}") from exc
-    return PairEncoder(tokenizer, int(manifest["max_length"]), int(manifest.get("pad_token_id", 0)))
+    return PairEncoder(tokenizer, int(manifest["max_length"]), int(manifest.get("pad_token_id", 0)),
+                       manifest.get("query_prompt") or "")
 
 
 def auto_backend(path: str, manifest: dict[str, Any] | None) -> str:
@@ -232,7 +234,7 @@ class Reranker:
             self.activation = self.manifest["activation"]
             self._warn_about(self.manifest)
         elif hasattr(self.backend, "model"):  # a plain checkpoint: the CrossEncoder's own encoder and activation
-            self.encoder = self.backend.model.pair_encoder()
+            self.encoder = self.backend.model.pair_encoder(self.backend.model.default_prompt)
             self.activation = self.backend.model.activation
         else:
             raise ModelLoadError(f"{self.path}: backend {name!r} needs an exported artifact (fastrank.json)")

@@ -280,8 +280,8 @@ def test_at_k_is_one_cut_off_with_ndcg_as_primary_metric(caplog):
             RerankingEvaluator(SAMPLES, at_k=bad)
     with pytest.raises(TypeError, match="keyword-only"):
         RerankingEvaluator(SAMPLES, 10)  # their second positional argument is at_k, ours is name
-    with pytest.raises(ValueError, match="prompt_name"):
-        RerankingEvaluator(SAMPLES, at_k=10, prompt_name="query")
+    with pytest.raises(TypeError, match="prompt_name must be the name of one of the model's prompts"):
+        RerankingEvaluator(SAMPLES, at_k=10, prompt_name=["query"])
     with pytest.raises(ValueError, match="write_csv=True needs at_k"):
         RerankingEvaluator(SAMPLES, write_csv=True)
 

@@ -108,8 +108,10 @@ def test_manifest_fields(fp32_o3, tiny_model_dir):
 
 def test_newer_or_broken_manifest_is_a_clear_error(fp32_o3, tmp_path):
     out, manifest = fp32_o3
-    (tmp_path / "fastrank.json").write_text(json.dumps({**manifest, "manifest_version": 2}))
-    with pytest.raises(ModelLoadError, match="manifest_version 2, written by a newer fastrank"):
+    from fastrank.export import MANIFEST_VERSION
+
+    (tmp_path / "fastrank.json").write_text(json.dumps({**manifest, "manifest_version": MANIFEST_VERSION + 1}))
+    with pytest.raises(ModelLoadError, match=f"manifest_version {MANIFEST_VERSION + 1}, written by a newer fastrank"):
         read_manifest(tmp_path)
     (tmp_path / "fastrank.json").write_text("{not json")
     with pytest.raises(ModelLoadError, match="not valid JSON"):
@@ -516,3 +518,38 @@ def test_sigterm_during_an_export_leaves_no_temporary_directory(tiny_model_dir, 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_prompted_model_exports_with_its_prompt(tiny_model_dir, tmp_path, monkeypatch):
+    """The default prompt opens every query in the artifact too (Reranker, windows, the Triton tokenizer): before,
+    prompts were dropped, so an artifact scored what the checkpoint did not. A reader that predates prompts
+    refuses the artifact rather than scoring it without."""
+    import numpy as np
+
+    import fastrank.export.manifest as manifest_module
+    from fastrank import CrossEncoder, Reranker
+    from fastrank.export.triton import write_repository
+    from triton_stub import Tensor, load_tokenizer_model
+
+    model = CrossEncoder(tiny_model_dir, max_length=64, device="cpu", prompts={"q": "query: "},
+                         default_prompt_name="q")
+    model.save(tmp_path / "ckpt")
+    pairs = [("capital of france", "paris is the capital"), ("capital of france", "berlin " * 80)]
+    expected = model.predict(pairs, activation="identity")
+    assert np.abs(expected - model.predict(pairs, activation="identity", prompt="")).max() > 1e-4
+    manifest = export_model(tmp_path / "ckpt", tmp_path / "onnx", optimize="O1", num_threads=1)
+    assert manifest["query_prompt"] == "query: " and manifest["manifest_version"] == 2
+    for path in (tmp_path / "onnx", tmp_path / "ckpt"):
+        np.testing.assert_allclose(Reranker(path).predict(pairs, activation="identity"), expected, atol=1e-4)
+    windows = Reranker(tmp_path / "onnx", long_documents="windows", window_stride=8)
+    encoded, owners = windows.encode(pairs[:1])  # a pair that fits: one window, the query's prompt in it
+    np.testing.assert_array_equal(encoded.input_ids[0], model.tokenizer("query: " + pairs[0][0], pairs[0][1])["input_ids"])
+    triton = load_tokenizer_model(write_repository(tmp_path / "onnx", tmp_path / "repo"), monkeypatch)
+    request = {"QUERY": Tensor("QUERY", np.array([pairs[0][0].encode()], dtype=object)),
+               "DOCUMENT": Tensor("DOCUMENT", np.array([pairs[0][1].encode()], dtype=object))}
+    (outputs,) = triton.execute([request])
+    ids = {t.name: t.array for t in outputs}["input_ids"][0]
+    np.testing.assert_array_equal(ids[ids != 0], encoded.input_ids[0])
+    monkeypatch.setattr(manifest_module, "MANIFEST_VERSION", 1)  # a fastrank from before prompts
+    with pytest.raises(ModelLoadError, match="manifest_version 2, written by a newer fastrank"):
+        read_manifest(tmp_path / "onnx")

@@ -31,7 +31,9 @@ def test_predict_takes_sentence_transformers_keywords(tiny_model_dir, three_labe
     listed = ours.predict(PAIRS, convert_to_numpy=False)
     assert isinstance(listed, list) and len(listed) == 3 and all(isinstance(t, torch.Tensor) for t in listed)
     np.testing.assert_allclose([float(t) for t in listed], theirs.predict(PAIRS), atol=1e-5)
-    with pytest.raises(ValueError, match="take no prompts"):
+    with pytest.raises(ValueError, match="not found"):  # a model without prompts: a ValueError in both
+        theirs.predict(PAIRS, prompt_name="query")
+    with pytest.raises(ValueError, match=r"prompt_name 'query' is not one of this model's prompts \[\]"):
         ours.predict(PAIRS, prompt_name="query")
     with pytest.raises(ValueError, match="has no fastrank equivalent"):
         ours.predict(PAIRS, activation_fn=torch.nn.Tanh())
@@ -247,24 +249,15 @@ def test_num_labels_from_config_kwargs_and_sentence_bert_config_max_seq_length(t
                                st_ce.CrossEncoder(str(copy), device="cpu").predict(long_pairs), atol=1e-6)
 
 
-def test_a_causal_lm_reranker_is_refused_and_a_default_prompt_is_warned_about(tiny_model_dir, tmp_path, caplog,
-                                                                               monkeypatch):
+def test_a_causal_lm_reranker_is_refused(tiny_model_dir, tmp_path, monkeypatch):
     """A sentence-transformers cross-encoder scored by LogitScore (a causal LM's yes/no logits) loaded with a
-    random head, warned about as an embedding model; a default prompt, which sentence-transformers prepends to
-    every query, was dropped without a word."""
+    random head, warned about as an embedding model."""
     import json
     import shutil
 
     from fastrank import CrossEncoder
 
-    st_ce.CrossEncoder(str(tiny_model_dir), prompts={"rerank": "Judge relevance: "},
-                       default_prompt_name="rerank").save(str(tmp_path / "prompted"))
-    with caplog.at_level("WARNING", logger="fastrank.model"):
-        ours = CrossEncoder(tmp_path / "prompted", device="cpu")
-    assert "sets the default prompt 'rerank' ('Judge relevance: '), which sentence-transformers prepends" in caplog.text
-    theirs = st_ce.CrossEncoder(str(tmp_path / "prompted"), device="cpu")
-    prompted = [("Judge relevance: " + q, d) for q, d in PAIRS]  # the warning's advice gives their scores
-    np.testing.assert_allclose(ours.predict(prompted), theirs.predict(PAIRS), atol=1e-6)
+    st_ce.CrossEncoder(str(tiny_model_dir)).save(str(tmp_path / "prompted"))
     causal = tmp_path / "causal"
     shutil.copytree(tmp_path / "prompted", causal)
     modules = json.loads((causal / "modules.json").read_text())
@@ -314,3 +307,69 @@ def test_which_saved_activation_wins_as_in_sentence_transformers(tiny_model_dir,
     (folder / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "sentence_transformers"}))
     with pytest.raises(ModelLoadError, match=r"saved with activation 'mypkg.Identity', which fastrank does not apply"):
         CrossEncoder(folder, device="cpu")
+
+
+def test_prompts_score_as_in_sentence_transformers(tiny_model_dir, tmp_path):
+    """A saved default prompt opens every query, a named or given prompt replaces it, ``prompt=""`` drops it, as in
+    sentence-transformers (fastrank dropped prompts, with a warning); prompts a fastrank model is given are saved
+    where sentence-transformers reads them."""
+    import json
+    import shutil
+
+    from fastrank import CrossEncoder
+
+    prompts = {"rerank": "Judge relevance: ", "short": "q: "}
+    st_ce.CrossEncoder(str(tiny_model_dir), prompts=prompts, default_prompt_name="rerank").save(str(tmp_path / "st"))
+    theirs = st_ce.CrossEncoder(str(tmp_path / "st"), device="cpu")
+    ours = CrossEncoder(tmp_path / "st", device="cpu")
+    assert ours.prompts == prompts and ours.default_prompt_name == "rerank"
+    plain = CrossEncoder(tiny_model_dir, device="cpu").predict(PAIRS)
+    prompted = ours.predict(PAIRS)
+    assert np.abs(prompted - plain).max() > 1e-4  # the prompt changes the scores (it was dropped)
+    np.testing.assert_allclose(prompted, theirs.predict(PAIRS), atol=1e-6)
+    for keywords in ({"prompt_name": "short"}, {"prompt": "Find: "}, {"prompt": ""}):
+        np.testing.assert_allclose(ours.predict(PAIRS, **keywords), theirs.predict(PAIRS, **keywords), atol=1e-6)
+    np.testing.assert_allclose(ours.predict(PAIRS, prompt=""), plain, atol=1e-6)
+    np.testing.assert_allclose(ours.predict(PAIRS[0]), theirs.predict(PAIRS[0]), atol=1e-6)  # one pair alone
+    ranked = ours.rank(QUERY, DOCS, prompt_name="short")
+    expected = theirs.rank(QUERY, DOCS, prompt_name="short")
+    assert [r["corpus_id"] for r in ranked] == [r["corpus_id"] for r in expected]
+    np.testing.assert_allclose([r["score"] for r in ranked], [r["score"] for r in expected], atol=1e-6)
+    with pytest.raises(ValueError, match=r"prompt_name 'missing' is not one of this model's prompts \['rerank', "):
+        ours.predict(PAIRS, prompt_name="missing")
+    with pytest.raises(ValueError, match=r"default_prompt_name 'nope' is not one of the prompts"):
+        CrossEncoder(tmp_path / "st", device="cpu", default_prompt_name="nope")
+    with pytest.raises(TypeError, match=r"prompts must be a dict of name -> text"):
+        CrossEncoder(tiny_model_dir, device="cpu", prompts="query: ")
+    with pytest.raises(TypeError, match=r"prompt must be a string"):
+        ours.predict(PAIRS, prompt=3)
+
+    given = CrossEncoder(tiny_model_dir, device="cpu", prompts={"q": "query: "}, default_prompt_name="q")
+    given.save(tmp_path / "ours")
+    saved = json.loads((tmp_path / "ours" / "config_sentence_transformers.json").read_text())
+    assert saved["prompts"] == {"q": "query: "} and saved["default_prompt_name"] == "q"
+    reloaded = st_ce.CrossEncoder(str(tmp_path / "ours"), device="cpu")
+    assert reloaded.prompts == {"q": "query: "} and reloaded.default_prompt_name == "q"
+    np.testing.assert_allclose(given.predict(PAIRS), reloaded.predict(PAIRS), atol=1e-6)
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator as TheirEvaluator
+
+    from fastrank import RerankingEvaluator
+
+    samples = [{"query": QUERY, "positive": [DOCS[1]], "documents": DOCS},
+               {"query": "capital of france", "positive": ["Paris is the capital."], "documents": ["Berlin."]}]
+    for name in ("short", None):
+        want = TheirEvaluator(samples, at_k=10, write_csv=False, prompt_name=name)(theirs)
+        for evaluator in (TheirEvaluator(samples, at_k=10, write_csv=False, prompt_name=name),
+                          RerankingEvaluator(samples, at_k=10, prompt_name=name)):
+            got = evaluator(ours)
+            assert {k: got[k] for k in want} == pytest.approx(want, abs=1e-6)
+    with pytest.raises(ValueError, match=r"prompt_name 'missing' is not one of this model's prompts"):
+        RerankingEvaluator(samples, prompt_name="missing")(ours)
+
+    plain_folder = tmp_path / "plain"  # no modules.json: sentence-transformers reads no saved prompts there
+    shutil.copytree(tmp_path / "st", plain_folder)
+    (plain_folder / "modules.json").unlink()
+    assert CrossEncoder(plain_folder, device="cpu").prompts == st_ce.CrossEncoder(str(plain_folder)).prompts == {}
+    mine = CrossEncoder(tmp_path / "st", device="cpu", prompts={"rerank": "Mine: "})  # given wins over saved
+    assert mine.prompts == {"rerank": "Mine: ", "short": "q: "}
+    np.testing.assert_allclose(mine.predict(PAIRS), theirs.predict(PAIRS, prompt="Mine: "), atol=1e-6)

@@ -285,7 +285,7 @@ class RerankingEvaluator:
             scores 0). Such samples also report ``base_*`` metrics: the documents' given order, before reranking.
         write_csv: with ``at_k`` and an ``output_path``, also append ``epoch, steps, MAP, MRR@k, NDCG@k`` to
             ``CrossEncoderRerankingEvaluator[_name]_results_@k.csv`` in that directory, as sentence-transformers.
-        prompt_name: accepted as None only (fastrank's models take no prompts).
+        prompt_name: the model's prompt to score with (``predict(..., prompt_name=...)``); None: its default.
         mrr_at_k: sentence-transformers' deprecated name for ``at_k``.
 
     Differences from sentence-transformers' ``CrossEncoderRerankingEvaluator`` (same values and key names on
@@ -297,7 +297,7 @@ class RerankingEvaluator:
     - a query without any positive is skipped and counted (``num_skipped_no_positive``); theirs adds 0 to every mean.
     - ties: relevant documents rank after the non-relevant ones they tie with; theirs averages ties (sklearn) for
       MAP/NDCG and orders them by position for MRR.
-    - not supported: ``prompt_name`` other than None; a dict of samples (pass ``list(samples.values())``); the
+    - not supported: a dict of samples (pass ``list(samples.values())``); the
       model card data theirs records.
 
     Attributes:
@@ -328,9 +328,9 @@ class RerankingEvaluator:
         batch_size = check_positive_int(batch_size, "batch_size")
         if not isinstance(always_rerank_positives, bool):
             raise TypeError(f"always_rerank_positives must be True or False, got {always_rerank_positives!r}")
-        if prompt_name is not None:
-            raise ValueError(f"prompt_name={prompt_name!r} is not supported: fastrank's models take no prompts; "
-                             "put any instruction into the queries themselves")
+        if prompt_name is not None and not isinstance(prompt_name, str):
+            raise TypeError(f"prompt_name must be the name of one of the model's prompts (a str) or None, got "
+                            f"{prompt_name!r}")
         if not isinstance(name, str):
             raise TypeError(f"name must be a string, got {name!r}; at_k and the other sentence-transformers options "
                             f"are keyword-only here (at_k=10), since the second positional argument is name")
@@ -341,6 +341,7 @@ class RerankingEvaluator:
         ]
         self.name = name
         self.batch_size = batch_size
+        self.prompt_name = prompt_name
         self.show_progress_bar = show_progress_bar
         self.at_k = at_k
         self.always_rerank_positives = always_rerank_positives
@@ -452,8 +453,9 @@ class RerankingEvaluator:
         start = time.perf_counter()
         multi_class = int(getattr(model, "num_labels", 1) or 1) > 1  # fastrank's, sentence-transformers' models
         if pairs:
+            prompt = {} if self.prompt_name is None else {"prompt_name": self.prompt_name}
             raw = predict(pairs, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar,
-                          **logits_keyword(predict))
+                          **logits_keyword(predict), **prompt)
             all_scores = np.asarray(raw, dtype=np.float64)
         else:
             all_scores = np.zeros(0)

@@ -47,7 +47,7 @@ class ArtifactBuilder:
         self.optimize, self.opset, self.bounds = optimize, opset, bounds
         self.int8_config, self.num_threads = int8_config, num_threads
         self.groups, self.groups_source = normalize_groups(verify_pairs)
-        self.encoder = self.model.pair_encoder()
+        self.encoder = self.model.pair_encoder(self.model.default_prompt)  # the artifact scores as predict() does
         self.input_names = self.model.input_names  # narrowed to the traced graph's inputs once it is exported
         self._reference = None
         self._graphs: dict[str, tuple[Path, dict[str, int]]] = {}
@@ -189,14 +189,16 @@ class ArtifactBuilder:
         import torch
 
         import fastrank
-        from fastrank.export.manifest import MANIFEST_VERSION, source_sha256
+        from fastrank.export.manifest import PROMPT_MANIFEST_VERSION, source_sha256
 
         sha, hashed = source_sha256(self.source_dir, self.model.model.state_dict())
         max_length = int(self.model.max_length)
         onnx_format = rung.format == "onnx"
+        prompt = self.encoder.query_prefix
         return {
             "fastrank_version": fastrank.__version__,
-            "manifest_version": MANIFEST_VERSION,
+            # a prompt needs a reader that applies it: an older fastrank refuses the artifact instead of ignoring it
+            "manifest_version": PROMPT_MANIFEST_VERSION if prompt else 1,
             "format": rung.format,
             "precision": rung.precision,
             "rung": rung.name,
@@ -217,6 +219,7 @@ class ArtifactBuilder:
             "activation": self.model.activation,
             "num_labels": int(self.model.num_labels),
             "pad_token_id": int(self.encoder.pad_token_id),
+            **({"query_prompt": prompt} if prompt else {}),
             "model_type": getattr(self.model.config, "model_type", None),
             "source": _source_name(self.model.name_or_path),
             "head_initialized": self.head_initialized,

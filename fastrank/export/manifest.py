@@ -15,7 +15,8 @@ from typing import Any
 from fastrank.errors import ModelLoadError
 
 MANIFEST_NAME = "fastrank.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # the newest this fastrank reads
+PROMPT_MANIFEST_VERSION = 2  # an artifact whose queries open with a prompt (``query_prompt``) needs a reader of 2+
 FORMATS = ("onnx", "torch")
 REQUIRED_FIELDS = ("manifest_version", "format", "precision", "input_names", "output_name", "max_length",
                    "activation", "num_labels")

@@ -55,13 +55,14 @@ class TritonPythonModel:
         self.outputs = manifest["input_names"]
         self.dtype = np.dtype(manifest.get("triton_token_dtype", "int64"))  # what the scoring model takes
         self.widths = manifest.get("triton_pad_widths") or []
+        self.prompt = manifest.get("query_prompt") or ""  # the model's default prompt opens each query
 
     def execute(self, requests):
         responses = []
         for request in requests:
             queries = pb_utils.get_input_tensor_by_name(request, "QUERY").as_numpy().reshape(-1)
             docs = pb_utils.get_input_tensor_by_name(request, "DOCUMENT").as_numpy().reshape(-1)
-            pairs = [(q.decode("utf-8"), d.decode("utf-8")) for q, d in zip(queries, docs)]
+            pairs = [(self.prompt + q.decode("utf-8"), d.decode("utf-8")) for q, d in zip(queries, docs)]
             encs = self.tokenizer.encode_batch(pairs)
             longest = max(len(e.ids) for e in encs)
             # a few fixed widths: Triton's dynamic batcher merges only requests whose shapes match
