@@ -126,6 +126,12 @@ def render_model_card(model: Any, served_as: str | None = None) -> str:
         }),
         "",
     ]
+    prompt = getattr(model, "default_prompt", None)
+    if prompt:
+        parts += ["## Prompt", "",
+                  f"The default prompt `{model.default_prompt_name}`, {json.dumps(prompt)}, opens every query. "
+                  "fastrank (CrossEncoder, Reranker, an export) and sentence-transformers 6+ apply it from the saved "
+                  "configuration; elsewhere, put it before your queries yourself.", ""]
     if "train_data" in data:
         parts += ["## Training data", "", str(data["train_data"]), ""]
     if data.get("train_datasets"):

@@ -368,8 +368,10 @@ class Reranker:
         return self.backend.warmup()
 
     def describe(self) -> dict[str, Any]:
-        """What runs: the model, the backend's own description, max_length and the long-document settings."""
+        """What runs: the model, the backend's own description, max_length, the prompt that opens each query and the
+        long-document settings."""
         return {"model": self.path, **self.backend.describe(), "max_length": self.max_length,
+                "query_prompt": self.encoder.query_prefix or None,
                 "long_documents": self.long_documents, "window_stride": self.window_stride,
                 "batch_size": self.batch_size, "max_tokens": self.max_tokens}
 

@@ -540,7 +540,9 @@ def test_a_prompted_model_exports_with_its_prompt(tiny_model_dir, tmp_path, monk
     manifest = export_model(tmp_path / "ckpt", tmp_path / "onnx", optimize="O1", num_threads=1)
     assert manifest["query_prompt"] == "query: " and manifest["manifest_version"] == 2
     for path in (tmp_path / "onnx", tmp_path / "ckpt"):
-        np.testing.assert_allclose(Reranker(path).predict(pairs, activation="identity"), expected, atol=1e-4)
+        reranker = Reranker(path)
+        np.testing.assert_allclose(reranker.predict(pairs, activation="identity"), expected, atol=1e-4)
+        assert reranker.describe()["query_prompt"] == "query: "
     windows = Reranker(tmp_path / "onnx", long_documents="windows", window_stride=8)
     encoded, owners = windows.encode(pairs[:1])  # a pair that fits: one window, the query's prompt in it
     np.testing.assert_array_equal(encoded.input_ids[0], model.tokenizer("query: " + pairs[0][0], pairs[0][1])["input_ids"])

@@ -636,7 +636,7 @@ def test_warmup_ratio_gives_sentence_transformers_warmup_steps(tiny_model_dir, t
     ({"batch_sampler": "group_by_label"}, r"batch_sampler='group_by_label' is not supported; fastrank supports "
                                           r"'batch_sampler' .* and 'no_duplicates'"),
     ({"multi_dataset_batch_sampler": "other"}, "multi_dataset_batch_sampler='other' is not supported"),
-    ({"prompts": "query: "}, r"prompts is not supported .*prepend the prompt to the query column"),
+    ({"prompts": {"a": "query: ", "b": "q: "}}, r"prompts maps 2 datasets to prompts .*give its prompt as a string"),
     ({"router_mapping": {"query": "q"}}, "router_mapping is not supported .*no Router module"),
     ({"learning_rate_mapping": {"classifier": 1e-3}}, r"learning_rate_mapping is not supported .*optimizers="),
 ])
@@ -1110,3 +1110,74 @@ def test_resume_counts_epochs_in_optimizer_steps(tmp_path):
                                             r"1.25 makes; give --epochs 1.333 or more") as caught:
         _check_epochs_left(tmp_path, 1.25)  # 15 steps
     _check_epochs_left(tmp_path, float(str(caught.value).split("give --epochs ")[1].split()[0]))
+
+
+def test_training_prompts_open_every_query_as_if_written_into_the_data(tiny_model_dir, tmp_path, caplog):
+    """``CrossEncoderTrainingArguments(prompts=...)`` trains exactly as the same prompt prepended to the query
+    column (sentence-transformers' meaning); it was refused. A prompt the model does not score with is warned
+    about, since its scores would come from inputs it was not trained on."""
+    import datasets
+    import torch
+
+    from fastrank import CrossEncoder
+    from fastrank.training import CrossEncoderCollator, CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    rows = {"query": ["tiger", "apple", "river", "cloud"] * 4,
+            "document": ["the tiger is good", "the apple is bad", "the river is good", "the cloud is bad"] * 4,
+            "label": [1.0, 0.0, 1.0, 0.0] * 4}
+    plain = datasets.Dataset.from_dict(rows)
+    written = datasets.Dataset.from_dict({**rows, "query": ["query: " + q for q in rows["query"]]})
+
+    def trained(dataset, caplog_level="WARNING", **kw):
+        torch.manual_seed(0)
+        model = CrossEncoder(tiny_model_dir, device="cpu", max_length=32, **kw.pop("model", {}))
+        args = CrossEncoderTrainingArguments(output_dir=str(tmp_path / "out"), save_strategy="no", max_steps=3,
+                                             per_device_train_batch_size=4, learning_rate=1e-3, use_cpu=True,
+                                             group_by_pair_length=False, seed=0, **kw)
+        CrossEncoderTrainer(model=model, args=args, train_dataset=dataset).train()
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    with caplog.at_level("WARNING", logger="fastrank.training.trainer"):
+        prompted = trained(plain, prompts="query: ")
+    assert "training with prompt 'query: ', but the model scores with its default prompt None" in caplog.text
+    caplog.clear()
+    by_hand = trained(written)
+    assert torch.equal(prompted, by_hand)
+    assert not torch.equal(prompted, trained(plain))  # the prompt reached the model
+    with caplog.at_level("WARNING", logger="fastrank.training.trainer"):
+        same = trained(plain, prompts={"only": "query: "},
+                       model={"prompts": {"q": "query: "}, "default_prompt_name": "q"})
+    assert torch.equal(same, prompted) and "training with prompt" not in caplog.text  # trains as it scores
+    batch = CrossEncoderCollator(["query", "documents", "labels"], prompt="q: ")(
+        [{"query": "a", "documents": ["x", "y"], "labels": [1, 0]}])
+    assert batch["inputs"] == [["q: a"], [["x", "y"]]]
+    with pytest.raises(TypeError, match="prompts must be a string put before every query"):
+        CrossEncoderTrainingArguments(output_dir=str(tmp_path), prompts=3)
+
+
+def test_train_prompt_trains_and_saves_the_prompt(toy_data, tiny_model_dir, tmp_path):
+    """``fastrank train --prompt``: trained exactly as the prompt written into the data, and the saved model
+    scores (and says on its card) with it."""
+    import numpy as np
+    import torch
+
+    from fastrank import CrossEncoder
+    from fastrank.training.recipe import train
+
+    written = tmp_path / "written"
+    written.mkdir()
+    for name in ("train", "test"):
+        rows = [json.loads(line) for line in (toy_data / f"{name}.jsonl").read_text().splitlines()]
+        (written / f"{name}.jsonl").write_text("".join(json.dumps({**r, "query": "query: " + r["query"]}) + "\n"
+                                                      for r in rows))
+    prompted = train(_config(toy_data, tiny_model_dir, tmp_path / "prompted", epochs=1, prompt="query: "))
+    by_hand = train(_config(written, tiny_model_dir, tmp_path / "by_hand", epochs=1))
+    assert prompted["eval_after"]["metrics"] == by_hand["eval_after"]["metrics"]
+    ours, theirs = CrossEncoder(tmp_path / "prompted", device="cpu"), CrossEncoder(tmp_path / "by_hand", device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), theirs.parameters()))
+    assert ours.default_prompt == "query: " and theirs.default_prompt is None
+    np.testing.assert_allclose(ours.predict([("tiger", "the tiger is good")]),
+                               theirs.predict([("query: tiger", "the tiger is good")]), atol=1e-6)
+    assert '`query`, "query: ", opens every query' in (tmp_path / "prompted" / "README.md").read_text()
+    with pytest.raises(ValueError, match="prompt must be a string put before every query"):
+        train(_config(toy_data, tiny_model_dir, tmp_path / "bad", prompt=3))

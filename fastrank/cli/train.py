@@ -83,6 +83,9 @@ def train_command(
         "--first-stage-weight", help="Train as a correction to the embedding model: rank by logit + W * its score "
         "(listwise losses; score the result with fastrank.losses.prior.PriorReranker). Experimental: it did not "
         "help on WikiQA, see bench/RESULTS.md.")] = None,
+    prompt: Annotated[str | None, typer.Option(
+        "--prompt", help="Text put before every query, in training and when the saved model scores (e.g. 'query: "
+                         "'); default: the base model's own default prompt, if it has one.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Resume an unfinished run from its last finished "
                                                           "checkpoint, kept in OUT.checkpoints (removed once a run "
                                                           "finishes), with that run's settings and data (--epochs "
@@ -94,7 +97,7 @@ def train_command(
 
     given = {"base": base, "loss": loss, "epochs": epochs, "lr": lr, "batch_size": batch_size,
              "max_length": max_length, "bf16": bf16, "seed": seed, "mine_negatives": mine_negatives,
-             "answer_negatives": answer_negatives, "first_stage_weight": first_stage_weight}
+             "answer_negatives": answer_negatives, "first_stage_weight": first_stage_weight, "prompt": prompt}
     try:
         options = json.loads(loss_options) if loss_options else {}
     except json.JSONDecodeError as exc:

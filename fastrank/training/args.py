@@ -36,6 +36,21 @@ def _option_value(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
+def _training_prompt(prompts: Any) -> str | None:
+    """sentence-transformers' ``prompts`` as the one prompt fastrank trains with (None: none). A dict maps dataset
+    names to prompts there; fastrank trains on one dataset, so a dict must hold one prompt."""
+    if prompts is None or prompts == "" or prompts == {}:
+        return None
+    if isinstance(prompts, dict):
+        if len(prompts) != 1:
+            raise ValueError(f"prompts maps {len(prompts)} datasets to prompts ({sorted(prompts)}), but fastrank "
+                             "trains on one dataset: give its prompt as a string, e.g. prompts='query: '")
+        prompts = next(iter(prompts.values()))
+    if not isinstance(prompts, str):
+        raise TypeError(f"prompts must be a string put before every query (e.g. 'query: ') or None, got {prompts!r}")
+    return prompts
+
+
 @dataclass
 class CrossEncoderTrainingArguments(TrainingArguments):
     """``transformers.TrainingArguments`` plus ``group_by_pair_length`` and sentence-transformers' argument names.
@@ -57,7 +72,10 @@ class CrossEncoderTrainingArguments(TrainingArguments):
       It shuffles without length grouping.
     - ``multi_dataset_batch_sampler``: accepted for compatibility; only matters for multi-dataset training,
       which fastrank does not support.
-    - ``prompts``, ``router_mapping``, ``learning_rate_mapping``: accepted only empty (unsupported).
+    - ``prompts``: a string put before every query while training and evaluating the loss, as there (the model
+      keeps scoring with its own prompts: give it the same as its default prompt to score as it was trained); a
+      per-dataset dict only with one entry, since fastrank trains on one dataset.
+    - ``router_mapping``, ``learning_rate_mapping``: accepted only empty (unsupported).
     """
 
     group_by_pair_length: bool = field(
@@ -75,7 +93,9 @@ class CrossEncoderTrainingArguments(TrainingArguments):
     multi_dataset_batch_sampler: str = field(
         default="proportional", metadata={"help": "Accepted for sentence-transformers compatibility; unused."}
     )
-    prompts: str | dict[str, str] | None = field(default=None, metadata={"help": "Unsupported; must stay None."})
+    prompts: str | dict[str, str] | None = field(
+        default=None, metadata={"help": "A prompt put before every query while training (e.g. 'query: ')."}
+    )
     router_mapping: str | dict[str, str] | None = field(default=None, metadata={"help": "Unsupported."})
     learning_rate_mapping: str | dict[str, float] | None = field(default=None, metadata={"help": "Unsupported."})
 
@@ -109,9 +129,8 @@ class CrossEncoderTrainingArguments(TrainingArguments):
             raise ValueError(f"multi_dataset_batch_sampler={self.multi_dataset_batch_sampler!r} is not supported; "
                              f"fastrank trains on one dataset (accepted: {', '.join(MULTI_DATASET_BATCH_SAMPLERS)})")
         self.multi_dataset_batch_sampler = multi
+        self.prompts = _training_prompt(self.prompts)
         unsupported = {
-            "prompts": "prepend the prompt to the query column instead, e.g. "
-                       "dataset.map(lambda row: {'query': prompt + row['query']})",
             "router_mapping": "fastrank cross-encoders have no Router module",
             "learning_rate_mapping": "build the optimizer's parameter groups yourself and pass "
                                      "CrossEncoderTrainer(optimizers=(optimizer, None))",

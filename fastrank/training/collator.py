@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from fastrank.batching import check_prompt
 from fastrank.errors import DataError
 
 LABEL_COLUMNS = ("label", "labels", "score", "scores")
@@ -16,18 +17,22 @@ class CrossEncoderCollator:
     """Gathers text columns in dataset order and the label column (if any).
 
     Scalar labels become a float tensor; list labels (listwise / distillation formats) stay lists of lists,
-    since the lists differ in length and the losses pad them.
+    since the lists differ in length and the losses pad them. ``prompt`` opens every query (the first text column),
+    as sentence-transformers' ``prompts`` training argument does.
     """
 
-    def __init__(self, column_names: Sequence[str]) -> None:
+    def __init__(self, column_names: Sequence[str], prompt: str = "") -> None:
         labels = [c for c in column_names if c in LABEL_COLUMNS]
         if len(labels) > 1:
             raise DataError(f"dataset has several label columns {labels}; keep exactly one of {LABEL_COLUMNS}")
         self.label_column = labels[0] if labels else None
         self.text_columns = [c for c in column_names if c not in LABEL_COLUMNS]
+        self.prompt = check_prompt(prompt)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         batch: dict[str, Any] = {"inputs": [[f[c] for f in features] for c in self.text_columns]}
+        if self.prompt and batch["inputs"]:
+            batch["inputs"][0] = [self.prompt + q if isinstance(q, str) else q for q in batch["inputs"][0]]
         if self.label_column is not None:
             values = [f[self.label_column] for f in features]
             batch["label"] = values if isinstance(values[0], list) else torch.tensor(values, dtype=torch.float32)

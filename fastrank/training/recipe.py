@@ -69,6 +69,8 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     resume: bool = False
     show_progress_bar: bool = True
+    prompt: str | None = None  # put before every query in training, saved as the model's default prompt
+
 
     def check(self) -> None:
         """Refuse settings that cannot train, saying what was wrong and what is accepted (ValueError); ``train`` calls
@@ -76,6 +78,9 @@ class TrainConfig:
         from fastrank.batching import is_integer  # here: the CLI reads TrainConfig's defaults without numpy
 
         _check_number("epochs", self.epochs, "a finite number > 0 (fractions train part of an epoch)", low=0.0)
+        if self.prompt is not None and not isinstance(self.prompt, str):
+            raise ValueError(f"prompt must be a string put before every query (e.g. 'query: ') or None (the base "
+                             f"model's own default prompt, if any), got {self.prompt!r}")
         _check_number("lr", self.lr, "a finite number > 0, e.g. 1e-4", low=0.0)
         _check_number("weight_decay", self.weight_decay, "a finite number >= 0 (0 = no weight decay)", low=0.0,
                       low_ok=True)
@@ -583,6 +588,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     _check_negatives(config, groups)
     titled = join_titles(groups, separator) if separator else 0  # the dataset columns hold text
     model = CrossEncoder(config.base, max_length=config.max_length, num_labels=num_labels)
+    if config.prompt is not None:  # the model scores, and is saved, with the prompt it trains with
+        model.prompts = {**model.prompts, "query": config.prompt}
+        model.default_prompt_name = "query"
     loss = get_loss(config.loss, model, **options)
     prior = _set_first_stage_prior(loss, config) if config.first_stage_weight else None
     make_scorer = _scorer_factory(prior, config.first_stage_weight)
@@ -614,6 +622,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         disable_tqdm=not config.show_progress_bar,
         dataloader_drop_last=False,
         use_cpu=not torch.cuda.is_available(),
+        prompts=model.default_prompt or None,  # trained as it scores
     )
     steps = math.ceil(len(train_dataset) / config.batch_size) * config.epochs
     if steps < MIN_USEFUL_STEPS:

@@ -170,6 +170,17 @@ class _Evaluators:
         return merged
 
 
+def _check_training_prompt(model: CrossEncoder, prompt: str | None) -> None:
+    """Warn when the model would score with another prompt than it trains with (sentence-transformers trains with
+    ``args.prompts`` only, too): its scores would then come from inputs it was not trained on."""
+    scored = getattr(model, "default_prompt", None) or None
+    if scored != (prompt or None):
+        logger.warning("training with prompt %r, but the model scores with its default prompt %r (predict, rank, "
+                       "an export): set CrossEncoderTrainingArguments(prompts=%r) to train as it scores, or give the "
+                       "model the prompt it trains with (CrossEncoder(..., prompts={'query': ...}, "
+                       "default_prompt_name='query'))", prompt, scored, scored)
+
+
 def _default_loss(model: CrossEncoder):
     from fastrank.losses import BinaryCrossEntropyLoss, CrossEntropyLoss
 
@@ -239,7 +250,11 @@ class CrossEncoderTrainer(Trainer):
         if data_collator is None:
             first_eval = next(iter(eval_dataset.values())) if isinstance(eval_dataset, dict) else eval_dataset
             columns = train_dataset.column_names if train_dataset is not None else first_eval.column_names
-            data_collator = CrossEncoderCollator(columns)
+            data_collator = CrossEncoderCollator(columns, args.prompts or "")
+        elif args.prompts and data_collator.prompt != args.prompts:
+            raise ValueError(f"args.prompts is {args.prompts!r} but the data_collator's prompt is "
+                             f"{data_collator.prompt!r}: give the prompt once (leave data_collator out)")
+        _check_training_prompt(model, args.prompts)
         if compute_metrics is not None:
             logger.warning("compute_metrics is never called: evaluation reports the loss only (as in "
                            "sentence-transformers); pass evaluator=RerankingEvaluator(...) for ranking metrics")
