@@ -545,7 +545,8 @@ def test_a_prompted_model_exports_with_its_prompt(tiny_model_dir, tmp_path, monk
         assert reranker.describe()["query_prompt"] == "query: "
     windows = Reranker(tmp_path / "onnx", long_documents="windows", window_stride=8)
     encoded, owners = windows.encode(pairs[:1])  # a pair that fits: one window, the query's prompt in it
-    np.testing.assert_array_equal(encoded.input_ids[0], model.tokenizer("query: " + pairs[0][0], pairs[0][1])["input_ids"])
+    by_hand = model.tokenizer("query: " + pairs[0][0], pairs[0][1])["input_ids"]
+    np.testing.assert_array_equal(encoded.input_ids[0], by_hand)
     triton = load_tokenizer_model(write_repository(tmp_path / "onnx", tmp_path / "repo"), monkeypatch)
     request = {"QUERY": Tensor("QUERY", np.array([pairs[0][0].encode()], dtype=object)),
                "DOCUMENT": Tensor("DOCUMENT", np.array([pairs[0][1].encode()], dtype=object))}
