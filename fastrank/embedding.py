@@ -1,8 +1,9 @@
 """EmbeddingModel: a sentence-transformers-style bi-encoder loaded with transformers directly.
 
 Used for first-stage retrieval, hard-negative mining and as a baseline. It honours the directory's pooling config
-(``1_Pooling/config.json``: cls / mean / max / mean-sqrt-len), ``Normalize`` module and ``max_seq_length``, so
-embeddings equal sentence-transformers' ``encode`` without depending on sentence-transformers.
+(``1_Pooling/config.json``: cls / mean / max / mean-sqrt-len, ``include_prompt``), ``Normalize`` module,
+``max_seq_length`` and saved prompts (``encode_query`` / ``encode_document`` pick the ``query`` / ``document``
+prompt as sentence-transformers does), so embeddings equal sentence-transformers' without depending on it.
 """
 
 from __future__ import annotations
@@ -27,11 +28,15 @@ logger = logging.getLogger(__name__)
 POOLING_MODES = ("cls", "mean", "max", "mean_sqrt_len")
 
 
-def _read_st_config(location: Path) -> tuple[str, bool, int | None]:
-    """(pooling mode, normalize, max_seq_length) from a sentence-transformers directory; mean/False/None if absent."""
-    pooling, normalize, max_len = "mean", False, None
+def _read_st_config(location: Path) -> tuple[str, bool, int | None, bool, dict[str, Any]]:
+    """(pooling mode, normalize, max_seq_length, include_prompt, config_sentence_transformers.json) from a
+    sentence-transformers directory; mean/False/None/True/{} where absent (its saved prompts count only in a folder
+    with modules.json, as sentence-transformers reads them)."""
+    pooling, normalize, max_len, include_prompt, st_config = "mean", False, None, True, {}
     modules_file = location / "modules.json"
     if modules_file.is_file():
+        saved = location / "config_sentence_transformers.json"
+        st_config = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else {}
         modules = json.loads(modules_file.read_text(encoding="utf-8"))
         for mod in modules:
             kind = mod.get("type", "")
@@ -41,29 +46,65 @@ def _read_st_config(location: Path) -> tuple[str, bool, int | None]:
                 cfg_file = location / mod.get("path", "") / "config.json"
                 if cfg_file.is_file():
                     cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-                    modes = [m for m in POOLING_MODES if cfg.get(f"pooling_mode_{m}_token" if m == "cls" else
-                                                                 f"pooling_mode_{m}_tokens")]
-                    if len(modes) != 1:
-                        raise ModelLoadError(f"{cfg_file}: exactly one pooling mode is supported, found {modes}")
-                    pooling = modes[0]
+                    pooling = _pooling_mode(cfg, cfg_file)
+                    include_prompt = bool(cfg.get("include_prompt", True))
     st_cfg = location / "sentence_bert_config.json"
     if st_cfg.is_file():
         max_len = json.loads(st_cfg.read_text(encoding="utf-8")).get("max_seq_length")
-    return pooling, normalize, max_len
+    return pooling, normalize, max_len, include_prompt, st_config if isinstance(st_config, dict) else {}
+
+
+def _pooling_mode(cfg: dict[str, Any], path: Path) -> str:
+    """The pooling mode of a Pooling module's config: sentence-transformers 6's ``pooling_mode`` (a name, or a list
+    of one) or older versions' ``pooling_mode_*`` flags (none set: mean, as there). Several modes concatenated, or a
+    mode fastrank does not pool with (weightedmean, lasttoken), is a ModelLoadError."""
+    if "pooling_mode" in cfg:
+        modes = cfg["pooling_mode"]
+        modes = list(modes) if isinstance(modes, (list, tuple)) else [modes]
+        modes = ["mean_sqrt_len" if m == "mean_sqrt_len_tokens" else m for m in modes]
+    else:
+        modes = [m for m in POOLING_MODES if cfg.get(f"pooling_mode_{m}_token" if m == "cls" else
+                                                     f"pooling_mode_{m}_tokens")]
+        others = sorted(k for k, v in cfg.items() if k.startswith("pooling_mode_") and v) if not modes else []
+        modes = modes or (["unknown: " + ", ".join(others)] if others else ["mean"])
+    if len(modes) != 1 or modes[0] not in POOLING_MODES:
+        raise ModelLoadError(f"{path}: pooling {modes} is not supported; fastrank pools with exactly one of "
+                             f"{', '.join(POOLING_MODES)}")
+    return modes[0]
+
+
+# sentence-transformers' embedding models always hold these prompt names (empty unless saved): encode_query takes
+# "query", encode_document the first of DOCUMENT_PROMPT_NAMES it has
+_DEFAULT_PROMPTS = {"query": None, "document": None}
+DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
 
 
 class EmbeddingModel:
-    """Encode texts into fixed-size vectors with a bi-encoder (default: all-MiniLM-L6-v2, bundled offline)."""
+    """Encode texts into fixed-size vectors with a bi-encoder (default: all-MiniLM-L6-v2, bundled offline).
+
+    ``prompts`` / ``default_prompt_name`` as in sentence-transformers' ``SentenceTransformer``: merged over the
+    model's saved ones; ``encode`` applies the default prompt, ``encode_query`` the ``query`` prompt and
+    ``encode_document`` the ``document`` / ``passage`` / ``corpus`` one, unless a call names another. Queries and
+    documents are embedded through those two wherever fastrank retrieves or mines."""
 
     def __init__(self, model_name_or_path: str | Path = DEFAULT_BASE, *, max_length: int | None = None,
                  pooling: str | None = None, normalize: bool | None = None, device: str | None = None,
-                 dtype: str = "float32") -> None:
+                 dtype: str = "float32", prompts: dict[str, str] | None = None,
+                 default_prompt_name: str | None = None) -> None:
         from transformers import AutoModel, AutoTokenizer
+
+        from fastrank.model import merge_prompts
 
         cast = weight_dtype(dtype)  # float32 | float16 | bfloat16 | auto (the checkpoint's), as for CrossEncoder
         location = resolve_model_path(model_name_or_path)
         path = Path(location)
-        st_pooling, st_normalize, st_max = _read_st_config(path) if path.is_dir() else ("mean", False, None)
+        st_pooling, st_normalize, st_max, self.include_prompt, st_config = (
+            _read_st_config(path) if path.is_dir() else ("mean", False, None, True, {}))
+        if prompts is not None and not isinstance(prompts, dict):
+            raise TypeError(f"prompts must be a dict of name -> text (e.g. {{'query': 'query: '}}), got "
+                            f"{type(prompts).__name__}")
+        self.prompts, self.default_prompt_name = merge_prompts({**_DEFAULT_PROMPTS, **(prompts or {})},
+                                                               default_prompt_name, st_config, model_name_or_path)
         self.pooling = pooling or st_pooling
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
@@ -108,21 +149,36 @@ class EmbeddingModel:
         counts = m.sum(dim=1).clamp(min=1e-9)
         return summed / (counts if self.pooling == "mean" else counts.sqrt())
 
+    def _prompt_tokens(self, prompt: str) -> int:
+        """Leading tokens a prompt takes (the opening special token with it, not a closing one), which pooling
+        leaves out for a model saved with ``include_prompt: false``, as sentence-transformers counts them."""
+        ids = self._encoder.tokenizer.encode(prompt).ids
+        special = set(self.tokenizer.all_special_ids)
+        return len(ids) - 1 if ids and ids[-1] in special else len(ids)
+
     @torch.inference_mode()
-    def encode(self, texts: Sequence[Document], batch_size: int = 64,
-               show_progress_bar: bool | None = None) -> np.ndarray:
+    def encode(self, texts: Sequence[Document], batch_size: int = 64, show_progress_bar: bool | None = None, *,
+               prompt_name: str | None = None, prompt: str | None = None) -> np.ndarray:
         """Float32 embeddings (n, dim) in input order; texts are length-sorted into batches. A titled document
-        (``{"title", "text"}``) is embedded as the text a reranker reads: title, the tokenizer's separator, text."""
+        (``{"title", "text"}``) is embedded as the text a reranker reads: title, the tokenizer's separator, text.
+        ``prompt`` (or the prompt named ``prompt_name``; by default the model's default prompt) opens every text."""
+        from fastrank.model import pick_prompt
+
+        prompt = pick_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name, "EmbeddingModel") or ""
         texts = check_documents(texts, "texts")
-        texts = [document_text(t, self._encoder.separator) for t in texts]
+        texts = [prompt + document_text(t, self._encoder.separator) for t in texts]
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         encoded = self._encoder.encode(texts)
         if show_progress_bar is None:
             show_progress_bar = len(texts) > 20 * batch_size
+        skip = self._prompt_tokens(prompt) if prompt and not self.include_prompt else 0
+
         def embed(arrays: dict[str, np.ndarray]) -> np.ndarray:
             batch = {k: torch.from_numpy(v).to(self.device) for k, v in arrays.items()}
-            emb = self._pool(self.model(**batch).last_hidden_state.float(), batch["attention_mask"])
+            pooled = batch["attention_mask"].clone()
+            pooled[:, :skip] = 0  # the prompt's tokens, for a model that pools without them
+            emb = self._pool(self.model(**batch).last_hidden_state.float(), pooled)
             if self.normalize:
                 emb = torch.nn.functional.normalize(emb, p=2, dim=-1)
             return emb.cpu().numpy()
@@ -131,14 +187,45 @@ class EmbeddingModel:
             return run_batches(encoded, embed, batch_size, None, self._encoder.pad_token_id, self.dimension,
                                on_batch=bar.update)
 
+    def encode_query(self, texts: Sequence[Document], batch_size: int = 64, show_progress_bar: bool | None = None,
+                     *, prompt_name: str | None = None, prompt: str | None = None) -> np.ndarray:
+        """``encode`` for queries: with ``query_prompt`` unless a call names another."""
+        if prompt_name is None and prompt is None:
+            prompt = self.query_prompt
+        return self.encode(texts, batch_size, show_progress_bar, prompt_name=prompt_name, prompt=prompt)
+
+    def encode_document(self, texts: Sequence[Document], batch_size: int = 64,
+                        show_progress_bar: bool | None = None, *, prompt_name: str | None = None,
+                        prompt: str | None = None) -> np.ndarray:
+        """``encode`` for documents: with ``document_prompt`` unless a call names another."""
+        if prompt_name is None and prompt is None:
+            prompt = self.document_prompt
+        return self.encode(texts, batch_size, show_progress_bar, prompt_name=prompt_name, prompt=prompt)
+
+    @property
+    def query_prompt(self) -> str | None:
+        """The prompt ``encode_query`` applies: the ``query`` prompt (always there, empty unless saved, as in
+        sentence-transformers), else the default prompt."""
+        return self.prompts["query"] if "query" in self.prompts else self._default_prompt()
+
+    @property
+    def document_prompt(self) -> str | None:
+        """The prompt ``encode_document`` applies: the first of the ``document`` / ``passage`` / ``corpus``
+        prompts (``document`` is always there, empty unless saved, as in sentence-transformers), else the default."""
+        name = next((n for n in DOCUMENT_PROMPT_NAMES if n in self.prompts), None)
+        return self.prompts[name] if name is not None else self._default_prompt()
+
+    def _default_prompt(self) -> str | None:
+        return None if self.default_prompt_name is None else self.prompts.get(self.default_prompt_name)
+
     def similarity(self, queries: Sequence[str], documents: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Cosine (or dot, if not normalized) similarity of each (query, document) pair, shape (n,)."""
         if isinstance(queries, str) or isinstance(documents, str) or len(queries) != len(documents):
             raise ValueError("similarity takes two lists of equal length (pair i = queries[i], documents[i]); got "
                              + ("a single string" if isinstance(queries, str) or isinstance(documents, str)
                                 else f"{len(queries)} queries and {len(documents)} documents"))
-        q = self.encode(queries, batch_size)
-        d = self.encode(documents, batch_size)
+        q = self.encode_query(queries, batch_size)
+        d = self.encode_document(documents, batch_size)
         return np.einsum("ij,ij->i", q, d)
 
     def predict(self, pairs: Sequence[Sequence[Any]], batch_size: int = 64,
@@ -150,8 +237,8 @@ class EmbeddingModel:
         pairs = [(q, document_text(d, sep)) for q, d in check_pairs(pairs)]
         queries = sorted({q for q, _ in pairs})
         docs = sorted({d for _, d in pairs})
-        qv = dict(zip(queries, self.encode(queries, batch_size, show_progress_bar)))
-        dv = dict(zip(docs, self.encode(docs, batch_size, show_progress_bar)))
+        qv = dict(zip(queries, self.encode_query(queries, batch_size, show_progress_bar)))
+        dv = dict(zip(docs, self.encode_document(docs, batch_size, show_progress_bar)))
         return np.array([float(qv[q] @ dv[d]) for q, d in pairs], dtype=np.float32)
 
 
@@ -162,25 +249,56 @@ class CachedEmbedding:
 
     def __init__(self, model) -> None:
         self.model = model
-        self._cache: dict[tuple[str, str], np.ndarray] = {}
+        self._cache: dict[tuple, np.ndarray] = {}
 
     def __getattr__(self, name: str):
         if name in ("model", "_cache"):  # not set yet (copy / unpickling): no recursion through __getattr__
             raise AttributeError(name)
         return getattr(self.model, name)
 
-    def encode(self, texts: Sequence[Document], batch_size: int = 64,
-               show_progress_bar: bool | None = None) -> np.ndarray:
+    def encode(self, texts: Sequence[Document], batch_size: int = 64, show_progress_bar: bool | None = None,
+               **prompt: Any) -> np.ndarray:
         """Float32 embeddings (n, dim) in input order; only texts (or titled documents) not seen before reach the
         model."""
+        return self._cached("encode", texts, batch_size, show_progress_bar, prompt)
+
+    def encode_query(self, texts: Sequence[Document], batch_size: int = 64, show_progress_bar: bool | None = None,
+                     **prompt: Any) -> np.ndarray:
+        return self._cached("encode_query", texts, batch_size, show_progress_bar, prompt)
+
+    def encode_document(self, texts: Sequence[Document], batch_size: int = 64,
+                        show_progress_bar: bool | None = None, **prompt: Any) -> np.ndarray:
+        return self._cached("encode_document", texts, batch_size, show_progress_bar, prompt)
+
+    def _cached(self, method: str, texts: Sequence[Document], batch_size: int, show_progress_bar: bool | None,
+                prompt: dict[str, Any]) -> np.ndarray:
+        """The model's ``method`` (its ``encode`` if it has no such method), each text embedded once per method and
+        prompt: a query and a document of the same text may take different prompts."""
+        encode = getattr(self.model, method, None) or self.model.encode
         texts = check_documents(texts, "texts")
         if not texts:  # the model's own empty result
-            return self.model.encode(texts, batch_size, show_progress_bar)
-        keys = [document_parts(t) for t in texts]  # (title, text): hashable, and a blank title is no title
-        todo: dict[tuple[str, str], Document] = {}
+            return encode(texts, batch_size, show_progress_bar, **prompt)
+        how = (method, tuple(sorted(prompt.items())))
+        keys = [(how, *document_parts(t)) for t in texts]  # (title, text): hashable, a blank title is no title
+        todo: dict[tuple, Document] = {}
         for key, t in zip(keys, texts):
             if key not in self._cache:
                 todo.setdefault(key, t)
         if todo:
-            self._cache.update(zip(todo, self.model.encode(list(todo.values()), batch_size, show_progress_bar)))
+            self._cache.update(zip(todo, encode(list(todo.values()), batch_size, show_progress_bar, **prompt)))
         return np.stack([self._cache[k] for k in keys])
+
+
+def encode_queries(model: Any, texts: Sequence[Document], batch_size: int = 64,
+                   show_progress_bar: bool | None = None) -> np.ndarray:
+    """Query embeddings from any embedding model: its ``encode_query`` (the query prompt) if it has one, else
+    ``encode``; ``show_progress_bar`` is passed only when given (a model's ``encode(texts, batch_size)`` will do)."""
+    encode = getattr(model, "encode_query", None) or model.encode
+    return encode(texts, batch_size, *([] if show_progress_bar is None else [show_progress_bar]))
+
+
+def encode_documents(model: Any, texts: Sequence[Document], batch_size: int = 64,
+                     show_progress_bar: bool | None = None) -> np.ndarray:
+    """Document embeddings from any embedding model: its ``encode_document`` if it has one, else ``encode``."""
+    encode = getattr(model, "encode_document", None) or model.encode
+    return encode(texts, batch_size, *([] if show_progress_bar is None else [show_progress_bar]))

@@ -59,12 +59,17 @@ def corpus_embeddings(model, corpus: Sequence[Document], cache_dir: str | Path |
     The key hashes the model's weights (a model replaced at the same path misses), its settings and the corpus. A
     cache file that does not read back whole (a disk that filled up, a copy cut short) is embedded again and
     rewritten; files are replaced whole, so a reader never sees part of one."""
+    from fastrank.embedding import encode_documents
     from fastrank.io import atomic_file
 
     if cache_dir is None:
-        return model.encode(corpus, batch_size, show_progress_bar), False
+        return encode_documents(model, corpus, batch_size, show_progress_bar), False
     identity = getattr(model, "weights_sha256", None) or model.name_or_path
-    key = _fingerprint(identity, model.max_length, model.pooling, model.normalize,
+    settings = [model.max_length, model.pooling, model.normalize]
+    prompt = getattr(model, "document_prompt", None)
+    if prompt:  # the prompt documents are embedded with (none: the key as before)
+        settings += [prompt, getattr(model, "include_prompt", True)]
+    key = _fingerprint(identity, *settings,
                        hashlib.sha256("\0".join(map(_as_given, corpus)).encode("utf-8")).hexdigest())
     path = Path(cache_dir) / f"corpus-{key}.npy"
     if path.is_file():
@@ -75,7 +80,7 @@ def corpus_embeddings(model, corpus: Sequence[Document], cache_dir: str | Path |
         else:
             if emb.shape == (len(corpus), model.dimension):
                 return emb, True
-    emb = model.encode(corpus, batch_size, show_progress_bar)
+    emb = encode_documents(model, corpus, batch_size, show_progress_bar)
     with atomic_file(path, "wb") as f:
         np.save(f, emb)
     return emb, False
@@ -287,6 +292,8 @@ def mine_hard_negatives(
     check_mining_options(num_negatives=num_negatives, range_min=range_min, range_max=range_max, min_score=min_score,
                          max_score=max_score, relative_margin=relative_margin, absolute_margin=absolute_margin,
                          sampling=sampling)
+    from fastrank.embedding import encode_queries
+
     if teacher is not None:
         check_teacher(teacher)
     groups = _check_groups(groups)
@@ -320,7 +327,7 @@ def mine_hard_negatives(
     corpus_emb, cache_hit = corpus_embeddings(embedding_model, docs, cache_dir, batch_size, show_progress_bar)
     stats["corpus_size"] = len(docs)
     stats["corpus_cache_hit"] = cache_hit
-    query_emb = embedding_model.encode([g.query for g in usable], batch_size, show_progress_bar)
+    query_emb = encode_queries(embedding_model, [g.query for g in usable], batch_size, show_progress_bar)
     scores, indices = search_to_depths(query_emb, corpus_emb, depths, use_faiss)
     doc_index = {document_key(d): i for i, d in enumerate(docs)}
     rng = random.Random(seed)
@@ -423,6 +430,8 @@ def add_answer_negatives(
     positive of another group with the same query text, is never added. Queries without a positive are returned
     unchanged and counted.
     """
+    from fastrank.embedding import encode_documents, encode_queries
+
     if closest < 0 or random_count < 0 or closest + random_count == 0:
         raise ValueError(f"closest and random_count must be >= 0 and not both 0, got {closest} and {random_count}")
     check_margins(relative_margin, None)
@@ -439,9 +448,9 @@ def add_answer_negatives(
                          "negatives first, then attach_teacher_scores")
     key_index = {k: i for i, k in enumerate(pool_keys)}
     text_positives = _positives_by_text(groups)  # not a negative of a twin query
-    pool_emb = embedding_model.encode(pool, batch_size, show_progress_bar)
+    pool_emb = encode_documents(embedding_model, pool, batch_size, show_progress_bar)
     usable = [i for i, g in enumerate(groups) if _keyed_positives(g)]
-    query_emb = embedding_model.encode([groups[i].query for i in usable], batch_size, show_progress_bar)
+    query_emb = encode_queries(embedding_model, [groups[i].query for i in usable], batch_size, show_progress_bar)
     rng = random.Random(seed)
     out = list(groups)
     stats = {"answer_pool": len(pool), "answer_negatives_added": 0, "answer_negatives_dropped_by_margin": 0,

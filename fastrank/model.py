@@ -247,6 +247,23 @@ def _saved_activation(location: str, config: Any) -> str | None:
     return _activation_from_path(found)
 
 
+def pick_prompt(prompts: dict[str, str], default_name: str | None, prompt: str | None, prompt_name: str | None,
+                owner: str) -> str | None:
+    """The prompt a call uses, as sentence-transformers picks it: ``prompt`` as given, else the prompt named
+    ``prompt_name`` (a ValueError naming ``owner``'s prompts when it has none of that name), else the default
+    prompt (None: no prompt)."""
+    if prompt is not None:
+        if prompt_name is not None:
+            logger.warning("give prompt or prompt_name, not both: prompt %r is used", prompt)
+        return check_prompt(prompt)
+    if prompt_name is None:
+        return None if default_name is None else prompts.get(default_name)
+    if prompt_name not in prompts:
+        raise ValueError(f"prompt_name {prompt_name!r} is not one of this model's prompts {sorted(prompts)}; add it "
+                         f"with {owner}(..., prompts={{{prompt_name!r}: 'text'}}) or pass the text as prompt=")
+    return prompts[prompt_name]
+
+
 def _st_layout(max_length: int) -> dict[str, Any]:
     """The files that make a checkpoint a folder sentence-transformers 6 loads whole (one Transformer module with
     a sequence-classification head), as its ``CrossEncoder.save`` writes them."""
@@ -575,19 +592,8 @@ class CrossEncoder(torch.nn.Module):
         return None if self.default_prompt_name is None else self.prompts.get(self.default_prompt_name)
 
     def resolve_prompt(self, prompt: str | None = None, prompt_name: str | None = None) -> str | None:
-        """The prompt a call scores with, as sentence-transformers picks it: ``prompt`` as given, else the prompt
-        named ``prompt_name``, else the default prompt (None: no prompt)."""
-        if prompt is not None:
-            if prompt_name is not None:
-                logger.warning("give prompt or prompt_name, not both: prompt %r is used", prompt)
-            return check_prompt(prompt)
-        if prompt_name is None:
-            return self.default_prompt
-        if prompt_name not in self.prompts:
-            raise ValueError(f"prompt_name {prompt_name!r} is not one of this model's prompts "
-                             f"{sorted(self.prompts)}; add it with CrossEncoder(..., prompts={{{prompt_name!r}: "
-                             "'text'}) or pass the text as prompt=")
-        return self.prompts[prompt_name]
+        """The prompt a call scores with (``pick_prompt``: ``prompt``, else ``prompt_name``'s, else the default)."""
+        return pick_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name, "CrossEncoder")
 
     def pair_encoder(self, prompt: str | None = None) -> PairEncoder:
         """The shared length-aware tokenizer for this model (same truncation as ``tokenize``), cached; ``prompt``

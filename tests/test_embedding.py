@@ -101,3 +101,77 @@ def test_a_cross_encoder_checkpoint_as_embedder_is_warned_about(tiny_model_dir, 
     with caplog.at_level("WARNING", logger="fastrank.embedding"):
         EmbeddingModel(tiny_model_dir, device="cpu")
     assert "BertForSequenceClassification checkpoint (a cross-encoder, it seems)" in caplog.text
+
+
+def test_prompts_embed_as_in_sentence_transformers(tmp_path):
+    """A bi-encoder's saved prompts: ``encode_query`` takes the ``query`` prompt, ``encode_document`` the
+    ``document`` one (a ``passage`` prompt only without it, as there), ``encode`` the default prompt, and a
+    pooling saved with ``include_prompt: false`` leaves the prompt's tokens out; they were all ignored. Mining and
+    retrieval embed queries and documents through these two."""
+    import json
+
+    from sentence_transformers import SentenceTransformer
+
+    from fastrank.embedding import CachedEmbedding, EmbeddingModel
+    from fastrank.mining import corpus_embeddings
+    from fastrank.model import resolve_model_path
+
+    base = resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")
+    for saved, default in (({"query": "query: ", "document": "doc: "}, None),
+                           ({"query": "query: ", "passage": "passage: "}, "passage")):
+        folder = tmp_path / "-".join(saved)
+        SentenceTransformer(base, device="cpu", prompts=saved, default_prompt_name=default).save(str(folder))
+        for include_prompt in (True, False):
+            pooling = folder / "1_Pooling" / "config.json"
+            pooling.write_text(json.dumps({**json.loads(pooling.read_text()), "include_prompt": include_prompt}))
+            st = SentenceTransformer(str(folder), device="cpu")
+            ours = EmbeddingModel(folder, device="cpu")
+            assert ours.include_prompt is include_prompt and ours.prompts == st.prompts
+            for method in ("encode_query", "encode_document", "encode"):
+                np.testing.assert_allclose(getattr(ours, method)(TEXTS[:2]), getattr(st, method)(TEXTS[:2]),
+                                           atol=1e-5, err_msg=f"{method} {saved} include_prompt={include_prompt}")
+            np.testing.assert_allclose(ours.encode(TEXTS[:2], prompt_name="query"),
+                                       st.encode(TEXTS[:2], prompt_name="query"), atol=1e-5)
+            np.testing.assert_allclose(CachedEmbedding(ours).encode_query(TEXTS[:2]), st.encode_query(TEXTS[:2]),
+                                       atol=1e-5)
+    assert np.abs(ours.encode_query(TEXTS[:2]) - ours.encode(TEXTS[:2], prompt="")).max() > 1e-3
+    plain = EmbeddingModel(base, device="cpu")
+    np.testing.assert_allclose(plain.encode_query(TEXTS[:2]), plain.encode(TEXTS[:2]), atol=0)  # no prompts saved
+    given = EmbeddingModel(base, device="cpu", prompts={"query": "query: "})
+    np.testing.assert_allclose(given.encode_query(TEXTS[:2]), plain.encode(["query: " + t for t in TEXTS[:2]]),
+                               atol=1e-6)
+    cached, hit = corpus_embeddings(given, TEXTS[:2], tmp_path / "cache")
+    assert not hit and corpus_embeddings(plain, TEXTS[:2], tmp_path / "cache")[1]  # no document prompt: same key
+    documents = EmbeddingModel(base, device="cpu", prompts={"document": "doc: "})
+    assert not corpus_embeddings(documents, TEXTS[:2], tmp_path / "cache")[1]  # another prompt: another key
+    with pytest.raises(ValueError, match="prompt_name 'nope' is not one of this model's prompts"):
+        given.encode(TEXTS[:1], prompt_name="nope")
+
+
+def test_pooling_configs_of_every_sentence_transformers_version(tmp_path):
+    """sentence-transformers 6 saves ``{"pooling_mode": "cls"}`` where older versions saved
+    ``pooling_mode_cls_token: true``: a model it saved failed to load ("exactly one pooling mode ..., found []")."""
+    from pathlib import Path
+
+    from sentence_transformers import SentenceTransformer, models
+
+    from fastrank.embedding import EmbeddingModel, _pooling_mode
+    from fastrank.errors import ModelLoadError
+    from fastrank.model import resolve_model_path
+
+    here = Path("config.json")
+    assert _pooling_mode({"pooling_mode": "cls"}, here) == "cls"
+    assert _pooling_mode({"pooling_mode": ["max"]}, here) == "max"
+    assert _pooling_mode({"pooling_mode": "mean_sqrt_len_tokens"}, here) == "mean_sqrt_len"
+    assert _pooling_mode({"pooling_mode_mean_tokens": True}, here) == "mean"
+    assert _pooling_mode({"word_embedding_dimension": 384}, here) == "mean"  # no flag set: mean, as there
+    for bad in ({"pooling_mode": "lasttoken"}, {"pooling_mode": ["mean", "max"]}, {"pooling_mode_lasttoken": True},
+                {"pooling_mode_cls_token": True, "pooling_mode_max_tokens": True}):
+        with pytest.raises(ModelLoadError, match="is not supported; fastrank pools with exactly one of cls"):
+            _pooling_mode(bad, here)
+    base = resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")
+    st = SentenceTransformer(modules=[models.Transformer(base), models.Pooling(384, pooling_mode="cls")], device="cpu")
+    st.save(str(tmp_path / "cls"))
+    ours = EmbeddingModel(tmp_path / "cls", device="cpu")
+    assert ours.pooling == "cls" and not ours.normalize
+    np.testing.assert_allclose(ours.encode(TEXTS[:2]), st.encode(TEXTS[:2]), atol=1e-5)

@@ -417,3 +417,32 @@ def test_answer_negatives_leave_out_the_positives_of_twin_queries():
               QueryGroup("q-y", ["d2-doc"], [1.0], "3")]
     res = add_answer_negatives(groups, FakeEmbedder(), closest=2, random_count=0, relative_margin=None)
     assert res.groups[0].documents == ["d9-doc", "d2-doc"] and res.groups[1].documents == ["d8-doc", "d2-doc"]
+
+
+def test_queries_and_documents_are_embedded_with_their_own_prompts():
+    """An embedding model with ``encode_query`` / ``encode_document`` (EmbeddingModel: its query and document
+    prompts) embeds queries and corpus through them, as sentence-transformers' mining does; ``encode`` embedded
+    both before."""
+
+    class Prompted(FakeEmbedder):
+        def __init__(self):
+            super().__init__()
+            self.used = []
+
+        def encode_query(self, texts, batch_size=64, show_progress_bar=None):
+            self.used.append(("query", list(texts)))
+            return np.asarray([[0.0, 1.0]] * len(texts), dtype=np.float32)  # nearest: the least similar docs
+
+        def encode_document(self, texts, batch_size=64, show_progress_bar=None):
+            self.used.append(("document", len(texts)))
+            return self.encode(texts, batch_size, show_progress_bar)
+
+    model = Prompted()
+    res = mine_hard_negatives(_groups(), model, CORPUS, num_negatives=3, use_faiss=False)
+    assert res.groups[0].documents[1:] == ["d0-doc", "d1-doc", "d2-doc"]
+    assert model.used == [("document", 10), ("query", ["q-1"])]
+    plain = mine_hard_negatives(_groups(), FakeEmbedder(), CORPUS, num_negatives=3, use_faiss=False)
+    assert plain.groups[0].documents[1:] == ["d9-doc", "d8-doc", "d7-doc"]
+    added = add_answer_negatives([QueryGroup("q-a", ["d5-doc"], [1.0], "a"), QueryGroup("q-b", ["d2-doc"], [1.0], "b")],
+                                 model, closest=1, random_count=0)
+    assert [kind for kind, _ in model.used[2:]] == ["document", "query"] and len(added.groups) == 2

@@ -165,10 +165,12 @@ def evaluate_retrieve_rerank(
         stages = {"run": run_candidates(task, run, top_k)}
     else:
         start = time.perf_counter()
-        corpus_emb = embedding_model.encode(task.corpus, batch_size)
+        from fastrank.embedding import encode_documents, encode_queries
+
+        corpus_emb = encode_documents(embedding_model, task.corpus, batch_size)
         out["latency_s"]["index_corpus"] = round(time.perf_counter() - start, 3)
         start = time.perf_counter()
-        query_emb = embedding_model.encode(task.queries, batch_size)
+        query_emb = encode_queries(embedding_model, task.queries, batch_size)
         scores, idx = top_k_search(query_emb, corpus_emb, top_k)
         out["latency_s"]["first_stage_per_query"] = (time.perf_counter() - start) / len(task.queries)
         stages = {"first_stage": (list(idx), list(scores))}

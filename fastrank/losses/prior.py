@@ -35,8 +35,8 @@ class EmbeddingPrior:
     def __call__(self, queries: Sequence[str], doc_lists: Sequence[Sequence[str]]) -> list[Tensor]:
         """One float32 tensor of first-stage scores per row, aligned with its documents."""
         docs = [d for row in doc_lists for d in row]
-        vectors = self.model.encode(list(queries) + docs, show_progress_bar=False)
-        q, d = vectors[: len(queries)], vectors[len(queries):]
+        q = self.model.encode_query(list(queries), show_progress_bar=False)
+        d = self.model.encode_document(docs, show_progress_bar=False)
         out, start = [], 0
         for qv, row in zip(q, doc_lists):
             out.append(torch.from_numpy(np.asarray(d[start : start + len(row)] @ qv, dtype=np.float32)))
