@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 POOLING_MODES = ("cls", "mean", "max", "mean_sqrt_len")
 
 
+_MODULES = ("Transformer", "Pooling", "Normalize")  # the sentence-transformers modules EmbeddingModel runs
+
+
 def _read_st_config(location: Path) -> tuple[str, bool, int | None, bool, dict[str, Any]]:
     """(pooling mode, normalize, max_seq_length, include_prompt, config_sentence_transformers.json) from a
     sentence-transformers directory; mean/False/None/True/{} where absent (its saved prompts count only in a folder
@@ -38,6 +41,11 @@ def _read_st_config(location: Path) -> tuple[str, bool, int | None, bool, dict[s
         saved = location / "config_sentence_transformers.json"
         st_config = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else {}
         modules = json.loads(modules_file.read_text(encoding="utf-8"))
+        others = [m.get("type") for m in modules if not str(m.get("type", "")).endswith(_MODULES)]
+        if others:  # a Dense projection, a StaticEmbedding, ...: embeddings without them would be another model's
+            raise ModelLoadError(f"{modules_file} holds modules fastrank does not run: {others}; fastrank embeds "
+                                 "with a transformer, one Pooling and an optional Normalize (use "
+                                 "sentence-transformers' SentenceTransformer for this model)")
         for mod in modules:
             kind = mod.get("type", "")
             if kind.endswith("Normalize"):

@@ -175,3 +175,19 @@ def test_pooling_configs_of_every_sentence_transformers_version(tmp_path):
     ours = EmbeddingModel(tmp_path / "cls", device="cpu")
     assert ours.pooling == "cls" and not ours.normalize
     np.testing.assert_allclose(ours.encode(TEXTS[:2]), st.encode(TEXTS[:2]), atol=1e-5)
+
+
+def test_a_model_with_modules_fastrank_does_not_run_is_refused(tmp_path):
+    """A Dense projection after pooling (LaBSE, sentence-t5) was skipped without a word: the embeddings were the
+    transformer's, not the model's."""
+    from sentence_transformers import SentenceTransformer, models
+
+    from fastrank.embedding import EmbeddingModel
+    from fastrank.errors import ModelLoadError
+    from fastrank.model import resolve_model_path
+
+    base = resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")
+    dense = models.Dense(384, 64)
+    SentenceTransformer(modules=[models.Transformer(base), models.Pooling(384), dense]).save(str(tmp_path / "d"))
+    with pytest.raises(ModelLoadError, match=r"holds modules fastrank does not run: \['sentence_transformers\..*Dense'"):
+        EmbeddingModel(tmp_path / "d", device="cpu")
