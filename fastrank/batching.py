@@ -128,6 +128,7 @@ class PairEncoder:
         self.max_length = max_length
         self.pad_token_id = pad_token_id
         self.query_prefix = check_prompt(query_prefix, "query_prefix")
+        self._lazy: dict[str, Any] = {}  # read once from the tokenizer, shared with ``with_query_prefix`` copies
 
     def with_query_prefix(self, prefix: str | None) -> PairEncoder:
         """This encoder with another query prefix (None: none); it shares the tokenizer, so it costs nothing."""
@@ -141,9 +142,9 @@ class PairEncoder:
     @property
     def separator(self) -> str:
         """What this tokenizer puts between query and document, as text: it joins a document's title to its text."""
-        sep = self.__dict__.get("_separator")
+        sep = self._lazy.get("_separator")
         if sep is None:
-            sep = self.__dict__["_separator"] = pair_separator(self.tokenizer)
+            sep = self._lazy["_separator"] = pair_separator(self.tokenizer)
         return sep
 
     def encode(self, pairs: Sequence[Pair] | Sequence[str]) -> EncodedPairs:
@@ -185,9 +186,9 @@ class PairEncoder:
                 if len(text(item) or "") > first * PREFIX_MIN_RATIO and _is_unicode(text(item))}
         if not long:
             return items
-        if "_splits_at_spaces" not in self.__dict__:  # read once: the tokenizer's JSON holds its whole vocabulary
-            self.__dict__["_splits_at_spaces"] = splits_at_spaces(self.tokenizer)
-        if not self.__dict__["_splits_at_spaces"]:
+        if "_splits_at_spaces" not in self._lazy:  # read once: the tokenizer's JSON holds its whole vocabulary
+            self._lazy["_splits_at_spaces"] = splits_at_spaces(self.tokenizer)
+        if not self._lazy["_splits_at_spaces"]:
             return items
         items, plain, query_tokens, tried = list(items), self._plain_tokenizer(), {}, {}
         while long:
@@ -323,14 +324,14 @@ class PairEncoder:
         return room - room // 2
 
     def _plain_tokenizer(self):
-        plain = self.__dict__.get("_plain")
+        plain = self._lazy.get("_plain")
         if plain is None:
             from tokenizers import Tokenizer
 
             plain = Tokenizer.from_str(self.tokenizer.to_str())
             plain.no_padding()
             plain.no_truncation()
-            self.__dict__["_plain"] = plain
+            self._lazy["_plain"] = plain
         return plain
 
 

@@ -210,6 +210,28 @@ def _check_st_modules(location: str, name: str | Path, hub_kwargs: dict[str, Any
     return True
 
 
+def _prompt_source(st_config: dict[str, Any], whole: bool) -> dict[str, Any]:
+    """``config_sentence_transformers.json`` where its prompts are a cross-encoder's, as sentence-transformers reads
+    them: in a folder it loads whole (``modules.json``) saved as a CrossEncoder; an embedding model's prompts (it
+    converts those folders without reading them) are not a reranker's. Else {}."""
+    return st_config if whole and st_config.get("model_type") == "CrossEncoder" else {}
+
+
+def saved_default_prompt(name_or_path: str | Path) -> str | None:
+    """The default prompt a local cross-encoder folder saved (None: none, or no local folder), read without loading
+    the model: what a training run on it scores with unless told otherwise."""
+    try:
+        path = Path(resolve_model_path(name_or_path))
+        saved = _read_json(path / "config_sentence_transformers.json")
+    except ModelLoadError:  # no such folder, or a file CrossEncoder will not read either
+        return None
+    if not (path / "modules.json").is_file() or not isinstance(saved, dict):
+        return None
+    st_config = _prompt_source(saved, True)
+    prompts, name = st_config.get("prompts"), st_config.get("default_prompt_name")
+    return prompts.get(name) or None if isinstance(prompts, dict) and name else None
+
+
 def merge_prompts(prompts: Any, default_prompt_name: Any, st_config: dict[str, Any],
                   name: str | Path = "the model") -> tuple[dict[str, str], str | None]:
     """The prompts and default prompt name a model scores with: the ones given, then the saved ones
@@ -406,6 +428,7 @@ class CrossEncoder(torch.nn.Module):
     """
 
     score_batch_size = 32  # pairs per forward pass inside score() (training); predict() takes batch_size
+    score_prompt: str | None = None  # what score() puts before each query: the trainer sets args.prompts per step
 
     def __init__(
         self,
@@ -473,9 +496,8 @@ class CrossEncoder(torch.nn.Module):
         st_config = _st_file(location, "config_sentence_transformers.json", kwargs)  # read once, for both uses
         st_config = st_config if isinstance(st_config, dict) else {}
         whole = _check_st_modules(location, model_name_or_path, kwargs, st_config)
-        # saved prompts count where sentence-transformers reads them: in a folder it loads whole (modules.json)
         self.prompts, self.default_prompt_name = merge_prompts(prompts, default_prompt_name,
-                                                               st_config if whole else {}, model_name_or_path)
+                                                               _prompt_source(st_config, whole), model_name_or_path)
         config = load_config(model_name_or_path, location, **kwargs, **(config_kwargs or {}))
         archs = getattr(config, "architectures", None) or []
         saved_labels = trained_head_labels(config)
@@ -620,7 +642,7 @@ class CrossEncoder(torch.nn.Module):
 
     def _length_batches(self, pairs: Sequence[tuple[str, str]], batch_size: int, max_tokens: int | None = None):
         """Yield (indices, features) for length-sorted batches, each padded only to its own longest pair."""
-        encoder, names = self.pair_encoder(), self.input_names
+        encoder, names = self.pair_encoder(self.score_prompt), self.input_names
         encoded = encoder.encode(pairs)
         for idx in plan_batches(encoded.lengths, batch_size=batch_size, max_tokens=max_tokens):
             batch = collate(encoded, idx, encoder.pad_token_id)

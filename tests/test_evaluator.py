@@ -397,3 +397,29 @@ def test_numpy_samples_are_read_and_infinite_labels_refused():
     assert arrays.queries[0].labels.tolist() == [1.0, 0.0]
     with pytest.raises(DataError, match="'labels' must be finite numbers; it contains inf"):
         RerankingEvaluator([{"query": "q", "documents": ["a", "b"], "labels": [float("inf"), 0]}])
+
+
+def test_prompt_name_reaches_the_model_or_is_refused(tiny_model_dir, tmp_path):
+    """``prompt_name`` goes to a CrossEncoder's predict (through PriorReranker too); a Reranker, whose predict has
+    none, is refused with why (it failed with Python's bare unexpected-keyword TypeError)."""
+    from fastrank import CrossEncoder, Reranker
+    from fastrank.losses.prior import PriorReranker
+
+    samples = [{"query": "capital of france", "documents": ["paris is the capital", "berlin"], "labels": [1, 0]}]
+    model = CrossEncoder(tiny_model_dir, device="cpu", prompts={"q": "query: "})
+    model.save(tmp_path / "m")
+    named = RerankingEvaluator(samples, prompt_name="q")
+
+    class NoPrior:
+        def __call__(self, queries, doc_lists):
+            import torch
+
+            return [torch.zeros(len(row)) for row in doc_lists]
+
+    seen = []
+    real = model.predict
+    model.predict = lambda *a, **k: seen.append(k.get("prompt_name")) or real(*a, **k)
+    named.evaluate(PriorReranker(model, NoPrior(), 1.0))
+    assert seen == ["q"]
+    with pytest.raises(TypeError, match=r"prompt_name='q' needs a model whose predict takes prompt_name .*Reranker"):
+        named.evaluate(Reranker(tmp_path / "m"))

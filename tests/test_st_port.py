@@ -373,3 +373,35 @@ def test_prompts_score_as_in_sentence_transformers(tiny_model_dir, tmp_path):
     mine = CrossEncoder(tmp_path / "st", device="cpu", prompts={"rerank": "Mine: "})  # given wins over saved
     assert mine.prompts == {"rerank": "Mine: ", "short": "q: "}
     np.testing.assert_allclose(mine.predict(PAIRS), theirs.predict(PAIRS, prompt="Mine: "), atol=1e-6)
+
+
+def test_an_embedding_models_prompts_are_not_a_cross_encoders(tmp_path):
+    """sentence-transformers reads saved prompts only from a folder it saved as a CrossEncoder; an embedding
+    model's (its query prompt) were taken as the reranker's default, so scores differed from sentence-transformers'
+    and ``fastrank train --base`` carried them into the trained model."""
+    from sentence_transformers import SentenceTransformer
+
+    from fastrank import CrossEncoder
+    from fastrank.model import DEFAULT_BASE, resolve_model_path, saved_default_prompt
+
+    SentenceTransformer(resolve_model_path(DEFAULT_BASE), device="cpu", prompts={"query": "query: "},
+                        default_prompt_name="query").save(str(tmp_path / "bi"))
+    theirs = st_ce.CrossEncoder(str(tmp_path / "bi"), device="cpu")
+    ours = CrossEncoder(tmp_path / "bi", device="cpu", max_length=theirs.max_length)
+    assert theirs.prompts == {} and ours.prompts == {} and ours.default_prompt is None
+    assert saved_default_prompt(tmp_path / "bi") is None
+
+
+def test_a_prompted_model_reads_its_tokenizer_once(tiny_model_dir, monkeypatch):
+    """Each prompted predict made a fresh encoder copy whose caches started empty: the tokenizer's JSON (its whole
+    vocabulary) was read again per call for a long document."""
+    import fastrank.batching as batching
+    from fastrank import CrossEncoder
+
+    calls = []
+    real = batching.splits_at_spaces
+    monkeypatch.setattr(batching, "splits_at_spaces", lambda tokenizer: calls.append(1) or real(tokenizer))
+    model = CrossEncoder(tiny_model_dir, device="cpu", max_length=32, prompts={"q": "q: "}, default_prompt_name="q")
+    for _ in range(3):
+        model.predict([(QUERY, "the answer is here " * 400)])
+    assert len(calls) == 1

@@ -213,7 +213,7 @@ def test_a_text_under_the_ratio_or_without_spaces_is_tokenized_whole(monkeypatch
     limit = (128 - 2) * PREFIX_CHARS_PER_TOKEN
     recording, counting = _Recording(encoder.tokenizer), _Recording(encoder._plain_tokenizer())
     monkeypatch.setattr(encoder, "tokenizer", recording)
-    encoder.__dict__["_plain"] = counting  # the tokenizer that counts a prefix's tokens
+    encoder._lazy["_plain"] = counting  # the tokenizer that counts a prefix's tokens
     short = ("word " * limit)[: int(limit * PREFIX_MIN_RATIO) - 10]
     unknown = " ".join(["Zq9x" * 40] * 400)  # one [UNK] per 160 characters: no prefix holds enough tokens
     for text, counted in ((short, 0), (unknown, limit)):

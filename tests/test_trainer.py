@@ -636,7 +636,7 @@ def test_warmup_ratio_gives_sentence_transformers_warmup_steps(tiny_model_dir, t
     ({"batch_sampler": "group_by_label"}, r"batch_sampler='group_by_label' is not supported; fastrank supports "
                                           r"'batch_sampler' .* and 'no_duplicates'"),
     ({"multi_dataset_batch_sampler": "other"}, "multi_dataset_batch_sampler='other' is not supported"),
-    ({"prompts": {"a": "query: ", "b": "q: "}}, r"prompts maps 2 datasets to prompts .*give its prompt as a string"),
+    ({"prompts": {"a": "query: "}}, r"prompts maps datasets \['a'\] to prompts, but fastrank trains on one dataset"),
     ({"router_mapping": {"query": "q"}}, "router_mapping is not supported .*no Router module"),
     ({"learning_rate_mapping": {"classifier": 1e-3}}, r"learning_rate_mapping is not supported .*optimizers="),
 ])
@@ -1145,12 +1145,17 @@ def test_training_prompts_open_every_query_as_if_written_into_the_data(tiny_mode
     assert torch.equal(prompted, by_hand)
     assert not torch.equal(prompted, trained(plain))  # the prompt reached the model
     with caplog.at_level("WARNING", logger="fastrank.training.trainer"):
-        same = trained(plain, prompts={"only": "query: "},
-                       model={"prompts": {"q": "query: "}, "default_prompt_name": "q"})
+        same = trained(plain, prompts="query: ", model={"prompts": {"q": "query: "}, "default_prompt_name": "q"})
     assert torch.equal(same, prompted) and "training with prompt" not in caplog.text  # trains as it scores
     batch = CrossEncoderCollator(["query", "documents", "labels"], prompt="q: ")(
         [{"query": "a", "documents": ["x", "y"], "labels": [1, 0]}])
-    assert batch["inputs"] == [["q: a"], [["x", "y"]]]
+    assert batch["inputs"] == [["a"], [["x", "y"]]] and batch["prompt"] == "q: "  # the texts as given (a prior's)
+    model = CrossEncoder(tiny_model_dir, device="cpu", max_length=32, prompts={"q": "q: "}, default_prompt_name="q")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="fastrank.training.trainer"):  # the collator's prompt is the one used
+        CrossEncoderTrainer(model=model, args=CrossEncoderTrainingArguments(output_dir=str(tmp_path / "c")),
+                            train_dataset=plain, data_collator=CrossEncoderCollator(plain.column_names, "q: "))
+    assert "training with prompt" not in caplog.text
     with pytest.raises(TypeError, match="prompts must be a string put before every query"):
         CrossEncoderTrainingArguments(output_dir=str(tmp_path), prompts=3)
 
@@ -1181,3 +1186,24 @@ def test_train_prompt_trains_and_saves_the_prompt(toy_data, tiny_model_dir, tmp_
     assert '`query`, "query: ", opens every query' in (tmp_path / "prompted" / "README.md").read_text()
     with pytest.raises(ValueError, match="prompt must be a string put before every query"):
         train(_config(toy_data, tiny_model_dir, tmp_path / "bad", prompt=3))
+
+
+def test_resume_sees_a_change_of_the_bases_default_prompt(toy_data, tiny_model_dir, tmp_path):
+    """A run without --prompt trains with its base's default prompt: a base re-saved with another one since is
+    another run (its weights and config.json, all the record hashed, were the same)."""
+    from fastrank import CrossEncoder
+    from fastrank.errors import FastrankError
+    from fastrank.training.recipe import RUN_RECORD, _check_same_run, _run_record
+
+    base = tmp_path / "base"
+    CrossEncoder(tiny_model_dir, device="cpu").save(base)
+    before = _run_record(_config(toy_data, base, tmp_path / "out"), False)
+    assert "base_prompt" not in before["settings"]  # a base without prompts: the record as before prompts
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / RUN_RECORD).write_text(json.dumps(before))
+    CrossEncoder(base, device="cpu", prompts={"j": "Judge: "}, default_prompt_name="j").save(base)
+    after = _run_record(_config(toy_data, base, tmp_path / "out"), False)
+    assert after["settings"]["base_prompt"] == "Judge: " and after["inputs"] == before["inputs"]
+    with pytest.raises(FastrankError, match=r"base_prompt None -> 'Judge: '"):
+        _check_same_run(tmp_path / "ckpt", after)
+    assert "base_prompt" not in _run_record(_config(toy_data, base, tmp_path / "out", prompt="q: "), False)["settings"]

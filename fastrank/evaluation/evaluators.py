@@ -454,6 +454,11 @@ class RerankingEvaluator:
         multi_class = int(getattr(model, "num_labels", 1) or 1) > 1  # fastrank's, sentence-transformers' models
         if pairs:
             prompt = {} if self.prompt_name is None else {"prompt_name": self.prompt_name}
+            if prompt and not accepted_keywords(predict, prompt):
+                raise TypeError(f"prompt_name={self.prompt_name!r} needs a model whose predict takes prompt_name "
+                                f"(a CrossEncoder); {type(model).__name__}.predict does not: a Reranker scores with "
+                                "the prompt its model had when exported (its default), so evaluate the checkpoint "
+                                "to choose another")
             raw = predict(pairs, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar,
                           **logits_keyword(predict), **prompt)
             all_scores = np.asarray(raw, dtype=np.float64)

@@ -56,10 +56,13 @@ class PriorReranker:
         self.reranker, self.prior, self.weight = reranker, prior, float(weight)
 
     def predict(self, pairs: Sequence[Sequence[str]], batch_size: int = 32, show_progress_bar: bool | None = None,
-                **_) -> np.ndarray:
+                prompt_name: str | None = None, prompt: str | None = None, **_) -> np.ndarray:
+        """``logit + weight * prior`` per pair; ``prompt_name`` / ``prompt`` go to the cross-encoder (the prior
+        embeds the query as given)."""
         pairs = [(q, d) for q, d in pairs]
+        given = {k: v for k, v in (("prompt_name", prompt_name), ("prompt", prompt)) if v is not None}
         logits = np.asarray(self.reranker.predict(pairs, batch_size=batch_size, activation="identity",
-                                                  show_progress_bar=show_progress_bar), dtype=np.float32)
+                                                  show_progress_bar=show_progress_bar, **given), dtype=np.float32)
         if not pairs:
             return logits
         prior = torch.cat(self.prior([q for q, _ in pairs], [[d] for _, d in pairs])).numpy()

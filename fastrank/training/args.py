@@ -38,14 +38,13 @@ def _option_value(value: Any) -> Any:
 
 def _training_prompt(prompts: Any) -> str | None:
     """sentence-transformers' ``prompts`` as the one prompt fastrank trains with (None: none). A dict maps dataset
-    names to prompts there; fastrank trains on one dataset, so a dict must hold one prompt."""
+    names to prompts there (a single dataset gets none); fastrank trains on one dataset, so a dict is refused."""
     if prompts is None or prompts == "" or prompts == {}:
         return None
     if isinstance(prompts, dict):
-        if len(prompts) != 1:
-            raise ValueError(f"prompts maps {len(prompts)} datasets to prompts ({sorted(prompts)}), but fastrank "
-                             "trains on one dataset: give its prompt as a string, e.g. prompts='query: '")
-        prompts = next(iter(prompts.values()))
+        raise ValueError(f"prompts maps datasets {sorted(prompts)} to prompts, but fastrank trains on one dataset "
+                         "(sentence-transformers would apply none to it): give its prompt as a string, e.g. "
+                         "prompts='query: '")
     if not isinstance(prompts, str):
         raise TypeError(f"prompts must be a string put before every query (e.g. 'query: ') or None, got {prompts!r}")
     return prompts
@@ -73,8 +72,8 @@ class CrossEncoderTrainingArguments(TrainingArguments):
     - ``multi_dataset_batch_sampler``: accepted for compatibility; only matters for multi-dataset training,
       which fastrank does not support.
     - ``prompts``: a string put before every query while training and evaluating the loss, as there (the model
-      keeps scoring with its own prompts: give it the same as its default prompt to score as it was trained); a
-      per-dataset dict only with one entry, since fastrank trains on one dataset.
+      keeps scoring with its own prompts: give it the same as its default prompt to score as it was trained). A
+      per-dataset dict is refused: fastrank trains on one dataset (sentence-transformers applies none to it).
     - ``router_mapping``, ``learning_rate_mapping``: accepted only empty (unsupported).
     """
 

@@ -17,8 +17,9 @@ class CrossEncoderCollator:
     """Gathers text columns in dataset order and the label column (if any).
 
     Scalar labels become a float tensor; list labels (listwise / distillation formats) stay lists of lists,
-    since the lists differ in length and the losses pad them. ``prompt`` opens every query (the first text column),
-    as sentence-transformers' ``prompts`` training argument does.
+    since the lists differ in length and the losses pad them. ``prompt`` (sentence-transformers' ``prompts``
+    training argument) travels as ``batch["prompt"]``: the model puts it before every query when it tokenizes, and
+    the texts stay as given (a first-stage prior embeds the query itself).
     """
 
     def __init__(self, column_names: Sequence[str], prompt: str = "") -> None:
@@ -31,8 +32,8 @@ class CrossEncoderCollator:
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         batch: dict[str, Any] = {"inputs": [[f[c] for f in features] for c in self.text_columns]}
-        if self.prompt and batch["inputs"]:
-            batch["inputs"][0] = [self.prompt + q if isinstance(q, str) else q for q in batch["inputs"][0]]
+        if self.prompt:
+            batch["prompt"] = self.prompt
         if self.label_column is not None:
             values = [f[self.label_column] for f in features]
             batch["label"] = values if isinstance(values[0], list) else torch.tensor(values, dtype=torch.float32)

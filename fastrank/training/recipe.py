@@ -71,7 +71,6 @@ class TrainConfig:
     show_progress_bar: bool = True
     prompt: str | None = None  # put before every query in training, saved as the model's default prompt
 
-
     def check(self) -> None:
         """Refuse settings that cannot train, saying what was wrong and what is accepted (ValueError); ``train`` calls
         it before anything loads."""
@@ -207,6 +206,11 @@ def _content_sha256(location: str) -> str:
 def _run_record(config: TrainConfig, bf16: bool) -> dict[str, Any]:
     """What the checkpoints of a run depend on: its settings (JSON-normalised) and its inputs' contents."""
     settings = {k: v for k, v in asdict(config).items() if k not in _NOT_CHECKED_ON_RESUME + _INPUTS}
+    if config.prompt is None:  # the base's own default prompt, which the run trains with (recorded when it has one)
+        from fastrank.model import saved_default_prompt
+
+        base_prompt = saved_default_prompt(config.base)
+        settings.update({"base_prompt": base_prompt} if base_prompt else {})
     inputs = {name: _content_sha256(str(getattr(config, name))) for name in _INPUTS}
     return json.loads(json.dumps({"settings": settings | {"bf16": bf16}, "inputs": inputs}, default=str))
 

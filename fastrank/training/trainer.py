@@ -254,7 +254,7 @@ class CrossEncoderTrainer(Trainer):
         elif args.prompts and data_collator.prompt != args.prompts:
             raise ValueError(f"args.prompts is {args.prompts!r} but the data_collator's prompt is "
                              f"{data_collator.prompt!r}: give the prompt once (leave data_collator out)")
-        _check_training_prompt(model, args.prompts)
+        _check_training_prompt(model, data_collator.prompt or None)
         if compute_metrics is not None:
             logger.warning("compute_metrics is never called: evaluation reports the loss only (as in "
                            "sentence-transformers); pass evaluator=RerankingEvaluator(...) for ranking metrics")
@@ -304,16 +304,20 @@ class CrossEncoderTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inner = self.accelerator.unwrap_model(model)
-        if model is inner:
-            loss = self.loss(inputs["inputs"], inputs.get("label"))
-        else:
-            # The loss holds the bare CrossEncoder as a submodule; for this call an instance attribute shadows it
-            # with a view that scores through the wrapper (DDP), so gradient-sync hooks run.
-            self.loss.__dict__["model"] = _ModelView(model, inner)
-            try:
+        inner.score_prompt = inputs.get("prompt")  # the collator's prompt: score() puts it before every query
+        try:
+            if model is inner:
                 loss = self.loss(inputs["inputs"], inputs.get("label"))
-            finally:
-                del self.loss.__dict__["model"]
+            else:
+                # The loss holds the bare CrossEncoder as a submodule; for this call an instance attribute shadows
+                # it with a view that scores through the wrapper (DDP), so gradient-sync hooks run.
+                self.loss.__dict__["model"] = _ModelView(model, inner)
+                try:
+                    loss = self.loss(inputs["inputs"], inputs.get("label"))
+                finally:
+                    del self.loss.__dict__["model"]
+        finally:
+            inner.score_prompt = None
         return (loss, {}) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
