@@ -424,7 +424,8 @@ class CrossEncoder(torch.nn.Module):
     ``trust_remote_code``, ``revision``, ``token``, ``cache_folder``, ``model_kwargs`` (to the weights'
     ``from_pretrained``; a ``torch_dtype`` / ``dtype`` in it sets ``dtype``), ``tokenizer_kwargs``, ``config_kwargs``
     and ``model_card_data`` (its ``model_name``, ``language`` and ``license`` go on the model card); ``backend``
-    only as ``"torch"`` (ONNX goes through ``fastrank export`` and ``Reranker``).
+    only as ``"torch"`` (ONNX goes through ``fastrank export`` and ``Reranker``); ``modules``, ``use_kernels``,
+    ``kernel_config`` and ``keep_in_fp32_modules`` only at their defaults.
     """
 
     score_batch_size = 32  # pairs per forward pass inside score() (training); predict() takes batch_size
@@ -453,10 +454,21 @@ class CrossEncoder(torch.nn.Module):
         processor_kwargs: dict[str, Any] | None = None,
         prompts: dict[str, str] | None = None,
         default_prompt_name: str | None = None,
+        modules: Any = None,
+        use_kernels: bool = False,
+        kernel_config: Any = None,
+        keep_in_fp32_modules: Any = None,
         **legacy: Any,
     ) -> None:
         super().__init__()
         from transformers import AutoTokenizer
+
+        unsupported = {"modules": modules, "use_kernels": use_kernels or None, "kernel_config": kernel_config,
+                       "keep_in_fp32_modules": keep_in_fp32_modules or None}
+        for name, value in unsupported.items():  # sentence-transformers 6's, accepted at their defaults
+            if value is not None:
+                raise ValueError(f"CrossEncoder({name}=...) is not supported by fastrank (a model is a Hugging Face "
+                                 f"sequence-classification checkpoint, run as loaded); leave {name} at its default")
 
         if "classifier_dropout" in legacy:  # sentence-transformers' old keyword, a config setting
             logger.warning("CrossEncoder(classifier_dropout=...) is sentence-transformers' old keyword; use "
@@ -786,14 +798,17 @@ class CrossEncoder(torch.nn.Module):
         *,
         prompt_name: str | None = None,
         prompt: str | None = None,
+        device: Any = None,
+        pool: Any = None,
+        chunk_size: int | None = None,
         **legacy: Any,
     ) -> list[RankedDoc]:
         """Score every document against ``query`` and return them best first (ties keep the caller's order). Input
         is checked as ``Reranker.rerank`` checks it (a non-empty query, a list of strings or ``{"text", "title"}``
         mappings, ``top_k`` >= 0). Each result also reads as sentence-transformers' dict: ``r["corpus_id"]``,
-        ``r["score"]``, ``r["text"]``; ``prompt_name`` / ``prompt`` as in ``predict``. sentence-transformers'
-        deprecated ``apply_softmax``, ``convert_to_tensor``, ``convert_to_numpy`` and ``num_workers`` do nothing here
-        either; ``activation_fct`` is ``activation_fn``."""
+        ``r["score"]``, ``r["text"]``; ``prompt_name`` / ``prompt`` and ``device`` / ``pool`` / ``chunk_size`` (None
+        only) as in ``predict``. sentence-transformers' deprecated ``apply_softmax``, ``convert_to_tensor``,
+        ``convert_to_numpy`` and ``num_workers`` do nothing here either; ``activation_fct`` is ``activation_fn``."""
         from fastrank.reranker import check_rerank_input, relevance, relevance_order
 
         legacy = st_legacy_keywords(legacy, {"activation_fct": "activation_fn"},
@@ -804,7 +819,8 @@ class CrossEncoder(torch.nn.Module):
         if not docs:
             return []
         logits = self.predict([(query, d) for d in docs], batch_size=batch_size, activation="identity",
-                              show_progress_bar=show_progress_bar, prompt=self.resolve_prompt(prompt, prompt_name))
+                              show_progress_bar=show_progress_bar, prompt=self.resolve_prompt(prompt, prompt_name),
+                              device=device, pool=pool, chunk_size=chunk_size)
         scores = relevance(logits, activation or self.activation)
         order = np.argsort(-relevance_order(logits), kind="stable")[:top_k]
         return [

@@ -405,3 +405,24 @@ def test_a_prompted_model_reads_its_tokenizer_once(tiny_model_dir, monkeypatch):
     for _ in range(3):
         model.predict([(QUERY, "the answer is here " * 400)])
     assert len(calls) == 1
+
+
+def test_every_sentence_transformers_keyword_is_taken(tiny_model_dir):
+    """Every keyword of sentence-transformers 6.3's CrossEncoder, predict and rank is a keyword here: rank's
+    device / pool / chunk_size and the constructor's modules / use_kernels / kernel_config / keep_in_fp32_modules
+    were Python's "unexpected keyword" TypeError; they work at their defaults and are refused with why otherwise."""
+    import inspect
+
+    from fastrank import CrossEncoder
+
+    for name in ("__init__", "predict", "rank"):
+        theirs = set(inspect.signature(getattr(st_ce.CrossEncoder, name)).parameters) - {"kwargs"}
+        assert theirs <= set(inspect.signature(getattr(CrossEncoder, name)).parameters), name
+    model = CrossEncoder(tiny_model_dir, device="cpu", modules=None, use_kernels=False, kernel_config=None,
+                         keep_in_fp32_modules=None)
+    assert [r["corpus_id"] for r in model.rank(QUERY, DOCS, pool=None, device=None, chunk_size=None)] == \
+        [r["corpus_id"] for r in model.rank(QUERY, DOCS)]
+    with pytest.raises(ValueError, match="device / pool / chunk_size must be None"):
+        model.rank(QUERY, DOCS, device="cpu")
+    with pytest.raises(ValueError, match=r"CrossEncoder\(use_kernels=...\) is not supported by fastrank"):
+        CrossEncoder(tiny_model_dir, device="cpu", use_kernels=True)
