@@ -111,7 +111,7 @@ def _embedder():
     if _EMBEDDER is None:
         from fastrank.embedding import CachedEmbedding, EmbeddingModel
 
-        _EMBEDDER = CachedEmbedding(EmbeddingModel())  # the corpus is embedded once per process
+        _EMBEDDER = CachedEmbedding(EmbeddingModel())  # the corpus is embedded once per process (and role)
     return _EMBEDDER
 
 
@@ -323,7 +323,7 @@ def diagnose(models: dict[str, str], split: str = "test", top_k: int = 100) -> d
     task = RetrievalTask.from_groups(groups, _corpus())
     index = {dedup_key(d): i for i, d in enumerate(task.corpus)}
     embedder = _embedder()
-    first, ranked = top_k_search(embedder.encode(task.queries), embedder.encode(task.corpus), top_k)
+    first, ranked = top_k_search(embedder.encode_query(task.queries), embedder.encode_document(task.corpus), top_k)
     own = np.array([[j in {index[dedup_key(d)] for d in g.documents} for j in row] for g, row in zip(groups, ranked)])
     relevant = np.array([[j in task.qrels[q] for j in row] for q, row in enumerate(ranked)])
 
@@ -376,9 +376,9 @@ def context_first_stage(weights: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3
     out: dict[str, Any] = {"experiment": "mining-context-first-stage", "weights": list(weights)}
     for split in ("dev", "test"):
         task = RetrievalTask.from_groups(read_groups(str(WIKIQA / f"{split}.jsonl")), _corpus())
-        queries = embedder.encode(task.queries)
-        plain, ranked = top_k_search(queries, embedder.encode(task.corpus), 100)
-        context = embedder.encode([_with_lead(leads, d) for d in task.corpus])
+        queries = embedder.encode_query(task.queries)
+        plain, ranked = top_k_search(queries, embedder.encode_document(task.corpus), 100)
+        context = embedder.encode_document([_with_lead(leads, d) for d in task.corpus])
         _, ranked_context = top_k_search(queries, context, 100)
         lead_only = [queries[i] @ context[r].T for i, r in enumerate(ranked_context)]
         both = [queries[i] @ context[r].T for i, r in enumerate(ranked)]

@@ -3,7 +3,7 @@
 Used for first-stage retrieval, hard-negative mining and as a baseline. It honours the directory's pooling config
 (``1_Pooling/config.json``: cls / mean / max / mean-sqrt-len, ``include_prompt``), ``Normalize`` module,
 ``max_seq_length`` and saved prompts (``encode_query`` / ``encode_document`` pick the ``query`` / ``document``
-prompt as sentence-transformers does), so embeddings equal sentence-transformers' without depending on it.
+prompt as sentence-transformers 6 does), so embeddings equal sentence-transformers' without depending on it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,12 @@ POOLING_MODES = ("cls", "mean", "max", "mean_sqrt_len")
 _MODULES = ("Transformer", "Pooling", "Normalize")  # the sentence-transformers modules EmbeddingModel runs
 
 
+def _module_kind(module: Any) -> str:
+    """A modules.json entry's class name (``...modules.pooling.Pooling`` -> ``Pooling``): matched whole, since
+    ``SpladePooling`` or ``MLMTransformer`` are other modules."""
+    return str(module.get("type", "") if isinstance(module, dict) else "").rsplit(".", 1)[-1]
+
+
 def _read_st_config(location: Path) -> tuple[str, bool, int | None, bool, dict[str, Any]]:
     """(pooling mode, normalize, max_seq_length, include_prompt, config_sentence_transformers.json) from a
     sentence-transformers directory; mean/False/None/True/{} where absent (its saved prompts count only in a folder
@@ -41,16 +47,16 @@ def _read_st_config(location: Path) -> tuple[str, bool, int | None, bool, dict[s
         saved = location / "config_sentence_transformers.json"
         st_config = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else {}
         modules = json.loads(modules_file.read_text(encoding="utf-8"))
-        others = [m.get("type") for m in modules if not str(m.get("type", "")).endswith(_MODULES)]
+        others = [m.get("type") if isinstance(m, dict) else m for m in modules if _module_kind(m) not in _MODULES]
         if others:  # a Dense projection, a StaticEmbedding, ...: embeddings without them would be another model's
             raise ModelLoadError(f"{modules_file} holds modules fastrank does not run: {others}; fastrank embeds "
                                  "with a transformer, one Pooling and an optional Normalize (use "
                                  "sentence-transformers' SentenceTransformer for this model)")
         for mod in modules:
-            kind = mod.get("type", "")
-            if kind.endswith("Normalize"):
+            kind = _module_kind(mod)
+            if kind == "Normalize":
                 normalize = True
-            if kind.endswith("Pooling"):
+            if kind == "Pooling":
                 cfg_file = location / mod.get("path", "") / "config.json"
                 if cfg_file.is_file():
                     cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
@@ -82,9 +88,8 @@ def _pooling_mode(cfg: dict[str, Any], path: Path) -> str:
 
 
 # sentence-transformers' embedding models always hold these prompt names (empty unless saved): encode_query takes
-# "query", encode_document the first of DOCUMENT_PROMPT_NAMES it has
+# "query", encode_document "document"
 _DEFAULT_PROMPTS = {"query": None, "document": None}
-DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
 
 
 class EmbeddingModel:
@@ -92,7 +97,7 @@ class EmbeddingModel:
 
     ``prompts`` / ``default_prompt_name`` as in sentence-transformers' ``SentenceTransformer``: merged over the
     model's saved ones; ``encode`` applies the default prompt, ``encode_query`` the ``query`` prompt and
-    ``encode_document`` the ``document`` / ``passage`` / ``corpus`` one, unless a call names another. Queries and
+    ``encode_document`` the ``document`` one, unless a call names another. Queries and
     documents are embedded through those two wherever fastrank retrieves or mines."""
 
     def __init__(self, model_name_or_path: str | Path = DEFAULT_BASE, *, max_length: int | None = None,
@@ -149,8 +154,9 @@ class EmbeddingModel:
 
     def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = mask.unsqueeze(-1).to(hidden.dtype)
-        if self.pooling == "cls":
-            return hidden[:, 0]
+        if self.pooling == "cls":  # the first token pooled: after the prompt when it is left out, as there
+            first = mask.to(torch.int64).argmax(dim=1)
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), first]
         if self.pooling == "max":
             return hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
         summed = (hidden * m).sum(dim=1)
@@ -211,20 +217,16 @@ class EmbeddingModel:
         return self.encode(texts, batch_size, show_progress_bar, prompt_name=prompt_name, prompt=prompt)
 
     @property
-    def query_prompt(self) -> str | None:
-        """The prompt ``encode_query`` applies: the ``query`` prompt (always there, empty unless saved, as in
-        sentence-transformers), else the default prompt."""
-        return self.prompts["query"] if "query" in self.prompts else self._default_prompt()
+    def query_prompt(self) -> str:
+        """The prompt ``encode_query`` applies: the ``query`` prompt (always there, empty unless saved or given)."""
+        return self.prompts["query"]
 
     @property
-    def document_prompt(self) -> str | None:
-        """The prompt ``encode_document`` applies: the first of the ``document`` / ``passage`` / ``corpus``
-        prompts (``document`` is always there, empty unless saved, as in sentence-transformers), else the default."""
-        name = next((n for n in DOCUMENT_PROMPT_NAMES if n in self.prompts), None)
-        return self.prompts[name] if name is not None else self._default_prompt()
-
-    def _default_prompt(self) -> str | None:
-        return None if self.default_prompt_name is None else self.prompts.get(self.default_prompt_name)
+    def document_prompt(self) -> str:
+        """The prompt ``encode_document`` applies: the ``document`` prompt (always there, empty unless saved or
+        given). sentence-transformers looks for ``passage`` and ``corpus`` only after ``document``, which its
+        models always hold too, so a saved ``passage`` prompt is not applied there either."""
+        return self.prompts["document"]
 
     def similarity(self, queries: Sequence[str], documents: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Cosine (or dot, if not normalized) similarity of each (query, document) pair, shape (n,)."""
@@ -236,16 +238,19 @@ class EmbeddingModel:
         d = self.encode_document(documents, batch_size)
         return np.einsum("ij,ij->i", q, d)
 
-    def predict(self, pairs: Sequence[Sequence[Any]], batch_size: int = 64,
-                show_progress_bar: bool | None = None, **_: object) -> np.ndarray:
-        """Score pairs by embedding similarity: lets the reranking evaluator measure the first stage alone."""
+    def predict(self, pairs: Sequence[Sequence[Any]], batch_size: int = 64, show_progress_bar: bool | None = None,
+                prompt_name: str | None = None, prompt: str | None = None, **_: object) -> np.ndarray:
+        """Score pairs by embedding similarity: lets the reranking evaluator measure the first stage alone. Queries
+        are embedded with ``encode_query`` (``prompt_name`` / ``prompt`` replace its prompt), documents with
+        ``encode_document``."""
         from fastrank.batching import check_pairs
 
         sep = self._encoder.separator  # a titled document is embedded as the text a reranker reads (as in encode)
         pairs = [(q, document_text(d, sep)) for q, d in check_pairs(pairs)]
         queries = sorted({q for q, _ in pairs})
         docs = sorted({d for _, d in pairs})
-        qv = dict(zip(queries, self.encode_query(queries, batch_size, show_progress_bar)))
+        qv = dict(zip(queries, self.encode_query(queries, batch_size, show_progress_bar, prompt_name=prompt_name,
+                                                 prompt=prompt)))
         dv = dict(zip(docs, self.encode_document(docs, batch_size, show_progress_bar)))
         return np.array([float(qv[q] @ dv[d]) for q, d in pairs], dtype=np.float32)
 
@@ -284,8 +289,9 @@ class CachedEmbedding:
         prompt: a query and a document of the same text may take different prompts."""
         encode = getattr(self.model, method, None) or self.model.encode
         texts = check_documents(texts, "texts")
+        options = {**_options(batch_size, show_progress_bar), **prompt}
         if not texts:  # the model's own empty result
-            return encode(texts, batch_size, show_progress_bar, **prompt)
+            return encode(texts, **options)
         how = (method, tuple(sorted(prompt.items())))
         keys = [(how, *document_parts(t)) for t in texts]  # (title, text): hashable, a blank title is no title
         todo: dict[tuple, Document] = {}
@@ -293,20 +299,26 @@ class CachedEmbedding:
             if key not in self._cache:
                 todo.setdefault(key, t)
         if todo:
-            self._cache.update(zip(todo, encode(list(todo.values()), batch_size, show_progress_bar, **prompt)))
+            self._cache.update(zip(todo, encode(list(todo.values()), **options)))
         return np.stack([self._cache[k] for k in keys])
+
+
+def _options(batch_size: int, show_progress_bar: bool | None) -> dict[str, Any]:
+    """Keywords for any embedding model's encode methods: by name (sentence-transformers' ``encode_query`` takes
+    ``prompt_name`` second), ``show_progress_bar`` only when given (an ``encode(texts, batch_size)`` will do)."""
+    return {"batch_size": batch_size, **({} if show_progress_bar is None else {"show_progress_bar": show_progress_bar})}
 
 
 def encode_queries(model: Any, texts: Sequence[Document], batch_size: int = 64,
                    show_progress_bar: bool | None = None) -> np.ndarray:
-    """Query embeddings from any embedding model: its ``encode_query`` (the query prompt) if it has one, else
-    ``encode``; ``show_progress_bar`` is passed only when given (a model's ``encode(texts, batch_size)`` will do)."""
+    """Query embeddings from any embedding model (fastrank's, sentence-transformers', one with only ``encode``):
+    its ``encode_query`` (the query prompt) if it has one, else ``encode``."""
     encode = getattr(model, "encode_query", None) or model.encode
-    return encode(texts, batch_size, *([] if show_progress_bar is None else [show_progress_bar]))
+    return encode(texts, **_options(batch_size, show_progress_bar))
 
 
 def encode_documents(model: Any, texts: Sequence[Document], batch_size: int = 64,
                      show_progress_bar: bool | None = None) -> np.ndarray:
     """Document embeddings from any embedding model: its ``encode_document`` if it has one, else ``encode``."""
     encode = getattr(model, "encode_document", None) or model.encode
-    return encode(texts, batch_size, *([] if show_progress_bar is None else [show_progress_bar]))
+    return encode(texts, **_options(batch_size, show_progress_bar))

@@ -121,15 +121,16 @@ def test_prompts_embed_as_in_sentence_transformers(tmp_path):
                            ({"query": "query: ", "passage": "passage: "}, "passage")):
         folder = tmp_path / "-".join(saved)
         SentenceTransformer(base, device="cpu", prompts=saved, default_prompt_name=default).save(str(folder))
-        for include_prompt in (True, False):
+        for include_prompt, mode in ((True, "mean"), (False, "mean"), (False, "cls"), (False, "max")):
             pooling = folder / "1_Pooling" / "config.json"
-            pooling.write_text(json.dumps({**json.loads(pooling.read_text()), "include_prompt": include_prompt}))
+            pooling.write_text(json.dumps({**json.loads(pooling.read_text()), "include_prompt": include_prompt,
+                                           "pooling_mode": mode}))
             st = SentenceTransformer(str(folder), device="cpu")
             ours = EmbeddingModel(folder, device="cpu")
-            assert ours.include_prompt is include_prompt and ours.prompts == st.prompts
+            assert ours.include_prompt is include_prompt and ours.prompts == st.prompts and ours.pooling == mode
             for method in ("encode_query", "encode_document", "encode"):
                 np.testing.assert_allclose(getattr(ours, method)(TEXTS[:2]), getattr(st, method)(TEXTS[:2]),
-                                           atol=1e-5, err_msg=f"{method} {saved} include_prompt={include_prompt}")
+                                           atol=1e-5, err_msg=f"{method} {saved} {mode} {include_prompt}")
             np.testing.assert_allclose(ours.encode(TEXTS[:2], prompt_name="query"),
                                        st.encode(TEXTS[:2], prompt_name="query"), atol=1e-5)
             np.testing.assert_allclose(CachedEmbedding(ours).encode_query(TEXTS[:2]), st.encode_query(TEXTS[:2]),
@@ -146,6 +147,10 @@ def test_prompts_embed_as_in_sentence_transformers(tmp_path):
     assert not corpus_embeddings(documents, TEXTS[:2], tmp_path / "cache")[1]  # another prompt: another key
     with pytest.raises(ValueError, match="prompt_name 'nope' is not one of this model's prompts"):
         given.encode(TEXTS[:1], prompt_name="nope")
+    with pytest.raises(ValueError, match="prompt_name 'nope' is not one of this model's prompts"):
+        given.predict([(TEXTS[0], TEXTS[1])], prompt_name="nope")  # the evaluator's prompt_name reaches it
+    np.testing.assert_allclose(given.predict([(TEXTS[0], TEXTS[1])], prompt=""), plain.predict([(TEXTS[0], TEXTS[1])]),
+                               atol=1e-6)
 
 
 def test_pooling_configs_of_every_sentence_transformers_version(tmp_path):
@@ -191,3 +196,12 @@ def test_a_model_with_modules_fastrank_does_not_run_is_refused(tmp_path):
     SentenceTransformer(modules=[models.Transformer(base), models.Pooling(384), dense]).save(str(tmp_path / "d"))
     with pytest.raises(ModelLoadError, match=r"holds modules fastrank does not run: \['sentence_transformers\..*Dense'"):
         EmbeddingModel(tmp_path / "d", device="cpu")
+    import json
+
+    for module in ("sentence_transformers.models.WeightedLayerPooling",  # names that end like the modules it runs
+                   "sentence_transformers.sparse_encoder.modules.SpladePooling"):
+        listed = json.loads((tmp_path / "d" / "modules.json").read_text())[:2]
+        listed[1]["type"] = module
+        (tmp_path / "d" / "modules.json").write_text(json.dumps(listed))
+        with pytest.raises(ModelLoadError, match=f"holds modules fastrank does not run: \\['{module}'\\]"):
+            EmbeddingModel(tmp_path / "d", device="cpu")

@@ -446,3 +446,32 @@ def test_queries_and_documents_are_embedded_with_their_own_prompts():
     added = add_answer_negatives([QueryGroup("q-a", ["d5-doc"], [1.0], "a"), QueryGroup("q-b", ["d2-doc"], [1.0], "b")],
                                  model, closest=1, random_count=0)
     assert [kind for kind, _ in model.used[2:]] == ["document", "query"] and len(added.groups) == 2
+
+
+def test_any_embedding_model_mines_wrapped_or_not():
+    """A model with only ``encode(texts, batch_size)``, wrapped in CachedEmbedding or not, and sentence-transformers'
+    own SentenceTransformer (whose ``encode_query`` takes ``prompt_name`` second) mine alike: the wrapper passed
+    ``show_progress_bar`` positionally, and a SentenceTransformer took the batch size for a prompt name."""
+    from fastrank.embedding import CachedEmbedding
+
+    class Duck:
+        name_or_path, max_length, pooling, normalize, dimension = "duck", 8, "mean", True, 2
+
+        def encode(self, texts, batch_size=64):
+            return FakeEmbedder().encode(texts)
+
+    expected = mine_hard_negatives(_groups(), FakeEmbedder(), CORPUS, num_negatives=3, use_faiss=False)
+    for model in (Duck(), CachedEmbedding(Duck())):
+        got = mine_hard_negatives(_groups(), model, CORPUS, num_negatives=3, use_faiss=False)
+        assert got.groups[0].documents == expected.groups[0].documents
+    st = pytest.importorskip("sentence_transformers")
+    from fastrank.embedding import EmbeddingModel
+    from fastrank.model import resolve_model_path
+
+    groups = [QueryGroup("capital of france", ["paris is the capital of france", "berlin is in germany"], [1.0, 0.0],
+                         "1")]
+    corpus = ["rome is in italy", "the capital of france is paris", "lyon is a city in france", "bread"]
+    theirs = st.SentenceTransformer(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2"), device="cpu")
+    got = mine_hard_negatives(groups, theirs, corpus, num_negatives=2, use_faiss=False)
+    ours = mine_hard_negatives(groups, EmbeddingModel(device="cpu"), corpus, num_negatives=2, use_faiss=False)
+    assert got.groups[0].documents == ours.groups[0].documents
