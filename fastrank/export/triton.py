@@ -11,7 +11,8 @@ Three models, so clients send text and get scores back:
 - ``<name>`` (ensemble): tokenizer -> model, inputs QUERY/DOCUMENT, output LOGITS (raw; apply the artifact's
   activation client-side, or read ``fastrank.json``).
 
-Clients that tokenize themselves can call ``<name>_model`` directly. Configs are protobuf text; the tests parse
+Clients that tokenize themselves can call ``<name>_model`` directly (putting the manifest's ``query_prompt``, if
+any, before each query, as the tokenizer model does). Configs are protobuf text; the tests parse
 them with Triton's own ``model_config.proto`` (from ``tritonclient``). Serving them needs a Triton server, which
 this project's machines do not have: the repository layout and configs are verified, not a live Triton.
 """
