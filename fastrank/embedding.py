@@ -303,6 +303,13 @@ class CachedEmbedding:
         return np.stack([self._cache[k] for k in keys])
 
 
+def role_prompts(query_prompt: str | None = None, document_prompt: str | None = None) -> dict[str, str] | None:
+    """``EmbeddingModel(prompts=...)`` from the CLI's ``--query-prompt`` / ``--document-prompt`` (e5's ``"query: "``
+    and ``"passage: "``); None when neither is given (the model's saved prompts)."""
+    given = {"query": query_prompt, "document": document_prompt}
+    return {k: v for k, v in given.items() if v is not None} or None
+
+
 def _options(batch_size: int, show_progress_bar: bool | None) -> dict[str, Any]:
     """Keywords for any embedding model's encode methods: by name (sentence-transformers' ``encode_query`` takes
     ``prompt_name`` second), ``show_progress_bar`` only when given (an ``encode(texts, batch_size)`` will do)."""

@@ -417,3 +417,45 @@ def test_eval_scores_long_documents_in_windows_as_the_service_does(tiny_model_di
     stray = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(data), "--window-stride", "16"])
     assert stray.exit_code == 2 and "--window-stride applies to --long-documents windows" in " ".join(
         stray.output.replace("│", " ").split())
+
+
+def test_embedding_prompts_from_the_command_line(tiny_model_dir, eval_file, tmp_path, monkeypatch):
+    """``--query-prompt`` / ``--document-prompt`` reach the embedding model of ``mine`` and of ``eval
+    --retrieve-top-k`` (e5-style models need them and save none); with ``--run`` or without a first stage they are
+    refused, as ``--embedding-model`` is."""
+    import fastrank.embedding
+    from fastrank import EmbeddingModel
+    from fastrank.data import read_groups
+    from fastrank.mining import mine_hard_negatives
+
+    made = []
+
+    class Recording(fastrank.embedding.EmbeddingModel):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(dict(self.prompts))
+
+    monkeypatch.setattr(fastrank.embedding, "EmbeddingModel", Recording)
+    out = tmp_path / "mined.jsonl"
+    result = runner.invoke(app, ["mine", "--data", str(eval_file), "--out", str(out), "--num-negatives", "1",
+                                 "--query-prompt", "query: ", "--document-prompt", "passage: ", "--cache-dir",
+                                 str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    assert made == [{"query": "query: ", "document": "passage: "}]
+    before = sorted(p.name for p in tmp_path.parent.iterdir())
+    monkeypatch.chdir(tmp_path)
+    uncached = runner.invoke(app, ["mine", "--data", str(eval_file), "--out", str(tmp_path / "again.jsonl"),
+                                   "--num-negatives", "1", "--cache-dir", "", "--json"])
+    assert uncached.exit_code == 0 and not json.loads(uncached.stdout)["corpus_cache_hit"], uncached.output
+    assert not list(tmp_path.glob("corpus-*.npy")) and sorted(p.name for p in tmp_path.parent.iterdir()) == before
+    expected = mine_hard_negatives(read_groups(str(eval_file)), EmbeddingModel(
+        prompts={"query": "query: ", "document": "passage: "}), num_negatives=1)
+    assert [json.loads(line)["documents"] for line in out.read_text().splitlines()] == \
+        [g.documents for g in expected.groups]
+    args = ["eval", str(tiny_model_dir), "--data", str(eval_file)]
+    result = runner.invoke(app, args + ["--retrieve-top-k", "3", "--query-prompt", "q: ", "--json"])
+    assert result.exit_code == 0, result.output
+    assert made[-1] == {"query": "q: ", "document": ""}
+    bad = runner.invoke(app, args + ["--document-prompt", "p: "])
+    message = " ".join(bad.output.replace("│", " ").split())
+    assert bad.exit_code == 2 and "--document-prompt need(s) --retrieve-top-k" in message, message

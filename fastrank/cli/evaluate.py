@@ -62,11 +62,13 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
                        embedding_model: str | None = None, batch_size: int | None = None,
                        fusion_weights: list[float] | None = None, max_length: int | None = None,
                        long_documents: str = "truncate", window_stride: int | None = None, run: str | None = None,
-                       split: str = "test", write_run: str | None = None) -> dict[str, Any]:
+                       split: str = "test", write_run: str | None = None,
+                       embedding_prompts: dict[str, str] | None = None) -> dict[str, Any]:
     """First stage vs reranked by ``model``; ``fusion_weights``: also z(reranker) + w * z(first stage). ``data`` is
     labelled lists (the corpus: every document in it, plus the documents of ``corpus`` files) or a BEIR folder
     (``split``'s qrels). The first stage is the embedding model's top-k over the corpus, or ``run``'s (a TREC run
-    file over a BEIR folder's corpus ids). ``write_run``: the reranked ranking as a TREC run file."""
+    file over a BEIR folder's corpus ids). ``write_run``: the reranked ranking as a TREC run file.
+    ``embedding_prompts``: the embedding model's ``prompts`` (``role_prompts``)."""
     from fastrank.evaluation.beir import (is_beir_dir, read_beir, read_run, run_documents,
                                          write_run as write_trec)
     from fastrank.evaluation.retrieval import RetrievalTask, evaluate_retrieve_rerank
@@ -96,7 +98,7 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
         from fastrank.embedding import EmbeddingModel
         from fastrank.model import DEFAULT_BASE
 
-        embedder = EmbeddingModel(embedding_model or DEFAULT_BASE)
+        embedder = EmbeddingModel(embedding_model or DEFAULT_BASE, prompts=embedding_prompts)
     result = evaluate_retrieve_rerank(task, embedder, reranker, top_k=top_k, ks=(10,),
                                       batch_size=64 if batch_size is None else batch_size,
                                       fusion_weights=tuple(fusion_weights or ()), run=first_stage,
@@ -156,6 +158,12 @@ def eval_command(
     embedding_model: Annotated[str | None, typer.Option(
         "--embedding-model", help="First-stage embedding model (with --retrieve-top-k; default "
                                   "all-MiniLM-L6-v2).")] = None,
+    query_prompt: Annotated[str | None, typer.Option(
+        "--query-prompt", help="Text the embedding model puts before each query (e5: 'query: '; with "
+                               "--retrieve-top-k); default: its saved query prompt, if any.")] = None,
+    document_prompt: Annotated[str | None, typer.Option(
+        "--document-prompt", help="Text it puts before each document (e5: 'passage: '); default: its saved "
+                                  "document prompt, if any.")] = None,
     fusion_weight: Annotated[list[float] | None, typer.Option(
         "--fusion-weight", help="With --retrieve-top-k or --run: also rank by z(reranker) + W * z(first stage) "
         "(repeatable; choose W on held-out queries).")] = None,
@@ -171,15 +179,18 @@ def eval_command(
 
     beir = is_beir_dir(data)
     retrieve = retrieve_top_k is not None or run is not None
-    stray = [name for name, value in (("--fusion-weight", fusion_weight), ("--corpus", corpus),
-                                      ("--embedding-model", embedding_model), ("--write-run", write_run)) if value]
+    embedding_options = (("--embedding-model", embedding_model), ("--query-prompt", query_prompt),
+                         ("--document-prompt", document_prompt))
+    stray = [name for name, value in (("--fusion-weight", fusion_weight), ("--corpus", corpus), *embedding_options,
+                                      ("--write-run", write_run)) if value is not None and value != []]
     if stray and not retrieve:
         raise typer.BadParameter(f"{', '.join(stray)} need(s) --retrieve-top-k or --run: they shape or keep the "
                                  "first stage of retrieve-then-rerank, which plain evaluation of labelled lists does "
                                  "not run")
-    if run is not None and (corpus or embedding_model):
-        raise typer.BadParameter("--corpus and --embedding-model shape an embedding first stage; with --run the run "
-                                 "is the first stage")
+    shaping = [name for name, value in (("--corpus", corpus), *embedding_options) if value is not None and value != []]
+    if run is not None and shaping:
+        raise typer.BadParameter(f"{', '.join(shaping)} shape(s) an embedding first stage; with --run the run is the "
+                                 "first stage")
     if corpus and beir:
         raise typer.BadParameter("--corpus adds documents to the corpus of labelled lists; a BEIR folder's corpus is "
                                  "its corpus.jsonl")
@@ -198,10 +209,13 @@ def eval_command(
         raise typer.BadParameter(f"--retrieve-top-k must be >= 1 (documents the first stage retrieves), got "
                                  f"{retrieve_top_k}")
     if retrieve:
+        from fastrank.embedding import role_prompts
+
         result = evaluate_retrieval(model, str(data), retrieve_top_k or 100, corpus, embedding_model, batch_size,
                                     fusion_weight, max_length, long_documents, window_stride,
                                     run=None if run is None else str(run), split=split or "test",
-                                    write_run=write_run)  # a str: a trailing slash (a folder) is seen
+                                    write_run=write_run,  # a str: a trailing slash (a folder) is seen
+                                    embedding_prompts=role_prompts(query_prompt, document_prompt))
         if as_json:
             print_json(result)
         else:

@@ -15,12 +15,12 @@ from fastrank.cli.output import print_json
 
 def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_model: str | None = None,
               teacher: str | None = None, answer_closest: int = 0, answer_random: int = 0,
-              **options: Any) -> dict[str, Any]:
+              query_prompt: str | None = None, document_prompt: str | None = None, **options: Any) -> dict[str, Any]:
     """Mine negatives for ``data`` from the documents of ``corpus`` files (default: ``data`` itself), optionally add
     other queries' positives as negatives (``answer_closest`` + ``answer_random``), then teacher scores; write
-    ``out``."""
+    ``out``. ``query_prompt`` / ``document_prompt`` replace the embedding model's saved prompts."""
     from fastrank.data import check_groups_path, read_corpus, read_groups, write_groups
-    from fastrank.embedding import EmbeddingModel
+    from fastrank.embedding import EmbeddingModel, role_prompts
     from fastrank.io import check_dir_path, check_output_file
     from fastrank.mining import (
         ANSWER_MARGIN,
@@ -49,7 +49,7 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
     if docs is not None and not docs:
         raise ValueError(f"--corpus {' '.join(corpus)}: no documents in them; give files with documents, or leave "
                          "--corpus out to mine from the data's own documents")
-    model = EmbeddingModel(embedding_model or DEFAULT_BASE)
+    model = EmbeddingModel(embedding_model or DEFAULT_BASE, prompts=role_prompts(query_prompt, document_prompt))
     start = time.perf_counter()
     result = mine_hard_negatives(groups, model, docs, **options)
     stats = dict(result.stats)
@@ -79,6 +79,12 @@ def mine_command(
                                                      "{\"text\": ...} (with a \"title\" if it has "
                                                      "one), or datasets; default: the data's own documents.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Embedding model (default all-MiniLM-L6-v2).")] = None,
+    query_prompt: Annotated[str | None, typer.Option(
+        "--query-prompt", help="Text the embedding model puts before each query (e5: 'query: '); default: its "
+                               "saved query prompt, if any.")] = None,
+    document_prompt: Annotated[str | None, typer.Option(
+        "--document-prompt", help="Text it puts before each document (e5: 'passage: '); default: its saved "
+                                  "document prompt, if any.")] = None,
     num_negatives: Annotated[int, typer.Option("--num-negatives", help="Mined negatives added per query.")] = 5,
     range_min: Annotated[int, typer.Option(
         "--range-min", help="Skip the first N retrieved documents (where unlabelled positives hide).")] = 0,
@@ -104,19 +110,19 @@ def mine_command(
                                                 "positives as negatives: the closest to the query.")] = 0,
     answer_random: Annotated[int, typer.Option("--answer-random", help="... and this many more at random.")] = 0,
     teacher: Annotated[str | None, typer.Option("--teacher", help="Cross-encoder whose scores are attached.")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(
+    cache_dir: Annotated[str, typer.Option(
         "--cache-dir", help="Where corpus embeddings are cached between runs (keyed by the model's weights and "
-                            "settings and the corpus; an unreadable file is embedded again).")
-    ] = Path(".fastrank-cache"),
+                            "settings and the corpus; an unreadable file is embedded again); '' for no cache.")
+    ] = ".fastrank-cache",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Mine hard negatives with an embedding model."""
     result = mine_file(str(data), str(out), corpus, model, teacher, answer_closest, answer_random,
-                       num_negatives=num_negatives,
+                       query_prompt, document_prompt, num_negatives=num_negatives,
                        range_min=range_min, range_max=range_max, min_score=min_score, max_score=max_score,
                        relative_margin=relative_margin, absolute_margin=absolute_margin, sampling=sampling, seed=seed,
                        keep_original_negatives=keep_original_negatives,
-                       cache_dir=str(cache_dir) if cache_dir else None)
+                       cache_dir=cache_dir or None)  # '': no cache (a Path of '' would be this folder)
     if as_json:
         print_json(result)
         return
