@@ -640,7 +640,8 @@ class CrossEncoder(torch.nn.Module):
 
     def tokenize(self, queries: Sequence[str], documents: Sequence[Document]) -> dict[str, torch.Tensor]:
         """Tokenize pairs into one padded batch on the model's device (pads to a multiple of 8); titled documents
-        are joined as ``PairEncoder`` joins them."""
+        are joined as ``PairEncoder`` joins them. No prompt is added (as sentence-transformers' ``preprocess``):
+        put ``model.default_prompt`` before the queries to get what ``predict`` scores."""
         sep = self.pair_encoder().separator
         enc = self.tokenizer(
             list(queries), [document_text(d, sep) for d in documents], padding=True, truncation="longest_first",
