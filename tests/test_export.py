@@ -539,6 +539,9 @@ def test_a_prompted_model_exports_with_its_prompt(tiny_model_dir, tmp_path, monk
     assert np.abs(expected - model.predict(pairs, activation="identity", prompt="")).max() > 1e-4
     manifest = export_model(tmp_path / "ckpt", tmp_path / "onnx", optimize="O1", num_threads=1)
     assert manifest["query_prompt"] == "query: " and manifest["manifest_version"] == 2
+    from fastrank.cli.export import summary
+
+    assert "every query opens with the model's prompt 'query: '" in summary(manifest, "out")
     for path in (tmp_path / "onnx", tmp_path / "ckpt"):
         reranker = Reranker(path)
         np.testing.assert_allclose(reranker.predict(pairs, activation="identity"), expected, atol=1e-4)

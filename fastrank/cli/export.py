@@ -99,6 +99,8 @@ def summary(manifest: dict[str, Any], out: str) -> str:
     optimized = f", optimize {manifest['optimize_applied']}" if manifest["optimize_applied"] else ""
     lines = [f"wrote {out}: {manifest['format']} {manifest['precision']} (rung {manifest['rung']}{optimized})"]
     lines += _ladder_lines(manifest["ladder"])
+    if manifest.get("query_prompt"):
+        lines.append(f"  every query opens with the model's prompt {manifest['query_prompt']!r} (query_prompt)")
     if not parity.get("verified"):
         lines.append(f"  parity NOT verified: {parity.get('reason')}")
     else:
