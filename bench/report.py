@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -480,6 +481,22 @@ def _beir_section(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _prompts_section(records: list[dict[str, Any]]) -> str:
+    if not records:
+        return ""
+    r = records[-1]
+    saved = r["saved_prompts_read_by_sentence_transformers"]
+    lines = ["## A prompted reranker, four ways (bench/prompts.py)", "",
+             f"Command: `{r['command']}` (run {r['time']}). {r['model']} given the default prompt "
+             f"{json.dumps(r['prompt'])} and saved; sentence-transformers read back prompts {saved['prompts']} "
+             f"(default {saved['default_prompt_name']!r}), the export's manifest holds query_prompt "
+             f"{json.dumps(r['manifest']['query_prompt'])} (manifest_version {r['manifest']['manifest_version']}). "
+             f"Logits on all {r['pairs']} WikiQA test pairs, against fastrank's `CrossEncoder`:", "",
+             "| scored by | max abs logit difference | NDCG@10 |", "| --- | ---: | ---: |"]
+    lines += [f"| {name} | {row['max_abs_logit_diff']:.1e} | {row['ndcg@10']:.4f} |" for name, row in r["rows"].items()]
+    return "\n".join(lines) + "\n"
+
+
 def render() -> str:
     recipes = read_records("recipes")
     machine = recipes[-1]["machine"] if recipes else {}
@@ -488,6 +505,7 @@ def render() -> str:
                 _long_quality_section(read_records("long-quality")), _runtime_ab_section(read_records("runtime_ab")),
                 report_serve.section(read_records("serve")), _int8_section(read_records("int8")),
                 _mining_section(read_records("mining")), _beir_section(read_records("beir")),
+                _prompts_section(read_records("prompts")),
                 _memory_section(read_records("memory")), _gpu_section(),
                 _cpu_dry_run_section())
     return "\n".join(s for s in sections if s)

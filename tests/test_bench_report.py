@@ -181,3 +181,18 @@ def test_serve_section_keeps_the_load_table_after_a_later_mixed_run():
     assert "| cross-request batching | 8 | 160 | 6.5 |" in text
     assert "| this tree | abc1234 | each alone | 120 | 208.4 |" in text and "| reference | c320623 |" in text
     assert report_serve.section(mixed).startswith("\n### A large request among small ones")
+
+
+def test_prompts_section_shows_the_latest_run():
+    def record(time, diff):
+        return {"command": "python -m bench prompts", "time": time, "model": "runs/wikiqa", "prompt": "question: ",
+                "pairs": 2351, "manifest": {"query_prompt": "question: ", "manifest_version": 2},
+                "saved_prompts_read_by_sentence_transformers": {"prompts": {"q": "question: "},
+                                                                "default_prompt_name": "q"},
+                "rows": {"fastrank CrossEncoder": {"max_abs_logit_diff": 0.0, "ndcg@10": 0.85},
+                         "sentence-transformers CrossEncoder": {"max_abs_logit_diff": diff, "ndcg@10": 0.85}}}
+
+    assert report._prompts_section([]) == ""
+    text = report._prompts_section([record("old", 0.5), record("new", 6.9e-7)])
+    assert "| sentence-transformers CrossEncoder | 6.9e-07 | 0.8500 |" in text and "5.0e-01" not in text
+    assert "(run new)" in text and 'default prompt "question: "' in text and "manifest_version 2" in text
