@@ -235,12 +235,15 @@ def test_train_rejects_bad_loss_options(tmp_path, eval_file):
 def test_train_cli_end_to_end(tiny_model_dir, eval_file, tmp_path):
     result = runner.invoke(app, ["train", "--data", str(eval_file), "--out", str(tmp_path / "m"), "--base",
                                  str(tiny_model_dir), "--epochs", "1", "--bf16", "false", "--max-length", "32",
-                                 "--eval-data", str(eval_file), "--json"])
+                                 "--eval-data", str(eval_file), "--prompt", "question: ", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["train_rows"] == 2 and out["output_dir"] == str(tmp_path / "m")
     assert set(out["eval_after"]["metrics"]) >= {"map", "mrr@10", "ndcg@10"}
-    assert (tmp_path / "m" / "model.safetensors").is_file()
+    assert (tmp_path / "m" / "model.safetensors").is_file() and out["config"]["prompt"] == "question: "
+    from fastrank import CrossEncoder
+
+    assert CrossEncoder(tmp_path / "m", device="cpu").default_prompt == "question: "  # saved as the default
 
 
 def test_eval_scores_an_artifact_as_it_is_served(tiny_model_dir, eval_file, tmp_path):
