@@ -1,7 +1,8 @@
 """EmbeddingModel: a sentence-transformers-style bi-encoder loaded with transformers directly.
 
 Used for first-stage retrieval, hard-negative mining and as a baseline. It honours the directory's pooling config
-(``1_Pooling/config.json``: cls / mean / max / mean-sqrt-len, ``include_prompt``), ``Normalize`` module,
+(``1_Pooling/config.json``: cls / mean / max / mean-sqrt-len / weightedmean / lasttoken, ``include_prompt``),
+``Normalize`` module,
 ``max_seq_length`` and saved prompts (``encode_query`` / ``encode_document`` pick the ``query`` / ``document``
 prompt as sentence-transformers 6 does), so embeddings equal sentence-transformers' without depending on it.
 """
@@ -25,7 +26,11 @@ from fastrank.model import DEFAULT_BASE, resolve_model_path, trained_head_labels
 
 logger = logging.getLogger(__name__)
 
-POOLING_MODES = ("cls", "mean", "max", "mean_sqrt_len")
+POOLING_MODES = ("cls", "mean", "max", "mean_sqrt_len", "weightedmean", "lasttoken")
+# sentence-transformers before 6 saved the pooling mode as one of these flags
+_LEGACY_POOLING_FLAGS = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean",
+                         "pooling_mode_max_tokens": "max", "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len",
+                         "pooling_mode_weightedmean_tokens": "weightedmean", "pooling_mode_lasttoken": "lasttoken"}
 
 
 _MODULES = ("Transformer", "Pooling", "Normalize")  # the sentence-transformers modules EmbeddingModel runs
@@ -71,16 +76,14 @@ def _read_st_config(location: Path) -> tuple[str, bool, int | None, bool, dict[s
 def _pooling_mode(cfg: dict[str, Any], path: Path) -> str:
     """The pooling mode of a Pooling module's config: sentence-transformers 6's ``pooling_mode`` (a name, or a list
     of one) or older versions' ``pooling_mode_*`` flags (none set: mean, as there). Several modes concatenated, or a
-    mode fastrank does not pool with (weightedmean, lasttoken), is a ModelLoadError."""
+    mode fastrank does not know, is a ModelLoadError."""
     if "pooling_mode" in cfg:
         modes = cfg["pooling_mode"]
         modes = list(modes) if isinstance(modes, (list, tuple)) else [modes]
         modes = ["mean_sqrt_len" if m == "mean_sqrt_len_tokens" else m for m in modes]
     else:
-        modes = [m for m in POOLING_MODES if cfg.get(f"pooling_mode_{m}_token" if m == "cls" else
-                                                     f"pooling_mode_{m}_tokens")]
-        others = sorted(k for k, v in cfg.items() if k.startswith("pooling_mode_") and v) if not modes else []
-        modes = modes or (["unknown: " + ", ".join(others)] if others else ["mean"])
+        flags = sorted(k for k, v in cfg.items() if k.startswith("pooling_mode_") and v)
+        modes = [_LEGACY_POOLING_FLAGS.get(k, f"unknown: {k}") for k in flags] or ["mean"]
     if len(modes) != 1 or modes[0] not in POOLING_MODES:
         raise ModelLoadError(f"{path}: pooling {modes} is not supported; fastrank pools with exactly one of "
                              f"{', '.join(POOLING_MODES)}")
@@ -154,9 +157,16 @@ class EmbeddingModel:
 
     def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = mask.unsqueeze(-1).to(hidden.dtype)
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
         if self.pooling == "cls":  # the first token pooled: after the prompt when it is left out, as there
-            first = mask.to(torch.int64).argmax(dim=1)
-            return hidden[torch.arange(hidden.shape[0], device=hidden.device), first]
+            return hidden[rows, mask.to(torch.int64).argmax(dim=1)]
+        if self.pooling == "lasttoken":  # the last token pooled (batches are padded on the right); none: zeros
+            flipped, at = mask.to(torch.int64).flip(1).max(dim=1)
+            last = torch.where(flipped == 0, 0, hidden.shape[1] - 1 - at)
+            return hidden[rows, last] * flipped.unsqueeze(-1).to(hidden.dtype)
+        if self.pooling == "weightedmean":  # token i of the sequence weighs i + 1 (a left-out prompt keeps its place)
+            weights = m * torch.arange(1, hidden.shape[1] + 1, device=hidden.device, dtype=hidden.dtype).view(1, -1, 1)
+            return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
         if self.pooling == "max":
             return hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
         summed = (hidden * m).sum(dim=1)

@@ -121,7 +121,8 @@ def test_prompts_embed_as_in_sentence_transformers(tmp_path):
                            ({"query": "query: ", "passage": "passage: "}, "passage")):
         folder = tmp_path / "-".join(saved)
         SentenceTransformer(base, device="cpu", prompts=saved, default_prompt_name=default).save(str(folder))
-        for include_prompt, mode in ((True, "mean"), (False, "mean"), (False, "cls"), (False, "max")):
+        for include_prompt, mode in ((True, "mean"), (False, "mean"), (False, "cls"), (False, "max"),
+                                     (False, "weightedmean"), (False, "lasttoken"), (True, "weightedmean")):
             pooling = folder / "1_Pooling" / "config.json"
             pooling.write_text(json.dumps({**json.loads(pooling.read_text()), "include_prompt": include_prompt,
                                            "pooling_mode": mode}))
@@ -170,16 +171,21 @@ def test_pooling_configs_of_every_sentence_transformers_version(tmp_path):
     assert _pooling_mode({"pooling_mode": "mean_sqrt_len_tokens"}, here) == "mean_sqrt_len"
     assert _pooling_mode({"pooling_mode_mean_tokens": True}, here) == "mean"
     assert _pooling_mode({"word_embedding_dimension": 384}, here) == "mean"  # no flag set: mean, as there
-    for bad in ({"pooling_mode": "lasttoken"}, {"pooling_mode": ["mean", "max"]}, {"pooling_mode_lasttoken": True},
+    assert _pooling_mode({"pooling_mode_lasttoken": True}, here) == "lasttoken"
+    assert _pooling_mode({"pooling_mode_weightedmean_tokens": True}, here) == "weightedmean"
+    for bad in ({"pooling_mode": "median"}, {"pooling_mode": ["mean", "max"]}, {"pooling_mode_other": True},
                 {"pooling_mode_cls_token": True, "pooling_mode_max_tokens": True}):
         with pytest.raises(ModelLoadError, match="is not supported; fastrank pools with exactly one of cls"):
             _pooling_mode(bad, here)
     base = resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")
-    st = SentenceTransformer(modules=[models.Transformer(base), models.Pooling(384, pooling_mode="cls")], device="cpu")
-    st.save(str(tmp_path / "cls"))
-    ours = EmbeddingModel(tmp_path / "cls", device="cpu")
-    assert ours.pooling == "cls" and not ours.normalize
-    np.testing.assert_allclose(ours.encode(TEXTS[:2]), st.encode(TEXTS[:2]), atol=1e-5)
+    for mode in ("cls", "weightedmean", "lasttoken"):
+        st = SentenceTransformer(modules=[models.Transformer(base), models.Pooling(384, pooling_mode=mode)],
+                                 device="cpu")
+        st.save(str(tmp_path / mode))
+        ours = EmbeddingModel(tmp_path / mode, device="cpu")
+        assert ours.pooling == mode and not ours.normalize
+        np.testing.assert_allclose(ours.encode(TEXTS, batch_size=2), st.encode(TEXTS, batch_size=2), atol=1e-5,
+                                   err_msg=mode)
 
 
 def test_a_model_with_modules_fastrank_does_not_run_is_refused(tmp_path):
