@@ -2,9 +2,9 @@
 
 Used for first-stage retrieval, hard-negative mining and as a baseline. It honours the directory's pooling config
 (``1_Pooling/config.json``: cls / mean / max / mean-sqrt-len / weightedmean / lasttoken, ``include_prompt``),
-``Normalize`` module,
-``max_seq_length`` and saved prompts (``encode_query`` / ``encode_document`` pick the ``query`` / ``document``
-prompt as sentence-transformers 6 does), so embeddings equal sentence-transformers' without depending on it.
+``Normalize`` module, ``max_seq_length`` and saved prompts (``encode_query`` / ``encode_document`` pick the
+``query`` / ``document`` prompt as sentence-transformers 6 does), so embeddings equal sentence-transformers' without
+depending on it.
 """
 
 from __future__ import annotations
