@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import tempfile
 import time
@@ -64,13 +65,23 @@ def main(argv: list[str] | None = None) -> None:
             "rows": {name: {"max_abs_logit_diff": float(np.abs(values - reference).max()),
                             "ndcg@10": evaluator.evaluate(scorers[name]).metrics["ndcg@10"]}
                      for name, values in logits.items()},
-            "command": "python -m bench prompts" + (f" --model {args.model}" if args.model != "runs/wikiqa" else "")
-                       + (f" --prompt {args.prompt!r}" if args.prompt != "question: " else ""),
+            "command": "python -m bench prompts"
+                       + (f" --model {shlex.quote(args.model)}" if args.model != "runs/wikiqa" else "")
+                       + (f" --prompt {shlex.quote(args.prompt)}" if args.prompt != "question: " else ""),
         }
+        rows = record["rows"]
+        record["agree"] = all(rows[name]["max_abs_logit_diff"] <= AGREE for name in list(rows)[:3])
+        record["prompt_changes_scores"] = rows["fastrank CrossEncoder without the prompt"]["max_abs_logit_diff"] > AGREE
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     record["seconds"] = round(time.perf_counter() - start, 1)
     path = append_record("prompts", record)
     print(json.dumps(record, indent=1))
     print(f"appended to {path}")
+    if not (record["agree"] and record["prompt_changes_scores"]):
+        raise SystemExit(f"FAILED: the three prompted scorers must agree within {AGREE} and differ from the "
+                         "unprompted model (see rows above)")
+
+
+AGREE = 1e-4  # largest logit difference between the prompted scorers (fp32 everywhere)
 

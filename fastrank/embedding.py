@@ -320,6 +320,11 @@ def role_prompts(query_prompt: str | None = None, document_prompt: str | None = 
     return {k: v for k, v in given.items() if v is not None} or None
 
 
+def embedding_prompts_used(model: Any) -> dict[str, str]:
+    """The prompts an EmbeddingModel puts before queries and documents, for a command's JSON summary."""
+    return {"query": model.query_prompt, "document": model.document_prompt}
+
+
 def _options(batch_size: int, show_progress_bar: bool | None) -> dict[str, Any]:
     """Keywords for any embedding model's encode methods: by name (sentence-transformers' ``encode_query`` takes
     ``prompt_name`` second), ``show_progress_bar`` only when given (an ``encode(texts, batch_size)`` will do)."""

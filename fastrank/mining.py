@@ -62,7 +62,7 @@ def corpus_embeddings(model, corpus: Sequence[Document], cache_dir: str | Path |
     from fastrank.embedding import encode_documents
     from fastrank.io import atomic_file
 
-    if cache_dir is None:
+    if not cache_dir:  # None or '': no cache ('' is not the current folder)
         return encode_documents(model, corpus, batch_size, show_progress_bar), False
     identity = getattr(model, "weights_sha256", None) or model.name_or_path
     settings = [model.max_length, model.pooling, model.normalize]
@@ -283,7 +283,7 @@ def mine_hard_negatives(
         sampling: ``top`` takes the best-ranked survivors, ``random`` samples among them (kept best first).
         teacher: optional cross-encoder (anything with ``predict(pairs)``) whose raw scores are attached to every
             document as ``scores`` for distillation.
-        cache_dir: where corpus embeddings are cached, keyed by model and corpus hash.
+        cache_dir: where corpus embeddings are cached, keyed by model and corpus hash (None or "": no cache).
 
     Similarity is the embedding model's inner product: cosine for a model that normalizes its embeddings (the
     bundled all-MiniLM-L6-v2 does), raw dot product for one whose directory has no Normalize module, where

@@ -450,6 +450,7 @@ def test_embedding_prompts_from_the_command_line(tiny_model_dir, eval_file, tmp_
     uncached = runner.invoke(app, ["mine", "--data", str(eval_file), "--out", str(tmp_path / "again.jsonl"),
                                    "--num-negatives", "1", "--cache-dir", "", "--json"])
     assert uncached.exit_code == 0 and not json.loads(uncached.stdout)["corpus_cache_hit"], uncached.output
+    assert json.loads(uncached.stdout)["embedding_prompts"] == {"query": "", "document": ""}
     assert not list(tmp_path.glob("corpus-*.npy")) and sorted(p.name for p in tmp_path.parent.iterdir()) == before
     expected = mine_hard_negatives(read_groups(str(eval_file)), EmbeddingModel(
         prompts={"query": "query: ", "document": "passage: "}), num_negatives=1)
@@ -459,6 +460,11 @@ def test_embedding_prompts_from_the_command_line(tiny_model_dir, eval_file, tmp_
     result = runner.invoke(app, args + ["--retrieve-top-k", "3", "--query-prompt", "q: ", "--json"])
     assert result.exit_code == 0, result.output
     assert made[-1] == {"query": "q: ", "document": ""}
+    assert json.loads(result.stdout)["embedding_prompts"] == {"query": "q: ", "document": ""}  # which run it was
     bad = runner.invoke(app, args + ["--document-prompt", "p: "])
     message = " ".join(bad.output.replace("│", " ").split())
-    assert bad.exit_code == 2 and "--document-prompt need(s) --retrieve-top-k" in message, message
+    assert bad.exit_code == 2 and "--document-prompt need(s) --retrieve-top-k:" in message, message  # not --run
+    from fastrank.mining import corpus_embeddings
+
+    corpus_embeddings(EmbeddingModel(), ["a", "b"], cache_dir="")  # '' in Python too: no cache, here or anywhere
+    assert not list(tmp_path.glob("corpus-*.npy"))

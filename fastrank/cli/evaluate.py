@@ -94,6 +94,8 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
         _check_run_ids(task)
     reranker, served_by = scorer(model, max_length, long_documents, window_stride, batch_size)
     embedder = None
+    from fastrank.embedding import embedding_prompts_used
+
     if first_stage is None:
         from fastrank.embedding import EmbeddingModel
         from fastrank.model import DEFAULT_BASE
@@ -106,7 +108,9 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
     rankings = result.pop("rankings", {})
     if write_run is not None:
         result["run_written"] = str(write_trec(write_run, rankings["run_reranked" if run else "reranked"]))
-    return {"model": model, "data": data, **({"run": run} if run else {}), **result,
+    first = {} if embedder is None else {"embedding_model": embedder.name_or_path,
+                                         "embedding_prompts": embedding_prompts_used(embedder)}
+    return {"model": model, "data": data, **({"run": run} if run else {}), **first, **result,
             **({"served_by": served_by} if served_by else {})}
 
 
@@ -179,15 +183,18 @@ def eval_command(
 
     beir = is_beir_dir(data)
     retrieve = retrieve_top_k is not None or run is not None
-    embedding_options = (("--embedding-model", embedding_model), ("--query-prompt", query_prompt),
-                         ("--document-prompt", document_prompt))
-    stray = [name for name, value in (("--fusion-weight", fusion_weight), ("--corpus", corpus), *embedding_options,
-                                      ("--write-run", write_run)) if value is not None and value != []]
+    given = [] if corpus is None else corpus  # an option given (an empty prompt is one)
+    shaping = [name for name, value in (("--corpus", given or None), ("--embedding-model", embedding_model),
+                                        ("--query-prompt", query_prompt), ("--document-prompt", document_prompt))
+               if value is not None]
+    if shaping and not retrieve:
+        raise typer.BadParameter(f"{', '.join(shaping)} need(s) --retrieve-top-k: they shape the embedding first "
+                                 "stage of retrieve-then-rerank, which plain evaluation of labelled lists does not run")
+    stray = [name for name, value in (("--fusion-weight", fusion_weight), ("--write-run", write_run)) if value]
     if stray and not retrieve:
-        raise typer.BadParameter(f"{', '.join(stray)} need(s) --retrieve-top-k or --run: they shape or keep the "
-                                 "first stage of retrieve-then-rerank, which plain evaluation of labelled lists does "
-                                 "not run")
-    shaping = [name for name, value in (("--corpus", corpus), *embedding_options) if value is not None and value != []]
+        raise typer.BadParameter(f"{', '.join(stray)} need(s) --retrieve-top-k or --run: they fuse or keep the first "
+                                 "stage of retrieve-then-rerank, which plain evaluation of labelled lists does not "
+                                 "run")
     if run is not None and shaping:
         raise typer.BadParameter(f"{', '.join(shaping)} shape(s) an embedding first stage; with --run the run is the "
                                  "first stage")
