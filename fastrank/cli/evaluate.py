@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from fastrank.cli.options import DocumentPrompt, QueryPrompt
 from fastrank.cli.output import metrics_table, print_json
 
 
@@ -162,12 +163,8 @@ def eval_command(
     embedding_model: Annotated[str | None, typer.Option(
         "--embedding-model", help="First-stage embedding model (with --retrieve-top-k; default "
                                   "all-MiniLM-L6-v2).")] = None,
-    query_prompt: Annotated[str | None, typer.Option(
-        "--query-prompt", help="Text the embedding model puts before each query (e5: 'query: '; with "
-                               "--retrieve-top-k); default: its saved query prompt, if any.")] = None,
-    document_prompt: Annotated[str | None, typer.Option(
-        "--document-prompt", help="Text it puts before each document (e5: 'passage: '); default: its saved "
-                                  "document prompt, if any.")] = None,
+    query_prompt: QueryPrompt = None,
+    document_prompt: DocumentPrompt = None,
     fusion_weight: Annotated[list[float] | None, typer.Option(
         "--fusion-weight", help="With --retrieve-top-k or --run: also rank by z(reranker) + W * z(first stage) "
         "(repeatable; choose W on held-out queries).")] = None,

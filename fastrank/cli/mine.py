@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from fastrank.cli.options import DocumentPrompt, QueryPrompt
 from fastrank.cli.output import print_json
 
 
@@ -80,12 +81,8 @@ def mine_command(
                                                      "{\"text\": ...} (with a \"title\" if it has "
                                                      "one), or datasets; default: the data's own documents.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Embedding model (default all-MiniLM-L6-v2).")] = None,
-    query_prompt: Annotated[str | None, typer.Option(
-        "--query-prompt", help="Text the embedding model puts before each query (e5: 'query: '); default: its "
-                               "saved query prompt, if any.")] = None,
-    document_prompt: Annotated[str | None, typer.Option(
-        "--document-prompt", help="Text it puts before each document (e5: 'passage: '); default: its saved "
-                                  "document prompt, if any.")] = None,
+    query_prompt: QueryPrompt = None,
+    document_prompt: DocumentPrompt = None,
     num_negatives: Annotated[int, typer.Option("--num-negatives", help="Mined negatives added per query.")] = 5,
     range_min: Annotated[int, typer.Option(
         "--range-min", help="Skip the first N retrieved documents (where unlabelled positives hide).")] = 0,
