@@ -42,34 +42,45 @@ def _module_kind(module: Any) -> str:
     return str(module.get("type", "") if isinstance(module, dict) else "").rsplit(".", 1)[-1]
 
 
-def _read_st_config(location: Path) -> tuple[str, bool, int | None, bool, dict[str, Any]]:
-    """(pooling mode, normalize, max_seq_length, include_prompt, config_sentence_transformers.json) from a
-    sentence-transformers directory; mean/False/None/True/{} where absent (its saved prompts count only in a folder
+def _st_json(location: str, name: str) -> Any:
+    """The JSON of file ``name`` of a sentence-transformers model: in a local folder (None when absent; unreadable
+    JSON raises), or of a hub id, fetched as the weights are (None when the repo has no such file)."""
+    path = Path(location)
+    if path.is_dir():
+        file = path / name
+        return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+    from fastrank.model import _st_file
+
+    return _st_file(location, name, {})
+
+
+def _read_st_config(location: str) -> tuple[str, bool, int | None, bool, dict[str, Any]]:
+    """(pooling mode, normalize, max_seq_length, include_prompt, config_sentence_transformers.json) of a
+    sentence-transformers model, a local folder or a hub id (whose files were never read: a hub model pooled with
+    mean, unnormalized, without its prompts); mean/False/None/True/{} where absent (its saved prompts count only
     with modules.json, as sentence-transformers reads them)."""
     pooling, normalize, max_len, include_prompt, st_config = "mean", False, None, True, {}
-    modules_file = location / "modules.json"
-    if modules_file.is_file():
-        saved = location / "config_sentence_transformers.json"
-        st_config = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else {}
-        modules = json.loads(modules_file.read_text(encoding="utf-8"))
+    modules = _st_json(location, "modules.json")
+    if isinstance(modules, list):
+        st_config = _st_json(location, "config_sentence_transformers.json") or {}
         others = [m.get("type") if isinstance(m, dict) else m for m in modules if _module_kind(m) not in _MODULES]
         if others:  # a Dense projection, a StaticEmbedding, ...: embeddings without them would be another model's
-            raise ModelLoadError(f"{modules_file} holds modules fastrank does not run: {others}; fastrank embeds "
-                                 "with a transformer, one Pooling and an optional Normalize (use "
+            raise ModelLoadError(f"{location}/modules.json holds modules fastrank does not run: {others}; fastrank "
+                                 "embeds with a transformer, one Pooling and an optional Normalize (use "
                                  "sentence-transformers' SentenceTransformer for this model)")
         for mod in modules:
             kind = _module_kind(mod)
             if kind == "Normalize":
                 normalize = True
             if kind == "Pooling":
-                cfg_file = location / mod.get("path", "") / "config.json"
-                if cfg_file.is_file():
-                    cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-                    pooling = _pooling_mode(cfg, cfg_file)
+                name = "/".join(p for p in (mod.get("path", ""), "config.json") if p)
+                cfg = _st_json(location, name)
+                if isinstance(cfg, dict):
+                    pooling = _pooling_mode(cfg, Path(location) / name)
                     include_prompt = bool(cfg.get("include_prompt", True))
-    st_cfg = location / "sentence_bert_config.json"
-    if st_cfg.is_file():
-        max_len = json.loads(st_cfg.read_text(encoding="utf-8")).get("max_seq_length")
+    st_cfg = _st_json(location, "sentence_bert_config.json")
+    if isinstance(st_cfg, dict):
+        max_len = st_cfg.get("max_seq_length")
     return pooling, normalize, max_len, include_prompt, st_config if isinstance(st_config, dict) else {}
 
 
@@ -113,9 +124,7 @@ class EmbeddingModel:
 
         cast = weight_dtype(dtype)  # float32 | float16 | bfloat16 | auto (the checkpoint's), as for CrossEncoder
         location = resolve_model_path(model_name_or_path)
-        path = Path(location)
-        st_pooling, st_normalize, st_max, self.include_prompt, st_config = (
-            _read_st_config(path) if path.is_dir() else ("mean", False, None, True, {}))
+        st_pooling, st_normalize, st_max, self.include_prompt, st_config = _read_st_config(location)
         if prompts is not None and not isinstance(prompts, dict):
             raise TypeError(f"prompts must be a dict of name -> text (e.g. {{'query': 'query: '}}), got "
                             f"{type(prompts).__name__}")

@@ -211,3 +211,40 @@ def test_a_model_with_modules_fastrank_does_not_run_is_refused(tmp_path):
         (tmp_path / "d" / "modules.json").write_text(json.dumps(listed))
         with pytest.raises(ModelLoadError, match=f"holds modules fastrank does not run: \\['{module}'\\]"):
             EmbeddingModel(tmp_path / "d", device="cpu")
+
+
+def test_a_hub_id_is_read_as_its_folder_is(tmp_path, monkeypatch):
+    """A hub id (online, loaded by name) had its sentence-transformers files never read: a CLS-pooled, normalized
+    model with a query prompt embedded with mean pooling, unnormalized and without the prompt."""
+    import huggingface_hub
+    import transformers
+    from sentence_transformers import SentenceTransformer, models
+
+    import fastrank.embedding as embedding
+    from fastrank.model import resolve_model_path
+
+    base = resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")
+    folder = tmp_path / "hub"
+    st = SentenceTransformer(modules=[models.Transformer(base), models.Pooling(384, pooling_mode="cls"),
+                                      models.Normalize()], prompts={"query": "q: "}, device="cpu")
+    st.save(str(folder))
+    fetched = []
+
+    def download(repo_id, filename, **kwargs):  # the hub, as reached online: the repo's files by name
+        fetched.append(filename)
+        if not (folder / filename).is_file():
+            raise FileNotFoundError(filename)
+        return str(folder / filename)
+
+    def from_folder(real):
+        return lambda name, *args, **kwargs: real(str(folder) if name == "acme/emb" else name, *args, **kwargs)
+
+    monkeypatch.setattr(embedding, "resolve_model_path", lambda name: str(name))  # online: the id itself
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", from_folder(transformers.AutoModel.from_pretrained))
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
+                        from_folder(transformers.AutoTokenizer.from_pretrained))
+    ours = embedding.EmbeddingModel("acme/emb", device="cpu")
+    assert (ours.pooling, ours.normalize, ours.prompts["query"]) == ("cls", True, "q: ")
+    assert {"modules.json", "1_Pooling/config.json", "config_sentence_transformers.json"} <= set(fetched)
+    np.testing.assert_allclose(ours.encode_query(TEXTS[:2]), st.encode_query(TEXTS[:2]), atol=1e-5)
