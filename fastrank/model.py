@@ -176,7 +176,8 @@ def _activation_arg(activation: str | None, activation_fn: Any) -> str | None:
 def _st_file(location: str, filename: str, hub_kwargs: dict[str, Any]) -> Any:
     """The JSON of a sentence-transformers file (``modules.json``, ``sentence_bert_config.json``, ...) of a model
     folder, or of a hub id (fetched into the hub cache as transformers fetches the config); None when the model
-    has no such file or it cannot be had."""
+    has no such file or it cannot be had. A file that is not JSON is a ModelLoadError: read as absent, it would
+    change the scores without a word (another activation, no prompt)."""
     path = Path(location) / filename
     if not Path(location).is_dir():
         from huggingface_hub import hf_hub_download
@@ -186,10 +187,13 @@ def _st_file(location: str, filename: str, hub_kwargs: dict[str, Any]) -> Any:
             path = Path(hf_hub_download(location, filename, **options))
         except Exception:  # noqa: BLE001 - no such file in the repo, or the hub unreachable: nothing saved to read
             return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, ValueError):
+    if not path.is_file():
         return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{filename} of {location!r} does not read as JSON ({exc}); re-download or re-save the "
+                             "model") from exc
 
 
 def _check_st_modules(location: str, name: str | Path, hub_kwargs: dict[str, Any], st_config: dict[str, Any]) -> bool:
@@ -258,15 +262,15 @@ def merge_prompts(prompts: Any, default_prompt_name: Any, st_config: dict[str, A
     return merged, default
 
 
-def _saved_activation(location: str, config: Any) -> str | None:
-    """Activation recorded by sentence-transformers (any version) or fastrank in a checkpoint, if any."""
+def _saved_activation(config: Any, st_config: dict[str, Any], whole: bool) -> str | None:
+    """Activation recorded by sentence-transformers (any version) or fastrank in a checkpoint, if any: the
+    ``config.json`` block, and ``config_sentence_transformers.json`` (``st_config``, of a folder or a hub id), which
+    speaks first for a model sentence-transformers loads whole (``whole``: it has a modules.json; version 6 saves
+    the activation there only)."""
     st_cfg = getattr(config, "sentence_transformers", None) or {}
     found = st_cfg.get("activation_fn") or getattr(config, "sbert_ce_default_activation_function", None)
-    path = Path(location)
-    if path.is_dir():  # config_sentence_transformers.json speaks for a folder sentence-transformers saved whole
-        saved = _read_json(path / "config_sentence_transformers.json").get("activation_fn")
-        found = (saved or found) if (path / "modules.json").is_file() else (found or saved)
-    return _activation_from_path(found)
+    saved = st_config.get("activation_fn")
+    return _activation_from_path((saved or found) if whole else (found or saved))
 
 
 def pick_prompt(prompts: dict[str, str], default_name: str | None, prompt: str | None, prompt_name: str | None,
@@ -548,7 +552,7 @@ class CrossEncoder(torch.nn.Module):
             saved = sbert.get("max_seq_length") if isinstance(sbert, dict) else None
         default = min(self.limit, int(saved if is_integer(saved) and saved > 0 else self.tokenizer.model_max_length))
         self.max_length = default if max_length is None else max_length
-        chosen = activation or _saved_activation(location, config)
+        chosen = activation or _saved_activation(config, st_config, whole)
         self.activation = chosen or ("sigmoid" if num_labels == 1 else "identity")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")

@@ -426,3 +426,38 @@ def test_every_sentence_transformers_keyword_is_taken(tiny_model_dir):
         model.rank(QUERY, DOCS, device="cpu")
     with pytest.raises(ValueError, match=r"CrossEncoder\(use_kernels=...\) is not supported by fastrank"):
         CrossEncoder(tiny_model_dir, device="cpu", use_kernels=True)
+
+
+def test_a_hub_id_keeps_the_activation_sentence_transformers_6_saved(tiny_model_dir, tmp_path, monkeypatch):
+    """sentence-transformers 6 saves a cross-encoder's activation in config_sentence_transformers.json only, which
+    fastrank read for a local folder alone: loaded by hub id online, an Identity model scored through a sigmoid. A
+    config file that is no JSON is refused, not read as absent."""
+    import huggingface_hub
+    import transformers
+
+    import fastrank.model as model_module
+    from fastrank import CrossEncoder
+
+    folder = tmp_path / "hub"
+    st_ce.CrossEncoder(str(tiny_model_dir), activation_fn=torch.nn.Identity()).save(str(folder))
+    assert "sentence_transformers" not in (folder / "config.json").read_text()  # only in their own file
+
+    def download(repo_id, filename, **kwargs):
+        if not (folder / filename).is_file():
+            raise FileNotFoundError(filename)
+        return str(folder / filename)
+
+    def from_folder(real):
+        return lambda name, *args, **kwargs: real(str(folder) if name == "acme/ce" else name, *args, **kwargs)
+
+    monkeypatch.setattr(model_module, "resolve_model_path", lambda name: str(name))  # online: the id itself
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    for auto in (transformers.AutoConfig, transformers.AutoModelForSequenceClassification, transformers.AutoTokenizer):
+        monkeypatch.setattr(auto, "from_pretrained", from_folder(auto.from_pretrained))
+    ours = CrossEncoder("acme/ce", device="cpu")
+    assert ours.activation == "identity"
+    np.testing.assert_allclose(ours.predict(PAIRS), st_ce.CrossEncoder(str(folder), device="cpu").predict(PAIRS),
+                               atol=1e-6)
+    (folder / "config_sentence_transformers.json").write_text("{broken")
+    with pytest.raises(ModelLoadError, match=r"config_sentence_transformers.json of 'acme/ce' does not read as JSON"):
+        CrossEncoder("acme/ce", device="cpu")
