@@ -24,7 +24,7 @@ from fastrank.documents import Document, document_text
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.hub import hub_location
 from fastrank.io import atomic_dir
-from fastrank.model_card import CardDataView, card_fields, load_card_data, write_card
+from fastrank.model_card import CARD_DATA_FILE, CardDataView, card_fields, load_card_data, write_card
 from fastrank.types import RankedDoc
 
 logger = logging.getLogger(__name__)
@@ -173,11 +173,9 @@ def _activation_arg(activation: str | None, activation_fn: Any) -> str | None:
     return activation_name(activation_fn)
 
 
-def _st_file(location: str, filename: str, hub_kwargs: dict[str, Any]) -> Any:
-    """The JSON of a sentence-transformers file (``modules.json``, ``sentence_bert_config.json``, ...) of a model
-    folder, or of a hub id (fetched into the hub cache as transformers fetches the config); None when the model
-    has no such file or it cannot be had. A file that is not JSON is a ModelLoadError: read as absent, it would
-    change the scores without a word (another activation, no prompt)."""
+def _model_file(location: str, filename: str, hub_kwargs: dict[str, Any]) -> Path | None:
+    """File ``filename`` of a model folder, or of a hub id (fetched into the hub cache as transformers fetches the
+    config); None when the model has no such file or it cannot be had."""
     path = Path(location) / filename
     if not Path(location).is_dir():
         from huggingface_hub import hf_hub_download
@@ -187,7 +185,15 @@ def _st_file(location: str, filename: str, hub_kwargs: dict[str, Any]) -> Any:
             path = Path(hf_hub_download(location, filename, **options))
         except Exception:  # noqa: BLE001 - no such file in the repo, or the hub unreachable: nothing saved to read
             return None
-    if not path.is_file():
+    return path if path.is_file() else None
+
+
+def _st_file(location: str, filename: str, hub_kwargs: dict[str, Any]) -> Any:
+    """The JSON of a sentence-transformers file (``modules.json``, ``sentence_bert_config.json``, ...) of a model
+    folder or hub id (``_model_file``); None when there is none. A file that is not JSON is a ModelLoadError: read
+    as absent, it would change the scores without a word (another activation, no prompt)."""
+    path = _model_file(location, filename, hub_kwargs)
+    if path is None:
         return None
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -556,7 +562,8 @@ class CrossEncoder(torch.nn.Module):
         self.activation = chosen or ("sigmoid" if num_labels == 1 else "identity")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        self.card_data: dict[str, Any] = load_card_data(location, self.name_or_path)
+        card = _model_file(location, CARD_DATA_FILE, kwargs)  # a hub id's too: its training facts (a prior, titles)
+        self.card_data: dict[str, Any] = load_card_data(location if card is None else card.parent, self.name_or_path)
         self.card_data.update(card_fields(model_card_data))
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"

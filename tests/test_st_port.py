@@ -430,8 +430,11 @@ def test_every_sentence_transformers_keyword_is_taken(tiny_model_dir):
 
 def test_a_hub_id_keeps_the_activation_sentence_transformers_6_saved(tiny_model_dir, tmp_path, monkeypatch):
     """sentence-transformers 6 saves a cross-encoder's activation in config_sentence_transformers.json only, which
-    fastrank read for a local folder alone: loaded by hub id online, an Identity model scored through a sigmoid. A
-    config file that is no JSON is refused, not read as absent."""
+    fastrank read for a local folder alone: loaded by hub id online, an Identity model scored through a sigmoid
+    (and fastrank's own card, which records a first-stage prior, was lost). A config file that is no JSON is
+    refused, not read as absent."""
+    import json
+
     import huggingface_hub
     import transformers
 
@@ -441,6 +444,7 @@ def test_a_hub_id_keeps_the_activation_sentence_transformers_6_saved(tiny_model_
     folder = tmp_path / "hub"
     st_ce.CrossEncoder(str(tiny_model_dir), activation_fn=torch.nn.Identity()).save(str(folder))
     assert "sentence_transformers" not in (folder / "config.json").read_text()  # only in their own file
+    (folder / "fastrank_card.json").write_text(json.dumps({"base_model": "b", "first_stage_prior": {"weight": 1.0}}))
 
     def download(repo_id, filename, **kwargs):
         if not (folder / filename).is_file():
@@ -456,6 +460,7 @@ def test_a_hub_id_keeps_the_activation_sentence_transformers_6_saved(tiny_model_
         monkeypatch.setattr(auto, "from_pretrained", from_folder(auto.from_pretrained))
     ours = CrossEncoder("acme/ce", device="cpu")
     assert ours.activation == "identity"
+    assert ours.card_data["first_stage_prior"] == {"weight": 1.0}  # fastrank's card travels with the id too
     np.testing.assert_allclose(ours.predict(PAIRS), st_ce.CrossEncoder(str(folder), device="cpu").predict(PAIRS),
                                atol=1e-6)
     (folder / "config_sentence_transformers.json").write_text("{broken")
