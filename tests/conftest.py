@@ -84,3 +84,33 @@ def wikiqa_dir() -> Path:
     if not (path / "test.jsonl").is_file():
         pytest.skip(SHARED_DATA_MISSING)
     return path
+
+
+@pytest.fixture
+def serve_as_hub_id(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[str]]:
+    """``serve(repo_id, folder, module)``: loading ``repo_id`` by name, as online, reads ``folder``: ``module``'s
+    ``resolve_model_path`` keeps the id, ``huggingface_hub.hf_hub_download`` hands out the folder's files (a missing
+    one raises, as the hub does), and transformers' auto classes load the folder. Returns the file names fetched."""
+    import huggingface_hub
+    import transformers
+
+    def serve(repo_id: str, folder: Path, module) -> list[str]:
+        fetched: list[str] = []
+
+        def download(repo, filename, **kwargs):
+            fetched.append(filename)
+            if repo != repo_id or not (folder / filename).is_file():
+                raise FileNotFoundError(filename)
+            return str(folder / filename)
+
+        def from_folder(real):
+            return lambda name, *args, **kwargs: real(str(folder) if name == repo_id else name, *args, **kwargs)
+
+        monkeypatch.setattr(module, "resolve_model_path", lambda name: str(name))
+        monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+        for auto in (transformers.AutoConfig, transformers.AutoModel, transformers.AutoModelForSequenceClassification,
+                     transformers.AutoTokenizer):
+            monkeypatch.setattr(auto, "from_pretrained", from_folder(auto.from_pretrained))
+        return fetched
+
+    return serve

@@ -213,11 +213,9 @@ def test_a_model_with_modules_fastrank_does_not_run_is_refused(tmp_path):
             EmbeddingModel(tmp_path / "d", device="cpu")
 
 
-def test_a_hub_id_is_read_as_its_folder_is(tmp_path, monkeypatch):
+def test_a_hub_id_is_read_as_its_folder_is(tmp_path, serve_as_hub_id):
     """A hub id (online, loaded by name) had its sentence-transformers files never read: a CLS-pooled, normalized
     model with a query prompt embedded with mean pooling, unnormalized and without the prompt."""
-    import huggingface_hub
-    import transformers
     from sentence_transformers import SentenceTransformer, models
 
     import fastrank.embedding as embedding
@@ -228,22 +226,7 @@ def test_a_hub_id_is_read_as_its_folder_is(tmp_path, monkeypatch):
     st = SentenceTransformer(modules=[models.Transformer(base), models.Pooling(384, pooling_mode="cls"),
                                       models.Normalize()], prompts={"query": "q: "}, device="cpu")
     st.save(str(folder))
-    fetched = []
-
-    def download(repo_id, filename, **kwargs):  # the hub, as reached online: the repo's files by name
-        fetched.append(filename)
-        if not (folder / filename).is_file():
-            raise FileNotFoundError(filename)
-        return str(folder / filename)
-
-    def from_folder(real):
-        return lambda name, *args, **kwargs: real(str(folder) if name == "acme/emb" else name, *args, **kwargs)
-
-    monkeypatch.setattr(embedding, "resolve_model_path", lambda name: str(name))  # online: the id itself
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
-    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", from_folder(transformers.AutoModel.from_pretrained))
-    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
-                        from_folder(transformers.AutoTokenizer.from_pretrained))
+    fetched = serve_as_hub_id("acme/emb", folder, embedding)
     ours = embedding.EmbeddingModel("acme/emb", device="cpu")
     assert (ours.pooling, ours.normalize, ours.prompts["query"]) == ("cls", True, "q: ")
     assert {"modules.json", "1_Pooling/config.json", "config_sentence_transformers.json"} <= set(fetched)

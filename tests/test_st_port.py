@@ -428,15 +428,12 @@ def test_every_sentence_transformers_keyword_is_taken(tiny_model_dir):
         CrossEncoder(tiny_model_dir, device="cpu", use_kernels=True)
 
 
-def test_a_hub_id_keeps_the_activation_sentence_transformers_6_saved(tiny_model_dir, tmp_path, monkeypatch):
+def test_a_hub_id_keeps_the_activation_sentence_transformers_6_saved(tiny_model_dir, tmp_path, serve_as_hub_id):
     """sentence-transformers 6 saves a cross-encoder's activation in config_sentence_transformers.json only, which
     fastrank read for a local folder alone: loaded by hub id online, an Identity model scored through a sigmoid
     (and fastrank's own card, which records a first-stage prior, was lost). A config file that is no JSON is
     refused, not read as absent."""
     import json
-
-    import huggingface_hub
-    import transformers
 
     import fastrank.model as model_module
     from fastrank import CrossEncoder
@@ -446,18 +443,7 @@ def test_a_hub_id_keeps_the_activation_sentence_transformers_6_saved(tiny_model_
     assert "sentence_transformers" not in (folder / "config.json").read_text()  # only in their own file
     (folder / "fastrank_card.json").write_text(json.dumps({"base_model": "b", "first_stage_prior": {"weight": 1.0}}))
 
-    def download(repo_id, filename, **kwargs):
-        if not (folder / filename).is_file():
-            raise FileNotFoundError(filename)
-        return str(folder / filename)
-
-    def from_folder(real):
-        return lambda name, *args, **kwargs: real(str(folder) if name == "acme/ce" else name, *args, **kwargs)
-
-    monkeypatch.setattr(model_module, "resolve_model_path", lambda name: str(name))  # online: the id itself
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
-    for auto in (transformers.AutoConfig, transformers.AutoModelForSequenceClassification, transformers.AutoTokenizer):
-        monkeypatch.setattr(auto, "from_pretrained", from_folder(auto.from_pretrained))
+    serve_as_hub_id("acme/ce", folder, model_module)
     ours = CrossEncoder("acme/ce", device="cpu")
     assert ours.activation == "identity"
     assert ours.card_data["first_stage_prior"] == {"weight": 1.0}  # fastrank's card travels with the id too
