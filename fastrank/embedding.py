@@ -9,7 +9,6 @@ depending on it.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,27 +41,17 @@ def _module_kind(module: Any) -> str:
     return str(module.get("type", "") if isinstance(module, dict) else "").rsplit(".", 1)[-1]
 
 
-def _st_json(location: str, name: str) -> Any:
-    """The JSON of file ``name`` of a sentence-transformers model: in a local folder (None when absent; unreadable
-    JSON raises), or of a hub id, fetched as the weights are (None when the repo has no such file)."""
-    path = Path(location)
-    if path.is_dir():
-        file = path / name
-        return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
-    from fastrank.model import _st_file
-
-    return _st_file(location, name, {})
-
-
 def _read_st_config(location: str) -> tuple[str, bool, int | None, bool, dict[str, Any]]:
     """(pooling mode, normalize, max_seq_length, include_prompt, config_sentence_transformers.json) of a
     sentence-transformers model, a local folder or a hub id (whose files were never read: a hub model pooled with
     mean, unnormalized, without its prompts); mean/False/None/True/{} where absent (its saved prompts count only
-    with modules.json, as sentence-transformers reads them)."""
+    with modules.json, as sentence-transformers reads them). Files are read as a cross-encoder's are (``_st_file``)."""
+    from fastrank.model import _st_file
+
     pooling, normalize, max_len, include_prompt, st_config = "mean", False, None, True, {}
-    modules = _st_json(location, "modules.json")
+    modules = _st_file(location, "modules.json", {})
     if isinstance(modules, list):
-        st_config = _st_json(location, "config_sentence_transformers.json") or {}
+        st_config = _st_file(location, "config_sentence_transformers.json", {}) or {}
         others = [m.get("type") if isinstance(m, dict) else m for m in modules if _module_kind(m) not in _MODULES]
         if others:  # a Dense projection, a StaticEmbedding, ...: embeddings without them would be another model's
             raise ModelLoadError(f"{location}/modules.json holds modules fastrank does not run: {others}; fastrank "
@@ -74,11 +63,11 @@ def _read_st_config(location: str) -> tuple[str, bool, int | None, bool, dict[st
                 normalize = True
             if kind == "Pooling":
                 name = "/".join(p for p in (mod.get("path", ""), "config.json") if p)
-                cfg = _st_json(location, name)
+                cfg = _st_file(location, name, {})
                 if isinstance(cfg, dict):
                     pooling = _pooling_mode(cfg, Path(location) / name)
                     include_prompt = bool(cfg.get("include_prompt", True))
-    st_cfg = _st_json(location, "sentence_bert_config.json")
+    st_cfg = _st_file(location, "sentence_bert_config.json", {})
     if isinstance(st_cfg, dict):
         max_len = st_cfg.get("max_seq_length")
     return pooling, normalize, max_len, include_prompt, st_config if isinstance(st_config, dict) else {}
@@ -125,11 +114,8 @@ class EmbeddingModel:
         cast = weight_dtype(dtype)  # float32 | float16 | bfloat16 | auto (the checkpoint's), as for CrossEncoder
         location = resolve_model_path(model_name_or_path)
         st_pooling, st_normalize, st_max, self.include_prompt, st_config = _read_st_config(location)
-        if prompts is not None and not isinstance(prompts, dict):
-            raise TypeError(f"prompts must be a dict of name -> text (e.g. {{'query': 'query: '}}), got "
-                            f"{type(prompts).__name__}")
-        self.prompts, self.default_prompt_name = merge_prompts({**_DEFAULT_PROMPTS, **(prompts or {})},
-                                                               default_prompt_name, st_config, model_name_or_path)
+        self.prompts, self.default_prompt_name = merge_prompts(prompts, default_prompt_name, st_config,
+                                                               model_name_or_path, defaults=_DEFAULT_PROMPTS)
         self.pooling = pooling or st_pooling
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
@@ -241,6 +227,12 @@ class EmbeddingModel:
         return self.prompts["query"]
 
     @property
+    def applied_prompts(self) -> dict[str, str]:
+        """The prompts put before queries and documents (``query_prompt``, ``document_prompt``), as a command's
+        JSON summary reports them."""
+        return {"query": self.query_prompt, "document": self.document_prompt}
+
+    @property
     def document_prompt(self) -> str:
         """The prompt ``encode_document`` applies: the ``document`` prompt (always there, empty unless saved or
         given). sentence-transformers looks for ``passage`` and ``corpus`` only after ``document``, which its
@@ -327,11 +319,6 @@ def role_prompts(query_prompt: str | None = None, document_prompt: str | None = 
     and ``"passage: "``); None when neither is given (the model's saved prompts)."""
     given = {"query": query_prompt, "document": document_prompt}
     return {k: v for k, v in given.items() if v is not None} or None
-
-
-def embedding_prompts_used(model: Any) -> dict[str, str]:
-    """The prompts an EmbeddingModel puts before queries and documents, for a command's JSON summary."""
-    return {"query": model.query_prompt, "document": model.document_prompt}
 
 
 def _options(batch_size: int, show_progress_bar: bool | None) -> dict[str, Any]:

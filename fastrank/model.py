@@ -243,14 +243,16 @@ def saved_default_prompt(name_or_path: str | Path) -> str | None:
 
 
 def merge_prompts(prompts: Any, default_prompt_name: Any, st_config: dict[str, Any],
-                  name: str | Path = "the model") -> tuple[dict[str, str], str | None]:
-    """The prompts and default prompt name a model scores with: the ones given, then the saved ones
-    (``config_sentence_transformers.json``) for names not given, as sentence-transformers merges them. Checked:
-    a dict of strings, and a default name that is one of its keys."""
+                  name: str | Path = "the model", defaults: dict[str, str | None] | None = None
+                  ) -> tuple[dict[str, str], str | None]:
+    """The prompts and default prompt name a model scores with: ``defaults`` (names a model kind always holds, None
+    = unset), then the ones given, then the saved ones (``config_sentence_transformers.json``) for names still
+    unset, as sentence-transformers merges them. Checked: a dict of strings, and a default name that is one of its
+    keys."""
     if prompts is not None and not isinstance(prompts, dict):
         raise TypeError(f"prompts must be a dict of name -> text (e.g. {{'query': 'query: '}}), got "
                         f"{type(prompts).__name__}")
-    merged = dict(prompts or {})
+    merged = {**(defaults or {}), **(prompts or {})}
     saved = st_config.get("prompts")
     if saved is not None and not isinstance(saved, dict):
         raise ModelLoadError(f"{str(name)!r}: config_sentence_transformers.json's prompts must be a JSON object of "
@@ -831,7 +833,7 @@ class CrossEncoder(torch.nn.Module):
         if not docs:
             return []
         logits = self.predict([(query, d) for d in docs], batch_size=batch_size, activation="identity",
-                              show_progress_bar=show_progress_bar, prompt=self.resolve_prompt(prompt, prompt_name),
+                              show_progress_bar=show_progress_bar, prompt_name=prompt_name, prompt=prompt,
                               device=device, pool=pool, chunk_size=chunk_size)
         scores = relevance(logits, activation or self.activation)
         order = np.argsort(-relevance_order(logits), kind="stable")[:top_k]

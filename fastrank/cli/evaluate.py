@@ -95,8 +95,6 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
         _check_run_ids(task)
     reranker, served_by = scorer(model, max_length, long_documents, window_stride, batch_size)
     embedder = None
-    from fastrank.embedding import embedding_prompts_used
-
     if first_stage is None:
         from fastrank.embedding import EmbeddingModel
         from fastrank.model import DEFAULT_BASE
@@ -110,7 +108,7 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
     if write_run is not None:
         result["run_written"] = str(write_trec(write_run, rankings["run_reranked" if run else "reranked"]))
     first = {} if embedder is None else {"embedding_model": embedder.name_or_path,
-                                         "embedding_prompts": embedding_prompts_used(embedder)}
+                                         "embedding_prompts": embedder.applied_prompts}
     return {"model": model, "data": data, **({"run": run} if run else {}), **first, **result,
             **({"served_by": served_by} if served_by else {})}
 
@@ -180,10 +178,9 @@ def eval_command(
 
     beir = is_beir_dir(data)
     retrieve = retrieve_top_k is not None or run is not None
-    given = [] if corpus is None else corpus  # an option given (an empty prompt is one)
-    shaping = [name for name, value in (("--corpus", given or None), ("--embedding-model", embedding_model),
+    shaping = [name for name, value in (("--corpus", corpus or None), ("--embedding-model", embedding_model),
                                         ("--query-prompt", query_prompt), ("--document-prompt", document_prompt))
-               if value is not None]
+               if value is not None]  # given: an empty prompt is one
     if shaping and not retrieve:
         raise typer.BadParameter(f"{', '.join(shaping)} need(s) --retrieve-top-k: they shape the embedding first "
                                  "stage of retrieve-then-rerank, which plain evaluation of labelled lists does not run")

@@ -21,7 +21,7 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
     other queries' positives as negatives (``answer_closest`` + ``answer_random``), then teacher scores; write
     ``out``. ``query_prompt`` / ``document_prompt`` replace the embedding model's saved prompts."""
     from fastrank.data import check_groups_path, read_corpus, read_groups, write_groups
-    from fastrank.embedding import EmbeddingModel, embedding_prompts_used, role_prompts
+    from fastrank.embedding import EmbeddingModel, role_prompts
     from fastrank.io import check_dir_path, check_output_file
     from fastrank.mining import (
         ANSWER_MARGIN,
@@ -65,7 +65,7 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
         attach_teacher_scores(result.groups, scorer)
     seconds = time.perf_counter() - start
     write_groups(result.groups, out)
-    return {"output": out, "embedding_model": model.name_or_path, "embedding_prompts": embedding_prompts_used(model),
+    return {"output": out, "embedding_model": model.name_or_path, "embedding_prompts": model.applied_prompts,
             "queries": len(result.groups), "seconds": round(seconds, 1),
             "documents_per_second": None if stats.get("corpus_cache_hit")  # nothing was embedded: no rate
             else round(stats["corpus_size"] / seconds, 1), **stats}
