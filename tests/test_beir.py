@@ -402,7 +402,7 @@ def test_training_on_positives_only_is_refused_and_mining_draws_from_the_beir_co
     import fastrank.model
     from fastrank.data import read_groups
     from fastrank.evaluation.evaluators import RerankingEvaluator
-    from fastrank.training.recipe import TrainConfig, _add_mined_negatives, train
+    from fastrank.training.recipe import TrainConfig, _add_mined_negatives, _embedding_model, train
 
     root = _beir(tmp_path / "beir")
     (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n")
@@ -425,7 +425,7 @@ def test_training_on_positives_only_is_refused_and_mining_draws_from_the_beir_co
     config = TrainConfig(data=str(root), out=str(tmp_path / "m"), mine_negatives=2,
                          mining_options={"range_max": 50})
     groups = read_groups(root)
-    _add_mined_negatives(groups, config)
+    _add_mined_negatives(groups, config, _embedding_model(config))
     judged = {CORPUS[d][1] for d in ("d1", "d2")}
     negatives = [d if isinstance(d, str) else d["text"] for g in groups for d, y in zip(g.documents, g.labels)
                  if y == 0]

@@ -219,6 +219,7 @@ def test_mined_negatives_are_added_to_the_training_lists(toy_data, tiny_model_di
 
     class Embedder:  # deterministic stand-in for MiniLM: hashes words into 16 dims
         name_or_path, max_length, pooling, normalize, dimension = "toy", 32, "mean", True, 16
+        applied_prompts = {"query": "", "document": ""}
 
         def __init__(self, *a, **k):
             pass
@@ -260,7 +261,7 @@ def test_mined_negatives_go_to_their_own_query_when_two_share_a_text(toy_data, t
     groups = [QueryGroup("who wrote it", ["Alice wrote it", "a"], [1.0, 0.0], "A"),
               QueryGroup("no positive here", ["x"], [0.0], "N"),
               QueryGroup("who wrote it", ["Bob wrote it", "b"], [1.0, 0.0], "B")]
-    _add_mined_negatives(groups, _config(toy_data, tiny_model_dir, tmp_path / "m", mine_negatives=1))
+    _add_mined_negatives(groups, _config(toy_data, tiny_model_dir, tmp_path / "m", mine_negatives=1), Embedder())
     assert [g.query_id for g in groups] == ["A", "N", "B"]
     assert groups[0].positives == ["Alice wrote it"] and groups[2].positives == ["Bob wrote it"]
     assert groups[0].documents[:2] == ["Alice wrote it", "a"] and len(groups[0].documents) == 3
@@ -268,6 +269,60 @@ def test_mined_negatives_go_to_their_own_query_when_two_share_a_text(toy_data, t
     assert groups[1].documents == ["x"]
     # a positive of the same query text is no negative for its twin (it is the likeliest false negative)
     assert "Alice wrote it" not in groups[2].documents and "Bob wrote it" not in groups[0].documents
+
+
+def test_the_embedding_model_and_its_prompts_mine_the_negatives(toy_data, tiny_model_dir, tmp_path):
+    """first_stage_model / first_stage_prompts (train --embedding-model / --query-prompt) are what mining uses."""
+    from fastrank.data import read_groups
+    from fastrank.embedding import EmbeddingModel
+    from fastrank.mining import mine_hard_negatives
+    from fastrank.training.recipe import _add_mined_negatives, _embedding_model, train
+
+    config = _config(toy_data, tiny_model_dir, tmp_path / "m", epochs=1, mine_negatives=2,
+                     mining_options={"range_max": 20}, first_stage_model=str(tiny_model_dir),
+                     first_stage_prompts={"query": "which animal is it: "})
+    embedder = _embedding_model(config)
+    assert embedder.name_or_path == str(tiny_model_dir) and embedder.query_prompt == "which animal is it: "
+    groups = read_groups(toy_data / "train.jsonl")[:30]
+    _add_mined_negatives(groups, config, embedder)
+
+    def mined_by(model):
+        result = mine_hard_negatives(read_groups(toy_data / "train.jsonl")[:30], model, num_negatives=2,
+                                     keep_original_negatives=True, seed=config.seed, range_max=20,
+                                     show_progress_bar=False)
+        return [g.documents for g in result.groups]
+
+    prompted = mined_by(EmbeddingModel(str(tiny_model_dir), prompts={"query": "which animal is it: "}))
+    assert [g.documents for g in groups] == prompted
+    assert prompted != mined_by(EmbeddingModel(str(tiny_model_dir)))  # the prompt changed what was mined
+    result = train(config)
+    assert result["embedding_prompts"] == {"query": "which animal is it: ", "document": ""}
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert f"| embedding_model | {tiny_model_dir} |" in card and "which animal is it: " in card
+
+
+def test_embedding_model_options_need_a_use(toy_data, tiny_model_dir, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from fastrank.cli import app
+    from fastrank.training.recipe import train
+
+    with pytest.raises(ValueError, match="first_stage_prompts are for the embedding model, which only "):
+        train(_config(toy_data, tiny_model_dir, tmp_path / "p", first_stage_prompts={"query": "q: "}))
+    with pytest.raises(ValueError, match=r"first_stage_prompts must be None .* got \{'passage': 'p: '\}"):
+        train(_config(toy_data, tiny_model_dir, tmp_path / "p", mine_negatives=1,
+                      first_stage_prompts={"passage": "p: "}))
+    args = ["train", "--data", str(toy_data / "train.jsonl"), "--out", str(tmp_path / "c"), "--base",
+            str(tiny_model_dir), "--embedding-model", str(tiny_model_dir)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0 and "give one of those too" in str(result.exception) + result.output
+    assert not (tmp_path / "c").exists() and not (tmp_path / "p").exists()
+    seen = []
+    monkeypatch.setattr("fastrank.training.recipe.train", lambda config: seen.append(config) or {})
+    monkeypatch.setattr("fastrank.cli.train._report", lambda result, as_json: None)
+    result = CliRunner().invoke(app, args + ["--mine-negatives", "2", "--query-prompt", "q: "])
+    assert result.exit_code == 0, result.output
+    assert seen[0].first_stage_model == str(tiny_model_dir) and seen[0].first_stage_prompts == {"query": "q: "}
 
 
 def test_first_stage_prior_changes_training_and_is_recorded(toy_data, tiny_model_dir, tmp_path):

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from fastrank.cli.options import DocumentPrompt, QueryPrompt
 from fastrank.cli.output import metrics_table, print_json
 from fastrank.training.recipe import TrainConfig
 
@@ -83,6 +84,12 @@ def train_command(
         "--first-stage-weight", help="Train as a correction to the embedding model: rank by logit + W * its score "
         "(listwise losses; score the result with fastrank.losses.prior.PriorReranker). Experimental: it did not "
         "help on WikiQA, see bench/RESULTS.md.")] = None,
+    embedding_model: Annotated[str | None, typer.Option(
+        "--embedding-model", help="Embedding model that mines --mine-negatives, picks --answer-negatives and is the "
+                                  "--first-stage-weight prior: the first stage the reranker will serve behind.",
+        show_default=RECIPE.first_stage_model)] = None,
+    query_prompt: QueryPrompt = None,
+    document_prompt: DocumentPrompt = None,
     prompt: Annotated[str | None, typer.Option(
         "--prompt", help="Text put before every query, in training and when the saved model scores (e.g. 'query: "
                          "'); default: the base model's own default prompt, if it has one.")] = None,
@@ -93,11 +100,13 @@ def train_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train a cross-encoder reranker (defaults: the recipe measured in bench/RESULTS.md)."""
+    from fastrank.embedding import role_prompts
     from fastrank.training.recipe import TrainConfig, train
 
     given = {"base": base, "loss": loss, "epochs": epochs, "lr": lr, "batch_size": batch_size,
              "max_length": max_length, "bf16": bf16, "seed": seed, "mine_negatives": mine_negatives,
-             "answer_negatives": answer_negatives, "first_stage_weight": first_stage_weight, "prompt": prompt}
+             "answer_negatives": answer_negatives, "first_stage_weight": first_stage_weight, "prompt": prompt,
+             "first_stage_model": embedding_model, "first_stage_prompts": role_prompts(query_prompt, document_prompt)}
     try:
         options = json.loads(loss_options) if loss_options else {}
     except json.JSONDecodeError as exc:
@@ -107,6 +116,9 @@ def train_command(
         raise ValueError(f"--loss-options must be a JSON object, got {loss_options!r}")
     config = TrainConfig(data=data, out=str(out), eval_data=eval_data, resume=resume, loss_options=options,
                          **{k: v for k, v in given.items() if v is not None})
+    if (embedding_model is not None or config.first_stage_prompts) and not config.uses_embedding_model:
+        raise ValueError("--embedding-model, --query-prompt and --document-prompt set the embedding model that "
+                         "--mine-negatives, --answer-negatives and --first-stage-weight use; give one of those too")
     _report(_quiet_stdout(train, config), as_json)
 
 

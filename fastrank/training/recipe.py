@@ -61,7 +61,8 @@ class TrainConfig:
     mining_options: dict[str, Any] = field(default_factory=lambda: {"range_max": 50, "relative_margin": 0.05})
     loss_options: dict[str, Any] = field(default_factory=dict)
     first_stage_weight: float = 0.0
-    first_stage_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    first_stage_model: str = "sentence-transformers/all-MiniLM-L6-v2"  # mines, picks answer negatives, is the prior
+    first_stage_prompts: dict[str, str] | None = None  # its "query" / "document" prompts (None: its saved ones)
     eval_data: str | None = None
     eval_each_epoch: bool = False
     bf16: str = "auto"
@@ -105,12 +106,25 @@ class TrainConfig:
                                  f"{exc}") from None
         _check_number("first_stage_weight", self.first_stage_weight, "a finite number >= 0 (0 = no first-stage "
                       "prior)", low=0.0, low_ok=True)
+        prompts = self.first_stage_prompts
+        if prompts is not None and not (isinstance(prompts, dict) and set(prompts) <= {"query", "document"}
+                                        and all(isinstance(v, str) for v in prompts.values())):
+            raise ValueError("first_stage_prompts must be None (the embedding model's saved prompts) or a dict of "
+                             f"'query' and/or 'document' to the text put before them, got {prompts!r}")
+        if prompts and not self.uses_embedding_model:
+            raise ValueError("first_stage_prompts are for the embedding model, which only mine_negatives, "
+                             "answer_negatives and first_stage_weight use; none of them is set")
         if self.first_stage_weight:
             from fastrank.losses import LOSSES, loss_class
 
             if not hasattr(loss_class(self.loss), "set_prior"):
                 accepted = ", ".join(name for name, cls in LOSSES.items() if hasattr(cls, "set_prior"))
                 raise ValueError(f"first_stage_weight needs a listwise loss ({accepted}); {self.loss!r} is not one")
+
+    @property
+    def uses_embedding_model(self) -> bool:
+        """Whether training loads ``first_stage_model``: to mine negatives, pick answer negatives or be the prior."""
+        return bool(self.mine_negatives or self.answer_negatives or self.first_stage_weight)
 
     def resolved_bf16(self) -> bool:
         """``bf16`` as a bool: ``auto`` is True where bf16 matmuls are fast here (``cpu_supports_bf16``)."""
@@ -350,18 +364,25 @@ def _loss_options(config: TrainConfig) -> dict[str, Any]:
     return options
 
 
-def _add_mined_negatives(groups: list, config: TrainConfig) -> dict[str, Any]:
+def _embedding_model(config: TrainConfig) -> Any:
+    """The embedding model that mines negatives, picks answer negatives and is the first-stage prior: the first stage
+    a reranker is trained for (``first_stage_model``, with ``first_stage_prompts`` over its saved ones)."""
+    from fastrank.embedding import EmbeddingModel
+
+    return EmbeddingModel(config.first_stage_model, prompts=config.first_stage_prompts)
+
+
+def _add_mined_negatives(groups: list, config: TrainConfig, embedder: Any) -> dict[str, Any]:
     """Add ``mine_negatives`` hard negatives per query, mined by the embedding model from every document of the training
     data itself (other queries' candidates; a BEIR folder's corpus.jsonl): teaches the reranker to reject off-topic
     passages that a first-stage retriever brings, which candidate lists drawn from one source never show it."""
     from fastrank.data import read_corpus
-    from fastrank.embedding import EmbeddingModel
     from fastrank.evaluation.beir import is_beir_dir
     from fastrank.mining import mine_hard_negatives
 
     beir = is_beir_dir(config.data)  # its corpus, not only the judged documents the groups hold
     corpus = read_corpus(Path(config.data).expanduser() / "corpus.jsonl") if beir else None
-    result = mine_hard_negatives(groups, EmbeddingModel(), corpus, num_negatives=config.mine_negatives,
+    result = mine_hard_negatives(groups, embedder, corpus, num_negatives=config.mine_negatives,
                                  keep_original_negatives=True, seed=config.seed, **config.mining_options)
     mined = iter(result.groups)  # one per group with a positive, in order (two queries may share a text)
     for g in groups:
@@ -371,29 +392,27 @@ def _add_mined_negatives(groups: list, config: TrainConfig) -> dict[str, Any]:
     return result.stats
 
 
-def _add_answer_negatives(groups: list, config: TrainConfig) -> dict[str, Any]:
+def _add_answer_negatives(groups: list, config: TrainConfig, embedder: Any) -> dict[str, Any]:
     """Add ``answer_negatives`` other queries' positives per query as negatives: the closest two thirds by the
     embedding model, the rest at random, as measured in bench/RESULTS.md (``fastrank.mining.add_answer_negatives``).
     After retrieval, a reranker trained only on same-topic candidates prefers an answer-shaped sentence about
     another subject to the right one."""
-    from fastrank.embedding import EmbeddingModel
     from fastrank.mining import add_answer_negatives
 
     n = config.answer_negatives
     closest = (2 * n + 1) // 3  # 5 -> 3 + 2, 12 -> 8 + 4
-    result = add_answer_negatives(groups, EmbeddingModel(), closest=closest, random_count=n - closest,
+    result = add_answer_negatives(groups, embedder, closest=closest, random_count=n - closest,
                                   relative_margin=config.mining_options.get("relative_margin", 0.05),
                                   seed=config.seed, show_progress_bar=config.show_progress_bar)
     groups[:] = result.groups
     return result.stats
 
 
-def _set_first_stage_prior(loss, config: TrainConfig) -> Any:
+def _set_first_stage_prior(loss, config: TrainConfig, embedder: Any) -> Any:
     """Train against ``logit + first_stage_weight * embedding score`` (``fastrank.losses.prior``); returns the prior."""
-    from fastrank.embedding import EmbeddingModel
     from fastrank.losses.prior import EmbeddingPrior
 
-    prior = EmbeddingPrior(EmbeddingModel(config.first_stage_model))
+    prior = EmbeddingPrior(embedder)
     loss.set_prior(prior, config.first_stage_weight)
     return prior
 
@@ -566,8 +585,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     # a bad --out (or one holding an input: the base model, the data), loss, loss option or bf16 fails now, not after
     # loading or training
+    embeds = config.uses_embedding_model
     check_output_dir(config.out, keep=[config.base, config.data, config.eval_data,
-                                       config.first_stage_model if config.first_stage_weight else None])
+                                       config.first_stage_model if embeds else None])
     check_replaceable(config.out, is_checkpoint_file)  # what the final save would refuse, refused before training
     options, bf16 = _loss_options(config), config.resolved_bf16()
     out = Path(config.out)
@@ -585,9 +605,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
     _check_unit_labels(config, groups)
     num_labels = _num_labels(config, groups)  # a multi-class loss: labels checked to be class ids, before mining
     separator = _title_separator(groups, config.base)
-    mining_stats = _add_mined_negatives(groups, config) if config.mine_negatives else None
+    embedder = _embedding_model(config) if embeds else None  # loaded once for mining, answer negatives and prior
+    mining_stats = _add_mined_negatives(groups, config, embedder) if config.mine_negatives else None
     if config.answer_negatives:
-        mining_stats = {**(mining_stats or {}), **_add_answer_negatives(groups, config)}
+        mining_stats = {**(mining_stats or {}), **_add_answer_negatives(groups, config, embedder)}
     groups = _drop_lists_without_margin(config, groups)
     _check_negatives(config, groups)
     titled = join_titles(groups, separator) if separator else 0  # the dataset columns hold text
@@ -596,7 +617,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         model.prompts = {**model.prompts, "query": config.prompt}
         model.default_prompt_name = "query"
     loss = get_loss(config.loss, model, **options)
-    prior = _set_first_stage_prior(loss, config) if config.first_stage_weight else None
+    prior = _set_first_stage_prior(loss, config, embedder) if config.first_stage_weight else None
     make_scorer = _scorer_factory(prior, config.first_stage_weight)
     scorer = make_scorer(model)  # what the evaluator judges: the score the model is trained to produce
     fmt = loss.data_format
@@ -637,7 +658,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
                        round(100 * config.warmup_ratio))
     result: dict[str, Any] = {"config": asdict(config), "bf16": bf16, "train_rows": len(train_dataset),
                               "train_pairs_per_epoch": _count_pairs(columns, fmt), "mining": mining_stats,
-                              "titled_documents": titled}
+                              "titled_documents": titled,
+                              **({"embedding_prompts": embedder.applied_prompts} if embedder is not None else {})}
     if evaluator is not None:
         result["eval_before"] = evaluator.evaluate(scorer).to_dict()
     each_epoch = _ScoredEvaluator(evaluator, make_scorer) if evaluator is not None and config.eval_each_epoch else None
@@ -670,6 +692,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         result["train_loss_note"] = (f"train_loss and train_pairs_per_second cover steps {resumed_at + 1}-"
                                      f"{output.global_step}, those this resumed call trained" if trained else
                                      f"the checkpoint held all {resumed_at} steps: nothing was left to train")
+    embedder_prompts = {"prompts": embedder.applied_prompts} if embeds and any(embedder.applied_prompts.values()) \
+        else {}
     model.card_data = {  # written anew: facts of an earlier training run (a prior, titles) do not carry over
         "base_model": base_model_name(config.base),
         "train_data": f"{config.data} ({len(groups)} queries, {len(train_dataset)} {fmt} rows"
@@ -679,12 +703,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "loss": f"{type(loss).__name__} {config.loss_options or ''}".strip(),
         **({"titled_documents": {"count": titled, "separator": separator}} if titled else {}),
         **({"first_stage_prior": {"model": config.first_stage_model, "weight": config.first_stage_weight,
-                                  "score": "logit + weight * first-stage score"}} if config.first_stage_weight else {}),
+                                  "score": "logit + weight * first-stage score", **embedder_prompts}}
+           if config.first_stage_weight else {}),
         "hyperparameters": {k: v for k, v in asdict(config).items()
                             if k in ("epochs", "lr", "batch_size", "max_length", "warmup_ratio", "weight_decay",
                                      "scheduler", "max_documents", "num_negatives", "mine_negatives",
                                      "answer_negatives", "seed")}
-                           | {"epochs": f"{epochs:g} ({epochs_note})" if epochs_note else epochs, "bf16": bf16},
+                           | {"epochs": f"{epochs:g} ({epochs_note})" if epochs_note else epochs, "bf16": bf16}
+                           | ({"embedding_model": config.first_stage_model, **embedder_prompts} if embeds else {}),
         **({"ranking_score": "softmax probability of the last class (fastrank.reranker.relevance)"}
            if num_labels > 1 else {}),
     }
