@@ -683,3 +683,62 @@ def test_sentence_transformers_options_map_or_fail_clearly() -> None:
     with pytest.raises(LossConfigError, match="lambda_weight must be None .* or a callable"):
         PListMLELoss(model, lambda_weight=2.0)
     assert CachedMultipleNegativesRankingLoss(model, show_progress_bar=True).show_progress_bar is True
+
+
+def test_plistmle_stays_finite_on_lists_of_127_documents_and_more(models) -> None:
+    """The position weights reach ~2**126 there: multiplied into the log-probabilities before normalising, they
+    overflowed float32 and the loss was inf (gradients were right), where sentence-transformers gives a number."""
+    from sentence_transformers.cross_encoder import losses as st
+
+    fr, sm = models
+    for n in (126, 130):
+        docs = [[f"document number {i} about topic {i % 7}" for i in range(n)]]
+        labels = [[float(n - i) for i in range(n)]]
+        ours = PListMLELoss(fr, respect_input_order=True)([["q"], docs], labels)
+        theirs = st.PListMLELoss(sm)([["q"], docs], [torch.tensor(labels[0])])
+        assert math.isfinite(ours.item()) and ours.item() == pytest.approx(theirs.item(), rel=1e-5), n
+
+
+def test_lambda_loss_takes_sentence_transformers_positional_order(models) -> None:
+    """(model, weighting_scheme, k, sigma, eps, reduction_log, activation_fn, mini_batch_size): fastrank's mu sat
+    before activation_fn, so a sigmoid given there was read as mu (and silently replaced by the scheme's)."""
+    from sentence_transformers.cross_encoder import losses as st
+
+    fr, sm = models
+    queries, docs, labels = QUERIES[:3], DOC_LISTS, DOC_LABELS
+    for scheme in (st.NDCGLoss2PPScheme(), st.LambdaRankScheme()):
+        args = (scheme, None, 1.0, 1e-10, "binary", torch.nn.Sigmoid(), 2)
+        ours = LambdaLoss(fr, *args)
+        assert isinstance(ours.activation_fn, torch.nn.Sigmoid) and ours.mini_batch_size == 2
+        theirs = st.LambdaLoss(sm, *args)([queries, docs], [torch.tensor(row) for row in labels])
+        assert ours([queries, docs], labels).item() == pytest.approx(theirs.item(), abs=1e-5)
+    with pytest.raises(TypeError):
+        LambdaLoss(fr, "ndcg_loss2pp", None, 1.0, 1e-10, "binary", None, None, 10.0)  # mu is keyword-only
+    assert LambdaLoss(fr, mu=3.0).mu == 3.0
+    with pytest.raises(LossConfigError, match=r"mu must be a finite number >= 0 .*got 'x'"):
+        LambdaLoss(fr, mu="x")
+
+
+def test_torch_loss_keywords_pass_get_loss_and_json_options(tiny_model_factory, models) -> None:
+    """get_loss / --loss-options read a loss's accepted options from its signature, where **kwargs showed up as an
+    option named 'kwargs' and reduction, label_smoothing, weight were refused; a JSON weight is a list."""
+    import fastrank
+    from sentence_transformers.cross_encoder import losses as st
+
+    fr, sm = models
+    summed = get_loss("bce", fr, reduction="sum")([QUERIES, POSITIVES], [1.0, 1.0, 0.0, 1.0])
+    assert summed.item() == pytest.approx(
+        st.BinaryCrossEntropyLoss(sm, reduction="sum")([QUERIES, POSITIVES], torch.tensor([1.0, 1.0, 0.0, 1.0])).item(),
+        abs=1e-5)
+    assert get_loss("margin-mse", fr, reduction="sum").reduction == "sum"
+    with pytest.raises(LossConfigError, match=r"has no option\(s\) kwargs; accepted: activation_fn, pos_weight, "
+                                              r"weight, reduction"):
+        get_loss("bce", fr, kwargs={"reduction": "sum"})
+    three = fastrank.CrossEncoder(tiny_model_factory(3), device="cpu").eval()
+    labels = torch.tensor([0, 2, 1, 2])
+    from_json = get_loss("ce", three, label_smoothing=0.1, weight=[1.0, 2.0, 0.5])([QUERIES, POSITIVES], labels)
+    given = CrossEntropyLoss(three, label_smoothing=0.1, weight=torch.tensor([1.0, 2.0, 0.5]))
+    assert from_json.item() == pytest.approx(given([QUERIES, POSITIVES], labels).item(), abs=1e-6)
+    one_hot = torch.nn.functional.one_hot(labels, 3)  # ints: read as the class probabilities they are
+    assert CrossEntropyLoss(three)([QUERIES, POSITIVES], one_hot).item() == pytest.approx(
+        CrossEntropyLoss(three)([QUERIES, POSITIVES], one_hot.float()).item(), abs=1e-7)

@@ -66,7 +66,10 @@ def loss_class(name: str, options: Iterable[str] = ()) -> type[nn.Module]:
     if key not in LOSSES:
         raise LossConfigError(f"unknown loss {name!r}; known losses: {', '.join(LOSSES)}")
     cls = LOSSES[key]
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "model")]
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    accepted = [p.name for p in parameters if p.name not in ("self", "model")
+                and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    accepted += getattr(cls, "torch_options", ())  # the keywords a **kwargs takes for the torch loss it wraps
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise LossConfigError(

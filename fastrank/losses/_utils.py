@@ -56,17 +56,22 @@ def check_option(loss: object, name: str, value: Any, ok: bool, accepted: str) -
         raise LossConfigError(f"{loss_name(loss)}: {name} must be {accepted}, got {value!r}")
 
 
-def torch_loss_options(loss: object, given: dict[str, Any], accepted: tuple[str, ...]) -> dict[str, Any]:
+def torch_loss_options(loss: object, given: dict[str, Any]) -> dict[str, Any]:
     """The extra keywords sentence-transformers passes to the torch loss a pointwise loss wraps (``reduction``,
-    class ``weight``, ...), checked: one ``accepted`` names, ``reduction`` 'mean' or 'sum' (the trainer needs one
-    number); any other keyword is the TypeError Python would raise."""
+    class ``weight``, ...), checked: the loss class's ``torch_options`` names, ``reduction`` 'mean' or 'sum' (the
+    trainer needs one number); any other keyword is the TypeError Python would raise. A ``weight`` given as a list
+    (from JSON: ``--loss-options``) becomes the float tensor torch takes."""
+    accepted = type(loss).torch_options
     unknown = sorted(set(given) - set(accepted))
     if unknown:
         raise TypeError(f"{loss_name(loss)}() got an unexpected keyword argument {unknown[0]!r} (the torch loss it "
                         f"wraps takes {', '.join(accepted)})")
     if "reduction" in given:
         check_option(loss, "reduction", given["reduction"], given["reduction"] in ("mean", "sum"), "'mean' or 'sum'")
-    return dict(given)
+    options = dict(given)
+    if isinstance(options.get("weight"), (list, tuple)):
+        options["weight"] = torch.tensor(options["weight"], dtype=torch.float32)
+    return options
 
 
 def on_device(options: dict[str, Any], device: Any) -> dict[str, Any]:

@@ -62,6 +62,7 @@ class MarginMSELoss(nn.Module):
     """
 
     data_format = "distillation"
+    torch_options = ("reduction",)  # what **kwargs takes, as sentence-transformers passes it on
 
     def __init__(
         self,
@@ -72,7 +73,7 @@ class MarginMSELoss(nn.Module):
     ) -> None:
         super().__init__()
         require_one_label(self, model)
-        self.reduction = torch_loss_options(self, kwargs, ("reduction",)).get("reduction", "mean")
+        self.reduction = torch_loss_options(self, kwargs).get("reduction", "mean")
         check_option(self, "mini_batch_size", mini_batch_size, mini_batch_size is None or is_int(mini_batch_size),
                      "None or an integer (<= 0 scores the whole batch at once)")
         self.model = model

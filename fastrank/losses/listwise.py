@@ -193,7 +193,8 @@ class PListMLELoss(_ListwiseLoss):
         log_probs = logits - log_normalizers
         if self.weighted:
             weights = (self.rank_discount_fn or self.default_rank_discount)(mask)
-            log_probs = log_probs * weights / (weights.sum(dim=1, keepdim=True) + self.eps)
+            # normalised first: weights reach ~2**126 for long lists, and times a log-probability overflow float32
+            log_probs = log_probs * (weights / (weights.sum(dim=1, keepdim=True) + self.eps))
         return -log_probs.masked_fill(~mask, 0.0).sum(dim=1).mean()
 
 
@@ -352,10 +353,11 @@ class LambdaLoss(_ListwiseLoss):
         sigma: steepness of the logistic on score differences.
         eps: floor of the ideal DCG, so queries without relevant documents do not divide by zero.
         reduction_log: ``"binary"`` (log2, as in the paper) or ``"natural"``.
-        mu: weight of the NDCG-Loss2 term in NDCG-Loss2++.
         activation_fn: applied to the logits before the loss (name or callable); defaults to identity.
         mini_batch_size: pairs scored per forward pass: None = as many as rows in the batch (as in
             sentence-transformers), ``<= 0`` = all at once.
+        mu: weight of the NDCG-Loss2 term in NDCG-Loss2++ (keyword only: the arguments before it are
+            sentence-transformers' ``LambdaLoss``'s, in its order).
 
     Inputs:
         +--------------------------------+--------------------------------+---------------------+
@@ -377,9 +379,10 @@ class LambdaLoss(_ListwiseLoss):
         sigma: float = 1.0,
         eps: float = 1e-10,
         reduction_log: Literal["natural", "binary"] = "binary",
-        mu: float = 10.0,
         activation_fn: str | Activation | None = None,
         mini_batch_size: int | None = None,
+        *,
+        mu: float = 10.0,
     ) -> None:
         super().__init__(model, activation_fn, mini_batch_size)
         scheme, mu = _from_sentence_transformers_scheme(self, weighting_scheme, mu)
@@ -391,6 +394,8 @@ class LambdaLoss(_ListwiseLoss):
         check_option(self, "eps", eps, isinstance(eps, (int, float)) and eps > 0, "a positive number")
         check_option(self, "reduction_log", reduction_log, reduction_log in ("natural", "binary"),
                      "'natural' or 'binary'")
+        check_option(self, "mu", mu, isinstance(mu, (int, float)) and not isinstance(mu, bool) and math.isfinite(mu)
+                     and mu >= 0, "a finite number >= 0 (the NDCG-Loss2 term's weight)")
         self.weighting_scheme = scheme
         self.weights_fn = scheme if callable(scheme) else WEIGHTING_SCHEMES[scheme](mu)
         self.k, self.sigma, self.eps, self.reduction_log, self.mu = k, sigma, eps, reduction_log, mu

@@ -62,6 +62,7 @@ class BinaryCrossEntropyLoss(nn.Module):
     """
 
     data_format = "pairs"
+    torch_options = ("weight", "reduction")  # what **kwargs passes to the torch loss, as sentence-transformers does
 
     def __init__(
         self,
@@ -72,7 +73,7 @@ class BinaryCrossEntropyLoss(nn.Module):
     ) -> None:
         super().__init__()
         require_one_label(self, model)
-        self.options = torch_loss_options(self, kwargs, ("weight", "reduction"))
+        self.options = torch_loss_options(self, kwargs)
         check_option(self, "activation_fn", activation_fn, not isinstance(activation_fn, (int, float, Tensor)),
                      "a name or callable (the second argument, as in sentence-transformers; give a positive weight "
                      "as pos_weight=)")
@@ -123,10 +124,11 @@ class CrossEntropyLoss(nn.Module):
     """
 
     data_format = "pairs"
+    torch_options = ("weight", "ignore_index", "reduction", "label_smoothing")  # what **kwargs passes to the torch loss, as sentence-transformers does
 
     def __init__(self, model: ScoringModel, activation_fn: str | Activation | None = None, **kwargs: Any) -> None:
         super().__init__()
-        self.options = torch_loss_options(self, kwargs, ("weight", "ignore_index", "reduction", "label_smoothing"))
+        self.options = torch_loss_options(self, kwargs)
         if model.num_labels < 2:
             raise LossConfigError(
                 f"CrossEntropyLoss expects a model with 2 or more output labels (one per class), but this model has "
@@ -142,7 +144,7 @@ class CrossEntropyLoss(nn.Module):
         if labels is None:
             raise DataError("CrossEntropyLoss needs a class label per row, got none")
         values = torch.as_tensor(labels)
-        if values.shape == (rows, classes) and values.is_floating_point():
+        if values.shape == (rows, classes):  # class probabilities; a one-hot matrix of ints is read as such too
             return values.float()
         if values.numel() != rows:
             raise DataError(
@@ -194,11 +196,12 @@ class MSELoss(nn.Module):
     """
 
     data_format = "pairs"
+    torch_options = ("reduction",)  # what **kwargs passes to the torch loss, as sentence-transformers does
 
     def __init__(self, model: ScoringModel, activation_fn: str | Activation | None = None, **kwargs: Any) -> None:
         super().__init__()
         require_one_label(self, model)
-        self.options = torch_loss_options(self, kwargs, ("reduction",))
+        self.options = torch_loss_options(self, kwargs)
         self.model = model
         self.activation_fn = resolve_activation(self, activation_fn)
 
