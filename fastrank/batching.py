@@ -36,6 +36,12 @@ def check_pairs(pairs: Sequence[Sequence[Any]]) -> list[Pair]:
     naming its position and what is accepted."""
     if isinstance(pairs, np.ndarray) and pairs.ndim == 2 and pairs.shape[1] == 2:
         pairs = pairs.tolist()  # a DataFrame's two columns, df[["query", "document"]].values
+    accepted = "pairs must be a list of (query, document) tuples"
+    if pairs is None or isinstance(pairs, (str, bytes, Mapping)):
+        raise TypeError(f"{accepted}, got {'None' if pairs is None else 'a single ' + type(pairs).__name__}")
+    if hasattr(pairs, "columns") and hasattr(pairs, "to_dict"):  # a DataFrame iterates its column names
+        raise TypeError(f"{accepted}, got a {type(pairs).__name__}, which iterates over its column names: pass "
+                        "df[['query', 'document']].values")
     out: list[Pair] = []
     for i, pair in enumerate(pairs):
         if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:

@@ -18,7 +18,9 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fastrank.batching import is_integer
 from fastrank.documents import DOCUMENT_KEYS, check_documents
+from fastrank.fusion import check_fusion_input
 from fastrank.errors import FastrankError
 
 
@@ -55,13 +57,19 @@ class Client:
         ``first_stage_scores`` + ``fusion_weight``: rank by z(reranker) + weight x z(first stage), as
         ``Reranker.rerank`` does. A document is a string or ``{"text", "title"?}`` (the service scores the title
         with the text; other keys stay with the caller)."""
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a string, got {type(query).__name__}")
         docs = [d if isinstance(d, str) else {k: d[k] for k in DOCUMENT_KEYS if d.get(k) is not None}
                 for d in check_documents(documents)]
-        body: dict[str, Any] = {"query": query, "documents": docs, "return_documents": return_documents}
+        body: dict[str, Any] = {"query": query, "documents": docs, "return_documents": bool(return_documents)}
         if top_n is not None:
-            body["top_n"] = top_n
-        if first_stage_scores is not None:
-            body["first_stage_scores"] = [float(s) for s in first_stage_scores]
+            if not is_integer(top_n) or top_n < 0:
+                raise ValueError(f"top_n must be None or an integer >= 0 (the best N; an int or NumPy integer, not a "
+                                 f"bool), got {top_n!r}")
+            body["top_n"] = int(top_n)
+        first = check_fusion_input(first_stage_scores, len(docs), fusion_weight)  # what the service checks, here
+        if first is not None:
+            body["first_stage_scores"] = first.tolist()
         if fusion_weight:
             body["fusion_weight"] = float(fusion_weight)
         url = self.base_url + "/rerank"
@@ -76,7 +84,7 @@ class Client:
 
     def _post(self, url: str, body: dict[str, Any]) -> Any:
         """POST ``body`` as JSON; a 503 is retried ``self.retries`` times, after its Retry-After (else 0.5 s)."""
-        request = urllib.request.Request(url, data=json.dumps(body).encode("utf-8"), method="POST",
+        request = urllib.request.Request(url, data=json.dumps(body, allow_nan=False).encode("utf-8"), method="POST",
                                          headers={"Content-Type": "application/json"})
         attempt = 0
         while True:

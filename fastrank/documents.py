@@ -44,9 +44,17 @@ def check_documents(documents: Any, name: str = "documents") -> list[Document]:
     """``documents`` as a list, each checked by ``check_document`` (named "document i", or "<name without s> i"); a
     single string, bytes or mapping is a TypeError saying to wrap it, a set one saying it has no order."""
     item = name.removesuffix("s")
+    accepted = f"{name} must be a list of {name} (strings or {{'text', 'title'}} mappings)"
+    if isinstance(documents, Mapping) and documents and "text" not in documents:  # {id: text}: the values, not one
+        raise TypeError(f"{accepted}, got a {type(documents).__name__} of {len(documents)} entries, which is not a "
+                        f"{item}: pass list({name}.values()) and keep the keys to map results back by index")
     if isinstance(documents, (str, bytes, Mapping)):
-        raise TypeError(f"{name} must be a list of {name} (strings or {{'text', 'title'}} mappings), got a single "
-                        f"{type(documents).__name__}; wrap it: [{item}]")
+        raise TypeError(f"{accepted}, got a single {type(documents).__name__}; wrap it: [{item}]")
+    if documents is None:
+        raise TypeError(f"{accepted}, got None")
+    if hasattr(documents, "columns") and hasattr(documents, "to_dict"):  # a DataFrame iterates its column names
+        raise TypeError(f"{accepted}, got a {type(documents).__name__}, which iterates over its column names: pass "
+                        f"its text column (df['text'].tolist()) or its rows (df.to_dict('records'))")
     if isinstance(documents, (set, frozenset)):  # results name documents by position, which a set does not have
         raise TypeError(f"{name} must be an ordered sequence (a list or tuple), got a set: results follow each "
                         f"{item}'s index, which a set has none of; pass list({name}) or sorted({name})")

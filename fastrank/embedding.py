@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fastrank.batching import PairEncoder, run_batches
+from fastrank.batching import PairEncoder, check_positive_int, run_batches
 from fastrank.documents import Document, check_documents, document_parts, document_text
 from fastrank.errors import ModelLoadError
 from fastrank.model import DEFAULT_BASE, resolve_model_path, trained_head_labels, weight_dtype
@@ -111,6 +111,10 @@ class EmbeddingModel:
 
         from fastrank.model import merge_prompts
 
+        if not isinstance(model_name_or_path, (str, Path)):
+            raise TypeError(f"model_name_or_path must be a model folder or a hub id (str or Path), got "
+                            f"{type(model_name_or_path).__name__}")
+        max_length = check_positive_int(max_length, "max_length", optional=True)
         cast = weight_dtype(dtype)  # float32 | float16 | bfloat16 | auto (the checkpoint's), as for CrossEncoder
         location = resolve_model_path(model_name_or_path)
         st_pooling, st_normalize, st_max, self.include_prompt, st_config = _read_st_config(location)
@@ -183,6 +187,7 @@ class EmbeddingModel:
         ``prompt`` (or the prompt named ``prompt_name``; by default the model's default prompt) opens every text."""
         from fastrank.model import pick_prompt
 
+        batch_size = check_positive_int(batch_size, "batch_size")
         prompt = pick_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name, "EmbeddingModel") or ""
         texts = check_documents(texts, "texts")
         texts = [prompt + document_text(t, self._encoder.separator) for t in texts]

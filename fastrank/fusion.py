@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -26,10 +26,18 @@ def zscore(x: np.ndarray) -> np.ndarray:
 
 
 def _finite_scores(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
-    """``values`` as a flat float64 array of finite numbers; a non-number or a NaN/inf raises ValueError naming
-    ``name`` and the item's position."""
-    if isinstance(values, (str, bytes, dict)):
-        raise ValueError(f"{name} must be a list of numbers (one per document), got {type(values).__name__}")
+    """``values`` (a list, tuple, array or any iterable of numbers) as a flat float64 array of finite numbers; a
+    non-number or a NaN/inf raises ValueError naming ``name`` and the item's position."""
+    if (values is None or isinstance(values, (str, bytes, Mapping, numbers.Number))
+            or (isinstance(values, np.ndarray) and values.ndim == 0)):
+        raise ValueError(f"{name} must be a list of numbers (one per document), got "
+                         f"{'None' if values is None else type(values).__name__}")
+    if not isinstance(values, (np.ndarray, Sequence)):
+        try:
+            values = list(values)  # a generator, a pandas Series
+        except TypeError:
+            raise ValueError(f"{name} must be a list of numbers (one per document), got "
+                             f"{type(values).__name__}") from None
     if isinstance(values, np.ndarray) and values.dtype.kind not in "iuf":
         values = values.reshape(-1).tolist()  # object, string or bool arrays: their items are checked below
     if isinstance(values, Sequence):
@@ -70,5 +78,7 @@ def fuse_scores(reranker_scores: Sequence[float] | np.ndarray, first_stage_score
     """``z(reranker_scores) + weight * z(first_stage_scores)`` for one query's candidates (float64). Both must be
     finite numbers, one per candidate: a NaN or infinite score is refused (ValueError), not standardised away."""
     rer = _finite_scores(reranker_scores, "reranker_scores")
+    if first_stage_scores is None:
+        raise ValueError("fuse_scores needs first_stage_scores: one retriever score per reranker score")
     first = check_fusion_input(first_stage_scores, rer.size, weight)
     return zscore(rer) + float(weight) * zscore(first)

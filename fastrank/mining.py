@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
+import numbers
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from fastrank.batching import check_positive_int, is_integer
 from fastrank.data import QueryGroup, document_key, require_labels
 from fastrank.documents import Document, check_document, document_parts
 from fastrank.errors import DataError
@@ -155,12 +158,16 @@ def check_mining_options(*, num_negatives: int = 5, range_min: int = 0, range_ma
                          sampling: str = "top", **_: Any) -> None:
     """``mine_hard_negatives``' window, score and margin options checked (ValueError naming the option): options
     that could mine nothing are refused before an embedding model loads. Other keywords are ignored."""
-    if num_negatives < 1:
-        raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
+    if not is_integer(num_negatives) or num_negatives < 1:
+        raise ValueError(f"num_negatives must be an integer >= 1, got {num_negatives!r}")
     if sampling not in SAMPLING:
         raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
-    if range_min < 0:
-        raise ValueError(f"range_min must be >= 0 (ranks to skip at the top), got {range_min}")
+    if not is_integer(range_min) or range_min < 0:
+        raise ValueError(f"range_min must be an integer >= 0 (ranks to skip at the top), got {range_min!r}")
+    if range_max is not None and not is_integer(range_max):
+        raise ValueError(f"range_max must be None (every rank) or an integer, got {range_max!r}")
+    for name, value in (("min_score", min_score), ("max_score", max_score)):
+        _check_real(value, name, "None or a finite number (a similarity)")
     if range_max is not None and range_max <= range_min:
         raise ValueError(f"range_max={range_max} must be greater than range_min={range_min}")
     if range_max is not None and num_negatives > range_max - range_min:
@@ -223,11 +230,31 @@ def _check_groups(groups: Any) -> list[QueryGroup]:
 
 def check_margins(relative_margin: float | None, absolute_margin: float | None) -> None:
     """A relative margin in [0, 1) (a fraction of the positive's similarity), an absolute margin >= 0."""
+    _check_real(relative_margin, "relative_margin", "None or a number in [0, 1)")
+    _check_real(absolute_margin, "absolute_margin", "None or a number >= 0")
     if relative_margin is not None and not 0 <= relative_margin < 1:
         raise ValueError(f"relative_margin must be in [0, 1): negatives above the lowest positive's similarity less "
                          f"margin x its magnitude are dropped; got {relative_margin}")
     if absolute_margin is not None and absolute_margin < 0:
         raise ValueError(f"absolute_margin must be >= 0, got {absolute_margin}")
+
+
+def _check_real(value: Any, name: str, accepted: str) -> None:
+    """ValueError saying ``name`` must be ``accepted`` unless ``value`` is None or a finite real number (not a bool):
+    a string or NaN would compare as no similarity does."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                              or not math.isfinite(value)):
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+
+
+def check_embedding_model(model: Any) -> None:
+    """TypeError unless ``model`` embeds texts (has ``encode``): a path or hub id is not loaded here."""
+    if isinstance(model, (str, Path)):
+        raise TypeError(f"embedding_model must be a loaded model, got the {type(model).__name__} {str(model)!r}: pass "
+                        f"fastrank.EmbeddingModel({str(model)!r})")
+    if not callable(getattr(model, "encode", None)):
+        raise TypeError(f"embedding_model must be an embedding model with encode(texts) (fastrank.EmbeddingModel, a "
+                        f"sentence-transformers SentenceTransformer), got {type(model).__name__}")
 
 
 def margin_ceiling(floor: float, relative_margin: float | None, absolute_margin: float | None = None) -> float:
@@ -294,11 +321,19 @@ def mine_hard_negatives(
                          sampling=sampling)
     from fastrank.embedding import encode_queries
 
+    groups = _check_groups(groups)
+    check_embedding_model(embedding_model)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if cache_dir:
+        from fastrank.io import check_dir_path
+
+        check_dir_path(cache_dir, "cache_dir")
     if teacher is not None:
         check_teacher(teacher)
-    groups = _check_groups(groups)
     if isinstance(corpus, (str, bytes)):
         raise TypeError(f"corpus must be a list of documents, got a single {type(corpus).__name__}; wrap it: [text]")
+    if corpus is not None and not isinstance(corpus, Sequence):
+        corpus = list(corpus)  # a generator, a dataset column
     stats: dict[str, Any] = {}
     usable = [g for g in groups if _keyed_positives(g)]  # a blank positive says nothing
     stats["queries_without_positive_skipped"] = len(groups) - len(usable)
@@ -389,6 +424,10 @@ _ONE_LOGIT = ("distillation scores need a teacher with one output logit (a model
 def check_teacher(teacher) -> None:
     """Refuse a teacher with several output labels (a ``--loss ce`` classifier) before any work is done:
     distillation needs one logit per document."""
+    if not callable(getattr(teacher, "predict", None)):
+        raise TypeError(f"teacher must be a cross-encoder with predict(pairs) (fastrank.CrossEncoder, a Reranker), got "
+                        f"{type(teacher).__name__}" + (f": load it, CrossEncoder({str(teacher)!r})"
+                                                         if isinstance(teacher, (str, Path)) else ""))
     labels = getattr(teacher, "num_labels", 1)
     if labels != 1:
         raise ValueError(f"the teacher has {labels} output labels; {_ONE_LOGIT}")
@@ -432,10 +471,14 @@ def add_answer_negatives(
     """
     from fastrank.embedding import encode_documents, encode_queries
 
-    if closest < 0 or random_count < 0 or closest + random_count == 0:
-        raise ValueError(f"closest and random_count must be >= 0 and not both 0, got {closest} and {random_count}")
+    if not (is_integer(closest) and is_integer(random_count)) or closest < 0 or random_count < 0 \
+            or closest + random_count == 0:
+        raise ValueError(f"closest and random_count must be integers >= 0, not both 0, got {closest!r} and "
+                         f"{random_count!r}")
     check_margins(relative_margin, None)
     groups = _check_groups(groups)
+    check_embedding_model(embedding_model)
+    batch_size = check_positive_int(batch_size, "batch_size")
     first_seen: dict[str, Document] = {}
     for g in groups:
         for key, p in _keyed_positives(g):

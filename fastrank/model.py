@@ -502,6 +502,9 @@ class CrossEncoder(torch.nn.Module):
                             **(processor_kwargs or {})}
         if num_labels is None and "num_labels" in (config_kwargs or {}):
             num_labels = config_kwargs["num_labels"]
+        if not isinstance(model_name_or_path, (str, Path)):
+            raise TypeError(f"model_name_or_path must be a model folder or a hub id (str or Path), got "
+                            f"{type(model_name_or_path).__name__}")
         if backend != "torch":
             raise ValueError(f"CrossEncoder runs PyTorch only (backend='torch'), got backend={backend!r}: for ONNX, "
                              "export the model (fastrank export MODEL --out DIR) and score it with "

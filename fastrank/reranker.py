@@ -184,6 +184,9 @@ class Reranker:
         providers: Sequence[str] | None = None,
         backend_options: dict[str, Any] | None = None,
     ) -> None:
+        if not isinstance(path_or_id, (str, Path)):
+            raise TypeError(f"path_or_id must be a checkpoint or artifact folder or a hub id (str or Path), got "
+                            f"{type(path_or_id).__name__}")
         if long_documents not in LONG_DOCUMENTS:
             raise ValueError(f"long_documents must be one of {LONG_DOCUMENTS}, got {long_documents!r}")
         if long_documents != "windows" and window_stride is not None:  # before loading: a wrong call costs nothing
@@ -396,11 +399,18 @@ def _cache_key(model: str | Path, backend: str) -> tuple[Any, ...]:
 
 
 def rerank(
-    query: str, documents: Sequence[Document], *, model: str | Path, top_k: int | None = None, backend: str = "auto",
+    query: str, documents: Sequence[Document], *, model: str | Path | Reranker, top_k: int | None = None, backend: str = "auto",
     return_documents: bool = True, first_stage_scores: Sequence[float] | None = None, fusion_weight: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Rerank ``documents`` for ``query`` with ``model``; the loaded Reranker is cached per (model, backend).
-    ``first_stage_scores`` + ``fusion_weight``: see :meth:`Reranker.rerank`."""
+    ``first_stage_scores`` + ``fusion_weight``: see :meth:`Reranker.rerank`. ``model`` may be a loaded Reranker,
+    used as it is."""
+    if isinstance(model, Reranker):
+        return model.rerank(query, documents, top_k=top_k, return_documents=return_documents,
+                            first_stage_scores=first_stage_scores, fusion_weight=fusion_weight)
+    if not isinstance(model, (str, Path)):
+        raise TypeError(f"model must be a checkpoint or artifact folder, a hub id, or a Reranker, got "
+                        f"{type(model).__name__}")
     key = _cache_key(model, backend)
     with _CACHE_LOCK:
         reranker = _CACHE.get(key)

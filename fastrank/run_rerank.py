@@ -9,7 +9,8 @@ reranker on judged queries; this reranks them all and measures nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def rerank_run(reranker: Reranker | str | Path, run: Run, queries: Mapping[str, 
         raise TypeError(f"reranker must be a fastrank.Reranker or a model's path or hub id, got "
                         f"{type(reranker).__name__} (for a CrossEncoder, save it and pass its directory)")
     depth, top_k = _check_options(depth, top_k, fusion_weight)
-    cut = {qid: list(ranked)[:depth] for qid, ranked in run.items()}
+    cut = {qid: ranked[:depth] for qid, ranked in _as_run(run).items()}
     _check_queries(cut, queries)
     _check_documents(cut, documents)
     if fusion_weight:  # a run from Python may hold a NaN: refused now, not after hours of scoring
@@ -107,6 +108,29 @@ def rerank_run_files(model: str, run: str | Path, queries: str | Path, corpus: s
     return {"model": model, "run": str(run), "out": str(written), "queries": len(reranked), "pairs": pairs,
             "depth": depth, "top_k": top_k, "fusion_weight": fusion_weight, "seconds": round(seconds, 3),
             "pairs_per_s": round(pairs / seconds, 1) if seconds > 0 else None, "served_by": reranker.describe()}
+
+
+def _as_run(run: Any) -> dict[str, list[tuple[str, float]]]:
+    """``run`` as ``{query id: [(document id, score)]}`` best first. A pytrec_eval / ranx run (``{query id:
+    {document id: score}}``) is ordered by score, ties by document id descending, as trec_eval reads it; any other
+    shape is a TypeError saying what is accepted."""
+    accepted = ("run must map each query id to its ranked (document id, score) pairs, best first (read_run gives "
+                "that), or to {document id: score} (pytrec_eval, ranx)")
+    if not isinstance(run, Mapping):
+        raise TypeError(f"{accepted}; got {'None' if run is None else type(run).__name__}")
+    out: dict[str, list[tuple[str, float]]] = {}
+    for qid, ranked in run.items():
+        if isinstance(ranked, Mapping):
+            ranked = sorted(ranked.items(), key=lambda item: (item[1], item[0]), reverse=True)
+        if isinstance(ranked, (str, bytes)) or not isinstance(ranked, Iterable):
+            raise TypeError(f"{accepted}; query {qid!r} maps to a {type(ranked).__name__}")
+        ranked = list(ranked)
+        for item in ranked:
+            if (isinstance(item, (str, bytes)) or not isinstance(item, Sequence) or len(item) != 2
+                    or not isinstance(item[0], str) or isinstance(item[1], bool) or not isinstance(item[1], Real)):
+                raise TypeError(f"{accepted}; query {qid!r} holds {item!r}, not a (document id, score) pair")
+        out[qid] = ranked
+    return out
 
 
 def _check_options(depth: int, top_k: int | None, fusion_weight: float) -> tuple[int, int | None]:

@@ -137,7 +137,7 @@ def test_bad_input_is_reported():
         mine_hard_negatives([QueryGroup("q-2", ["d3-doc"], [0.0])], FakeEmbedder(), CORPUS)
     with pytest.raises(ValueError, match="range_max"):
         mine_hard_negatives(_groups(), FakeEmbedder(), CORPUS, range_min=5, range_max=5)
-    for options, message in (({"range_min": -3}, "range_min must be >= 0"),
+    for options, message in (({"range_min": -3}, "range_min must be an integer >= 0"),
                              ({"min_score": 0.9, "max_score": 0.1}, r"min_score=0.9 is above max_score=0.1"),
                              ({"relative_margin": 1.5}, r"relative_margin must be in \[0, 1\)"),
                              ({"relative_margin": -0.5}, r"relative_margin must be in \[0, 1\)"),

@@ -622,6 +622,20 @@ def test_request_fields_are_strict(client, reranker):
         [(r["index"], r["document"]) for r in want]
 
 
+def test_a_nan_or_infinity_in_a_request_is_a_422_not_a_500(client):
+    """Python's JSON reader takes NaN and Infinity; FastAPI's 422 echoed them back and failed to write itself."""
+    head = '{"query": "q", "documents": ["a b", "c"]'
+    for tail, field in [(', "top_n": NaN}', "top_n"), (', "fusion_weight": -Infinity, "first_stage_scores": [1, 2]}',
+                                                         "fusion_weight")]:
+        response = client.post("/rerank", content=head + tail, headers={"content-type": "application/json"})
+        assert response.status_code == 422, (tail, response.text)
+        assert [e["loc"] for e in response.json()["detail"]] == [["body", field]]
+        assert response.json()["detail"][0]["input"] in ("nan", "-inf")
+    scores = client.post("/rerank", content=head + ', "fusion_weight": 1, "first_stage_scores": [NaN, 2]}',
+                         headers={"content-type": "application/json"})
+    assert scores.status_code == 422 and "first_stage_scores must be finite numbers; item 0 is nan" in scores.text
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -668,8 +682,17 @@ def test_client_against_a_live_server(reranker, tiny_model_dir):
             client.rerank("q", ["d"] * 4)
         assert info.value.status == 413
         with pytest.raises(ServiceError) as info:  # FastAPI's validation list, as text
-            client.rerank("q", ["d"], top_n=-1)
+            client._post(url + "/rerank", {"query": "q", "documents": ["d"], "top_n": -1})
         assert str(info.value) == f"HTTP 422 from {url}/rerank: top_n: Input should be greater than or equal to 0"
+        # what the service would refuse is refused before sending, as Reranker.rerank refuses it
+        with pytest.raises(ValueError, match=r"top_n must be None or an integer >= 0 .*got -1"):
+            client.rerank("q", ["d"], top_n=-1)
+        with pytest.raises(ValueError, match="first_stage_scores must be finite numbers; item 1 is nan"):
+            client.rerank("q", ["d", "e"], first_stage_scores=[1.0, float("nan")], fusion_weight=1.0)
+        with pytest.raises(ValueError, match="first_stage_scores item 0 must be a number, got str"):
+            client.rerank("q", ["d"], first_stage_scores=["a"], fusion_weight=1.0)
+        assert [r["index"] for r in client.rerank("q", docs, top_n=np.int64(1))] == \
+            [r["index"] for r in reranker.rerank("q", docs, top_k=1)]
         assert client.health()["status"] == "ok"
     finally:
         server.should_exit = True

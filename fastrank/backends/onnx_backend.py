@@ -28,7 +28,11 @@ ProviderSpec = str | tuple[str, dict[str, Any]]
 
 def choose_providers(available: Sequence[str], requested: Sequence[ProviderSpec] | None = None) -> list[ProviderSpec]:
     """Execution providers to use: ``requested`` (names or ``(name, options)``, checked against ``available``) or
-    the default order."""
+    the default order. One provider given alone (``"CUDAExecutionProvider"``, or a ``(name, options)`` tuple) is a
+    list of one."""
+    if isinstance(requested, str) or (isinstance(requested, tuple) and len(requested) == 2
+                                      and isinstance(requested[0], str) and isinstance(requested[1], dict)):
+        requested = [requested]
     if requested:
         names = [p if isinstance(p, str) else p[0] for p in requested]
         missing = [p for p in names if p not in available]

@@ -500,6 +500,11 @@ class RerankingEvaluator:
         included) plus name, epoch and steps; it is replaced, not appended to. With ``write_csv``, the CSV row is
         appended in that directory (the ``.json`` file's directory).
         """
+        if output_path is not None:  # a file where the folder should be is refused before scoring, not after
+            from fastrank.io import check_dir_path
+
+            folder = Path(output_path)
+            check_dir_path(folder.parent if folder.suffix.lower() == ".json" else folder, "output_path")
         result = self.evaluate(model)
         metrics = {self._prefix(k): v for k, v in result.metrics.items()}
         metrics.update((self._prefix(f"base_{k}"), v) for k, v in result.extra.get("base_metrics", {}).items())

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numbers
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -282,7 +282,14 @@ def evaluate_rankings(
         raise ValueError("give either ks (cut-offs for the default metric set) or metrics (explicit names), not both")
     names = parse_metrics(metrics) if metrics is not None else default_metrics(DEFAULT_KS if ks is None else ks)
     specs = [parse_metric(name) for name in names]
+    for name, value in (("scores", scores), ("labels", labels)):
+        if value is None or isinstance(value, (str, bytes, Mapping)):
+            hint = (f": pass the values in one order for both, e.g. [{name}[q] for q in query_ids]"
+                    if isinstance(value, Mapping) else "")
+            raise TypeError(f"{name} must be a list with one list of numbers per query, got "
+                            f"{'None' if value is None else type(value).__name__}{hint}")
     scores, labels = list(scores), list(labels)
+    query_ids = None if query_ids is None else list(query_ids)
     if len(scores) != len(labels):
         raise DataError(f"got scores for {len(scores)} queries but labels for {len(labels)}")
     if query_ids is not None and len(query_ids) != len(scores):

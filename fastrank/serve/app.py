@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -28,7 +29,7 @@ from fastrank.errors import FastrankError, ModelLoadError, require
 require("fastapi", "serve", "the HTTP rerank service")
 
 from fastapi import FastAPI, Request  # noqa: E402
-from fastapi.exception_handlers import request_validation_exception_handler  # noqa: E402
+from fastapi.encoders import jsonable_encoder  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, PlainTextResponse  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat  # noqa: E402
@@ -181,6 +182,17 @@ def _documents(req: RerankRequest, config: ServeConfig, num_labels: int = 1) -> 
     return docs
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float as its text ('nan', 'inf'), which JSON can carry."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def _top(req: RerankRequest) -> int | None:
     return req.top_n if req.top_n is not None else req.top_k
 
@@ -236,7 +248,8 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None, worker: st
                               f"'content-type: application/json'); got content-type {sent or 'none'!r}", "invalid")
         metrics.inc("fastrank_requests_total", code="422")
         metrics.inc("fastrank_errors_total", kind="invalid")
-        return await request_validation_exception_handler(request, exc)
+        # FastAPI's own 422 body, with a NaN or infinity the request sent echoed as text: JSON has no such number
+        return JSONResponse(status_code=422, content={"detail": _json_safe(jsonable_encoder(exc.errors()))})
 
     @app.post("/rerank", response_model=RerankResponse, response_model_exclude_none=True,
               responses={413: {"description": "A request limit was exceeded (the message names it)."},

@@ -570,6 +570,9 @@ def _epochs_run(state: Any, asked: float) -> tuple[float, str | None]:
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train a cross-encoder per ``config``; returns metrics before/after, wall time and throughput. The settings are
     checked first (``TrainConfig.check``), before anything is imported or loaded."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"train takes a TrainConfig, e.g. train(TrainConfig(data='train.jsonl', out='runs/model')), "
+                        f"got {type(config).__name__}")
     config.check()
     import datasets
     import torch
