@@ -399,7 +399,8 @@ def _cache_key(model: str | Path, backend: str) -> tuple[Any, ...]:
 
 
 def rerank(
-    query: str, documents: Sequence[Document], *, model: str | Path | Reranker, top_k: int | None = None, backend: str = "auto",
+    query: str, documents: Sequence[Document], *, model: str | Path | Reranker, top_k: int | None = None,
+    backend: str = "auto",
     return_documents: bool = True, first_stage_scores: Sequence[float] | None = None, fusion_weight: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Rerank ``documents`` for ``query`` with ``model``; the loaded Reranker is cached per (model, backend).

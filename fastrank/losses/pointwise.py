@@ -124,7 +124,8 @@ class CrossEntropyLoss(nn.Module):
     """
 
     data_format = "pairs"
-    torch_options = ("weight", "ignore_index", "reduction", "label_smoothing")  # what **kwargs passes to the torch loss, as sentence-transformers does
+    # what **kwargs passes to the torch loss, as sentence-transformers does
+    torch_options = ("weight", "ignore_index", "reduction", "label_smoothing")
 
     def __init__(self, model: ScoringModel, activation_fn: str | Activation | None = None, **kwargs: Any) -> None:
         super().__init__()
