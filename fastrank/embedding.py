@@ -35,30 +35,24 @@ _LEGACY_POOLING_FLAGS = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tok
 _MODULES = ("Transformer", "Pooling", "Normalize")  # the sentence-transformers modules EmbeddingModel runs
 
 
-def _module_kind(module: Any) -> str:
-    """A modules.json entry's class name (``...modules.pooling.Pooling`` -> ``Pooling``): matched whole, since
-    ``SpladePooling`` or ``MLMTransformer`` are other modules."""
-    return str(module.get("type", "") if isinstance(module, dict) else "").rsplit(".", 1)[-1]
-
-
 def _read_st_config(location: str) -> tuple[str, bool, int | None, bool, dict[str, Any]]:
     """(pooling mode, normalize, max_seq_length, include_prompt, config_sentence_transformers.json) of a
     sentence-transformers model, a local folder or a hub id (whose files were never read: a hub model pooled with
     mean, unnormalized, without its prompts); mean/False/None/True/{} where absent (its saved prompts count only
     with modules.json, as sentence-transformers reads them). Files are read as a cross-encoder's are (``_st_file``)."""
-    from fastrank.model import _st_file
+    from fastrank.model import _st_file, module_kind
 
     pooling, normalize, max_len, include_prompt, st_config = "mean", False, None, True, {}
     modules = _st_file(location, "modules.json", {})
     if isinstance(modules, list):
         st_config = _st_file(location, "config_sentence_transformers.json", {}) or {}
-        others = [m.get("type") if isinstance(m, dict) else m for m in modules if _module_kind(m) not in _MODULES]
+        others = [m.get("type") if isinstance(m, dict) else m for m in modules if module_kind(m) not in _MODULES]
         if others:  # a Dense projection, a StaticEmbedding, ...: embeddings without them would be another model's
             raise ModelLoadError(f"{location}/modules.json holds modules fastrank does not run: {others}; fastrank "
                                  "embeds with a transformer, one Pooling and an optional Normalize (use "
                                  "sentence-transformers' SentenceTransformer for this model)")
         for mod in modules:
-            kind = _module_kind(mod)
+            kind = module_kind(mod)
             if kind == "Normalize":
                 normalize = True
             if kind == "Pooling":

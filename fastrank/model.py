@@ -202,6 +202,12 @@ def _st_file(location: str, filename: str, hub_kwargs: dict[str, Any]) -> Any:
                              "model") from exc
 
 
+def module_kind(module: Any) -> str:
+    """A modules.json entry's class name (``...modules.pooling.Pooling`` -> ``Pooling``): matched whole, since
+    ``SpladePooling`` or ``MLMTransformer`` are other modules."""
+    return str(module.get("type", "") if isinstance(module, dict) else "").rsplit(".", 1)[-1]
+
+
 def _check_st_modules(location: str, name: str | Path, hub_kwargs: dict[str, Any], st_config: dict[str, Any]) -> bool:
     """A ModelLoadError for a sentence-transformers cross-encoder whose ``modules.json`` holds more than the
     transformer (a causal-LM reranker scoring yes/no token logits with ``LogitScore``; an embedding model's pooling
@@ -212,7 +218,7 @@ def _check_st_modules(location: str, name: str | Path, hub_kwargs: dict[str, Any
     modules = _st_file(location, "modules.json", hub_kwargs)
     if not isinstance(modules, list):
         return False  # a plain Hugging Face model
-    others = [m.get("type") for m in modules if isinstance(m, dict) and not str(m.get("type")).endswith(".Transformer")]
+    others = [m.get("type") for m in modules if isinstance(m, dict) and module_kind(m) != "Transformer"]
     if others and (st_config.get("model_type") == "CrossEncoder" or any("LogitScore" in str(t) for t in others)):
         raise ModelLoadError(f"{str(name)!r} is a sentence-transformers model of a transformer and {others}: fastrank "
                              "scores a pair with a sequence-classification head, and cannot load a model that "

@@ -267,6 +267,10 @@ def test_a_causal_lm_reranker_is_refused(tiny_model_dir, tmp_path, monkeypatch):
     with pytest.raises(ModelLoadError, match=r"is a sentence-transformers model of a transformer and \['sentence_"
                                              r"transformers.cross_encoder.modules.logit_score.LogitScore'\]"):
         CrossEncoder(causal, device="cpu")
+    bare = tmp_path / "bare-type"  # a Transformer module named by its class alone is the transformer still
+    shutil.copytree(tmp_path / "prompted", bare)
+    (bare / "modules.json").write_text(json.dumps([{**modules[0], "type": "Transformer"}]))
+    assert CrossEncoder(bare, device="cpu").num_labels == 1
     import huggingface_hub
 
     import fastrank.model as model_module
