@@ -234,14 +234,14 @@ def _prompt_source(st_config: dict[str, Any], whole: bool) -> dict[str, Any]:
 
 
 def saved_default_prompt(name_or_path: str | Path) -> str | None:
-    """The default prompt a local cross-encoder folder saved (None: none, or no local folder), read without loading
-    the model: what a training run on it scores with unless told otherwise."""
+    """The default prompt a cross-encoder (a folder, or a hub id's files) saved, None when it has none, read without
+    loading the model: what a training run on it scores with unless told otherwise."""
     try:
-        path = Path(resolve_model_path(name_or_path))
-        saved = _read_json(path / "config_sentence_transformers.json")
-    except ModelLoadError:  # no such folder, or a file CrossEncoder will not read either
-        return None
-    if not (path / "modules.json").is_file() or not isinstance(saved, dict):
+        location = resolve_model_path(name_or_path)
+        saved = _st_file(location, "config_sentence_transformers.json", {})
+        if not isinstance(saved, dict) or _model_file(location, "modules.json", {}) is None:
+            return None
+    except ModelLoadError:  # a file CrossEncoder will not read either: it says so when the model loads
         return None
     st_config = _prompt_source(saved, True)
     prompts, name = st_config.get("prompts"), st_config.get("default_prompt_name")

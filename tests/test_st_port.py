@@ -456,3 +456,18 @@ def test_a_hub_id_keeps_the_activation_sentence_transformers_6_saved(tiny_model_
     (folder / "config_sentence_transformers.json").write_text("{broken")
     with pytest.raises(ModelLoadError, match=r"config_sentence_transformers.json of 'acme/ce' does not read as JSON"):
         CrossEncoder("acme/ce", device="cpu")
+
+
+def test_a_hub_models_saved_default_prompt_is_read_for_the_resume_record(tiny_model_dir, tmp_path, serve_as_hub_id):
+    """saved_default_prompt read local folders only, so `train --resume` on a hub base could not tell a re-saved
+    default prompt from the one its checkpoints trained with."""
+    import fastrank.model as model_module
+    from fastrank.model import saved_default_prompt
+
+    folder = tmp_path / "prompted"
+    st_ce.CrossEncoder(str(tiny_model_dir), prompts={"q": "question: "}, default_prompt_name="q").save(str(folder))
+    assert saved_default_prompt(folder) == "question: "
+    fetched = serve_as_hub_id("acme/prompted-rr", folder, model_module)
+    assert saved_default_prompt("acme/prompted-rr") == "question: "
+    assert {"config_sentence_transformers.json", "modules.json"} <= set(fetched)
+    assert saved_default_prompt("acme/other-rr") is None  # no such repo: no prompt, no error
