@@ -234,12 +234,12 @@ def matmul_rates(threads: int, size: int = 1024) -> dict[str, float]:
     try:
         import torch
 
-        previous = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-            out[name] = round(ops / measure(lambda a=a, b=b: a @ b, warmup=2, repeats=10).median / 1e9, 1)
-        torch.set_num_threads(previous)
+        from fastrank.backends.torch_backend import torch_threads
+
+        with torch_threads(torch, threads):
+            for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+                a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+                out[name] = round(ops / measure(lambda a=a, b=b: a @ b, warmup=2, repeats=10).median / 1e9, 1)
     except ImportError:
         pass
     try:

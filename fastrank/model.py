@@ -7,9 +7,11 @@ directory (e.g. all-MiniLM-L6-v2) loads too: a fresh one-logit head is added and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from fastrank.types import RankedDoc
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE = "sentence-transformers/all-MiniLM-L6-v2"
+_MODE_LOCK = threading.Lock()  # CrossEncoder._scoring_mode's (a lock held by each model would not deepcopy)
 ACTIVATIONS = ("sigmoid", "identity", "softmax")
 _ST_ACTIVATION_PATHS = {
     "sigmoid": "torch.nn.modules.activation.Sigmoid",
@@ -446,6 +449,9 @@ class CrossEncoder(torch.nn.Module):
     ``kernel_config`` and ``keep_in_fp32_modules`` only at their defaults.
     """
 
+    _calls_scoring = 0  # predict calls running now, over all threads (_scoring_mode)
+    _mode_before_scoring = False
+
     score_batch_size = 32  # pairs per forward pass inside score() (training); predict() takes batch_size
     score_prompt: str | None = None  # what score() puts before each query: the trainer sets args.prompts per step
 
@@ -778,8 +784,6 @@ class CrossEncoder(torch.nn.Module):
         if n == 0:
             out = np.zeros((0, self.num_labels), dtype=np.float32)
             return self._scores_out(out, convert_to_tensor, apply_softmax, convert_to_numpy)
-        was_training = self.model.training
-        self.model.eval()
         if show_progress_bar is None:
             show_progress_bar = logger.isEnabledFor(logging.INFO) and n > 10 * batch_size
         encoder, names = self.pair_encoder(prompt), self.input_names
@@ -788,13 +792,27 @@ class CrossEncoder(torch.nn.Module):
             logits = self(**{k: torch.from_numpy(batch[k]).to(self.device) for k in names}).float()
             return self.apply_activation(logits, activation).cpu().numpy()
 
-        try:
-            with tqdm(total=n, desc="Scoring", unit="pair", disable=not show_progress_bar) as bar:
-                out = run_batches(encoder.encode(pairs), scores, batch_size, max_tokens, encoder.pad_token_id,
-                                  self.num_labels, on_batch=bar.update)
-        finally:
-            self.model.train(was_training)
+        with self._scoring_mode(), tqdm(total=n, desc="Scoring", unit="pair", disable=not show_progress_bar) as bar:
+            out = run_batches(encoder.encode(pairs), scores, batch_size, max_tokens, encoder.pad_token_id,
+                              self.num_labels, on_batch=bar.update)
         return self._scores_out(out[index], convert_to_tensor, apply_softmax, convert_to_numpy)
+
+    @contextlib.contextmanager
+    def _scoring_mode(self) -> Iterator[None]:
+        """Eval mode (no dropout) while scoring; the mode the model was in comes back when the last of the calls
+        scoring at once (threads of a web app) ends, not when the first does, mid-forward of the others."""
+        with _MODE_LOCK:
+            if not self._calls_scoring:
+                self._mode_before_scoring = self.model.training
+                self.model.eval()
+            self._calls_scoring += 1
+        try:
+            yield
+        finally:
+            with _MODE_LOCK:
+                self._calls_scoring -= 1
+                if not self._calls_scoring:
+                    self.model.train(self._mode_before_scoring)
 
     def _scores_out(self, out: np.ndarray, convert_to_tensor: bool, apply_softmax: bool = False,
                     convert_to_numpy: bool = True) -> np.ndarray | torch.Tensor | list[torch.Tensor]:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,32 @@ logger = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16", "bf16-mixed")
 
 
+_THREADS_LOCK = threading.Lock()
+_threads_in_use = {"calls": 0, "before": 1}  # calls holding a thread count of their own, and the count before them
+
+
+@contextlib.contextmanager
+def torch_threads(torch: Any, num_threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``num_threads`` (None: left alone) while the block runs, and the count
+    from before the first of the calls running at once set back as each ends. A call that read the count while
+    another held it (threads of a web app) restored the other's: the process stayed at that count afterwards."""
+    if num_threads is None:
+        yield
+        return
+    with _THREADS_LOCK:
+        if not _threads_in_use["calls"]:
+            _threads_in_use["before"] = torch.get_num_threads()
+        _threads_in_use["calls"] += 1
+        before = _threads_in_use["before"]
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _threads_in_use["calls"] -= 1
+        torch.set_num_threads(before)
+
+
 class TorchBackend(Backend):
     """Runs a ``CrossEncoder``'s Hugging Face model on the batches the reranker builds.
 
@@ -36,7 +64,8 @@ class TorchBackend(Backend):
             weights under ``torch.autocast``: matmuls and attention in bf16, LayerNorm and the residual stream in fp32.
             Logits are returned as fp32 either way.
         num_threads: torch intra-op threads while this backend runs a batch. torch's thread count is process-wide,
-            so it is set for the duration of each call and restored afterwards; None leaves it alone.
+            so it is set for the duration of each call and restored afterwards (``torch_threads``); None leaves it
+            alone.
     """
 
     name = "torch"
@@ -89,15 +118,8 @@ class TorchBackend(Backend):
         torch = self.torch
         device = self.model.device
         features = {k: torch.from_numpy(v).to(device) for k, v in self._select_inputs(batch).items()}
-        previous = torch.get_num_threads()
-        if self.num_threads is not None:
-            torch.set_num_threads(self.num_threads)
-        try:
-            with torch.inference_mode(), self._autocast():
-                out = self.model.model(**features, return_dict=True).logits
-        finally:
-            if self.num_threads is not None:
-                torch.set_num_threads(previous)
+        with torch_threads(torch, self.num_threads), torch.inference_mode(), self._autocast():
+            out = self.model.model(**features, return_dict=True).logits
         return out.float().cpu().numpy().astype(np.float32, copy=False)
 
     def _autocast(self) -> Any:

@@ -1,0 +1,71 @@
+"""Scoring from several threads at once (a threaded web app): the scores and the process's torch state are what
+single-threaded calls leave."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+PAIRS = [("what is a river", f"a river is water number {i} " * (1 + i % 7)) for i in range(24)]
+
+
+def test_a_model_in_train_mode_scores_without_dropout_from_every_thread(tiny_model_dir):
+    """Each predict switched the shared model to eval and back: a call that ended switched dropout on under the
+    others' forward passes (1-2% of calls scored wrong), and the model could be left in eval mode."""
+    from fastrank import CrossEncoder
+
+    model = CrossEncoder(tiny_model_dir, device="cpu", max_length=64)
+    model.model.train()
+    reference = model.predict(PAIRS, batch_size=4)
+    assert model.model.training
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: model.predict(PAIRS, batch_size=4), range(48)))
+    assert all(np.array_equal(r, reference) for r in results)
+    assert model.model.training  # the caller's mode, once the last call ended
+    first, second = model._scoring_mode(), model._scoring_mode()  # two calls overlapping, as threads make them
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert not model.model.training  # the first call to end leaves the second its eval mode
+    second.__exit__(None, None, None)
+    assert model.model.training
+
+
+def test_the_thread_count_before_overlapping_calls_is_the_one_restored():
+    """A call that read torch's thread count while another call held its own restored that one: afterwards the
+    process, and every thread it starts, ran torch with the backend's count instead of its own."""
+    from fastrank.backends.torch_backend import torch_threads
+
+    original = torch.get_num_threads()
+    held, done = threading.Event(), threading.Event()
+
+    def first_call():
+        with torch_threads(torch, 1):
+            held.set()
+            done.wait(10)
+
+    def in_new_thread(fn):
+        box = []
+        thread = threading.Thread(target=lambda: box.append(fn()))
+        thread.start()
+        thread.join(10)
+        return box[0]
+
+    thread = threading.Thread(target=first_call)
+    thread.start()
+    held.wait(10)
+
+    def second_call():
+        with torch_threads(torch, 1):
+            inside = torch.get_num_threads()
+        return inside
+
+    assert in_new_thread(second_call) == 1
+    done.set()
+    thread.join(10)
+    assert in_new_thread(torch.get_num_threads) == original
+    with torch_threads(torch, None):  # None leaves the count alone
+        assert torch.get_num_threads() == original
