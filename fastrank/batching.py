@@ -472,6 +472,14 @@ def check_positive_int(value: Any, name: str, *, optional: bool = False) -> int 
     return int(value)
 
 
+def check_seed(value: Any, name: str = "seed") -> int:
+    """``value`` as an int when it is a random seed NumPy takes (an integer from 0 to 2**32 - 1; Python's random
+    would read -1 as 1), else ValueError naming ``name``."""
+    if not is_integer(value) or not 0 <= value < 2**32:
+        raise ValueError(f"{name}={value!r} is not an integer from 0 to 2**32 - 1 (NumPy's range)")
+    return int(value)
+
+
 def round_up(n: int | np.ndarray, multiple: int) -> int | np.ndarray:
     """``n`` (an int, or an integer array elementwise) rounded up to a multiple of ``multiple``."""
     return n if multiple <= 1 else -(-n // multiple) * multiple

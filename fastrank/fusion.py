@@ -61,7 +61,7 @@ def check_fusion_input(first_stage_scores: Sequence[float] | np.ndarray | None, 
     score per document, a finite weight >= 0, and scores present whenever the weight is above 0. Call it before
     scoring, so bad input costs no inference."""
     if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight) or weight < 0:
-        raise ValueError(f"fusion weight must be a finite number >= 0, got {weight!r}")
+        raise ValueError(f"fusion_weight must be a finite number >= 0, got {weight!r}")
     if first_stage_scores is None:
         if weight:
             raise ValueError("fusion_weight needs first_stage_scores: one retriever score per document")

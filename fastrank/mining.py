@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from fastrank.batching import check_positive_int, is_integer
+from fastrank.batching import check_positive_int, check_seed, is_integer
 from fastrank.data import QueryGroup, document_key, require_labels
 from fastrank.documents import Document, check_document, document_parts
 from fastrank.errors import DataError
@@ -161,7 +161,7 @@ def check_mining_options(*, num_negatives: int = 5, range_min: int = 0, range_ma
     if not is_integer(num_negatives) or num_negatives < 1:
         raise ValueError(f"num_negatives must be an integer >= 1, got {num_negatives!r}")
     if sampling not in SAMPLING:
-        raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
+        raise ValueError(f"sampling must be one of {', '.join(SAMPLING)}, got {sampling!r}")
     if not is_integer(range_min) or range_min < 0:
         raise ValueError(f"range_min must be an integer >= 0 (ranks to skip at the top), got {range_min!r}")
     if range_max is not None and not is_integer(range_max):
@@ -323,7 +323,7 @@ def mine_hard_negatives(
 
     groups = _check_groups(groups)
     check_embedding_model(embedding_model)
-    batch_size = check_positive_int(batch_size, "batch_size")
+    batch_size, seed = check_positive_int(batch_size, "batch_size"), check_seed(seed)
     if cache_dir:
         from fastrank.io import check_dir_path
 
@@ -478,7 +478,7 @@ def add_answer_negatives(
     check_margins(relative_margin, None)
     groups = _check_groups(groups)
     check_embedding_model(embedding_model)
-    batch_size = check_positive_int(batch_size, "batch_size")
+    batch_size, seed = check_positive_int(batch_size, "batch_size"), check_seed(seed)
     first_seen: dict[str, Document] = {}
     for g in groups:
         for key, p in _keyed_positives(g):

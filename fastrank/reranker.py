@@ -188,7 +188,7 @@ class Reranker:
             raise TypeError(f"path_or_id must be a checkpoint or artifact folder or a hub id (str or Path), got "
                             f"{type(path_or_id).__name__}")
         if long_documents not in LONG_DOCUMENTS:
-            raise ValueError(f"long_documents must be one of {LONG_DOCUMENTS}, got {long_documents!r}")
+            raise ValueError(f"long_documents must be one of {', '.join(LONG_DOCUMENTS)}, got {long_documents!r}")
         if long_documents != "windows" and window_stride is not None:  # before loading: a wrong call costs nothing
             raise ValueError("window_stride applies to long_documents='windows'; with 'truncate' a document is cut "
                              "at max_length and has no windows")

@@ -204,7 +204,19 @@ def test_bad_options_are_named_as_flags_before_any_model_loads(tmp_path, eval_fi
              (["export", str(tmp_path), "--format", "triton", "--triton-kind", "KIND_TPU", "--out",
                str(tmp_path / "r")], "--triton-kind must be auto, KIND_GPU or KIND_CPU, got 'KIND_TPU'"),
              (["train", "--data", str(eval_file), "--out", str(tmp_path / "t"), "--seed", "-1"],
-              "--seed -1 is not an integer from 0 to 2**32 - 1")]
+              "--seed -1 is not an integer from 0 to 2**32 - 1"),
+             (mine + ["--seed", "-1"], "--seed -1 is not an integer from 0 to 2**32 - 1"),  # Random(-1) is Random(1)
+             (mine + ["--sampling", "best"], "--sampling must be one of top, random, got 'best'"),
+             (["train", "--data", str(eval_file), "--out", str(tmp_path / "t"), "--epochs", "0"],
+              "--epochs must be a finite number > 0"),  # one-word names: "epochs must" before
+             (["train", "--data", str(eval_file), "--out", str(tmp_path / "t"), "--mine-negatives", "60"],
+              "--mine-negatives 60 is more than the 50 documents negatives are mined from"),
+             (["export", str(tmp_path / "none"), "--out", str(tmp_path / "x"), "--optimize", "O9"],
+              "--optimize must be one of O0, O1, O2, O3"),
+             (["export", str(tmp_path / "none"), "--out", str(tmp_path / "x"), "--precision", "bf16", "--optimize",
+               "O3"], "--optimize O3 rewrites an ONNX graph; --precision bf16 writes a torch artifact"),
+             (["rerank", str(tmp_path / "none"), "--query", "q", "--docs-format", "xml"],
+              "--docs-format must be one of auto, lines, jsonl")]
     for args, message in cases:
         result = runner.invoke(app, args)
         text = " ".join(result.output.replace("│", " ").split()) if result.exit_code == 2 else \
@@ -468,3 +480,40 @@ def test_embedding_prompts_from_the_command_line(tiny_model_dir, eval_file, tmp_
 
     corpus_embeddings(EmbeddingModel(), ["a", "b"], cache_dir="")  # '' in Python too: no cache, here or anywhere
     assert not list(tmp_path.glob("corpus-*.npy"))
+
+
+def test_ctrl_c_says_what_was_left(monkeypatch, capsys, eval_file, tmp_path):
+    """typer ends a command stopped by Ctrl-C with status 130 and no word; train's note names --resume."""
+    import fastrank.cli as cli
+    import fastrank.training.recipe as recipe
+
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recipe, "train", interrupted)
+    args = ["train", "--data", str(eval_file), "--out", str(tmp_path / "m")]
+    monkeypatch.setattr(sys, "argv", ["fastrank", *args])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == 130
+    err = capsys.readouterr().err
+    assert "interrupted: nothing unfinished was written" in err and "with --resume to continue" in err
+    assert "--resume" not in cli.interrupted_note(["mine"])
+
+
+def test_bench_refuses_a_beir_folder_whose_lists_would_score_1(tmp_path, tiny_model_dir):
+    root = tmp_path / "beir"
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "text": "a"}) + "\n")
+    (root / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "q"}) + "\n")
+    (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    result = runner.invoke(app, ["bench", str(tiny_model_dir), "--data", str(root), "--quick"])
+    assert result.exit_code != 0
+    assert "is a BEIR folder: its judged documents are not candidate lists to rerank" in str(result.exception)
+
+
+def test_train_help_names_every_loss():
+    from fastrank.losses import LOSSES
+
+    text = " ".join(runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output.replace("│", " ").split())
+    assert all(f" {name} " in text for name in LOSSES), text

@@ -377,7 +377,7 @@ def test_documents_text_is_jsonl_only_when_its_first_line_is_a_json_document():
         parse_documents('"json first"\nthen plain text\n', "f")
     with pytest.raises(DataError, match="f line 1: expected a JSON string"):
         parse_documents(plain, "f", "jsonl")
-    with pytest.raises(ValueError, match="docs format must be one of auto, lines, jsonl"):
+    with pytest.raises(ValueError, match="--docs-format must be one of auto, lines, jsonl"):
         parse_documents(plain, "f", "csv")
     # JSON objects without a text (a misspelt key, a dataset record) are refused, not ranked as raw JSON
     for wrong in ('{"doc": "Paris is in France."}\n{"doc": "A glacier cave"}\n',

@@ -222,7 +222,7 @@ def test_ids_the_texts_lack_are_refused_before_any_scoring(tmp_path):
         rerank_run(Refuses(), RUN, QUERIES, {d: t for d, t in documents.items() if d != "d6"}, show_progress_bar=False)
     with pytest.raises(ValueError, match="depth must be a positive integer"):
         rerank_run(Refuses(), RUN, QUERIES, documents, depth=0)
-    with pytest.raises(ValueError, match="fusion weight must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="fusion_weight must be a finite number >= 0"):
         rerank_run(Refuses(), RUN, QUERIES, documents, fusion_weight=-1.0)
     with pytest.raises(ValueError, match="first_stage_scores must be finite numbers"):
         rerank_run(Refuses(), {"q1": [("d1", float("nan"))]}, QUERIES, documents, fusion_weight=1.0)

@@ -609,8 +609,10 @@ def test_resume_without_a_checkpoint_fails_before_anything_happens(toy_data, tin
     ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
     ({"batch_size": 8.0}, "batch_size must be an integer >= 1, got 8.0"),
     ({"mine_negatives": -1}, "mine_negatives must be an integer >= 0 (0 = none), got -1"),
-    ({"mine_negatives": 60}, "mine_negatives=60 with mining_options {'range_max': 50, 'relative_margin': 0.05}: "
-                             "num_negatives=60 cannot be drawn from ranks 0..49"),
+    ({"mine_negatives": 60}, "mine_negatives=60 is more than the 50 documents negatives are mined from (each "
+                             "query's top 50 by the embedding model, mining_options range_max): ask for at most 50"),
+    ({"mine_negatives": 2, "mining_options": {"sampling": "best"}}, "mine_negatives=2 with mining_options "
+                                                                    "{'sampling': 'best'}: sampling must be one of"),
     ({"first_stage_weight": -1.0}, "first_stage_weight must be a finite number >= 0 (0 = no first-stage prior)"),
     ({"first_stage_weight": 1.0, "loss": "bce"}, "first_stage_weight needs a listwise loss ("),
 ])

@@ -64,6 +64,7 @@ def _exit_on_sigterm() -> None:
 # "'s" (another object's attribute), or next to path characters.
 _ASSIGNMENT = re.compile(r"(?<![\w./\\:'\"-])(?<!'s )([a-z][a-z0-9_]*)=('[^']*'|(?!None\b)[\w.-]+)")
 _SUBJECT = re.compile(r"^([a-z][a-z0-9]*_[a-z0-9_]*)(?= )")
+_SUBJECT_WORD = re.compile(r"^([a-z][a-z0-9]*)(?= must )")  # "epochs must ...": a one-word name, as a subject only
 _QUOTED = re.compile(r"(?<!\w)'[^']*'(?!\w)|\"[^\"]*\"")
 
 
@@ -94,7 +95,17 @@ def in_cli_words(message: str, args: list[str]) -> str:
             return flag if value == "True" else (off or f"without {flag}")
         return f"{flag} {value.strip(chr(39))}"
 
-    return _SUBJECT.sub(swap, _ASSIGNMENT.sub(swap, message))
+    return _SUBJECT_WORD.sub(swap, _SUBJECT.sub(swap, _ASSIGNMENT.sub(swap, message)))
+
+
+def interrupted_note(args: list[str]) -> str:
+    """What a command stopped by Ctrl-C left: no output half written (each is written to a temporary path and
+    renamed into place when whole), and for ``train`` the checkpoints ``--resume`` continues from."""
+    note = "interrupted: nothing unfinished was written (outputs are renamed into place only when whole)"
+    if args[:1] == ["train"]:
+        note += ("; the checkpoints of finished epochs stay in OUT.checkpoints: run the same command with --resume to "
+                 "continue from the last one")
+    return note
 
 
 def main() -> None:
@@ -104,6 +115,10 @@ def main() -> None:
     _exit_on_sigterm()
     try:
         app()
+    except SystemExit as exc:
+        if exc.code == 130:  # Ctrl-C: typer ends the command with status 130 and says nothing
+            typer.secho(interrupted_note(sys.argv[1:]), err=True, fg=typer.colors.YELLOW)
+        raise
     except (FastrankError, ValueError, TypeError) as exc:
         typer.secho(f"error: {in_cli_words(str(exc), sys.argv[1:])}", err=True, fg=typer.colors.RED)
         raise SystemExit(2) from None

@@ -40,7 +40,8 @@ def is_bench_records(path: Path) -> bool:
 
 def bench_command(
     model: Annotated[str, typer.Argument(help="Checkpoint directory (the PyTorch fp32 reference row).")],
-    data: Annotated[Path, typer.Option("--data", help="Grouped JSONL/CSV/Parquet: query, documents, labels.")],
+    data: Annotated[Path, typer.Option("--data", help="Labelled candidate lists: grouped JSONL, CSV, TSV or "
+                                                       "Parquet (query, documents, labels).")],
     artifact: Annotated[list[Path] | None, typer.Option(
         "--artifact", help="Exported artifact directory to bench (repeatable).")] = None,
     backend: Annotated[list[str] | None, typer.Option(
@@ -63,6 +64,7 @@ def bench_command(
     """Measure MAP/MRR@10/NDCG@10, parity vs PyTorch fp32, pairs/s, latency p50/p95/p99 and sweeps."""
     from fastrank.benchmark import benchmark_model, markdown_table, quick_groups, write_jsonl
     from fastrank.data import iter_groups, read_groups, require_labels
+    from fastrank.evaluation.beir import refuse_as_candidate_lists
     from fastrank.io import check_dir_path, check_output_file
 
     if threads < 1:
@@ -80,6 +82,9 @@ def bench_command(
             raise typer.BadParameter(f"--out {out}: the records are written as JSON lines; name the file *.jsonl")
     if plots is not None:
         check_dir_path(plots, "--plots")
+    refuse_as_candidate_lists(data, "bench measures labelled candidate lists (grouped JSONL, CSV, TSV, Parquet); "
+                                    "measure a BEIR folder with fastrank eval --data DIR --run FILE or "
+                                    "--retrieve-top-k K")
     groups = quick_groups(iter_groups(str(data))) if quick else read_groups(str(data))  # --quick: the file's head
     require_labels(groups, "the bench's quality metrics")
     records = benchmark_model(model, groups, [str(a) for a in artifact or []], backends=backend or (),

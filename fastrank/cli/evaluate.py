@@ -170,7 +170,8 @@ def eval_command(
         "--long-documents", help="truncate | windows (a long document scores as its best overlapping window, as "
                                  "fastrank serve --long-documents windows scores it).")] = "truncate",
     window_stride: Annotated[int | None, typer.Option(
-        "--window-stride", help="With --long-documents windows: tokens consecutive windows share.")] = None,
+        "--window-stride", help="With --long-documents windows: tokens consecutive windows share (default: a "
+                                "quarter of max length).")] = None,
 ) -> None:
     """Evaluate a reranker on labelled candidate lists, or retrieve-then-rerank: over a corpus, or a first stage's
     TREC run on a BEIR folder."""

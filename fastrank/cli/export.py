@@ -193,6 +193,9 @@ def export_command(
              "--triton-precision": triton_precision != "auto", "--allow-untrained-head": allow_untrained_head,
              "--triton-engine": triton_engine != "auto"}
     check_format_options(fmt, [name for name, value in given.items() if value])
+    if precision == "bf16" and given["--optimize"]:
+        raise typer.BadParameter(f"--optimize {optimize} rewrites an ONNX graph; --precision bf16 writes a torch "
+                                 "artifact (bf16 weights), which has none: leave --optimize out")
     if max_batch_size < 1 or profiles < 1:
         raise typer.BadParameter(f"--max-batch-size and --profiles must be >= 1, got {max_batch_size} and {profiles}")
     try:

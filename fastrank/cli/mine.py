@@ -31,9 +31,11 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
         check_teacher,
         mine_hard_negatives,
     )
+    from fastrank.batching import check_seed
     from fastrank.model import DEFAULT_BASE, CrossEncoder
 
     check_mining_options(**options)  # before the embedding model loads
+    check_seed(options.get("seed", 0))
     if answer_closest < 0 or answer_random < 0:  # before mining, not after it
         raise ValueError(f"--answer-closest and --answer-random must be >= 0, got {answer_closest} and "
                          f"{answer_random}")
@@ -80,7 +82,8 @@ def mine_command(
                                                      "(repeatable): .txt one per line, JSONL of strings or "
                                                      "{\"text\": ...} (with a \"title\" if it has "
                                                      "one), or datasets; default: the data's own documents.")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Embedding model (default all-MiniLM-L6-v2).")] = None,
+    model: Annotated[str | None, typer.Option("--embedding-model", "--model", help="Embedding model (default "
+                                              "all-MiniLM-L6-v2); --model is its older name.")] = None,
     query_prompt: QueryPrompt = None,
     document_prompt: DocumentPrompt = None,
     num_negatives: Annotated[int, typer.Option("--num-negatives", help="Mined negatives added per query.")] = 5,

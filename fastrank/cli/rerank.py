@@ -25,7 +25,7 @@ def parse_documents(text: str, source: str, fmt: str = "auto") -> list[Document]
     JSONL when the first non-empty line is such a JSON value (a JSON object without ``text`` / ``document`` is an
     error), else lines (so plain text that starts with a quote or a brace, but is no JSON object, stays text)."""
     if fmt not in DOCS_FORMATS:
-        raise ValueError(f"docs format must be one of {', '.join(DOCS_FORMATS)}, got {fmt!r}")
+        raise ValueError(f"--docs-format must be one of {', '.join(DOCS_FORMATS)}, got {fmt!r}")
     lines = text_lines(text)
     if not lines or fmt == "lines" or (fmt == "auto" and json_document(lines[0]) is None
                                        and not _json_object(lines[0])):

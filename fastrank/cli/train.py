@@ -56,7 +56,9 @@ def train_command(
     out: Annotated[Path, typer.Option("--out", help="Where the trained model directory is written.")],
     base: Annotated[str | None, typer.Option("--base", help="Base model dir or id (bundled offline).",
                                              show_default=RECIPE.base)] = None,
-    loss: Annotated[str | None, typer.Option("--loss", help="Loss name, e.g. listnet, lambda, bce, mnrl, ce.",
+    loss: Annotated[str | None, typer.Option("--loss", help="Loss: listnet | lambda | listmle | plistmle | ranknet "
+                                                            "(lists) | bce | mse | ce (pairs) | mnrl | cached-mnrl "
+                                                            "(in-batch negatives) | margin-mse (teacher scores).",
                                              show_default=RECIPE.loss)] = None,
     epochs: Annotated[float | None, typer.Option("--epochs", help="Training epochs (> 0; fractions allowed).",
                                                  show_default=f"{RECIPE.epochs:g}")] = None,
@@ -76,14 +78,14 @@ def train_command(
                                                             "0 to 2**32 - 1).", show_default=str(RECIPE.seed))] = None,
     mine_negatives: Annotated[int | None, typer.Option(
         "--mine-negatives", help="Add N hard negatives per query mined from the training data's documents (from "
-                                 "each query's top 50, so N <= 50).")] = None,
+                                 "each query's top 50, so N <= 50).", show_default="0")] = None,
     answer_negatives: Annotated[int | None, typer.Option(
         "--answer-negatives", help="Add N other queries' positives per query as negatives (closest two thirds "
-        "by the embedding model, rest random): teaches topicality after retrieval.")] = None,
+        "by the embedding model, rest random): teaches topicality after retrieval.", show_default="0")] = None,
     first_stage_weight: Annotated[float | None, typer.Option(
         "--first-stage-weight", help="Train as a correction to the embedding model: rank by logit + W * its score "
         "(listwise losses; score the result with fastrank.losses.prior.PriorReranker). Experimental: it did not "
-        "help on WikiQA, see bench/RESULTS.md.")] = None,
+        "help on WikiQA, see bench/RESULTS.md.", show_default="0")] = None,
     embedding_model: Annotated[str | None, typer.Option(
         "--embedding-model", help="Embedding model that mines --mine-negatives, picks --answer-negatives and is the "
                                   "--first-stage-weight prior: the first stage the reranker will serve behind.",

@@ -50,6 +50,14 @@ def is_beir_dir(path: str | Path) -> bool:
     return beir_problem(path) is None
 
 
+def refuse_as_candidate_lists(path: str | Path, instead: str) -> None:
+    """DataError when ``path`` is a BEIR folder given where candidate lists to rerank are read: its qrels mostly
+    list relevant documents only, so every list would score 1.0. ``instead`` says what to do."""
+    if is_beir_dir(path):
+        raise DataError(f"{path} is a BEIR folder: its judged documents are not candidate lists to rerank (its qrels "
+                        f"mostly list relevant documents only, so every list would score 1.0); {instead}")
+
+
 def beir_problem(path: str | Path) -> str | None:
     """Why ``path`` is not a BEIR folder (a sentence naming what is missing and the layout expected), None if it
     is one."""

@@ -408,12 +408,10 @@ class RerankingEvaluator:
         also takes sentence-transformers' sample shapes), flat JSONL / CSV / TSV (one pair per row, grouped by
         query), grouped CSV / TSV, Parquet."""
         from fastrank.data import json_objects, read_groups, records_to_groups, require_labels
-        from fastrank.evaluation.beir import is_beir_dir
+        from fastrank.evaluation.beir import refuse_as_candidate_lists
 
-        if is_beir_dir(path):
-            raise DataError(f"{path} is a BEIR folder: its judged documents are not candidate lists to rerank (its "
-                            "qrels mostly list relevant documents only, so every list would score 1.0); evaluate on "
-                            "it with fastrank eval --data DIR --run FILE (a first stage's run) or --retrieve-top-k K")
+        refuse_as_candidate_lists(path, "evaluate on it with fastrank eval --data DIR --run FILE (a first stage's "
+                                        "run) or --retrieve-top-k K")
         if Path(path).suffix.lower() in (".jsonl", ".json"):
             records = _read_records(Path(path))
             first = records[0][1] if records else None

@@ -195,7 +195,7 @@ def parity_error(requested: str, tried: list[dict[str, Any]]) -> ParityError:
             continue
         for failure in entry["failures"]:
             lines.append(f"  {entry['rung']}: {failure}")
-    lines.append("Pass allow_parity_failure=True (CLI: --allow-parity-failure) to write it anyway; the manifest "
+    lines.append("Pass allow_parity_failure=True to write it anyway; the manifest "
                  "records the failure.")
     err = ParityError("\n".join(lines))
     err.tried = tried

@@ -75,7 +75,7 @@ class TrainConfig:
     def check(self) -> None:
         """Refuse settings that cannot train, saying what was wrong and what is accepted (ValueError); ``train`` calls
         it before anything loads."""
-        from fastrank.batching import is_integer  # here: the CLI reads TrainConfig's defaults without numpy
+        from fastrank.batching import check_seed, is_integer  # here: the CLI reads TrainConfig's defaults without numpy
 
         _check_number("epochs", self.epochs, "a finite number > 0 (fractions train part of an epoch)", low=0.0)
         if self.prompt is not None and not isinstance(self.prompt, str):
@@ -87,8 +87,7 @@ class TrainConfig:
         check_warmup_ratio(self.warmup_ratio)
         if not is_integer(self.batch_size) or self.batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
-        if not is_integer(self.seed) or not 0 <= self.seed < 2**32:
-            raise ValueError(f"seed={self.seed!r} is not an integer from 0 to 2**32 - 1 (NumPy's range)")
+        check_seed(self.seed)
         if self.max_documents is not None and (not is_integer(self.max_documents) or self.max_documents < 1):
             raise ValueError(f"max_documents must be None (keep every document of a list) or an integer >= 1 (the "
                              f"most documents per training list), got {self.max_documents!r}")
@@ -98,6 +97,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer >= 0 (0 = none), got {value!r}")
         if self.mine_negatives:
             from fastrank.mining import check_mining_options
+
+            low, high = self.mining_options.get("range_min", 0), self.mining_options.get("range_max", 50)
+            if is_integer(low) and is_integer(high) and self.mine_negatives > high - low:
+                raise ValueError(f"mine_negatives={self.mine_negatives} is more than the {high - low} documents "
+                                 f"negatives are mined from (each query's top {high} by the embedding model, "
+                                 f"mining_options range_max): ask for at most {high - low}")
 
             try:
                 check_mining_options(num_negatives=self.mine_negatives, **self.mining_options)
