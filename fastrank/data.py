@@ -723,7 +723,7 @@ def convert(groups: Sequence[QueryGroup], data_format: str, **kwargs: Any) -> di
 
 
 def load_dataset(source: str | Path, data_format: str = "pairs", split: str = "train", separator: str | None = None,
-                 **kwargs: Any):
+                 **kwargs: Any) -> Any:
     """Read ``source`` and return a ``datasets.Dataset`` in ``data_format`` — ready for CrossEncoderTrainer.
     Titled documents are joined into text with ``separator`` (``CrossEncoder.pair_encoder().separator``), which
     such data needs."""

@@ -272,7 +272,7 @@ def margin_ceiling(floor: float, relative_margin: float | None, absolute_margin:
 
 def mine_hard_negatives(
     groups: Sequence[QueryGroup],
-    embedding_model,
+    embedding_model: Any,
     corpus: Sequence[Document] | None = None,
     *,
     num_negatives: int = 5,
@@ -284,7 +284,7 @@ def mine_hard_negatives(
     absolute_margin: float | None = None,
     sampling: str = "top",
     keep_original_negatives: bool = False,
-    teacher=None,
+    teacher: Any = None,
     cache_dir: str | Path | None = None,
     batch_size: int = 64,
     use_faiss: bool | None = None,
@@ -449,7 +449,7 @@ def attach_teacher_scores(groups: Sequence[QueryGroup], teacher) -> None:
 
 def add_answer_negatives(
     groups: Sequence[QueryGroup],
-    embedding_model,
+    embedding_model: Any,
     *,
     closest: int = 3,
     random_count: int = 2,

@@ -889,6 +889,7 @@ class CrossEncoder(torch.nn.Module):
         enable(*args, **kwargs)
 
     def activation_checkpointing_disable(self) -> None:
+        """Keep activations again (``activation_checkpointing_enable`` undone)."""
         inner = self.model
         (getattr(inner, "activation_checkpointing_disable", None) or inner.gradient_checkpointing_disable)()
 

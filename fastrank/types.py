@@ -30,9 +30,12 @@ class RankedDoc(dict):
         return super().__contains__(self._ALIASES.get(key, key))
 
     def get(self, key: Any, default: Any = None) -> Any:
+        """``dict.get``; fastrank's names ``index`` / ``document`` read sentence-transformers' ``corpus_id`` /
+        ``text``, which the dict holds."""
         return super().get(self._ALIASES.get(key, key), default)
 
     def copy(self) -> RankedDoc:
+        """A RankedDoc of the same index, score and document (``dict.copy`` would return a plain dict)."""
         return RankedDoc(self.index, self.score, self.document)
 
     def __repr__(self) -> str:

@@ -302,7 +302,10 @@ class CrossEncoderTrainer(Trainer):
             f"fastrank.data.load_dataset(path, data_format={fmt!r})."
         )
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> torch.Tensor | tuple[torch.Tensor, dict[str, Any]]:
+        """The loss of one collated batch (``inputs``: the text columns, labels and prompt): ``self.loss`` scores
+        through ``model`` (a DDP wrapper too, so gradients synchronise)."""
         inner = self.accelerator.unwrap_model(model)
         inner.score_prompt = inputs.get("prompt")  # the collator's prompt: score() puts it before every query
         try:
@@ -320,7 +323,9 @@ class CrossEncoderTrainer(Trainer):
             inner.score_prompt = None
         return (loss, {}) if return_outputs else loss
 
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+    def prediction_step(self, model: torch.nn.Module, inputs: dict[str, Any], prediction_loss_only: bool,
+                        ignore_keys: list[str] | None = None) -> tuple[torch.Tensor, None, None]:
+        """The evaluation loss of a batch, without gradients; no predictions (an evaluator scores the model)."""
         with torch.no_grad():
             loss = self.compute_loss(model, inputs)
         return loss.detach(), None, None
