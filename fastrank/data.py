@@ -75,7 +75,7 @@ def document_key(doc: Document) -> str:
     return f"{dedup_key(title)}\0{dedup_key(text)}" if title else dedup_key(text)
 
 
-def _number(value: Any, where: str, what: str, booleans: bool = False) -> float:
+def as_number(value: Any, where: str, what: str, booleans: bool = False) -> float:
     """``value`` as a finite float (numbers, numeric strings, JSON booleans); with ``booleans`` also the cells
     "true" / "false" (any case) as 1 / 0: a flat file's boolean label column, as pandas writes it to CSV."""
     if isinstance(value, bool):
@@ -123,8 +123,8 @@ def _group_from_record(rec: dict[str, Any], where: str) -> QueryGroup:
             raise DataError(
                 f"{where}: 'documents' has {len(docs)} items but '{name}' has {len(values)}; they must be equal"
             )
-    scores = [_number(v, where, "each score") for v in scores_raw] if scores_raw is not None else None
-    labels = [_number(v, where, "each label") for v in labels_raw] if labels_raw is not None else list(scores or [])
+    scores = [as_number(v, where, "each score") for v in scores_raw] if scores_raw is not None else None
+    labels = [as_number(v, where, "each label") for v in labels_raw] if labels_raw is not None else list(scores or [])
     meta = {} if labels_raw is not None else {LABELS_FROM_SCORES: where}
     raw_id = rec.get("query_id")
     return QueryGroup(query, list(docs), labels, "" if raw_id is None else str(raw_id), scores, meta)
@@ -205,7 +205,7 @@ def _group_flat_rows(rows: Iterable[tuple[str, dict[str, Any]]], source: str) ->
             raise DataError(f"{where}: query_id {qid!r} has two query texts ({g.query!r} and {q!r}); an id names "
                             "one query")
         g.documents.append(normalize_document({"text": row["document"], "title": title}, where))
-        g.labels.append(_number(row["label"], where, "'label'", booleans=True))
+        g.labels.append(as_number(row["label"], where, "'label'", booleans=True))
     return list(groups.values())
 
 

@@ -395,7 +395,7 @@ def test_numpy_samples_are_read_and_infinite_labels_refused():
     lists = RerankingEvaluator([{"query": "q", "documents": ["a", "b"], "labels": [1, 0]}])
     assert arrays.queries[0].documents == lists.queries[0].documents == ("a", "b")
     assert arrays.queries[0].labels.tolist() == [1.0, 0.0]
-    with pytest.raises(DataError, match="'labels' must be finite numbers; it contains inf"):
+    with pytest.raises(DataError, match="each label must be a finite number \\(e.g. 0, 1 or 0.7\\), got inf"):
         RerankingEvaluator([{"query": "q", "documents": ["a", "b"], "labels": [float("inf"), 0]}])
 
 
@@ -423,3 +423,16 @@ def test_prompt_name_reaches_the_model_or_is_refused(tiny_model_dir, tmp_path):
     assert seen == ["q"]
     with pytest.raises(TypeError, match=r"prompt_name='q' needs a model whose predict takes prompt_name .*Reranker"):
         named.evaluate(Reranker(tmp_path / "m"))
+
+
+def test_labels_read_as_a_training_file_reads_them(tmp_path):
+    """A file whose labels are numeric strings (a CSV's cells, written to JSON as they were) trains, so it is
+    evaluated too; it was refused as 'not a list of numbers'."""
+    from fastrank.data import read_groups
+
+    path = tmp_path / "strings.jsonl"
+    path.write_text('{"query": "q", "documents": ["a", "b", "c"], "labels": ["1", "0", "0.5"]}\n')
+    assert RerankingEvaluator.from_file(path).queries[0].labels.tolist() == read_groups(path)[0].labels \
+        == [1.0, 0.0, 0.5]
+    with pytest.raises(DataError, match="sample 0: each label must be a finite number .*got 'yes'"):
+        RerankingEvaluator([{"query": "q", "documents": ["a"], "labels": ["yes"]}], name="x")

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from fastrank.batching import check_positive_int, is_integer
-from fastrank.data import normalize_document
+from fastrank.data import as_number, normalize_document
 from fastrank.documents import Document
 from fastrank.errors import DataError, FastrankError
 from fastrank.evaluation.metrics import (
@@ -137,11 +137,11 @@ def _normalize_sample(sample: Any, where: str, always_rerank_positives: bool = T
         raw = sample["labels"]
         if isinstance(raw, np.ndarray) and raw.ndim == 1:
             raw = raw.tolist()
-        if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence) or not all(
-            isinstance(x, (int, float, bool, np.integer, np.floating)) for x in raw
-        ):
+        if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence):
             raise DataError(f"{where}: 'labels' must be a list of numbers (label > 0 = relevant)")
-        labels = np.asarray(raw, dtype=np.float64)
+        # read as a training file's labels are (numeric strings too: a CSV's cells), NumPy numbers as floats
+        labels = np.asarray([float(x) if isinstance(x, (np.integer, np.floating)) else as_number(x, where, "each label")
+                             for x in raw], dtype=np.float64)
         if labels.size != len(documents):
             raise DataError(
                 f"{where}: {len(documents)} documents but {labels.size} labels; give one label per document"
