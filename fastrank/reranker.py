@@ -385,6 +385,7 @@ class Reranker:
 _CACHE: OrderedDict[tuple[Any, ...], Reranker] = OrderedDict()
 _CACHE_SIZE = 4
 _CACHE_LOCK = threading.Lock()
+_LOADING: dict[tuple[Any, ...], threading.Lock] = {}  # a lock per model being loaded (_cached_reranker)
 
 
 def _cache_key(model: str | Path, backend: str) -> tuple[Any, ...]:
@@ -396,6 +397,33 @@ def _cache_key(model: str | Path, backend: str) -> tuple[Any, ...]:
                                                   if f.is_file())))
         return (str(path.resolve()), stamp, backend)
     return (str(model), None, backend)
+
+
+def _cached_reranker(model: str | Path, backend: str) -> Reranker:
+    """The cached Reranker of ``(model, backend)``, loaded once. A model loads under a lock of its own, so calls for
+    models already loaded (other threads of a web app) do not wait behind a slow load."""
+    key = _cache_key(model, backend)
+    with _CACHE_LOCK:
+        reranker = _CACHE.get(key)
+        if reranker is not None:
+            _CACHE.move_to_end(key)
+            return reranker
+        loading = _LOADING.setdefault(key, threading.Lock())
+    with loading:
+        with _CACHE_LOCK:
+            reranker = _CACHE.get(key)  # loaded by the thread this one waited for
+        try:
+            if reranker is None:
+                reranker = Reranker(model, backend=backend)
+        finally:
+            with _CACHE_LOCK:
+                if reranker is not None:
+                    _CACHE[key] = reranker
+                    _CACHE.move_to_end(key)
+                    while len(_CACHE) > _CACHE_SIZE:
+                        _CACHE.popitem(last=False)
+                _LOADING.pop(key, None)
+    return reranker
 
 
 def rerank(
@@ -412,14 +440,6 @@ def rerank(
     if not isinstance(model, (str, Path)):
         raise TypeError(f"model must be a checkpoint or artifact folder, a hub id, or a Reranker, got "
                         f"{type(model).__name__}")
-    key = _cache_key(model, backend)
-    with _CACHE_LOCK:
-        reranker = _CACHE.get(key)
-        if reranker is None:
-            reranker = Reranker(model, backend=backend)
-            _CACHE[key] = reranker
-            while len(_CACHE) > _CACHE_SIZE:
-                _CACHE.popitem(last=False)
-        _CACHE.move_to_end(key)
+    reranker = _cached_reranker(model, backend)
     return reranker.rerank(query, documents, top_k=top_k, return_documents=return_documents,
                            first_stage_scores=first_stage_scores, fusion_weight=fusion_weight)

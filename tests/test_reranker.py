@@ -293,6 +293,42 @@ def test_module_level_rerank_caches(artifact):
     assert first == Reranker(artifact).rerank(QUERY, DOCS, top_k=2)
 
 
+def test_a_slow_load_does_not_hold_up_models_already_loaded(artifact, tmp_path, monkeypatch):
+    """The cache's lock was held while a model loaded: every thread of a web app waited, whatever its model."""
+    import threading
+
+    import fastrank
+    from fastrank import reranker as module
+
+    module._CACHE.clear()
+    want = fastrank.rerank(QUERY, DOCS, model=artifact)
+    release, started = threading.Event(), threading.Event()
+
+    class SlowLoad:
+        def __init__(self, path, backend="auto"):
+            started.set()
+            assert release.wait(10)
+
+        def rerank(self, *args, **kwargs):
+            return []
+
+    monkeypatch.setattr(module, "Reranker", SlowLoad)
+    (tmp_path / "slow").mkdir()
+    loader = threading.Thread(target=fastrank.rerank, args=(QUERY, DOCS), kwargs={"model": tmp_path / "slow"})
+    loader.start()
+    assert started.wait(10)
+    done = []
+    other = threading.Thread(target=lambda: done.append(fastrank.rerank(QUERY, DOCS, model=artifact)))
+    other.start()
+    other.join(5)
+    loaded_meanwhile = not other.is_alive()
+    release.set()
+    loader.join(10)
+    other.join(10)
+    assert loaded_meanwhile and done == [want]
+    assert len(module._CACHE) == 2 and not module._LOADING
+
+
 def test_module_level_rerank_sees_a_checkpoint_saved_over_its_path(tiny_model_dir, tmp_path):
     import torch
 
