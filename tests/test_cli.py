@@ -517,3 +517,19 @@ def test_train_help_names_every_loss():
 
     text = " ".join(runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output.replace("│", " ").split())
     assert all(f" {name} " in text for name in LOSSES), text
+
+
+@pytest.mark.parametrize("args", [["train", "--data", "nowhere.jsonl", "--out", "m"],
+                                  ["mine", "--data", "nowhere.jsonl", "--out", "m.jsonl"]])
+def test_a_command_whose_extra_is_missing_names_it(args, tmp_path):
+    """In an install without [train] (an image serving ONNX artifacts), train / mine / demo ended in a
+    ModuleNotFoundError traceback; Python's fastrank.CrossEncoder in a bare one."""
+    hide = "import sys; sys.modules['torch'] = None; "
+    cli = subprocess.run([sys.executable, "-c", hide + f"sys.argv = ['fastrank', *{args!r}]; "
+                          "from fastrank.cli import main; main()"], capture_output=True, text=True, cwd=tmp_path)
+    assert cli.returncode == 2 and "Traceback" not in cli.stderr, cli.stderr
+    assert f"error: fastrank {args[0]} needs the 'torch' package, which is not installed. Install it with: pip " \
+           f"install -e \".[train]\" in the fastrank checkout (install PyTorch first" in cli.stderr
+    api = subprocess.run([sys.executable, "-c", hide + "import fastrank; fastrank.CrossEncoder"], capture_output=True,
+                         text=True)
+    assert "fastrank.errors.MissingDependency: fastrank.CrossEncoder needs the 'torch' package" in api.stderr

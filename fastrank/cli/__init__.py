@@ -122,6 +122,14 @@ def main() -> None:
     except (FastrankError, ValueError, TypeError) as exc:
         typer.secho(f"error: {in_cli_words(str(exc), sys.argv[1:])}", err=True, fg=typer.colors.RED)
         raise SystemExit(2) from None
+    except ModuleNotFoundError as exc:  # a command of an extra not installed (train without torch): name it
+        from fastrank.errors import missing_dependency
+
+        missing = missing_dependency(exc, f"fastrank {sys.argv[1] if len(sys.argv) > 1 else ''}".strip())
+        if missing is None:
+            raise
+        typer.secho(f"error: {missing}", err=True, fg=typer.colors.RED)
+        raise SystemExit(2) from None
     except OSError as exc:  # the system refused a read or write (disk full, permissions): say so, no traceback
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise SystemExit(1) from None

@@ -80,7 +80,7 @@ def serve_command(
                            "(auto: 2 for int8 models).")] = "auto",
     ray_replicas: Annotated[int, typer.Option(
         "--ray-replicas", help="Deploy N replicas on Ray Serve ($RAY_ADDRESS, else a local Ray); needs "
-                               "pip install 'fastrank\\[ray]'.")] = 0,
+                               "pip install -e '.\\[ray]' in the fastrank checkout.")] = 0,
     no_batching: Annotated[bool, typer.Option(
         "--no-batching", help="One request per batching step (the reference the bench compares with).")] = False,
 ) -> None:

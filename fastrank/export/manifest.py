@@ -12,7 +12,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from fastrank.errors import ModelLoadError
+from fastrank.errors import ModelLoadError, install_hint
 
 MANIFEST_NAME = "fastrank.json"
 MANIFEST_VERSION = 2  # the newest this fastrank reads
@@ -133,7 +133,8 @@ def read_manifest(directory: str | Path) -> dict[str, Any] | None:
         raise ModelLoadError(
             f"{path} has manifest_version {version}, written by a newer fastrank "
             f"({manifest.get('fastrank_version', 'unknown version')}); this fastrank reads manifest_version "
-            f"<= {MANIFEST_VERSION}. Upgrade fastrank: pip install -U fastrank"
+            f"<= {MANIFEST_VERSION}. Upgrade fastrank: update its checkout (git pull) and reinstall it, "
+            f"{install_hint('train')}"
         )
     missing = [k for k in REQUIRED_FIELDS if k not in manifest]
     if missing:
