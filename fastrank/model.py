@@ -23,7 +23,7 @@ from fastrank.batching import (Pair, PairEncoder, check_pairs, check_positive_in
                                distinct_pairs, is_integer, is_single_pair, model_input_names, plan_batches,
                                run_batches)
 from fastrank.documents import Document, document_text
-from fastrank.errors import FastrankError, ModelLoadError
+from fastrank.errors import ModelLoadError
 from fastrank.hub import hub_location
 from fastrank.io import atomic_dir
 from fastrank.model_card import CARD_DATA_FILE, CardDataView, card_fields, load_card_data, write_card
@@ -896,11 +896,39 @@ class CrossEncoder(torch.nn.Module):
     gradient_checkpointing_enable = activation_checkpointing_enable
     gradient_checkpointing_disable = activation_checkpointing_disable
 
-    def push_to_hub(self, *args: Any, **kwargs: Any) -> None:
-        """Not in fastrank: ``save`` the model, then upload the folder with ``huggingface_hub`` (below)."""
-        raise FastrankError("fastrank does not upload models: save it (model.save('out')), then upload the folder "
-                            "with huggingface_hub.HfApi().upload_folder(folder_path='out', repo_id='you/name'); "
-                            "sentence-transformers and fastrank both load it from there")
+    def push_to_hub(self, repo_id: str, token: str | None = None, private: bool | None = None,
+                    safe_serialization: bool = True, commit_message: str | None = None,
+                    local_model_path: str | None = None, exist_ok: bool = False, replace_model_card: bool = False,
+                    train_datasets: list[Any] | None = None, revision: str | None = None,
+                    create_pr: bool = False) -> str:
+        """Upload the model to the Hugging Face Hub repository ``repo_id`` (created if missing), as
+        sentence-transformers' ``push_to_hub`` does, in one commit; returns its URL (the pull request's with
+        ``create_pr``). The model is saved as ``save_pretrained`` saves it, or ``local_model_path`` (a saved folder)
+        is uploaded as it is. A README.md already in the repository is kept unless ``replace_model_card``
+        (fastrank's scoring facts travel in fastrank_card.json, which is always uploaded). ``revision``: a branch,
+        created if missing. sentence-transformers and fastrank both load the result by its id."""
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        if not safe_serialization:
+            raise ValueError("fastrank writes safetensors only (safe_serialization=False is not supported)")
+        if local_model_path is not None and not (Path(local_model_path).expanduser() / "config.json").is_file():
+            raise ModelLoadError(f"local_model_path {str(local_model_path)!r} is not a saved model folder (no "
+                                 "config.json in it); save the model there first, or leave it out")
+        api = HfApi(token=token)
+        repo_id = api.create_repo(repo_id=repo_id, private=private, exist_ok=exist_ok or create_pr).repo_id
+        if revision is not None:
+            api.create_branch(repo_id=repo_id, branch=revision, exist_ok=True)
+        keep_card = not replace_model_card and api.file_exists(repo_id, "README.md", revision=revision)
+        with tempfile.TemporaryDirectory(prefix="fastrank-push-") as tmp:
+            folder = local_model_path
+            if folder is None:
+                folder = self.save_pretrained(Path(tmp) / "model", train_datasets=train_datasets)
+            commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), revision=revision,
+                                       commit_message=commit_message or f"Add new {type(self).__name__} model",
+                                       create_pr=create_pr, ignore_patterns=["README.md"] if keep_card else None)
+        return commit.pr_url if create_pr and commit.pr_url else commit.commit_url
 
     def save_pretrained(self, path: str | Path, safe_serialization: bool = True, create_model_card: bool = True,
                         model_name: str | None = None, train_datasets: list[Any] | None = None) -> Path:

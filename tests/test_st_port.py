@@ -471,3 +471,64 @@ def test_a_hub_models_saved_default_prompt_is_read_for_the_resume_record(tiny_mo
     assert saved_default_prompt("acme/prompted-rr") == "question: "
     assert {"config_sentence_transformers.json", "modules.json"} <= set(fetched)
     assert saved_default_prompt("acme/other-rr") is None  # no such repo: no prompt, no error
+
+
+def test_push_to_hub_uploads_what_both_libraries_load(tiny_model_dir, tmp_path, monkeypatch, serve_as_hub_id):
+    """sentence-transformers' push_to_hub, which fastrank refused: the repository is created, the model saved and
+    uploaded in one commit (a card already there kept unless replace_model_card), and the upload loads by its id in
+    fastrank and sentence-transformers alike."""
+    import shutil
+
+    import huggingface_hub
+
+    import fastrank.model as model_module
+    from fastrank import CrossEncoder
+
+    calls, hub = [], tmp_path / "hub"
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls.append(("token", token))
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            calls.append(("create_repo", repo_id, private, exist_ok))
+            return type("RepoUrl", (), {"repo_id": repo_id})()
+
+        def create_branch(self, repo_id, branch, exist_ok=False):
+            calls.append(("create_branch", branch))
+
+        def file_exists(self, repo_id, filename, revision=None):
+            return (hub / filename).is_file()
+
+        def upload_folder(self, repo_id, folder_path, revision=None, commit_message=None, create_pr=False,
+                          ignore_patterns=None):
+            calls.append(("upload", commit_message, revision, create_pr, ignore_patterns))
+            shutil.copytree(folder_path, hub, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns(*(ignore_patterns or [])))
+            return type("Commit", (), {"commit_url": f"https://hf.co/{repo_id}/commit/1",
+                                       "pr_url": f"https://hf.co/{repo_id}/discussions/1" if create_pr else None})()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    model = CrossEncoder(tiny_model_dir, device="cpu", max_length=64, prompts={"q": "question: "},
+                         default_prompt_name="q")
+    url = model.push_to_hub("you/reranker", token="t", private=True, train_datasets=["wikiqa"])
+    assert url == "https://hf.co/you/reranker/commit/1"
+    assert ("create_repo", "you/reranker", True, False) in calls and ("token", "t") in calls
+    assert ("upload", "Add new CrossEncoder model", None, False, None) in calls
+    assert "wikiqa" in (hub / "README.md").read_text()
+    serve_as_hub_id("you/reranker", hub, model_module)
+    pairs = [(QUERY, DOCS[0]), (QUERY, DOCS[1])]
+    ours = CrossEncoder("you/reranker", device="cpu", max_length=64)
+    assert ours.default_prompt == "question: "
+    np.testing.assert_array_equal(ours.predict(pairs), model.predict(pairs))
+    theirs = st_ce.CrossEncoder(str(hub), device="cpu", max_length=64)
+    np.testing.assert_allclose(theirs.predict(pairs), model.predict(pairs), atol=1e-6)
+    (hub / "README.md").write_text("the owner's card")
+    pr = model.push_to_hub("you/reranker", revision="v2", create_pr=True, commit_message="retrained")
+    assert pr == "https://hf.co/you/reranker/discussions/1" and ("create_branch", "v2") in calls
+    assert ("upload", "retrained", "v2", True, ["README.md"]) in calls and \
+        (hub / "README.md").read_text() == "the owner's card"
+    with pytest.raises(ValueError, match="safetensors only"):
+        model.push_to_hub("you/reranker", safe_serialization=False)
+    with pytest.raises(ModelLoadError, match="local_model_path .* is not a saved model folder"):
+        model.push_to_hub("you/reranker", local_model_path=str(tmp_path))
