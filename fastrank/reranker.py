@@ -28,6 +28,9 @@ from fastrank.types import RankedDoc
 logger = logging.getLogger(__name__)
 
 LONG_DOCUMENTS = ("truncate", "windows")
+# rerank()'s model when none is given: a general-purpose MS MARCO cross-encoder from the Hugging Face Hub (downloaded
+# on first use), the baseline a model fine-tuned on the user's data is meant to beat.
+DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L6-v2"
 
 
 def _activate(logits: np.ndarray, name: str) -> np.ndarray:
@@ -427,13 +430,15 @@ def _cached_reranker(model: str | Path, backend: str) -> Reranker:
 
 
 def rerank(
-    query: str, documents: Sequence[Document], *, model: str | Path | Reranker, top_k: int | None = None,
+    query: str, documents: Sequence[Document], *, model: str | Path | Reranker = DEFAULT_RERANKER,
+    top_k: int | None = None,
     backend: str = "auto",
     return_documents: bool = True, first_stage_scores: Sequence[float] | None = None, fusion_weight: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Rerank ``documents`` for ``query`` with ``model``; the loaded Reranker is cached per (model, backend).
     ``first_stage_scores`` + ``fusion_weight``: see :meth:`Reranker.rerank`. ``model`` may be a loaded Reranker,
-    used as it is."""
+    used as it is; by default it is ``DEFAULT_RERANKER``, a general-purpose cross-encoder from the Hugging Face Hub
+    (downloaded once; needs the ``train`` extra, as any checkpoint does)."""
     if isinstance(model, Reranker):
         return model.rerank(query, documents, top_k=top_k, return_documents=return_documents,
                             first_stage_scores=first_stage_scores, fusion_weight=fusion_weight)

@@ -593,3 +593,17 @@ def test_cli_rerank_table_keeps_four_cells_for_titles_and_pipes(artifact, tmp_pa
         assert len(re.findall(r"(?<!\\)(?:\\\\)*\|", row)) == 5, row
     assert "Paris — capital \\| of france" in result.stdout and "a\\|b\\|c" in result.stdout
     assert "backslash \\\\\\|x" in result.stdout
+
+
+def test_rerank_without_a_model_uses_the_default_reranker(tiny_model_dir, serve_as_hub_id):
+    """fastrank.rerank(query, docs): the hub's general-purpose cross-encoder (here a stand-in folder served as it)."""
+    import fastrank
+    import fastrank.model as model_module
+    from fastrank import reranker as module
+
+    module._CACHE.clear()
+    fetched = serve_as_hub_id(module.DEFAULT_RERANKER, tiny_model_dir, model_module)
+    got = fastrank.rerank(QUERY, DOCS)
+    assert got == Reranker(tiny_model_dir).rerank(QUERY, DOCS) and len(got) == len(DOCS)
+    assert "config_sentence_transformers.json" in fetched  # its files were asked of the hub by that id
+    module._CACHE.clear()
