@@ -45,7 +45,8 @@ def check_documents(documents: Any, name: str = "documents") -> list[Document]:
     single string, bytes or mapping is a TypeError saying to wrap it, a set one saying it has no order."""
     item = name.removesuffix("s")
     accepted = f"{name} must be a list of {name} (strings or {{'text', 'title'}} mappings)"
-    if isinstance(documents, Mapping) and documents and "text" not in documents:  # {id: text}: the values, not one
+    if isinstance(documents, Mapping) and documents and not {"text", "title"} & set(documents) and all(  # {id: text}
+            isinstance(v, str) or (isinstance(v, Mapping) and "text" in v) for v in documents.values()):
         raise TypeError(f"{accepted}, got a {type(documents).__name__} of {len(documents)} entries, which is not a "
                         f"{item}: pass list({name}.values()) and keep the keys to map results back by index")
     if isinstance(documents, (str, bytes, Mapping)):

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from fastrank.batching import PairEncoder, check_positive_int, run_batches
 from fastrank.documents import Document, check_documents, document_parts, document_text
 from fastrank.errors import ModelLoadError
+from fastrank.io import model_location
 from fastrank.model import DEFAULT_BASE, resolve_model_path, trained_head_labels, weight_dtype
 
 logger = logging.getLogger(__name__)
@@ -105,9 +106,7 @@ class EmbeddingModel:
 
         from fastrank.model import merge_prompts
 
-        if not isinstance(model_name_or_path, (str, Path)):
-            raise TypeError(f"model_name_or_path must be a model folder or a hub id (str or Path), got "
-                            f"{type(model_name_or_path).__name__}")
+        model_name_or_path = model_location(model_name_or_path, "model_name_or_path")
         max_length = check_positive_int(max_length, "max_length", optional=True)
         cast = weight_dtype(dtype)  # float32 | float16 | bfloat16 | auto (the checkpoint's), as for CrossEncoder
         location = resolve_model_path(model_name_or_path)

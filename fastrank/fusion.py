@@ -32,6 +32,11 @@ def _finite_scores(values: Sequence[float] | np.ndarray, name: str) -> np.ndarra
             or (isinstance(values, np.ndarray) and values.ndim == 0)):
         raise ValueError(f"{name} must be a list of numbers (one per document), got "
                          f"{'None' if values is None else type(values).__name__}")
+    if not isinstance(values, (np.ndarray, Sequence)) and hasattr(values, "__array__"):
+        try:
+            values = np.asarray(values)  # a torch tensor (sentence-transformers' similarity), a pandas Series
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"{name} must be numbers on the CPU, one per document: {exc}") from exc
     if not isinstance(values, (np.ndarray, Sequence)):
         try:
             values = list(values)  # a generator, a pandas Series

@@ -372,3 +372,13 @@ def _umask_permissions(root: Path) -> None:
     for path in root.rglob("*"):
         if path.is_file() and not path.is_symlink():
             path.chmod(0o666 & ~umask)
+
+
+def model_location(value: Any, name: str, accepted: str = "a model folder or a hub id") -> str | Path:
+    """``value`` as a str or Path (any ``os.PathLike`` becomes a Path: pytest's ``tmpdir``, a UPath), else a
+    TypeError saying ``name`` must be ``accepted``."""
+    if isinstance(value, os.PathLike) and not isinstance(value, Path):
+        value = Path(os.fspath(value))
+    if not isinstance(value, (str, Path)):
+        raise TypeError(f"{name} must be {accepted} (a str or path), got {type(value).__name__}")
+    return value

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,14 +26,17 @@ from fastrank.batching import (Pair, PairEncoder, check_pairs, check_positive_in
 from fastrank.documents import Document, document_text
 from fastrank.errors import ModelLoadError
 from fastrank.hub import hub_location
-from fastrank.io import atomic_dir
+from fastrank.io import atomic_dir, model_location
 from fastrank.model_card import CARD_DATA_FILE, CardDataView, card_fields, load_card_data, write_card
 from fastrank.types import RankedDoc
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE = "sentence-transformers/all-MiniLM-L6-v2"
-_MODE_LOCK = threading.Lock()  # CrossEncoder._scoring_mode's (a lock held by each model would not deepcopy)
+# CrossEncoder._scoring_mode's state, beside the models rather than in them: a copy made while one scores (deepcopy,
+# pickle) starts with no call running, and a lock held by each model would not copy at all
+_MODE_LOCK = threading.Lock()
+_SCORING: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 ACTIVATIONS = ("sigmoid", "identity", "softmax")
 _ST_ACTIVATION_PATHS = {
     "sigmoid": "torch.nn.modules.activation.Sigmoid",
@@ -449,9 +453,6 @@ class CrossEncoder(torch.nn.Module):
     ``kernel_config`` and ``keep_in_fp32_modules`` only at their defaults.
     """
 
-    _calls_scoring = 0  # predict calls running now, over all threads (_scoring_mode)
-    _mode_before_scoring = False
-
     score_batch_size = 32  # pairs per forward pass inside score() (training); predict() takes batch_size
     score_prompt: str | None = None  # what score() puts before each query: the trainer sets args.prompts per step
 
@@ -514,9 +515,7 @@ class CrossEncoder(torch.nn.Module):
                             **(processor_kwargs or {})}
         if num_labels is None and "num_labels" in (config_kwargs or {}):
             num_labels = config_kwargs["num_labels"]
-        if not isinstance(model_name_or_path, (str, Path)):
-            raise TypeError(f"model_name_or_path must be a model folder or a hub id (str or Path), got "
-                            f"{type(model_name_or_path).__name__}")
+        model_name_or_path = model_location(model_name_or_path, "model_name_or_path")
         if backend != "torch":
             raise ValueError(f"CrossEncoder runs PyTorch only (backend='torch'), got backend={backend!r}: for ONNX, "
                              "export the model (fastrank export MODEL --out DIR) and score it with "
@@ -802,17 +801,19 @@ class CrossEncoder(torch.nn.Module):
         """Eval mode (no dropout) while scoring; the mode the model was in comes back when the last of the calls
         scoring at once (threads of a web app) ends, not when the first does, mid-forward of the others."""
         with _MODE_LOCK:
-            if not self._calls_scoring:
-                self._mode_before_scoring = self.model.training
+            state = _SCORING.setdefault(self, [0, False])  # [calls scoring now, the mode before the first]
+            if not state[0]:
+                state[1] = self.model.training
                 self.model.eval()
-            self._calls_scoring += 1
+            state[0] += 1
         try:
             yield
         finally:
             with _MODE_LOCK:
-                self._calls_scoring -= 1
-                if not self._calls_scoring:
-                    self.model.train(self._mode_before_scoring)
+                state[0] -= 1
+                if not state[0]:
+                    self.model.train(state[1])
+                    del _SCORING[self]
 
     def _scores_out(self, out: np.ndarray, convert_to_tensor: bool, apply_softmax: bool = False,
                     convert_to_numpy: bool = True) -> np.ndarray | torch.Tensor | list[torch.Tensor]:

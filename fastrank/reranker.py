@@ -22,6 +22,7 @@ from fastrank.batching import (EncodedPairs, Pair, PairEncoder, check_pairs, che
 from fastrank.documents import Document, check_documents
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.export.manifest import cpu_features, read_manifest
+from fastrank.io import model_location
 from fastrank.fusion import check_fusion_input, fuse_scores
 from fastrank.types import RankedDoc
 
@@ -187,9 +188,7 @@ class Reranker:
         providers: Sequence[str] | None = None,
         backend_options: dict[str, Any] | None = None,
     ) -> None:
-        if not isinstance(path_or_id, (str, Path)):
-            raise TypeError(f"path_or_id must be a checkpoint or artifact folder or a hub id (str or Path), got "
-                            f"{type(path_or_id).__name__}")
+        path_or_id = model_location(path_or_id, "path_or_id", "a checkpoint or artifact folder or a hub id")
         if long_documents not in LONG_DOCUMENTS:
             raise ValueError(f"long_documents must be one of {', '.join(LONG_DOCUMENTS)}, got {long_documents!r}")
         if long_documents != "windows" and window_stride is not None:  # before loading: a wrong call costs nothing
@@ -388,7 +387,7 @@ class Reranker:
 _CACHE: OrderedDict[tuple[Any, ...], Reranker] = OrderedDict()
 _CACHE_SIZE = 4
 _CACHE_LOCK = threading.Lock()
-_LOADING: dict[tuple[Any, ...], threading.Lock] = {}  # a lock per model being loaded (_cached_reranker)
+_LOADING: dict[tuple[Any, ...], list[Any]] = {}  # a lock per model being loaded (_cached_reranker)
 
 
 def _cache_key(model: str | Path, backend: str) -> tuple[Any, ...]:
@@ -411,21 +410,23 @@ def _cached_reranker(model: str | Path, backend: str) -> Reranker:
         if reranker is not None:
             _CACHE.move_to_end(key)
             return reranker
-        loading = _LOADING.setdefault(key, threading.Lock())
-    with loading:
-        with _CACHE_LOCK:
-            reranker = _CACHE.get(key)  # loaded by the thread this one waited for
-        try:
+        loading = _LOADING.setdefault(key, [threading.Lock(), 0])  # [the model's lock, callers holding or awaiting]
+        loading[1] += 1
+    try:
+        with loading[0]:
+            with _CACHE_LOCK:
+                reranker = _CACHE.get(key)  # loaded by the thread this one waited for
             if reranker is None:
                 reranker = Reranker(model, backend=backend)
-        finally:
-            with _CACHE_LOCK:
-                if reranker is not None:
+                with _CACHE_LOCK:
                     _CACHE[key] = reranker
-                    _CACHE.move_to_end(key)
                     while len(_CACHE) > _CACHE_SIZE:
                         _CACHE.popitem(last=False)
-                _LOADING.pop(key, None)
+    finally:
+        with _CACHE_LOCK:  # the lock goes with its last caller: after a failed load, a caller arriving while
+            loading[1] -= 1  # another retries waits behind it instead of loading the same model beside it
+            if not loading[1]:
+                del _LOADING[key]
     return reranker
 
 
@@ -442,9 +443,7 @@ def rerank(
     if isinstance(model, Reranker):
         return model.rerank(query, documents, top_k=top_k, return_documents=return_documents,
                             first_stage_scores=first_stage_scores, fusion_weight=fusion_weight)
-    if not isinstance(model, (str, Path)):
-        raise TypeError(f"model must be a checkpoint or artifact folder, a hub id, or a Reranker, got "
-                        f"{type(model).__name__}")
+    model = model_location(model, "model", "a checkpoint or artifact folder, a hub id, or a Reranker")
     reranker = _cached_reranker(model, backend)
     return reranker.rerank(query, documents, top_k=top_k, return_documents=return_documents,
                            first_stage_scores=first_stage_scores, fusion_weight=fusion_weight)

@@ -55,11 +55,11 @@ def test_models_and_paths_are_told_apart(reranker, o1_artifact, tiny_model_dir, 
 
     assert fastrank.rerank("glacier", DOCS, model=reranker) == reranker.rerank("glacier", DOCS)
     assert fastrank.rerank("glacier", DOCS, model=o1_artifact) == reranker.rerank("glacier", DOCS)
-    with pytest.raises(TypeError, match="model must be a checkpoint or artifact folder, a hub id, or a Reranker, got "
+    with pytest.raises(TypeError, match="model must be a checkpoint or artifact folder, a hub id, or a Reranker .*got "
                                         "CrossEncoder"):
         fastrank.rerank("glacier", DOCS, model=CrossEncoder(tiny_model_dir, device="cpu"))
     for cls in (Reranker, CrossEncoder, EmbeddingModel):
-        with pytest.raises(TypeError, match=r"must be a .*folder or a hub id \(str or Path\), got NoneType"):
+        with pytest.raises(TypeError, match=r"must be a .*folder or a hub id \(a str or path\), got NoneType"):
             cls(None)
     groups = [QueryGroup("where are glacier caves", DOCS[:2], [1.0, 0.0])]
     with pytest.raises(TypeError, match=r"embedding_model must be a loaded model, got the str .*: pass "
@@ -185,3 +185,88 @@ def test_data_errors_stay_data_errors(embedder):
 
     with pytest.raises(DataError, match="the corpus is empty"):
         mine_hard_negatives([QueryGroup("q", ["a"], [1.0])], embedder, iter([]), num_negatives=1)
+
+
+def test_what_the_new_checks_must_still_take(reranker, o1_artifact, tiny_model_dir, tmp_path):
+    """Inputs the stricter checks refused for a while: a torch tensor of first-stage scores (sentence-transformers'
+    similarity), any os.PathLike (pytest's tmpdir, a UPath), NumPy numbers as a loss option, and a single document
+    dict with misnamed keys (which is no {id: text} mapping)."""
+    import os
+
+    import torch
+
+    import fastrank
+    from fastrank import CrossEncoder, EmbeddingModel, Reranker
+    from fastrank.fusion import fuse_scores
+    from fastrank.losses import LambdaLoss
+
+    scores = [0.9, 0.2, 0.5]
+    assert reranker.rerank("glacier", DOCS, first_stage_scores=torch.tensor(scores, dtype=torch.float64),
+                           fusion_weight=1.0) == \
+        reranker.rerank("glacier", DOCS, first_stage_scores=scores, fusion_weight=1.0)
+    assert np.array_equal(fuse_scores(torch.tensor([1.0, 2.0, 3.0]), scores, 0.5), fuse_scores([1, 2, 3], scores, 0.5))
+
+    class Location(os.PathLike):
+        def __init__(self, path):
+            self.path = str(path)
+
+        def __fspath__(self):
+            return self.path
+
+    assert Reranker(Location(o1_artifact)).rerank("glacier", DOCS) == reranker.rerank("glacier", DOCS)
+    assert fastrank.rerank("glacier", DOCS, model=Location(o1_artifact)) == reranker.rerank("glacier", DOCS)
+    assert CrossEncoder(Location(tiny_model_dir), device="cpu").num_labels == 1
+    assert EmbeddingModel(Location(tiny_model_dir), device="cpu").dimension > 0
+    assert LambdaLoss(CrossEncoder(tiny_model_dir, device="cpu"), mu=np.int64(5)).mu == 5
+    with pytest.raises(TypeError, match="got a single dict; wrap it"):
+        reranker.rerank("glacier", {"title": "Glaciers", "body": DOCS[0]})
+
+
+def test_a_failed_load_lets_no_second_load_of_the_model_start(monkeypatch):
+    """The lock of a model whose load failed was dropped while a caller still waited on it, so a caller arriving
+    then loaded the same model beside the waiter's retry; and no lock outlives its callers."""
+    import threading
+    import time
+
+    from fastrank import reranker as module
+
+    module._CACHE.clear()
+    state = {"active": 0, "most": 0, "loads": 0}
+    guard, first_started = threading.Lock(), threading.Event()
+
+    class FlakyLoad:
+        def __init__(self, path, backend="auto"):
+            with guard:
+                state["active"] += 1
+                state["most"] = max(state["most"], state["active"])
+                state["loads"] += 1
+                first = state["loads"] == 1
+            first_started.set()
+            time.sleep(0.3)
+            with guard:
+                state["active"] -= 1
+            if first:
+                raise OSError("the first load fails")
+
+    monkeypatch.setattr(module, "Reranker", FlakyLoad)
+
+    def load(results):
+        try:
+            results.append(module._cached_reranker("acme/model", "auto"))
+        except OSError:
+            results.append(None)
+
+    results = []
+    first = threading.Thread(target=load, args=(results,))
+    first.start()
+    assert first_started.wait(10)
+    waiter = threading.Thread(target=load, args=(results,))
+    waiter.start()
+    time.sleep(0.4)  # the first load has failed; the waiter now loads
+    late = threading.Thread(target=load, args=(results,))
+    late.start()
+    for thread in (first, waiter, late):
+        thread.join(10)
+    assert state["most"] == 1 and state["loads"] == 2  # the late caller took the waiter's model
+    assert results.count(None) == 1 and not module._LOADING
+    module._CACHE.clear()

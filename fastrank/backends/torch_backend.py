@@ -46,13 +46,13 @@ def torch_threads(torch: Any, num_threads: int | None) -> Iterator[None]:
             _threads_in_use["before"] = torch.get_num_threads()
         _threads_in_use["calls"] += 1
         before = _threads_in_use["before"]
-    torch.set_num_threads(num_threads)
     try:
+        torch.set_num_threads(num_threads)
         yield
     finally:
-        with _THREADS_LOCK:
+        with _THREADS_LOCK:  # set back before a call starting now reads the count as the one to restore
             _threads_in_use["calls"] -= 1
-        torch.set_num_threads(before)
+            torch.set_num_threads(before)
 
 
 class TorchBackend(Backend):

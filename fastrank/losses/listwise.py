@@ -9,6 +9,7 @@ over every counted document pair of the batch, so a query with more pairs weighs
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -394,7 +395,7 @@ class LambdaLoss(_ListwiseLoss):
         check_option(self, "eps", eps, isinstance(eps, (int, float)) and eps > 0, "a positive number")
         check_option(self, "reduction_log", reduction_log, reduction_log in ("natural", "binary"),
                      "'natural' or 'binary'")
-        check_option(self, "mu", mu, isinstance(mu, (int, float)) and not isinstance(mu, bool) and math.isfinite(mu)
+        check_option(self, "mu", mu, isinstance(mu, numbers.Real) and not isinstance(mu, bool) and math.isfinite(mu)
                      and mu >= 0, "a finite number >= 0 (the NDCG-Loss2 term's weight)")
         self.weighting_scheme = scheme
         self.weights_fn = scheme if callable(scheme) else WEIGHTING_SCHEMES[scheme](mu)
