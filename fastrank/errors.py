@@ -27,7 +27,9 @@ def missing_dependency(exc: ModuleNotFoundError, purpose: str) -> MissingDepende
     fastrank's optional packages (``EXTRA_OF``); None otherwise (a bug to show as it is)."""
     package = (exc.name or "").split(".")[0]
     extra = EXTRA_OF.get(package)
-    return None if extra is None else MissingDependency(package, extra, purpose)
+    if extra is None or exc.name != package:  # a part of an installed package missing: a broken install, shown
+        return None
+    return MissingDependency(package, extra, purpose)
 
 
 class MissingDependency(FastrankError, ImportError):

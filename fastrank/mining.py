@@ -14,6 +14,7 @@ import hashlib
 import logging
 import math
 import numbers
+import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -249,7 +250,7 @@ def _check_real(value: Any, name: str, accepted: str) -> None:
 
 def check_embedding_model(model: Any) -> None:
     """TypeError unless ``model`` embeds texts (has ``encode``): a path or hub id is not loaded here."""
-    if isinstance(model, (str, Path)):
+    if isinstance(model, (str, os.PathLike)):
         raise TypeError(f"embedding_model must be a loaded model, got the {type(model).__name__} {str(model)!r}: pass "
                         f"fastrank.EmbeddingModel({str(model)!r})")
     if not callable(getattr(model, "encode", None)):

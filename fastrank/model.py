@@ -27,7 +27,8 @@ from fastrank.documents import Document, document_text
 from fastrank.errors import ModelLoadError
 from fastrank.hub import hub_location
 from fastrank.io import atomic_dir, model_location
-from fastrank.model_card import CARD_DATA_FILE, CardDataView, card_fields, load_card_data, write_card
+from fastrank.model_card import (CARD_DATA_FILE, CardDataView, card_fields, load_card_data, public_card_data,
+                                 write_card)
 from fastrank.types import RankedDoc
 
 logger = logging.getLogger(__name__)
@@ -904,10 +905,11 @@ class CrossEncoder(torch.nn.Module):
                     create_pr: bool = False) -> str:
         """Upload the model to the Hugging Face Hub repository ``repo_id`` (created if missing), as
         sentence-transformers' ``push_to_hub`` does, in one commit; returns its URL (the pull request's with
-        ``create_pr``). The model is saved as ``save_pretrained`` saves it, or ``local_model_path`` (a saved folder)
-        is uploaded as it is. A README.md already in the repository is kept unless ``replace_model_card``
-        (fastrank's scoring facts travel in fastrank_card.json, which is always uploaded). ``revision``: a branch,
-        created if missing. sentence-transformers and fastrank both load the result by its id."""
+        ``create_pr``). The model is saved as ``save_pretrained`` saves it, its card's local paths cut to their
+        names (``public_card_data``), or ``local_model_path`` (a saved folder) is uploaded as it is. A README.md
+        already in the repository is kept unless ``replace_model_card`` (fastrank's scoring facts travel in
+        fastrank_card.json, which is always uploaded). ``revision``: a branch, created if missing. The model itself
+        is not changed. sentence-transformers and fastrank both load the result by its id."""
         import tempfile
 
         from huggingface_hub import HfApi
@@ -921,11 +923,18 @@ class CrossEncoder(torch.nn.Module):
         repo_id = api.create_repo(repo_id=repo_id, private=private, exist_ok=exist_ok or create_pr).repo_id
         if revision is not None:
             api.create_branch(repo_id=repo_id, branch=revision, exist_ok=True)
-        keep_card = not replace_model_card and api.file_exists(repo_id, "README.md", revision=revision)
+        keep_card = False
+        if local_model_path is None and not replace_model_card:
+            try:
+                keep_card = api.file_exists(repo_id, "README.md", revision=revision)
+            except Exception as exc:  # noqa: BLE001 - the hub did not say: keep whatever card may be there
+                logger.warning("could not tell whether %s has a model card (%s): a card there is kept", repo_id, exc)
+                keep_card = True
         with tempfile.TemporaryDirectory(prefix="fastrank-push-") as tmp:
             folder = local_model_path
-            if folder is None:
-                folder = self.save_pretrained(Path(tmp) / "model", train_datasets=train_datasets)
+            if folder is None:  # the card as published: no local paths; train_datasets on this card only
+                card = public_card_data({**self.card_data, **card_fields({"train_datasets": train_datasets})})
+                folder = self._save_with_card(card, Path(tmp) / "model")
             commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), revision=revision,
                                        commit_message=commit_message or f"Add new {type(self).__name__} model",
                                        create_pr=create_pr, ignore_patterns=["README.md"] if keep_card else None)
@@ -941,8 +950,17 @@ class CrossEncoder(torch.nn.Module):
         if not create_model_card:
             raise ValueError("fastrank always writes the model card (it records how the model must be scored); "
                              "create_model_card=False is not supported")
-        self.card_data.update(card_fields({"model_name": model_name, "train_datasets": train_datasets}))
-        return self.save(path)
+        extra = card_fields({"model_name": model_name, "train_datasets": train_datasets})
+        return self._save_with_card({**self.card_data, **extra}, path)
+
+    def _save_with_card(self, card_data: dict[str, Any], path: str | Path) -> Path:
+        """``save`` with ``card_data`` on this save's card only: the model's own card data stays as it was."""
+        own = self.card_data
+        self.card_data = card_data
+        try:
+            return self.save(path)
+        finally:
+            self.card_data = own
 
     def write_checkpoint(self, directory: str | Path, served_as: str | None = None) -> None:
         """Write the checkpoint files into an existing directory (non-atomic; ``save`` wraps it atomically).

@@ -71,6 +71,25 @@ def write_card(model: Any, directory: Path, served_as: str | None = None) -> Non
     (directory / "README.md").write_text(render_model_card(model, served_as), encoding="utf-8")
 
 
+_LOCAL_PATH = re.compile(r"(?<![\w.:/~-])[~/][^\s'\"(),|]*")  # /home/me/data.jsonl, ~/runs/m; not owner/name, URLs
+
+
+def public_card_data(card_data: dict[str, Any]) -> dict[str, Any]:
+    """``card_data`` with every absolute or home path in its text cut to the file or folder's name: a card pushed to
+    the Hub does not publish where files sat on the machine that trained the model (a home directory, a user
+    name). Hub ids, URLs and relative paths are kept."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return _LOCAL_PATH.sub(lambda m: Path(m.group(0)).name or m.group(0), value)
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    return clean(card_data)
+
+
 def _hub_id(value: Any) -> str | None:
     """``value`` when it reads as a hub id (owner/name) and is no local path; the card's metadata takes only those."""
     text = str(value)

@@ -217,6 +217,12 @@ def test_what_the_new_checks_must_still_take(reranker, o1_artifact, tiny_model_d
     assert fastrank.rerank("glacier", DOCS, model=Location(o1_artifact)) == reranker.rerank("glacier", DOCS)
     assert CrossEncoder(Location(tiny_model_dir), device="cpu").num_labels == 1
     assert EmbeddingModel(Location(tiny_model_dir), device="cpu").dimension > 0
+    from fastrank.export import export_model
+    from fastrank.mining import check_embedding_model
+
+    assert export_model(Location(tiny_model_dir), tmp_path / "onnx", optimize="O1", num_threads=1)["format"] == "onnx"
+    with pytest.raises(TypeError, match="embedding_model must be a loaded model"):
+        check_embedding_model(Location(tiny_model_dir))
     assert LambdaLoss(CrossEncoder(tiny_model_dir, device="cpu"), mu=np.int64(5)).mu == 5
     with pytest.raises(TypeError, match="got a single dict; wrap it"):
         reranker.rerank("glacier", {"title": "Glaciers", "body": DOCS[0]})

@@ -533,3 +533,7 @@ def test_a_command_whose_extra_is_missing_names_it(args, tmp_path):
     api = subprocess.run([sys.executable, "-c", hide + "import fastrank; fastrank.CrossEncoder"], capture_output=True,
                          text=True)
     assert "fastrank.errors.MissingDependency: fastrank.CrossEncoder needs the 'torch' package" in api.stderr
+    broken = "import sys; sys.modules['torch.nn'] = None; "  # torch there, a part of it missing: shown as it is
+    cli = subprocess.run([sys.executable, "-c", broken + f"sys.argv = ['fastrank', *{args!r}]; "
+                          "from fastrank.cli import main; main()"], capture_output=True, text=True, cwd=tmp_path)
+    assert "ModuleNotFoundError" in cli.stderr and "not installed" not in cli.stderr

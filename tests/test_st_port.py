@@ -477,6 +477,7 @@ def test_push_to_hub_uploads_what_both_libraries_load(tiny_model_dir, tmp_path, 
     """sentence-transformers' push_to_hub, which fastrank refused: the repository is created, the model saved and
     uploaded in one commit (a card already there kept unless replace_model_card), and the upload loads by its id in
     fastrank and sentence-transformers alike."""
+    import json
     import shutil
 
     import huggingface_hub
@@ -511,7 +512,12 @@ def test_push_to_hub_uploads_what_both_libraries_load(tiny_model_dir, tmp_path, 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     model = CrossEncoder(tiny_model_dir, device="cpu", max_length=64, prompts={"q": "question: "},
                          default_prompt_name="q")
+    model.card_data["evaluation"] = {"data": str(tmp_path / "private" / "dev.jsonl"), "map": 0.5}
+    before = json.loads(json.dumps(model.card_data))
     url = model.push_to_hub("you/reranker", token="t", private=True, train_datasets=["wikiqa"])
+    assert model.card_data == before  # train_datasets went on the pushed card only
+    published = (hub / "README.md").read_text() + (hub / "fastrank_card.json").read_text()
+    assert str(tmp_path) not in published and "dev.jsonl" in published  # no local path published
     assert url == "https://hf.co/you/reranker/commit/1"
     assert ("create_repo", "you/reranker", True, False) in calls and ("token", "t") in calls
     assert ("upload", "Add new CrossEncoder model", None, False, None) in calls
@@ -528,6 +534,18 @@ def test_push_to_hub_uploads_what_both_libraries_load(tiny_model_dir, tmp_path, 
     assert pr == "https://hf.co/you/reranker/discussions/1" and ("create_branch", "v2") in calls
     assert ("upload", "retrained", "v2", True, ["README.md"]) in calls and \
         (hub / "README.md").read_text() == "the owner's card"
+    own = tmp_path / "own"
+    model.save(own)
+    (own / "README.md").write_text("my new card")  # a folder of the user's own is uploaded as it is
+    model.push_to_hub("you/reranker", local_model_path=str(own), exist_ok=True)
+    assert (hub / "README.md").read_text() == "my new card"
+
+    def unreachable(*args, **kwargs):
+        raise RuntimeError("503 Service Unavailable")
+
+    monkeypatch.setattr(FakeApi, "file_exists", unreachable)  # the hub does not say: the card there is kept
+    model.push_to_hub("you/reranker", exist_ok=True)
+    assert (hub / "README.md").read_text() == "my new card"
     with pytest.raises(ValueError, match="safetensors only"):
         model.push_to_hub("you/reranker", safe_serialization=False)
     with pytest.raises(ModelLoadError, match="local_model_path .* is not a saved model folder"):

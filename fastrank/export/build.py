@@ -12,7 +12,7 @@ from fastrank.errors import FastrankError
 from fastrank.export import onnx as onnx_export
 from fastrank.export.onnx import MODEL_FILE, OUTPUT_NAME, Rung
 from fastrank.export.verify import merged_bounds, normalize_groups, score_groups, verify
-from fastrank.io import ARTIFACT, atomic_dir
+from fastrank.io import ARTIFACT, atomic_dir, model_location
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +27,10 @@ class ArtifactBuilder:
 
         if isinstance(model, CrossEncoder):
             self.model, self.source_dir = model, None
-        elif isinstance(model, (str, Path)):
+        else:
+            model = model_location(model, "model", "a checkpoint path, a hub id or a CrossEncoder")
             self.model = CrossEncoder(model)
             self.source_dir = Path(model) if Path(model).is_dir() else None
-        else:
-            raise TypeError(f"model must be a checkpoint path, a hub id or a CrossEncoder, got {type(model).__name__}")
         _check_fp32(self.model)
         self.head_initialized = _check_head(self.model, allow_untrained_head)
         prior = self.model.card_data.get("first_stage_prior")

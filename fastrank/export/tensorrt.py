@@ -245,9 +245,11 @@ def export_tensorrt(model: Any, out_dir: str | Path, verify_pairs: Any = None, *
     from fastrank.export.manifest import read_manifest, write_manifest
     from fastrank.export.profiles import batch_limit, plan_profiles
     from fastrank.export.verify import VERIFY_CONFIGS, merged_bounds, normalize_groups, score_groups, verify
-    from fastrank.io import ARTIFACT, atomic_dir, check_output_dir
+    from fastrank.io import ARTIFACT, atomic_dir, check_output_dir, model_location
     from fastrank.reranker import artifact_encoder
 
+    if isinstance(model, os.PathLike):  # pytest's tmpdir, a UPath: a Path, as the checks below read paths
+        model = model_location(model, "model")
     cc, trt_version = gpu_info()
     if cc is None or trt_version is None:
         raise FastrankError(f"--format tensorrt needs a CUDA GPU and TensorRT ({install_hint('tensorrt')}); "
