@@ -20,8 +20,8 @@ from typing import Any
 
 from fastrank.batching import is_integer
 from fastrank.documents import DOCUMENT_KEYS, check_documents
-from fastrank.fusion import check_fusion_input
 from fastrank.errors import FastrankError
+from fastrank.fusion import check_fusion_input
 
 
 class ServiceError(FastrankError):

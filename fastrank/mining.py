@@ -156,9 +156,10 @@ def search_to_depths(queries: np.ndarray, corpus: np.ndarray, depths: Sequence[i
 def check_mining_options(*, num_negatives: int = 5, range_min: int = 0, range_max: int | None = 50,
                          min_score: float | None = None, max_score: float | None = None,
                          relative_margin: float | None = None, absolute_margin: float | None = None,
-                         sampling: str = "top", **_: Any) -> None:
-    """``mine_hard_negatives``' window, score and margin options checked (ValueError naming the option): options
-    that could mine nothing are refused before an embedding model loads. Other keywords are ignored."""
+                         sampling: str = "top", seed: int = 0, **_: Any) -> None:
+    """``mine_hard_negatives``' window, score, margin and seed options checked (ValueError naming the option):
+    options that could mine nothing are refused before an embedding model loads. Other keywords are ignored."""
+    check_seed(seed)
     if not is_integer(num_negatives) or num_negatives < 1:
         raise ValueError(f"num_negatives must be an integer >= 1, got {num_negatives!r}")
     if sampling not in SAMPLING:
@@ -319,12 +320,12 @@ def mine_hard_negatives(
     """
     check_mining_options(num_negatives=num_negatives, range_min=range_min, range_max=range_max, min_score=min_score,
                          max_score=max_score, relative_margin=relative_margin, absolute_margin=absolute_margin,
-                         sampling=sampling)
+                         sampling=sampling, seed=seed)
     from fastrank.embedding import encode_queries
 
     groups = _check_groups(groups)
     check_embedding_model(embedding_model)
-    batch_size, seed = check_positive_int(batch_size, "batch_size"), check_seed(seed)
+    batch_size = check_positive_int(batch_size, "batch_size")
     if cache_dir:
         from fastrank.io import check_dir_path
 
@@ -428,7 +429,7 @@ def check_teacher(teacher) -> None:
     if not callable(getattr(teacher, "predict", None)):
         raise TypeError(f"teacher must be a cross-encoder with predict(pairs) (fastrank.CrossEncoder, a Reranker), got "
                         f"{type(teacher).__name__}" + (f": load it, CrossEncoder({str(teacher)!r})"
-                                                         if isinstance(teacher, (str, Path)) else ""))
+                                                         if isinstance(teacher, (str, os.PathLike)) else ""))
     labels = getattr(teacher, "num_labels", 1)
     if labels != 1:
         raise ValueError(f"the teacher has {labels} output labels; {_ONE_LOGIT}")

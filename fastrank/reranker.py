@@ -22,8 +22,8 @@ from fastrank.batching import (EncodedPairs, Pair, PairEncoder, check_pairs, che
 from fastrank.documents import Document, check_documents
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.export.manifest import cpu_features, read_manifest
-from fastrank.io import model_location
 from fastrank.fusion import check_fusion_input, fuse_scores
+from fastrank.io import model_location
 from fastrank.types import RankedDoc
 
 logger = logging.getLogger(__name__)
@@ -432,8 +432,7 @@ def _cached_reranker(model: str | Path, backend: str) -> Reranker:
 
 def rerank(
     query: str, documents: Sequence[Document], *, model: str | Path | Reranker = DEFAULT_RERANKER,
-    top_k: int | None = None,
-    backend: str = "auto",
+    top_k: int | None = None, backend: str = "auto",
     return_documents: bool = True, first_stage_scores: Sequence[float] | None = None, fusion_weight: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Rerank ``documents`` for ``query`` with ``model``; the loaded Reranker is cached per (model, backend).

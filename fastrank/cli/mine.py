@@ -31,11 +31,9 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
         check_teacher,
         mine_hard_negatives,
     )
-    from fastrank.batching import check_seed
     from fastrank.model import DEFAULT_BASE, CrossEncoder
 
     check_mining_options(**options)  # before the embedding model loads
-    check_seed(options.get("seed", 0))
     if answer_closest < 0 or answer_random < 0:  # before mining, not after it
         raise ValueError(f"--answer-closest and --answer-random must be >= 0, got {answer_closest} and "
                          f"{answer_random}")
