@@ -870,16 +870,17 @@ class CrossEncoder(torch.nn.Module):
             RankedDoc(int(i), float(scores[i]), docs[i] if return_documents else None) for i in order
         ]
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, card_data: dict[str, Any] | None = None) -> Path:
         """Write a Hugging Face checkpoint (+ model card) that fastrank and sentence-transformers both load.
 
         Built in a temporary directory beside ``path`` and renamed into place, so an interrupted save never
         leaves a directory that looks like a finished model. Saving over a model replaces its files; a folder that
         also holds anything else (trainer checkpoints, notes, an ``onnx/`` export) is refused, not emptied.
+        ``card_data``: this save's card, in place of the model's own (which stays as it was).
         """
         target = Path(path)
         with atomic_dir(target, replaceable=is_checkpoint_file) as tmp:
-            self.write_checkpoint(tmp)
+            self.write_checkpoint(tmp, card_data=card_data)
         return target
 
     def activation_checkpointing_enable(self, *args: Any, **kwargs: Any) -> None:
@@ -934,7 +935,7 @@ class CrossEncoder(torch.nn.Module):
             folder = local_model_path
             if folder is None:  # the card as published: no local paths; train_datasets on this card only
                 card = public_card_data({**self.card_data, **card_fields({"train_datasets": train_datasets})})
-                folder = self._save_with_card(card, Path(tmp) / "model")
+                folder = self.save(Path(tmp) / "model", card_data=card)
             commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), revision=revision,
                                        commit_message=commit_message or f"Add new {type(self).__name__} model",
                                        create_pr=create_pr, ignore_patterns=["README.md"] if keep_card else None)
@@ -951,21 +952,14 @@ class CrossEncoder(torch.nn.Module):
             raise ValueError("fastrank always writes the model card (it records how the model must be scored); "
                              "create_model_card=False is not supported")
         extra = card_fields({"model_name": model_name, "train_datasets": train_datasets})
-        return self._save_with_card({**self.card_data, **extra}, path)
+        return self.save(path, card_data={**self.card_data, **extra})
 
-    def _save_with_card(self, card_data: dict[str, Any], path: str | Path) -> Path:
-        """``save`` with ``card_data`` on this save's card only: the model's own card data stays as it was."""
-        own = self.card_data
-        self.card_data = card_data
-        try:
-            return self.save(path)
-        finally:
-            self.card_data = own
-
-    def write_checkpoint(self, directory: str | Path, served_as: str | None = None) -> None:
+    def write_checkpoint(self, directory: str | Path, served_as: str | None = None,
+                         card_data: dict[str, Any] | None = None) -> None:
         """Write the checkpoint files into an existing directory (non-atomic; ``save`` wraps it atomically).
 
-        ``served_as`` names the precision an export artifact serves this copy at (said on its model card).
+        ``served_as`` names the precision an export artifact serves this copy at (said on its model card);
+        ``card_data`` replaces the model's own card data on this copy's card.
         """
         directory = Path(directory)
         st_activation = _ST_ACTIVATION_PATHS[self.activation]
@@ -979,4 +973,4 @@ class CrossEncoder(torch.nn.Module):
         if self.prompts:  # sentence-transformers (6+) reads prompts only from a folder it loads whole
             for name, content in _st_layout(self.max_length).items():
                 (directory / name).write_text(json.dumps(content, indent=2), encoding="utf-8")
-        write_card(self, directory, served_as)
+        write_card(self, directory, served_as, card_data)

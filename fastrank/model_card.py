@@ -65,10 +65,13 @@ class CardDataView:
         self.card_data.setdefault("evaluation", {}).update({str(k): v for k, v in metrics.items()})
 
 
-def write_card(model: Any, directory: Path, served_as: str | None = None) -> None:
-    """Write ``README.md`` and ``fastrank_card.json`` for ``model`` into ``directory``."""
-    (directory / CARD_DATA_FILE).write_text(json.dumps(model.card_data, indent=2, default=str), encoding="utf-8")
-    (directory / "README.md").write_text(render_model_card(model, served_as), encoding="utf-8")
+def write_card(model: Any, directory: Path, served_as: str | None = None,
+               card_data: dict[str, Any] | None = None) -> None:
+    """Write ``README.md`` and ``fastrank_card.json`` for ``model`` into ``directory``, from ``card_data`` when given
+    (one save's card: a pushed copy, a named save) else from the model's own."""
+    data = model.card_data if card_data is None else card_data
+    (directory / CARD_DATA_FILE).write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    (directory / "README.md").write_text(render_model_card(model, served_as, data), encoding="utf-8")
 
 
 _LOCAL_PATH = re.compile(r"(?<![\w.:/~-])[~/][^\s'\"(),|]*")  # /home/me/data.jsonl, ~/runs/m; not owner/name, URLs
@@ -104,13 +107,13 @@ def _table(rows: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_model_card(model: Any, served_as: str | None = None) -> str:
+def render_model_card(model: Any, served_as: str | None = None, card_data: dict[str, Any] | None = None) -> str:
     """Render the card from ``model.card_data`` (filled by the trainer) and the model's config.
 
     ``served_as`` (e.g. ``"torch bf16"``) marks a copy inside an export artifact that serves these fp32 weights at
     another precision, so the card does not promise the served scores equal sentence-transformers' fp32 ones.
     """
-    data = dict(model.card_data)
+    data = dict(model.card_data if card_data is None else card_data)
     base = _hub_id(data.get("base_model"))
     parts = [
         "---",
