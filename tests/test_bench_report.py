@@ -12,16 +12,26 @@ def test_gpu_section_before_and_after_a_device_run(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "GPU_RESULTS", tmp_path / "gpu_check.json")
     assert "**Not run yet**" in report._gpu_section()
     rows = [{"row": "torch fp32 eager", "pairs_per_s_64x256": 1000.0, "speedup_vs_fp32_eager_64x256": 1.0,
-             "ndcg@10": 0.81, "delta_ndcg@10": 0.0, "gate_ok": True},
+             "wikiqa_pairs_per_s": 800.0, "ndcg@10": 0.81, "delta_ndcg@10": 0.0, "gate_ok": True},
+            {"row": "torch fp16 eager", "pairs_per_s_64x256": 3000.0, "speedup_vs_fp32_eager_64x256": 3.0,
+             "wikiqa_pairs_per_s": 900.0, "ndcg@10": 0.8, "delta_ndcg@10": 0.01, "gate_ok": False,
+             "cuda_graphs": False},
             {"row": "torch fp16 + CUDA graphs", "pairs_per_s_64x256": 4200.0, "speedup_vs_fp32_eager_64x256": 4.2,
-             "ndcg@10": 0.8105, "delta_ndcg@10": 0.0005, "noise_delta_ndcg@10": "-0.0010 .. +0.0004", "gate_ok": True,
-             "warmup_s": 3.1},
+             "wikiqa_first_pass_pairs_per_s": 1500.0, "wikiqa_pairs_per_s": 2000.0, "ndcg@10": 0.8105,
+             "delta_ndcg@10": 0.0005, "noise_delta_ndcg@10": "-0.0010 .. +0.0004", "gate_ok": True, "warmup_s": 3.1,
+             "cuda_graphs": True},
             {"row": "tensorrt", "status": "not installed on this machine: not run"}]
     (tmp_path / "gpu_check.json").write_text(json.dumps({"header": "device: NVIDIA H200", "rows": rows}))
     text = report._gpu_section()
-    assert "device: NVIDIA H200" in text and "Not run yet" not in text
-    assert "| torch fp16 + CUDA graphs | 4200.0 | 4.2 |  | 0.8105 | 0.0005 | -0.0010 .. +0.0004 |  | True | 3.1 |" in text
+    assert "device: NVIDIA H200" in text and "Not run yet" not in text and "in the same call" not in text
+    assert ("| torch fp16 + CUDA graphs | 4200.0 | 4.2 | 1500.0 | 2000.0 | 0.8105 | 0.0005 | -0.0010 .. +0.0004 |  | "
+            "True | 3.1 |") in text
     assert "| tensorrt: not installed on this machine: not run |" in text
+    assert ("1 of 2 16-bit rows pass the gate (ΔNDCG@10 <= 0.002 against torch fp32 eager). At batch 64 x 256 the "
+            "16-bit rows run 3.00x to 4.20x fp32 eager's pairs/s (aim: >= 3x). On WikiQA test (steady state, short "
+            "pairs, buckets padded) the CUDA-graph rows score 2.50x to 2.50x") in text
+    (tmp_path / "gpu_check.txt").write_text("| table |\n..  [100%]\n2 passed, 11 deselected in 25.68s\n")
+    assert "in the same call: 2 passed, 11 deselected in 25.68s (" in report._gpu_section()
 
 
 def test_gpu_table_keeps_a_multiline_error_in_one_cell():
@@ -41,7 +51,7 @@ def test_cpu_dry_run_section_only_when_its_results_exist(tmp_path, monkeypatch):
     (tmp_path / "gpu_check_cpu.json").write_text(json.dumps({"header": "device: cpu (dry run)", "rows": rows}))
     text = report._cpu_dry_run_section()
     assert text.startswith("### The same precisions on the CPU (parity only)") and "device: cpu (dry run)." in text
-    assert "| torch bf16-mixed eager |  |  |  | 0.4889 | 0.0005 |  |  | True |  |" in text
+    assert "| torch bf16-mixed eager |  |  |  |  | 0.4889 | 0.0005 |  |  | True |  |" in text
 
 
 def test_torch_precision_rows_beside_their_noise_reference():
