@@ -15,8 +15,9 @@ Rows: torch CUDA fp32 eager (the reference), fp16 and bf16 eager, fp16 and bf16 
 status row each for TensorRT and onnxruntime-gpu (installed or not; this script measures neither). For each torch
 row: throughput at batch 64 x sequence 256 (synthetic ids, the issue's shape), throughput and quality (MAP,
 NDCG@10) on WikiQA test pairs through ``Reranker`` (so padding to buckets is included; the throughput of a first
-pass, where eager rows meet each batch shape for the first time, and of a second, steady-state pass), ΔNDCG@10 and max |Δlogit|
-vs fp32 eager, and the speedup over fp32 eager at 64 x 256, and for the graph rows the time to capture every bucket up front (``Reranker.warmup``, as ``fastrank serve`` does at start-up). Gate:
+pass, where eager rows meet each batch shape for the first time, and of a second, steady-state pass), ΔNDCG@10 and
+max |Δlogit| vs fp32 eager, and the speedup over fp32 eager at 64 x 256, and for the graph rows the time to capture
+every bucket up front (``Reranker.warmup``, as ``fastrank serve`` does at start-up). Gate:
 ΔNDCG@10 <= 0.002 (fastrank's fp16/bf16 export bound). Beside it, the 5th..95th percentile ΔNDCG@10 that Gaussian
 noise with the std of the row's Δlogit gives the fp32 logits (``fastrank.benchmark.noise_band``): a ΔNDCG@10 inside
 that band is near-tie noise, not a loss of the precision. A row that fails is reported as FAILED with its error and the

@@ -363,7 +363,8 @@ def _gpu_section() -> str:
               _gpu_summary(json.loads(GPU_RESULTS.read_text(encoding="utf-8"))["rows"]), ""]
     log = GPU_RESULTS.with_suffix(".txt")  # the script's whole output, beside its JSON
     if log.is_file():
-        tests = [line for line in log.read_text(encoding="utf-8").splitlines() if " passed" in line or " failed" in line]
+        lines_out = log.read_text(encoding="utf-8").splitlines()
+        tests = [line for line in lines_out if " passed" in line or " failed" in line]
         lines += [f"`pytest -m gpu tests/test_gpu_path.py` in the same call: {tests[-1].strip()} "
                   "(`bench/results/gpu_check.txt` holds the whole output).", ""]
     return "\n".join(lines) + "\n"
