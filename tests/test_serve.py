@@ -636,6 +636,19 @@ def test_a_nan_or_infinity_in_a_request_is_a_422_not_a_500(client):
     assert scores.status_code == 422 and "first_stage_scores must be finite numbers; item 0 is nan" in scores.text
 
 
+def test_a_lone_surrogate_echoed_by_a_422_is_escaped_not_a_500(client):
+    """``"\\ud800"`` is valid JSON but no UTF-8: FastAPI's 422 echoed it in its input and failed to write itself."""
+    for body, loc, echoed in [('{"query": "q\\ud800", "documents": 5}', ["body", "documents"], 5),
+                              ('{"query": "q", "documents": ["x"], "top_n": "\\ud800"}', ["body", "top_n"],
+                               "\\ud800")]:
+        response = client.post("/rerank", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["detail"][0]["loc"] == loc and response.json()["detail"][0]["input"] == echoed
+    text = client.post("/rerank", content='{"query": "q", "documents": ["a\\ud800b"]}',
+                       headers={"content-type": "application/json"})
+    assert text.status_code == 422 and "lone surrogate" in text.text
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

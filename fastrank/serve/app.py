@@ -183,11 +183,18 @@ def _documents(req: RerankRequest, config: ServeConfig, num_labels: int = 1) -> 
 
 
 def _json_safe(value: Any) -> Any:
-    """``value`` with every NaN or infinite float as its text ('nan', 'inf'), which JSON can carry."""
+    """``value`` with what a JSON answer cannot carry written as text: every NaN or infinite float as 'nan' /
+    'inf', and a lone surrogate (``"\\ud800"`` is valid JSON but no UTF-8) as its escape ``\\ud800``."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     return value
