@@ -26,6 +26,7 @@ import json
 import math
 import random
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,13 +60,14 @@ class QueryGroup:
 
 
 def dedup_key(text: str) -> str:
-    """Key under which two documents count as the same: case and whitespace ignored.
+    """Key under which two documents count as the same: case, whitespace and Unicode form ignored.
 
     Datasets often hold one sentence twice, once as written and once tokenized/lowercased (WikiQA's
-    ``train.tokenized`` vs its raw dev/test files: "Paris." vs "paris ."); such twins must not be a positive and a
-    negative at once in a corpus.
+    ``train.tokenized`` vs its raw dev/test files: "Paris." vs "paris ."), or once composed and once decomposed
+    ("café" as é or as e + a combining accent, NFC vs NFD, which the tokenizer reads alike); such twins must not be
+    a positive and a negative at once in a corpus.
     """
-    return "".join(text.lower().split())
+    return "".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def document_key(doc: Document) -> str:

@@ -244,6 +244,11 @@ def test_twin_of_a_positive_is_never_mined():
     res = mine_hard_negatives(groups, FakeEmbedder(), CORPUS + ["d9-doc "], num_negatives=2, use_faiss=False)
     assert res.groups[0].documents == ["d9-Doc", "d8-doc", "d7-doc"]
     assert res.stats["duplicate_documents_removed"] == 1
+    composed = [QueryGroup("q-1", ["d9-Caf\u00e9"], [1.0], "1")]  # the corpus holds it decomposed (NFD), twice
+    res = mine_hard_negatives(composed, FakeEmbedder(), CORPUS + ["d9-cafe\u0301", "d9-CAFE\u0301 "],
+                              num_negatives=2, use_faiss=False)
+    assert res.groups[0].documents == ["d9-Caf\u00e9", "d9-doc", "d8-doc"]
+    assert res.stats["duplicate_documents_removed"] == 1
 
 
 def _answer_groups():
