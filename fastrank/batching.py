@@ -123,14 +123,20 @@ class PairEncoder:
     """Wraps a fast ``tokenizers.Tokenizer`` configured for pair truncation at ``max_length`` without padding.
 
     ``query_prefix`` (a model's prompt, e.g. ``"query: "``) opens every pair's query, as sentence-transformers
-    prepends a cross-encoder's prompt to the first text of each pair; single texts are encoded as given."""
+    prepends a cross-encoder's prompt to the first text of each pair; single texts are encoded as given.
+    ``truncation_side`` is the Hugging Face tokenizer's (its ``tokenizer_config.json``): ``"left"`` keeps the last
+    tokens of a text that is too long, as transformers and sentence-transformers then do."""
 
-    def __init__(self, tokenizer, max_length: int, pad_token_id: int = 0, query_prefix: str = "") -> None:
+    def __init__(self, tokenizer, max_length: int, pad_token_id: int = 0, query_prefix: str = "",
+                 truncation_side: str = "right") -> None:
         from tokenizers import Tokenizer
 
+        if truncation_side not in ("right", "left"):
+            raise ValueError(f"truncation_side must be 'right' or 'left' (the tokenizer's), got {truncation_side!r}")
         self.tokenizer = Tokenizer.from_str(tokenizer.to_str())
         self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length, strategy="longest_first")
+        self.tokenizer.enable_truncation(max_length, strategy="longest_first", direction=truncation_side)
+        self.truncation_side = truncation_side
         self.max_length = max_length
         self.pad_token_id = pad_token_id
         self.query_prefix = check_prompt(query_prefix, "query_prefix")
@@ -157,7 +163,7 @@ class PairEncoder:
         """Token ids of (query, document) pairs (titled documents joined by ``separator``), or of single texts.
 
         A text far longer than ``max_length`` tokens is tokenized from a prefix that gives the same ids
-        (``_prefixes``): truncation keeps its first tokens only, and 100,000 characters took ~25 ms to keep 512."""
+        (``_prefixes``): where truncation keeps the first tokens only: 100,000 characters took ~25 ms to keep 512."""
         sep, prefix = self.separator, self.query_prefix
         items = [p if isinstance(p, str) or (isinstance(p[1], str) and not prefix) else
                  (_prefixed(prefix, p[0]), p[1] if isinstance(p[1], str) else document_text(p[1], sep))
@@ -178,7 +184,9 @@ class PairEncoder:
         ``PREFIX_MARGIN`` tokens more than truncation keeps (and more than the query: longest-first truncation
         compares the two), counted, not guessed. A prefix found too short grows to what the tokens counted in it
         promise; a text with no such prefix, or one under ``PREFIX_MIN_RATIO`` times the prefix, is tokenized
-        whole."""
+        whole, as is every text where truncation keeps the last tokens (``truncation_side="left"``)."""
+        if self.truncation_side != "right":
+            return items
         room_pair, room_single = self.room(pair=True), self.room(pair=False)
         first = max(room_pair, room_single) * PREFIX_CHARS_PER_TOKEN
 

@@ -661,8 +661,10 @@ class CrossEncoder(torch.nn.Module):
         """The shared length-aware tokenizer for this model (same truncation as ``tokenize``), cached; ``prompt``
         opens every query (None: no prompt, as training scores pairs)."""
         cached = self.__dict__.get("_pair_encoder")
-        if cached is None or cached.max_length != self.max_length:
-            cached = PairEncoder(self.tokenizer.backend_tokenizer, self.max_length, self.tokenizer.pad_token_id or 0)
+        side = getattr(self.tokenizer, "truncation_side", "right")
+        if cached is None or cached.max_length != self.max_length or cached.truncation_side != side:
+            cached = PairEncoder(self.tokenizer.backend_tokenizer, self.max_length, self.tokenizer.pad_token_id or 0,
+                                 truncation_side=side)
             self.__dict__["_pair_encoder"] = cached
         return cached.with_query_prefix(prompt)
 

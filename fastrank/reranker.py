@@ -86,7 +86,8 @@ def fusion_relevance(logits: np.ndarray, activation: str) -> np.ndarray:
 
 def artifact_encoder(path: Path, manifest: dict[str, Any]) -> PairEncoder:
     """The pair encoder of an exported artifact: its tokenizer.json with the manifest's max_length, pad id and the
-    prompt that opens each query (``query_prompt``, the model's default prompt at export)."""
+    prompt that opens each query (``query_prompt``, the model's default prompt at export) and the tokenizer's
+    truncation side (``truncation_side``; artifacts from before it was recorded cut on the right)."""
     from tokenizers import Tokenizer
 
     file = path / "tokenizer.json"
@@ -95,7 +96,7 @@ def artifact_encoder(path: Path, manifest: dict[str, Any]) -> PairEncoder:
     except Exception as exc:  # tokenizers raises a bare Exception for missing or malformed files
         raise ModelLoadError(f"could not read the tokenizer {str(file)!r}: {exc}") from exc
     return PairEncoder(tokenizer, int(manifest["max_length"]), int(manifest.get("pad_token_id", 0)),
-                       manifest.get("query_prompt") or "")
+                       manifest.get("query_prompt") or "", manifest.get("truncation_side") or "right")
 
 
 def auto_backend(path: str, manifest: dict[str, Any] | None) -> str:

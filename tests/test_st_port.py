@@ -550,3 +550,34 @@ def test_push_to_hub_uploads_what_both_libraries_load(tiny_model_dir, tmp_path, 
         model.push_to_hub("you/reranker", safe_serialization=False)
     with pytest.raises(ModelLoadError, match="local_model_path .* is not a saved model folder"):
         model.push_to_hub("you/reranker", local_model_path=str(tmp_path))
+
+
+def test_a_left_truncating_tokenizer_cuts_as_in_sentence_transformers(tiny_model_dir, tmp_path):
+    """``truncation_side: left`` in tokenizer_config.json keeps a long pair's last tokens in transformers and
+    sentence-transformers; fastrank cut on the right (and its long-text shortcut assumed so), 0.9 logits off on
+    the tiny model. The ONNX artifact records the side and scores the same."""
+    import json
+    import shutil
+
+    from fastrank import CrossEncoder, Reranker
+    from fastrank.export import export_model
+
+    shutil.copytree(tiny_model_dir, tmp_path / "left")
+    config_file = tmp_path / "left" / "tokenizer_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "truncation_side": "left"}))
+    filler = "the ice facade of the glacier is sixty metres high and moves slowly . "
+    pairs = [(QUERY, filler * 3 + "A glacier cave is formed within the ice."), (QUERY, "Paris."),
+             (QUERY, filler * 400 + "Caves form where meltwater runs."), (filler * 4 + QUERY, "A glacier cave.")]
+    theirs = st_ce.CrossEncoder(str(tmp_path / "left"), device="cpu", max_length=48)
+    ours = CrossEncoder(tmp_path / "left", device="cpu", max_length=48)
+    right = CrossEncoder(tiny_model_dir, device="cpu", max_length=48).predict(pairs)
+    assert ours.pair_encoder().truncation_side == "left"
+    np.testing.assert_allclose(ours.predict(pairs), theirs.predict(pairs), atol=1e-5)
+    assert np.abs(ours.predict(pairs)[[0, 2, 3]] - right[[0, 2, 3]]).min() > 1e-3  # each cut pair scores otherwise
+    assert ours.predict(pairs)[1] == pytest.approx(right[1], abs=1e-6)  # a pair that fits is not cut at all
+    export_model(ours, tmp_path / "onnx", optimize="O1", num_threads=1)
+    assert json.loads((tmp_path / "onnx" / "fastrank.json").read_text())["truncation_side"] == "left"
+    logits = Reranker(tmp_path / "onnx").logits(pairs)[:, 0]
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits)), theirs.predict(pairs), atol=1e-5)  # their sigmoid
+    with pytest.raises(ValueError, match="truncation_side must be 'right' or 'left'"):
+        type(ours.pair_encoder())(ours.tokenizer.backend_tokenizer, 48, truncation_side="middle")

@@ -218,6 +218,7 @@ class ArtifactBuilder:
             "activation": self.model.activation,
             "num_labels": int(self.model.num_labels),
             "pad_token_id": int(self.encoder.pad_token_id),
+            "truncation_side": self.encoder.truncation_side,
             **({"query_prompt": prompt} if prompt else {}),
             "model_type": getattr(self.model.config, "model_type", None),
             "source": _source_name(self.model.name_or_path),

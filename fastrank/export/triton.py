@@ -51,7 +51,8 @@ class TritonPythonModel:
         manifest = json.loads((here / "fastrank.json").read_text())
         self.tokenizer = Tokenizer.from_file(str(here / "tokenizer.json"))
         self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(int(manifest["max_length"]), strategy="longest_first")
+        self.tokenizer.enable_truncation(int(manifest["max_length"]), strategy="longest_first",
+                                         direction=manifest.get("truncation_side") or "right")
         self.pad_id = int(manifest.get("pad_token_id", 0))
         self.outputs = manifest["input_names"]
         self.dtype = np.dtype(manifest.get("triton_token_dtype", "int64"))  # what the scoring model takes
