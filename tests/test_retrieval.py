@@ -120,6 +120,36 @@ def test_score_fusion_is_opt_in_and_mixes_z_normalised_scores():
     assert out["reranked_fused"]["10"]["mrr@3"] == pytest.approx(0.5)
 
 
+def test_fusion_mixes_a_sentence_transformers_models_activated_scores_as_fastranks():
+    """Fusion mixes scores after the model's activation. A sentence-transformers reranker says its activation as
+    ``activation_fn`` (no ``activation``): its logits were fused raw, so it fused otherwise than the same model in
+    fastrank. Logits d9 0, d8 6, d7 9: sigmoid squeezes d8 and d7 together and the first stage lifts d8."""
+    import torch
+
+    logits = {"d9": 0.0, "d8": 6.0, "d7": 9.0}
+
+    class Fastrank:
+        activation = "sigmoid"
+
+        def predict(self, pairs, batch_size=64, activation=None):
+            raw = np.array([logits[d] for _, d in pairs])
+            return raw if activation == "identity" else 1 / (1 + np.exp(-raw))
+
+    class SentenceTransformers:
+        activation_fn = torch.nn.Sigmoid()
+
+        def predict(self, pairs, batch_size=64, activation_fn=None):
+            raw = torch.tensor([logits[d] for _, d in pairs])
+            return (activation_fn or self.activation_fn)(raw).numpy()
+
+    groups = [QueryGroup("q1", [f"d{i}" for i in range(1, 10)], [1.0 if i == 8 else 0.0 for i in range(1, 10)])]
+    task = RetrievalTask.from_groups(groups)
+    runs = [evaluate_retrieve_rerank(task, Embedder(), scorer, top_k=3, ks=(1,), use_bm25=False,
+                                     fusion_weights=(0.5,)) for scorer in (Fastrank(), SentenceTransformers())]
+    assert runs[0]["reranked"]["mrr@1"] == 0.0 and runs[0]["reranked_fused"]["0.5"]["mrr@1"] == 1.0
+    assert runs[1]["reranked_fused"] == runs[0]["reranked_fused"]
+
+
 def test_zscore_of_a_constant_list_is_zero():
     from fastrank.fusion import zscore as _zscore
 

@@ -256,6 +256,23 @@ def logits_keyword(predict: Any) -> dict[str, Any]:
     return {}
 
 
+def scorer_activation(scorer: Any) -> str:
+    """The activation ``scorer`` puts on its logits by default, as a fastrank name: fastrank's ``activation``, or
+    sentence-transformers' ``activation_fn`` (``torch.nn.Sigmoid()`` -> ``"sigmoid"``); ``"identity"`` for a
+    scorer that says neither or whose activation fastrank does not know. Score fusion mixes scores on this scale."""
+    if isinstance(getattr(scorer, "activation", None), str):
+        return scorer.activation
+    function = getattr(scorer, "activation_fn", None)
+    if function is None:
+        return "identity"
+    from fastrank.model import activation_name
+
+    try:
+        return activation_name(function)
+    except ValueError:
+        return "identity"
+
+
 def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     from fastrank.io import atomic_file
 

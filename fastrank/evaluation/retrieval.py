@@ -19,7 +19,7 @@ from fastrank.batching import is_integer
 from fastrank.data import QueryGroup, document_key, require_labels
 from fastrank.documents import Document, document_text
 from fastrank.errors import DataError
-from fastrank.evaluation.evaluators import accepted_keywords, logits_keyword
+from fastrank.evaluation.evaluators import accepted_keywords, logits_keyword, scorer_activation
 from fastrank.evaluation.metrics import evaluate_rankings
 from fastrank.fusion import fuse_scores
 from fastrank.reranker import fusion_relevance, relevance_order
@@ -196,7 +196,7 @@ def evaluate_retrieve_rerank(
             raise ValueError(f"the reranker gave scores of shape {raw.shape} for {len(pairs)} pairs")
         raw = raw.reshape(len(pairs), -1)
         order = relevance_order(raw)
-        activated = fusion_relevance(raw, getattr(reranker, "activation", "identity") if asked else "identity")
+        activated = fusion_relevance(raw, scorer_activation(reranker) if asked else "identity")
         key = "reranked" if name == "first_stage" else f"{name}_reranked"
         out[key] = _metrics(ranked, _per_query(order, ranked), task, ks)
         if return_rankings:
