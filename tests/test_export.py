@@ -560,3 +560,19 @@ def test_a_prompted_model_exports_with_its_prompt(tiny_model_dir, tmp_path, monk
     monkeypatch.setattr(manifest_module, "MANIFEST_VERSION", 1)  # a fastrank from before prompts
     with pytest.raises(ModelLoadError, match="manifest_version 2, written by a newer fastrank"):
         read_manifest(tmp_path / "onnx")
+
+
+def test_the_quantizers_root_log_leaves_the_callers_logging_as_it_was(monkeypatch, capsys):
+    """onnxruntime's quantizer logs advice with ``logging.warning``; on a root logger without handlers that installs
+    one for good (``basicConfig``), so a program's later log records went to stderr after an int8 export."""
+    import logging
+
+    from fastrank.export.onnx import _drop_root_log
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    with _drop_root_log("pre-processing before quantization"):
+        logging.warning("Please consider pre-processing before quantization.")
+        logging.warning("another message")
+    assert root.handlers == [] and root.filters == []
+    assert "pre-processing" not in capsys.readouterr().err

@@ -419,7 +419,9 @@ def quantize_int8(src: Path, dst: Path, config: dict[str, Any], keep_last_layer_
 
 
 class _drop_root_log:
-    """Drop one message that onnxruntime's quantizer logs on the root logger (advice we follow differently)."""
+    """Drop one message that onnxruntime's quantizer logs on the root logger (advice we follow differently), and
+    leave the root logger's handlers as they were: it logs with ``logging.warning``, which, on a root logger without
+    handlers, installs one for good (``basicConfig``) and so changed the caller's logging output."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -428,10 +430,15 @@ class _drop_root_log:
         return self.text not in record.getMessage()
 
     def __enter__(self) -> None:
-        logging.getLogger().addFilter(self)
+        root = logging.getLogger()
+        self.handlers = list(root.handlers)
+        root.addFilter(self)
 
     def __exit__(self, *exc: object) -> None:
-        logging.getLogger().removeFilter(self)
+        root = logging.getLogger()
+        root.removeFilter(self)
+        for handler in [h for h in root.handlers if h not in self.handlers]:
+            root.removeHandler(handler)
 
 
 def convert_fp16(src: Path, dst: Path) -> dict[str, Any]:
