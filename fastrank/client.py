@@ -32,6 +32,9 @@ class ServiceError(FastrankError):
         super().__init__(f"HTTP {status} from {url}: {detail}" if url else f"HTTP {status}: {detail}")
         self.status, self.detail, self.retry_after, self.url = status, detail, retry_after, url
 
+    def __reduce__(self):  # pickled with its own arguments (a worker process's error reaches its parent whole)
+        return type(self), (self.status, self.detail, self.retry_after, self.url)
+
 
 class Client:
     """Calls ``POST {base_url}/rerank``; retries 503 (queue full) up to ``retries`` times after Retry-After.

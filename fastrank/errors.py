@@ -42,6 +42,10 @@ class MissingDependency(FastrankError, ImportError):
         )
         self.package = package
         self.extra = extra
+        self.purpose = purpose
+
+    def __reduce__(self):  # pickled with its own arguments (a worker process's error reaches its parent whole)
+        return type(self), (self.package, self.extra, self.purpose)
 
 
 class DataError(FastrankError, ValueError):

@@ -170,3 +170,19 @@ def test_bad_settings_are_refused_at_construction(kwargs, message):
     with pytest.raises(ValueError) as info:
         Client(**kwargs)
     assert str(info.value) == message
+
+
+def test_fastranks_errors_survive_pickling():
+    """A worker process's error reaches its parent pickled: errors built from several arguments failed to unpickle
+    (``TypeError: __init__() missing ...``), hiding the real error behind that one."""
+    import pickle
+
+    from fastrank.errors import MissingDependency
+
+    error = pickle.loads(pickle.dumps(ServiceError(503, "queue full", 2.0, "http://h/rerank")))
+    assert (error.status, error.detail, error.retry_after, error.url) == (503, "queue full", 2.0, "http://h/rerank")
+    assert str(error) == "HTTP 503 from http://h/rerank: queue full"
+    missing = pickle.loads(pickle.dumps(MissingDependency("onnxruntime", "onnx", "the ONNX backend")))
+    assert (missing.package, missing.extra, missing.purpose) == ("onnxruntime", "onnx", "the ONNX backend")
+    assert str(missing).startswith("the ONNX backend needs the 'onnxruntime' package")
+    assert isinstance(missing, ImportError)
