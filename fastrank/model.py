@@ -34,7 +34,7 @@ from fastrank.types import RankedDoc
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE = "sentence-transformers/all-MiniLM-L6-v2"
-# CrossEncoder._scoring_mode's state, beside the models rather than in them: a copy made while one scores (deepcopy,
+# CrossEncoder.scoring_mode's state, beside the models rather than in them: a copy made while one scores (deepcopy,
 # pickle) starts with no call running, and a lock held by each model would not copy at all
 _MODE_LOCK = threading.Lock()
 _SCORING: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
@@ -794,15 +794,17 @@ class CrossEncoder(torch.nn.Module):
             logits = self(**{k: torch.from_numpy(batch[k]).to(self.device) for k in names}).float()
             return self.apply_activation(logits, activation).cpu().numpy()
 
-        with self._scoring_mode(), tqdm(total=n, desc="Scoring", unit="pair", disable=not show_progress_bar) as bar:
+        with self.scoring_mode(), tqdm(total=n, desc="Scoring", unit="pair", disable=not show_progress_bar) as bar:
             out = run_batches(encoder.encode(pairs), scores, batch_size, max_tokens, encoder.pad_token_id,
                               self.num_labels, on_batch=bar.update)
         return self._scores_out(out[index], convert_to_tensor, apply_softmax, convert_to_numpy)
 
     @contextlib.contextmanager
-    def _scoring_mode(self) -> Iterator[None]:
+    def scoring_mode(self) -> Iterator[None]:
         """Eval mode (no dropout) while scoring; the mode the model was in comes back when the last of the calls
-        scoring at once (threads of a web app) ends, not when the first does, mid-forward of the others."""
+        scoring at once (threads of a web app) ends, not when the first does, mid-forward of the others. Every
+        scorer of a caller's model (``predict``, the torch backend, an export's reference) scores inside it, so a
+        model being trained keeps training with dropout after it was scored or exported."""
         with _MODE_LOCK:
             state = _SCORING.setdefault(self, [0, False])  # [calls scoring now, the mode before the first]
             if not state[0]:

@@ -576,3 +576,17 @@ def test_the_quantizers_root_log_leaves_the_callers_logging_as_it_was(monkeypatc
         logging.warning("another message")
     assert root.handlers == [] and root.filters == []
     assert "pre-processing" not in capsys.readouterr().err
+
+
+def test_exporting_a_model_in_training_leaves_it_training(tiny_model_dir, tmp_path):
+    """The export's PyTorch reference put the caller's model in eval mode for good: a model exported from a
+    training loop (a callback's export) trained on without dropout."""
+    from fastrank import CrossEncoder
+
+    model = CrossEncoder(tiny_model_dir, max_length=64, device="cpu")
+    model.model.train()
+    export_model(model, tmp_path / "fp32", optimize="O1", num_threads=1)
+    assert model.model.training and all(m.training for m in model.model.modules())
+    model.model.eval()
+    model.predict([("q", "d")])
+    assert not model.model.training

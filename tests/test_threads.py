@@ -25,7 +25,7 @@ def test_a_model_in_train_mode_scores_without_dropout_from_every_thread(tiny_mod
         results = list(pool.map(lambda _: model.predict(PAIRS, batch_size=4), range(48)))
     assert all(np.array_equal(r, reference) for r in results)
     assert model.model.training  # the caller's mode, once the last call ended
-    first, second = model._scoring_mode(), model._scoring_mode()  # two calls overlapping, as threads make them
+    first, second = model.scoring_mode(), model.scoring_mode()  # two calls overlapping, as threads make them
     first.__enter__()
     second.__enter__()
     first.__exit__(None, None, None)
@@ -148,7 +148,7 @@ def test_a_copy_made_while_scoring_scores_in_eval_mode(tiny_model_dir):
 
     model = CrossEncoder(tiny_model_dir, device="cpu", max_length=64)
     model.model.train()
-    scoring = model._scoring_mode()
+    scoring = model.scoring_mode()
     scoring.__enter__()
     clone = copy.deepcopy(model)
     scoring.__exit__(None, None, None)

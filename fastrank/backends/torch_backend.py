@@ -87,7 +87,6 @@ class TorchBackend(Backend):
         self.autocast_device = self.torch.device(model.device).type if precision == "bf16-mixed" else None
         if str(model.device).startswith("cpu"):
             self.pad_multiple = 1
-        model.model.eval()
 
     @classmethod
     def load(
@@ -118,7 +117,8 @@ class TorchBackend(Backend):
         torch = self.torch
         device = self.model.device
         features = {k: torch.from_numpy(v).to(device) for k, v in self._select_inputs(batch).items()}
-        with torch_threads(torch, self.num_threads), torch.inference_mode(), self._autocast():
+        with self.model.scoring_mode(), torch_threads(torch, self.num_threads), torch.inference_mode(), \
+                self._autocast():
             out = self.model.model(**features, return_dict=True).logits
         return out.float().cpu().numpy().astype(np.float32, copy=False)
 

@@ -34,7 +34,9 @@ DTYPES = ("fp32", "fp16", "bf16", "fp16-mixed", "bf16-mixed")
 
 
 class TorchCudaBackend(Backend):
-    """A ``CrossEncoder`` on a CUDA device in ``precision``, optionally replaying CUDA graphs per bucket."""
+    """A ``CrossEncoder`` on a CUDA device in ``precision``, optionally replaying CUDA graphs per bucket. It takes
+    the model over (graphs hold its weights): moved, cast in place and in eval mode for good; ``from_artifact``,
+    what ``Reranker`` uses, loads a model of its own."""
 
     name = "torch-cuda"
 
