@@ -6,9 +6,9 @@ lookup tells the same at once, so offline loads take the cache straight away and
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,18 +19,30 @@ from fastrank.errors import ModelLoadError
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy")
 
 
-@functools.lru_cache(maxsize=1)
+FAILED_LOOKUP_TTL_S = 30.0
+# host -> (resolved, time.monotonic() of the lookup): a success holds for the process, a failure for
+# FAILED_LOOKUP_TTL_S only, so a long-running service started before its network was up reaches the hub later
+_LOOKUPS: dict[str, tuple[bool, float]] = {}
+
+
 def hub_host_resolves() -> bool:
-    """Whether the Hugging Face hub's host name resolves (once per process). Behind a proxy only the proxy
-    resolves names, so a proxy counts as reachable."""
+    """Whether the Hugging Face hub's host name resolves (a success is remembered for the process, a failure for
+    ``FAILED_LOOKUP_TTL_S`` seconds). Behind a proxy only the proxy resolves names, so a proxy counts as
+    reachable."""
     if any(os.environ.get(name) for name in _PROXY_VARIABLES):
         return True
     host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+    known = _LOOKUPS.get(host)
+    if known is not None and (known[0] or time.monotonic() - known[1] < FAILED_LOOKUP_TTL_S):
+        return known[0]
     try:
         socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
     except OSError:
-        return False
-    return True
+        resolved = False
+    else:
+        resolved = True
+    _LOOKUPS[host] = (resolved, time.monotonic())
+    return resolved
 
 
 def hub_location(repo_id: str) -> str:

@@ -266,23 +266,41 @@ def test_offline_a_hub_id_loads_from_the_hub_cache_at_once(tiny_model_dir, tmp_p
         CrossEncoder("runs/nope")
 
 
-def test_hub_host_check_trusts_a_proxy_and_a_failed_lookup(monkeypatch):
+def test_hub_host_check_trusts_a_proxy_and_retries_a_failed_lookup(monkeypatch):
+    """A failed lookup was cached for the life of the process: a service started before its network was up never
+    reached the hub. A failure now holds for FAILED_LOOKUP_TTL_S, a success for good."""
     import socket
 
+    import fastrank.hub
     from fastrank.hub import _PROXY_VARIABLES, hub_host_resolves
 
-    def no_dns(*args, **kwargs):
-        raise socket.gaierror(-2, "Name or service not known")
+    dns = {"up": False, "lookups": 0}
+
+    def lookup(*args, **kwargs):
+        dns["lookups"] += 1
+        if not dns["up"]:
+            raise socket.gaierror(-2, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.1", 443))]
 
     for name in _PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
-    hub_host_resolves.cache_clear()
-    assert hub_host_resolves() is False
-    hub_host_resolves.cache_clear()
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    monkeypatch.setattr(fastrank.hub, "_LOOKUPS", {})
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    clock = [1000.0]
+    monkeypatch.setattr(fastrank.hub.time, "monotonic", lambda: clock[0])
+    assert hub_host_resolves() is False and hub_host_resolves() is False and dns["lookups"] == 1
+    dns["up"] = True
+    clock[0] += fastrank.hub.FAILED_LOOKUP_TTL_S - 1
+    assert hub_host_resolves() is False and dns["lookups"] == 1  # the failure still holds
+    clock[0] += 2
+    assert hub_host_resolves() is True and dns["lookups"] == 2  # looked up again: the network is up now
+    dns["up"] = False
+    clock[0] += 3600
+    assert hub_host_resolves() is True and dns["lookups"] == 2  # a success holds
+    monkeypatch.setattr(fastrank.hub, "_LOOKUPS", {})
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")  # only the proxy resolves names
-    assert hub_host_resolves() is True
-    hub_host_resolves.cache_clear()
+    assert hub_host_resolves() is True and dns["lookups"] == 2
 
 
 def test_interrupted_save_leaves_nothing(model, tmp_path, monkeypatch):
