@@ -1262,3 +1262,24 @@ def test_resume_sees_a_change_of_the_bases_default_prompt(toy_data, tiny_model_d
     with pytest.raises(FastrankError, match=r"base_prompt None -> 'Judge: '"):
         _check_same_run(tmp_path / "ckpt", after)
     assert "base_prompt" not in _run_record(_config(toy_data, base, tmp_path / "out", prompt="q: "), False)["settings"]
+
+
+def test_arguments_parse_from_the_command_line_and_every_column_is_kept(tiny_model_dir, tmp_path):
+    """HfArgumentParser (a training script's flags) failed on ``str | list[str] | None`` fields ('isinstance()
+    argument 2 cannot be a parameterized generic'); ``remove_unused_columns=True`` dropped the text columns the
+    losses read (``KeyError: 'query'``)."""
+    import datasets
+    from transformers import HfArgumentParser
+
+    from fastrank import CrossEncoder
+    from fastrank.training import CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    (args,) = HfArgumentParser(CrossEncoderTrainingArguments).parse_args_into_dataclasses(
+        ["--output_dir", str(tmp_path), "--prompts", "query: ", "--remove_unused_columns", "true", "--max_steps", "2",
+         "--per_device_train_batch_size", "2", "--save_strategy", "no", "--report_to", "none"])
+    assert args.prompts == "query: " and args.remove_unused_columns is True and args.max_steps == 2
+    model = CrossEncoder(tiny_model_dir, device="cpu", max_length=32, prompts={"query": "query: "},
+                         default_prompt_name="query")
+    ds = datasets.Dataset.from_dict({"query": ["a", "b"], "document": ["x", "y"], "label": [1.0, 0.0]})
+    output = CrossEncoderTrainer(model=model, args=args, train_dataset=ds).train()
+    assert output.global_step == 2 and np.isfinite(output.training_loss)

@@ -77,12 +77,14 @@ class CrossEncoderTrainingArguments(TrainingArguments):
     - ``router_mapping``, ``learning_rate_mapping``: accepted only empty (unsupported).
     """
 
+    # Unions name None second: transformers' HfArgumentParser (``fastrank train`` scripts, ``--help``) reads the
+    # type of a ``str | None | X`` field as str and fails on ``str | X | None``.
     group_by_pair_length: bool = field(
         default=True, metadata={"help": "Batch rows of similar text length together (less padding, faster)."}
     )
     remove_unused_columns: bool = field(default=False)
     prediction_loss_only: bool = field(default=True)
-    report_to: str | list[str] | None = field(default="none")
+    report_to: str | None | list[str] = field(default="none")
     warmup_ratio: float | None = field(
         default=None, metadata={"help": "Warmup as a fraction of the optimizer steps in [0, 1) (sets warmup_steps)."}
     )
@@ -92,11 +94,11 @@ class CrossEncoderTrainingArguments(TrainingArguments):
     multi_dataset_batch_sampler: str = field(
         default="proportional", metadata={"help": "Accepted for sentence-transformers compatibility; unused."}
     )
-    prompts: str | dict[str, str] | None = field(
+    prompts: str | None | dict[str, str] = field(
         default=None, metadata={"help": "A prompt put before every query while training (e.g. 'query: ')."}
     )
-    router_mapping: str | dict[str, str] | None = field(default=None, metadata={"help": "Unsupported."})
-    learning_rate_mapping: str | dict[str, float] | None = field(default=None, metadata={"help": "Unsupported."})
+    router_mapping: str | None | dict[str, str] = field(default=None, metadata={"help": "Unsupported."})
+    learning_rate_mapping: str | None | dict[str, float] = field(default=None, metadata={"help": "Unsupported."})
 
     def __post_init__(self) -> None:
         import torch

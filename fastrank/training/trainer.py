@@ -330,6 +330,16 @@ class CrossEncoderTrainer(Trainer):
             loss = self.compute_loss(model, inputs)
         return loss.detach(), None, None
 
+    def _remove_unused_columns(self, dataset, description: str | None = None):
+        """Every column is used: the losses tokenize the text columns themselves. transformers would keep only the
+        columns the model's forward takes (token ids, none here), so ``remove_unused_columns=True`` failed with
+        ``KeyError: 'query'``."""
+        return dataset
+
+    def _get_collator_with_removed_columns(self, data_collator, description: str | None = None):
+        """The collator as it is (see ``_remove_unused_columns``)."""
+        return data_collator
+
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed  # as transformers' own
