@@ -147,13 +147,15 @@ def require_labels(groups: Sequence[QueryGroup], what: str) -> None:
 
 
 # Other names of the flat columns, read when the canonical one is absent (compared ignoring case, "_" and spaces):
-# the names of public QA / ranking files, e.g. WikiQA's TSVs (QuestionID, Question, Sentence, Label). A title is read
-# only from a column named "title": reading one a model was not trained with changes its scores.
+# the names of public QA / ranking files, e.g. WikiQA's TSVs (QuestionID, Question, Sentence, Label). Names match in
+# any case, with or without "_" and spaces ("Query_ID", "query id"). A title is read only from a column named "title"
+# (any case): reading one a model was not trained with changes its scores.
 FLAT_ALIASES = {
     "query": ("question",),
     "document": ("passage", "sentence", "text"),
     "label": ("relevance",),
     "query_id": ("qid", "questionid"),
+    "title": (),
 }
 
 
@@ -169,7 +171,7 @@ def _flat_columns(row: dict[str, Any], source: str) -> dict[str, str]:
         if canonical in row:
             columns[canonical] = canonical
             continue
-        present = [found[a] for a in (canonical, *aliases) if a in found]
+        present = [found[squash(a)] for a in (canonical, *aliases) if squash(a) in found]
         if len(present) > 1:
             raise DataError(f"{source}: columns {present} could each be the {canonical!r} column; rename the one "
                             f"to read to {canonical!r}")

@@ -220,6 +220,11 @@ def test_flat_columns_go_by_their_common_other_names(tmp_path):
     canonical = tmp_path / "canonical.csv"
     canonical.write_text("query,document,text,label\nq,a,b,1\n")  # the canonical name wins over an alias
     assert read_groups(str(canonical))[0].documents == ["a"]
+    # "Query_ID" was not read as the id (two queries of one text merged into one); "Title" was not read as a title
+    cased = tmp_path / "cased.csv"
+    cased.write_text("Query_ID,Query,Document,Title,Label\nQ1,same,a,T1,1\nQ2,same,b,T2,0\n")
+    assert [(g.query_id, g.documents, g.labels) for g in read_groups(str(cased))] == [
+        ("Q1", [{"title": "T1", "text": "a"}], [1.0]), ("Q2", [{"title": "T2", "text": "b"}], [0.0])]
 
 
 def test_a_tsv_written_with_csv_quoting_is_read_with_it(tmp_path):
