@@ -564,6 +564,7 @@ def test_health_metrics_and_openapi(client):
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["backend"] == "torch"
     assert health["long_documents"] == "truncate" and "window_stride" in health and "max_length" in health
+    assert health["max_tokens"] == 8192  # the engine's budget (--max-batch-tokens), not the Reranker's 2048
     assert "/" not in health["model"]  # the served name, not the model's path
     families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
     ok = [s for s in families["fastrank_requests"].samples if s.labels.get("code") == "200"]

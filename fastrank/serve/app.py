@@ -218,8 +218,9 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None, worker: st
     prepared = reranker.warmup()  # CUDA graphs / TensorRT profiles before the first request, not during it
     if prepared:
         logger.info("warmed %d shapes of the %s backend", prepared, reranker.backend.name)
-    # backend, max_length and the long-document settings, for /health (which names the model as it is served)
-    info = {k: v for k, v in reranker.describe().items() if k != "model"}
+    # backend, max_length and the long-document settings, for /health (which names the model as it is served); the
+    # token budget per forward pass is the engine's (--max-batch-tokens), not the Reranker's own default
+    info = {**{k: v for k, v in reranker.describe().items() if k != "model"}, "max_tokens": config.max_batch_tokens}
     metrics = Metrics({"backend": str(info.get("backend", "")), "precision": str(info.get("precision", "fp32")),
                        **({"worker": worker} if worker else {})})
     engine = BatchingEngine(reranker, config.batching(), metrics)
