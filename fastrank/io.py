@@ -360,7 +360,16 @@ def _running(pid: int) -> bool:
 
 
 def _umask() -> int:
-    umask = os.umask(0)
+    """The process's umask, read where Linux shows it: setting it to read it back (``os.umask``, the only portable
+    way, used elsewhere) leaves it 0 for a moment, and a file another thread creates then is open to everyone."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o077)  # the strictest mask for that moment, not an open one
     os.umask(umask)
     return umask
 

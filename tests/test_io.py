@@ -336,3 +336,26 @@ def test_saving_over_a_model_keeps_what_it_does_not_write(tiny_model_dir, tmp_pa
         model.save_pretrained(out)
     assert (out / "my_notes.txt").read_text() == "keep me" and (out / "checkpoint-2" / "config.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left
+
+
+def test_the_umask_is_read_without_being_set(monkeypatch):
+    """Reading the umask by setting it to 0 and back opened a window in which another thread's new files were
+    world-writable; on Linux it is read from /proc, and elsewhere set to the strictest mask for that moment."""
+    import os
+    import sys
+
+    from fastrank import io as fastrank_io
+
+    expected = _umask()
+    if sys.platform.startswith("linux"):
+        def refuse(mask):
+            raise AssertionError(f"os.umask({mask:o}) was called")
+
+        monkeypatch.setattr(os, "umask", refuse)
+        assert fastrank_io._umask() == expected
+        monkeypatch.undo()
+    set_to = []
+    original = os.umask
+    monkeypatch.setattr(os, "umask", lambda mask: (set_to.append(mask), original(mask))[1])
+    monkeypatch.setattr("builtins.open", lambda *a, **k: (_ for _ in ()).throw(OSError("no /proc")))
+    assert fastrank_io._umask() == expected and set_to == [0o077, expected]
