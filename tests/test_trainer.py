@@ -372,13 +372,14 @@ def test_bad_settings_fail_before_the_model_loads(toy_data, tiny_model_dir, tmp_
     assert (tmp_path / "notes" / "mine.txt").read_text() == "keep" and not (tmp_path / "out").exists()
 
 
-def test_a_run_of_a_few_steps_is_warned_about(toy_data, tiny_model_dir, tmp_path, caplog):
+def test_a_run_of_a_few_steps_is_warned_about(toy_data, tiny_model_dir, tmp_path, caplog, capsys):
     import logging
 
     from fastrank.training.recipe import train
 
     with caplog.at_level(logging.WARNING, logger="fastrank.training.recipe"):
         train(_config(toy_data, tiny_model_dir, tmp_path / "short", epochs=0.5, eval_data=None))
+    assert "'loss'" not in capsys.readouterr().out  # no bar, no log dicts printed in its place either
     (record,) = [r for r in caplog.records if "optimizer step(s)" in r.getMessage()]
     assert record.getMessage().startswith("only 6 optimizer step(s) (96 lists rows, batch 8, 0.5 epochs)")
 
@@ -1283,3 +1284,58 @@ def test_arguments_parse_from_the_command_line_and_every_column_is_kept(tiny_mod
     ds = datasets.Dataset.from_dict({"query": ["a", "b"], "document": ["x", "y"], "label": [1.0, 0.0]})
     output = CrossEncoderTrainer(model=model, args=args, train_dataset=ds).train()
     assert output.global_step == 2 and np.isfinite(output.training_loss)
+
+
+def test_pushes_while_and_after_training_upload_a_whole_model_with_fastranks_card(tiny_model_dir, tmp_path,
+                                                                                   monkeypatch):
+    """``push_to_hub=True`` uploaded each checkpoint's weights and config only (no tokenizer: the pushed model did
+    not load), and ``trainer.push_to_hub()`` replaced fastrank's card with transformers' (and uploaded card data
+    naming local paths). A stand-in hub API records what would be published."""
+    import concurrent.futures
+    import json
+    import shutil
+
+    import datasets
+    import transformers.trainer
+
+    from fastrank import CrossEncoder
+    from fastrank.training import CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    hub, commits = tmp_path / "hub", []
+
+    class FakeApi:
+        def create_repo(self, repo_id, token=None, private=None, exist_ok=False):
+            return type("RepoUrl", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, commit_message=None, token=None, run_as_future=False,
+                          ignore_patterns=None, revision=None, path_in_repo=None):
+            commits.append(commit_message)
+            shutil.copytree(folder_path, hub / (path_in_repo or ""), dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns(*(ignore_patterns or [])))
+            done = concurrent.futures.Future()
+            done.set_result(None)
+            return done if run_as_future else None
+
+    monkeypatch.setattr(transformers.trainer, "hf_api", FakeApi)
+    model = CrossEncoder(tiny_model_dir, device="cpu", max_length=32)
+    model.card_data["evaluation"] = {"data": str(tmp_path / "private" / "dev.jsonl"), "map": 0.5}
+    args = CrossEncoderTrainingArguments(output_dir=str(tmp_path / "out"), max_steps=2, save_strategy="steps",
+                                         save_steps=1, per_device_train_batch_size=2, push_to_hub=True,
+                                         hub_model_id="you/reranker", report_to="none")
+    ds = datasets.Dataset.from_dict({"query": ["a", "b"], "document": ["x", "y"], "label": [1.0, 0.0]})
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=ds)
+    trainer.train()
+    assert any(c and c.startswith("Training in progress") for c in commits)
+    for name in ("tokenizer.json", "config_sentence_transformers.json", "fastrank_card.json", "model.safetensors"):
+        assert (hub / name).is_file(), name
+    pairs = [("a", "x"), ("b", "y")]
+    np.testing.assert_allclose(CrossEncoder(hub, device="cpu", max_length=32).predict(pairs), model.predict(pairs),
+                               atol=1e-6)
+    trainer.push_to_hub(commit_message="final", model_name="My reranker", language="en")
+    assert commits[-1] == "final"
+    card = (hub / "README.md").read_text()
+    assert "library_name: fastrank" in card and "My reranker" in card
+    published = card + (hub / "fastrank_card.json").read_text()
+    assert str(tmp_path) not in published and "dev.jsonl" in published
+    assert json.loads((hub / "fastrank_card.json").read_text())["language"] == "en"
+    assert "model_name" not in model.card_data  # on the pushed card only

@@ -20,6 +20,7 @@ from transformers import Trainer
 from fastrank.errors import DataError
 from fastrank.evaluation.evaluators import accepted_keywords
 from fastrank.model import CrossEncoder
+from fastrank.model_card import card_fields, public_card_data, write_card
 from fastrank.training.args import CrossEncoderTrainingArguments
 from fastrank.training.collator import LABEL_COLUMNS, CrossEncoderCollator, row_length
 from fastrank.training.sampler import EpochLengthGroupedSampler, NoDuplicatesSampler, row_texts
@@ -420,6 +421,31 @@ class CrossEncoderTrainer(Trainer):
         output_dir.mkdir(parents=True, exist_ok=True)
         self.accelerator.unwrap_model(self.model).write_checkpoint(output_dir)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def create_model_card(self, language: str | None = None, license: str | None = None, tags: Any = None,
+                          model_name: str | None = None, finetuned_from: str | None = None, tasks: Any = None,
+                          dataset_tags: Any = None, dataset: Any = None, dataset_args: Any = None) -> None:
+        """fastrank's card in ``output_dir``, as ``trainer.push_to_hub()`` uploads it: transformers' own card knows
+        nothing of how the model scores and replaced it (and fastrank_card.json named local paths). ``model_name``,
+        ``language``, ``license`` and ``dataset`` (as train datasets) go on the card, local paths cut to their names
+        (``public_card_data``); the other keywords are transformers' and are not used."""
+        if not self.is_world_process_zero():
+            return
+        inner = self.accelerator.unwrap_model(self.model)
+        datasets = [dataset] if isinstance(dataset, str) else dataset
+        extra = card_fields({"model_name": model_name, "language": language, "license": license,
+                             "train_datasets": datasets})
+        write_card(inner, Path(self.args.output_dir), card_data=public_card_data({**inner.card_data, **extra}))
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """A push while training (``push_to_hub=True``): transformers copies only the weights and config out of the
+        checkpoint, so the tokenizer, sentence-transformers' config and fastrank's card were never uploaded; the
+        whole model is written to ``output_dir`` first (its card without local paths), then pushed as usual."""
+        if self.is_world_process_zero() and str(getattr(self.args.hub_strategy, "value", self.args.hub_strategy)) \
+                != "end":
+            inner = self.accelerator.unwrap_model(self.model)
+            inner.write_checkpoint(self.args.output_dir, card_data=public_card_data(inner.card_data))
+        super()._push_from_checkpoint(checkpoint_folder)
 
     def _load_weights(self, checkpoint_dir: str) -> None:
         from safetensors.torch import load_file
