@@ -672,6 +672,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
         result["eval_before"] = evaluator.evaluate(scorer).to_dict()
     each_epoch = _ScoredEvaluator(evaluator, make_scorer) if evaluator is not None and config.eval_each_epoch else None
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss, evaluator=each_epoch)
+    if not config.show_progress_bar:  # without its bar transformers prints every log dict to stdout instead
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     if last is not None:
         _drop_incomplete(ckpt_dir, last)
     else:
