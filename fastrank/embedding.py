@@ -23,6 +23,7 @@ from fastrank.documents import Document, check_documents, document_parts, docume
 from fastrank.errors import ModelLoadError
 from fastrank.io import model_location
 from fastrank.model import DEFAULT_BASE, resolve_model_path, trained_head_labels, weight_dtype
+from fastrank.progress import bar_disabled
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ class EmbeddingModel:
                 emb = torch.nn.functional.normalize(emb, p=2, dim=-1)
             return emb.cpu().numpy()
 
-        with tqdm(total=len(texts), desc="Encoding", unit="text", disable=not show_progress_bar) as bar:
+        with tqdm(total=len(texts), desc="Encoding", unit="text", disable=bar_disabled(show_progress_bar)) as bar:
             return run_batches(encoded, embed, batch_size, None, self._encoder.pad_token_id, self.dimension,
                                on_batch=bar.update)
 

@@ -29,6 +29,7 @@ from fastrank.hub import hub_location
 from fastrank.io import atomic_dir, model_location
 from fastrank.model_card import (CARD_DATA_FILE, CardDataView, card_fields, load_card_data, public_card_data,
                                  write_card)
+from fastrank.progress import bar_disabled
 from fastrank.types import RankedDoc
 
 logger = logging.getLogger(__name__)
@@ -794,7 +795,7 @@ class CrossEncoder(torch.nn.Module):
             logits = self(**{k: torch.from_numpy(batch[k]).to(self.device) for k in names}).float()
             return self.apply_activation(logits, activation).cpu().numpy()
 
-        with self.scoring_mode(), tqdm(total=n, desc="Scoring", unit="pair", disable=not show_progress_bar) as bar:
+        with self.scoring_mode(), tqdm(total=n, desc="Scoring", unit="pair", disable=bar_disabled(show_progress_bar)) as bar:
             out = run_batches(encoder.encode(pairs), scores, batch_size, max_tokens, encoder.pad_token_id,
                               self.num_labels, on_batch=bar.update)
         return self._scores_out(out[index], convert_to_tensor, apply_softmax, convert_to_numpy)

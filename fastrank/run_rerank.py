@@ -22,6 +22,7 @@ from fastrank.documents import Document
 from fastrank.errors import DataError
 from fastrank.evaluation.beir import Run, ranking
 from fastrank.fusion import check_fusion_input, fuse_scores
+from fastrank.progress import bar_disabled
 from fastrank.reranker import Reranker, fusion_relevance, relevance_order
 
 CHUNK_PAIRS = 8192  # pairs scored per call: long enough to batch by length, short enough for a steady progress bar
@@ -56,7 +57,7 @@ def rerank_run(reranker: Reranker | str | Path, run: Run, queries: Mapping[str, 
         reranker = Reranker(reranker)
     out: dict[str, list[tuple[str, float]]] = {}
     total = sum(map(len, cut.values()))
-    with tqdm(total=total, desc="Reranking", unit="pair", disable=not show_progress_bar) as bar:
+    with tqdm(total=total, desc="Reranking", unit="pair", disable=bar_disabled(show_progress_bar)) as bar:
         for chunk in _chunks(cut):
             pairs = [(queries[qid], documents[docid]) for qid in chunk for docid, _ in cut[qid]]
             logits = reranker.logits(pairs)

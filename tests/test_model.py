@@ -476,3 +476,19 @@ def test_copies_of_a_pair_score_exactly_alike_and_rank_in_the_callers_order(mode
     np.testing.assert_allclose(scores[::3], alone, atol=1e-5)
     ranked = [r["corpus_id"] for r in model.rank(query, copies, batch_size=5)]
     assert all([i for i in ranked if i // 3 == k] == [3 * k, 3 * k + 1, 3 * k + 2] for k in range(30))
+
+
+def test_tqdm_disable_turns_off_the_bars_a_caller_asked_for(model, monkeypatch, capsys):
+    """tqdm reads TQDM_DISABLE only for arguments left out; fastrank passes ``disable``, so the variable was
+    ignored and a job's log filled with bars anyway."""
+    from fastrank.progress import bar_disabled
+
+    pairs = [("q", f"document {i}") for i in range(3)]
+    model.predict(pairs, show_progress_bar=True)
+    assert "Scoring" in capsys.readouterr().err
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    model.predict(pairs, show_progress_bar=True)
+    assert "Scoring" not in capsys.readouterr().err
+    assert bar_disabled(True) and bar_disabled(None)
+    monkeypatch.setenv("TQDM_DISABLE", "false")
+    assert not bar_disabled(True) and bar_disabled(False)

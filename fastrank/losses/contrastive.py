@@ -23,6 +23,7 @@ from fastrank.losses._utils import (
     resolve_activation,
     score_pairs,
 )
+from fastrank.progress import bar_disabled
 
 NTUPLE_COLUMNS = "query, positive, negative_1..negative_n"
 
@@ -185,7 +186,7 @@ class CachedMultipleNegativesRankingLoss(MultipleNegativesRankingLoss):
         snapshots, chunks = [], []
         with torch.no_grad():
             for start in tqdm(range(0, len(queries), step), desc="Scoring mini-batches", leave=False,
-                              disable=not self.show_progress_bar):
+                              disable=bar_disabled(self.show_progress_bar)):
                 snapshots.append(_RngSnapshot(device))
                 chunks.append(score_pairs(model, queries[start : start + step], documents[start : start + step]))
         # 2. the loss and its gradient with respect to every logit
