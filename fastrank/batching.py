@@ -174,7 +174,7 @@ class PairEncoder:
             try:
                 parts.append(_to_encoded(self.tokenizer.encode_batch(items[part])))
             except TypeError as exc:  # tokenizers says only "TextInputSequence must be str"; say which and why
-                raise _explain_bad_text(pairs) or exc from exc
+                raise explain_bad_text(pairs) or exc from exc
         return EncodedPairs.concat(parts)
 
     def _prefixes(self, items: list) -> list:
@@ -276,7 +276,7 @@ class PairEncoder:
             t_encs = dict(zip(titled, plain.encode_batch(list(titled.values()), add_special_tokens=False)))
         except TypeError as exc:
             named = [(q, {"title": title, "text": text} if title else text) for q, (title, text) in items]
-            raise _explain_bad_text(named) or exc from exc
+            raise explain_bad_text(named) or exc from exc
         windows = []
         for i, doc in zip(range(part.start, part.stop), d_encs):
             query = items[i][0]
@@ -421,7 +421,7 @@ def check_prompt(prompt: Any, name: str = "prompt") -> str:
 
 
 def _prefixed(prefix: str, query: Any) -> Any:
-    """``prefix + query`` for a text query; anything else as given, for ``_explain_bad_text`` to name."""
+    """``prefix + query`` for a text query; anything else as given, for ``explain_bad_text`` to name."""
     return prefix + query if prefix and isinstance(query, str) else query
 
 
@@ -438,10 +438,11 @@ def _to_encoded(encs) -> EncodedPairs:
     return EncodedPairs(ids, types, np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)))
 
 
-def _explain_bad_text(items: Sequence) -> TypeError | None:
+def explain_bad_text(items: Sequence) -> TypeError | None:
     """A TypeError naming the first item the tokenizer cannot read (non-str, or str that is not valid Unicode): a
     text, or a pair's query, document, or titled document's title or text, as the caller gave them (positions are
-    counted in that field, not in the title and text joined)."""
+    counted in that field, not in the title and text joined); None when every item reads. A caller that scores
+    ``distinct_pairs`` asks again with the pairs it was given, so the item number is the caller's."""
     for i, item in enumerate(items):
         if isinstance(item, (str, bytes)):
             parts = [("text", item)]

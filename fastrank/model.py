@@ -21,8 +21,8 @@ import torch
 from tqdm.auto import tqdm
 
 from fastrank.batching import (Pair, PairEncoder, check_pairs, check_positive_int, check_prompt, collate,
-                               distinct_pairs, is_integer, is_single_pair, model_input_names, plan_batches,
-                               run_batches)
+                               distinct_pairs, explain_bad_text, is_integer, is_single_pair, model_input_names,
+                               plan_batches, run_batches)
 from fastrank.documents import Document, document_text
 from fastrank.errors import ModelLoadError
 from fastrank.hub import hub_location
@@ -782,7 +782,8 @@ class CrossEncoder(torch.nn.Module):
             one = tuple(pairs.tolist() if isinstance(pairs, np.ndarray) else pairs)
             return self.predict([one], batch_size, activation, show_progress_bar, max_tokens, convert_to_tensor,
                                 apply_softmax=apply_softmax, convert_to_numpy=convert_to_numpy, prompt=prompt or "")[0]
-        pairs, index = distinct_pairs(check_pairs(pairs))  # a repeated pair is scored once: copies tie exactly
+        given = check_pairs(pairs)
+        pairs, index = distinct_pairs(given)  # a repeated pair is scored once: copies tie exactly
         n = len(pairs)
         if n == 0:
             out = np.zeros((0, self.num_labels), dtype=np.float32)
@@ -795,9 +796,17 @@ class CrossEncoder(torch.nn.Module):
             logits = self(**{k: torch.from_numpy(batch[k]).to(self.device) for k in names}).float()
             return self.apply_activation(logits, activation).cpu().numpy()
 
-        with self.scoring_mode(), tqdm(total=n, desc="Scoring", unit="pair", disable=bar_disabled(show_progress_bar)) as bar:
-            out = run_batches(encoder.encode(pairs), scores, batch_size, max_tokens, encoder.pad_token_id,
-                              self.num_labels, on_batch=bar.update)
+        bar = tqdm(total=n, desc="Scoring", unit="pair", disable=bar_disabled(show_progress_bar))
+        with self.scoring_mode(), bar:
+            try:
+                encoded = encoder.encode(pairs)
+            except TypeError as exc:  # a bad text, named by its position among the pairs given
+                better = explain_bad_text(given)
+                if better is None:
+                    raise
+                raise better from exc
+            out = run_batches(encoded, scores, batch_size, max_tokens, encoder.pad_token_id, self.num_labels,
+                              on_batch=bar.update)
         return self._scores_out(out[index], convert_to_tensor, apply_softmax, convert_to_numpy)
 
     @contextlib.contextmanager

@@ -18,7 +18,7 @@ import numpy as np
 
 from fastrank.backends.base import Backend, get_backend
 from fastrank.batching import (EncodedPairs, Pair, PairEncoder, check_pairs, check_positive_int, distinct_pairs,
-                               is_integer, is_single_pair, run_batches)
+                               explain_bad_text, is_integer, is_single_pair, run_batches)
 from fastrank.documents import Document, check_documents
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.export.manifest import cpu_features, read_manifest
@@ -312,8 +312,15 @@ class Reranker:
         """Raw float32 logits (n, num_labels) in the caller's order (windows: each document's best window). A pair
         given more than once is scored once: repeated documents cost nothing and tie exactly (scored in different
         rows of a batch, torch's kernels gave them logits ~1e-7 apart, which ordered copies at random)."""
-        distinct, index = distinct_pairs(check_pairs(pairs))
-        return self.every_logit(distinct)[index]
+        given = check_pairs(pairs)
+        distinct, index = distinct_pairs(given)
+        try:
+            return self.every_logit(distinct)[index]
+        except TypeError as exc:  # a bad text, named by its position among the pairs given
+            better = explain_bad_text(given)
+            if better is None:
+                raise
+            raise better from exc
 
     def every_logit(self, pairs: Sequence[Pair]) -> np.ndarray:
         """``logits`` with every pair scored, a repeated one again: what a benchmark times."""

@@ -607,3 +607,16 @@ def test_rerank_without_a_model_uses_the_default_reranker(tiny_model_dir, serve_
     assert got == Reranker(tiny_model_dir).rerank(QUERY, DOCS) and len(got) == len(DOCS)
     assert "config_sentence_transformers.json" in fetched  # its files were asked of the hub by that id
     module._CACHE.clear()
+
+
+def test_a_bad_text_is_named_by_its_position_among_the_pairs_given(tiny_model_dir):
+    """Repeated pairs are scored once, and a bad text was named by its position among the distinct pairs ("item 1"
+    for the caller's fourth pair)."""
+    from fastrank import CrossEncoder
+
+    pairs = [("q", "a"), ("q", "a"), ("q", "a"), ("q", "caf\udce9")]
+    message = r"item 3: document is not valid Unicode text \(lone surrogate"
+    with pytest.raises(TypeError, match=message):
+        CrossEncoder(tiny_model_dir, device="cpu").predict(pairs)
+    with pytest.raises(TypeError, match=message):
+        Reranker(tiny_model_dir, backend="torch").logits(pairs)

@@ -35,7 +35,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat  # noqa: E402
 
 from fastrank.backends.base import get_backend  # noqa: E402
-from fastrank.batching import distinct_pairs, is_integer  # noqa: E402
+from fastrank.batching import distinct_pairs, explain_bad_text, is_integer  # noqa: E402
 from fastrank.documents import document_length  # noqa: E402
 from fastrank.export.manifest import read_manifest  # noqa: E402
 from fastrank.fusion import check_fusion_input, fuse_scores  # noqa: E402
@@ -293,8 +293,8 @@ def create_app(config: ServeConfig, reranker: Reranker | None = None, worker: st
             return error(503, str(exc), "queue_full", {"Retry-After": "1"})
         except EngineStopped as exc:
             return error(503, str(exc), "stopping", {"Retry-After": "1"})
-        except (TypeError, ValueError) as exc:
-            return error(422, str(exc), "invalid")
+        except (TypeError, ValueError) as exc:  # a bad text: numbered among the request's documents
+            return error(422, str(explain_bad_text([(req.query, d) for d in docs]) or exc), "invalid")
         except Exception as exc:  # an inference failure is a 500 for this request only
             return error(500, f"inference failed: {exc}", "inference")
         logits = logits[index]
