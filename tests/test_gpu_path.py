@@ -251,6 +251,12 @@ def test_triton_tokenizer_model_matches_the_reranker(o1_artifact, tmp_path, monk
     assert short[0].shape == short[1].shape == (1, 64)
     assert 0 < (short[0] != 0).sum() < (short[1] != 0).sum() < 64  # two lengths, one shape
     assert got["input_ids"].shape[1] in widths
+    # bytes that are not UTF-8 fail their own request with a message, not every request batched with it
+    bad = {"QUERY": Tensor("QUERY", np.array([b"q", b"q"], dtype=object)),
+           "DOCUMENT": Tensor("DOCUMENT", np.array([b"fine", b"caf\xe9"], dtype=object))}
+    error, fine = model.execute([bad, request])
+    assert error.message == "DOCUMENT element 1 is not UTF-8 text (byte 0xe9 at 3); send UTF-8"
+    assert [t.array.tolist() for t in fine] == [t.array.tolist() for t in outputs]
 
 
 @pytest.mark.gpu

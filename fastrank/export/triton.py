@@ -64,7 +64,12 @@ class TritonPythonModel:
         for request in requests:
             queries = pb_utils.get_input_tensor_by_name(request, "QUERY").as_numpy().reshape(-1)
             docs = pb_utils.get_input_tensor_by_name(request, "DOCUMENT").as_numpy().reshape(-1)
-            pairs = [(self.prompt + q.decode("utf-8"), d.decode("utf-8")) for q, d in zip(queries, docs)]
+            try:  # bytes that are not UTF-8 fail their own request, not every request batched with it
+                pairs = [(self.prompt + _text(q, "QUERY", i), _text(d, "DOCUMENT", i))
+                         for i, (q, d) in enumerate(zip(queries, docs))]
+            except ValueError as exc:
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(exc))))
+                continue
             encs = self.tokenizer.encode_batch(pairs)
             longest = max(len(e.ids) for e in encs)
             # a few fixed widths: Triton's dynamic batcher merges only requests whose shapes match
@@ -81,6 +86,15 @@ class TritonPythonModel:
             tensors = [pb_utils.Tensor(name, arrays[name]) for name in self.outputs]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
         return responses
+
+
+def _text(value, name, row):
+    """A BYTES element as text; ValueError naming the element when it is not UTF-8."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name} element {row} is not UTF-8 text (byte {value[exc.start]:#04x} at {exc.start}); "
+                         "send UTF-8") from exc
 '''
 
 
