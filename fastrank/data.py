@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from fastrank.batching import check_positive_int
-from fastrank.documents import Document, check_document, document_parts, document_text, has_title
+from fastrank.documents import Document, check_document, document_parts, document_text, has_title, is_blank
 from fastrank.errors import DataError
 
 FORMATS = ("pairs", "ntuples", "lists", "distillation")
@@ -109,7 +109,7 @@ def _group_from_record(rec: dict[str, Any], where: str) -> QueryGroup:
             f"found {sorted(rec)}"
         )
     query, docs = rec["query"], rec["documents"]
-    if not isinstance(query, str) or not query.strip():
+    if not isinstance(query, str) or is_blank(query):
         raise DataError(f"{where}: 'query' must be a non-empty string, got {query!r}")
     if not isinstance(docs, list):
         raise DataError(f"{where}: 'documents' must be a list of strings (or {{'text', 'title'}} objects)")
@@ -197,7 +197,7 @@ def _group_flat_rows(rows: Iterable[tuple[str, dict[str, Any]]], source: str) ->
                 f"{sorted(k for k in row if k not in names or names[k] == k)}"
             )
         q = row["query"]
-        if not isinstance(q, str) or not q.strip():
+        if not isinstance(q, str) or is_blank(q):
             raise DataError(f"{where}: 'query' must be a non-empty string, got {q!r}")
         if not isinstance(row["document"], str):
             raise DataError(f"{where}: 'document' must be a string, got {type(row['document']).__name__}")

@@ -15,6 +15,7 @@ reranker alone from 0.710 to 0.769-0.786 (README, "Retrieve-then-rerank").
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from typing import Any, Union
 
@@ -63,6 +64,13 @@ def check_documents(documents: Any, name: str = "documents") -> list[Document]:
     for i, doc in enumerate(docs):
         check_document(doc, f"{item} {i}")
     return docs
+
+
+def is_blank(text: str) -> bool:
+    """Whether ``text`` holds nothing a tokenizer reads: whitespace, control and format characters only (a
+    zero-width space U+200B, a byte-order mark), which BERT-style normalizers drop. ``str.strip`` keeps those, so
+    such a query passed the blank check and was scored as an empty one."""
+    return all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in text)
 
 
 def document_parts(doc: Document) -> tuple[str, str]:

@@ -19,7 +19,7 @@ import numpy as np
 from fastrank.backends.base import Backend, get_backend
 from fastrank.batching import (EncodedPairs, Pair, PairEncoder, check_pairs, check_positive_int, distinct_pairs,
                                explain_bad_text, is_integer, is_single_pair, run_batches)
-from fastrank.documents import Document, check_documents
+from fastrank.documents import Document, check_documents, is_blank
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.export.manifest import cpu_features, read_manifest
 from fastrank.fusion import check_fusion_input, fuse_scores
@@ -121,7 +121,7 @@ def check_rerank_input(query: str, documents: Sequence[Document], top_k: int | N
     A document is a string or a mapping with a ``text`` string and an optional ``title`` (``fastrank.documents``)."""
     if not isinstance(query, str):
         raise TypeError(f"query must be a str, got {type(query).__name__}")
-    if not query.strip():
+    if is_blank(query):
         raise ValueError("query is empty: give the text to rank the documents against")
     docs = check_documents(documents)
     if top_k is not None and (not is_integer(top_k) or top_k < 0):

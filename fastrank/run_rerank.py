@@ -18,7 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fastrank.batching import check_positive_int
-from fastrank.documents import Document
+from fastrank.documents import Document, is_blank
 from fastrank.errors import DataError
 from fastrank.evaluation.beir import Run, ranking
 from fastrank.fusion import check_fusion_input, fuse_scores
@@ -152,7 +152,7 @@ def _check_queries(run: Mapping[str, list[tuple[str, float]]], queries: Mapping[
     if missing:
         raise DataError(f"the run names {len(missing)} queries that the {source} does not hold, e.g. "
                         f"{missing[0]!r}: was the run made for other queries (another split)?")
-    blank = [q for q in run if not str(queries[q]).strip()]
+    blank = [q for q in run if is_blank(str(queries[q]))]
     if blank:
         raise DataError(f"{len(blank)} of the run's queries have a blank text, e.g. {blank[0]!r}: a reranker scores "
                         "a query's words; give them their text, or leave them out of the run")

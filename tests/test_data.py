@@ -568,3 +568,19 @@ def test_the_evaluator_reads_flat_rows_from_a_pipe_once(tmp_path):
     assert not reader.is_alive(), "from_file hung on the pipe"
     (query,) = out[0].queries
     assert (query.query, query.documents, query.labels.tolist()) == ("q", ("a", "b"), [1.0, 0.0])
+
+
+def test_a_query_of_invisible_characters_is_blank(tmp_path):
+    """A zero-width space or a byte-order mark is no text to a tokenizer, but ``str.strip`` keeps it: such a query
+    passed the blank check and was scored (and evaluated) as an empty one."""
+    from fastrank.documents import is_blank
+
+    assert is_blank("") and is_blank(" \t\u200b\ufeff\x00\u2028") and not is_blank("\u200ba") and not is_blank("é")
+    data = tmp_path / "zw.jsonl"
+    data.write_text('{"query": "\\u200b", "documents": ["a"], "labels": [1]}\n')
+    with pytest.raises(DataError, match="'query' must be a non-empty string"):
+        read_groups(str(data))
+    flat = tmp_path / "zw.tsv"
+    flat.write_text("query\tdocument\tlabel\n\u2060\u200b\ta\t1\n", encoding="utf-8")
+    with pytest.raises(DataError, match="'query' must be a non-empty string"):
+        read_groups(str(flat))

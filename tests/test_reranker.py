@@ -161,6 +161,8 @@ def test_rerank_output_and_bad_inputs(onnx_reranker):
     assert onnx_reranker.rerank(QUERY, DOCS, top_k=0) == []
     with pytest.raises(ValueError, match="query is empty"):
         onnx_reranker.rerank("  ", DOCS)
+    with pytest.raises(ValueError, match="query is empty"):  # invisible only: the tokenizer drops every character
+        onnx_reranker.rerank("\u200b \ufeff\x00", DOCS)
     with pytest.raises(TypeError, match="document 2 must be a str or a mapping.*got bytes.*decode"):
         onnx_reranker.rerank(QUERY, ["a", "b", b"caf\xe9"])
     with pytest.raises(TypeError, match="document 1 must be a str or a mapping.*got NoneType"):

@@ -34,7 +34,7 @@ import numpy as np
 
 from fastrank.batching import is_integer
 from fastrank.data import GZIP_MAGIC, QueryGroup, check_input_file, decoded_lines, json_lines, normalize_document
-from fastrank.documents import Document
+from fastrank.documents import Document, is_blank
 from fastrank.errors import DataError
 from fastrank.evaluation.retrieval import RetrievalTask, is_run_id, run_ids
 
@@ -476,7 +476,7 @@ def _query_texts(path: Path, judged: set[str], split: str) -> dict[str, str]:
     if unknown:
         raise DataError(f"qrels/{split}.tsv judges {len(unknown)} queries that queries.jsonl does not hold, e.g. "
                         f"{unknown[0]!r}")
-    blank = sorted(q for q in judged if not texts[q].strip())
+    blank = sorted(q for q in judged if is_blank(texts[q]))
     if blank:
         raise DataError(f"{len(blank)} queries that qrels/{split}.tsv judges have a blank text in queries.jsonl, e.g. "
                         f"{blank[0]!r}: a reranker scores a query's words; give them their text")

@@ -29,7 +29,7 @@ import numpy as np
 
 from fastrank.batching import check_positive_int, is_integer
 from fastrank.data import as_number, normalize_document
-from fastrank.documents import Document
+from fastrank.documents import Document, is_blank
 from fastrank.errors import DataError, FastrankError
 from fastrank.evaluation.metrics import (
     DEFAULT_KS,
@@ -111,7 +111,7 @@ def _normalize_sample(sample: Any, where: str, always_rerank_positives: bool = T
     query = sample.get("query")
     if not isinstance(query, str):
         raise DataError(f"{where}: 'query' must be a string, got {type(query).__name__}; accepted: {SAMPLE_FORMATS}")
-    if not query.strip():
+    if is_blank(query):
         raise DataError(f"{where}: 'query' is empty; every sample needs a query to rank its documents for")
     query_id = sample.get("query_id")
     query_id = None if query_id is None else str(query_id)
