@@ -279,6 +279,11 @@ def decode_utf8(data: bytes, source: str) -> str:
     except UnicodeDecodeError as exc:
         if data.startswith(GZIP_MAGIC):
             raise DataError(f"{source} is gzip-compressed, not text: decompress it (gunzip)") from exc
+        utf16 = next((name for bom, name in ((codecs.BOM_UTF16_LE, "UTF-16LE"), (codecs.BOM_UTF16_BE, "UTF-16BE"))
+                      if data.startswith(bom)), None)
+        if utf16:  # what Windows tools (PowerShell's Out-File, Excel's "Unicode text") write
+            raise DataError(f"{source} is {utf16} text (it starts with a UTF-16 byte-order mark), not UTF-8; "
+                            f"convert it, e.g. iconv -f UTF-16 -t UTF-8") from exc
         offset = exc.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)  # counted after it
         raise DataError(f"{source} is not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset}); "
                         "convert it, e.g. iconv -f latin1 -t utf-8") from exc
@@ -411,6 +416,10 @@ def _read_delimited(path: Path, delimiter: str) -> Located:
         else:
             quoted = _csv_quoted_tsv(text.split("\n"))
         quoting = csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE
+    if quoting == csv.QUOTE_NONE:
+        lines = (line for _, line in (utf8_lines(path) if text is None else enumerate(text.split("\n"), 1)))
+        yield from _delimited_rows(path, _RawTsvReader(lines), delimiter, quoting)
+        return
     try:
         with (path.open(encoding="utf-8-sig", newline="") if text is None else io.StringIO(text, newline="")) as f:
             yield from _delimited_rows(path, csv.DictReader(f, delimiter=delimiter, quoting=quoting), delimiter,
@@ -420,7 +429,33 @@ def _read_delimited(path: Path, delimiter: str) -> Located:
         raise
 
 
-def _delimited_rows(path: Path, reader: csv.DictReader, delimiter: str, quoting: int) -> Located:
+class _RawTsvReader:
+    """``csv.DictReader``'s rows of a TSV read as raw text: lines end at "\\n" only (a "\\r\\n" ending dropped),
+    cells at tabs. A bare "\\r" inside a cell (old Mac text, a scraped page) is text: csv ends the row there, and
+    the rest of the line then failed as a row of its own, its label blamed."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines, self.line_num = lines, 0
+        self.fieldnames: list[str] | None = next(self._cells(), None)
+
+    def _cells(self) -> Iterator[list[str]]:
+        for line in self._lines:
+            self.line_num += 1
+            line = line[:-1] if line.endswith("\r") else line
+            if line:  # csv skips blank lines too
+                yield line.split("\t")
+
+    def __iter__(self) -> Iterator[dict[Any, Any]]:
+        names = self.fieldnames or []
+        for cells in self._cells() if names else ():
+            row: dict[Any, Any] = dict(zip(names, cells))
+            if len(cells) > len(names):
+                row[None] = cells[len(names):]  # where DictReader keeps the cells past the header's
+            row.update((name, None) for name in names[len(cells):])
+            yield row
+
+
+def _delimited_rows(path: Path, reader: csv.DictReader | _RawTsvReader, delimiter: str, quoting: int) -> Located:
     for n, row in enumerate(reader, 1):
         where = f"{path} row {n} (line {reader.line_num})"
         if None in row and not any(cell.strip() for cell in row[None]):

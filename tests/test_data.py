@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 
 import pytest
@@ -130,7 +131,7 @@ def test_a_file_that_is_not_utf8_is_named_with_its_first_bad_byte(tmp_path):
         path = tmp_path / name
         text = json.dumps(record, ensure_ascii=False) if name.endswith("jsonl") else "query\tdocument\tlabel\ncafé?\tcrème\t1"
         path.write_bytes(text.encode("latin-1"))
-        where = "data.jsonl line 1" if name.endswith("jsonl") else "data.tsv"  # JSONL is read a line at a time
+        where = "data.jsonl line 1" if name.endswith("jsonl") else "data.tsv line 2"  # both read a line at a time
         with pytest.raises(DataError, match=rf"{where} is not UTF-8 text \(byte 0xe9 at offset \d+\)"):
             read_groups(str(path))
     with pytest.raises(DataError, match=r"data.jsonl line 1 is not UTF-8 text \(byte 0xe9 at offset 14\)"):
@@ -289,8 +290,12 @@ def test_a_bad_byte_is_named_at_its_offset_in_the_data_with_or_without_a_bom(tmp
                                  "-f latin1 -t utf-8")
     path = tmp_path / "data.tsv"
     path.write_bytes(bom + "query\tdocument\tlabel\ncafé\tx\t1\n".encode("latin-1"))
-    offset = len(bom) + len(b"query\tdocument\tlabel\ncaf")
-    with pytest.raises(DataError, match=rf"data\.tsv is not UTF-8 text \(byte 0xe9 at offset {offset}\)"):
+    with pytest.raises(DataError, match=r"data\.tsv line 2 is not UTF-8 text \(byte 0xe9 at offset 3\)"):
+        read_groups(str(path))  # a raw TSV is read a line at a time: the byte is named in its line
+    path = tmp_path / "data.csv"
+    path.write_bytes(bom + "query,document,label\ncafé,x,1\n".encode("latin-1"))
+    offset = len(bom) + len(b"query,document,label\ncaf")
+    with pytest.raises(DataError, match=rf"data\.csv is not UTF-8 text \(byte 0xe9 at offset {offset}\)"):
         read_groups(str(path))
 
 
@@ -584,3 +589,34 @@ def test_a_query_of_invisible_characters_is_blank(tmp_path):
     flat.write_text("query\tdocument\tlabel\n\u2060\u200b\ta\t1\n", encoding="utf-8")
     with pytest.raises(DataError, match="'query' must be a non-empty string"):
         read_groups(str(flat))
+
+
+def test_a_utf16_file_is_named_as_such(tmp_path):
+    """A UTF-16 file (PowerShell's Out-File, Excel's "Unicode text") was called not UTF-8 with a latin1 iconv hint,
+    which would turn it into garbage."""
+    data = tmp_path / "win.tsv"
+    data.write_bytes("query\tdocument\tlabel\nq\td\t1\n".encode("utf-16"))
+    with pytest.raises(DataError, match=r"win.tsv line 1 is UTF-16LE text \(it starts with a UTF-16 byte-order mark\), "
+                                        r"not UTF-8; convert it, e.g. iconv -f UTF-16 -t UTF-8"):
+        read_groups(str(data))
+    jsonl = tmp_path / "win.jsonl"
+    jsonl.write_bytes(codecs.BOM_UTF16_BE + '{"query": "q"}\n'.encode("utf-16-be"))
+    with pytest.raises(DataError, match="is UTF-16BE text"):
+        read_groups(str(jsonl))
+
+
+def test_a_bare_carriage_return_in_a_raw_tsv_cell_is_text(tmp_path):
+    """A raw TSV is read line by line at "\\n": csv ended the row at a bare "\\r" inside a cell, and the rest of the
+    line failed as a row of its own, its label blamed."""
+    data = tmp_path / "cr.tsv"
+    data.write_bytes(b"query\tdocument\tlabel\r\nq\tline one\rline two\t1\r\nq\tsecond\t0\n\nq2\tthird\t1")
+    groups = read_groups(str(data))
+    assert [(g.query, g.documents, g.labels) for g in groups] == [
+        ("q", ["line one\rline two", "second"], [1.0, 0.0]), ("q2", ["third"], [1.0])]
+    short = tmp_path / "short.tsv"
+    short.write_text("query\tdocument\tlabel\tquery_id\nq\td\t1\n")  # a missing last cell is no cell, as in csv
+    assert read_groups(str(short))[0].query_id == ""
+    wide = tmp_path / "wide.tsv"
+    wide.write_text("query\tdocument\tlabel\nq\td\t1\textra\n")
+    with pytest.raises(DataError, match=r"wide.tsv row 1 \(line 2\): 4 cells, more than the header's 3"):
+        read_groups(str(wide))
