@@ -99,6 +99,11 @@ def artifact_encoder(path: Path, manifest: dict[str, Any]) -> PairEncoder:
                        manifest.get("query_prompt") or "", manifest.get("truncation_side") or "right")
 
 
+def _reranker_from(options: dict[str, Any]) -> Reranker:
+    """A ``Reranker`` built again from the options it was made with (how a pickled one is loaded)."""
+    return Reranker(**options)
+
+
 def auto_backend(path: str, manifest: dict[str, Any] | None) -> str:
     """``backend="auto"``: a TensorRT engine that fits this GPU and TensorRT, else the artifact's format (torch for
     a plain checkpoint). Skipping an artifact's engines is logged with the reason."""
@@ -204,6 +209,10 @@ class Reranker:
         sessions = sessions if sessions == "auto" else int(sessions)
         self.path = str(path_or_id)
         local = Path(path_or_id).expanduser()
+        self._options = {"path_or_id": str(local.resolve()) if local.exists() else self.path, "backend": backend,
+                         "num_threads": num_threads, "sessions": sessions, "batch_size": batch_size,
+                         "max_tokens": max_tokens, "long_documents": long_documents, "window_stride": window_stride,
+                         "providers": providers, "backend_options": backend_options}
         self.manifest = read_manifest(local) if local.is_dir() else None
         name = backend
         if backend == "auto":
@@ -307,6 +316,11 @@ class Reranker:
             return rows
         starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
         return np.maximum.reduceat(rows, starts, axis=0)
+
+    def __reduce__(self):
+        """Pickled as its path and options (a loaded model and its sessions do not pickle): unpickling, in a worker
+        process say, loads the model again, as ``Reranker(path, ...)`` would there."""
+        return _reranker_from, (self._options,)
 
     def logits(self, pairs: Sequence[Pair]) -> np.ndarray:
         """Raw float32 logits (n, num_labels) in the caller's order (windows: each document's best window). A pair

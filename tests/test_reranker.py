@@ -622,3 +622,19 @@ def test_a_bad_text_is_named_by_its_position_among_the_pairs_given(tiny_model_di
         CrossEncoder(tiny_model_dir, device="cpu").predict(pairs)
     with pytest.raises(TypeError, match=message):
         Reranker(tiny_model_dir, backend="torch").logits(pairs)
+
+
+def test_a_reranker_pickles_as_its_path_and_options(artifact, tiny_model_dir):
+    """A Reranker handed to a worker process failed to pickle (its backend holds a module and onnxruntime
+    sessions); it now travels as its path and options and loads again on the other side."""
+    import pickle
+
+    pairs = [("capital of france", "paris is the capital"), ("capital of france", "berlin " * 100)]
+    for original in (Reranker(artifact, num_threads=1, batch_size=3, long_documents="windows", window_stride=8),
+                     Reranker(tiny_model_dir, backend="torch", max_tokens=None)):
+        copy = pickle.loads(pickle.dumps(original))
+        assert copy is not original and copy.backend is not original.backend
+        assert (copy.backend.name, copy.batch_size, copy.max_tokens, copy.long_documents, copy.window_stride) == \
+            (original.backend.name, original.batch_size, original.max_tokens, original.long_documents,
+             original.window_stride)
+        np.testing.assert_allclose(copy.logits(pairs), original.logits(pairs), atol=1e-6)
