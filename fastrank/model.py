@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import threading
+import warnings
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -157,7 +158,8 @@ def activation_name(activation_fn: Any) -> str:
 def st_legacy_keywords(given: dict[str, Any], renamed: dict[str, str], ignored: Sequence[str] = (),
                        where: str = "CrossEncoder") -> dict[str, Any]:
     """Older keywords (sentence-transformers' that it still accepts with a deprecation warning, fastrank's own)
-    under their current names: ``renamed`` maps old -> new; ``ignored`` ones do nothing here either (logged). Any
+    under their current names: ``renamed`` maps old -> new; ``ignored`` ones do nothing here either. Each is a
+    FutureWarning pointing at the caller's line (shown once per line, not logged on every call of a loop). Any
     other keyword is the TypeError Python would raise. Callers let the current name win when both are given, as
     sentence-transformers does."""
     unknown = sorted(set(given) - set(renamed) - set(ignored))
@@ -165,10 +167,12 @@ def st_legacy_keywords(given: dict[str, Any], renamed: dict[str, str], ignored: 
         raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}")
     out = {}
     for old, value in given.items():
-        if old in ignored:
-            logger.warning("%s(%s=...) does nothing in fastrank (sentence-transformers deprecated it too)", where, old)
+        if old in ignored:  # stacklevel 3: the line that called predict / rank / CrossEncoder
+            warnings.warn(f"{where}({old}=...) does nothing in fastrank (sentence-transformers deprecated it too)",
+                          FutureWarning, stacklevel=3)
         else:
-            logger.warning("%s(%s=...) is an old name for %s=; use that", where, old, renamed[old])
+            warnings.warn(f"{where}({old}=...) is an old name for {renamed[old]}=; use that", FutureWarning,
+                          stacklevel=3)
             out[renamed[old]] = value
     return out
 

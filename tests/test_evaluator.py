@@ -268,9 +268,9 @@ def test_at_k_is_one_cut_off_with_ndcg_as_primary_metric(caplog):
     assert {"dev_map", "dev_mrr@10", "dev_ndcg@10"} <= set(out) and out["dev_mrr@10"] == pytest.approx(MRR10)
     assert RerankingEvaluator(SAMPLES, at_k=3, primary_metric="map").primary_metric == "map"
     assert RerankingEvaluator(SAMPLES).primary_metric == "map"  # fastrank's default without at_k is kept
-    with caplog.at_level("WARNING"):
+    with pytest.warns(FutureWarning, match="mrr_at_k is deprecated") as caught:
         assert RerankingEvaluator(SAMPLES, mrr_at_k=5).primary_metric == "ndcg@5"  # their deprecated name
-    assert "deprecated" in caplog.text
+    assert caught[0].filename == __file__  # points at the caller's line
     with pytest.raises(ValueError, match="either at_k"):
         RerankingEvaluator(SAMPLES, at_k=10, ks=(10,))
     with pytest.raises(ValueError, match="either at_k"):

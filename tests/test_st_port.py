@@ -188,26 +188,34 @@ def test_sentence_transformers_6_and_older_keywords_mean_what_they_mean_there(ti
     assert ours.max_length == kept.max_length == 16  # it was a TypeError
     np.testing.assert_allclose(ours.predict(long_pairs), kept.predict(long_pairs), atol=1e-6)
     assert not np.allclose(ours.predict(long_pairs)[0], base.predict(long_pairs)[0], atol=1e-4)  # 16 tokens bite
-    with caplog.at_level("WARNING", logger="fastrank.model"):
+    with pytest.warns(FutureWarning) as caught:
         old = CrossEncoder(model_name=str(tiny_model_dir), device="cpu", tokenizer_args={"model_max_length": 16},
                            default_activation_function=torch.nn.Identity())
-    assert old.max_length == 16 and old.activation == "identity" and "old name for tokenizer_kwargs=" in caplog.text
+    assert old.max_length == 16 and old.activation == "identity"
+    assert "CrossEncoder(tokenizer_args=...) is an old name for tokenizer_kwargs=; use that" in \
+        [str(w.message) for w in caught]
+    assert {w.filename for w in caught} == {__file__}  # each points at the line that used the old name
     with pytest.raises(TypeError, match="unexpected keyword argument 'no_such'"):
         CrossEncoder(tiny_model_dir, no_such=1)
     np.testing.assert_allclose(base.predict(inputs=PAIRS), kept.__class__(str(tiny_model_dir), device="cpu")
                                .predict(inputs=PAIRS), atol=1e-6)
-    np.testing.assert_allclose(base.predict(sentences=PAIRS, activation_fct=torch.nn.Identity(), num_workers=2),
-                               base.predict(PAIRS, activation="identity"), atol=0)
+    with pytest.warns(FutureWarning) as caught:
+        renamed = base.predict(sentences=PAIRS, activation_fct=torch.nn.Identity(), num_workers=2)
+    assert "predict(num_workers=...) does nothing in fastrank (sentence-transformers deprecated it too)" in \
+        [str(w.message) for w in caught]
+    np.testing.assert_allclose(renamed, base.predict(PAIRS, activation="identity"), atol=0)
     one = base.predict(np.array(PAIRS[0]))  # a 1-D NumPy pair: a scalar, as there (it was a TypeError)
     assert np.ndim(one) == 0 and one == pytest.approx(float(base.predict(PAIRS)[0]), abs=1e-7)
-    ranked = base.rank(QUERY, DOCS, apply_softmax=True, convert_to_tensor=True, convert_to_numpy=True, num_workers=2,
-                       activation_fct=torch.nn.Identity())
+    with pytest.warns(FutureWarning):
+        ranked = base.rank(QUERY, DOCS, apply_softmax=True, convert_to_tensor=True, convert_to_numpy=True,
+                           num_workers=2, activation_fct=torch.nn.Identity())
     logits = base.predict(PAIRS, activation="identity")
     assert [r["score"] for r in ranked] == pytest.approx(sorted(logits.tolist(), reverse=True), abs=1e-6)
     # the current name wins over the old one when both are given, as in sentence-transformers
-    assert len(base.predict(inputs=PAIRS, sentences=PAIRS[:1])) == 3 and len(base.predict(pairs=PAIRS)) == 3
-    both = CrossEncoder(tiny_model_dir, device="cpu", default_activation_function=torch.nn.Identity(),
-                        activation_fn=torch.nn.Sigmoid(), config_args={"classifier_dropout": 0.3})
+    with pytest.warns(FutureWarning):
+        assert len(base.predict(inputs=PAIRS, sentences=PAIRS[:1])) == 3 and len(base.predict(pairs=PAIRS)) == 3
+        both = CrossEncoder(tiny_model_dir, device="cpu", default_activation_function=torch.nn.Identity(),
+                            activation_fn=torch.nn.Sigmoid(), config_args={"classifier_dropout": 0.3})
     assert both.activation == "sigmoid" and both.config.classifier_dropout == 0.3
     labelled = CrossEncoder(three_labels, device="cpu")
     with pytest.raises(ValueError, match="softmax over dim 0: fastrank's softmax is over the labels of each pair"):

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -397,7 +398,8 @@ class RerankingEvaluator:
             if at_k is not None and at_k != mrr_at_k:
                 raise ValueError(f"mrr_at_k={mrr_at_k!r} is the deprecated name of at_k; give one of them, "
                                  f"not at_k={at_k!r} too")
-            logger.warning("mrr_at_k is deprecated (as in sentence-transformers); use at_k=%s", mrr_at_k)
+            warnings.warn(f"mrr_at_k is deprecated (as in sentence-transformers); use at_k={mrr_at_k}", FutureWarning,
+                          stacklevel=3)  # the line that built the evaluator
             at_k = mrr_at_k
         if at_k is not None and (not is_integer(at_k) or at_k < 1):
             raise ValueError(f"at_k must be a positive integer (the cut-off, e.g. 10), got {at_k!r}")
