@@ -106,11 +106,14 @@ def top_k_searcher(corpus: np.ndarray, use_faiss: bool | None = None, chunk: int
     if use_faiss is not False:
         try:
             import faiss
-        except ModuleNotFoundError:
-            if use_faiss:
-                from fastrank.errors import MissingDependency
+        except ModuleNotFoundError as exc:
+            from fastrank.errors import missing_dependency
 
-                raise MissingDependency("faiss", "mining", "faiss search") from None
+            missing = missing_dependency(exc, "faiss search")
+            if missing is None:  # faiss is there but a module it needs is not: a broken install, shown as it is
+                raise
+            if use_faiss:
+                raise missing from None
         else:
             index = faiss.IndexFlatIP(corpus.shape[1])
             index.add(np.ascontiguousarray(corpus, dtype=np.float32))

@@ -480,3 +480,39 @@ def test_any_embedding_model_mines_wrapped_or_not():
     got = mine_hard_negatives(groups, theirs, corpus, num_negatives=2, use_faiss=False)
     ours = mine_hard_negatives(groups, EmbeddingModel(device="cpu"), corpus, num_negatives=2, use_faiss=False)
     assert got.groups[0].documents == ours.groups[0].documents
+
+
+def test_a_broken_faiss_or_bm25s_is_shown_not_taken_for_missing(monkeypatch):
+    """An installed faiss or bm25s that fails to import one of its own modules was treated as not installed: search
+    quietly fell back (or said 'install [mining]', which it is), hiding the real error."""
+    import builtins
+    import sys
+
+    from fastrank.errors import MissingDependency
+    from fastrank.evaluation.retrieval import RetrievalTask, _bm25_top_k
+
+    real_import = builtins.__import__
+    broken = {}
+
+    def fake_import(name, *args, **kwargs):
+        if name in broken:
+            raise ModuleNotFoundError(f"No module named {broken[name]!r}", name=broken[name])
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "faiss", raising=False)
+    monkeypatch.delitem(sys.modules, "bm25s", raising=False)
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    corpus = np.eye(3, dtype=np.float32)
+    task = RetrievalTask.from_groups([QueryGroup("q", ["a b", "c d"], [1.0, 0.0])])
+    broken.update(faiss="faiss.swigfaiss_avx2", bm25s="scipy.sparse")  # installed, but broken inside
+    with pytest.raises(ModuleNotFoundError, match="swigfaiss_avx2"):
+        top_k_search(corpus, corpus, 1)
+    with pytest.raises(ModuleNotFoundError, match="scipy.sparse"):
+        _bm25_top_k(task, 1, required=False)
+    broken.update(faiss="faiss", bm25s="bm25s")  # not installed: numpy search, or no BM25 stage unless required
+    assert top_k_search(corpus, corpus, 1)[1].ravel().tolist() == [0, 1, 2]
+    assert _bm25_top_k(task, 1, required=False) is None
+    with pytest.raises(MissingDependency, match="pip install"):
+        top_k_search(corpus, corpus, 1, use_faiss=True)
+    with pytest.raises(MissingDependency, match="BM25 first-stage retrieval needs the 'bm25s' package"):
+        _bm25_top_k(task, 1, required=True)

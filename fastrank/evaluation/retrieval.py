@@ -240,11 +240,14 @@ def _per_query(flat: np.ndarray, ranked: Sequence[np.ndarray]) -> list[np.ndarra
 def _bm25_top_k(task: RetrievalTask, top_k: int, required: bool):
     try:
         import bm25s
-    except ModuleNotFoundError:
-        if required:
-            from fastrank.errors import MissingDependency
+    except ModuleNotFoundError as exc:
+        from fastrank.errors import missing_dependency
 
-            raise MissingDependency("bm25s", "mining", "BM25 first-stage retrieval") from None
+        missing = missing_dependency(exc, "BM25 first-stage retrieval")
+        if missing is None:  # bm25s is there but a module it needs is not: a broken install, shown as it is
+            raise
+        if required:
+            raise missing from None
         return None
     retriever = bm25s.BM25()
     corpus = [document_text(d, "") for d in task.corpus]  # a title is more words of the document to BM25
