@@ -38,20 +38,24 @@ _LAZY = {
     "EvalResult": "fastrank.types",
     "Reranker": "fastrank.reranker",
     "rerank": "fastrank.reranker",
+    "clear_rerank_cache": "fastrank.reranker",
     "rerank_run": "fastrank.run_rerank",
     "Client": "fastrank.client",
+    "ServiceError": "fastrank.client",
+    "UnknownBackendError": "fastrank.backends.base",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fastrank.client import Client
+    from fastrank.backends.base import UnknownBackendError
+    from fastrank.client import Client, ServiceError
     from fastrank.data import load_dataset
     from fastrank.errors import DataError, FastrankError, MissingDependency, ModelLoadError, ParityError
     from fastrank.evaluation.evaluators import CrossEncoderRerankingEvaluator, RerankingEvaluator
     from fastrank.evaluation.metrics import evaluate_rankings
     from fastrank.model import CrossEncoder
-    from fastrank.reranker import Reranker, rerank
+    from fastrank.reranker import Reranker, clear_rerank_cache, rerank
     from fastrank.run_rerank import rerank_run
     from fastrank.training.args import BatchSamplers, CrossEncoderTrainingArguments, MultiDatasetBatchSamplers
     from fastrank.training.recipe import TrainConfig, train

@@ -452,12 +452,22 @@ def _cached_reranker(model: str | Path, backend: str) -> Reranker:
     return reranker
 
 
+def clear_rerank_cache() -> int:
+    """Drop the Rerankers that ``rerank()`` keeps loaded (up to ``_CACHE_SIZE`` models), freeing their memory;
+    returns how many were dropped. The next ``rerank()`` of a model loads it again."""
+    with _CACHE_LOCK:
+        dropped = len(_CACHE)
+        _CACHE.clear()
+    return dropped
+
+
 def rerank(
     query: str, documents: Sequence[Document], *, model: str | Path | Reranker = DEFAULT_RERANKER,
     top_k: int | None = None, backend: str = "auto",
     return_documents: bool = True, first_stage_scores: Sequence[float] | None = None, fusion_weight: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """Rerank ``documents`` for ``query`` with ``model``; the loaded Reranker is cached per (model, backend).
+    """Rerank ``documents`` for ``query`` with ``model``; the loaded Reranker is cached per (model, backend), the
+    last four used (``clear_rerank_cache`` frees them).
     ``first_stage_scores`` + ``fusion_weight``: see :meth:`Reranker.rerank`. ``model`` may be a loaded Reranker,
     used as it is; by default it is ``DEFAULT_RERANKER``, a general-purpose cross-encoder from the Hugging Face Hub
     (downloaded once; needs the ``train`` extra, as any checkpoint does)."""

@@ -14,7 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fastrank.client import Client, ServiceError, _retry_after
+from fastrank import ServiceError
+from fastrank.client import Client, _retry_after
 from fastrank.errors import FastrankError
 
 Reply = tuple[int, dict[str, str], bytes]

@@ -261,7 +261,7 @@ def test_huge_and_many_documents(onnx_reranker):
 def test_broken_artifacts_are_clear_errors(artifact, tiny_model_dir, tmp_path):
     import shutil
 
-    from fastrank.backends import UnknownBackendError
+    from fastrank import UnknownBackendError
 
     broken = tmp_path / "broken"
     shutil.copytree(artifact, broken)
@@ -288,11 +288,13 @@ def test_module_level_rerank_caches(artifact):
     import fastrank
     from fastrank import reranker as module
 
-    module._CACHE.clear()
+    fastrank.clear_rerank_cache()
     first = fastrank.rerank(QUERY, DOCS, model=artifact, top_k=2)
     second = fastrank.rerank(QUERY, DOCS, model=str(artifact), top_k=2)
     assert first == second and len(first) == 2 and len(module._CACHE) == 1
     assert first == Reranker(artifact).rerank(QUERY, DOCS, top_k=2)
+    assert fastrank.clear_rerank_cache() == 1 and not module._CACHE  # a public way to free the loaded models
+    assert fastrank.rerank(QUERY, DOCS, model=artifact, top_k=2) == first and len(module._CACHE) == 1
 
 
 def test_a_slow_load_does_not_hold_up_models_already_loaded(artifact, tmp_path, monkeypatch):
