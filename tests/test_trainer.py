@@ -1092,6 +1092,15 @@ def test_evaluators_run_once_per_evaluation_as_a_list_and_write_under_output_dir
     assert calls == ["plain"]  # once, not once per eval dataset and once more
     assert {"eval_a_loss", "eval_b_loss", "eval_plain_score", "eval_dev_ndcg@10"} <= set(metrics)
     assert (tmp_path / "eval" / "RerankingEvaluator_dev_results.json").is_file()
+    # sentence-transformers' SequentialEvaluator score: the last evaluator's primary metric (metric_for_best_model)
+    assert reranking.primary_metric == "dev_map" and metrics["eval_sequential_score"] == metrics["eval_dev_map"]
+    trainer.evaluator.evaluators = [reranking, plain, lambda m: 0.25]  # a bare number is evaluator_<i>
+    metrics = trainer.evaluate()
+    assert metrics["eval_evaluator_2"] == metrics["eval_sequential_score"] == 0.25
+    trainer.evaluator = lambda m: {"eval_own": 0.5}  # prefixed already: not eval_eval_own
+    assert "eval_own" in trainer.evaluate() and "eval_eval_own" not in trainer.evaluate()
+    trainer.evaluator = lambda m: 0.75  # a bare number, as sentence-transformers takes it
+    assert trainer.evaluate()["eval_evaluator"] == 0.75
 
 
 def test_one_evaluation_reaches_callbacks_once_with_loss_and_evaluator_metrics(tiny_model_dir, toy_data, tmp_path):

@@ -158,16 +158,28 @@ def _run_evaluator(evaluator: Callable[..., dict], model: Any, **context: Any) -
 
 
 class _Evaluators:
-    """A list of evaluators run in turn, their results merged (sentence-transformers wraps a list the same way, in
-    its ``SequentialEvaluator``)."""
+    """A list of evaluators run in turn, their results merged, plus ``sequential_score``: the last evaluator's
+    primary metric (its first result where it names none), as sentence-transformers' ``SequentialEvaluator``
+    reports it for ``metric_for_best_model="eval_sequential_score"``. A result that is a bare number is
+    ``evaluator_<i>``."""
+
+    primary_metric = "sequential_score"
 
     def __init__(self, evaluators: list[Any]) -> None:
         self.evaluators = evaluators
 
     def __call__(self, model: Any, **context: Any) -> dict[str, float]:
         merged: dict[str, float] = {}
-        for evaluator in self.evaluators:
-            merged.update(_run_evaluator(evaluator, model, **context))
+        score = None
+        for i, evaluator in enumerate(self.evaluators):
+            result = _run_evaluator(evaluator, model, **context)
+            if not isinstance(result, dict):
+                result = {f"evaluator_{i}": result}
+            primary = getattr(evaluator, "primary_metric", None)
+            score = result[primary] if primary in result else next(iter(result.values()), None)
+            merged.update(result)
+        if score is not None:
+            merged["sequential_score"] = score
         return merged
 
 
@@ -402,7 +414,8 @@ class CrossEncoderTrainer(Trainer):
         return output
 
     def _evaluator_metrics(self, metric_key_prefix: str) -> dict[str, float]:
-        """The evaluator run on the unwrapped full-precision model, its metrics prefixed."""
+        """The evaluator run on the unwrapped full-precision model, its metrics prefixed (a key that has the prefix
+        already keeps it; a bare number is ``evaluator``, as in sentence-transformers)."""
         inner = self.accelerator.unwrap_model(self.model)
         output_path = None
         if self.is_world_process_zero():
@@ -412,7 +425,10 @@ class CrossEncoderTrainer(Trainer):
         with _full_precision(inner):
             scores = _run_evaluator(self.evaluator, inner, output_path=output_path, epoch=epoch,
                                     steps=self.state.global_step)
-        return {f"{metric_key_prefix}_{k}": float(v) for k, v in scores.items()}
+        if not isinstance(scores, dict):
+            scores = {"evaluator": scores}
+        prefix = f"{metric_key_prefix}_"
+        return {(k if str(k).startswith(prefix) else prefix + str(k)): float(v) for k, v in scores.items()}
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         if not self.args.should_save:
