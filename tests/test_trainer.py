@@ -1101,6 +1101,10 @@ def test_evaluators_run_once_per_evaluation_as_a_list_and_write_under_output_dir
     assert "eval_own" in trainer.evaluate() and "eval_eval_own" not in trainer.evaluate()
     trainer.evaluator = lambda m: 0.75  # a bare number, as sentence-transformers takes it
     assert trainer.evaluate()["eval_evaluator"] == 0.75
+    alone = CrossEncoderTrainer(model=model, args=args, train_dataset=ds, evaluator=plain)
+    assert alone.evaluate()["eval_plain_score"] == 1.0 and alone.evaluate()["eval_runtime"] >= 0
+    with pytest.raises(ValueError, match=r"evaluate\(\) has nothing to evaluate: give the trainer an eval_dataset"):
+        CrossEncoderTrainer(model=model, args=args, train_dataset=ds).evaluate()  # it returned {}
 
 
 def test_one_evaluation_reaches_callbacks_once_with_loss_and_evaluator_metrics(tiny_model_dir, toy_data, tmp_path):
@@ -1348,3 +1352,27 @@ def test_pushes_while_and_after_training_upload_a_whole_model_with_fastranks_car
     assert str(tmp_path) not in published and "dev.jsonl" in published
     assert json.loads((hub / "fastrank_card.json").read_text())["language"] == "en"
     assert "model_name" not in model.card_data  # on the pushed card only
+
+
+def test_the_wrong_kind_of_model_arguments_or_dataset_is_named(tiny_model_dir, tmp_path):
+    """A sentence-transformers CrossEncoder, transformers' own TrainingArguments or a streaming dataset failed deep
+    inside training (AttributeError, KeyError, len() of an IterableDataset)."""
+    import datasets
+    from sentence_transformers.cross_encoder import CrossEncoder as STCrossEncoder
+    from transformers import TrainingArguments
+
+    from fastrank import CrossEncoder
+    from fastrank.training import CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    rows = {"query": ["a", "b"], "document": ["x", "y"], "label": [1.0, 0.0]}
+    ds = datasets.Dataset.from_dict(rows)
+    args = CrossEncoderTrainingArguments(output_dir=str(tmp_path), save_strategy="no")
+    with pytest.raises(TypeError, match=r"model must be a fastrank.CrossEncoder, got sentence_transformers\..*"
+                                        r"CrossEncoder; load the same checkpoint with fastrank.CrossEncoder"):
+        CrossEncoderTrainer(model=STCrossEncoder(str(tiny_model_dir), device="cpu"), args=args, train_dataset=ds)
+    model = CrossEncoder(tiny_model_dir, device="cpu", max_length=32)
+    with pytest.raises(TypeError, match=r"args must be fastrank.training.CrossEncoderTrainingArguments, got "
+                                        r"transformers.training_args.TrainingArguments"):
+        CrossEncoderTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path)), train_dataset=ds)
+    with pytest.raises(DataError, match="train_dataset must be a datasets.Dataset, got IterableDataset: .*streaming"):
+        CrossEncoderTrainer(model=model, args=args, train_dataset=ds.to_iterable_dataset())

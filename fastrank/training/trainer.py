@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -241,6 +242,15 @@ class CrossEncoderTrainer(Trainer):
                              "build the model and its loss yourself and pass model=..., loss=...")
         if model is None:
             raise ValueError("CrossEncoderTrainer needs model=: a fastrank.CrossEncoder")
+        if not isinstance(model, CrossEncoder):
+            raise TypeError(f"model must be a fastrank.CrossEncoder, got {type(model).__module__}."
+                            f"{type(model).__name__}; load the same checkpoint with fastrank.CrossEncoder(path) (it "
+                            "reads sentence-transformers' CrossEncoder checkpoints and hub ids)")
+        if args is not None and not isinstance(args, CrossEncoderTrainingArguments):
+            raise TypeError(f"args must be fastrank.training.CrossEncoderTrainingArguments, got "
+                            f"{type(args).__module__}.{type(args).__name__}; build CrossEncoderTrainingArguments "
+                            "with the same keywords (it sets what fastrank's losses need, e.g. "
+                            "remove_unused_columns=False)")
         _refuse_multi_dataset(train_dataset, loss)
         if args is None:
             args = CrossEncoderTrainingArguments(output_dir="runs/fastrank")
@@ -293,6 +303,10 @@ class CrossEncoderTrainer(Trainer):
     def _check_dataset(self, name: str, dataset):
         """Check ``dataset`` fits the loss's format; returns it, with sentence-transformers-style pair columns
         (two text columns, then ``label`` or ``score``) renamed to ``query, document``."""
+        if not hasattr(dataset, "__len__") or not hasattr(dataset, "column_names"):
+            raise DataError(f"{name} must be a datasets.Dataset, got {type(dataset).__name__}: the trainer groups "
+                            "rows by length and needs their number (a streaming IterableDataset has neither); load it "
+                            "without streaming=True, or use datasets.Dataset.from_list(list(rows))")
         if len(dataset) == 0:
             raise DataError(f"{name} is empty")
         fmt = getattr(self.loss, "data_format", None)
@@ -398,8 +412,12 @@ class CrossEncoderTrainer(Trainer):
                 self._loss_evaluation = False
                 self._evaluator_prefix = None
         if self.evaluator is None:
-            return {}
+            raise ValueError("CrossEncoderTrainer.evaluate() has nothing to evaluate: give the trainer an "
+                             "eval_dataset (its loss is reported) or an evaluator (e.g. RerankingEvaluator, for "
+                             "ranking metrics), or pass evaluate(eval_dataset=...)")
+        start = time.perf_counter()
         scored = self._evaluator_metrics(metric_key_prefix)
+        scored[f"{metric_key_prefix}_runtime"] = round(time.perf_counter() - start, 4)  # as transformers reports it
         scored["epoch"] = self.state.epoch
         self.log(scored)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, scored)
