@@ -236,9 +236,10 @@ def matmul_rates(threads: int, size: int = 1024) -> dict[str, float]:
 
         from fastrank.backends.torch_backend import torch_threads
 
+        generator = torch.Generator().manual_seed(0)  # its own: the caller's global random stream is left alone
         with torch_threads(torch, threads):
             for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-                a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+                a, b = (torch.randn(size, size, dtype=dtype, generator=generator) for _ in range(2))
                 out[name] = round(ops / measure(lambda a=a, b=b: a @ b, warmup=2, repeats=10).median / 1e9, 1)
     except ImportError:
         pass

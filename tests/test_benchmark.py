@@ -339,3 +339,17 @@ def test_plots_pass_over_a_row_without_quality(tmp_path):
                 "quality": {"map": 0.79}}]
     written = plot_records(records, tmp_path)
     assert [str(p).rsplit("/", 1)[-1] for p in written] == ["quality_vs_speed.png"]
+
+
+def test_matmul_rates_leave_the_global_random_stream_alone():
+    """The machine's matmul rates drew their matrices from torch's global generator, so a benchmark run shifted the
+    random numbers of a seeded program around it."""
+    import torch
+
+    from fastrank.benchmark import matmul_rates
+
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    rates = matmul_rates(threads=1, size=32)
+    assert rates["fp32"] > 0 and torch.equal(torch.rand(3), expected)
