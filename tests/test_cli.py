@@ -278,7 +278,15 @@ def test_eval_scores_an_artifact_as_it_is_served(tiny_model_dir, eval_file, tmp_
     bf16 = runner.invoke(app, ["eval", str(tmp_path / "bf16"), "--data", str(eval_file)])
     assert bf16.exit_code == 0 and "scored as served: torch bf16" in bf16.output, bf16.output
     refused = runner.invoke(app, ["eval", str(tmp_path / "onnx"), "--data", str(eval_file), "--max-length", "16"])
-    assert refused.exit_code == 2 and "max length it was exported with" in refused.output
+    assert refused.exit_code == 2 and "max length it was exported with" in " ".join(
+        refused.output.replace("│", " ").split())
+    # --backend: a checkpoint scored through the backend fastrank serve --backend would run (it had no such option)
+    via = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(eval_file), "--backend", "torch", "--json"])
+    served = json.loads(via.stdout)
+    assert served["served_by"]["backend"] == "torch" and served["metrics"] == pytest.approx(checkpoint["metrics"],
+                                                                                         abs=1e-6)
+    unknown = runner.invoke(app, ["eval", str(tiny_model_dir), "--data", str(eval_file), "--backend", "nope"])
+    assert "known backends: onnx, tensorrt, torch, torch-cuda" in str(unknown.exception)  # the CLI's exit 2
 
 
 def test_train_ce_from_the_cli_uses_the_data_classes(eval_file, tmp_path):

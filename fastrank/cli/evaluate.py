@@ -9,15 +9,17 @@ from typing import Annotated, Any
 import typer
 
 from fastrank.cli.options import DocumentPrompt, QueryPrompt
-from fastrank.cli.output import metrics_table, print_json
+from fastrank.cli.output import BACKEND_HELP, metrics_table, print_json
 
 
 def scorer(model: str, max_length: int | None = None, long_documents: str = "truncate",
-           window_stride: int | None = None, batch_size: int | None = None) -> tuple[Any, dict[str, Any] | None]:
+           window_stride: int | None = None, batch_size: int | None = None,
+           backend: str = "auto") -> tuple[Any, dict[str, Any] | None]:
     """What ``fastrank eval`` scores with, and how: an exported artifact (a ``fastrank.json`` in the directory)
     through ``Reranker``, on the backend and precision it is served at (a bf16 artifact in bf16, not upcast);
     a checkpoint or hub id through ``CrossEncoder`` (None), or through ``Reranker`` too with ``long_documents``
-    ``windows`` (scored as ``fastrank serve --long-documents windows`` scores it). The evaluator ranks a model with
+    ``windows`` (scored as ``fastrank serve --long-documents windows`` scores it) or with a ``backend`` other than
+    ``auto`` (e.g. ``torch-cuda``: the quality of what that backend serves). The evaluator ranks a model with
     several labels (``--loss ce``) by its last class's probability. ``batch_size`` is the ``Reranker``'s (None: its
     own default, as served); a ``CrossEncoder`` gets it from the evaluator."""
     from fastrank.export.manifest import read_manifest
@@ -28,13 +30,15 @@ def scorer(model: str, max_length: int | None = None, long_documents: str = "tru
     if window_stride is not None and long_documents != "windows":
         raise typer.BadParameter("--window-stride applies to --long-documents windows")
     artifact = Path(model).is_dir() and read_manifest(model) is not None
-    if artifact or long_documents == "windows":
+    if artifact or long_documents == "windows" or backend != "auto":
         if max_length is not None:
-            raise typer.BadParameter("--max-length applies to checkpoints scored in truncate mode; an artifact scores "
-                                     "at the max length it was exported with, windows at the model's own")
+            raise typer.BadParameter("--max-length applies to checkpoints scored in truncate mode without --backend; "
+                                     "an artifact scores at the max length it was exported with, windows and "
+                                     "--backend at the model's own")
         from fastrank.reranker import Reranker
 
-        reranker = Reranker(model, long_documents=long_documents, window_stride=window_stride, batch_size=batch_size)
+        reranker = Reranker(model, backend=backend, long_documents=long_documents, window_stride=window_stride,
+                            batch_size=batch_size)
         return reranker, reranker.describe()
     from fastrank.model import CrossEncoder
 
@@ -42,7 +46,8 @@ def scorer(model: str, max_length: int | None = None, long_documents: str = "tru
 
 
 def evaluate_model(model: str, data: str, batch_size: int | None = None, max_length: int | None = None,
-                   long_documents: str = "truncate", window_stride: int | None = None) -> dict[str, Any]:
+                   long_documents: str = "truncate", window_stride: int | None = None,
+                   backend: str = "auto") -> dict[str, Any]:
     """Evaluate ``model`` (checkpoint dir, hub id or exported artifact) on ``data``; returns the EvalResult as a
     dict (with ``served_by``: the backend that scored an artifact). ``batch_size``: pairs per forward pass (None:
     64 for a checkpoint in truncate mode, the ``Reranker``'s default for an artifact or windows)."""
@@ -50,7 +55,7 @@ def evaluate_model(model: str, data: str, batch_size: int | None = None, max_len
 
     evaluator = RerankingEvaluator.from_file(data, batch_size=64 if batch_size is None else batch_size,
                                              show_progress_bar=True)  # on stderr
-    model_scorer, served_by = scorer(model, max_length, long_documents, window_stride, batch_size)
+    model_scorer, served_by = scorer(model, max_length, long_documents, window_stride, batch_size, backend)
     result = evaluator.evaluate(model_scorer).to_dict()
     result["model"] = model
     result["data"] = data
@@ -64,7 +69,7 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
                        fusion_weights: list[float] | None = None, max_length: int | None = None,
                        long_documents: str = "truncate", window_stride: int | None = None, run: str | None = None,
                        split: str = "test", write_run: str | None = None,
-                       embedding_prompts: dict[str, str] | None = None) -> dict[str, Any]:
+                       embedding_prompts: dict[str, str] | None = None, backend: str = "auto") -> dict[str, Any]:
     """First stage vs reranked by ``model``; ``fusion_weights``: also z(reranker) + w * z(first stage). ``data`` is
     labelled lists (the corpus: every document in it, plus the documents of ``corpus`` files) or a BEIR folder
     (``split``'s qrels). The first stage is the embedding model's top-k over the corpus, or ``run``'s (a TREC run
@@ -93,7 +98,7 @@ def evaluate_retrieval(model: str, data: str, top_k: int, corpus: list[str] | No
         task = RetrievalTask.from_groups(read_groups(data), extra)
     if write_run is not None and first_stage is None:  # a run's own ids are words; the corpus's may not be
         _check_run_ids(task)
-    reranker, served_by = scorer(model, max_length, long_documents, window_stride, batch_size)
+    reranker, served_by = scorer(model, max_length, long_documents, window_stride, batch_size, backend)
     embedder = None
     if first_stage is None:
         from fastrank.embedding import EmbeddingModel
@@ -143,6 +148,9 @@ def eval_command(
         "--batch-size", help="Pairs per forward pass (default: 64 for a checkpoint in truncate mode; an artifact, "
                              "or --long-documents windows, the Reranker's own batching, as served).")] = None,
     max_length: Annotated[int | None, typer.Option("--max-length", help="Override the model's max length.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP + "; a checkpoint scores through it as "
+                                                           "fastrank serve --backend would (default: CrossEncoder)")
+                       ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     retrieve_top_k: Annotated[int | None, typer.Option(
         "--retrieve-top-k", help="Retrieve-then-rerank: first stage = embedding top-k over every document (with "
@@ -217,7 +225,7 @@ def eval_command(
                                     fusion_weight, max_length, long_documents, window_stride,
                                     run=None if run is None else str(run), split=split or "test",
                                     write_run=write_run,  # a str: a trailing slash (a folder) is seen
-                                    embedding_prompts=role_prompts(query_prompt, document_prompt))
+                                    embedding_prompts=role_prompts(query_prompt, document_prompt), backend=backend)
         if as_json:
             print_json(result)
         else:
@@ -235,7 +243,7 @@ def eval_command(
                 typer.echo(f"wrote the reranked run to {result['run_written']}")
         return
     result = evaluate_model(model, str(data), batch_size=batch_size, max_length=max_length,
-                            long_documents=long_documents, window_stride=window_stride)
+                            long_documents=long_documents, window_stride=window_stride, backend=backend)
     if as_json:
         print_json(result)
         return
