@@ -101,6 +101,10 @@ def as_number(value: Any, where: str, what: str, booleans: bool = False) -> floa
 def _group_from_record(rec: dict[str, Any], where: str) -> QueryGroup:
     if not isinstance(rec, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    if "positive" in rec and not {"labels", "scores"} & set(rec):
+        from fastrank.evaluation.evaluators import sample_as_labelled  # sentence-transformers' reranking samples
+
+        rec = sample_as_labelled(rec, where)
     missing = [c for c in ("query", "documents") if c not in rec]
     if missing or ("labels" not in rec and "scores" not in rec):
         raise DataError(
@@ -258,7 +262,7 @@ def iter_records_groups(records: Located, source: str) -> Iterator[QueryGroup]:
         if first is None:
             raise DataError(f"{source} is empty: no records to train or evaluate on")
         records = itertools.chain([first], reader)
-        if "documents" in first[1]:
+        if "documents" in first[1] or "positive" in first[1]:  # grouped, or sentence-transformers' samples
             for where, r in records:
                 yield _group_from_record(r, where)
         else:

@@ -620,3 +620,24 @@ def test_a_bare_carriage_return_in_a_raw_tsv_cell_is_text(tmp_path):
     wide.write_text("query\tdocument\tlabel\nq\td\t1\textra\n")
     with pytest.raises(DataError, match=r"wide.tsv row 1 \(line 2\): 4 cells, more than the header's 3"):
         read_groups(str(wide))
+
+
+def test_sentence_transformers_reranking_samples_read_as_the_evaluator_reads_them(tmp_path):
+    """``fastrank eval`` took sentence-transformers' sample shapes; bench, export --verify-data, mine and train
+    (read_groups) refused the same file."""
+    from fastrank.evaluation.evaluators import RerankingEvaluator
+
+    data = tmp_path / "st.jsonl"
+    data.write_text(json.dumps({"query": "q1", "positive": ["p1"], "negative": ["n1", "n2"]}) + "\n"
+                    + json.dumps({"query_id": 7, "query": "q2", "positive": ["p2", "p3"], "documents": ["d", "p3"]})
+                    + "\n")
+    groups = read_groups(str(data))
+    assert [(g.query_id, g.query, g.documents, g.labels) for g in groups] == [
+        ("", "q1", ["p1", "n1", "n2"], [1.0, 0.0, 0.0]), ("7", "q2", ["p2", "p3", "d"], [1.0, 1.0, 0.0])]
+    evaluator = RerankingEvaluator.from_file(data)
+    assert [(list(q.documents), q.labels.tolist()) for q in evaluator.queries] == [
+        (g.documents, g.labels) for g in groups]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"query": "q", "positive": [1], "negative": ["n"]}) + "\n")
+    with pytest.raises(DataError, match="bad.jsonl line 1: 'positive' must be a list"):
+        read_groups(str(bad))

@@ -162,6 +162,15 @@ def _normalize_sample(sample: Any, where: str, always_rerank_positives: bool = T
     return _Query(query_id, query, documents, _frozen(labels))
 
 
+def sample_as_labelled(sample: Any, where: str) -> dict[str, Any]:
+    """A sentence-transformers reranking sample (``{"query", "positive", "negative"}`` or ``{"query", "positive",
+    "documents"}``) as a grouped record (``query_id``, ``query``, ``documents``, ``labels``), combined as this
+    evaluator combines it by default (every positive reranked): what ``fastrank.data.read_groups`` reads such a file
+    as, so bench, export verification, mining and training take the files ``fastrank eval`` takes."""
+    q = _normalize_sample(sample, where)
+    return {"query_id": q.query_id, "query": q.query, "documents": list(q.documents), "labels": q.labels.tolist()}
+
+
 def _idcg(num_relevant: int, k: int | None) -> float:
     """Ideal DCG of ``num_relevant`` binary-relevant documents cut at ``k`` (None = no cut-off)."""
     return float(np.sum(discounts(num_relevant if k is None else min(num_relevant, k))))
