@@ -640,3 +640,16 @@ def test_a_reranker_pickles_as_its_path_and_options(artifact, tiny_model_dir):
             (original.backend.name, original.batch_size, original.max_tokens, original.long_documents,
              original.window_stride)
         np.testing.assert_allclose(copy.logits(pairs), original.logits(pairs), atol=1e-6)
+
+
+def test_a_table_cell_drops_control_characters_and_keeps_accents_whole():
+    """A document's ANSI escape reached the terminal through the table, and the cut at 80 characters could leave a
+    base letter without its combining accent (or half a joined emoji)."""
+    from fastrank.cli.rerank import table_cell
+
+    assert table_cell("plain \x1b[31mred\x1b[0m text\x07") == "plain [31mred[0m text"
+    accented = "x" * 76 + "e\u0301" + "y" * 10  # the cut at 77 falls between "e" and its accent
+    assert table_cell(accented) == "x" * 76 + "..."
+    family = "x" * 75 + "\U0001F468\u200d\U0001F469" + "y" * 10  # man ZWJ woman: one emoji
+    assert table_cell(family) == "x" * 75 + "..."
+    assert table_cell("x" * 80) == "x" * 80 and len(table_cell("x" * 81)) == 80

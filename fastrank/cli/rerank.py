@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -189,9 +190,16 @@ def _rerank_run(model: str, query: str | None, docs_file: Path | None, run: Path
 
 def table_cell(document: Document, width: int = 80) -> str:
     """A document as one Markdown table cell: title and text joined by an em dash (a "|" would open a new cell),
-    whitespace collapsed, cut to ``width`` characters, and every "|" escaped as "\\|" (backslashes before it
-    doubled) so the row keeps the header's four cells."""
+    whitespace collapsed, control characters dropped (an ANSI escape in a document would drive the terminal), cut
+    to ``width`` characters but never inside a character's accents or a joined emoji, and every "|" escaped as
+    "\\|" (backslashes before it doubled) so the row keeps the header's four cells."""
     title, text = document_parts(document)
     cell = " ".join(f"{title} — {text}".split() if title else text.split())
-    cell = cell if len(cell) <= width else cell[:width - 3] + "..."
+    cell = "".join(c for c in cell if unicodedata.category(c) != "Cc")
+    if len(cell) > width:
+        cut = width - 3
+        while cut > 0 and (unicodedata.combining(cell[cut]) or "\u200d" in cell[cut - 1:cut + 1]
+                           or unicodedata.category(cell[cut]) == "Me"):
+            cut -= 1  # the next character belongs to the one before it: cut before both
+        cell = cell[:cut] + "..."
     return re.sub(r"(\\*)\|", lambda m: m.group(1) * 2 + "\\|", cell)
