@@ -537,6 +537,16 @@ def _read_hub(name: str, split: str) -> Located:
     return ((f"{name} row {i}", dict(r)) for i, r in enumerate(ds, 1))
 
 
+def check_split(source: str | Path, split: str, name: str = "--split") -> None:
+    """ValueError unless ``split`` names a split of ``source`` that can have one: a BEIR folder's qrels or a hub
+    dataset's split (``read_groups``); a file has none, so a split given with one would be ignored."""
+    if not isinstance(split, str) or not split.strip():
+        raise ValueError(f"{name} must name a split (e.g. 'train', 'dev', 'test'), got {split!r}")
+    if split != "train" and Path(str(source)).expanduser().is_file():
+        raise ValueError(f"{name}={split!r} picks a split of a BEIR folder (qrels/{split}.tsv) or of a hub dataset; "
+                         f"{str(source)!r} is a file, which has none: leave {name} out")
+
+
 def read_groups(source: str | Path, split: str = "train") -> list[QueryGroup]:
     """Read a ranking dataset into query groups.
 

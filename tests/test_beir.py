@@ -382,6 +382,27 @@ def test_a_beir_folder_reads_as_labelled_lists_for_training_and_mining(tmp_path,
                                            for d in negatives)
 
 
+def test_train_and_mine_take_a_beir_folders_split(tmp_path):
+    """The README trains and mines on a BEIR folder, but only its train split could be read from the command line
+    (read_groups(DIR, split=...) in Python): --split picks the qrels."""
+    from fastrank.training.recipe import TrainConfig, train
+
+    root = _beir(tmp_path / "beir")  # a test split only
+    out = tmp_path / "mined.jsonl"
+    result = runner.invoke(app, ["mine", "--data", str(root), "--split", "test", "--corpus", str(root / "corpus.jsonl"),
+                                 "--out", str(out), "--num-negatives", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["query_id"] for line in out.read_text().splitlines()] == ["q1", "q2", "q4"]
+    with pytest.raises(DataError, match=r"has no qrels/dev.tsv .*splits there: test"):
+        train(TrainConfig(data=str(root), out=str(tmp_path / "m"), data_split="dev"))  # the split reached the reader
+    flat = tmp_path / "flat.jsonl"
+    flat.write_text(json.dumps({"query": "q", "documents": ["a"], "labels": [1]}) + "\n")
+    with pytest.raises(ValueError, match=r"data_split='test' picks a split of a BEIR folder .* is a file"):
+        TrainConfig(data=str(flat), out=str(tmp_path / "m"), data_split="test").check()
+    refused = runner.invoke(app, ["mine", "--data", str(flat), "--split", "dev", "--out", str(tmp_path / "x.jsonl")])
+    assert isinstance(refused.exception, ValueError) and "--split='dev' picks a split" in str(refused.exception)
+
+
 def test_a_top_k_beyond_the_runs_depth_is_the_runs_depth_and_ms_marco_runs_read(tmp_path):
     root = _beir(tmp_path / "beir")
     out = evaluate_retrieve_rerank(read_beir(root), reranker=TextReranker(), run=RUN, top_k=10**8)

@@ -16,11 +16,13 @@ from fastrank.cli.output import print_json
 
 def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_model: str | None = None,
               teacher: str | None = None, answer_closest: int = 0, answer_random: int = 0,
-              query_prompt: str | None = None, document_prompt: str | None = None, **options: Any) -> dict[str, Any]:
-    """Mine negatives for ``data`` from the documents of ``corpus`` files (default: ``data`` itself), optionally add
-    other queries' positives as negatives (``answer_closest`` + ``answer_random``), then teacher scores; write
-    ``out``. ``query_prompt`` / ``document_prompt`` replace the embedding model's saved prompts."""
-    from fastrank.data import check_groups_path, read_corpus, read_groups, write_groups
+              query_prompt: str | None = None, document_prompt: str | None = None, split: str = "train",
+              **options: Any) -> dict[str, Any]:
+    """Mine negatives for ``data`` (``split`` of a BEIR folder or hub dataset) from the documents of ``corpus``
+    files (default: ``data`` itself), optionally add other queries' positives as negatives (``answer_closest`` +
+    ``answer_random``), then teacher scores; write ``out``. ``query_prompt`` / ``document_prompt`` replace the
+    embedding model's saved prompts."""
+    from fastrank.data import check_groups_path, check_split, read_corpus, read_groups, write_groups
     from fastrank.embedding import EmbeddingModel, role_prompts
     from fastrank.io import check_dir_path, check_output_file
     from fastrank.mining import (
@@ -34,6 +36,7 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
     from fastrank.model import DEFAULT_BASE, CrossEncoder
 
     check_mining_options(**options)  # before the embedding model loads
+    check_split(data, split)
     if answer_closest < 0 or answer_random < 0:  # before mining, not after it
         raise ValueError(f"--answer-closest and --answer-random must be >= 0, got {answer_closest} and "
                          f"{answer_random}")
@@ -45,7 +48,7 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
     scorer = CrossEncoder(teacher) if teacher else None
     if scorer is not None:
         check_teacher(scorer)
-    groups = read_groups(data)
+    groups = read_groups(data, split)
     docs = [d for path in corpus for d in read_corpus(path)] if corpus else None
     if docs is not None and not docs:
         raise ValueError(f"--corpus {' '.join(corpus)}: no documents in them; give files with documents, or leave "
@@ -72,7 +75,8 @@ def mine_file(data: str, out: str, corpus: list[str] | None = None, embedding_mo
 
 
 def mine_command(
-    data: Annotated[str, typer.Option("--data", help="Queries with positives (grouped JSONL, CSV, ...).")],
+    data: Annotated[str, typer.Option("--data", help="Queries with positives (grouped JSONL, CSV, ..., or a BEIR "
+                                                      "folder's judged documents).")],
     out: Annotated[Path, typer.Option("--out", help="Output file with mined negatives: grouped JSONL, so its name "
                                                  "must end in .jsonl or .json (CSV, TSV and Parquet are read, not "
                                                  "written).")],
@@ -113,11 +117,14 @@ def mine_command(
         "--cache-dir", help="Where corpus embeddings are cached between runs (keyed by the model's weights and "
                             "settings and the corpus; an unreadable file is embedded again); '' for no cache.")
     ] = ".fastrank-cache",
+    split: Annotated[str, typer.Option(
+        "--split", help="With a BEIR folder or a hub dataset as --data: the split mined for (a BEIR folder's "
+                        "qrels/SPLIT.tsv).")] = "train",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Mine hard negatives with an embedding model."""
     result = mine_file(str(data), str(out), corpus, model, teacher, answer_closest, answer_random,
-                       query_prompt, document_prompt, num_negatives=num_negatives,
+                       query_prompt, document_prompt, split, num_negatives=num_negatives,
                        range_min=range_min, range_max=range_max, min_score=min_score, max_score=max_score,
                        relative_margin=relative_margin, absolute_margin=absolute_margin, sampling=sampling, seed=seed,
                        keep_original_negatives=keep_original_negatives,

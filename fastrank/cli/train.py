@@ -52,7 +52,8 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
 
 
 def train_command(
-    data: Annotated[str, typer.Option("--data", help="Training data: grouped JSONL, CSV/TSV, Parquet or hub id.")],
+    data: Annotated[str, typer.Option("--data", help="Training data: grouped JSONL, CSV/TSV, Parquet, a BEIR folder "
+                                                      "(its judged documents) or a hub id.")],
     out: Annotated[Path, typer.Option("--out", help="Where the trained model directory is written.")],
     base: Annotated[str | None, typer.Option("--base", help="Base model dir or id (bundled offline).",
                                              show_default=RECIPE.base)] = None,
@@ -99,6 +100,9 @@ def train_command(
                                                           "checkpoint, kept in OUT.checkpoints (removed once a run "
                                                           "finishes), with that run's settings and data (--epochs "
                                                           "may be raised).")] = False,
+    split: Annotated[str | None, typer.Option(
+        "--split", help="With a BEIR folder or a hub dataset as --data: the split trained on (a BEIR folder's "
+                        "qrels/SPLIT.tsv).", show_default=RECIPE.data_split)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train a cross-encoder reranker (defaults: the recipe measured in bench/RESULTS.md)."""
@@ -108,7 +112,8 @@ def train_command(
     given = {"base": base, "loss": loss, "epochs": epochs, "lr": lr, "batch_size": batch_size,
              "max_length": max_length, "bf16": bf16, "seed": seed, "mine_negatives": mine_negatives,
              "answer_negatives": answer_negatives, "first_stage_weight": first_stage_weight, "prompt": prompt,
-             "first_stage_model": embedding_model, "first_stage_prompts": role_prompts(query_prompt, document_prompt)}
+             "first_stage_model": embedding_model, "first_stage_prompts": role_prompts(query_prompt, document_prompt),
+             "data_split": split}
     try:
         options = json.loads(loss_options) if loss_options else {}
     except json.JSONDecodeError as exc:

@@ -64,6 +64,7 @@ class TrainConfig:
     first_stage_model: str = "sentence-transformers/all-MiniLM-L6-v2"  # mines, picks answer negatives, is the prior
     first_stage_prompts: dict[str, str] | None = None  # its "query" / "document" prompts (None: its saved ones)
     eval_data: str | None = None
+    data_split: str = "train"  # with a BEIR folder or a hub dataset as data: the split trained on
     eval_each_epoch: bool = False
     bf16: str = "auto"
     seed: int = 12
@@ -76,8 +77,10 @@ class TrainConfig:
         """Refuse settings that cannot train, saying what was wrong and what is accepted (ValueError); ``train`` calls
         it before anything loads."""
         from fastrank.batching import check_seed, is_integer  # here: the CLI reads TrainConfig's defaults without numpy
+        from fastrank.data import check_split
 
         _check_number("epochs", self.epochs, "a finite number > 0 (fractions train part of an epoch)", low=0.0)
+        check_split(self.data, self.data_split, "data_split")
         if self.prompt is not None and not isinstance(self.prompt, str):
             raise ValueError(f"prompt must be a string put before every query (e.g. 'query: ') or None (the base "
                              f"model's own default prompt, if any), got {self.prompt!r}")
@@ -609,7 +612,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         _check_epochs_left(last, config.epochs)
     evaluator = RerankingEvaluator.from_file(config.eval_data, ks=(10,)) if config.eval_data else None  # read early
     set_seed(config.seed)
-    groups = read_groups(config.data)
+    groups = read_groups(config.data, config.data_split)
     _check_unit_labels(config, groups)
     num_labels = _num_labels(config, groups)  # a multi-class loss: labels checked to be class ids, before mining
     separator = _title_separator(groups, config.base)
