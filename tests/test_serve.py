@@ -513,7 +513,8 @@ def test_a_repeated_document_is_scored_once_and_ties(client, reranker):
 
 def test_limits_and_bad_requests_name_the_problem(client):
     too_many = client.post("/rerank", json={"query": "q", "documents": ["d"] * 6})
-    assert too_many.status_code == 413 and "max_documents is 5" in too_many.json()["detail"]
+    assert too_many.status_code == 413
+    assert "takes at most 5 (fastrank serve --max-documents)" in too_many.json()["detail"]
     too_long = client.post("/rerank", json={"query": "q", "documents": ["ok", "x" * 401]})
     assert too_long.status_code == 413 and "document 1 has 401 characters" in too_long.json()["detail"]
     empty = client.post("/rerank", json={"query": "  ", "documents": ["d"]})
@@ -535,7 +536,8 @@ def test_limits_and_bad_requests_name_the_problem(client):
     negative = client.post("/rerank", json={"query": "q", "documents": ["d"], "top_n": -1})
     assert negative.status_code == 422
     long_query = client.post("/rerank", json={"query": "q" * 10_001, "documents": ["d"]})
-    assert long_query.status_code == 413 and "max_query_chars is 10000" in long_query.json()["detail"]
+    assert long_query.status_code == 413
+    assert "takes at most 10000 (fastrank serve --max-query-chars)" in long_query.json()["detail"]
 
 
 def test_a_tei_request_with_no_texts_gets_an_empty_list(client):
@@ -692,7 +694,7 @@ def test_client_against_a_live_server(reranker, tiny_model_dir):
         fused = client.rerank("rank these", docs, first_stage_scores=[0.0, 1.0], fusion_weight=50.0)
         want = reranker.rerank("rank these", docs, first_stage_scores=[0.0, 1.0], fusion_weight=50.0)
         assert [r["index"] for r in fused] == [r["index"] for r in want] == [1, 0]  # the first stage's order
-        with pytest.raises(ServiceError, match="max_documents is 3") as info:
+        with pytest.raises(ServiceError, match="takes at most 3 .fastrank serve --max-documents.") as info:
             client.rerank("q", ["d"] * 4)
         assert info.value.status == 413
         with pytest.raises(ServiceError) as info:  # FastAPI's validation list, as text
@@ -894,7 +896,8 @@ def test_serve_command_passes_max_query_chars(tiny_model_dir, monkeypatch):
     with TestClient(apps[0]) as test_client:
         too_long = test_client.post("/rerank", json={"query": "q" * 13, "documents": ["d"]})
         fits = test_client.post("/rerank", json={"query": "q" * 12, "documents": ["d"]})
-    assert too_long.status_code == 413 and too_long.json()["detail"] == "query has 13 characters; max_query_chars is 12"
+    assert too_long.status_code == 413 and too_long.json()["detail"] == (
+        "query has 13 characters; this service takes at most 12 (fastrank serve --max-query-chars)")
     assert fits.status_code == 200
 
     monkeypatch.setenv(CONFIG_ENV, "")  # restored after the test; the command sets it for its workers

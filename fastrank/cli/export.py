@@ -146,7 +146,9 @@ def _tensorrt_summary(section: dict[str, Any]) -> list[str]:
 
 def export_command(
     model: Annotated[str, typer.Argument(help="Checkpoint directory or hub id; with --format tensorrt also a fp32 "
-                                               "ONNX artifact to add this GPU's engine to.")],
+                                               "ONNX artifact to add this GPU's engine to; with --format triton an "
+                                               "exported artifact (ONNX, or one holding TensorRT engines), not a "
+                                               "checkpoint.")],
     out: Annotated[Path, typer.Option("--out", help="Artifact directory to write (replaced atomically).")],
     fmt: Annotated[str, typer.Option("--format", help="onnx (CPU or GPU) | tensorrt (an engine, on a GPU) | triton "
                                                       "(a model repository of an ONNX artifact).")] = "onnx",

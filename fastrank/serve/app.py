@@ -167,14 +167,16 @@ def _documents(req: RerankRequest, config: ServeConfig, num_labels: int = 1) -> 
     except (TypeError, ValueError) as exc:  # the checks Reranker.rerank makes, with the same messages
         raise _RequestError(422, str(exc)) from exc
     if len(req.query) > config.max_query_chars:
-        raise _RequestError(413, f"query has {len(req.query)} characters; max_query_chars is "
-                                  f"{config.max_query_chars}")
+        raise _RequestError(413, f"query has {len(req.query)} characters; this service takes at most "
+                                  f"{config.max_query_chars} (fastrank serve --max-query-chars)")
     if len(docs) > config.max_documents:
-        raise _RequestError(413, f"{len(docs)} documents in one request; max_documents is {config.max_documents}")
+        raise _RequestError(413, f"{len(docs)} documents in one request; this service takes at most "
+                                  f"{config.max_documents} (fastrank serve --max-documents)")
     for i, doc in enumerate(docs):
         if document_length(doc) > config.max_document_chars:
-            raise _RequestError(413, f"document {i} has {document_length(doc)} characters (title and text); "
-                                      f"max_document_chars is {config.max_document_chars}")
+            raise _RequestError(413, f"document {i} has {document_length(doc)} characters (title and text); this "
+                                      f"service takes at most {config.max_document_chars} (fastrank serve "
+                                      f"--max-document-chars)")
     try:  # the checks Reranker.rerank makes, before any inference
         check_fusion_input(req.first_stage_scores, len(docs), req.fusion_weight)
     except ValueError as exc:
