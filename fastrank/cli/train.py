@@ -66,7 +66,8 @@ def train_command(
     lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (linear warm-up, then decay).",
                                              show_default=f"{RECIPE.lr:g}")] = None,
     batch_size: Annotated[int | None, typer.Option(
-        "--batch-size", help="Rows per step: queries for listwise losses, pairs for bce/mse.",
+        "--batch-size", help="Rows per step: a row is a query's list for listwise losses (listnet, lambda, ...) and "
+                             "margin-mse, a (query, positive, negatives) tuple for mnrl, a pair for bce/ce/mse.",
         show_default=str(RECIPE.batch_size))] = None,
     max_length: Annotated[int | None, typer.Option("--max-length", help="Tokens per (query, document) pair.",
                                                    show_default=str(RECIPE.max_length))] = None,
@@ -78,8 +79,9 @@ def train_command(
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed (shuffling, sampled negatives, head init; "
                                                             "0 to 2**32 - 1).", show_default=str(RECIPE.seed))] = None,
     mine_negatives: Annotated[int | None, typer.Option(
-        "--mine-negatives", help="Add N hard negatives per query mined from the training data's documents (from "
-                                 "each query's top 50, so N <= 50).", show_default="0")] = None,
+        "--mine-negatives", help="Add N hard negatives per query mined from the training data's documents (a BEIR "
+                                 "folder's: its corpus.jsonl) among each query's top 50, so N <= 50.",
+        show_default="0")] = None,
     answer_negatives: Annotated[int | None, typer.Option(
         "--answer-negatives", help="Add N other queries' positives per query as negatives (closest two thirds "
         "by the embedding model, rest random): teaches topicality after retrieval.", show_default="0")] = None,
