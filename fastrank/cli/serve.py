@@ -53,7 +53,8 @@ def _url(host: str, sock: socket.socket) -> str:
 def serve_command(
     model: Annotated[str, typer.Argument(help="Artifact directory (fastrank export), checkpoint dir or hub id.")],
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8080,
+    port: Annotated[int, typer.Option("--port", help="TCP port (0: any free port; the address taken is printed).")
+                    ] = 8080,
     backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
     max_batch_tokens: Annotated[int, typer.Option(
         "--max-batch-tokens", help="Padded tokens per batching step, shared by concurrent requests; a larger "
