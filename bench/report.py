@@ -433,6 +433,23 @@ def _long_quality_section(records: list[dict[str, Any]]) -> str:
         "check.", "", *rows]) + "\n"
 
 
+def _tokenize_section(records: list[dict[str, Any]]) -> str:
+    """bench/tokenize_prefix.py: long documents tokenized from a prefix vs whole, the latest run of each row."""
+    if not records:
+        return ""
+    latest = {r["row"]: r for r in records}
+    rows = ["| documents | whole ms | prefix ms | speedup | run at |", "| --- | ---: | ---: | ---: | --- |"]
+    rows += [f"| {r['row']} | {r['whole_ms']} | {r['prefix_ms']} | {r['ratio']}x | {r['time']} |"
+             for r in latest.values()]
+    commands = ", ".join(f"`{c}`" for c in dict.fromkeys(r["command"] for r in latest.values()))
+    return "\n".join([
+        "## Long documents: tokenized from a prefix (bench/tokenize_prefix.py)", "",
+        "64 (query, document) pairs through `PairEncoder` with the MiniLM tokenizer at max_length 256, interleaved "
+        "in one process: *whole* tokenizes every document whole, *prefix* as fastrank does (a prefix that gives the "
+        "same ids, checked equal; for Chinese, cut after an ideograph since 2026-12-04, before which such text was "
+        f"tokenized whole). Medians of the repeats. Command: {commands}.", "", *rows]) + "\n"
+
+
 def _memory_section(records: list[dict[str, Any]]) -> str:
     """bench/memory.py: time and peak memory of fastrank's own work at production sizes, per code version."""
     if not records:
@@ -534,7 +551,7 @@ def render() -> str:
                 report_serve.section(read_records("serve")), _int8_section(read_records("int8")),
                 _mining_section(read_records("mining")), _beir_section(read_records("beir")),
                 _prompts_section(read_records("prompts")),
-                _memory_section(read_records("memory")), _gpu_section(),
+                _memory_section(read_records("memory")), _tokenize_section(read_records("tokenize")), _gpu_section(),
                 _cpu_dry_run_section())
     return "\n".join(s for s in sections if s)
 

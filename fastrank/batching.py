@@ -189,6 +189,7 @@ class PairEncoder:
             return items
         room_pair, room_single = self.room(pair=True), self.room(pair=False)
         first = max(room_pair, room_single) * PREFIX_CHARS_PER_TOKEN
+        dense = max(room_pair, room_single) * IDEOGRAPH_CHARS_PER_TOKEN  # the first prefix of Chinese text
 
         def text(item):  # the text truncation cuts: a single text, or a pair's document (None when not all text)
             if isinstance(item, str):
@@ -197,16 +198,23 @@ class PairEncoder:
             return item[1] if is_pair else None
 
         long = {i: first for i, item in enumerate(items)
-                if len(text(item) or "") > first * PREFIX_MIN_RATIO and _is_unicode(text(item))}
+                if len(text(item) or "") > min(first, dense) * PREFIX_MIN_RATIO and _is_unicode(text(item))}
         if not long:
             return items
         if "_splits_at_spaces" not in self._lazy:  # read once: the tokenizer's JSON holds its whole vocabulary
             self._lazy["_splits_at_spaces"] = splits_at_spaces(self.tokenizer)
+            self._lazy["_ideographs"] = self._lazy["_splits_at_spaces"] and splits_at_ideographs(self.tokenizer)
         if not self._lazy["_splits_at_spaces"]:
+            return items
+        ideographs = self._lazy["_ideographs"]
+        if ideographs:  # about a token a character: a Chinese text's first prefix is shorter
+            long = {i: dense if _mostly_ideographs(text(items[i])) else first for i in long}
+        long = {i: chars for i, chars in long.items() if len(text(items[i])) > chars * PREFIX_MIN_RATIO}
+        if not long:
             return items
         items, plain, query_tokens, tried = list(items), self._plain_tokenizer(), {}, {}
         while long:
-            cuts = {i: _prefix_at_space(text(items[i]), chars) for i, chars in long.items()}
+            cuts = {i: _prefix_at_space(text(items[i]), chars, ideographs) for i, chars in long.items()}
             cuts = {i: cut for i, cut in cuts.items() if cut is not None and len(cut) > tried.get(i, 0)}
             tried.update((i, len(cut)) for i, cut in cuts.items())  # a prefix that did not grow: the text goes whole
             queries = list({items[i][0] for i in cuts if not isinstance(items[i], str)} - query_tokens.keys())
@@ -402,14 +410,56 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
-def _prefix_at_space(text: str, chars: int) -> str | None:
+def _prefix_at_space(text: str, chars: int, ideographs: bool = False) -> str | None:
     """``text`` cut before its last space within the first ``chars`` characters that follows a character other than
     whitespace (None when there is none): the prefix ends a word, and a space, where every such pre-tokenizer splits,
-    follows it."""
+    follows it. With ``ideographs`` (``splits_at_ideographs``), also after a CJK ideograph among the last
+    ``IDEOGRAPH_LOOKBACK`` characters, whichever cut is later: Chinese text has no spaces, and was tokenized whole."""
     at = text.rfind(" ", 0, chars)
     while at > 0 and text[at - 1].isspace():
         at = text.rfind(" ", 0, at)
+    if ideographs:
+        end = min(chars, len(text))
+        after = next((i for i in range(end, max(end - IDEOGRAPH_LOOKBACK, at, 0), -1) if _is_ideograph(text[i - 1])),
+                     0)
+        at = max(at, after)
     return text[:at] if at > 0 else None
+
+
+# What BERT's normalizer (``handle_chinese_chars``) puts spaces around: the CJK Unified Ideographs blocks and their
+# extensions and compatibility blocks (not kana or Hangul, which stay inside their words).
+_IDEOGRAPHS = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+               (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+IDEOGRAPH_LOOKBACK = 64  # characters searched back for an ideograph to cut after (Chinese text holds one nearly each)
+
+
+IDEOGRAPH_CHARS_PER_TOKEN = 2  # ``PREFIX_CHARS_PER_TOKEN`` for text that is mostly ideographs (~1 token each)
+
+
+def _mostly_ideographs(text: str, sample: int = 256) -> bool:
+    """Whether most of the first ``sample`` characters of ``text`` are CJK ideographs."""
+    head = text[:sample]
+    return sum(map(_is_ideograph, head)) * 2 > len(head)
+
+
+def _is_ideograph(char: str) -> bool:
+    code = ord(char)
+    return any(low <= code <= high for low, high in _IDEOGRAPHS)
+
+
+def splits_at_ideographs(tokenizer: Any) -> bool:
+    """Whether a prefix may also end after a CJK ideograph: the tokenizer splits at spaces (``splits_at_spaces``)
+    and its BERT normalizer puts spaces around every ideograph (``handle_chinese_chars``), so each is a word of its
+    own; no added token holds one (it could be read across the cut)."""
+    if not splits_at_spaces(tokenizer):
+        return False
+    config = json.loads(tokenizer.to_str())
+    if any(_is_ideograph(c) for token in config.get("added_tokens") or () for c in token.get("content", "")):
+        return False
+    normalizer = config.get("normalizer") or {}
+    members = normalizer.get("normalizers", [normalizer]) if normalizer.get("type") == "Sequence" else [normalizer]
+    return any((n or {}).get("type") == "BertNormalizer" and (n or {}).get("handle_chinese_chars", True)
+               for n in members)
 
 
 def check_prompt(prompt: Any, name: str = "prompt") -> str:

@@ -221,3 +221,28 @@ def test_a_text_under_the_ratio_or_without_spaces_is_tokenized_whole(monkeypatch
         encoder.encode([text])
         assert recording.chars == len(text)  # tokenized whole, once
         assert counting.chars <= counted  # the unknown words: one prefix counted, then the whole text
+
+
+@pytest.mark.parametrize("max_length", [32, 512])
+def test_chinese_text_tokenizes_from_a_prefix_cut_after_an_ideograph(max_length, monkeypatch):
+    """Chinese text has no spaces, so a long document was tokenized whole (30-45x slower than English of the same
+    token count); BERT's normalizer makes each ideograph a word, so a prefix may end after one. Japanese kana and
+    Korean stay inside their words: only ideographs cut."""
+    from fastrank.batching import splits_at_ideographs
+
+    encoder = PairEncoder(_wordpiece(), max_length)
+    assert splits_at_ideographs(encoder.tokenizer)
+    limit = max_length * PREFIX_CHARS_PER_TOKEN
+    chinese = "冰川洞穴是在冰川冰内形成的洞穴，通常由融水流过冰川形成。" * (limit // 5)
+    docs = [chinese, "日本語のテキストです。" * limit, "한국어 텍스트" * limit, "x" + chinese, chinese[:7] + "ab" * limit]
+    pairs = [("冰川洞穴是怎样形成的", d) for d in docs]
+    recording = _Recording(encoder.tokenizer)
+    monkeypatch.setattr(encoder, "tokenizer", recording)
+    got = encoder.encode(pairs)
+    want = _to_encoded(recording.inner.encode_batch(pairs))
+    assert [x.tolist() for x in got.input_ids] == [x.tolist() for x in want.input_ids]
+    recording.chars = 0
+    encoder.encode(pairs[:1])
+    assert recording.chars < len(chinese) / 3  # a prefix, not the whole text
+    for kind in ("byte-level bpe", "metaspace unigram"):  # no BERT normalizer: no ideograph cuts
+        assert not splits_at_ideographs(_trained(kind))
