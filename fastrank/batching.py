@@ -208,7 +208,7 @@ class PairEncoder:
             return items
         ideographs = self._lazy["_ideographs"]
         if ideographs:  # about a token a character: a Chinese text's first prefix is shorter
-            long = {i: dense if _mostly_ideographs(text(items[i])) else first for i in long}
+            long = {i: dense if mostly_ideographs(text(items[i])) else first for i in long}
         long = {i: chars for i, chars in long.items() if len(text(items[i])) > chars * PREFIX_MIN_RATIO}
         if not long:
             return items
@@ -436,7 +436,7 @@ IDEOGRAPH_LOOKBACK = 64  # characters searched back for an ideograph to cut afte
 IDEOGRAPH_CHARS_PER_TOKEN = 2  # ``PREFIX_CHARS_PER_TOKEN`` for text that is mostly ideographs (~1 token each)
 
 
-def _mostly_ideographs(text: str, sample: int = 256) -> bool:
+def mostly_ideographs(text: str, sample: int = 256) -> bool:
     """Whether most of the first ``sample`` characters of ``text`` are CJK ideographs."""
     head = text[:sample]
     return sum(map(_is_ideograph, head)) * 2 > len(head)

@@ -201,3 +201,27 @@ def test_qrels_given_as_sets_of_relevant_indices_still_work():
     assert task.qrels == [{9: 1.0, 2: 1.0}]
     out = evaluate_retrieve_rerank(task, Embedder(), None, top_k=3, ks=(3,), use_bm25=False)
     assert out["first_stage"]["recall@3"] == pytest.approx(0.5)
+
+
+def test_bm25_over_chinese_text_is_warned_about(monkeypatch, caplog):
+    """BM25's tokenizer splits at spaces and punctuation: a run of Chinese characters is one 'word', so the BM25
+    stage's numbers on such a corpus mean little, and nothing said so."""
+    import sys
+    import types
+
+    from fastrank.evaluation.retrieval import _bm25_top_k
+
+    class BM25:
+        def index(self, tokens, show_progress=False):
+            self.n = len(tokens)
+
+        def retrieve(self, queries, k, show_progress=False):
+            return [list(range(k))] * len(queries), [[1.0] * k] * len(queries)
+
+    monkeypatch.setitem(sys.modules, "bm25s", types.SimpleNamespace(BM25=BM25, tokenize=lambda texts, **_: texts))
+    for docs, warned in ((["冰川洞穴是在冰川冰内形成的洞穴", "巴黎是法国的首都"], True), (["a glacier cave", "paris"], False)):
+        caplog.clear()
+        task = RetrievalTask.from_groups([QueryGroup("冰川洞穴" if warned else "caves", docs, [1.0, 0.0])])
+        with caplog.at_level("WARNING", logger="fastrank.evaluation.retrieval"):
+            assert len(_bm25_top_k(task, 2, required=True)[0][0]) == 2
+        assert ("mostly CJK ideographs" in caplog.text) is warned

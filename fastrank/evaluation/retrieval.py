@@ -8,6 +8,7 @@ first stage did not retrieve are appended below the list so recall and NDCG coun
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from fastrank.batching import is_integer
+from fastrank.batching import is_integer, mostly_ideographs
 from fastrank.data import QueryGroup, document_key, require_labels
 from fastrank.documents import Document, document_text
 from fastrank.errors import DataError
@@ -23,6 +24,8 @@ from fastrank.evaluation.evaluators import accepted_keywords, logits_keyword, sc
 from fastrank.evaluation.metrics import evaluate_rankings
 from fastrank.fusion import fuse_scores
 from fastrank.reranker import fusion_relevance, relevance_order
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -251,6 +254,10 @@ def _bm25_top_k(task: RetrievalTask, top_k: int, required: bool):
         return None
     retriever = bm25s.BM25()
     corpus = [document_text(d, "") for d in task.corpus]  # a title is more words of the document to BM25
+    if mostly_ideographs("".join(corpus[:50])):
+        logger.warning("BM25 first stage: the corpus is mostly CJK ideographs (Chinese, Japanese), with no spaces "
+                       "between words; BM25's tokenizer reads each run of them as one word, so its ranking means "
+                       "little here: judge retrieval by the embedding first stage")
     retriever.index(bm25s.tokenize(corpus, show_progress=False), show_progress=False)
     docs, scores = retriever.retrieve(bm25s.tokenize(task.queries, show_progress=False),
                                       k=min(top_k, len(task.corpus)), show_progress=False)
