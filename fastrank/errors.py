@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class FastrankError(Exception):
     """Base class for errors raised by fastrank on purpose (bad input, missing files, failed checks)."""
@@ -30,6 +32,21 @@ def missing_dependency(exc: ModuleNotFoundError, purpose: str) -> MissingDepende
     if extra is None or exc.name != package:  # a part of an installed package missing: a broken install, shown
         return None
     return MissingDependency(package, extra, purpose)
+
+
+def import_optional(package: str, purpose: str, required: bool) -> Any:
+    """The optional ``package`` (one of ``EXTRA_OF``), or None when it is not installed and not ``required``; when
+    it is required, a MissingDependency naming its extra. An installed package that fails to import one of its own
+    modules (a broken install) is raised as it is, never taken for a missing one."""
+    try:
+        return __import__(package)
+    except ModuleNotFoundError as exc:
+        missing = missing_dependency(exc, purpose)
+        if missing is None:
+            raise
+        if required:
+            raise missing from None
+        return None
 
 
 class MissingDependency(FastrankError, ImportError):

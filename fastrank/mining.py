@@ -26,7 +26,7 @@ import numpy as np
 from fastrank.batching import check_positive_int, check_seed, is_integer
 from fastrank.data import QueryGroup, document_key, require_labels
 from fastrank.documents import Document, check_document, document_parts
-from fastrank.errors import DataError
+from fastrank.errors import DataError, import_optional
 
 logger = logging.getLogger(__name__)
 
@@ -103,22 +103,12 @@ def top_k_searcher(corpus: np.ndarray, use_faiss: bool | None = None, chunk: int
                    ) -> Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]:
     """``search(queries, k)`` over ``corpus`` (``top_k_search``), which builds its faiss index once for every
     search."""
-    if use_faiss is not False:
-        try:
-            import faiss
-        except ModuleNotFoundError as exc:
-            from fastrank.errors import missing_dependency
-
-            missing = missing_dependency(exc, "faiss search")
-            if missing is None:  # faiss is there but a module it needs is not: a broken install, shown as it is
-                raise
-            if use_faiss:
-                raise missing from None
-        else:
-            index = faiss.IndexFlatIP(corpus.shape[1])
-            index.add(np.ascontiguousarray(corpus, dtype=np.float32))
-            return lambda queries, k: index.search(np.ascontiguousarray(queries, dtype=np.float32),
-                                                   min(k, corpus.shape[0]))
+    faiss = None if use_faiss is False else import_optional("faiss", "faiss search", required=bool(use_faiss))
+    if faiss is not None:
+        index = faiss.IndexFlatIP(corpus.shape[1])
+        index.add(np.ascontiguousarray(corpus, dtype=np.float32))
+        return lambda queries, k: index.search(np.ascontiguousarray(queries, dtype=np.float32),
+                                               min(k, corpus.shape[0]))
 
     def search(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, corpus.shape[0])

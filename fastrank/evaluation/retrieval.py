@@ -19,7 +19,7 @@ import numpy as np
 from fastrank.batching import is_integer, mostly_ideographs
 from fastrank.data import QueryGroup, document_key, require_labels
 from fastrank.documents import Document, document_text
-from fastrank.errors import DataError
+from fastrank.errors import DataError, import_optional
 from fastrank.evaluation.evaluators import accepted_keywords, logits_keyword, scorer_activation
 from fastrank.evaluation.metrics import evaluate_rankings
 from fastrank.fusion import fuse_scores
@@ -241,16 +241,8 @@ def _per_query(flat: np.ndarray, ranked: Sequence[np.ndarray]) -> list[np.ndarra
 
 
 def _bm25_top_k(task: RetrievalTask, top_k: int, required: bool):
-    try:
-        import bm25s
-    except ModuleNotFoundError as exc:
-        from fastrank.errors import missing_dependency
-
-        missing = missing_dependency(exc, "BM25 first-stage retrieval")
-        if missing is None:  # bm25s is there but a module it needs is not: a broken install, shown as it is
-            raise
-        if required:
-            raise missing from None
+    bm25s = import_optional("bm25s", "BM25 first-stage retrieval", required)
+    if bm25s is None:
         return None
     retriever = bm25s.BM25()
     corpus = [document_text(d, "") for d in task.corpus]  # a title is more words of the document to BM25
