@@ -448,11 +448,9 @@ def _is_ideograph(char: str) -> bool:
 
 
 def splits_at_ideographs(tokenizer: Any) -> bool:
-    """Whether a prefix may also end after a CJK ideograph: the tokenizer splits at spaces (``splits_at_spaces``)
-    and its BERT normalizer puts spaces around every ideograph (``handle_chinese_chars``), so each is a word of its
-    own; no added token holds one (it could be read across the cut)."""
-    if not splits_at_spaces(tokenizer):
-        return False
+    """Whether a prefix of a tokenizer that splits at spaces (``splits_at_spaces``, checked first by the caller) may
+    also end after a CJK ideograph: its BERT normalizer puts spaces around every ideograph (``handle_chinese_chars``),
+    so each is a word of its own, and no added token holds one (it could be read across the cut)."""
     config = json.loads(tokenizer.to_str())
     if any(_is_ideograph(c) for token in config.get("added_tokens") or () for c in token.get("content", "")):
         return False

@@ -1331,7 +1331,8 @@ def test_pushes_while_and_after_training_upload_a_whole_model_with_fastranks_car
 
     monkeypatch.setattr(transformers.trainer, "hf_api", FakeApi)
     model = CrossEncoder(tiny_model_dir, device="cpu", max_length=32)
-    model.card_data["evaluation"] = {"data": str(tmp_path / "private" / "dev.jsonl"), "map": 0.5}
+    model.card_data["evaluation"] = {"data": "base-eval.jsonl", "map": 0.5}  # of the base: dropped by training
+    model.card_data["train_datasets"] = [str(tmp_path / "private" / "dev.jsonl")]  # a user's field: kept
     args = CrossEncoderTrainingArguments(output_dir=str(tmp_path / "out"), max_steps=2, save_strategy="steps",
                                          save_steps=1, per_device_train_batch_size=2, push_to_hub=True,
                                          hub_model_id="you/reranker", report_to="none")
@@ -1352,6 +1353,13 @@ def test_pushes_while_and_after_training_upload_a_whole_model_with_fastranks_car
     assert str(tmp_path) not in published and "dev.jsonl" in published
     assert json.loads((hub / "fastrank_card.json").read_text())["language"] == "en"
     assert "model_name" not in model.card_data  # on the pushed card only
+    # the checkpoints' and the pushed card show this run's facts (they were empty with the trainer used directly)
+    pushed = json.loads((hub / "fastrank_card.json").read_text())
+    assert pushed["loss"] == "BinaryCrossEntropyLoss" and pushed["hyperparameters"]["max_steps"] == 2
+    assert pushed["base_model"] == tiny_model_dir.name and "evaluation" not in pushed
+    assert "## Loss" in card and "2 rows" in pushed["train_data"]
+    checkpoint = json.loads((tmp_path / "out" / "checkpoint-2" / "fastrank_card.json").read_text())
+    assert checkpoint["loss"] == "BinaryCrossEntropyLoss"
 
 
 def test_the_wrong_kind_of_model_arguments_or_dataset_is_named(tiny_model_dir, tmp_path):

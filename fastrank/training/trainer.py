@@ -21,7 +21,7 @@ from transformers import Trainer
 from fastrank.errors import DataError
 from fastrank.evaluation.evaluators import accepted_keywords
 from fastrank.model import CrossEncoder
-from fastrank.model_card import card_fields, public_card_data, write_card
+from fastrank.model_card import base_model_name, card_fields, public_card_data, write_card
 from fastrank.training.args import CrossEncoderTrainingArguments
 from fastrank.training.collator import LABEL_COLUMNS, CrossEncoderCollator, row_length
 from fastrank.training.sampler import EpochLengthGroupedSampler, NoDuplicatesSampler, row_texts
@@ -385,12 +385,32 @@ class CrossEncoderTrainer(Trainer):
         """``transformers.Trainer.train``; afterwards the model scores in full precision again (mixed-precision
         training leaves an autocast wrapper on its forward, so ``predict`` would differ from the saved model), and a
         head that was fresh counts as trained (``export_model`` refuses an untrained one)."""
+        self._fill_card()
         try:
             output = super().train(*args, **kwargs)
         finally:
             self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
         self.accelerator.unwrap_model(self.model).head_initialized = False  # trained now: it may be exported
         return output
+
+    def _fill_card(self) -> None:
+        """This run's training facts on the model card (base model, training rows, loss, hyperparameters; an
+        evaluation of the weights before is dropped): checkpoints and a pushed model had an empty card, or the base
+        checkpoint's facts, when the trainer was used directly. The card fields a user sets (model_name, language,
+        license, train_datasets) stay; ``fastrank train`` writes its own, fuller facts after training."""
+        inner = self.accelerator.unwrap_model(self.model)
+        args, card = self.args, inner.card_data
+        card.pop("evaluation", None)
+        card["base_model"] = base_model_name(inner.name_or_path)
+        if self.train_dataset is not None:
+            card["train_data"] = f"{len(self.train_dataset)} rows, columns {self.train_dataset.column_names}"
+        card["loss"] = type(self.loss).__name__
+        card["hyperparameters"] = {
+            "epochs": args.num_train_epochs, "max_steps": args.max_steps, "lr": args.learning_rate,
+            "batch_size": args.per_device_train_batch_size, "max_length": inner.max_length,
+            "warmup_steps": args.warmup_steps, "weight_decay": args.weight_decay,
+            "scheduler": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)), "seed": args.seed,
+            "bf16": args.bf16}
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """The loss on ``eval_dataset`` (or the trainer's; a dict gives one loss per dataset, prefixed with its name)
