@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -1384,3 +1385,18 @@ def test_the_wrong_kind_of_model_arguments_or_dataset_is_named(tiny_model_dir, t
         CrossEncoderTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path)), train_dataset=ds)
     with pytest.raises(DataError, match="train_dataset must be a datasets.Dataset, got IterableDataset: .*streaming"):
         CrossEncoderTrainer(model=model, args=args, train_dataset=ds.to_iterable_dataset())
+
+
+def test_a_run_recorded_before_a_setting_existed_resumes_with_its_default(toy_data, tiny_model_dir, tmp_path):
+    """Checkpoints recorded before data_split existed were refused by --resume ('data_split None -> train')."""
+    from fastrank.errors import FastrankError
+    from fastrank.training.recipe import RUN_RECORD, _check_same_run, _run_record
+
+    config = _config(toy_data, tiny_model_dir, tmp_path / "m")
+    record = _run_record(config, False)
+    older = json.loads(json.dumps(record))
+    del older["settings"]["data_split"]
+    (tmp_path / RUN_RECORD).write_text(json.dumps(older))
+    _check_same_run(tmp_path, record)  # the same run: the setting had its default then
+    with pytest.raises(FastrankError, match=r"data_split 'train' -> 'dev'"):
+        _check_same_run(tmp_path, _run_record(replace(config, data_split="dev"), False))

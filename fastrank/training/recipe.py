@@ -16,7 +16,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -248,6 +248,8 @@ def _check_same_run(ckpt_dir: Path, record: dict[str, Any]) -> None:
                        "that this run's settings and data are the ones they were trained with", ckpt_dir, RUN_RECORD)
         return
     old, new = saved.get("settings", {}), record["settings"]
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    old = {k: old.get(k, defaults.get(k)) for k in set(old) | set(new)}  # a setting added since: its default then
     changed = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     changed += [f"what {name} holds" for name in _INPUTS
                 if saved.get("inputs", {}).get(name) != record["inputs"][name]]
