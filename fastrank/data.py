@@ -65,9 +65,10 @@ def dedup_key(text: str) -> str:
     Datasets often hold one sentence twice, once as written and once tokenized/lowercased (WikiQA's
     ``train.tokenized`` vs its raw dev/test files: "Paris." vs "paris ."), or once composed and once decomposed
     ("café" as é or as e + a combining accent, NFC vs NFD, which the tokenizer reads alike); such twins must not be
-    a positive and a negative at once in a corpus.
+    a positive and a negative at once in a corpus. Compatibility forms stay apart (NFC, not NFKC: "10³" is not
+    "103").
     """
-    return "".join(unicodedata.normalize("NFKC", text).casefold().split())
+    return "".join(unicodedata.normalize("NFC", text).casefold().split())
 
 
 def document_key(doc: Document) -> str:
@@ -98,10 +99,17 @@ def as_number(value: Any, where: str, what: str, booleans: bool = False) -> floa
     raise DataError(f"{where}: {what} must be {accepted}, got {value!r}")
 
 
+def is_st_sample(record: Any) -> bool:
+    """Whether ``record`` is a sentence-transformers reranking sample: a ``positive`` list (and no labels or
+    scores). A flat row's ``positive`` cell (a 0/1 flag column of a CSV, say) is a scalar, not such a sample."""
+    return isinstance(record, dict) and isinstance(record.get("positive"), list) and \
+        not {"labels", "scores"} & set(record)
+
+
 def _group_from_record(rec: dict[str, Any], where: str) -> QueryGroup:
     if not isinstance(rec, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-    if "positive" in rec and not {"labels", "scores"} & set(rec):
+    if is_st_sample(rec):
         from fastrank.evaluation.evaluators import sample_as_labelled  # sentence-transformers' reranking samples
 
         rec = sample_as_labelled(rec, where)
@@ -262,7 +270,7 @@ def iter_records_groups(records: Located, source: str) -> Iterator[QueryGroup]:
         if first is None:
             raise DataError(f"{source} is empty: no records to train or evaluate on")
         records = itertools.chain([first], reader)
-        if "documents" in first[1] or "positive" in first[1]:  # grouped, or sentence-transformers' samples
+        if "documents" in first[1] or is_st_sample(first[1]):  # grouped, or sentence-transformers' samples
             for where, r in records:
                 yield _group_from_record(r, where)
         else:

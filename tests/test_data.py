@@ -641,3 +641,16 @@ def test_sentence_transformers_reranking_samples_read_as_the_evaluator_reads_the
     bad.write_text(json.dumps({"query": "q", "positive": [1], "negative": ["n"]}) + "\n")
     with pytest.raises(DataError, match="bad.jsonl line 1: 'positive' must be a list"):
         read_groups(str(bad))
+
+
+def test_a_flag_column_named_positive_is_a_flat_column_not_a_sample(tmp_path):
+    """Reading sentence-transformers' samples took any record with a 'positive' key for one: a CSV whose 0/1
+    relevance column is called 'positive' trained on the flags as documents."""
+    from fastrank.data import dedup_key
+
+    flags = tmp_path / "flags.csv"
+    flags.write_text("query,document,positive\nwhat is x,x is a letter,1\nwhat is x,y is a letter,0\n")
+    with pytest.raises(DataError, match=r"missing column\(s\) \['label'\]"):
+        read_groups(str(flags))
+    assert dedup_key("The tower is 10³ m") != dedup_key("The tower is 103 m")  # NFC: compatibility forms stay apart
+    assert dedup_key("Cafe\u0301") == dedup_key("café")
