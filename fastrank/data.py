@@ -18,6 +18,7 @@ Training formats (columns by name, the order the losses read them in):
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import inspect
 import io
@@ -429,8 +430,9 @@ def _read_delimited(path: Path, delimiter: str) -> Located:
             quoted = _csv_quoted_tsv(text.split("\n"))
         quoting = csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE
     if quoting == csv.QUOTE_NONE:
-        lines = (line for _, line in (utf8_lines(path) if text is None else enumerate(text.split("\n"), 1)))
-        yield from _delimited_rows(path, _RawTsvReader(lines), delimiter, quoting)
+        numbered = utf8_lines(path) if text is None else enumerate(text.split("\n"), 1)
+        with contextlib.closing(numbered) if text is None else contextlib.nullcontext():  # closed on an error too
+            yield from _delimited_rows(path, _RawTsvReader(line for _, line in numbered), delimiter, quoting)
         return
     try:
         with (path.open(encoding="utf-8-sig", newline="") if text is None else io.StringIO(text, newline="")) as f:
@@ -444,22 +446,27 @@ def _read_delimited(path: Path, delimiter: str) -> Located:
 class _RawTsvReader:
     """``csv.DictReader``'s rows of a TSV read as raw text: lines end at "\\n" only (a "\\r\\n" ending dropped),
     cells at tabs. A bare "\\r" inside a cell (old Mac text, a scraped page) is text: csv ends the row there, and
-    the rest of the line then failed as a row of its own, its label blamed."""
+    the rest of the line then failed as a row of its own, its label blamed. A file whose header line holds a "\\r"
+    ends its lines with "\\r" alone (classic Mac OS) and is split there."""
 
     def __init__(self, lines: Iterator[str]) -> None:
-        self._lines, self.line_num = lines, 0
-        self.fieldnames: list[str] | None = next(self._cells(), None)
+        self._lines, self.line_num, self._cr_lines = lines, 0, None
+        self._rows = self._cells()  # one generator: a "\\r" line holds the header and the rows after it
+        self.fieldnames: list[str] | None = next(self._rows, None)
 
     def _cells(self) -> Iterator[list[str]]:
         for line in self._lines:
-            self.line_num += 1
             line = line[:-1] if line.endswith("\r") else line
-            if line:  # csv skips blank lines too
-                yield line.split("\t")
+            if self._cr_lines is None and line:  # the header decides how lines end
+                self._cr_lines = "\r" in line
+            for piece in line.split("\r") if self._cr_lines else (line,):
+                self.line_num += 1
+                if piece:  # csv skips blank lines too
+                    yield piece.split("\t")
 
     def __iter__(self) -> Iterator[dict[Any, Any]]:
         names = self.fieldnames or []
-        for cells in self._cells() if names else ():
+        for cells in self._rows if names else ():
             row: dict[Any, Any] = dict(zip(names, cells))
             if len(cells) > len(names):
                 row[None] = cells[len(names):]  # where DictReader keeps the cells past the header's

@@ -512,17 +512,19 @@ def test_a_corpus_named_pipe_is_read_once(tmp_path, name, data, expected):
     assert result == expected
 
 
-def test_a_bad_record_leaves_no_file_open(tmp_path):
+@pytest.mark.parametrize("name, text, bad", [("h.csv", "query,document,label\nq,a,1\nq,b,maybe\nq,c,0\n", "maybe"),
+                                             ("h.tsv", "query\tdocument\tlabel\nq\ta\t1\textra\n", "4 cells")])
+def test_a_bad_record_leaves_no_file_open(tmp_path, name, text, bad):
     import os
 
-    (tmp_path / "h.csv").write_text("query,document,label\nq,a,1\nq,b,maybe\nq,c,0\n")
+    (tmp_path / name).write_text(text)
     try:
-        read_groups(tmp_path / "h.csv")
+        read_groups(tmp_path / name)
     except DataError as exc:
         kept = exc  # as a notebook keeps the last error
         opened = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
                   if os.path.exists(f"/proc/self/fd/{fd}")]
-    assert "maybe" in str(kept) and str(tmp_path / "h.csv") not in opened
+    assert bad in str(kept) and str(tmp_path / name) not in opened
 
 
 def test_a_damaged_parquet_file_is_named(tmp_path):
@@ -616,6 +618,9 @@ def test_a_bare_carriage_return_in_a_raw_tsv_cell_is_text(tmp_path):
     short = tmp_path / "short.tsv"
     short.write_text("query\tdocument\tlabel\tquery_id\nq\td\t1\n")  # a missing last cell is no cell, as in csv
     assert read_groups(str(short))[0].query_id == ""
+    mac = tmp_path / "mac.tsv"  # classic Mac OS line ends: "\r" alone
+    mac.write_bytes(b"query\tdocument\tlabel\rq1\td1\t1\rq1\td2\t0\r")
+    assert [(g.documents, g.labels) for g in read_groups(str(mac))] == [(["d1", "d2"], [1.0, 0.0])]
     wide = tmp_path / "wide.tsv"
     wide.write_text("query\tdocument\tlabel\nq\td\t1\textra\n")
     with pytest.raises(DataError, match=r"wide.tsv row 1 \(line 2\): 4 cells, more than the header's 3"):
