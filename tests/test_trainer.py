@@ -1361,6 +1361,14 @@ def test_pushes_while_and_after_training_upload_a_whole_model_with_fastranks_car
     assert "## Loss" in card and "2 rows" in pushed["train_data"]
     checkpoint = json.loads((tmp_path / "out" / "checkpoint-2" / "fastrank_card.json").read_text())
     assert checkpoint["loss"] == "BinaryCrossEntropyLoss"
+    model.card_data["model_name"] = "Glacier reranker"
+    trainer.push_to_hub(commit_message="again")  # transformers passes model_name=<output folder name> by default
+    assert "# Glacier reranker" in (hub / "README.md").read_text()
+    # while an earlier push still uploads output_dir, this push is skipped and the folder left whole
+    trainer.push_in_progress = type("Pending", (), {"is_done": lambda self: False})()
+    (tmp_path / "out" / "tokenizer.json").write_text("being uploaded")
+    trainer._push_from_checkpoint(str(tmp_path / "out" / "checkpoint-2"))
+    assert (tmp_path / "out" / "tokenizer.json").read_text() == "being uploaded"
 
 
 def test_the_wrong_kind_of_model_arguments_or_dataset_is_named(tiny_model_dir, tmp_path):

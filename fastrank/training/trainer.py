@@ -486,6 +486,9 @@ class CrossEncoderTrainer(Trainer):
         if not self.is_world_process_zero():
             return
         inner = self.accelerator.unwrap_model(self.model)
+        defaults = {Path(self.args.output_dir).name, (self.args.hub_model_id or "").split("/")[-1]}
+        if model_name in defaults and inner.card_data.get("model_name"):
+            model_name = None  # transformers' default (the repo's or folder's name) does not replace the card's
         datasets = [dataset] if isinstance(dataset, str) else dataset
         extra = card_fields({"model_name": model_name, "language": language, "license": license,
                              "train_datasets": datasets})
@@ -494,9 +497,12 @@ class CrossEncoderTrainer(Trainer):
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         """A push while training (``push_to_hub=True``): transformers copies only the weights and config out of the
         checkpoint, so the tokenizer, sentence-transformers' config and fastrank's card were never uploaded; the
-        whole model is written to ``output_dir`` first (its card without local paths), then pushed as usual."""
-        if self.is_world_process_zero() and str(getattr(self.args.hub_strategy, "value", self.args.hub_strategy)) \
-                != "end":
+        whole model is written to ``output_dir`` first (its card without local paths), then pushed as usual. Not
+        while an earlier push still uploads that folder (transformers skips this push then): its files stay whole."""
+        strategy = str(getattr(self.args.hub_strategy, "value", self.args.hub_strategy))
+        pending = getattr(self, "push_in_progress", None)
+        busy = not self.args.hub_always_push and pending is not None and not pending.is_done()
+        if self.is_world_process_zero() and self.args.should_save and strategy != "end" and not busy:
             inner = self.accelerator.unwrap_model(self.model)
             inner.write_checkpoint(self.args.output_dir, card_data=public_card_data(inner.card_data))
         super()._push_from_checkpoint(checkpoint_folder)
