@@ -34,6 +34,19 @@ def missing_dependency(exc: ModuleNotFoundError, purpose: str) -> MissingDepende
     return MissingDependency(package, extra, purpose)
 
 
+def warn_caller(message: str, category: type[Warning] = FutureWarning) -> None:
+    """``warnings.warn`` pointing at the first frame outside fastrank and torch (decorators such as
+    ``torch.inference_mode`` add frames between a caller and fastrank), so a warning shows once per line of the
+    caller's code, that line named."""
+    import sys
+    import warnings
+
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in ("fastrank", "torch"):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
 def import_optional(package: str, purpose: str, required: bool) -> Any:
     """The optional ``package`` (one of ``EXTRA_OF``), or None when it is not installed and not ``required``; when
     it is required, a MissingDependency naming its extra. An installed package that fails to import one of its own

@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import threading
-import warnings
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,7 +24,7 @@ from fastrank.batching import (Pair, PairEncoder, check_pairs, check_positive_in
                                distinct_pairs, explain_bad_text, is_integer, is_single_pair, model_input_names,
                                plan_batches, run_batches)
 from fastrank.documents import Document, document_text
-from fastrank.errors import ModelLoadError
+from fastrank.errors import ModelLoadError, warn_caller
 from fastrank.hub import hub_location
 from fastrank.io import atomic_dir, model_location
 from fastrank.model_card import (CARD_DATA_FILE, CardDataView, card_fields, load_card_data, public_card_data,
@@ -167,12 +166,10 @@ def st_legacy_keywords(given: dict[str, Any], renamed: dict[str, str], ignored: 
         raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}")
     out = {}
     for old, value in given.items():
-        if old in ignored:  # stacklevel 3: the line that called predict / rank / CrossEncoder
-            warnings.warn(f"{where}({old}=...) does nothing in fastrank (sentence-transformers deprecated it too)",
-                          FutureWarning, stacklevel=3)
+        if old in ignored:
+            warn_caller(f"{where}({old}=...) does nothing in fastrank (sentence-transformers deprecated it too)")
         else:
-            warnings.warn(f"{where}({old}=...) is an old name for {renamed[old]}=; use that", FutureWarning,
-                          stacklevel=3)
+            warn_caller(f"{where}({old}=...) is an old name for {renamed[old]}=; use that")
             out[renamed[old]] = value
     return out
 

@@ -203,6 +203,7 @@ def test_sentence_transformers_6_and_older_keywords_mean_what_they_mean_there(ti
         renamed = base.predict(sentences=PAIRS, activation_fct=torch.nn.Identity(), num_workers=2)
     assert "predict(num_workers=...) does nothing in fastrank (sentence-transformers deprecated it too)" in \
         [str(w.message) for w in caught]
+    assert {w.filename for w in caught} == {__file__}  # this line, not torch.inference_mode's wrapper
     np.testing.assert_allclose(renamed, base.predict(PAIRS, activation="identity"), atol=0)
     one = base.predict(np.array(PAIRS[0]))  # a 1-D NumPy pair: a scalar, as there (it was a TypeError)
     assert np.ndim(one) == 0 and one == pytest.approx(float(base.predict(PAIRS)[0]), abs=1e-7)

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 from fastrank.batching import check_positive_int, is_integer
 from fastrank.data import as_number, normalize_document
 from fastrank.documents import Document, is_blank
-from fastrank.errors import DataError, FastrankError
+from fastrank.errors import DataError, FastrankError, warn_caller
 from fastrank.evaluation.metrics import (
     DEFAULT_KS,
     TIE_POLICY,
@@ -407,8 +406,7 @@ class RerankingEvaluator:
             if at_k is not None and at_k != mrr_at_k:
                 raise ValueError(f"mrr_at_k={mrr_at_k!r} is the deprecated name of at_k; give one of them, "
                                  f"not at_k={at_k!r} too")
-            warnings.warn(f"mrr_at_k is deprecated (as in sentence-transformers); use at_k={mrr_at_k}", FutureWarning,
-                          stacklevel=3)  # the line that built the evaluator
+            warn_caller(f"mrr_at_k is deprecated (as in sentence-transformers); use at_k={mrr_at_k}")
             at_k = mrr_at_k
         if at_k is not None and (not is_integer(at_k) or at_k < 1):
             raise ValueError(f"at_k must be a positive integer (the cut-off, e.g. 10), got {at_k!r}")
