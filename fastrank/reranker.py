@@ -99,9 +99,9 @@ def artifact_encoder(path: Path, manifest: dict[str, Any]) -> PairEncoder:
                        manifest.get("query_prompt") or "", manifest.get("truncation_side") or "right")
 
 
-def _reranker_from(options: dict[str, Any]) -> Reranker:
-    """A ``Reranker`` built again from the options it was made with (how a pickled one is loaded)."""
-    return Reranker(**options)
+def _reranker_from(cls: type[Reranker], options: dict[str, Any]) -> Reranker:
+    """A ``Reranker`` (or subclass) built again from the options it was made with (how a pickled one is loaded)."""
+    return cls(**options)
 
 
 def auto_backend(path: str, manifest: dict[str, Any] | None) -> str:
@@ -318,9 +318,18 @@ class Reranker:
         return np.maximum.reduceat(rows, starts, axis=0)
 
     def __reduce__(self):
-        """Pickled as its path and options (a loaded model and its sessions do not pickle): unpickling, in a worker
-        process say, loads the model again, as ``Reranker(path, ...)`` would there."""
-        return _reranker_from, (self._options,)
+        """Pickled as its path and options (a loaded model and its sessions do not pickle), with the batching it has
+        now: unpickling, in a worker process say, loads the model again, as ``Reranker(path, ...)`` would there."""
+        windows = self.long_documents == "windows"
+        now = {"batch_size": self.batch_size, "max_tokens": self.max_tokens,
+               "window_stride": self.window_stride if windows else None}
+        return _reranker_from, (type(self), {**self._options, **now})
+
+    def __copy__(self) -> Reranker:
+        """A shallow copy sharing the loaded backend (``copy.copy``; pickling loads the model again)."""
+        other = object.__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        return other
 
     def logits(self, pairs: Sequence[Pair]) -> np.ndarray:
         """Raw float32 logits (n, num_labels) in the caller's order (windows: each document's best window). A pair

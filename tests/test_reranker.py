@@ -640,6 +640,13 @@ def test_a_reranker_pickles_as_its_path_and_options(artifact, tiny_model_dir):
             (original.backend.name, original.batch_size, original.max_tokens, original.long_documents,
              original.window_stride)
         np.testing.assert_allclose(copy.logits(pairs), original.logits(pairs), atol=1e-6)
+    original.batch_size, original.max_tokens = 2, 512  # settings changed after loading travel too
+    again = pickle.loads(pickle.dumps(original))
+    assert (again.batch_size, again.max_tokens) == (2, 512)
+    import copy as copying
+
+    shallow = copying.copy(original)  # copy.copy shares the loaded model: no reload
+    assert shallow.backend is original.backend and shallow.batch_size == 2
 
 
 def test_a_table_cell_drops_control_characters_and_keeps_accents_whole():
