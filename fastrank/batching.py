@@ -300,7 +300,7 @@ class PairEncoder:
                     q_enc = cut.get((query, text_tokens))
                     if q_enc is None:
                         q_enc = cut[query, text_tokens] = plain.encode(query, add_special_tokens=False)
-                        q_enc.truncate(room - text_tokens)
+                        q_enc.truncate(room - text_tokens, direction=self.truncation_side)  # as ``encode`` cuts
                 titled_doc = doc if title is None else Encoding.merge([title, doc], growing_offsets=True)
                 windows.append(plain.post_process(q_enc, titled_doc, add_special_tokens=True))
                 owners.append(i)
@@ -308,7 +308,7 @@ class PairEncoder:
             q_enc = cut.get(query)
             if q_enc is None:
                 q_enc = cut[query] = plain.encode(query, add_special_tokens=False)
-                q_enc.truncate(room // 2)
+                q_enc.truncate(room // 2, direction=self.truncation_side)
             doc_room = room - len(q_enc.ids)
             if title is not None:  # every window starts with the title: it says what each part is about
                 if len(title.ids) > doc_room // 2:  # cut the title's words, never the separator after them

@@ -590,3 +590,7 @@ def test_a_left_truncating_tokenizer_cuts_as_in_sentence_transformers(tiny_model
     np.testing.assert_allclose(1 / (1 + np.exp(-logits)), theirs.predict(pairs), atol=1e-5)  # their sigmoid
     with pytest.raises(ValueError, match="truncation_side must be 'right' or 'left'"):
         type(ours.pair_encoder())(ours.tokenizer.backend_tokenizer, 48, truncation_side="middle")
+    long_query = [(filler * 4 + QUERY, "A glacier cave.")]  # fits one window: windows mode cuts it as encode does
+    windows, _ = ours.pair_encoder().encode_windows(long_query, 8)
+    assert [x.tolist() for x in windows.input_ids] == [x.tolist() for x in ours.pair_encoder().encode(long_query)
+                                                       .input_ids]
