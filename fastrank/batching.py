@@ -426,10 +426,11 @@ def _prefix_at_space(text: str, chars: int, ideographs: bool = False) -> str | N
     return text[:at] if at > 0 else None
 
 
-# What BERT's normalizer (``handle_chinese_chars``) puts spaces around: the CJK Unified Ideographs blocks and their
-# extensions and compatibility blocks (not kana or Hangul, which stay inside their words).
+# What the tokenizers library's BertNormalizer (``handle_chinese_chars``) puts spaces around, its own table: the CJK
+# Unified Ideographs blocks and their extensions and compatibility blocks (not kana or Hangul, which stay inside
+# their words; U+2B820-2B91F neither, unlike transformers' Python BasicTokenizer).
 _IDEOGRAPHS = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
-               (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+               (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 IDEOGRAPH_LOOKBACK = 64  # characters searched back for an ideograph to cut after (Chinese text holds one nearly each)
 
 

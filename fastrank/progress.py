@@ -7,7 +7,6 @@ import os
 
 def bar_disabled(show_progress_bar: bool | None) -> bool:
     """``tqdm(disable=...)`` for a caller's ``show_progress_bar``: off when the caller says so, and off for the
-    whole process when ``TQDM_DISABLE`` is set (tqdm reads that variable only for arguments left out, and fastrank
-    passes ``disable``, so it was ignored)."""
-    flag = os.environ.get("TQDM_DISABLE", "").strip().lower()
-    return not show_progress_bar or flag not in ("", "0", "false", "no", "off")
+    whole process when ``TQDM_DISABLE`` is set to anything, as tqdm reads it (tqdm reads that variable only for
+    arguments left out, and fastrank passes ``disable``, so it was ignored)."""
+    return not show_progress_bar or bool(os.environ.get("TQDM_DISABLE"))

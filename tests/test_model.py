@@ -490,5 +490,7 @@ def test_tqdm_disable_turns_off_the_bars_a_caller_asked_for(model, monkeypatch, 
     model.predict(pairs, show_progress_bar=True)
     assert "Scoring" not in capsys.readouterr().err
     assert bar_disabled(True) and bar_disabled(None)
-    monkeypatch.setenv("TQDM_DISABLE", "false")
+    monkeypatch.setenv("TQDM_DISABLE", "0")  # any value disables, as tqdm reads it for its own bars
+    assert bar_disabled(True)
+    monkeypatch.setenv("TQDM_DISABLE", "")
     assert not bar_disabled(True) and bar_disabled(False)

@@ -660,3 +660,5 @@ def test_a_table_cell_drops_control_characters_and_keeps_accents_whole():
     family = "x" * 75 + "\U0001F468\u200d\U0001F469" + "y" * 10  # man ZWJ woman: one emoji
     assert table_cell(family) == "x" * 75 + "..."
     assert table_cell("x" * 80) == "x" * 80 and len(table_cell("x" * 81)) == 80
+    for joined in ("\u2764\ufe0f", "\U0001F44D\U0001F3FD", "\u0915\u093f"):  # a variation, a skin tone, a vowel sign
+        assert table_cell("x" * 76 + joined + "y" * 10) == "x" * 76 + "..."

@@ -246,3 +246,9 @@ def test_chinese_text_tokenizes_from_a_prefix_cut_after_an_ideograph(max_length,
     assert recording.chars < len(chinese) / 3  # a prefix, not the whole text
     for kind in ("byte-level bpe", "metaspace unigram"):  # no BERT normalizer: no ideograph cuts
         assert not splits_at_ideographs(_trained(kind))
+    from fastrank.batching import _is_ideograph
+
+    # tokenizers' own table: U+2B820-2B91F are not spaced out by its BertNormalizer (transformers' Python one differs)
+    normalized = encoder.tokenizer.normalizer.normalize_str
+    for char in ("\u4e2d", "\U0002B820", "\U0002B920", "\u3042"):
+        assert _is_ideograph(char) == (normalized(char) == f" {char} "), char

@@ -188,6 +188,14 @@ def _rerank_run(model: str, query: str | None, docs_file: Path | None, run: Path
                             **reranker_options)
 
 
+def _joins_previous(text: str, i: int) -> bool:
+    """Whether ``text[i]`` belongs to the character before it: a combining mark or vowel sign (Mn / Mc / Me), a
+    variation selector or emoji skin tone, or either side of a zero-width joiner."""
+    char, code = text[i], ord(text[i])
+    return (unicodedata.category(char) in ("Mn", "Mc", "Me") or 0xFE00 <= code <= 0xFE0F
+            or 0x1F3FB <= code <= 0x1F3FF or "\u200d" in text[i - 1:i + 1])
+
+
 def table_cell(document: Document, width: int = 80) -> str:
     """A document as one Markdown table cell: title and text joined by an em dash (a "|" would open a new cell),
     whitespace collapsed, control characters dropped (an ANSI escape in a document would drive the terminal), cut
@@ -198,8 +206,7 @@ def table_cell(document: Document, width: int = 80) -> str:
     cell = "".join(c for c in cell if unicodedata.category(c) != "Cc")
     if len(cell) > width:
         cut = width - 3
-        while cut > 0 and (unicodedata.combining(cell[cut]) or "\u200d" in cell[cut - 1:cut + 1]
-                           or unicodedata.category(cell[cut]) == "Me"):
+        while cut > 0 and _joins_previous(cell, cut):
             cut -= 1  # the next character belongs to the one before it: cut before both
         cell = cell[:cut] + "..."
     return re.sub(r"(\\*)\|", lambda m: m.group(1) * 2 + "\\|", cell)
