@@ -463,7 +463,8 @@ def _cached_reranker(model: str | Path, backend: str) -> Reranker:
 
 def clear_rerank_cache() -> int:
     """Drop the Rerankers that ``rerank()`` keeps loaded (up to ``_CACHE_SIZE`` models), freeing their memory;
-    returns how many were dropped. The next ``rerank()`` of a model loads it again."""
+    returns how many were dropped. The next ``rerank()`` of a model loads it again; a model another thread is
+    loading at that moment is cached when its load ends."""
     with _CACHE_LOCK:
         dropped = len(_CACHE)
         _CACHE.clear()
