@@ -124,6 +124,7 @@ def _group_from_record(rec: dict[str, Any], where: str) -> QueryGroup:
     query, docs = rec["query"], rec["documents"]
     if not isinstance(query, str) or is_blank(query):
         raise DataError(f"{where}: 'query' must be a non-empty string, got {query!r}")
+    check_unicode(query, f"{where}: 'query'")
     if not isinstance(docs, list):
         raise DataError(f"{where}: 'documents' must be a list of strings (or {{'text', 'title'}} objects)")
     docs = [normalize_document(d, f"{where}: document {i}") for i, d in enumerate(docs)]
@@ -212,6 +213,7 @@ def _group_flat_rows(rows: Iterable[tuple[str, dict[str, Any]]], source: str) ->
         q = row["query"]
         if not isinstance(q, str) or is_blank(q):
             raise DataError(f"{where}: 'query' must be a non-empty string, got {q!r}")
+        check_unicode(q, f"{where}: 'query'")
         if not isinstance(row["document"], str):
             raise DataError(f"{where}: 'document' must be a string, got {type(row['document']).__name__}")
         title = row.get("title") if isinstance(row.get("title"), str) else None  # CSV: "", Parquet: None or NaN
@@ -226,13 +228,26 @@ def _group_flat_rows(rows: Iterable[tuple[str, dict[str, Any]]], source: str) ->
     return list(groups.values())
 
 
+def check_unicode(text: str, where: str) -> str:
+    """``text`` when it is valid Unicode; a DataError naming ``where`` for a lone surrogate (a JSON ``"\\ud800"``
+    escape reads as one), which tokenizers and pyarrow refuse later with errors that name no line."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(f"{where} is not valid Unicode text (lone surrogate {text[exc.start]!r} at character "
+                        f"{exc.start}, e.g. from a JSON '\\ud800' escape); fix or drop that text") from None
+    return text
+
+
 def normalize_document(doc: Any, where: str) -> Document:
     """A data file's document: a string as it is; an object as ``{"title", "text"}``, or its text alone when its
-    title is missing or blank."""
+    title is missing or blank. Text that is not valid Unicode is a DataError naming it (``check_unicode``)."""
     try:
         check_document(doc, where)
     except TypeError as exc:
         raise DataError(str(exc)) from exc
+    for part in ((doc,) if isinstance(doc, str) else (doc["text"], doc.get("title") or "")):
+        check_unicode(part, where)
     if isinstance(doc, str):
         return doc
     return {"title": doc["title"], "text": doc["text"]} if has_title(doc) else doc["text"]

@@ -659,3 +659,20 @@ def test_a_flag_column_named_positive_is_a_flat_column_not_a_sample(tmp_path):
         read_groups(str(flags))
     assert dedup_key("The tower is 10³ m") != dedup_key("The tower is 103 m")  # NFC: compatibility forms stay apart
     assert dedup_key("Cafe\u0301") == dedup_key("café")
+
+
+def test_a_lone_surrogate_in_a_data_file_is_named_where_it_is(tmp_path):
+    """A JSON '\\ud800' escape reads as a lone surrogate: training failed inside pyarrow and evaluation inside the
+    tokenizer, with errors that named no line."""
+    from fastrank.evaluation.evaluators import RerankingEvaluator
+
+    for record, where in (('{"query": "q", "documents": ["ok", "bad \\ud800"], "labels": [1, 0]}', "document 1"),
+                          ('{"query": "q \\udc80", "documents": ["ok"], "labels": [1]}', "'query'"),
+                          ('{"query": "q", "documents": [{"title": "t\\ud800", "text": "x"}], "labels": [1]}',
+                           "document 0")):
+        data = tmp_path / "s.jsonl"
+        data.write_text(record + "\n")
+        with pytest.raises(DataError, match=rf"s.jsonl line 1: {where} is not valid Unicode text \(lone surrogate"):
+            read_groups(str(data))
+        with pytest.raises(DataError, match="is not valid Unicode text"):
+            RerankingEvaluator.from_file(data)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from fastrank.batching import check_positive_int, is_integer
-from fastrank.data import as_number, normalize_document
+from fastrank.data import as_number, check_unicode, normalize_document
 from fastrank.documents import Document, is_blank
 from fastrank.errors import DataError, FastrankError, warn_caller
 from fastrank.evaluation.metrics import (
@@ -113,6 +113,7 @@ def _normalize_sample(sample: Any, where: str, always_rerank_positives: bool = T
         raise DataError(f"{where}: 'query' must be a string, got {type(query).__name__}; accepted: {SAMPLE_FORMATS}")
     if is_blank(query):
         raise DataError(f"{where}: 'query' is empty; every sample needs a query to rank its documents for")
+    check_unicode(query, f"{where}: 'query'")
     query_id = sample.get("query_id")
     query_id = None if query_id is None else str(query_id)
     has_list = "documents" in sample or "labels" in sample
