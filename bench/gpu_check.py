@@ -72,6 +72,28 @@ def prepare(target: Path, model_dir: str | None) -> None:
     print(f"wrote {target} from {source}: {size / 2**20:.1f} MiB")
 
 
+def prepare_train(target: Path) -> None:
+    """Write ``target/base`` (the base model, weights in fp16: 44 MiB) and WikiQA train + test under
+    ``target/wikiqa`` for ``bench/gpu_train.sh`` (``fastrank train`` on a GPU machine that has neither)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from fastrank.model import resolve_model_path
+
+    source = Path(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2"))
+    base = target / "base"
+    shutil.rmtree(base, ignore_errors=True)
+    shutil.copytree(source, base, ignore=shutil.ignore_patterns("model.safetensors"))
+    weights = {k: v.to(torch.float16) for k, v in load_file(str(source / "model.safetensors")).items()}
+    save_file(weights, str(base / "model.safetensors"), metadata={"format": "pt"})
+    (target / "wikiqa").mkdir(parents=True, exist_ok=True)
+    for name in ("train.tokenized.jsonl", "test.jsonl"):
+        shutil.copy(WIKIQA.parent / name, target / "wikiqa" / name)
+    print(f"wrote {base} and {target / 'wikiqa'} from {source}")
+
+
 def _synthetic_rate(backend, batch: int, seq: int, repeats: int) -> float:
     from fastrank.timing import measure
 
@@ -133,9 +155,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None,
                         help="Write the rows as JSON here (default: $OUT/gpu_check.json when $OUT is set).")
     parser.add_argument("--prepare", type=Path, default=None, help="Write the carry folder for a GPU run and stop.")
+    parser.add_argument("--prepare-train", type=Path, default=None,
+                        help="Write what bench/gpu_train.sh needs (base model, WikiQA train/test) and stop.")
     args = parser.parse_args(argv)
     if args.prepare is not None:
         prepare(args.prepare, args.model)
+        return
+    if args.prepare_train is not None:
+        prepare_train(args.prepare_train)
         return
     import torch
 
