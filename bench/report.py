@@ -367,6 +367,20 @@ def _gpu_section() -> str:
         tests = [line for line in lines_out if " passed" in line or " failed" in line]
         lines += [f"`pytest -m gpu tests/test_gpu_path.py` in the same call: {tests[-1].strip()} "
                   "(`bench/results/gpu_check.txt` holds the whole output).", ""]
+    train = GPU_RESULTS.with_name("gpu_train.json")  # bench/gpu_train.sh: fastrank train on the GPU machine
+    if train.is_file():
+        run = json.loads(train.read_text(encoding="utf-8"))
+        before, after = run["eval_before"]["metrics"], run["eval_after"]["metrics"]
+        lines += ["### `fastrank train` on the GPU (bench/gpu_train.sh)", "",
+                  f"The default recipe ({run['config']['loss']}, {run['config']['epochs']:g} epochs, batch "
+                  f"{run['config']['batch_size']}, bf16 {run['bf16']}) from the base model on WikiQA train "
+                  f"({run['train_rows']} lists, {run['train_pairs_per_epoch']} pairs an epoch): "
+                  f"{run['train_seconds']} s of training, {run['train_pairs_per_second']} train pairs/s; WikiQA test "
+                  f"MAP {before['map']:.4f} -> {after['map']:.4f}, NDCG@10 {before['ndcg@10']:.4f} -> "
+                  f"{after['ndcg@10']:.4f}. The same recipe on this CPU is in the recipes table above (`default`). "
+                  "Command: `bash bench/gpu_train.sh` with `.gpu/base`, `.gpu/wikiqa` and the `datasets` wheels "
+                  "carried (the script's header says how to prepare them); its log is "
+                  "`bench/results/gpu_train.txt`.", ""]
     return "\n".join(lines) + "\n"
 
 

@@ -32,6 +32,13 @@ def test_gpu_section_before_and_after_a_device_run(tmp_path, monkeypatch):
             "pairs, buckets padded) the CUDA-graph rows score 2.50x to 2.50x") in text
     (tmp_path / "gpu_check.txt").write_text("| table |\n..  [100%]\n2 passed, 11 deselected in 25.68s\n")
     assert "in the same call: 2 passed, 11 deselected in 25.68s (" in report._gpu_section()
+    metrics = {"map": 0.5, "ndcg@10": 0.6}
+    (tmp_path / "gpu_train.json").write_text(json.dumps({
+        "config": {"loss": "listnet", "epochs": 3.0, "batch_size": 8}, "bf16": True, "train_rows": 873,
+        "train_pairs_per_epoch": 8672, "train_seconds": 53.3, "train_pairs_per_second": 487.7,
+        "eval_before": {"metrics": metrics}, "eval_after": {"metrics": {"map": 0.79, "ndcg@10": 0.84}}}))
+    assert ("53.3 s of training, 487.7 train pairs/s; WikiQA test MAP 0.5000 -> 0.7900, NDCG@10 0.6000 -> 0.8400"
+            in report._gpu_section())
 
 
 def test_gpu_table_keeps_a_multiline_error_in_one_cell():
