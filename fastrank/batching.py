@@ -400,14 +400,20 @@ def splits_at_spaces(tokenizer: Any) -> bool:
     return False
 
 
+def lone_surrogate(text: str) -> str | None:
+    """What makes ``text`` invalid Unicode, as error messages name it ("lone surrogate '\\udce9' at character 3"),
+    or None when it is valid: what the tokenizer refuses, found here to name the text that holds it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"lone surrogate {text[exc.start]!r} at character {exc.start}"
+    return None
+
+
 def _is_unicode(text: str) -> bool:
     """Whether ``text`` is valid Unicode (no lone surrogate): one that is not is tokenized whole, so that the
     tokenizer refuses it even where the bad character lies past the prefix truncation keeps."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    return lone_surrogate(text) is None
 
 
 def _prefix_at_space(text: str, chars: int, ideographs: bool = False) -> str | None:
@@ -503,14 +509,10 @@ def explain_bad_text(items: Sequence) -> TypeError | None:
         for role, text in parts:
             if not isinstance(text, str):
                 return TypeError(f"item {i}: {role} must be a str, got {type(text).__name__}")
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                return TypeError(
-                    f"item {i}: {role} is not valid Unicode text (lone surrogate {text[exc.start]!r} at character "
-                    f"{exc.start}, typically bytes decoded with errors='surrogateescape'); decode the bytes with "
-                    f"errors='replace' or fix the text"
-                )
+            bad = lone_surrogate(text)
+            if bad is not None:
+                return TypeError(f"item {i}: {role} is not valid Unicode text ({bad}, typically bytes decoded with "
+                                 f"errors='surrogateescape'); decode the bytes with errors='replace' or fix the text")
     return None
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastrank.batching import check_positive_int
+from fastrank.batching import check_positive_int, lone_surrogate
 from fastrank.documents import Document, check_document, document_parts, document_text, has_title, is_blank
 from fastrank.errors import DataError
 
@@ -231,11 +231,10 @@ def _group_flat_rows(rows: Iterable[tuple[str, dict[str, Any]]], source: str) ->
 def check_unicode(text: str, where: str) -> str:
     """``text`` when it is valid Unicode; a DataError naming ``where`` for a lone surrogate (a JSON ``"\\ud800"``
     escape reads as one), which tokenizers and pyarrow refuse later with errors that name no line."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise DataError(f"{where} is not valid Unicode text (lone surrogate {text[exc.start]!r} at character "
-                        f"{exc.start}, e.g. from a JSON '\\ud800' escape); fix or drop that text") from None
+    bad = lone_surrogate(text)
+    if bad is not None:
+        raise DataError(f"{where} is not valid Unicode text ({bad}, e.g. from a JSON '\\ud800' escape); fix or drop "
+                        "that text")
     return text
 
 
