@@ -6,11 +6,12 @@ behave identically everywhere. It needs only ``tokenizers`` and numpy.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import numbers
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -491,6 +492,19 @@ def _to_encoded(encs) -> EncodedPairs:
     ids = [np.asarray(e.ids, dtype=np.int64) for e in encs]
     types = [np.asarray(e.type_ids, dtype=np.int64) for e in encs]
     return EncodedPairs(ids, types, np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)))
+
+
+@contextlib.contextmanager
+def bad_text_named_in(given: Sequence) -> Iterator[None]:
+    """Around scoring ``distinct_pairs(given)``: a TypeError for a bad text is raised again naming it by its position
+    among the pairs the caller ``given`` (``explain_bad_text``), not among the distinct ones scored."""
+    try:
+        yield
+    except TypeError as exc:
+        better = explain_bad_text(given)
+        if better is None:
+            raise
+        raise better from exc
 
 
 def explain_bad_text(items: Sequence) -> TypeError | None:

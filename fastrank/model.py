@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fastrank.batching import (Pair, PairEncoder, check_pairs, check_positive_int, check_prompt, collate,
-                               distinct_pairs, explain_bad_text, is_integer, is_single_pair, model_input_names,
-                               plan_batches, run_batches)
+from fastrank.batching import (Pair, PairEncoder, bad_text_named_in, check_pairs, check_positive_int, check_prompt,
+                               collate, distinct_pairs, is_integer, is_single_pair, model_input_names, plan_batches,
+                               run_batches)
 from fastrank.documents import Document, document_text
 from fastrank.errors import ModelLoadError, warn_caller
 from fastrank.hub import hub_location
@@ -799,13 +799,8 @@ class CrossEncoder(torch.nn.Module):
 
         bar = tqdm(total=n, desc="Scoring", unit="pair", disable=bar_disabled(show_progress_bar))
         with self.scoring_mode(), bar:
-            try:
+            with bad_text_named_in(given):
                 encoded = encoder.encode(pairs)
-            except TypeError as exc:  # a bad text, named by its position among the pairs given
-                better = explain_bad_text(given)
-                if better is None:
-                    raise
-                raise better from exc
             out = run_batches(encoded, scores, batch_size, max_tokens, encoder.pad_token_id, self.num_labels,
                               on_batch=bar.update)
         return self._scores_out(out[index], convert_to_tensor, apply_softmax, convert_to_numpy)

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from fastrank.backends.base import Backend, get_backend
-from fastrank.batching import (EncodedPairs, Pair, PairEncoder, check_pairs, check_positive_int, distinct_pairs,
-                               explain_bad_text, is_integer, is_single_pair, run_batches)
+from fastrank.batching import (EncodedPairs, Pair, PairEncoder, bad_text_named_in, check_pairs, check_positive_int,
+                               distinct_pairs, is_integer, is_single_pair, run_batches)
 from fastrank.documents import Document, check_documents, is_blank
 from fastrank.errors import FastrankError, ModelLoadError
 from fastrank.export.manifest import cpu_features, read_manifest
@@ -337,13 +337,8 @@ class Reranker:
         rows of a batch, torch's kernels gave them logits ~1e-7 apart, which ordered copies at random)."""
         given = check_pairs(pairs)
         distinct, index = distinct_pairs(given)
-        try:
+        with bad_text_named_in(given):
             return self.every_logit(distinct)[index]
-        except TypeError as exc:  # a bad text, named by its position among the pairs given
-            better = explain_bad_text(given)
-            if better is None:
-                raise
-            raise better from exc
 
     def every_logit(self, pairs: Sequence[Pair]) -> np.ndarray:
         """``logits`` with every pair scored, a repeated one again: what a benchmark times."""
