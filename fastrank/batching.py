@@ -143,6 +143,12 @@ class PairEncoder:
         self.query_prefix = check_prompt(query_prefix, "query_prefix")
         self._lazy: dict[str, Any] = {}  # read once from the tokenizer, shared with ``with_query_prefix`` copies
 
+    @classmethod
+    def for_tokenizer(cls, tokenizer: Any, max_length: int) -> PairEncoder:
+        """The encoder of a Hugging Face (fast) tokenizer: its backend, pad id and truncation side."""
+        return cls(tokenizer.backend_tokenizer, max_length, tokenizer.pad_token_id or 0,
+                   truncation_side=getattr(tokenizer, "truncation_side", "right"))
+
     def with_query_prefix(self, prefix: str | None) -> PairEncoder:
         """This encoder with another query prefix (None: none); it shares the tokenizer, so it costs nothing."""
         prefix = check_prompt(prefix or "", "query_prefix")

@@ -132,8 +132,7 @@ class EmbeddingModel:
         self.name_or_path = str(model_name_or_path)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(device=self.device, dtype=cast).eval()
-        self._encoder = PairEncoder(self.tokenizer.backend_tokenizer, self.max_length, self.tokenizer.pad_token_id or 0,
-                                    truncation_side=getattr(self.tokenizer, "truncation_side", "right"))
+        self._encoder = PairEncoder.for_tokenizer(self.tokenizer, self.max_length)
 
     @property
     def dimension(self) -> int:

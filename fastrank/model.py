@@ -665,9 +665,7 @@ class CrossEncoder(torch.nn.Module):
         cached = self.__dict__.get("_pair_encoder")
         side = getattr(self.tokenizer, "truncation_side", "right")
         if cached is None or cached.max_length != self.max_length or cached.truncation_side != side:
-            cached = PairEncoder(self.tokenizer.backend_tokenizer, self.max_length, self.tokenizer.pad_token_id or 0,
-                                 truncation_side=side)
-            self.__dict__["_pair_encoder"] = cached
+            cached = self.__dict__["_pair_encoder"] = PairEncoder.for_tokenizer(self.tokenizer, self.max_length)
         return cached.with_query_prefix(prompt)
 
     def tokenize(self, queries: Sequence[str], documents: Sequence[Document]) -> dict[str, torch.Tensor]:
