@@ -209,10 +209,10 @@ class Reranker:
         sessions = sessions if sessions == "auto" else int(sessions)
         self.path = str(path_or_id)
         local = Path(path_or_id).expanduser()
+        # what loading took that the Reranker does not keep (pickling builds it again from these and its batching)
         self._options = {"path_or_id": str(local.resolve()) if local.exists() else self.path, "backend": backend,
-                         "num_threads": num_threads, "sessions": sessions, "batch_size": batch_size,
-                         "max_tokens": max_tokens, "long_documents": long_documents, "window_stride": window_stride,
-                         "providers": providers, "backend_options": backend_options}
+                         "num_threads": num_threads, "sessions": sessions, "providers": providers,
+                         "backend_options": backend_options}
         self.manifest = read_manifest(local) if local.is_dir() else None
         name = backend
         if backend == "auto":
@@ -321,7 +321,7 @@ class Reranker:
         """Pickled as its path and options (a loaded model and its sessions do not pickle), with the batching it has
         now: unpickling, in a worker process say, loads the model again, as ``Reranker(path, ...)`` would there."""
         windows = self.long_documents == "windows"
-        now = {"batch_size": self.batch_size, "max_tokens": self.max_tokens,
+        now = {"batch_size": self.batch_size, "max_tokens": self.max_tokens, "long_documents": self.long_documents,
                "window_stride": self.window_stride if windows else None}
         return _reranker_from, (type(self), {**self._options, **now})
 
