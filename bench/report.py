@@ -340,14 +340,12 @@ GPU_COLUMNS = ("row", "pairs_per_s_64x256", "speedup_vs_fp32_eager_64x256", "wik
                "delta_ndcg@10", "noise_delta_ndcg@10", "max_abs_dlogit", "gate_ok", "warmup_s")
 
 
-def _gpu_check_run(path: Path) -> tuple[str, str]:
-    """(header, Markdown table) of a ``bench.gpu_check --json`` file."""
-    import json
-
+def _gpu_check_run(path: Path) -> tuple[str, str, list[dict[str, Any]]]:
+    """(header, Markdown table, rows) of a ``bench.gpu_check --json`` file."""
     from bench.gpu_check import table
 
     run = json.loads(path.read_text(encoding="utf-8"))
-    return run["header"], table(run["rows"], GPU_COLUMNS)
+    return run["header"], table(run["rows"], GPU_COLUMNS), run["rows"]
 
 
 def _gpu_section() -> str:
@@ -358,9 +356,9 @@ def _gpu_section() -> str:
             "`python -m bench.gpu_check --prepare .gpu` here, then `bash bench/gpu_check.sh` on the GPU machine "
             "with `.gpu` carried; copy its `gpu_check.json` to `bench/results/` and run `python -m bench report`. "
             "Gate: ΔNDCG@10 <= 0.002 against torch fp32 eager; aim: >= 3x its pairs/s at batch 64 x 256.", ""])
-    header, rows = _gpu_check_run(GPU_RESULTS)
+    header, rows, records = _gpu_check_run(GPU_RESULTS)
     lines += [f"Command: `bash bench/gpu_check.sh` (one device call, `.gpu` carried). {header}.", "", rows, "",
-              _gpu_summary(json.loads(GPU_RESULTS.read_text(encoding="utf-8"))["rows"]), ""]
+              _gpu_summary(records), ""]
     log = GPU_RESULTS.with_suffix(".txt")  # the script's whole output, beside its JSON
     if log.is_file():
         lines_out = log.read_text(encoding="utf-8").splitlines()
@@ -408,7 +406,7 @@ def _cpu_dry_run_section() -> str:
     """The GPU check's rows computed on the CPU: parity of each precision (CPU kernels, not CUDA's), no GPU speed."""
     if not CPU_DRY_RUN.is_file():
         return ""
-    header, rows = _gpu_check_run(CPU_DRY_RUN)
+    header, rows, _ = _gpu_check_run(CPU_DRY_RUN)
     return "\n".join([
         "### The same precisions on the CPU (parity only)", "",
         "The torch-cuda backend's precisions run eagerly on this CPU over the whole of WikiQA test with the GPU "
