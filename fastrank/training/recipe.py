@@ -250,7 +250,7 @@ def _check_same_run(ckpt_dir: Path, record: dict[str, Any]) -> None:
     old, new = saved.get("settings", {}), record["settings"]
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     old = {k: old.get(k, defaults.get(k)) for k in set(old) | set(new)}  # a setting added since: its default then
-    changed = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    changed = [f"{k} {old[k]!r} -> {new.get(k)!r}" for k in sorted(old) if old[k] != new.get(k)]
     changed += [f"what {name} holds" for name in _INPUTS
                 if saved.get("inputs", {}).get(name) != record["inputs"][name]]
     if changed:
